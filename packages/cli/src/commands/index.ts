@@ -1,0 +1,5 @@
+import type { CommandContext } from '../program.ts';
+import { registerKitInit } from './kit-init.ts';
+
+/** Every command file registers itself here; order is the order in `form --help`. */
+export const commands: Array<(ctx: CommandContext) => void> = [registerKitInit];

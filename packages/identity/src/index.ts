@@ -1,0 +1,3 @@
+export * from './keys.ts';
+export * from './keystore.ts';
+export * from './signed-request.ts';

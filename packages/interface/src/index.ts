@@ -1,0 +1,6 @@
+export * from './errors.ts';
+export * from './formfile.ts';
+export * from './formpack.ts';
+export * from './home.ts';
+export * from './ports.ts';
+export * from './types.ts';

@@ -1,0 +1,4 @@
+export * from './client.ts';
+export * from './config.ts';
+export * from './logger.ts';
+export * from './server.ts';

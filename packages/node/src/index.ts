@@ -1,1 +1,3 @@
-export {};
+export * from './config.ts';
+export * from './daemon-files.ts';
+export * from './doctor.ts';

@@ -1,5 +1,6 @@
 import type { CommandContext } from '../program.ts';
 import { registerKitInit } from './kit-init.ts';
+import { registerNode } from './node.ts';
 
 /** Every command file registers itself here; order is the order in `form --help`. */
-export const commands: Array<(ctx: CommandContext) => void> = [registerKitInit];
+export const commands: Array<(ctx: CommandContext) => void> = [registerKitInit, registerNode];

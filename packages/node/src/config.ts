@@ -1,0 +1,99 @@
+import { join } from 'node:path';
+import { DEFAULT_DOMAIN, DEFAULT_PORTS, formHome } from '@formation/interface';
+import { loadConfig } from '@formation/service';
+import { type Static, Type } from '@sinclair/typebox';
+
+const Port = (def: number) => Type.Integer({ minimum: 1, maximum: 65535, default: def });
+
+/** formationd's configuration: `$FORM_HOME/node/config.json`, `FORM_*` env and flags, validated at start. */
+export const NodeConfigSchema = Type.Object({
+  dataDir: Type.String({ minLength: 1 }),
+  /** Address the APIs listen on (loopback by default; never the instances' network). */
+  host: Type.String({ default: '127.0.0.1' }),
+  /** Added to every default port: several nodes on one host (the devnet) use different offsets. */
+  portOffset: Type.Integer({ minimum: 0, maximum: 60000, default: 0 }),
+  domain: Type.String({
+    default: DEFAULT_DOMAIN,
+    pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$',
+  }),
+  /** Run the node's bridge, TAPs and WireGuard inside this network namespace (created on up, removed on down). */
+  netns: Type.Optional(Type.String({ pattern: '^[a-zA-Z0-9_-]{1,15}$' })),
+  /** The node's slice of formnet for its instances. */
+  instanceCidr: Type.String({
+    default: '10.128.1.0/24',
+    pattern: '^10\\.(1[2-9][0-9]|2[0-5][0-9])\\.\\d{1,3}\\.\\d{1,3}/\\d{1,2}$',
+  }),
+  logLevel: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    {
+      default: 'info',
+    },
+  ),
+});
+export type NodeConfig = Static<typeof NodeConfigSchema>;
+
+export interface NodePorts {
+  formnet: number;
+  vmm: number;
+  pack: number;
+  state: number;
+  p2p: number;
+  dns: number;
+}
+
+export function nodePorts(cfg: Pick<NodeConfig, 'portOffset'>): NodePorts {
+  const o = cfg.portOffset;
+  return {
+    formnet: DEFAULT_PORTS.formnet + o,
+    vmm: DEFAULT_PORTS.vmm + o,
+    pack: DEFAULT_PORTS.pack + o,
+    state: DEFAULT_PORTS.state + o,
+    p2p: DEFAULT_PORTS.p2p + o,
+    dns: 5353 + o,
+  };
+}
+
+/** Paths inside the data dir. */
+export function nodePaths(dataDir: string) {
+  const dir = join(dataDir, 'node');
+  return {
+    dir,
+    pidFile: join(dir, 'formationd.pid'),
+    logFile: join(dir, 'formationd.log'),
+    infoFile: join(dir, 'node.json'),
+    configFile: join(dir, 'config.json'),
+    keyFile: join(dir, 'node-key.json'),
+    stateDb: join(dir, 'state.db'),
+  };
+}
+
+export function loadNodeConfig(flags: Partial<NodeConfig> = {}, env: NodeJS.ProcessEnv = process.env): NodeConfig {
+  const dataDir = flags.dataDir ?? formHome(env);
+  return loadConfig(NodeConfigSchema, {
+    file: nodePaths(dataDir).configFile,
+    env: {
+      host: env.FORM_HOST,
+      portOffset: env.FORM_PORT_OFFSET,
+      domain: env.FORM_DOMAIN,
+      netns: env.FORM_NETNS,
+      instanceCidr: env.FORM_INSTANCE_CIDR,
+      logLevel: env.FORM_LOG_LEVEL,
+    },
+    flags: { ...flags, dataDir },
+  });
+}
+
+/** What a running daemon publishes in node.json (read by `form node status`). */
+export interface NodeInfo {
+  pid: number;
+  startedAt: string;
+  ready: boolean;
+  version: string;
+  host: string;
+  ports: NodePorts;
+  netns: string | null;
+  domain: string;
+  nodeAddress: string;
+  accel: string;
+  logFile: string;
+}

@@ -1,0 +1,391 @@
+import { createHash } from 'node:crypto';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import type { Logger } from '@formation/service';
+import { type GossipSub, gossipsub, TopicValidatorResult } from '@libp2p/gossipsub';
+import { identify } from '@libp2p/identify';
+import type { Connection, PeerId, Stream } from '@libp2p/interface';
+import { ping } from '@libp2p/ping';
+import { tcp } from '@libp2p/tcp';
+import { multiaddr } from '@multiformats/multiaddr';
+import { createLibp2p, type Libp2p } from 'libp2p';
+import { isOp, type Op, type OpStore, refHash } from './op-store.ts';
+import { libp2pKeyOf } from './peer-identity.ts';
+import {
+  type FrameLimits,
+  fitOps,
+  MAX_OPS_PER_FRAME,
+  openFrames,
+  parseRequest,
+  parseResponse,
+  SYNC_PROTOCOL,
+  type SyncResponse,
+} from './sync-protocol.ts';
+
+/** The gossip topic that carries new state ops (one op per message, JSON). */
+export const OPS_TOPIC = 'formation/ops/1';
+export const DEFAULT_P2P_PORT = 3005;
+
+export interface P2PNodeOptions {
+  /** The node's secp256k1 key (from `@formation/identity`); the libp2p peer ID is derived from it. */
+  key: { privateKey: Uint8Array };
+  /** Listen multiaddrs; default `/ip4/127.0.0.1/tcp/3005`. */
+  listen?: string[];
+  /** Peers to dial at start and to keep re-dialling while disconnected. */
+  bootstrap?: string[];
+  store: OpStore;
+  logger: Logger;
+  topic?: string;
+  /** Anti-entropy with every connected peer this often (ms); default 10 s. 0 disables the timer. */
+  syncIntervalMs?: number;
+  /** Re-dial disconnected bootstrap peers this often (ms); default 5 s. */
+  redialIntervalMs?: number;
+  /** Largest op accepted from gossip or sync, bytes; default 256 KiB. */
+  maxOpBytes?: number;
+  /** Largest sync frame, bytes; default 4 MiB. */
+  maxFrameBytes?: number;
+  /** Ops per sync response; default 256. */
+  syncBatch?: number;
+}
+
+export interface SyncResult {
+  peer: string;
+  rounds: number;
+  received: number;
+  accepted: number;
+  rejected: number;
+}
+
+export interface P2PStats {
+  gossipReceived: number;
+  gossipAccepted: number;
+  gossipRejected: number;
+  gossipIgnored: number;
+  published: number;
+  syncs: number;
+  syncAccepted: number;
+}
+
+export interface P2PNode {
+  /** This node's peer ID (base58). */
+  readonly peerId: string;
+  readonly libp2p: Libp2p<{ pubsub: GossipSub }>;
+  readonly stats: P2PStats;
+  /** The addresses peers can dial, each ending in `/p2p/<peerId>`. */
+  multiaddrs(): string[];
+  /** Peer IDs with an open connection. */
+  peers(): string[];
+  /** Peers in the gossip topic's mesh or subscribed to it. */
+  topicPeers(): string[];
+  dial(addr: string): Promise<string>;
+  /** Publish an op the local store already holds (normally automatic through `onAccepted`). */
+  publish(op: Op): Promise<void>;
+  /** Anti-entropy with one peer: pull what it has and we lack, until caught up. */
+  syncWith(peer: PeerId | string): Promise<SyncResult>;
+  /** Anti-entropy with every connected peer. */
+  syncAll(): Promise<SyncResult[]>;
+  stop(): Promise<void>;
+}
+
+const MAX_SYNC_ROUNDS = 10_000;
+const MAX_HASHES = 1024;
+
+/**
+ * Start a libp2p host (TCP + Noise + Yamux + identify + ping + gossipsub) that replicates the ops of
+ * `store`: every op the store accepts locally is gossiped; every gossiped op is applied and forwarded
+ * only if the store accepts it (rejected ops are reported to gossipsub as invalid, which also scores
+ * the sender down); a peer that sends an op with missing parents triggers anti-entropy with it.
+ * Anti-entropy (`/formation/sync/1`) runs on every new connection and every `syncIntervalMs`.
+ *
+ * @example
+ * const p2p = await createP2PNode({ key, store, logger, bootstrap: ['/ip4/10.0.0.2/tcp/3005/p2p/16U…'] });
+ */
+export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
+  const log = opts.logger.child({ component: 'p2p' });
+  const store = opts.store;
+  const topic = opts.topic ?? OPS_TOPIC;
+  const maxOpBytes = opts.maxOpBytes ?? 256 * 1024;
+  const limits: FrameLimits = {
+    maxFrameBytes: opts.maxFrameBytes ?? 4 * 1024 * 1024,
+    maxOps: Math.min(opts.syncBatch ?? 256, MAX_OPS_PER_FRAME),
+    maxHashes: MAX_HASHES,
+  };
+  const stats: P2PStats = {
+    gossipReceived: 0,
+    gossipAccepted: 0,
+    gossipRejected: 0,
+    gossipIgnored: 0,
+    published: 0,
+    syncs: 0,
+    syncAccepted: 0,
+  };
+
+  const libp2p = await createLibp2p({
+    privateKey: libp2pKeyOf(opts.key),
+    addresses: { listen: opts.listen ?? [`/ip4/127.0.0.1/tcp/${DEFAULT_P2P_PORT}`] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: {
+      identify: identify(),
+      ping: ping(),
+      pubsub: gossipsub({
+        // Ops are signed by their authors; message identity is the op bytes, so the same op relayed
+        // by two peers is one message and re-publishing it is a no-op.
+        globalSignaturePolicy: 'StrictNoSign',
+        msgIdFn: (msg) => createHash('sha256').update(msg.data).digest(),
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        maxInboundDataLength: maxOpBytes + 4096,
+      }),
+    },
+  });
+  const pubsub = libp2p.services.pubsub;
+
+  // Hashes we received from the network: their `onAccepted` must not re-publish them. Bounded FIFO.
+  const fromNetwork = new Set<string>();
+  const markFromNetwork = (hash: string): void => {
+    fromNetwork.add(hash);
+    if (fromNetwork.size > 50_000) {
+      const first = fromNetwork.values().next().value;
+      if (first !== undefined) fromNetwork.delete(first);
+    }
+  };
+
+  pubsub.topicValidators.set(topic, async (peer, msg) => {
+    stats.gossipReceived++;
+    const verdict = await validateGossip(peer, msg.data);
+    if (verdict === TopicValidatorResult.Accept) stats.gossipAccepted++;
+    else if (verdict === TopicValidatorResult.Reject) stats.gossipRejected++;
+    else stats.gossipIgnored++;
+    return verdict;
+  });
+
+  async function validateGossip(peer: PeerId, data: Uint8Array): Promise<TopicValidatorResult> {
+    if (data.length > maxOpBytes) return TopicValidatorResult.Reject;
+    let op: unknown;
+    try {
+      op = JSON.parse(new TextDecoder().decode(data));
+    } catch {
+      return TopicValidatorResult.Reject;
+    }
+    if (!isOp(op)) return TopicValidatorResult.Reject;
+    try {
+      if ((await store.getOps([op.hash])).length > 0) return TopicValidatorResult.Ignore;
+      markFromNetwork(op.hash);
+      const r = await store.applyBatch([op]);
+      if (r.rejected.some((x) => refHash(x) === op.hash)) {
+        log.warn({ peer: peer.toString(), hash: op.hash }, 'rejected gossiped op');
+        return TopicValidatorResult.Reject;
+      }
+      if (r.accepted.some((x) => refHash(x) === op.hash)) return TopicValidatorResult.Accept;
+      if (r.pending.some((x) => refHash(x) === op.hash)) scheduleSync(peer, 0);
+      return TopicValidatorResult.Ignore;
+    } catch (err) {
+      log.error({ err, hash: op.hash }, 'store failed on a gossiped op');
+      return TopicValidatorResult.Ignore;
+    }
+  }
+
+  pubsub.subscribe(topic);
+
+  async function publish(op: Op): Promise<void> {
+    const data = new TextEncoder().encode(JSON.stringify(op));
+    if (data.length > maxOpBytes) {
+      log.warn({ hash: op.hash, bytes: data.length }, 'op too large to gossip; peers get it by anti-entropy');
+      return;
+    }
+    try {
+      await pubsub.publish(topic, data);
+      stats.published++;
+    } catch (err) {
+      // Duplicate (already gossiped) or no peers yet: anti-entropy covers both.
+      log.debug({ err, hash: op.hash }, 'publish skipped');
+    }
+  }
+
+  const unsubscribe = store.onAccepted((op) => {
+    if (fromNetwork.has(op.hash)) return;
+    void publish(op);
+  });
+
+  // ---- anti-entropy server ----
+  await libp2p.handle(
+    SYNC_PROTOCOL,
+    async (stream: Stream, connection: Connection) => {
+      const frames = openFrames(stream, limits);
+      const signal = AbortSignal.timeout(120_000);
+      try {
+        for (let i = 0; i < MAX_SYNC_ROUNDS; i++) {
+          let raw: unknown;
+          try {
+            raw = await frames.read(signal);
+          } catch {
+            break; // client closed
+          }
+          const req = parseRequest(raw, limits);
+          if (!req) {
+            log.warn({ peer: connection.remotePeer.toString() }, 'malformed sync request; closing stream');
+            stream.abort(new Error('malformed sync request'));
+            return;
+          }
+          let ops: Op[];
+          let more = false;
+          if (req.t === 'since') {
+            const found = await store.opsSince(req.heads, limits.maxOps + 1);
+            more = found.length > limits.maxOps;
+            ops = found.slice(0, limits.maxOps);
+          } else {
+            ops = (await store.getOps(req.hashes)).slice(0, limits.maxOps);
+          }
+          const fit = fitOps(ops, limits.maxFrameBytes - 64 * MAX_HASHES - 1024);
+          const resp: SyncResponse = {
+            t: 'ops',
+            ops: fit.ops,
+            more: more || fit.truncated,
+            heads: (await store.heads()).slice(0, MAX_HASHES),
+          };
+          await frames.send(resp, signal);
+        }
+        await stream.close({ signal }).catch(() => undefined);
+      } catch (err) {
+        log.debug({ err, peer: connection.remotePeer.toString() }, 'sync stream ended with an error');
+        stream.abort(err as Error);
+      }
+    },
+    { maxInboundStreams: 8, runOnLimitedConnection: false },
+  );
+
+  // ---- anti-entropy client ----
+  const inflight = new Map<string, Promise<SyncResult>>();
+
+  function syncWith(peer: PeerId | string): Promise<SyncResult> {
+    const id = peer.toString();
+    const running = inflight.get(id);
+    if (running) return running;
+    const p = runSync(id).finally(() => inflight.delete(id));
+    inflight.set(id, p);
+    return p;
+  }
+
+  async function runSync(id: string): Promise<SyncResult> {
+    const conn = libp2p.getConnections().find((c) => c.remotePeer.toString() === id);
+    if (!conn) throw new Error(`Cannot sync with ${id}: not connected`);
+    const signal = AbortSignal.timeout(120_000);
+    const stream = await conn.newStream(SYNC_PROTOCOL, { signal });
+    const frames = openFrames(stream, limits);
+    const result: SyncResult = { peer: id, rounds: 0, received: 0, accepted: 0, rejected: 0 };
+    // Hashes from the previous answer that we now hold: telling the server lets it skip their
+    // ancestors even when it does not know our heads (we are on a branch it has not seen).
+    let alsoKnown: string[] = [];
+    try {
+      while (result.rounds < MAX_SYNC_ROUNDS) {
+        result.rounds++;
+        const before = await store.heads();
+        const known = [...new Set([...before, ...alsoKnown])].slice(0, MAX_HASHES);
+        await frames.send({ t: 'since', heads: known }, signal);
+        const resp = parseResponse(await frames.read(signal), limits);
+        if (!resp) throw new Error('malformed sync response');
+        if (resp.ops.length === 0) break;
+        const ops = resp.ops.filter((op) => Buffer.byteLength(JSON.stringify(op)) <= maxOpBytes);
+        for (const op of ops) markFromNetwork(op.hash);
+        const r = await store.applyBatch(ops);
+        result.received += resp.ops.length;
+        result.accepted += r.accepted.length;
+        result.rejected += r.rejected.length + (resp.ops.length - ops.length);
+        const bad = new Set([...r.rejected, ...r.pending].map(refHash));
+        alsoKnown = ops.map((o) => o.hash).filter((h) => !bad.has(h));
+        if (alsoKnown.length === 0) break; // nothing usable: a broken or hostile peer
+        const after = await store.heads();
+        const changed = after.length !== before.length || after.some((h, i) => h !== before[i]);
+        if (!resp.more && !changed) break;
+      }
+      await stream.close({ signal }).catch(() => undefined);
+    } catch (err) {
+      stream.abort(err as Error);
+      throw err;
+    }
+    stats.syncs++;
+    stats.syncAccepted += result.accepted;
+    if (result.accepted > 0) log.info(result, 'anti-entropy caught up');
+    return result;
+  }
+
+  const timers = new Set<NodeJS.Timeout>();
+  let stopped = false;
+  function scheduleSync(peer: PeerId | string, delayMs: number): void {
+    if (stopped) return;
+    const t = setTimeout(() => {
+      timers.delete(t);
+      if (stopped) return;
+      syncWith(peer).catch((err: unknown) => log.debug({ err, peer: peer.toString() }, 'sync failed'));
+    }, delayMs);
+    timers.add(t);
+  }
+
+  libp2p.addEventListener('peer:connect', (evt) => scheduleSync(evt.detail, 50));
+
+  async function syncAll(): Promise<SyncResult[]> {
+    const ids = [...new Set(libp2p.getConnections().map((c) => c.remotePeer.toString()))];
+    const results = await Promise.allSettled(ids.map((id) => syncWith(id)));
+    return results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  }
+
+  // ---- bootstrap ----
+  const bootstrapPeer = new Map<string, string>(); // multiaddr -> peer id seen there
+  async function dial(addr: string): Promise<string> {
+    const conn = await libp2p.dial(multiaddr(addr), { signal: AbortSignal.timeout(10_000) });
+    const id = conn.remotePeer.toString();
+    bootstrapPeer.set(addr, id);
+    return id;
+  }
+  async function redial(): Promise<void> {
+    const connected = new Set(libp2p.getConnections().map((c) => c.remotePeer.toString()));
+    await Promise.allSettled(
+      (opts.bootstrap ?? []).map(async (addr) => {
+        const known = bootstrapPeer.get(addr);
+        if (known === libp2p.peerId.toString()) return;
+        if (known && connected.has(known)) return;
+        try {
+          await dial(addr);
+        } catch (err) {
+          log.debug({ err, addr }, 'bootstrap dial failed');
+        }
+      }),
+    );
+  }
+  await redial();
+
+  const syncTimer =
+    (opts.syncIntervalMs ?? 10_000) > 0 ? setInterval(() => void syncAll(), opts.syncIntervalMs ?? 10_000) : undefined;
+  const redialTimer = opts.bootstrap?.length
+    ? setInterval(() => void redial(), opts.redialIntervalMs ?? 5_000)
+    : undefined;
+  syncTimer?.unref();
+  redialTimer?.unref();
+
+  log.info({ peerId: libp2p.peerId.toString(), addrs: libp2p.getMultiaddrs().map(String) }, 'p2p started');
+
+  return {
+    peerId: libp2p.peerId.toString(),
+    libp2p,
+    stats,
+    multiaddrs: () => libp2p.getMultiaddrs().map(String),
+    peers: () => [...new Set(libp2p.getConnections().map((c) => c.remotePeer.toString()))],
+    topicPeers: () => pubsub.getSubscribers(topic).map(String),
+    dial,
+    publish,
+    syncWith,
+    syncAll,
+    async stop() {
+      stopped = true;
+      if (syncTimer) clearInterval(syncTimer);
+      if (redialTimer) clearInterval(redialTimer);
+      for (const t of timers) clearTimeout(t);
+      if (typeof unsubscribe === 'function') (unsubscribe as () => void)();
+      await Promise.allSettled([...inflight.values()]);
+      await libp2p.stop();
+      log.info('p2p stopped');
+    },
+  };
+}

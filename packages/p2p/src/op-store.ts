@@ -1,0 +1,53 @@
+/**
+ * What p2p needs from the state store. The real implementation is `@formation/state`'s op log; p2p
+ * codes only against this interface so it can be tested on loopback with any compliant store.
+ * Every method may be sync or async.
+ */
+
+/** A state op as it travels: a JSON object whose `hash` is its content address. */
+export interface Op {
+  hash: string;
+  [field: string]: unknown;
+}
+
+/** An entry of an apply result: the store may report hashes or whole ops / `{ hash, reason }` records. */
+export type OpRef = string | { hash: string; reason?: string };
+
+export interface ApplyResult {
+  /** Ops now in the log (including ones that were already there, if the store reports them). */
+  accepted: readonly OpRef[];
+  /** Ops that are invalid (bad signature, bad hash, not allowed): never stored, never forwarded. */
+  rejected: readonly OpRef[];
+  /** Ops whose parents are missing: kept aside until the parents arrive. */
+  pending: readonly OpRef[];
+}
+
+type MaybePromise<T> = T | Promise<T>;
+
+export interface OpStore {
+  /** Hashes of the ops no other op builds on. */
+  heads(): MaybePromise<string[]>;
+  /** Ops the holder of `heads` lacks, parents before children, at most `limit`. Unknown heads are ignored. */
+  opsSince(heads: string[], limit: number): MaybePromise<Op[]>;
+  /** The ops among `hashes` that the store holds. */
+  getOps(hashes: string[]): MaybePromise<Op[]>;
+  /** Validate and add ops. */
+  applyBatch(ops: Op[]): MaybePromise<ApplyResult>;
+  /** Called once for every op the store accepts (from any source); may return an unsubscribe function. */
+  onAccepted(cb: (op: Op) => void): unknown;
+}
+
+/** The hash of an apply-result entry. */
+export function refHash(ref: OpRef): string {
+  return typeof ref === 'string' ? ref : ref.hash;
+}
+
+/** True when `value` looks like an op (a plain object with a string `hash`). */
+export function isOp(value: unknown): value is Op {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    typeof (value as { hash?: unknown }).hash === 'string'
+  );
+}

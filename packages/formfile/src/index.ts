@@ -1,1 +1,22 @@
-export {};
+/**
+ * @formation/formfile: the Formfile lexer, parser and validator.
+ *
+ * @example
+ * const { text, dir } = await loadFormfile('examples/hello-server');
+ * const { spec, errors, copyPositions } = parseFormfile(text);
+ * if (spec) errors.push(...(await validateBuildContext(spec, dir, copyPositions)));
+ */
+export { validateBuildContext } from './context.ts';
+export type { FormfileDiagnostic, FormfileErrorCode, SourcePosition } from './diagnostic.ts';
+export { formatDiagnostics, redactSourceLine } from './format.ts';
+export {
+  BOUNDS,
+  INSTRUCTIONS,
+  type InstructionInfo,
+  type InstructionName,
+  USER_DEFAULTS,
+  USER_FIELDS,
+} from './instructions.ts';
+export { type LoadedFormfile, loadFormfile } from './load.ts';
+export { normalizeFormfile, REDACTED, redactFormfile } from './normalize.ts';
+export { MAX_DIAGNOSTICS, MAX_FORMFILE_BYTES, type ParseResult, parseFormfile } from './parser.ts';

@@ -125,6 +125,7 @@ class Parser {
   run(text: string): ParseResult {
     for (const l of logicalLines(text)) {
       if (this.errors.length >= MAX_DIAGNOSTICS) {
+        this.errors.length = MAX_DIAGNOSTICS;
         this.errors.push({
           code: 'FORMFILE_SYNTAX',
           message: `Too many errors (${MAX_DIAGNOSTICS}); stopped checking here`,
@@ -134,6 +135,11 @@ class Parser {
         break;
       }
       this.line(l);
+    }
+    if (this.errors.length > MAX_DIAGNOSTICS) {
+      this.errors.length = MAX_DIAGNOSTICS;
+      this.errors.push({ code: 'FORMFILE_SYNTAX', message: `Too many errors (${MAX_DIAGNOSTICS}); stopped checking` });
+      this.stopped = true;
     }
     if (!this.seen.has('NAME') && !this.stopped) {
       this.errors.push({

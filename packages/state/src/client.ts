@@ -1,0 +1,107 @@
+import type { KeyPair } from '@formation/identity';
+import { ApiClient } from '@formation/service';
+import { instanceIdOf } from './kinds.ts';
+import { createOp, type Op, type OpKind } from './op.ts';
+import type { ApplyResult, StateStore } from './store.ts';
+import type { AllocationView, DnsRecordView, FormnetPeerView, FormpackView, InstanceView, NodeView } from './views.ts';
+
+export type SubmitResult = { status: 'accepted' | 'duplicate' | 'pending'; hash: string; missing?: string[] };
+
+/** One interface for the node daemon, in-process (`localStateClient`) or over HTTP (`httpStateClient`). */
+export interface StateClient {
+  /** Sign and submit an op by `key`, with deps built from the current heads and required references. */
+  author(key: KeyPair, kind: OpKind, body: Record<string, unknown>): Promise<Op>;
+  submit(op: Op): Promise<SubmitResult>;
+  applyBatch(ops: Op[]): Promise<ApplyResult>;
+  heads(): Promise<string[]>;
+  digest(): Promise<string>;
+  sync(heads: string[], limit?: number): Promise<{ ops: Op[]; heads: string[] }>;
+  getOp(hash: string): Promise<Op | undefined>;
+  nodes(): Promise<NodeView[]>;
+  instances(): Promise<InstanceView[]>;
+  instance(id: string): Promise<InstanceView | undefined>;
+  formpacks(): Promise<FormpackView[]>;
+  formnetPeers(): Promise<FormnetPeerView[]>;
+  allocations(): Promise<AllocationView[]>;
+  dns(): Promise<DnsRecordView[]>;
+}
+
+/** The in-process client: calls the store directly. */
+export function localStateClient(store: StateStore): StateClient {
+  return {
+    author: async (key, kind, body) => store.author(key, kind, body),
+    submit: async (op) => store.submit(op),
+    applyBatch: async (ops) => store.applyBatch(ops),
+    heads: async () => store.heads(),
+    digest: async () => store.digest(),
+    sync: async (heads, limit) => ({ ops: store.opsSince(heads, limit), heads: store.heads() }),
+    getOp: async (hash) => store.getOp(hash),
+    nodes: async () => store.views().nodes,
+    instances: async () => store.views().instances,
+    instance: async (id) => store.views().instances.find((i) => i.id === id),
+    formpacks: async () => store.views().formpacks,
+    formnetPeers: async () => store.views().formnetPeers,
+    allocations: async () => store.views().allocations,
+    dns: async () => store.views().dns,
+  };
+}
+
+/** The HTTP client for a state API at `baseUrl` (e.g. http://127.0.0.1:3004). */
+export function httpStateClient(baseUrl: string): StateClient {
+  const api = new ApiClient(baseUrl);
+  const get = <T>(path: string) => api.request<T>('GET', path);
+  const post = <T>(path: string, body: unknown) => api.request<T>('POST', path, body, { sign: false });
+  const client: StateClient = {
+    async author(key, kind, body) {
+      const ts = Date.now();
+      const b = { ...body };
+      if (kind === 'instance.create' && b.id === undefined) b.id = instanceIdOf(key.publicKey, String(b.name), ts);
+      const deps = await client.heads();
+      const id = b.instanceId as string | undefined;
+      if ((id && kind.startsWith('instance.')) || (kind === 'dns.record' && id)) {
+        const inst = await client.instance(id as string);
+        if (inst) {
+          if (kind === 'instance.commit' && inst.owner !== key.publicKey) {
+            const claim = inst.replicaSet.find((r) => r.node === key.publicKey);
+            if (claim) deps.push(claim.claimedBy);
+          } else if (kind !== 'instance.status') deps.push(inst.createdBy);
+        }
+      }
+      if (kind === 'formnet.allocate' && b.peer !== key.publicKey) {
+        const me = (await client.nodes()).find((n) => n.id === key.publicKey);
+        if (me) deps.push(me.registeredBy);
+      }
+      const op = createOp(key, kind, b, deps, ts);
+      await client.submit(op);
+      return op;
+    },
+    submit: (op) => post<SubmitResult>('/ops', op),
+    applyBatch: (ops) => post<ApplyResult>('/ops/batch', { ops }),
+    heads: async () => (await get<{ heads: string[] }>('/heads')).heads,
+    digest: async () => (await get<{ digest: string }>('/digest')).digest,
+    sync: (heads, limit) => post<{ ops: Op[]; heads: string[] }>('/sync', limit ? { heads, limit } : { heads }),
+    getOp: async (hash) => {
+      try {
+        return await get<Op>(`/ops/${hash}`);
+      } catch (err) {
+        if ((err as { code?: string }).code === 'STATE_OP_NOT_FOUND') return undefined;
+        throw err;
+      }
+    },
+    nodes: () => get('/nodes'),
+    instances: () => get('/instances'),
+    instance: async (id) => {
+      try {
+        return await get<InstanceView>(`/instances/${encodeURIComponent(id)}`);
+      } catch (err) {
+        if ((err as { code?: string }).code === 'INSTANCE_NOT_FOUND') return undefined;
+        throw err;
+      }
+    },
+    formpacks: () => get('/formpacks'),
+    formnetPeers: () => get('/formnet/peers'),
+    allocations: () => get('/formnet/allocations'),
+    dns: () => get('/dns'),
+  };
+  return client;
+}

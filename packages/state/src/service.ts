@@ -1,0 +1,137 @@
+import type {} from '@fastify/swagger';
+import { DEFAULT_PORTS, FormError } from '@formation/interface';
+import { type ApiServer, createApiServer, type Logger } from '@formation/service';
+import { Type } from '@sinclair/typebox';
+import { MAX_OP_BYTES } from './op.ts';
+import type { StateStore } from './store.ts';
+
+export interface StateServiceOptions {
+  store: StateStore;
+  logger: Logger;
+}
+
+/** Default port of the state API. */
+export const STATE_PORT = DEFAULT_PORTS.state;
+
+const Hash = Type.String({ pattern: '^[0-9a-f]{64}$' });
+const OpSchema = Type.Object(
+  {
+    v: Type.Literal(1),
+    author: Type.String({ description: 'compressed secp256k1 public key, hex' }),
+    deps: Type.Array(Hash, { description: 'hashes of causal predecessors, sorted, unique' }),
+    kind: Type.String(),
+    body: Type.Object({}, { additionalProperties: true }),
+    ts: Type.Integer(),
+    sig: Type.String({ description: 'ECDSA secp256k1 over sha256(canonical encoding), r||s hex, low-s' }),
+    hash: Type.Optional(Hash),
+  },
+  { additionalProperties: true, description: 'A signed op; its own signature authenticates it.' },
+);
+const OpLike = Type.Unsafe<unknown>({ ...OpSchema });
+
+/**
+ * The state API (port 3004). Submitting an op needs no request signature: the op's own signature
+ * authenticates it (401 AUTH_BAD_SIGNATURE), its body is checked (422 STATE_OP_INVALID) and its author
+ * authorized (403 STATE_OP_FORBIDDEN). Reads are open.
+ */
+export async function createStateService(opts: StateServiceOptions): Promise<ApiServer> {
+  const { store } = opts;
+  const app = await createApiServer({
+    name: 'state',
+    description: 'Formation replicated state: a signed op log (BFT-CRDT) and its views.',
+    logger: opts.logger,
+    bodyLimit: 8 * 1024 * 1024,
+  });
+
+  app.post(
+    '/ops',
+    {
+      schema: {
+        summary: 'Submit one signed op',
+        body: OpLike,
+        response: {
+          200: Type.Object({ status: Type.String(), hash: Type.String(), missing: Type.Optional(Type.Array(Hash)) }),
+          201: Type.Object({ status: Type.String(), hash: Type.String() }),
+          202: Type.Object({ status: Type.String(), hash: Type.String(), missing: Type.Optional(Type.Array(Hash)) }),
+        },
+      },
+      bodyLimit: MAX_OP_BYTES * 4,
+    },
+    async (req, reply) => {
+      const r = store.submit(req.body);
+      return reply.status(r.status === 'accepted' ? 201 : r.status === 'pending' ? 202 : 200).send(r);
+    },
+  );
+
+  app.post(
+    '/ops/batch',
+    {
+      schema: {
+        summary: 'Apply many ops (any order, duplicates fine); returns accepted / rejected / pending',
+        body: Type.Object({ ops: Type.Array(OpLike, { maxItems: 10_000 }) }),
+      },
+    },
+    async (req) => store.applyBatch((req.body as { ops: unknown[] }).ops),
+  );
+
+  app.get(
+    '/ops/:hash',
+    { schema: { summary: 'An accepted op', params: Type.Object({ hash: Type.String() }) } },
+    async (req) => {
+      const op = store.getOp(req.params.hash);
+      if (!op) throw new FormError('STATE_OP_NOT_FOUND', `Cannot find op ${req.params.hash}: not accepted here`);
+      return op;
+    },
+  );
+
+  app.get('/heads', { schema: { summary: 'Current heads (use as deps of a new op)' } }, async () => ({
+    heads: store.heads(),
+    size: store.size,
+  }));
+
+  app.get('/digest', { schema: { summary: 'sha256 of the canonical views' } }, async () => ({
+    digest: store.digest(),
+    size: store.size,
+    pending: store.pendingStats().ops,
+  }));
+
+  app.post(
+    '/sync',
+    {
+      schema: {
+        summary: 'Give your heads, get the ops you lack (topological order) and our heads',
+        body: Type.Object({
+          heads: Type.Array(Hash, { maxItems: 10_000 }),
+          limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+        }),
+      },
+    },
+    async (req) => {
+      const { heads, limit } = req.body as { heads: string[]; limit?: number };
+      const ops = store.opsSince(heads, limit ?? 1000);
+      return { ops, heads: store.heads(), more: ops.length === (limit ?? 1000) };
+    },
+  );
+
+  const view = <K extends keyof ReturnType<StateStore['views']>>(path: string, key: K, summary: string) =>
+    app.get(path, { schema: { summary } }, async () => store.views()[key]);
+  view('/nodes', 'nodes', 'Registered nodes');
+  view('/accounts', 'accounts', 'Every author seen, with optional names');
+  view('/instances', 'instances', 'Instances with replicas and revisions');
+  view('/formpacks', 'formpacks', 'Published Formpacks');
+  view('/formnet/peers', 'formnetPeers', 'Formnet (WireGuard) peers');
+  view('/formnet/allocations', 'allocations', 'Formnet address allocations');
+  view('/dns', 'dns', 'DNS records (derived from instances, and explicit)');
+
+  app.get(
+    '/instances/:id',
+    { schema: { summary: 'One instance', params: Type.Object({ id: Type.String() }) } },
+    async (req) => {
+      const i = store.views().instances.find((x) => x.id === req.params.id);
+      if (!i) throw new FormError('INSTANCE_NOT_FOUND', `Cannot find instance ${req.params.id}`);
+      return i;
+    },
+  );
+
+  return app;
+}

@@ -1,0 +1,423 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { KeyPair } from '@formation/identity';
+import { sha256Hex } from '@formation/identity';
+import { FormError } from '@formation/interface';
+import type { Logger } from '@formation/service';
+import { authorize, checkBody, type DepView, instanceIdOf } from './kinds.ts';
+import { createOp, encodeOp, MAX_DEPS, MAX_OP_BYTES, OP_KINDS, type Op, type OpKind, verifyOpSignature } from './op.ts';
+import { PendingBuffer } from './pending.ts';
+import type { Views } from './views.ts';
+import { ViewState } from './views.ts';
+
+export type RejectCode = 'AUTH_BAD_SIGNATURE' | 'STATE_OP_INVALID' | 'STATE_OP_FORBIDDEN';
+
+export interface Rejected {
+  /** The op's hash when it could be computed, else ''. */
+  hash: string;
+  code: RejectCode;
+  reason: string;
+}
+
+export interface ApplyResult {
+  /** Newly accepted, in the order they were applied (a topological order). */
+  accepted: string[];
+  rejected: Rejected[];
+  /** Parked until their dependencies arrive. */
+  pending: string[];
+  /** Already held: ignored (replays are idempotent). */
+  duplicates: string[];
+}
+
+export interface StateStoreOptions {
+  /** SQLite file (created with its directory), or ':memory:' for tests. */
+  path: string;
+  logger?: Logger;
+  /** DNS domain for derived names. */
+  domain?: string;
+  /** 'full' (default): fsync on every commit, survives power loss. 'normal': survives process crashes. */
+  durability?: 'full' | 'normal';
+  /** Bounds of the buffer of ops waiting for dependencies. */
+  pendingMaxOps?: number;
+  pendingMaxBytes?: number;
+}
+
+/** Per-op metadata kept in memory: enough for dependency checks, heads and sync. */
+interface Meta {
+  depth: number;
+  deps: string[];
+  author: string;
+  kind: OpKind;
+  /** Kept only for ops that later ops may cite as proof (creates, claims, registrations). */
+  body: Record<string, unknown> | undefined;
+}
+
+const REFERABLE = new Set<OpKind>(['instance.create', 'instance.claim', 'node.register']);
+const ENVELOPE_KEYS = new Set(['v', 'author', 'deps', 'kind', 'body', 'ts', 'sig', 'hash']);
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/**
+ * The replicated state: an append-only set of signed ops in SQLite, with views folded in memory.
+ * See README for the rules. Open with `openStateStore`.
+ */
+export class StateStore {
+  readonly path: string;
+  private readonly db: DatabaseSync;
+  private readonly log: Logger | undefined;
+  private readonly domain: string | undefined;
+  private readonly stmts: { insert: StatementSync; get: StatementSync; count: StatementSync };
+  private dag = new Map<string, Meta>();
+  private headSet = new Set<string>();
+  private viewState: ViewState;
+  private readonly pendingBuf: PendingBuffer;
+  private readonly listeners = new Set<(op: Op) => void>();
+  private closed = false;
+
+  constructor(opts: StateStoreOptions) {
+    this.path = opts.path;
+    this.log = opts.logger?.child({ component: 'state' });
+    this.domain = opts.domain;
+    if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
+    this.db = new DatabaseSync(opts.path);
+    this.db.exec('PRAGMA journal_mode = WAL');
+    this.db.exec(`PRAGMA synchronous = ${opts.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
+    this.db.exec(`CREATE TABLE IF NOT EXISTS ops (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      hash TEXT NOT NULL UNIQUE,
+      depth INTEGER NOT NULL,
+      data TEXT NOT NULL,
+      sig TEXT NOT NULL
+    )`);
+    this.stmts = {
+      insert: this.db.prepare('INSERT INTO ops (hash, depth, data, sig) VALUES (?, ?, ?, ?)'),
+      get: this.db.prepare('SELECT data, sig FROM ops WHERE hash = ?'),
+      count: this.db.prepare('SELECT COUNT(*) AS n FROM ops'),
+    };
+    this.pendingBuf = new PendingBuffer(opts.pendingMaxOps, opts.pendingMaxBytes);
+    this.viewState = new ViewState(this.domain);
+    this.load();
+  }
+
+  /** Rebuild the in-memory index and views from disk (ops on disk were verified when accepted). */
+  private load(): void {
+    this.dag = new Map();
+    this.headSet = new Set();
+    this.viewState = new ViewState(this.domain);
+    const rows = this.db.prepare('SELECT hash, depth, data, sig FROM ops ORDER BY seq').iterate();
+    for (const row of rows as Iterable<{ hash: string; depth: number; data: string; sig: string }>) {
+      const op = { ...(JSON.parse(row.data) as Omit<Op, 'sig' | 'hash'>), sig: row.sig, hash: row.hash };
+      this.index(op, row.depth);
+    }
+    this.log?.info({ ops: this.dag.size }, 'state loaded');
+  }
+
+  private index(op: Op, depth: number): void {
+    this.dag.set(op.hash, {
+      depth,
+      deps: op.deps,
+      author: op.author,
+      kind: op.kind,
+      body: REFERABLE.has(op.kind) ? op.body : undefined,
+    });
+    for (const d of op.deps) this.headSet.delete(d);
+    this.headSet.add(op.hash);
+    this.viewState.apply(op, depth);
+  }
+
+  /** Number of accepted ops. */
+  get size(): number {
+    return this.dag.size;
+  }
+
+  /** True when the op is accepted here. */
+  has(hash: string): boolean {
+    return this.dag.has(hash);
+  }
+
+  /** Hashes of accepted ops that no accepted op depends on, sorted. Use them as deps of a new op. */
+  heads(): string[] {
+    return [...this.headSet].sort();
+  }
+
+  /** sha256 of the canonical views: two replicas with equal digests hold equal state. */
+  digest(): string {
+    return this.viewState.digest();
+  }
+
+  /** All views (deterministic function of the accepted op set). */
+  views(): Views {
+    return this.viewState.views();
+  }
+
+  /** The view state, for lookups (instance creates, claims, registrations). */
+  get viewIndex(): ViewState {
+    return this.viewState;
+  }
+
+  /** Pending buffer statistics. */
+  pendingStats(): { ops: number; bytes: number; evicted: number; missing: string[] } {
+    return {
+      ops: this.pendingBuf.size,
+      bytes: this.pendingBuf.totalBytes,
+      evicted: this.pendingBuf.evicted,
+      missing: this.pendingBuf.missing(100),
+    };
+  }
+
+  /** Accepted ops by hash (unknown hashes are skipped). */
+  getOps(hashes: readonly string[]): Op[] {
+    const out: Op[] = [];
+    for (const h of hashes) {
+      const op = this.getOp(h);
+      if (op) out.push(op);
+    }
+    return out;
+  }
+
+  getOp(hash: string): Op | undefined {
+    if (!this.dag.has(hash)) return undefined;
+    const row = this.stmts.get.get(hash) as { data: string; sig: string } | undefined;
+    if (!row) return undefined;
+    return { ...(JSON.parse(row.data) as Omit<Op, 'sig' | 'hash'>), sig: row.sig, hash };
+  }
+
+  /**
+   * Ops this replica holds that a replica with heads `remoteHeads` lacks, in topological order
+   * (by depth, then hash), at most `limit`. Heads unknown here are ignored. Apply the result in order;
+   * call again with the new heads while a full page comes back.
+   */
+  opsSince(remoteHeads: readonly string[], limit = 1000): Op[] {
+    const have = new Set<string>();
+    const stack = remoteHeads.filter((h) => this.dag.has(h));
+    while (stack.length) {
+      const h = stack.pop() as string;
+      if (have.has(h)) continue;
+      have.add(h);
+      for (const d of (this.dag.get(h) as Meta).deps) if (!have.has(d)) stack.push(d);
+    }
+    const missing: Array<[number, string]> = [];
+    for (const [h, m] of this.dag) if (!have.has(h)) missing.push([m.depth, h]);
+    missing.sort((a, b) => a[0] - b[0] || (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
+    return this.getOps(missing.slice(0, Math.max(0, limit)).map((x) => x[1]));
+  }
+
+  /** Call `fn` after each op is accepted and committed (never for rejected or pending ones). */
+  onAccepted(fn: (op: Op) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /**
+   * Verify and apply ops (any order, duplicates allowed) in one transaction. Ops whose deps are
+   * missing are parked; they are applied as soon as their deps arrive (in this or a later call).
+   */
+  applyBatch(inputs: readonly unknown[]): ApplyResult {
+    if (this.closed) throw new FormError('UNAVAILABLE', 'Cannot apply ops: the state store is closed');
+    const result: ApplyResult = { accepted: [], rejected: [], pending: [], duplicates: [] };
+    const acceptedOps: Op[] = [];
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      for (const input of inputs) {
+        const parsed = parseOp(input);
+        if ('code' in parsed) {
+          result.rejected.push(parsed);
+          continue;
+        }
+        const { op, size } = parsed;
+        if (this.dag.has(op.hash)) {
+          result.duplicates.push(op.hash);
+          continue;
+        }
+        const missing = op.deps.filter((d) => !this.dag.has(d));
+        if (missing.length) {
+          this.pendingBuf.add(op, missing, size);
+          result.pending.push(op.hash);
+          continue;
+        }
+        const work = [op];
+        while (work.length) {
+          const next = work.shift() as Op;
+          if (this.dag.has(next.hash)) continue;
+          const rej = this.check(next);
+          if (rej) {
+            result.rejected.push(rej);
+            continue;
+          }
+          this.insert(next);
+          acceptedOps.push(next);
+          result.accepted.push(next.hash);
+          work.push(...this.pendingBuf.resolve(next.hash));
+        }
+      }
+      this.db.exec('COMMIT');
+    } catch (err) {
+      try {
+        this.db.exec('ROLLBACK');
+      } catch {
+        // already rolled back by SQLite
+      }
+      this.load(); // memory must match disk again
+      throw new FormError('INTERNAL', `Cannot apply ops: ${(err as Error).message}`, { cause: err });
+    }
+    result.pending = result.pending.filter((h) => this.pendingBuf.has(h));
+    for (const op of acceptedOps) {
+      for (const fn of this.listeners) {
+        try {
+          fn(op);
+        } catch (err) {
+          this.log?.warn({ err }, 'onAccepted listener failed');
+        }
+      }
+    }
+    if (result.rejected.length) this.log?.debug({ rejected: result.rejected }, 'ops rejected');
+    return result;
+  }
+
+  /** Apply one op; throws a FormError (401/403/422) when it is rejected. */
+  submit(input: unknown): { status: 'accepted' | 'duplicate' | 'pending'; hash: string; missing?: string[] } {
+    const r = this.applyBatch([input]);
+    const rej = r.rejected[0];
+    if (rej) {
+      throw new FormError(rej.code, `Cannot accept op ${rej.hash || '(unhashable)'}: ${rej.reason}`, {
+        details: { hash: rej.hash },
+      });
+    }
+    if (r.duplicates[0]) return { status: 'duplicate', hash: r.duplicates[0] };
+    if (r.pending[0]) {
+      const op = input as Op;
+      return { status: 'pending', hash: r.pending[0], missing: op.deps.filter((d) => !this.dag.has(d)) };
+    }
+    return { status: 'accepted', hash: r.accepted[0] as string };
+  }
+
+  /**
+   * Author, sign and apply an op with `key`: deps = current heads plus any op it must cite (the
+   * instance's create, the node's own claim or registration). For `instance.create` an absent `id`
+   * is filled with `instanceIdOf(author, name, ts)`. Throws when rejected.
+   *
+   * @example const op = store.author(nodeKey, 'node.heartbeat', { status: 'healthy' });
+   */
+  author(key: KeyPair, kind: OpKind, body: Record<string, unknown>, ts: number = Date.now()): Op {
+    const b = { ...body };
+    if (kind === 'instance.create' && b.id === undefined) b.id = instanceIdOf(key.publicKey, String(b.name), ts);
+    const op = createOp(key, kind, b, [...this.heads(), ...refsFor(this.viewState, key.publicKey, kind, b)], ts);
+    this.submit(op);
+    return op;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+
+  private check(op: Op): Rejected | null {
+    const deps: DepView[] = [];
+    for (const d of op.deps) {
+      const m = this.dag.get(d) as Meta;
+      if (m.body) deps.push({ hash: d, author: m.author, kind: m.kind, body: m.body });
+    }
+    const rej = authorize(op, deps);
+    return rej ? { hash: op.hash, ...rej } : null;
+  }
+
+  private insert(op: Op): void {
+    let depth = 0;
+    for (const d of op.deps) depth = Math.max(depth, (this.dag.get(d) as Meta).depth + 1);
+    this.stmts.insert.run(op.hash, depth, encodeOp(op), op.sig);
+    this.index(op, depth);
+  }
+
+  /** Ops on disk (for tests and stats). */
+  countOnDisk(): number {
+    return (this.stmts.count.get() as { n: number }).n;
+  }
+}
+
+/** The ops a new op of `kind` by `author` must cite in deps, looked up in the current views. */
+export function refsFor(v: ViewState, author: string, kind: OpKind, body: Record<string, unknown>): string[] {
+  const id = body.instanceId as string | undefined;
+  switch (kind) {
+    case 'instance.update':
+    case 'instance.delete':
+    case 'instance.claim':
+    case 'dns.record': {
+      const c = id ? v.instanceCreate(id) : undefined;
+      return c ? [c.hash] : [];
+    }
+    case 'instance.commit': {
+      const c = id ? v.instanceCreate(id) : undefined;
+      if (c && c.author === author) return [c.hash];
+      const claim = id ? v.claimOf(id, author) : undefined;
+      return claim ? [claim] : [];
+    }
+    case 'formnet.allocate': {
+      if (body.peer === author) return [];
+      const r = v.registrationOf(author);
+      return r ? [r] : [];
+    }
+    default:
+      return [];
+  }
+}
+
+/** Structural checks, hash and signature. Everything that does not need other ops. */
+export function parseOp(input: unknown): { op: Op; size: number } | Rejected {
+  const bad = (reason: string, hash = ''): Rejected => ({ hash, code: 'STATE_OP_INVALID', reason });
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) return bad('op must be a JSON object');
+  const o = input as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!ENVELOPE_KEYS.has(k)) return bad(`unknown field ${k}`);
+  if (o.v !== 1) return bad('v must be 1');
+  if (typeof o.author !== 'string' || !/^0[23][0-9a-f]{64}$/.test(o.author)) {
+    return bad('author must be a compressed secp256k1 public key (66 lowercase hex)');
+  }
+  if (!Array.isArray(o.deps) || o.deps.length > MAX_DEPS) return bad(`deps must be an array of at most ${MAX_DEPS}`);
+  for (let i = 0; i < o.deps.length; i++) {
+    const d = o.deps[i];
+    if (typeof d !== 'string' || !HEX64.test(d)) return bad('deps must be sha256 hashes (64 lowercase hex)');
+    if (i > 0 && !(d > (o.deps[i - 1] as string))) return bad('deps must be sorted and unique');
+  }
+  if (typeof o.kind !== 'string' || !(OP_KINDS as readonly string[]).includes(o.kind)) {
+    return bad(`unknown kind ${JSON.stringify(o.kind)}`);
+  }
+  if (typeof o.body !== 'object' || o.body === null || Array.isArray(o.body)) return bad('body must be an object');
+  if (typeof o.ts !== 'number' || !Number.isSafeInteger(o.ts) || o.ts < 0)
+    return bad('ts must be a non-negative integer');
+  if (typeof o.sig !== 'string') return bad('sig must be a string');
+  if (o.hash !== undefined && (typeof o.hash !== 'string' || !HEX64.test(o.hash)))
+    return bad('hash must be 64 lowercase hex');
+  const op = o as unknown as Op;
+  let bytes: string;
+  try {
+    bytes = encodeOp(op);
+  } catch (err) {
+    return bad(`body cannot be encoded canonically: ${(err as Error).message}`);
+  }
+  const size = Buffer.byteLength(bytes);
+  if (size > MAX_OP_BYTES) return bad(`op is ${size} bytes, more than the limit of ${MAX_OP_BYTES}`);
+  const hash = sha256Hex(bytes);
+  if (o.hash !== undefined && o.hash !== hash) return bad(`hash mismatch: op hashes to ${hash}`, hash);
+  if (op.deps.includes(hash)) return bad('op depends on itself', hash);
+  const bodyErr = checkBody(op.kind, op.body);
+  if (bodyErr) return bad(`${op.kind} body: ${bodyErr}`, hash);
+  if (!verifyOpSignature(op.author, bytes, op.sig)) {
+    return { hash, code: 'AUTH_BAD_SIGNATURE', reason: 'signature does not verify for the author' };
+  }
+  const clean: Op = {
+    v: 1,
+    author: op.author,
+    deps: op.deps,
+    kind: op.kind,
+    body: op.body,
+    ts: op.ts,
+    sig: op.sig,
+    hash,
+  };
+  return { op: clean, size };
+}
+
+/** Open (or create) the state store at `path`. */
+export function openStateStore(opts: StateStoreOptions): StateStore {
+  return new StateStore(opts);
+}

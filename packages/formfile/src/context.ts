@@ -13,11 +13,11 @@ import type { FormfileDiagnostic, SourcePosition } from './diagnostic.ts';
  * never followed, by whoever packs the context.
  *
  * @example
- * const { spec, copyPositions } = parseFormfile(text);
- * const errors = await validateBuildContext(spec!, 'examples/hello-server', copyPositions);
+ * const parsed = parseFormfile(text); // a ParseResult carries `copy` even when spec is null
+ * const errors = await validateBuildContext(parsed, 'examples/hello-server', parsed.copyPositions);
  */
 export async function validateBuildContext(
-  spec: FormfileSpec,
+  spec: Pick<FormfileSpec, 'copy'>,
   dir: string,
   positions: readonly SourcePosition[] = [],
 ): Promise<FormfileDiagnostic[]> {

@@ -3,8 +3,9 @@
  *
  * @example
  * const { text, dir } = await loadFormfile('examples/hello-server');
- * const { spec, errors, copyPositions } = parseFormfile(text);
- * if (spec) errors.push(...(await validateBuildContext(spec, dir, copyPositions)));
+ * const parsed = parseFormfile(text);
+ * const errors = [...parsed.errors, ...(await validateBuildContext(parsed, dir, parsed.copyPositions))];
+ * if (errors.length === 0) build(parsed.spec!, normalizeFormfile(parsed.spec!));
  */
 export { validateBuildContext } from './context.ts';
 export type { FormfileDiagnostic, FormfileErrorCode, SourcePosition } from './diagnostic.ts';

@@ -34,7 +34,12 @@ export interface ParseResult {
   spec: FormfileSpec | null;
   /** Every problem found, sorted by position; whole-file problems last. */
   errors: FormfileDiagnostic[];
-  /** Where the source of each `spec.copy` entry is written (same index); for `validateBuildContext`. */
+  /**
+   * The COPY entries found, also when `spec` is null, so the build context can be checked and reported
+   * together with the syntax errors: `validateBuildContext(result, dir, result.copyPositions)`.
+   */
+  copy: FormfileSpec['copy'];
+  /** Where the source of each `copy` entry is written (same index). */
   copyPositions: SourcePosition[];
 }
 
@@ -79,6 +84,7 @@ export function parseFormfile(text: string): ParseResult {
           message: `Formfile is larger than ${MAX_FORMFILE_BYTES / 1024 / 1024} MiB; a Formfile describes a VM, its files go in the build directory`,
         },
       ],
+      copy: [],
       copyPositions: [],
     };
   }
@@ -92,6 +98,7 @@ export function parseFormfile(text: string): ParseResult {
       errors: [
         { code: 'FORMFILE_BINARY', message: 'Formfile contains a NUL byte: it is not a text file', line, column },
       ],
+      copy: [],
       copyPositions: [],
     };
   }
@@ -151,7 +158,7 @@ class Parser {
     const errors = sortDiagnostics(this.errors);
     const copy = this.copies.map((c) => ({ src: c.src, dst: this.resolveDst(c.dst) }));
     const copyPositions = this.copies.map((c) => c.pos);
-    if (errors.length > 0) return { spec: null, errors, copyPositions };
+    if (errors.length > 0) return { spec: null, errors, copy, copyPositions };
     const spec: FormfileSpec = {
       name: this.name!,
       users: this.users,
@@ -168,7 +175,7 @@ class Parser {
       noCopy: this.noCopy,
       gpu: this.gpu,
     };
-    return { spec, errors, copyPositions };
+    return { spec, errors, copy, copyPositions };
   }
 
   resolveDst(dst: string | null): string {

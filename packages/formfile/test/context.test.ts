@@ -90,3 +90,11 @@ test('a missing build directory is a FormError', async () => {
     return true;
   });
 });
+
+test('a ParseResult with other errors is still checked (all errors at once)', async () => {
+  const r = parseFormfile('NAME a\nVCPU 0\nCOPY missing.txt /x\n');
+  assert.equal(r.spec, null);
+  const errors = await validateBuildContext(r, ctx, r.copyPositions);
+  assert.equal(errors.length, 1);
+  assert.deepEqual([errors[0]!.line, errors[0]!.column], [3, 6]);
+});

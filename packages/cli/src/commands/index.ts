@@ -1,6 +1,7 @@
 import type { CommandContext } from '../program.ts';
 import { registerKitInit } from './kit-init.ts';
 import { registerNode } from './node.ts';
+import { registerPackValidate } from './pack-validate.ts';
 
 /** Every command file registers itself here; order is the order in `form --help`. */
-export const commands: Array<(ctx: CommandContext) => void> = [registerKitInit, registerNode];
+export const commands: Array<(ctx: CommandContext) => void> = [registerKitInit, registerPackValidate, registerNode];

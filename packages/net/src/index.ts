@@ -1,1 +1,10 @@
-export {};
+export * from './dns.ts';
+export * from './exec.ts';
+export * from './formnet-service.ts';
+export * from './ipam.ts';
+export * from './leak-guard.ts';
+export * from './member-interface.ts';
+export * from './members.ts';
+export * from './netns.ts';
+export * from './reconcile.ts';
+export * from './wireguard.ts';

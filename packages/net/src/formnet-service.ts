@@ -1,0 +1,196 @@
+import { type KeyPair, NonceCache } from '@formation/identity';
+import { FormError } from '@formation/interface';
+import { ApiClient, type ApiServer, createApiServer, type Logger, requireSigner } from '@formation/service';
+import { Type } from '@sinclair/typebox';
+import { FORMNET_CIDR } from './ipam.ts';
+import { type FormnetMember, type FormnetStateAdapter, memberToPeer } from './members.ts';
+import { isWgKey, type WgPeer } from './wireguard.ts';
+
+export const FORMNET_API_PORT = 3001;
+export const WIREGUARD_PORT = 51820;
+/** wireguard-go/kernel default for IPv4-over-IPv4 underlays. */
+export const FORMNET_MTU = 1420;
+
+/** A peer as the join API returns it. */
+export interface JoinPeer extends WgPeer {
+  id: string;
+  kind: 'node' | 'developer';
+  address: string;
+}
+
+export interface JoinResponse {
+  /** The joiner's formnet address (bare IPv4). */
+  address: string;
+  member: FormnetMember;
+  interface: {
+    /** Address with prefix for `ip addr add`. */
+    address: string;
+    mtu: number;
+    /** Route to mark `unreachable` (the leak guard). */
+    network: string;
+    dns?: { server: string; port: number; domain: string } | undefined;
+  };
+  peers: JoinPeer[];
+}
+
+export interface FormnetServiceOptions {
+  state: FormnetStateAdapter;
+  logger: Logger;
+  /** DNS settings handed to joiners. */
+  dns?: { server: string; port: number; domain: string };
+  /** Decide who may join as what; throw `AUTH_FORBIDDEN` to refuse. Default: any signer as developer, nodes too. */
+  authorize?: (signer: { address: string; publicKey: string }, kind: 'node' | 'developer') => void | Promise<void>;
+  /** Called after membership changed (join/leave), e.g. to reconcile the local interface at once. */
+  onChange?: (member: FormnetMember, change: 'join' | 'leave') => void | Promise<void>;
+  nonces?: NonceCache;
+}
+
+const JoinBody = Type.Object(
+  {
+    wgPublicKey: Type.String({ description: 'base64 WireGuard public key', maxLength: 44 }),
+    endpoint: Type.Optional(
+      Type.String({ description: 'host:port where this member’s WireGuard listens', maxLength: 300 }),
+    ),
+    kind: Type.Optional(Type.Union([Type.Literal('developer'), Type.Literal('node')])),
+  },
+  { additionalProperties: false },
+);
+
+const PeerSchema = Type.Object({
+  id: Type.String(),
+  kind: Type.String(),
+  address: Type.String(),
+  publicKey: Type.String(),
+  endpoint: Type.Optional(Type.String()),
+  allowedIps: Type.Array(Type.String()),
+  persistentKeepalive: Type.Optional(Type.Number()),
+});
+
+// Held in a constant: `summary`/`security` are OpenAPI additions the plain FastifySchema type lacks.
+const LEAVE_SCHEMA = {
+  summary: 'Leave formnet (signed): removes the signer',
+  security: [{ formSignature: [] }],
+  body: Type.Object({}),
+};
+
+const PEERS_SCHEMA = {
+  summary: 'Formnet members as WireGuard peers',
+  response: { 200: Type.Object({ peers: Type.Array(PeerSchema) }) },
+};
+
+const ENDPOINT_RE = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]{1,253}):(\d{1,5})$/;
+
+function toJoinPeer(m: FormnetMember): JoinPeer {
+  return { id: m.id, kind: m.kind, address: m.address, ...memberToPeer(m) };
+}
+
+/**
+ * The formnet join API (port 3001). `POST /join` is signed (the signer's address is the member
+ * identity); the answer has the joiner's address, interface settings and every other member as a
+ * WireGuard peer. `POST /leave` (signed) removes the signer. `GET /peers` lists members.
+ *
+ * @example
+ * const app = await createFormnetService({ state: new MemoryFormnetState(), logger });
+ * await app.listen({ host: '0.0.0.0', port: 3001 });
+ */
+export async function createFormnetService(opts: FormnetServiceOptions): Promise<ApiServer> {
+  const app = await createApiServer({
+    name: 'formnet',
+    description: 'Join the formnet WireGuard mesh and list its members.',
+    logger: opts.logger,
+    bodyLimit: 64 * 1024,
+  });
+  const signed = requireSigner(opts.nonces ?? new NonceCache());
+  const log = opts.logger.child({ component: 'formnet' });
+
+  app.post(
+    '/join',
+    {
+      preHandler: signed,
+      schema: {
+        summary: 'Join formnet (signed); returns the address, interface settings and peers',
+        security: [{ formSignature: [] }],
+        body: JoinBody,
+      },
+    },
+    async (req) => {
+      const signer = req.signer!;
+      const { wgPublicKey, endpoint } = req.body;
+      const kind = req.body.kind ?? 'developer';
+      if (!isWgKey(wgPublicKey)) {
+        throw new FormError('BAD_REQUEST', 'Cannot join formnet: wgPublicKey is not a base64 WireGuard key', {
+          hint: 'Send the output of `wg pubkey` (44 characters ending in =).',
+        });
+      }
+      if (endpoint !== undefined) {
+        const m = ENDPOINT_RE.exec(endpoint);
+        if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+          throw new FormError(
+            'BAD_REQUEST',
+            `Cannot join formnet: endpoint ${JSON.stringify(endpoint)} is not host:port`,
+          );
+        }
+      }
+      await opts.authorize?.(signer, kind);
+      const member = await opts.state.upsertMember({ id: signer.address, kind, wgPublicKey, endpoint });
+      const peers = (await opts.state.listMembers()).filter((m) => m.id !== member.id).map(toJoinPeer);
+      log.info({ id: member.id, kind, address: member.address }, 'member joined formnet');
+      await opts.onChange?.(member, 'join');
+      const resp: JoinResponse = {
+        address: member.address,
+        member,
+        interface: { address: `${member.address}/32`, mtu: FORMNET_MTU, network: FORMNET_CIDR, dns: opts.dns },
+        peers,
+      };
+      return resp;
+    },
+  );
+
+  app.post(
+    '/leave',
+    {
+      preHandler: signed,
+      schema: LEAVE_SCHEMA,
+    },
+    async (req) => {
+      const id = req.signer!.address;
+      const member = (await opts.state.listMembers()).find((m) => m.id === id);
+      if (!member) throw new FormError('NOT_FOUND', `Cannot leave formnet: ${id} is not a member`);
+      await opts.state.removeMember(id);
+      log.info({ id }, 'member left formnet');
+      await opts.onChange?.(member, 'leave');
+      return { removed: id };
+    },
+  );
+
+  app.get(
+    '/peers',
+    {
+      schema: {
+        summary: 'Formnet members as WireGuard peers',
+        response: { 200: Type.Object({ peers: Type.Array(PeerSchema) }) },
+      },
+    },
+    async () => ({ peers: (await opts.state.listMembers()).map(toJoinPeer) }),
+  );
+
+  return app;
+}
+
+/**
+ * Client side of `POST /join`: sign with the developer's or node's key.
+ *
+ * @example const j = await requestJoin('http://10.0.0.2:3001', key, { wgPublicKey });
+ */
+export async function requestJoin(
+  baseUrl: string,
+  key: KeyPair,
+  body: { wgPublicKey: string; endpoint?: string; kind?: 'node' | 'developer' },
+): Promise<JoinResponse> {
+  return new ApiClient(baseUrl, key, 10_000).post<JoinResponse>('/join', body);
+}
+
+/** Client side of `POST /leave`. */
+export async function requestLeave(baseUrl: string, key: KeyPair): Promise<void> {
+  await new ApiClient(baseUrl, key, 10_000).post('/leave', {});
+}

@@ -163,16 +163,9 @@ export async function createFormnetService(opts: FormnetServiceOptions): Promise
     },
   );
 
-  app.get(
-    '/peers',
-    {
-      schema: {
-        summary: 'Formnet members as WireGuard peers',
-        response: { 200: Type.Object({ peers: Type.Array(PeerSchema) }) },
-      },
-    },
-    async () => ({ peers: (await opts.state.listMembers()).map(toJoinPeer) }),
-  );
+  app.get('/peers', { schema: PEERS_SCHEMA }, async () => ({
+    peers: (await opts.state.listMembers()).map(toJoinPeer),
+  }));
 
   return app;
 }

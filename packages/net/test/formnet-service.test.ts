@@ -34,7 +34,10 @@ function signed(key = generateKeyPair(), body: unknown = {}, path = '/join') {
     method: 'POST' as const,
     url: path,
     payload,
-    headers: { 'content-type': 'application/json', ...signRequest(key, { method: 'POST', path, body: payload }) },
+    headers: {
+      'content-type': 'application/json',
+      ...signRequest(key, { method: 'POST', path, body: payload }),
+    } as Record<string, string>,
   };
 }
 

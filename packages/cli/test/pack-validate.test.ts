@@ -168,6 +168,9 @@ test('an unknown flag is a usage error with exit 2', async () => {
   assert.equal(r.code, 2);
   assert.match(r.stderr, /unknown option '--bogus'/);
   noStack(r);
+  const extra = await form([hello, 'another-dir']);
+  assert.equal(extra.code, 2);
+  assert.match(extra.stderr, /too many arguments/);
 });
 
 test('pack validate --help shows examples', async () => {

@@ -56,8 +56,12 @@ export async function createStateService(opts: StateServiceOptions): Promise<Api
         },
       },
       bodyLimit: MAX_OP_BYTES * 4,
+      attachValidation: true,
     },
     async (req, reply) => {
+      if (req.validationError) {
+        throw new FormError('STATE_OP_INVALID', `Cannot accept op: ${req.validationError.message}`);
+      }
       const r = store.submit(req.body);
       return reply.status(r.status === 'accepted' ? 201 : r.status === 'pending' ? 202 : 200).send(r);
     },
@@ -68,7 +72,10 @@ export async function createStateService(opts: StateServiceOptions): Promise<Api
     {
       schema: {
         summary: 'Apply many ops (any order, duplicates fine); returns accepted / rejected / pending',
-        body: Type.Object({ ops: Type.Array(OpLike, { maxItems: 10_000 }) }),
+        // items are checked one by one by the store, so one bad op does not refuse the batch
+        body: Type.Object({
+          ops: Type.Array(Type.Unknown({ description: 'a signed op (see POST /ops)' }), { maxItems: 10_000 }),
+        }),
       },
     },
     async (req) => store.applyBatch((req.body as { ops: unknown[] }).ops),

@@ -1,0 +1,51 @@
+import { generateWireGuardKeyPair, type KeyPair, keyPairFromPrivate } from '@formation/identity';
+import { openStateStore, type StateStore } from '../src/index.ts';
+
+/** Deterministic key number `i` (tests must be reproducible). */
+export function key(i: number): KeyPair {
+  return keyPairFromPrivate((i + 1).toString(16).padStart(64, '0'));
+}
+
+export const WG = generateWireGuardKeyPair().publicKey;
+
+export function nodeBody(i: number): Record<string, unknown> {
+  return {
+    capacity: { vcpu: 4, memMiB: 8192, diskGiB: 100 },
+    endpoint: `127.0.0.1:${4000 + i}`,
+    p2pPeerId: `12D3KooPeer${i}`,
+    wgPublicKey: WG,
+    formnetRange: `10.128.${i}.0/24`,
+  };
+}
+
+export const FORMPACK_ID = 'ab'.repeat(32);
+
+export function instanceBody(name = 'web'): Record<string, unknown> {
+  return { formpackId: FORMPACK_ID, name, replicas: 1, resources: { vcpu: 1, memMiB: 512, diskGiB: 5 } };
+}
+
+export function memStore(opts: { pendingMaxOps?: number; pendingMaxBytes?: number } = {}): StateStore {
+  return openStateStore({ path: ':memory:', ...opts });
+}
+
+/** Small seeded PRNG (mulberry32): same seed, same sequence. */
+export function rng(seed: number): { next: () => number; int: (n: number) => number; pick: <T>(a: readonly T[]) => T } {
+  let s = seed >>> 0;
+  const next = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const int = (n: number) => Math.floor(next() * n);
+  return { next, int, pick: (a) => a[int(a.length)] as (typeof a)[number] };
+}
+
+export function shuffle<T>(a: T[], r: { int: (n: number) => number }): T[] {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = r.int(i + 1);
+    [a[i], a[j]] = [a[j] as T, a[i] as T];
+  }
+  return a;
+}

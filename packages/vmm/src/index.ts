@@ -1,1 +1,14 @@
-export {};
+export * from './accel.ts';
+export * from './api.ts';
+export * from './capacity.ts';
+export * from './config.ts';
+export type * from './driver.ts';
+export * from './images.ts';
+export * from './manager.ts';
+export * from './network.ts';
+export * from './qemu-driver.ts';
+export * from './qmp.ts';
+export * from './service.ts';
+export * from './state-machine.ts';
+export * from './store.ts';
+export type * from './types.ts';

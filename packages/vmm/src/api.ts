@@ -1,0 +1,211 @@
+import type { NonceCache } from '@formation/identity';
+import { type ApiServer, requireSigner } from '@formation/service';
+import { Type } from '@sinclair/typebox';
+import { listImages } from './images.ts';
+import type { VmManager } from './manager.ts';
+import { VM_STATES } from './state-machine.ts';
+
+const Id = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
+const ErrorBody = Type.Object({
+  error: Type.Object({ code: Type.String(), message: Type.String(), hint: Type.Optional(Type.String()) }),
+});
+const Resources = Type.Object({ vcpu: Type.Integer(), memMiB: Type.Integer(), diskGiB: Type.Integer() });
+const Vm = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    owner: Type.Union([Type.String(), Type.Null()]),
+    state: Type.String({ description: `One of: ${VM_STATES.join(', ')}` }),
+    stateReason: Type.String(),
+    resources: Resources,
+    ready: Type.Boolean(),
+    pid: Type.Union([Type.Integer(), Type.Null()]),
+  },
+  { additionalProperties: true },
+);
+const Snapshot = Type.Object({
+  id: Type.String(),
+  createdAt: Type.String(),
+  memoryBytes: Type.Integer(),
+  diskBytes: Type.Integer(),
+  totalMs: Type.Number(),
+  ready: Type.Boolean(),
+});
+const CreateBody = Type.Object(
+  {
+    formpack: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    image: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 63 })),
+    resources: Type.Optional(
+      Type.Object(
+        {
+          vcpu: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
+          memMiB: Type.Optional(Type.Integer({ minimum: 64 })),
+          diskGiB: Type.Optional(Type.Integer({ minimum: 1 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    forwardPorts: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { maxItems: 16 })),
+    init: Type.Optional(Type.String({ pattern: '^/[A-Za-z0-9_./-]+$' })),
+    restartPolicy: Type.Optional(Type.Union([Type.Literal('never'), Type.Literal('on-failure')])),
+    start: Type.Optional(Type.Boolean()),
+    /** Wait until the guest reports ready before answering. */
+    wait: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+const ActionBody = Type.Object(
+  {
+    force: Type.Optional(Type.Boolean()),
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000 })),
+    wait: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody };
+
+/**
+ * The VMM REST API (seed 003 + snapshots/restore/console). Mutating routes are signed; the signer
+ * becomes the VM's owner and only the owner may act on it.
+ */
+export function registerVmmRoutes(app: ApiServer, manager: VmManager, nonces?: NonceCache): void {
+  const signed = requireSigner(nonces);
+  const waitReadyMs = 120_000;
+
+  app.get('/health', {}, async () => {
+    const { capacity, used } = manager.capacity();
+    const vms = manager.list();
+    return {
+      status: 'ok',
+      driver: manager.fingerprint ?? null,
+      vms: { total: vms.length, running: vms.filter((v) => v.state === 'running').length },
+      capacity,
+      used,
+    };
+  });
+
+  app.get(
+    '/vms',
+    { schema: { summary: 'List VMs', response: { 200: Type.Object({ vms: Type.Array(Vm) }) } } },
+    async () => ({ vms: manager.list() }),
+  );
+
+  app.post(
+    '/vms',
+    {
+      preHandler: signed,
+      schema: {
+        tags: ['vmm'],
+        summary: 'Create (and start) a VM from a Formpack or image',
+        body: CreateBody,
+        response: { 201: Vm, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const { wait, ...body } = req.body;
+      let vm = await manager.create(body, req.signer?.address ?? null);
+      if (wait && body.start !== false) vm = await manager.waitReady(vm.id, waitReadyMs);
+      return reply.status(201).send(vm);
+    },
+  );
+
+  app.get(
+    '/vms/:id',
+    {
+      schema: {
+        tags: ['vmm'],
+        summary: 'One VM (state, network, health)',
+        params: Id,
+        response: { 200: Vm, ...errors },
+      },
+    },
+    async (req) => manager.get(req.params.id),
+  );
+
+  app.delete(
+    '/vms/:id',
+    {
+      preHandler: signed,
+      schema: {
+        tags: ['vmm'],
+        summary: 'Destroy a VM',
+        params: Id,
+        response: { 200: Type.Object({ id: Type.String(), state: Type.Literal('destroyed') }), ...errors },
+      },
+    },
+    async (req) => {
+      await manager.destroy(req.params.id, req.signer?.address);
+      return { id: req.params.id, state: 'destroyed' as const };
+    },
+  );
+
+  for (const action of ['start', 'stop', 'restart', 'pause', 'resume'] as const) {
+    app.post(
+      `/vms/:id/${action}`,
+      {
+        preHandler: signed,
+        schema: {
+          tags: ['vmm'],
+          summary: `${action} a VM`,
+          params: Id,
+          body: Type.Optional(ActionBody),
+          response: { 200: Vm, ...errors },
+        },
+      },
+      async (req) => {
+        const id = req.params.id;
+        const who = req.signer?.address;
+        const b = req.body ?? {};
+        let vm =
+          action === 'stop'
+            ? await manager.stop(id, who, { force: b.force, timeoutMs: b.timeoutMs })
+            : await manager[action](id, who);
+        if (b.wait && (action === 'start' || action === 'restart')) vm = await manager.waitReady(id, waitReadyMs);
+        return vm;
+      },
+    );
+  }
+
+  app.post(
+    '/vms/:id/snapshots',
+    {
+      preHandler: signed,
+      schema: { summary: 'Snapshot memory + disk', params: Id, response: { 201: Snapshot, ...errors } },
+    },
+    async (req, reply) => reply.status(201).send(await manager.snapshot(req.params.id, req.signer?.address)),
+  );
+
+  app.post(
+    '/vms/:id/restore',
+    {
+      preHandler: signed,
+      schema: {
+        tags: ['vmm'],
+        summary: 'Restore a snapshot (the latest when none named)',
+        params: Id,
+        body: Type.Optional(Type.Object({ snapshot: Type.Optional(Type.String()) }, { additionalProperties: false })),
+        response: { 200: Vm, ...errors },
+      },
+    },
+    async (req) => manager.restore(req.params.id, req.body?.snapshot, req.signer?.address),
+  );
+
+  app.get(
+    '/vms/:id/console',
+    {
+      schema: {
+        tags: ['vmm'],
+        summary: 'Recent serial console output',
+        params: Id,
+        querystring: Type.Object({ bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 20 })) }),
+        response: { 200: Type.Object({ id: Type.String(), output: Type.String() }), ...errors },
+      },
+    },
+    async (req) => ({ id: req.params.id, output: manager.console(req.params.id, req.query.bytes ?? 16384) }),
+  );
+
+  app.get('/images', {}, async () => ({
+    images: listImages(manager.imagesDir),
+  }));
+}

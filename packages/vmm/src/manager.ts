@@ -1,0 +1,697 @@
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { FormError, type Resources } from '@formation/interface';
+import type { Logger } from '@formation/service';
+import { type CapacityConfig, checkCapacity, hostCapacity, sumResources } from './capacity.ts';
+import type { DriverFingerprint, DriverVmSpec, ExitInfo, HypervisorDriver } from './driver.ts';
+import { findImage, hostInitramfs, hostKernel, openFormImage, resolveFormpack } from './images.ts';
+import type { VmNetwork } from './network.ts';
+import { assertAction, hasProcess, KeyedSerializer, type VmAction, type VmState } from './state-machine.ts';
+import type { VmStore } from './store.ts';
+import type { SnapshotRecord, VmHealth, VmRecord, VmSource, VmView } from './types.ts';
+
+/** Body of POST /vms. */
+export interface CreateVmRequest {
+  /** Formpack id (a directory in formpacksDir). Exactly one of formpack / image. */
+  formpack?: string | undefined;
+  /** Image name in imagesDir (.img, .qcow2, .vmdk, .form). */
+  image?: string | undefined;
+  name?: string | undefined;
+  resources?: Partial<Resources> | undefined;
+  /** Guest TCP ports to forward from 127.0.0.1 in user-mode networking (default: 22 + the Formpack's EXPOSE). */
+  forwardPorts?: number[] | undefined;
+  /** For plain images: the init to switch_root into (default /sbin/init). */
+  init?: string | undefined;
+  restartPolicy?: 'never' | 'on-failure' | undefined;
+  /** Start right away (default true). */
+  start?: boolean | undefined;
+}
+
+export interface VmManagerOptions {
+  driver: HypervisorDriver;
+  store: VmStore;
+  network: VmNetwork;
+  logger: Logger;
+  formpacksDir: string;
+  imagesDir: string;
+  cacheDir: string;
+  kernelPath?: string | undefined;
+  initramfsPath?: string | undefined;
+  capacity?: CapacityConfig | undefined;
+  stopTimeoutMs?: number | undefined;
+  healthIntervalMs?: number | undefined;
+  restartPolicy?: 'never' | 'on-failure' | undefined;
+  maxRestarts?: number | undefined;
+}
+
+const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const READY_MARK = 'FORM-INIT-READY';
+
+/**
+ * The VM manager: owns VM records (persisted), enforces the state machine, serializes actions per VM,
+ * accounts resources, wires networking, watches readiness and health, and re-attaches to running VMs
+ * after a restart. Talks to the hypervisor only through a `HypervisorDriver`.
+ */
+export class VmManager {
+  private readonly o: VmManagerOptions;
+  private readonly log: Logger;
+  private readonly vms = new Map<string, VmRecord>();
+  private readonly health = new Map<string, VmHealth>();
+  private readonly lock = new KeyedSerializer();
+  private readonly readyWaiters = new Map<string, Array<() => void>>();
+  private healthTimer: NodeJS.Timeout | undefined;
+  private readyTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  fingerprint: DriverFingerprint | undefined;
+
+  constructor(o: VmManagerOptions) {
+    this.o = o;
+    this.log = o.logger.child({ component: 'vmm' });
+    o.driver.onExit((info) => {
+      void this.lock
+        .run(info.id, () => this.onExit(info))
+        .catch((err: unknown) => {
+          this.log.error({ err, id: info.id }, 'handling a VM exit failed');
+        });
+    });
+  }
+
+  /** Fingerprint the driver, set up networking, load records and re-attach running VMs. */
+  async init(): Promise<void> {
+    this.fingerprint = await this.o.driver.fingerprint();
+    if (!this.fingerprint.available) {
+      throw new FormError('HOST_UNSUPPORTED', `Cannot run VMs here: ${this.fingerprint.reason}`);
+    }
+    await this.o.network.init();
+    const { records, bad } = this.o.store.loadAll();
+    for (const b of bad) this.log.error({ id: b.id, error: b.error }, 'unreadable VM record kept on disk, skipped');
+    for (const rec of records) {
+      this.vms.set(rec.id, rec);
+      if (!hasProcess(rec.state)) continue;
+      const before = rec.state;
+      let found: 'running' | 'paused' | 'gone' = 'gone';
+      try {
+        found = await this.o.driver.recover(rec.driver);
+      } catch (err) {
+        this.log.warn({ id: rec.id, err: (err as Error).message }, 'recover failed');
+      }
+      if (found === 'gone') {
+        this.setState(rec, 'crashed', `QEMU process was gone when the VMM restarted (last state ${before})`);
+        rec.ready = false;
+        rec.lastExit = { kind: 'killed', reason: rec.stateReason, at: new Date().toISOString() };
+      } else {
+        this.setState(rec, found, `re-attached after a VMM restart (pid ${rec.driver.pid})`);
+      }
+      this.o.store.save(rec);
+    }
+    const every = this.o.healthIntervalMs ?? 5000;
+    if (every > 0) {
+      this.healthTimer = setInterval(() => void this.checkHealth(), every);
+      this.healthTimer.unref();
+    }
+    this.readyTimer = setInterval(() => this.scanReady(), 200);
+    this.readyTimer.unref();
+  }
+
+  // ---------- queries ----------
+
+  get imagesDir(): string {
+    return this.o.imagesDir;
+  }
+
+  list(): VmView[] {
+    return [...this.vms.values()].map((r) => this.view(r));
+  }
+
+  get(id: string): VmView {
+    return this.view(this.rec(id));
+  }
+
+  /** Host capacity and what running VMs use. */
+  capacity(): { capacity: Resources; used: Resources } {
+    return {
+      capacity: hostCapacity(this.o.capacity ?? {}, this.o.store.dir),
+      used: sumResources([...this.vms.values()].filter((r) => hasProcess(r.state)).map((r) => r.resources)),
+    };
+  }
+
+  /** The last `bytes` of the VM's serial console (of the current and earlier boots). */
+  console(id: string, bytes = 16384): string {
+    const rec = this.rec(id);
+    return tail(rec.driver.paths.serial, bytes);
+  }
+
+  private rec(id: string): VmRecord {
+    const r = this.vms.get(id);
+    if (!r) throw new FormError('VM_NOT_FOUND', `Cannot find VM ${id}`, { hint: 'List VMs with GET /vms.' });
+    return r;
+  }
+
+  private view(r: VmRecord): VmView {
+    const { dns: _dns, ...net } = r.network;
+    return {
+      id: r.id,
+      name: r.name,
+      owner: r.owner,
+      state: r.state,
+      stateReason: r.stateReason,
+      source: r.source,
+      resources: r.resources,
+      network: net,
+      pid: hasProcess(r.state) ? (r.driver.pid ?? null) : null,
+      ready: r.ready,
+      startedAt: r.startedAt ?? null,
+      readyAt: r.readyAt ?? null,
+      bootMs: r.bootMs ?? null,
+      health: hasProcess(r.state) ? (this.health.get(r.id) ?? null) : null,
+      lastExit: r.lastExit ?? null,
+      restartPolicy: r.restartPolicy,
+      restarts: r.restarts,
+      snapshots: r.snapshots.map(({ dir: _d, ...s }) => s),
+      createdAt: r.createdAt,
+      updatedAt: r.updatedAt,
+    };
+  }
+
+  private authorize(rec: VmRecord, actor: string | undefined, action: string): void {
+    if (actor === undefined || rec.owner === null || rec.owner.toLowerCase() === actor.toLowerCase()) return;
+    throw new FormError('AUTH_FORBIDDEN', `Cannot ${action} VM ${rec.id}: it belongs to ${rec.owner}, not to ${actor}`);
+  }
+
+  private setState(rec: VmRecord, state: VmState, reason: string): void {
+    rec.state = state;
+    rec.stateReason = reason;
+    rec.updatedAt = new Date().toISOString();
+  }
+
+  private save(rec: VmRecord): void {
+    if (this.vms.get(rec.id) === rec) this.o.store.save(rec);
+  }
+
+  // ---------- create ----------
+
+  /** Create a VM from a Formpack id or an image name (and start it unless `start: false`). */
+  async create(req: CreateVmRequest, owner: string | null = null): Promise<VmView> {
+    if (this.closed) throw new FormError('UNAVAILABLE', 'Cannot create a VM: the VMM is shutting down');
+    if (Boolean(req.formpack) === Boolean(req.image)) {
+      throw new FormError('BAD_REQUEST', 'Cannot create a VM: give exactly one of formpack or image');
+    }
+    const id = `vm-${randomBytes(6).toString('hex')}`;
+    let source: VmSource;
+    let kernel: string;
+    let initramfs: string | undefined;
+    let cmdline: string;
+    let disk: string;
+    let diskFormat: 'qcow2' | 'raw' | 'vmdk';
+    let base: Resources;
+    let agentChannel = 'org.qemu.guest_agent.0';
+    let ports = [22];
+    let defaultName: string;
+    const fromFormpack = (fp: ReturnType<typeof resolveFormpack>, src: VmSource): void => {
+      source = src;
+      kernel = fp.kernel;
+      initramfs = fp.initramfs;
+      cmdline = fp.manifest.cmdline;
+      disk = fp.disk;
+      diskFormat = 'qcow2';
+      base = { ...fp.manifest.resources };
+      agentChannel = fp.manifest.guest?.agentChannel ?? agentChannel;
+      ports = [22, ...(fp.manifest.formfile?.expose ?? [])];
+      defaultName = fp.manifest.name;
+    };
+    if (req.formpack) {
+      const fp = resolveFormpack(this.o.formpacksDir, req.formpack);
+      fromFormpack(fp, { kind: 'formpack', id: fp.manifest.id ?? req.formpack, name: fp.manifest.name, dir: fp.dir });
+    } else {
+      const img = findImage(this.o.imagesDir, req.image as string);
+      if (img.format === 'formpack') {
+        const fp = await openFormImage(img, join(this.o.cacheDir, 'form-images'));
+        fromFormpack(fp, { kind: 'image', name: img.name, file: img.file, format: 'formpack' });
+      } else {
+        source = { kind: 'image', name: img.name, file: img.file, format: img.format };
+        const k = this.o.kernelPath ?? hostKernel();
+        if (!k || !existsSync(k)) {
+          throw new FormError('HOST_UNSUPPORTED', `Cannot boot image ${img.name}: no kernel (set VMM_KERNEL_PATH)`);
+        }
+        kernel = k;
+        initramfs = this.o.initramfsPath ?? (await hostInitramfs(k, this.o.cacheDir));
+        cmdline = `console=ttyS0 root=/dev/vda rw panic=-1 vm_init=${req.init ?? '/sbin/init'}`;
+        disk = img.file;
+        diskFormat = img.format;
+        base = { vcpu: 1, memMiB: 256, diskGiB: 1 };
+        defaultName = img.name.replace(/\.[^.]+$/, '');
+      }
+    }
+    const resources = { ...base!, ...(req.resources ?? {}) };
+    for (const [k, v] of Object.entries(resources)) {
+      if (!Number.isInteger(v) || v < 1)
+        throw new FormError('BAD_REQUEST', `Cannot create a VM: ${k} must be a positive integer`);
+    }
+    if (resources.memMiB < 64) throw new FormError('BAD_REQUEST', 'Cannot create a VM: memMiB must be at least 64');
+    const name = (req.name ?? `${sanitize(defaultName!)}-${id.slice(3, 9)}`).toLowerCase();
+    if (!NAME_RE.test(name)) {
+      throw new FormError(
+        'BAD_REQUEST',
+        `Cannot create a VM named ${JSON.stringify(name)}: use a DNS label (a-z, 0-9, -)`,
+      );
+    }
+    const taken = { ips: new Set<string>(), macs: new Set<string>(), taps: new Set<string>() };
+    for (const r of this.vms.values()) {
+      taken.ips.add(r.network.ip.split('/')[0] as string);
+      taken.macs.add(r.network.mac);
+      if (r.network.tap) taken.taps.add(r.network.tap);
+    }
+    const net = await this.o.network.assign(id, taken, req.forwardPorts ?? ports);
+    const fullCmdline =
+      `${cmdline!} vm_ip=${net.ip} vm_gw=${net.gateway} vm_dns=${net.dns} vm_name=${name} vm_id=${id}`.trim();
+    const dir = join(this.o.store.vmDir(id), 'qemu');
+    const spec: DriverVmSpec = {
+      id,
+      name,
+      vcpu: resources.vcpu,
+      memMiB: resources.memMiB,
+      dir,
+      kernel: kernel!,
+      initramfs,
+      cmdline: fullCmdline,
+      baseDisk: disk!,
+      baseDiskFormat: diskFormat!,
+      diskGiB: resources.diskGiB,
+      network:
+        net.mode === 'user'
+          ? { mode: 'user', forwards: net.forwards, mac: net.mac }
+          : { mode: 'tap', tap: net.tap as string, mac: net.mac, netns: net.netns },
+      agentChannel,
+    };
+    let driverVm: VmRecord['driver'];
+    try {
+      driverVm = await this.o.driver.create(spec);
+    } catch (err) {
+      this.o.store.remove(id);
+      throw err;
+    }
+    const now = new Date().toISOString();
+    const rec: VmRecord = {
+      id,
+      name,
+      owner,
+      createdAt: now,
+      updatedAt: now,
+      source: source!,
+      resources,
+      state: 'created',
+      stateReason: 'created',
+      restartPolicy: req.restartPolicy ?? this.o.restartPolicy ?? 'never',
+      restarts: 0,
+      network: net,
+      driver: driverVm,
+      snapshots: [],
+      serialOffset: 0,
+      ready: false,
+    };
+    this.vms.set(id, rec);
+    this.o.store.save(rec);
+    this.log.info({ id, name, source: rec.source, resources }, 'vm created');
+    if (req.start !== false) {
+      try {
+        await this.start(id, owner ?? undefined);
+      } catch (err) {
+        this.log.warn({ id, err: (err as Error).message }, 'vm created but not started');
+        throw err;
+      }
+    }
+    return this.get(id);
+  }
+
+  // ---------- actions ----------
+
+  private act<T>(
+    id: string,
+    action: VmAction,
+    actor: string | undefined,
+    fn: (rec: VmRecord) => Promise<T>,
+  ): Promise<T> {
+    this.rec(id); // 404 before queueing
+    return this.lock.run(id, async () => {
+      const rec = this.rec(id);
+      this.authorize(rec, actor, action);
+      assertAction(id, rec.state, action);
+      return fn(rec);
+    });
+  }
+
+  private checkFits(rec: VmRecord): void {
+    const { capacity, used } = this.capacity();
+    checkCapacity(rec.id, rec.resources, used, capacity);
+  }
+
+  private async boot(rec: VmRecord, why: string): Promise<void> {
+    this.checkFits(rec);
+    await this.o.network.attach(rec.network);
+    const prev = rec.state;
+    this.setState(rec, 'starting', why);
+    rec.ready = false;
+    rec.readyAt = undefined;
+    rec.bootMs = undefined;
+    rec.serialOffset = existsSync(rec.driver.paths.serial) ? statSync(rec.driver.paths.serial).size : 0;
+    this.save(rec);
+    try {
+      await this.o.driver.start(rec.driver);
+    } catch (err) {
+      this.setState(rec, prev === 'starting' ? 'stopped' : prev, `start failed: ${(err as Error).message}`);
+      this.save(rec);
+      throw err;
+    }
+    rec.startedAt = new Date().toISOString();
+    this.setState(rec, 'running', why);
+    this.save(rec);
+  }
+
+  start(id: string, actor?: string): Promise<VmView> {
+    return this.act(id, 'start', actor, async (rec) => {
+      // Never a duplicate: a QEMU still alive for this VM is adopted, not started twice.
+      const found = await this.o.driver.recover(rec.driver).catch(() => 'gone' as const);
+      if (found !== 'gone') {
+        this.setState(rec, found, 'found its QEMU process still alive');
+        this.save(rec);
+        throw new FormError('VM_BAD_STATE', `Cannot start VM ${id}: it is ${found}`);
+      }
+      await this.boot(rec, actor ? `started by ${actor}` : 'started');
+      return this.view(rec);
+    });
+  }
+
+  stop(id: string, actor?: string, opts: { force?: boolean; timeoutMs?: number } = {}): Promise<VmView> {
+    return this.act(id, 'stop', actor, async (rec) => {
+      const prev = rec.state;
+      this.setState(rec, 'stopping', 'stopping');
+      this.save(rec);
+      try {
+        const r = await this.o.driver.stop(rec.driver, {
+          timeoutMs: opts.timeoutMs ?? this.o.stopTimeoutMs ?? 10_000,
+          force: opts.force,
+        });
+        this.setState(
+          rec,
+          'stopped',
+          `${r.forced ? `forced stop (no clean poweroff within ${opts.timeoutMs ?? this.o.stopTimeoutMs ?? 10_000} ms)` : 'clean poweroff'}${actor ? ` by ${actor}` : ''}`,
+        );
+      } catch (err) {
+        this.setState(rec, prev, `stop failed: ${(err as Error).message}`);
+        throw err;
+      } finally {
+        rec.ready = false;
+        this.save(rec);
+      }
+      return this.view(rec);
+    });
+  }
+
+  restart(id: string, actor?: string): Promise<VmView> {
+    return this.act(id, 'restart', actor, async (rec) => {
+      this.setState(rec, 'stopping', 'restarting');
+      await this.o.driver.stop(rec.driver, { timeoutMs: this.o.stopTimeoutMs ?? 10_000 });
+      this.setState(rec, 'stopped', 'restarting');
+      await this.boot(rec, actor ? `restarted by ${actor}` : 'restarted');
+      return this.view(rec);
+    });
+  }
+
+  pause(id: string, actor?: string): Promise<VmView> {
+    return this.act(id, 'pause', actor, async (rec) => {
+      await this.o.driver.pause(rec.driver);
+      this.setState(rec, 'paused', actor ? `paused by ${actor}` : 'paused');
+      this.save(rec);
+      return this.view(rec);
+    });
+  }
+
+  resume(id: string, actor?: string): Promise<VmView> {
+    return this.act(id, 'resume', actor, async (rec) => {
+      await this.o.driver.resume(rec.driver);
+      this.setState(rec, 'running', actor ? `resumed by ${actor}` : 'resumed');
+      this.save(rec);
+      return this.view(rec);
+    });
+  }
+
+  snapshot(id: string, actor?: string): Promise<Omit<SnapshotRecord, 'dir'>> {
+    return this.act(id, 'snapshot', actor, async (rec) => {
+      const prev = rec.state;
+      const snapId = `snap-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${randomBytes(2).toString('hex')}`;
+      const dir = join(this.o.store.vmDir(id), 'snapshots', snapId);
+      this.setState(rec, 'snapshotting', `snapshot ${snapId}`);
+      try {
+        const info = await this.o.driver.snapshot(rec.driver, dir);
+        const s: SnapshotRecord = {
+          id: snapId,
+          createdAt: new Date().toISOString(),
+          dir,
+          memoryBytes: info.memoryBytes,
+          diskBytes: info.diskBytes,
+          totalMs: info.totalMs,
+          ready: rec.ready,
+        };
+        rec.snapshots.push(s);
+        const { dir: _d, ...pub } = s;
+        return pub;
+      } finally {
+        // The process may have died meanwhile (the exit handler runs after us and settles it).
+        this.setState(rec, prev, `${prev} (after snapshot)`);
+        this.save(rec);
+      }
+    });
+  }
+
+  restore(id: string, snapshotId: string | undefined, actor?: string): Promise<VmView> {
+    return this.act(id, 'restore', actor, async (rec) => {
+      const snap = snapshotId ? rec.snapshots.find((s) => s.id === snapshotId) : rec.snapshots.at(-1);
+      if (!snap) {
+        throw new FormError(
+          'NOT_FOUND',
+          `Cannot restore VM ${id}: ${snapshotId ? `no snapshot ${snapshotId}` : 'it has no snapshot'}`,
+        );
+      }
+      if (!hasProcess(rec.state)) this.checkFits(rec);
+      await this.o.network.attach(rec.network);
+      const prev = rec.state;
+      this.setState(rec, 'restoring', `restoring ${snap.id}`);
+      this.save(rec);
+      try {
+        await this.o.driver.restore(rec.driver, snap.dir);
+      } catch (err) {
+        const alive = (await this.o.driver.status(rec.driver).catch(() => 'stopped' as const)) !== 'stopped';
+        this.setState(rec, alive ? prev : 'stopped', `restore failed: ${(err as Error).message}`);
+        this.save(rec);
+        throw err;
+      }
+      rec.startedAt = new Date().toISOString();
+      rec.ready = snap.ready;
+      rec.readyAt = snap.ready ? rec.startedAt : undefined;
+      this.setState(rec, 'running', `restored from ${snap.id}${actor ? ` by ${actor}` : ''}`);
+      this.save(rec);
+      if (snap.ready) this.wake(rec.id);
+      return this.view(rec);
+    });
+  }
+
+  destroy(id: string, actor?: string): Promise<void> {
+    return this.act(id, 'destroy', actor, async (rec) => {
+      await this.o.driver.destroy(rec.driver);
+      await this.o.network.detach(rec.network);
+      this.setState(rec, 'destroyed', actor ? `destroyed by ${actor}` : 'destroyed');
+      this.vms.delete(id);
+      this.health.delete(id);
+      this.o.store.remove(id);
+      this.log.info({ id }, 'vm destroyed');
+    });
+  }
+
+  /** Run a command in the guest through the agent (tests, health, the node daemon). */
+  exec(id: string, path: string, args: string[] = [], timeoutMs = 10_000) {
+    const rec = this.rec(id);
+    if (rec.state !== 'running') throw new FormError('VM_BAD_STATE', `Cannot exec in VM ${id}: it is ${rec.state}`);
+    return this.o.driver.agent(rec.driver).exec(path, args, timeoutMs);
+  }
+
+  /** Resolve once the guest printed FORM-INIT-READY (or reject after `timeoutMs`). */
+  waitReady(id: string, timeoutMs = 60_000): Promise<VmView> {
+    const rec = this.rec(id);
+    if (rec.ready) return Promise.resolve(this.view(rec));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        done();
+        const r = this.vms.get(id);
+        reject(
+          new FormError('TIMEOUT', `VM ${id} was not ready within ${timeoutMs} ms (state ${r?.state ?? 'destroyed'})`, {
+            details: { console: r ? tail(r.driver.paths.serial, 1500) : '' },
+          }),
+        );
+      }, timeoutMs);
+      const waiter = (): void => {
+        const r = this.vms.get(id);
+        if (!r || r.ready || !hasProcess(r.state)) {
+          done();
+          if (r?.ready) resolve(this.view(r));
+          else
+            reject(
+              new FormError('VM_BAD_STATE', `VM ${id} stopped before it was ready: ${r?.stateReason ?? 'destroyed'}`),
+            );
+        }
+      };
+      const list = this.readyWaiters.get(id) ?? [];
+      list.push(waiter);
+      this.readyWaiters.set(id, list);
+      const done = (): void => {
+        clearTimeout(timer);
+        const l = this.readyWaiters.get(id);
+        if (l)
+          this.readyWaiters.set(
+            id,
+            l.filter((w) => w !== waiter),
+          );
+      };
+    });
+  }
+
+  private wake(id: string): void {
+    for (const w of [...(this.readyWaiters.get(id) ?? [])]) w();
+  }
+
+  private scanReady(): void {
+    for (const rec of this.vms.values()) {
+      if (rec.ready || rec.state !== 'running') continue;
+      const text = readFrom(rec.driver.paths.serial, rec.serialOffset);
+      const m = text.indexOf(READY_MARK);
+      if (m >= 0) {
+        rec.ready = true;
+        rec.readyAt = new Date().toISOString();
+        if (rec.startedAt) rec.bootMs = Date.parse(rec.readyAt) - Date.parse(rec.startedAt);
+        this.save(rec);
+        this.log.info({ id: rec.id, bootMs: rec.bootMs }, 'vm ready');
+        this.wake(rec.id);
+      }
+    }
+  }
+
+  /** One round of health checks (guest agent ping + entrypoint state) for ready, running VMs. */
+  async checkHealth(): Promise<void> {
+    for (const rec of [...this.vms.values()]) {
+      if (rec.state !== 'running' || !rec.ready) continue;
+      const h: VmHealth = { checkedAt: new Date().toISOString(), agent: 'ok' };
+      const ga = this.o.driver.agent(rec.driver);
+      try {
+        await ga.ping(2000);
+        try {
+          const s = (await ga.readFile('/run/form/entrypoint.state', 256, 2000)).trim().split(/\s+/);
+          if (s[0] === 'running') h.entrypoint = { status: 'running', pid: Number(s[1]), restarts: Number(s[2] ?? 0) };
+          else if (s[0] === 'exited')
+            h.entrypoint = { status: 'exited', code: Number(s[1]), restarts: Number(s[2] ?? 0) };
+          else h.entrypoint = { status: 'unknown', detail: s.join(' ') };
+        } catch (err) {
+          h.entrypoint = { status: 'unknown', detail: (err as Error).message };
+        }
+      } catch (err) {
+        h.agent = 'unreachable';
+        h.agentError = (err as Error).message;
+      }
+      const prev = this.health.get(rec.id);
+      if (h.entrypoint?.status === 'exited' && prev?.entrypoint?.status !== 'exited') {
+        this.log.warn({ id: rec.id, entrypoint: h.entrypoint }, 'vm entrypoint exited');
+      }
+      if (this.vms.has(rec.id)) this.health.set(rec.id, h);
+    }
+  }
+
+  private async onExit(info: ExitInfo): Promise<void> {
+    const rec = this.vms.get(info.id);
+    if (!rec || !hasProcess(rec.state)) return;
+    const at = new Date().toISOString();
+    rec.lastExit = { kind: info.kind, reason: info.reason, at };
+    rec.ready = false;
+    this.health.delete(rec.id);
+    if (info.kind === 'guest-poweroff') this.setState(rec, 'stopped', info.reason);
+    else this.setState(rec, 'crashed', info.reason);
+    this.save(rec);
+    this.wake(rec.id);
+    const max = this.o.maxRestarts ?? 3;
+    if (rec.state === 'crashed' && rec.restartPolicy === 'on-failure' && rec.restarts < max && !this.closed) {
+      rec.restarts++;
+      this.log.warn({ id: rec.id, restarts: rec.restarts }, 'restarting vm per policy');
+      try {
+        await this.boot(rec, `restarted by policy after: ${info.reason}`);
+      } catch (err) {
+        this.setState(rec, 'crashed', `restart by policy failed: ${(err as Error).message}`);
+        this.save(rec);
+      }
+    }
+  }
+
+  /**
+   * Stop background work. `stopVms: true` also stops (forced) every VM and tears the network down;
+   * otherwise VMs keep running and a new VMM re-attaches to them.
+   */
+  async close(opts: { stopVms?: boolean } = {}): Promise<void> {
+    this.closed = true;
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    if (this.readyTimer) clearInterval(this.readyTimer);
+    if (opts.stopVms) {
+      for (const rec of [...this.vms.values()]) {
+        if (!hasProcess(rec.state)) continue;
+        await this.lock.run(rec.id, async () => {
+          await this.o.driver.stop(rec.driver, { force: true }).catch(() => undefined);
+          this.setState(rec, 'stopped', 'stopped at VMM shutdown');
+          this.save(rec);
+        });
+      }
+    }
+    await this.o.driver.close();
+    const anyAlive = [...this.vms.values()].some((r) => hasProcess(r.state));
+    if (!anyAlive) {
+      for (const rec of this.vms.values()) await this.o.network.detach(rec.network);
+      await this.o.network.close();
+    }
+  }
+
+  /** Remove every VM (destroy), used by tests and `form node down --purge`. */
+  async destroyAll(): Promise<void> {
+    for (const id of [...this.vms.keys()]) await this.destroy(id).catch(() => undefined);
+  }
+}
+
+function sanitize(s: string): string {
+  return (
+    s
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 50) || 'vm'
+  );
+}
+
+function readFrom(path: string, offset: number, max = 1 << 20): string {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const size = statSync(path).size;
+    const start = Math.max(offset, size - max);
+    if (size <= start) return '';
+    const buf = Buffer.alloc(size - start);
+    readSync(fd, buf, 0, buf.length, start);
+    return buf.toString('utf8');
+  } catch {
+    return '';
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+function tail(path: string, bytes: number): string {
+  try {
+    const size = statSync(path).size;
+    return readFrom(path, Math.max(0, size - bytes), bytes);
+  } catch {
+    return '';
+  }
+}

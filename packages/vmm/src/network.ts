@@ -1,0 +1,200 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { promisify } from 'node:util';
+import { FormError } from '@formation/interface';
+import type { Logger } from '@formation/service';
+import type { PortForward } from './driver.ts';
+
+const execFileP = promisify(execFile);
+
+export interface NetworkConfig {
+  mode: 'user' | 'tap';
+  /** Network namespace the bridge, TAPs and QEMU live in (tap mode). Empty = the host's. */
+  netns?: string | undefined;
+  /** Create `netns` when missing (and delete it on close). */
+  createNetns?: boolean | undefined;
+  bridge: string;
+  /** Instance range, e.g. 10.129.7.0/24: the bridge gets the first address, VMs the rest. */
+  cidr: string;
+}
+
+/** Network settings of one VM (persisted in its record). */
+export interface VmNetAssignment {
+  mode: 'user' | 'tap';
+  /** Guest address with prefix, e.g. 10.129.7.2/24. */
+  ip: string;
+  gateway: string;
+  dns: string;
+  mac: string;
+  tap?: string | undefined;
+  netns?: string | undefined;
+  forwards: PortForward[];
+}
+
+export function ipToInt(ip: string): number {
+  const p = ip.split('.').map(Number);
+  if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) {
+    throw new FormError('CONFIG_INVALID', `Not an IPv4 address: ${ip}`);
+  }
+  return (((p[0] ?? 0) << 24) | ((p[1] ?? 0) << 16) | ((p[2] ?? 0) << 8) | (p[3] ?? 0)) >>> 0;
+}
+
+export function intToIp(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+/** Parse `a.b.c.d/nn` into network, prefix and the usable host range (first = gateway/bridge). */
+export function parseCidr(cidr: string): { network: number; prefix: number; first: number; last: number } {
+  const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(cidr);
+  const prefix = Number(m?.[2]);
+  if (!m || prefix < 8 || prefix > 30) {
+    throw new FormError('CONFIG_INVALID', `Cannot use network range ${cidr}: expected a.b.c.d/nn with nn in 8..30`);
+  }
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  const network = (ipToInt(m[1] as string) & mask) >>> 0;
+  const broadcast = (network | (~mask >>> 0)) >>> 0;
+  return { network, prefix, first: network + 1, last: broadcast - 1 };
+}
+
+/** A stable, locally administered MAC for a VM (52:54:00 prefix + 3 bytes of sha256(id)). */
+export function macFor(id: string, salt = 0): string {
+  const h = createHash('sha256').update(`${id}/${salt}`).digest();
+  return `52:54:00:${[h[0], h[1], h[2]].map((b) => (b ?? 0).toString(16).padStart(2, '0')).join(':')}`;
+}
+
+/** A TAP name for a VM: unique per id, within IFNAMSIZ (15). */
+export function tapFor(id: string, salt = 0): string {
+  return `ftap${createHash('sha256').update(`${id}/${salt}`).digest('hex').slice(0, 10)}`;
+}
+
+/** A free TCP port on 127.0.0.1 (bound then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The node's VM network. `user`: QEMU slirp with host forwards on 127.0.0.1 only (no root, nothing
+ * exposed beyond loopback). `tap`: a bridge holding the range's first address, one TAP per VM, all
+ * inside `netns` (created on demand), addresses assigned from the range and never reused while allocated.
+ */
+export class VmNetwork {
+  readonly cfg: NetworkConfig;
+  private readonly log: Logger;
+  private createdNetns = false;
+
+  constructor(cfg: NetworkConfig, logger: Logger) {
+    this.cfg = cfg;
+    this.log = logger.child({ component: 'vmm-net' });
+    if (cfg.mode === 'tap') parseCidr(cfg.cidr);
+  }
+
+  private ip(args: string[]): Promise<{ stdout: string }> {
+    const full = this.cfg.netns ? ['-n', this.cfg.netns, ...args] : args;
+    return execFileP('ip', full).catch((err: { stderr?: string; message: string }) => {
+      throw new FormError('NET_ERROR', `Cannot run ip ${full.join(' ')}: ${(err.stderr ?? err.message).trim()}`);
+    });
+  }
+
+  /** Set up the bridge (and namespace) for tap mode. Idempotent. */
+  async init(): Promise<void> {
+    if (this.cfg.mode !== 'tap') return;
+    if (process.getuid?.() !== 0) {
+      throw new FormError('HOST_UNSUPPORTED', 'Cannot use tap networking: the VMM is not running as root', {
+        hint: "Run as root, or use network.mode 'user'.",
+      });
+    }
+    const ns = this.cfg.netns;
+    if (ns && !existsSync(`/run/netns/${ns}`)) {
+      if (!this.cfg.createNetns) {
+        throw new FormError('NET_ERROR', `Cannot use network namespace ${ns}: it does not exist`, {
+          hint: 'Create it, or set network.createNetns.',
+        });
+      }
+      await execFileP('ip', ['netns', 'add', ns]);
+      this.createdNetns = true;
+      await this.ip(['link', 'set', 'lo', 'up']);
+    }
+    const { first, prefix } = parseCidr(this.cfg.cidr);
+    const exists = await this.ip(['link', 'show', this.cfg.bridge]).then(
+      () => true,
+      () => false,
+    );
+    if (!exists) {
+      await this.ip(['link', 'add', this.cfg.bridge, 'type', 'bridge']);
+      await this.ip(['addr', 'add', `${intToIp(first)}/${prefix}`, 'dev', this.cfg.bridge]);
+    }
+    await this.ip(['link', 'set', this.cfg.bridge, 'up']);
+    this.log.info({ netns: ns, bridge: this.cfg.bridge, cidr: this.cfg.cidr }, 'vm network ready');
+  }
+
+  /**
+   * Assign network settings to a new VM. `taken` holds what existing VM records already use (addresses,
+   * MACs, TAP names), so nothing is reused while allocated.
+   */
+  async assign(
+    id: string,
+    taken: { ips: Set<string>; macs: Set<string>; taps: Set<string> },
+    guestPorts: number[],
+  ): Promise<VmNetAssignment> {
+    let salt = 0;
+    while (taken.macs.has(macFor(id, salt)) || taken.taps.has(tapFor(id, salt))) salt++;
+    const mac = macFor(id, salt);
+    if (this.cfg.mode === 'user') {
+      const forwards: PortForward[] = [];
+      for (const guest of [...new Set(guestPorts)]) forwards.push({ guest, host: await freePort() });
+      return { mode: 'user', ip: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3', mac, forwards };
+    }
+    const { first, last, prefix } = parseCidr(this.cfg.cidr);
+    for (let n = first + 1; n <= last; n++) {
+      const addr = intToIp(n);
+      if (taken.ips.has(addr)) continue;
+      return {
+        mode: 'tap',
+        ip: `${addr}/${prefix}`,
+        gateway: intToIp(first),
+        dns: 'none',
+        mac,
+        tap: tapFor(id, salt),
+        netns: this.cfg.netns || undefined,
+        forwards: [],
+      };
+    }
+    throw new FormError('VM_NO_CAPACITY', `Cannot create VM ${id}: no free address left in ${this.cfg.cidr}`);
+  }
+
+  /** Create the VM's TAP device on the bridge (tap mode; idempotent). */
+  async attach(a: VmNetAssignment): Promise<void> {
+    if (a.mode !== 'tap' || !a.tap) return;
+    const exists = await this.ip(['link', 'show', a.tap]).then(
+      () => true,
+      () => false,
+    );
+    if (!exists) await this.ip(['tuntap', 'add', 'dev', a.tap, 'mode', 'tap']);
+    await this.ip(['link', 'set', a.tap, 'master', this.cfg.bridge]);
+    await this.ip(['link', 'set', a.tap, 'up']);
+  }
+
+  /** Remove the VM's TAP device (tap mode; missing is fine). */
+  async detach(a: VmNetAssignment): Promise<void> {
+    if (a.mode !== 'tap' || !a.tap) return;
+    await this.ip(['link', 'del', a.tap]).catch(() => undefined);
+  }
+
+  /** Delete the namespace if this VMM created it. */
+  async close(): Promise<void> {
+    if (this.createdNetns && this.cfg.netns) {
+      await execFileP('ip', ['netns', 'del', this.cfg.netns]).catch(() => undefined);
+      this.createdNetns = false;
+    }
+  }
+}

@@ -1,0 +1,717 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
+import { copyFile, mkdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { FormError } from '@formation/interface';
+import type { Logger } from '@formation/service';
+import { type AccelProbe, probeAccel } from './accel.ts';
+import { applyLimits, removeLimits } from './cgroup.ts';
+import type {
+  DriverFingerprint,
+  DriverVm,
+  DriverVmSpec,
+  ExitInfo,
+  GuestAgent,
+  HypervisorDriver,
+  SnapshotInfo,
+  StopResult,
+} from './driver.ts';
+import { QmpClient } from './qmp.ts';
+import { KeyedSerializer } from './state-machine.ts';
+
+const execFileP = promisify(execFile);
+
+export interface QemuDriverOptions {
+  logger: Logger;
+  /** `auto` probes KVM (cached), else forces one. */
+  accel?: 'auto' | 'kvm' | 'tcg';
+  /** Kernel used by the KVM probe. */
+  probeKernel?: string | undefined;
+  /** Where the probe result is cached (per host). */
+  probeCacheFile?: string | undefined;
+  machine?: 'pc' | 'q35' | 'microvm';
+  /** QEMU's seccomp sandbox (`-sandbox on,…`). */
+  sandbox?: boolean;
+  /** Put each QEMU in its own cgroup with memory/CPU limits. */
+  cgroupLimits?: boolean;
+  qemuBinary?: string;
+}
+
+interface Live {
+  pid: number;
+  qmp: QmpClient | undefined;
+  child: ChildProcess | undefined;
+  /** Set while we stop/restore/destroy it ourselves: its exit is not reported. */
+  expectingExit: boolean;
+  shutdown: { guest: boolean; reason: string } | undefined;
+  childExit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  finalized: boolean;
+  gone: Promise<void>;
+  markGone: () => void;
+}
+
+/** True when a process with this pid exists and is not a zombie. */
+export function processAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+/** True when `pid` is a QEMU process serving the QMP socket `qmpPath` (guards against pid reuse). */
+export function isOurQemu(pid: number, qmpPath: string): boolean {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return (argv[0] ?? '').includes('qemu-system') && argv.includes(`unix:${qmpPath},server=on,wait=off`);
+  } catch {
+    return false;
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function waitGone(pid: number, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (!processAlive(pid)) return true;
+    await sleep(25);
+  }
+  return !processAlive(pid);
+}
+
+/**
+ * The QEMU driver: one `qemu-system-x86_64` per VM, controlled over QMP, guest agent over a
+ * virtio-serial channel, direct kernel boot, a qcow2 overlay over the (untouched) base image, virtio
+ * disk and network, serial console to a file, seccomp sandbox and cgroup limits. KVM when the probe
+ * shows it works, else TCG.
+ */
+export class QemuDriver implements HypervisorDriver {
+  readonly name = 'qemu';
+  private readonly log: Logger;
+  private readonly opts: QemuDriverOptions;
+  private readonly live = new Map<string, Live>();
+  private readonly exitListeners: Array<(i: ExitInfo) => void> = [];
+  private readonly agentLock = new KeyedSerializer();
+  private fp: Promise<DriverFingerprint> | undefined;
+  private accel: AccelProbe | undefined;
+
+  constructor(opts: QemuDriverOptions) {
+    this.opts = opts;
+    this.log = opts.logger.child({ component: 'qemu-driver' });
+  }
+
+  private get qemu(): string {
+    return this.opts.qemuBinary ?? 'qemu-system-x86_64';
+  }
+
+  fingerprint(): Promise<DriverFingerprint> {
+    this.fp ??= this.doFingerprint();
+    return this.fp;
+  }
+
+  private async doFingerprint(): Promise<DriverFingerprint> {
+    const caps = {
+      pause: true,
+      snapshot: true,
+      networkModes: ['user', 'tap'] as Array<'user' | 'tap'>,
+      diskFormats: ['qcow2', 'raw', 'vmdk'],
+      sandbox: this.opts.sandbox !== false,
+      cgroupLimits: this.opts.cgroupLimits !== false && process.getuid?.() === 0,
+    };
+    let version: string;
+    try {
+      const { stdout } = await execFileP(this.qemu, ['--version']);
+      version = stdout.split('\n')[0]?.trim() ?? '';
+      await execFileP('qemu-img', ['--version']);
+    } catch (err) {
+      return {
+        driver: this.name,
+        available: false,
+        reason: `${this.qemu} or qemu-img is not installed (${(err as Error).message.split('\n')[0]})`,
+        accel: 'none',
+        capabilities: caps,
+      };
+    }
+    const forced = this.opts.accel ?? 'auto';
+    if (forced !== 'auto') {
+      this.accel = {
+        accel: forced,
+        reason: `forced by configuration (accel=${forced})`,
+        host: '',
+        kernel: '',
+        probedAt: new Date().toISOString(),
+      };
+    } else if (this.opts.probeKernel) {
+      this.accel = await probeAccel({
+        kernel: this.opts.probeKernel,
+        cacheFile: this.opts.probeCacheFile,
+        qemu: this.qemu,
+      });
+    } else {
+      this.accel = {
+        accel: 'tcg',
+        reason: 'no kernel to probe KVM with',
+        host: '',
+        kernel: '',
+        probedAt: new Date().toISOString(),
+      };
+    }
+    this.log.info({ accel: this.accel.accel, reason: this.accel.reason }, 'qemu accelerator chosen');
+    return {
+      driver: this.name,
+      available: true,
+      accel: this.accel.accel,
+      accelReason: this.accel.reason,
+      version,
+      capabilities: caps,
+    };
+  }
+
+  onExit(listener: (info: ExitInfo) => void): void {
+    this.exitListeners.push(listener);
+  }
+
+  private paths(spec: DriverVmSpec): DriverVm['paths'] {
+    return {
+      disk: join(spec.dir, 'disk.qcow2'),
+      qmp: join(spec.dir, 'qmp.sock'),
+      qga: join(spec.dir, 'qga.sock'),
+      serial: join(spec.dir, 'serial.log'),
+      pidfile: join(spec.dir, 'qemu.pid'),
+    };
+  }
+
+  async create(spec: DriverVmSpec): Promise<DriverVm> {
+    await mkdir(spec.dir, { recursive: true });
+    const paths = this.paths(spec);
+    if (!existsSync(spec.baseDisk)) {
+      throw new FormError(
+        'VM_IMAGE_INVALID',
+        `Cannot create VM ${spec.id}: disk image ${spec.baseDisk} does not exist`,
+      );
+    }
+    const info = await qemuImgInfo(spec.baseDisk);
+    if (info.format !== spec.baseDiskFormat) {
+      throw new FormError(
+        'VM_IMAGE_INVALID',
+        `Cannot create VM ${spec.id}: ${spec.baseDisk} is ${info.format}, expected ${spec.baseDiskFormat}`,
+      );
+    }
+    const want = spec.diskGiB * 2 ** 30;
+    const args = ['create', '-q', '-f', 'qcow2', '-b', spec.baseDisk, '-F', spec.baseDiskFormat, paths.disk];
+    if (want > info.virtualSize) args.push(String(want));
+    try {
+      await execFileP('qemu-img', args);
+    } catch (err) {
+      throw new FormError('VM_IMAGE_INVALID', `Cannot create the disk of VM ${spec.id}: ${stderrOf(err)}`, {
+        cause: err,
+      });
+    }
+    return { spec, paths };
+  }
+
+  private args(vm: DriverVm, incoming: boolean): string[] {
+    const s = vm.spec;
+    const p = vm.paths;
+    const machine = this.opts.machine ?? 'pc';
+    const bus = machine === 'microvm' ? 'device' : 'pci';
+    const accel = this.accel?.accel ?? 'tcg';
+    const a: string[] = [
+      '-name',
+      `guest=${s.id},debug-threads=off`,
+      '-accel',
+      accel,
+      '-M',
+      machine,
+      '-m',
+      String(s.memMiB),
+      '-smp',
+      String(s.vcpu),
+      '-nodefaults',
+      '-nographic',
+      '-no-user-config',
+    ];
+    if (accel === 'kvm') a.push('-cpu', 'host');
+    if (this.opts.sandbox !== false) a.push('-sandbox', 'on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny');
+    a.push('-chardev', `file,id=ser0,path=${p.serial},append=on`, '-serial', 'chardev:ser0');
+    a.push('-kernel', s.kernel);
+    if (s.initramfs) a.push('-initrd', s.initramfs);
+    a.push('-append', s.cmdline);
+    a.push(
+      '-drive',
+      `file=${p.disk},if=none,id=d0,format=qcow2,discard=unmap`,
+      '-device',
+      `virtio-blk-${bus},drive=d0`,
+    );
+    if (s.network.mode === 'user') {
+      const fwd = s.network.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`).join('');
+      a.push('-netdev', `user,id=n0${fwd}`);
+    } else {
+      a.push('-netdev', `tap,id=n0,ifname=${s.network.tap},script=no,downscript=no`);
+    }
+    a.push('-device', `virtio-net-${bus},netdev=n0,mac=${s.network.mac}`);
+    a.push(
+      '-device',
+      `virtio-serial-${bus}`,
+      '-chardev',
+      `socket,id=qga0,path=${p.qga},server=on,wait=off`,
+      '-device',
+      `virtserialport,chardev=qga0,name=${s.agentChannel}`,
+    );
+    a.push('-qmp', `unix:${p.qmp},server=on,wait=off`, '-pidfile', p.pidfile);
+    if (incoming) a.push('-incoming', 'defer');
+    return a;
+  }
+
+  async start(vm: DriverVm): Promise<void> {
+    await this.launch(vm, false);
+  }
+
+  private async launch(vm: DriverVm, incoming: boolean): Promise<void> {
+    await this.fingerprint();
+    const id = vm.spec.id;
+    if (this.live.has(id)) throw new FormError('VM_BAD_STATE', `Cannot start VM ${id}: its QEMU process is running`);
+    for (const f of [vm.paths.qmp, vm.paths.qga, vm.paths.pidfile]) await rm(f, { force: true });
+    const logPath = join(vm.spec.dir, 'qemu.log');
+    const logFd = openSync(logPath, 'w');
+    const qemuArgs = this.args(vm, incoming);
+    const net = vm.spec.network;
+    const [cmd, args] =
+      net.mode === 'tap' && net.netns
+        ? ['ip', ['netns', 'exec', net.netns, this.qemu, ...qemuArgs]]
+        : [this.qemu, qemuArgs];
+    const child = spawn(cmd, args as string[], { detached: true, stdio: ['ignore', logFd, logFd] });
+    closeSync(logFd);
+    child.unref();
+    let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    let spawnErr: Error | undefined;
+    child.on('error', (e) => {
+      spawnErr = e;
+    });
+    child.on('exit', (code, signal) => {
+      exited = { code, signal };
+    });
+    // Wait for QMP to answer (or the process to die).
+    const deadline = Date.now() + 15_000;
+    let qmp: QmpClient | undefined;
+    while (Date.now() < deadline) {
+      if (exited || spawnErr) break;
+      if (existsSync(vm.paths.qmp)) {
+        try {
+          qmp = await QmpClient.connect(vm.paths.qmp, { connectTimeoutMs: 3000 });
+          break;
+        } catch {
+          // not ready yet
+        }
+      }
+      await sleep(20);
+    }
+    if (!qmp) {
+      if (!exited && child.pid) {
+        try {
+          process.kill(child.pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      await sleep(50);
+      const log = safeRead(logPath).trim().split('\n').slice(-5).join(' | ');
+      const msg = spawnErr
+        ? `cannot run ${cmd}: ${spawnErr.message}`
+        : `QEMU exited${exited ? ` (code ${exited.code ?? exited.signal})` : ' (no QMP answer)'}: ${log || 'no output'}`;
+      const imageProblem = /Could not open|not in qcow2|Image is not|backing|Invalid|qcow2|could not load/i.test(log);
+      throw new FormError(imageProblem ? 'VM_IMAGE_INVALID' : 'VM_HYPERVISOR', `Cannot start VM ${id}: ${msg}`, {
+        details: { log: log.slice(0, 2000) },
+      });
+    }
+    let pid = child.pid ?? 0;
+    try {
+      pid = Number(readFileSync(vm.paths.pidfile, 'utf8').trim()) || pid;
+    } catch {
+      // pidfile not yet written: the child pid is QEMU itself (ip netns exec execs it)
+    }
+    vm.pid = pid;
+    const live = this.track(vm, pid, qmp, child);
+    if (exited) live.childExit = exited;
+    child.on('exit', (code, signal) => {
+      live.childExit = { code, signal };
+      void this.finalize(vm, live);
+    });
+    if (this.opts.cgroupLimits !== false && process.getuid?.() === 0) {
+      const r = applyLimits(`formation-vmm/${id}`, pid, vm.spec.vcpu, vm.spec.memMiB);
+      this.log.debug({ id, limits: r }, 'per-VM limits');
+    }
+    this.log.info({ id, pid, incoming }, 'qemu started');
+  }
+
+  /** Start watching one live QEMU: QMP events + EOF, process exit. */
+  private track(vm: DriverVm, pid: number, qmp: QmpClient, child: ChildProcess | undefined): Live {
+    let markGone = (): void => {};
+    const gone = new Promise<void>((r) => {
+      markGone = r;
+    });
+    const live: Live = {
+      pid,
+      qmp,
+      child,
+      expectingExit: false,
+      shutdown: undefined,
+      childExit: undefined,
+      finalized: false,
+      gone,
+      markGone,
+    };
+    this.live.set(vm.spec.id, live);
+    qmp.on('event', (e: { event: string; data?: Record<string, unknown> }) => {
+      if (e.event === 'SHUTDOWN') {
+        live.shutdown = { guest: e.data?.guest === true, reason: String(e.data?.reason ?? 'unknown') };
+      }
+    });
+    qmp.on('close', () => {
+      if (live.qmp === qmp) live.qmp = undefined;
+      void (async () => {
+        // EOF: QEMU exited (or closed the monitor). Confirm the process is gone before reporting.
+        if (await waitGone(pid, 3000)) await this.finalize(vm, live);
+      })();
+    });
+    return live;
+  }
+
+  private async finalize(vm: DriverVm, live: Live): Promise<void> {
+    if (live.finalized) return;
+    if (processAlive(live.pid)) {
+      if (!(await waitGone(live.pid, 3000))) return;
+    }
+    if (live.finalized) return;
+    live.finalized = true;
+    live.qmp?.close();
+    if (this.live.get(vm.spec.id) === live) this.live.delete(vm.spec.id);
+    removeLimits(`formation-vmm/${vm.spec.id}`);
+    vm.pid = undefined;
+    for (const f of [vm.paths.qmp, vm.paths.qga, vm.paths.pidfile]) await rm(f, { force: true }).catch(() => undefined);
+    live.markGone();
+    if (live.expectingExit) return;
+    let info: ExitInfo;
+    if (live.shutdown?.guest) {
+      info = { id: vm.spec.id, kind: 'guest-poweroff', reason: `guest powered off (${live.shutdown.reason})` };
+    } else if (live.shutdown) {
+      info = { id: vm.spec.id, kind: 'killed', reason: `QEMU shut down by the host (${live.shutdown.reason})` };
+    } else if (live.childExit?.signal) {
+      info = {
+        id: vm.spec.id,
+        kind: 'killed',
+        reason: `QEMU process ${live.pid} was killed by ${live.childExit.signal}`,
+      };
+    } else if (live.childExit && live.childExit.code !== 0) {
+      const log = safeRead(join(vm.spec.dir, 'qemu.log')).trim().split('\n').slice(-3).join(' | ');
+      info = { id: vm.spec.id, kind: 'crashed', reason: `QEMU exited with code ${live.childExit.code}: ${log}` };
+    } else {
+      info = {
+        id: vm.spec.id,
+        kind: 'killed',
+        reason: `QEMU process ${live.pid} disappeared (QMP connection lost, process gone)`,
+      };
+    }
+    this.log.warn({ ...info }, 'qemu exited unexpectedly');
+    for (const l of this.exitListeners) l(info);
+  }
+
+  private async qmp(vm: DriverVm): Promise<QmpClient> {
+    const live = this.live.get(vm.spec.id);
+    if (!live) throw new FormError('VM_BAD_STATE', `Cannot control VM ${vm.spec.id}: its QEMU process is not running`);
+    if (live.qmp?.isOpen) return live.qmp;
+    const q = await QmpClient.connect(vm.paths.qmp, { connectTimeoutMs: 3000 });
+    live.qmp = q;
+    return q;
+  }
+
+  async status(vm: DriverVm): Promise<'running' | 'paused' | 'stopped'> {
+    if (!this.live.has(vm.spec.id)) return 'stopped';
+    const r = await (await this.qmp(vm)).execute<{ status: string; running: boolean }>('query-status');
+    return r.running ? 'running' : 'paused';
+  }
+
+  async stop(vm: DriverVm, opts: { timeoutMs?: number; force?: boolean } = {}): Promise<StopResult> {
+    const t0 = Date.now();
+    const live = this.live.get(vm.spec.id);
+    if (!live) return { forced: false, ms: 0 };
+    live.expectingExit = true;
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    let forced = false;
+    if (!opts.force) {
+      // 1) clean poweroff inside the guest through the agent, 2) ACPI power button.
+      const agentMs = Math.max(500, Math.min(3000, timeoutMs / 2));
+      try {
+        await this.agentCall(vm, agentMs, async (ga) => {
+          await ga.execute('guest-exec', { path: '/sbin/form-poweroff', arg: [] }, agentMs);
+        });
+      } catch (err) {
+        this.log.debug({ id: vm.spec.id, err: (err as Error).message }, 'agent poweroff failed');
+      }
+      try {
+        await (await this.qmp(vm)).execute('system_powerdown', undefined, 1000);
+      } catch {
+        // ignore: the next step decides
+      }
+      await waitGone(live.pid, Math.max(0, timeoutMs - (Date.now() - t0)));
+    }
+    if (processAlive(live.pid)) {
+      forced = true;
+      try {
+        await (await this.qmp(vm)).execute('quit', undefined, 1000);
+      } catch {
+        // fall through to SIGKILL
+      }
+      if (!(await waitGone(live.pid, 2000))) {
+        try {
+          process.kill(live.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+        await waitGone(live.pid, 3000);
+      }
+    }
+    await this.finalize(vm, live);
+    await Promise.race([live.gone, sleep(2000)]);
+    return { forced, ms: Date.now() - t0 };
+  }
+
+  async restart(vm: DriverVm, opts: { timeoutMs?: number } = {}): Promise<void> {
+    await this.stop(vm, opts);
+    await this.start(vm);
+  }
+
+  async pause(vm: DriverVm): Promise<void> {
+    await (await this.qmp(vm)).execute('stop');
+  }
+
+  async resume(vm: DriverVm): Promise<void> {
+    await (await this.qmp(vm)).execute('cont');
+  }
+
+  async snapshot(vm: DriverVm, dir: string): Promise<SnapshotInfo> {
+    const t0 = Date.now();
+    const qmp = await this.qmp(vm);
+    await mkdir(dir, { recursive: true });
+    const memFile = join(dir, 'memory.mig');
+    const diskFile = join(dir, 'disk.qcow2');
+    // Room check: RAM image (at most guest RAM) + the overlay copy.
+    const overlayBytes = statSync(vm.paths.disk).size;
+    const fs = await statfs(dir);
+    const free = fs.bavail * fs.bsize;
+    const need = vm.spec.memMiB * 2 ** 20 + overlayBytes;
+    if (free < need) {
+      await rm(dir, { recursive: true, force: true });
+      throw new FormError(
+        'DISK_FULL',
+        `Cannot snapshot VM ${vm.spec.id}: ${Math.floor(free / 2 ** 20)} MiB free in ${dir}, up to ${Math.ceil(need / 2 ** 20)} MiB needed`,
+        { details: { freeBytes: free, neededBytes: need } },
+      );
+    }
+    const wasRunning = (await qmp.execute<{ running: boolean }>('query-status')).running;
+    if (wasRunning) await qmp.execute('stop');
+    let downtimeMs: number | undefined;
+    try {
+      await qmp.execute('migrate', { uri: `exec:cat > '${memFile.replaceAll("'", '')}'` });
+      const done = await pollMigration(qmp, 120_000);
+      downtimeMs = done.downtime;
+      await copyFile(vm.paths.disk, diskFile);
+      await writeFile(
+        join(dir, 'snapshot.json'),
+        JSON.stringify({
+          vm: vm.spec.id,
+          createdAt: new Date().toISOString(),
+          memMiB: vm.spec.memMiB,
+          baseDisk: vm.spec.baseDisk,
+        }),
+      );
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      const left = await statfs(join(dir, '..')).catch(() => undefined);
+      if (left && left.bavail * left.bsize < need) {
+        throw new FormError('DISK_FULL', `Cannot snapshot VM ${vm.spec.id}: the disk filled up while saving`, {
+          cause: err,
+        });
+      }
+      throw err;
+    } finally {
+      if (wasRunning) await qmp.execute('cont').catch(() => undefined);
+    }
+    return {
+      dir,
+      memoryBytes: (await stat(memFile)).size,
+      diskBytes: (await stat(diskFile)).size,
+      totalMs: Date.now() - t0,
+      downtimeMs,
+    };
+  }
+
+  async restore(vm: DriverVm, dir: string): Promise<void> {
+    const memFile = join(dir, 'memory.mig');
+    const diskFile = join(dir, 'disk.qcow2');
+    if (!existsSync(memFile) || !existsSync(diskFile)) {
+      throw new FormError('NOT_FOUND', `Cannot restore VM ${vm.spec.id}: snapshot ${dir} is incomplete or missing`);
+    }
+    if (this.live.has(vm.spec.id)) await this.stop(vm, { force: true });
+    await copyFile(diskFile, vm.paths.disk);
+    await this.launch(vm, true);
+    const qmp = await this.qmp(vm);
+    try {
+      await qmp.execute('migrate-incoming', { uri: `exec:cat '${memFile.replaceAll("'", '')}'` });
+      await pollMigration(qmp, 120_000);
+      await qmp.execute('cont');
+    } catch (err) {
+      await this.stop(vm, { force: true });
+      throw new FormError('VM_HYPERVISOR', `Cannot restore VM ${vm.spec.id} from ${dir}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
+
+  async destroy(vm: DriverVm): Promise<void> {
+    if (this.live.has(vm.spec.id)) await this.stop(vm, { force: true });
+    else if (vm.pid && isOurQemu(vm.pid, vm.paths.qmp)) {
+      process.kill(vm.pid, 'SIGKILL');
+      await waitGone(vm.pid, 3000);
+    }
+    removeLimits(`formation-vmm/${vm.spec.id}`);
+    await rm(vm.spec.dir, { recursive: true, force: true });
+  }
+
+  async recover(vm: DriverVm): Promise<'running' | 'paused' | 'gone'> {
+    if (this.live.has(vm.spec.id)) return (await this.status(vm)) === 'running' ? 'running' : 'paused';
+    let pid = vm.pid;
+    try {
+      pid = Number(readFileSync(vm.paths.pidfile, 'utf8').trim()) || pid;
+    } catch {
+      // no pidfile
+    }
+    if (!pid || !processAlive(pid) || !isOurQemu(pid, vm.paths.qmp)) {
+      vm.pid = undefined;
+      return 'gone';
+    }
+    const qmp = await QmpClient.connect(vm.paths.qmp, { connectTimeoutMs: 5000 });
+    vm.pid = pid;
+    this.track(vm, pid, qmp, undefined);
+    const st = await qmp.execute<{ running: boolean }>('query-status');
+    this.log.info({ id: vm.spec.id, pid }, 'qemu re-attached');
+    return st.running ? 'running' : 'paused';
+  }
+
+  /** Run `fn` with a fresh guest-agent connection (one client at a time per VM). */
+  private agentCall<T>(vm: DriverVm, timeoutMs: number, fn: (ga: QmpClient) => Promise<T>): Promise<T> {
+    return this.agentLock.run(vm.spec.id, async () => {
+      if (!this.live.has(vm.spec.id)) {
+        throw new FormError('VM_BAD_STATE', `Cannot reach the agent of VM ${vm.spec.id}: it is not running`);
+      }
+      const ga = await QmpClient.connect(vm.paths.qga, { mode: 'qga', connectTimeoutMs: timeoutMs, timeoutMs });
+      try {
+        return await fn(ga);
+      } finally {
+        ga.close();
+      }
+    });
+  }
+
+  agent(vm: DriverVm): GuestAgent {
+    return {
+      ping: (timeoutMs = 2000) =>
+        this.agentCall(vm, timeoutMs, async (ga) => {
+          await ga.execute('guest-ping');
+        }),
+      exec: (path, args, timeoutMs = 10_000) =>
+        this.agentCall(vm, timeoutMs, async (ga) => {
+          const { pid } = await ga.execute<{ pid: number }>('guest-exec', { path, arg: args, 'capture-output': true });
+          const end = Date.now() + timeoutMs;
+          for (;;) {
+            const st = await ga.execute<{
+              exited: boolean;
+              exitcode?: number;
+              signal?: number;
+              'out-data'?: string;
+              'err-data'?: string;
+            }>('guest-exec-status', { pid });
+            if (st.exited) {
+              return {
+                exitcode: st.exitcode ?? (st.signal ? 128 + st.signal : -1),
+                stdout: Buffer.from(st['out-data'] ?? '', 'base64').toString('utf8'),
+                stderr: Buffer.from(st['err-data'] ?? '', 'base64').toString('utf8'),
+              };
+            }
+            if (Date.now() > end) throw new FormError('TIMEOUT', `Command ${path} in VM ${vm.spec.id} did not finish`);
+            await sleep(30);
+          }
+        }),
+      readFile: (path, maxBytes = 65536, timeoutMs = 3000) =>
+        this.agentCall(vm, timeoutMs, async (ga) => {
+          const h = await ga.execute<number>('guest-file-open', { path, mode: 'r' });
+          try {
+            const r = await ga.execute<{ 'buf-b64': string }>('guest-file-read', { handle: h, count: maxBytes });
+            return Buffer.from(r['buf-b64'], 'base64').toString('utf8');
+          } finally {
+            await ga.execute('guest-file-close', { handle: h }).catch(() => undefined);
+          }
+        }),
+      fsfreeze: (freeze) =>
+        this.agentCall(vm, 5000, (ga) => ga.execute<number>(freeze ? 'guest-fsfreeze-freeze' : 'guest-fsfreeze-thaw')),
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const live of this.live.values()) {
+      live.expectingExit = true;
+      live.finalized = true;
+      live.qmp?.close();
+      live.child?.removeAllListeners('exit');
+    }
+    this.live.clear();
+  }
+}
+
+async function pollMigration(qmp: QmpClient, timeoutMs: number): Promise<{ downtime?: number }> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await qmp.execute<{ status?: string; downtime?: number; 'error-desc'?: string }>('query-migrate');
+    if (r.status === 'completed') return { downtime: r.downtime };
+    if (r.status === 'failed' || r.status === 'cancelled') {
+      throw new FormError('VM_HYPERVISOR', `Migration ${r.status}: ${r['error-desc'] ?? 'no detail'}`);
+    }
+    if (Date.now() > end) throw new FormError('TIMEOUT', `Migration did not complete within ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+/** `qemu-img info` of an image; a corrupt or unreadable image is VM_IMAGE_INVALID. */
+export async function qemuImgInfo(path: string): Promise<{ format: string; virtualSize: number; actualSize: number }> {
+  try {
+    const { stdout } = await execFileP('qemu-img', ['info', '-U', '--output=json', path]);
+    const j = JSON.parse(stdout) as { format: string; 'virtual-size': number; 'actual-size'?: number };
+    if (j.format === 'qcow2') {
+      // qemu-img check catches a corrupt header/tables that info alone accepts.
+      await execFileP('qemu-img', ['check', '-U', '-q', '-f', j.format, path]).catch((err: unknown) => {
+        throw new FormError('VM_IMAGE_INVALID', `Image ${path} is corrupt: ${stderrOf(err)}`);
+      });
+    }
+    return { format: j.format, virtualSize: j['virtual-size'], actualSize: j['actual-size'] ?? 0 };
+  } catch (err) {
+    if (err instanceof FormError) throw err;
+    throw new FormError('VM_IMAGE_INVALID', `Cannot read image ${path}: ${stderrOf(err)}`, { cause: err });
+  }
+}
+
+function stderrOf(err: unknown): string {
+  const e = err as { stderr?: string; message?: string };
+  return (e.stderr?.trim() || e.message || String(err)).split('\n')[0] ?? '';
+}
+
+function safeRead(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}

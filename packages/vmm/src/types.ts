@@ -1,0 +1,83 @@
+import type { Resources } from '@formation/interface';
+import type { DriverVm } from './driver.ts';
+import type { VmNetAssignment } from './network.ts';
+import type { VmState } from './state-machine.ts';
+
+/** Where a VM's disk and kernel came from. */
+export type VmSource =
+  | { kind: 'formpack'; id: string; name: string; dir: string }
+  | { kind: 'image'; name: string; file: string; format: 'raw' | 'qcow2' | 'vmdk' | 'formpack' };
+
+export interface SnapshotRecord {
+  id: string;
+  createdAt: string;
+  dir: string;
+  memoryBytes: number;
+  diskBytes: number;
+  totalMs: number;
+  /** Whether the guest had reported ready when the snapshot was taken. */
+  ready: boolean;
+}
+
+/** Result of the periodic guest check. */
+export interface VmHealth {
+  checkedAt: string;
+  agent: 'ok' | 'unreachable';
+  agentError?: string | undefined;
+  entrypoint?:
+    | { status: 'running'; pid: number; restarts: number }
+    | { status: 'exited'; code: number; restarts: number }
+    | { status: 'unknown'; detail: string }
+    | undefined;
+}
+
+/** The persisted record of one VM (JSON, one file per VM). */
+export interface VmRecord {
+  id: string;
+  name: string;
+  /** Address of the signer who created it; only it may act on the VM. Null for internal VMs. */
+  owner: string | null;
+  createdAt: string;
+  updatedAt: string;
+  source: VmSource;
+  resources: Resources;
+  state: VmState;
+  stateReason: string;
+  lastExit?: { kind: string; reason: string; at: string } | undefined;
+  restartPolicy: 'never' | 'on-failure';
+  restarts: number;
+  network: VmNetAssignment;
+  driver: DriverVm;
+  snapshots: SnapshotRecord[];
+  /** Serial log size when the current boot began (readiness is searched after it). */
+  serialOffset: number;
+  ready: boolean;
+  startedAt?: string | undefined;
+  readyAt?: string | undefined;
+  /** ms from launch to FORM-INIT-READY of the last boot. */
+  bootMs?: number | undefined;
+}
+
+/** What the API returns for a VM. */
+export interface VmView {
+  id: string;
+  name: string;
+  owner: string | null;
+  state: VmState;
+  stateReason: string;
+  source: VmSource;
+  resources: Resources;
+  network: Omit<VmNetAssignment, 'dns'>;
+  pid: number | null;
+  ready: boolean;
+  startedAt: string | null;
+  readyAt: string | null;
+  bootMs: number | null;
+  health: VmHealth | null;
+  lastExit: { kind: string; reason: string; at: string } | null;
+  restartPolicy: 'never' | 'on-failure';
+  restarts: number;
+  snapshots: Array<Omit<SnapshotRecord, 'dir'>>;
+  createdAt: string;
+  updatedAt: string;
+}

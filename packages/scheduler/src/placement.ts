@@ -1,0 +1,70 @@
+import { sha256Hex } from '@formation/identity';
+import type { Resources } from '@formation/interface';
+
+/** What placement needs to know about a node. */
+export interface PlacementNode {
+  id: string;
+  capacity: Resources;
+  /** Resources already committed to instances placed on this node. */
+  used: Resources;
+  healthy: boolean;
+}
+
+/** What placement needs to know about an instance. */
+export interface PlacementInstance {
+  id: string;
+  replicas: number;
+  resources: Resources;
+}
+
+function fits(n: PlacementNode, r: Resources): boolean {
+  return (
+    n.capacity.vcpu - n.used.vcpu >= r.vcpu &&
+    n.capacity.memMiB - n.used.memMiB >= r.memMiB &&
+    n.capacity.diskGiB - n.used.diskGiB >= r.diskGiB
+  );
+}
+
+/** Rendezvous (highest random weight) score of a node for an instance: same inputs, same order, on every node. */
+export function rendezvousScore(instanceId: string, nodeId: string): string {
+  return sha256Hex(`formation-placement\n${instanceId}\n${nodeId}`);
+}
+
+/**
+ * Which nodes run an instance's replicas: the healthy nodes that fit its resources, ordered by
+ * rendezvous score, the first `replicas` of them (fewer when fewer fit), never two on one node.
+ * Every node computes this from the same state and gets the same answer without a leader; adding or
+ * removing a node moves only the replicas whose top choices changed.
+ *
+ * @example placeReplicas({ id, replicas: 3, resources }, nodes) // ['node-b', 'node-a', 'node-d']
+ */
+export function placeReplicas(instance: PlacementInstance, nodes: readonly PlacementNode[]): string[] {
+  const candidates = nodes.filter((n) => n.healthy && fits(n, instance.resources));
+  return candidates
+    .map((n) => ({ id: n.id, score: rendezvousScore(instance.id, n.id) }))
+    .sort((a, b) => (a.score < b.score ? 1 : a.score > b.score ? -1 : a.id < b.id ? -1 : 1))
+    .slice(0, Math.max(0, instance.replicas))
+    .map((c) => c.id);
+}
+
+/** Why an instance cannot be placed at all: the largest free resources among healthy nodes vs what it asks. */
+export function explainUnplaceable(instance: PlacementInstance, nodes: readonly PlacementNode[]): string {
+  const healthy = nodes.filter((n) => n.healthy);
+  if (healthy.length === 0) return 'no healthy node is available';
+  const free = healthy.map((n) => ({
+    vcpu: n.capacity.vcpu - n.used.vcpu,
+    memMiB: n.capacity.memMiB - n.used.memMiB,
+    diskGiB: n.capacity.diskGiB - n.used.diskGiB,
+  }));
+  const max = {
+    vcpu: Math.max(...free.map((f) => f.vcpu)),
+    memMiB: Math.max(...free.map((f) => f.memMiB)),
+    diskGiB: Math.max(...free.map((f) => f.diskGiB)),
+  };
+  const r = instance.resources;
+  const short: string[] = [];
+  if (r.vcpu > max.vcpu) short.push(`${r.vcpu} vCPU requested, at most ${max.vcpu} free`);
+  if (r.memMiB > max.memMiB) short.push(`${r.memMiB} MiB memory requested, at most ${max.memMiB} MiB free`);
+  if (r.diskGiB > max.diskGiB) short.push(`${r.diskGiB} GiB disk requested, at most ${max.diskGiB} GiB free`);
+  return short.length ? `no node has room: ${short.join('; ')}` : 'no single node has room for all of it at once';
+}

@@ -306,6 +306,27 @@ export class StateStore {
     return op;
   }
 
+  /**
+   * The lowest address of `cidr` (e.g. a node's formnetRange) that no allocation holds, skipping the
+   * network and broadcast addresses; undefined when full. Allocate it with `formnet.allocate`, then
+   * check `views().allocations`: if a concurrent allocation won the address, allocate another.
+   */
+  freeAddress(cidr: string): string | undefined {
+    const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(cidr);
+    if (!m) throw new FormError('BAD_REQUEST', `Cannot pick an address from ${cidr}: not an IPv4 CIDR`);
+    const bits = Number(m[5]);
+    const size = 2 ** (32 - bits);
+    const ip = ((Number(m[1]) * 256 + Number(m[2])) * 256 + Number(m[3])) * 256 + Number(m[4]);
+    const base = ip - (ip % size);
+    const taken = new Set(this.views().allocations.map((a) => a.address));
+    for (let i = 1; i < size - 1; i++) {
+      const x = base + i;
+      const candidate = [x >>> 24, (x >>> 16) & 255, (x >>> 8) & 255, x & 255].join('.');
+      if (!taken.has(candidate)) return candidate;
+    }
+    return undefined;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

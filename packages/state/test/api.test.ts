@@ -152,3 +152,12 @@ test('in-process and HTTP clients behave the same', async () => {
   assert.equal(typeof remote, 'string');
   assert.equal(typeof local, 'string');
 });
+
+test('freeAddress picks the lowest unallocated address of a range', () => {
+  const s = memStore();
+  assert.equal(s.freeAddress('10.128.5.0/24'), '10.128.5.1');
+  s.author(node, 'formnet.allocate', { address: '10.128.5.1', peer: node.publicKey, kind: 'node' });
+  assert.equal(s.freeAddress('10.128.5.0/24'), '10.128.5.2');
+  assert.equal(s.freeAddress('10.128.5.1/31'), undefined);
+  assert.throws(() => s.freeAddress('nope'), /CIDR/);
+});

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { redactFormfile } from '@formation/formfile';
 import { GUEST_CONTRACT } from '@formation/guest';
 import { FormError, type FormfileSpec, type FormpackArtifact, type FormpackManifest } from '@formation/interface';
 import type { Logger } from '@formation/service';
@@ -82,9 +83,9 @@ async function artifact(dir: string, file: string): Promise<FormpackArtifact> {
   return { file, sha256: await sha256File(p), bytes: statSync(p).size };
 }
 
-/** The spec as recorded in a manifest: passwords removed (the image only has their hashes). */
+/** The spec as recorded in a manifest: each password replaced by "[redacted]" (the image only has its hash). */
 export function redactSpec(spec: FormfileSpec): FormfileSpec {
-  return { ...spec, users: spec.users.map((u) => ({ ...u, passwd: null })) };
+  return redactFormfile(spec);
 }
 
 /**
@@ -270,4 +271,3 @@ export class Builder {
   }
 }
 
-export { canonicalJson };

@@ -4,3 +4,4 @@ export { type BuildContext, type ContextEntry, contextDigest, formpackId, readBu
 export { contentBytes, hashPassword, usableBytes } from './image.ts';
 export { findKernel } from './kernel.ts';
 export { normalizeSpec } from './normalize.ts';
+export { loadSpec } from './formfile.ts';

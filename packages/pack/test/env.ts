@@ -1,0 +1,27 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+
+/** The base/layer cache shared by every test run (the base takes ~35 s to build the first time). */
+export const CACHE_DIR = process.env.FORM_PACK_CACHE ?? '/var/tmp/formation-pack-cache';
+
+const TOOLS = ['mmdebstrap', 'mkfs.ext4', 'debugfs', 'qemu-img', 'unshare', 'chroot', 'openssl', 'cpio', 'modprobe'];
+
+/**
+ * Why real builds cannot run here, or false when they can. With FORM_REQUIRE_INTEGRATION=1 a missing
+ * prerequisite is a failure, not a skip.
+ */
+export function buildPrereqMissing(extra: string[] = []): string | false {
+  const missing: string[] = [];
+  if (process.getuid?.() !== 0) missing.push('root');
+  for (const t of [...TOOLS, ...extra]) {
+    if (spawnSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore' }).status !== 0) missing.push(t);
+  }
+  if (!existsSync('/bin/busybox')) missing.push('busybox-static');
+  if (!existsSync('/boot') || !readdirSync('/boot').some((f) => /^vmlinuz-.+-cloud-amd64$/.test(f))) {
+    missing.push('linux-image-cloud-amd64');
+  }
+  if (missing.length === 0) return false;
+  const reason = `needs ${missing.join(', ')} (run scripts/setup.sh as root)`;
+  if (process.env.FORM_REQUIRE_INTEGRATION === '1') throw new Error(`integration prerequisites missing: ${reason}`);
+  return reason;
+}

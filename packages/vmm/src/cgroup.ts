@@ -45,13 +45,18 @@ export function applyLimits(group: string, pid: number, vcpu: number, memMiB: nu
   }
 }
 
-/** Remove the VM's cgroups (after its process ended). */
-export function removeLimits(group: string): void {
-  for (const d of [join(ROOT, group), join(ROOT, 'memory', group), join(ROOT, 'cpu', group)]) {
-    try {
-      if (existsSync(d)) rmdirSync(d);
-    } catch {
-      // still populated or not ours: leave it
+/** Remove the VM's cgroups once its process is gone (retries while the exited process is being reaped). */
+export async function removeLimits(group: string): Promise<void> {
+  const dirs = [join(ROOT, group), join(ROOT, 'memory', group), join(ROOT, 'cpu', group)].filter((d) => existsSync(d));
+  for (let i = 0; i < 20 && dirs.length; i++) {
+    for (const d of [...dirs]) {
+      try {
+        rmdirSync(d);
+        dirs.splice(dirs.indexOf(d), 1);
+      } catch {
+        // still populated (zombie not reaped yet)
+      }
     }
+    if (dirs.length) await new Promise((r) => setTimeout(r, 50));
   }
 }

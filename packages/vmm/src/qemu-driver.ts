@@ -390,7 +390,7 @@ export class QemuDriver implements HypervisorDriver {
     live.finalized = true;
     live.qmp?.close();
     if (this.live.get(vm.spec.id) === live) this.live.delete(vm.spec.id);
-    removeLimits(`formation-vmm/${vm.spec.id}`);
+    void removeLimits(`formation-vmm/${vm.spec.id}`);
     vm.pid = undefined;
     for (const f of [vm.paths.qmp, vm.paths.qga, vm.paths.pidfile]) await rm(f, { force: true }).catch(() => undefined);
     live.markGone();
@@ -578,7 +578,7 @@ export class QemuDriver implements HypervisorDriver {
       process.kill(vm.pid, 'SIGKILL');
       await waitGone(vm.pid, 3000);
     }
-    removeLimits(`formation-vmm/${vm.spec.id}`);
+    await removeLimits(`formation-vmm/${vm.spec.id}`);
     await rm(vm.spec.dir, { recursive: true, force: true });
   }
 

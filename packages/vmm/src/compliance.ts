@@ -1,0 +1,181 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { isFormError } from '@formation/interface';
+import type { DriverVm, DriverVmSpec, ExitInfo, HypervisorDriver } from './driver.ts';
+
+/** What the compliance suite needs from the test that runs it. */
+export interface ComplianceHarness {
+  /** Name shown in the test output. */
+  name: string;
+  /** A fresh driver instance (called again to simulate a VMM restart). */
+  makeDriver: () => HypervisorDriver;
+  /** A spec for a small bootable VM whose guest runs the agent (unique id + dir per call). */
+  makeSpec: () => DriverVmSpec;
+  /** Skip the whole suite with this reason (prerequisites missing). */
+  skip?: string | undefined;
+  /** Longest wait for a boot (ms). */
+  bootTimeoutMs?: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Poll the guest agent until it answers. */
+async function waitAgent(d: HypervisorDriver, vm: DriverVm, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      await d.agent(vm).ping(1500);
+      return;
+    } catch (err) {
+      last = err;
+      await sleep(250);
+    }
+  }
+  throw new Error(`guest agent did not answer within ${timeoutMs} ms: ${(last as Error)?.message}`);
+}
+
+function alive(pid: number | undefined): boolean {
+  if (!pid) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The compliance suite every `HypervisorDriver` must pass (js-libp2p style): fingerprint, lifecycle,
+ * pause/resume, snapshot/restore (guest state really rolled back), graceful and forced stop, exit
+ * detection of a process killed from outside, recovery by a new driver instance (no duplicate), and
+ * destroy leaving nothing behind. Uses few boots (3).
+ *
+ * @example
+ * runDriverCompliance({ name: 'qemu', makeDriver: () => new QemuDriver({ logger }), makeSpec });
+ */
+export function runDriverCompliance(h: ComplianceHarness): void {
+  const bootMs = h.bootTimeoutMs ?? 90_000;
+  describe(`HypervisorDriver compliance: ${h.name}`, { skip: h.skip }, () => {
+    let d: HypervisorDriver;
+    let vm: DriverVm;
+    const exits: ExitInfo[] = [];
+    const made: Array<{ d: HypervisorDriver; vm: DriverVm }> = [];
+
+    before(async () => {
+      d = h.makeDriver();
+      d.onExit((i) => exits.push(i));
+    });
+    after(async () => {
+      for (const m of made) await m.d.destroy(m.vm).catch(() => undefined);
+      await d?.close();
+    });
+
+    test('fingerprint says what the host can do', async () => {
+      const fp = await d.fingerprint();
+      assert.equal(fp.driver, d.name);
+      assert.equal(fp.available, true, fp.reason);
+      assert.ok(fp.accel === 'kvm' || fp.accel === 'tcg', `accel ${fp.accel}`);
+      assert.ok(fp.accelReason && fp.accelReason.length > 0, 'the accelerator choice carries a reason');
+    });
+
+    test('create prepares a VM without starting it', async () => {
+      vm = await d.create(h.makeSpec());
+      made.push({ d, vm });
+      assert.equal(await d.status(vm), 'stopped');
+      assert.equal(vm.pid, undefined);
+    });
+
+    test('start boots the guest; its agent answers', async () => {
+      await d.start(vm);
+      assert.ok(vm.pid && alive(vm.pid), 'a hypervisor process runs');
+      assert.equal(await d.status(vm), 'running');
+      await waitAgent(d, vm, bootMs);
+      const r = await d.agent(vm).exec('/bin/sh', ['-c', 'echo compliance-$((6*7))']);
+      assert.equal(r.exitcode, 0);
+      assert.equal(r.stdout.trim(), 'compliance-42');
+    });
+
+    test('start on a running VM is refused, never a second process', async () => {
+      const pid = vm.pid;
+      await assert.rejects(d.start(vm), (e: unknown) => isFormError(e) && e.code === 'VM_BAD_STATE');
+      assert.equal(vm.pid, pid);
+    });
+
+    test('pause and resume', async () => {
+      await d.pause(vm);
+      assert.equal(await d.status(vm), 'paused');
+      await d.resume(vm);
+      assert.equal(await d.status(vm), 'running');
+      await d.agent(vm).ping(3000);
+    });
+
+    test('snapshot then restore rolls memory and disk back', async () => {
+      const ga = d.agent(vm);
+      await ga.exec('/bin/sh', ['-c', 'echo before > /root/marker; sync']);
+      const dir = `${vm.spec.dir}-snap`;
+      const info = await d.snapshot(vm, dir);
+      assert.ok(info.memoryBytes > 0 && info.diskBytes > 0);
+      assert.equal(await d.status(vm), 'running', 'a running VM keeps running after a snapshot');
+      await ga.exec('/bin/sh', ['-c', 'echo after > /root/marker; echo x > /root/later; sync']);
+      await d.restore(vm, dir);
+      assert.equal(await d.status(vm), 'running');
+      await waitAgent(d, vm, 20_000);
+      const r = await ga.exec('/bin/sh', [
+        '-c',
+        'cat /root/marker; test -e /root/later && echo later-exists || echo no-later',
+      ]);
+      assert.equal(r.stdout, 'before\nno-later\n');
+      await assert.rejects(d.restore(vm, `${dir}-missing`), (e: unknown) => isFormError(e));
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    test('graceful stop powers the guest off cleanly', async () => {
+      const pid = vm.pid;
+      const r = await d.stop(vm, { timeoutMs: 20_000 });
+      assert.equal(r.forced, false);
+      assert.equal(alive(pid), false);
+      assert.equal(await d.status(vm), 'stopped');
+      assert.equal(exits.length, 0, 'a stop we asked for is not reported as an unexpected exit');
+    });
+
+    test('a hung guest is stopped by force after the timeout', async () => {
+      await d.start(vm);
+      await waitAgent(d, vm, bootMs);
+      await d.pause(vm); // the guest can no longer react: a hang
+      const pid = vm.pid;
+      const r = await d.stop(vm, { timeoutMs: 1500 });
+      assert.equal(r.forced, true);
+      assert.equal(alive(pid), false);
+    });
+
+    test('recover: a new driver instance re-attaches (no duplicate), then sees a kill from outside', async () => {
+      await d.start(vm);
+      const pid = vm.pid as number;
+      await d.close(); // the VMM goes away, the VM keeps running
+      assert.equal(alive(pid), true);
+      const d2 = h.makeDriver();
+      made.push({ d: d2, vm });
+      const seen: ExitInfo[] = [];
+      d2.onExit((i) => seen.push(i));
+      const copy = JSON.parse(JSON.stringify(vm)) as DriverVm;
+      assert.equal(await d2.recover(copy), 'running');
+      assert.equal(copy.pid, pid, 'the same process, not a new one');
+      assert.equal(await d2.recover(copy), 'running', 'recover twice is harmless');
+      process.kill(pid, 'SIGKILL');
+      const end = Date.now() + 10_000;
+      while (seen.length === 0 && Date.now() < end) await sleep(50);
+      assert.equal(seen.length, 1, 'the kill is reported once');
+      assert.equal(seen[0]?.id, copy.spec.id);
+      assert.match(seen[0]?.reason ?? '', /./);
+      assert.equal(await d2.status(copy), 'stopped');
+      assert.equal(await d2.recover(copy), 'gone');
+      await d2.destroy(copy);
+      assert.equal(existsSync(copy.spec.dir), false, 'destroy removes the VM directory');
+      await d2.close();
+      d = h.makeDriver();
+    });
+  });
+}

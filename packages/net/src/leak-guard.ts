@@ -3,8 +3,8 @@ import { FORMNET_CIDR } from './ipam.ts';
 
 /**
  * The leak guard: an `unreachable` route for the whole formnet range. Routes to addresses some peer
- * holds are more specific and win; anything else in formnet is refused locally ("Network is
- * unreachable") instead of leaking to the default gateway.
+ * holds are more specific and win; anything else in formnet is refused locally (EHOSTUNREACH, "No
+ * route to host", at once) instead of leaking to the default gateway.
  *
  * @example await installLeakGuard('n1'); // ip -n n1 route replace unreachable 10.128.0.0/9
  */
@@ -23,8 +23,8 @@ export async function routeGet(ip: string, netns?: string): Promise<{ type: stri
     const r = (JSON.parse(out) as { type?: string; dev?: string }[])[0] ?? {};
     return { type: r.type ?? 'unicast', ...(r.dev ? { dev: r.dev } : {}) };
   } catch (err) {
-    // `ip route get` exits non-zero with "Network is unreachable" for unreachable routes.
-    if (/unreachable/i.test((err as Error).message)) return { type: 'unreachable' };
+    // `ip route get` exits non-zero ("No route to host") when an `unreachable` route matches.
+    if (/unreachable|No route to host/i.test((err as Error).message)) return { type: 'unreachable' };
     throw err;
   }
 }

@@ -1,6 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { inNetns, run, tryRun } from './exec.ts';
@@ -145,13 +148,14 @@ export class WireGuardDevice {
     }
     if (!dev) dev = await WireGuardDevice.startUserspace(o);
     try {
-      await run(
-        'wg',
-        ['set', o.name, 'private-key', '/dev/stdin', ...(o.listenPort ? ['listen-port', String(o.listenPort)] : [])],
-        {
-          netns: o.netns,
-          input: `${o.privateKey}\n`,
-        },
+      await withKeyFile(o.privateKey, (file) =>
+        run(
+          'wg',
+          ['set', o.name, 'private-key', file, ...(o.listenPort ? ['listen-port', String(o.listenPort)] : [])],
+          {
+            netns: o.netns,
+          },
+        ),
       );
       for (const a of o.addresses) await run('ip', ['address', 'add', a, 'dev', o.name], { netns: o.netns });
       if (o.mtu) await run('ip', ['link', 'set', o.name, 'mtu', String(o.mtu)], { netns: o.netns });
@@ -225,6 +229,17 @@ export class WireGuardDevice {
     await run('wg', args, { netns: this.netns });
   }
 
+  /**
+   * Re-set every peer's endpoint to its current value. Call after this member's own underlay address
+   * changed: wireguard-go caches the source address per peer ("sticky sockets") and keeps sending
+   * from the vanished one; setting the endpoint again clears that cache.
+   */
+  async refreshEndpoints(): Promise<void> {
+    const args = ['set', this.name];
+    for (const p of (await this.show()).peers) if (p.endpoint) args.push('peer', p.publicKey, 'endpoint', p.endpoint);
+    if (args.length > 2) await run('wg', args, { netns: this.netns });
+  }
+
   async removePeer(publicKey: string): Promise<void> {
     await this.setPeers([], [publicKey]);
   }
@@ -250,6 +265,21 @@ export class WireGuardDevice {
     rmSync(`${WG_RUN_DIR}/${this.name}.sock`, { force: true });
     this.proc = undefined;
     this.log.info('WireGuard interface removed');
+  }
+}
+
+/**
+ * `wg` reads keys only from files, and Node's child stdin is a socket that /dev/stdin cannot open:
+ * hand the key over in a 0600 file inside a fresh 0700 directory, removed right after.
+ */
+async function withKeyFile<T>(key: string, fn: (file: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'formnet-key-'));
+  try {
+    const file = join(dir, 'key');
+    await writeFile(file, `${key}\n`, { mode: 0o600 });
+    return await fn(file);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 }
 

@@ -1,4 +1,4 @@
-import { addressOf, sha256Hex } from '@formation/identity';
+import { addressOf as deriveAddress, sha256Hex } from '@formation/identity';
 import { DEFAULT_DOMAIN } from '@formation/interface';
 import { canonicalJson } from './canonical.ts';
 import type { Op } from './op.ts';
@@ -21,6 +21,18 @@ interface First<T> {
   depth: number;
   hash: string;
   value: T;
+}
+
+const addresses = new Map<string, string>();
+/** addressOf with a cache: rendering views derives many addresses, each a point decompression + keccak. */
+function addressOf(publicKey: string): string {
+  let a = addresses.get(publicKey);
+  if (a === undefined) {
+    a = deriveAddress(publicKey);
+    if (addresses.size > 100_000) addresses.clear();
+    addresses.set(publicKey, a);
+  }
+  return a;
 }
 
 function lww<T>(cur: Lww<T> | undefined, ts: number, hash: string, value: T): Lww<T> {

@@ -20,7 +20,7 @@ export const NodeConfigSchema = Type.Object({
   netns: Type.Optional(Type.String({ pattern: '^[a-zA-Z0-9_-]{1,15}$' })),
   /** The node's slice of formnet for its instances. */
   instanceCidr: Type.String({
-    default: '10.128.1.0/24',
+    default: '10.129.0.0/24',
     pattern: '^10\\.(1[2-9][0-9]|2[0-5][0-9])\\.\\d{1,3}\\.\\d{1,3}/\\d{1,2}$',
   }),
   logLevel: Type.Union(

@@ -2,7 +2,7 @@ import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { NonceCache, type Signer, verifyRequest } from '@formation/identity';
 import { FormError, isFormError } from '@formation/interface';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from './logger.ts';
 
 declare module 'fastify' {
@@ -41,7 +41,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
   const app = Fastify({
     loggerInstance: opts.logger.child({ component: opts.name }) as FastifyBaseLogger,
     bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.removeContentTypeParser('application/json');

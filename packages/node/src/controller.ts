@@ -1,0 +1,242 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { KeyPair } from '@formation/identity';
+import { type PlacementNode, placeReplicas } from '@formation/scheduler';
+import type { Logger } from '@formation/service';
+import type { InstanceView, StateStore } from '@formation/state';
+import type { VmManager, VmView } from '@formation/vmm';
+
+export interface ControllerOptions {
+  nodeKey: KeyPair;
+  store: StateStore;
+  vmm: VmManager;
+  formpacksDir: string;
+  logger: Logger;
+  /** How often to reconcile even without new ops (ms). */
+  intervalMs?: number;
+  /** How long a booting instance may take to report ready (ms). */
+  readyTimeoutMs?: number;
+  /** How long to wait before retrying a failed instance (ms). */
+  retryAfterMs?: number;
+}
+
+type ReplicaState = 'pending' | 'starting' | 'running' | 'stopped' | 'failed' | 'deleted';
+
+/** The VM that carries an instance on this node is found by name: stable across daemon restarts. */
+export function vmNameFor(inst: { id: string; name: string }): string {
+  return `${inst.name.slice(0, 56).replace(/-+$/, '')}-${inst.id.slice(0, 6)}`;
+}
+
+/**
+ * Makes this node do what the state says: for every instance placed here it claims the replica, boots
+ * a VM from the Formpack, and reports `instance.status` ops (starting, running with the formnet IP,
+ * failed with a reason) as signed state ops; deleted instances lose their VM. It reads VMs by name, so
+ * a restarted daemon re-attaches instead of booting duplicates.
+ */
+export class InstanceController {
+  private readonly o: ControllerOptions;
+  private readonly log: Logger;
+  private readonly busy = new Set<string>();
+  private readonly failedAt = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private closed = false;
+
+  constructor(o: ControllerOptions) {
+    this.o = o;
+    this.log = o.logger.child({ component: 'controller' });
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.kick(), this.o.intervalMs ?? 2000);
+    this.timer.unref();
+    this.kick();
+  }
+
+  /** Reconcile soon (coalesced). Called on every accepted op. */
+  kick(): void {
+    if (this.closed) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.reconcile()
+      .catch((err: unknown) => this.log.error({ err }, 'reconcile failed'))
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.running;
+  }
+
+  private get me(): string {
+    return this.o.nodeKey.publicKey;
+  }
+
+  private placementNodes(): PlacementNode[] {
+    const views = this.o.store.views();
+    return views.nodes.map((n) => ({
+      id: n.id,
+      capacity: n.capacity,
+      used: { vcpu: 0, memMiB: 0, diskGiB: 0 },
+      healthy: n.heartbeat?.status !== 'draining',
+    }));
+  }
+
+  async reconcile(): Promise<void> {
+    const views = this.o.store.views();
+    const nodes = this.placementNodes();
+    const vms = this.o.vmm.list();
+    for (const inst of views.instances) {
+      if (this.busy.has(inst.id)) continue;
+      const vm = vms.find((v) => v.name === vmNameFor(inst));
+      const mine = inst.replicaSet.find((r) => r.node === this.me);
+      if (inst.deleted) {
+        if (vm) await this.guard(inst.id, () => this.remove(inst, vm));
+        else if (mine && mine.state !== 'deleted') await this.report(inst, 'deleted');
+        continue;
+      }
+      const placed = placeReplicas(inst, nodes).includes(this.me);
+      if (!placed) {
+        if (vm) await this.guard(inst.id, () => this.remove(inst, vm));
+        continue;
+      }
+      if (!mine) {
+        await this.author('instance.claim', { instanceId: inst.id, node: this.me });
+        continue;
+      }
+      if (!vm) {
+        const failed = this.failedAt.get(inst.id);
+        if (failed && Date.now() - failed < (this.o.retryAfterMs ?? 60_000)) continue;
+        void this.guard(inst.id, () => this.boot(inst));
+        continue;
+      }
+      await this.observe(inst, vm);
+    }
+  }
+
+  private async guard(id: string, fn: () => Promise<void>): Promise<void> {
+    this.busy.add(id);
+    try {
+      await fn();
+    } catch (err) {
+      this.log.error({ err, instance: id }, 'instance action failed');
+    } finally {
+      this.busy.delete(id);
+    }
+  }
+
+  private async boot(inst: InstanceView): Promise<void> {
+    const manifest = join(this.o.formpacksDir, inst.formpackId, 'manifest.json');
+    if (!existsSync(manifest)) {
+      await this.fail(inst, `Formpack ${inst.formpackId.slice(0, 12)} is not on this node`);
+      return;
+    }
+    await this.report(inst, 'starting');
+    let vm: VmView;
+    try {
+      vm = await this.o.vmm.create(
+        { formpack: inst.formpackId, name: vmNameFor(inst), resources: inst.resources, start: true },
+        inst.ownerAddress,
+      );
+    } catch (err) {
+      await this.fail(inst, (err as Error).message);
+      return;
+    }
+    this.log.info({ instance: inst.id, vm: vm.id }, 'instance vm started');
+    try {
+      vm = await this.o.vmm.waitReady(vm.id, this.o.readyTimeoutMs ?? 180_000);
+    } catch (err) {
+      const console = ((err as { details?: { console?: string } }).details?.console ?? '').trim().split('\n').slice(-5);
+      await this.fail(inst, `${(err as Error).message}${console.length ? ` — console: ${console.join(' | ')}` : ''}`);
+      return;
+    }
+    await this.report(inst, 'running', ipOf(vm));
+  }
+
+  /** Keep the reported status in line with the VM: ready -> running, crashed -> failed (with why). */
+  private async observe(inst: InstanceView, vm: VmView): Promise<void> {
+    const mine = inst.replicaSet.find((r) => r.node === this.me);
+    const ip = ipOf(vm);
+    if (vm.ready && (vm.state === 'running' || vm.state === 'paused')) {
+      const ep = vm.health?.entrypoint;
+      if (ep?.status === 'exited' && ep.restarts >= 3) {
+        if (mine?.state !== 'failed') {
+          const log = await this.entrypointLog(vm);
+          await this.fail(
+            inst,
+            `the entrypoint keeps exiting (code ${ep.code}, ${ep.restarts} restarts)${log ? `: ${log}` : ''}`,
+          );
+        }
+        return;
+      }
+      if (mine?.state !== 'running' || mine.formnetIp !== ip) await this.report(inst, 'running', ip);
+      return;
+    }
+    if (vm.state === 'crashed' || vm.state === 'stopped') {
+      if (mine?.state === 'running' || mine?.state === 'starting') {
+        await this.fail(inst, `VM ${vm.state}: ${vm.stateReason}`);
+      }
+      if (mine?.state === 'failed') {
+        // Retry after the back-off: a node restart or a transient fault should not leave it down forever.
+        const failed = this.failedAt.get(inst.id) ?? 0;
+        if (Date.now() - failed >= (this.o.retryAfterMs ?? 60_000)) {
+          this.failedAt.delete(inst.id);
+          await this.guard(inst.id, async () => {
+            await this.o.vmm.destroy(vm.id);
+          });
+        }
+      }
+    }
+  }
+
+  private async entrypointLog(vm: VmView): Promise<string> {
+    try {
+      const r = await this.o.vmm.exec(vm.id, '/bin/sh', ['-c', 'tail -n 5 /var/log/form/entrypoint.log'], 5000);
+      return r.stdout.trim().split('\n').join(' | ').slice(0, 300);
+    } catch {
+      return '';
+    }
+  }
+
+  private async remove(inst: InstanceView, vm: VmView): Promise<void> {
+    await this.o.vmm.destroy(vm.id);
+    this.log.info({ instance: inst.id, vm: vm.id }, 'instance vm removed');
+    if (inst.deleted) await this.report(inst, 'deleted');
+  }
+
+  private async fail(inst: InstanceView, reason: string): Promise<void> {
+    this.failedAt.set(inst.id, Date.now());
+    this.log.warn({ instance: inst.id, reason }, 'instance failed');
+    await this.report(inst, 'failed', undefined, reason);
+  }
+
+  private async report(inst: InstanceView, state: ReplicaState, formnetIp?: string, reason?: string): Promise<void> {
+    const body: Record<string, unknown> = { instanceId: inst.id, node: this.me, state, revision: inst.revision };
+    if (formnetIp) body.formnetIp = formnetIp;
+    if (reason) body.reason = reason.slice(0, 500);
+    await this.author('instance.status', body);
+  }
+
+  private async author(kind: 'instance.status' | 'instance.claim', body: Record<string, unknown>): Promise<void> {
+    try {
+      this.o.store.author(this.o.nodeKey, kind, body);
+    } catch (err) {
+      this.log.error({ err, kind }, 'could not record op');
+    }
+  }
+}
+
+function ipOf(vm: VmView): string | undefined {
+  const ip = vm.network.ip?.split('/')[0];
+  return ip && /^\d+\.\d+\.\d+\.\d+$/.test(ip) && vm.network.mode === 'tap' ? ip : undefined;
+}

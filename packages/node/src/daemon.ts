@@ -1,0 +1,166 @@
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generateWireGuardKeyPair, type KeyPair, loadOrCreateKey } from '@formation/identity';
+import { FormError } from '@formation/interface';
+import { createDnsResponder, type DnsResponder, installLeakGuard, removeLeakGuard } from '@formation/net';
+import type { ApiServer, Logger } from '@formation/service';
+import { createStateService, openStateStore, type StateStore } from '@formation/state';
+import { createVmmService, loadVmmConfig, type VmmService } from '@formation/vmm';
+import { type NodeConfig, type NodeInfo, nodePaths, nodePorts } from './config.ts';
+import { InstanceController } from './controller.ts';
+import { deleteNetns, ensureNetns } from './netns.ts';
+
+const VERSION = '0.1.0';
+
+export interface RunningNode {
+  key: KeyPair;
+  store: StateStore;
+  vmm: VmmService;
+  info: NodeInfo;
+  close(): Promise<void>;
+}
+
+/** Write a file atomically (temp + rename) so readers never see half of it. */
+function writeAtomic(path: string, text: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+/**
+ * Start every service of a node in this process: state (3004), pack (3003), VMM (3002), formnet
+ * (3001), DNS, and the controller that turns state into running instances. With `config.netns` the
+ * instances' bridge, TAPs and WireGuard live in that namespace (created here, removed on close);
+ * the APIs stay on `config.host` (127.0.0.1 by default).
+ */
+export async function startNode(config: NodeConfig, logger: Logger): Promise<RunningNode> {
+  const paths = nodePaths(config.dataDir);
+  const ports = nodePorts(config);
+  mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
+  const log = logger.child({ component: 'formationd' });
+  const cleanups: Array<() => Promise<void> | void> = [];
+  const closeAll = async () => {
+    for (const fn of cleanups.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        log.warn({ err }, 'cleanup step failed');
+      }
+    }
+  };
+  try {
+    const key = await loadOrCreateKey(paths.keyFile);
+    log.info({ node: key.address, dataDir: config.dataDir, netns: config.netns ?? null }, 'formationd starting');
+
+    let createdNetns = false;
+    if (config.netns) {
+      createdNetns = await ensureNetns(config.netns);
+      if (createdNetns) cleanups.push(() => deleteNetns(config.netns as string));
+      await installLeakGuard(config.netns).catch((err: unknown) => log.warn({ err }, 'leak guard in netns'));
+    }
+
+    // State: the signed op log everything else records into.
+    const store = openStateStore({ path: paths.stateDb, logger, domain: config.domain });
+    cleanups.push(() => store.close());
+    const stateApp = await createStateService({ store, logger });
+    await listen(stateApp, config.host, ports.state, 'state');
+    cleanups.push(() => stateApp.close());
+
+    // VMM: instances on a bridge in the node's namespace (TAP mode) when it has one, else user-mode NAT.
+    const vmmConfig = loadVmmConfig(process.env, {
+      apiPort: ports.vmm,
+      apiHost: config.host,
+      vmDir: join(config.dataDir, 'vms'),
+      formpacksDir: join(config.dataDir, 'formpacks'),
+      imagesDir: join(config.dataDir, 'images'),
+      network: config.netns
+        ? { mode: 'tap', netns: config.netns, createNetns: false, bridge: 'formbr0', cidr: config.instanceCidr }
+        : { mode: 'user', createNetns: false, bridge: 'formbr0', cidr: config.instanceCidr },
+    });
+    const vmm = await createVmmService({ config: vmmConfig, logger });
+    await listen(vmm.app, config.host, ports.vmm, 'vmm');
+    // `form node down` (SIGTERM) stops the VMs cleanly; a crash leaves them running for re-attach.
+    cleanups.push(() => vmm.close({ stopVms: true }));
+
+    // Register this node in state once (capacity from the VMM's accounting).
+    const registered = store.views().nodes.some((n) => n.id === key.publicKey);
+    if (!registered) {
+      const cap = vmm.manager.capacity().capacity;
+      store.author(key, 'node.register', {
+        name: `node-${key.address.slice(2, 10)}`,
+        capacity: cap,
+        endpoint: `${config.host}:${ports.p2p}`,
+        p2pPeerId: key.address,
+        wgPublicKey: generateWireGuardKeyPair().publicKey,
+        formnetRange: config.instanceCidr,
+      });
+    }
+
+    // DNS: <name>.<domain> -> the instance's formnet addresses, from state.
+    const dns: DnsResponder = await createDnsResponder({
+      domain: config.domain,
+      host: config.host,
+      port: ports.dns,
+      logger,
+      records: (name) => {
+        const fqdn = `${name}.${config.domain}`;
+        const rec = store.views().dns.find((d) => d.name === fqdn || d.name === name);
+        return rec ? rec.addresses : undefined;
+      },
+    });
+    cleanups.push(() => dns.close());
+
+    const controller = new InstanceController({
+      nodeKey: key,
+      store,
+      vmm: vmm.manager,
+      formpacksDir: vmmConfig.formpacksDir,
+      logger,
+    });
+    const off = store.onAccepted(() => controller.kick());
+    cleanups.push(() => off());
+    controller.start();
+    cleanups.push(() => controller.close());
+
+    const info: NodeInfo = {
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+      ready: true,
+      version: VERSION,
+      host: config.host,
+      ports,
+      netns: config.netns ?? null,
+      domain: config.domain,
+      nodeAddress: key.address,
+      accel: vmm.manager.fingerprint?.accel ?? 'unknown',
+      logFile: paths.logFile,
+    };
+    writeAtomic(paths.pidFile, `${process.pid}\n`);
+    writeAtomic(paths.infoFile, `${JSON.stringify(info, null, 2)}\n`);
+    cleanups.unshift(() => {
+      rmSync(paths.pidFile, { force: true });
+      rmSync(paths.infoFile, { force: true });
+    });
+    if (config.netns) cleanups.push(() => removeLeakGuard(config.netns));
+    log.info({ ports, accel: info.accel }, 'formationd ready');
+    return { key, store, vmm, info, close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+async function listen(app: ApiServer, host: string, port: number, name: string): Promise<void> {
+  try {
+    await app.listen({ host, port });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new FormError(
+      'UNAVAILABLE',
+      `Cannot start the ${name} API on ${host}:${port}: ${code === 'EADDRINUSE' ? 'the port is in use' : (err as Error).message}`,
+      {
+        hint: code === 'EADDRINUSE' ? 'Is another node running (`form node status`)? Or use --port-offset.' : undefined,
+      },
+    );
+  }
+}

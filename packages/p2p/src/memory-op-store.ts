@@ -29,11 +29,11 @@ function opHash(op: { parents: string[]; author: string; body: unknown }): strin
   return sha256Hex(canonical({ parents: op.parents, author: op.author, body: op.body }));
 }
 
-/** Make a signed op by `key` on top of `parents`. */
-export function createSignedOp(key: KeyPair, body: unknown, parents: string[]): SignedTestOp {
+/** Make a signed op by `key` on top of `parents` (`signWith` another key only to forge one in tests). */
+export function createSignedOp(key: KeyPair, body: unknown, parents: string[], signWith: KeyPair = key): SignedTestOp {
   const unsigned = { parents: [...parents].sort(), author: key.publicKey, body };
   const hash = opHash(unsigned);
-  return { hash, ...unsigned, sig: sign(key.privateKey, hash) };
+  return { hash, ...unsigned, sig: sign(signWith.privateKey, hash) };
 }
 
 function checkOp(op: Op): op is SignedTestOp {

@@ -7,14 +7,13 @@
 /** A state op as it travels: a JSON object whose `hash` is its content address. */
 export interface Op {
   hash: string;
-  [field: string]: unknown;
 }
 
 /** An entry of an apply result: the store may report hashes or whole ops / `{ hash, reason }` records. */
 export type OpRef = string | { hash: string; reason?: string };
 
 export interface ApplyResult {
-  /** Ops now in the log (including ones that were already there, if the store reports them). */
+  /** Ops newly in the log (a store may also list ones it already held, or report those separately). */
   accepted: readonly OpRef[];
   /** Ops that are invalid (bad signature, bad hash, not allowed): never stored, never forwarded. */
   rejected: readonly OpRef[];

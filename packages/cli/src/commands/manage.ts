@@ -1,0 +1,169 @@
+import { FormError } from '@formation/interface';
+import { deploymentStatus, formatDeploymentStatus } from '@formation/node';
+import { httpStateClient, type InstanceView, type StateClient } from '@formation/state';
+import pc from 'picocolors';
+import { developerKey, serviceUrl } from '../node-client.ts';
+import { action, printJson } from '../output.ts';
+import type { CommandContext } from '../program.ts';
+
+interface Common {
+  node?: string;
+  json?: boolean;
+}
+
+export function registerManage({ noun }: CommandContext): void {
+  const manage = noun('manage', 'Manage your instances: status, list, delete');
+  manage
+    .command('get')
+    .description('Get information about an instance')
+    .argument('<what>', 'what to get: status')
+    .argument('<instance>', 'instance id, or name of one of your instances')
+    .option('--node <url>', 'node to ask (default: FORM_NODE or your kit config)')
+    .option('--json', 'print as JSON')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ form manage get status hello-server\n  $ form manage get status 3f2a9c… --json',
+    )
+    .action(
+      action(async (what: string, ref: string, opts: Common) => {
+        if (what !== 'status') throw new FormError('CLI_USAGE', `Cannot get "${what}": only \`status\` is supported`);
+        return getStatus(ref, opts);
+      }),
+    );
+  manage
+    .command('list')
+    .description('List your instances with their status')
+    .option('--all', 'every instance in the network, not only yours')
+    .option('--node <url>', 'node to ask')
+    .option('--json', 'print as JSON')
+    .action(action(list));
+  manage
+    .command('delete')
+    .description('Delete one of your instances (its VMs are destroyed on every node)')
+    .argument('<instance>', 'instance id or name')
+    .option('--node <url>', 'node to ask')
+    .option('--json', 'print as JSON')
+    .action(action(remove));
+}
+
+async function client(opts: Common): Promise<StateClient> {
+  return httpStateClient(await serviceUrl('state', opts.node));
+}
+
+/** Find an instance by id, or by name among the caller's instances. */
+export async function resolveInstance(state: StateClient, ref: string, owner?: string): Promise<InstanceView> {
+  if (/^[0-9a-f]{32}$/.test(ref)) {
+    const inst = await state.instance(ref);
+    if (inst) return inst;
+  }
+  const all = await state.instances();
+  const matches = all.filter(
+    (i) => !i.deleted && (i.id.startsWith(ref) || i.name === ref) && (!owner || i.ownerAddress === owner),
+  );
+  if (matches.length === 1) return matches[0] as InstanceView;
+  if (matches.length > 1) {
+    throw new FormError('CLI_USAGE', `Cannot tell which instance "${ref}" means: ${matches.length} match`, {
+      hint: `Use the id: ${matches.map((m) => m.id).join(', ')}`,
+    });
+  }
+  throw new FormError('INSTANCE_NOT_FOUND', `Cannot find instance "${ref}"`, {
+    hint: 'List yours with `form manage list`.',
+  });
+}
+
+async function myAddress(): Promise<string | undefined> {
+  try {
+    return (await developerKey()).address;
+  } catch {
+    return undefined;
+  }
+}
+
+async function getStatus(ref: string, opts: Common): Promise<number> {
+  const state = await client(opts);
+  const inst = await resolveInstance(state, ref, /^[0-9a-f]{32}$/.test(ref) ? undefined : await myAddress());
+  const nodes = await state.nodes();
+  const s = deploymentStatus(inst, nodes.length);
+  const domain = (await state.dns()).find((d) => d.instanceId === inst.id)?.name ?? null;
+  const replicas = inst.replicaSet.map((r) => ({
+    node: nodes.find((n) => n.id === r.node)?.address ?? r.node,
+    state: r.state ?? 'claimed',
+    formnetIp: r.formnetIp,
+    dnsName: domain,
+    revision: r.revision,
+    reason: r.reason,
+  }));
+  if (opts.json) {
+    printJson({
+      id: inst.id,
+      name: inst.name,
+      status: s.status,
+      ...(s.reason ? { reason: s.reason } : {}),
+      running: s.running,
+      wanted: s.wanted,
+      formpackId: inst.formpackId,
+      revision: inst.revision,
+      dnsName: domain,
+      replicas,
+    });
+  } else {
+    const colour = s.status === 'SUCCESS' ? pc.green : s.status === 'FAILURE' ? pc.red : pc.yellow;
+    process.stdout.write(`${colour(formatDeploymentStatus(s))}\n`);
+    process.stdout.write(
+      `instance ${inst.name} (${inst.id}), ${s.running}/${s.wanted} replicas running, revision ${inst.revision}\n`,
+    );
+    if (domain) process.stdout.write(`name     ${domain}\n`);
+    for (const r of replicas) {
+      process.stdout.write(
+        `  ${r.node}  ${String(r.state).padEnd(9)} ${(r.formnetIp ?? '-').padEnd(15)} rev ${r.revision ?? '-'}${r.reason ? `  ${r.reason}` : ''}\n`,
+      );
+    }
+  }
+  return 0;
+}
+
+async function list(opts: Common & { all?: boolean }): Promise<number> {
+  const state = await client(opts);
+  const me = opts.all ? undefined : await myAddress();
+  if (!opts.all && !me) {
+    throw new FormError('KEY_NOT_FOUND', 'Cannot list your instances: no developer key', {
+      hint: 'Run `form kit init`, or pass --all.',
+    });
+  }
+  const nodes = await state.nodes();
+  const rows = (await state.instances())
+    .filter((i) => !i.deleted && (!me || i.ownerAddress === me))
+    .map((i) => {
+      const s = deploymentStatus(i, nodes.length);
+      return {
+        id: i.id,
+        name: i.name,
+        status: s.status,
+        reason: s.reason ?? null,
+        replicas: `${s.running}/${s.wanted}`,
+        ips: i.replicaSet.map((r) => r.formnetIp).filter(Boolean),
+      };
+    });
+  if (opts.json) printJson(rows);
+  else if (rows.length === 0) process.stdout.write('No instances. Ship one with `form pack ship <dir>`.\n');
+  else
+    for (const r of rows)
+      process.stdout.write(`${r.id}  ${r.name.padEnd(20)} ${r.status.padEnd(8)} ${r.replicas}  ${r.ips.join(', ')}\n`);
+  return 0;
+}
+
+async function remove(ref: string, opts: Common): Promise<number> {
+  const state = await client(opts);
+  const key = await developerKey();
+  const inst = await resolveInstance(state, ref, /^[0-9a-f]{32}$/.test(ref) ? undefined : key.address);
+  if (inst.ownerAddress !== key.address) {
+    throw new FormError(
+      'AUTH_FORBIDDEN',
+      `Cannot delete instance ${inst.name}: it belongs to ${inst.ownerAddress}, you are ${key.address}`,
+    );
+  }
+  await state.author(key, 'instance.delete', { instanceId: inst.id });
+  if (opts.json) printJson({ ok: true, id: inst.id, deleted: true });
+  else process.stdout.write(`Deleted instance ${inst.name} (${inst.id}); its VMs are being removed.\n`);
+  return 0;
+}

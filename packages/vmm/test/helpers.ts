@@ -53,8 +53,8 @@ export function pidsMentioning(needle: string): number[] {
   for (const p of readdirSync('/proc')) {
     if (!/^\d+$/.test(p)) continue;
     try {
-      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-      if (cmd.includes(needle) && !cmd.includes('node')) out.push(Number(p));
+      const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      if (argv.some((a) => a.includes(needle)) && !(argv[0] ?? '').endsWith('node')) out.push(Number(p));
     } catch {
       // gone
     }

@@ -1,0 +1,305 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
+import { createLogger } from '@formation/service';
+import { loadVmmConfig } from '../src/config.ts';
+import { createVmmService, type VmmService } from '../src/service.ts';
+import { fixture, integrationOpts, pidsMentioning, sleep } from './helpers.ts';
+
+const opts = integrationOpts();
+
+describe('VMM service over real QEMU (API, state machine, faults, re-attach)', { skip: opts.skip }, () => {
+  let tmp: string;
+  let vmm: VmmService;
+  let fx: ReturnType<typeof fixture>;
+  const alice = generateKeyPair();
+  const mallory = generateKeyPair();
+  let vmId = '';
+
+  const config = (over: Record<string, unknown> = {}) =>
+    loadVmmConfig(
+      {},
+      {
+        vmDir: `${tmp}/vms`,
+        imagesDir: `${tmp}/images`,
+        formpacksDir: fx.formpacksDir,
+        cacheDir: '/var/tmp/formation-vmm-cache',
+        healthIntervalMs: 500,
+        stopTimeoutMs: 8000,
+        capacity: { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 },
+        ...over,
+      },
+    );
+
+  async function call(method: string, url: string, body?: unknown, key: KeyPair | null = alice) {
+    const text = body === undefined ? '' : JSON.stringify(body);
+    const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
+    if (key && method !== 'GET') Object.assign(headers, signRequest(key, { method, path: url, body: text }));
+    const r = await vmm.app.inject({
+      method: method as 'GET',
+      url,
+      headers,
+      ...(body === undefined ? {} : { payload: text }),
+    });
+    return { status: r.statusCode, body: r.body ? r.json() : undefined };
+  }
+
+  before(async () => {
+    fx = fixture();
+    tmp = mkdtempSync('/tmp/fvmm-api-');
+    mkdirSync(`${tmp}/images`);
+    vmm = await createVmmService({ config: config(), logger: createLogger('silent') });
+  });
+
+  after(async () => {
+    await vmm?.manager.destroyAll();
+    await vmm?.close({ stopVms: true });
+    const left = pidsMentioning(tmp);
+    rmSync(tmp, { recursive: true, force: true });
+    assert.deepEqual(left, [], 'no QEMU process left behind');
+  });
+
+  test('GET /health reports the driver, accelerator and capacity; OpenAPI lists every route', async () => {
+    const h = await call('GET', '/health');
+    assert.equal(h.status, 200);
+    assert.equal(h.body.status, 'ok');
+    assert.ok(['kvm', 'tcg'].includes(h.body.driver.accel));
+    assert.deepEqual(h.body.capacity, { vcpu: 4, memMiB: 1024, diskGiB: h.body.capacity.diskGiB });
+    const o = await call('GET', '/openapi.json');
+    for (const p of [
+      '/vms',
+      '/vms/{id}',
+      '/vms/{id}/start',
+      '/vms/{id}/snapshots',
+      '/vms/{id}/restore',
+      '/vms/{id}/console',
+      '/images',
+    ]) {
+      assert.ok(o.body.paths[p], `openapi has ${p}`);
+    }
+  });
+
+  test('POST /vms must be signed; bad bodies are 400; unknown Formpack 404', async () => {
+    assert.equal((await call('POST', '/vms', { formpack: fx.id }, null)).body.error.code, 'AUTH_MISSING');
+    const both = await call('POST', '/vms', { formpack: fx.id, image: 'x.img' });
+    assert.equal(both.status, 400);
+    assert.equal((await call('POST', '/vms', { formpack: fx.id, resources: { vcpu: 0 } })).status, 400);
+    const nf = await call('POST', '/vms', { formpack: 'f'.repeat(64) });
+    assert.equal(nf.status, 404);
+    assert.equal(nf.body.error.code, 'PACK_NOT_FOUND');
+  });
+
+  test('POST /vms boots a Formpack; the guest reports ready; GET shows network, health and console', async () => {
+    const r = await call('POST', '/vms', { formpack: fx.id, name: 'web-1', wait: true });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    vmId = r.body.id;
+    assert.equal(r.body.state, 'running');
+    assert.equal(r.body.ready, true);
+    assert.equal(r.body.owner, alice.address);
+    assert.equal(r.body.name, 'web-1');
+    assert.ok(r.body.bootMs > 0);
+    const fwd = r.body.network.forwards as Array<{ guest: number; host: number }>;
+    assert.deepEqual(fwd.map((f) => f.guest).sort(), [22, 80]);
+    // the entrypoint (busybox httpd on :80) answers through the loopback forward
+    const http = fwd.find((f) => f.guest === 80);
+    let page = '';
+    for (let i = 0; i < 40 && !page.includes('hello'); i++) {
+      page = await fetch(`http://127.0.0.1:${http?.host}/`).then(
+        (x) => x.text(),
+        () => '',
+      );
+      if (!page.includes('hello')) await sleep(250);
+    }
+    assert.match(page, /hello from the vmm fixture/);
+    const ssh = fwd.find((f) => f.guest === 22);
+    const banner = execFileSync('sh', [
+      '-c',
+      `timeout 5 nc -w 2 127.0.0.1 ${ssh?.host} </dev/null | head -c 7`,
+    ]).toString();
+    assert.equal(banner, 'SSH-2.0');
+    const out = await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'hostname; cat /run/form/vm_id']);
+    assert.equal(out.stdout, `web-1\n${vmId}\n`);
+    let g = await call('GET', `/vms/${vmId}`);
+    for (let i = 0; i < 40 && !g.body.health?.entrypoint; i++) {
+      await sleep(250);
+      g = await call('GET', `/vms/${vmId}`);
+    }
+    assert.equal(g.body.health.agent, 'ok');
+    assert.equal(g.body.health.entrypoint.status, 'running');
+    const c = await call('GET', `/vms/${vmId}/console`);
+    assert.match(c.body.output, /FORM-INIT-READY/);
+    const list = await call('GET', '/vms');
+    assert.deepEqual(
+      list.body.vms.map((v: { id: string }) => v.id),
+      [vmId],
+    );
+  });
+
+  test('unknown id is 404 on every route; another signer is 403', async () => {
+    for (const [m, u] of [
+      ['GET', '/vms/vm-nope'],
+      ['GET', '/vms/vm-nope/console'],
+      ['POST', '/vms/vm-nope/stop'],
+      ['POST', '/vms/vm-nope/snapshots'],
+      ['DELETE', '/vms/vm-nope'],
+    ] as const) {
+      const r = await call(m, u, m === 'POST' ? {} : undefined);
+      assert.equal(r.status, 404, `${m} ${u}`);
+      assert.equal(r.body.error.code, 'VM_NOT_FOUND');
+    }
+    const f = await call('POST', `/vms/${vmId}/pause`, {}, mallory);
+    assert.equal(f.status, 403);
+    assert.equal(f.body.error.code, 'AUTH_FORBIDDEN');
+    assert.equal((await call('DELETE', `/vms/${vmId}`, undefined, mallory)).status, 403);
+  });
+
+  test('pause/resume; illegal transitions are 409 naming the state', async () => {
+    const p = await call('POST', `/vms/${vmId}/pause`, {});
+    assert.equal(p.status, 200);
+    assert.equal(p.body.state, 'paused');
+    const again = await call('POST', `/vms/${vmId}/pause`, {});
+    assert.equal(again.status, 409);
+    assert.equal(again.body.error.code, 'VM_BAD_STATE');
+    assert.match(again.body.error.message, /Cannot pause VM .*: it is paused/);
+    assert.equal((await call('POST', `/vms/${vmId}/start`, {})).status, 409);
+    const r = await call('POST', `/vms/${vmId}/resume`, {});
+    assert.equal(r.body.state, 'running');
+    assert.equal((await call('POST', `/vms/${vmId}/resume`, {})).body.error.code, 'VM_BAD_STATE');
+  });
+
+  test('snapshot + restore over the API (guest state rolled back); a full disk fails cleanly', async () => {
+    await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'echo one > /root/m; sync']);
+    const s = await call('POST', `/vms/${vmId}/snapshots`, {});
+    assert.equal(s.status, 201, JSON.stringify(s.body));
+    assert.ok(s.body.memoryBytes > 1_000_000);
+    await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'echo two > /root/m; sync']);
+    const r = await call('POST', `/vms/${vmId}/restore`, { snapshot: s.body.id });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.state, 'running');
+    assert.equal((await vmm.manager.exec(vmId, '/bin/cat', ['/root/m'])).stdout, 'one\n');
+    assert.equal((await call('POST', `/vms/${vmId}/restore`, { snapshot: 'snap-nope' })).status, 404);
+    // full disk: snapshots of this VM land on a 4 MiB tmpfs
+    const snapDir = `${tmp}/vms/${vmId}/snapshots`;
+    const before = readdirSync(snapDir);
+    const small = `${tmp}/small`;
+    mkdirSync(small);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small]);
+    try {
+      rmSync(snapDir, { recursive: true });
+      mkdirSync(snapDir);
+      execFileSync('mount', ['--bind', small, snapDir]);
+      try {
+        const full = await call('POST', `/vms/${vmId}/snapshots`, {});
+        assert.equal(full.status, 507, JSON.stringify(full.body));
+        assert.equal(full.body.error.code, 'DISK_FULL');
+        assert.deepEqual(readdirSync(snapDir), [], 'no partial snapshot left');
+        const g = await call('GET', `/vms/${vmId}`);
+        assert.equal(g.body.state, 'running', 'the VM keeps running');
+      } finally {
+        execFileSync('umount', [snapDir]);
+      }
+    } finally {
+      execFileSync('umount', [small]);
+    }
+    assert.ok(before.length >= 1);
+  });
+
+  test('stop is graceful (clean poweroff through the guest agent)', async () => {
+    const s = await call('POST', `/vms/${vmId}/stop`, {});
+    assert.equal(s.status, 200);
+    assert.equal(s.body.state, 'stopped');
+    assert.match(s.body.stateReason, /clean poweroff/);
+    assert.equal((await call('POST', `/vms/${vmId}/pause`, {})).status, 409);
+  });
+
+  test('concurrent start calls are serialized (one boots, the other 409, one QEMU); a hung guest is force-stopped', async () => {
+    const [a, b] = await Promise.all([call('POST', `/vms/${vmId}/start`, {}), call('POST', `/vms/${vmId}/start`, {})]);
+    assert.deepEqual([a.status, b.status].sort(), [200, 409]);
+    assert.equal(pidsMentioning(`${tmp}/vms/${vmId}/`).length, 1, 'exactly one QEMU');
+    await vmm.manager.waitReady(vmId, 90_000);
+    // hang the guest behind the VMM's back, then stop: forced after the timeout
+    await (vmm.driver as unknown as { pause(v: unknown): Promise<void> }).pause(
+      (vmm.manager as unknown as { vms: Map<string, { driver: unknown }> }).vms.get(vmId)?.driver,
+    );
+    const s = await call('POST', `/vms/${vmId}/stop`, { timeoutMs: 1500 });
+    assert.equal(s.body.state, 'stopped');
+    assert.match(s.body.stateReason, /forced stop/);
+    assert.equal(pidsMentioning(`${tmp}/vms/${vmId}/`).length, 0);
+  });
+
+  test('capacity: a VM that does not fit is refused with the numbers', async () => {
+    const r = await call('POST', '/vms', { formpack: fx.id, resources: { memMiB: 2048 } });
+    assert.equal(r.status, 409);
+    assert.equal(r.body.error.code, 'VM_NO_CAPACITY');
+    assert.match(r.body.error.message, /memory: needs 2048 MiB, 1024 MiB free of 1024 MiB/);
+    // the refused VM stays created (not running) and can be removed
+    const l = await call('GET', '/vms');
+    const extra = l.body.vms.find((v: { id: string }) => v.id !== vmId);
+    assert.equal(extra.state, 'created');
+    assert.equal((await call('DELETE', `/vms/${extra.id}`)).status, 200);
+  });
+
+  test('VMM restart re-attaches to the running VM (same pid, no duplicate); kill -9 from outside is detected', async () => {
+    const st = await call('POST', `/vms/${vmId}/start`, { wait: true });
+    assert.equal(st.status, 200);
+    const pid = st.body.pid as number;
+    await vmm.close(); // VMs keep running
+    assert.equal(pidsMentioning(`${tmp}/vms/${vmId}/`).length, 1);
+    vmm = await createVmmService({ config: config(), logger: createLogger('silent') });
+    const g = await call('GET', `/vms/${vmId}`);
+    assert.equal(g.body.state, 'running');
+    assert.equal(g.body.pid, pid);
+    assert.match(g.body.stateReason, /re-attached/);
+    assert.equal(pidsMentioning(`${tmp}/vms/${vmId}/`).length, 1, 'no duplicate QEMU');
+    assert.equal((await vmm.manager.exec(vmId, '/bin/echo', ['alive'])).stdout, 'alive\n');
+    process.kill(pid, 'SIGKILL');
+    let v = await call('GET', `/vms/${vmId}`);
+    for (let i = 0; i < 100 && v.body.state === 'running'; i++) {
+      await sleep(100);
+      v = await call('GET', `/vms/${vmId}`);
+    }
+    assert.equal(v.body.state, 'crashed');
+    assert.match(v.body.stateReason, /disappeared|killed/);
+    assert.equal(v.body.lastExit.kind, 'killed');
+    // a VMM restart while it is dead keeps it crashed, never resurrects or duplicates it
+    await vmm.close();
+    vmm = await createVmmService({ config: config(), logger: createLogger('silent') });
+    assert.equal((await call('GET', `/vms/${vmId}`)).body.state, 'crashed');
+  });
+
+  test('images: GET /images; a corrupt or missing image is a clear error; a VM from a .qcow2 image', async () => {
+    const fpDir = `${fx.formpacksDir}/${fx.id}`;
+    copyFileSync(`${fpDir}/disk.qcow2`, `${tmp}/images/base.qcow2`);
+    writeFileSync(`${tmp}/images/corrupt.qcow2`, Buffer.concat([Buffer.from('QFI\xfb'), Buffer.alloc(600)]));
+    writeFileSync(`${tmp}/images/empty.img`, '');
+    mkdirSync(`${tmp}/images/pack.form`);
+    for (const f of ['manifest.json', 'vmlinuz', 'initramfs.img'])
+      copyFileSync(`${fpDir}/${f}`, `${tmp}/images/pack.form/${f}`);
+    execFileSync('ln', ['-s', `${fpDir}/disk.qcow2`, `${tmp}/images/pack.form/disk.qcow2`]);
+    const l = await call('GET', '/images');
+    assert.deepEqual(
+      l.body.images.map((i: { name: string; format: string }) => `${i.name}:${i.format}`),
+      ['base.qcow2:qcow2', 'corrupt.qcow2:qcow2', 'empty.img:raw', 'pack.form:formpack'],
+    );
+    const bad = await call('POST', '/vms', { image: 'corrupt.qcow2', start: false });
+    assert.equal(bad.status, 422, JSON.stringify(bad.body));
+    assert.equal(bad.body.error.code, 'VM_IMAGE_INVALID');
+    assert.equal((await call('POST', '/vms', { image: 'missing.qcow2' })).status, 404);
+    const ok = await call('POST', '/vms', { image: 'base.qcow2', init: '/sbin/form-init', start: false });
+    assert.equal(ok.status, 201, JSON.stringify(ok.body));
+    assert.equal(ok.body.source.format, 'qcow2');
+    const fp = await call('POST', '/vms', { image: 'pack.form', start: false });
+    assert.equal(fp.status, 201, JSON.stringify(fp.body));
+    for (const id of [ok.body.id, fp.body.id]) assert.equal((await call('DELETE', `/vms/${id}`)).status, 200);
+  });
+
+  test('DELETE removes the VM, its process and its files', async () => {
+    const d = await call('DELETE', `/vms/${vmId}`);
+    assert.equal(d.status, 200);
+    assert.equal((await call('GET', `/vms/${vmId}`)).status, 404);
+    assert.equal(existsSync(`${tmp}/vms/${vmId}`), false);
+    assert.deepEqual(pidsMentioning(`${tmp}/vms/`), []);
+  });
+});

@@ -5,4 +5,5 @@ export * from './op.ts';
 export * from './pending.ts';
 export * from './service.ts';
 export * from './store.ts';
+export * from './verify-pool.ts';
 export * from './views.ts';

@@ -8,6 +8,7 @@ import type { Logger } from '@formation/service';
 import { authorize, checkBody, type DepView, instanceIdOf } from './kinds.ts';
 import { createOp, encodeOp, MAX_DEPS, MAX_OP_BYTES, OP_KINDS, type Op, type OpKind, verifyOpSignature } from './op.ts';
 import { PendingBuffer } from './pending.ts';
+import { VerifyPool } from './verify-pool.ts';
 import type { Views } from './views.ts';
 import { ViewState } from './views.ts';
 
@@ -41,6 +42,8 @@ export interface StateStoreOptions {
   /** Bounds of the buffer of ops waiting for dependencies. */
   pendingMaxOps?: number;
   pendingMaxBytes?: number;
+  /** Worker threads verifying signatures of big batches (≥ 128 ops); default: cores - 1, at most 3. 0 = inline. */
+  verifyThreads?: number;
 }
 
 /** Per-op metadata kept in memory: enough for dependency checks, heads and sync. */
@@ -72,6 +75,7 @@ export class StateStore {
   private viewState: ViewState;
   private readonly pendingBuf: PendingBuffer;
   private readonly listeners = new Set<(op: Op) => void>();
+  private readonly verifier: VerifyPool;
   private closed = false;
 
   constructor(opts: StateStoreOptions) {
@@ -95,6 +99,7 @@ export class StateStore {
       count: this.db.prepare('SELECT COUNT(*) AS n FROM ops'),
     };
     this.pendingBuf = new PendingBuffer(opts.pendingMaxOps, opts.pendingMaxBytes);
+    this.verifier = new VerifyPool(opts.verifyThreads);
     this.viewState = new ViewState(this.domain);
     this.load();
   }
@@ -216,17 +221,35 @@ export class StateStore {
     if (this.closed) throw new FormError('UNAVAILABLE', 'Cannot apply ops: the state store is closed');
     const result: ApplyResult = { accepted: [], rejected: [], pending: [], duplicates: [] };
     const acceptedOps: Op[] = [];
+    // Parse everything, then check the signatures of the new ones (in parallel for big batches).
+    const parsed = inputs.map(parseUnverified);
+    const toVerify: number[] = [];
+    parsed.forEach((p, i) => {
+      if (!('code' in p) && !this.dag.has(p.op.hash) && !this.pendingBuf.has(p.op.hash)) toVerify.push(i);
+    });
+    const verdicts = this.verifier.verifyAll(
+      toVerify.map((i) => {
+        const p = parsed[i] as { op: Op; bytes: string };
+        return { author: p.op.author, bytes: p.bytes, sig: p.op.sig };
+      }),
+    );
+    toVerify.forEach((i, k) => {
+      if (!verdicts[k]) parsed[i] = badSignature((parsed[i] as { op: Op }).op.hash);
+    });
     this.db.exec('BEGIN IMMEDIATE');
     try {
-      for (const input of inputs) {
-        const parsed = parseOp(input);
-        if ('code' in parsed) {
-          result.rejected.push(parsed);
+      for (const p of parsed) {
+        if ('code' in p) {
+          result.rejected.push(p);
           continue;
         }
-        const { op, size } = parsed;
+        const { op, size } = p;
         if (this.dag.has(op.hash)) {
           result.duplicates.push(op.hash);
+          continue;
+        }
+        if (this.pendingBuf.has(op.hash)) {
+          result.pending.push(op.hash);
           continue;
         }
         const missing = op.deps.filter((d) => !this.dag.has(d));
@@ -330,6 +353,7 @@ export class StateStore {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.verifier.close();
     this.db.close();
   }
 
@@ -383,8 +407,21 @@ export function refsFor(v: ViewState, author: string, kind: OpKind, body: Record
   }
 }
 
-/** Structural checks, hash and signature. Everything that does not need other ops. */
+const badSignature = (hash: string): Rejected => ({
+  hash,
+  code: 'AUTH_BAD_SIGNATURE',
+  reason: 'signature does not verify for the author',
+});
+
+/** Structural checks, hash and signature: everything that does not need other ops. */
 export function parseOp(input: unknown): { op: Op; size: number } | Rejected {
+  const p = parseUnverified(input);
+  if ('code' in p) return p;
+  return verifyOpSignature(p.op.author, p.bytes, p.op.sig) ? { op: p.op, size: p.size } : badSignature(p.op.hash);
+}
+
+/** `parseOp` without the signature check (the caller verifies `bytes`, possibly on other threads). */
+export function parseUnverified(input: unknown): { op: Op; size: number; bytes: string } | Rejected {
   const bad = (reason: string, hash = ''): Rejected => ({ hash, code: 'STATE_OP_INVALID', reason });
   if (typeof input !== 'object' || input === null || Array.isArray(input)) return bad('op must be a JSON object');
   const o = input as Record<string, unknown>;
@@ -422,9 +459,6 @@ export function parseOp(input: unknown): { op: Op; size: number } | Rejected {
   if (op.deps.includes(hash)) return bad('op depends on itself', hash);
   const bodyErr = checkBody(op.kind, op.body);
   if (bodyErr) return bad(`${op.kind} body: ${bodyErr}`, hash);
-  if (!verifyOpSignature(op.author, bytes, op.sig)) {
-    return { hash, code: 'AUTH_BAD_SIGNATURE', reason: 'signature does not verify for the author' };
-  }
   const clean: Op = {
     v: 1,
     author: op.author,
@@ -435,7 +469,7 @@ export function parseOp(input: unknown): { op: Op; size: number } | Rejected {
     sig: op.sig,
     hash,
   };
-  return { op: clean, size };
+  return { op: clean, size, bytes };
 }
 
 /** Open (or create) the state store at `path`. */

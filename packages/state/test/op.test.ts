@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { sign, verify } from '@formation/identity';
-import { canonicalJson, createOp, encodeOp, hashOp, verifyOpSignature } from '../src/index.ts';
+import {
+  canonicalJson,
+  createOp,
+  encodeOp,
+  hashOp,
+  openStateStore,
+  VerifyPool,
+  verifyOpSignature,
+} from '../src/index.ts';
 import { key } from './helpers.ts';
 
 test('canonical JSON sorts keys, has no whitespace, refuses floats and undefined', () => {
@@ -49,3 +57,35 @@ test('fast op verifier agrees with @formation/identity verify (valid, forged, ta
 const VECTOR_HASH = '600d02e4bde03d78d1ef46a50434a319a83e75fcbeb2137cae435022bc599549';
 const VECTOR_SIG =
   'af5b277078bb7ac2bc8af4bd2a3dcba61e5f2cba62c3deb275dbddd1b260366c61c566ace1b92cbcb51d7cadec27ea20b5f18c1a4362a120719c44460e84bee5';
+
+test('worker-thread verification gives the same verdicts as inline, forged ones included', () => {
+  const k = key(3);
+  const checks = Array.from({ length: 300 }, (_, i) => {
+    const op = createOp(k, 'account.update', { name: `n${i}` }, [], i);
+    const bytes = encodeOp(op);
+    return { author: k.publicKey, bytes: i % 7 === 0 ? `${bytes} ` : bytes, sig: op.sig };
+  });
+  const pool = new VerifyPool(1, 64);
+  try {
+    const got = pool.verifyAll(checks);
+    assert.deepEqual(
+      got,
+      checks.map((c) => verifyOpSignature(c.author, c.bytes, c.sig)),
+    );
+    assert.equal(got.filter((x) => !x).length, 43);
+  } finally {
+    pool.close();
+  }
+});
+
+test('a big batch with forged signatures: forged ones rejected, the rest accepted', () => {
+  const k = key(4);
+  const s = openStateStore({ path: ':memory:', verifyThreads: 1 });
+  const ops = Array.from({ length: 200 }, (_, i) => createOp(k, 'account.update', { name: `n${i}` }, [], i));
+  const forged = ops.map((o, i) => (i % 10 === 0 ? { ...o, sig: ops[(i + 1) % ops.length]!.sig } : o));
+  const r = s.applyBatch(forged);
+  assert.equal(r.accepted.length, 180);
+  assert.equal(r.rejected.length, 20);
+  assert.ok(r.rejected.every((x) => x.code === 'AUTH_BAD_SIGNATURE'));
+  s.close();
+});

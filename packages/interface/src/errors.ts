@@ -66,6 +66,14 @@ export const ERROR_CODES = {
   STATE_OP_INVALID: { status: 422, fault: 'user' },
   STATE_OP_FORBIDDEN: { status: 403, fault: 'user' },
   STATE_OP_NOT_FOUND: { status: 404, fault: 'user' },
+  // compute runtime
+  RUNTIME_MODULE_INVALID: { status: 422, fault: 'user' },
+  RUNTIME_MODULE_NOT_FOUND: { status: 404, fault: 'user' },
+  RUNTIME_IMAGE_INVALID: { status: 422, fault: 'user' },
+  RUNTIME_IMAGE_NOT_FOUND: { status: 404, fault: 'user' },
+  RUNTIME_PROCESS_NOT_FOUND: { status: 404, fault: 'user' },
+  RUNTIME_CHECKPOINT_INVALID: { status: 422, fault: 'user' },
+  RUNTIME_CONTAINER: { status: 500, fault: 'system' },
   // instances / network
   INSTANCE_NOT_FOUND: { status: 404, fault: 'user' },
   NET_ERROR: { status: 500, fault: 'system' },

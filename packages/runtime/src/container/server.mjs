@@ -1,0 +1,270 @@
+// Formation JS process runtime: the program inside a runtime container. It speaks the VMDocker
+// runtime container protocol over HTTP on a unix socket (the container has no network):
+//   /vmm/health  /vmm/spawn  /vmm/apply  /vmm/checkpoint  /vmm/restore
+// A process is AO-style JavaScript: it registers handlers with Handlers.add(name, action|fn, fn) and
+// keeps its state in the JSON-serializable global `State`. Handlers run in a node:vm context with a
+// time limit; a failing or timed-out message rolls the state back and yields an error result.
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { dirname, join } from 'node:path';
+import vm from 'node:vm';
+
+const SOCKET = process.env.FORM_RT_SOCKET || '/run/formrt/api.sock';
+const WORKSPACE = process.env.FORM_RT_WORKSPACE || '/workspace';
+const TIMEOUT_MS = Number(process.env.FORM_RT_APPLY_TIMEOUT_MS || 2000);
+const MAX_BODY = 64 * 1024 * 1024;
+
+const PRELUDE = `
+globalThis.State = {};
+const __handlers = [];
+globalThis.Handlers = {
+  add(name, match, fn) {
+    const h = { name, match, fn };
+    const i = __handlers.findIndex((x) => x.name === name);
+    if (i >= 0) __handlers[i] = h; else __handlers.push(h);
+  },
+  remove(name) {
+    const i = __handlers.findIndex((x) => x.name === name);
+    if (i >= 0) __handlers.splice(i, 1);
+  },
+  list() { return __handlers.map((h) => h.name); },
+};
+globalThis.__dispatch = function (input, ctl) {
+  const msg = JSON.parse(input);
+  msg.reply = (data, tags) => ctl.send(JSON.stringify({ Target: msg.From, Data: data, Tags: tags || {} }));
+  globalThis.ao = {
+    send: (m) => ctl.send(JSON.stringify(m)),
+    spawn: (module, m) => ctl.spawn(JSON.stringify({ Module: module, ...(m || {}) })),
+    id: msg.Target,
+  };
+  globalThis.print = (...a) => ctl.print(a.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(' '));
+  Date.now = () => msg.Timestamp;
+  let out;
+  if (msg.Action === 'Eval') {
+    if (msg.From !== ctl.owner) throw new Error('Eval is only allowed from the process owner');
+    out = (0, eval)(msg.Data);
+    ctl.evaluated(msg.Data);
+  } else {
+    const matched = __handlers.filter((h) => (typeof h.match === 'function' ? h.match(msg) : h.match === msg.Action));
+    if (matched.length === 0) print('no handler for action ' + msg.Action);
+    for (const h of matched) {
+      const r = h.fn(msg);
+      if (r !== undefined) out = r;
+    }
+  }
+  return out === undefined ? '' : typeof out === 'string' ? out : JSON.stringify(out);
+};
+`;
+
+let proc; // { pid, owner, sources, ctx, rng }
+
+function safeName(name) {
+  if (typeof name !== 'string' || !/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/.test(name) || name.split('/').includes('..'))
+    throw new Error(`bad workspace file name ${JSON.stringify(name)}`);
+  return join(WORKSPACE, name);
+}
+
+// mulberry32: a deterministic Math.random whose position is part of the checkpoint
+function nextRandom(p) {
+  p.rng = (p.rng + 0x6d2b79f5) | 0;
+  let t = p.rng;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+
+function newProcess(pid, owner, sources, rng) {
+  const p = { pid, owner, sources: [], rng, ctx: undefined, pending: new Map() };
+  const ws = {
+    read: (name) => {
+      const f = safeName(name);
+      if (p.pending.has(f)) return p.pending.get(f);
+      try {
+        return readFileSync(f, 'utf8');
+      } catch {
+        return undefined;
+      }
+    },
+    // writes become visible to the process at once and reach the disk only when the message succeeds
+    write: (name, text) => {
+      p.pending.set(safeName(name), String(text));
+    },
+    list: () => {
+      try {
+        return readdirSync(WORKSPACE, { recursive: true }).filter((n) => statSync(join(WORKSPACE, n)).isFile());
+      } catch {
+        return [];
+      }
+    },
+  };
+  p.ctx = vm.createContext({ Workspace: ws, __random: () => nextRandom(p) });
+  vm.runInContext(PRELUDE, p.ctx, { timeout: TIMEOUT_MS });
+  vm.runInContext('Math.random = __random;', p.ctx);
+  for (const s of sources) {
+    vm.runInContext(s, p.ctx, { timeout: TIMEOUT_MS, filename: 'process.js' });
+    p.sources.push(s);
+  }
+  return p;
+}
+
+function seedOf(pid) {
+  let h = 2166136261;
+  for (const c of pid) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
+  return h | 0;
+}
+
+function errText(err) {
+  const m = err && typeof err === 'object' && 'message' in err ? String(err.message) : String(err);
+  return /timed out/.test(m) ? `time limit exceeded: handler ran longer than ${TIMEOUT_MS} ms` : m;
+}
+
+function apply(body) {
+  if (!proc) throw Object.assign(new Error('no process spawned in this container'), { status: 409 });
+  const meta = body.meta || {};
+  const mode = meta.mode || 'apply';
+  const params = body.params || meta.params || {};
+  const msg = {
+    Id: meta.itemId,
+    From: body.from,
+    Owner: body.from,
+    Target: meta.processId,
+    Action: meta.action,
+    Data: meta.data ?? '',
+    Tags: { ...params, Action: meta.action },
+    Timestamp: meta.timestamp,
+    Nonce: meta.nonce,
+    Sequence: meta.sequence,
+  };
+  const result = { messages: [], spawns: [], output: '', data: '' };
+  const outputs = [];
+  const evaluated = [];
+  const ctl = {
+    owner: proc.owner,
+    print: (s) => outputs.push(s),
+    send: (j) => {
+      const m = JSON.parse(j);
+      const tags = { ...(m.Tags || {}) };
+      if (m.Action) tags.Action = String(m.Action);
+      result.messages.push({ target: String(m.Target ?? ''), action: tags.Action, data: m.Data === undefined ? '' : typeof m.Data === 'string' ? m.Data : JSON.stringify(m.Data), tags });
+    },
+    spawn: (j) => {
+      const m = JSON.parse(j);
+      result.spawns.push({ module: String(m.Module ?? ''), data: String(m.Data ?? ''), tags: { ...(m.Tags || {}) } });
+    },
+    evaluated: (code) => evaluated.push(code),
+  };
+  proc.ctx.__snap = vm.runInContext('JSON.stringify(State)', proc.ctx, { timeout: TIMEOUT_MS });
+  const rngBefore = proc.rng;
+  proc.pending.clear();
+  let failed = false;
+  try {
+    proc.ctx.__in = JSON.stringify(msg);
+    proc.ctx.__ctl = ctl;
+    result.data = vm.runInContext('__dispatch(__in, __ctl)', proc.ctx, { timeout: TIMEOUT_MS, filename: 'dispatch.js' });
+  } catch (err) {
+    failed = true;
+    result.error = errText(err);
+    result.messages = [];
+    result.spawns = [];
+    result.data = '';
+  }
+  if (failed || mode === 'dry-run') {
+    vm.runInContext('State = JSON.parse(__snap)', proc.ctx);
+    proc.rng = rngBefore;
+  } else {
+    for (const [f, text] of proc.pending) {
+      mkdirSync(dirname(f), { recursive: true });
+      writeFileSync(f, text);
+    }
+    proc.sources.push(...evaluated);
+  }
+  proc.pending.clear();
+  result.output = outputs.join('\n');
+  return result;
+}
+
+function checkpoint() {
+  if (!proc) throw Object.assign(new Error('no process spawned in this container'), { status: 409 });
+  const state = vm.runInContext('JSON.stringify(State)', proc.ctx, { timeout: TIMEOUT_MS });
+  return JSON.stringify({ format: 'formation-js-process/1', pid: proc.pid, owner: proc.owner, sources: proc.sources, rng: proc.rng, state });
+}
+
+function restore(body) {
+  let snap;
+  try {
+    snap = JSON.parse(body.state);
+  } catch {
+    throw Object.assign(new Error('checkpoint state is not JSON'), { status: 400 });
+  }
+  if (snap?.format !== 'formation-js-process/1' || !Array.isArray(snap.sources) || typeof snap.state !== 'string')
+    throw Object.assign(new Error('checkpoint state has the wrong format'), { status: 400 });
+  let p;
+  try {
+    p = newProcess(snap.pid, snap.owner, snap.sources, snap.rng | 0);
+    p.ctx.__snap = snap.state;
+    vm.runInContext('State = JSON.parse(__snap)', p.ctx, { timeout: TIMEOUT_MS });
+  } catch (err) {
+    throw Object.assign(new Error(`checkpoint does not restore: ${errText(err)}`), { status: 400 });
+  }
+  proc = p; // only now: a refused checkpoint leaves the old process untouched
+}
+
+function spawnProcess(body) {
+  if (proc) throw Object.assign(new Error(`process ${proc.pid} already runs in this container`), { status: 409 });
+  const pid = String(body.pid || '');
+  if (!pid) throw Object.assign(new Error('spawn needs a pid'), { status: 400 });
+  const src = typeof body.data === 'string' ? body.data : '';
+  try {
+    proc = newProcess(pid, String(body.owner || ''), src ? [src] : [], seedOf(pid));
+  } catch (err) {
+    throw Object.assign(new Error(`process code failed: ${errText(err)}`), { status: 400 });
+  }
+}
+
+const routes = {
+  '/vmm/health': () => ({ status: 'ok', pid: proc?.pid ?? null }),
+  '/vmm/spawn': (b) => {
+    spawnProcess(b);
+    return { status: 'ok' };
+  },
+  '/vmm/apply': (b) => ({ status: 'ok', result: JSON.stringify(apply(b)) }),
+  '/vmm/checkpoint': () => ({ status: 'ok', state: checkpoint() }),
+  '/vmm/restore': (b) => {
+    restore(b);
+    return { status: 'ok' };
+  },
+};
+
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  let size = 0;
+  req.on('data', (c) => {
+    size += c.length;
+    if (size > MAX_BODY) req.destroy();
+    else chunks.push(c);
+  });
+  req.on('end', () => {
+    let status = 200;
+    let out;
+    try {
+      const route = routes[req.url];
+      if (!route) throw Object.assign(new Error(`no route ${req.url}`), { status: 404 });
+      const text = Buffer.concat(chunks).toString('utf8');
+      out = route(text ? JSON.parse(text) : {});
+    } catch (err) {
+      status = err.status || 500;
+      out = { status: 'error', error: errText(err) };
+    }
+    const body = JSON.stringify(out);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
+});
+
+try {
+  unlinkSync(SOCKET);
+} catch {}
+mkdirSync(dirname(SOCKET), { recursive: true });
+rmSync(`${SOCKET}.ready`, { force: true });
+server.listen(SOCKET, () => writeFileSync(`${SOCKET}.ready`, String(process.pid)));
+process.on('SIGTERM', () => process.exit(0));

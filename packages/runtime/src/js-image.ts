@@ -1,0 +1,110 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFile, mkdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FormError } from '@formation/interface';
+import { writeDockerArchive } from './docker-archive.ts';
+
+/** Name of the image our own JS process runtime is published as. */
+export const JS_RUNTIME_IMAGE_NAME = 'formation/js-runtime:0.1.0';
+/** Module format of processes that run on the JS runtime image. */
+export const JS_RUNTIME_MODULE_FORMAT = 'web.vmdocker-js-ao.v0.1.0';
+
+const SERVER = fileURLToPath(new URL('./container/server.mjs', import.meta.url));
+
+export interface BuiltImage {
+  archive: string;
+  imageId: string;
+  imageName: string;
+}
+
+/** Shared libraries a binary needs, as real files, from `ldd`. */
+function sharedLibraries(binary: string): string[] {
+  let out: string;
+  try {
+    out = execFileSync('ldd', [binary], { encoding: 'utf8' });
+  } catch (err) {
+    throw new FormError('HOST_UNSUPPORTED', `Cannot build the JS runtime image: ldd ${binary} failed (${(err as Error).message})`);
+  }
+  const libs: string[] = [];
+  for (const line of out.split('\n')) {
+    const m = /=>\s+(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(/.exec(line);
+    if (m?.[1]) libs.push(m[1]);
+  }
+  return libs;
+}
+
+/**
+ * Build the JS process runtime image without Docker: a minimal root filesystem with the Node binary
+ * this project runs on, the shared libraries `ldd` lists, and the runtime server
+ * (`container/server.mjs`), saved as a `docker save` archive. Cached in `cacheDir` by the inputs'
+ * identity, so the second call is instant.
+ *
+ * @example
+ * const img = await buildJsRuntimeImage('/var/tmp/formation-runtime-cache');
+ * await store.import(img.archive, { expectId: img.imageId });
+ */
+export async function buildJsRuntimeImage(cacheDir: string, opts: { gzip?: boolean } = {}): Promise<BuiltImage> {
+  const node = await realpath(process.execPath);
+  const libs = sharedLibraries(node);
+  const server = await readFile(SERVER);
+  const st = await stat(node);
+  const key = createHash('sha256')
+    .update(JSON.stringify({ v: 2, node, size: st.size, mtime: st.mtimeMs, libs, gzip: opts.gzip ?? false }))
+    .update(server)
+    .digest('hex')
+    .slice(0, 16);
+  await mkdir(cacheDir, { recursive: true });
+  const archive = join(cacheDir, `js-runtime-${key}.tar${opts.gzip ? '.gz' : ''}`);
+  const idFile = `${archive}.id`;
+  try {
+    const imageId = (await readFile(idFile, 'utf8')).trim();
+    await stat(archive);
+    return { archive, imageId, imageName: JS_RUNTIME_IMAGE_NAME };
+  } catch {
+    // not cached yet
+  }
+  const root = join(cacheDir, `rootfs-${key}-${process.pid}`);
+  await rm(root, { recursive: true, force: true });
+  try {
+    for (const d of ['usr/local/bin', 'app', 'workspace', 'run/formrt', 'tmp', 'proc', 'dev', 'sys', 'etc'])
+      await mkdir(join(root, d), { recursive: true });
+    await copyFile(node, join(root, 'usr/local/bin/node'));
+    for (const lib of libs) {
+      await mkdir(join(root, dirname(lib)), { recursive: true });
+      await copyFile(await realpath(lib), join(root, lib));
+    }
+    await writeFile(join(root, 'app/server.mjs'), server);
+    await writeFile(join(root, 'etc/passwd'), 'root:x:0:0:root:/:/bin/false\nnobody:x:65534:65534:nobody:/:/bin/false\n');
+    await writeFile(join(root, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
+    const tmp = `${archive}.tmp-${process.pid}`;
+    const { imageId } = await writeDockerArchive({
+      out: tmp,
+      repoTag: JS_RUNTIME_IMAGE_NAME,
+      layers: [{ dir: root }],
+      config: {
+        Entrypoint: ['/usr/local/bin/node', '/app/server.mjs'],
+        Env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'NODE_OPTIONS=--max-old-space-size=96'],
+        WorkingDir: '/',
+      },
+      gzip: opts.gzip ?? false,
+    });
+    await rename(tmp, archive);
+    await writeFile(idFile, imageId);
+    return { archive, imageId, imageName: JS_RUNTIME_IMAGE_NAME };
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+/** A module (seed 004 JSON spelling) for the JS runtime image. */
+export function jsRuntimeModule(imageId: string): { ModuleFormat: string; Tags: Array<{ name: string; value: string }> } {
+  return {
+    ModuleFormat: JS_RUNTIME_MODULE_FORMAT,
+    Tags: [
+      { name: 'Image-Name', value: JS_RUNTIME_IMAGE_NAME },
+      { name: 'Image-ID', value: imageId },
+    ],
+  };
+}

@@ -142,3 +142,16 @@ export async function createStateService(opts: StateServiceOptions): Promise<Api
 
   return app;
 }
+
+/**
+ * Open the API on `port` (default 3004) and `host` (default 127.0.0.1); returns the app and its URL.
+ *
+ * @example const { url, app } = await startStateService({ store, logger }); // … await app.close();
+ */
+export async function startStateService(
+  opts: StateServiceOptions & { port?: number; host?: string },
+): Promise<{ app: ApiServer; url: string }> {
+  const app = await createStateService(opts);
+  const url = await app.listen({ port: opts.port ?? STATE_PORT, host: opts.host ?? '127.0.0.1' });
+  return { app, url };
+}

@@ -9,6 +9,7 @@ import {
   httpStateClient,
   localStateClient,
   type StateClient,
+  startStateService,
 } from '../src/index.ts';
 import { instanceBody, key, memStore, nodeBody } from './helpers.ts';
 
@@ -145,8 +146,7 @@ async function clientFlow(client: StateClient) {
 
 test('in-process and HTTP clients behave the same', async () => {
   const local = await clientFlow(localStateClient(memStore()));
-  const { app } = await setup();
-  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  const { app, url } = await startStateService({ store: memStore(), logger: createLogger('silent'), port: 0 });
   after(() => app.close());
   const remote = await clientFlow(httpStateClient(url));
   assert.equal(typeof remote, 'string');

@@ -230,9 +230,9 @@ export class WireGuardDevice {
   }
 
   /**
-   * Re-set every peer's endpoint to its current value. Call after this member's own underlay address
-   * changed: wireguard-go caches the source address per peer ("sticky sockets") and keeps sending
-   * from the vanished one; setting the endpoint again clears that cache.
+   * Re-set every peer's endpoint to its current value, which drops any source address wireguard-go
+   * cached for it. Not needed for a plain address change in our tests (the move test passes without
+   * it); offered for underlay changes such as a new default route.
    */
   async refreshEndpoints(): Promise<void> {
     const args = ['set', this.name];

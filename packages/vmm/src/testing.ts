@@ -1,0 +1,57 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * Test support shared by the package's tests and bench/vmm: the test Formpack fixture and the
+ * integration prerequisites check. Not used by the service itself.
+ */
+const FIXTURE_SCRIPT = new URL('../test/fixtures/build-fixture.sh', import.meta.url).pathname;
+
+/** Why integration tests cannot run here, or undefined when they can. */
+export function integrationBlocker(needRoot = true): string | undefined {
+  if (needRoot && process.getuid?.() !== 0) return 'needs root (mmdebstrap, namespaces)';
+  for (const bin of ['qemu-system-x86_64', 'qemu-img', 'mmdebstrap', 'busybox']) {
+    if (spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0) return `${bin} is not installed`;
+  }
+  if (!readdirSync('/boot').some((f) => f.startsWith('vmlinuz-') && f.includes('cloud'))) {
+    return 'no /boot/vmlinuz-*-cloud-amd64 guest kernel (apt-get install linux-image-cloud-amd64)';
+  }
+  return undefined;
+}
+
+/**
+ * The test Formpack (built once by fixtures/build-fixture.sh, ~25 s), cached at
+ * /var/tmp/formation-vmm-fixture/<hash of the script>/. Returns the formpacks dir, the Formpack id and
+ * the SSH key that the image trusts.
+ */
+export function fixture(): { formpacksDir: string; id: string; sshKey: string; root: string } {
+  const hash = createHash('sha256').update(readFileSync(FIXTURE_SCRIPT)).digest('hex').slice(0, 16);
+  const root = join('/var/tmp/formation-vmm-fixture', hash);
+  const formpacksDir = join(root, 'formpacks');
+  const have = existsSync(formpacksDir)
+    ? readdirSync(formpacksDir).filter((d) => existsSync(join(formpacksDir, d, 'manifest.json')))
+    : [];
+  if (have.length === 0) {
+    execFileSync('sh', [FIXTURE_SCRIPT, root], { stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  const id = readdirSync(formpacksDir).find((d) => existsSync(join(formpacksDir, d, 'manifest.json')));
+  if (!id) throw new Error(`fixture build produced no Formpack in ${formpacksDir}`);
+  return { formpacksDir, id, sshKey: join(root, 'id_ed25519'), root };
+}
+
+/** PIDs of processes whose command line mentions `needle` (to check nothing leaked). */
+export function pidsMentioning(needle: string): number[] {
+  const out: number[] = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      if (argv.some((a) => a.includes(needle)) && !(argv[0] ?? '').endsWith('node')) out.push(Number(p));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}

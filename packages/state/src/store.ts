@@ -84,6 +84,7 @@ export class StateStore {
     this.domain = opts.domain;
     if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
     this.db = new DatabaseSync(opts.path);
+    this.db.exec('PRAGMA busy_timeout = 5000');
     this.db.exec('PRAGMA journal_mode = WAL');
     this.db.exec(`PRAGMA synchronous = ${opts.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
     this.db.exec(`CREATE TABLE IF NOT EXISTS ops (

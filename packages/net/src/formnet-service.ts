@@ -4,6 +4,7 @@ import { ApiClient, type ApiServer, createApiServer, type Logger, requireSigner 
 import { Type } from '@sinclair/typebox';
 import { FORMNET_CIDR } from './ipam.ts';
 import { type FormnetMember, type FormnetStateAdapter, memberToPeer } from './members.ts';
+import { formnetPeerOp } from './state-adapter.ts';
 import { isWgKey, type WgPeer } from './wireguard.ts';
 
 export const FORMNET_API_PORT = 3001;
@@ -52,6 +53,9 @@ const JoinBody = Type.Object(
       Type.String({ description: 'host:port where this member’s WireGuard listens', maxLength: 300 }),
     ),
     kind: Type.Optional(Type.Union([Type.Literal('developer'), Type.Literal('node')])),
+    peerOp: Type.Optional(
+      Type.Object({}, { additionalProperties: true, description: 'signed formnet.peer state op by the signer' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -132,7 +136,14 @@ export async function createFormnetService(opts: FormnetServiceOptions): Promise
         }
       }
       await opts.authorize?.(signer, kind);
-      const member = await opts.state.upsertMember({ id: signer.address, kind, wgPublicKey, endpoint });
+      const member = await opts.state.upsertMember({
+        id: signer.address,
+        publicKey: signer.publicKey,
+        kind,
+        wgPublicKey,
+        endpoint,
+        peerOp: req.body.peerOp,
+      });
       const peers = (await opts.state.listMembers()).filter((m) => m.id !== member.id).map(toJoinPeer);
       log.info({ id: member.id, kind, address: member.address }, 'member joined formnet');
       await opts.onChange?.(member, 'join');
@@ -178,9 +189,11 @@ export async function createFormnetService(opts: FormnetServiceOptions): Promise
 export async function requestJoin(
   baseUrl: string,
   key: KeyPair,
-  body: { wgPublicKey: string; endpoint?: string; kind?: 'node' | 'developer' },
+  body: { wgPublicKey: string; endpoint?: string; kind?: 'node' | 'developer'; peerOp?: unknown },
 ): Promise<JoinResponse> {
-  return new ApiClient(baseUrl, key, 10_000).post<JoinResponse>('/join', body);
+  // Always carry the signed formnet.peer op: state-backed nodes need it, others ignore it.
+  const peerOp = body.peerOp ?? formnetPeerOp(key, body.wgPublicKey, body.endpoint);
+  return new ApiClient(baseUrl, key, 10_000).post<JoinResponse>('/join', { ...body, peerOp });
 }
 
 /** Client side of `POST /leave`. */

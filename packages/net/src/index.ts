@@ -7,4 +7,5 @@ export * from './member-interface.ts';
 export * from './members.ts';
 export * from './netns.ts';
 export * from './reconcile.ts';
+export * from './state-adapter.ts';
 export * from './wireguard.ts';

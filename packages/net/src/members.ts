@@ -18,10 +18,18 @@ export interface FormnetMember {
 }
 
 export interface MemberRequest {
+  /** The member's account address (`0x…`). */
   id: string;
+  /** Its secp256k1 public key (hex), the signer of the join request. */
+  publicKey?: string | undefined;
   kind: 'node' | 'developer';
   wgPublicKey: string;
   endpoint?: string | undefined;
+  /**
+   * A `formnet.peer` state op signed by the member itself, for adapters that record membership as
+   * state ops (only the peer may author its own `formnet.peer`). See `formnetPeerOp`.
+   */
+  peerOp?: unknown;
 }
 
 /**

@@ -597,10 +597,28 @@ export class VmManager {
         h.agentError = (err as Error).message;
       }
       const prev = this.health.get(rec.id);
-      if (h.entrypoint?.status === 'exited' && prev?.entrypoint?.status !== 'exited') {
-        this.log.warn({ id: rec.id, entrypoint: h.entrypoint }, 'vm entrypoint exited');
+      if (!this.vms.has(rec.id) || rec.state !== 'running') continue;
+      this.health.set(rec.id, h);
+      // The guest init restarts its entrypoint itself; "exited" twice in a row with the same restart
+      // count means it gave up: the instance is reported, and restarted per policy.
+      const ep = h.entrypoint;
+      const pep = prev?.entrypoint;
+      if (ep?.status === 'exited' && pep?.status === 'exited' && pep.restarts === ep.restarts && !prev?.acted) {
+        h.acted = true;
+        this.log.warn({ id: rec.id, entrypoint: ep }, 'vm entrypoint died');
+        if (rec.restartPolicy === 'on-failure' && rec.restarts < (this.o.maxRestarts ?? 3) && !this.closed) {
+          void this.lock
+            .run(rec.id, async () => {
+              if (rec.state !== 'running' || this.vms.get(rec.id) !== rec) return;
+              rec.restarts++;
+              this.setState(rec, 'stopping', 'restarting per policy');
+              await this.o.driver.stop(rec.driver, { timeoutMs: this.o.stopTimeoutMs ?? 10_000 });
+              this.setState(rec, 'stopped', 'restarting per policy');
+              await this.boot(rec, `restarted by policy: entrypoint exited with code ${ep.code}`);
+            })
+            .catch((err: unknown) => this.log.error({ err, id: rec.id }, 'policy restart failed'));
+        }
       }
-      if (this.vms.has(rec.id)) this.health.set(rec.id, h);
     }
   }
 

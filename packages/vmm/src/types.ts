@@ -29,6 +29,8 @@ export interface VmHealth {
     | { status: 'exited'; code: number; restarts: number }
     | { status: 'unknown'; detail: string }
     | undefined;
+  /** Set once the VMM acted on a dead entrypoint (so it acts once). */
+  acted?: boolean | undefined;
 }
 
 /** The persisted record of one VM (JSON, one file per VM). */

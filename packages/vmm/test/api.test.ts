@@ -295,6 +295,39 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
     for (const id of [ok.body.id, fp.body.id]) assert.equal((await call('DELETE', `/vms/${id}`)).status, 200);
   });
 
+  test('restart policy on-failure: a killed QEMU and a dead entrypoint both bring the VM back', async () => {
+    const c = await call('POST', '/vms', { formpack: fx.id, name: 'policy', restartPolicy: 'on-failure', wait: true });
+    assert.equal(c.status, 201, JSON.stringify(c.body));
+    const id = c.body.id as string;
+    process.kill(c.body.pid, 'SIGKILL');
+    let v = await call('GET', `/vms/${id}`);
+    for (let i = 0; i < 100 && !(v.body.restarts === 1 && v.body.state === 'running'); i++) {
+      await sleep(100);
+      v = await call('GET', `/vms/${id}`);
+    }
+    assert.equal(v.body.state, 'running');
+    assert.equal(v.body.restarts, 1);
+    assert.equal(v.body.lastExit.kind, 'killed');
+    assert.notEqual(v.body.pid, c.body.pid);
+    await vmm.manager.waitReady(id, 90_000);
+    // make the guest's own supervisor give up, then kill the entrypoint: reported, then restarted by policy
+    await vmm.manager.exec(id, '/bin/sh', [
+      '-c',
+      'touch /run/form/no-restart; kill $(cut -d" " -f2 /run/form/entrypoint.state)',
+    ]);
+    let sawExited = false;
+    for (let i = 0; i < 200; i++) {
+      v = await call('GET', `/vms/${id}`);
+      if (v.body.health?.entrypoint?.status === 'exited') sawExited = true;
+      if (v.body.restarts === 2 && v.body.state === 'running') break;
+      await sleep(100);
+    }
+    assert.ok(sawExited, 'the dead entrypoint was reported on GET /vms/{id}');
+    assert.equal(v.body.restarts, 2);
+    assert.match(v.body.stateReason, /restarted by policy: entrypoint exited/);
+    assert.equal((await call('DELETE', `/vms/${id}`)).status, 200);
+  });
+
   test('DELETE removes the VM, its process and its files', async () => {
     const d = await call('DELETE', `/vms/${vmId}`);
     assert.equal(d.status, 200);

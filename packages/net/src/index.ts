@@ -6,6 +6,7 @@ export * from './leak-guard.ts';
 export * from './member-interface.ts';
 export * from './members.ts';
 export * from './netns.ts';
+export * from './node-formnet.ts';
 export * from './reconcile.ts';
 export * from './state-adapter.ts';
 export * from './wireguard.ts';

@@ -13,12 +13,13 @@ import {
   deleteNetns,
   desiredPeers,
   type FormnetMember,
-  installLeakGuard,
   MemoryFormnetState,
+  type NodeFormnet,
   reconcile,
   requestJoin,
   routeGet,
-  WireGuardDevice,
+  startNodeFormnet,
+  type WireGuardDevice,
 } from '../src/index.ts';
 import { missingPrerequisite, skipUnlessIntegration } from './integration.ts';
 
@@ -36,6 +37,7 @@ interface Node {
   wg: WireGuardKeyPair;
   ip: string;
   dev?: WireGuardDevice;
+  fn?: NodeFormnet;
   member?: FormnetMember;
 }
 
@@ -115,7 +117,8 @@ async function pingFails(ns: string, ip: string): Promise<string> {
 
 async function reconcileAll(): Promise<void> {
   const members = await state.listMembers();
-  for (const n of nodes) if (n.dev) await reconcile(n.dev, desiredPeers(n.key.address, members), logger);
+  for (const n of nodes) if (n.fn) await n.fn.reconcileNow();
+  assert.ok(members.length >= 2);
 }
 
 test('namespace prerequisites', { skip }, () => {
@@ -128,18 +131,22 @@ test('three nodes: wireguard-go interfaces in namespaces, ping between every pai
   let i = 0;
   for (const n of nodes) {
     i++;
-    n.dev = await WireGuardDevice.create({
+    // What the node daemon calls: interface + leak guard + peers from state.
+    n.fn = await startNodeFormnet({
       name: `${P}w${i}`.slice(-15),
       netns: n.ns,
       privateKey: n.wg.privateKey,
       listenPort: 51820,
-      addresses: [`${n.member!.address}/32`],
+      selfId: n.key.address,
+      address: n.member!.address,
+      state,
+      intervalMs: 0,
       logger,
     });
+    n.dev = n.fn.device;
     devices.push(n.dev);
     assert.equal(n.dev.implementation, 'userspace', 'this host has no kernel WireGuard');
     assert.ok(n.dev.pid && n.dev.pid > 0, 'we own the wireguard-go PID');
-    await installLeakGuard(n.ns);
   }
   await reconcileAll();
   const shown = await nodes[0]!.dev!.show();

@@ -114,6 +114,25 @@ export class InstanceController {
         await this.author('instance.claim', { instanceId: inst.id, node: this.me });
         continue;
       }
+      if (inst.desired === 'stopped') {
+        if (vm && (vm.state === 'running' || vm.state === 'paused')) {
+          await this.guard(inst.id, async () => {
+            await this.o.vmm.stop(vm.id);
+            await this.report(inst, 'stopped');
+          });
+        } else if (mine.state !== 'stopped') await this.report(inst, 'stopped');
+        continue;
+      }
+      if (vm && vm.state === 'stopped' && mine.state === 'stopped') {
+        // Started again by its owner: boot the same VM (its disk holds what was committed and written).
+        void this.guard(inst.id, async () => {
+          await this.report(inst, 'starting');
+          await this.o.vmm.start(vm.id);
+          const ready = await this.o.vmm.waitReady(vm.id, this.o.readyTimeoutMs ?? 180_000);
+          await this.report(inst, 'running', ipOf(ready));
+        });
+        continue;
+      }
       if (!vm) {
         const failed = this.failedAt.get(inst.id);
         if (failed && Date.now() - failed < (this.o.retryAfterMs ?? 60_000)) continue;

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { generateWireGuardKeyPair, type KeyPair, loadOrCreateKey } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import { createDnsResponder, type DnsResponder, installLeakGuard, removeLeakGuard } from '@formation/net';
+import { createPackService } from '@formation/pack';
 import type { ApiServer, Logger } from '@formation/service';
 import { createStateService, openStateStore, type StateStore } from '@formation/state';
 import { createVmmService, loadVmmConfig, type VmmService } from '@formation/vmm';
@@ -65,6 +66,16 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     const stateApp = await createStateService({ store, logger });
     await listen(stateApp, config.host, ports.state, 'state');
     cleanups.push(() => stateApp.close());
+
+    // Pack: builds Formpacks into <dataDir>/formpacks, where the VMM boots them from. The base image
+    // cache is shared by every node on the host (FORM_PACK_CACHE), so a devnet builds it once.
+    const pack = await createPackService({
+      dataDir: config.dataDir,
+      cacheDir: process.env.FORM_PACK_CACHE ?? '/var/tmp/formation-pack-cache',
+      logger,
+    });
+    await listen(pack.app, config.host, ports.pack, 'pack');
+    cleanups.push(() => pack.close());
 
     // VMM: instances on a bridge in the node's namespace (TAP mode) when it has one, else user-mode NAT.
     const vmmConfig = loadVmmConfig(process.env, {

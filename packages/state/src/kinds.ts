@@ -79,6 +79,8 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
       formpackId: Type.Optional(Hex64),
       replicas: Type.Optional(Int(1, 16)),
       resources: Type.Optional(Resources),
+      /** What the owner wants: `stopped` stops every replica's VM (disk kept), `running` starts them again. */
+      desired: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('stopped')])),
     },
     { ...strict, minProperties: 2 },
   ),

@@ -109,6 +109,8 @@ export interface InstanceView {
   formpackId: string;
   replicas: number;
   resources: Resources;
+  /** The owner's wish (instance.update `desired`): `running` unless stopped. */
+  desired: 'running' | 'stopped';
   createdBy: string;
   deleted: boolean;
   revision: number;
@@ -365,6 +367,7 @@ export class ViewState {
         formpackId: f(i.fields, 'formpackId', c.body.formpackId as string),
         replicas,
         resources: f(i.fields, 'resources', c.body.resources as Resources),
+        desired: f(i.fields, 'desired', 'running' as 'running' | 'stopped'),
         createdBy: i.create.hash,
         deleted: i.deleted !== undefined,
         revision: i.commit?.revision ?? 0,

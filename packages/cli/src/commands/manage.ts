@@ -12,7 +12,7 @@ interface Common {
 }
 
 export function registerManage({ noun }: CommandContext): void {
-  const manage = noun('manage', 'Manage your instances: status, list, delete');
+  const manage = noun('manage', 'Manage your instances: status, list, start, stop, delete');
   manage
     .command('get')
     .description('Get information about an instance')
@@ -37,6 +37,18 @@ export function registerManage({ noun }: CommandContext): void {
     .option('--node <url>', 'node to ask')
     .option('--json', 'print as JSON')
     .action(action(list));
+  for (const [verb, desired, what] of [
+    ['start', 'running', 'Start a stopped instance again (its disk is kept)'],
+    ['stop', 'stopped', 'Stop an instance; its disk is kept for `form manage start`'],
+  ] as const) {
+    manage
+      .command(verb)
+      .description(what)
+      .argument('<instance>', 'instance id or name')
+      .option('--node <url>', 'node to ask')
+      .option('--json', 'print as JSON')
+      .action(action((ref: string, opts: Common) => setDesired(ref, desired, opts)));
+  }
   manage
     .command('delete')
     .description('Delete one of your instances (its VMs are destroyed on every node)')
@@ -152,16 +164,36 @@ async function list(opts: Common & { all?: boolean }): Promise<number> {
   return 0;
 }
 
-async function remove(ref: string, opts: Common): Promise<number> {
-  const state = await client(opts);
+/** The instance, checked to be the caller's: another key gets a clear refusal before anything is sent. */
+async function ownInstance(state: StateClient, ref: string, verb: string) {
   const key = await developerKey();
   const inst = await resolveInstance(state, ref, /^[0-9a-f]{32}$/.test(ref) ? undefined : key.address);
   if (inst.ownerAddress !== key.address) {
     throw new FormError(
       'AUTH_FORBIDDEN',
-      `Cannot delete instance ${inst.name}: it belongs to ${inst.ownerAddress}, you are ${key.address}`,
+      `Cannot ${verb} instance ${inst.name}: it belongs to ${inst.ownerAddress}, you are ${key.address}`,
+      { hint: 'Only the key that shipped an instance may change it.' },
     );
   }
+  return { key, inst };
+}
+
+async function setDesired(ref: string, desired: 'running' | 'stopped', opts: Common): Promise<number> {
+  const state = await client(opts);
+  const verb = desired === 'running' ? 'start' : 'stop';
+  const { key, inst } = await ownInstance(state, ref, verb);
+  await state.author(key, 'instance.update', { instanceId: inst.id, desired });
+  if (opts.json) printJson({ ok: true, id: inst.id, desired });
+  else
+    process.stdout.write(
+      `Asked to ${verb} ${inst.name} (${inst.id}); follow it with \`form manage get status ${inst.name}\`.\n`,
+    );
+  return 0;
+}
+
+async function remove(ref: string, opts: Common): Promise<number> {
+  const state = await client(opts);
+  const { key, inst } = await ownInstance(state, ref, 'delete');
   await state.author(key, 'instance.delete', { instanceId: inst.id });
   if (opts.json) printJson({ ok: true, id: inst.id, deleted: true });
   else process.stdout.write(`Deleted instance ${inst.name} (${inst.id}); its VMs are being removed.\n`);

@@ -1,0 +1,33 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { generateKeyPair } from '@formation/identity';
+import { FormError } from '@formation/interface';
+import { openStateStore } from '../src/index.ts';
+
+test('instance.update desired: owner stops and starts; others are refused; bad values rejected', () => {
+  const store = openStateStore({ path: ':memory:' });
+  const owner = generateKeyPair();
+  const other = generateKeyPair();
+  const create = store.author(owner, 'instance.create', {
+    formpackId: 'a'.repeat(64),
+    name: 'web',
+    replicas: 1,
+    resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
+  });
+  const id = create.body.id as string;
+  assert.equal(store.views().instances[0]?.desired, 'running');
+  store.author(owner, 'instance.update', { instanceId: id, desired: 'stopped' });
+  assert.equal(store.views().instances[0]?.desired, 'stopped');
+  assert.throws(
+    () => store.author(other, 'instance.update', { instanceId: id, desired: 'running' }),
+    (e: unknown) => e instanceof FormError && e.code === 'STATE_OP_FORBIDDEN',
+  );
+  assert.equal(store.views().instances[0]?.desired, 'stopped', 'a refused op changes nothing');
+  assert.throws(
+    () => store.author(owner, 'instance.update', { instanceId: id, desired: 'paused' }),
+    (e: unknown) => e instanceof FormError && e.code === 'STATE_OP_INVALID',
+  );
+  store.author(owner, 'instance.update', { instanceId: id, desired: 'running' });
+  assert.equal(store.views().instances[0]?.desired, 'running');
+  store.close();
+});

@@ -77,6 +77,24 @@ for (const [storeName, makeHarness] of Object.entries(HARNESSES)) {
       assert.equal(a.h.digest(), b.h.digest());
     });
 
+    test('a partition heals: both sides converge to the same digest', async () => {
+      // Two halves that never met: {a, b} and {c, d}; each side writes, then one link joins them.
+      const a = await start({ h: mk() });
+      const b = await start({ h: mk(), bootstrap: a.node.multiaddrs() });
+      const c = await start({ h: mk() });
+      const d = await start({ h: mk(), bootstrap: c.node.multiaddrs() });
+      const all = [a, b, c, d];
+      for (let i = 0; i < 5; i++) {
+        a.h.append(a.key, `left ${i}`);
+        d.h.append(d.key, `right ${i}`);
+      }
+      await waitFor(() => b.h.size() === 5 && c.h.size() === 5, 5_000, 'each side converging internally');
+      assert.notEqual(a.h.digest(), c.h.digest());
+      await c.node.dial(a.node.multiaddrs()[0] as string);
+      await waitFor(() => all.every((n) => n.h.size() === 10), 10_000, 'all four holding all ten ops');
+      assert.equal(new Set(all.map((n) => n.h.digest())).size, 1);
+    });
+
     test('an op with missing parents triggers anti-entropy with the sender', async () => {
       // n1 holds a parent it never gossiped (as if that gossip had been lost); no sync on connect.
       const key = generateKeyPair();

@@ -27,7 +27,13 @@ export function checkpointHash(state: string, workspace: string): string {
 
 /** Encode a checkpoint as the string `Vm.checkpoint()` returns. */
 export function encodeCheckpoint(processId: string, state: string, workspace: string): string {
-  const c: Checkpoint = { format: CHECKPOINT_FORMAT, processId, state, workspace, sha256: checkpointHash(state, workspace) };
+  const c: Checkpoint = {
+    format: CHECKPOINT_FORMAT,
+    processId,
+    state,
+    workspace,
+    sha256: checkpointHash(state, workspace),
+  };
   return JSON.stringify(c);
 }
 
@@ -37,15 +43,28 @@ export function decodeCheckpoint(data: string): Checkpoint {
   try {
     c = JSON.parse(data) as Partial<Checkpoint>;
   } catch {
-    throw new FormError('RUNTIME_CHECKPOINT_INVALID', 'Cannot restore: the checkpoint is not valid JSON (truncated or corrupt)');
+    throw new FormError(
+      'RUNTIME_CHECKPOINT_INVALID',
+      'Cannot restore: the checkpoint is not valid JSON (truncated or corrupt)',
+    );
   }
-  if (c?.format !== CHECKPOINT_FORMAT || typeof c.state !== 'string' || typeof c.workspace !== 'string' || typeof c.sha256 !== 'string' || typeof c.processId !== 'string')
+  if (
+    c?.format !== CHECKPOINT_FORMAT ||
+    typeof c.state !== 'string' ||
+    typeof c.workspace !== 'string' ||
+    typeof c.sha256 !== 'string' ||
+    typeof c.processId !== 'string'
+  )
     throw new FormError('RUNTIME_CHECKPOINT_INVALID', `Cannot restore: not a ${CHECKPOINT_FORMAT} checkpoint`);
   const actual = checkpointHash(c.state, c.workspace);
   if (actual !== c.sha256)
-    throw new FormError('RUNTIME_CHECKPOINT_INVALID', `Cannot restore: checkpoint content hashes to ${actual.slice(0, 16)}…, it says ${c.sha256.slice(0, 16)}… (corrupt)`, {
-      hint: 'Restore from another checkpoint; the process keeps its current state.',
-    });
+    throw new FormError(
+      'RUNTIME_CHECKPOINT_INVALID',
+      `Cannot restore: checkpoint content hashes to ${actual.slice(0, 16)}…, it says ${c.sha256.slice(0, 16)}… (corrupt)`,
+      {
+        hint: 'Restore from another checkpoint; the process keeps its current state.',
+      },
+    );
   return c as Checkpoint;
 }
 
@@ -77,7 +96,10 @@ export async function unpackWorkspace(workspace: string, into: string): Promise<
     });
   } catch (err) {
     await rm(into, { recursive: true, force: true });
-    throw new FormError('RUNTIME_CHECKPOINT_INVALID', `Cannot restore: the workspace archive does not unpack (${(err as Error).message})`);
+    throw new FormError(
+      'RUNTIME_CHECKPOINT_INVALID',
+      `Cannot restore: the workspace archive does not unpack (${(err as Error).message})`,
+    );
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }

@@ -77,7 +77,10 @@ export class ContainerVm implements Vm {
   async restore(data: string): Promise<void> {
     const c = decodeCheckpoint(data);
     if (c.processId !== this.processId)
-      throw new FormError('RUNTIME_CHECKPOINT_INVALID', `Cannot restore process ${this.processId} from a checkpoint of ${c.processId}`);
+      throw new FormError(
+        'RUNTIME_CHECKPOINT_INVALID',
+        `Cannot restore process ${this.processId} from a checkpoint of ${c.processId}`,
+      );
     const staged = `${this.container.workspaceDir}.restore`;
     await rm(staged, { recursive: true, force: true });
     await unpackWorkspace(c.workspace, staged);

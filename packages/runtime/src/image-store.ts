@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join, normalize, posix, resolve, sep } from 'node:path';
+import { lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { join, normalize, posix, resolve, sep } from 'node:path';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import * as tar from 'tar';
@@ -53,7 +53,10 @@ export class ImageStore {
 
   private imageDir(id: string): string {
     if (!/^sha256:[0-9a-f]{64}$/.test(id))
-      throw new FormError('RUNTIME_IMAGE_INVALID', `Cannot use image id ${JSON.stringify(id)}: expected sha256:<64 hex>`);
+      throw new FormError(
+        'RUNTIME_IMAGE_INVALID',
+        `Cannot use image id ${JSON.stringify(id)}: expected sha256:<64 hex>`,
+      );
     return join(this.dir, id.slice(7));
   }
 
@@ -67,39 +70,62 @@ export class ImageStore {
       try {
         await tar.x({ file: archive, cwd: outer, strict: true, preserveOwner: false });
       } catch (err) {
-        throw new FormError('RUNTIME_IMAGE_INVALID', `Cannot import ${archive}: not a readable tar archive (${(err as Error).message})`);
+        throw new FormError(
+          'RUNTIME_IMAGE_INVALID',
+          `Cannot import ${archive}: not a readable tar archive (${(err as Error).message})`,
+        );
       }
       let manifest: DockerManifestEntry[];
       try {
         manifest = JSON.parse(await readFile(join(outer, 'manifest.json'), 'utf8')) as DockerManifestEntry[];
       } catch {
-        throw new FormError('RUNTIME_IMAGE_INVALID', `Cannot import ${archive}: no valid manifest.json (is it a \`docker save\` archive?)`);
+        throw new FormError(
+          'RUNTIME_IMAGE_INVALID',
+          `Cannot import ${archive}: no valid manifest.json (is it a \`docker save\` archive?)`,
+        );
       }
       const entry = manifest[0];
       if (!entry || typeof entry.Config !== 'string' || !Array.isArray(entry.Layers) || manifest.length !== 1)
-        throw new FormError('RUNTIME_IMAGE_INVALID', `Cannot import ${archive}: manifest.json must describe exactly one image`);
+        throw new FormError(
+          'RUNTIME_IMAGE_INVALID',
+          `Cannot import ${archive}: manifest.json must describe exactly one image`,
+        );
       const configPath = join(outer, safeRelative(entry.Config, 'manifest') ?? '');
       const configBytes = await readFile(configPath).catch(() => {
         throw new FormError('RUNTIME_IMAGE_INVALID', `Cannot import ${archive}: config ${entry.Config} is missing`);
       });
       const id = `sha256:${createHash('sha256').update(configBytes).digest('hex')}`;
       if (opts.expectId && opts.expectId !== id)
-        throw new FormError('RUNTIME_IMAGE_INVALID', `Cannot import ${archive}: its image id is ${id}, expected ${opts.expectId}`, {
-          hint: 'The archive is not the image the module names (Image-ID); rebuild or re-export it.',
-        });
-      const config = JSON.parse(configBytes.toString('utf8')) as { config?: ImageRunConfig; rootfs?: { diff_ids?: string[] } };
+        throw new FormError(
+          'RUNTIME_IMAGE_INVALID',
+          `Cannot import ${archive}: its image id is ${id}, expected ${opts.expectId}`,
+          {
+            hint: 'The archive is not the image the module names (Image-ID); rebuild or re-export it.',
+          },
+        );
+      const config = JSON.parse(configBytes.toString('utf8')) as {
+        config?: ImageRunConfig;
+        rootfs?: { diff_ids?: string[] };
+      };
       const diffIds = config.rootfs?.diff_ids ?? [];
       if (diffIds.length !== entry.Layers.length)
-        throw new FormError('RUNTIME_IMAGE_INVALID', `Cannot import ${archive}: config lists ${diffIds.length} layers, manifest ${entry.Layers.length}`);
+        throw new FormError(
+          'RUNTIME_IMAGE_INVALID',
+          `Cannot import ${archive}: config lists ${diffIds.length} layers, manifest ${entry.Layers.length}`,
+        );
       const layerFiles: string[] = [];
       for (const [i, l] of entry.Layers.entries()) {
         const file = join(outer, safeRelative(l, 'manifest') ?? '');
         const gz = await isGzip(file);
         const digest = await sha256File(file, gz);
         if (digest !== diffIds[i])
-          throw new FormError('RUNTIME_IMAGE_INVALID', `Cannot import ${archive}: layer ${l} has content ${digest}, config says ${diffIds[i]}`, {
-            hint: 'The archive was modified after it was saved.',
-          });
+          throw new FormError(
+            'RUNTIME_IMAGE_INVALID',
+            `Cannot import ${archive}: layer ${l} has content ${digest}, config says ${diffIds[i]}`,
+            {
+              hint: 'The archive was modified after it was saved.',
+            },
+          );
         layerFiles.push(file);
       }
       const rootfs = join(work, 'rootfs');
@@ -168,6 +194,7 @@ export class ImageStore {
 export async function applyLayer(layerFile: string, rootfs: string): Promise<void> {
   const whiteouts: string[] = [];
   const opaque: string[] = [];
+  const absoluteLinks: Array<{ rel: string; target: string }> = [];
   const problems: string[] = [];
   await tar.t({
     file: layerFile,
@@ -176,7 +203,10 @@ export async function applyLayer(layerFile: string, rootfs: string): Promise<voi
       try {
         const rel = safeRelative(e.path, 'layer');
         if (e.type === 'Link' && e.linkpath) safeRelative(e.linkpath, 'layer hard link');
-        if (!ALLOWED_TYPES.has(e.type)) problems.push(`${e.path} is a ${e.type} (device files and FIFOs are not allowed)`);
+        if (!ALLOWED_TYPES.has(e.type))
+          problems.push(`${e.path} is a ${e.type} (device files and FIFOs are not allowed)`);
+        if (rel && e.type === 'SymbolicLink' && e.linkpath?.startsWith('/'))
+          absoluteLinks.push({ rel, target: e.linkpath });
         if (rel) {
           const base = posix.basename(rel);
           if (base === '.wh..wh..opq') opaque.push(posix.dirname(rel));
@@ -189,7 +219,10 @@ export async function applyLayer(layerFile: string, rootfs: string): Promise<voi
     },
   });
   if (problems.length > 0)
-    throw new FormError('RUNTIME_IMAGE_INVALID', `Cannot import image: layer refused: ${problems.slice(0, 5).join('; ')}`);
+    throw new FormError(
+      'RUNTIME_IMAGE_INVALID',
+      `Cannot import image: layer refused: ${problems.slice(0, 5).join('; ')}`,
+    );
   const root = resolve(rootfs);
   const inside = (rel: string): string => {
     const p = resolve(root, normalize(rel));
@@ -203,14 +236,32 @@ export async function applyLayer(layerFile: string, rootfs: string): Promise<voi
     const st = await lstat(d).catch(() => undefined);
     if (st?.isDirectory()) for (const n of await readdir(d)) await rm(join(d, n), { recursive: true, force: true });
   }
+  // not strict: node-tar reports rewriting absolute symlink targets as an error in strict mode; every
+  // other warning (e.g. an entry that would be written through a symlink) still refuses the layer
+  const warnings: string[] = [];
   await tar.x({
     file: layerFile,
     cwd: root,
-    strict: true,
+    strict: false,
     preserveOwner: true,
     filter: (p) => !posix.basename(p).startsWith('.wh.'),
+    onwarn: (code, message) => {
+      if (code !== 'TAR_ENTRY_INFO') warnings.push(`${code}: ${String(message)}`);
+    },
   });
-  await mkdir(dirname(root), { recursive: true });
+  if (warnings.length > 0)
+    throw new FormError(
+      'RUNTIME_IMAGE_INVALID',
+      `Cannot import image: layer refused: ${warnings.slice(0, 5).join('; ')}`,
+    );
+  // put back absolute symlink targets (they resolve inside the container's root, not the host's)
+  for (const l of absoluteLinks) {
+    const p = inside(l.rel);
+    const st = await lstat(p).catch(() => undefined);
+    if (!st?.isSymbolicLink()) continue;
+    await rm(p);
+    await symlink(l.target, p);
+  }
 }
 
 async function isGzip(file: string): Promise<boolean> {

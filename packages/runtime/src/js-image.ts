@@ -25,7 +25,10 @@ function sharedLibraries(binary: string): string[] {
   try {
     out = execFileSync('ldd', [binary], { encoding: 'utf8' });
   } catch (err) {
-    throw new FormError('HOST_UNSUPPORTED', `Cannot build the JS runtime image: ldd ${binary} failed (${(err as Error).message})`);
+    throw new FormError(
+      'HOST_UNSUPPORTED',
+      `Cannot build the JS runtime image: ldd ${binary} failed (${(err as Error).message})`,
+    );
   }
   const libs: string[] = [];
   for (const line of out.split('\n')) {
@@ -76,7 +79,10 @@ export async function buildJsRuntimeImage(cacheDir: string, opts: { gzip?: boole
       await copyFile(await realpath(lib), join(root, lib));
     }
     await writeFile(join(root, 'app/server.mjs'), server);
-    await writeFile(join(root, 'etc/passwd'), 'root:x:0:0:root:/:/bin/false\nnobody:x:65534:65534:nobody:/:/bin/false\n');
+    await writeFile(
+      join(root, 'etc/passwd'),
+      'root:x:0:0:root:/:/bin/false\nnobody:x:65534:65534:nobody:/:/bin/false\n',
+    );
     await writeFile(join(root, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
     const tmp = `${archive}.tmp-${process.pid}`;
     const { imageId } = await writeDockerArchive({
@@ -99,7 +105,10 @@ export async function buildJsRuntimeImage(cacheDir: string, opts: { gzip?: boole
 }
 
 /** A module (seed 004 JSON spelling) for the JS runtime image. */
-export function jsRuntimeModule(imageId: string): { ModuleFormat: string; Tags: Array<{ name: string; value: string }> } {
+export function jsRuntimeModule(imageId: string): {
+  ModuleFormat: string;
+  Tags: Array<{ name: string; value: string }>;
+} {
   return {
     ModuleFormat: JS_RUNTIME_MODULE_FORMAT,
     Tags: [

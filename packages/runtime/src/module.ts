@@ -39,7 +39,8 @@ export function parseModule(raw: unknown, idHint?: string): RuntimeModule {
     for (const t of rawTags as Array<Record<string, unknown>>) {
       const name = t?.name ?? t?.Name;
       const value = t?.value ?? t?.Value;
-      if (typeof name !== 'string' || typeof value !== 'string') problems.push('every tag needs a string name and value');
+      if (typeof name !== 'string' || typeof value !== 'string')
+        problems.push('every tag needs a string name and value');
       else tags.push({ name, value });
     }
   for (const required of ['Image-Name', 'Image-ID']) {

@@ -70,12 +70,32 @@ export function ociSpec(o: RuncContainerOptions, socketDir: string, workspaceDir
     hostname: 'formrt',
     mounts: [
       { destination: '/proc', type: 'proc', source: 'proc' },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      {
+        destination: '/dev',
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+      },
+      {
+        destination: '/dev/shm',
+        type: 'tmpfs',
+        source: 'shm',
+        options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'],
+      },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
       { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', 'size=65536k'] },
-      { destination: '/run/formrt', type: 'bind', source: socketDir, options: ['rbind', 'rw', 'nosuid', 'nodev', 'noexec'] },
-      { destination: '/workspace', type: 'bind', source: workspaceDir, options: ['rbind', 'rw', 'nosuid', 'nodev', 'noexec'] },
+      {
+        destination: '/run/formrt',
+        type: 'bind',
+        source: socketDir,
+        options: ['rbind', 'rw', 'nosuid', 'nodev', 'noexec'],
+      },
+      {
+        destination: '/workspace',
+        type: 'bind',
+        source: workspaceDir,
+        options: ['rbind', 'rw', 'nosuid', 'nodev', 'noexec'],
+      },
     ],
     linux: {
       cgroupsPath: `/formation-runtime/${o.id}`,
@@ -86,7 +106,16 @@ export function ociSpec(o: RuncContainerOptions, socketDir: string, workspaceDir
         pids: { limit: o.limits.pids },
       },
       namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
-      maskedPaths: ['/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/sched_debug', '/sys/firmware', '/proc/scsi'],
+      maskedPaths: [
+        '/proc/acpi',
+        '/proc/kcore',
+        '/proc/keys',
+        '/proc/latency_stats',
+        '/proc/timer_list',
+        '/proc/sched_debug',
+        '/sys/firmware',
+        '/proc/scsi',
+      ],
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
     },
   };
@@ -121,7 +150,10 @@ export class RuncContainer {
     await mkdir(join(bundleDir, 'run'), { recursive: true });
     await mkdir(this.workspaceDir, { recursive: true });
     await mkdir(this.o.runcRoot, { recursive: true });
-    await writeFile(join(bundleDir, 'config.json'), JSON.stringify(ociSpec(this.o, join(bundleDir, 'run'), this.workspaceDir)));
+    await writeFile(
+      join(bundleDir, 'config.json'),
+      JSON.stringify(ociSpec(this.o, join(bundleDir, 'run'), this.workspaceDir)),
+    );
     const log = await open(join(bundleDir, 'container.log'), 'a');
     try {
       const child = spawn(
@@ -132,7 +164,10 @@ export class RuncContainer {
       const code = await new Promise<number>((res) => child.on('exit', (c) => res(c ?? 1)));
       if (code !== 0) {
         const tail = (await readFile(join(bundleDir, 'container.log'), 'utf8').catch(() => '')).slice(-600);
-        throw new FormError('RUNTIME_CONTAINER', `Cannot start runtime container ${this.id}: runc exited ${code}\n${tail}`);
+        throw new FormError(
+          'RUNTIME_CONTAINER',
+          `Cannot start runtime container ${this.id}: runc exited ${code}\n${tail}`,
+        );
       }
     } finally {
       await log.close();
@@ -140,7 +175,12 @@ export class RuncContainer {
     this.hostPid = Number((await readFile(join(bundleDir, 'pid'), 'utf8')).trim());
     const t0 = Date.now();
     for (;;) {
-      if (await access(`${this.socketPath}.ready`).then(() => true, () => false)) {
+      if (
+        await access(`${this.socketPath}.ready`).then(
+          () => true,
+          () => false,
+        )
+      ) {
         try {
           await this.call('/vmm/health', {}, 2000);
           this.log.debug({ ms: Date.now() - t0, hostPid: this.hostPid }, 'container ready');
@@ -151,10 +191,16 @@ export class RuncContainer {
       }
       if (!this.alive()) {
         const tail = (await readFile(join(bundleDir, 'container.log'), 'utf8').catch(() => '')).slice(-600);
-        throw new FormError('RUNTIME_CONTAINER', `Cannot start runtime container ${this.id}: its process exited\n${tail}`);
+        throw new FormError(
+          'RUNTIME_CONTAINER',
+          `Cannot start runtime container ${this.id}: its process exited\n${tail}`,
+        );
       }
       if (Date.now() - t0 > timeoutMs)
-        throw new FormError('RUNTIME_CONTAINER', `Cannot start runtime container ${this.id}: no answer on its socket within ${timeoutMs} ms`);
+        throw new FormError(
+          'RUNTIME_CONTAINER',
+          `Cannot start runtime container ${this.id}: no answer on its socket within ${timeoutMs} ms`,
+        );
       await new Promise((r) => setTimeout(r, 10));
     }
   }
@@ -193,7 +239,10 @@ export class RuncContainer {
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () => {
             try {
-              resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown> });
+              resolve({
+                status: res.statusCode ?? 0,
+                body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>,
+              });
             } catch (err) {
               reject(err);
             }
@@ -201,7 +250,9 @@ export class RuncContainer {
           res.on('error', reject);
         },
       );
-      req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+      req.on('timeout', () =>
+        req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })),
+      );
       req.on('error', reject);
       req.end(text);
     });

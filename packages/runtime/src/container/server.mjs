@@ -145,7 +145,12 @@ function apply(body) {
       const m = JSON.parse(j);
       const tags = { ...(m.Tags || {}) };
       if (m.Action) tags.Action = String(m.Action);
-      result.messages.push({ target: String(m.Target ?? ''), action: tags.Action, data: m.Data === undefined ? '' : typeof m.Data === 'string' ? m.Data : JSON.stringify(m.Data), tags });
+      result.messages.push({
+        target: String(m.Target ?? ''),
+        action: tags.Action,
+        data: m.Data === undefined ? '' : typeof m.Data === 'string' ? m.Data : JSON.stringify(m.Data),
+        tags,
+      });
     },
     spawn: (j) => {
       const m = JSON.parse(j);
@@ -160,7 +165,10 @@ function apply(body) {
   try {
     proc.ctx.__in = JSON.stringify(msg);
     proc.ctx.__ctl = ctl;
-    result.data = vm.runInContext('__dispatch(__in, __ctl)', proc.ctx, { timeout: TIMEOUT_MS, filename: 'dispatch.js' });
+    result.data = vm.runInContext('__dispatch(__in, __ctl)', proc.ctx, {
+      timeout: TIMEOUT_MS,
+      filename: 'dispatch.js',
+    });
   } catch (err) {
     failed = true;
     result.error = errText(err);
@@ -186,7 +194,14 @@ function apply(body) {
 function checkpoint() {
   if (!proc) throw Object.assign(new Error('no process spawned in this container'), { status: 409 });
   const state = vm.runInContext('JSON.stringify(State)', proc.ctx, { timeout: TIMEOUT_MS });
-  return JSON.stringify({ format: 'formation-js-process/1', pid: proc.pid, owner: proc.owner, sources: proc.sources, rng: proc.rng, state });
+  return JSON.stringify({
+    format: 'formation-js-process/1',
+    pid: proc.pid,
+    owner: proc.owner,
+    sources: proc.sources,
+    rng: proc.rng,
+    state,
+  });
 }
 
 function restore(body) {

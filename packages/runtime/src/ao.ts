@@ -1,0 +1,159 @@
+import { FormError } from '@formation/interface';
+import type { ApiServer } from '@formation/service';
+import { Type } from '@sinclair/typebox';
+import type { ProcessManager } from './manager.ts';
+import type { Result } from './types.ts';
+
+/** An AO data item as our AO endpoints take it (JSON; see README for what is and is not covered). */
+export interface AoDataItem {
+  Id?: string;
+  Target?: string;
+  Owner?: string;
+  Tags: Array<{ name: string; value: string }>;
+  Data?: string;
+}
+
+/** An AO compute-unit result. */
+export interface AoResult {
+  Messages: Array<{ Target: string; Data: string; Tags: Array<{ name: string; value: string }> }>;
+  Spawns: Array<{ Data: string; Tags: Array<{ name: string; value: string }> }>;
+  Output: string | { data: string };
+  Error?: string;
+  GasUsed: number;
+}
+
+const tagsToList = (t: Record<string, string>) => Object.entries(t).map(([name, value]) => ({ name, value }));
+
+export function toAoResult(r: Result | null): AoResult {
+  const out: AoResult = {
+    Messages: (r?.messages ?? []).map((m) => ({ Target: m.target, Data: m.data, Tags: tagsToList(m.tags) })),
+    Spawns: (r?.spawns ?? []).map((s) => ({
+      Data: s.data,
+      Tags: [{ name: 'Module', value: s.module }, ...tagsToList(s.tags)],
+    })),
+    Output: { data: [r?.output, r?.data].filter((x) => x).join('\n') },
+    GasUsed: 0,
+  };
+  if (r?.error) out.Error = r.error;
+  return out;
+}
+
+const DataItem = Type.Object(
+  {
+    Id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' })),
+    Target: Type.Optional(Type.String()),
+    Owner: Type.Optional(Type.String()),
+    Anchor: Type.Optional(Type.String()),
+    Tags: Type.Array(Type.Object({ name: Type.String(), value: Type.String() }), { maxItems: 128 }),
+    Data: Type.Optional(Type.String()),
+  },
+  { additionalProperties: true },
+);
+
+function tag(item: AoDataItem, name: string): string | undefined {
+  return item.Tags.find((t) => t.name === name)?.value;
+}
+
+/**
+ * AO-style endpoints (seed 004 "Run AOS Client": cu-url = mu-url = this node, scheduler = node id):
+ * MU `POST /` takes a data item (Type=Process spawns from the Module tag, Type=Message applies it),
+ * CU `GET /result/:id?process-id=` and `GET /results/:pid`, `POST /dry-run?process-id=`, and SU
+ * `GET /` naming the scheduler.
+ */
+export function registerAoRoutes(
+  app: ApiServer,
+  deps: { manager: ProcessManager; node: { id: string; name: string; url: string } },
+): void {
+  const { manager } = deps;
+  app.get('/', async () => ({
+    Name: deps.node.name,
+    Unit: 'Scheduler',
+    Address: deps.node.id,
+    Processes: manager.listProcesses().map((p) => p.id),
+  }));
+
+  app.post('/', { schema: { body: DataItem } }, async (req, reply) => {
+    const item = req.body as AoDataItem;
+    const type = tag(item, 'Type') ?? (item.Target ? 'Message' : undefined);
+    const owner = item.Owner ?? '';
+    if (type === 'Process') {
+      const module = tag(item, 'Module');
+      if (!module) throw new FormError('BAD_REQUEST', 'Cannot spawn: the data item has no Module tag');
+      const sched = tag(item, 'Scheduler');
+      if (sched && sched.toLowerCase() !== deps.node.id.toLowerCase())
+        throw new FormError('BAD_REQUEST', `Cannot spawn: Scheduler ${sched} is not this node (${deps.node.id})`);
+      const p = await manager.spawn({ module, owner, data: item.Data ?? '', tags: item.Tags });
+      return reply.status(202).send({ id: p.id, message: 'Processing DataItem' });
+    }
+    if (type === 'Message') {
+      if (!item.Target) throw new FormError('BAD_REQUEST', 'Cannot send: the data item has no Target');
+      const action = tag(item, 'Action');
+      if (!action) throw new FormError('BAD_REQUEST', 'Cannot send: the data item has no Action tag');
+      const params: Record<string, string> = {};
+      for (const t of item.Tags)
+        if (!['Action', 'Type', 'Data-Protocol', 'Variant'].includes(t.name)) params[t.name] = t.value;
+      const out = await manager.send(item.Target, {
+        from: owner,
+        action,
+        data: item.Data ?? '',
+        params,
+        ...(item.Id ? { itemId: item.Id } : {}),
+      });
+      return reply.status(202).send({ id: out.itemId, message: 'Processing DataItem' });
+    }
+    throw new FormError(
+      'BAD_REQUEST',
+      `Cannot handle data item: Type must be Process or Message (got ${JSON.stringify(type ?? null)})`,
+    );
+  });
+
+  app.get(
+    '/result/:id',
+    {
+      schema: {
+        params: Type.Object({ id: Type.String() }),
+        querystring: Type.Object({ 'process-id': Type.String({ minLength: 1 }) }),
+      },
+    },
+    async (req) => toAoResult((await manager.result(req.query['process-id'], req.params.id)).result),
+  );
+
+  app.get(
+    '/results/:pid',
+    {
+      schema: {
+        params: Type.Object({ pid: Type.String() }),
+        querystring: Type.Object({
+          from: Type.Optional(Type.Integer({ minimum: 1 })),
+          limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+        }),
+      },
+    },
+    async (req) => ({
+      edges: (await manager.results(req.params.pid, req.query.from ?? 1, req.query.limit ?? 25)).map((r) => ({
+        cursor: String(r.sequence),
+        node: { Id: r.itemId, ...toAoResult(r.result) },
+      })),
+    }),
+  );
+
+  app.post(
+    '/dry-run',
+    { schema: { querystring: Type.Object({ 'process-id': Type.String({ minLength: 1 }) }), body: DataItem } },
+    async (req) => {
+      const item = req.body as AoDataItem;
+      const action = tag(item, 'Action');
+      if (!action) throw new FormError('BAD_REQUEST', 'Cannot dry-run: the data item has no Action tag');
+      const params: Record<string, string> = {};
+      for (const t of item.Tags) if (t.name !== 'Action') params[t.name] = t.value;
+      const out = await manager.send(req.query['process-id'], {
+        from: item.Owner ?? '',
+        action,
+        data: item.Data ?? '',
+        params,
+        mode: 'dry-run',
+      });
+      return toAoResult(out.result);
+    },
+  );
+}

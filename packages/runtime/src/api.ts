@@ -1,0 +1,173 @@
+import type { NonceCache } from '@formation/identity';
+import { type ApiServer, requireSigner } from '@formation/service';
+import { Type } from '@sinclair/typebox';
+import type { ImageStore } from './image-store.ts';
+import { buildJsRuntimeImage } from './js-image.ts';
+import type { ProcessManager } from './manager.ts';
+import { moduleToJson } from './module.ts';
+
+const Pid = Type.Object({ pid: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
+const TagList = Type.Array(Type.Object({ name: Type.String(), value: Type.String() }), { maxItems: 128 });
+const Mode = Type.Union([Type.Literal('apply'), Type.Literal('replay'), Type.Literal('dry-run')]);
+
+/**
+ * The runtime's management API (signed requests for everything that changes state):
+ * modules, images, processes, messages, results, checkpoint and restore.
+ */
+export function registerRuntimeRoutes(
+  app: ApiServer,
+  deps: {
+    manager: ProcessManager;
+    images: ImageStore;
+    cacheDir: string;
+    nonces: NonceCache;
+    node: { id: string; name: string; desc: string; url: string };
+  },
+): void {
+  const { manager, images } = deps;
+  const signed = { preHandler: requireSigner(deps.nonces) };
+
+  app.get('/health', async () => ({
+    ok: true,
+    nodeId: deps.node.id,
+    nodeName: deps.node.name,
+    processes: manager.listProcesses().length,
+  }));
+  app.get('/info', async () => ({
+    ...deps.node,
+    modules: manager.listModules().length,
+    processes: manager.listProcesses().length,
+  }));
+
+  app.get('/modules', async () => ({ modules: manager.listModules().map(moduleToJson) }));
+  app.get('/modules/:id', { schema: { params: Type.Object({ id: Type.String() }) } }, async (req) =>
+    moduleToJson(manager.module(req.params.id)),
+  );
+  app.post(
+    '/modules',
+    { ...signed, schema: { body: Type.Object({}, { additionalProperties: true }) } },
+    async (req, reply) => {
+      const mod = await manager.registerModule(req.body);
+      return reply.status(201).send(moduleToJson(mod));
+    },
+  );
+
+  app.get('/images', async () => ({ images: (await images.list()).map(({ rootfs: _r, ...i }) => i) }));
+  app.post(
+    '/images/import',
+    {
+      ...signed,
+      schema: { body: Type.Object({ path: Type.String({ minLength: 1 }), expectId: Type.Optional(Type.String()) }) },
+    },
+    async (req, reply) => {
+      const img = await images.import(req.body.path, req.body.expectId ? { expectId: req.body.expectId } : {});
+      return reply.status(201).send({ id: img.id, repoTags: img.repoTags });
+    },
+  );
+  app.post('/images/build-js', signed, async (_req, reply) => {
+    const built = await buildJsRuntimeImage(deps.cacheDir);
+    const img = await images.import(built.archive, { expectId: built.imageId });
+    return reply.status(201).send({ id: img.id, repoTags: img.repoTags, archive: built.archive });
+  });
+
+  app.get('/processes', async () => ({ processes: manager.listProcesses() }));
+  app.get('/processes/:pid', { schema: { params: Pid } }, async (req) => manager.process(req.params.pid));
+  app.post(
+    '/processes',
+    {
+      ...signed,
+      schema: {
+        body: Type.Object(
+          {
+            module: Type.String({ minLength: 1 }),
+            data: Type.Optional(Type.String({ maxLength: 4 * 1024 * 1024 })),
+            tags: Type.Optional(TagList),
+          },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (req, reply) => {
+      const p = await manager.spawn({
+        module: req.body.module,
+        owner: req.signer?.address ?? '',
+        ...(req.body.data !== undefined ? { data: req.body.data } : {}),
+        ...(req.body.tags ? { tags: req.body.tags } : {}),
+      });
+      return reply.status(201).send(p);
+    },
+  );
+  app.delete('/processes/:pid', { ...signed, schema: { params: Pid } }, async (req) => {
+    await manager.terminate(req.params.pid);
+    return { ok: true };
+  });
+  app.post(
+    '/processes/:pid/messages',
+    {
+      ...signed,
+      schema: {
+        params: Pid,
+        body: Type.Object(
+          {
+            action: Type.String({ minLength: 1, maxLength: 256 }),
+            data: Type.Optional(Type.String()),
+            params: Type.Optional(Type.Record(Type.String(), Type.String())),
+            itemId: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' })),
+            mode: Type.Optional(Mode),
+          },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (req) =>
+      manager.send(req.params.pid, {
+        from: req.signer?.address ?? '',
+        action: req.body.action,
+        ...(req.body.data !== undefined ? { data: req.body.data } : {}),
+        ...(req.body.params ? { params: req.body.params } : {}),
+        ...(req.body.itemId ? { itemId: req.body.itemId } : {}),
+        ...(req.body.mode ? { mode: req.body.mode } : {}),
+      }),
+  );
+  app.get(
+    '/processes/:pid/results',
+    {
+      schema: {
+        params: Pid,
+        querystring: Type.Object({
+          from: Type.Optional(Type.Integer({ minimum: 1 })),
+          limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+        }),
+      },
+    },
+    async (req) => ({ results: await manager.results(req.params.pid, req.query.from ?? 1, req.query.limit ?? 100) }),
+  );
+  app.get(
+    '/processes/:pid/results/:ref',
+    { schema: { params: Type.Object({ pid: Type.String(), ref: Type.String() }) } },
+    async (req) => manager.result(req.params.pid, req.params.ref),
+  );
+  app.post('/processes/:pid/checkpoint', { ...signed, schema: { params: Pid } }, async (req) =>
+    manager.checkpoint(req.params.pid),
+  );
+  app.get(
+    '/processes/:pid/checkpoints/:sha',
+    { schema: { params: Type.Object({ pid: Type.String(), sha: Type.String() }) } },
+    async (req, reply) =>
+      reply.type('application/json').send(await manager.checkpointData(req.params.pid, req.params.sha)),
+  );
+  app.post(
+    '/processes/:pid/restore',
+    {
+      ...signed,
+      schema: {
+        params: Pid,
+        body: Type.Object(
+          { sha256: Type.Optional(Type.String()), data: Type.Optional(Type.String()) },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (req) => manager.restore(req.params.pid, req.body),
+  );
+}

@@ -1,0 +1,488 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { randomHex } from '@formation/identity';
+import { FormError, isFormError } from '@formation/interface';
+import type { Logger } from '@formation/service';
+import { decodeCheckpoint } from './checkpoint.ts';
+import { ContainerVm } from './container-vm.ts';
+import type { ImageStore, StoredImage } from './image-store.ts';
+import { loadModulesDir, moduleImage, parseModule } from './module.ts';
+import { type ContainerLimits, RuncContainer } from './runc.ts';
+import type { LogEntry, ProcessRecord, RuntimeStore } from './store.ts';
+import type { ApplyMode, Meta, Result, RuntimeModule } from './types.ts';
+
+const execFileP = promisify(execFile);
+
+export interface ProcessManagerOptions {
+  store: RuntimeStore;
+  images: ImageStore;
+  logger: Logger;
+  /** Holds containers/ (bundles, workspaces) and checkpoints/ (content-addressed blobs). */
+  dataDir: string;
+  modulesDir?: string;
+  runcRoot: string;
+  runc?: string;
+  limits: ContainerLimits;
+  applyTimeoutMs: number;
+  /** Take a checkpoint every N applied messages (bounds replay after a crash). */
+  checkpointEvery: number;
+  /** How often to look for containers that died; 0 disables the monitor. */
+  monitorIntervalMs: number;
+  nodeId: string;
+  nodeUrl: string;
+}
+
+/** What the API shows about a process. */
+export interface ProcessInfo {
+  id: string;
+  moduleId: string;
+  owner: string;
+  createdAt: string;
+  lastSequence: number;
+  checkpoint: { sha256: string; sequence: number };
+  container: { id: string; hostPid: number | null; alive: boolean } | null;
+  /** How often the process was rebuilt from its checkpoint after its container died. */
+  recoveries: number;
+}
+
+export interface SendInput {
+  from: string;
+  action: string;
+  data?: string;
+  params?: Record<string, string>;
+  itemId?: string;
+  mode?: ApplyMode;
+  timestamp?: number;
+}
+
+export interface SendOutput {
+  processId: string;
+  itemId: string;
+  /** 0 for a dry run (not logged). */
+  sequence: number;
+  result: Result;
+}
+
+interface Managed {
+  rec: ProcessRecord;
+  vm: ContainerVm | undefined;
+  lastSeq: number;
+  sinceCheckpoint: number;
+  recoveries: number;
+  queue: Promise<unknown>;
+}
+
+/** An AO-style id: 43 characters of base64url (32 random bytes), like an Arweave transaction id. */
+export function newItemId(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/**
+ * Runs processes: one runc container each, messages applied one at a time per process, every message
+ * logged in Redis before it is applied, checkpoints every N messages. A container that dies (killed
+ * from outside, out of memory, wedged) is replaced by a fresh one restored from the last checkpoint
+ * with the logged messages after it replayed; on start, every registered process is rebuilt the same way.
+ */
+export class ProcessManager {
+  private readonly o: ProcessManagerOptions;
+  private readonly log: Logger;
+  private readonly modules = new Map<string, RuntimeModule>();
+  private readonly procs = new Map<string, Managed>();
+  private monitor: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(o: ProcessManagerOptions) {
+    this.o = o;
+    this.log = o.logger.child({ component: 'runtime-manager' });
+  }
+
+  private get checkpointsDir(): string {
+    return join(this.o.dataDir, 'checkpoints');
+  }
+
+  /** Load modules (modules dir, then Redis) and rebuild every registered process. */
+  async start(): Promise<{ modules: number; processes: number; moduleErrors: string[] }> {
+    await mkdir(this.checkpointsDir, { recursive: true });
+    await this.removeStaleContainers();
+    let moduleErrors: string[] = [];
+    if (this.o.modulesDir) {
+      const r = await loadModulesDir(this.o.modulesDir);
+      moduleErrors = r.errors;
+      for (const e of r.errors) this.log.warn({ error: e }, 'module file refused');
+      for (const m of r.modules) this.modules.set(m.id, m);
+    }
+    for (const m of await this.o.store.listModules()) this.modules.set(m.id, m);
+    const recs = await this.o.store.listProcesses();
+    for (const rec of recs) {
+      const p: Managed = {
+        rec,
+        vm: undefined,
+        lastSeq: await this.o.store.lastSequence(rec.id),
+        sinceCheckpoint: 0,
+        recoveries: 0,
+        queue: Promise.resolve(),
+      };
+      this.procs.set(rec.id, p);
+      await this.exclusive(p, () => this.rebuild(p, p.lastSeq)).catch((err) =>
+        this.log.error(
+          { err, processId: rec.id },
+          'cannot rebuild process; it stays registered and is retried on its next message',
+        ),
+      );
+    }
+    if (this.o.monitorIntervalMs > 0) {
+      this.monitor = setInterval(() => this.checkContainers(), this.o.monitorIntervalMs);
+      this.monitor.unref();
+    }
+    this.log.info({ modules: this.modules.size, processes: recs.length }, 'runtime started');
+    return { modules: this.modules.size, processes: recs.length, moduleErrors };
+  }
+
+  /** Containers left by a previous run that did not shut down cleanly (crash, SIGKILL). */
+  private async removeStaleContainers(): Promise<void> {
+    const dir = join(this.o.dataDir, 'containers');
+    await mkdir(dir, { recursive: true });
+    for (const id of await readdir(dir)) {
+      await execFileP(this.o.runc ?? 'runc', ['--root', this.o.runcRoot, 'delete', '-f', id]).catch(() => undefined);
+      await rm(join(dir, id), { recursive: true, force: true });
+      this.log.info({ container: id }, 'removed stale container');
+    }
+  }
+
+  /** Stop the containers (processes stay registered in Redis and come back on the next start). */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.monitor) clearInterval(this.monitor);
+    await Promise.all(
+      [...this.procs.values()].map(async (p) => {
+        await p.queue.catch(() => undefined);
+        await p.vm?.close().catch(() => undefined);
+        p.vm = undefined;
+      }),
+    );
+  }
+
+  // ---- modules and images ----
+
+  async registerModule(raw: unknown): Promise<RuntimeModule> {
+    const mod = parseModule(raw);
+    await this.o.store.putModule(mod);
+    this.modules.set(mod.id, mod);
+    return mod;
+  }
+
+  listModules(): RuntimeModule[] {
+    return [...this.modules.values()];
+  }
+
+  module(id: string): RuntimeModule {
+    const m = this.modules.get(id);
+    if (!m)
+      throw new FormError('RUNTIME_MODULE_NOT_FOUND', `Cannot find module ${id}`, {
+        hint: 'List modules with `form runtime module list`.',
+      });
+    return m;
+  }
+
+  /** The module's image from the store, verified against its Image-ID before any container starts. */
+  private async imageFor(mod: RuntimeModule): Promise<StoredImage> {
+    const want = moduleImage(mod);
+    const img = await this.o.images.verified(want.id);
+    if (!img.repoTags.includes(want.name))
+      this.log.warn(
+        { module: mod.id, imageName: want.name, repoTags: img.repoTags },
+        'image found by Image-ID carries another name',
+      );
+    return img;
+  }
+
+  // ---- processes ----
+
+  private managed(pid: string): Managed {
+    const p = this.procs.get(pid);
+    if (!p)
+      throw new FormError('RUNTIME_PROCESS_NOT_FOUND', `Cannot find process ${pid} on this node`, {
+        hint: 'List processes with `form runtime process list`.',
+      });
+    return p;
+  }
+
+  private exclusive<T>(p: Managed, fn: () => Promise<T>): Promise<T> {
+    const next = p.queue.then(fn, fn);
+    p.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async newContainer(rec: ProcessRecord): Promise<ContainerVm> {
+    const img = await this.imageFor(this.module(rec.moduleId));
+    const cid = `formrt-${rec.id.slice(0, 12).replace(/[^A-Za-z0-9_-]/g, '_')}-${randomHex(3)}`;
+    const container = new RuncContainer({
+      id: cid,
+      runcRoot: this.o.runcRoot,
+      bundleDir: join(this.o.dataDir, 'containers', cid),
+      rootfs: img.rootfs,
+      image: img.config,
+      limits: this.o.limits,
+      env: [`FORM_RT_APPLY_TIMEOUT_MS=${this.o.applyTimeoutMs}`],
+      logger: this.o.logger,
+      ...(this.o.runc ? { runc: this.o.runc } : {}),
+    });
+    try {
+      await container.start();
+    } catch (err) {
+      await container.destroy().catch(() => undefined);
+      throw err;
+    }
+    return new ContainerVm(container, rec.id, this.o.applyTimeoutMs);
+  }
+
+  /** Spawn a process from a module: a new container, the spawn call, and checkpoint 0. */
+  async spawn(input: {
+    module: string;
+    owner: string;
+    data?: string;
+    tags?: Array<{ name: string; value: string }>;
+  }): Promise<ProcessInfo> {
+    const mod = this.module(input.module);
+    const rec: ProcessRecord = {
+      id: newItemId(),
+      moduleId: mod.id,
+      owner: input.owner,
+      data: input.data ?? '',
+      tags: input.tags ?? [],
+      createdAt: new Date().toISOString(),
+      checkpoint: { sha256: '', sequence: 0 },
+    };
+    const vm = await this.newContainer(rec);
+    const p: Managed = { rec, vm, lastSeq: 0, sinceCheckpoint: 0, recoveries: 0, queue: Promise.resolve() };
+    try {
+      await vm.spawn({ processId: rec.id, owner: rec.owner, data: rec.data, tags: rec.tags, cuAddr: this.o.nodeUrl });
+      await this.checkpointLocked(p, false);
+      await this.o.store.putProcess(rec);
+    } catch (err) {
+      await vm.close().catch(() => undefined);
+      throw err;
+    }
+    this.procs.set(rec.id, p);
+    this.log.info({ processId: rec.id, module: mod.id, container: vm.container.id }, 'process spawned');
+    return this.info(p);
+  }
+
+  listProcesses(): ProcessInfo[] {
+    return [...this.procs.values()].map((p) => this.info(p));
+  }
+
+  process(pid: string): ProcessInfo {
+    return this.info(this.managed(pid));
+  }
+
+  private info(p: Managed): ProcessInfo {
+    const c = p.vm?.container;
+    return {
+      id: p.rec.id,
+      moduleId: p.rec.moduleId,
+      owner: p.rec.owner,
+      createdAt: p.rec.createdAt,
+      lastSequence: p.lastSeq,
+      checkpoint: p.rec.checkpoint,
+      container: c ? { id: c.id, hostPid: c.pid ?? null, alive: c.alive() } : null,
+      recoveries: p.recoveries,
+    };
+  }
+
+  /** Apply a message. Handler errors and time limits come back in `result.error`. */
+  send(pid: string, input: SendInput): Promise<SendOutput> {
+    const p = this.managed(pid);
+    if (!input.action) throw new FormError('BAD_REQUEST', 'Cannot send a message without an Action');
+    return this.exclusive(p, async () => {
+      const mode = input.mode ?? 'apply';
+      const itemId = input.itemId ?? newItemId();
+      if (mode !== 'dry-run' && (await this.o.store.sequenceOf(pid, itemId)) !== undefined)
+        throw new FormError('CONFLICT', `Cannot apply message ${itemId} to ${pid}: it was already applied`);
+      const sequence = mode === 'dry-run' ? 0 : p.lastSeq + 1;
+      const meta: Meta = {
+        itemId,
+        processId: pid,
+        action: input.action,
+        sender: input.from,
+        sequence,
+        nonce: sequence,
+        timestamp: input.timestamp ?? Date.now(),
+        params: input.params ?? {},
+        data: input.data ?? '',
+        mode,
+      };
+      if (mode === 'dry-run')
+        return { processId: pid, itemId, sequence, result: await this.applyRecovering(p, input.from, meta) };
+      await this.o.store.putMessage(pid, { from: input.from, meta });
+      p.lastSeq = sequence;
+      const result = await this.applyRecovering(p, input.from, meta);
+      await this.o.store.putResult(pid, sequence, result);
+      p.sinceCheckpoint++;
+      if (p.sinceCheckpoint >= this.o.checkpointEvery) await this.checkpointLocked(p, true);
+      return { processId: pid, itemId, sequence, result };
+    });
+  }
+
+  private async applyRecovering(p: Managed, from: string, meta: Meta): Promise<Result> {
+    if (!p.vm || !p.vm.container.alive()) await this.rebuild(p, meta.sequence > 0 ? meta.sequence - 1 : p.lastSeq);
+    try {
+      return await (p.vm as ContainerVm).apply(from, meta);
+    } catch (err) {
+      if (!isFormError(err) || err.code !== 'RUNTIME_CONTAINER') throw err;
+      // the container died or wedged mid-message: rebuild up to the message before, then retry once
+      this.log.warn({ processId: p.rec.id, err: err.message }, 'container failed during apply; rebuilding');
+      await this.rebuild(p, meta.sequence > 0 ? meta.sequence - 1 : p.lastSeq);
+      return (p.vm as ContainerVm).apply(from, meta);
+    }
+  }
+
+  /** Replace the container: fresh one, last checkpoint restored, logged messages up to `upTo` replayed. */
+  private async rebuild(p: Managed, upTo: number): Promise<void> {
+    if (this.closed) throw new FormError('UNAVAILABLE', 'Cannot rebuild a process: the runtime is shutting down');
+    const old = p.vm;
+    p.vm = undefined;
+    if (old) await old.close().catch(() => undefined);
+    const data = await this.readCheckpoint(p.rec.checkpoint.sha256);
+    const vm = await this.newContainer(p.rec);
+    try {
+      await vm.restore(data);
+      const entries: LogEntry[] = await this.o.store.entries(p.rec.id, p.rec.checkpoint.sequence + 1, upTo);
+      for (const e of entries) {
+        const r = await vm.apply(e.from, { ...e.meta, mode: 'replay' });
+        await this.o.store.putResult(p.rec.id, e.meta.sequence, r);
+      }
+      p.sinceCheckpoint = entries.length;
+    } catch (err) {
+      await vm.close().catch(() => undefined);
+      throw err;
+    }
+    p.vm = vm;
+    if (old) p.recoveries++;
+    this.log.info(
+      { processId: p.rec.id, container: vm.container.id, fromCheckpoint: p.rec.checkpoint.sequence, upTo },
+      'process rebuilt',
+    );
+  }
+
+  private checkContainers(): void {
+    for (const p of this.procs.values()) {
+      if (!p.vm || p.vm.container.alive()) continue;
+      this.log.warn(
+        { processId: p.rec.id, container: p.vm.container.id },
+        'container died; restoring from the last checkpoint',
+      );
+      void this.exclusive(p, async () => {
+        if (p.vm && !p.vm.container.alive()) await this.rebuild(p, p.lastSeq);
+      }).catch((err) => this.log.error({ err, processId: p.rec.id }, 'cannot rebuild process'));
+    }
+  }
+
+  // ---- checkpoints ----
+
+  private async readCheckpoint(sha256: string): Promise<string> {
+    if (!/^[0-9a-f]{64}$/.test(sha256))
+      throw new FormError(
+        'RUNTIME_CHECKPOINT_INVALID',
+        `Cannot use checkpoint ${JSON.stringify(sha256)}: expected 64 hex digits`,
+      );
+    try {
+      return await readFile(join(this.checkpointsDir, `${sha256}.json`), 'utf8');
+    } catch {
+      throw new FormError('RUNTIME_CHECKPOINT_INVALID', `Cannot find checkpoint ${sha256} on this node`);
+    }
+  }
+
+  private async saveCheckpoint(data: string): Promise<string> {
+    const { sha256 } = decodeCheckpoint(data);
+    const file = join(this.checkpointsDir, `${sha256}.json`);
+    await writeFile(`${file}.tmp`, data);
+    await rename(`${file}.tmp`, file);
+    return sha256;
+  }
+
+  private async checkpointLocked(
+    p: Managed,
+    persist: boolean,
+  ): Promise<{ sha256: string; sequence: number; size: number }> {
+    if (!p.vm || !p.vm.container.alive()) await this.rebuild(p, p.lastSeq);
+    const data = await (p.vm as ContainerVm).checkpoint();
+    const sha256 = await this.saveCheckpoint(data);
+    p.rec.checkpoint = { sha256, sequence: p.lastSeq };
+    p.sinceCheckpoint = 0;
+    if (persist) await this.o.store.putProcess(p.rec);
+    return { sha256, sequence: p.lastSeq, size: Buffer.byteLength(data) };
+  }
+
+  /** Checkpoint now; the process resumes from here after a crash or restart. */
+  checkpoint(pid: string): Promise<{ sha256: string; sequence: number; size: number }> {
+    const p = this.managed(pid);
+    return this.exclusive(p, () => this.checkpointLocked(p, true));
+  }
+
+  /** The checkpoint blob itself (to move a process to another node). */
+  async checkpointData(pid: string, sha256: string): Promise<string> {
+    this.managed(pid);
+    return this.readCheckpoint(sha256);
+  }
+
+  /**
+   * Restore a process to a checkpoint (by sha256 of one stored here, or the blob itself). A corrupt
+   * or foreign checkpoint is refused and the process keeps its state. Later messages continue the
+   * sequence; the restored state becomes the new recovery point.
+   */
+  restore(pid: string, ref: { sha256?: string; data?: string }): Promise<ProcessInfo> {
+    const p = this.managed(pid);
+    return this.exclusive(p, async () => {
+      const data = ref.data ?? (ref.sha256 ? await this.readCheckpoint(ref.sha256) : undefined);
+      if (data === undefined)
+        throw new FormError('BAD_REQUEST', 'Cannot restore: give a checkpoint sha256 or its data');
+      decodeCheckpoint(data);
+      if (!p.vm || !p.vm.container.alive()) await this.rebuild(p, p.lastSeq);
+      await (p.vm as ContainerVm).restore(data);
+      await this.saveCheckpoint(data);
+      await this.checkpointLocked(p, true);
+      return this.info(p);
+    });
+  }
+
+  /** Result of a logged message, by sequence number or message id. */
+  async result(
+    pid: string,
+    ref: string,
+  ): Promise<{ sequence: number; itemId: string; entry: LogEntry; result: Result | null }> {
+    this.managed(pid);
+    const seq = /^\d+$/.test(ref) ? Number(ref) : await this.o.store.sequenceOf(pid, ref);
+    const entry = seq === undefined ? undefined : (await this.o.store.entries(pid, seq, seq))[0];
+    if (seq === undefined || !entry) throw new FormError('NOT_FOUND', `Cannot find message ${ref} of process ${pid}`);
+    const [result] = await this.o.store.results(pid, seq, seq);
+    return { sequence: seq, itemId: entry.meta.itemId, entry, result: result ?? null };
+  }
+
+  async results(
+    pid: string,
+    from: number,
+    limit: number,
+  ): Promise<Array<{ sequence: number; itemId: string; result: Result | null }>> {
+    const p = this.managed(pid);
+    const to = Math.min(p.lastSeq, from + limit - 1);
+    const entries = await this.o.store.entries(pid, from, to);
+    const results = await this.o.store.results(pid, from, to);
+    return entries.map((e, i) => ({ sequence: e.meta.sequence, itemId: e.meta.itemId, result: results[i] ?? null }));
+  }
+
+  /** Stop a process for good: container removed, registry and log deleted. */
+  terminate(pid: string): Promise<void> {
+    const p = this.managed(pid);
+    return this.exclusive(p, async () => {
+      await p.vm?.close();
+      p.vm = undefined;
+      await this.o.store.deleteProcess(pid);
+      this.procs.delete(pid);
+      await rm(join(this.checkpointsDir, `${p.rec.checkpoint.sha256}.json`), { force: true });
+    });
+  }
+}

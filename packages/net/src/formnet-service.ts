@@ -1,6 +1,7 @@
 import { type KeyPair, NonceCache } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import { ApiClient, type ApiServer, createApiServer, type Logger, requireSigner } from '@formation/service';
+import { createOp } from '@formation/state';
 import { Type } from '@sinclair/typebox';
 import { FORMNET_CIDR } from './ipam.ts';
 import { type FormnetMember, type FormnetStateAdapter, memberToPeer } from './members.ts';
@@ -74,7 +75,7 @@ const PeerSchema = Type.Object({
 const LEAVE_SCHEMA = {
   summary: 'Leave formnet (signed): removes the signer',
   security: [{ formSignature: [] }],
-  body: Type.Object({}),
+  body: Type.Object({ leaveOp: Type.Optional(Type.Unknown()) }, { additionalProperties: false }),
 };
 
 const PEERS_SCHEMA = {
@@ -167,7 +168,7 @@ export async function createFormnetService(opts: FormnetServiceOptions): Promise
       const id = req.signer!.address;
       const member = (await opts.state.listMembers()).find((m) => m.id === id);
       if (!member) throw new FormError('NOT_FOUND', `Cannot leave formnet: ${id} is not a member`);
-      await opts.state.removeMember(id);
+      await opts.state.removeMember(id, (req.body as { leaveOp?: unknown } | undefined)?.leaveOp);
       log.info({ id }, 'member left formnet');
       await opts.onChange?.(member, 'leave');
       return { removed: id };
@@ -198,5 +199,6 @@ export async function requestJoin(
 
 /** Client side of `POST /leave`. */
 export async function requestLeave(baseUrl: string, key: KeyPair): Promise<void> {
-  await new ApiClient(baseUrl, key, 10_000).post('/leave', {});
+  // Carry the signed formnet.leave op: state-backed nodes record it, others ignore it.
+  await new ApiClient(baseUrl, key, 10_000).post('/leave', { leaveOp: createOp(key, 'formnet.leave', {}, []) });
 }

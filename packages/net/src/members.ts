@@ -40,7 +40,8 @@ export interface FormnetStateAdapter {
   listMembers(): Promise<FormnetMember[]>;
   /** Add or update a member. Keeps its address (and slice) if it has one; never hands one out twice. */
   upsertMember(req: MemberRequest): Promise<FormnetMember>;
-  removeMember(id: string): Promise<boolean>;
+  /** Remove a member; `leaveOp` is the member's own signed `formnet.leave` (state-backed adapters need it). */
+  removeMember(id: string, leaveOp?: unknown): Promise<boolean>;
 }
 
 export const DEFAULT_KEEPALIVE = 25;

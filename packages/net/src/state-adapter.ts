@@ -97,9 +97,26 @@ export class StateFormnetAdapter implements FormnetStateAdapter {
     throw new FormError('CONFLICT', `Cannot allocate a formnet address for ${req.id}: lost every race`);
   }
 
-  async removeMember(_id: string): Promise<boolean> {
-    throw new FormError('CONFLICT', 'Cannot remove a formnet member: the state has no op for leaving formnet yet', {
-      hint: 'Needs a formnet.leave (or formnet.peer tombstone) op kind in @formation/state.',
-    });
+  async removeMember(id: string, leaveOp?: unknown): Promise<boolean> {
+    const op = leaveOp as Partial<Op> | undefined;
+    if (
+      !op ||
+      typeof op !== 'object' ||
+      op.kind !== 'formnet.leave' ||
+      typeof op.author !== 'string' ||
+      addressOf(op.author) !== id
+    ) {
+      throw new FormError(
+        'BAD_REQUEST',
+        'Cannot leave formnet: the request carries no formnet.leave op signed by the member',
+        {
+          hint: 'Use requestLeave() from @formation/net, which adds it.',
+        },
+      );
+    }
+    const r = this.store.applyBatch([op as Op]);
+    const rej = r.rejected[0];
+    if (rej) throw new FormError(rej.code, `Cannot leave formnet: leaveOp refused: ${rej.reason}`);
+    return true;
   }
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { generateKeyPair, generateWireGuardKeyPair, type KeyPair, signRequest } from '@formation/identity';
 import { createLogger } from '@formation/service';
-import { openStateStore } from '@formation/state';
+import { createOp, openStateStore } from '@formation/state';
 import {
   allocateNodeSlice,
   createFormnetService,
@@ -87,6 +87,34 @@ test('join API backed by the real state store: members are formnet.peer + formne
     const noOp = await app.inject(signed(mallory, { wgPublicKey: generateWireGuardKeyPair().publicKey }));
     assert.equal(noOp.statusCode, 400);
     assert.equal(store.views().allocations.length, 2);
+
+    // Leaving needs the member's own signed formnet.leave; someone else's is refused.
+    const leave = (key: KeyPair, leaveOp: unknown) => {
+      const payload = JSON.stringify({ leaveOp });
+      return {
+        method: 'POST' as const,
+        url: '/leave',
+        payload,
+        headers: {
+          'content-type': 'application/json',
+          ...signRequest(key, { method: 'POST', path: '/leave', body: payload }),
+        } as Record<string, string>,
+      };
+    };
+    const forged = await app.inject(leave(dev, createOp(mallory, 'formnet.leave', {}, [])));
+    assert.equal(forged.statusCode, 400);
+    assert.equal(store.views().formnetPeers.length, 2);
+    const left = await app.inject(leave(dev, createOp(dev, 'formnet.leave', {}, [])));
+    assert.equal(left.statusCode, 200, left.body);
+    assert.deepEqual(
+      (await state.listMembers()).map((m) => m.id),
+      [node.address],
+    );
+    // Rejoining gets the same address back: addresses are never handed to someone else.
+    const rejoin = await app.inject(
+      signed(dev, { wgPublicKey: wg.publicKey, peerOp: formnetPeerOp(dev, wg.publicKey) }),
+    );
+    assert.equal((rejoin.json() as JoinResponse).address, j.address);
   } finally {
     store.close();
   }

@@ -113,6 +113,8 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
     { wgPublicKey: WgKey, endpoint: Type.Optional(Endpoint), allowedIps: Type.Array(Cidr, { maxItems: 16 }) },
     strict,
   ),
+  /** The author leaves formnet (a later formnet.peer rejoins, keeping its address). */
+  'formnet.leave': Type.Object({}, strict),
   'dns.record': Type.Union([
     Type.Object({ name: Fqdn, instanceId: InstanceId }, strict),
     Type.Object({ name: Fqdn, addresses: Type.Array(Ipv4, { minItems: 1, maxItems: 8 }) }, strict),
@@ -178,6 +180,7 @@ export function authorize(op: UnsignedOp, deps: readonly DepView[]): Rejection |
     case 'node.heartbeat':
     case 'account.update':
     case 'formnet.peer':
+    case 'formnet.leave':
       return null; // about the author itself: the node/peer/account IS the author key
     case 'formpack.publish':
       return b.owner === addressOf(a)

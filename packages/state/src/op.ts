@@ -17,6 +17,7 @@ export const OP_KINDS = [
   'instance.commit',
   'formnet.allocate',
   'formnet.peer',
+  'formnet.leave',
   'dns.record',
 ] as const;
 export type OpKind = (typeof OP_KINDS)[number];

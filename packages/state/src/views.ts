@@ -239,6 +239,18 @@ export class ViewState {
       case 'formnet.peer': {
         const m = getOrSet(this.peers, a, () => new Map());
         for (const k of ['wgPublicKey', 'endpoint', 'allowedIps']) setField(m, k, ts, h, k in b ? b[k] : null);
+        setField(m, 'active', ts, h, true);
+        break;
+      }
+      case 'formnet.leave': {
+        // Last writer wins against the peer's own formnet.peer ops: leave, then rejoin later.
+        setField(
+          getOrSet(this.peers, a, () => new Map()),
+          'active',
+          ts,
+          h,
+          false,
+        );
         break;
       }
       case 'dns.record': {
@@ -378,6 +390,7 @@ export class ViewState {
     instances.sort(byKey((i) => i.id));
 
     const formnetPeers: FormnetPeerView[] = [...this.peers.entries()]
+      .filter(([, m]) => f(m, 'active', false) && f(m, 'wgPublicKey', '') !== '')
       .map(([pk, m]) => ({
         publicKey: pk,
         wgPublicKey: f(m, 'wgPublicKey', ''),

@@ -31,3 +31,20 @@ test('instance.update desired: owner stops and starts; others are refused; bad v
   assert.equal(store.views().instances[0]?.desired, 'running');
   store.close();
 });
+
+test('formnet.leave removes the peer from the view; a later formnet.peer rejoins it', () => {
+  const store = openStateStore({ path: ':memory:' });
+  const dev = generateKeyPair();
+  const wg = 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
+  store.author(dev, 'formnet.peer', { wgPublicKey: wg, allowedIps: [] }, 1000);
+  assert.equal(store.views().formnetPeers.length, 1);
+  store.author(dev, 'formnet.leave', {}, 2000);
+  assert.equal(store.views().formnetPeers.length, 0);
+  assert.throws(
+    () => store.author(dev, 'formnet.leave', { extra: 1 }, 2500),
+    (e: unknown) => e instanceof FormError && e.code === 'STATE_OP_INVALID',
+  );
+  store.author(dev, 'formnet.peer', { wgPublicKey: wg, allowedIps: [] }, 3000);
+  assert.equal(store.views().formnetPeers[0]?.publicKey, dev.publicKey);
+  store.close();
+});

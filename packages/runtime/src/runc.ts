@@ -1,4 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { access, mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
@@ -30,6 +31,17 @@ export interface RuncContainerOptions {
   env?: string[];
   logger: Logger;
   runc?: string;
+}
+
+/** State letter and start time of a host process, from /proc/<pid>/stat (undefined when gone). */
+function procStat(pid: number): { state: string; startTime: string } | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return { state: rest[0] ?? '?', startTime: rest[19] ?? '' };
+  } catch {
+    return undefined;
+  }
 }
 
 /** Is runc usable here (binary present and we are root)? Returns the reason when not. */
@@ -134,6 +146,8 @@ export class RuncContainer {
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   private readonly log: Logger;
   private hostPid: number | undefined;
+  /** Start time of hostPid (guards against PID reuse). */
+  private startTime: string | undefined;
 
   constructor(o: RuncContainerOptions) {
     this.o = o;
@@ -173,6 +187,7 @@ export class RuncContainer {
       await log.close();
     }
     this.hostPid = Number((await readFile(join(bundleDir, 'pid'), 'utf8')).trim());
+    this.startTime = procStat(this.hostPid)?.startTime;
     const t0 = Date.now();
     for (;;) {
       if (
@@ -210,15 +225,11 @@ export class RuncContainer {
     return this.hostPid;
   }
 
-  /** Whether the container's process still exists (a container killed from outside is not). */
+  /** Whether the container's process still runs (a container killed from outside does not; a zombie does not). */
   alive(): boolean {
     if (!this.hostPid) return false;
-    try {
-      process.kill(this.hostPid, 0);
-    } catch {
-      return false;
-    }
-    return true;
+    const stat = procStat(this.hostPid);
+    return stat !== undefined && stat.startTime === this.startTime && stat.state !== 'Z' && stat.state !== 'X';
   }
 
   /** POST a JSON body to the runtime server; resolves with status and parsed body. */

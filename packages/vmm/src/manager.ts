@@ -317,7 +317,9 @@ export class VmManager {
       try {
         await this.start(id, owner ?? undefined);
       } catch (err) {
-        this.log.warn({ id, err: (err as Error).message }, 'vm created but not started');
+        // The caller never learns the id of a VM whose create failed: remove it rather than leak it.
+        this.log.warn({ id, err: (err as Error).message }, 'vm could not start; removing it');
+        await this.destroy(id).catch(() => undefined);
         throw err;
       }
     }
@@ -388,14 +390,15 @@ export class VmManager {
       this.setState(rec, 'stopping', 'stopping');
       this.save(rec);
       try {
+        // A paused guest cannot power itself off: no point waiting for it.
         const r = await this.o.driver.stop(rec.driver, {
           timeoutMs: opts.timeoutMs ?? this.o.stopTimeoutMs ?? 10_000,
-          force: opts.force,
+          force: opts.force || prev === 'paused',
         });
         this.setState(
           rec,
           'stopped',
-          `${r.forced ? `forced stop (no clean poweroff within ${opts.timeoutMs ?? this.o.stopTimeoutMs ?? 10_000} ms)` : 'clean poweroff'}${actor ? ` by ${actor}` : ''}`,
+          `${r.forced ? (opts.force || prev === 'paused' ? 'forced stop' : `forced stop (no clean poweroff within ${opts.timeoutMs ?? this.o.stopTimeoutMs ?? 10_000} ms)`) : 'clean poweroff'}${actor ? ` by ${actor}` : ''}`,
         );
       } catch (err) {
         this.setState(rec, prev, `stop failed: ${(err as Error).message}`);
@@ -410,8 +413,9 @@ export class VmManager {
 
   restart(id: string, actor?: string): Promise<VmView> {
     return this.act(id, 'restart', actor, async (rec) => {
+      const wasPaused = rec.state === 'paused';
       this.setState(rec, 'stopping', 'restarting');
-      await this.o.driver.stop(rec.driver, { timeoutMs: this.o.stopTimeoutMs ?? 10_000 });
+      await this.o.driver.stop(rec.driver, { timeoutMs: this.o.stopTimeoutMs ?? 10_000, force: wasPaused });
       this.setState(rec, 'stopped', 'restarting');
       await this.boot(rec, actor ? `restarted by ${actor}` : 'restarted');
       return this.view(rec);

@@ -206,6 +206,20 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
     assert.ok(before.length >= 1);
   });
 
+  test('restart (here of a paused VM) boots again on the same disk', async () => {
+    await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'echo kept > /root/persist; sync']);
+    const before = (await call('GET', `/vms/${vmId}`)).body;
+    assert.equal((await call('POST', `/vms/${vmId}/pause`, {})).body.state, 'paused');
+    const r = await call('POST', `/vms/${vmId}/restart`, { wait: true });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.state, 'running');
+    assert.equal(r.body.ready, true);
+    assert.notEqual(r.body.pid, before.pid);
+    assert.equal((await vmm.manager.exec(vmId, '/bin/cat', ['/root/persist'])).stdout, 'kept\n');
+    const c = await call('GET', `/vms/${vmId}/console?bytes=100000`);
+    assert.equal(c.body.output.match(/FORM-INIT-READY/g)?.length, 2, 'two boots in the console log');
+  });
+
   test('stop is graceful (clean poweroff through the guest agent)', async () => {
     const s = await call('POST', `/vms/${vmId}/stop`, {});
     assert.equal(s.status, 200);
@@ -234,11 +248,19 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
     assert.equal(r.status, 409);
     assert.equal(r.body.error.code, 'VM_NO_CAPACITY');
     assert.match(r.body.error.message, /memory: needs 2048 MiB, 1024 MiB free of 1024 MiB/);
-    // the refused VM stays created (not running) and can be removed
+    // the refused VM is not left behind
     const l = await call('GET', '/vms');
-    const extra = l.body.vms.find((v: { id: string }) => v.id !== vmId);
-    assert.equal(extra.state, 'created');
-    assert.equal((await call('DELETE', `/vms/${extra.id}`)).status, 200);
+    assert.deepEqual(
+      l.body.vms.map((v: { id: string }) => v.id),
+      [vmId],
+    );
+    // created without starting, it is refused at start with the same numbers, and stays created
+    const c = await call('POST', '/vms', { formpack: fx.id, resources: { memMiB: 2048 }, start: false });
+    assert.equal(c.status, 201);
+    const s = await call('POST', `/vms/${c.body.id}/start`, {});
+    assert.equal(s.body.error.code, 'VM_NO_CAPACITY');
+    assert.equal((await call('GET', `/vms/${c.body.id}`)).body.state, 'created');
+    assert.equal((await call('DELETE', `/vms/${c.body.id}`)).status, 200);
   });
 
   test('VMM restart re-attaches to the running VM (same pid, no duplicate); kill -9 from outside is detected', async () => {

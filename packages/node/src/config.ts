@@ -18,11 +18,16 @@ export const NodeConfigSchema = Type.Object({
   }),
   /** Run the node's bridge, TAPs and WireGuard inside this network namespace (created on up, removed on down). */
   netns: Type.Optional(Type.String({ pattern: '^[a-zA-Z0-9_-]{1,15}$' })),
-  /** The node's slice of formnet for its instances. */
-  instanceCidr: Type.String({
-    default: '10.129.0.0/24',
-    pattern: '^10\\.(1[2-9][0-9]|2[0-5][0-9])\\.\\d{1,3}\\.\\d{1,3}/\\d{1,2}$',
-  }),
+  /** The node's slice of formnet for its instances; default: the first free /24 from 10.129.0.0 (recorded in state). */
+  instanceCidr: Type.Optional(
+    Type.String({
+      pattern: '^10\\.(1[2-9][0-9]|2[0-5][0-9])\\.\\d{1,3}\\.\\d{1,3}/\\d{1,2}$',
+    }),
+  ),
+  /** Address other nodes and developers reach this node's WireGuard and libp2p on (its underlay). */
+  advertiseHost: Type.Optional(Type.String({ minLength: 1 })),
+  /** libp2p multiaddrs of nodes to join (the network's bootstrap list); empty = a network of one. */
+  join: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
   logLevel: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     {
@@ -39,6 +44,7 @@ export interface NodePorts {
   state: number;
   p2p: number;
   dns: number;
+  wireguard: number;
 }
 
 export function nodePorts(cfg: Pick<NodeConfig, 'portOffset'>): NodePorts {
@@ -50,6 +56,7 @@ export function nodePorts(cfg: Pick<NodeConfig, 'portOffset'>): NodePorts {
     state: DEFAULT_PORTS.state + o,
     p2p: DEFAULT_PORTS.p2p + o,
     dns: 5353 + o,
+    wireguard: DEFAULT_PORTS.wireguard + o,
   };
 }
 
@@ -64,6 +71,7 @@ export function nodePaths(dataDir: string) {
     configFile: join(dir, 'config.json'),
     keyFile: join(dir, 'node-key.json'),
     stateDb: join(dir, 'state.db'),
+    wgKeyFile: join(dir, 'wireguard.json'),
   };
 }
 
@@ -96,4 +104,7 @@ export interface NodeInfo {
   nodeAddress: string;
   accel: string;
   logFile: string;
+  formnetAddress: string;
+  instanceCidr: string;
+  p2p: string[];
 }

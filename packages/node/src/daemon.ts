@@ -1,17 +1,50 @@
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generateWireGuardKeyPair, type KeyPair, loadOrCreateKey } from '@formation/identity';
+import {
+  generateWireGuardKeyPair,
+  type KeyPair,
+  loadOrCreateKey,
+  type WireGuardKeyPair,
+  wireGuardKeyPairFromPrivate,
+} from '@formation/identity';
 import { FormError } from '@formation/interface';
-import { createDnsResponder, type DnsResponder, installLeakGuard, removeLeakGuard } from '@formation/net';
+import {
+  allocateNodeSlice,
+  createDnsResponder,
+  createFormnetService,
+  type DnsResponder,
+  installLeakGuard,
+  removeLeakGuard,
+  StateFormnetAdapter,
+  startNodeFormnet,
+} from '@formation/net';
+import { createP2PNode, peerIdOfKey } from '@formation/p2p';
 import { createPackService } from '@formation/pack';
 import type { ApiServer, Logger } from '@formation/service';
 import { createStateService, openStateStore, type StateStore } from '@formation/state';
 import { createVmmService, loadVmmConfig, type VmmService } from '@formation/vmm';
+import { Type } from '@sinclair/typebox';
 import { type NodeConfig, type NodeInfo, nodePaths, nodePorts } from './config.ts';
 import { InstanceController } from './controller.ts';
 import { deleteNetns, ensureNetns } from './netns.ts';
 
 const VERSION = '0.1.0';
+// In a constant: `summary` is an OpenAPI addition that the plain FastifySchema type lacks.
+const NODE_INFO_SCHEMA = {
+  summary: 'This node: namespace, WireGuard port, formnet address, DNS',
+  response: {
+    200: Type.Object({
+      node: Type.String(),
+      netns: Type.Union([Type.String(), Type.Null()]),
+      wireguardPort: Type.Integer(),
+      formnetAddress: Type.String(),
+      instanceCidr: Type.String(),
+      domain: Type.String(),
+      dns: Type.Object({ host: Type.String(), port: Type.Integer() }),
+    }),
+  },
+};
 
 export interface RunningNode {
   key: KeyPair;
@@ -67,6 +100,20 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     await listen(stateApp, config.host, ports.state, 'state');
     cleanups.push(() => stateApp.close());
 
+    // The node's slice of formnet for its instances: what it registered before, else configured, else the first free one.
+    const registeredBefore = store.views().nodes.find((n) => n.id === key.publicKey);
+    const instanceCidr =
+      registeredBefore?.formnetRange ||
+      config.instanceCidr ||
+      allocateNodeSlice(
+        store
+          .views()
+          .nodes.map((n) => n.formnetRange)
+          .filter(Boolean),
+      );
+    const wg = loadOrCreateWireGuardKey(paths.wgKeyFile);
+    const advertise = config.advertiseHost ?? config.host;
+
     // Pack: builds Formpacks into <dataDir>/formpacks, where the VMM boots them from. The base image
     // cache is shared by every node on the host (FORM_PACK_CACHE), so a devnet builds it once.
     const pack = await createPackService({
@@ -85,8 +132,8 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       formpacksDir: join(config.dataDir, 'formpacks'),
       imagesDir: join(config.dataDir, 'images'),
       network: config.netns
-        ? { mode: 'tap', netns: config.netns, createNetns: false, bridge: 'formbr0', cidr: config.instanceCidr }
-        : { mode: 'user', createNetns: false, bridge: 'formbr0', cidr: config.instanceCidr },
+        ? { mode: 'tap', netns: config.netns, createNetns: false, bridge: 'formbr0', cidr: instanceCidr }
+        : { mode: 'user', createNetns: false, bridge: 'formbr0', cidr: instanceCidr },
     });
     const vmm = await createVmmService({ config: vmmConfig, logger });
     await listen(vmm.app, config.host, ports.vmm, 'vmm');
@@ -94,18 +141,75 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     cleanups.push(() => vmm.close({ stopVms: true }));
 
     // Register this node in state once (capacity from the VMM's accounting).
-    const registered = store.views().nodes.some((n) => n.id === key.publicKey);
-    if (!registered) {
-      const cap = vmm.manager.capacity().capacity;
+    if (!registeredBefore) {
       store.author(key, 'node.register', {
         name: `node-${key.address.slice(2, 10)}`,
-        capacity: cap,
-        endpoint: `${config.host}:${ports.p2p}`,
-        p2pPeerId: key.address,
-        wgPublicKey: generateWireGuardKeyPair().publicKey,
-        formnetRange: config.instanceCidr,
+        capacity: vmm.manager.capacity().capacity,
+        endpoint: `${advertise}:${ports.p2p}`,
+        p2pPeerId: peerIdOfKey(key).toString(),
+        wgPublicKey: wg.publicKey,
+        formnetRange: instanceCidr,
       });
     }
+
+    // p2p: gossip of accepted ops and anti-entropy with the nodes we join (a network of one when none).
+    const p2p = await createP2PNode({
+      key,
+      store,
+      logger,
+      listen: [`/ip4/${config.host}/tcp/${ports.p2p}`],
+      bootstrap: config.join,
+      syncIntervalMs: 2000,
+    });
+    cleanups.push(() => p2p.stop());
+
+    // formnet: this node's WireGuard interface (in its namespace), peers kept equal to state.
+    const formnetState = new StateFormnetAdapter({ store, nodeKey: key });
+    const self = await formnetState.upsertMember({
+      id: key.address,
+      publicKey: key.publicKey,
+      kind: 'node',
+      wgPublicKey: wg.publicKey,
+      ...(config.advertiseHost ? { endpoint: `${config.advertiseHost}:${ports.wireguard}` } : {}),
+    });
+    const wgName = `fwg${key.address.slice(2, 10)}`;
+    removeStaleWireGuard(wgName, config.netns);
+    const formnet = await startNodeFormnet({
+      name: wgName,
+      netns: config.netns,
+      privateKey: wg.privateKey,
+      listenPort: ports.wireguard,
+      selfId: key.address,
+      address: self.address,
+      state: formnetState,
+      logger,
+    });
+    cleanups.push(() => formnet.stop());
+    const offFormnet = store.onAccepted((op) => {
+      if (op.kind.startsWith('formnet.') || op.kind.startsWith('node.'))
+        void formnet.reconcileNow().catch(() => undefined);
+    });
+    cleanups.push(() => offFormnet());
+    const formnetApp = await createFormnetService({
+      state: formnetState,
+      logger,
+      onChange: async () => {
+        await formnet.reconcileNow();
+      },
+      dns: { server: config.host, port: ports.dns, domain: config.domain },
+    });
+    // What a developer tool on this host needs to attach a temporary peer (see `form ssh`).
+    formnetApp.get('/node', { schema: NODE_INFO_SCHEMA }, async () => ({
+      node: key.address,
+      netns: config.netns ?? null,
+      wireguardPort: ports.wireguard,
+      formnetAddress: self.address,
+      instanceCidr,
+      domain: config.domain,
+      dns: { host: config.host, port: ports.dns },
+    }));
+    await listen(formnetApp, config.host, ports.formnet, 'formnet');
+    cleanups.push(() => formnetApp.close());
 
     // DNS: <name>.<domain> -> the instance's formnet addresses, from state.
     const dns: DnsResponder = await createDnsResponder({
@@ -145,6 +249,9 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       nodeAddress: key.address,
       accel: vmm.manager.fingerprint?.accel ?? 'unknown',
       logFile: paths.logFile,
+      formnetAddress: self.address,
+      instanceCidr,
+      p2p: p2p.multiaddrs(),
     };
     writeAtomic(paths.pidFile, `${process.pid}\n`);
     writeAtomic(paths.infoFile, `${JSON.stringify(info, null, 2)}\n`);
@@ -158,6 +265,28 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
   } catch (err) {
     await closeAll();
     throw err;
+  }
+}
+
+/** The node's WireGuard key, kept in the data dir (0600) so its formnet identity survives restarts. */
+function loadOrCreateWireGuardKey(path: string): WireGuardKeyPair {
+  if (existsSync(path)) {
+    return wireGuardKeyPairFromPrivate((JSON.parse(readFileSync(path, 'utf8')) as { privateKey: string }).privateKey);
+  }
+  const k = generateWireGuardKeyPair();
+  writeFileSync(path, `${JSON.stringify({ privateKey: k.privateKey })}\n`, { mode: 0o600 });
+  return k;
+}
+
+/**
+ * A daemon that was killed leaves its wireguard-go behind with the interface. Deleting the interface
+ * ends that wireguard-go (it exits when its TUN device goes away).
+ */
+function removeStaleWireGuard(name: string, netns: string | undefined): void {
+  try {
+    execFileSync('ip', [...(netns ? ['-n', netns] : []), 'link', 'del', name], { stdio: 'ignore' });
+  } catch {
+    // no such interface: nothing to clean
   }
 }
 

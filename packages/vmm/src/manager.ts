@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, createReadStream, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormError, type Resources } from '@formation/interface';
 import type { Logger } from '@formation/service';
@@ -164,6 +164,7 @@ export class VmManager {
       startedAt: r.startedAt ?? null,
       readyAt: r.readyAt ?? null,
       bootMs: r.bootMs ?? null,
+      measurement: r.measurement ?? null,
       health: hasProcess(r.state) ? (this.health.get(r.id) ?? null) : null,
       lastExit: r.lastExit ?? null,
       restartPolicy: r.restartPolicy,
@@ -208,6 +209,7 @@ export class VmManager {
     let agentChannel = 'org.qemu.guest_agent.0';
     let ports = [22];
     let defaultName: string;
+    let diskSha: string | null = null;
     const fromFormpack = (fp: ReturnType<typeof resolveFormpack>, src: VmSource): void => {
       source = src;
       kernel = fp.kernel;
@@ -219,6 +221,7 @@ export class VmManager {
       agentChannel = fp.manifest.guest?.agentChannel ?? agentChannel;
       ports = [22, ...(fp.manifest.formfile?.expose ?? [])];
       defaultName = fp.manifest.name;
+      diskSha = fp.manifest.artifacts.disk.sha256 ?? null;
     };
     if (req.formpack) {
       const fp = resolveFormpack(this.o.formpacksDir, req.formpack);
@@ -309,6 +312,12 @@ export class VmManager {
       snapshots: [],
       serialOffset: 0,
       ready: false,
+      measurement: {
+        kernel: await sha256File(spec.kernel),
+        initramfs: spec.initramfs ? await sha256File(spec.initramfs) : null,
+        cmdline: createHash('sha256').update(spec.cmdline).digest('hex'),
+        disk: diskSha,
+      },
     };
     this.vms.set(id, rec);
     this.o.store.save(rec);
@@ -716,4 +725,14 @@ function tail(path: string, bytes: number): string {
   } catch {
     return '';
   }
+}
+
+function sha256File(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(path)
+      .on('data', (d) => h.update(d))
+      .on('error', reject)
+      .on('end', () => resolve(h.digest('hex')));
+  });
 }

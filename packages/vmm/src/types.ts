@@ -58,6 +58,16 @@ export interface VmRecord {
   readyAt?: string | undefined;
   /** ms from launch to FORM-INIT-READY of the last boot. */
   bootMs?: number | undefined;
+  /** What was booted (DESIGN "measured boot"); the node daemon signs it with the node key. */
+  measurement?: VmMeasurement | undefined;
+}
+
+/** sha256 of what a VM boots: kernel, initramfs, full command line, base disk (null when not known). */
+export interface VmMeasurement {
+  kernel: string;
+  initramfs: string | null;
+  cmdline: string;
+  disk: string | null;
 }
 
 /** What the API returns for a VM. */
@@ -75,6 +85,7 @@ export interface VmView {
   startedAt: string | null;
   readyAt: string | null;
   bootMs: number | null;
+  measurement: VmMeasurement | null;
   health: VmHealth | null;
   lastExit: { kind: string; reason: string; at: string } | null;
   restartPolicy: 'never' | 'on-failure';

@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
 import { createLogger } from '@formation/service';
@@ -100,6 +109,11 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
     assert.equal(r.body.owner, alice.address);
     assert.equal(r.body.name, 'web-1');
     assert.ok(r.body.bootMs > 0);
+    const manifest = JSON.parse(readFileSync(`${fx.formpacksDir}/${fx.id}/manifest.json`, 'utf8'));
+    assert.equal(r.body.measurement.kernel, manifest.artifacts.kernel.sha256);
+    assert.equal(r.body.measurement.initramfs, manifest.artifacts.initramfs.sha256);
+    assert.equal(r.body.measurement.disk, manifest.artifacts.disk.sha256);
+    assert.match(r.body.measurement.cmdline, /^[0-9a-f]{64}$/);
     const fwd = r.body.network.forwards as Array<{ guest: number; host: number }>;
     assert.deepEqual(fwd.map((f) => f.guest).sort(), [22, 80]);
     // the entrypoint (busybox httpd on :80) answers through the loopback forward

@@ -46,13 +46,18 @@ export class RuntimeStore {
   }
 
   async connect(timeoutMs = 10_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
         this.redis.connect(),
-        new Promise((_, rej) => setTimeout(() => rej(new Error(`no connection within ${timeoutMs} ms`)), timeoutMs)),
+        new Promise((_, rej) => {
+          timer = setTimeout(() => rej(new Error(`no connection within ${timeoutMs} ms`)), timeoutMs);
+        }),
       ]);
       await this.redis.ping();
+      clearTimeout(timer);
     } catch (err) {
+      clearTimeout(timer);
       this.redis.disconnect();
       throw new FormError(
         'UNAVAILABLE',

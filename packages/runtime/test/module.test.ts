@@ -1,13 +1,23 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { decodeCheckpoint, encodeCheckpoint } from '../src/checkpoint.ts';
 import { listenAddress, loadRuntimeConfig } from '../src/config.ts';
 import { loadModulesDir, moduleImage, parseModule } from '../src/module.ts';
-import { tmp } from './helpers.ts';
+import { tmp as makeTmp } from './helpers.ts';
+
+const made: string[] = [];
+function tmp(prefix: string): string {
+  const d = makeTmp(prefix);
+  made.push(d);
+  return d;
+}
+after(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
 
 const ID = `sha256:${'ab'.repeat(32)}`;
 const good = {

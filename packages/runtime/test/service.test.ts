@@ -1,0 +1,293 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { generateKeyPair } from '@formation/identity';
+import { createLogger } from '@formation/service';
+import { AoClient, RuntimeClient } from '../src/client.ts';
+import { loadRuntimeConfig, type RuntimeConfig } from '../src/config.ts';
+import { writeDockerArchive } from '../src/docker-archive.ts';
+import { buildJsRuntimeImage, jsRuntimeModule } from '../src/js-image.ts';
+import { createRuntimeService, type RuntimeService } from '../src/service.ts';
+import { CACHE_DIR, COUNTER_SRC, integrationSkip, TestRedis, tmp } from './helpers.ts';
+
+const skip = await integrationSkip(true);
+const logger = createLogger('silent');
+
+async function until(what: string, fn: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
+  const t0 = Date.now();
+  while (!(await fn())) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { skip }, () => {
+  const redis = skip ? undefined : new TestRedis();
+  let dataDir: string;
+  let config: RuntimeConfig;
+  let svc: RuntimeService;
+  let url: string;
+  let rt: RuntimeClient;
+  let moduleId: string;
+  let imageId: string;
+  const key = generateKeyPair();
+
+  async function startService(): Promise<void> {
+    svc = await createRuntimeService({ config, logger });
+    await svc.app.listen({ host: '127.0.0.1', port: 0 });
+    const addr = svc.app.server.address();
+    url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+    rt = new RuntimeClient(url, key);
+  }
+
+  before(async () => {
+    await redis?.start();
+    dataDir = tmp('svc');
+    config = loadRuntimeConfig({
+      flags: {
+        port: ':0',
+        redisURL: redis?.url,
+        nodeName: 'test-node',
+        nodeURL: 'http://127.0.0.1:8080',
+        prvKey: `0x${'11'.repeat(32)}`,
+        dataDir,
+        runcRoot: join(dataDir, 'runc'),
+        applyTimeoutMs: 500,
+        checkpointEvery: 3,
+        monitorIntervalMs: 200,
+        memoryMiB: 192,
+      },
+    });
+    await startService();
+    const built = await buildJsRuntimeImage(CACHE_DIR);
+    imageId = (await rt.importImage(built.archive, built.imageId)).id;
+    assert.equal(imageId, built.imageId);
+    moduleId = (await rt.addModule(jsRuntimeModule(imageId))).id;
+  });
+
+  after(async () => {
+    await svc?.close().catch(() => undefined);
+    await redis?.stop();
+    if (redis) rmSync(redis.dir, { recursive: true, force: true });
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('refuses invalid modules through the API, naming what is missing', async () => {
+    await assert.rejects(
+      rt.addModule({ ModuleFormat: 'web.vmdocker-x', Tags: [{ name: 'Image-Name', value: 'x:1' }] }),
+      (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'RUNTIME_MODULE_INVALID');
+        assert.match(e.message, /tag Image-ID is missing/);
+        return true;
+      },
+    );
+    await assert.rejects(
+      rt.addModule({ ModuleFormat: 'aos-2', Tags: jsRuntimeModule(imageId).Tags }),
+      /must start with "web\.vmdocker-"/,
+    );
+    const list = await rt.modules();
+    assert.deepEqual(
+      list.modules.map((m) => m.id),
+      [moduleId],
+    );
+  });
+
+  it('refuses to spawn when the image is missing or does not match Image-ID, before any container starts', async () => {
+    const absent = await rt.addModule({
+      ModuleFormat: 'web.vmdocker-x.v1',
+      Tags: [
+        { name: 'Image-Name', value: 'absent:1' },
+        { name: 'Image-ID', value: `sha256:${'c'.repeat(64)}` },
+      ],
+    });
+    await assert.rejects(
+      rt.spawn(absent.id, ''),
+      (e: Error & { code?: string }) => e.code === 'RUNTIME_IMAGE_NOT_FOUND',
+    );
+    // an image in the store whose content was altered after import
+    const w = tmp('tiny');
+    mkdirSync(join(w, 'l'));
+    writeFileSync(join(w, 'l/f'), 'x');
+    const { imageId: tinyId } = await writeDockerArchive({
+      out: join(w, 't.tar'),
+      repoTag: 'tiny:1',
+      layers: [{ dir: join(w, 'l') }],
+      config: { Cmd: ['/f'] },
+    });
+    await rt.importImage(join(w, 't.tar'));
+    writeFileSync(join(dataDir, 'images', tinyId.slice(7), 'config.json'), '{"config":{"Cmd":["/evil"]}}');
+    const tampered = await rt.addModule({
+      ModuleFormat: 'web.vmdocker-tiny.v1',
+      Tags: [
+        { name: 'Image-Name', value: 'tiny:1' },
+        { name: 'Image-ID', value: tinyId },
+      ],
+    });
+    await assert.rejects(
+      rt.spawn(tampered.id, ''),
+      (e: Error & { code?: string }) => e.code === 'RUNTIME_IMAGE_INVALID' && /hashes to/.test(e.message),
+    );
+    assert.deepEqual(readdirSync(join(dataDir, 'containers')), [], 'no container was started');
+    rmSync(w, { recursive: true, force: true });
+  });
+
+  it('answers a message to an unknown process with 404 (API and AO)', async () => {
+    await assert.rejects(
+      rt.send('no-such-process', { action: 'Inc' }),
+      (e: Error & { code?: string }) => e.code === 'RUNTIME_PROCESS_NOT_FOUND',
+    );
+    await assert.rejects(
+      rt.result('no-such-process', 1),
+      (e: Error & { code?: string }) => e.code === 'RUNTIME_PROCESS_NOT_FOUND',
+    );
+    const ao = new AoClient(url, key.address);
+    await assert.rejects(
+      ao.message({ process: 'no-such-process', tags: [{ name: 'Action', value: 'Inc' }] }),
+      /Cannot find process/,
+    );
+  });
+
+  let pid: string;
+  it('spawns, applies messages, reads results; a throwing handler is a result', async () => {
+    const p = await rt.spawn(moduleId, COUNTER_SRC);
+    pid = p.id;
+    assert.match(pid, /^[A-Za-z0-9_-]{43}$/);
+    assert.equal(p.owner, key.address);
+    assert.equal(p.container?.alive, true);
+    const r1 = await rt.send(pid, { action: 'Inc', data: '4' });
+    assert.equal(r1.sequence, 1);
+    assert.equal(JSON.parse(r1.result.data).count, 4);
+    const r2 = await rt.send(pid, { action: 'Boom' });
+    assert.equal(r2.result.error, 'kaboom');
+    const r3 = await rt.send(pid, { action: 'Inc', data: '1', params: { Reply: 'yes' } });
+    assert.deepEqual(r3.result.messages, [
+      { target: key.address, action: 'Count', data: 'count=5', tags: { Action: 'Count' } },
+    ]);
+    assert.equal((await rt.result(pid, 2)).result?.error, 'kaboom');
+    assert.equal((await rt.result(pid, r3.itemId)).sequence, 3);
+    const dry = await rt.send(pid, { action: 'Inc', data: '100', mode: 'dry-run' });
+    assert.equal(dry.sequence, 0);
+    assert.equal((await rt.send(pid, { action: 'Get' })).result.data, '5');
+  });
+
+  it('checkpoint and restore through the API; a corrupt checkpoint is refused and the state kept', async () => {
+    const cp = await rt.checkpoint(pid);
+    assert.match(cp.sha256, /^[0-9a-f]{64}$/);
+    assert.ok(cp.size > 0);
+    await rt.send(pid, { action: 'Inc', data: '10' });
+    await assert.rejects(
+      rt.restore(pid, { data: '{"format":"formation-runtime-checkpoint/1","processId":"x"' }),
+      (e: Error & { code?: string }) => e.code === 'RUNTIME_CHECKPOINT_INVALID',
+    );
+    await assert.rejects(
+      rt.restore(pid, { sha256: 'f'.repeat(64) }),
+      (e: Error & { code?: string }) => e.code === 'RUNTIME_CHECKPOINT_INVALID',
+    );
+    assert.equal((await rt.send(pid, { action: 'Get' })).result.data, '15');
+    await rt.restore(pid, { sha256: cp.sha256 });
+    assert.equal((await rt.send(pid, { action: 'Get' })).result.data, '5');
+  });
+
+  it('detects a container killed from outside and restores it from the last checkpoint plus the log', async () => {
+    for (let i = 0; i < 4; i++) await rt.send(pid, { action: 'Inc', data: '1' });
+    const before = await rt.process(pid);
+    assert.ok(
+      before.lastSequence > before.checkpoint.sequence,
+      'some messages are after the checkpoint (replay needed)',
+    );
+    const hostPid = before.container?.hostPid;
+    assert.ok(hostPid);
+    process.kill(hostPid, 'SIGKILL');
+    await until('the process to be rebuilt', async () => {
+      const p = await rt.process(pid);
+      return p.recoveries === 1 && p.container?.alive === true;
+    });
+    const after = await rt.process(pid);
+    assert.notEqual(after.container?.hostPid, hostPid);
+    assert.equal((await rt.send(pid, { action: 'Get' })).result.data, '9');
+  });
+
+  it('a node restart loses no process', async () => {
+    const before = await rt.process(pid);
+    await svc.close();
+    await startService();
+    const after = await rt.process(pid);
+    assert.equal(after.lastSequence, before.lastSequence);
+    assert.equal(after.container?.alive, true);
+    assert.equal((await rt.send(pid, { action: 'Get' })).result.data, '9');
+  });
+
+  it('keeps working when Redis restarts under load, and loses nothing', async () => {
+    const start = (await rt.process(pid)).lastSequence;
+    const N = 60;
+    const sent: Array<{ sequence: number; count: number; ms: number }> = [];
+    const load = (async () => {
+      for (let i = 0; i < N; i++) {
+        const t0 = Date.now();
+        const r = await rt.send(pid, { action: 'Inc', data: '1' });
+        sent.push({ sequence: r.sequence, count: JSON.parse(r.result.data).count as number, ms: Date.now() - t0 });
+      }
+    })();
+    await until('some messages to go through', () => sent.length >= 10);
+    await redis?.stop();
+    await new Promise((r) => setTimeout(r, 400));
+    await redis?.start();
+    await load;
+    assert.ok(
+      Math.max(...sent.map((s) => s.ms)) >= 300,
+      'a message waited for Redis to come back (the outage hit the load)',
+    );
+    assert.deepEqual(
+      sent.map((s) => s.sequence),
+      Array.from({ length: N }, (_, i) => start + i + 1),
+      'sequences contiguous',
+    );
+    assert.equal(sent.at(-1)?.count, 9 + N);
+    // everything is in Redis: a fresh node rebuilds the same process and every result is readable
+    await svc.close();
+    await startService();
+    assert.equal((await rt.process(pid)).lastSequence, start + N + 0);
+    for (const s of [start + 1, start + N / 2, start + N])
+      assert.ok((await rt.result(pid, s)).result, `result ${s} kept`);
+    assert.equal((await rt.send(pid, { action: 'Get' })).result.data, String(9 + N));
+  });
+
+  it('speaks AO: scheduler = node id, spawn, message, result, dry-run', async () => {
+    const ao = new AoClient(url, key.address);
+    const sched = await ao.scheduler();
+    assert.equal(sched.Address, svc.nodeId);
+    const aoPid = await ao.spawn({ module: moduleId, scheduler: svc.nodeId, data: COUNTER_SRC });
+    await assert.rejects(ao.spawn({ module: moduleId, scheduler: '0xsomeoneelse', data: '' }), /is not this node/);
+    const mid = await ao.message({
+      process: aoPid,
+      tags: [
+        { name: 'Action', value: 'Inc' },
+        { name: 'Reply', value: 'yes' },
+      ],
+      data: '3',
+    });
+    const res = await ao.result({ process: aoPid, message: mid });
+    assert.equal(res.Error, undefined);
+    assert.deepEqual(res.Messages, [
+      { Target: key.address, Data: 'count=3', Tags: [{ name: 'Action', value: 'Count' }] },
+    ]);
+    assert.match(typeof res.Output === 'string' ? res.Output : res.Output.data, /inc to 3/);
+    const dry = await ao.dryrun({ process: aoPid, tags: [{ name: 'Action', value: 'Inc' }], data: '50' });
+    assert.match(typeof dry.Output === 'string' ? dry.Output : dry.Output.data, /inc to 53/);
+    const got = await ao.dryrun({ process: aoPid, tags: [{ name: 'Action', value: 'Get' }] });
+    assert.match(typeof got.Output === 'string' ? got.Output : got.Output.data, /^3$/m, 'dry run kept no state');
+    const boom = await ao.result({
+      process: aoPid,
+      message: await ao.message({ process: aoPid, tags: [{ name: 'Action', value: 'Boom' }] }),
+    });
+    assert.equal(boom.Error, 'kaboom');
+  });
+
+  it('cleans up its containers on close', async () => {
+    await svc.close();
+    assert.deepEqual(readdirSync(join(dataDir, 'containers')), []);
+    assert.equal(existsSync(join(dataDir, 'runc', readdirSync(join(dataDir, 'runc'))[0] ?? 'none')), false);
+    await startService();
+  });
+});

@@ -205,7 +205,7 @@ export class ProcessManager {
     const p = this.procs.get(pid);
     if (!p)
       throw new FormError('RUNTIME_PROCESS_NOT_FOUND', `Cannot find process ${pid} on this node`, {
-        hint: 'List processes with `form runtime process list`.',
+        hint: 'List processes with `form runtime list`.',
       });
     return p;
   }

@@ -7,6 +7,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
@@ -201,7 +202,7 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
     mkdirSync(small);
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small]);
     try {
-      rmSync(snapDir, { recursive: true });
+      renameSync(snapDir, `${snapDir}.keep`);
       mkdirSync(snapDir);
       execFileSync('mount', ['--bind', small, snapDir]);
       try {
@@ -213,6 +214,8 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
         assert.equal(g.body.state, 'running', 'the VM keeps running');
       } finally {
         execFileSync('umount', [snapDir]);
+        rmSync(snapDir, { recursive: true });
+        renameSync(`${snapDir}.keep`, snapDir);
       }
     } finally {
       execFileSync('umount', [small]);
@@ -240,6 +243,13 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
     assert.equal(s.body.state, 'stopped');
     assert.match(s.body.stateReason, /clean poweroff/);
     assert.equal((await call('POST', `/vms/${vmId}/pause`, {})).status, 409);
+    // a stopped VM can be brought back from its latest snapshot (warm start)
+    const r = await call('POST', `/vms/${vmId}/restore`, {});
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.state, 'running');
+    assert.equal(r.body.ready, true);
+    assert.equal((await vmm.manager.exec(vmId, '/bin/cat', ['/root/m'])).stdout, 'one\n');
+    assert.equal((await call('POST', `/vms/${vmId}/stop`, { force: true })).body.state, 'stopped');
   });
 
   test('concurrent start calls are serialized (one boots, the other 409, one QEMU); a hung guest is force-stopped', async () => {

@@ -328,15 +328,30 @@ export class ProcessManager {
   }
 
   private async applyRecovering(p: Managed, from: string, meta: Meta): Promise<Result> {
-    if (!p.vm || !p.vm.container.alive()) await this.rebuild(p, meta.sequence > 0 ? meta.sequence - 1 : p.lastSeq);
+    const before = meta.sequence > 0 ? meta.sequence - 1 : p.lastSeq;
+    if (!p.vm || !p.vm.container.alive()) await this.rebuild(p, before);
     try {
       return await (p.vm as ContainerVm).apply(from, meta);
     } catch (err) {
       if (!isFormError(err) || err.code !== 'RUNTIME_CONTAINER') throw err;
       // the container died or wedged mid-message: rebuild up to the message before, then retry once
       this.log.warn({ processId: p.rec.id, err: err.message }, 'container failed during apply; rebuilding');
-      await this.rebuild(p, meta.sequence > 0 ? meta.sequence - 1 : p.lastSeq);
-      return (p.vm as ContainerVm).apply(from, meta);
+      await this.rebuild(p, before);
+    }
+    try {
+      return await (p.vm as ContainerVm).apply(from, meta);
+    } catch (err) {
+      if (!isFormError(err) || err.code !== 'RUNTIME_CONTAINER') throw err;
+      // the message itself kills the container (memory limit, crash): it becomes an error result
+      // with no effect, and replay skips it, so one bad message cannot wedge the process
+      const error = `the process crashed while applying this message (memory or CPU limit?): ${err.message}`;
+      this.log.warn(
+        { processId: p.rec.id, sequence: meta.sequence },
+        'message crashes its container; recording it as failed',
+      );
+      if (meta.mode !== 'dry-run') await this.o.store.putMessage(p.rec.id, { from, meta, failed: error });
+      await this.rebuild(p, before);
+      return { messages: [], spawns: [], output: '', data: '', error };
     }
   }
 
@@ -352,6 +367,7 @@ export class ProcessManager {
       await vm.restore(data);
       const entries: LogEntry[] = await this.o.store.entries(p.rec.id, p.rec.checkpoint.sequence + 1, upTo);
       for (const e of entries) {
+        if (e.failed) continue;
         const r = await vm.apply(e.from, { ...e.meta, mode: 'replay' });
         await this.o.store.putResult(p.rec.id, e.meta.sequence, r);
       }

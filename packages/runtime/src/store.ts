@@ -20,6 +20,8 @@ export interface ProcessRecord {
 export interface LogEntry {
   from: string;
   meta: Meta;
+  /** Set when applying the message crashed its container twice: it had no effect and replay skips it. */
+  failed?: string;
 }
 
 const P = 'formrt:';

@@ -111,4 +111,5 @@ Handlers.add('inc', 'Inc', (msg) => {
 Handlers.add('get', 'Get', () => State.count);
 Handlers.add('boom', 'Boom', () => { State.count = -999; throw new Error('kaboom'); });
 Handlers.add('loop', 'Loop', () => { State.count = -1; for (;;) {} });
+Handlers.add('hog', 'Hog', () => { const a = []; for (let i = 0; ; i++) a.push(new Array(1e6).fill(i)); });
 `;

@@ -208,6 +208,17 @@ describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { 
     assert.equal((await rt.send(pid, { action: 'Get' })).result.data, '9');
   });
 
+  it('a message that kills its container every time (memory limit) becomes an error result; the process lives on', async () => {
+    const before = await rt.process(pid);
+    const r = await rt.send(pid, { action: 'Hog' });
+    assert.match(r.result.error ?? '', /crashed while applying this message/);
+    const after = await rt.process(pid);
+    assert.ok(after.recoveries >= before.recoveries + 2, 'rebuilt after each crash');
+    assert.equal(after.container?.alive, true);
+    assert.equal((await rt.send(pid, { action: 'Get' })).result.data, '9');
+    assert.match((await rt.result(pid, r.sequence)).result?.error ?? '', /crashed/);
+  });
+
   it('a node restart loses no process', async () => {
     const before = await rt.process(pid);
     await svc.close();

@@ -70,7 +70,9 @@ try {
   let img = await store.import(built.archive);
   report(
     'runtime.image_import_ms',
-    await timeMs(async () => (img = await store.import(built.archive, { expectId: built.imageId }))),
+    await timeMs(async () => {
+      img = await store.import(built.archive, { expectId: built.imageId });
+    }),
     'ms',
   );
 

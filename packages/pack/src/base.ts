@@ -1,5 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { FormError } from '@formation/interface';
 import { chrootRun } from './chroot.ts';
@@ -105,9 +114,13 @@ export async function ensureBase(o: BaseOptions): Promise<Base> {
           const tail = r.output.trim().split('\n').slice(-15).join('\n');
           if (looksLikeDiskFull(r.output))
             throw new FormError('DISK_FULL', `Cannot build the base image: no space left on the host disk\n${tail}`);
-          throw new FormError('INTERNAL', `Cannot build the base image: mmdebstrap exited with code ${r.code}\n${tail}`, {
-            hint: 'Check that the Debian mirror is reachable (apt proxy settings of the host apply).',
-          });
+          throw new FormError(
+            'INTERNAL',
+            `Cannot build the base image: mmdebstrap exited with code ${r.code}\n${tail}`,
+            {
+              hint: 'Check that the Debian mirror is reachable (apt proxy settings of the host apply).',
+            },
+          );
         }
         const names = packageIndex(join(tmp, 'rootfs'));
         writeFileSync(join(tmp, 'packages.txt'), [...names].join('\n'));
@@ -151,7 +164,10 @@ export function checkPackages(wanted: string[], available: Set<string>, suite: s
     throw new FormError(
       'PACK_UNKNOWN_PACKAGE',
       `Cannot INSTALL ${unknown.join(', ')}: no such package in Debian ${suite}`,
-      { hint: 'Check the name at https://packages.debian.org (the image is Debian, not Ubuntu or Alpine).', details: { unknown } },
+      {
+        hint: 'Check the name at https://packages.debian.org (the image is Debian, not Ubuntu or Alpine).',
+        details: { unknown },
+      },
     );
   }
 }
@@ -193,7 +209,10 @@ export async function ensureLayer(o: BaseOptions, base: Base, packages: string[]
       if (r.code !== 0) {
         const tail = r.output.trim().split('\n').slice(-15).join('\n');
         if (looksLikeDiskFull(r.output))
-          throw new FormError('DISK_FULL', `Cannot install ${packages.join(' ')}: no space left on the host disk\n${tail}`);
+          throw new FormError(
+            'DISK_FULL',
+            `Cannot install ${packages.join(' ')}: no space left on the host disk\n${tail}`,
+          );
         throw new FormError(
           'PACK_BUILD_FAILED',
           `Cannot INSTALL ${packages.join(' ')}: apt-get exited with code ${r.code}\n${tail}`,

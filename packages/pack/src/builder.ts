@@ -1,12 +1,23 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFileSync, createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { redactFormfile } from '@formation/formfile';
 import { GUEST_CONTRACT } from '@formation/guest';
 import { FormError, type FormfileSpec, type FormpackArtifact, type FormpackManifest } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { cachePaths, checkPackages, ensureBase, ensureLayer, sweepTemps } from './base.ts';
-import { canonicalJson, formpackId, readBuildContext } from './context.ts';
+import { formpackId, readBuildContext } from './context.ts';
 import { runOk } from './exec.ts';
 import { customizeRootfs, makeDisk } from './image.ts';
 import { ensureInitramfs, findKernel } from './kernel.ts';
@@ -203,7 +214,22 @@ export class Builder {
     const { spec } = req;
     const log = this.opts.logger?.child({ component: 'pack-builder', formpack: id });
     const onLine = (line: string) => emit({ type: 'log', line });
-    const base = { cacheDir: this.cacheDir, suite: this.opts.suite ?? 'bookworm', mirror: this.opts.mirror ?? '', onLine, signal: req.signal };
+    const base = {
+      cacheDir: this.cacheDir,
+      suite: this.opts.suite ?? 'bookworm',
+      mirror: this.opts.mirror ?? '',
+      onLine,
+      signal: req.signal,
+    };
+    if (process.getuid?.() !== 0) {
+      throw new FormError(
+        'HOST_UNSUPPORTED',
+        'Cannot build a Formpack: building needs root (mmdebstrap, chroot, mount namespaces)',
+        {
+          hint: 'Run the node (or `form pack build --local`) as root.',
+        },
+      );
+    }
     const kernel = findKernel(this.opts.kernel);
     emit({ type: 'step', step: 'base' });
     const b = await ensureBase(base);
@@ -270,4 +296,3 @@ export class Builder {
     }
   }
 }
-

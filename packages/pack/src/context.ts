@@ -66,9 +66,13 @@ function walk(dir: string, rel: string, out: ContextEntry[]): void {
     const target = readlinkSync(abs);
     const resolved = posix.normalize(posix.join(posix.dirname(rel), target));
     if (isAbsolute(target) || resolved === '..' || resolved.startsWith('../')) {
-      throw new FormError('PACK_BAD_ARCHIVE', `Cannot use ${rel}: it is a symlink to ${target}, outside the build directory`, {
-        hint: 'Copy the file into the build directory instead of linking to it.',
-      });
+      throw new FormError(
+        'PACK_BAD_ARCHIVE',
+        `Cannot use ${rel}: it is a symlink to ${target}, outside the build directory`,
+        {
+          hint: 'Copy the file into the build directory instead of linking to it.',
+        },
+      );
     }
     out.push({ rel, type: 'symlink', mode: 0o777, size: 0, target });
   } else if (st.isDirectory()) {
@@ -104,7 +108,11 @@ export async function readBuildContext(spec: FormfileSpec, dir: string): Promise
     walk(dir, src, entries);
   }
   const seen = new Set<string>();
-  const unique = entries.filter((e) => (seen.has(e.rel) ? false : (seen.add(e.rel), true)));
+  const unique = entries.filter((e) => {
+    if (seen.has(e.rel)) return false;
+    seen.add(e.rel);
+    return true;
+  });
   unique.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
   let bytes = 0;
   for (const e of unique) {

@@ -35,7 +35,8 @@ function absImagePath(p: string, what: string): string {
 export async function hashPassword(plain: string): Promise<string> {
   const r = await run(['openssl', 'passwd', '-6', '-stdin'], { input: `${plain}\n` });
   const hash = r.stdout.trim();
-  if (r.code !== 0 || !hash.startsWith('$6$')) throw new FormError('INTERNAL', 'Cannot hash a USER password with openssl');
+  if (r.code !== 0 || !hash.startsWith('$6$'))
+    throw new FormError('INTERNAL', 'Cannot hash a USER password with openssl');
   return hash;
 }
 
@@ -80,10 +81,12 @@ export async function customizeRootfs(o: CustomizeOptions): Promise<void> {
   const { rootfs: R, spec } = o;
   const workdir = absImagePath(spec.workdir, 'WORKDIR');
   for (const u of spec.users) {
-    if (!USERNAME.test(u.username)) throw new FormError('FORMFILE_BAD_USER', `Cannot create user ${u.username}: invalid name`);
+    if (!USERNAME.test(u.username))
+      throw new FormError('FORMFILE_BAD_USER', `Cannot create user ${u.username}: invalid name`);
   }
   for (const e of spec.env) {
-    if (!ENV_KEY.test(e.key)) throw new FormError('FORMFILE_BAD_VALUE', `Cannot set ENV ${e.key}: invalid variable name`);
+    if (!ENV_KEY.test(e.key))
+      throw new FormError('FORMFILE_BAD_VALUE', `Cannot set ENV ${e.key}: invalid variable name`);
   }
 
   // 1. Host-side writes into the trusted layer copy.
@@ -139,7 +142,14 @@ export async function customizeRootfs(o: CustomizeOptions): Promise<void> {
       const names = readdirSync(from).filter((n) => !(c.src === '.' && n === FORMFILE_NAME));
       if (names.length) {
         await runOk(
-          ['cp', '-R', '--preserve=mode,timestamps', '--no-dereference', ...names.map((n) => join(from, n)), join(R, staged)],
+          [
+            'cp',
+            '-R',
+            '--preserve=mode,timestamps',
+            '--no-dereference',
+            ...names.map((n) => join(from, n)),
+            join(R, staged),
+          ],
           `stage COPY ${c.src}`,
         );
       }
@@ -200,7 +210,10 @@ export async function customizeRootfs(o: CustomizeOptions): Promise<void> {
     signal: o.signal,
   });
   if (setup.code !== 0) {
-    throw new FormError('PACK_BUILD_FAILED', `Cannot set up users and files: exit code ${setup.code}\n${setup.output.trim().split('\n').slice(-10).join('\n')}`);
+    throw new FormError(
+      'PACK_BUILD_FAILED',
+      `Cannot set up users and files: exit code ${setup.code}\n${setup.output.trim().split('\n').slice(-10).join('\n')}`,
+    );
   }
 
   // 3. RUN steps, in order, in WORKDIR with ENV applied.
@@ -233,9 +246,13 @@ export async function customizeRootfs(o: CustomizeOptions): Promise<void> {
     ].join('\n'),
   );
   if (fin.code !== 0) {
-    throw new FormError('PACK_BUILD_FAILED', `Cannot finish the image: ${fin.output.trim().split('\n').slice(-5).join('\n')}`, {
-      hint: `A RUN step may have removed ${GUEST_CONTRACT.init}.`,
-    });
+    throw new FormError(
+      'PACK_BUILD_FAILED',
+      `Cannot finish the image: ${fin.output.trim().split('\n').slice(-5).join('\n')}`,
+      {
+        hint: `A RUN step may have removed ${GUEST_CONTRACT.init}.`,
+      },
+    );
   }
 }
 
@@ -272,12 +289,20 @@ function diskTooSmall(spec: FormfileSpec, need: number): FormError {
   return new FormError(
     'PACK_DISK_TOO_SMALL',
     `Cannot fit the image into DISK ${spec.diskGiB} GiB: the content needs about ${Math.ceil(need / 2 ** 20)} MiB (${Math.floor(usableBytes(spec.diskGiB) / 2 ** 20)} MiB usable)`,
-    { hint: `Set DISK ${needGiB} (or more) in the Formfile.`, details: { neededBytes: need, suggestedDiskGiB: needGiB } },
+    {
+      hint: `Set DISK ${needGiB} (or more) in the Formfile.`,
+      details: { neededBytes: need, suggestedDiskGiB: needGiB },
+    },
   );
 }
 
 /** ext4 (mkfs.ext4 -d, never mounted) sized to DISK, then qcow2. Returns the qcow2 path. */
-export async function makeDisk(rootfs: string, spec: FormfileSpec, workDir: string, signal?: AbortSignal): Promise<string> {
+export async function makeDisk(
+  rootfs: string,
+  spec: FormfileSpec,
+  workDir: string,
+  signal?: AbortSignal,
+): Promise<string> {
   const { bytes } = contentBytes(rootfs);
   if (bytes > usableBytes(spec.diskGiB)) throw diskTooSmall(spec, bytes);
   const ext4 = join(workDir, 'disk.ext4');
@@ -291,7 +316,10 @@ export async function makeDisk(rootfs: string, spec: FormfileSpec, workDir: stri
         hint: 'Free space in the data directory; the cache and earlier Formpacks are intact.',
       });
     }
-    throw new FormError('INTERNAL', `Cannot make the ext4 image: mkfs.ext4 exited with code ${r.code}\n${r.output.trim()}`);
+    throw new FormError(
+      'INTERNAL',
+      `Cannot make the ext4 image: mkfs.ext4 exited with code ${r.code}\n${r.output.trim()}`,
+    );
   }
   try {
     await runOk(['qemu-img', 'convert', '-O', 'qcow2', ext4, qcow2], 'convert the disk to qcow2', { signal });

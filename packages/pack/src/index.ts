@@ -1,7 +1,11 @@
-export * from './builder.ts';
+export * from './api.ts';
+export { DEFAULT_ARCHIVE_LIMITS, extractContext, safeEntryPath } from './archive.ts';
 export { BASE_PACKAGES, checkPackages, packageIndex } from './base.ts';
+export * from './builder.ts';
+export { PackClient, packContext } from './client.ts';
+export * from './config.ts';
 export { type BuildContext, type ContextEntry, contextDigest, formpackId, readBuildContext } from './context.ts';
+export { loadSpec } from './formfile.ts';
 export { contentBytes, hashPassword, usableBytes } from './image.ts';
 export { findKernel } from './kernel.ts';
 export { normalizeSpec } from './normalize.ts';
-export { loadSpec } from './formfile.ts';

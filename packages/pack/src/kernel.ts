@@ -28,7 +28,8 @@ function versionCompare(a: string, b: string): number {
 /** The host's newest /boot/vmlinuz-*-cloud-amd64 (or the configured path). */
 export function findKernel(configured?: string): Kernel {
   if (configured) {
-    if (!existsSync(configured)) throw new FormError('HOST_UNSUPPORTED', `Cannot use kernel ${configured}: no such file`);
+    if (!existsSync(configured))
+      throw new FormError('HOST_UNSUPPORTED', `Cannot use kernel ${configured}: no such file`);
     const version = configured.replace(/^.*vmlinuz-/, '');
     return { path: configured, version };
   }
@@ -40,9 +41,13 @@ export function findKernel(configured?: string): Kernel {
     : [];
   const version = found.at(-1);
   if (!version) {
-    throw new FormError('HOST_UNSUPPORTED', 'Cannot build a Formpack: no /boot/vmlinuz-*-cloud-amd64 kernel on this host', {
-      hint: 'Install it: apt-get install linux-image-cloud-amd64 (scripts/setup.sh does).',
-    });
+    throw new FormError(
+      'HOST_UNSUPPORTED',
+      'Cannot build a Formpack: no /boot/vmlinuz-*-cloud-amd64 kernel on this host',
+      {
+        hint: 'Install it: apt-get install linux-image-cloud-amd64 (scripts/setup.sh does).',
+      },
+    );
   }
   return { path: `/boot/vmlinuz-${version}`, version };
 }
@@ -80,7 +85,16 @@ export async function ensureInitramfs(cacheDir: string, kernel: Kernel): Promise
       mkdirSync(join(tmp, 'root'), { recursive: true });
       writeFileSync(join(tmp, 'root', 'init'), script, { mode: 0o755 });
       await runOk(
-        ['sh', '-c', MK_INITRAMFS, 'sh', kernel.version, join(tmp, 'root'), join(tmp, 'initramfs.img'), ...INITRAMFS_MODULES],
+        [
+          'sh',
+          '-c',
+          MK_INITRAMFS,
+          'sh',
+          kernel.version,
+          join(tmp, 'root'),
+          join(tmp, 'initramfs.img'),
+          ...INITRAMFS_MODULES,
+        ],
         'build the initramfs',
       );
       mkdirSync(dir, { recursive: true });

@@ -22,66 +22,91 @@ async function http(port: number): Promise<{ status: number; body: string } | un
 function ssh(port: number, cmd: string): { code: number; out: string } {
   const r = spawnSync(
     'sshpass',
-    ['-p', 'bigdog123', 'ssh', '-p', String(port), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
-      '-o', 'LogLevel=ERROR', '-o', 'PreferredAuthentications=password', '-o', 'PubkeyAuthentication=no',
-      '-o', 'ConnectTimeout=20', 'bigdog@127.0.0.1', cmd],
+    [
+      '-p',
+      'bigdog123',
+      'ssh',
+      '-p',
+      String(port),
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'LogLevel=ERROR',
+      '-o',
+      'PreferredAuthentications=password',
+      '-o',
+      'PubkeyAuthentication=no',
+      '-o',
+      'ConnectTimeout=20',
+      'bigdog@127.0.0.1',
+      cmd,
+    ],
     { encoding: 'utf8', timeout: 60_000 },
   );
   return { code: r.status ?? -1, out: `${r.stdout}${r.stderr}` };
 }
 
-test('examples/hello-server Formpack boots in QEMU: init ready, HTTP 200 on 8080, SSH, agent, restart, power-off', { skip, timeout: 600_000 }, async () => {
-  const { spec, dir } = await loadSpec(example);
-  const builder = new Builder({ dataDir: join(work, 'data'), cacheDir: CACHE_DIR });
-  const { id } = await builder.build({ spec, dir, owner: 'boot-test' });
-  const vm = await bootFormpack(builder.pathOf(id), work, [22, 8080], 'vm_name=hello-test vm_id=inst-1');
-  try {
-    const ready = await waitFor(
-      'FORM-INIT-READY on the serial console',
-      async () => {
-        const s = existsSync(vm.serial) ? readFileSync(vm.serial, 'utf8') : '';
-        assert.doesNotMatch(s, /FORM-INITRAMFS-ERROR|Kernel panic/);
-        return /FORM-INIT-READY [\d.]+/.exec(s)?.[0];
-      },
-      120_000,
-    );
-    assert.ok(ready);
-    const res = await waitFor('HTTP 200 from the entrypoint', () => http(vm.ports[8080]!), 60_000);
-    assert.equal(res.status, 200);
-    assert.equal(res.body, 'Hello from hello-test!\n');
-    const b = await waitFor('SSH banner', () => banner(vm.ports[22]!), 30_000);
-    assert.match(b, /^SSH-2\.0-OpenSSH/);
+test(
+  'examples/hello-server Formpack boots in QEMU: init ready, HTTP 200 on 8080, SSH, agent, restart, power-off',
+  { skip, timeout: 600_000 },
+  async () => {
+    const { spec, dir } = await loadSpec(example);
+    const builder = new Builder({ dataDir: join(work, 'data'), cacheDir: CACHE_DIR });
+    const { id } = await builder.build({ spec, dir, owner: 'boot-test' });
+    const vm = await bootFormpack(builder.pathOf(id), work, [22, 8080], 'vm_name=hello-test vm_id=inst-1');
+    try {
+      const ready = await waitFor(
+        'FORM-INIT-READY on the serial console',
+        async () => {
+          const s = existsSync(vm.serial) ? readFileSync(vm.serial, 'utf8') : '';
+          assert.doesNotMatch(s, /FORM-INITRAMFS-ERROR|Kernel panic/);
+          return /FORM-INIT-READY [\d.]+/.exec(s)?.[0];
+        },
+        120_000,
+      );
+      assert.ok(ready);
+      const res = await waitFor('HTTP 200 from the entrypoint', () => http(vm.ports[8080]!), 60_000);
+      assert.equal(res.status, 200);
+      assert.equal(res.body, 'Hello from hello-test!\n');
+      const b = await waitFor('SSH banner', () => banner(vm.ports[22]!), 30_000);
+      assert.match(b, /^SSH-2\.0-OpenSSH/);
 
-    // Password login (USER ssh_pwauth:true), sudo:true, hostname from vm_name, instance id, per-instance host key.
-    const s = ssh(vm.ports[22]!, 'hostname; cat /run/form/instance-id; sudo -n id -u; ls /etc/ssh/ssh_host_ed25519_key');
-    assert.equal(s.code, 0, s.out);
-    assert.deepEqual(s.out.trim().split('\n'), ['hello-test', 'inst-1', '0', '/etc/ssh/ssh_host_ed25519_key']);
+      // Password login (USER ssh_pwauth:true), sudo:true, hostname from vm_name, instance id, per-instance host key.
+      const s = ssh(
+        vm.ports[22]!,
+        'hostname; cat /run/form/instance-id; sudo -n id -u; ls /etc/ssh/ssh_host_ed25519_key',
+      );
+      assert.equal(s.code, 0, s.out);
+      assert.deepEqual(s.out.trim().split('\n'), ['hello-test', 'inst-1', '0', '/etc/ssh/ssh_host_ed25519_key']);
 
-    // The agent: ping, the entrypoint log, and a supervised restart after the entrypoint dies.
-    assert.deepEqual(await qga(vm.qga, 'guest-ping'), {});
-    const st1 = parseEntrypointState((await guestExec(vm.qga, '/bin/cat', ['/run/form/entrypoint.state'])).out);
-    assert.equal(st1?.state, 'running');
-    const h = (await qga(vm.qga, 'guest-file-open', { path: '/var/log/form/entrypoint.log', mode: 'r' })) as number;
-    const chunk = (await qga(vm.qga, 'guest-file-read', { handle: h, count: 65536 })) as { 'buf-b64': string };
-    await qga(vm.qga, 'guest-file-close', { handle: h });
-    assert.match(Buffer.from(chunk['buf-b64'], 'base64').toString(), /hello-server listening on :8080/);
-    assert.equal((await guestExec(vm.qga, '/bin/kill', [String(st1?.state === 'running' ? st1.pid : 0)])).code, 0);
-    const st2 = await waitFor(
-      'entrypoint restarted',
-      async () => {
-        const st = parseEntrypointState((await guestExec(vm.qga, '/bin/cat', ['/run/form/entrypoint.state'])).out);
-        return st?.state === 'running' && st.restarts === 1 ? st : undefined;
-      },
-      30_000,
-    );
-    assert.notEqual(st2.state === 'running' && st2.pid, st1?.state === 'running' && st1.pid);
-    assert.equal((await waitFor('HTTP after restart', () => http(vm.ports[8080]!), 30_000)).status, 200);
+      // The agent: ping, the entrypoint log, and a supervised restart after the entrypoint dies.
+      assert.deepEqual(await qga(vm.qga, 'guest-ping'), {});
+      const st1 = parseEntrypointState((await guestExec(vm.qga, '/bin/cat', ['/run/form/entrypoint.state'])).out);
+      assert.equal(st1?.state, 'running');
+      const h = (await qga(vm.qga, 'guest-file-open', { path: '/var/log/form/entrypoint.log', mode: 'r' })) as number;
+      const chunk = (await qga(vm.qga, 'guest-file-read', { handle: h, count: 65536 })) as { 'buf-b64': string };
+      await qga(vm.qga, 'guest-file-close', { handle: h });
+      assert.match(Buffer.from(chunk['buf-b64'], 'base64').toString(), /hello-server listening on :8080/);
+      assert.equal((await guestExec(vm.qga, '/bin/kill', [String(st1?.state === 'running' ? st1.pid : 0)])).code, 0);
+      const st2 = await waitFor(
+        'entrypoint restarted',
+        async () => {
+          const st = parseEntrypointState((await guestExec(vm.qga, '/bin/cat', ['/run/form/entrypoint.state'])).out);
+          return st?.state === 'running' && st.restarts === 1 ? st : undefined;
+        },
+        30_000,
+      );
+      assert.notEqual(st2.state === 'running' && st2.pid, st1?.state === 'running' && st1.pid);
+      assert.equal((await waitFor('HTTP after restart', () => http(vm.ports[8080]!), 30_000)).status, 200);
 
-    // Clean power-off through the agent: QEMU exits by itself.
-    await qga(vm.qga, 'guest-exec', { path: '/sbin/form-poweroff', arg: [] });
-    const code = await Promise.race([vm.exited, new Promise((r) => setTimeout(() => r('timeout'), 30_000).unref())]);
-    assert.notEqual(code, 'timeout', 'QEMU did not exit after form-poweroff');
-  } finally {
-    vm.kill();
-  }
-});
+      // Clean power-off through the agent: QEMU exits by itself.
+      await qga(vm.qga, 'guest-exec', { path: '/sbin/form-poweroff', arg: [] });
+      const code = await Promise.race([vm.exited, new Promise((r) => setTimeout(() => r('timeout'), 30_000).unref())]);
+      assert.notEqual(code, 'timeout', 'QEMU did not exit after form-poweroff');
+    } finally {
+      vm.kill();
+    }
+  },
+);

@@ -1,6 +1,16 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -103,7 +113,7 @@ describe('Formpack builder (real builds)', { skip }, () => {
     assert.equal(m.cmdline, 'console=ttyS0 root=/dev/vda rw panic=-1');
     assert.equal(m.init, '/sbin/form-init');
     assert.deepEqual(m.guest, { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'openssh' });
-    assert.equal(m.formfile.users[0].passwd, '[redacted]');
+    assert.equal(m.formfile.users[0]?.passwd, '[redacted]');
     for (const a of Object.values(m.artifacts) as Array<{ file: string; sha256: string; bytes: number }>) {
       const h = spawnSync('sha256sum', [join(fp, a.file)], { encoding: 'utf8' }).stdout.split(' ')[0];
       assert.equal(h, a.sha256, a.file);
@@ -112,7 +122,9 @@ describe('Formpack builder (real builds)', { skip }, () => {
     for (const s of ['context', 'base', 'packages', 'rootfs', 'configure', 'run', 'disk', 'boot-files', 'done']) {
       assert.ok(steps.includes(s as never), `step ${s} in ${steps.join(',')}`);
     }
-    const info = JSON.parse(spawnSync('qemu-img', ['info', '--output=json', join(fp, 'disk.qcow2')], { encoding: 'utf8' }).stdout);
+    const info = JSON.parse(
+      spawnSync('qemu-img', ['info', '--output=json', join(fp, 'disk.qcow2')], { encoding: 'utf8' }).stdout,
+    );
     assert.equal(info.format, 'qcow2');
     assert.equal(info['virtual-size'], 2 ** 30);
 
@@ -137,7 +149,10 @@ describe('Formpack builder (real builds)', { skip }, () => {
     assert.equal(debugfsCat(raw, '/srv/app/Formfile'), '', 'the Formfile is never copied');
     assert.equal(debugfsCat(raw, '/srv/app/built.txt'), "hello 'world'\n");
     assert.equal(debugfsCat(raw, '/srv/app/where.txt'), '/srv/app\n');
-    assert.match(debugfsCat(raw, '/etc/form/entrypoint'), /cd '\/srv\/app' \|\| exit 1\nexec \/bin\/sh -c 'echo hi; sleep 5'/);
+    assert.match(
+      debugfsCat(raw, '/etc/form/entrypoint'),
+      /cd '\/srv\/app' \|\| exit 1\nexec \/bin\/sh -c 'echo hi; sleep 5'/,
+    );
     assert.match(debugfsCat(raw, '/etc/form/env'), /export GREETING='hello '\\''world'\\'''/);
     assert.match(debugfsCat(raw, '/usr/sbin/form-init'), /FORM-INIT-READY/);
     assert.equal(debugfsCat(raw, '/etc/ssh/ssh_host_ed25519_key'), '', 'no baked-in host key');
@@ -152,7 +167,10 @@ describe('Formpack builder (real builds)', { skip }, () => {
     assert.equal(again.id, r.id);
     assert.equal(again.cached, true);
     assert.equal(again.manifest.owner, 'test-owner');
-    assert.deepEqual(builder.list().map((x) => x.id), [r.id]);
+    assert.deepEqual(
+      builder.list().map((x) => x.id),
+      [r.id],
+    );
 
     // Content change -> new ID (not built here).
     writeFileSync(join(dir, 'a.txt'), 'changed\n');
@@ -177,7 +195,12 @@ describe('Formpack builder (real builds)', { skip }, () => {
   test('a failing RUN shows its output and exit code and leaves nothing behind', async () => {
     const before = packDirs(join(work, 'data'));
     const dir = ctxDir('run-fail', {});
-    const spec = makeSpec({ name: 'runfail', noCopy: true, diskGiB: 1, run: ['echo boom-output; echo to-stderr >&2; exit 7'] });
+    const spec = makeSpec({
+      name: 'runfail',
+      noCopy: true,
+      diskGiB: 1,
+      run: ['echo boom-output; echo to-stderr >&2; exit 7'],
+    });
     await assert.rejects(
       builder.build({ spec, dir, owner: 'o' }),
       isFormError('PACK_BUILD_FAILED', /exit code 7[\s\S]*boom-output[\s\S]*to-stderr/),

@@ -7,7 +7,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 /** Test helpers: boot a Formpack under QEMU (TCG, -M pc, user net with hostfwd on 127.0.0.1). */
 
 export function hasQemu(): boolean {
-  return spawnSync('sh', ['-c', 'command -v qemu-system-x86_64 && command -v qemu-img'], { stdio: 'ignore' }).status === 0;
+  return (
+    spawnSync('sh', ['-c', 'command -v qemu-system-x86_64 && command -v qemu-img'], { stdio: 'ignore' }).status === 0
+  );
 }
 
 export async function freePort(): Promise<number> {
@@ -46,13 +48,40 @@ export async function bootFormpack(
   const proc = spawn(
     'qemu-system-x86_64',
     [
-      '-accel', 'tcg', '-M', 'pc', '-m', '512', '-smp', '1', '-nodefaults', '-nographic', '-no-user-config',
-      '-serial', `file:${serial}`, '-kernel', join(dir, 'vmlinuz'), '-initrd', join(dir, 'initramfs.img'),
-      '-append', `${m.cmdline} ${extraCmdline}`.trim(),
-      '-drive', `file=${overlay},if=none,id=d0,format=qcow2`, '-device', 'virtio-blk-pci,drive=d0',
-      '-netdev', `user,id=n0,${fwd}`, '-device', 'virtio-net-pci,netdev=n0',
-      '-device', 'virtio-serial-pci', '-chardev', `socket,id=qga0,path=${qga},server=on,wait=off`,
-      '-device', 'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0', '-no-reboot',
+      '-accel',
+      'tcg',
+      '-M',
+      'pc',
+      '-m',
+      '512',
+      '-smp',
+      '1',
+      '-nodefaults',
+      '-nographic',
+      '-no-user-config',
+      '-serial',
+      `file:${serial}`,
+      '-kernel',
+      join(dir, 'vmlinuz'),
+      '-initrd',
+      join(dir, 'initramfs.img'),
+      '-append',
+      `${m.cmdline} ${extraCmdline}`.trim(),
+      '-drive',
+      `file=${overlay},if=none,id=d0,format=qcow2`,
+      '-device',
+      'virtio-blk-pci,drive=d0',
+      '-netdev',
+      `user,id=n0,${fwd}`,
+      '-device',
+      'virtio-net-pci,netdev=n0',
+      '-device',
+      'virtio-serial-pci',
+      '-chardev',
+      `socket,id=qga0,path=${qga},server=on,wait=off`,
+      '-device',
+      'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0',
+      '-no-reboot',
     ],
     { stdio: 'ignore' },
   );
@@ -143,7 +172,11 @@ export async function guestExec(sock: string, path: string, arg: string[]): Prom
   return waitFor(
     `guest-exec ${path}`,
     async () => {
-      const st = (await qga(sock, 'guest-exec-status', { pid })) as { exited: boolean; exitcode?: number; 'out-data'?: string };
+      const st = (await qga(sock, 'guest-exec-status', { pid })) as {
+        exited: boolean;
+        exitcode?: number;
+        'out-data'?: string;
+      };
       if (!st.exited) return undefined;
       return { code: st.exitcode ?? -1, out: Buffer.from(st['out-data'] ?? '', 'base64').toString() };
     },

@@ -40,7 +40,9 @@ export function makeUser(over: Partial<FormfileUser> & { username: string }): Fo
 export function helloSpec(keys: string[] = []): FormfileSpec {
   return makeSpec({
     name: 'hello-server',
-    users: [makeUser({ username: 'bigdog', passwd: 'bigdog123', sudo: true, sshPwauth: true, sshAuthorizedKeys: keys })],
+    users: [
+      makeUser({ username: 'bigdog', passwd: 'bigdog123', sudo: true, sshPwauth: true, sshAuthorizedKeys: keys }),
+    ],
     copy: [{ src: './hello.py', dst: '/app' }],
     install: ['python3'],
     expose: [8080],

@@ -1,0 +1,116 @@
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { type KeyPair, signRequest } from '@formation/identity';
+import { FormError, type FormfileSpec, type FormpackManifest, formErrorFromBody } from '@formation/interface';
+import { ApiClient } from '@formation/service';
+import { create as tarCreate } from 'tar';
+import type { BuildInfo, BuildLogLine } from './api.ts';
+import { readBuildContext } from './context.ts';
+
+const NO_NODE_HINT = 'Start a node with `form node up`, or build on this machine with `form pack build --local`.';
+
+/** Pack the Formfile and the build context of `spec` into a gzip tar (what POST /contexts takes). */
+export async function packContext(spec: FormfileSpec, dir: string, formfile = 'Formfile'): Promise<Buffer> {
+  const ctx = await readBuildContext(spec, dir);
+  const files = [formfile, ...ctx.entries.map((e) => e.rel)];
+  const chunks: Buffer[] = [];
+  const stream = tarCreate({ cwd: dir, gzip: true, portable: true, noDirRecurse: true, follow: false }, files);
+  for await (const c of stream as AsyncIterable<Buffer>) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Client of the pack API (port 3003): upload a context, build, follow the log, list, inspect, delete.
+ *
+ * @example
+ * const c = new PackClient('http://127.0.0.1:3003', key);
+ * const build = await c.build(spec, dir);
+ * for await (const line of c.log(build.buildId)) console.log(line);
+ */
+export class PackClient {
+  readonly api: ApiClient;
+  private readonly baseUrl: string;
+  private readonly key: KeyPair | undefined;
+
+  constructor(baseUrl: string, key?: KeyPair) {
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.key = key;
+    this.api = new ApiClient(this.baseUrl, key, 60_000);
+  }
+
+  private async fetch(path: string, init: RequestInit): Promise<Response> {
+    try {
+      return await fetch(this.baseUrl + path, init);
+    } catch (err) {
+      const code = (err as { cause?: { code?: string } }).cause?.code;
+      if (code === 'ECONNREFUSED') {
+        throw new FormError('CLI_NO_NODE', `Cannot reach the pack service at ${this.baseUrl}: nothing is listening`, {
+          hint: NO_NODE_HINT,
+        });
+      }
+      throw new FormError('UNAVAILABLE', `Cannot reach ${this.baseUrl}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Upload the build context (signed over its sha256); returns the context ID. */
+  async uploadContext(spec: FormfileSpec, dir: string, formfile = 'Formfile'): Promise<string> {
+    if (!this.key)
+      throw new FormError('KEY_NOT_FOUND', 'Cannot upload: no developer key', { hint: 'Run `form kit init`.' });
+    const body = await packContext(spec, dir, formfile);
+    const sha = createHash('sha256').update(body).digest('hex');
+    const headers = {
+      'content-type': 'application/gzip',
+      'x-form-content-sha256': sha,
+      ...signRequest(this.key, { method: 'POST', path: '/contexts', bodySha256: sha }),
+    };
+    const res = await this.fetch('/contexts', { method: 'POST', headers, body: new Uint8Array(body) });
+    const parsed = (await res.json().catch(() => undefined)) as { contextId?: string } | undefined;
+    if (!res.ok) throw formErrorFromBody(parsed, res.status);
+    return parsed!.contextId!;
+  }
+
+  /** Upload and start a build; returns at once (follow it with `log`). */
+  async build(spec: FormfileSpec, dir: string, formfile = 'Formfile'): Promise<BuildInfo> {
+    const contextId = await this.uploadContext(spec, dir, formfile);
+    return this.api.post<BuildInfo>('/builds', { contextId, formfile });
+  }
+
+  status(buildId: string): Promise<BuildInfo> {
+    return this.api.get<BuildInfo>(`/builds/${buildId}`);
+  }
+
+  /** The build log, line by line, until the build ends. */
+  async *log(buildId: string): AsyncGenerator<BuildLogLine> {
+    const res = await this.fetch(`/builds/${buildId}/log`, { method: 'GET' });
+    if (!res.ok || !res.body) throw formErrorFromBody(await res.json().catch(() => undefined), res.status);
+    let buf = '';
+    const dec = new TextDecoder();
+    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+      buf += dec.decode(chunk, { stream: true });
+      let nl = buf.indexOf('\n');
+      while (nl >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        nl = buf.indexOf('\n');
+        if (line.trim()) yield JSON.parse(line) as BuildLogLine;
+      }
+    }
+  }
+
+  async list(): Promise<FormpackManifest[]> {
+    return (await this.api.get<{ formpacks: FormpackManifest[] }>('/formpacks')).formpacks;
+  }
+
+  get(id: string): Promise<FormpackManifest> {
+    return this.api.get<FormpackManifest>(`/formpacks/${id}`);
+  }
+
+  async remove(id: string): Promise<string> {
+    return (await this.api.delete<{ deleted: string }>(`/formpacks/${id}`)).deleted;
+  }
+
+  /** URL of an artifact (for other nodes to download). */
+  artifactUrl(id: string, name: 'disk' | 'kernel' | 'initramfs' | 'manifest'): string {
+    return `${this.baseUrl}${join('/formpacks', id, 'artifacts', name)}`;
+  }
+}

@@ -91,13 +91,15 @@ export class VmManager {
       if (!hasProcess(rec.state)) continue;
       const before = rec.state;
       let found: 'running' | 'paused' | 'gone' = 'gone';
+      let why = `QEMU process was gone when the VMM restarted (last state ${before})`;
       try {
         found = await this.o.driver.recover(rec.driver);
       } catch (err) {
-        this.log.warn({ id: rec.id, err: (err as Error).message }, 'recover failed');
+        why = (err as Error).message;
+        this.log.warn({ id: rec.id, err: why }, 'recover failed');
       }
       if (found === 'gone') {
-        this.setState(rec, 'crashed', `QEMU process was gone when the VMM restarted (last state ${before})`);
+        this.setState(rec, 'crashed', why);
         rec.ready = false;
         rec.lastExit = { kind: 'killed', reason: rec.stateReason, at: new Date().toISOString() };
       } else {
@@ -382,7 +384,8 @@ export class VmManager {
   start(id: string, actor?: string): Promise<VmView> {
     return this.act(id, 'start', actor, async (rec) => {
       // Never a duplicate: a QEMU still alive for this VM is adopted, not started twice.
-      const found = await this.o.driver.recover(rec.driver).catch(() => 'gone' as const);
+      // (recover throws when a verified QEMU of this VM lives but does not answer: refuse, never duplicate)
+      const found = await this.o.driver.recover(rec.driver);
       if (found !== 'gone') {
         this.setState(rec, found, 'found its QEMU process still alive');
         this.save(rec);

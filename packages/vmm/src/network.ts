@@ -190,9 +190,9 @@ export class VmNetwork {
     await this.ip(['link', 'del', a.tap]).catch(() => undefined);
   }
 
-  /** Delete the namespace if this VMM created it. */
+  /** Delete the namespace if this VMM created it (or owns it: `createNetns`). */
   async close(): Promise<void> {
-    if (this.createdNetns && this.cfg.netns) {
+    if ((this.createdNetns || this.cfg.createNetns) && this.cfg.netns && existsSync(`/run/netns/${this.cfg.netns}`)) {
       await execFileP('ip', ['netns', 'del', this.cfg.netns]).catch(() => undefined);
       this.createdNetns = false;
     }

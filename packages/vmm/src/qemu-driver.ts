@@ -594,7 +594,16 @@ export class QemuDriver implements HypervisorDriver {
       vm.pid = undefined;
       return 'gone';
     }
-    const qmp = await QmpClient.connect(vm.paths.qmp, { connectTimeoutMs: 5000 });
+    let qmp: QmpClient;
+    try {
+      qmp = await QmpClient.connect(vm.paths.qmp, { connectTimeoutMs: 5000 });
+    } catch (err) {
+      throw new FormError(
+        'VM_HYPERVISOR',
+        `Cannot re-attach VM ${vm.spec.id}: its QEMU (pid ${pid}) lives but QMP does not answer: ${(err as Error).message}`,
+        { hint: `Stop that process (kill ${pid}) and start the VM again.` },
+      );
+    }
     vm.pid = pid;
     this.track(vm, pid, qmp, undefined);
     const st = await qmp.execute<{ running: boolean }>('query-status');

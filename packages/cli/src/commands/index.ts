@@ -2,6 +2,10 @@ import type { CommandContext } from '../program.ts';
 import { registerKitInit } from './kit-init.ts';
 import { registerManage } from './manage.ts';
 import { registerNode } from './node.ts';
+import { registerPackBuild } from './pack-build.ts';
+import { registerPackInspect } from './pack-inspect.ts';
+import { registerPackList } from './pack-list.ts';
+import { registerPackRm } from './pack-rm.ts';
 import { registerPackValidate } from './pack-validate.ts';
 import { registerRuntime } from './runtime.ts';
 import { registerSsh } from './ssh.ts';
@@ -10,6 +14,10 @@ import { registerSsh } from './ssh.ts';
 export const commands: Array<(ctx: CommandContext) => void> = [
   registerKitInit,
   registerPackValidate,
+  registerPackBuild,
+  registerPackList,
+  registerPackInspect,
+  registerPackRm,
   registerNode,
   registerManage,
   registerRuntime,

@@ -1,0 +1,61 @@
+import type { FormpackManifest } from '@formation/interface';
+import { PackClient } from '@formation/pack';
+import pc from 'picocolors';
+import { serviceUrl } from '../node-client.ts';
+import { action, printJson } from '../output.ts';
+import type { CommandContext } from '../program.ts';
+import { localBuilder, resolveLocalId } from './pack-build.ts';
+
+interface PackInspectOptions {
+  json?: boolean;
+  local?: boolean;
+  node?: string;
+}
+
+export function registerPackInspect({ noun }: CommandContext): void {
+  noun('pack', 'Build, check and ship Formpacks')
+    .command('inspect')
+    .description('Show a Formpack’s manifest: resources, boot settings, artifacts and hashes')
+    .argument('<id>', 'Formpack ID (or a unique prefix)')
+    .option('--json', 'print the manifest as JSON')
+    .option('--local', 'read this machine’s data directory instead of asking the node')
+    .option('--node <url>', 'node to ask')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ form pack inspect 5427\n  $ form pack inspect 5427 --json | jq .artifacts.disk',
+    )
+    .action(action(packInspect));
+}
+
+async function packInspect(idArg: string, opts: PackInspectOptions): Promise<number> {
+  let m: FormpackManifest;
+  if (opts.local) {
+    const b = localBuilder();
+    m = b.get(resolveLocalId(b, idArg))!;
+  } else {
+    m = await new PackClient(await serviceUrl('pack', opts.node)).get(idArg);
+  }
+  if (opts.json) {
+    printJson(m);
+    return 0;
+  }
+  const f = m.formfile;
+  const lines = [
+    `${pc.bold(m.name)}  ${m.id}`,
+    `owner      ${m.owner}`,
+    `created    ${m.createdAt}`,
+    `resources  ${m.resources.vcpu} vCPU, ${m.resources.memMiB} MiB memory, ${m.resources.diskGiB} GiB disk${f.gpu ? ', GPU' : ''}`,
+    `users      ${f.users.map((u) => `${u.username}${u.sudo ? ' (sudo)' : ''}`).join(', ') || '-'}`,
+    `packages   ${f.install.join(' ') || '-'}`,
+    `expose     ${f.expose.join(', ') || '-'}`,
+    `entrypoint ${f.entrypoint ? (f.entrypoint.form === 'exec' ? JSON.stringify(f.entrypoint.argv) : f.entrypoint.command) : '-'}`,
+    `boot       ${m.cmdline}  init=${m.init}`,
+    `guest      agent ${m.guest.agent} on ${m.guest.agentChannel}, sshd ${m.guest.sshd}`,
+    'artifacts',
+    ...Object.values(m.artifacts).map(
+      (a) => `  ${a.file.padEnd(14)} ${(a.bytes / 2 ** 20).toFixed(1).padStart(7)} MiB  sha256:${a.sha256}`,
+    ),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}

@@ -1,0 +1,56 @@
+import type { FormpackManifest } from '@formation/interface';
+import { PackClient } from '@formation/pack';
+import pc from 'picocolors';
+import { serviceUrl } from '../node-client.ts';
+import { action, printJson } from '../output.ts';
+import type { CommandContext } from '../program.ts';
+import { localBuilder } from './pack-build.ts';
+
+interface PackListOptions {
+  json?: boolean;
+  local?: boolean;
+  node?: string;
+}
+
+export function registerPackList({ noun }: CommandContext): void {
+  noun('pack', 'Build, check and ship Formpacks')
+    .command('list')
+    .alias('ls')
+    .description('List the Formpacks on the node (or on this machine with --local)')
+    .option('--json', 'print the manifests as JSON')
+    .option('--local', 'read this machine’s data directory instead of asking the node')
+    .option('--node <url>', 'node to ask')
+    .addHelpText('after', '\nExamples:\n  $ form pack list\n  $ form pack list --json | jq -r ".[].id"')
+    .action(action(packList));
+}
+
+async function packList(opts: PackListOptions): Promise<number> {
+  const list: FormpackManifest[] = opts.local
+    ? localBuilder().list()
+    : await new PackClient(await serviceUrl('pack', opts.node)).list();
+  if (opts.json) {
+    printJson(list);
+    return 0;
+  }
+  if (list.length === 0) {
+    process.stdout.write('No Formpacks yet. Build one with `form pack build <dir>`.\n');
+    return 0;
+  }
+  const rows = list.map((m) => [
+    m.id.slice(0, 12),
+    m.name,
+    `${(m.artifacts.disk.bytes / 2 ** 20).toFixed(0)} MiB`,
+    `${m.resources.vcpu} vCPU/${m.resources.memMiB} MiB/${m.resources.diskGiB} GiB`,
+    m.createdAt.replace('T', ' ').slice(0, 19),
+    m.owner.length > 14 ? `${m.owner.slice(0, 12)}…` : m.owner,
+  ]);
+  const head = ['ID', 'NAME', 'IMAGE', 'RESOURCES', 'CREATED', 'OWNER'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const fmt = (r: string[]) =>
+    r
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
+  process.stdout.write(`${pc.bold(fmt(head))}\n${rows.map(fmt).join('\n')}\n`);
+  return 0;
+}

@@ -201,6 +201,12 @@ export class QemuDriver implements HypervisorDriver {
         `Cannot create VM ${spec.id}: ${spec.baseDisk} is ${info.format}, expected ${spec.baseDiskFormat}`,
       );
     }
+    if (info.virtualSize < 2 ** 20) {
+      throw new FormError(
+        'VM_IMAGE_INVALID',
+        `Cannot create VM ${spec.id}: ${spec.baseDisk} is empty (${info.virtualSize} bytes)`,
+      );
+    }
     const want = spec.diskGiB * 2 ** 30;
     const args = ['create', '-q', '-f', 'qcow2', '-b', spec.baseDisk, '-F', spec.baseDiskFormat, paths.disk];
     if (want > info.virtualSize) args.push(String(want));

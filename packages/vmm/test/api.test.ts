@@ -333,12 +333,33 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
     assert.equal(bad.status, 422, JSON.stringify(bad.body));
     assert.equal(bad.body.error.code, 'VM_IMAGE_INVALID');
     assert.equal((await call('POST', '/vms', { image: 'missing.qcow2' })).status, 404);
+    const empty = await call('POST', '/vms', { image: 'empty.img', start: false });
+    assert.equal(empty.status, 422, JSON.stringify(empty.body));
+    assert.match(empty.body.error.message, /is empty/);
+    assert.equal((await call('GET', '/vms')).body.vms.length, 1, 'refused images leave no VM behind');
     const ok = await call('POST', '/vms', { image: 'base.qcow2', init: '/sbin/form-init', start: false });
     assert.equal(ok.status, 201, JSON.stringify(ok.body));
     assert.equal(ok.body.source.format, 'qcow2');
     const fp = await call('POST', '/vms', { image: 'pack.form', start: false });
     assert.equal(fp.status, 201, JSON.stringify(fp.body));
-    for (const id of [ok.body.id, fp.body.id]) assert.equal((await call('DELETE', `/vms/${id}`)).status, 200);
+    // raw and vmdk images get a qcow2 overlay too (the image itself is never written)
+    execFileSync('qemu-img', ['convert', '-O', 'raw', `${tmp}/images/base.qcow2`, `${tmp}/images/raw.img`]);
+    execFileSync('qemu-img', ['convert', '-O', 'vmdk', `${tmp}/images/base.qcow2`, `${tmp}/images/disk.vmdk`]);
+    const ids = [ok.body.id, fp.body.id];
+    for (const [image, format] of [
+      ['raw.img', 'raw'],
+      ['disk.vmdk', 'vmdk'],
+    ]) {
+      const r = await call('POST', '/vms', { image, init: '/sbin/form-init', start: false });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      assert.equal(r.body.source.format, format);
+      const info = JSON.parse(
+        execFileSync('qemu-img', ['info', '--output=json', `${tmp}/vms/${r.body.id}/qemu/disk.qcow2`]).toString(),
+      );
+      assert.equal(info['backing-filename-format'], format);
+      ids.push(r.body.id);
+    }
+    for (const id of ids) assert.equal((await call('DELETE', `/vms/${id}`)).status, 200);
   });
 
   test('restart policy on-failure: a killed QEMU and a dead entrypoint both bring the VM back', async () => {

@@ -8,11 +8,12 @@ import { type ApiServer, createApiServer, type Logger, requireSigner } from '@fo
 import { Type } from '@sinclair/typebox';
 import { DEFAULT_ARCHIVE_LIMITS, extractContext } from './archive.ts';
 import { ARTIFACT_FILES, type ArtifactName, type BuildEvent, Builder } from './builder.ts';
+import { DEFAULT_PACK_CACHE } from './config.ts';
 import { loadSpec } from './formfile.ts';
 
 export interface PackServiceOptions {
   dataDir: string;
-  /** Default `<dataDir>/cache/pack`. */
+  /** Default DEFAULT_PACK_CACHE (/var/tmp/formation-pack-cache). */
   cacheDir?: string;
   logger: Logger;
   suite?: string;
@@ -122,7 +123,7 @@ export async function createPackService(
     opts.builder ??
     new Builder({
       dataDir: opts.dataDir,
-      cacheDir: opts.cacheDir ?? join(opts.dataDir, 'cache', 'pack'),
+      cacheDir: opts.cacheDir ?? DEFAULT_PACK_CACHE,
       ...(opts.suite ? { suite: opts.suite } : {}),
       ...(opts.mirror ? { mirror: opts.mirror } : {}),
       ...(opts.kernel ? { kernel: opts.kernel } : {}),
@@ -150,6 +151,10 @@ export async function createPackService(
 
   function sweepContexts(): void {
     const now = Date.now();
+    // Finished builds are kept for an hour (status and log stay readable), then forgotten.
+    for (const [id, j] of jobs) {
+      if (j.info.finishedAt && Date.parse(j.info.finishedAt) + CONTEXT_TTL_MS < now) jobs.delete(id);
+    }
     for (const [id, c] of contexts) {
       if (c.expires < now) {
         contexts.delete(id);

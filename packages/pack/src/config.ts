@@ -1,14 +1,19 @@
-import { join } from 'node:path';
 import { DEFAULT_PORTS, formHome } from '@formation/interface';
 import { loadConfig } from '@formation/service';
 import { type Static, Type } from '@sinclair/typebox';
+
+/**
+ * Default cache of base images and package layers. Shared by every data dir on the host (builds take
+ * locks), so several nodes of a devnet and `form pack build --local` build the base only once.
+ */
+export const DEFAULT_PACK_CACHE = '/var/tmp/formation-pack-cache';
 
 /** Configuration of the pack service (file + FORM_* env + flags; see loadPackConfig). */
 export const PackConfigSchema = Type.Object({
   dataDir: Type.String({ minLength: 1, description: 'Formpacks live in <dataDir>/formpacks/<id>/' }),
   cacheDir: Type.String({
     default: '',
-    description: 'base rootfs, package layers, .deb cache; default <dataDir>/cache/pack',
+    description: 'base rootfs, package layers, .deb cache (shared by data dirs); default DEFAULT_PACK_CACHE',
   }),
   host: Type.String({ default: '127.0.0.1' }),
   port: Type.Integer({ default: DEFAULT_PORTS.pack, minimum: 0, maximum: 65535 }),
@@ -41,5 +46,5 @@ export function loadPackConfig(
     },
     flags: sources.flags ?? {},
   });
-  return { ...cfg, cacheDir: cfg.cacheDir || join(cfg.dataDir, 'cache', 'pack') };
+  return { ...cfg, cacheDir: cfg.cacheDir || DEFAULT_PACK_CACHE };
 }

@@ -53,6 +53,18 @@ test(
   { skip, timeout: 600_000 },
   async () => {
     const { spec, dir } = await loadSpec(example);
+    // The example as written, plus a key-only user (no password, no sudo) to check public-key login.
+    const keyFile = join(work, 'id_ed25519');
+    spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', keyFile]);
+    const pub = readFileSync(`${keyFile}.pub`, 'utf8').trim();
+    spec.users.push({
+      ...spec.users[0]!,
+      username: 'keyonly',
+      passwd: null,
+      sudo: false,
+      sshPwauth: false,
+      sshAuthorizedKeys: [pub],
+    });
     const builder = new Builder({ dataDir: join(work, 'data'), cacheDir: CACHE_DIR });
     const { id } = await builder.build({ spec, dir, owner: 'boot-test' });
     const vm = await bootFormpack(builder.pathOf(id), work, [22, 8080], 'vm_name=hello-test vm_id=inst-1');
@@ -80,6 +92,31 @@ test(
       );
       assert.equal(s.code, 0, s.out);
       assert.deepEqual(s.out.trim().split('\n'), ['hello-test', 'inst-1', '0', '/etc/ssh/ssh_host_ed25519_key']);
+
+      const k = spawnSync(
+        'ssh',
+        [
+          '-i',
+          keyFile,
+          '-p',
+          String(vm.ports[22]),
+          '-o',
+          'StrictHostKeyChecking=no',
+          '-o',
+          'UserKnownHostsFile=/dev/null',
+          '-o',
+          'LogLevel=ERROR',
+          '-o',
+          'BatchMode=yes',
+          '-o',
+          'ConnectTimeout=20',
+          'keyonly@127.0.0.1',
+          'id -un; sudo -n true 2>/dev/null && echo SUDO || echo NOSUDO',
+        ],
+        { encoding: 'utf8', timeout: 60_000 },
+      );
+      assert.equal(k.status, 0, k.stderr);
+      assert.deepEqual(k.stdout.trim().split('\n'), ['keyonly', 'NOSUDO']);
 
       // The agent: ping, the entrypoint log, and a supervised restart after the entrypoint dies.
       assert.deepEqual(await qga(vm.qga, 'guest-ping'), {});

@@ -88,6 +88,9 @@ describe('form pack build', () => {
       assert.match(r.stderr, /\[\s*[\d.]+s\] disk image/);
       const m = svc.builder.get(id);
       assert.equal(m?.name, 'cli-pack');
+      const again = await runForm(['pack', 'build', app, '--json'], { ...env, FORM_PACK_URL: url });
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(JSON.parse(again.stdout).id, id, 'an existing ID comes back without a new build');
       const list = await runForm(['pack', 'list', '--json'], { ...env, FORM_PACK_URL: url });
       assert.deepEqual(
         JSON.parse(list.stdout).map((x: { id: string }) => x.id),

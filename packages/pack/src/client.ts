@@ -52,6 +52,20 @@ export class PackClient {
     }
   }
 
+  /** Run an ApiClient call, turning "nothing listens" into the pack-specific hint. */
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof FormError && err.code === 'CLI_NO_NODE') {
+        throw new FormError('CLI_NO_NODE', `Cannot reach the pack service at ${this.baseUrl}: nothing is listening`, {
+          hint: NO_NODE_HINT,
+        });
+      }
+      throw err;
+    }
+  }
+
   /** Upload the build context (signed over its sha256); returns the context ID. */
   async uploadContext(spec: FormfileSpec, dir: string, formfile = 'Formfile'): Promise<string> {
     if (!this.key)
@@ -72,11 +86,11 @@ export class PackClient {
   /** Upload and start a build; returns at once (follow it with `log`). */
   async build(spec: FormfileSpec, dir: string, formfile = 'Formfile'): Promise<BuildInfo> {
     const contextId = await this.uploadContext(spec, dir, formfile);
-    return this.api.post<BuildInfo>('/builds', { contextId, formfile });
+    return this.call(() => this.api.post<BuildInfo>('/builds', { contextId, formfile }));
   }
 
   status(buildId: string): Promise<BuildInfo> {
-    return this.api.get<BuildInfo>(`/builds/${buildId}`);
+    return this.call(() => this.api.get<BuildInfo>(`/builds/${buildId}`));
   }
 
   /** The build log, line by line, until the build ends. */
@@ -98,15 +112,15 @@ export class PackClient {
   }
 
   async list(): Promise<FormpackManifest[]> {
-    return (await this.api.get<{ formpacks: FormpackManifest[] }>('/formpacks')).formpacks;
+    return (await this.call(() => this.api.get<{ formpacks: FormpackManifest[] }>('/formpacks'))).formpacks;
   }
 
   get(id: string): Promise<FormpackManifest> {
-    return this.api.get<FormpackManifest>(`/formpacks/${id}`);
+    return this.call(() => this.api.get<FormpackManifest>(`/formpacks/${id}`));
   }
 
   async remove(id: string): Promise<string> {
-    return (await this.api.delete<{ deleted: string }>(`/formpacks/${id}`)).deleted;
+    return (await this.call(() => this.api.delete<{ deleted: string }>(`/formpacks/${id}`))).deleted;
   }
 
   /** URL of an artifact (for other nodes to download). */

@@ -1,6 +1,8 @@
 import { relative } from 'node:path';
 import { FormError, type FormpackManifest } from '@formation/interface';
-import { type BuildEvent, Builder, type BuildLogLine, loadPackConfig, loadSpec, PackClient } from '@formation/pack';
+// Types only at load time: @formation/pack (Fastify, tar) is imported when a pack command runs, so it
+// does not slow down every other `form` command.
+import type { BuildEvent, Builder, BuildLogLine } from '@formation/pack';
 import pc from 'picocolors';
 import { developerKey, serviceUrl } from '../node-client.ts';
 import { action, printJson } from '../output.ts';
@@ -30,7 +32,8 @@ const STEP_LABEL: Record<string, string> = {
 };
 
 /** The Builder on this machine (same data and cache dirs as the node's pack service). */
-export function localBuilder(): Builder {
+export async function localBuilder(): Promise<Builder> {
+  const { Builder, loadPackConfig } = await import('@formation/pack');
   const cfg = loadPackConfig({ env: process.env });
   return new Builder({
     dataDir: cfg.dataDir,
@@ -143,6 +146,7 @@ Examples:
 
 async function packBuild(dir: string, opts: PackBuildOptions): Promise<number> {
   const t0 = Date.now();
+  const { loadSpec, PackClient, formpackId, normalizeSpec, readBuildContext } = await import('@formation/pack');
   const { spec, dir: absDir } = await loadSpec(
     dir,
     opts.file,
@@ -157,13 +161,22 @@ async function packBuild(dir: string, opts: PackBuildOptions): Promise<number> {
       const owner = await developerKey()
         .then((k) => k.address as string)
         .catch(() => 'local');
-      const r = await localBuilder().build({ spec, dir: absDir, owner, onEvent: (e) => progress.event(e) });
+      const r = await (await localBuilder()).build({ spec, dir: absDir, owner, onEvent: (e) => progress.event(e) });
       ({ id, manifest, cached } = r);
     } else {
       const client = new PackClient(await serviceUrl('pack', opts.node), await developerKey());
-      const info = await client.build(spec, absDir, opts.file);
-      let end: Extract<BuildLogLine, { type: 'end' }> | undefined;
-      for await (const line of client.log(info.buildId)) {
+      // Same inputs, same ID: when the node has it already, skip the upload.
+      const localId = formpackId(normalizeSpec(spec), (await readBuildContext(spec, absDir)).digest);
+      const have = await client.get(localId).catch((err: unknown) => {
+        if (err instanceof FormError && (err.code === 'PACK_NOT_FOUND' || err.code === 'NOT_FOUND')) return null;
+        throw err;
+      });
+      if (have) progress.event({ type: 'step', step: 'cached', detail: localId, elapsedMs: Date.now() - t0 });
+      const info = have ? { buildId: '', id: localId, cached: true } : await client.build(spec, absDir, opts.file);
+      let end: Extract<BuildLogLine, { type: 'end' }> | undefined = have
+        ? { type: 'end', status: 'done', error: null }
+        : undefined;
+      for await (const line of have ? [] : client.log(info.buildId)) {
         if (line.type === 'end') end = line;
         else progress.event(line);
       }

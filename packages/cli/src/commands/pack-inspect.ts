@@ -1,5 +1,4 @@
 import type { FormpackManifest } from '@formation/interface';
-import { PackClient } from '@formation/pack';
 import pc from 'picocolors';
 import { serviceUrl } from '../node-client.ts';
 import { action, printJson } from '../output.ts';
@@ -30,10 +29,10 @@ export function registerPackInspect({ noun }: CommandContext): void {
 async function packInspect(idArg: string, opts: PackInspectOptions): Promise<number> {
   let m: FormpackManifest;
   if (opts.local) {
-    const b = localBuilder();
+    const b = await localBuilder();
     m = b.get(resolveLocalId(b, idArg))!;
   } else {
-    m = await new PackClient(await serviceUrl('pack', opts.node)).get(idArg);
+    m = await new (await import('@formation/pack')).PackClient(await serviceUrl('pack', opts.node)).get(idArg);
   }
   if (opts.json) {
     printJson(m);

@@ -1,5 +1,4 @@
 import type { FormpackManifest } from '@formation/interface';
-import { PackClient } from '@formation/pack';
 import pc from 'picocolors';
 import { serviceUrl } from '../node-client.ts';
 import { action, printJson } from '../output.ts';
@@ -26,8 +25,8 @@ export function registerPackList({ noun }: CommandContext): void {
 
 async function packList(opts: PackListOptions): Promise<number> {
   const list: FormpackManifest[] = opts.local
-    ? localBuilder().list()
-    : await new PackClient(await serviceUrl('pack', opts.node)).list();
+    ? (await localBuilder()).list()
+    : await new (await import('@formation/pack')).PackClient(await serviceUrl('pack', opts.node)).list();
   if (opts.json) {
     printJson(list);
     return 0;

@@ -1,4 +1,3 @@
-import { PackClient } from '@formation/pack';
 import { developerKey, serviceUrl } from '../node-client.ts';
 import { action, printJson } from '../output.ts';
 import type { CommandContext } from '../program.ts';
@@ -25,10 +24,11 @@ export function registerPackRm({ noun }: CommandContext): void {
 async function packRm(idArg: string, opts: PackRmOptions): Promise<number> {
   let deleted: string;
   if (opts.local) {
-    const b = localBuilder();
+    const b = await localBuilder();
     deleted = resolveLocalId(b, idArg);
     b.remove(deleted);
   } else {
+    const { PackClient } = await import('@formation/pack');
     deleted = await new PackClient(await serviceUrl('pack', opts.node), await developerKey()).remove(idArg);
   }
   if (opts.json) printJson({ deleted });

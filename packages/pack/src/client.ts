@@ -1,11 +1,19 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { type KeyPair, signRequest } from '@formation/identity';
-import { FormError, type FormfileSpec, type FormpackManifest, formErrorFromBody } from '@formation/interface';
+import {
+  type ErrorCode,
+  FormError,
+  type FormfileSpec,
+  type FormpackManifest,
+  formErrorFromBody,
+} from '@formation/interface';
 import { ApiClient } from '@formation/service';
 import { create as tarCreate } from 'tar';
 import type { BuildInfo, BuildLogLine } from './api.ts';
-import { readBuildContext } from './context.ts';
+import type { BuildEvent } from './builder.ts';
+import { formpackId, readBuildContext } from './context.ts';
+import { normalizeSpec } from './normalize.ts';
 
 const NO_NODE_HINT = 'Start a node with `form node up`, or build on this machine with `form pack build --local`.';
 
@@ -87,6 +95,40 @@ export class PackClient {
   async build(spec: FormfileSpec, dir: string, formfile = 'Formfile'): Promise<BuildInfo> {
     const contextId = await this.uploadContext(spec, dir, formfile);
     return this.call(() => this.api.post<BuildInfo>('/builds', { contextId, formfile }));
+  }
+
+  /**
+   * Build and wait: when the node already has this ID (computed here from the same inputs) nothing is
+   * uploaded; otherwise upload, build, pass each log event to `onEvent`, and end with the manifest.
+   * A failed build throws the builder's FormError (code, message, hint).
+   */
+  async buildAndWait(
+    spec: FormfileSpec,
+    dir: string,
+    opts: { formfile?: string; onEvent?: (e: BuildEvent) => void } = {},
+  ): Promise<{ id: string; manifest: FormpackManifest; cached: boolean }> {
+    const t0 = Date.now();
+    const id = formpackId(normalizeSpec(spec), (await readBuildContext(spec, dir)).digest);
+    const have = await this.get(id).catch((err: unknown) => {
+      if (err instanceof FormError && (err.code === 'PACK_NOT_FOUND' || err.code === 'NOT_FOUND')) return null;
+      throw err;
+    });
+    if (have) {
+      opts.onEvent?.({ type: 'step', step: 'cached', detail: id, elapsedMs: Date.now() - t0 });
+      return { id, manifest: have, cached: true };
+    }
+    const info = await this.build(spec, dir, opts.formfile ?? 'Formfile');
+    let end: Extract<BuildLogLine, { type: 'end' }> | undefined;
+    for await (const line of this.log(info.buildId)) {
+      if (line.type === 'end') end = line;
+      else opts.onEvent?.(line);
+    }
+    if (!end) throw new FormError('UNAVAILABLE', `Cannot follow build ${info.buildId}: the log ended early`);
+    if (end.status === 'failed') {
+      const e = end.error ?? { code: 'PACK_BUILD_FAILED', message: 'Cannot build: the build failed' };
+      throw new FormError(e.code as ErrorCode, e.message, e.hint ? { hint: e.hint } : {});
+    }
+    return { id: info.id, manifest: await this.get(info.id), cached: info.cached };
   }
 
   status(buildId: string): Promise<BuildInfo> {

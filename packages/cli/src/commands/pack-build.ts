@@ -146,7 +146,7 @@ Examples:
 
 async function packBuild(dir: string, opts: PackBuildOptions): Promise<number> {
   const t0 = Date.now();
-  const { loadSpec, PackClient, formpackId, normalizeSpec, readBuildContext } = await import('@formation/pack');
+  const { loadSpec, PackClient } = await import('@formation/pack');
   const { spec, dir: absDir } = await loadSpec(
     dir,
     opts.file,
@@ -165,28 +165,10 @@ async function packBuild(dir: string, opts: PackBuildOptions): Promise<number> {
       ({ id, manifest, cached } = r);
     } else {
       const client = new PackClient(await serviceUrl('pack', opts.node), await developerKey());
-      // Same inputs, same ID: when the node has it already, skip the upload.
-      const localId = formpackId(normalizeSpec(spec), (await readBuildContext(spec, absDir)).digest);
-      const have = await client.get(localId).catch((err: unknown) => {
-        if (err instanceof FormError && (err.code === 'PACK_NOT_FOUND' || err.code === 'NOT_FOUND')) return null;
-        throw err;
-      });
-      if (have) progress.event({ type: 'step', step: 'cached', detail: localId, elapsedMs: Date.now() - t0 });
-      const info = have ? { buildId: '', id: localId, cached: true } : await client.build(spec, absDir, opts.file);
-      let end: Extract<BuildLogLine, { type: 'end' }> | undefined = have
-        ? { type: 'end', status: 'done', error: null }
-        : undefined;
-      for await (const line of have ? [] : client.log(info.buildId)) {
-        if (line.type === 'end') end = line;
-        else progress.event(line);
-      }
-      if (!end) throw new FormError('UNAVAILABLE', `Cannot follow build ${info.buildId}: the log ended early`);
-      if (end.status === 'failed' && end.error) {
-        throw new FormError(end.error.code as never, end.error.message, end.error.hint ? { hint: end.error.hint } : {});
-      }
-      id = info.id;
-      cached = info.cached;
-      manifest = await client.get(id);
+      ({ id, manifest, cached } = await client.buildAndWait(spec, absDir, {
+        formfile: opts.file,
+        onEvent: (e) => progress.event(e),
+      }));
     }
     progress.end(true);
   } catch (err) {

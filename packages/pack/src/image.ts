@@ -41,7 +41,7 @@ export async function hashPassword(plain: string): Promise<string> {
 }
 
 function sshdConfig(users: FormfileUser[]): string {
-  const pwUsers = users.filter((u) => u.sshPwauth && u.passwd).map((u) => u.username);
+  const pwUsers = users.filter((u) => u.sshPwauth && u.passwd && !u.lockPasswd).map((u) => u.username);
   const rootOff = users.some((u) => u.disableRoot);
   return [
     '# Written by the Formation Formpack builder.',
@@ -173,7 +173,6 @@ export async function customizeRootfs(o: CustomizeOptions): Promise<void> {
     } else {
       lines.push(`usermod -p '*' ${n}`); // no password: key login only, account not "locked"
     }
-    if (u.chpasswdExpire && u.passwd) lines.push(`chage -d 0 ${n}`);
     const home = u.username === 'root' ? '/root' : `$(getent passwd ${n} | cut -d: -f6)`;
     if (u.sshAuthorizedKeys.length) {
       const keys = u.sshAuthorizedKeys.map((k) => k.replaceAll('\n', ' ').trim()).join('\n');
@@ -189,6 +188,12 @@ export async function customizeRootfs(o: CustomizeOptions): Promise<void> {
     }
   }
   if (stdin.length) lines.push('chpasswd -e'); // reads user:hash lines from stdin
+  // After chpasswd (which resets the last-change date): lock_passwd keeps the hash but refuses password
+  // logins (keys still work, sshd uses PAM); chpasswd_expire forces a new password at first login.
+  for (const u of spec.users.filter((x) => x.passwd)) {
+    if (u.lockPasswd) lines.push(`usermod -L ${shQuote(u.username)}`);
+    if (u.chpasswdExpire) lines.push(`chage -d 0 ${shQuote(u.username)}`);
+  }
   lines.push(`mkdir -p ${shQuote(workdir)}`);
   for (const [i, c] of copies.entries()) {
     const staged = `${STAGE}/${i}`;

@@ -91,6 +91,7 @@ describe('Formpack builder (real builds)', { skip }, () => {
       users: [
         makeUser({ username: 'alice', passwd: SECRET, sudo: true, sshPwauth: true, sshAuthorizedKeys: [KEY] }),
         makeUser({ username: 'bob', sshAuthorizedKeys: [KEY] }),
+        makeUser({ username: 'carol', passwd: 'x-locked-1', lockPasswd: true, sshPwauth: true, chpasswdExpire: true }),
       ],
       env: [
         { key: 'GREETING', value: "hello 'world'", scope: { kind: 'system' } },
@@ -134,10 +135,11 @@ describe('Formpack builder (real builds)', { skip }, () => {
     const shadow = debugfsCat(raw, '/etc/shadow');
     assert.match(shadow, /^alice:\$6\$[^:]+:/m);
     assert.match(shadow, /^bob:\*:/m);
+    assert.match(shadow, /^carol:!\$6\$[^:]+:0:/m, 'locked, and expired (last change 0)');
     const sshd = debugfsCat(raw, '/etc/ssh/sshd_config');
     assert.match(sshd, /^PasswordAuthentication no$/m);
     assert.match(sshd, /^Match User alice\n\s+PasswordAuthentication yes$/m);
-    assert.doesNotMatch(sshd, /bob/);
+    assert.doesNotMatch(sshd, /bob|carol/);
     assert.match(debugfsCat(raw, '/etc/sudoers.d/90-form-alice'), /^alice ALL=\(ALL\) NOPASSWD:ALL$/m);
     assert.equal(debugfsCat(raw, '/etc/sudoers.d/90-form-bob'), '');
     assert.match(debugfsCat(raw, '/etc/group'), /^sudo:x:\d+:alice$/m);

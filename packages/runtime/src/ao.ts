@@ -1,5 +1,6 @@
+import type { NonceCache } from '@formation/identity';
 import { FormError } from '@formation/interface';
-import type { ApiServer } from '@formation/service';
+import { type ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import type { ProcessManager } from './manager.ts';
 import type { Result } from './types.ts';
@@ -56,15 +57,16 @@ function tag(item: AoDataItem, name: string): string | undefined {
 
 /**
  * AO-style endpoints (seed 004 "Run AOS Client": cu-url = mu-url = this node, scheduler = node id):
- * MU `POST /` takes a data item (Type=Process spawns from the Module tag, Type=Message applies it),
+ * MU `POST /` takes a data item (signed with Formation's request signature; the signer is the Owner) (Type=Process spawns from the Module tag, Type=Message applies it),
  * CU `GET /result/:id?process-id=` and `GET /results/:pid`, `POST /dry-run?process-id=`, and SU
  * `GET /` naming the scheduler.
  */
 export function registerAoRoutes(
   app: ApiServer,
-  deps: { manager: ProcessManager; node: { id: string; name: string; url: string } },
+  deps: { manager: ProcessManager; nonces: NonceCache; node: { id: string; name: string; url: string } },
 ): void {
   const { manager } = deps;
+  const signed = { preHandler: requireSigner(deps.nonces) };
   app.get('/', async () => ({
     Name: deps.node.name,
     Unit: 'Scheduler',
@@ -72,10 +74,13 @@ export function registerAoRoutes(
     Processes: manager.listProcesses().map((p) => p.id),
   }));
 
-  app.post('/', { schema: { body: DataItem } }, async (req, reply) => {
+  app.post('/', { ...signed, schema: { body: DataItem } }, async (req, reply) => {
     const item = req.body as AoDataItem;
     const type = tag(item, 'Type') ?? (item.Target ? 'Message' : undefined);
-    const owner = item.Owner ?? '';
+    // the data item's owner is whoever signed the request; a different claimed Owner is refused
+    const owner = req.signer?.address ?? '';
+    if (item.Owner && item.Owner.toLowerCase() !== owner.toLowerCase())
+      throw new FormError('AUTH_FORBIDDEN', `Cannot accept data item: Owner ${item.Owner} is not the signer ${owner}`);
     if (type === 'Process') {
       const module = tag(item, 'Module');
       if (!module) throw new FormError('BAD_REQUEST', 'Cannot spawn: the data item has no Module tag');
@@ -144,6 +149,8 @@ export function registerAoRoutes(
       const item = req.body as AoDataItem;
       const action = tag(item, 'Action');
       if (!action) throw new FormError('BAD_REQUEST', 'Cannot dry-run: the data item has no Action tag');
+      // dry runs are unsigned (as in AO), so the claimed Owner is not proven: no Eval
+      if (action === 'Eval') throw new FormError('AUTH_FORBIDDEN', 'Cannot dry-run Eval: send it as a signed message');
       const params: Record<string, string> = {};
       for (const t of item.Tags) if (t.name !== 'Action') params[t.name] = t.value;
       const out = await manager.send(req.query['process-id'], {

@@ -70,7 +70,7 @@ export class RuntimeClient {
  * the node URL, scheduler = the node id.
  *
  * @example
- * const ao = new AoClient('http://127.0.0.1:8080', myAddress);
+ * const ao = new AoClient('http://127.0.0.1:8080', key); // data items are signed with key
  * const pid = await ao.spawn({ module, scheduler: nodeId, data: src });
  * const mid = await ao.message({ process: pid, tags: [{ name: 'Action', value: 'Ping' }] });
  * const res = await ao.result({ process: pid, message: mid });
@@ -79,13 +79,13 @@ export class AoClient {
   private readonly api: ApiClient;
   private readonly owner: string;
 
-  constructor(nodeUrl: string, owner: string) {
-    this.api = new ApiClient(nodeUrl);
-    this.owner = owner;
+  constructor(nodeUrl: string, key: KeyPair) {
+    this.api = new ApiClient(nodeUrl, key);
+    this.owner = key.address;
   }
 
   private async post(item: AoDataItem): Promise<string> {
-    const r = await this.api.request<{ id: string }>('POST', '/', item, { sign: false });
+    const r = await this.api.request<{ id: string }>('POST', '/', item);
     return r.id;
   }
 

@@ -54,28 +54,25 @@ export async function createRuntimeService(opts: {
     nodeId: key.address,
     nodeUrl: config.nodeURL,
   });
+  let app: ApiServer;
   try {
     await manager.start();
+    app = await createApiServer({
+      name: 'runtime',
+      logger,
+      description: 'HyMatrix/VMDocker-compatible compute runtime',
+      bodyLimit: 16 * 1024 * 1024,
+    });
+    const node = { id: key.address, name: config.nodeName, desc: config.nodeDesc, url: config.nodeURL };
+    const nonces = opts.nonces ?? new NonceCache();
+    registerRuntimeRoutes(app, { manager, images, cacheDir: join(config.dataDir, 'cache'), nonces, node });
+    registerAoRoutes(app, { manager, nonces, node });
   } catch (err) {
+    // nothing may keep running (containers, the Redis connection) when start fails
     await manager.close().catch(() => undefined);
     await store.close();
     throw err;
   }
-  const app = await createApiServer({
-    name: 'runtime',
-    logger,
-    description: 'HyMatrix/VMDocker-compatible compute runtime',
-    bodyLimit: 16 * 1024 * 1024,
-  });
-  const node = { id: key.address, name: config.nodeName, desc: config.nodeDesc, url: config.nodeURL };
-  registerRuntimeRoutes(app, {
-    manager,
-    images,
-    cacheDir: join(config.dataDir, 'cache'),
-    nonces: opts.nonces ?? new NonceCache(),
-    node,
-  });
-  registerAoRoutes(app, { manager, node });
   return {
     app,
     manager,

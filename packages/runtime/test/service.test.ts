@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
-import { createLogger } from '@formation/service';
+import { ApiClient, createLogger } from '@formation/service';
 import { AoClient, RuntimeClient } from '../src/client.ts';
 import { loadRuntimeConfig, type RuntimeConfig } from '../src/config.ts';
 import { writeDockerArchive } from '../src/docker-archive.ts';
@@ -141,7 +141,7 @@ describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { 
       rt.result('no-such-process', 1),
       (e: Error & { code?: string }) => e.code === 'RUNTIME_PROCESS_NOT_FOUND',
     );
-    const ao = new AoClient(url, key.address);
+    const ao = new AoClient(url, key);
     await assert.rejects(
       ao.message({ process: 'no-such-process', tags: [{ name: 'Action', value: 'Inc' }] }),
       /Cannot find process/,
@@ -265,7 +265,7 @@ describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { 
   });
 
   it('speaks AO: scheduler = node id, spawn, message, result, dry-run', async () => {
-    const ao = new AoClient(url, key.address);
+    const ao = new AoClient(url, key);
     const sched = await ao.scheduler();
     assert.equal(sched.Address, svc.nodeId);
     const aoPid = await ao.spawn({ module: moduleId, scheduler: svc.nodeId, data: COUNTER_SRC });
@@ -288,6 +288,32 @@ describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { 
     assert.match(typeof dry.Output === 'string' ? dry.Output : dry.Output.data, /inc to 53/);
     const got = await ao.dryrun({ process: aoPid, tags: [{ name: 'Action', value: 'Get' }] });
     assert.match(typeof got.Output === 'string' ? got.Output : got.Output.data, /^3$/m, 'dry run kept no state');
+    // the owner is the signer: claiming another owner is refused, unsigned items too, and dry runs cannot Eval
+    await assert.rejects(
+      new ApiClient(url, generateKeyPair()).post('/', {
+        Owner: key.address,
+        Target: aoPid,
+        Tags: [
+          { name: 'Type', value: 'Message' },
+          { name: 'Action', value: 'Eval' },
+        ],
+        Data: 'State.count = 0',
+      }),
+      (e: Error & { code?: string }) => e.code === 'AUTH_FORBIDDEN',
+    );
+    await assert.rejects(
+      new ApiClient(url).request(
+        'POST',
+        '/',
+        { Target: aoPid, Tags: [{ name: 'Action', value: 'Inc' }] },
+        { sign: false },
+      ),
+      (e: Error & { code?: string }) => e.code === 'AUTH_MISSING',
+    );
+    await assert.rejects(
+      ao.dryrun({ process: aoPid, tags: [{ name: 'Action', value: 'Eval' }], data: 'State.count' }),
+      /Cannot dry-run Eval/,
+    );
     const boom = await ao.result({
       process: aoPid,
       message: await ao.message({ process: aoPid, tags: [{ name: 'Action', value: 'Boom' }] }),

@@ -2,6 +2,8 @@ import type { NonceCache } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import { type ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { verifyDataItem } from './ans104.ts';
 import type { ProcessManager } from './manager.ts';
 import type { Result } from './types.ts';
 
@@ -57,7 +59,8 @@ function tag(item: AoDataItem, name: string): string | undefined {
 
 /**
  * AO-style endpoints (seed 004 "Run AOS Client": cu-url = mu-url = this node, scheduler = node id):
- * MU `POST /` takes a data item (signed with Formation's request signature; the signer is the Owner) (Type=Process spawns from the Module tag, Type=Message applies it),
+ * MU `POST /` takes a data item — ANS-104 binary (Ethereum signature, type 3) or JSON signed with
+ * Formation's request signature; either way the signer is the Owner — (Type=Process spawns from the Module tag, Type=Message applies it),
  * CU `GET /result/:id?process-id=` and `GET /results/:pid`, `POST /dry-run?process-id=`, and SU
  * `GET /` naming the scheduler.
  */
@@ -66,7 +69,6 @@ export function registerAoRoutes(
   deps: { manager: ProcessManager; nonces: NonceCache; node: { id: string; name: string; url: string } },
 ): void {
   const { manager } = deps;
-  const signed = { preHandler: requireSigner(deps.nonces) };
   app.get('/', async () => ({
     Name: deps.node.name,
     Unit: 'Scheduler',
@@ -74,43 +76,88 @@ export function registerAoRoutes(
     Processes: manager.listProcesses().map((p) => p.id),
   }));
 
-  app.post('/', { ...signed, schema: { body: DataItem } }, async (req, reply) => {
-    const item = req.body as AoDataItem;
-    const type = tag(item, 'Type') ?? (item.Target ? 'Message' : undefined);
-    // the data item's owner is whoever signed the request; a different claimed Owner is refused
-    const owner = req.signer?.address ?? '';
-    if (item.Owner && item.Owner.toLowerCase() !== owner.toLowerCase())
-      throw new FormError('AUTH_FORBIDDEN', `Cannot accept data item: Owner ${item.Owner} is not the signer ${owner}`);
-    if (type === 'Process') {
-      const module = tag(item, 'Module');
-      if (!module) throw new FormError('BAD_REQUEST', 'Cannot spawn: the data item has no Module tag');
-      const sched = tag(item, 'Scheduler');
-      if (sched && sched.toLowerCase() !== deps.node.id.toLowerCase())
-        throw new FormError('BAD_REQUEST', `Cannot spawn: Scheduler ${sched} is not this node (${deps.node.id})`);
-      const p = await manager.spawn({ module, owner, data: item.Data ?? '', tags: item.Tags });
-      return reply.status(202).send({ id: p.id, message: 'Processing DataItem' });
-    }
-    if (type === 'Message') {
-      if (!item.Target) throw new FormError('BAD_REQUEST', 'Cannot send: the data item has no Target');
-      const action = tag(item, 'Action');
-      if (!action) throw new FormError('BAD_REQUEST', 'Cannot send: the data item has no Action tag');
-      const params: Record<string, string> = {};
-      for (const t of item.Tags)
-        if (!['Action', 'Type', 'Data-Protocol', 'Variant'].includes(t.name)) params[t.name] = t.value;
-      const out = await manager.send(item.Target, {
-        from: owner,
-        action,
-        data: item.Data ?? '',
-        params,
-        ...(item.Id ? { itemId: item.Id } : {}),
-      });
-      return reply.status(202).send({ id: out.itemId, message: 'Processing DataItem' });
-    }
-    throw new FormError(
-      'BAD_REQUEST',
-      `Cannot handle data item: Type must be Process or Message (got ${JSON.stringify(type ?? null)})`,
-    );
-  });
+  // ANS-104 binary data items (what AO clients post to a MU); JSON items use the request signature
+  app.addContentTypeParser(
+    'application/octet-stream',
+    { parseAs: 'buffer', bodyLimit: 16 * 1024 * 1024 },
+    (_req, body, done) => done(null, body),
+  );
+  const jsonSigner = requireSigner(deps.nonces);
+  app.post(
+    '/',
+    {
+      preHandler: async (req) => {
+        if (!Buffer.isBuffer(req.body)) await jsonSigner(req);
+      },
+    },
+    async (req, reply) => {
+      let item: AoDataItem;
+      let owner: string;
+      if (Buffer.isBuffer(req.body)) {
+        const d = verifyDataItem(req.body);
+        owner = d.ownerAddress;
+        item = {
+          Id: d.id,
+          Owner: owner,
+          Tags: d.tags,
+          Data: d.data.toString('utf8'),
+          ...(d.target ? { Target: d.target } : {}),
+        };
+      } else {
+        if (!Value.Check(DataItem, req.body)) {
+          const first = [...Value.Errors(DataItem, req.body)][0];
+          throw new FormError(
+            'BAD_REQUEST',
+            `Cannot accept data item: ${first?.path || '/'} ${first?.message ?? 'is invalid'}`,
+          );
+        }
+        item = req.body as AoDataItem;
+        // the data item's owner is whoever signed the request; a different claimed Owner is refused
+        owner = req.signer?.address ?? '';
+        if (item.Owner && item.Owner.toLowerCase() !== owner.toLowerCase())
+          throw new FormError(
+            'AUTH_FORBIDDEN',
+            `Cannot accept data item: Owner ${item.Owner} is not the signer ${owner}`,
+          );
+      }
+      const type = tag(item, 'Type') ?? (item.Target ? 'Message' : undefined);
+      if (type === 'Process') {
+        const module = tag(item, 'Module');
+        if (!module) throw new FormError('BAD_REQUEST', 'Cannot spawn: the data item has no Module tag');
+        const sched = tag(item, 'Scheduler');
+        if (sched && sched.toLowerCase() !== deps.node.id.toLowerCase())
+          throw new FormError('BAD_REQUEST', `Cannot spawn: Scheduler ${sched} is not this node (${deps.node.id})`);
+        const p = await manager.spawn({
+          module,
+          owner,
+          data: item.Data ?? '',
+          tags: item.Tags,
+          ...(item.Id ? { id: item.Id } : {}),
+        });
+        return reply.status(202).send({ id: p.id, message: 'Processing DataItem' });
+      }
+      if (type === 'Message') {
+        if (!item.Target) throw new FormError('BAD_REQUEST', 'Cannot send: the data item has no Target');
+        const action = tag(item, 'Action');
+        if (!action) throw new FormError('BAD_REQUEST', 'Cannot send: the data item has no Action tag');
+        const params: Record<string, string> = {};
+        for (const t of item.Tags)
+          if (!['Action', 'Type', 'Data-Protocol', 'Variant'].includes(t.name)) params[t.name] = t.value;
+        const out = await manager.send(item.Target, {
+          from: owner,
+          action,
+          data: item.Data ?? '',
+          params,
+          ...(item.Id ? { itemId: item.Id } : {}),
+        });
+        return reply.status(202).send({ id: out.itemId, message: 'Processing DataItem' });
+      }
+      throw new FormError(
+        'BAD_REQUEST',
+        `Cannot handle data item: Type must be Process or Message (got ${JSON.stringify(type ?? null)})`,
+      );
+    },
+  );
 
   app.get(
     '/result/:id',

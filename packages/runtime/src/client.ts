@@ -1,5 +1,7 @@
 import type { KeyPair } from '@formation/identity';
+import { FormError, formErrorFromBody } from '@formation/interface';
 import { ApiClient } from '@formation/service';
+import { createDataItem } from './ans104.ts';
 import type { AoDataItem, AoResult } from './ao.ts';
 import type { ProcessInfo, SendOutput } from './manager.ts';
 import type { ApplyMode, Result } from './types.ts';
@@ -66,7 +68,8 @@ export class RuntimeClient {
 }
 
 /**
- * A minimal AO client (what aos does against a MU/CU/SU), pointed at one node: mu-url = cu-url =
+ * A minimal AO client (what aos does against a MU/CU/SU): ANS-104 data items signed with an Ethereum
+ * (secp256k1) key, pointed at one node: mu-url = cu-url =
  * the node URL, scheduler = the node id.
  *
  * @example
@@ -78,15 +81,35 @@ export class RuntimeClient {
 export class AoClient {
   private readonly api: ApiClient;
   private readonly owner: string;
+  private readonly key: KeyPair;
 
   constructor(nodeUrl: string, key: KeyPair) {
     this.api = new ApiClient(nodeUrl, key);
+    this.key = key;
     this.owner = key.address;
   }
 
+  /** Post a signed ANS-104 data item (as aoconnect does against a MU). */
   private async post(item: AoDataItem): Promise<string> {
-    const r = await this.api.request<{ id: string }>('POST', '/', item);
-    return r.id;
+    const body = createDataItem(this.key, {
+      ...(item.Target ? { target: item.Target } : {}),
+      tags: item.Tags,
+      data: item.Data ?? '',
+    });
+    let res: Response;
+    try {
+      res = await fetch(`${this.api.baseUrl}/`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream', accept: 'application/json' },
+        body,
+        signal: AbortSignal.timeout(60_000),
+      });
+    } catch (err) {
+      throw new FormError('UNAVAILABLE', `Cannot reach ${this.api.baseUrl}: ${(err as Error).message}`);
+    }
+    const parsed = (await res.json().catch(() => undefined)) as { id?: string } | undefined;
+    if (!res.ok) throw formErrorFromBody(parsed, res.status);
+    return String(parsed?.id);
   }
 
   scheduler(): Promise<{ Name: string; Address: string }> {

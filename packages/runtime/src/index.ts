@@ -1,3 +1,4 @@
+export * from './ans104.ts';
 export * from './ao.ts';
 export * from './api.ts';
 export * from './checkpoint.ts';

@@ -241,14 +241,18 @@ export class ProcessManager {
 
   /** Spawn a process from a module: a new container, the spawn call, and checkpoint 0. */
   async spawn(input: {
+    /** Process id (AO: the spawn data item's id); a new random id when absent. */
+    id?: string;
     module: string;
     owner: string;
     data?: string;
     tags?: Array<{ name: string; value: string }>;
   }): Promise<ProcessInfo> {
     const mod = this.module(input.module);
+    if (input.id !== undefined && (!/^[A-Za-z0-9_-]{1,64}$/.test(input.id) || this.procs.has(input.id)))
+      throw new FormError('CONFLICT', `Cannot spawn process ${input.id}: the id is taken or malformed`);
     const rec: ProcessRecord = {
-      id: newItemId(),
+      id: input.id ?? newItemId(),
       moduleId: mod.id,
       owner: input.owner,
       data: input.data ?? '',

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
 import { ApiClient, createLogger } from '@formation/service';
+import { createDataItem } from '../src/ans104.ts';
 import { AoClient, RuntimeClient } from '../src/client.ts';
 import { loadRuntimeConfig, type RuntimeConfig } from '../src/config.ts';
 import { writeDockerArchive } from '../src/docker-archive.ts';
@@ -143,7 +144,7 @@ describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { 
     );
     const ao = new AoClient(url, key);
     await assert.rejects(
-      ao.message({ process: 'no-such-process', tags: [{ name: 'Action', value: 'Inc' }] }),
+      ao.message({ process: Buffer.alloc(32, 9).toString('base64url'), tags: [{ name: 'Action', value: 'Inc' }] }),
       /Cannot find process/,
     );
   });
@@ -269,6 +270,7 @@ describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { 
     const sched = await ao.scheduler();
     assert.equal(sched.Address, svc.nodeId);
     const aoPid = await ao.spawn({ module: moduleId, scheduler: svc.nodeId, data: COUNTER_SRC });
+    assert.equal((await rt.process(aoPid)).owner, key.address, 'the ANS-104 signer owns the process');
     await assert.rejects(ao.spawn({ module: moduleId, scheduler: '0xsomeoneelse', data: '' }), /is not this node/);
     const mid = await ao.message({
       process: aoPid,
@@ -279,6 +281,7 @@ describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { 
       data: '3',
     });
     const res = await ao.result({ process: aoPid, message: mid });
+    assert.equal((await rt.result(aoPid, mid)).sequence, 1, 'the data item id is the message id');
     assert.equal(res.Error, undefined);
     assert.deepEqual(res.Messages, [
       { Target: key.address, Data: 'count=3', Tags: [{ name: 'Action', value: 'Count' }] },

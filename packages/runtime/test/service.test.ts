@@ -313,6 +313,23 @@ describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { 
       ),
       (e: Error & { code?: string }) => e.code === 'AUTH_MISSING',
     );
+    // an altered binary data item is refused
+    const item = createDataItem(key, {
+      target: aoPid,
+      tags: [
+        { name: 'Type', value: 'Message' },
+        { name: 'Action', value: 'Inc' },
+      ],
+      data: '1',
+    });
+    item[item.length - 1] = 0x32;
+    const res2 = await fetch(`${url}/`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: item,
+    });
+    assert.equal(res2.status, 401);
+    assert.equal(((await res2.json()) as { error: { code: string } }).error.code, 'AUTH_BAD_SIGNATURE');
     await assert.rejects(
       ao.dryrun({ process: aoPid, tags: [{ name: 'Action', value: 'Eval' }], data: 'State.count' }),
       /Cannot dry-run Eval/,

@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { FormError } from '@formation/interface';
 import { decodeCheckpoint, encodeCheckpoint, packWorkspace, replaceContents, unpackWorkspace } from './checkpoint.ts';
-import type { RuncContainer } from './runc.ts';
+import { chownTree, type RuncContainer } from './runc.ts';
 import type { Meta, Result, Vm } from './types.ts';
 
 /** What the manager passes when a process is first created in a container. */
@@ -93,6 +93,7 @@ export class ContainerVm implements Vm {
         throw err;
       }
       await replaceContents(this.container.workspaceDir, staged);
+      await chownTree(this.container.workspaceDir, this.container.uid);
     } finally {
       await rm(staged, { recursive: true, force: true });
     }

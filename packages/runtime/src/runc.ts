@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { access, mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, chown, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -31,6 +31,19 @@ export interface RuncContainerOptions {
   env?: string[];
   logger: Logger;
   runc?: string;
+  /** User the runtime server runs as inside the container (default 65534, nobody): not root, even there. */
+  uid?: number;
+}
+
+const NOBODY = 65534;
+
+/** Give a directory tree to the container's user (the only places it may write). */
+export async function chownTree(dir: string, uid: number): Promise<void> {
+  await chown(dir, uid, uid);
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    const p = join(e.parentPath, e.name);
+    if (!e.isSymbolicLink()) await chown(p, uid, uid);
+  }
 }
 
 /** State letter and start time of a host process, from /proc/<pid>/stat (undefined when gone). */
@@ -65,7 +78,7 @@ export function ociSpec(o: RuncContainerOptions, socketDir: string, workspaceDir
     ociVersion: '1.0.2',
     process: {
       terminal: false,
-      user: { uid: 0, gid: 0 },
+      user: { uid: o.uid ?? NOBODY, gid: o.uid ?? NOBODY },
       args,
       env: [
         ...(o.image.Env ?? ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']),
@@ -163,6 +176,8 @@ export class RuncContainer {
     const { bundleDir } = this.o;
     await mkdir(join(bundleDir, 'run'), { recursive: true });
     await mkdir(this.workspaceDir, { recursive: true });
+    await chownTree(join(bundleDir, 'run'), this.uid);
+    await chownTree(this.workspaceDir, this.uid);
     await mkdir(this.o.runcRoot, { recursive: true });
     await writeFile(
       join(bundleDir, 'config.json'),
@@ -218,6 +233,11 @@ export class RuncContainer {
         );
       await new Promise((r) => setTimeout(r, 10));
     }
+  }
+
+  /** User id the container's process runs as (owner of its socket directory and workspace). */
+  get uid(): number {
+    return this.o.uid ?? NOBODY;
   }
 
   /** Host PID of the container's init (the runtime server). */

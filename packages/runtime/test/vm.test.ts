@@ -75,6 +75,7 @@ describe('ContainerVm: the JS runtime image in runc containers', { skip }, () =>
       ['lo'],
       'only a loopback interface in the container',
     );
+    assert.match(readFileSync(`/proc/${c.pid}/status`, 'utf8'), /^Uid:\s+65534\s/m, 'the runtime server is not root');
     const cg = readFileSync(`/proc/${c.pid}/cgroup`, 'utf8');
     assert.match(cg, new RegExp(`memory:/formation-runtime/${c.id}`));
     assert.equal(

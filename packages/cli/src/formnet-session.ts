@@ -70,10 +70,13 @@ export async function openFormnetSession(opts: { node?: string } = {}): Promise<
   const wg = generateWireGuardKeyPair();
   let joined = false;
   let address = '';
+  let device: Awaited<ReturnType<typeof bringUpMember>> | undefined;
   let closed = false;
   const close = async (): Promise<void> => {
     if (closed) return;
     closed = true;
+    // End our wireguard-go first (by its PID): a TUN device keeps it, and the namespace, alive otherwise.
+    await device?.destroy().catch(() => undefined);
     if (joined) await requestLeave(formnetUrl, key).catch(() => undefined);
     await deleteNetns(ns).catch(() => undefined);
   };
@@ -102,7 +105,13 @@ export async function openFormnetSession(opts: { node?: string } = {}): Promise<
     const peers = join.peers.map((p) =>
       p.id === info.node ? { ...p, endpoint: `${nodeSide}:${info.wireguardPort}` } : p,
     );
-    await bringUpMember({ name: `fdw${tag}`, netns: ns, privateKey: wg.privateKey, join: { ...join, peers }, logger });
+    device = await bringUpMember({
+      name: `fdw${tag}`,
+      netns: ns,
+      privateKey: wg.privateKey,
+      join: { ...join, peers },
+      logger,
+    });
   } catch (err) {
     await close();
     throw err;

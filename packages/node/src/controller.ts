@@ -114,6 +114,11 @@ export class InstanceController {
         await this.author('instance.claim', { instanceId: inst.id, node: this.me });
         continue;
       }
+      if (vm && vm.source.kind === 'formpack' && vm.source.id !== inst.formpackId) {
+        // Shipped a new Formpack under the same name: replace the VM with one of the new Formpack.
+        await this.guard(inst.id, () => this.o.vmm.destroy(vm.id));
+        continue;
+      }
       if (inst.desired === 'stopped') {
         if (vm && (vm.state === 'running' || vm.state === 'paused')) {
           await this.guard(inst.id, async () => {

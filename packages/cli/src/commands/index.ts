@@ -6,6 +6,7 @@ import { registerPackBuild } from './pack-build.ts';
 import { registerPackInspect } from './pack-inspect.ts';
 import { registerPackList } from './pack-list.ts';
 import { registerPackRm } from './pack-rm.ts';
+import { registerPackShip } from './pack-ship.ts';
 import { registerPackValidate } from './pack-validate.ts';
 import { registerRuntime } from './runtime.ts';
 import { registerSsh } from './ssh.ts';
@@ -15,10 +16,12 @@ export const commands: Array<(ctx: CommandContext) => void> = [
   registerKitInit,
   registerPackValidate,
   registerPackBuild,
+  registerPackShip,
   registerPackList,
   registerPackInspect,
   registerPackRm,
   registerNode,
   registerManage,
+  registerSsh,
   registerRuntime,
 ];

@@ -96,7 +96,9 @@ async function getStatus(ref: string, opts: Common): Promise<number> {
   const inst = await resolveInstance(state, ref, /^[0-9a-f]{32}$/.test(ref) ? undefined : await myAddress());
   const nodes = await state.nodes();
   const s = deploymentStatus(inst, nodes.length);
-  const domain = (await state.dns()).find((d) => d.instanceId === inst.id)?.name ?? null;
+  const names = (await state.dns()).filter((d) => d.instanceId === inst.id).map((d) => d.name);
+  // Prefer <name>.<domain> (what people type) over <instance id>.<domain>.
+  const domain = names.find((n) => n.startsWith(`${inst.name}.`)) ?? names[0] ?? null;
   const replicas = inst.replicaSet.map((r) => ({
     node: nodes.find((n) => n.id === r.node)?.address ?? r.node,
     state: r.state ?? 'claimed',

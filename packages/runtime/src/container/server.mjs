@@ -13,6 +13,7 @@ const SOCKET = process.env.FORM_RT_SOCKET || '/run/formrt/api.sock';
 const WORKSPACE = process.env.FORM_RT_WORKSPACE || '/workspace';
 const TIMEOUT_MS = Number(process.env.FORM_RT_APPLY_TIMEOUT_MS || 2000);
 const MAX_BODY = 64 * 1024 * 1024;
+const MAX_WRITES = 16 * 1024 * 1024;
 
 const PRELUDE = `
 globalThis.State = {};
@@ -87,7 +88,11 @@ function newProcess(pid, owner, sources, rng) {
     },
     // writes become visible to the process at once and reach the disk only when the message succeeds
     write: (name, text) => {
-      p.pending.set(safeName(name), String(text));
+      const t = String(text);
+      let total = t.length;
+      for (const v of p.pending.values()) total += v.length;
+      if (total > MAX_WRITES) throw new Error(`workspace writes exceed ${MAX_WRITES} bytes in one message`);
+      p.pending.set(safeName(name), t);
     },
     list: () => {
       try {

@@ -15,6 +15,10 @@ try {
       netns: { type: 'string' },
       'port-offset': { type: 'string' },
       'log-level': { type: 'string' },
+      'advertise-host': { type: 'string' },
+      'instance-cidr': { type: 'string' },
+      join: { type: 'string', multiple: true },
+      domain: { type: 'string' },
     },
     strict: true,
   }).values;
@@ -29,6 +33,10 @@ try {
     ...(args.netns ? { netns: String(args.netns) } : {}),
     ...(args['port-offset'] ? { portOffset: Number(args['port-offset']) } : {}),
     ...(args['log-level'] ? { logLevel: String(args['log-level']) as 'info' } : {}),
+    ...(args['advertise-host'] ? { advertiseHost: String(args['advertise-host']) } : {}),
+    ...(args['instance-cidr'] ? { instanceCidr: String(args['instance-cidr']) } : {}),
+    ...(args.domain ? { domain: String(args.domain) } : {}),
+    ...(Array.isArray(args.join) && args.join.length ? { join: args.join.map(String) } : {}),
   });
   const logger = createLogger(config.logLevel);
   const node = await startNode(config, logger);

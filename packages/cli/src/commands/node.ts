@@ -12,6 +12,8 @@ const MAIN = fileURLToPath(import.meta.resolve('@formation/node').replace(/index
 interface UpOptions {
   netns?: string;
   portOffset?: string;
+  join?: string[];
+  advertiseHost?: string;
   timeout: string;
   json?: boolean;
 }
@@ -23,6 +25,8 @@ export function registerNode({ noun }: CommandContext): void {
     .description('Start formationd in the background; returns when it is healthy')
     .option('--netns <name>', 'keep the node bridge, TAPs and WireGuard inside this network namespace (created on up)')
     .option('--port-offset <n>', 'add N to every port (run several nodes on one host)')
+    .option('--join <multiaddr...>', 'join an existing network through these nodes (libp2p multiaddrs)')
+    .option('--advertise-host <ip>', 'address other nodes reach this node on (WireGuard, libp2p)')
     .option('--timeout <seconds>', 'how long to wait for the node to be healthy', '120')
     .option('--json', 'print node info as JSON')
     .addHelpText('after', '\nExamples:\n  $ form node up\n  $ form node up --netns formnode0')
@@ -63,6 +67,8 @@ async function nodeUp(opts: UpOptions): Promise<number> {
   const args = [MAIN, '--data-dir', dataDir];
   if (opts.netns) args.push('--netns', opts.netns);
   if (opts.portOffset) args.push('--port-offset', opts.portOffset);
+  if (opts.advertiseHost) args.push('--advertise-host', opts.advertiseHost);
+  for (const j of opts.join ?? []) args.push('--join', j);
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log.fd, log.fd], env: process.env });
   child.unref();
   await log.close();

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FormError } from '@formation/interface';
@@ -98,6 +98,10 @@ export async function buildJsRuntimeImage(cacheDir: string, opts: { gzip?: boole
     });
     await rename(tmp, archive);
     await writeFile(idFile, imageId);
+    // older builds (another Node binary or server version) are dead weight: ~120 MiB each
+    for (const n of await readdir(cacheDir))
+      if (/^js-runtime-[0-9a-f]{16}\.tar/.test(n) && !n.startsWith(`js-runtime-${key}.`))
+        await rm(join(cacheDir, n), { force: true });
     return { archive, imageId, imageName: JS_RUNTIME_IMAGE_NAME };
   } finally {
     await rm(root, { recursive: true, force: true });

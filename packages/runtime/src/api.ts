@@ -1,6 +1,8 @@
 import type { NonceCache } from '@formation/identity';
+import { FormError } from '@formation/interface';
 import { type ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
+import type { FastifyRequest } from 'fastify';
 import type { ImageStore } from './image-store.ts';
 import { buildJsRuntimeImage } from './js-image.ts';
 import type { ProcessManager } from './manager.ts';
@@ -22,10 +24,38 @@ export function registerRuntimeRoutes(
     cacheDir: string;
     nonces: NonceCache;
     node: { id: string; name: string; desc: string; url: string };
+    /** Addresses allowed to import images and register modules; empty = any signer. */
+    admins?: string[];
   },
 ): void {
   const { manager, images } = deps;
-  const signed = { preHandler: requireSigner(deps.nonces) };
+  const verify = requireSigner(deps.nonces);
+  const signed = { preHandler: verify };
+  const admins = new Set((deps.admins ?? []).map((a) => a.toLowerCase()));
+  const isAdmin = (addr: string | undefined) =>
+    admins.size === 0 || (addr !== undefined && admins.has(addr.toLowerCase()));
+  const admin = {
+    preHandler: async (req: FastifyRequest) => {
+      await verify(req);
+      if (!isAdmin(req.signer?.address))
+        throw new FormError(
+          'AUTH_FORBIDDEN',
+          `Cannot change images or modules: ${req.signer?.address} is not an admin of this runtime`,
+          {
+            hint: 'Ask the node operator to add your address to `admins` in the runtime config.',
+          },
+        );
+    },
+  };
+  /** Checkpoint, restore and terminate belong to the process owner (and admins). */
+  const ownerOf = (pid: string) => ({
+    check(req: FastifyRequest) {
+      const owner = manager.process(pid).owner.toLowerCase();
+      const who = req.signer?.address?.toLowerCase();
+      if (who !== owner && !(admins.size > 0 && isAdmin(who)))
+        throw new FormError('AUTH_FORBIDDEN', `Cannot change process ${pid}: only its owner ${owner} may`);
+    },
+  });
 
   app.get('/health', async () => ({
     ok: true,
@@ -45,7 +75,7 @@ export function registerRuntimeRoutes(
   );
   app.post(
     '/modules',
-    { ...signed, schema: { body: Type.Object({}, { additionalProperties: true }) } },
+    { ...admin, schema: { body: Type.Object({}, { additionalProperties: true }) } },
     async (req, reply) => {
       const mod = await manager.registerModule(req.body);
       return reply.status(201).send(moduleToJson(mod));
@@ -56,7 +86,7 @@ export function registerRuntimeRoutes(
   app.post(
     '/images/import',
     {
-      ...signed,
+      ...admin,
       schema: { body: Type.Object({ path: Type.String({ minLength: 1 }), expectId: Type.Optional(Type.String()) }) },
     },
     async (req, reply) => {
@@ -64,7 +94,7 @@ export function registerRuntimeRoutes(
       return reply.status(201).send({ id: img.id, repoTags: img.repoTags });
     },
   );
-  app.post('/images/build-js', signed, async (_req, reply) => {
+  app.post('/images/build-js', admin, async (_req, reply) => {
     const built = await buildJsRuntimeImage(deps.cacheDir);
     const img = await images.import(built.archive, { expectId: built.imageId });
     return reply.status(201).send({ id: img.id, repoTags: img.repoTags, archive: built.archive });
@@ -98,6 +128,7 @@ export function registerRuntimeRoutes(
     },
   );
   app.delete('/processes/:pid', { ...signed, schema: { params: Pid } }, async (req) => {
+    ownerOf(req.params.pid).check(req);
     await manager.terminate(req.params.pid);
     return { ok: true };
   });
@@ -147,9 +178,10 @@ export function registerRuntimeRoutes(
     { schema: { params: Type.Object({ pid: Type.String(), ref: Type.String() }) } },
     async (req) => manager.result(req.params.pid, req.params.ref),
   );
-  app.post('/processes/:pid/checkpoint', { ...signed, schema: { params: Pid } }, async (req) =>
-    manager.checkpoint(req.params.pid),
-  );
+  app.post('/processes/:pid/checkpoint', { ...signed, schema: { params: Pid } }, async (req) => {
+    ownerOf(req.params.pid).check(req);
+    return manager.checkpoint(req.params.pid);
+  });
   app.get(
     '/processes/:pid/checkpoints/:sha',
     { schema: { params: Type.Object({ pid: Type.String(), sha: Type.String() }) } },
@@ -168,6 +200,9 @@ export function registerRuntimeRoutes(
         ),
       },
     },
-    async (req) => manager.restore(req.params.pid, req.body),
+    async (req) => {
+      ownerOf(req.params.pid).check(req);
+      return manager.restore(req.params.pid, req.body);
+    },
   );
 }

@@ -30,6 +30,8 @@ export const RuntimeConfigSchema = Type.Object({
   arweaveURL: Type.Optional(Type.String()),
   hymxURL: Type.Optional(Type.String()),
   // Formation's own
+  /** Addresses (0x…) allowed to import images and register modules; empty = any signer (loopback use). */
+  admins: Type.Array(Type.String({ pattern: '^0x[0-9a-fA-F]{40}$' }), { default: [] }),
   dataDir: Type.String({ minLength: 1, default: join(formHome(), 'runtime') }),
   /** Directory of `mod-*.json` module files (default `<dataDir>/mod`). */
   modulesDir: Type.Optional(Type.String({ minLength: 1 })),

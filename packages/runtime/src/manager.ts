@@ -321,6 +321,8 @@ export class ProcessManager {
       };
       if (mode === 'dry-run')
         return { processId: pid, itemId, sequence, result: await this.applyRecovering(p, input.from, meta) };
+      // a process that cannot run right now (image gone, runc failing) refuses the message instead of logging it
+      if (!p.vm || !p.vm.container.alive()) await this.rebuild(p, p.lastSeq);
       await this.o.store.putMessage(pid, { from: input.from, meta });
       p.lastSeq = sequence;
       const result = await this.applyRecovering(p, input.from, meta);

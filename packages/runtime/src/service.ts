@@ -65,7 +65,19 @@ export async function createRuntimeService(opts: {
     });
     const node = { id: key.address, name: config.nodeName, desc: config.nodeDesc, url: config.nodeURL };
     const nonces = opts.nonces ?? new NonceCache();
-    registerRuntimeRoutes(app, { manager, images, cacheDir: join(config.dataDir, 'cache'), nonces, node });
+    registerRuntimeRoutes(app, {
+      manager,
+      images,
+      cacheDir: join(config.dataDir, 'cache'),
+      nonces,
+      node,
+      admins: config.admins,
+    });
+    if (config.admins.length === 0)
+      logger.warn(
+        { component: 'runtime' },
+        'no admins configured: any signed request may import images and register modules',
+      );
     registerAoRoutes(app, { manager, nonces, node });
   } catch (err) {
     // nothing may keep running (containers, the Redis connection) when start fails

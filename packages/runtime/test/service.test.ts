@@ -58,6 +58,7 @@ describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { 
         checkpointEvery: 3,
         monitorIntervalMs: 200,
         memoryMiB: 192,
+        admins: [key.address],
       },
     });
     await startService();
@@ -170,6 +171,19 @@ describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { 
     const dry = await rt.send(pid, { action: 'Inc', data: '100', mode: 'dry-run' });
     assert.equal(dry.sequence, 0);
     assert.equal((await rt.send(pid, { action: 'Get' })).result.data, '5');
+  });
+
+  it('only admins change images and modules; only the owner checkpoints, restores or terminates', async () => {
+    const stranger = new RuntimeClient(url, generateKeyPair());
+    const forbidden = (e: Error & { code?: string }) => e.code === 'AUTH_FORBIDDEN';
+    await assert.rejects(stranger.addModule(jsRuntimeModule(imageId)), forbidden);
+    await assert.rejects(stranger.importImage('/etc/passwd'), forbidden);
+    await assert.rejects(stranger.checkpoint(pid), forbidden);
+    await assert.rejects(stranger.restore(pid, { sha256: 'a'.repeat(64) }), forbidden);
+    await assert.rejects(stranger.terminate(pid), forbidden);
+    // anyone may message a process (as in AO); the handler sees who sent it
+    const r = await stranger.send(pid, { action: 'Get' });
+    assert.equal(r.result.data, '5');
   });
 
   it('checkpoint and restore through the API; a corrupt checkpoint is refused and the state kept', async () => {

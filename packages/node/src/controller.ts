@@ -72,6 +72,20 @@ export class InstanceController {
       });
   }
 
+  /**
+   * Before the node stops its VMs (`form node down`): say so in state, so status never shows a
+   * replica as running while its node is down. Started again with the node.
+   */
+  async markStopped(): Promise<void> {
+    const views = this.o.store.views();
+    for (const inst of views.instances) {
+      const mine = inst.replicaSet.find((r) => r.node === this.me);
+      if (!inst.deleted && (mine?.state === 'running' || mine?.state === 'starting')) {
+        await this.report(inst, 'stopped', undefined, 'its node was stopped');
+      }
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
@@ -128,14 +142,12 @@ export class InstanceController {
         } else if (mine.state !== 'stopped') await this.report(inst, 'stopped');
         continue;
       }
-      if (vm && vm.state === 'stopped' && mine.state === 'stopped') {
-        // Started again by its owner: boot the same VM (its disk holds what was committed and written).
-        void this.guard(inst.id, async () => {
-          await this.report(inst, 'starting');
-          await this.o.vmm.start(vm.id);
-          const ready = await this.o.vmm.waitReady(vm.id, this.o.readyTimeoutMs ?? 180_000);
-          await this.report(inst, 'running', ipOf(ready));
-        });
+      if (vm && (vm.state === 'stopped' || vm.state === 'created' || vm.state === 'crashed')) {
+        // Desired running but the VM is down (started again by its owner, the node restarted, or it
+        // crashed): boot the same VM, so its disk keeps what was written and committed. Back off on failure.
+        const failed = this.failedAt.get(inst.id);
+        if (failed && Date.now() - failed < (this.o.retryAfterMs ?? 60_000)) continue;
+        void this.guard(inst.id, () => this.restartVm(inst, vm));
         continue;
       }
       if (!vm) {
@@ -203,23 +215,24 @@ export class InstanceController {
         }
         return;
       }
-      if (mine?.state !== 'running' || mine.formnetIp !== ip) await this.report(inst, 'running', ip);
+      // The replica is at the instance's revision when its own disk produced that commit.
+      const atRevision = inst.revision === 0 || vm.revisions.some((r) => r.sha256 === inst.revisionHash);
+      const revision = atRevision ? inst.revision : (mine?.revision ?? 0);
+      if (mine?.state !== 'running' || mine.formnetIp !== ip || mine.revision !== revision) {
+        await this.report(inst, 'running', ip, undefined, revision);
+      }
       return;
     }
-    if (vm.state === 'crashed' || vm.state === 'stopped') {
-      if (mine?.state === 'running' || mine?.state === 'starting') {
-        await this.fail(inst, `VM ${vm.state}: ${vm.stateReason}`);
-      }
-      if (mine?.state === 'failed') {
-        // Retry after the back-off: a node restart or a transient fault should not leave it down forever.
-        const failed = this.failedAt.get(inst.id) ?? 0;
-        if (Date.now() - failed >= (this.o.retryAfterMs ?? 60_000)) {
-          this.failedAt.delete(inst.id);
-          await this.guard(inst.id, async () => {
-            await this.o.vmm.destroy(vm.id);
-          });
-        }
-      }
+  }
+
+  private async restartVm(inst: InstanceView, vm: VmView): Promise<void> {
+    await this.report(inst, 'starting');
+    try {
+      await this.o.vmm.start(vm.id);
+      const ready = await this.o.vmm.waitReady(vm.id, this.o.readyTimeoutMs ?? 180_000);
+      await this.report(inst, 'running', ipOf(ready));
+    } catch (err) {
+      await this.fail(inst, `cannot start its VM again: ${(err as Error).message}`);
     }
   }
 
@@ -244,8 +257,20 @@ export class InstanceController {
     await this.report(inst, 'failed', undefined, reason);
   }
 
-  private async report(inst: InstanceView, state: ReplicaState, formnetIp?: string, reason?: string): Promise<void> {
-    const body: Record<string, unknown> = { instanceId: inst.id, node: this.me, state, revision: inst.revision };
+  private async report(
+    inst: InstanceView,
+    state: ReplicaState,
+    formnetIp?: string,
+    reason?: string,
+    revision?: number,
+  ): Promise<void> {
+    const mine = inst.replicaSet.find((r) => r.node === this.me);
+    const body: Record<string, unknown> = {
+      instanceId: inst.id,
+      node: this.me,
+      state,
+      revision: revision ?? mine?.revision ?? 0,
+    };
     if (formnetIp) body.formnetIp = formnetIp;
     if (reason) body.reason = reason.slice(0, 500);
     await this.author('instance.status', body);

@@ -236,6 +236,8 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     cleanups.push(() => off());
     controller.start();
     cleanups.push(() => controller.close());
+    // Runs first on close (cleanups run last-in first-out): record the replicas as stopped.
+    cleanups.push(() => controller.markStopped());
 
     const info: NodeInfo = {
       pid: process.pid,

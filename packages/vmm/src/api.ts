@@ -177,6 +177,32 @@ export function registerVmmRoutes(app: ApiServer, manager: VmManager, nonces?: N
   );
 
   app.post(
+    '/vms/:id/commit',
+    {
+      preHandler: signed,
+      schema: {
+        tags: ['vmm'],
+        summary: 'Commit the disk as a new revision (guest frozen, VM paused while it is copied)',
+        params: Id,
+        response: {
+          201: Type.Object({
+            revision: Type.Integer(),
+            createdAt: Type.String(),
+            sha256: Type.String(),
+            bytes: Type.Integer(),
+            frozenMs: Type.Integer(),
+          }),
+          ...errors,
+        },
+      },
+    },
+    async (req, reply) => {
+      const { file: _f, ...pub } = await manager.commit(req.params.id, req.signer?.address);
+      return reply.status(201).send(pub);
+    },
+  );
+
+  app.post(
     '/vms/:id/restore',
     {
       preHandler: signed,

@@ -1,5 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, openSync, readSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { FormError, type Resources } from '@formation/interface';
 import type { Logger } from '@formation/service';
@@ -9,7 +20,7 @@ import { findImage, hostInitramfs, hostKernel, openFormImage, resolveFormpack } 
 import type { VmNetwork } from './network.ts';
 import { assertAction, hasProcess, KeyedSerializer, type VmAction, type VmState } from './state-machine.ts';
 import type { VmStore } from './store.ts';
-import type { SnapshotRecord, VmHealth, VmRecord, VmSource, VmView } from './types.ts';
+import type { RevisionRecord, SnapshotRecord, VmHealth, VmRecord, VmSource, VmView } from './types.ts';
 
 /** Body of POST /vms. */
 export interface CreateVmRequest {
@@ -172,6 +183,7 @@ export class VmManager {
       restartPolicy: r.restartPolicy,
       restarts: r.restarts,
       snapshots: r.snapshots.map(({ dir: _d, ...s }) => s),
+      revisions: (r.revisions ?? []).map(({ file: _f, ...x }) => x),
       createdAt: r.createdAt,
       updatedAt: r.updatedAt,
     };
@@ -477,6 +489,73 @@ export class VmManager {
         this.setState(rec, prev, `${prev} (after snapshot)`);
         this.save(rec);
       }
+    });
+  }
+
+  /**
+   * Record the VM's disk as a new revision (`form commit`): the guest agent freezes the filesystems
+   * (so they are consistent), the VM pauses (so QEMU flushes its own disk caches), the overlay is
+   * copied and hashed, then the VM resumes and the guest thaws — whatever fails on the way. The
+   * revision files are what replicas fetch; the running disk stays in place.
+   */
+  commit(id: string, actor?: string): Promise<RevisionRecord> {
+    return this.act(id, 'commit', actor, async (rec) => {
+      if (!rec.ready) {
+        throw new FormError('VM_BAD_STATE', `Cannot commit VM ${id}: its guest is not ready yet`, {
+          hint: 'Wait until the instance reports running.',
+        });
+      }
+      const revs = rec.revisions ?? [];
+      const revision = (revs.at(-1)?.revision ?? 0) + 1;
+      const dir = join(this.o.store.vmDir(id), 'revisions');
+      mkdirSync(dir, { recursive: true });
+      const file = join(dir, `rev-${revision}.qcow2`);
+      const tmp = `${file}.tmp`;
+      const agent = this.o.driver.agent(rec.driver);
+      this.setState(rec, 'committing', `commit revision ${revision}`);
+      const t0 = Date.now();
+      let frozen = false;
+      let paused = false;
+      try {
+        await agent.fsfreeze(true);
+        frozen = true;
+        await this.o.driver.pause(rec.driver);
+        paused = true;
+        copyFileSync(rec.driver.paths.disk, tmp);
+      } catch (err) {
+        rmSync(tmp, { force: true });
+        const e = err as NodeJS.ErrnoException;
+        if (e.code === 'ENOSPC') {
+          throw new FormError('DISK_FULL', `Cannot commit VM ${id}: the disk of the node is full`, {
+            hint: 'Free space on the node; the VM keeps running unchanged.',
+          });
+        }
+        throw err;
+      } finally {
+        if (paused)
+          await this.o.driver
+            .resume(rec.driver)
+            .catch((err: unknown) => this.log.error({ err, id }, 'resume after commit failed'));
+        if (frozen)
+          await agent.fsfreeze(false).catch((err: unknown) => this.log.error({ err, id }, 'thaw after commit failed'));
+        this.setState(rec, 'running', `running (after commit)`);
+        this.save(rec);
+      }
+      const frozenMs = Date.now() - t0;
+      const sha256 = await sha256File(tmp);
+      renameSync(tmp, file);
+      const r: RevisionRecord = {
+        revision,
+        createdAt: new Date().toISOString(),
+        sha256,
+        bytes: statSync(file).size,
+        file,
+        frozenMs,
+      };
+      rec.revisions = [...revs, r];
+      this.save(rec);
+      this.log.info({ id, revision, sha256, bytes: r.bytes, frozenMs }, 'vm disk committed');
+      return r;
     });
   }
 

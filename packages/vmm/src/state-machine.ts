@@ -13,6 +13,7 @@ export const VM_STATES = [
   'stopping',
   'stopped',
   'snapshotting',
+  'committing',
   'restoring',
   'crashed',
   'destroyed',
@@ -20,18 +21,29 @@ export const VM_STATES = [
 export type VmState = (typeof VM_STATES)[number];
 
 /** The closed set of actions a client can ask for. */
-export const VM_ACTIONS = ['start', 'stop', 'restart', 'pause', 'resume', 'snapshot', 'restore', 'destroy'] as const;
+export const VM_ACTIONS = [
+  'start',
+  'stop',
+  'restart',
+  'pause',
+  'resume',
+  'snapshot',
+  'restore',
+  'commit',
+  'destroy',
+] as const;
 export type VmAction = (typeof VM_ACTIONS)[number];
 
 /** Which actions each settled state allows. Transitional states allow none. */
 export const TRANSITIONS: Record<VmState, readonly VmAction[]> = {
   created: ['start', 'restore', 'destroy'],
   starting: [],
-  running: ['stop', 'restart', 'pause', 'snapshot', 'restore', 'destroy'],
+  running: ['stop', 'restart', 'pause', 'snapshot', 'restore', 'commit', 'destroy'],
   paused: ['resume', 'stop', 'restart', 'snapshot', 'restore', 'destroy'],
   stopping: [],
   stopped: ['start', 'restore', 'destroy'],
   snapshotting: [],
+  committing: [],
   restoring: [],
   crashed: ['start', 'restore', 'destroy'],
   destroyed: [],
@@ -67,6 +79,7 @@ export function hasProcess(state: VmState): boolean {
     state === 'starting' ||
     state === 'stopping' ||
     state === 'snapshotting' ||
+    state === 'committing' ||
     state === 'restoring'
   );
 }

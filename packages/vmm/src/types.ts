@@ -34,6 +34,18 @@ export interface VmHealth {
 }
 
 /** The persisted record of one VM (JSON, one file per VM). */
+/** A committed revision of a VM's disk (`form commit`): the overlay as it was, frozen and hashed. */
+export interface RevisionRecord {
+  revision: number;
+  createdAt: string;
+  /** sha256 of the revision file (what replicas verify). */
+  sha256: string;
+  bytes: number;
+  file: string;
+  /** Guest downtime: from freeze to thaw (ms). */
+  frozenMs: number;
+}
+
 export interface VmRecord {
   id: string;
   name: string;
@@ -51,6 +63,8 @@ export interface VmRecord {
   network: VmNetAssignment;
   driver: DriverVm;
   snapshots: SnapshotRecord[];
+  /** Committed disk revisions, oldest first (absent in records written before commits existed). */
+  revisions?: RevisionRecord[] | undefined;
   /** Serial log size when the current boot began (readiness is searched after it). */
   serialOffset: number;
   ready: boolean;
@@ -91,6 +105,8 @@ export interface VmView {
   restartPolicy: 'never' | 'on-failure';
   restarts: number;
   snapshots: Array<Omit<SnapshotRecord, 'dir'>>;
+  /** Committed disk revisions (`form commit`), oldest first. */
+  revisions: Array<Omit<RevisionRecord, 'file'>>;
   createdAt: string;
   updatedAt: string;
 }

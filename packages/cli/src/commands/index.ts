@@ -1,4 +1,5 @@
 import type { CommandContext } from '../program.ts';
+import { registerCommit } from './commit.ts';
 import { registerKitInit } from './kit-init.ts';
 import { registerManage } from './manage.ts';
 import { registerNode } from './node.ts';
@@ -10,6 +11,7 @@ import { registerPackShip } from './pack-ship.ts';
 import { registerPackValidate } from './pack-validate.ts';
 import { registerRuntime } from './runtime.ts';
 import { registerSsh } from './ssh.ts';
+import { registerWeb } from './web.ts';
 
 /** Every command file registers itself here; order is the order in `form --help`. */
 export const commands: Array<(ctx: CommandContext) => void> = [
@@ -23,5 +25,7 @@ export const commands: Array<(ctx: CommandContext) => void> = [
   registerNode,
   registerManage,
   registerSsh,
+  registerCommit,
   registerRuntime,
+  registerWeb,
 ];

@@ -1,0 +1,64 @@
+import { DEFAULT_PORTS } from '@formation/interface';
+import { ApiClient } from '@formation/service';
+import pc from 'picocolors';
+import { parseNodeUrl, readKitConfig } from '../cli-config.ts';
+import { developerKey } from '../node-client.ts';
+import { action, printJson } from '../output.ts';
+import type { CommandContext } from '../program.ts';
+
+interface LoginOptions {
+  web?: string;
+  node?: string;
+  json?: boolean;
+}
+
+/**
+ * Where the dashboard is: --web, FORM_WEB_URL, else the node's host (--node, FORM_NODE, kit config,
+ * 127.0.0.1) on the web port (3010 + FORM_PORT_OFFSET).
+ */
+export async function webUrl(opts: LoginOptions): Promise<string> {
+  const direct = opts.web ?? process.env.FORM_WEB_URL;
+  if (direct) return parseNodeUrl(direct);
+  const base = parseNodeUrl(opts.node ?? process.env.FORM_NODE ?? (await readKitConfig())?.node ?? 'http://127.0.0.1');
+  const u = new URL(base);
+  u.port = String(DEFAULT_PORTS.web + (Number(process.env.FORM_PORT_OFFSET ?? 0) || 0));
+  return u.toString().replace(/\/+$/, '');
+}
+
+export function registerWeb({ noun }: CommandContext): void {
+  noun('web', 'The web dashboard')
+    .command('login')
+    .description('Print a one-time link that signs you in to the web dashboard (valid 5 minutes, once)')
+    .option('--web <url>', 'dashboard URL (default: FORM_WEB_URL, or the node host on port 3010)')
+    .option('--node <url>', 'node whose dashboard to use')
+    .option('--json', 'print { url, address, expiresAt } as JSON')
+    .addHelpText(
+      'after',
+      `
+Your developer key signs the request for the link; the key never leaves this machine and the
+dashboard only ever sees the link's one-time token.
+
+Examples:
+  $ form web login
+  $ form web login --web http://127.0.0.1:3010 --json`,
+    )
+    .action(action(login));
+}
+
+async function login(opts: LoginOptions): Promise<number> {
+  const key = await developerKey();
+  const base = await webUrl(opts);
+  const res = await new ApiClient(base, key).request<{ token: string; expiresAt: number; path: string }>(
+    'POST',
+    '/api/login/token',
+    {},
+  );
+  const url = `${base}${res.path}`;
+  if (opts.json) {
+    printJson({ url, address: key.address, expiresAt: new Date(res.expiresAt).toISOString() });
+  } else {
+    process.stdout.write(`Open this link to sign in to the dashboard as ${pc.bold(key.address)}:\n\n  ${url}\n\n`);
+    process.stdout.write(pc.dim('It works once and expires in 5 minutes. Do not share it.\n'));
+  }
+  return 0;
+}

@@ -235,9 +235,9 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     const off = store.onAccepted(() => controller.kick());
     cleanups.push(() => off());
     controller.start();
-    cleanups.push(() => controller.close());
-    // Runs first on close (cleanups run last-in first-out): record the replicas as stopped.
+    // Cleanups run last-in first-out: the controller stops reconciling, then records its replicas as stopped.
     cleanups.push(() => controller.markStopped());
+    cleanups.push(() => controller.close());
 
     const info: NodeInfo = {
       pid: process.pid,

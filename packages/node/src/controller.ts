@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KeyPair } from '@formation/identity';
-import { type PlacementNode, placeReplicas } from '@formation/scheduler';
+import { type PlacementNode, placeReplicas, vmNameFor } from '@formation/scheduler';
 import type { Logger } from '@formation/service';
 import type { InstanceView, StateStore } from '@formation/state';
 import type { VmManager, VmView } from '@formation/vmm';
@@ -21,11 +21,6 @@ export interface ControllerOptions {
 }
 
 type ReplicaState = 'pending' | 'starting' | 'running' | 'stopped' | 'failed' | 'deleted';
-
-/** The VM that carries an instance on this node is found by name: stable across daemon restarts. */
-export function vmNameFor(inst: { id: string; name: string }): string {
-  return `${inst.name.slice(0, 56).replace(/-+$/, '')}-${inst.id.slice(0, 6)}`;
-}
 
 /**
  * Makes this node do what the state says: for every instance placed here it claims the replica, boots

@@ -1,1 +1,2 @@
 export * from './placement.ts';
+export * from './status.ts';

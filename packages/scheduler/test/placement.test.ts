@@ -43,3 +43,24 @@ test('unplaceable instance explains the numbers', () => {
   assert.match(why, /64 vCPU requested, at most 8 free/);
   assert.match(explainUnplaceable(inst, [node('n1', { healthy: false })]), /no healthy node/);
 });
+
+test('deployment status: PENDING, SUCCESS, FAILURE with replica reasons, FAILURE when no node can hold it', async () => {
+  const { deploymentStatus, formatDeploymentStatus } = await import('../src/index.ts');
+  const base = { id: 'b'.repeat(32), replicas: 1, deleted: false, resources: { vcpu: 1, memMiB: 512, diskGiB: 5 } };
+  const r = (state: string, reason: string | null = null) => ({ node: 'n1', state, reason, formnetIp: null });
+  assert.equal(deploymentStatus({ ...base, replicaSet: [] }, [node('n1')]).status, 'PENDING');
+  assert.equal(deploymentStatus({ ...base, replicaSet: [r('starting')] }, 1).status, 'PENDING');
+  assert.equal(deploymentStatus({ ...base, replicaSet: [r('running')] }, 1).status, 'SUCCESS');
+  const failed = deploymentStatus({ ...base, replicaSet: [r('failed', 'entrypoint exited')] }, 1);
+  assert.equal(formatDeploymentStatus(failed), 'FAILURE { reason: entrypoint exited }');
+  const big = deploymentStatus({ ...base, resources: { vcpu: 64, memMiB: 512, diskGiB: 5 }, replicaSet: [] }, [
+    node('n1'),
+  ]);
+  assert.equal(big.status, 'FAILURE');
+  assert.match(big.reason ?? '', /64 vCPU requested, at most 8 free/);
+  // three replicas asked on a two-node network: two running is success
+  assert.equal(
+    deploymentStatus({ ...base, replicas: 3, replicaSet: [r('running'), { ...r('running'), node: 'n2' }] }, 2).status,
+    'SUCCESS',
+  );
+});

@@ -58,6 +58,16 @@ export function registerManage({ noun }: CommandContext): void {
     .action(action(remove));
 }
 
+/** State nodes as placement sees them (to tell an instance that no node can ever hold). */
+function placementNodes(nodes: Awaited<ReturnType<StateClient['nodes']>>) {
+  return nodes.map((n) => ({
+    id: n.id,
+    capacity: n.capacity,
+    used: { vcpu: 0, memMiB: 0, diskGiB: 0 },
+    healthy: n.heartbeat?.status !== 'draining',
+  }));
+}
+
 async function client(opts: Common): Promise<StateClient> {
   return httpStateClient(await serviceUrl('state', opts.node));
 }
@@ -95,7 +105,7 @@ async function getStatus(ref: string, opts: Common): Promise<number> {
   const state = await client(opts);
   const inst = await resolveInstance(state, ref, /^[0-9a-f]{32}$/.test(ref) ? undefined : await myAddress());
   const nodes = await state.nodes();
-  const s = deploymentStatus(inst, nodes.length);
+  const s = deploymentStatus(inst, placementNodes(nodes));
   const names = (await state.dns()).filter((d) => d.instanceId === inst.id).map((d) => d.name);
   // Prefer <name>.<domain> (what people type) over <instance id>.<domain>.
   const domain = names.find((n) => n.startsWith(`${inst.name}.`)) ?? names[0] ?? null;
@@ -148,7 +158,7 @@ async function list(opts: Common & { all?: boolean }): Promise<number> {
   const rows = (await state.instances())
     .filter((i) => !i.deleted && (!me || i.ownerAddress === me))
     .map((i) => {
-      const s = deploymentStatus(i, nodes.length);
+      const s = deploymentStatus(i, placementNodes(nodes));
       return {
         id: i.id,
         name: i.name,

@@ -1,8 +1,11 @@
 import type { DeployStatus } from '@formation/interface';
+import { explainUnplaceable, type PlacementNode, placeReplicas } from './placement.ts';
 
 /** The parts of a state InstanceView that status needs (kept structural so the CLI can use it on API JSON). */
 export interface InstanceLike {
+  id: string;
   replicas: number;
+  resources: { vcpu: number; memMiB: number; diskGiB: number };
   deleted: boolean;
   replicaSet: Array<{ node: string; state: string | null; reason: string | null; formnetIp: string | null }>;
 }
@@ -18,9 +21,12 @@ export interface DeploymentStatus {
 /**
  * The deployment status seed 000 shows for an instance: SUCCESS when the wanted replicas run
  * (the requested count, or the number of nodes when fewer exist), FAILURE with the replicas' reasons
- * when a replica failed and too few run, PENDING otherwise.
+ * when a replica failed and too few run — or when no node can ever hold it (with the numbers) —
+ * PENDING otherwise. Give `nodes` (their capacity) to detect the unplaceable case; a count alone
+ * only sizes `wanted`.
  */
-export function deploymentStatus(inst: InstanceLike, nodeCount: number): DeploymentStatus {
+export function deploymentStatus(inst: InstanceLike, nodes: number | readonly PlacementNode[]): DeploymentStatus {
+  const nodeCount = typeof nodes === 'number' ? nodes : nodes.length;
   const wanted = Math.max(1, Math.min(inst.replicas, Math.max(1, nodeCount)));
   const running = inst.replicaSet.filter((r) => r.state === 'running').length;
   if (inst.deleted) return { status: 'FAILURE', reason: 'the instance was deleted', running, wanted };
@@ -30,7 +36,15 @@ export function deploymentStatus(inst: InstanceLike, nodeCount: number): Deploym
     const reasons = [...new Set(failed.map((r) => r.reason ?? 'unknown reason'))];
     return { status: 'FAILURE', reason: reasons.join('; '), running, wanted };
   }
+  if (typeof nodes !== 'number' && inst.replicaSet.length === 0 && placeReplicas(inst, nodes).length === 0) {
+    return { status: 'FAILURE', reason: explainUnplaceable(inst, nodes), running, wanted };
+  }
   return { status: 'PENDING', running, wanted };
+}
+
+/** The VM that carries an instance's replica on a node is found by name: stable across daemon restarts. */
+export function vmNameFor(inst: { id: string; name: string }): string {
+  return `${inst.name.slice(0, 56).replace(/-+$/, '')}-${inst.id.slice(0, 6)}`;
 }
 
 /** How seed 000 prints it: `PENDING`, `SUCCESS` or `FAILURE { reason: <message> }`. */

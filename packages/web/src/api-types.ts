@@ -1,0 +1,138 @@
+/**
+ * The dashboard's own API (the BFF under /api), shared by the server and the browser app.
+ * Type-only: nothing here runs, so both the Node build and the browser build can import it.
+ */
+
+export type DeployStatus = 'PENDING' | 'SUCCESS' | 'FAILURE';
+
+export interface ApiErrorBody {
+  error: { code: string; message: string; hint?: string };
+}
+
+export interface SessionInfo {
+  address: string;
+  expiresAt: number;
+}
+
+export interface LoginTokenResponse {
+  token: string;
+  expiresAt: number;
+  /** Path (with the token in its fragment) to open on the dashboard's origin. */
+  path: string;
+}
+
+export interface ReplicaInfo {
+  /** Node public key. */
+  node: string;
+  nodeAddress: string;
+  nodeName: string | null;
+  /** Replica state reported by the node: claimed, starting, running, stopped, failed, … */
+  state: string;
+  health: 'healthy' | 'starting' | 'stopped' | 'failed' | 'unknown';
+  assigned: boolean;
+  formnetIp: string | null;
+  dnsName: string | null;
+  revision: number | null;
+  reason: string | null;
+  /** When the node last reported on this replica (ms since epoch). */
+  updatedAt: number | null;
+  /** The replica runs on the node serving this dashboard: its console can be read. */
+  local: boolean;
+  vmName: string;
+}
+
+export interface InstanceInfo {
+  id: string;
+  name: string;
+  status: DeployStatus;
+  reason: string | null;
+  running: number;
+  wanted: number;
+  desired: 'running' | 'stopped';
+  formpackId: string;
+  replicas: number;
+  resources: { vcpu: number; memMiB: number; diskGiB: number };
+  revision: number;
+  dnsName: string | null;
+  replicaSet: ReplicaInfo[];
+}
+
+export interface ConsoleInfo {
+  instanceId: string;
+  vmName: string;
+  output: string;
+}
+
+export interface ArtifactInfo {
+  file: string;
+  sha256: string;
+  bytes: number;
+}
+
+export interface FormpackInfo {
+  id: string;
+  name: string;
+  /** Total artifact bytes. */
+  size: number;
+  /** Published in the network state (shippable from any node). */
+  published: boolean;
+  /** Built on this node: the manifest is available. */
+  local: boolean;
+  createdAt: string | null;
+}
+
+export interface FormpackDetail extends FormpackInfo {
+  manifest: {
+    resources: { vcpu: number; memMiB: number; diskGiB: number };
+    cmdline: string;
+    init: string;
+    artifacts: Record<string, ArtifactInfo>;
+    formfile: Record<string, unknown>;
+    /** Launch measurement, when the builder recorded one. */
+    measurement: string | null;
+  } | null;
+  sha256s: Record<string, string>;
+  instances: Array<{ id: string; name: string }>;
+}
+
+export interface NodeSummary {
+  id: string;
+  address: string;
+  name: string | null;
+  endpoint: string;
+  formnetRange: string;
+  capacity: { vcpu: number; memMiB: number; diskGiB: number };
+  used: { vcpu: number; memMiB: number; diskGiB: number } | null;
+  status: string | null;
+  lastHeartbeat: number | null;
+  /** This dashboard runs on this node. */
+  self: boolean;
+}
+
+export interface PeerSummary {
+  publicKey: string;
+  address: string;
+  kind: 'node' | 'instance' | 'developer' | 'other';
+  label: string;
+  endpoint: string | null;
+  allowedIps: string[];
+}
+
+export interface MetricSample {
+  ts: number;
+  node: string;
+  /** Share of the node's vCPUs allocated to instances, 0..1. */
+  cpuAllocated: number;
+  /** Share of the node's memory allocated to instances, 0..1. */
+  memAllocated: number;
+  /** Host load (1-min load average / cores, capped at 1) and memory in use, for the node serving the dashboard. */
+  hostCpu: number | null;
+  hostMem: number | null;
+}
+
+export interface NetworkInfo {
+  self: { node: string; formnetAddress: string; domain: string; instanceCidr: string } | null;
+  nodes: NodeSummary[];
+  peers: PeerSummary[];
+  samples: MetricSample[];
+}

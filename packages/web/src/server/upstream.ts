@@ -1,4 +1,4 @@
-import type { FormpackManifest } from '@formation/interface';
+import { FormError, type FormpackManifest } from '@formation/interface';
 import { ApiClient } from '@formation/service';
 import type {
   AllocationView,
@@ -29,7 +29,8 @@ export const UPSTREAM_CALLS = [
   { service: 'state', method: 'get', path: '/formnet/peers', fields: [] },
   { service: 'state', method: 'get', path: '/formnet/allocations', fields: [] },
   { service: 'pack', method: 'get', path: '/formpacks', fields: ['formpacks'] },
-  { service: 'pack', method: 'get', path: '/formpacks/{id}', fields: ['id', 'name', 'owner', 'artifacts', 'formfile'] },
+  // The pack API documents only id, name and owner of a manifest (the rest passes as additionalProperties).
+  { service: 'pack', method: 'get', path: '/formpacks/{id}', fields: ['id', 'name', 'owner'] },
   { service: 'vmm', method: 'get', path: '/vms', fields: ['vms'] },
   { service: 'vmm', method: 'get', path: '/vms/{id}/console', fields: ['id', 'output'] },
   {
@@ -55,31 +56,48 @@ export interface SelfNode {
   instanceCidr: string;
 }
 
+type Service = keyof NodeApiUrls;
+
 /** Read-only, unsigned clients for the node APIs, with a short timeout so a slow node cannot stall a page. */
 export class NodeApis {
-  private readonly state: ApiClient;
-  private readonly pack: ApiClient;
-  private readonly vmm: ApiClient;
-  private readonly formnet: ApiClient;
+  private readonly clients: Record<Service, ApiClient>;
 
   constructor(urls: NodeApiUrls, timeoutMs = 5000) {
-    this.state = new ApiClient(urls.state, undefined, timeoutMs);
-    this.pack = new ApiClient(urls.pack, undefined, timeoutMs);
-    this.vmm = new ApiClient(urls.vmm, undefined, timeoutMs);
-    this.formnet = new ApiClient(urls.formnet, undefined, timeoutMs);
+    this.clients = {
+      state: new ApiClient(urls.state, undefined, timeoutMs),
+      pack: new ApiClient(urls.pack, undefined, timeoutMs),
+      vmm: new ApiClient(urls.vmm, undefined, timeoutMs),
+      formnet: new ApiClient(urls.formnet, undefined, timeoutMs),
+    };
   }
 
-  instances = () => this.state.request<InstanceView[]>('GET', '/instances');
-  nodes = () => this.state.request<NodeView[]>('GET', '/nodes');
-  publishedFormpacks = () => this.state.request<FormpackView[]>('GET', '/formpacks');
-  dns = () => this.state.request<DnsRecordView[]>('GET', '/dns');
-  peers = () => this.state.request<FormnetPeerView[]>('GET', '/formnet/peers');
-  allocations = () => this.state.request<AllocationView[]>('GET', '/formnet/allocations');
-  localFormpacks = async () =>
-    (await this.pack.request<{ formpacks: FormpackManifest[] }>('GET', '/formpacks')).formpacks;
-  manifest = (id: string) => this.pack.request<FormpackManifest>('GET', `/formpacks/${encodeURIComponent(id)}`);
-  vms = async () => (await this.vmm.request<{ vms: VmSummary[] }>('GET', '/vms')).vms;
+  /** GET from one service; a node that cannot be reached becomes one clear UNAVAILABLE/TIMEOUT error. */
+  private async get<T>(service: Service, path: string): Promise<T> {
+    try {
+      return await this.clients[service].request<T>('GET', path);
+    } catch (err) {
+      const fe = err as FormError;
+      if (fe.code === 'CLI_NO_NODE' || fe.code === 'UNAVAILABLE' || fe.code === 'TIMEOUT') {
+        throw new FormError(
+          fe.code === 'TIMEOUT' ? 'TIMEOUT' : 'UNAVAILABLE',
+          `Cannot reach this node's ${service} API: ${fe.message}`,
+          { hint: 'Is formationd running? Check `form node status` and the node log.' },
+        );
+      }
+      throw err;
+    }
+  }
+
+  instances = () => this.get<InstanceView[]>('state', '/instances');
+  nodes = () => this.get<NodeView[]>('state', '/nodes');
+  publishedFormpacks = () => this.get<FormpackView[]>('state', '/formpacks');
+  dns = () => this.get<DnsRecordView[]>('state', '/dns');
+  peers = () => this.get<FormnetPeerView[]>('state', '/formnet/peers');
+  allocations = () => this.get<AllocationView[]>('state', '/formnet/allocations');
+  localFormpacks = async () => (await this.get<{ formpacks: FormpackManifest[] }>('pack', '/formpacks')).formpacks;
+  manifest = (id: string) => this.get<FormpackManifest>('pack', `/formpacks/${encodeURIComponent(id)}`);
+  vms = async () => (await this.get<{ vms: VmSummary[] }>('vmm', '/vms')).vms;
   console = (id: string, bytes: number) =>
-    this.vmm.request<{ id: string; output: string }>('GET', `/vms/${encodeURIComponent(id)}/console?bytes=${bytes}`);
-  self = () => this.formnet.request<SelfNode>('GET', '/node');
+    this.get<{ id: string; output: string }>('vmm', `/vms/${encodeURIComponent(id)}/console?bytes=${bytes}`);
+  self = () => this.get<SelfNode>('formnet', '/node');
 }

@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { createPackService } from '@formation/pack';
+import { createApiServer, createLogger } from '@formation/service';
+import { createStateService, openStateStore } from '@formation/state';
+import { registerVmmRoutes, type VmManager } from '@formation/vmm';
+import { createWebService, UPSTREAM_CALLS } from '../src/index.ts';
+import { missingInOpenApi } from './openapi.ts';
+
+const logger = createLogger('silent');
+
+test("every node API call of the BFF exists in that service's OpenAPI document (state, pack, vmm)", async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'formation-web-openapi-'));
+  const store = openStateStore({ path: ':memory:' });
+  const state = await createStateService({ store, logger });
+  const pack = await createPackService({ dataDir: tmp, cacheDir: join(tmp, 'cache'), logger });
+  const vmm = await createApiServer({ name: 'vmm', logger });
+  registerVmmRoutes(vmm, {} as VmManager); // routes only: no handler runs here
+  try {
+    const docs: Record<string, unknown> = {
+      state: (await state.inject({ method: 'GET', url: '/openapi.json' })).json(),
+      pack: (await pack.app.inject({ method: 'GET', url: '/openapi.json' })).json(),
+      vmm: (await vmm.inject({ method: 'GET', url: '/openapi.json' })).json(),
+    };
+    let checked = 0;
+    for (const call of UPSTREAM_CALLS) {
+      // formnet's GET /node is added by formationd itself: test/e2e.test.ts checks it on a live node.
+      if (call.service === 'formnet') continue;
+      assert.equal(missingInOpenApi(docs[call.service], call), undefined);
+      checked++;
+    }
+    assert.equal(checked, UPSTREAM_CALLS.length - 1);
+    // The check itself can fail.
+    assert.match(
+      missingInOpenApi(docs.vmm, { method: 'get', path: '/vms', fields: ['nope'] }) ?? '',
+      /lacks fields nope/,
+    );
+  } finally {
+    await Promise.all([state.close(), pack.close(), vmm.close()]);
+    store.close();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test("every BFF path the browser client calls exists in the dashboard's own OpenAPI document", async () => {
+  const web = await createWebService({
+    urls: {
+      state: 'http://127.0.0.1:9',
+      pack: 'http://127.0.0.1:9',
+      vmm: 'http://127.0.0.1:9',
+      formnet: 'http://127.0.0.1:9',
+    },
+    logger,
+    sampleIntervalMs: 0,
+  });
+  try {
+    const doc = (await web.app.inject({ method: 'GET', url: '/openapi.json' })).json();
+    const src = readFileSync(new URL('../src/app/api.ts', import.meta.url), 'utf8');
+    const calls = [...src.matchAll(/call<[^>]+>\('(GET|POST|DELETE)', [`']([^`'?]+)/g)].map((m) => ({
+      method: (m[1] as string).toLowerCase(),
+      path: (m[2] as string).replace(/\$\{encodeURIComponent\(id\)\}/g, '{id}'),
+      fields: [],
+    }));
+    assert.ok(calls.length >= 9, `found ${calls.length} calls in api.ts`);
+    for (const c of calls) assert.equal(missingInOpenApi(doc, c), undefined);
+  } finally {
+    await web.close();
+  }
+});

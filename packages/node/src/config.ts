@@ -28,6 +28,17 @@ export const NodeConfigSchema = Type.Object({
   advertiseHost: Type.Optional(Type.String({ minLength: 1 })),
   /** libp2p multiaddrs of nodes to join (the network's bootstrap list); empty = a network of one. */
   join: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+  /** How often the node records a `node.heartbeat` (ms). */
+  heartbeatMs: Type.Integer({ minimum: 100, default: 5000 }),
+  /** A node whose last heartbeat is older than this is unhealthy: its replicas are placed elsewhere (ms). */
+  nodeTimeoutMs: Type.Integer({ minimum: 500, default: 30000 }),
+  /** How long a joining node waits for a bootstrap node before registering (ms). */
+  joinSyncTimeoutMs: Type.Integer({ minimum: 0, default: 10000 }),
+  /**
+   * Host other nodes' HTTP APIs (pack, VMM revisions) are reached on; default: the host of their
+   * registered endpoint. A devnet (all nodes on one host's loopback) sets 127.0.0.1.
+   */
+  peerApiHost: Type.Optional(Type.String({ minLength: 1 })),
   logLevel: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     {
@@ -86,6 +97,10 @@ export function loadNodeConfig(flags: Partial<NodeConfig> = {}, env: NodeJS.Proc
       netns: env.FORM_NETNS,
       instanceCidr: env.FORM_INSTANCE_CIDR,
       logLevel: env.FORM_LOG_LEVEL,
+      heartbeatMs: env.FORM_HEARTBEAT_MS,
+      nodeTimeoutMs: env.FORM_NODE_TIMEOUT_MS,
+      joinSyncTimeoutMs: env.FORM_JOIN_SYNC_TIMEOUT_MS,
+      peerApiHost: env.FORM_PEER_API_HOST,
     },
     flags: { ...flags, dataDir },
   });

@@ -19,7 +19,7 @@ import {
   StateFormnetAdapter,
   startNodeFormnet,
 } from '@formation/net';
-import { createP2PNode, peerIdOfKey } from '@formation/p2p';
+import { createP2PNode, type P2PNode, peerIdOfKey } from '@formation/p2p';
 import { createPackService } from '@formation/pack';
 import type { ApiServer, Logger } from '@formation/service';
 import { createStateService, openStateStore, type StateStore } from '@formation/state';
@@ -100,6 +100,21 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     await listen(stateApp, config.host, ports.state, 'state');
     cleanups.push(() => stateApp.close());
 
+    // p2p: gossip of accepted ops and anti-entropy with the nodes we join (a network of one when none).
+    // Started before this node registers, and synced with the bootstrap nodes first, so the slice and
+    // formnet address it picks are chosen knowing the network's (first allocation wins, but a node
+    // that picks a free one avoids the retry).
+    const p2p = await createP2PNode({
+      key,
+      store,
+      logger,
+      listen: [`/ip4/${config.host}/tcp/${ports.p2p}`],
+      bootstrap: config.join,
+      syncIntervalMs: 2000,
+    });
+    cleanups.push(() => p2p.stop());
+    if (config.join.length > 0) await syncWithBootstrap(p2p, config.joinSyncTimeoutMs, log);
+
     // The node's slice of formnet for its instances: what it registered before, else configured, else the first free one.
     const registeredBefore = store.views().nodes.find((n) => n.id === key.publicKey);
     const instanceCidr =
@@ -151,17 +166,6 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
         formnetRange: instanceCidr,
       });
     }
-
-    // p2p: gossip of accepted ops and anti-entropy with the nodes we join (a network of one when none).
-    const p2p = await createP2PNode({
-      key,
-      store,
-      logger,
-      listen: [`/ip4/${config.host}/tcp/${ports.p2p}`],
-      bootstrap: config.join,
-      syncIntervalMs: 2000,
-    });
-    cleanups.push(() => p2p.stop());
 
     // formnet: this node's WireGuard interface (in its namespace), peers kept equal to state.
     const formnetState = new StateFormnetAdapter({ store, nodeKey: key });
@@ -235,6 +239,20 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     const off = store.onAccepted(() => controller.kick());
     cleanups.push(() => off());
     controller.start();
+
+    // Liveness: a signed heartbeat every heartbeatMs; other nodes treat a node whose last heartbeat is
+    // older than nodeTimeoutMs as gone and re-place its replicas (see the controller).
+    const beat = () => {
+      try {
+        store.author(key, 'node.heartbeat', { status: 'healthy' });
+      } catch (err) {
+        log.warn({ err }, 'heartbeat not recorded');
+      }
+    };
+    beat();
+    const heartbeat = setInterval(beat, config.heartbeatMs);
+    heartbeat.unref();
+    cleanups.push(() => clearInterval(heartbeat));
     // Cleanups run last-in first-out: the controller stops reconciling, then records its replicas as stopped.
     cleanups.push(() => controller.markStopped());
     cleanups.push(() => controller.close());
@@ -290,6 +308,21 @@ function removeStaleWireGuard(name: string, netns: string | undefined): void {
   } catch {
     // no such interface: nothing to clean
   }
+}
+
+/** Wait (bounded) for a bootstrap peer, then pull its ops: a joining node starts from the network's state. */
+async function syncWithBootstrap(p2p: P2PNode, timeoutMs: number, log: Logger): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (p2p.peers().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  if (p2p.peers().length === 0) {
+    log.warn({ timeoutMs }, 'no bootstrap node answered; starting from local state (sync continues in the background)');
+    return;
+  }
+  const results = await p2p.syncAll().catch((err: unknown) => {
+    log.warn({ err }, 'initial sync failed');
+    return [];
+  });
+  log.info({ peers: results.length, accepted: results.reduce((a, r) => a + r.accepted, 0) }, 'synced with bootstrap');
 }
 
 async function listen(app: ApiServer, host: string, port: number, name: string): Promise<void> {

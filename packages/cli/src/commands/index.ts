@@ -1,5 +1,6 @@
 import type { CommandContext } from '../program.ts';
 import { registerCommit } from './commit.ts';
+import { registerDevnet } from './devnet.ts';
 import { registerKitInit } from './kit-init.ts';
 import { registerManage } from './manage.ts';
 import { registerNode } from './node.ts';
@@ -23,6 +24,7 @@ export const commands: Array<(ctx: CommandContext) => void> = [
   registerPackInspect,
   registerPackRm,
   registerNode,
+  registerDevnet,
   registerManage,
   registerSsh,
   registerCommit,

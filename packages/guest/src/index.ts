@@ -17,6 +17,10 @@ export const GUEST_CONTRACT = {
   poweroff: '/sbin/form-poweroff',
   /** The kernel command line the image expects; the VMM appends per-instance `vm_*` parameters. */
   cmdline: 'console=ttyS0 root=/dev/vda rw panic=-1',
+  /** Attestation key + sealed secrets helper (`pubkey`, `secret-put`; see @formation/attest). */
+  attest: '/usr/sbin/form-attest',
+  /** Where opened secrets land (mode 0600, tmpfs). */
+  secretsDir: '/run/form/secrets',
   agent: 'qemu-ga',
   /** virtio-serial port name of the agent (`-device virtserialport,name=...`). */
   agentChannel: 'org.qemu.guest_agent.0',
@@ -51,6 +55,7 @@ export function guestFiles(): GuestFile[] {
   return [
     { source: `${filesDir}form-init`, target: GUEST_CONTRACT.init, mode: 0o755 },
     { source: `${filesDir}form-poweroff`, target: GUEST_CONTRACT.poweroff, mode: 0o755 },
+    { source: `${filesDir}form-attest`, target: GUEST_CONTRACT.attest, mode: 0o755 },
   ];
 }
 

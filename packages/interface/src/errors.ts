@@ -62,6 +62,10 @@ export const ERROR_CODES = {
   VM_IMAGE_INVALID: { status: 422, fault: 'user' },
   VM_HYPERVISOR: { status: 500, fault: 'system' },
   QMP_ERROR: { status: 500, fault: 'system' },
+  // attestation
+  ATTEST_FAILED: { status: 422, fault: 'user' },
+  ATTEST_UNAVAILABLE: { status: 503, fault: 'system' },
+  SECRET_REFUSED: { status: 403, fault: 'user' },
   // state
   STATE_OP_INVALID: { status: 422, fault: 'user' },
   STATE_OP_FORBIDDEN: { status: 403, fault: 'user' },

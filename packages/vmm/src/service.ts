@@ -32,6 +32,8 @@ export async function createVmmService(opts: {
   logger: Logger;
   driver?: HypervisorDriver;
   nonces?: NonceCache;
+  /** Extra routes mounted on the VMM API before it is sealed (e.g. `registerAttestRoutes` of @formation/attest). */
+  routes?: (app: ApiServer, manager: VmManager) => void;
 }): Promise<VmmService> {
   const { config, logger } = opts;
   mkdirSync(config.vmDir, { recursive: true });
@@ -71,6 +73,7 @@ export async function createVmmService(opts: {
     description: 'Formation VMM: VM lifecycle over QEMU (KVM or TCG)',
   });
   registerVmmRoutes(app, manager, opts.nonces ?? new NonceCache());
+  opts.routes?.(app, manager);
   await app.ready();
   return {
     app,

@@ -1,0 +1,282 @@
+import { createHash } from 'node:crypto';
+import { closeSync, createReadStream, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { GUEST_CONTRACT } from '@formation/guest';
+import { type KeyPair, NonceCache } from '@formation/identity';
+import { FormError } from '@formation/interface';
+import { type ApiServer, type Logger, requireSigner } from '@formation/service';
+import type { VmManager, VmView } from '@formation/vmm';
+import { Type } from '@sinclair/typebox';
+import {
+  type MeasurementInputs,
+  measurementDigest,
+  normalizeCmdline,
+  sha256Text,
+  splitCmdline,
+} from './measurement.ts';
+import { providers, softwareProvider, type TeeProvider } from './providers.ts';
+import { type AttestationReport, REPORT_VERSION, type SignedReport, signReport } from './report.ts';
+import { SECRET_NAME_RE, type SealedSecret } from './seal.ts';
+
+export interface AttestServiceOptions {
+  /** The node key: reports are signed with it (its public key is the node id in state). */
+  nodeKey: KeyPair;
+  vmm: Pick<VmManager, 'list' | 'exec'>;
+  logger: Logger;
+  /** Who may put secrets into a VM (address); default the VM's owner. Null/undefined = nobody. */
+  ownerOf?: ((vm: VmView) => string | null | undefined) | undefined;
+  provider?: TeeProvider | undefined;
+  /** How to read a process's argv (tests); default /proc/<pid>/cmdline. */
+  readArgv?: ((pid: number) => string[]) | undefined;
+}
+
+/**
+ * The node side of attestation: measures what QEMU was actually started with (its argv in /proc:
+ * -kernel, -initrd, -append, -smp, -m, and the base disk behind the -drive overlay), asks the guest
+ * agent for the guest's key, and signs the report with the node key. Also relays sealed secrets.
+ */
+export class AttestService {
+  private readonly o: AttestServiceOptions;
+  private readonly log: Logger;
+  private readonly hashes = new Map<string, string>();
+  readonly provider: TeeProvider;
+
+  constructor(o: AttestServiceOptions) {
+    this.o = o;
+    this.log = o.logger.child({ component: 'attest' });
+    this.provider = o.provider ?? softwareProvider;
+  }
+
+  find(ref: string): VmView {
+    const vm = this.o.vmm.list().find((v) => v.id === ref || v.name === ref);
+    if (!vm) throw new FormError('VM_NOT_FOUND', `Cannot attest ${ref}: no such VM on this node`);
+    return vm;
+  }
+
+  /** What QEMU booted for `vm`, measured now from its process arguments and the files they name. */
+  async measure(vm: VmView): Promise<{ inputs: MeasurementInputs; cmdline: string }> {
+    if (vm.pid === null || vm.state !== 'running') {
+      throw new FormError('VM_BAD_STATE', `Cannot attest VM ${vm.name}: it is ${vm.state}, not running`);
+    }
+    const argv = (this.o.readArgv ?? readArgv)(vm.pid);
+    const arg = (flag: string): string | undefined => {
+      const i = argv.indexOf(flag);
+      return i >= 0 ? argv[i + 1] : undefined;
+    };
+    if (!(arg('-name') ?? '').includes(`guest=${vm.id}`)) {
+      throw new FormError('ATTEST_UNAVAILABLE', `Cannot attest VM ${vm.name}: process ${vm.pid} is not its QEMU`);
+    }
+    const kernel = arg('-kernel');
+    const append = arg('-append');
+    const drive = arg('-drive');
+    if (!kernel || append === undefined || !drive) {
+      throw new FormError(
+        'ATTEST_UNAVAILABLE',
+        `Cannot attest VM ${vm.name}: QEMU was not started by direct kernel boot`,
+      );
+    }
+    const overlay = /(?:^|,)file=([^,]+)/.exec(drive)?.[1];
+    const base = overlay ? qcow2Backing(overlay) : null;
+    if (!base) throw new FormError('ATTEST_UNAVAILABLE', `Cannot attest VM ${vm.name}: its disk has no base image`);
+    const initrd = arg('-initrd');
+    const cmdline = normalizeCmdline(append);
+    const split = splitCmdline(cmdline);
+    const inputs: MeasurementInputs = {
+      kernel: await this.hash(kernel),
+      initramfs: initrd ? await this.hash(initrd) : null,
+      cmdline: sha256Text('error' in split ? cmdline : split.formpack),
+      disk: await this.hash(base),
+      vcpu: Number.parseInt(arg('-smp') ?? '1', 10),
+      memMiB: Number.parseInt(arg('-m') ?? '0', 10),
+    };
+    return { inputs, cmdline };
+  }
+
+  /** The guest's X25519 public key, read through qemu-ga (`form-attest pubkey`). */
+  async guestKey(vm: VmView): Promise<{ key: string | null; error: string | null }> {
+    try {
+      const r = await this.o.vmm.exec(vm.id, GUEST_CONTRACT.attest, ['pubkey'], 15_000);
+      const k = r.stdout.trim();
+      if (r.exitcode === 0 && /^[0-9a-f]{64}$/.test(k)) return { key: k, error: null };
+      return { key: null, error: `form-attest pubkey failed (${r.exitcode}): ${r.stderr.trim().slice(0, 200)}` };
+    } catch (err) {
+      return { key: null, error: `guest agent: ${(err as Error).message}` };
+    }
+  }
+
+  /** A signed report for VM `ref` (id or name) with the verifier's `nonce`. */
+  async report(ref: string, nonce: string): Promise<SignedReport> {
+    const vm = this.find(ref);
+    const m = await this.measure(vm);
+    const gk = await this.guestKey(vm);
+    const report: AttestationReport = {
+      version: REPORT_VERSION,
+      provider: this.provider.name,
+      node: this.o.nodeKey.publicKey,
+      vmId: vm.id,
+      vmName: vm.name,
+      nonce,
+      issuedAt: new Date().toISOString(),
+      formpackId: vm.source.kind === 'formpack' ? vm.source.id : null,
+      measurement: { inputs: m.inputs, digest: measurementDigest(m.inputs), cmdline: m.cmdline },
+      guestKey: gk.key,
+      guestKeyError: gk.error,
+      hardware: null,
+    };
+    this.log.info({ vm: vm.id, digest: report.measurement.digest }, 'attestation report signed');
+    return signReport(this.o.nodeKey.privateKey, report);
+  }
+
+  /**
+   * Hand a sealed secret to the guest. Refused unless `actor` owns the VM and the secret is sealed to
+   * the key the guest holds now; the guest itself refuses what it cannot authenticate.
+   */
+  async putSecret(
+    ref: string,
+    body: { name: string; recipient: string; sealed: SealedSecret },
+    actor: string,
+  ): Promise<{ vm: string; path: string }> {
+    const vm = this.find(ref);
+    const owner = this.o.ownerOf ? this.o.ownerOf(vm) : vm.owner;
+    if (!owner || owner.toLowerCase() !== actor.toLowerCase()) {
+      throw new FormError('AUTH_FORBIDDEN', `Cannot put a secret into VM ${vm.name}: ${actor} does not own it`);
+    }
+    if (!SECRET_NAME_RE.test(body.name)) throw new FormError('BAD_REQUEST', `Cannot store secret: bad name`);
+    const gk = await this.guestKey(vm);
+    if (gk.key !== body.recipient) {
+      throw new FormError(
+        'SECRET_REFUSED',
+        `Cannot deliver secret ${body.name} to VM ${vm.name}: it is sealed to guest key ${body.recipient.slice(0, 12)}…, ` +
+          `but the guest holds ${gk.key ? `${gk.key.slice(0, 12)}…` : `no key (${gk.error})`}`,
+        { hint: 'Attest again (`form attest`) and re-seal: the guest may have rebooted.' },
+      );
+    }
+    const s = body.sealed;
+    const r = await this.o.vmm.exec(
+      vm.id,
+      GUEST_CONTRACT.attest,
+      ['secret-put', body.name, s.epk, s.iv, s.ct, s.mac],
+      30_000,
+    );
+    if (r.exitcode !== 0) {
+      throw new FormError('SECRET_REFUSED', `The guest refused secret ${body.name}: ${r.stderr.trim().slice(0, 300)}`);
+    }
+    this.log.info({ vm: vm.id, name: body.name }, 'sealed secret delivered');
+    return { vm: vm.id, path: `${GUEST_CONTRACT.secretsDir}/${body.name}` };
+  }
+
+  private async hash(path: string): Promise<string> {
+    const st = statSync(path);
+    const key = `${path}:${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+    const hit = this.hashes.get(key);
+    if (hit) return hit;
+    const h = await sha256File(path);
+    this.hashes.set(key, h);
+    return h;
+  }
+}
+
+const Hex = (min: number, max: number) => Type.String({ pattern: `^[0-9a-fA-F]{${min},${max}}$` });
+
+/**
+ * Mount the attestation API on a Fastify app (before `app.ready()`): signed routes with the node's
+ * NonceCache, so a captured request cannot be replayed.
+ *
+ *   POST /attest/vms/:ref/report   { nonce }                       → SignedReport
+ *   POST /attest/vms/:ref/secrets  { name, recipient, sealed }     → { vm, path }
+ *   GET  /attest/providers                                         → providers and what they protect
+ */
+export function registerAttestRoutes(
+  app: ApiServer,
+  opts: AttestServiceOptions & { nonces?: NonceCache | undefined },
+): AttestService {
+  const svc = new AttestService(opts);
+  const signed = requireSigner(opts.nonces ?? new NonceCache());
+  const Ref = Type.Object({ ref: Type.String({ minLength: 1, maxLength: 128 }) });
+  app.post(
+    '/attest/vms/:ref/report',
+    {
+      preHandler: signed,
+      schema: {
+        tags: ['attest'],
+        summary: 'Signed attestation report of a VM, bound to the verifier nonce',
+        params: Ref,
+        body: Type.Object({ nonce: Hex(16, 128) }, { additionalProperties: false }),
+      },
+    },
+    async (req) => svc.report(req.params.ref, req.body.nonce),
+  );
+  app.post(
+    '/attest/vms/:ref/secrets',
+    {
+      preHandler: signed,
+      schema: {
+        tags: ['attest'],
+        summary: 'Deliver a secret sealed to the guest’s attested key',
+        params: Ref,
+        body: Type.Object(
+          {
+            name: Type.String({ minLength: 1, maxLength: 128 }),
+            recipient: Hex(64, 64),
+            sealed: Type.Object({
+              epk: Type.String({ maxLength: 200 }),
+              iv: Hex(32, 32),
+              ct: Type.String({ maxLength: 1_000_000 }),
+              mac: Hex(64, 64),
+            }),
+          },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (req) => svc.putSecret(req.params.ref, req.body, req.signer?.address ?? ''),
+  );
+  app.get('/attest/providers', {}, async () => ({
+    active: svc.provider.name,
+    providers: providers().map((p) => ({
+      name: p.name,
+      available: p.available(),
+      trust: p.trust,
+      protects: p.protects,
+      doesNotProtect: p.doesNotProtect,
+    })),
+  }));
+  return svc;
+}
+
+function readArgv(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
+  } catch (err) {
+    throw new FormError('ATTEST_UNAVAILABLE', `Cannot read the QEMU process ${pid}: ${(err as Error).message}`);
+  }
+}
+
+/** The backing file named in a qcow2 header (absolute), or null. */
+export function qcow2Backing(file: string): string | null {
+  const fd = openSync(file, 'r');
+  try {
+    const h = Buffer.alloc(20);
+    readSync(fd, h, 0, 20, 0);
+    if (h.readUInt32BE(0) !== 0x514649fb) return null; // "QFI\xfb"
+    const off = Number(h.readBigUInt64BE(8));
+    const len = h.readUInt32BE(16);
+    if (!off || !len || len > 4096) return null;
+    const name = Buffer.alloc(len);
+    readSync(fd, name, 0, len, off);
+    const p = name.toString('utf8');
+    return isAbsolute(p) ? p : resolve(dirname(file), p);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function sha256File(path: string): Promise<string> {
+  return new Promise((res, rej) => {
+    const h = createHash('sha256');
+    createReadStream(path)
+      .on('data', (d) => h.update(d))
+      .on('error', rej)
+      .on('end', () => res(h.digest('hex')));
+  });
+}

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KeyPair } from '@formation/identity';
 import { type PlacementNode, placeReplicas, vmNameFor } from '@formation/scheduler';
@@ -210,6 +210,12 @@ export class InstanceController {
         }
         return;
       }
+      // Running means the app runs, not only the VM: with an ENTRYPOINT, wait until the guest reports
+      // it running without having restarted (a crash loop ends as FAILURE above instead).
+      if (this.hasEntrypoint(inst.formpackId) && !(ep?.status === 'running' && ep.restarts === 0)) {
+        if (!ep) await this.o.vmm.checkHealth().catch(() => undefined);
+        return;
+      }
       // The replica is at the instance's revision when its own disk produced that commit.
       const atRevision = inst.revision === 0 || vm.revisions.some((r) => r.sha256 === inst.revisionHash);
       const revision = atRevision ? inst.revision : (mine?.revision ?? 0);
@@ -229,6 +235,25 @@ export class InstanceController {
     } catch (err) {
       await this.fail(inst, `cannot start its VM again: ${(err as Error).message}`);
     }
+  }
+
+  private readonly entrypoints = new Map<string, boolean>();
+
+  /** Whether a Formpack defines an ENTRYPOINT (read once from its manifest). */
+  private hasEntrypoint(formpackId: string): boolean {
+    let has = this.entrypoints.get(formpackId);
+    if (has === undefined) {
+      try {
+        const m = JSON.parse(readFileSync(join(this.o.formpacksDir, formpackId, 'manifest.json'), 'utf8')) as {
+          formfile?: { entrypoint?: unknown };
+        };
+        has = Boolean(m.formfile?.entrypoint);
+      } catch {
+        has = false;
+      }
+      this.entrypoints.set(formpackId, has);
+    }
+    return has;
   }
 
   private async entrypointLog(vm: VmView): Promise<string> {

@@ -27,6 +27,7 @@ import { createVmmService, loadVmmConfig, type VmmService } from '@formation/vmm
 import { Type } from '@sinclair/typebox';
 import { type NodeConfig, type NodeInfo, nodePaths, nodePorts } from './config.ts';
 import { InstanceController } from './controller.ts';
+import { startExtraServices } from './extra-services.ts';
 import { deleteNetns, ensureNetns } from './netns.ts';
 
 const VERSION = '0.1.0';
@@ -256,6 +257,19 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     // Cleanups run last-in first-out: the controller stops reconciling, then records its replicas as stopped.
     cleanups.push(() => controller.markStopped());
     cleanups.push(() => controller.close());
+
+    // Compute runtime, dashboard, attestation: optional, each skipped with a warning when it cannot run here.
+    await startExtraServices({
+      config,
+      ports,
+      key,
+      store,
+      vmm,
+      logger,
+      onClose: (fn) => {
+        cleanups.push(fn);
+      },
+    });
 
     const info: NodeInfo = {
       pid: process.pid,

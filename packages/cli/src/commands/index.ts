@@ -1,4 +1,5 @@
 import type { CommandContext } from '../program.ts';
+import { registerAttest } from './attest.ts';
 import { registerCommit } from './commit.ts';
 import { registerDevnet } from './devnet.ts';
 import { registerKitInit } from './kit-init.ts';
@@ -11,6 +12,7 @@ import { registerPackRm } from './pack-rm.ts';
 import { registerPackShip } from './pack-ship.ts';
 import { registerPackValidate } from './pack-validate.ts';
 import { registerRuntime } from './runtime.ts';
+import { registerSecret } from './secret.ts';
 import { registerSsh } from './ssh.ts';
 import { registerWeb } from './web.ts';
 
@@ -28,6 +30,8 @@ export const commands: Array<(ctx: CommandContext) => void> = [
   registerManage,
   registerSsh,
   registerCommit,
+  registerAttest,
+  registerSecret,
   registerRuntime,
   registerWeb,
 ];

@@ -8,6 +8,7 @@ import { localBuilder, resolveLocalId } from './pack-build.ts';
 interface PackInspectOptions {
   json?: boolean;
   local?: boolean;
+  measurement?: boolean;
   node?: string;
 }
 
@@ -17,6 +18,7 @@ export function registerPackInspect({ noun }: CommandContext): void {
     .description('Show a Formpack’s manifest: resources, boot settings, artifacts and hashes')
     .argument('<id>', 'Formpack ID (or a unique prefix)')
     .option('--json', 'print the manifest as JSON')
+    .option('--measurement', 'print the measurement an instance of it must attest to (see `form attest`)')
     .option('--local', 'read this machine’s data directory instead of asking the node')
     .option('--node <url>', 'node to ask')
     .addHelpText(
@@ -33,6 +35,16 @@ async function packInspect(idArg: string, opts: PackInspectOptions): Promise<num
     m = b.get(resolveLocalId(b, idArg))!;
   } else {
     m = await new (await import('@formation/pack')).PackClient(await serviceUrl('pack', opts.node)).get(idArg);
+  }
+  if (opts.measurement) {
+    const { expectedMeasurement, measurementText, INSTANCE_PARAM_KEYS } = await import('@formation/attest');
+    const { inputs, digest } = expectedMeasurement(m);
+    if (opts.json) printJson({ formpack: m.id, digest, inputs, text: measurementText(inputs) });
+    else
+      process.stdout.write(
+        `${measurementText(inputs)}sha256:${digest}\n(Formpack part, for its own VCPU/MEM; instance params ${INSTANCE_PARAM_KEYS.join(' ')} are appended per VM)\n`,
+      );
+    return 0;
   }
   if (opts.json) {
     printJson(m);

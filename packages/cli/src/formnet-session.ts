@@ -64,7 +64,8 @@ export async function openFormnetSession(opts: { node?: string } = {}): Promise<
   }
   const key = await developerKey();
   const formnetUrl = await serviceUrl('formnet', opts.node);
-  const logger = createLogger(process.env.FORM_LOG_LEVEL ?? 'silent');
+  // Library logs never mix into the command's output: silent, or on stderr with FORM_DEBUG.
+  const logger = createLogger(process.env.FORM_DEBUG ? 'debug' : 'silent', 2);
   const tag = randomInt(0, 0xffffff).toString(16).padStart(6, '0');
   const ns = `fdev${tag}`;
   const wg = generateWireGuardKeyPair();

@@ -5,6 +5,7 @@ export const DEFAULT_PORTS = {
   pack: 3003,
   state: 3004,
   p2p: 3005,
+  runtime: 3006,
   web: 3010,
   wireguard: 51820,
 } as const;

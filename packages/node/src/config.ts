@@ -56,6 +56,9 @@ export interface NodePorts {
   p2p: number;
   dns: number;
   wireguard: number;
+  runtime: number;
+  runtimeRedis: number;
+  web: number;
 }
 
 export function nodePorts(cfg: Pick<NodeConfig, 'portOffset'>): NodePorts {
@@ -68,6 +71,9 @@ export function nodePorts(cfg: Pick<NodeConfig, 'portOffset'>): NodePorts {
     p2p: DEFAULT_PORTS.p2p + o,
     dns: 5353 + o,
     wireguard: DEFAULT_PORTS.wireguard + o,
+    runtime: DEFAULT_PORTS.runtime + o,
+    runtimeRedis: 6379 + o,
+    web: DEFAULT_PORTS.web + o,
   };
 }
 

@@ -1,17 +1,30 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KeyPair } from '@formation/identity';
 import { type PlacementNode, placeReplicas, vmNameFor } from '@formation/scheduler';
 import type { Logger } from '@formation/service';
 import type { InstanceView, StateStore } from '@formation/state';
 import type { VmManager, VmView } from '@formation/vmm';
+import {
+  applyRevisionToDisk,
+  fetchFormpack,
+  fetchRevision,
+  peerServiceUrl,
+  pruneRevisionCache,
+} from './replication.ts';
 
 export interface ControllerOptions {
   nodeKey: KeyPair;
   store: StateStore;
   vmm: VmManager;
   formpacksDir: string;
+  /** The node's data dir (VMs under vms/, fetched revisions under revisions/). */
+  dataDir?: string;
   logger: Logger;
+  /** A node whose last heartbeat is older than this is unhealthy: placement skips it (ms). */
+  nodeTimeoutMs?: number;
+  /** Host of other nodes' HTTP APIs (devnet: 127.0.0.1); default: their endpoint's host. */
+  peerApiHost?: string | undefined;
   /** How often to reconcile even without new ops (ms). */
   intervalMs?: number;
   /** How long a booting instance may take to report ready (ms). */
@@ -19,6 +32,9 @@ export interface ControllerOptions {
   /** How long to wait before retrying a failed instance (ms). */
   retryAfterMs?: number;
 }
+
+/** How long an entrypoint must run after boot before its replica counts as running (ms). */
+const ENTRYPOINT_SETTLE_MS = 3000;
 
 type ReplicaState = 'pending' | 'starting' | 'running' | 'stopped' | 'failed' | 'deleted';
 
@@ -91,14 +107,52 @@ export class InstanceController {
     return this.o.nodeKey.publicKey;
   }
 
+  /**
+   * Nodes as placement sees them. Healthy = this node, or a node whose last heartbeat is recent
+   * (within nodeTimeoutMs) and not draining: a node that stopped beating loses its replicas to others.
+   */
   private placementNodes(): PlacementNode[] {
     const views = this.o.store.views();
+    const timeout = this.o.nodeTimeoutMs ?? 30_000;
+    const now = Date.now();
     return views.nodes.map((n) => ({
       id: n.id,
       capacity: n.capacity,
       used: { vcpu: 0, memMiB: 0, diskGiB: 0 },
-      healthy: n.heartbeat?.status !== 'draining',
+      healthy:
+        n.id === this.me ||
+        (n.heartbeat !== null && n.heartbeat.status !== 'draining' && now - n.heartbeat.ts <= timeout),
     }));
+  }
+
+  /** Applied revisions per VM id (a replica that fetched a commit rather than making it). */
+  private appliedFile(): string | null {
+    return this.o.dataDir ? join(this.o.dataDir, 'node', 'applied-revisions.json') : null;
+  }
+
+  private applied(): Record<string, { revision: number; sha256: string }> {
+    const f = this.appliedFile();
+    if (!f || !existsSync(f)) return {};
+    try {
+      return JSON.parse(readFileSync(f, 'utf8')) as Record<string, { revision: number; sha256: string }>;
+    } catch {
+      return {};
+    }
+  }
+
+  private recordApplied(vmId: string, revision: number, sha256: string): void {
+    const f = this.appliedFile();
+    if (!f) return;
+    const all = this.applied();
+    all[vmId] = { revision, sha256 };
+    writeFileSync(f, `${JSON.stringify(all, null, 2)}\n`);
+  }
+
+  /** Other nodes' service URLs, those listed in `prefer` first. */
+  private peerUrls(service: 'pack' | 'formnet', prefer: string[] = []): string[] {
+    const nodes = this.o.store.views().nodes.filter((n) => n.id !== this.me);
+    nodes.sort((a, b) => (prefer.includes(a.id) ? 0 : 1) - (prefer.includes(b.id) ? 0 : 1));
+    return nodes.map((n) => peerServiceUrl(n, service, this.o.peerApiHost)).filter((u): u is string => !!u);
   }
 
   async reconcile(): Promise<void> {
@@ -116,7 +170,11 @@ export class InstanceController {
       }
       const placed = placeReplicas(inst, nodes).includes(this.me);
       if (!placed) {
+        // Not (or no longer) one of this instance's nodes, e.g. its usual node came back after this
+        // one stood in for it: the surplus replica goes, and says so.
         if (vm) await this.guard(inst.id, () => this.remove(inst, vm));
+        else if (mine && (mine.state === 'running' || mine.state === 'starting' || mine.state === 'failed'))
+          await this.report(inst, 'stopped', undefined, 'replica moved: this node is no longer placed for it');
         continue;
       }
       if (!mine) {
@@ -169,8 +227,26 @@ export class InstanceController {
   private async boot(inst: InstanceView): Promise<void> {
     const manifest = join(this.o.formpacksDir, inst.formpackId, 'manifest.json');
     if (!existsSync(manifest)) {
-      await this.fail(inst, `Formpack ${inst.formpackId.slice(0, 12)} is not on this node`);
-      return;
+      // Fetch it from a node that has it (nodes running a replica first), verified against its sha256s.
+      await this.report(inst, 'starting');
+      const views = this.o.store.views();
+      const published = views.formpacks.find((f) => f.id === inst.formpackId)?.sha256s;
+      const running = inst.replicaSet.filter((r) => r.state === 'running').map((r) => r.node);
+      try {
+        await fetchFormpack({
+          id: inst.formpackId,
+          sources: this.peerUrls('pack', running),
+          formpacksDir: this.o.formpacksDir,
+          published,
+          logger: this.log,
+        });
+      } catch (err) {
+        await this.fail(
+          inst,
+          `Formpack ${inst.formpackId.slice(0, 12)} is not on this node: ${(err as Error).message}`,
+        );
+        return;
+      }
     }
     await this.report(inst, 'starting');
     let vm: VmView;
@@ -212,17 +288,79 @@ export class InstanceController {
       }
       // Running means the app runs, not only the VM: with an ENTRYPOINT, wait until the guest reports
       // it running without having restarted (a crash loop ends as FAILURE above instead).
-      if (this.hasEntrypoint(inst.formpackId) && !(ep?.status === 'running' && ep.restarts === 0)) {
-        if (!ep) await this.o.vmm.checkHealth().catch(() => undefined);
-        return;
+      // "Running" must hold for a moment: a crashing entrypoint looks running right after boot.
+      if (this.hasEntrypoint(inst.formpackId) && mine?.state !== 'running') {
+        const readyAt = Date.parse(vm.readyAt ?? '') || Date.now();
+        const checkedAt = Date.parse(vm.health?.checkedAt ?? '') || 0;
+        const stable = ep?.status === 'running' && ep.restarts === 0 && checkedAt - readyAt >= ENTRYPOINT_SETTLE_MS;
+        if (!stable) {
+          if (Date.now() - readyAt >= ENTRYPOINT_SETTLE_MS && checkedAt - readyAt < ENTRYPOINT_SETTLE_MS) {
+            await this.o.vmm.checkHealth().catch(() => undefined);
+          }
+          return;
+        }
       }
-      // The replica is at the instance's revision when its own disk produced that commit.
-      const atRevision = inst.revision === 0 || vm.revisions.some((r) => r.sha256 === inst.revisionHash);
-      const revision = atRevision ? inst.revision : (mine?.revision ?? 0);
+      // The replica is at the instance's revision when its own disk produced that commit, or when it
+      // fetched and applied it. Otherwise it fetches the revision from a replica that is at it.
+      const applied = this.applied()[vm.id];
+      const atRevision =
+        inst.revision === 0 ||
+        vm.revisions.some((r) => r.sha256 === inst.revisionHash) ||
+        applied?.sha256 === inst.revisionHash;
+      if (!atRevision && inst.revisionHash && this.o.dataDir) {
+        const failed = this.failedAt.get(`rev:${inst.id}`);
+        if (!failed || Date.now() - failed > 10_000) {
+          void this.guard(inst.id, () => this.applyRevision(inst, vm));
+          return;
+        }
+      }
+      const revision = atRevision ? inst.revision : (applied?.revision ?? mine?.revision ?? 0);
       if (mine?.state !== 'running' || mine.formnetIp !== ip || mine.revision !== revision) {
         await this.report(inst, 'running', ip, undefined, revision);
       }
       return;
+    }
+  }
+
+  /** Bring this replica to the instance's committed revision: fetch (verified), stop, swap the overlay, start. */
+  private async applyRevision(inst: InstanceView, vm: VmView): Promise<void> {
+    const dataDir = this.o.dataDir as string;
+    const hash = inst.revisionHash as string;
+    const at = inst.replicaSet.filter((r) => r.revision === inst.revision && r.node !== this.me).map((r) => r.node);
+    let file: string;
+    try {
+      file = await fetchRevision({
+        sources: this.peerUrls('formnet', at),
+        sha256: hash,
+        dataDir,
+        key: this.o.nodeKey,
+        logger: this.log,
+      });
+    } catch (err) {
+      this.failedAt.set(`rev:${inst.id}`, Date.now());
+      this.log.warn({ err, instance: inst.id, revision: inst.revision }, 'revision not fetched yet');
+      return;
+    }
+    const t0 = Date.now();
+    await this.report(inst, 'starting', undefined, `applying revision ${inst.revision}`);
+    try {
+      await this.o.vmm.stop(vm.id);
+      await applyRevisionToDisk(join(dataDir, 'vms', vm.id, 'disk.qcow2'), file);
+      this.recordApplied(vm.id, inst.revision, hash);
+      await this.o.vmm.start(vm.id);
+      const ready = await this.o.vmm.waitReady(vm.id, this.o.readyTimeoutMs ?? 180_000);
+      this.log.info({ instance: inst.id, revision: inst.revision, ms: Date.now() - t0 }, 'revision applied');
+      await this.report(inst, 'running', ipOf(ready), undefined, inst.revision);
+      const keep = new Set(
+        this.o.store
+          .views()
+          .instances.map((i) => i.revisionHash)
+          .filter((h): h is string => !!h),
+      );
+      pruneRevisionCache(dataDir, keep);
+    } catch (err) {
+      this.failedAt.set(`rev:${inst.id}`, Date.now());
+      await this.fail(inst, `cannot apply revision ${inst.revision}: ${(err as Error).message}`);
     }
   }
 
@@ -269,6 +407,7 @@ export class InstanceController {
     await this.o.vmm.destroy(vm.id);
     this.log.info({ instance: inst.id, vm: vm.id }, 'instance vm removed');
     if (inst.deleted) await this.report(inst, 'deleted');
+    else await this.report(inst, 'stopped', undefined, 'replica moved: this node is no longer placed for it');
   }
 
   private async fail(inst: InstanceView, reason: string): Promise<void> {

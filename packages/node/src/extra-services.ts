@@ -1,7 +1,13 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
 import type { KeyPair } from '@formation/identity';
+import { createRuntimeService, loadRuntimeConfig, runcUnavailable } from '@formation/runtime';
 import type { Logger } from '@formation/service';
 import type { StateStore } from '@formation/state';
 import type { VmmService } from '@formation/vmm';
+import { bytesToHex } from '@noble/hashes/utils.js';
 import type { NodeConfig, NodePorts } from './config.ts';
 
 /** What the optional services of a node get from formationd. */
@@ -18,8 +24,120 @@ export interface ExtraServicesContext {
 
 /**
  * Services beside the deploy path (compute runtime, dashboard, attestation), started after the core
- * ones. Each one that cannot run on this host is skipped with a warning naming why, and the node stays up.
+ * ones. Each one that cannot run on this host is skipped with a warning naming why, and the node stays
+ * up. Returns, per service, `running on …` or why it was skipped.
  */
-export async function startExtraServices(_ctx: ExtraServicesContext): Promise<Record<string, string>> {
-  return {};
+export async function startExtraServices(ctx: ExtraServicesContext): Promise<Record<string, string>> {
+  const result: Record<string, string> = {};
+  const log = ctx.logger.child({ component: 'formationd' });
+  if (process.env.FORM_RUNTIME === 'off') result.runtime = 'off (FORM_RUNTIME=off)';
+  else {
+    try {
+      result.runtime = await startRuntime(ctx);
+    } catch (err) {
+      result.runtime = `skipped: ${(err as Error).message}`;
+      log.warn({ reason: (err as Error).message }, 'compute runtime not started');
+    }
+  }
+  return result;
+}
+
+/**
+ * The HyMatrix/VMDocker-compatible runtime: its own Redis (append-only, in the data dir, so a node
+ * restart loses no process) unless FORM_RUNTIME_REDIS_URL points at one, and its API on :3006.
+ */
+async function startRuntime(ctx: ExtraServicesContext): Promise<string> {
+  const why = await runcUnavailable();
+  if (why) throw new Error(why);
+  const dataDir = join(ctx.config.dataDir, 'runtime');
+  mkdirSync(dataDir, { recursive: true });
+  let redisURL = process.env.FORM_RUNTIME_REDIS_URL;
+  if (!redisURL) {
+    const redis = await startRedis(join(dataDir, 'redis'), ctx.config.host, ctx.ports.runtimeRedis);
+    ctx.onClose(() => stopChild(redis));
+    redisURL = `redis://${ctx.config.host}:${ctx.ports.runtimeRedis}/0`;
+  }
+  const config = loadRuntimeConfig({
+    env: process.env,
+    flags: {
+      port: `${ctx.config.host}:${ctx.ports.runtime}`,
+      nodeURL: `http://${ctx.config.advertiseHost ?? ctx.config.host}:${ctx.ports.runtime}`,
+      nodeName: `node-${ctx.key.address.slice(2, 10)}`,
+      prvKey: bytesToHex(ctx.key.privateKey),
+      redisURL,
+      dataDir,
+    },
+  });
+  const runtime = await createRuntimeService({ config, logger: ctx.logger });
+  ctx.onClose(() => runtime.close());
+  await runtime.app.listen({ host: ctx.config.host, port: ctx.ports.runtime });
+  return `running on ${ctx.config.host}:${ctx.ports.runtime}`;
+}
+
+async function startRedis(dir: string, host: string, port: number): Promise<ChildProcess> {
+  mkdirSync(dir, { recursive: true });
+  const child = spawn(
+    'redis-server',
+    [
+      '--bind',
+      host,
+      '--port',
+      String(port),
+      '--dir',
+      dir,
+      '--appendonly',
+      'yes',
+      '--save',
+      '',
+      '--daemonize',
+      'no',
+      '--protected-mode',
+      'yes',
+    ],
+    { stdio: 'ignore' },
+  );
+  const failed = new Promise<never>((_, reject) => {
+    child.once('error', (err) =>
+      reject(new Error(`cannot start redis-server: ${err.message} (apt-get install redis-server)`)),
+    );
+    child.once('exit', (code) => reject(new Error(`redis-server exited with code ${code} (port ${port} in use?)`)));
+  });
+  const ready = (async () => {
+    for (let i = 0; i < 100; i++) {
+      if (await canConnect(host, port)) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`redis-server did not listen on ${host}:${port} within 5 s`);
+  })();
+  try {
+    await Promise.race([ready, failed]);
+  } catch (err) {
+    await stopChild(child);
+    throw err;
+  }
+  failed.catch(() => undefined);
+  return child;
+}
+
+function canConnect(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection({ host, port }, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** End a child we started, by its PID: SIGTERM, then SIGKILL after 5 s. */
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
 }

@@ -9,7 +9,7 @@ const LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'sil
  * Level from the argument, else `FORM_LOG_LEVEL`, else `info`; tests set `silent`.
  * Secrets are redacted by path wherever they appear.
  */
-export function createLogger(level?: string, destination?: string): Logger {
+export function createLogger(level?: string, destination?: string | number): Logger {
   const wanted = (level ?? process.env.FORM_LOG_LEVEL ?? 'info').toLowerCase();
   const lvl = (LEVELS.has(wanted) ? wanted : 'info') as LevelWithSilent;
   const opts = {
@@ -28,5 +28,8 @@ export function createLogger(level?: string, destination?: string): Logger {
       censor: '[redacted]',
     },
   };
-  return destination ? pino(opts, pino.destination({ dest: destination, mkdir: true, sync: false })) : pino(opts);
+  if (destination === undefined) return pino(opts);
+  return typeof destination === 'number'
+    ? pino(opts, pino.destination({ dest: destination, sync: true }))
+    : pino(opts, pino.destination({ dest: destination, mkdir: true, sync: false }));
 }

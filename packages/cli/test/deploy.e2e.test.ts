@@ -1,0 +1,273 @@
+// The whole single-node deploy path through the real `form` CLI: a node in its own network namespace,
+// a Formpack built and shipped, SUCCESS, HTTP and ssh over formnet, commit + stop/start, ownership,
+// and the faults of issue 6. Real QEMU VMs (TCG here), real WireGuard, real SQLite.
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { type FormRun, runForm } from './run-form.ts';
+
+const root = fileURLToPath(new URL('../../..', import.meta.url));
+const example = join(root, 'examples/hello-server');
+const missing = ['qemu-system-x86_64', 'wireguard-go', 'socat', 'sshpass', 'mmdebstrap'].filter((p) => {
+  try {
+    execFileSync('sh', ['-c', `command -v ${p}`], { stdio: 'ignore' });
+    return false;
+  } catch {
+    return true;
+  }
+});
+const why =
+  process.getuid?.() !== 0
+    ? 'needs root (namespaces, TAP, WireGuard)'
+    : missing.length
+      ? `missing ${missing.join(', ')}`
+      : '';
+if (why && process.env.FORM_REQUIRE_INTEGRATION === '1') throw new Error(`deploy e2e test ${why}`);
+
+const NS = `fe2e${randomBytes(3).toString('hex')}`;
+const OFFSET = '50';
+const home = mkdtempSync(join(tmpdir(), 'form-e2e-'));
+const otherHome = mkdtempSync(join(tmpdir(), 'form-e2e-other-'));
+// The daemon logs at info into <home>/node/formationd.log: what to read when this test fails.
+const env = { FORM_HOME: home, FORM_PORT_OFFSET: OFFSET, FORM_LOG_LEVEL: 'info' };
+// (the CLI itself never prints library logs on stdout, whatever FORM_LOG_LEVEL says)
+const form = (args: string[], extra: Record<string, string> = {}, cwd?: string): Promise<FormRun> =>
+  runForm(args, { ...env, ...extra }, cwd ? { cwd } : {});
+const json = <T = Record<string, unknown>>(r: FormRun): T => {
+  assert.equal(r.code, 0, `form failed (${r.code}): ${r.stderr}\n${r.stdout}`);
+  return JSON.parse(r.stdout) as T;
+};
+
+interface Status {
+  status: string;
+  reason?: string;
+  revision: number;
+  dnsName: string | null;
+  replicas: Array<{ state: string; formnetIp: string | null; revision: number | null }>;
+}
+
+async function waitFor(ref: string, pred: (s: Status) => boolean, what: string, timeoutMs = 150_000): Promise<Status> {
+  const t0 = Date.now();
+  let last: Status | undefined;
+  while (Date.now() - t0 < timeoutMs) {
+    const r = await form(['manage', 'get', 'status', ref, '--json']);
+    if (r.code === 0) {
+      last = JSON.parse(r.stdout) as Status;
+      if (pred(last)) return last;
+    }
+    await new Promise((res) => setTimeout(res, 1000));
+  }
+  throw new Error(`timed out waiting for ${what}; last status: ${JSON.stringify(last)}`);
+}
+
+function qemuPidsOf(dir: string): number[] {
+  const out = execFileSync('sh', ['-c', 'pgrep -f qemu-system-x86_64 || true']).toString().trim();
+  return out
+    .split('\n')
+    .filter(Boolean)
+    .map(Number)
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir);
+      } catch {
+        return false;
+      }
+    });
+}
+
+function formationdPid(): number | null {
+  try {
+    return Number(readFileSync(join(home, 'node', 'formationd.pid'), 'utf8').trim()) || null;
+  } catch {
+    return null;
+  }
+}
+
+describe('single-node deploy path over the real CLI', { skip: why || false, concurrency: false }, () => {
+  let id = '';
+  let ip = '';
+
+  before(async () => {
+    json(await form(['kit', 'init', '--yes', '--json']));
+    json(await runForm(['kit', 'init', '--yes', '--json'], { FORM_HOME: otherHome, FORM_PORT_OFFSET: OFFSET }));
+  });
+
+  after(async () => {
+    await form(['node', 'down']);
+    // Nothing of ours may survive: no QEMU of this data dir, no namespace.
+    assert.deepEqual(qemuPidsOf(home), []);
+    const nsList = execFileSync('ip', ['netns', 'list']).toString();
+    assert.ok(!nsList.includes(NS), `namespace ${NS} left behind`);
+  });
+
+  test('shipping with no node running says how to start one', async () => {
+    const r = await form(['pack', 'ship', example]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /form node up/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  });
+
+  test('form node up --netns starts a healthy node and status reports it', async () => {
+    const up = json<{ netns: string; ports: { state: number } }>(await form(['node', 'up', '--netns', NS, '--json']));
+    assert.equal(up.netns, NS);
+    assert.equal(up.ports.state, 3004 + Number(OFFSET));
+    const st = await form(['node', 'status']);
+    assert.equal(st.code, 0);
+    assert.match(st.stdout, /formationd is running/);
+    // the leak guard: formnet addresses nobody holds are unreachable inside the node namespace
+    assert.match(execFileSync('ip', ['-n', NS, 'route', 'show', 'type', 'unreachable']).toString(), /10\.128\.0\.0\/9/);
+  });
+
+  test('ship builds and deploys; shipping again is idempotent; SUCCESS with a formnet IP and DNS name', async () => {
+    const shipped = json<{ id: string; created: boolean }>(await form(['pack', 'ship', example, '--json']));
+    assert.equal(shipped.created, true);
+    id = shipped.id;
+    const again = json<{ id: string; created: boolean }>(await form(['pack', 'ship', example, '--json']));
+    assert.equal(again.id, id);
+    assert.equal(again.created, false);
+    const s = await waitFor(id, (x) => x.status !== 'PENDING', 'SUCCESS');
+    assert.equal(s.status, 'SUCCESS', JSON.stringify(s));
+    assert.equal(s.dnsName, 'hello-server.dev.formation.local');
+    ip = s.replicas[0]?.formnetIp ?? '';
+    assert.match(ip, /^10\.129\.\d+\.\d+$/);
+    const human = await form(['manage', 'get', 'status', 'hello-server']);
+    assert.match(human.stdout, /^SUCCESS$/m);
+    const list = json<Array<{ id: string }>>(await form(['manage', 'list', '--json']));
+    assert.deepEqual(
+      list.map((i) => i.id),
+      [id],
+    );
+  });
+
+  test('the app answers over formnet through form proxy, and ssh logs in with the Formfile password', async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const proxy = spawn(
+      process.execPath,
+      [join(root, 'packages/cli/bin/form.js'), 'proxy', 'hello-server', `${port}:8080`, '--for', '20'],
+      {
+        env: { ...process.env, ...env },
+        stdio: 'ignore',
+      },
+    );
+    try {
+      let body = '';
+      for (let i = 0; i < 50 && !body; i++) {
+        body = await fetch(`http://127.0.0.1:${port}/`)
+          .then((r) => r.text())
+          .catch(() => '');
+        if (!body) await new Promise((r) => setTimeout(r, 300));
+      }
+      assert.match(body, /^Hello from hello-server-/);
+    } finally {
+      proxy.kill('SIGTERM');
+    }
+    const ssh = await form(
+      ['ssh', 'bigdog@hello-server.dev.formation.local', '--', 'whoami; sudo -n true && echo sudo-ok'],
+      {
+        SSHPASS: 'bigdog123',
+      },
+    );
+    assert.equal(ssh.code, 0, ssh.stderr);
+    assert.match(ssh.stdout, /^bigdog\nsudo-ok$/m);
+    const wrong = await form(['ssh', 'bigdog@hello-server', '--', 'true'], { SSHPASS: 'not-the-password' });
+    assert.notEqual(wrong.code, 0, 'a wrong password must not log in');
+    const unknown = await form(['ssh', 'bigdog@nope.dev.formation.local', '--', 'true']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /Cannot resolve nope\.dev\.formation\.local: no instance has that name/);
+    // every temporary formnet peer was removed again
+    assert.doesNotMatch(execFileSync('ip', ['netns', 'list']).toString(), /fdev[0-9a-f]{6}/);
+  });
+
+  test('a file written over ssh and committed survives form manage stop + start; status shows the revision', async () => {
+    const w = await form(['ssh', `bigdog@${ip}`, '--', 'echo e2e-commit > /home/bigdog/kept; sync'], {
+      SSHPASS: 'bigdog123',
+    });
+    assert.equal(w.code, 0, w.stderr);
+    const c = json<{ revision: number; sha256: string }>(await form(['commit', ip, '--json']));
+    assert.equal(c.revision, 1);
+    await waitFor(id, (s) => s.revision === 1 && s.replicas[0]?.revision === 1, 'revision 1 on the replica', 30_000);
+    assert.equal((await form(['manage', 'stop', 'hello-server'])).code, 0);
+    await waitFor(id, (s) => s.replicas[0]?.state === 'stopped', 'stopped');
+    assert.deepEqual(qemuPidsOf(home), [], 'the VM is stopped');
+    assert.equal((await form(['manage', 'start', 'hello-server'])).code, 0);
+    await waitFor(id, (s) => s.status === 'SUCCESS', 'running again');
+    const r = await form(['ssh', `bigdog@${ip}`, '--', 'cat /home/bigdog/kept'], { SSHPASS: 'bigdog123' });
+    assert.equal(r.stdout.trim(), 'e2e-commit');
+  });
+
+  test('another key can neither commit, stop nor delete the instance', async () => {
+    const o = { FORM_HOME: otherHome, FORM_PORT_OFFSET: OFFSET };
+    for (const args of [
+      ['commit', ip],
+      ['manage', 'stop', id],
+      ['manage', 'delete', id],
+    ]) {
+      const r = await runForm(args, o);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}`);
+      assert.match(r.stderr, /belongs to 0x[0-9a-f]{40}, you are 0x[0-9a-f]{40}/);
+    }
+    assert.equal((await waitFor(id, () => true, 'status')).status, 'SUCCESS');
+  });
+
+  test('a Formfile asking for more than the node has is FAILURE with the numbers', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'form-e2e-big-'));
+    writeFileSync(join(dir, 'Formfile'), 'NAME too-big\nVCPU 120\nMEM 200000\nNOCOPY\n');
+    const shipped = json<{ id: string }>(await form(['pack', 'ship', dir, '--json']));
+    const s = await waitFor(shipped.id, (x) => x.status !== 'PENDING', 'FAILURE', 60_000);
+    assert.equal(s.status, 'FAILURE');
+    assert.match(s.reason ?? '', /120 vCPU requested, at most \d+ free/);
+    assert.equal((await form(['manage', 'delete', shipped.id])).code, 0);
+  });
+
+  test('an entrypoint that crashes at boot is FAILURE with the last lines of its log', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'form-e2e-crash-'));
+    writeFileSync(
+      join(dir, 'Formfile'),
+      'NAME crasher\nNOCOPY\nENTRYPOINT ["/bin/sh", "-c", "echo boom-from-entrypoint; exit 3"]\n',
+    );
+    const shipped = json<{ id: string }>(await form(['pack', 'ship', dir, '--json']));
+    const s = await waitFor(shipped.id, (x) => x.status !== 'PENDING', 'FAILURE', 180_000);
+    assert.equal(s.status, 'FAILURE', JSON.stringify(s));
+    assert.match(s.reason ?? '', /entrypoint keeps exiting \(code 3/);
+    assert.match(s.reason ?? '', /boom-from-entrypoint/);
+    assert.equal((await form(['manage', 'delete', shipped.id])).code, 0);
+  });
+
+  test('the daemon killed mid-deploy and restarted finishes the deployment without a duplicate VM', async () => {
+    const shipped = json<{ id: string }>(await form(['pack', 'ship', example, '--new', '--json']));
+    await waitFor(shipped.id, (s) => s.replicas.some((r) => r.state === 'starting'), 'starting', 60_000);
+    const pid = formationdPid();
+    assert.ok(pid);
+    process.kill(pid, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 500));
+    json(await form(['node', 'up', '--netns', NS, '--json']));
+    const s = await waitFor(shipped.id, (x) => x.status !== 'PENDING', 'SUCCESS after restart');
+    assert.equal(s.status, 'SUCCESS', JSON.stringify(s));
+    const vms = (await (await fetch(`http://127.0.0.1:${3002 + Number(OFFSET)}/vms`)).json()) as {
+      vms: Array<{ name: string }>;
+    };
+    const forIt = vms.vms.filter((v) => v.name.endsWith(`-${shipped.id.slice(0, 6)}`));
+    assert.equal(forIt.length, 1, `exactly one VM for the instance: ${JSON.stringify(vms.vms.map((v) => v.name))}`);
+    // The deleted instances' VMs are gone by now or soon: then only the first instance and this one remain.
+    const t0 = Date.now();
+    while (qemuPidsOf(home).length > 2 && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 500));
+    assert.equal(qemuPidsOf(home).length, 2, 'the first instance and this one, nothing more');
+  });
+
+  test('delete removes the VM; node down stops everything and removes the namespace', async () => {
+    assert.equal((await form(['manage', 'delete', 'hello-server'])).code, 0);
+    const t0 = Date.now();
+    while (qemuPidsOf(home).length > 1 && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 500));
+    assert.equal(qemuPidsOf(home).length, 1);
+    const down = await form(['node', 'down']);
+    assert.equal(down.code, 0, `${down.stdout}\n${down.stderr}`);
+    assert.deepEqual(qemuPidsOf(home), []);
+    assert.ok(!existsSync(join(home, 'node', 'formationd.pid')));
+    assert.doesNotMatch(execFileSync('ip', ['netns', 'list']).toString(), new RegExp(NS));
+  });
+});

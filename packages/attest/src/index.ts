@@ -4,3 +4,4 @@ export * from './providers.ts';
 export * from './report.ts';
 export * from './seal.ts';
 export * from './service.ts';
+export * from './testing.ts';

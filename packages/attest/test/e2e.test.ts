@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { generateKeyPair, randomHex, signRequest } from '@formation/identity';
+import { createLogger } from '@formation/service';
+import { createVmmService, loadVmmConfig, type VmmService, type VmView } from '@formation/vmm';
+import {
+  type AttestFixture,
+  attestFixture,
+  attestReplica,
+  expectedMeasurement,
+  integrationBlocker,
+  putSecret,
+  type ReplicaTarget,
+  registerAttestRoutes,
+  verifyReport,
+} from '../src/index.ts';
+
+const why = integrationBlocker();
+if (why && process.env.FORM_REQUIRE_INTEGRATION === '1') throw new Error(`FORM_REQUIRE_INTEGRATION=1: ${why}`);
+
+/**
+ * End to end against real QEMU VMs (TCG): two "replicas" on one node, one booted from the Formpack,
+ * one from a copy whose disk was tampered with. One full boot (the tampered one only needs its QEMU).
+ */
+describe('attestation end to end (real VMs)', { skip: why, timeout: 300_000 }, () => {
+  let tmp: string;
+  let vmm: VmmService;
+  let fx: AttestFixture;
+  let url: string;
+  let good: VmView;
+  let bad: VmView;
+  const nodeKey = generateKeyPair();
+  const otherNode = generateKeyPair();
+  const dev = generateKeyPair();
+  const target = (vm: VmView): ReplicaTarget => ({ url, nodePublicKey: nodeKey.publicKey, vm: vm.name });
+
+  before(async () => {
+    fx = await attestFixture();
+    tmp = mkdtempSync('/tmp/fattest-e2e-');
+    const config = loadVmmConfig(
+      {},
+      {
+        vmDir: `${tmp}/vms`,
+        imagesDir: `${tmp}/images`,
+        formpacksDir: fx.formpacksDir,
+        cacheDir: '/var/tmp/formation-vmm-cache',
+        healthIntervalMs: 0,
+        stopTimeoutMs: 5000,
+        capacity: { vcpu: 4, memMiB: 2048, vcpuOvercommit: 4, reserveMemMiB: 0 },
+      },
+    );
+    vmm = await createVmmService({
+      config,
+      logger: createLogger('silent'),
+      routes: (app, manager) =>
+        registerAttestRoutes(app, {
+          nodeKey,
+          vmm: manager,
+          logger: createLogger('silent'),
+          ownerOf: () => dev.address,
+        }),
+    });
+    await vmm.app.listen({ host: '127.0.0.1', port: 0 });
+    url = `http://127.0.0.1:${(vmm.app.server.address() as AddressInfo).port}`;
+    good = await vmm.manager.create({ formpack: fx.id, name: 'att-good' });
+    bad = await vmm.manager.create({ formpack: fx.tamperedId, name: 'att-tampered' });
+    good = await vmm.manager.waitReady(good.id, 120_000);
+  });
+
+  after(async () => {
+    await vmm?.manager.destroyAll();
+    await vmm?.close({ stopVms: true });
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('the honest replica passes with its guest key; the tampered one fails on its disk', async () => {
+    const expected = expectedMeasurement(fx.manifest).inputs;
+    const [ok, tampered] = await Promise.all([
+      attestReplica(dev, target(good), expected),
+      attestReplica(dev, target(bad), expected),
+    ]);
+    assert.equal(ok.verdict.ok, true, ok.verdict.reason);
+    assert.match(ok.report?.report.guestKey ?? '', /^[0-9a-f]{64}$/);
+    assert.match(ok.report?.report.measurement.cmdline ?? '', new RegExp(`vm_id=${good.id}$`));
+    assert.equal(tampered.verdict.ok, false);
+    assert.deepEqual(
+      tampered.verdict.checks.filter((c) => !c.ok && c.name !== 'guest-key').map((c) => c.name),
+      ['measurement.disk', 'measurement'],
+    );
+    assert.match(tampered.verdict.reason, /base disk differs/);
+
+    // The same genuine report, checked against another node's key (the replica is elsewhere): refused.
+    const v = verifyReport(ok.report!, {
+      nodePublicKey: otherNode.publicKey,
+      nonce: ok.report!.report.nonce,
+      expected,
+    });
+    assert.deepEqual(
+      v.checks.filter((c) => !c.ok).map((c) => c.name),
+      ['node'],
+    );
+  });
+
+  it('a secret reaches only the attested guest, decrypted there to /run/form/secrets (0600)', async () => {
+    const expected = expectedMeasurement(fx.manifest).inputs;
+    const ok = await attestReplica(dev, target(good), expected);
+    const res = await putSecret(dev, ok, 'DB_PASSWORD', Buffer.from('s3cret value'));
+    assert.equal(res.path, '/run/form/secrets/DB_PASSWORD');
+    const r = await vmm.manager.exec(good.id, '/bin/sh', [
+      '-c',
+      'stat -c %a /run/form/secrets/DB_PASSWORD; cat /run/form/secrets/DB_PASSWORD',
+    ]);
+    assert.equal(r.stdout, '600\ns3cret value');
+    const key = await vmm.manager.exec(good.id, '/bin/sh', ['-c', 'stat -c %a /run/form/attest/x25519.pem']);
+    assert.equal(key.stdout.trim(), '600');
+
+    const tampered = await attestReplica(dev, target(bad), expected);
+    await assert.rejects(
+      putSecret(dev, tampered, 'DB_PASSWORD', Buffer.from('s3cret value')),
+      (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'SECRET_REFUSED');
+        assert.match(e.message, /attestation failed \(.*base disk differs/);
+        return true;
+      },
+    );
+  });
+
+  it('a signed attestation request replayed later is refused', async () => {
+    const path = `/attest/vms/${good.name}/report`;
+    const body = JSON.stringify({ nonce: randomHex(32) });
+    const headers = { 'content-type': 'application/json', ...signRequest(dev, { method: 'POST', path, body }) };
+    const first = await fetch(url + path, { method: 'POST', headers, body });
+    assert.equal(first.status, 200);
+    const again = await fetch(url + path, { method: 'POST', headers, body });
+    assert.equal(again.status, 401);
+    assert.equal(((await again.json()) as { error: { code: string } }).error.code, 'AUTH_REPLAYED');
+  });
+});

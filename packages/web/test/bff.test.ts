@@ -295,6 +295,8 @@ describe('web BFF', () => {
     assert.equal(n.nodes.length, 1);
     assert.equal(n.nodes[0]?.self, true);
     assert.equal(n.nodes[0]?.capacity.vcpu, 4);
+    assert.deepEqual(n.nodes[0]?.used, resources, 'allocated = the running replica');
+    assert.ok(n.samples.some((s) => s.cpuAllocated === 0.25));
     assert.ok(n.samples.length >= 2, `samples: ${n.samples.length}`);
     assert.ok(n.samples.every((s) => s.hostCpu !== null && s.hostCpu >= 0 && s.hostCpu <= 1));
   });

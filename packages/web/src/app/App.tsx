@@ -75,7 +75,14 @@ function Command({ cmd, label }: { cmd: string; label: string }) {
 
 function SignIn() {
   const qc = useQueryClient();
-  const token = new URLSearchParams(location.hash.slice(1)).get('token');
+  // The link may be pasted into a tab already on /login: then only the fragment changes.
+  const [hash, setHash] = useState(location.hash);
+  useEffect(() => {
+    const onHash = () => setHash(location.hash);
+    window.addEventListener('hashchange', onHash);
+    return () => window.removeEventListener('hashchange', onHash);
+  }, []);
+  const token = new URLSearchParams(hash.slice(1)).get('token');
   const signIn = useMutation({
     mutationFn: (t: string) => api.signIn(t),
     onSuccess: async () => {
@@ -83,10 +90,10 @@ function SignIn() {
       navigate('/instances', true);
     },
   });
-  const started = useRef(false);
+  const started = useRef<string | null>(null);
   useEffect(() => {
-    if (token && !started.current) {
-      started.current = true;
+    if (token && started.current !== token) {
+      started.current = token;
       // The token leaves the address bar at once: it works only once anyway.
       history.replaceState(null, '', '/login');
       signIn.mutate(token);
@@ -367,7 +374,7 @@ function InstanceDetail({ i }: { i: InstanceInfo }) {
         ) : (
           <Command cmd={`form manage start ${i.name}`} label="start" />
         )}
-        <Command cmd={`form manage commit ${i.name}`} label="commit" />
+        <Command cmd={`form commit ${i.name}`} label="commit" />
         <Command cmd={`form manage delete ${i.name}`} label="delete" />
         <Command cmd={`form manage get status ${i.name}`} label="status" />
       </Section>

@@ -289,16 +289,18 @@ export async function createWebService(opts: WebServiceOptions): Promise<WebServ
 
   app.get('/api/network', { schema: { summary: 'Nodes, formnet peers and load samples' } }, async (req) => {
     session(req);
-    const [nodes, peers, allocations, self] = await Promise.all([
+    const [nodes, peers, allocations, self, instances] = await Promise.all([
       apis.nodes(),
       apis.peers(),
       apis.allocations(),
       apis.self().catch(() => null),
+      apis.instances(),
     ]);
+    const used = usedByNode(instances);
     const kindOf = new Map(allocations.map((a) => [a.peer, a.kind]));
     const out: NetworkInfo = {
       self,
-      nodes: nodes.map((n) => nodeSummary(n, self?.node)),
+      nodes: nodes.map((n) => nodeSummary(n, self?.node, used.get(n.id))),
       peers: peers.map((p): PeerSummary => {
         const node = nodes.find((n) => n.id === p.publicKey);
         const k = node ? 'node' : kindOf.get(p.publicKey);
@@ -475,7 +477,27 @@ function instanceInfo(i: InstanceView, ctx: InstanceContext): InstanceInfo {
   };
 }
 
-function nodeSummary(n: NodeView, selfAddress: string | undefined): NodeSummary {
+type Resources = { vcpu: number; memMiB: number; diskGiB: number };
+
+/** Resources of the replicas each node runs or is starting (from state: every node's view, not only ours). */
+function usedByNode(instances: InstanceView[]): Map<string, Resources> {
+  const used = new Map<string, Resources>();
+  for (const i of instances) {
+    if (i.deleted) continue;
+    for (const r of i.replicaSet) {
+      if (r.state !== 'running' && r.state !== 'starting') continue;
+      const u = used.get(r.node) ?? { vcpu: 0, memMiB: 0, diskGiB: 0 };
+      used.set(r.node, {
+        vcpu: u.vcpu + i.resources.vcpu,
+        memMiB: u.memMiB + i.resources.memMiB,
+        diskGiB: u.diskGiB + i.resources.diskGiB,
+      });
+    }
+  }
+  return used;
+}
+
+function nodeSummary(n: NodeView, selfAddress: string | undefined, used: Resources | undefined): NodeSummary {
   return {
     id: n.id,
     address: n.address,
@@ -483,7 +505,7 @@ function nodeSummary(n: NodeView, selfAddress: string | undefined): NodeSummary 
     endpoint: n.endpoint,
     formnetRange: n.formnetRange,
     capacity: n.capacity,
-    used: n.heartbeat?.used ?? null,
+    used: n.heartbeat?.used ?? used ?? { vcpu: 0, memMiB: 0, diskGiB: 0 },
     status: n.heartbeat?.status ?? null,
     lastHeartbeat: n.heartbeat?.ts ?? null,
     self: n.address === selfAddress,
@@ -513,9 +535,14 @@ class Metrics {
   }
 
   async sample(now = Date.now()): Promise<void> {
-    const [nodes, self] = await Promise.all([this.apis.nodes(), this.apis.self().catch(() => null)]);
+    const [nodes, self, instances] = await Promise.all([
+      this.apis.nodes(),
+      this.apis.self().catch(() => null),
+      this.apis.instances(),
+    ]);
+    const usedBy = usedByNode(instances);
     for (const n of nodes) {
-      const used = n.heartbeat?.used;
+      const used = n.heartbeat?.used ?? usedBy.get(n.id);
       const local = self !== null && n.address === self.node;
       const s: MetricSample = {
         ts: now,

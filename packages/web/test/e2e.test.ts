@@ -1,0 +1,293 @@
+// The dashboard end to end: a real node (`form node up --netns`, real QEMU VM, real WireGuard), the web
+// service in this process, and Debian's Chromium driven by playwright-core. Sign in with a
+// `form web login` link, ship examples/hello-server with the CLI (the trust model: changes are signed
+// by the developer key, which only the CLI holds), watch SUCCESS appear, read the console, stop it.
+// Screenshots of each page go to test/screenshots; axe-core checks each page.
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { createLogger } from '@formation/service';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { createWebService, UPSTREAM_CALLS, type WebService } from '../src/index.ts';
+import { missingInOpenApi } from './openapi.ts';
+
+const root = fileURLToPath(new URL('../../..', import.meta.url));
+const pkg = fileURLToPath(new URL('..', import.meta.url));
+const formBin = join(root, 'packages/cli/bin/form.js');
+const example = join(root, 'examples/hello-server');
+const shots = join(pkg, 'test/screenshots');
+const CHROMIUM = '/usr/bin/chromium';
+
+const missing = ['qemu-system-x86_64', 'wireguard-go', 'mmdebstrap'].filter((p) => {
+  try {
+    execFileSync('sh', ['-c', `command -v ${p}`], { stdio: 'ignore' });
+    return false;
+  } catch {
+    return true;
+  }
+});
+if (!existsSync(CHROMIUM)) missing.push('chromium (apt-get install chromium)');
+const why =
+  process.getuid?.() !== 0
+    ? 'needs root (namespaces, TAP, WireGuard)'
+    : missing.length
+      ? `missing ${missing.join(', ')}`
+      : '';
+if (why && process.env.FORM_REQUIRE_INTEGRATION === '1') throw new Error(`web e2e test ${why}`);
+
+const NS = `fweb${randomBytes(3).toString('hex')}`;
+const OFFSET = 200;
+const home = mkdtempSync(join(tmpdir(), 'form-web-e2e-'));
+const env = { FORM_HOME: home, FORM_PORT_OFFSET: String(OFFSET) };
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+function form(args: string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [formBin, ...args], {
+      env: { ...process.env, NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+function ok(r: Run): string {
+  assert.equal(r.code, 0, `form failed (${r.code}): ${r.stderr}\n${r.stdout}`);
+  return r.stdout;
+}
+
+const axeSource = readFileSync(join(root, 'node_modules/axe-core/axe.min.js'), 'utf8');
+
+/** axe-core on the current page: no serious or critical violations. */
+async function checkA11y(page: Page, what: string): Promise<void> {
+  // Runtime evaluation is not subject to the page's CSP (which forbids inline scripts).
+  await page.evaluate(axeSource);
+  const result = (await page.evaluate('axe.run(document)')) as {
+    violations: Array<{ id: string; impact: string | null; help: string; nodes: Array<{ target: unknown }> }>;
+  };
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(
+    bad.map((v) => `${v.id} (${v.impact}): ${v.help} at ${JSON.stringify(v.nodes.map((n) => n.target))}`),
+    [],
+    `accessibility of ${what}`,
+  );
+}
+
+describe('web dashboard against a real node in Chromium', { skip: why || false, concurrency: false }, () => {
+  let web: WebService | undefined;
+  let webUrl = '';
+  let ctx: BrowserContext | undefined;
+  let page: Page;
+  let profile = '';
+  let distDir = '';
+  const cspErrors: string[] = [];
+
+  before(async () => {
+    mkdirSync(shots, { recursive: true });
+    // Build the front end being tested (4 s), into a temp dir so a stale dist/ cannot be tested instead.
+    distDir = mkdtempSync(join(tmpdir(), 'form-web-dist-'));
+    execFileSync(
+      join(root, 'node_modules/.bin/vite'),
+      ['build', '--outDir', distDir, '--emptyOutDir', '--logLevel', 'warn'],
+      {
+        cwd: pkg,
+        stdio: ['ignore', 'ignore', 'inherit'],
+      },
+    );
+    ok(await form(['kit', 'init', '--yes', '--json']));
+    ok(await form(['node', 'up', '--netns', NS, '--json']));
+    const base = (port: number) => `http://127.0.0.1:${port + OFFSET}`;
+    web = await createWebService({
+      urls: { formnet: base(3001), vmm: base(3002), pack: base(3003), state: base(3004) },
+      logger: createLogger('warn'),
+      staticDir: distDir,
+      sampleIntervalMs: 1000,
+    });
+    await web.app.listen({ host: '127.0.0.1', port: 0 });
+    webUrl = `http://127.0.0.1:${(web.app.server.address() as AddressInfo).port}`;
+    profile = mkdtempSync(join(tmpdir(), 'form-web-chromium-'));
+    ctx = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1100, height: 760 },
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    page = ctx.pages()[0] ?? (await ctx.newPage());
+    page.setDefaultTimeout(20_000);
+    page.on('console', (m) => {
+      if (/Content.Security.Policy/i.test(m.text())) cspErrors.push(m.text());
+    });
+  });
+
+  after(async () => {
+    await ctx?.close().catch(() => undefined);
+    await web?.close().catch(() => undefined);
+    const down = await form(['node', 'down']);
+    if (down.code !== 0) process.stderr.write(`form node down: ${down.stderr}\n`);
+    for (const d of [home, profile, distDir]) if (d) rmSync(d, { recursive: true, force: true });
+    const nsList = execFileSync('ip', ['netns', 'list']).toString();
+    assert.ok(!nsList.includes(NS), `namespace ${NS} left behind`);
+  });
+
+  test("the dashboard's node API calls exist in the live node's OpenAPI documents", async () => {
+    const port = { formnet: 3001, vmm: 3002, pack: 3003, state: 3004 } as const;
+    const docs: Record<string, unknown> = {};
+    for (const [s, p] of Object.entries(port)) {
+      docs[s] = await (await fetch(`http://127.0.0.1:${p + OFFSET}/openapi.json`)).json();
+    }
+    for (const call of UPSTREAM_CALLS) assert.equal(missingInOpenApi(docs[call.service], call), undefined);
+  });
+
+  test('signed out: the sign-in page says to run `form web login`', async () => {
+    await page.goto(`${webUrl}/instances`);
+    await page.waitForURL(/\/login$/);
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+    assert.match(await page.locator('main').innerText(), /form web login/);
+    await page.screenshot({ path: join(shots, 'signin.png') });
+    await checkA11y(page, 'the sign-in page');
+  });
+
+  test('a `form web login` link signs in once; the key never reaches the browser', async () => {
+    const login = JSON.parse(ok(await form(['web', 'login', '--web', webUrl, '--json']))) as {
+      url: string;
+      address: string;
+    };
+    assert.ok(login.url.startsWith(`${webUrl}/login#token=`), login.url);
+    await page.goto(login.url);
+    await page.waitForURL(/\/instances$/);
+    await page.getByText('Signed in as').waitFor();
+    assert.equal(await page.locator('header code').getAttribute('title'), login.address);
+    // The cookie is httpOnly: page scripts cannot read it.
+    assert.equal(await page.evaluate('document.cookie'), '');
+    // The same link again is refused, clearly.
+    const other = await ctx!.newPage();
+    await other.goto(login.url);
+    await other.getByRole('alert').waitFor();
+    assert.match(await other.getByRole('alert').innerText(), /already used or has expired/);
+    await other.close();
+  });
+
+  test('keyboard: Tab reaches the skip link, then the navigation', async () => {
+    await page.goto(`${webUrl}/instances`);
+    await page.getByRole('heading', { name: 'Instances' }).waitFor();
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate('document.activeElement?.textContent'), 'Skip to content');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate('document.activeElement?.textContent'), 'Instances');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/\/formpacks$/);
+  });
+
+  test('ship with the CLI; the instance reaches SUCCESS on the Instances page', { timeout: 600_000 }, async () => {
+    await page.goto(`${webUrl}/instances`);
+    const shipCmd = await page.locator('.command code').first().innerText();
+    assert.equal(shipCmd, 'form pack ship examples/hello-server --replicas 1');
+    const shipped = JSON.parse(ok(await form(['pack', 'ship', example, '--replicas', '1', '--json']))) as {
+      id: string;
+    };
+    const row = page.locator('tr[data-instance="hello-server"]');
+    await row.waitFor({ timeout: 30_000 });
+    await row.getByText('SUCCESS').waitFor({ timeout: 240_000 });
+    assert.match(await row.innerText(), /hello-server\.dev\.formation\.local/);
+    await page.screenshot({ path: join(shots, 'instances.png') });
+    await checkA11y(page, 'the Instances page');
+
+    await row.getByRole('link', { name: 'hello-server' }).click();
+    await page.waitForURL(new RegExp(`/instances/${shipped.id}$`));
+    const replicas = page.locator('table', { has: page.locator('caption', { hasText: 'Replicas' }) });
+    await replicas.getByText('healthy').waitFor();
+    assert.match(await replicas.innerText(), /10\.129\.\d+\.\d+/);
+    // The serial console of the VM, live.
+    const consoleLog = page.getByRole('log');
+    await page.waitForFunction("(document.querySelector('pre.console')?.textContent ?? '').length > 200", null, {
+      timeout: 30_000,
+    });
+    assert.match(await consoleLog.innerText(), /Linux|login|hello/i);
+    await page.screenshot({ path: join(shots, 'instance.png'), fullPage: true });
+    await checkA11y(page, 'the instance page');
+  });
+
+  test('Formpacks: the shipped one, with its Formfile and size', async () => {
+    await page.getByRole('link', { name: 'Formpacks' }).click();
+    await page.waitForURL(/\/formpacks$/);
+    const link = page.getByRole('link', { name: 'hello-server' });
+    await link.waitFor();
+    await page.screenshot({ path: join(shots, 'formpacks.png') });
+    await checkA11y(page, 'the Formpacks page');
+    await link.click();
+    await page.getByRole('heading', { name: 'Formfile (normalized)' }).waitFor();
+    assert.match(await page.locator('pre.json').innerText(), /hello-server/);
+    assert.match(await page.locator('dl.facts').innerText(), /MiB|GiB/);
+    await page.screenshot({ path: join(shots, 'formpack.png'), fullPage: true });
+    await checkA11y(page, 'the Formpack page');
+  });
+
+  test('Network: the node in a formnet picture and load plots over time', async () => {
+    await page.getByRole('link', { name: 'Network' }).click();
+    await page.waitForURL(/\/network$/);
+    await page.locator('svg.graph circle').first().waitFor();
+    await page.locator('figure.plot').first().waitFor({ timeout: 30_000 });
+    // While the instance runs, its vCPU is allocated on this node; the host line is drawn too.
+    assert.match(await page.locator('figure.plot figcaption').first().innerText(), /Now: [1-9]\d*%/);
+    assert.match((await page.locator('figure.plot path.hostcpu').first().getAttribute('d')) ?? '', /^M[\d.]+,[\d.]+ L/);
+    assert.match(await page.locator('table').first().innerText(), /vCPU/);
+    await page.screenshot({ path: join(shots, 'network.png'), fullPage: true });
+    await checkA11y(page, 'the Network page');
+  });
+
+  test(
+    'stop with the command the page shows; the page follows the instance to stopped',
+    { timeout: 300_000 },
+    async () => {
+      await page.getByRole('link', { name: 'Instances' }).click();
+      await page.getByRole('link', { name: 'hello-server' }).click();
+      const stop = page.locator('.command code', { hasText: 'form manage stop' });
+      const cmd = await stop.innerText();
+      assert.equal(cmd, 'form manage stop hello-server');
+      ok(await form(cmd.split(' ').slice(1)));
+      const replicas = page.locator('table', { has: page.locator('caption', { hasText: 'Replicas' }) });
+      await replicas
+        .locator('td', { hasText: /^stopped$/ })
+        .first()
+        .waitFor({ timeout: 120_000 });
+      await page.locator('.command code', { hasText: 'form manage start hello-server' }).waitFor();
+      assert.match(await page.locator('dl.facts').innerText(), /desired: stopped/);
+    },
+  );
+
+  test('sign out returns to the sign-in page, and the session is gone', async () => {
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.waitForURL(/\/login$/);
+    const res = await page.request.get(`${webUrl}/api/instances`);
+    assert.equal(res.status(), 401);
+    assert.deepEqual(cspErrors, [], 'no Content-Security-Policy violations');
+  });
+});

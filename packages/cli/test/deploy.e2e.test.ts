@@ -260,7 +260,11 @@ describe('single-node deploy path over the real CLI', { skip: why || false, conc
   });
 
   test('delete removes the VM; node down stops everything and removes the namespace', async () => {
-    assert.equal((await form(['manage', 'delete', 'hello-server'])).code, 0);
+    // two instances are named hello-server now (one shipped with --new): a name is ambiguous, an id is not
+    const ambiguous = await form(['manage', 'delete', 'hello-server']);
+    assert.equal(ambiguous.code, 2);
+    assert.match(ambiguous.stderr, /Cannot tell which instance "hello-server" means: 2 match/);
+    assert.equal((await form(['manage', 'delete', id])).code, 0);
     const t0 = Date.now();
     while (qemuPidsOf(home).length > 1 && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 500));
     assert.equal(qemuPidsOf(home).length, 1);

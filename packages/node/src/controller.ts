@@ -267,7 +267,8 @@ export class InstanceController {
       await this.fail(inst, `${(err as Error).message}${console.length ? ` — console: ${console.join(' | ')}` : ''}`);
       return;
     }
-    await this.report(inst, 'running', ipOf(vm));
+    // `observe` reports running once the entrypoint has settled.
+    this.kick();
   }
 
   /** Keep the reported status in line with the VM: ready -> running, crashed -> failed (with why). */
@@ -345,7 +346,7 @@ export class InstanceController {
     await this.report(inst, 'starting', undefined, `applying revision ${inst.revision}`);
     try {
       await this.o.vmm.stop(vm.id);
-      await applyRevisionToDisk(join(dataDir, 'vms', vm.id, 'disk.qcow2'), file);
+      await applyRevisionToDisk(join(dataDir, 'vms', vm.id, 'qemu', 'disk.qcow2'), file);
       this.recordApplied(vm.id, inst.revision, hash);
       await this.o.vmm.start(vm.id);
       const ready = await this.o.vmm.waitReady(vm.id, this.o.readyTimeoutMs ?? 180_000);
@@ -368,8 +369,9 @@ export class InstanceController {
     await this.report(inst, 'starting');
     try {
       await this.o.vmm.start(vm.id);
-      const ready = await this.o.vmm.waitReady(vm.id, this.o.readyTimeoutMs ?? 180_000);
-      await this.report(inst, 'running', ipOf(ready));
+      await this.o.vmm.waitReady(vm.id, this.o.readyTimeoutMs ?? 180_000);
+      // `observe` reports running once the entrypoint has settled.
+      this.kick();
     } catch (err) {
       await this.fail(inst, `cannot start its VM again: ${(err as Error).message}`);
     }

@@ -43,8 +43,7 @@ if (why && process.env.FORM_REQUIRE_INTEGRATION === '1') throw new Error(`web e2
 
 const NS = `fweb${randomBytes(3).toString('hex')}`;
 const OFFSET = 200;
-const home = mkdtempSync(join(tmpdir(), 'form-web-e2e-'));
-const env = { FORM_HOME: home, FORM_PORT_OFFSET: String(OFFSET) };
+let home = ''; // created in before(): a skipped run leaves nothing behind
 
 interface Run {
   code: number;
@@ -54,7 +53,7 @@ interface Run {
 function form(args: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [formBin, ...args], {
-      env: { ...process.env, NO_COLOR: '1', ...env },
+      env: { ...process.env, NO_COLOR: '1', FORM_HOME: home, FORM_PORT_OFFSET: String(OFFSET) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -101,6 +100,7 @@ describe('web dashboard against a real node in Chromium', { skip: why || false, 
   const cspErrors: string[] = [];
 
   before(async () => {
+    home = mkdtempSync(join(tmpdir(), 'form-web-e2e-'));
     mkdirSync(shots, { recursive: true });
     // Build the front end being tested (4 s), into a temp dir so a stale dist/ cannot be tested instead.
     distDir = mkdtempSync(join(tmpdir(), 'form-web-dist-'));

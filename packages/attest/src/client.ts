@@ -42,7 +42,10 @@ export async function attestReplica(
     );
     verdict = verifyReport(report, { nodePublicKey: target.nodePublicKey, nonce, expected, vmName: target.vm });
   } catch (err) {
-    const msg = (err as Error).message;
+    const raw = (err as Error).message;
+    const msg = /No route POST \/attest/.test(raw)
+      ? `the node does not serve attestation (its formationd has no @formation/attest routes): ${raw}`
+      : raw;
     verdict = { ok: false, checks: [{ name: 'fetch', ok: false, detail: msg }], reason: `fetch: ${msg}` };
   }
   return { target, verdict, report, ms: performance.now() - t0 };

@@ -33,4 +33,9 @@ if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.pack
   npm ci --no-fund --no-audit --loglevel=error 2>&1 | grep -v 'Unknown user config' || true
 fi
 [ -x node_modules/.bin/node ] || { echo "setup: npm ci did not install Node 24 (node_modules/.bin/node missing)" >&2; exit 1; }
+# The dashboard's static files (served by formationd on :3010); a few seconds.
+if [ ! -f packages/web/dist/index.html ] || [ -n "$(find packages/web/src -newer packages/web/dist/index.html -print -quit 2>/dev/null)" ]; then
+  echo "setup: building the dashboard"
+  PATH="$PWD/node_modules/.bin:$PATH" npm run --silent build -w @formation/web >/dev/null
+fi
 echo "setup: done in $(( $(date +%s) - t0 )) s; node $(node_modules/.bin/node --version)"

@@ -1,6 +1,16 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
+import { registerAttestRoutes } from '@formation/attest';
 import {
   generateWireGuardKeyPair,
   type KeyPair,
@@ -21,7 +31,8 @@ import {
 } from '@formation/net';
 import { createP2PNode, type P2PNode, peerIdOfKey } from '@formation/p2p';
 import { createPackService } from '@formation/pack';
-import type { ApiServer, Logger } from '@formation/service';
+import { vmNameFor } from '@formation/scheduler';
+import { type ApiServer, type Logger, requireSigner } from '@formation/service';
 import { createStateService, openStateStore, type StateStore } from '@formation/state';
 import { createVmmService, loadVmmConfig, type VmmService } from '@formation/vmm';
 import { Type } from '@sinclair/typebox';
@@ -29,6 +40,7 @@ import { type NodeConfig, type NodeInfo, nodePaths, nodePorts } from './config.t
 import { InstanceController } from './controller.ts';
 import { startExtraServices } from './extra-services.ts';
 import { deleteNetns, ensureNetns } from './netns.ts';
+import { findRevisionFile } from './replication.ts';
 
 const VERSION = '0.1.0';
 // In a constant: `summary` is an OpenAPI addition that the plain FastifySchema type lacks.
@@ -45,6 +57,11 @@ const NODE_INFO_SCHEMA = {
       dns: Type.Object({ host: Type.String(), port: Type.Integer() }),
     }),
   },
+};
+
+const REVISION_SCHEMA = {
+  summary: 'Download a committed disk revision by its sha256 (signed by a registered node)',
+  params: Type.Object({ sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }) }),
 };
 
 export interface RunningNode {
@@ -151,7 +168,21 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
         ? { mode: 'tap', netns: config.netns, createNetns: false, bridge: 'formbr0', cidr: instanceCidr }
         : { mode: 'user', createNetns: false, bridge: 'formbr0', cidr: instanceCidr },
     });
-    const vmm = await createVmmService({ config: vmmConfig, logger });
+    const vmm = await createVmmService({
+      config: vmmConfig,
+      logger,
+      // Attestation (measured boot reports, sealed secrets) lives on the VMM API, beside the VMs it measures.
+      routes: (app, manager) =>
+        registerAttestRoutes(app, {
+          nodeKey: key,
+          vmm: manager,
+          logger,
+          ownerOf: (vm) =>
+            vm.owner ??
+            store.views().instances.find((i) => !i.deleted && vmNameFor(i) === vm.name)?.ownerAddress ??
+            null,
+        }),
+    });
     await listen(vmm.app, config.host, ports.vmm, 'vmm');
     // `form node down` (SIGTERM) stops the VMs cleanly; a crash leaves them running for re-attach.
     cleanups.push(() => vmm.close({ stopVms: true }));
@@ -213,6 +244,26 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       domain: config.domain,
       dns: { host: config.host, port: ports.dns },
     }));
+    // Committed revisions (by sha256) for the other replicas' nodes: only registered nodes may fetch.
+    formnetApp.get(
+      '/revisions/:sha256',
+      {
+        schema: REVISION_SCHEMA,
+        preHandler: requireSigner(),
+      },
+      async (req, reply) => {
+        const signer = req.signer?.publicKey;
+        if (!signer || !store.views().nodes.some((n) => n.id === signer)) {
+          throw new FormError('AUTH_FORBIDDEN', 'Cannot serve a revision: only nodes of this network may fetch them');
+        }
+        const { sha256 } = req.params as { sha256: string };
+        const file = findRevisionFile(config.dataDir, vmm.manager.list(), sha256);
+        if (!file) throw new FormError('NOT_FOUND', `Cannot find revision ${sha256.slice(0, 12)} on this node`);
+        reply.header('content-length', statSync(file).size);
+        reply.header('x-form-sha256', sha256);
+        return reply.type('application/octet-stream').send(createReadStream(file));
+      },
+    );
     await listen(formnetApp, config.host, ports.formnet, 'formnet');
     cleanups.push(() => formnetApp.close());
 
@@ -235,7 +286,10 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       store,
       vmm: vmm.manager,
       formpacksDir: vmmConfig.formpacksDir,
+      dataDir: config.dataDir,
       logger,
+      nodeTimeoutMs: config.nodeTimeoutMs,
+      peerApiHost: config.peerApiHost,
     });
     const off = store.onAccepted(() => controller.kick());
     cleanups.push(() => off());

@@ -7,6 +7,7 @@ import { createRuntimeService, loadRuntimeConfig, runcUnavailable } from '@forma
 import type { Logger } from '@formation/service';
 import type { StateStore } from '@formation/state';
 import type { VmmService } from '@formation/vmm';
+import { createWebService } from '@formation/web';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import type { NodeConfig, NodePorts } from './config.ts';
 
@@ -39,7 +40,29 @@ export async function startExtraServices(ctx: ExtraServicesContext): Promise<Rec
       log.warn({ reason: (err as Error).message }, 'compute runtime not started');
     }
   }
+  if (process.env.FORM_WEB === 'off') result.web = 'off (FORM_WEB=off)';
+  else {
+    try {
+      result.web = await startWeb(ctx);
+    } catch (err) {
+      result.web = `skipped: ${(err as Error).message}`;
+      log.warn({ reason: (err as Error).message }, 'dashboard not started');
+    }
+  }
   return result;
+}
+
+/** The dashboard on :3010, talking to this node's APIs; `form web login` prints the sign-in link. */
+async function startWeb(ctx: ExtraServicesContext): Promise<string> {
+  const host = ctx.config.host === '0.0.0.0' ? '127.0.0.1' : ctx.config.host;
+  const u = (p: number) => `http://${host}:${p}`;
+  const web = await createWebService({
+    urls: { state: u(ctx.ports.state), pack: u(ctx.ports.pack), vmm: u(ctx.ports.vmm), formnet: u(ctx.ports.formnet) },
+    logger: ctx.logger,
+  });
+  ctx.onClose(() => web.close());
+  await web.app.listen({ host: ctx.config.host, port: ctx.ports.web });
+  return `running on ${ctx.config.host}:${ctx.ports.web}`;
 }
 
 /**

@@ -104,10 +104,19 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     const key = await loadOrCreateKey(paths.keyFile);
     log.info({ node: key.address, dataDir: config.dataDir, netns: config.netns ?? null }, 'formationd starting');
 
-    let createdNetns = false;
     if (config.netns) {
-      createdNetns = await ensureNetns(config.netns);
-      if (createdNetns) cleanups.push(() => deleteNetns(config.netns as string));
+      // We own the namespace when we created it, also across a crash and restart (remembered in a
+      // file), so `form node down` removes it; a namespace made by someone else (the devnet) is kept.
+      const ownedFile = join(paths.dir, 'netns-owned');
+      const ownedBefore = existsSync(ownedFile) && readFileSync(ownedFile, 'utf8').trim() === config.netns;
+      const created = await ensureNetns(config.netns);
+      if (created) writeFileSync(ownedFile, `${config.netns}\n`);
+      if (created || ownedBefore) {
+        cleanups.push(async () => {
+          await deleteNetns(config.netns as string);
+          rmSync(ownedFile, { force: true });
+        });
+      }
       await installLeakGuard(config.netns).catch((err: unknown) => log.warn({ err }, 'leak guard in netns'));
     }
 

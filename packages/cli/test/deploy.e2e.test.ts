@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -103,6 +103,9 @@ describe('single-node deploy path over the real CLI', { skip: why || false, conc
     assert.deepEqual(qemuPidsOf(home), []);
     const nsList = execFileSync('ip', ['netns', 'list']).toString();
     assert.ok(!nsList.includes(NS), `namespace ${NS} left behind`);
+    // Formpacks and VM disks are hundreds of MiB: keep them only when asked (FORM_KEEP_TEST_DATA=1).
+    if (!process.env.FORM_KEEP_TEST_DATA)
+      for (const d of [home, otherHome]) rmSync(d, { recursive: true, force: true });
   });
 
   test('shipping with no node running says how to start one', async () => {

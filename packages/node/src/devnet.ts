@@ -232,7 +232,7 @@ function killLeftoverVms(dataDir: string): void {
   const vmDir = join(dataDir, 'vms');
   if (!existsSync(vmDir)) return;
   for (const id of readdirSync(vmDir)) {
-    for (const f of ['qemu.pid', 'pid', 'vm.pid']) {
+    for (const f of ['qemu/qemu.pid', 'qemu.pid']) {
       const p = join(vmDir, id, f);
       if (!existsSync(p)) continue;
       const pid = Number.parseInt(readFileSync(p, 'utf8').trim(), 10);

@@ -249,12 +249,37 @@ export class InstanceController {
       }
     }
     await this.report(inst, 'starting');
+    // A committed instance starts from its latest revision (a replica placed after a commit, e.g. on
+    // healing): fetch it first, create the VM without starting it, swap its overlay, then start.
+    let revisionFile: string | undefined;
+    if (inst.revision > 0 && inst.revisionHash && this.o.dataDir) {
+      const at = inst.replicaSet.filter((r) => r.revision === inst.revision).map((r) => r.node);
+      try {
+        revisionFile = await fetchRevision({
+          sources: this.peerUrls('formnet', at),
+          sha256: inst.revisionHash,
+          dataDir: this.o.dataDir,
+          key: this.o.nodeKey,
+          logger: this.log,
+        });
+      } catch (err) {
+        this.log.warn(
+          { err, instance: inst.id },
+          'latest revision not fetched: booting the Formpack, will apply it later',
+        );
+      }
+    }
     let vm: VmView;
     try {
       vm = await this.o.vmm.create(
-        { formpack: inst.formpackId, name: vmNameFor(inst), resources: inst.resources, start: true },
+        { formpack: inst.formpackId, name: vmNameFor(inst), resources: inst.resources, start: !revisionFile },
         inst.ownerAddress,
       );
+      if (revisionFile && this.o.dataDir) {
+        await applyRevisionToDisk(join(this.o.dataDir, 'vms', vm.id, 'qemu', 'disk.qcow2'), revisionFile);
+        this.recordApplied(vm.id, inst.revision, inst.revisionHash as string);
+        vm = await this.o.vmm.start(vm.id);
+      }
     } catch (err) {
       await this.fail(inst, (err as Error).message);
       return;

@@ -212,11 +212,20 @@ export async function startDevnetNode(s: DevnetState, n: DevnetNode, timeoutMs =
   });
 }
 
-/** Stop one node's formationd by PID: SIGTERM (it stops its VMs and WireGuard), SIGKILL after the timeout. */
-export async function stopDevnetNode(s: DevnetState, n: DevnetNode, timeoutMs = 60_000): Promise<void> {
+/**
+ * Stop one node's formationd by PID: SIGTERM (it stops its VMs and WireGuard), SIGKILL after the
+ * timeout; with `crash`, SIGKILL at once. QEMU a killed node leaves behind is killed (by pidfile).
+ */
+export async function stopDevnetNode(
+  s: DevnetState,
+  n: DevnetNode,
+  timeoutMs = 60_000,
+  opts: { crash?: boolean } = {},
+): Promise<void> {
   const pid = n.pid;
   if (pid && pidAlive(pid) && isOurDaemon(pid, n.dataDir)) {
-    process.kill(pid, 'SIGTERM');
+    // crash: SIGKILL, as if the machine died (its VMs are killed below too; nothing is reported).
+    process.kill(pid, opts.crash ? 'SIGKILL' : 'SIGTERM');
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline && pidAlive(pid)) await new Promise((r) => setTimeout(r, 100));
     if (pidAlive(pid)) process.kill(pid, 'SIGKILL');

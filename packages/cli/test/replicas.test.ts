@@ -1,0 +1,249 @@
+// Replicas across nodes on a real 4-node devnet through the real `form` CLI: ship with 3 replicas →
+// three VMs on three different nodes (the Formpack fetched from the building node), each answering
+// HTTP at its formnet address from every node; a file committed on one replica is read on the others;
+// a node that dies loses its replica to the fourth node (started from the latest revision), and when it
+// returns the stand-in replica is stopped. Real QEMU (TCG here), wireguard-go, namespaces.
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import {
+  type DevnetNode,
+  type DevnetState,
+  devnetDown,
+  devnetUp,
+  setUnderlayLink,
+  startDevnetNode,
+  stopDevnetNode,
+} from '@formation/node';
+import { runForm } from './run-form.ts';
+
+const run = promisify(execFile);
+const root = fileURLToPath(new URL('../../..', import.meta.url));
+const example = join(root, 'examples/hello-server');
+const missing = ['qemu-system-x86_64', 'wireguard-go', 'sshpass', 'curl', 'mmdebstrap'].filter((p) => {
+  try {
+    execFileSync('sh', ['-c', `command -v ${p}`], { stdio: 'ignore' });
+    return false;
+  } catch {
+    return true;
+  }
+});
+const why =
+  process.getuid?.() !== 0
+    ? 'needs root (namespaces, TAP, WireGuard)'
+    : missing.length
+      ? `missing ${missing.join(', ')}`
+      : '';
+if (why && process.env.FORM_REQUIRE_INTEGRATION === '1') throw new Error(`replicas test ${why}`);
+
+const PREFIX = 'fdq';
+const PORT_BASE = Number(process.env.FORM_TEST_REPLICAS_PORT_BASE ?? 170);
+const NODE_TIMEOUT_MS = 8000;
+
+interface Replica {
+  node: string;
+  state: string;
+  formnetIp: string | null;
+  revision: number;
+  reason: string | null;
+}
+interface Status {
+  status: string;
+  revision: number;
+  replicas: Replica[];
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+      last = v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  throw new Error(
+    `timed out waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`,
+  );
+}
+
+async function inNs(netns: string, cmd: string[], timeoutMs = 20_000): Promise<string> {
+  const { stdout } = await run('ip', ['netns', 'exec', netns, ...cmd], { timeout: timeoutMs });
+  return stdout;
+}
+
+const ssh = (netns: string, ip: string, script: string) =>
+  inNs(netns, [
+    'sshpass',
+    '-p',
+    'bigdog123',
+    'ssh',
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    'ConnectTimeout=10',
+    `bigdog@${ip}`,
+    script,
+  ]);
+
+describe('replicas across a 4-node devnet', { skip: why || false }, () => {
+  const home = mkdtempSync(join(tmpdir(), 'form-replicas-'));
+  let dir = '';
+  let s: DevnetState;
+  let id = '';
+  /** Node address (0x…) -> devnet node. */
+  const byAddress = new Map<string, DevnetNode>();
+  const env = (n: DevnetNode) => ({ FORM_HOME: home, FORM_PORT_OFFSET: String(n.portOffset) });
+  const node1 = () => s.nodes[0] as DevnetNode;
+  const status = async (n: DevnetNode = node1()): Promise<Status> => {
+    const r = await runForm(['manage', 'get', 'status', id, '--json'], env(n));
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as Status;
+  };
+  const running = (st: Status) => st.replicas.filter((r) => r.state === 'running' && r.formnetIp);
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'form-replicas-devnet-'));
+    s = await devnetUp({
+      nodes: 4,
+      dir,
+      prefix: PREFIX,
+      portBase: PORT_BASE,
+      env: { FORM_HEARTBEAT_MS: '1000', FORM_NODE_TIMEOUT_MS: String(NODE_TIMEOUT_MS), FORM_LOG_LEVEL: 'info' },
+    });
+    for (const n of s.nodes) byAddress.set(n.info?.nodeAddress as string, n);
+    const init = await runForm(['kit', 'init', '--yes'], { FORM_HOME: home });
+    assert.equal(init.code, 0, init.stderr);
+  });
+
+  after(async () => {
+    if (dir) await devnetDown(dir).catch(() => undefined);
+    if (process.env.FORM_KEEP_TEST_DATA !== '1') {
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(home, { recursive: true, force: true });
+    }
+    const left = (await run('ip', ['netns', 'list'])).stdout;
+    assert.ok(!left.split('\n').some((l) => l.startsWith(PREFIX)), `namespaces left: ${left}`);
+  });
+
+  test('ship with 3 replicas: three VMs on three nodes, each answering HTTP at its formnet address', async () => {
+    const build = await runForm(['pack', 'build', example], env(node1()));
+    assert.equal(build.code, 0, build.stderr);
+    const ship = await runForm(['pack', 'ship', example, '--replicas', '3', '--json'], env(node1()));
+    assert.equal(ship.code, 0, ship.stderr);
+    id = (JSON.parse(ship.stdout) as { id: string }).id;
+    const st = await until(
+      'SUCCESS with 3 running replicas',
+      async () => {
+        const x = await status();
+        return x.status === 'SUCCESS' && running(x).length === 3 ? x : undefined;
+      },
+      300_000,
+    );
+    const nodes = running(st).map((r) => r.node);
+    assert.equal(new Set(nodes).size, 3, 'three different nodes');
+    // Every node's state says the same (any node can be asked).
+    const st4 = await status(s.nodes[3]);
+    assert.deepEqual(
+      running(st4)
+        .map((r) => r.node)
+        .sort(),
+      [...nodes].sort(),
+    );
+    // Each replica answers HTTP at its formnet address, from every node's namespace (over WireGuard).
+    for (const r of running(st)) {
+      const host = byAddress.get(r.node);
+      assert.ok(host, `replica on a devnet node (${r.node})`);
+      assert.ok(
+        r.formnetIp?.startsWith(host.instanceCidr.replace(/0\/24$/, '')),
+        `${r.formnetIp} in ${host.instanceCidr}`,
+      );
+      for (const from of s.nodes) {
+        const body = await inNs(from.netns, ['curl', '-sf', '-m', '10', `http://${r.formnetIp}:8080/`]);
+        assert.match(body, /Hello from hello-server/);
+      }
+    }
+  });
+
+  test('a file committed on one replica is read on the others (every replica reports the revision)', async () => {
+    const st = await status();
+    const [first, ...others] = running(st);
+    assert.ok(first && others.length === 2);
+    const host = byAddress.get(first.node) as DevnetNode;
+    const marker = `committed-${Date.now()}`;
+    await ssh(host.netns, first.formnetIp as string, `echo ${marker} > ~/note.txt && sync`);
+    const commit = await runForm(['commit', first.formnetIp as string, '--json'], env(host));
+    assert.equal(commit.code, 0, commit.stderr);
+    assert.equal((JSON.parse(commit.stdout) as { revision: number }).revision, 1);
+    const after = await until(
+      'every replica at revision 1',
+      async () => {
+        const x = await status();
+        return running(x).length === 3 && running(x).every((r) => r.revision === 1) ? x : undefined;
+      },
+      240_000,
+    );
+    for (const r of running(after).filter((x) => x.node !== first.node)) {
+      const out = await ssh(node1().netns, r.formnetIp as string, 'cat ~/note.txt');
+      assert.equal(out.trim(), marker, `the committed file on the replica at ${r.formnetIp}`);
+    }
+  });
+
+  test('a node that dies: its replica comes back on the spare node (from the latest revision); back, the stand-in stops', async () => {
+    const st = await status();
+    const used = new Set(running(st).map((r) => r.node));
+    const spare = s.nodes.find((n) => !used.has(n.info?.nodeAddress as string)) as DevnetNode;
+    assert.ok(spare, 'one node holds no replica');
+    // Kill a node that holds a replica but is not node 1 (we ask node 1 for status).
+    const victim = s.nodes.find((n) => n !== node1() && used.has(n.info?.nodeAddress as string)) as DevnetNode;
+    const victimAddress = victim.info?.nodeAddress as string;
+    const spareAddress = spare.info?.nodeAddress as string;
+    const t0 = Date.now();
+    await stopDevnetNode(s, victim, 10_000, { crash: true });
+    await setUnderlayLink(s, victim, false);
+    const healed = await until(
+      'a running replica on the spare node',
+      async () => {
+        const x = await status();
+        const r = running(x).find((y) => y.node === spareAddress);
+        return r && r.revision === 1 ? r : undefined;
+      },
+      240_000,
+    );
+    const healMs = Date.now() - t0;
+    assert.ok(healMs > NODE_TIMEOUT_MS / 2, `not re-placed before the node timeout (${healMs} ms)`);
+    // Started from the latest committed revision: the file is there.
+    const note = await ssh(node1().netns, healed.formnetIp as string, 'cat ~/note.txt');
+    assert.match(note, /^committed-/);
+
+    // The node comes back: it restarts its replica, and the stand-in on the spare node goes.
+    await setUnderlayLink(s, victim, true);
+    await startDevnetNode(s, victim);
+    const final = await until(
+      'the returning node runs its replica and the spare stopped',
+      async () => {
+        const x = await status();
+        const back = running(x).some((r) => r.node === victimAddress);
+        const spareRunning = running(x).some((r) => r.node === spareAddress);
+        return back && !spareRunning && running(x).length === 3 ? x : undefined;
+      },
+      240_000,
+    );
+    const standIn = final.replicas.find((r) => r.node === spareAddress);
+    assert.equal(standIn?.state, 'stopped');
+    assert.match(standIn?.reason ?? '', /no longer placed/);
+  });
+});

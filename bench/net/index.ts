@@ -2,6 +2,7 @@
 //   net.wg_throughput / net.veth_throughput  iperf3 (5 s, 1 stream) between two namespaces over wireguard-go vs raw veth
 //   net.join_ms                              developer join: signed POST /join -> interface up -> first ping reply to a node
 //   net.gossip_p50_ms / _p99_ms (N nodes)    op delivery to every node, N in-process libp2p hosts on loopback, real state store
+//   net.devnet_up_ms / net.devnet_op_all_nodes_ms (N = 3, 5, 8)  real formationd devnets (see devnet.ts)
 // Needs root + wireguard-go + iperf3 for the namespace parts (skipped with a note otherwise).
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -26,6 +27,7 @@ import { createP2PNode, type P2PNode } from '@formation/p2p';
 import { createLogger } from '@formation/service';
 import { openStateStore, type StateStore } from '@formation/state';
 import { report } from '../report.ts';
+import { devnetBench } from './devnet.ts';
 
 const sh = promisify(execFile);
 const logger = createLogger('silent');
@@ -230,3 +232,9 @@ async function gossipBench(n: number, ops: number): Promise<void> {
 
 await namespaceBenches();
 for (const n of [3, 5, 8]) await gossipBench(n, 100);
+if (process.getuid?.() === 0 && (await has('wireguard-go'))) {
+  const base = Number(process.env.FORM_BENCH_DEVNET_PORT_BASE ?? 700);
+  for (const n of [3, 5, 8]) await devnetBench(n, 30, base);
+} else {
+  process.stdout.write(`${JSON.stringify({ bench: 'net.devnet', skipped: 'needs root and wireguard-go' })}\n`);
+}

@@ -1,0 +1,93 @@
+// `form devnet up/status/exec/down` through the real CLI: 2 real nodes in namespaces (no VMs).
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { runForm } from './run-form.ts';
+
+const missing = ['ip', 'wg', 'wireguard-go', 'ping'].filter((p) => {
+  try {
+    execFileSync('sh', ['-c', `command -v ${p}`], { stdio: 'ignore' });
+    return false;
+  } catch {
+    return true;
+  }
+});
+const why =
+  process.getuid?.() !== 0
+    ? 'needs root (namespaces, WireGuard)'
+    : missing.length
+      ? `missing ${missing.join(', ')}`
+      : '';
+if (why && process.env.FORM_REQUIRE_INTEGRATION === '1') throw new Error(`devnet CLI test ${why}`);
+
+const PREFIX = 'fdc';
+
+describe('form devnet', { skip: why || false }, () => {
+  const home = mkdtempSync(join(tmpdir(), 'form-devnet-cli-'));
+  const dir = join(home, 'devnet');
+  const env = { FORM_HOME: home };
+  const args = ['--dir', dir];
+
+  after(async () => {
+    await runForm(['devnet', 'down', ...args], env);
+    rmSync(home, { recursive: true, force: true });
+    const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+    assert.ok(!left.split('\n').some((l) => l.startsWith(PREFIX)), `namespaces left: ${left}`);
+  });
+
+  test('up --json, status --json, exec (formnet ping), down removes every namespace and process', async () => {
+    const up = await runForm(
+      ['devnet', 'up', '--nodes', '2', '--prefix', PREFIX, '--port-base', '250', '--json', ...args],
+      env,
+    );
+    assert.equal(up.code, 0, up.stderr || up.stdout);
+    const out = JSON.parse(up.stdout) as {
+      nodes: Array<{
+        name: string;
+        netns: string;
+        pid: number;
+        portOffset: number;
+        apis: { state: string };
+        formnetAddress: string;
+      }>;
+    };
+    assert.deepEqual(
+      out.nodes.map((n) => [n.name, n.netns, n.portOffset]),
+      [
+        ['node1', `${PREFIX}1`, 250],
+        ['node2', `${PREFIX}2`, 260],
+      ],
+    );
+    for (const n of out.nodes) {
+      assert.match(n.formnetAddress, /^10\.128\.\d+\.\d+$/);
+      const r = await fetch(`${n.apis.state}/nodes`);
+      assert.equal(((await r.json()) as unknown[]).length, 2);
+    }
+
+    const st = await runForm(['devnet', 'status', '--json', ...args], env);
+    assert.equal(st.code, 0, st.stderr);
+    const status = JSON.parse(st.stdout) as { running: boolean; nodes: Array<{ running: boolean; digest: string }> };
+    assert.ok(status.running && status.nodes.every((n) => n.running && /^[0-9a-f]{64}$/.test(n.digest)));
+
+    // exec runs inside node1's namespace: node2's formnet address answers over WireGuard.
+    const target = out.nodes[1]?.formnetAddress as string;
+    let ping = await runForm(['devnet', 'exec', 'node1', ...args, '--', 'ping', '-c', '1', '-W', '2', target], env);
+    for (let i = 0; i < 10 && ping.code !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      ping = await runForm(['devnet', 'exec', '1', ...args, '--', 'ping', '-c', '1', '-W', '2', target], env);
+    }
+    assert.equal(ping.code, 0, ping.stdout + ping.stderr);
+
+    const down = await runForm(['devnet', 'down', ...args], env);
+    assert.equal(down.code, 0, down.stderr);
+    assert.match(down.stdout, /2 node\(s\) stopped/);
+    for (const n of out.nodes) assert.throws(() => process.kill(n.pid, 0), 'formationd is gone');
+    const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+    assert.ok(!left.split('\n').some((l) => l.startsWith(PREFIX)));
+    const again = await runForm(['devnet', 'status', '--json', ...args], env);
+    assert.equal((JSON.parse(again.stdout) as { running: boolean }).running, false);
+  });
+});

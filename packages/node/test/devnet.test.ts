@@ -12,6 +12,7 @@ import { bringUpMember, requestJoin, type WireGuardDevice } from '@formation/net
 import { createLogger } from '@formation/service';
 import { createOp } from '@formation/state';
 import {
+  type DevnetNode,
   type DevnetState,
   devnetDown,
   devnetStatus,
@@ -226,6 +227,34 @@ describe('devnet: 3 real nodes in namespaces', { skip: missing ?? false }, () =>
     assert.equal(unsigned.status, 401);
     const afterCount = (await json<unknown[]>(`${serviceBase(node2, 'state')}/formnet/peers`)).body.length;
     assert.equal(afterCount, before);
+  });
+
+  it('a forged op (body changed after signing) is refused at node 1 and never reaches the others', async () => {
+    const node1 = s.nodes[0];
+    assert.ok(node1);
+    const key = generateKeyPair();
+    const heads = (await json<{ heads: string[] }>(`${serviceBase(node1, 'state')}/heads`)).body.heads;
+    const op = createOp(key, 'account.update', { name: 'honest' }, heads);
+    const forged = { ...op, body: { name: 'forged' }, hash: undefined };
+    const r = await fetch(`${serviceBase(node1, 'state')}/ops`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(forged),
+    });
+    assert.equal(r.status, 401);
+    // A real op sent afterwards arrives everywhere; the forged one is nowhere, and digests agree.
+    const real = await submitAt(s, 0);
+    for (const i of [1, 2]) await until(`real op at node${i + 1}`, () => hasOp(s, i, real), 10_000);
+    const accounts = (
+      await json<Array<{ publicKey: string; name: string | null }>>(
+        `${serviceBase(s.nodes[2] as DevnetNode, 'state')}/accounts`,
+      )
+    ).body;
+    assert.equal(
+      accounts.find((a) => a.publicKey === key.publicKey),
+      undefined,
+    );
+    await sameDigest(s);
   });
 
   it('a stopped node catches up on the ops written while it was down', async () => {

@@ -40,7 +40,7 @@ export function registerDevnet({ noun }: CommandContext): void {
   devnet
     .command('exec')
     .description("Run a command inside a node's network namespace (e.g. ping another node over formnet)")
-    .argument('<node>', 'node name (node1) or number (1)')
+    .argument('<node>', 'node name (node1, n1) or number (1)')
     .argument('<cmd...>', 'command and arguments (after --)')
     .option('--dir <dir>', 'devnet dir')
     .action(action(exec));
@@ -138,7 +138,7 @@ async function exec(node: string, cmd: string[], opts: { dir?: string }): Promis
   const s = readDevnet(opts.dir ?? defaultDir());
   if (!s)
     throw new FormError('NOT_FOUND', 'Cannot exec: no devnet is running', { hint: 'Start one with `form devnet up`.' });
-  const n = s.nodes.find((x) => x.name === node || String(x.index) === node);
+  const n = s.nodes.find((x) => x.name === node || String(x.index) === node || `n${x.index}` === node);
   if (!n)
     throw new FormError('NOT_FOUND', `Cannot exec: no node ${node} (have ${s.nodes.map((x) => x.name).join(', ')})`);
   return new Promise((resolve) => {

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KeyPair } from '@formation/identity';
-import { type PlacementNode, placeReplicas, vmNameFor } from '@formation/scheduler';
+import { isNodeHealthy, type PlacementNode, placeReplicas, vmNameFor } from '@formation/scheduler';
 import type { Logger } from '@formation/service';
 import type { InstanceView, StateStore } from '@formation/state';
 import type { VmManager, VmView } from '@formation/vmm';
@@ -119,9 +119,7 @@ export class InstanceController {
       id: n.id,
       capacity: n.capacity,
       used: { vcpu: 0, memMiB: 0, diskGiB: 0 },
-      healthy:
-        n.id === this.me ||
-        (n.heartbeat !== null && n.heartbeat.status !== 'draining' && now - n.heartbeat.ts <= timeout),
+      healthy: isNodeHealthy(n, now, timeout, this.me),
     }));
   }
 

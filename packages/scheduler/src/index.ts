@@ -1,2 +1,3 @@
+export * from './health.ts';
 export * from './placement.ts';
 export * from './status.ts';

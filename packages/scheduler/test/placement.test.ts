@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { explainUnplaceable, type PlacementNode, placeReplicas } from '../src/index.ts';
+import { explainUnplaceable, isNodeHealthy, type PlacementNode, placeReplicas } from '../src/index.ts';
 
 const node = (id: string, over: Partial<PlacementNode> = {}): PlacementNode => ({
   id,
@@ -63,4 +63,38 @@ test('deployment status: PENDING, SUCCESS, FAILURE with replica reasons, FAILURE
     deploymentStatus({ ...base, replicas: 3, replicaSet: [r('running'), { ...r('running'), node: 'n2' }] }, 2).status,
     'SUCCESS',
   );
+});
+
+test('a node that stopped beating loses its replicas to the next node; back, placement returns to it', () => {
+  const now = 1_000_000;
+  const beats = [
+    { id: 'a', heartbeat: { ts: now - 1000, status: 'healthy' } },
+    { id: 'b', heartbeat: { ts: now - 1000, status: 'healthy' } },
+    { id: 'c', heartbeat: { ts: now - 1000, status: 'healthy' } },
+    { id: 'd', heartbeat: { ts: now - 1000, status: 'healthy' } },
+  ];
+  const res = { vcpu: 1, memMiB: 512, diskGiB: 5 };
+  const cap = { vcpu: 8, memMiB: 8192, diskGiB: 100 };
+  const nodesAt = (t: number, hb: typeof beats) =>
+    hb.map((n) => ({
+      id: n.id,
+      capacity: cap,
+      used: { vcpu: 0, memMiB: 0, diskGiB: 0 },
+      healthy: isNodeHealthy(n, t, 5000),
+    }));
+  const inst = { id: 'inst-1', replicas: 3, resources: res };
+  const before = placeReplicas(inst, nodesAt(now, beats));
+  assert.equal(before.length, 3);
+  const victim = before[1] as string;
+  const spare = ['a', 'b', 'c', 'd'].find((x) => !before.includes(x)) as string;
+  // The victim's last beat is 6 s old at now + 5 s: over the 5 s timeout.
+  const stale = beats.map((n) => (n.id === victim ? n : { ...n, heartbeat: { ts: now + 4000, status: 'healthy' } }));
+  const healed = placeReplicas(inst, nodesAt(now + 5000, stale));
+  assert.deepEqual([...healed].sort(), [...before.filter((x) => x !== victim), spare].sort());
+  // Draining counts as gone; a node never counts itself out; no heartbeat at all is not healthy.
+  assert.equal(isNodeHealthy({ id: 'x', heartbeat: { ts: now, status: 'draining' } }, now, 5000), false);
+  assert.equal(isNodeHealthy({ id: 'x', heartbeat: null }, now, 5000, 'x'), true);
+  assert.equal(isNodeHealthy({ id: 'x', heartbeat: null }, now, 5000), false);
+  // Back: it beats again and the original placement returns (the stand-in is surplus).
+  assert.deepEqual(placeReplicas(inst, nodesAt(now, beats)), before);
 });

@@ -28,7 +28,10 @@ export interface DeploymentStatus {
 export function deploymentStatus(inst: InstanceLike, nodes: number | readonly PlacementNode[]): DeploymentStatus {
   const nodeCount = typeof nodes === 'number' ? nodes : nodes.length;
   const wanted = Math.max(1, Math.min(inst.replicas, Math.max(1, nodeCount)));
-  const running = inst.replicaSet.filter((r) => r.state === 'running').length;
+  // A replica counts as running only while its node is healthy (when the caller says which are not):
+  // a dead node's last report stays `running` in state.
+  const down = new Set(typeof nodes === 'number' ? [] : nodes.filter((n) => !n.healthy).map((n) => n.id));
+  const running = inst.replicaSet.filter((r) => r.state === 'running' && !down.has(r.node)).length;
   if (inst.deleted) return { status: 'FAILURE', reason: 'the instance was deleted', running, wanted };
   if (running >= wanted) return { status: 'SUCCESS', running, wanted };
   const failed = inst.replicaSet.filter((r) => r.state === 'failed');

@@ -98,3 +98,13 @@ test('a node that stopped beating loses its replicas to the next node; back, pla
   // Back: it beats again and the original placement returns (the stand-in is surplus).
   assert.deepEqual(placeReplicas(inst, nodesAt(now, beats)), before);
 });
+
+test('deployment status counts a running replica only while its node is healthy', async () => {
+  const { deploymentStatus } = await import('../src/index.ts');
+  const replica = (n: string) => ({ node: n, state: 'running', reason: null, formnetIp: '10.129.1.2' });
+  const i = { ...inst, replicas: 2, deleted: false, replicaSet: [replica('a'), replica('b')] };
+  assert.equal(deploymentStatus(i, [node('a'), node('b')]).status, 'SUCCESS');
+  const s = deploymentStatus(i, [node('a'), node('b', { healthy: false })]);
+  assert.equal(s.running, 1);
+  assert.equal(s.status, 'PENDING');
+});

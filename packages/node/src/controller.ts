@@ -34,7 +34,7 @@ export interface ControllerOptions {
 }
 
 /** How long an entrypoint must run after boot before its replica counts as running (ms). */
-const ENTRYPOINT_SETTLE_MS = 3000;
+const ENTRYPOINT_SETTLE_MS = 2000;
 
 type ReplicaState = 'pending' | 'starting' | 'running' | 'stopped' | 'failed' | 'deleted';
 
@@ -60,7 +60,7 @@ export class InstanceController {
   }
 
   start(): void {
-    this.timer = setInterval(() => this.kick(), this.o.intervalMs ?? 2000);
+    this.timer = setInterval(() => this.kick(), this.o.intervalMs ?? 1000);
     this.timer.unref();
     this.kick();
   }

@@ -44,11 +44,11 @@ form manage get status "$ID"
 step "HTTP over formnet (form proxy hello-server 18080:8080, then curl 127.0.0.1:18080)"
 form proxy hello-server 18080:8080 --for 20 &
 PROXY=$!
-for _ in $(seq 1 50); do curl -fsS http://127.0.0.1:18080/ && break; sleep 0.2; done
+for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:18080/ 2>/dev/null && break; sleep 0.2; done
 kill "$PROXY" 2>/dev/null || true
 wait "$PROXY" 2>/dev/null || true
 
 step "ssh over formnet (form ssh bigdog@hello-server.dev.formation.local -- uname -a)"
 SSHPASS=bigdog123 form ssh bigdog@hello-server.dev.formation.local -- 'uname -a; echo "I am $(whoami) on $(hostname)"'
 
-step "Done. The node keeps running: \`npx form manage list\`, \`npx form ssh bigdog@hello-server.dev.formation.local\`, \`npx form node down\`"
+step "Done in $(printf %.1f "$(echo "$(date +%s.%N) - $T0" | bc)") s. The node keeps running: \`npx form manage list\`, \`npx form ssh bigdog@hello-server.dev.formation.local\`, \`npx form web login\`, \`npx form node down\`"

@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s.%N)
-step() { printf '\n\033[1m==> %s\033[0m (%.1f s)\n' "$*" "$(echo "$(date +%s.%N) - $T0" | bc)"; }
+elapsed() { awk -v a="$(date +%s.%N)" -v b="$T0" 'BEGIN { printf "%.1f", a - b }'; }
+step() { printf '\n\033[1m==> %s\033[0m (%s s)\n' "$*" "$(elapsed)"; }
 
 step "Installing what Formation needs"
 bash scripts/setup.sh
@@ -51,4 +52,4 @@ wait "$PROXY" 2>/dev/null || true
 step "ssh over formnet (form ssh bigdog@hello-server.dev.formation.local -- uname -a)"
 SSHPASS=bigdog123 form ssh bigdog@hello-server.dev.formation.local -- 'uname -a; echo "I am $(whoami) on $(hostname)"'
 
-step "Done in $(printf %.1f "$(echo "$(date +%s.%N) - $T0" | bc)") s. The node keeps running: \`npx form manage list\`, \`npx form ssh bigdog@hello-server.dev.formation.local\`, \`npx form web login\`, \`npx form node down\`"
+step "Done in $(elapsed) s. The node keeps running: \`npx form manage list\`, \`npx form ssh bigdog@hello-server.dev.formation.local\`, \`npx form web login\`, \`npx form node down\`"

@@ -5,6 +5,10 @@ import { createServer } from 'node:net';
 import { freemem, totalmem } from 'node:os';
 import { promisify } from 'node:util';
 import { DEFAULT_PORTS } from '@formation/interface';
+import { probeAccel } from '@formation/vmm';
+
+/** Where the VMM caches its accelerator probe (its default cache dir). */
+const ACCEL_CACHE = '/var/tmp/formation-vmm-cache/accel-probe.json';
 
 const run = promisify(execFile);
 
@@ -214,8 +218,8 @@ export async function findGuestKernel(): Promise<string | null> {
 }
 
 /**
- * Is KVM really usable? /dev/kvm can exist and still fail (broken nested virtualization): boot the guest
- * kernel without a root fs and wait for its panic message, as PLATFORM.md §1 describes.
+ * Is KVM really usable? /dev/kvm can exist and still fail (broken nested virtualization). The VMM's
+ * probe decides (PLATFORM.md §1) and caches its answer per host, so the doctor and the node agree.
  */
 export async function probeKvm(kernel: string | null): Promise<{ kvm: HostProbe['kvm']; detail: string }> {
   try {
@@ -224,38 +228,8 @@ export async function probeKvm(kernel: string | null): Promise<{ kvm: HostProbe[
     return { kvm: 'absent', detail: 'no accessible /dev/kvm' };
   }
   if (!kernel) return { kvm: 'unusable', detail: 'no guest kernel to probe with' };
-  try {
-    const { stdout } = await run(
-      'timeout',
-      [
-        '6',
-        'qemu-system-x86_64',
-        '-accel',
-        'kvm',
-        '-cpu',
-        'host',
-        '-M',
-        'pc',
-        '-m',
-        '128',
-        '-nodefaults',
-        '-nographic',
-        '-serial',
-        'stdio',
-        '-kernel',
-        kernel,
-        '-append',
-        'console=ttyS0 panic=-1',
-        '-no-reboot',
-      ],
-      { maxBuffer: 4 * 1024 * 1024 },
-    ).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
-    return /Kernel panic/.test(stdout)
-      ? { kvm: 'usable', detail: 'probe boot reached the kernel' }
-      : { kvm: 'unusable', detail: 'probe boot under KVM did not reach the kernel within 6 s' };
-  } catch (err) {
-    return { kvm: 'unusable', detail: (err as Error).message };
-  }
+  const r = await probeAccel({ kernel, cacheFile: ACCEL_CACHE });
+  return { kvm: r.accel === 'kvm' ? 'usable' : 'unusable', detail: r.reason };
 }
 
 async function kernelWireGuard(): Promise<boolean> {

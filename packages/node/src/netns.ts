@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { FORMNET_CIDR, FormError } from '@formation/interface';
+import { FormError } from '@formation/interface';
 
 const run = promisify(execFile);
 
@@ -32,22 +32,4 @@ export async function ensureNetns(name: string): Promise<boolean> {
 
 export async function deleteNetns(name: string): Promise<void> {
   if (await netnsExists(name)) await ip(['netns', 'del', name]);
-}
-
-/**
- * The leak guard: an `unreachable` route for the whole formnet range, so a packet for a formnet address
- * that no interface holds is dropped here instead of following the default route off the machine.
- * More specific routes (the bridge, WireGuard peers) still win. Returns whether it was added by us.
- */
-export async function ensureLeakGuard(netns?: string): Promise<boolean> {
-  const pre = netns ? ['-n', netns] : [];
-  const routes = await ip([...pre, 'route', 'show', 'type', 'unreachable']);
-  if (routes.split('\n').some((l) => l.trim().startsWith(FORMNET_CIDR))) return false;
-  await ip([...pre, 'route', 'add', 'unreachable', FORMNET_CIDR]);
-  return true;
-}
-
-export async function removeLeakGuard(netns?: string): Promise<void> {
-  const pre = netns ? ['-n', netns] : [];
-  await ip([...pre, 'route', 'del', 'unreachable', FORMNET_CIDR]).catch(() => undefined);
 }

@@ -413,11 +413,15 @@ export class ViewState {
     // ranks first by (depth, hash). Explicit records may not shadow derived names.
     const dns = new Map<string, DnsRecordView>();
     const live = instances.filter((i) => !i.deleted);
+    // Addresses of running replicas, at most `replicas` of them: the first claims first, then the
+    // claims that stand in for them (a healed replica on another node is reachable by name too).
     const ipsOf = (i: InstanceView) =>
       [
         ...new Set(
           i.replicaSet
-            .filter((r) => r.assigned && r.state === 'running' && r.formnetIp)
+            .filter((r) => r.state === 'running' && r.formnetIp)
+            .sort((a, b) => Number(b.assigned) - Number(a.assigned))
+            .slice(0, i.replicas)
             .map((r) => r.formnetIp as string),
         ),
       ].sort();

@@ -48,3 +48,51 @@ test('formnet.leave removes the peer from the view; a later formnet.peer rejoins
   assert.equal(store.views().formnetPeers[0]?.publicKey, dev.publicKey);
   store.close();
 });
+
+test('DNS follows healing: a stand-in replica that runs is named when the first claim does not run', () => {
+  const store = openStateStore({ path: ':memory:', domain: 'dev.formation.local' });
+  const owner = generateKeyPair();
+  const a = generateKeyPair();
+  const b = generateKeyPair();
+  const wg = 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
+  for (const [n, i] of [
+    [a, 0],
+    [b, 1],
+  ] as const) {
+    store.author(n, 'node.register', {
+      capacity: { vcpu: 4, memMiB: 4096, diskGiB: 50 },
+      endpoint: `192.168.77.${i + 2}:3005`,
+      p2pPeerId: `peer${i}`,
+      wgPublicKey: wg,
+      formnetRange: `10.129.${i}.0/24`,
+    });
+  }
+  const create = store.author(owner, 'instance.create', {
+    formpackId: 'c'.repeat(64),
+    name: 'web',
+    replicas: 1,
+    resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
+  });
+  const id = create.body.id as string;
+  store.author(a, 'instance.claim', { instanceId: id, node: a.publicKey });
+  store.author(a, 'instance.status', {
+    instanceId: id,
+    node: a.publicKey,
+    state: 'running',
+    formnetIp: '10.129.0.2',
+    revision: 0,
+  });
+  store.author(b, 'instance.claim', { instanceId: id, node: b.publicKey });
+  store.author(b, 'instance.status', {
+    instanceId: id,
+    node: b.publicKey,
+    state: 'running',
+    formnetIp: '10.129.1.2',
+    revision: 0,
+  });
+  const named = () => store.views().dns.find((d) => d.name === 'web.dev.formation.local')?.addresses;
+  assert.deepEqual(named(), ['10.129.0.2'], 'one replica asked: the first claim only');
+  store.author(a, 'instance.status', { instanceId: id, node: a.publicKey, state: 'stopped', revision: 0 });
+  assert.deepEqual(named(), ['10.129.1.2'], 'the stand-in takes over the name');
+  store.close();
+});

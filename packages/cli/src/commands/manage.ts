@@ -1,5 +1,5 @@
 import { FormError } from '@formation/interface';
-import { deploymentStatus, formatDeploymentStatus } from '@formation/node';
+import { deploymentStatus, formatDeploymentStatus, isNodeHealthy } from '@formation/scheduler';
 import { httpStateClient, type InstanceView, type StateClient } from '@formation/state';
 import pc from 'picocolors';
 import { developerKey, serviceUrl } from '../node-client.ts';
@@ -64,7 +64,8 @@ function placementNodes(nodes: Awaited<ReturnType<StateClient['nodes']>>) {
     id: n.id,
     capacity: n.capacity,
     used: { vcpu: 0, memMiB: 0, diskGiB: 0 },
-    healthy: n.heartbeat?.status !== 'draining',
+    // the same liveness rule the nodes place by: a recent heartbeat, not draining
+    healthy: isNodeHealthy(n, Date.now(), Number(process.env.FORM_NODE_TIMEOUT_MS) || 30_000),
   }));
 }
 

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type {} from '@fastify/swagger';
 import { addressOf as deriveAddress, NonceCache } from '@formation/identity';
 import { type Address, FormError } from '@formation/interface';
-import { deploymentStatus, type PlacementNode, vmNameFor } from '@formation/scheduler';
+import { deploymentStatus, isNodeHealthy, type PlacementNode, vmNameFor } from '@formation/scheduler';
 import { type ApiServer, createApiServer, type Logger, requireSigner } from '@formation/service';
 import type { InstanceView, NodeView } from '@formation/state';
 import { Type } from '@sinclair/typebox';
@@ -438,7 +438,8 @@ function instanceInfo(i: InstanceView, ctx: InstanceContext): InstanceInfo {
         id: n.id,
         capacity: n.capacity,
         used: { vcpu: 0, memMiB: 0, diskGiB: 0 },
-        healthy: n.heartbeat?.status !== 'draining',
+        // the same liveness rule the nodes place by: a recent heartbeat, not draining
+        healthy: isNodeHealthy(n, Date.now(), Number(process.env.FORM_NODE_TIMEOUT_MS) || 30_000),
       }),
     ),
   );

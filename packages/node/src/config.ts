@@ -3,8 +3,6 @@ import { DEFAULT_DOMAIN, DEFAULT_PORTS, formHome } from '@formation/interface';
 import { loadConfig } from '@formation/service';
 import { type Static, Type } from '@sinclair/typebox';
 
-const Port = (def: number) => Type.Integer({ minimum: 1, maximum: 65535, default: def });
-
 /** formationd's configuration: `$FORM_HOME/node/config.json`, `FORM_*` env and flags, validated at start. */
 export const NodeConfigSchema = Type.Object({
   dataDir: Type.String({ minLength: 1 }),

@@ -49,6 +49,8 @@ describe('web BFF', () => {
       wgPublicKey: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
       formnetRange: '10.129.0.0/24',
     });
+    // A live node beats; status counts replicas only on nodes with a recent heartbeat.
+    store.author(node, 'node.heartbeat', { status: 'healthy' });
     const fpA = 'a'.repeat(64);
     const fpB = 'b'.repeat(64);
     store.author(alice, 'formpack.publish', {

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import type { KeyPair } from '@formation/identity';
@@ -99,6 +99,20 @@ async function startRuntime(ctx: ExtraServicesContext): Promise<string> {
 
 async function startRedis(dir: string, host: string, port: number): Promise<ChildProcess> {
   mkdirSync(dir, { recursive: true });
+  // A node that was killed leaves its Redis running: end that one (found by the pid file we keep,
+  // checked to be redis-server) so this node owns the one it talks to and stops it on `node down`.
+  const pidFile = join(dir, 'formationd-redis.pid');
+  const stale = Number.parseInt(existsSync(pidFile) ? readFileSync(pidFile, 'utf8') : '', 10);
+  if (stale > 0) {
+    let cmd = '';
+    try {
+      cmd = readFileSync(`/proc/${stale}/cmdline`, 'utf8');
+    } catch {}
+    if (cmd.startsWith('redis-server')) {
+      process.kill(stale, 'SIGTERM');
+      for (let i = 0; i < 100 && existsSync(`/proc/${stale}`); i++) await new Promise((r) => setTimeout(r, 50));
+    }
+  }
   const child = spawn(
     'redis-server',
     [
@@ -119,6 +133,7 @@ async function startRedis(dir: string, host: string, port: number): Promise<Chil
     ],
     { stdio: 'ignore' },
   );
+  if (child.pid) writeFileSync(pidFile, `${child.pid}\n`);
   const failed = new Promise<never>((_, reject) => {
     child.once('error', (err) =>
       reject(new Error(`cannot start redis-server: ${err.message} (apt-get install redis-server)`)),

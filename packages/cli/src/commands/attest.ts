@@ -8,7 +8,7 @@ import {
 } from '@formation/attest';
 import type { KeyPair } from '@formation/identity';
 import { DEFAULT_PORTS, FormError, type FormpackManifest } from '@formation/interface';
-import { vmNameFor } from '@formation/node';
+import { vmNameFor } from '@formation/scheduler';
 import { httpStateClient, type InstanceView } from '@formation/state';
 import pc from 'picocolors';
 import { developerKey, serviceUrl } from '../node-client.ts';

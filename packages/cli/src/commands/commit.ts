@@ -1,6 +1,6 @@
 import { isIPv4 } from 'node:net';
 import { FormError } from '@formation/interface';
-import { vmNameFor } from '@formation/node';
+import { vmNameFor } from '@formation/scheduler';
 import { ApiClient } from '@formation/service';
 import { httpStateClient, type InstanceView } from '@formation/state';
 import pc from 'picocolors';

@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { FormError, formHome } from '@formation/interface';
-import { devnetDown, devnetStatus, devnetUp, readDevnet } from '@formation/node';
 import pc from 'picocolors';
 import { action, printJson } from '../output.ts';
 import type { CommandContext } from '../program.ts';
@@ -62,6 +61,7 @@ async function up(opts: {
     const v = process.env[k];
     if (v) env[k] = v;
   }
+  const { devnetUp } = await import('@formation/node');
   const s = await devnetUp({
     nodes,
     dir: opts.dir ?? defaultDir(),
@@ -104,6 +104,7 @@ async function up(opts: {
 
 async function down(opts: { dir?: string }): Promise<number> {
   const dir = opts.dir ?? defaultDir();
+  const { devnetDown } = await import('@formation/node');
   const r = await devnetDown(dir);
   process.stdout.write(
     `devnet down: ${r.stopped} node(s) stopped, namespaces removed: ${r.namespaces.join(' ') || 'none'}\n`,
@@ -113,6 +114,7 @@ async function down(opts: { dir?: string }): Promise<number> {
 
 async function status(opts: { dir?: string; json?: boolean }): Promise<number> {
   const dir = opts.dir ?? defaultDir();
+  const { devnetStatus } = await import('@formation/node');
   const rows = await devnetStatus(dir);
   if (!rows) {
     if (opts.json) printJson({ running: false, nodes: [] });
@@ -135,6 +137,7 @@ async function status(opts: { dir?: string; json?: boolean }): Promise<number> {
 }
 
 async function exec(node: string, cmd: string[], opts: { dir?: string }): Promise<number> {
+  const { readDevnet } = await import('@formation/node');
   const s = readDevnet(opts.dir ?? defaultDir());
   if (!s)
     throw new FormError('NOT_FOUND', 'Cannot exec: no devnet is running', { hint: 'Start one with `form devnet up`.' });

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { FormError, formHome } from '@formation/interface';
-import { evaluateHost, nodePaths, pidAlive, probeHost, readDaemon } from '@formation/node';
+import { nodePaths, pidAlive, readDaemon } from '@formation/node/light';
 import pc from 'picocolors';
 import { action, printJson } from '../output.ts';
 import type { CommandContext } from '../program.ts';
@@ -154,6 +154,7 @@ async function nodeStatus(opts: { json?: boolean }): Promise<number> {
 }
 
 async function nodeDoctor(opts: { json?: boolean; skipKvmProbe?: boolean }): Promise<number> {
+  const { evaluateHost, probeHost } = await import('@formation/node');
   const findings = evaluateHost(
     await probeHost(formHome(), {
       portOffset: Number(process.env.FORM_PORT_OFFSET ?? 0) || 0,

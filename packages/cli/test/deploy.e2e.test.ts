@@ -10,25 +10,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { integrationPrerequisites } from '@formation/interface';
 import { type FormRun, runForm } from './run-form.ts';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 const example = join(root, 'examples/hello-server');
-const missing = ['qemu-system-x86_64', 'wireguard-go', 'socat', 'sshpass', 'mmdebstrap'].filter((p) => {
-  try {
-    execFileSync('sh', ['-c', `command -v ${p}`], { stdio: 'ignore' });
-    return false;
-  } catch {
-    return true;
-  }
+const why = integrationPrerequisites('deploy e2e test', {
+  root: true,
+  programs: ['qemu-system-x86_64', 'wireguard-go', 'socat', 'sshpass', 'mmdebstrap'],
 });
-const why =
-  process.getuid?.() !== 0
-    ? 'needs root (namespaces, TAP, WireGuard)'
-    : missing.length
-      ? `missing ${missing.join(', ')}`
-      : '';
-if (why && process.env.FORM_REQUIRE_INTEGRATION === '1') throw new Error(`deploy e2e test ${why}`);
 
 const NS = `fe2e${randomBytes(3).toString('hex')}`;
 const OFFSET = '50';

@@ -5,23 +5,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { integrationPrerequisites } from '@formation/interface';
 import { runForm } from './run-form.ts';
 
-const missing = ['ip', 'wg', 'wireguard-go', 'ping'].filter((p) => {
-  try {
-    execFileSync('sh', ['-c', `command -v ${p}`], { stdio: 'ignore' });
-    return false;
-  } catch {
-    return true;
-  }
-});
-const why =
-  process.getuid?.() !== 0
-    ? 'needs root (namespaces, WireGuard)'
-    : missing.length
-      ? `missing ${missing.join(', ')}`
-      : '';
-if (why && process.env.FORM_REQUIRE_INTEGRATION === '1') throw new Error(`devnet CLI test ${why}`);
+const why = integrationPrerequisites('devnet CLI test', { root: true, programs: ['ip', 'wg', 'wireguard-go', 'ping'] });
 
 const PREFIX = 'fdc';
 

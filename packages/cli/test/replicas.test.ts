@@ -4,13 +4,14 @@
 // a node that dies loses its replica to the fourth node (started from the latest revision), and when it
 // returns the stand-in replica is stopped. Real QEMU (TCG here), wireguard-go, namespaces.
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { integrationPrerequisites } from '@formation/interface';
 import {
   type DevnetNode,
   type DevnetState,
@@ -25,21 +26,10 @@ import { runForm } from './run-form.ts';
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 const example = join(root, 'examples/hello-server');
-const missing = ['qemu-system-x86_64', 'wireguard-go', 'sshpass', 'curl', 'mmdebstrap'].filter((p) => {
-  try {
-    execFileSync('sh', ['-c', `command -v ${p}`], { stdio: 'ignore' });
-    return false;
-  } catch {
-    return true;
-  }
+const why = integrationPrerequisites('replicas test', {
+  root: true,
+  programs: ['qemu-system-x86_64', 'wireguard-go', 'sshpass', 'curl', 'mmdebstrap'],
 });
-const why =
-  process.getuid?.() !== 0
-    ? 'needs root (namespaces, TAP, WireGuard)'
-    : missing.length
-      ? `missing ${missing.join(', ')}`
-      : '';
-if (why && process.env.FORM_REQUIRE_INTEGRATION === '1') throw new Error(`replicas test ${why}`);
 
 const PREFIX = 'fdq';
 const PORT_BASE = Number(process.env.FORM_TEST_REPLICAS_PORT_BASE ?? 170);

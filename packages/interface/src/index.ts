@@ -2,5 +2,6 @@ export * from './errors.ts';
 export * from './formfile.ts';
 export * from './formpack.ts';
 export * from './home.ts';
+export * from './integration.ts';
 export * from './ports.ts';
 export * from './types.ts';

@@ -1,0 +1,29 @@
+import { execFileSync } from 'node:child_process';
+
+/**
+ * For integration tests: why this one cannot run here ('' when it can). Checks root and the programs
+ * it needs. With FORM_REQUIRE_INTEGRATION=1 (what CI sets) a missing prerequisite throws instead, so a
+ * test never passes by skipping what it was meant to prove.
+ *
+ * @example
+ * const why = integrationPrerequisites('deploy e2e test', { root: true, programs: ['qemu-system-x86_64'] });
+ * describe('…', { skip: why || false }, () => { … });
+ */
+export function integrationPrerequisites(test: string, needs: { root?: boolean; programs?: string[] }): string {
+  const missing = (needs.programs ?? []).filter((p) => {
+    try {
+      execFileSync('sh', ['-c', `command -v ${p}`], { stdio: 'ignore' });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  const why =
+    needs.root && process.getuid?.() !== 0
+      ? 'needs root (namespaces, TAP, WireGuard)'
+      : missing.length
+        ? `missing ${missing.join(', ')}`
+        : '';
+  if (why && process.env.FORM_REQUIRE_INTEGRATION === '1') throw new Error(`${test} ${why}`);
+  return why;
+}

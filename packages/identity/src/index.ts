@@ -1,3 +1,4 @@
+export * from './delegation.ts';
 export * from './keys.ts';
 export * from './keystore.ts';
 export * from './signed-request.ts';

@@ -1,4 +1,11 @@
 import { type Address, FormError } from '@formation/interface';
+import {
+  DELEGATION_HEADER,
+  type DelegatedKey,
+  decodeDelegationHeader,
+  delegationProblem,
+  encodeDelegationHeader,
+} from './delegation.ts';
 import { addressOf, type KeyPair, randomHex, sha256Hex, sign, verify } from './keys.ts';
 
 /**
@@ -37,11 +44,13 @@ export function canonicalRequest(req: RequestToSign, timestamp: string, nonce: s
 export function signRequest(key: KeyPair, req: RequestToSign, now: number = Date.now()): Record<string, string> {
   const timestamp = String(now);
   const nonce = randomHex(16);
+  const delegation = (key as Partial<DelegatedKey>).delegation;
   return {
     [SIG_HEADERS.publicKey]: key.publicKey,
     [SIG_HEADERS.timestamp]: timestamp,
     [SIG_HEADERS.nonce]: nonce,
     [SIG_HEADERS.signature]: sign(key.privateKey, canonicalRequest(req, timestamp, nonce)),
+    ...(delegation ? { [DELEGATION_HEADER]: encodeDelegationHeader(delegation) } : {}),
   };
 }
 
@@ -81,12 +90,20 @@ export interface VerifyOptions {
   now?: number;
   maxSkewMs?: number;
   nonces?: NonceCache;
+  /**
+   * Accept a request signed by a delegate carrying the owner's delegation (x-form-delegation): the
+   * signer is then the owner, with `delegate` set. Off by default: only calls within the delegation's
+   * scope (managing Formpacks and instances) turn it on.
+   */
+  allowDelegation?: boolean;
 }
 
-/** The verified signer of a request. */
+/** The verified signer of a request: the account it acts for. */
 export interface Signer {
   publicKey: string;
   address: Address;
+  /** Set when a delegate signed for `publicKey` under a delegation: the delegate's public key. */
+  delegate?: string;
 }
 
 type HeaderBag = Record<string, string | string[] | undefined>;
@@ -138,5 +155,20 @@ export function verifyRequest(headers: HeaderBag, req: RequestToSign, opts: Veri
   if (opts.nonces && !opts.nonces.remember(nonce, now)) {
     throw new FormError('AUTH_REPLAYED', 'Cannot accept request: this signed request was already used (replay)');
   }
-  return { publicKey, address };
+  const carried = header(headers, DELEGATION_HEADER);
+  if (carried === undefined) return { publicKey, address };
+  if (!opts.allowDelegation) {
+    throw new FormError('AUTH_FORBIDDEN', 'Cannot accept request: this call cannot be made by a delegated key', {
+      hint: 'Dashboard sessions may only manage Formpacks and instances; use the form CLI with your own key for this.',
+    });
+  }
+  const d = decodeDelegationHeader(carried);
+  const problem = delegationProblem(d, publicKey, now);
+  if (problem) {
+    throw new FormError('AUTH_FORBIDDEN', `Cannot accept delegated request: ${problem}`, {
+      hint: 'Sign in to the dashboard again with `form web login`.',
+    });
+  }
+  const owner = (d as { owner: string }).owner;
+  return { publicKey: owner, address: addressOf(owner), delegate: publicKey };
 }

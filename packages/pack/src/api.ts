@@ -137,7 +137,8 @@ export async function createPackService(
   const contexts = new Map<string, UploadedContext>();
   const jobs = new Map<string, Job>();
   const slots = new Slots(opts.maxConcurrentBuilds ?? 1);
-  const signed = requireSigner(new NonceCache());
+  // Everything signed here manages Formpacks: a dashboard session may do it under a delegation.
+  const signed = requireSigner(new NonceCache(), { allowDelegation: true });
 
   const app = await createApiServer({
     name: 'pack',

@@ -104,9 +104,11 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
 
 /**
  * Build a preHandler that verifies the request signature and sets `req.signer`.
- * One NonceCache per server: a captured request cannot be replayed.
+ * One NonceCache per server: a captured request cannot be replayed. `allowDelegation` lets a
+ * dashboard session key signing under the developer's delegation act as the developer (routes that
+ * manage Formpacks and instances only).
  */
-export function requireSigner(nonces: NonceCache = new NonceCache()) {
+export function requireSigner(nonces: NonceCache = new NonceCache(), opts: { allowDelegation?: boolean } = {}) {
   return async (req: FastifyRequest): Promise<void> => {
     const bodySha = req.headers['x-form-content-sha256'];
     req.signer = verifyRequest(
@@ -117,7 +119,7 @@ export function requireSigner(nonces: NonceCache = new NonceCache()) {
         body: req.rawBody ?? '',
         ...(typeof bodySha === 'string' && req.rawBody === undefined ? { bodySha256: bodySha } : {}),
       },
-      { nonces },
+      { nonces, allowDelegation: opts.allowDelegation ?? false },
     );
   };
 }

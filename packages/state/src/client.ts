@@ -1,8 +1,8 @@
-import type { KeyPair } from '@formation/identity';
+import { actingPublicKey, type KeyPair } from '@formation/identity';
 import { ApiClient } from '@formation/service';
 import { instanceIdOf } from './kinds.ts';
 import { createOp, type Op, type OpKind } from './op.ts';
-import type { ApplyResult, StateStore } from './store.ts';
+import { type ApplyResult, type StateStore, withDelegation } from './store.ts';
 import type { AllocationView, DnsRecordView, FormnetPeerView, FormpackView, InstanceView, NodeView } from './views.ts';
 
 export type SubmitResult = { status: 'accepted' | 'duplicate' | 'pending'; hash: string; missing?: string[] };
@@ -54,14 +54,15 @@ export function httpStateClient(baseUrl: string): StateClient {
   const client: StateClient = {
     async author(key, kind, body) {
       const ts = Date.now();
-      const b = { ...body };
-      if (kind === 'instance.create' && b.id === undefined) b.id = instanceIdOf(key.publicKey, String(b.name), ts);
+      const b = withDelegation(key, kind, body);
+      const actor = actingPublicKey(key);
+      if (kind === 'instance.create' && b.id === undefined) b.id = instanceIdOf(actor, String(b.name), ts);
       const deps = await client.heads();
       const id = b.instanceId as string | undefined;
       if ((id && kind.startsWith('instance.')) || (kind === 'dns.record' && id)) {
         const inst = await client.instance(id as string);
         if (inst) {
-          if (kind === 'instance.commit' && inst.owner !== key.publicKey) {
+          if (kind === 'instance.commit' && inst.owner !== actor) {
             const claim = inst.replicaSet.find((r) => r.node === key.publicKey);
             if (claim) deps.push(claim.claimedBy);
           } else if (kind !== 'instance.status') deps.push(inst.createdBy);

@@ -1,4 +1,4 @@
-import { addressOf, sha256Hex } from '@formation/identity';
+import { addressOf, delegationProblem, sha256Hex } from '@formation/identity';
 import { FORMNET_CIDR } from '@formation/interface';
 import { type TSchema, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
@@ -36,6 +36,22 @@ const Resources = Type.Object(
   { additionalProperties: false },
 );
 const strict = { additionalProperties: false };
+/**
+ * A developer's delegation (see @formation/identity delegation.ts): the op's author is a dashboard
+ * session key acting for `owner`. Allowed on the kinds in DELEGABLE_KINDS only.
+ */
+const OnBehalfOf = Type.Optional(
+  Type.Object(
+    {
+      owner: PubKey,
+      delegate: PubKey,
+      scope: Type.Literal('manage'),
+      expiresAt: Int(0, Number.MAX_SAFE_INTEGER),
+      sig: Type.String({ pattern: '^[0-9a-f]{128}$' }),
+    },
+    strict,
+  ),
+);
 
 const NodeInfo = {
   name: Type.Optional(Text(64)),
@@ -66,11 +82,19 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
       owner: Address,
       sha256s: Type.Record(Type.String({ pattern: '^[a-z0-9_.-]{1,32}$' }), Hex64, { maxProperties: 16 }),
       size: Int(0, Number.MAX_SAFE_INTEGER),
+      onBehalfOf: OnBehalfOf,
     },
     strict,
   ),
   'instance.create': Type.Object(
-    { id: InstanceId, formpackId: Hex64, name: Label, replicas: Int(1, 16), resources: Resources },
+    {
+      id: InstanceId,
+      formpackId: Hex64,
+      name: Label,
+      replicas: Int(1, 16),
+      resources: Resources,
+      onBehalfOf: OnBehalfOf,
+    },
     strict,
   ),
   'instance.update': Type.Object(
@@ -81,10 +105,11 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
       resources: Type.Optional(Resources),
       /** What the owner wants: `stopped` stops every replica's VM (disk kept), `running` starts them again. */
       desired: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('stopped')])),
+      onBehalfOf: OnBehalfOf,
     },
     { ...strict, minProperties: 2 },
   ),
-  'instance.delete': Type.Object({ instanceId: InstanceId }, strict),
+  'instance.delete': Type.Object({ instanceId: InstanceId, onBehalfOf: OnBehalfOf }, strict),
   'instance.claim': Type.Object({ instanceId: InstanceId, node: PubKey }, strict),
   'instance.status': Type.Object(
     {
@@ -98,7 +123,7 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
     strict,
   ),
   'instance.commit': Type.Object(
-    { instanceId: InstanceId, revision: Int(0, Number.MAX_SAFE_INTEGER), hash: Hex64 },
+    { instanceId: InstanceId, revision: Int(0, Number.MAX_SAFE_INTEGER), hash: Hex64, onBehalfOf: OnBehalfOf },
     strict,
   ),
   'formnet.allocate': Type.Object(
@@ -116,7 +141,7 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
   /** The author leaves formnet (a later formnet.peer rejoins, keeping its address). */
   'formnet.leave': Type.Object({}, strict),
   'dns.record': Type.Union([
-    Type.Object({ name: Fqdn, instanceId: InstanceId }, strict),
+    Type.Object({ name: Fqdn, instanceId: InstanceId, onBehalfOf: OnBehalfOf }, strict),
     Type.Object({ name: Fqdn, addresses: Type.Array(Ipv4, { minItems: 1, maxItems: 8 }) }, strict),
   ]),
 };
@@ -155,6 +180,25 @@ function findDep(deps: readonly DepView[], kind: OpKind, pred: (d: DepView) => b
   return deps.find((d) => d.kind === kind && pred(d));
 }
 
+/** Kinds a delegate may author for its owner (body.onBehalfOf): managing Formpacks and instances. */
+export const DELEGABLE_KINDS: ReadonlySet<OpKind> = new Set([
+  'formpack.publish',
+  'instance.create',
+  'instance.update',
+  'instance.delete',
+  'instance.commit',
+  'dns.record',
+]);
+
+/**
+ * The account an op acts for: the owner of its delegation when it carries one, else its author.
+ * Only meaningful for ops that passed `authorize` (which checks the delegation).
+ */
+export function actorOf(op: { author: string; body: Record<string, unknown> }): string {
+  const d = op.body.onBehalfOf as { owner?: unknown } | undefined;
+  return d && typeof d.owner === 'string' ? d.owner : op.author;
+}
+
 const createOf = (deps: readonly DepView[], instanceId: unknown) =>
   findDep(deps, 'instance.create', (d) => d.body.id === instanceId);
 
@@ -173,7 +217,15 @@ function ipInFormnet(ip: string): boolean {
  */
 export function authorize(op: UnsignedOp, deps: readonly DepView[]): Rejection | null {
   const b = op.body;
-  const a = op.author;
+  if (b.onBehalfOf !== undefined) {
+    if (!DELEGABLE_KINDS.has(op.kind)) return invalid(`${op.kind}: cannot be made under a delegation`);
+    // The op's own ts decides: every replica reaches the same verdict. (The state API also refuses
+    // delegated ops whose ts is far from its clock, so a delegate cannot back-date past expiry there.)
+    const problem = delegationProblem(b.onBehalfOf, op.author, op.ts);
+    if (problem) return forbidden(`${op.kind}: ${problem}`);
+  }
+  // Who the op acts for (the delegation's owner, checked above, or the author).
+  const a = actorOf(op);
   switch (op.kind) {
     case 'node.register':
     case 'node.update':
@@ -194,20 +246,28 @@ export function authorize(op: UnsignedOp, deps: readonly DepView[]): Rejection |
     case 'instance.delete': {
       const c = createOf(deps, b.instanceId);
       if (!c) return invalid(`${op.kind}: deps must include the instance.create of ${b.instanceId}`);
-      return c.author === a ? null : forbidden(`${op.kind}: only the owner of instance ${b.instanceId} may change it`);
+      if (actorOf(c) !== a) return forbidden(`${op.kind}: only the owner of instance ${b.instanceId} may change it`);
+      if (op.kind === 'instance.update' && !Object.keys(b).some((k) => k !== 'instanceId' && k !== 'onBehalfOf')) {
+        return invalid('instance.update: changes nothing (give formpackId, replicas, resources or desired)');
+      }
+      return null;
     }
     case 'instance.claim': {
-      if (b.node !== a) return forbidden('instance.claim: a node may only claim for itself');
+      if (b.node !== op.author) return forbidden('instance.claim: a node may only claim for itself');
       return createOf(deps, b.instanceId)
         ? null
         : invalid(`instance.claim: deps must include the instance.create of ${b.instanceId}`);
     }
     case 'instance.status':
-      return b.node === a ? null : forbidden('instance.status: a node may only report its own status');
+      return b.node === op.author ? null : forbidden('instance.status: a node may only report its own status');
     case 'instance.commit': {
       const c = createOf(deps, b.instanceId);
-      if (c && c.author === a) return null;
-      const claim = findDep(deps, 'instance.claim', (d) => d.author === a && d.body.instanceId === b.instanceId);
+      if (c && actorOf(c) === a) return null;
+      const claim = findDep(
+        deps,
+        'instance.claim',
+        (d) => b.onBehalfOf === undefined && d.author === a && d.body.instanceId === b.instanceId,
+      );
       if (claim) return null;
       return c || claim
         ? forbidden(`instance.commit: only the owner or a node running a replica of ${b.instanceId} may commit`)
@@ -230,7 +290,7 @@ export function authorize(op: UnsignedOp, deps: readonly DepView[]): Rejection |
       if (!('instanceId' in b)) return null;
       const c = createOf(deps, b.instanceId);
       if (!c) return invalid(`dns.record: deps must include the instance.create of ${b.instanceId}`);
-      return c.author === a ? null : forbidden(`dns.record: only the owner of instance ${b.instanceId} may name it`);
+      return actorOf(c) === a ? null : forbidden(`dns.record: only the owner of instance ${b.instanceId} may name it`);
     }
   }
 }

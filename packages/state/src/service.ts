@@ -62,6 +62,7 @@ export async function createStateService(opts: StateServiceOptions): Promise<Api
       if (req.validationError) {
         throw new FormError('STATE_OP_INVALID', `Cannot accept op: ${req.validationError.message}`);
       }
+      refuseStaleDelegatedOp(req.body as { ts?: unknown; body?: { onBehalfOf?: unknown } });
       const r = store.submit(req.body);
       return reply.status(r.status === 'accepted' ? 201 : r.status === 'pending' ? 202 : 200).send(r);
     },
@@ -154,4 +155,22 @@ export async function startStateService(
   const app = await createStateService(opts);
   const url = await app.listen({ port: opts.port ?? STATE_PORT, host: opts.host ?? '127.0.0.1' });
   return { app, url };
+}
+
+/** How far from this node's clock a delegated op submitted here may be dated. */
+export const DELEGATED_OP_MAX_SKEW_MS = 5 * 60_000;
+
+/**
+ * A delegated op (a dashboard session acting for a developer) submitted to this API must be dated
+ * near now: validation judges a delegation against the op's own ts, so without this a leaked session
+ * key could back-date ops to before its delegation expired. (Ops arriving by gossip are judged by the
+ * rule alone; the honest node that held the session key never signs stale ones.)
+ */
+function refuseStaleDelegatedOp(op: { ts?: unknown; body?: { onBehalfOf?: unknown } }, now = Date.now()): void {
+  if (op.body?.onBehalfOf === undefined || typeof op.ts !== 'number') return;
+  if (Math.abs(op.ts - now) > DELEGATED_OP_MAX_SKEW_MS) {
+    throw new FormError('STATE_OP_FORBIDDEN', 'Cannot accept a delegated op dated more than 5 minutes from now', {
+      hint: 'Check the clock of the machine that signed it; dashboard sessions act only in the present.',
+    });
+  }
 }

@@ -1,11 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import type { KeyPair } from '@formation/identity';
-import { sha256Hex } from '@formation/identity';
+import { actingPublicKey, type DelegatedKey, type KeyPair, sha256Hex } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
-import { authorize, checkBody, type DepView, instanceIdOf } from './kinds.ts';
+import { authorize, checkBody, DELEGABLE_KINDS, type DepView, instanceIdOf } from './kinds.ts';
 import { createOp, encodeOp, MAX_DEPS, MAX_OP_BYTES, OP_KINDS, type Op, type OpKind, verifyOpSignature } from './op.ts';
 import { PendingBuffer } from './pending.ts';
 import { VerifyPool } from './verify-pool.ts';
@@ -323,9 +322,10 @@ export class StateStore {
    * @example const op = store.author(nodeKey, 'node.heartbeat', { status: 'healthy' });
    */
   author(key: KeyPair, kind: OpKind, body: Record<string, unknown>, ts: number = Date.now()): Op {
-    const b = { ...body };
-    if (kind === 'instance.create' && b.id === undefined) b.id = instanceIdOf(key.publicKey, String(b.name), ts);
-    const op = createOp(key, kind, b, [...this.heads(), ...refsFor(this.viewState, key.publicKey, kind, b)], ts);
+    const b = withDelegation(key, kind, body);
+    const actor = actingPublicKey(key);
+    if (kind === 'instance.create' && b.id === undefined) b.id = instanceIdOf(actor, String(b.name), ts);
+    const op = createOp(key, kind, b, [...this.heads(), ...refsFor(this.viewState, actor, kind, b)], ts);
     this.submit(op);
     return op;
   }
@@ -379,6 +379,21 @@ export class StateStore {
   countOnDisk(): number {
     return (this.stmts.count.get() as { n: number }).n;
   }
+}
+
+/**
+ * `body` for an op by `key`: a delegated key (a dashboard session) adds its delegation as
+ * `onBehalfOf` on the kinds a delegate may make; other kinds are refused before anything is signed.
+ */
+export function withDelegation(key: KeyPair, kind: OpKind, body: Record<string, unknown>): Record<string, unknown> {
+  const d = (key as Partial<DelegatedKey>).delegation;
+  if (!d) return { ...body };
+  if (!DELEGABLE_KINDS.has(kind)) {
+    throw new FormError('AUTH_FORBIDDEN', `Cannot make a ${kind} op with a delegated key`, {
+      hint: 'Dashboard sessions may only manage Formpacks and instances.',
+    });
+  }
+  return { ...body, onBehalfOf: d };
 }
 
 /** The ops a new op of `kind` by `author` must cite in deps, looked up in the current views. */

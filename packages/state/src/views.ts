@@ -1,6 +1,7 @@
 import { addressOf as deriveAddress, sha256Hex } from '@formation/identity';
 import { DEFAULT_DOMAIN } from '@formation/interface';
 import { canonicalJson } from './canonical.ts';
+import { actorOf } from './kinds.ts';
 import type { Op } from './op.ts';
 
 /**
@@ -173,7 +174,9 @@ export class ViewState {
   /** Fold one accepted op in. Idempotent and order-independent. */
   apply(op: Op, depth: number): void {
     this.cache = undefined;
-    const { author: a, hash: h, ts, body: b } = op;
+    const { hash: h, ts, body: b } = op;
+    // The account the op acts for: a dashboard session's ops count as its delegating developer's.
+    const a = actorOf(op);
     this.authors.add(a);
     switch (op.kind) {
       case 'node.register':
@@ -203,7 +206,9 @@ export class ViewState {
       }
       case 'instance.update': {
         const i = this.instance(b.instanceId as string);
-        for (const [k, v] of Object.entries(b)) if (k !== 'instanceId') setField(i.fields, k, ts, h, v);
+        for (const [k, v] of Object.entries(b)) {
+          if (k !== 'instanceId' && k !== 'onBehalfOf') setField(i.fields, k, ts, h, v);
+        }
         break;
       }
       case 'instance.delete': {

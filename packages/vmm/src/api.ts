@@ -49,6 +49,7 @@ const CreateBody = Type.Object(
     forwardPorts: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { maxItems: 16 })),
     init: Type.Optional(Type.String({ pattern: '^/[A-Za-z0-9_./-]+$' })),
     restartPolicy: Type.Optional(Type.Union([Type.Literal('never'), Type.Literal('on-failure')])),
+    dataDiskMiB: Type.Optional(Type.Integer({ minimum: 0, maximum: 16 * 1024 * 1024 })),
     start: Type.Optional(Type.Boolean()),
     /** Wait until the guest reports ready before answering. */
     wait: Type.Optional(Type.Boolean()),
@@ -71,6 +72,8 @@ const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody,
  */
 export function registerVmmRoutes(app: ApiServer, manager: VmManager, nonces?: NonceCache): void {
   const signed = requireSigner(nonces);
+  // Commit is part of managing an instance: a dashboard session may do it under the owner's delegation.
+  const delegable = requireSigner(nonces, { allowDelegation: true });
   const waitReadyMs = 120_000;
 
   app.get('/health', {}, async () => {
@@ -179,7 +182,7 @@ export function registerVmmRoutes(app: ApiServer, manager: VmManager, nonces?: N
   app.post(
     '/vms/:id/commit',
     {
-      preHandler: signed,
+      preHandler: delegable,
       schema: {
         tags: ['vmm'],
         summary: 'Commit the disk as a new revision (guest frozen, VM paused while it is copied)',

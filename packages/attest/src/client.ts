@@ -60,7 +60,7 @@ export async function putSecret(
   r: ReplicaResult,
   name: string,
   value: Uint8Array,
-): Promise<{ vm: string; path: string }> {
+): Promise<{ vm: string; path: string; output?: string | undefined }> {
   if (!r.verdict.ok || !r.report) {
     throw new FormError(
       'SECRET_REFUSED',
@@ -76,7 +76,7 @@ export async function putSecret(
     );
   }
   const sealed: SealedSecret = sealSecret(guestKey, name, value);
-  return new ApiClient(r.target.url, key, 60_000).request(
+  return new ApiClient(r.target.url, key, 240_000).request(
     'POST',
     `/attest/vms/${encodeURIComponent(r.report.report.vmId)}/secrets`,
     {

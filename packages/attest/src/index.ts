@@ -1,4 +1,5 @@
 export * from './client.ts';
+export * from './disk.ts';
 export * from './measurement.ts';
 export * from './providers.ts';
 export * from './report.ts';

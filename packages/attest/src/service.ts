@@ -7,6 +7,7 @@ import { FormError } from '@formation/interface';
 import { type ApiServer, type Logger, requireSigner } from '@formation/service';
 import type { VmManager, VmView } from '@formation/vmm';
 import { Type } from '@sinclair/typebox';
+import { type DiskStatus, parseDiskStatus } from './disk.ts';
 import {
   type MeasurementInputs,
   measurementDigest,
@@ -135,7 +136,7 @@ export class AttestService {
     ref: string,
     body: { name: string; recipient: string; sealed: SealedSecret },
     actor: string,
-  ): Promise<{ vm: string; path: string }> {
+  ): Promise<{ vm: string; path: string; output: string }> {
     const vm = this.find(ref);
     const owner = this.o.ownerOf ? this.o.ownerOf(vm) : vm.owner;
     if (!owner || owner.toLowerCase() !== actor.toLowerCase()) {
@@ -152,17 +153,40 @@ export class AttestService {
       );
     }
     const s = body.sealed;
+    // The disk key makes the guest open (the first time: format) its data disk: slow under TCG.
+    const isDiskKey = body.name === GUEST_CONTRACT.diskKeySecret;
     const r = await this.o.vmm.exec(
       vm.id,
       GUEST_CONTRACT.attest,
       ['secret-put', body.name, s.epk, s.iv, s.ct, s.mac],
-      30_000,
+      isDiskKey ? 200_000 : 30_000,
     );
     if (r.exitcode !== 0) {
-      throw new FormError('SECRET_REFUSED', `The guest refused secret ${body.name}: ${r.stderr.trim().slice(0, 300)}`);
+      throw new FormError(
+        'SECRET_REFUSED',
+        `The guest refused ${isDiskKey ? 'the disk key' : `secret ${body.name}`}: ${r.stderr.trim().slice(0, 300)}`,
+      );
     }
-    this.log.info({ vm: vm.id, name: body.name }, 'sealed secret delivered');
-    return { vm: vm.id, path: `${GUEST_CONTRACT.secretsDir}/${body.name}` };
+    this.log.info(
+      { vm: vm.id, name: body.name },
+      isDiskKey ? 'disk key delivered, disk unlocked' : 'sealed secret delivered',
+    );
+    return { vm: vm.id, path: `${GUEST_CONTRACT.secretsDir}/${body.name}`, output: r.stdout.trim().slice(0, 1000) };
+  }
+
+  /** Lock state of the VM's encrypted data disk, as the guest sees it (`form-disk status`). */
+  async diskStatus(ref: string): Promise<DiskStatus> {
+    const vm = this.find(ref);
+    if (vm.state !== 'running') return { state: 'unknown', error: `the VM is ${vm.state}` };
+    try {
+      const r = await this.o.vmm.exec(vm.id, GUEST_CONTRACT.disk, ['status'], 15_000);
+      if (r.exitcode !== 0) {
+        return { state: 'unknown', error: `form-disk status failed (${r.exitcode}): ${r.stderr.trim().slice(0, 200)}` };
+      }
+      return parseDiskStatus(r.stdout);
+    } catch (err) {
+      return { state: 'unknown', error: `guest agent: ${(err as Error).message}` };
+    }
   }
 
   private async hash(path: string): Promise<string> {
@@ -183,7 +207,8 @@ const Hex = (min: number, max: number) => Type.String({ pattern: `^[0-9a-fA-F]{$
  * NonceCache, so a captured request cannot be replayed.
  *
  *   POST /attest/vms/:ref/report   { nonce }                       → SignedReport
- *   POST /attest/vms/:ref/secrets  { name, recipient, sealed }     → { vm, path }
+ *   POST /attest/vms/:ref/secrets  { name, recipient, sealed }     → { vm, path, output }
+ *   POST /attest/vms/:ref/disk     {}                              → data disk lock state
  *   GET  /attest/providers                                         → providers and what they protect
  */
 export function registerAttestRoutes(
@@ -230,6 +255,19 @@ export function registerAttestRoutes(
       },
     },
     async (req) => svc.putSecret(req.params.ref, req.body, req.signer?.address ?? ''),
+  );
+  app.post(
+    '/attest/vms/:ref/disk',
+    {
+      preHandler: signed,
+      schema: {
+        tags: ['attest'],
+        summary: 'Lock state of the VM’s encrypted data disk (locked | unlocked | absent)',
+        params: Ref,
+        body: Type.Optional(Type.Object({}, { additionalProperties: false })),
+      },
+    },
+    async (req) => svc.diskStatus(req.params.ref),
   );
   app.get('/attest/providers', {}, async () => ({
     active: svc.provider.name,

@@ -21,6 +21,14 @@ export const GUEST_CONTRACT = {
   attest: '/usr/sbin/form-attest',
   /** Where opened secrets land (mode 0600, tmpfs). */
   secretsDir: '/run/form/secrets',
+  /** Encrypted data disk helper (`init`, `status`, `unlock KEYFILE`). */
+  disk: '/usr/sbin/form-disk',
+  /** Reserved secret name: the data disk key (32 bytes); delivering it unlocks + mounts the disk. */
+  diskKeySecret: 'form-disk-key',
+  /** virtio serial of the data disk (the VMM's second disk); the guest finds it by this, not by name. */
+  dataDiskSerial: 'form-data',
+  /** Where the unlocked data disk is mounted (an empty read-only placeholder while locked). */
+  dataMount: '/data',
   agent: 'qemu-ga',
   /** virtio-serial port name of the agent (`-device virtserialport,name=...`). */
   agentChannel: 'org.qemu.guest_agent.0',
@@ -56,6 +64,7 @@ export function guestFiles(): GuestFile[] {
     { source: `${filesDir}form-init`, target: GUEST_CONTRACT.init, mode: 0o755 },
     { source: `${filesDir}form-poweroff`, target: GUEST_CONTRACT.poweroff, mode: 0o755 },
     { source: `${filesDir}form-attest`, target: GUEST_CONTRACT.attest, mode: 0o755 },
+    { source: `${filesDir}form-disk`, target: GUEST_CONTRACT.disk, mode: 0o755 },
   ];
 }
 
@@ -73,6 +82,13 @@ export const INITRAMFS_MODULES = [
   'ext4',
   'virtio_console',
   'virtio_rng',
+  // the encrypted data disk (form-disk): dm-crypt, XTS, the AF_ALG interfaces cryptsetup uses, AES-NI
+  // when the vCPU has it (aes_generic is built in; a module that does not load is skipped)
+  'dm_crypt',
+  'xts',
+  'algif_skcipher',
+  'algif_hash',
+  'aesni_intel',
 ] as const;
 
 export interface InstanceParams {

@@ -15,7 +15,10 @@ import { chrootRun } from './chroot.ts';
 import { looksLikeDiskFull, run, runOk } from './exec.ts';
 import { withLock } from './lock.ts';
 
-/** Packages every image has: ssh server, guest agent, network tools, sudo. */
+/**
+ * Packages every image has: ssh server, guest agent, network tools, sudo, and what the encrypted data
+ * disk needs (cryptsetup + mkfs.ext4; see `/usr/sbin/form-disk` in @formation/guest).
+ */
 export const BASE_PACKAGES = [
   'openssh-server',
   'qemu-guest-agent',
@@ -26,6 +29,8 @@ export const BASE_PACKAGES = [
   'ca-certificates',
   'netbase',
   'usr-is-merged',
+  'cryptsetup-bin',
+  'e2fsprogs',
 ] as const;
 
 // usrmerge (and with it ~50 MB of perl) is only needed while /usr is being merged; a merged image

@@ -26,6 +26,8 @@ export const VmmConfigSchema = Type.Object({
   /** host:port list to wait for before serving (WAIT_FOR). */
   waitFor: Type.String({ default: '' }),
   accel: Type.Union([Type.Literal('auto'), Type.Literal('kvm'), Type.Literal('tcg')], { default: 'auto' }),
+  /** Empty data disk (MiB, sparse qcow2) every Formpack VM gets, encrypted inside the guest; 0 = none. */
+  dataDiskMiB: Type.Integer({ minimum: 0, maximum: 16 * 1024 * 1024, default: 1024 }),
   machine: Type.Union([Type.Literal('pc'), Type.Literal('q35'), Type.Literal('microvm')], { default: 'pc' }),
   sandbox: Type.Boolean({ default: true }),
   cgroupLimits: Type.Boolean({ default: true }),

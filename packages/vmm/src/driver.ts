@@ -52,6 +52,11 @@ export interface DriverVmSpec {
   baseDiskFormat: 'qcow2' | 'raw' | 'vmdk';
   /** Virtual disk size in GiB (the overlay may be grown to this; never shrunk). */
   diskGiB: number;
+  /**
+   * Size of the second, empty data disk (sparse qcow2 `data.qcow2` next to the overlay, virtio serial
+   * `form-data`; the guest encrypts it, see @formation/attest). 0 or absent: no data disk. Not measured.
+   */
+  dataDiskMiB?: number | undefined;
   network: DriverNetwork;
   agentChannel: string;
 }
@@ -62,7 +67,7 @@ export interface DriverVm {
   /** Process id of the hypervisor when running. */
   pid?: number | undefined;
   /** Paths inside spec.dir. */
-  paths: { disk: string; qmp: string; qga: string; serial: string; pidfile: string };
+  paths: { disk: string; qmp: string; qga: string; serial: string; pidfile: string; data?: string | undefined };
 }
 
 /** Why a hypervisor process ended. */

@@ -35,6 +35,11 @@ export interface CreateVmRequest {
   /** For plain images: the init to switch_root into (default /sbin/init). */
   init?: string | undefined;
   restartPolicy?: 'never' | 'on-failure' | undefined;
+  /**
+   * Size of the VM's empty data disk in MiB (encrypted inside the guest; not measured). Default: the
+   * VMM's `dataDiskMiB` for Formpack VMs, none for plain images. 0 = no data disk.
+   */
+  dataDiskMiB?: number | undefined;
   /** Start right away (default true). */
   start?: boolean | undefined;
 }
@@ -49,6 +54,8 @@ export interface VmManagerOptions {
   cacheDir: string;
   kernelPath?: string | undefined;
   initramfsPath?: string | undefined;
+  /** Default data disk size (MiB) of Formpack VMs; 0 = none. */
+  dataDiskMiB?: number | undefined;
   capacity?: CapacityConfig | undefined;
   stopTimeoutMs?: number | undefined;
   healthIntervalMs?: number | undefined;
@@ -224,7 +231,9 @@ export class VmManager {
     let ports = [22];
     let defaultName: string;
     let diskSha: string | null = null;
+    let isFormpack = false;
     const fromFormpack = (fp: ReturnType<typeof resolveFormpack>, src: VmSource): void => {
+      isFormpack = true;
       source = src;
       kernel = fp.kernel;
       initramfs = fp.initramfs;
@@ -295,6 +304,7 @@ export class VmManager {
       baseDisk: disk!,
       baseDiskFormat: diskFormat!,
       diskGiB: resources.diskGiB,
+      dataDiskMiB: req.dataDiskMiB ?? (isFormpack ? (this.o.dataDiskMiB ?? 0) : 0),
       network:
         net.mode === 'user'
           ? { mode: 'user', forwards: net.forwards, mac: net.mac }

@@ -182,6 +182,7 @@ export class QemuDriver implements HypervisorDriver {
       qga: join(spec.dir, 'qga.sock'),
       serial: join(spec.dir, 'serial.log'),
       pidfile: join(spec.dir, 'qemu.pid'),
+      ...(spec.dataDiskMiB ? { data: join(spec.dir, 'data.qcow2') } : {}),
     };
   }
 
@@ -216,6 +217,15 @@ export class QemuDriver implements HypervisorDriver {
       throw new FormError('VM_IMAGE_INVALID', `Cannot create the disk of VM ${spec.id}: ${stderrOf(err)}`, {
         cause: err,
       });
+    }
+    if (paths.data) {
+      try {
+        await execFileP('qemu-img', ['create', '-q', '-f', 'qcow2', paths.data, `${spec.dataDiskMiB}M`]);
+      } catch (err) {
+        throw new FormError('VM_IMAGE_INVALID', `Cannot create the data disk of VM ${spec.id}: ${stderrOf(err)}`, {
+          cause: err,
+        });
+      }
     }
     return { spec, paths };
   }
@@ -255,6 +265,15 @@ export class QemuDriver implements HypervisorDriver {
       '-device',
       `virtio-blk-${bus},drive=d0`,
     );
+    // The data disk comes second (so the root stays /dev/vda); the guest finds it by its serial.
+    if (p.data) {
+      a.push(
+        '-drive',
+        `file=${p.data},if=none,id=d1,format=qcow2,discard=unmap`,
+        '-device',
+        `virtio-blk-${bus},drive=d1,serial=form-data`,
+      );
+    }
     if (s.network.mode === 'user') {
       const fwd = s.network.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`).join('');
       a.push('-netdev', `user,id=n0${fwd}`);
@@ -528,6 +547,7 @@ export class QemuDriver implements HypervisorDriver {
       const done = await pollMigration(qmp, 120_000);
       downtimeMs = done.downtime;
       await copyFile(vm.paths.disk, diskFile);
+      if (vm.paths.data && existsSync(vm.paths.data)) await copyFile(vm.paths.data, join(dir, 'data.qcow2'));
       await writeFile(
         join(dir, 'snapshot.json'),
         JSON.stringify({
@@ -566,6 +586,7 @@ export class QemuDriver implements HypervisorDriver {
     }
     if (this.live.has(vm.spec.id)) await this.stop(vm, { force: true });
     await copyFile(diskFile, vm.paths.disk);
+    if (vm.paths.data && existsSync(join(dir, 'data.qcow2'))) await copyFile(join(dir, 'data.qcow2'), vm.paths.data);
     await this.launch(vm, true);
     const qmp = await this.qmp(vm);
     try {

@@ -60,6 +60,7 @@ export async function createVmmService(opts: {
     cacheDir: config.cacheDir,
     kernelPath: config.kernelPath,
     initramfsPath: config.initramfsPath,
+    dataDiskMiB: config.dataDiskMiB,
     capacity: config.capacity,
     stopTimeoutMs: config.stopTimeoutMs,
     healthIntervalMs: config.healthIntervalMs,

@@ -2,6 +2,7 @@ import type { CommandContext } from '../program.ts';
 import { registerAttest } from './attest.ts';
 import { registerCommit } from './commit.ts';
 import { registerDevnet } from './devnet.ts';
+import { registerDisk } from './disk.ts';
 import { registerKitInit } from './kit-init.ts';
 import { registerManage } from './manage.ts';
 import { registerNode } from './node.ts';
@@ -32,6 +33,7 @@ export const commands: Array<(ctx: CommandContext) => void> = [
   registerCommit,
   registerAttest,
   registerSecret,
+  registerDisk,
   registerRuntime,
   registerWeb,
 ];

@@ -1,0 +1,114 @@
+import {
+  attestationSummary,
+  DATA_MOUNT,
+  diskKeyPath,
+  diskStatus,
+  ensureDiskKey,
+  loadDiskKey,
+  unlockDisk,
+} from '@formation/attest';
+import pc from 'picocolors';
+import { developerKey } from '../node-client.ts';
+import { action, printJson } from '../output.ts';
+import type { CommandContext } from '../program.ts';
+import { attestAll, planAttestation } from './attest.ts';
+
+interface DiskOptions {
+  json?: boolean;
+  node?: string;
+}
+
+export function registerDisk({ noun }: CommandContext): void {
+  const disk = noun('disk', `The instance's encrypted data disk (${DATA_MOUNT} inside the guest)`);
+  disk
+    .command('unlock')
+    .description(
+      'Attest every replica, then seal the instance’s disk key to each passing replica’s guest key; the guest ' +
+        `opens its LUKS data disk (formats it the first time) and mounts it on ${DATA_MOUNT}. ` +
+        'Failing replicas get nothing.',
+    )
+    .argument('<instance>', 'instance name or id')
+    .option('--json', 'print the result as JSON')
+    .option('--node <url>', 'node to ask')
+    .addHelpText(
+      'after',
+      '\nThe key is made once (32 random bytes) and kept only here, in $FORM_HOME/keys/disks/<instance id>.key:\n' +
+        'back it up — without it the data cannot be read by anyone. The disk is locked again after every\n' +
+        'restart of a replica: run this again.\n\nExamples:\n  $ form disk unlock hello-server\n  $ form disk status hello-server',
+    )
+    .action(action(unlock));
+  disk
+    .command('status')
+    .description('Show whether each replica’s data disk is locked or unlocked')
+    .argument('<instance>', 'instance name or id')
+    .option('--json', 'print as JSON')
+    .option('--node <url>', 'node to ask')
+    .action(action(status));
+}
+
+async function unlock(ref: string, opts: DiskOptions): Promise<number> {
+  const key = await developerKey();
+  const plan = await planAttestation(ref, key, opts.node);
+  const results = await attestAll(plan, key);
+  const rows: Array<{ vm: string; node: string; attested: string; unlocked: boolean; detail: string }> = [];
+  let keyInfo: { path: string; created: boolean } | null = null;
+  for (const r of results) {
+    const row = { vm: r.target.vm, node: r.target.nodePublicKey, attested: attestationSummary(r) };
+    if (!r.verdict.ok) {
+      rows.push({ ...row, unlocked: false, detail: `not sent: attestation failed (${r.verdict.reason})` });
+      continue;
+    }
+    try {
+      // made only once some replica passed; never leaves this machine unsealed
+      const k = ensureDiskKey(plan.instance.id);
+      keyInfo ??= { path: k.path, created: k.created };
+      const res = await unlockDisk(key, r, k.key);
+      rows.push({
+        ...row,
+        unlocked: true,
+        detail: res.output.split('\n').find((l) => l.startsWith('unlocked')) ?? res.output,
+      });
+    } catch (err) {
+      rows.push({ ...row, unlocked: false, detail: (err as Error).message });
+    }
+  }
+  const ok = rows.every((r) => r.unlocked);
+  if (opts.json) printJson({ instance: plan.instance.id, ok, key: keyInfo, replicas: rows });
+  else {
+    if (keyInfo?.created) process.stdout.write(pc.yellow(`new disk key saved in ${keyInfo.path} (0600): back it up\n`));
+    for (const r of rows) {
+      process.stdout.write(
+        `${r.unlocked ? pc.green('UNLOCKED') : pc.red('REFUSED ')} ${r.vm} on node ${r.node.slice(0, 18)}…  ${r.detail}\n`,
+      );
+    }
+  }
+  return ok ? 0 : 1;
+}
+
+async function status(ref: string, opts: DiskOptions): Promise<number> {
+  const key = await developerKey();
+  const plan = await planAttestation(ref, key, opts.node);
+  const states = await Promise.all(plan.targets.map((t) => diskStatus(key, t)));
+  const haveKey = loadDiskKey(plan.instance.id) !== null;
+  const rows = plan.targets.map((t, i) => ({ vm: t.vm, node: t.nodePublicKey, ...states[i] }));
+  if (opts.json) {
+    printJson({ instance: plan.instance.id, keyFile: haveKey ? diskKeyPath(plan.instance.id) : null, replicas: rows });
+    return 0;
+  }
+  process.stdout.write(
+    haveKey
+      ? `disk key: ${diskKeyPath(plan.instance.id)}\n`
+      : pc.yellow('disk key: none on this machine yet (`form disk unlock` makes one)\n'),
+  );
+  for (const r of rows) {
+    const word = r.state === 'unlocked' ? pc.green('unlocked') : r.state === 'locked' ? pc.yellow('locked  ') : r.state;
+    const extra =
+      r.state === 'unlocked'
+        ? `mounted at ${r.mount}`
+        : r.state === 'locked'
+          ? `${r.luks === 'no' ? 'blank (formatted at first unlock)' : 'encrypted'}; run \`form disk unlock ${plan.instance.name}\``
+          : (r.error ?? '');
+    process.stdout.write(`${word} ${r.vm} on node ${r.node.slice(0, 18)}…  ${extra}\n`);
+  }
+  return 0;
+}

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { generateKeyPair, type KeyPair, randomHex, signRequest } from '@formation/identity';
@@ -90,11 +90,26 @@ describe('attestation service (node side, real files, guest helper on the host)'
       '-drive',
       `file=${tmp}/overlay.qcow2,if=none,id=d0,format=qcow2,discard=unmap`,
     ];
-    const env = { ...process.env, FORM_ATTEST_DIR: `${tmp}/attest`, FORM_SECRETS_DIR: `${tmp}/secrets` };
+    // A stand-in for /usr/sbin/form-disk: records the key it was given; fails when ${tmp}/disk-fail exists.
+    writeFileSync(
+      `${tmp}/form-disk`,
+      `#!/bin/sh\nset -eu\nif [ "$1" = status ]; then printf 'state=locked\\ndevice=/dev/vdb\\nluks=yes\\nmount=/data\\n'; exit 0; fi\n` +
+        `od -An -v -tx1 "$2" | tr -d ' \\n' > ${tmp}/disk-got\n` +
+        `if [ -e ${tmp}/disk-fail ]; then echo "Cannot unlock the data disk: this key does not open it" >&2; exit 5; fi\n` +
+        `echo "unlocked /dev/vdb mounted at /data (formatted now)"\n`,
+      { mode: 0o755 },
+    );
+    const env = {
+      ...process.env,
+      FORM_ATTEST_DIR: `${tmp}/attest`,
+      FORM_SECRETS_DIR: `${tmp}/secrets`,
+      FORM_DISK: `${tmp}/form-disk`,
+    };
     const vmm = {
       list: () => [vm],
-      exec: async (_id: string, _path: string, args: string[] = []) => {
-        const r = spawnSync('sh', [GUEST_SCRIPT, ...args], { env, encoding: 'utf8' });
+      exec: async (_id: string, path: string, args: string[] = []) => {
+        const script = path.endsWith('form-disk') ? `${tmp}/form-disk` : GUEST_SCRIPT;
+        const r = spawnSync('sh', [script, ...args], { env, encoding: 'utf8' });
         return { exitcode: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
       },
     };
@@ -227,5 +242,35 @@ describe('attestation service (node side, real files, guest helper on the host)'
       body.providers.map((p: { name: string }) => p.name),
       ['software', 'sev-snp', 'tdx'],
     );
+  });
+
+  it('the reserved secret form-disk-key unlocks the data disk, then is removed; a refused key is removed too', async () => {
+    const s = await svc.report(vm.id, randomHex(32));
+    const guestKey = s.report.guestKey as string;
+    const diskKey = Buffer.alloc(32, 7);
+    const put = (key: Buffer) =>
+      app.inject(
+        signed(alice, `/attest/vms/${vm.id}/secrets`, {
+          name: 'form-disk-key',
+          recipient: guestKey,
+          sealed: sealSecret(guestKey, 'form-disk-key', key),
+        }),
+      );
+    const ok = await put(diskKey);
+    assert.equal(ok.statusCode, 200, ok.body);
+    assert.match(ok.json().output, /unlocked \/dev\/vdb mounted at \/data/);
+    assert.equal(readFileSync(`${tmp}/disk-got`, 'utf8'), diskKey.toString('hex'), 'form-disk got the opened key');
+    assert.equal(existsSync(`${tmp}/secrets/form-disk-key`), false, 'the key file is consumed');
+
+    writeFileSync(`${tmp}/disk-fail`, '');
+    const bad = await put(Buffer.alloc(32, 9));
+    assert.equal(bad.statusCode, 403);
+    assert.match(bad.json().error.message, /The guest refused the disk key: Cannot unlock the data disk: this key/);
+    assert.equal(existsSync(`${tmp}/secrets/form-disk-key`), false, 'a refused key is not left behind');
+    rmSync(`${tmp}/disk-fail`);
+
+    const st = await app.inject(signed(alice, `/attest/vms/${vm.id}/disk`, {}));
+    assert.equal(st.statusCode, 200, st.body);
+    assert.deepEqual(st.json(), { state: 'locked', device: '/dev/vdb', luks: 'yes', mount: '/data' });
   });
 });

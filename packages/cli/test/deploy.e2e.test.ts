@@ -138,6 +138,34 @@ describe('single-node deploy path over the real CLI', { skip: why || false, conc
     );
   });
 
+  test('status --attest shows the replica attested and its data disk locked; form disk unlock opens it over attestation', async () => {
+    type Att = { replicas: Array<{ attested: string; disk: string }> };
+    const before = json<Att>(await form(['manage', 'get', 'status', 'hello-server', '--attest', '--json']));
+    assert.deepEqual(
+      before.replicas.map((r) => [r.attested, r.disk]),
+      [['ok', 'locked']],
+    );
+    const human = await form(['manage', 'get', 'status', 'hello-server', '--attest']);
+    assert.match(human.stdout, /attested: ok {2}disk: locked/);
+    const u = json<{ ok: boolean; key: { path: string; created: boolean }; replicas: Array<{ detail: string }> }>(
+      await form(['disk', 'unlock', 'hello-server', '--json']),
+    );
+    assert.equal(u.ok, true);
+    assert.equal(u.key.created, true);
+    assert.equal(u.key.path, join(home, 'keys', 'disks', `${id}.key`));
+    assert.match(u.replicas[0]?.detail ?? '', /mounted at \/data \(formatted now\)/);
+    const st = json<{ replicas: Array<{ state: string }> }>(await form(['disk', 'status', 'hello-server', '--json']));
+    assert.deepEqual(
+      st.replicas.map((r) => r.state),
+      ['unlocked'],
+    );
+    // another key is refused before anything is made or sent
+    const other = await runForm(['disk', 'unlock', id], { FORM_HOME: otherHome, FORM_PORT_OFFSET: OFFSET });
+    assert.notEqual(other.code, 0);
+    assert.match(other.stderr, /Cannot unlock the disk of instance hello-server: it belongs to/);
+    assert.equal(existsSync(join(otherHome, 'keys', 'disks', `${id}.key`)), false);
+  });
+
   test('the app answers over formnet through form proxy, and ssh logs in with the Formfile password', async () => {
     const port = 20000 + Math.floor(Math.random() * 20000);
     const proxy = spawn(

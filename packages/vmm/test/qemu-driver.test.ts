@@ -40,6 +40,8 @@ runDriverCompliance({
       baseDisk: p.disk,
       baseDiskFormat: 'qcow2',
       diskGiB: 1,
+      // a data disk too, so create/snapshot/restore/destroy are checked with it
+      dataDiskMiB: 64,
       network: { mode: 'user', forwards: [{ guest: 22, host: port }], mac: macFor(id) },
       agentChannel: p.manifest.guest.agentChannel,
     };

@@ -7,6 +7,7 @@ import {
   loadDiskKey,
   unlockDisk,
 } from '@formation/attest';
+import { FormError } from '@formation/interface';
 import pc from 'picocolors';
 import { developerKey } from '../node-client.ts';
 import { action, printJson } from '../output.ts';
@@ -49,6 +50,13 @@ export function registerDisk({ noun }: CommandContext): void {
 async function unlock(ref: string, opts: DiskOptions): Promise<number> {
   const key = await developerKey();
   const plan = await planAttestation(ref, key, opts.node);
+  if (plan.instance.ownerAddress !== key.address) {
+    throw new FormError(
+      'AUTH_FORBIDDEN',
+      `Cannot unlock the disk of instance ${plan.instance.name}: it belongs to ${plan.instance.ownerAddress}, you are ${key.address}`,
+      { hint: 'Only the key that shipped an instance holds (and makes) its disk key.' },
+    );
+  }
   const results = await attestAll(plan, key);
   const rows: Array<{ vm: string; node: string; attested: string; unlocked: boolean; detail: string }> = [];
   let keyInfo: { path: string; created: boolean } | null = null;

@@ -11,6 +11,10 @@ interface Common {
   json?: boolean;
 }
 
+interface StatusOptions extends Common {
+  attest?: boolean;
+}
+
 export function registerManage({ noun }: CommandContext): void {
   const manage = noun('manage', 'Manage your instances: status, list, start, stop, delete');
   manage
@@ -20,12 +24,18 @@ export function registerManage({ noun }: CommandContext): void {
     .argument('<instance>', 'instance id, or name of one of your instances')
     .option('--node <url>', 'node to ask (default: FORM_NODE or your kit config)')
     .option('--json', 'print as JSON')
+    .option(
+      '--attest',
+      'also attest every replica now (fresh nonce, signed report checked against the Formpack) and show its data disk lock',
+    )
     .addHelpText(
       'after',
-      '\nExamples:\n  $ form manage get status hello-server\n  $ form manage get status 3f2a9c… --json',
+      '\nWith --attest the exit code is 1 when a replica fails attestation.\n\nExamples:\n' +
+        '  $ form manage get status hello-server\n  $ form manage get status hello-server --attest\n' +
+        '  $ form manage get status 3f2a9c… --json',
     )
     .action(
-      action(async (what: string, ref: string, opts: Common) => {
+      action(async (what: string, ref: string, opts: StatusOptions) => {
         if (what !== 'status') throw new FormError('CLI_USAGE', `Cannot get "${what}": only \`status\` is supported`);
         return getStatus(ref, opts);
       }),
@@ -102,7 +112,31 @@ async function myAddress(): Promise<string | undefined> {
   }
 }
 
-async function getStatus(ref: string, opts: Common): Promise<number> {
+/** Per replica node: `ok` / `FAILED (reason)` and the data disk lock, from a fresh attestation. */
+async function attestReplicas(
+  inst: InstanceView,
+  node: string | undefined,
+): Promise<Map<string, { attested: string; ok: boolean; disk: string }>> {
+  const { attestAll, planAttestation } = await import('./attest.ts');
+  const { attestationSummary, diskStatus } = await import('@formation/attest');
+  const key = await developerKey();
+  const plan = await planAttestation(inst.id, key, node);
+  const results = await attestAll(plan, key);
+  const out = new Map<string, { attested: string; ok: boolean; disk: string }>();
+  await Promise.all(
+    results.map(async (r) => {
+      const d = await diskStatus(key, r.target);
+      out.set(r.target.nodePublicKey, {
+        attested: attestationSummary(r),
+        ok: r.verdict.ok,
+        disk: d.state === 'unknown' ? `unknown (${d.error ?? ''})` : d.state,
+      });
+    }),
+  );
+  return out;
+}
+
+async function getStatus(ref: string, opts: StatusOptions): Promise<number> {
   const state = await client(opts);
   const inst = await resolveInstance(state, ref, /^[0-9a-f]{32}$/.test(ref) ? undefined : await myAddress());
   const nodes = await state.nodes();
@@ -110,6 +144,7 @@ async function getStatus(ref: string, opts: Common): Promise<number> {
   const names = (await state.dns()).filter((d) => d.instanceId === inst.id).map((d) => d.name);
   // Prefer <name>.<domain> (what people type) over <instance id>.<domain>.
   const domain = names.find((n) => n.startsWith(`${inst.name}.`)) ?? names[0] ?? null;
+  const attested = opts.attest ? await attestReplicas(inst, opts.node) : undefined;
   const replicas = inst.replicaSet.map((r) => ({
     node: nodes.find((n) => n.id === r.node)?.address ?? r.node,
     state: r.state ?? 'claimed',
@@ -117,7 +152,14 @@ async function getStatus(ref: string, opts: Common): Promise<number> {
     dnsName: domain,
     revision: r.revision,
     reason: r.reason,
+    ...(attested
+      ? {
+          attested: attested.get(r.node)?.attested ?? 'not attested (no replica placed)',
+          disk: attested.get(r.node)?.disk ?? 'unknown',
+        }
+      : {}),
   }));
+  const attestFailed = attested ? [...attested.values()].some((a) => !a.ok) : false;
   if (opts.json) {
     printJson({
       id: inst.id,
@@ -131,6 +173,7 @@ async function getStatus(ref: string, opts: Common): Promise<number> {
       dnsName: domain,
       replicas,
     });
+    return attestFailed ? 1 : 0;
   } else {
     const colour = s.status === 'SUCCESS' ? pc.green : s.status === 'FAILURE' ? pc.red : pc.yellow;
     process.stdout.write(`${colour(formatDeploymentStatus(s))}\n`);
@@ -139,12 +182,16 @@ async function getStatus(ref: string, opts: Common): Promise<number> {
     );
     if (domain) process.stdout.write(`name     ${domain}\n`);
     for (const r of replicas) {
+      const att =
+        r.attested === undefined
+          ? ''
+          : `  attested: ${r.attested === 'ok' ? pc.green('ok') : pc.red(r.attested)}  disk: ${r.disk}`;
       process.stdout.write(
-        `  ${r.node}  ${String(r.state).padEnd(9)} ${(r.formnetIp ?? '-').padEnd(15)} rev ${r.revision ?? '-'}${r.reason ? `  ${r.reason}` : ''}\n`,
+        `  ${r.node}  ${String(r.state).padEnd(9)} ${(r.formnetIp ?? '-').padEnd(15)} rev ${r.revision ?? '-'}${r.reason ? `  ${r.reason}` : ''}${att}\n`,
       );
     }
   }
-  return 0;
+  return attestFailed ? 1 : 0;
 }
 
 async function list(opts: Common & { all?: boolean }): Promise<number> {

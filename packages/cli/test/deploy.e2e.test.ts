@@ -21,7 +21,8 @@ const why = integrationPrerequisites('deploy e2e test', {
 });
 
 const NS = `fe2e${randomBytes(3).toString('hex')}`;
-const OFFSET = '50';
+// FORM_E2E_PORT_OFFSET: run next to another copy of this test (its node would hold these ports)
+const OFFSET = process.env.FORM_E2E_PORT_OFFSET ?? '50';
 const home = mkdtempSync(join(tmpdir(), 'form-e2e-'));
 const otherHome = mkdtempSync(join(tmpdir(), 'form-e2e-other-'));
 // The daemon logs at info into <home>/node/formationd.log: what to read when this test fails.

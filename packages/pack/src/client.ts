@@ -76,12 +76,16 @@ export class PackClient {
 
   /** Upload the build context (signed over its sha256); returns the context ID. */
   async uploadContext(spec: FormfileSpec, dir: string, formfile = 'Formfile'): Promise<string> {
+    return this.uploadArchive(await packContext(spec, dir, formfile), 'application/gzip');
+  }
+
+  /** Upload a ready build-context archive (tar or tar.gz, e.g. from the dashboard); returns the context ID. */
+  async uploadArchive(body: Uint8Array, contentType: 'application/gzip' | 'application/x-tar'): Promise<string> {
     if (!this.key)
       throw new FormError('KEY_NOT_FOUND', 'Cannot upload: no developer key', { hint: 'Run `form kit init`.' });
-    const body = await packContext(spec, dir, formfile);
     const sha = createHash('sha256').update(body).digest('hex');
     const headers = {
-      'content-type': 'application/gzip',
+      'content-type': contentType,
       'x-form-content-sha256': sha,
       ...signRequest(this.key, { method: 'POST', path: '/contexts', bodySha256: sha }),
     };
@@ -91,10 +95,14 @@ export class PackClient {
     return parsed!.contextId!;
   }
 
+  /** Start a build of an uploaded context; returns at once (follow it with `log`). */
+  buildContext(contextId: string, formfile = 'Formfile'): Promise<BuildInfo> {
+    return this.call(() => this.api.post<BuildInfo>('/builds', { contextId, formfile }));
+  }
+
   /** Upload and start a build; returns at once (follow it with `log`). */
   async build(spec: FormfileSpec, dir: string, formfile = 'Formfile'): Promise<BuildInfo> {
-    const contextId = await this.uploadContext(spec, dir, formfile);
-    return this.call(() => this.api.post<BuildInfo>('/builds', { contextId, formfile }));
+    return this.buildContext(await this.uploadContext(spec, dir, formfile), formfile);
   }
 
   /**

@@ -4,6 +4,7 @@ export * from './kinds.ts';
 export * from './op.ts';
 export * from './pending.ts';
 export * from './service.ts';
+export * from './ship.ts';
 export * from './store.ts';
 export * from './verify-pool.ts';
 export * from './views.ts';

@@ -12,6 +12,8 @@ export interface ApiErrorBody {
 export interface SessionInfo {
   address: string;
   expiresAt: number;
+  /** True when `form web login` delegated to this session: it may ship, start, stop, delete, commit, build. */
+  canManage: boolean;
 }
 
 export interface LoginTokenResponse {
@@ -19,6 +21,50 @@ export interface LoginTokenResponse {
   expiresAt: number;
   /** Path (with the token in its fragment) to open on the dashboard's origin. */
   path: string;
+  /** The session key made for this login: `form web login` signs a delegation to it (unless --read-only). */
+  delegate: string;
+  /** When a session opened with this token ends at the latest (a delegation should last as long). */
+  sessionExpiresAt: number;
+}
+
+/** The dashboard's answer to an action on an instance. */
+export interface ActionResult {
+  ok: true;
+  id: string;
+  message: string;
+}
+
+/** A build started from the dashboard (follow GET /api/builds/:buildId/log). */
+export interface BuildStarted {
+  buildId: string;
+  /** The Formpack ID the build produces. */
+  id: string;
+  name: string;
+  status: string;
+  cached: boolean;
+}
+
+/** One line of a build log, as NDJSON: steps, output lines, and the end. */
+export type BuildLogEvent =
+  | { type: 'step'; step: string; detail?: string; elapsedMs: number }
+  | { type: 'log'; line: string; elapsedMs: number }
+  | { type: 'end'; status: string; error: { code: string; message: string; hint?: string } | null };
+
+export interface ShipResultInfo {
+  id: string;
+  name: string;
+  formpackId: string;
+  replicas: number;
+  created: boolean;
+  updated: boolean;
+}
+
+export interface CommitResultInfo {
+  instance: string;
+  revision: number;
+  sha256: string;
+  bytes: number;
+  frozenMs: number;
 }
 
 export interface ReplicaInfo {

@@ -1,7 +1,7 @@
 import { relative } from 'node:path';
 import { FormError } from '@formation/interface';
 import { loadSpec, PackClient } from '@formation/pack';
-import { httpStateClient } from '@formation/state';
+import { httpStateClient, shipFormpack } from '@formation/state';
 import pc from 'picocolors';
 import { developerKey, serviceUrl } from '../node-client.ts';
 import { action, printJson } from '../output.ts';
@@ -53,47 +53,12 @@ async function ship(dir: string, opts: ShipOptions): Promise<number> {
     relative(process.cwd(), `${dir}/${opts.file}`) || opts.file,
   );
   const state = httpStateClient(await serviceUrl('state', opts.node));
-  const nodes = await state.nodes(); // fails early, with the hint to start a node, when none runs
+  await state.nodes(); // fails early, with the hint to start a node, when none runs
   if (!opts.json) process.stderr.write(`${pc.dim('building')} ${spec.name} …\n`);
   const pack = new PackClient(await serviceUrl('pack', opts.node), key);
   const { id: formpackId, manifest } = await pack.buildAndWait(spec, absDir, { formfile: opts.file });
 
-  if (!(await state.formpacks()).some((f) => f.id === formpackId)) {
-    await state.author(key, 'formpack.publish', {
-      id: formpackId,
-      name: manifest.name,
-      owner: key.address,
-      sha256s: Object.fromEntries(Object.entries(manifest.artifacts).map(([k, a]) => [k, a.sha256])),
-      size: Object.values(manifest.artifacts).reduce((n, a) => n + a.bytes, 0),
-    });
-  }
-
-  const mine = (await state.instances()).filter(
-    (i) => !i.deleted && i.ownerAddress === key.address && i.name === spec.name,
-  );
-  let result: { id: string; created: boolean; updated: boolean; replicas: number };
-  const same = mine.find((i) => i.formpackId === formpackId);
-  if (!opts.new && same) {
-    result = { id: same.id, created: false, updated: false, replicas: same.replicas };
-  } else if (!opts.new && mine[0]) {
-    const inst = mine[0];
-    await state.author(key, 'instance.update', {
-      instanceId: inst.id,
-      formpackId,
-      resources: manifest.resources,
-      ...(replicas ? { replicas } : {}),
-    });
-    result = { id: inst.id, created: false, updated: true, replicas: replicas ?? inst.replicas };
-  } else {
-    const want = replicas ?? Math.max(1, Math.min(3, nodes.length));
-    const op = await state.author(key, 'instance.create', {
-      name: spec.name,
-      formpackId,
-      replicas: want,
-      resources: manifest.resources,
-    });
-    result = { id: op.body.id as string, created: true, updated: false, replicas: want };
-  }
+  const result = await shipFormpack(state, key, manifest, { replicas, new: opts.new });
   if (opts.json) {
     printJson({
       id: result.id,

@@ -1,3 +1,4 @@
+import { createDelegation } from '@formation/identity';
 import { DEFAULT_PORTS } from '@formation/interface';
 import { ApiClient } from '@formation/service';
 import pc from 'picocolors';
@@ -10,6 +11,7 @@ interface LoginOptions {
   web?: string;
   node?: string;
   json?: boolean;
+  readOnly?: boolean;
 }
 
 /**
@@ -31,15 +33,21 @@ export function registerWeb({ noun }: CommandContext): void {
     .description('Print a one-time link that signs you in to the web dashboard (valid 5 minutes, once)')
     .option('--web <url>', 'dashboard URL (default: FORM_WEB_URL, or the node host on port 3010)')
     .option('--node <url>', 'node whose dashboard to use')
-    .option('--json', 'print { url, address, expiresAt } as JSON')
+    .option('--read-only', 'the session may only look: no ship, start, stop, delete, commit or build')
+    .option('--json', 'print { url, address, expiresAt, canManage, sessionExpiresAt } as JSON')
     .addHelpText(
       'after',
       `
-Your developer key signs the request for the link; the key never leaves this machine and the
-dashboard only ever sees the link's one-time token.
+Your developer key signs the request for the link; the key never leaves this machine. Unless you
+pass --read-only, it also signs a delegation to a key the dashboard made for this sign-in: until the
+session ends (12 hours, or when you sign out) that key may manage your Formpacks and instances —
+build, ship, start, stop, delete, commit — and nothing else (no formnet, no secrets, no other
+accounts). Whoever runs the dashboard's node could use it within that time: sign in only to a node
+you trust, or use --read-only.
 
 Examples:
   $ form web login
+  $ form web login --read-only
   $ form web login --web http://127.0.0.1:3010 --json`,
     )
     .action(action(login));
@@ -48,17 +56,40 @@ Examples:
 async function login(opts: LoginOptions): Promise<number> {
   const key = await developerKey();
   const base = await webUrl(opts);
-  const res = await new ApiClient(base, key).request<{ token: string; expiresAt: number; path: string }>(
-    'POST',
-    '/api/login/token',
-    {},
-  );
+  const api = new ApiClient(base, key);
+  const res = await api.request<{
+    token: string;
+    expiresAt: number;
+    path: string;
+    delegate: string;
+    sessionExpiresAt: number;
+  }>('POST', '/api/login/token', {});
+  let canManage = false;
+  if (!opts.readOnly) {
+    // The dashboard made a key for this sign-in; we sign that it may act for us until the session ends.
+    const delegation = createDelegation(key, res.delegate, res.sessionExpiresAt);
+    await api.request('POST', '/api/login/delegation', { token: res.token, delegation });
+    canManage = true;
+  }
   const url = `${base}${res.path}`;
   if (opts.json) {
-    printJson({ url, address: key.address, expiresAt: new Date(res.expiresAt).toISOString() });
+    printJson({
+      url,
+      address: key.address,
+      expiresAt: new Date(res.expiresAt).toISOString(),
+      canManage,
+      sessionExpiresAt: new Date(res.sessionExpiresAt).toISOString(),
+    });
   } else {
     process.stdout.write(`Open this link to sign in to the dashboard as ${pc.bold(key.address)}:\n\n  ${url}\n\n`);
     process.stdout.write(pc.dim('It works once and expires in 5 minutes. Do not share it.\n'));
+    process.stdout.write(
+      pc.dim(
+        canManage
+          ? `The session may build, ship, start, stop, delete and commit for you until ${new Date(res.sessionExpiresAt).toLocaleString()}.\n`
+          : 'The session is read-only.\n',
+      ),
+    );
   }
   return 0;
 }

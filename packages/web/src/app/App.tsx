@@ -1,8 +1,18 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type MouseEvent, type ReactNode, useEffect, useId, useRef, useState } from 'react';
-import type { DeployStatus, FormpackInfo, InstanceInfo, MetricSample, NetworkInfo, NodeSummary } from '../api-types.ts';
-import { ApiError, api } from './api.ts';
+import type {
+  BuildLogEvent,
+  BuildStarted,
+  DeployStatus,
+  FormpackInfo,
+  InstanceInfo,
+  MetricSample,
+  NetworkInfo,
+  NodeSummary,
+} from '../api-types.ts';
+import { ApiError, api, followBuild } from './api.ts';
 import { navigate, usePath } from './router.ts';
+import { contextFromDirectory, SKIPPED_DIRS, tarBlob } from './tar.ts';
 
 export function App() {
   const path = usePath();
@@ -33,12 +43,12 @@ function Section({ title, children }: { title: string; children: ReactNode }) {
   );
 }
 
-function ErrorBox({ error, what }: { error: unknown; what: string }) {
+function ErrorBox({ error, what, verb = 'load' }: { error: unknown; what: string; verb?: string }) {
   const e = error instanceof ApiError ? error : null;
   return (
     <div className="error" role="alert">
       <p>
-        <strong>error</strong>: Cannot load {what}: {e ? e.message : String((error as Error)?.message ?? error)}
+        <strong>error</strong>: Cannot {verb} {what}: {e ? e.message : String((error as Error)?.message ?? error)}
         {e ? <span className="code"> ({e.code})</span> : null}
       </p>
       {e?.hint ? (
@@ -67,6 +77,70 @@ function Command({ cmd, label }: { cmd: string; label: string }) {
         {copied ? 'Copied' : 'Copy'}
         <span className="sr-only"> command: {label}</span>
       </button>
+    </div>
+  );
+}
+
+/** The signed-in session (cached): who, until when, and whether it may act (delegation). */
+function useSession() {
+  return useQuery({ queryKey: ['session'], queryFn: api.session, staleTime: 60_000 });
+}
+
+/**
+ * A button that runs one action, shows that it runs, and reports the result or the error (as clearly
+ * as the CLI would). With `confirm`, the first press asks, a second press does it.
+ */
+function ActionButton({
+  label,
+  run,
+  confirm,
+  danger,
+  disabled,
+  onDone,
+}: {
+  label: string;
+  run: () => Promise<{ message?: string } | unknown>;
+  confirm?: string;
+  danger?: boolean;
+  disabled?: boolean;
+  onDone?: () => void;
+}) {
+  const qc = useQueryClient();
+  const [asking, setAsking] = useState(false);
+  const m = useMutation({
+    mutationFn: run,
+    onSuccess: async () => {
+      setAsking(false);
+      await qc.invalidateQueries();
+      onDone?.();
+    },
+  });
+  const message = (m.data as { message?: string } | undefined)?.message;
+  return (
+    <div className="action">
+      {asking ? (
+        <fieldset className="confirm">
+          <legend className="sr-only">Confirm: {label}</legend>
+          <span>{confirm}</span>{' '}
+          <button type="button" className={danger ? 'danger' : ''} onClick={() => m.mutate()} disabled={m.isPending}>
+            {m.isPending ? `${label}…` : `Yes, ${label.toLowerCase()}`}
+          </button>{' '}
+          <button type="button" onClick={() => setAsking(false)} disabled={m.isPending}>
+            Cancel
+          </button>
+        </fieldset>
+      ) : (
+        <button
+          type="button"
+          className={danger ? 'danger' : ''}
+          disabled={disabled || m.isPending}
+          onClick={() => (confirm ? setAsking(true) : m.mutate())}
+        >
+          {m.isPending ? `${label}…` : label}
+        </button>
+      )}
+      {m.isError ? <ErrorBox error={m.error} what="" verb={label.toLowerCase()} /> : null}
+      {m.isSuccess && message ? <output className="dim"> {message}</output> : null}
     </div>
   );
 }
@@ -111,7 +185,11 @@ function SignIn() {
           <code>form kit init</code>), run:
         </p>
         <Command cmd="form web login" label="sign in" />
-        <p>and open the link it prints. The link works once and expires after 5 minutes.</p>
+        <p>
+          and open the link it prints. The link works once and expires after 5 minutes. The session may then build,
+          ship, start, stop, delete and commit for you (your CLI signs a delegation to it, never your key); add{' '}
+          <code>--read-only</code> for a session that only looks.
+        </p>
       </Section>
     </main>
   );
@@ -158,7 +236,8 @@ function SignedIn({ path }: { path: string }) {
         <span className="who">
           {session.data ? (
             <>
-              Signed in as <code title={session.data.address}>{short(session.data.address)}</code>{' '}
+              Signed in as <code title={session.data.address}>{short(session.data.address)}</code>
+              {session.data.canManage ? null : <span className="dim"> (read-only)</span>}{' '}
               <button type="button" onClick={() => signOut.mutate()}>
                 Sign out
               </button>
@@ -260,8 +339,8 @@ function InstancesPage() {
       ) : null}
       <Section title="Ship a Formpack">
         <p>
-          Shipping is signed by your developer key, which stays with the CLI. Fill in the build directory and replica
-          count, then run the command.
+          Build and ship from this dashboard on the <Link to="/formpacks">Formpacks</Link> page, or with the CLI where
+          your build directory is:
         </p>
         <div className="form-row">
           <label>
@@ -368,7 +447,24 @@ function InstanceDetail({ i }: { i: InstanceInfo }) {
         </tbody>
       </table>
       <Section title="Actions">
-        <p>These change the instance and must be signed by your developer key: run them where the key is.</p>
+        <InstanceActions i={i} hasLocal={hasLocal} />
+      </Section>
+      <Section title="Serial console">
+        {hasLocal ? <Console id={i.id} /> : <p>No replica runs on this node, so its console is not readable here.</p>}
+      </Section>
+    </>
+  );
+}
+
+function InstanceActions({ i, hasLocal }: { i: InstanceInfo; hasLocal: boolean }) {
+  const session = useSession();
+  if (!session.data?.canManage) {
+    return (
+      <>
+        <p>
+          This session is read-only. Run these where your developer key is (or sign in without <code>--read-only</code>
+          ):
+        </p>
         {i.desired === 'running' ? (
           <Command cmd={`form manage stop ${i.name}`} label="stop" />
         ) : (
@@ -376,11 +472,40 @@ function InstanceDetail({ i }: { i: InstanceInfo }) {
         )}
         <Command cmd={`form commit ${i.name}`} label="commit" />
         <Command cmd={`form manage delete ${i.name}`} label="delete" />
-        <Command cmd={`form manage get status ${i.name}`} label="status" />
-      </Section>
-      <Section title="Serial console">
-        {hasLocal ? <Console id={i.id} /> : <p>No replica runs on this node, so its console is not readable here.</p>}
-      </Section>
+      </>
+    );
+  }
+  return (
+    <>
+      <div className="actions">
+        {i.desired === 'running' ? (
+          <ActionButton key="stop" label="Stop" run={() => api.stop(i.id)} />
+        ) : (
+          <ActionButton key="start" label="Start" run={() => api.start(i.id)} />
+        )}
+        <ActionButton
+          label="Commit"
+          disabled={!hasLocal}
+          run={async () => {
+            const r = await api.commit(i.id);
+            return {
+              message: `Committed revision ${r.revision} (${(r.bytes / 2 ** 20).toFixed(1)} MiB, guest frozen ${r.frozenMs} ms)`,
+            };
+          }}
+        />
+        <ActionButton
+          label="Delete"
+          danger
+          confirm={`Delete ${i.name}? Every replica's VM and disk is removed.`}
+          run={() => api.remove(i.id)}
+          onDone={() => navigate('/instances')}
+        />
+      </div>
+      <p className="dim">
+        Done by this session under the delegation your <code>form web login</code> signed. Commit saves the disk of this
+        node's replica{hasLocal ? '' : ' (none runs here)'} as a new revision for every replica. The same with the CLI:{' '}
+        <code>form manage stop|start|delete {i.name}</code>, <code>form commit {i.name}</code>.
+      </p>
     </>
   );
 }
@@ -421,10 +546,202 @@ function FormpacksPage() {
       {q.data && q.data.length === 0 ? <p>You have built no Formpacks yet.</p> : null}
       {q.data && q.data.length > 0 ? <FormpackTable packs={q.data} /> : null}
       <Section title="Build a Formpack">
-        <p>Builds are signed by your developer key; run this where the key and the build directory are:</p>
-        <Command cmd="form pack build <dir>" label="build" />
+        <BuildPanel />
       </Section>
     </>
+  );
+}
+
+const BUILD_STEPS = ['context', 'base', 'packages', 'rootfs', 'configure', 'run', 'disk', 'boot-files', 'manifest'];
+
+type Picked = { label: string; blob: Blob; type: 'application/x-tar' | 'application/gzip' };
+
+/** Build from a picked directory or archive, with the live log and progress; then ship the result. */
+function BuildPanel() {
+  const session = useSession();
+  const qc = useQueryClient();
+  const dirInput = useRef<HTMLInputElement>(null);
+  useEffect(() => {
+    // Not in React's types: lets the file picker choose a whole directory.
+    dirInput.current?.setAttribute('webkitdirectory', '');
+  }, []);
+  const [picked, setPicked] = useState<Picked | null>(null);
+  const [pickError, setPickError] = useState<string | null>(null);
+  const [formfile, setFormfile] = useState('Formfile');
+  const [started, setStarted] = useState<BuildStarted | null>(null);
+  const [events, setEvents] = useState<BuildLogEvent[]>([]);
+  const [end, setEnd] = useState<Extract<BuildLogEvent, { type: 'end' }> | null>(null);
+  const logRef = useRef<HTMLPreElement>(null);
+  const build = useMutation({
+    mutationFn: async (p: Picked) => {
+      setEvents([]);
+      setEnd(null);
+      setStarted(null);
+      const b = await api.build(p.blob, p.type, formfile);
+      setStarted(b);
+      const e = await followBuild(b.buildId, (ev) => setEvents((prev) => [...prev, ev]));
+      setEnd(e);
+      await qc.invalidateQueries({ queryKey: ['formpacks'] });
+      return b;
+    },
+  });
+  useEffect(() => {
+    if (events.length > 0 && logRef.current) logRef.current.scrollTop = logRef.current.scrollHeight;
+  }, [events]);
+
+  if (!session.data?.canManage) {
+    return (
+      <>
+        <p>This session is read-only. Build where your developer key and the build directory are:</p>
+        <Command cmd="form pack build <dir>" label="build" />
+      </>
+    );
+  }
+  const onDirectory = (files: FileList | null) => {
+    setPickError(null);
+    setPicked(null);
+    if (!files || files.length === 0) return;
+    const ctx = contextFromDirectory(files);
+    if (!ctx.files.some((f) => f.path === formfile)) {
+      setPickError(`The directory has no ${formfile} at its top level. Pick the directory that holds it.`);
+      return;
+    }
+    const top = (files[0]?.webkitRelativePath ?? '').split('/')[0] || 'directory';
+    setPicked({
+      label: `${top}/ (${ctx.files.length} files${ctx.skipped ? `, ${ctx.skipped} in ${SKIPPED_DIRS.join('/')} skipped` : ''})`,
+      blob: tarBlob(ctx.files),
+      type: 'application/x-tar',
+    });
+  };
+  const onArchive = (files: FileList | null) => {
+    setPickError(null);
+    setPicked(null);
+    const f = files?.[0];
+    if (!f) return;
+    const gz = /\.(tgz|tar\.gz)$/i.test(f.name);
+    if (!gz && !/\.tar$/i.test(f.name)) {
+      setPickError(`${f.name} is not a .tar, .tar.gz or .tgz archive.`);
+      return;
+    }
+    setPicked({ label: f.name, blob: f, type: gz ? 'application/gzip' : 'application/x-tar' });
+  };
+  const steps = events.filter((e): e is Extract<BuildLogEvent, { type: 'step' }> => e.type === 'step');
+  const current = steps.at(-1)?.step;
+  const cached = steps.some((e) => e.step === 'cached');
+  const doneIdx = end?.status === 'done' ? BUILD_STEPS.length : BUILD_STEPS.indexOf(current ?? '');
+  return (
+    <>
+      <p>
+        Pick the directory that holds your Formfile (or a .tar / .tar.gz of it). The node builds it under your key (this
+        session's delegation) and shows the build as it happens.
+      </p>
+      <div className="form-row">
+        <label>
+          Build directory <input ref={dirInput} type="file" onChange={(e) => onDirectory(e.target.files)} />
+        </label>
+        <label>
+          or an archive <input type="file" accept=".tar,.tgz,.gz" onChange={(e) => onArchive(e.target.files)} />
+        </label>
+        <label>
+          Formfile <input value={formfile} onChange={(e) => setFormfile(e.target.value || 'Formfile')} size={12} />
+        </label>
+      </div>
+      {pickError ? (
+        <div className="error" role="alert">
+          <p>
+            <strong>error</strong>: {pickError}
+          </p>
+        </div>
+      ) : null}
+      <p>
+        <button type="button" disabled={!picked || build.isPending} onClick={() => picked && build.mutate(picked)}>
+          {build.isPending ? 'Building…' : 'Build'}
+        </button>{' '}
+        {picked ? <span className="dim">{picked.label}</span> : null}
+      </p>
+      {build.isError ? <ErrorBox error={build.error} what="this build context" verb="build" /> : null}
+      {started || build.isPending ? (
+        <>
+          <label className="progress">
+            Build progress{' '}
+            <progress max={BUILD_STEPS.length} value={Math.max(0, doneIdx)}>
+              {Math.max(0, doneIdx)} of {BUILD_STEPS.length} steps
+            </progress>{' '}
+            <span aria-live="polite">
+              {end
+                ? end.status === 'done'
+                  ? cached
+                    ? 'done (already built: cached)'
+                    : 'done'
+                  : 'failed'
+                : (current ?? (started ? 'queued' : 'uploading'))}
+            </span>
+          </label>
+          <pre
+            className="console build-log"
+            ref={logRef}
+            // biome-ignore lint/a11y/noNoninteractiveTabindex: the log must scroll by keyboard
+            tabIndex={0}
+            role="log"
+            aria-label="Build log"
+          >
+            {events
+              .map((e) =>
+                e.type === 'step'
+                  ? `==> ${e.step}${e.detail ? ` ${e.detail}` : ''} (${(e.elapsedMs / 1000).toFixed(1)} s)`
+                  : e.type === 'log'
+                    ? e.line
+                    : `==> ${e.status}`,
+              )
+              .join('\n')}
+          </pre>
+        </>
+      ) : null}
+      {end?.status === 'failed' && end.error ? (
+        <ErrorBox error={new ApiError(400, end.error)} what="the Formpack" verb="build" />
+      ) : null}
+      {end?.status === 'done' && started ? (
+        <div className="built">
+          <p>
+            <output>
+              Built <Link to={`/formpacks/${started.id}`}>{started.name}</Link> (<code>{short(started.id, 16)}</code>).
+            </output>
+          </p>
+          <ShipForm formpackId={started.id} />
+        </div>
+      ) : null}
+    </>
+  );
+}
+
+/** Ship a Formpack built on this node: replica count, then the instance page. */
+function ShipForm({ formpackId }: { formpackId: string }) {
+  const [replicas, setReplicas] = useState(1);
+  const qc = useQueryClient();
+  const ship = useMutation({
+    mutationFn: () => api.ship(formpackId, { replicas }),
+    onSuccess: async (r) => {
+      await qc.invalidateQueries();
+      navigate(`/instances/${r.id}`);
+    },
+  });
+  return (
+    <div className="form-row">
+      <label>
+        Replicas{' '}
+        <input
+          type="number"
+          min={1}
+          max={16}
+          value={replicas}
+          onChange={(e) => setReplicas(Math.max(1, Math.min(16, Number(e.target.value) || 1)))}
+        />
+      </label>
+      <button type="button" onClick={() => ship.mutate()} disabled={ship.isPending}>
+        {ship.isPending ? 'Shipping…' : 'Ship'}
+      </button>
+      {ship.isError ? <ErrorBox error={ship.error} what="this Formpack" verb="ship" /> : null}
+    </div>
   );
 }
 
@@ -534,10 +851,25 @@ function FormpackPage({ id }: { id: string }) {
             <p>This Formpack was built on another node: its manifest is not stored here.</p>
           )}
           <Section title="Ship it">
-            <Command cmd={`form pack ship <dir of ${p.name}>`} label="ship" />
+            <ShipHere local={p.local} formpackId={p.id} name={p.name} />
           </Section>
         </>
       ) : null}
+    </>
+  );
+}
+
+function ShipHere({ local, formpackId, name }: { local: boolean; formpackId: string; name: string }) {
+  const session = useSession();
+  if (session.data?.canManage && local) return <ShipForm formpackId={formpackId} />;
+  return (
+    <>
+      <p>
+        {session.data?.canManage
+          ? 'This Formpack was built on another node: ship it from there, or with the CLI:'
+          : 'This session is read-only. Ship with the CLI:'}
+      </p>
+      <Command cmd={`form pack ship <dir of ${name}>`} label="ship" />
     </>
   );
 }

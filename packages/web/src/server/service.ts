@@ -1,16 +1,21 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { extname, join, normalize, resolve, sep } from 'node:path';
+import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type {} from '@fastify/swagger';
-import { addressOf as deriveAddress, NonceCache } from '@formation/identity';
-import { type Address, FormError } from '@formation/interface';
+import { type DelegatedKey, type Delegation, addressOf as deriveAddress, NonceCache } from '@formation/identity';
+import { type Address, FormError, type FormpackManifest } from '@formation/interface';
+import { PackClient } from '@formation/pack';
 import { deploymentStatus, isNodeHealthy, type PlacementNode, vmNameFor } from '@formation/scheduler';
-import { type ApiServer, createApiServer, type Logger, requireSigner } from '@formation/service';
-import type { InstanceView, NodeView } from '@formation/state';
+import { ApiClient, type ApiServer, createApiServer, type Logger, requireSigner } from '@formation/service';
+import { httpStateClient, type InstanceView, type NodeView, shipFormpack } from '@formation/state';
 import { Type } from '@sinclair/typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type {
+  ActionResult,
+  BuildStarted,
+  CommitResultInfo,
   ConsoleInfo,
   FormpackDetail,
   FormpackInfo,
@@ -21,6 +26,7 @@ import type {
   PeerSummary,
   ReplicaInfo,
   SessionInfo,
+  ShipResultInfo,
 } from '../api-types.ts';
 import { readCookie, type Session, SessionStore } from './sessions.ts';
 import { NodeApis, type NodeApiUrls } from './upstream.ts';
@@ -44,6 +50,8 @@ export interface WebServiceOptions {
   sessionTtlMs?: number;
   /** Timeout of each node API call (default 5 s). */
   upstreamTimeoutMs?: number;
+  /** Largest build-context upload from the browser (default 256 MiB). */
+  maxUploadBytes?: number;
 }
 
 export interface WebService {
@@ -78,8 +86,10 @@ const ErrorBody = Type.Object({
  * The web dashboard: the built React app plus a small BFF under /api that reads the node APIs for the
  * signed-in developer. Sign-in: `form web login` signs POST /api/login/token with the developer key and
  * gets a one-time token; the browser trades it (POST /api/session) for an httpOnly session cookie bound
- * to that address. The server never holds a developer key, so it only reads (filtered to the owner);
- * changes are made with the `form` commands the dashboard shows. See README.md (trust model).
+ * to that address. Unless the developer signs in with --read-only, `form web login` also signs a
+ * delegation to a session key the server made for this login: with it the dashboard ships, starts,
+ * stops, deletes, commits and builds for the developer (and nothing else) until the session ends. The
+ * developer key itself never reaches the server. See README.md (trust model).
  */
 export async function createWebService(opts: WebServiceOptions): Promise<WebService> {
   const app = await createApiServer({
@@ -109,24 +119,61 @@ export async function createWebService(opts: WebServiceOptions): Promise<WebServ
     return s;
   };
 
+  const loginNonces = new NonceCache();
   app.post(
     '/api/login/token',
     {
-      preHandler: requireSigner(new NonceCache()),
+      preHandler: requireSigner(loginNonces),
       schema: {
         summary: 'Mint a one-time login link for the signing developer (used by `form web login`)',
         security: [{ formSignature: [] }],
         response: {
-          200: Type.Object({ token: Type.String(), expiresAt: Type.Integer(), path: Type.String() }),
+          200: Type.Object({
+            token: Type.String(),
+            expiresAt: Type.Integer(),
+            path: Type.String(),
+            delegate: Type.String(),
+            sessionExpiresAt: Type.Integer(),
+          }),
           401: ErrorBody,
         },
       },
     },
     async (req): Promise<LoginTokenResponse> => {
-      const address = req.signer!.address;
-      const t = sessions.mintToken(address);
+      const { address, publicKey } = req.signer!;
+      const t = sessions.mintToken(address, publicKey);
       log.info({ address }, 'login link issued');
       return { ...t, path: `/login#token=${t.token}` };
+    },
+  );
+
+  app.post(
+    '/api/login/delegation',
+    {
+      preHandler: requireSigner(loginNonces),
+      schema: {
+        summary: "Attach the developer's signed delegation to a login token (lets that session manage for them)",
+        security: [{ formSignature: [] }],
+        body: Type.Object(
+          {
+            token: Type.String({ minLength: 10, maxLength: 200 }),
+            delegation: Type.Object({
+              owner: Type.String(),
+              delegate: Type.String(),
+              scope: Type.Literal('manage'),
+              expiresAt: Type.Integer(),
+              sig: Type.String(),
+            }),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ expiresAt: Type.Integer() }), 401: ErrorBody, 403: ErrorBody },
+      },
+    },
+    async (req) => {
+      const r = sessions.delegate(req.body.token, req.signer!.publicKey, req.body.delegation as Delegation);
+      log.info({ address: req.signer!.address, expiresAt: r.expiresAt }, 'login link may manage (delegation)');
+      return r;
     },
   );
 
@@ -136,7 +183,10 @@ export async function createWebService(opts: WebServiceOptions): Promise<WebServ
       schema: {
         summary: 'Trade a one-time login token for a session cookie',
         body: Type.Object({ token: Type.String({ minLength: 10, maxLength: 200 }) }, { additionalProperties: false }),
-        response: { 200: Type.Object({ address: Type.String(), expiresAt: Type.Integer() }), 401: ErrorBody },
+        response: {
+          200: Type.Object({ address: Type.String(), expiresAt: Type.Integer(), canManage: Type.Boolean() }),
+          401: ErrorBody,
+        },
       },
     },
     async (req, reply): Promise<SessionInfo> => {
@@ -151,14 +201,14 @@ export async function createWebService(opts: WebServiceOptions): Promise<WebServ
         'set-cookie',
         `${SESSION_COOKIE}=${r.id}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${maxAge}${req.protocol === 'https' ? '; Secure' : ''}`,
       );
-      log.info({ address: r.session.address }, 'dashboard session opened');
-      return { address: r.session.address, expiresAt: r.session.expiresAt };
+      log.info({ address: r.session.address, canManage: !!r.session.key }, 'dashboard session opened');
+      return { address: r.session.address, expiresAt: r.session.expiresAt, canManage: !!r.session.key };
     },
   );
 
   app.get('/api/session', { schema: { summary: 'Who is signed in' } }, async (req): Promise<SessionInfo> => {
     const s = session(req);
-    return { address: s.address, expiresAt: s.expiresAt };
+    return { address: s.address, expiresAt: s.expiresAt, canManage: !!s.key };
   });
 
   app.delete('/api/session', { schema: { summary: 'Sign out' } }, async (req, reply) => {
@@ -319,6 +369,197 @@ export async function createWebService(opts: WebServiceOptions): Promise<WebServ
     };
     return out;
   });
+
+  // ---- Actions: made with the session key under the developer's delegation -------------------------
+
+  /** The session's acting key; refuses read-only sessions and requests from another origin. */
+  const manager = (req: FastifyRequest): { s: Session; key: DelegatedKey } => {
+    const s = session(req);
+    const origin = req.headers.origin;
+    if (origin !== undefined && origin !== 'null') {
+      let host = '';
+      try {
+        host = new URL(origin).host;
+      } catch {}
+      if (host !== req.headers.host) {
+        throw new FormError('AUTH_FORBIDDEN', `Cannot act for a request from another site (${origin})`);
+      }
+    }
+    if (!s.key) {
+      throw new FormError('AUTH_FORBIDDEN', 'This dashboard session is read-only', {
+        hint: 'Sign in with `form web login` (without --read-only) to ship, start, stop, delete and commit here.',
+      });
+    }
+    return { s, key: s.key };
+  };
+  const stateClient = httpStateClient(opts.urls.state);
+  const InstanceParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+  const ActionResponse = {
+    200: Type.Object({ ok: Type.Literal(true), id: Type.String(), message: Type.String() }),
+    401: ErrorBody,
+    403: ErrorBody,
+    404: ErrorBody,
+  };
+
+  for (const [verb, desired] of [
+    ['start', 'running'],
+    ['stop', 'stopped'],
+  ] as const) {
+    app.post(
+      `/api/instances/:id/${verb}`,
+      {
+        schema: {
+          summary: `${verb === 'start' ? 'Start' : 'Stop'} your instance (every replica)`,
+          params: InstanceParams,
+          response: ActionResponse,
+        },
+      },
+      async (req): Promise<ActionResult> => {
+        const { s, key } = manager(req);
+        const inst = ownInstance(await apis.instances(), req.params.id, s.address);
+        await stateClient.author(key, 'instance.update', { instanceId: inst.id, desired });
+        log.info({ address: s.address, instance: inst.id, desired }, `dashboard: ${verb}`);
+        return { ok: true, id: inst.id, message: `Asked to ${verb} ${inst.name}` };
+      },
+    );
+  }
+
+  app.delete(
+    '/api/instances/:id',
+    {
+      schema: {
+        summary: 'Delete your instance (its VMs are removed)',
+        params: InstanceParams,
+        response: ActionResponse,
+      },
+    },
+    async (req): Promise<ActionResult> => {
+      const { s, key } = manager(req);
+      const inst = ownInstance(await apis.instances(), req.params.id, s.address);
+      await stateClient.author(key, 'instance.delete', { instanceId: inst.id });
+      log.info({ address: s.address, instance: inst.id }, 'dashboard: delete');
+      return { ok: true, id: inst.id, message: `Deleted ${inst.name}; its VMs are being removed` };
+    },
+  );
+
+  app.post(
+    '/api/instances/:id/commit',
+    {
+      schema: {
+        summary: "Commit the disk of this node's replica of your instance as a new revision for every replica",
+        params: InstanceParams,
+      },
+    },
+    async (req): Promise<CommitResultInfo> => {
+      const { s, key } = manager(req);
+      const inst = ownInstance(await apis.instances(), req.params.id, s.address);
+      const vm = (await apis.vms()).find((v) => v.name === vmNameFor(inst));
+      if (!vm) {
+        throw new FormError('VM_NOT_FOUND', `Cannot commit ${inst.name}: no replica of it runs on this node`, {
+          hint: 'Commit on the node that runs the replica you changed.',
+        });
+      }
+      const vmm = new ApiClient(opts.urls.vmm, key, 600_000);
+      const r = await vmm.post<{ sha256: string; bytes: number; frozenMs: number }>(`/vms/${vm.id}/commit`, {});
+      const revision = inst.revision + 1;
+      await stateClient.author(key, 'instance.commit', { instanceId: inst.id, revision, hash: r.sha256 });
+      log.info({ address: s.address, instance: inst.id, revision }, 'dashboard: commit');
+      return { instance: inst.id, revision, sha256: r.sha256, bytes: r.bytes, frozenMs: r.frozenMs };
+    },
+  );
+
+  app.post(
+    '/api/formpacks/:id/ship',
+    {
+      schema: {
+        summary: 'Ship one of your Formpacks built on this node: publish it and create (or update) its instance',
+        params: Type.Object({ id: Type.String({ pattern: '^[0-9a-f]{64}$' }) }),
+        body: Type.Object(
+          { replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 })), new: Type.Optional(Type.Boolean()) },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (req): Promise<ShipResultInfo> => {
+      const { s, key } = manager(req);
+      let manifest: FormpackManifest;
+      try {
+        manifest = await apis.manifest(req.params.id);
+      } catch (err) {
+        if ((err as FormError).status !== 404) throw err;
+        throw new FormError('PACK_NOT_FOUND', `Cannot ship ${req.params.id.slice(0, 12)}: this node does not have it`, {
+          hint: 'Build it here first (Formpacks → Build), or ship it from the machine that built it with `form pack ship`.',
+        });
+      }
+      if (manifest.owner !== s.address) {
+        throw new FormError('PACK_NOT_FOUND', `You have no Formpack ${req.params.id.slice(0, 12)}`, {
+          hint: 'The Formpacks page lists yours.',
+        });
+      }
+      const r = await shipFormpack(stateClient, key, manifest, { replicas: req.body.replicas, new: req.body.new });
+      log.info({ address: s.address, instance: r.id, formpack: manifest.id }, 'dashboard: ship');
+      return r;
+    },
+  );
+
+  const maxUpload = opts.maxUploadBytes ?? 256 * 2 ** 20;
+  for (const type of ['application/x-tar', 'application/gzip']) {
+    app.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit: maxUpload }, (_req, body, done) => done(null, body));
+  }
+  app.post(
+    '/api/builds',
+    {
+      bodyLimit: maxUpload,
+      schema: {
+        summary: 'Build a Formpack from an uploaded build context (tar or tar.gz holding the Formfile)',
+        querystring: Type.Object({
+          formfile: Type.Optional(Type.String({ minLength: 1, maxLength: 255, pattern: '^[^/]+$' })),
+        }),
+      },
+    },
+    async (req, reply): Promise<BuildStarted> => {
+      const { s, key } = manager(req);
+      const type = String(req.headers['content-type'] ?? '')
+        .split(';')[0]
+        ?.trim();
+      const body = req.body;
+      if (!(body instanceof Buffer) || (type !== 'application/x-tar' && type !== 'application/gzip')) {
+        throw new FormError('PACK_BAD_ARCHIVE', 'Cannot build: send the build context as a tar or tar.gz archive', {
+          hint: 'Pick the directory holding your Formfile, or a .tar / .tar.gz of it.',
+        });
+      }
+      const pack = new PackClient(opts.urls.pack, key);
+      const contextId = await pack.uploadArchive(body, type);
+      const b = await pack.buildContext(contextId, req.query.formfile ?? 'Formfile');
+      log.info({ address: s.address, build: b.buildId, formpack: b.id, bytes: body.length }, 'dashboard: build');
+      reply.status(202);
+      return { buildId: b.buildId, id: b.id, name: b.name, status: b.status, cached: b.cached };
+    },
+  );
+
+  app.get(
+    '/api/builds/:buildId/log',
+    {
+      schema: {
+        summary: 'Follow one of your builds: NDJSON lines (step, log, end) as they happen',
+        params: Type.Object({ buildId: Type.String({ pattern: '^[0-9a-f]{16}$' }) }),
+      },
+    },
+    async (req, reply) => {
+      const s = session(req);
+      const pack = new PackClient(opts.urls.pack);
+      const info = await pack.status(req.params.buildId);
+      if (info.owner !== s.address) {
+        throw new FormError('NOT_FOUND', `You have no build ${req.params.buildId}`);
+      }
+      const res = await fetch(`${opts.urls.pack.replace(/\/+$/, '')}/builds/${req.params.buildId}/log`);
+      if (!res.ok || !res.body) throw new FormError('UNAVAILABLE', `Cannot follow build ${req.params.buildId}`);
+      reply.header('x-accel-buffering', 'no');
+      return reply
+        .type('application/x-ndjson')
+        .send(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream));
+    },
+  );
 
   // The front end: files from the build, and index.html for the app's own routes.
   const sendStatic = async (req: FastifyRequest, reply: FastifyReply) => {

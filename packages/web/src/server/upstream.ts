@@ -32,6 +32,13 @@ export const UPSTREAM_CALLS = [
   // The pack API documents only id, name and owner of a manifest (the rest passes as additionalProperties).
   { service: 'pack', method: 'get', path: '/formpacks/{id}', fields: ['id', 'name', 'owner'] },
   { service: 'vmm', method: 'get', path: '/vms', fields: ['vms'] },
+  // Actions (signed by the session key under the developer's delegation):
+  { service: 'state', method: 'post', path: '/ops', fields: [] },
+  { service: 'pack', method: 'post', path: '/contexts', fields: [] },
+  { service: 'pack', method: 'post', path: '/builds', fields: [] },
+  { service: 'pack', method: 'get', path: '/builds/{buildId}', fields: ['owner'] },
+  { service: 'pack', method: 'get', path: '/builds/{buildId}/log', fields: [] },
+  { service: 'vmm', method: 'post', path: '/vms/{id}/commit', fields: [] },
   { service: 'vmm', method: 'get', path: '/vms/{id}/console', fields: ['id', 'output'] },
   {
     service: 'formnet',

@@ -1,0 +1,73 @@
+import type { KeyPair } from '@formation/identity';
+import { FormError, type FormpackManifest } from '@formation/interface';
+import type { StateClient } from './client.ts';
+
+export interface ShipOptions {
+  /** Replica count (1–16); default: 3, or the number of nodes when fewer. */
+  replicas?: number | undefined;
+  /** Always create a new instance (default: shipping the same thing again is a no-op). */
+  new?: boolean | undefined;
+}
+
+export interface ShipResult {
+  id: string;
+  name: string;
+  formpackId: string;
+  replicas: number;
+  created: boolean;
+  updated: boolean;
+}
+
+/**
+ * Publish a built Formpack (when not yet published) and create or update the instance of its name
+ * owned by `key` (its delegation's owner for a dashboard session). Shared by `form pack ship` and the
+ * dashboard, so both behave the same: shipping the same Formpack under the same name again returns the
+ * existing instance; a changed Formpack with the same name updates that instance to it.
+ */
+export async function shipFormpack(
+  state: StateClient,
+  key: KeyPair,
+  manifest: FormpackManifest,
+  opts: ShipOptions = {},
+): Promise<ShipResult> {
+  const { replicas } = opts;
+  if (replicas !== undefined && (!Number.isInteger(replicas) || replicas < 1 || replicas > 16)) {
+    throw new FormError('BAD_REQUEST', `Cannot ship with ${replicas} replicas: give a whole number from 1 to 16`);
+  }
+  const nodes = await state.nodes();
+  if (!(await state.formpacks()).some((f) => f.id === manifest.id)) {
+    await state.author(key, 'formpack.publish', {
+      id: manifest.id,
+      name: manifest.name,
+      owner: key.address,
+      sha256s: Object.fromEntries(Object.entries(manifest.artifacts).map(([k, a]) => [k, a.sha256])),
+      size: Object.values(manifest.artifacts).reduce((n, a) => n + a.bytes, 0),
+    });
+  }
+  const mine = (await state.instances()).filter(
+    (i) => !i.deleted && i.ownerAddress === key.address && i.name === manifest.name,
+  );
+  const base = { name: manifest.name, formpackId: manifest.id };
+  const same = mine.find((i) => i.formpackId === manifest.id);
+  if (!opts.new && same) {
+    return { ...base, id: same.id, replicas: same.replicas, created: false, updated: false };
+  }
+  const current = mine[0];
+  if (!opts.new && current) {
+    await state.author(key, 'instance.update', {
+      instanceId: current.id,
+      formpackId: manifest.id,
+      resources: manifest.resources,
+      ...(replicas ? { replicas } : {}),
+    });
+    return { ...base, id: current.id, replicas: replicas ?? current.replicas, created: false, updated: true };
+  }
+  const want = replicas ?? Math.max(1, Math.min(3, nodes.length));
+  const op = await state.author(key, 'instance.create', {
+    name: manifest.name,
+    formpackId: manifest.id,
+    replicas: want,
+    resources: manifest.resources,
+  });
+  return { ...base, id: op.body.id as string, replicas: want, created: true, updated: false };
+}

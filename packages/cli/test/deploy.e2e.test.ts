@@ -221,6 +221,19 @@ describe('single-node deploy path over the real CLI', { skip: why || false, conc
     await waitFor(id, (s) => s.status === 'SUCCESS', 'running again');
     const r = await form(['ssh', `bigdog@${ip}`, '--', 'cat /home/bigdog/kept'], { SSHPASS: 'bigdog123' });
     assert.equal(r.stdout.trim(), 'e2e-commit');
+    // the encrypted data disk (unlocked earlier) is locked again after the restart, and opens again
+    const locked = json<{ replicas: Array<{ state: string }> }>(
+      await form(['disk', 'status', 'hello-server', '--json']),
+    );
+    assert.deepEqual(
+      locked.replicas.map((x) => x.state),
+      ['locked'],
+    );
+    const again = json<{ ok: boolean; key: { created: boolean }; replicas: Array<{ detail: string }> }>(
+      await form(['disk', 'unlock', 'hello-server', '--json']),
+    );
+    assert.equal(again.key.created, false);
+    assert.match(again.replicas[0]?.detail ?? '', /\(existing data\)/);
   });
 
   test('another key can neither commit, stop nor delete the instance', async () => {

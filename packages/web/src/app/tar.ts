@@ -8,6 +8,9 @@ export interface PickedFile {
   file: Blob & { lastModified?: number };
 }
 
+/** What <input webkitdirectory> gives per file (a File), as much as this module reads. */
+export type DirectoryEntry = Blob & { name: string; lastModified?: number; webkitRelativePath?: string };
+
 const enc = new TextEncoder();
 
 function put(h: Uint8Array, off: number, len: number, s: string): void {
@@ -55,7 +58,7 @@ export function header(path: string, size: number, mtimeMs: number): Uint8Array 
 
 /** The archive of `files` (in the given order), ending with the two zero blocks. */
 export function tarBlob(files: readonly PickedFile[]): Blob {
-  const parts: BlobPart[] = [];
+  const parts: Array<Uint8Array<ArrayBuffer> | Blob> = [];
   for (const f of files) {
     parts.push(header(f.path, f.file.size, f.file.lastModified ?? Date.now()) as Uint8Array<ArrayBuffer>, f.file);
     const pad = (512 - (f.file.size % 512)) % 512;
@@ -72,12 +75,12 @@ export const SKIPPED_DIRS = ['.git', 'node_modules'];
  * The build context of a directory picked with <input webkitdirectory>: paths relative to the picked
  * directory (its own name dropped), VCS/dependency folders skipped.
  */
-export function contextFromDirectory(files: ArrayLike<File>): { files: PickedFile[]; skipped: number } {
+export function contextFromDirectory(files: ArrayLike<DirectoryEntry>): { files: PickedFile[]; skipped: number } {
   const out: PickedFile[] = [];
   let skipped = 0;
   for (const file of Array.from(files)) {
     const rel = (file.webkitRelativePath || file.name).split('/').slice(1).join('/') || file.name;
-    if (rel.split('/').some((seg) => SKIPPED_DIRS.includes(seg))) {
+    if (rel.split('/').some((seg: string) => SKIPPED_DIRS.includes(seg))) {
       skipped++;
       continue;
     }

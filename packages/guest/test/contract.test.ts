@@ -73,6 +73,25 @@ test('guest files exist, are executable POSIX sh and keep the contract', () => {
   assert.ok(INITRAMFS_MODULES.includes('virtio_blk') && INITRAMFS_MODULES.includes('virtio_console'));
 });
 
+test('the encrypted data disk is in the contract: form-disk installed, dm_crypt loaded, the disk key handed over', () => {
+  const disk = guestFiles().find((f) => f.target === GUEST_CONTRACT.disk);
+  assert.ok(disk, 'form-disk is installed');
+  for (const m of ['dm_crypt', 'xts', 'algif_skcipher'] as const) assert.ok(INITRAMFS_MODULES.includes(m), m);
+  const attest = readFileSync(guestFiles().find((f) => f.target === GUEST_CONTRACT.attest)!.source, 'utf8');
+  assert.ok(attest.includes(GUEST_CONTRACT.diskKeySecret) && attest.includes('unlock'));
+  const src = readFileSync(disk.source, 'utf8');
+  for (const needle of [GUEST_CONTRACT.dataDiskSerial, 'luksFormat', 'aes-xts-plain64', '--test-passphrase']) {
+    assert.ok(src.includes(needle), `form-disk mentions ${needle}`);
+  }
+  const init = readFileSync(guestFiles().find((f) => f.target === GUEST_CONTRACT.init)!.source, 'utf8');
+  assert.ok(init.includes('form-disk init'), 'form-init locks /data at boot');
+  // On this host there is no virtio disk with serial form-data: status says absent, unlock refuses.
+  assert.equal(spawnSync('sh', [disk.source, 'status'], { encoding: 'utf8' }).stdout, 'state=absent\n');
+  const u = spawnSync('sh', [disk.source, 'unlock', '/dev/null'], { encoding: 'utf8' });
+  assert.equal(u.status, 3);
+  assert.match(u.stderr, /this VM has none/);
+});
+
 test('form-init supervises: the entrypoint restarts with backoff and the state file follows', () => {
   // Run the supervisor function alone, with the paths pointed into a temp dir.
   const init = readFileSync(guestFiles().find((f) => f.target === GUEST_CONTRACT.init)!.source, 'utf8');

@@ -1,7 +1,8 @@
 // The dashboard end to end: a real node (`form node up --netns`, real QEMU VM, real WireGuard), the web
 // service in this process, and Debian's Chromium driven by playwright-core. Sign in with a
-// `form web login` link, ship examples/hello-server with the CLI (the trust model: changes are signed
-// by the developer key, which only the CLI holds), watch SUCCESS appear, read the console, stop it.
+// `form web login` link (which delegates to the session's key), build examples/hello-server from the
+// picked directory with its live log, ship it, watch SUCCESS appear, read the console, commit, stop,
+// start and delete it from the page; a --read-only session gets the commands instead and is refused.
 // Screenshots of each page go to test/screenshots; axe-core checks each page.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -206,34 +207,66 @@ describe('web dashboard against a real node in Chromium', { skip: why || false, 
     await page.waitForURL(/\/formpacks$/);
   });
 
-  test('ship with the CLI; the instance reaches SUCCESS on the Instances page', { timeout: 600_000 }, async () => {
-    await page.goto(`${webUrl}/instances`);
-    const shipCmd = await page.locator('.command code').first().innerText();
-    assert.equal(shipCmd, 'form pack ship examples/hello-server --replicas 1');
-    const shipped = JSON.parse(ok(await form(['pack', 'ship', example, '--replicas', '1', '--json']))) as {
-      id: string;
-    };
-    const row = page.locator('tr[data-instance="hello-server"]');
-    await row.waitFor({ timeout: 30_000 });
-    await row.getByText('SUCCESS').waitFor({ timeout: 240_000 });
-    assert.match(await row.innerText(), /hello-server\.dev\.formation\.local/);
-    await page.screenshot({ path: join(shots, 'instances.png') });
-    await checkA11y(page, 'the Instances page');
+  test(
+    'build the example from its directory with a live log, ship it, reach SUCCESS',
+    { timeout: 600_000 },
+    async () => {
+      await page.getByRole('link', { name: 'Formpacks' }).click();
+      await page.waitForURL(/\/formpacks$/);
+      // A directory without a Formfile at its top is refused before anything is sent.
+      await page.getByLabel('Build directory').setInputFiles(join(root, 'examples'));
+      await page
+        .getByRole('alert')
+        .getByText(/has no Formfile at its top level/)
+        .waitFor();
+      assert.equal(await page.getByRole('button', { name: 'Build', exact: true }).isDisabled(), true);
 
-    await row.getByRole('link', { name: 'hello-server' }).click();
-    await page.waitForURL(new RegExp(`/instances/${shipped.id}$`));
-    const replicas = page.locator('table', { has: page.locator('caption', { hasText: 'Replicas' }) });
-    await replicas.getByText('healthy').waitFor();
-    assert.match(await replicas.innerText(), /10\.129\.\d+\.\d+/);
-    // The serial console of the VM, live.
-    const consoleLog = page.getByRole('log');
-    await page.waitForFunction("(document.querySelector('pre.console')?.textContent ?? '').length > 200", null, {
-      timeout: 30_000,
-    });
-    assert.match(await consoleLog.innerText(), /Linux|login|hello/i);
-    await page.screenshot({ path: join(shots, 'instance.png'), fullPage: true });
-    await checkA11y(page, 'the instance page');
-  });
+      await page.getByLabel('Build directory').setInputFiles(example);
+      await page.getByText(/hello-server\/ \(2 files/).waitFor();
+      await page.getByRole('button', { name: 'Build', exact: true }).click();
+      const log = page.getByRole('log', { name: 'Build log' });
+      await log.waitFor();
+      await page.getByText(/^done/).waitFor({ timeout: 300_000 });
+      assert.match(await log.innerText(), /==> (context|cached)/);
+      assert.match(await log.innerText(), /==> done/);
+      assert.equal(await page.locator('progress').getAttribute('value'), '9');
+      await page.screenshot({ path: join(shots, 'build.png'), fullPage: true });
+      await checkA11y(page, 'the Formpacks page after a build');
+
+      await page.getByLabel('Replicas').fill('1');
+      await page.getByRole('button', { name: 'Ship', exact: true }).click();
+      await page.waitForURL(/\/instances\/[0-9a-f]{32}$/);
+      const id = page.url().split('/').at(-1) as string;
+      await page.getByRole('link', { name: '← All instances' }).click();
+      const row = page.locator('tr[data-instance="hello-server"]');
+      await row.waitFor({ timeout: 30_000 });
+      await row.getByText('SUCCESS').waitFor({ timeout: 240_000 });
+      assert.match(await row.innerText(), /hello-server\.dev\.formation\.local/);
+      await page.screenshot({ path: join(shots, 'instances.png') });
+      await checkA11y(page, 'the Instances page');
+
+      // The developer owns it, as if shipped with the CLI: `form manage` with the developer key sees it.
+      const status = JSON.parse(ok(await form(['manage', 'list', '--json']))) as Array<{ id: string }>;
+      assert.deepEqual(
+        status.map((i) => i.id),
+        [id],
+      );
+
+      await row.getByRole('link', { name: 'hello-server' }).click();
+      await page.waitForURL(new RegExp(`/instances/${id}$`));
+      const replicas = page.locator('table', { has: page.locator('caption', { hasText: 'Replicas' }) });
+      await replicas.getByText('healthy').waitFor();
+      assert.match(await replicas.innerText(), /10\.129\.\d+\.\d+/);
+      // The serial console of the VM, live.
+      const consoleLog = page.getByRole('log', { name: /Serial console/ });
+      await page.waitForFunction("(document.querySelector('pre.console')?.textContent ?? '').length > 200", null, {
+        timeout: 30_000,
+      });
+      assert.match(await consoleLog.innerText(), /Linux|login|hello/i);
+      await page.screenshot({ path: join(shots, 'instance.png'), fullPage: true });
+      await checkA11y(page, 'the instance page');
+    },
+  );
 
   test('Formpacks: the shipped one, with its Formfile and size', async () => {
     await page.getByRole('link', { name: 'Formpacks' }).click();
@@ -263,25 +296,73 @@ describe('web dashboard against a real node in Chromium', { skip: why || false, 
     await checkA11y(page, 'the Network page');
   });
 
-  test(
-    'stop with the command the page shows; the page follows the instance to stopped',
-    { timeout: 300_000 },
-    async () => {
-      await page.getByRole('link', { name: 'Instances' }).click();
-      await page.getByRole('link', { name: 'hello-server' }).click();
-      const stop = page.locator('.command code', { hasText: 'form manage stop' });
-      const cmd = await stop.innerText();
-      assert.equal(cmd, 'form manage stop hello-server');
-      ok(await form(cmd.split(' ').slice(1)));
-      const replicas = page.locator('table', { has: page.locator('caption', { hasText: 'Replicas' }) });
-      await replicas
-        .locator('td', { hasText: /^stopped$/ })
-        .first()
-        .waitFor({ timeout: 120_000 });
-      await page.locator('.command code', { hasText: 'form manage start hello-server' }).waitFor();
-      assert.match(await page.locator('dl.facts').innerText(), /desired: stopped/);
-    },
-  );
+  test('commit, stop and start from the page; the page follows the instance', { timeout: 300_000 }, async () => {
+    await page.getByRole('link', { name: 'Instances' }).click();
+    await page.getByRole('link', { name: 'hello-server' }).click();
+    await page.getByRole('button', { name: 'Commit', exact: true }).click();
+    await page.getByText(/Committed revision 1 \(/).waitFor({ timeout: 120_000 });
+    await page.locator('dl.facts', { hasText: /Revision\s*1/ }).waitFor({ timeout: 30_000 });
+
+    await page.getByRole('button', { name: 'Stop', exact: true }).click();
+    const replicas = page.locator('table', { has: page.locator('caption', { hasText: 'Replicas' }) });
+    await replicas
+      .locator('td', { hasText: /^stopped$/ })
+      .first()
+      .waitFor({ timeout: 120_000 });
+    assert.match(await page.locator('dl.facts').innerText(), /desired: stopped/);
+    await page.getByRole('button', { name: 'Start', exact: true }).click();
+    await replicas.getByText('healthy').waitFor({ timeout: 180_000 });
+    assert.match(await page.locator('dl.facts').innerText(), /desired: running/);
+  });
+
+  test('a --read-only session sees the commands and is refused actions', async () => {
+    const login = JSON.parse(ok(await form(['web', 'login', '--web', webUrl, '--read-only', '--json']))) as {
+      url: string;
+      canManage: boolean;
+    };
+    assert.equal(login.canManage, false);
+    // A tab of the same browser: the read-only session replaces the cookie until we sign in again below.
+    const roPage = await ctx!.newPage();
+    try {
+      await roPage.goto(login.url);
+      await roPage.waitForURL(/\/instances$/);
+      await roPage.getByText('(read-only)').waitFor();
+      await roPage.getByRole('link', { name: 'hello-server' }).click();
+      await roPage.locator('.command code', { hasText: 'form manage stop hello-server' }).waitFor();
+      assert.equal(await roPage.getByRole('button', { name: 'Stop', exact: true }).count(), 0);
+      const id = roPage.url().split('/').at(-1) as string;
+      const res = await roPage.request.post(`${webUrl}/api/instances/${id}/stop`);
+      assert.equal(res.status(), 403);
+      assert.match((await res.json()).error.message, /read-only/);
+    } finally {
+      await roPage.close();
+    }
+    const again = JSON.parse(ok(await form(['web', 'login', '--web', webUrl, '--json']))) as { url: string };
+    await page.goto(again.url);
+    await page.waitForURL(/\/instances$/);
+    await page.getByRole('button', { name: 'Sign out' }).waitFor();
+    assert.equal(await page.getByText('(read-only)').count(), 0);
+  });
+
+  test('delete asks first, then removes the instance', { timeout: 180_000 }, async () => {
+    await page.getByRole('link', { name: 'Instances', exact: true }).click();
+    await page.getByRole('link', { name: 'hello-server' }).click();
+    const vmsNow = async () =>
+      ((await (await fetch(`http://127.0.0.1:${3002 + OFFSET}/vms`)).json()) as { vms: unknown[] }).vms.length;
+    assert.equal(await vmsNow(), 1, 'the instance has its VM before the delete');
+    await page.getByRole('button', { name: 'Delete', exact: true }).click();
+    await page.getByText(/Delete hello-server\? Every replica/).waitFor();
+    await page.getByRole('button', { name: 'Yes, delete' }).click();
+    await page.waitForURL(/\/instances$/);
+    await page.getByText('You have no instances yet').waitFor({ timeout: 30_000 });
+    // The node removes the VM: nothing of it is left in the VMM.
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      if ((await vmsNow()) === 0) break;
+      assert.ok(Date.now() < deadline, 'the deleted instance still has a VM after 120 s');
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  });
 
   test('sign out returns to the sign-in page, and the session is gone', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();

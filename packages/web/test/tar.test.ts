@@ -33,7 +33,8 @@ test('a directory picked in the browser becomes a ustar archive that tar extract
 });
 
 test('directory uploads drop the picked folder name and skip .git and node_modules', () => {
-  const f = (rel: string) => Object.assign(new File(['x'], rel.split('/').at(-1) as string), { webkitRelativePath: rel });
+  const f = (rel: string) =>
+    Object.assign(new File(['x'], rel.split('/').at(-1) as string), { webkitRelativePath: rel });
   const ctx = contextFromDirectory([
     f('hello-server/hello.py'),
     f('hello-server/Formfile'),

@@ -26,8 +26,13 @@ export const NodeConfigSchema = Type.Object({
   advertiseHost: Type.Optional(Type.String({ minLength: 1 })),
   /** libp2p multiaddrs of nodes to join (the network's bootstrap list); empty = a network of one. */
   join: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
-  /** How often the node records a `node.heartbeat` (ms). */
+  /** How often the node gossips its signed presence (liveness, memory only; ms). */
   heartbeatMs: Type.Integer({ minimum: 100, default: 5000 }),
+  /**
+   * How often the node also records a durable `node.heartbeat` op (ms). Liveness comes from presence;
+   * this keeps a "last seen" in the log without growing it by one op per beat.
+   */
+  heartbeatOpMs: Type.Integer({ minimum: 1000, default: 600_000 }),
   /** A node whose last heartbeat is older than this is unhealthy: its replicas are placed elsewhere (ms). */
   nodeTimeoutMs: Type.Integer({ minimum: 500, default: 30000 }),
   /** How long a joining node waits for a bootstrap node before registering (ms). */
@@ -102,6 +107,7 @@ export function loadNodeConfig(flags: Partial<NodeConfig> = {}, env: NodeJS.Proc
       instanceCidr: env.FORM_INSTANCE_CIDR,
       logLevel: env.FORM_LOG_LEVEL,
       heartbeatMs: env.FORM_HEARTBEAT_MS,
+      heartbeatOpMs: env.FORM_HEARTBEAT_OP_MS,
       nodeTimeoutMs: env.FORM_NODE_TIMEOUT_MS,
       joinSyncTimeoutMs: env.FORM_JOIN_SYNC_TIMEOUT_MS,
       peerApiHost: env.FORM_PEER_API_HOST,

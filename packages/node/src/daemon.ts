@@ -33,7 +33,7 @@ import { createP2PNode, type P2PNode, peerIdOfKey } from '@formation/p2p';
 import { createPackService } from '@formation/pack';
 import { vmNameFor } from '@formation/scheduler';
 import { type ApiServer, type Logger, requireSigner } from '@formation/service';
-import { createStateService, openStateStore, type StateStore } from '@formation/state';
+import { createStateService, openStateStore, PRESENCE_TOPIC, type StateStore, signPresence } from '@formation/state';
 import { createVmmService, loadVmmConfig, type VmmService } from '@formation/vmm';
 import { Type } from '@sinclair/typebox';
 import { type NodeConfig, type NodeInfo, nodePaths, nodePorts } from './config.ts';
@@ -138,6 +138,25 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       listen: [`/ip4/${config.host}/tcp/${ports.p2p}`],
       bootstrap: config.join,
       syncIntervalMs: 2000,
+      channels: [
+        {
+          // Signed liveness of registered nodes: kept in memory (store.presence), forwarded only when new.
+          topic: PRESENCE_TOPIC,
+          validate: (data) => {
+            let p: unknown;
+            try {
+              p = JSON.parse(new TextDecoder().decode(data));
+            } catch {
+              return 'reject';
+            }
+            const node = (p as { node?: unknown }).node;
+            if (!store.views().nodes.some((n) => n.id === node)) return 'ignore'; // not registered (yet)
+            const r = store.presence.record(p);
+            if (r === 'accepted') return 'accept';
+            return r === 'stale' ? 'ignore' : 'reject';
+          },
+        },
+      ],
     });
     cleanups.push(() => p2p.stop());
     if (config.join.length > 0) await syncWithBootstrap(p2p, config.joinSyncTimeoutMs, log);
@@ -304,19 +323,32 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     cleanups.push(() => off());
     controller.start();
 
-    // Liveness: a signed heartbeat every heartbeatMs; other nodes treat a node whose last heartbeat is
-    // older than nodeTimeoutMs as gone and re-place its replicas (see the controller).
+    // Liveness: signed presence gossiped every heartbeatMs (memory only at every node); other nodes
+    // treat a node whose last presence or heartbeat is older than nodeTimeoutMs as gone and re-place
+    // its replicas (see the controller). A durable node.heartbeat op is recorded at start and every
+    // heartbeatOpMs, so the log keeps a "last seen" without one op per beat.
     const beat = () => {
+      const p = signPresence(key, 'healthy');
+      store.presence.record(p);
+      void p2p.broadcast(PRESENCE_TOPIC, new TextEncoder().encode(JSON.stringify(p)));
+    };
+    const recordBeat = () => {
       try {
         store.author(key, 'node.heartbeat', { status: 'healthy' });
       } catch (err) {
         log.warn({ err }, 'heartbeat not recorded');
       }
     };
+    recordBeat();
     beat();
     const heartbeat = setInterval(beat, config.heartbeatMs);
     heartbeat.unref();
-    cleanups.push(() => clearInterval(heartbeat));
+    const heartbeatOp = setInterval(recordBeat, config.heartbeatOpMs);
+    heartbeatOp.unref();
+    cleanups.push(() => {
+      clearInterval(heartbeat);
+      clearInterval(heartbeatOp);
+    });
     // Cleanups run last-in first-out: the controller stops reconciling, then records its replicas as stopped.
     cleanups.push(() => controller.markStopped());
     cleanups.push(() => controller.close());

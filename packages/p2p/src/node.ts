@@ -48,6 +48,19 @@ export interface P2PNodeOptions {
   maxFrameBytes?: number;
   /** Ops per sync response; default 256. */
   syncBatch?: number;
+  /**
+   * Other gossip topics (e.g. node presence): each message is passed to `validate`; `accept` forwards
+   * it to the mesh, `reject` drops it and scores the sender down, `ignore` drops it quietly.
+   * Publish on them with `broadcast`.
+   */
+  channels?: GossipChannel[];
+}
+
+export interface GossipChannel {
+  topic: string;
+  validate(data: Uint8Array, from: string): 'accept' | 'reject' | 'ignore' | Promise<'accept' | 'reject' | 'ignore'>;
+  /** Largest message, bytes; default 4 KiB. */
+  maxBytes?: number;
 }
 
 export interface SyncResult {
@@ -82,6 +95,8 @@ export interface P2PNode {
   dial(addr: string): Promise<string>;
   /** Publish an op the local store already holds (normally automatic through `onAccepted`). */
   publish(op: Op): Promise<void>;
+  /** Publish a message on one of `channels` (best effort: dropped when no peer listens yet). */
+  broadcast(topic: string, data: Uint8Array): Promise<void>;
   /** Anti-entropy with one peer: pull what it has and we lack, until caught up. */
   syncWith(peer: PeerId | string): Promise<SyncResult>;
   /** Anti-entropy with every connected peer. */
@@ -191,6 +206,35 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
   }
 
   pubsub.subscribe(topic);
+
+  const VERDICT = {
+    accept: TopicValidatorResult.Accept,
+    reject: TopicValidatorResult.Reject,
+    ignore: TopicValidatorResult.Ignore,
+  } as const;
+  for (const ch of opts.channels ?? []) {
+    const max = ch.maxBytes ?? 4096;
+    pubsub.topicValidators.set(ch.topic, async (peer, msg) => {
+      if (msg.data.length > max) return TopicValidatorResult.Reject;
+      try {
+        return VERDICT[await ch.validate(msg.data, peer.toString())];
+      } catch (err) {
+        log.debug({ err, topic: ch.topic }, 'channel validator failed');
+        return TopicValidatorResult.Ignore;
+      }
+    });
+    pubsub.subscribe(ch.topic);
+  }
+  async function broadcast(channel: string, data: Uint8Array): Promise<void> {
+    if (!(opts.channels ?? []).some((c) => c.topic === channel)) {
+      throw new Error(`Cannot broadcast on ${channel}: not a configured channel`);
+    }
+    try {
+      await pubsub.publish(channel, data);
+    } catch (err) {
+      log.debug({ err, topic: channel }, 'broadcast skipped');
+    }
+  }
 
   async function publish(op: Op): Promise<void> {
     const data = new TextEncoder().encode(JSON.stringify(op));
@@ -378,6 +422,7 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
     topicPeers: () => pubsub.getSubscribers(topic).map(String),
     dial,
     publish,
+    broadcast,
     syncWith,
     syncAll,
     async stop() {

@@ -159,3 +159,46 @@ for (const [storeName, makeHarness] of Object.entries(HARNESSES)) {
     });
   });
 }
+
+test('channels: a broadcast reaches peers that accept it; what a validator rejects is not forwarded', async () => {
+  const topic = 'formation/test-channel/1';
+  // Every message a node's validator sees, accepted or not.
+  const seen: Record<string, string[]> = { a: [], b: [], c: [] };
+  const channel = (name: string) => ({
+    topic,
+    validate: (data: Uint8Array) => {
+      const text = new TextDecoder().decode(data);
+      seen[name]?.push(text);
+      return text.startsWith('bad') ? ('reject' as const) : ('accept' as const);
+    },
+  });
+  const mk = HARNESSES.memory as () => StoreHarness;
+  const a = await startNode({ h: mk(), channels: [channel('a')] });
+  const b = await startNode({ h: mk(), channels: [channel('b')], bootstrap: a.node.multiaddrs() });
+  const c = await startNode({ h: mk(), channels: [channel('c')], bootstrap: b.node.multiaddrs() });
+  try {
+    assert.equal(c.node.peers().includes(a.node.peerId), false, 'c hears a only through b');
+    await waitFor(
+      () =>
+        a.node.libp2p.services.pubsub.getSubscribers(topic).length >= 1 &&
+        c.node.libp2p.services.pubsub.getSubscribers(topic).length >= 1,
+      5_000,
+      'channel subscriptions',
+    );
+    await a.node.broadcast(topic, new TextEncoder().encode('hello 1'));
+    await waitFor(
+      () => seen.b?.includes('hello 1') === true && seen.c?.includes('hello 1') === true,
+      5_000,
+      'hello at b and c',
+    );
+    await a.node.broadcast(topic, new TextEncoder().encode('bad 2'));
+    await a.node.broadcast(topic, new TextEncoder().encode('hello 3'));
+    await waitFor(() => seen.c?.includes('hello 3') === true, 5_000, 'hello 3 at c');
+    assert.deepEqual(seen.b, ['hello 1', 'bad 2', 'hello 3'], 'b saw all three');
+    assert.deepEqual(seen.c, ['hello 1', 'hello 3'], 'b did not forward what it rejected');
+    assert.deepEqual(seen.a, [], 'a does not see its own broadcasts');
+    await assert.rejects(a.node.broadcast('formation/other/1', new Uint8Array(1)), /not a configured channel/);
+  } finally {
+    await Promise.all([a, b, c].map((n) => n.node.stop()));
+  }
+});

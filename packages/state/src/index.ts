@@ -3,6 +3,7 @@ export * from './client.ts';
 export * from './kinds.ts';
 export * from './op.ts';
 export * from './pending.ts';
+export * from './presence.ts';
 export * from './service.ts';
 export * from './ship.ts';
 export * from './store.ts';

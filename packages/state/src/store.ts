@@ -7,6 +7,7 @@ import type { Logger } from '@formation/service';
 import { authorize, checkBody, DELEGABLE_KINDS, type DepView, instanceIdOf } from './kinds.ts';
 import { createOp, encodeOp, MAX_DEPS, MAX_OP_BYTES, OP_KINDS, type Op, type OpKind, verifyOpSignature } from './op.ts';
 import { PendingBuffer } from './pending.ts';
+import { PresenceBook } from './presence.ts';
 import { VerifyPool } from './verify-pool.ts';
 import type { Views } from './views.ts';
 import { ViewState } from './views.ts';
@@ -150,10 +151,18 @@ export class StateStore {
     return this.viewState.digest();
   }
 
-  /** All views (deterministic function of the accepted op set). */
+  /**
+   * All views: a deterministic function of the accepted op set, except that each node's `heartbeat`
+   * shows its newest gossiped presence when that is newer (`presence`; not part of `digest()`).
+   */
   views(): Views {
-    return this.viewState.views();
+    const v = this.viewState.views();
+    const nodes = this.presence.overlay(v.nodes);
+    return nodes === v.nodes ? v : { ...v, nodes };
   }
+
+  /** Liveness from gossiped presence messages (memory only). See presence.ts. */
+  readonly presence = new PresenceBook();
 
   /** The view state, for lookups (instance creates, claims, registrations). */
   get viewIndex(): ViewState {

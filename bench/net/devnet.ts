@@ -1,6 +1,8 @@
 // Devnet numbers: real formationd processes in namespaces (`form devnet up`), not in-process hosts.
 //   net.devnet_up_ms.nN           bring-up of an N-node devnet: namespaces, N daemons, all registered everywhere
 //   net.devnet_op_all_nodes_ms.nN  an op posted at node 1 until every node's state API has it (p50/p99)
+//   net.idle_ops_per_node_hour.n3  state ops an idle node adds to the log per hour (liveness is gossiped
+//                                  presence, not ops), and how fresh node 1 sees every node's liveness
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,6 +51,30 @@ export async function devnetBench(n: number, ops: number, portBase: number): Pro
     }
     report(`net.devnet_op_all_nodes_ms.n${n}.p50`, pct(lat, 50), 'ms', { ops, note: 'polled over HTTP every 5 ms' });
     report(`net.devnet_op_all_nodes_ms.n${n}.p99`, pct(lat, 99), 'ms', { ops });
+    if (n === 3) {
+      const state = serviceBase(first, 'state');
+      const count = async () =>
+        (
+          (await (
+            await fetch(`${state}/sync`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: JSON.stringify({ heads: [], limit: 10_000 }),
+            })
+          ).json()) as { ops: unknown[] }
+        ).ops.length;
+      const windowMs = 30_000;
+      const before = await count();
+      await new Promise((r) => setTimeout(r, windowMs));
+      const after = await count();
+      report('net.idle_ops_per_node_hour.n3', ((after - before) / n) * (3_600_000 / windowMs), 'ops', {
+        window_s: windowMs / 1000,
+        before_heartbeat_ops_per_node_hour: 720,
+      });
+      const nodes = (await (await fetch(`${state}/nodes`)).json()) as Array<{ heartbeat: { ts: number } | null }>;
+      const ages = nodes.map((x) => (x.heartbeat ? Date.now() - x.heartbeat.ts : Number.POSITIVE_INFINITY));
+      report('net.liveness_age_ms.n3.max', Math.max(...ages), 'ms', { note: 'presence every 5 s, seen at node 1' });
+    }
   } finally {
     await devnetDown(dir).catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });

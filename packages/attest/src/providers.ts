@@ -29,11 +29,12 @@ export const softwareProvider: TeeProvider = {
     'a report signed by a node other than the one the instance is scheduled on',
     'secrets reaching a replica whose attestation failed (the CLI seals only to attested guest keys)',
     'secrets in transit through the node API and at rest on the node (only the guest can open them)',
+    'the node operator reading /data at rest: the data disk is LUKS-encrypted with a key only attested guests receive (`form disk unlock`)',
   ],
   doesNotProtect: [
     'a malicious or compromised node/hypervisor (it can fake measurements, read guest RAM and secrets)',
     'changes the guest makes to its own disk after boot (only the boot state is measured)',
-    'data written to the instance disk (not encrypted at rest)',
+    'data written outside /data (the root disk overlay is not encrypted at rest), and rollback or corruption of /data (no integrity protection)',
   ],
 };
 

@@ -1,17 +1,8 @@
-import { EXIT } from './output.ts';
-import { buildProgram } from './program.ts';
+// Start-up cost matters here: every `form` call pays it. Node's compile cache keeps the type-stripped and
+// compiled form of our TypeScript between runs (in the OS temp dir; NODE_DISABLE_COMPILE_CACHE=1 turns it
+// off), so it is enabled before the program and its command files load.
+import { enableCompileCache } from 'node:module';
 
-const program = buildProgram();
-program.configureOutput({ outputError: (str, write) => write(str) });
-try {
-  await program.parseAsync(process.argv);
-} catch (err) {
-  const e = err as { code?: string; exitCode?: number };
-  if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') {
-    process.exitCode = EXIT.ok;
-  } else if (typeof e.code === 'string' && e.code.startsWith('commander.')) {
-    process.exitCode = EXIT.error;
-  } else {
-    throw err;
-  }
-}
+enableCompileCache();
+const { run } = await import('./run.ts');
+await run(process.argv);

@@ -1,6 +1,7 @@
-import { developerKeyPath, type KeyPair, loadKey } from '@formation/identity';
+// Loaded by every command at start: keep it light. Keys (@noble curves) and the HTTP client load when used.
+import type { KeyPair } from '@formation/identity';
 import { DEFAULT_PORTS } from '@formation/interface';
-import { ApiClient } from '@formation/service';
+import type { ApiClient } from '@formation/service/client';
 import { parseNodeUrl, readKitConfig } from './cli-config.ts';
 
 export type ServiceName = 'formnet' | 'vmm' | 'pack' | 'state';
@@ -32,6 +33,7 @@ export async function serviceUrl(service: ServiceName, nodeFlag?: string): Promi
 /** The developer key from `form kit init` (KEY_NOT_FOUND with the fix when missing). */
 export async function developerKey(): Promise<KeyPair> {
   const cfg = await readKitConfig();
+  const { developerKeyPath, loadKey } = await import('@formation/identity');
   return loadKey(cfg?.keyPath ?? developerKeyPath());
 }
 
@@ -42,5 +44,6 @@ export async function serviceClient(
 ): Promise<ApiClient> {
   const url = await serviceUrl(service, opts.node);
   const key = opts.sign === false ? undefined : await developerKey();
+  const { ApiClient } = await import('@formation/service/client');
   return new ApiClient(url, key);
 }

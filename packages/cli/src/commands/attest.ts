@@ -1,15 +1,8 @@
-import {
-  attestReplica,
-  expectedMeasurement,
-  type MeasurementInputs,
-  providers,
-  type ReplicaResult,
-  type ReplicaTarget,
-} from '@formation/attest';
+// Types only at load time: @formation/attest (Fastify, guest files) loads when an attest command runs.
+import type { MeasurementInputs, ReplicaResult, ReplicaTarget } from '@formation/attest';
 import type { KeyPair } from '@formation/identity';
 import { DEFAULT_PORTS, FormError, type FormpackManifest } from '@formation/interface';
-import { vmNameFor } from '@formation/scheduler';
-import { httpStateClient, type InstanceView } from '@formation/state';
+import type { InstanceView } from '@formation/state/client';
 import pc from 'picocolors';
 import { developerKey, serviceUrl } from '../node-client.ts';
 import { action, printJson } from '../output.ts';
@@ -47,6 +40,7 @@ export interface AttestPlan {
 }
 
 export async function planAttestation(ref: string, key: KeyPair, node?: string): Promise<AttestPlan> {
+  const { httpStateClient } = await import('@formation/state/client');
   const state = httpStateClient(await serviceUrl('state', node));
   const instance = await resolveInstance(state, ref, /^[0-9a-f]{32}$/.test(ref) ? undefined : key.address);
   let manifest: FormpackManifest | undefined;
@@ -62,6 +56,8 @@ export async function planAttestation(ref: string, key: KeyPair, node?: string):
       instance.formpackId,
     );
   }
+  const { expectedMeasurement } = await import('@formation/attest');
+  const { vmNameFor } = await import('@formation/scheduler');
   const { inputs, digest } = expectedMeasurement(manifest, instance.resources);
   const nodes = await state.nodes();
   const vmUrl = await serviceUrl('vmm', node);
@@ -92,6 +88,7 @@ function nodeVmmUrl(endpoint: string, fallback: string): string {
 }
 
 export async function attestAll(plan: AttestPlan, key: KeyPair): Promise<ReplicaResult[]> {
+  const { attestReplica } = await import('@formation/attest');
   return Promise.all(plan.targets.map((t) => attestReplica(key, t, plan.expected)));
 }
 
@@ -99,6 +96,7 @@ async function attest(ref: string, opts: AttestOptions): Promise<number> {
   const key = await developerKey();
   const plan = await planAttestation(ref, key, opts.node);
   const results = await attestAll(plan, key);
+  const { providers } = await import('@formation/attest');
   const ok = results.every((r) => r.verdict.ok);
   const used = new Set(results.map((r) => r.report?.report.provider ?? 'software'));
   const provs = providers().filter((p) => used.has(p.name));

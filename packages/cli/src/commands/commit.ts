@@ -1,8 +1,6 @@
 import { isIPv4 } from 'node:net';
 import { FormError } from '@formation/interface';
-import { vmNameFor } from '@formation/scheduler';
-import { ApiClient } from '@formation/service';
-import { httpStateClient, type InstanceView } from '@formation/state';
+import type { InstanceView } from '@formation/state/client';
 import pc from 'picocolors';
 import { developerKey, serviceUrl } from '../node-client.ts';
 import { action, printJson } from '../output.ts';
@@ -30,6 +28,7 @@ export function registerCommit({ program }: CommandContext): void {
 async function commit(ref: string, opts: { node?: string; json?: boolean }): Promise<number> {
   const t0 = Date.now();
   const key = await developerKey();
+  const { httpStateClient } = await import('@formation/state/client');
   const state = httpStateClient(await serviceUrl('state', opts.node));
   let inst: InstanceView | undefined;
   if (isIPv4(ref)) {
@@ -47,6 +46,8 @@ async function commit(ref: string, opts: { node?: string; json?: boolean }): Pro
       },
     );
   }
+  const { ApiClient } = await import('@formation/service/client');
+  const { vmNameFor } = await import('@formation/scheduler');
   const vmm = new ApiClient(await serviceUrl('vmm', opts.node), key, 600_000);
   const { vms } = await vmm.get<{ vms: Array<{ id: string; name: string; network: { ip: string } }> }>('/vms');
   const vm = vms.find((v) => v.name === vmNameFor(inst) && (!isIPv4(ref) || v.network.ip.split('/')[0] === ref));

@@ -1,18 +1,13 @@
-import {
-  attestationSummary,
-  DATA_MOUNT,
-  diskKeyPath,
-  diskStatus,
-  ensureDiskKey,
-  loadDiskKey,
-  unlockDisk,
-} from '@formation/attest';
+import { GUEST_CONTRACT } from '@formation/guest';
 import { FormError } from '@formation/interface';
 import pc from 'picocolors';
 import { developerKey } from '../node-client.ts';
 import { action, printJson } from '../output.ts';
 import type { CommandContext } from '../program.ts';
 import { attestAll, planAttestation } from './attest.ts';
+
+/** Where the guest mounts the data disk (what @formation/attest exports as DATA_MOUNT), for the help text. */
+const DATA_MOUNT: string = GUEST_CONTRACT.dataMount;
 
 interface DiskOptions {
   json?: boolean;
@@ -58,6 +53,7 @@ async function unlock(ref: string, opts: DiskOptions): Promise<number> {
     );
   }
   const results = await attestAll(plan, key);
+  const { attestationSummary, ensureDiskKey, unlockDisk } = await import('@formation/attest');
   const rows: Array<{ vm: string; node: string; attested: string; unlocked: boolean; detail: string }> = [];
   let keyInfo: { path: string; created: boolean } | null = null;
   for (const r of results) {
@@ -96,6 +92,7 @@ async function unlock(ref: string, opts: DiskOptions): Promise<number> {
 async function status(ref: string, opts: DiskOptions): Promise<number> {
   const key = await developerKey();
   const plan = await planAttestation(ref, key, opts.node);
+  const { diskKeyPath, diskStatus, loadDiskKey } = await import('@formation/attest');
   const states = await Promise.all(plan.targets.map((t) => diskStatus(key, t)));
   const haveKey = loadDiskKey(plan.instance.id) !== null;
   const rows = plan.targets.map((t, i) => ({ vm: t.vm, node: t.nodePublicKey, ...states[i] }));

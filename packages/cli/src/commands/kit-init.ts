@@ -1,6 +1,4 @@
-import { developerKeyPath, generateKeyPair, loadKey, saveKey } from '@formation/identity';
 import { FormError, formHome } from '@formation/interface';
-import { confirm, input } from '@inquirer/prompts';
 import { kitConfigPath, parseNodeUrl, readKitConfig, writeKitConfig } from '../cli-config.ts';
 import { action, printJson } from '../output.ts';
 import type { CommandContext } from '../program.ts';
@@ -35,6 +33,7 @@ Examples:
 }
 
 async function kitInit(opts: KitInitOptions): Promise<number> {
+  const { developerKeyPath, generateKeyPair, loadKey, saveKey } = await import('@formation/identity');
   const home = formHome();
   const keyPath = developerKeyPath(home);
   const interactive = !opts.yes && process.stdin.isTTY === true;
@@ -46,6 +45,7 @@ async function kitInit(opts: KitInitOptions): Promise<number> {
   let node = parseNodeUrl(opts.node ?? 'http://127.0.0.1');
   let joinFormnet = opts.joinFormnet ?? false;
   if (interactive) {
+    const { confirm, input } = await import('@inquirer/prompts');
     node = parseNodeUrl(await input({ message: 'Node to talk to', default: node }));
     joinFormnet = await confirm({
       message: 'Join formnet permanently from this machine? (otherwise `form ssh` joins for each session)',
@@ -65,6 +65,7 @@ async function kitInit(opts: KitInitOptions): Promise<number> {
   let key = existing;
   if (!key || opts.force) {
     if (existing && interactive) {
+      const { confirm } = await import('@inquirer/prompts');
       const ok = await confirm({
         message: `Replace the key of ${existing.address}? This identity is lost.`,
         default: false,

@@ -1,6 +1,5 @@
 import { FormError } from '@formation/interface';
-import { deploymentStatus, formatDeploymentStatus, isNodeHealthy } from '@formation/scheduler';
-import { httpStateClient, type InstanceView, type StateClient } from '@formation/state';
+import type { InstanceView, StateClient } from '@formation/state/client';
 import pc from 'picocolors';
 import { developerKey, serviceUrl } from '../node-client.ts';
 import { action, printJson } from '../output.ts';
@@ -69,7 +68,10 @@ export function registerManage({ noun }: CommandContext): void {
 }
 
 /** State nodes as placement sees them (to tell an instance that no node can ever hold). */
-function placementNodes(nodes: Awaited<ReturnType<StateClient['nodes']>>) {
+function placementNodes(
+  nodes: Awaited<ReturnType<StateClient['nodes']>>,
+  isNodeHealthy: typeof import('@formation/scheduler').isNodeHealthy,
+) {
   return nodes.map((n) => ({
     id: n.id,
     capacity: n.capacity,
@@ -80,7 +82,9 @@ function placementNodes(nodes: Awaited<ReturnType<StateClient['nodes']>>) {
 }
 
 async function client(opts: Common): Promise<StateClient> {
-  return httpStateClient(await serviceUrl('state', opts.node));
+  const url = await serviceUrl('state', opts.node);
+  const { httpStateClient } = await import('@formation/state/client');
+  return httpStateClient(url);
 }
 
 /** Find an instance by id, or by name among the caller's instances. */
@@ -140,7 +144,8 @@ async function getStatus(ref: string, opts: StatusOptions): Promise<number> {
   const state = await client(opts);
   const inst = await resolveInstance(state, ref, /^[0-9a-f]{32}$/.test(ref) ? undefined : await myAddress());
   const nodes = await state.nodes();
-  const s = deploymentStatus(inst, placementNodes(nodes));
+  const { deploymentStatus, formatDeploymentStatus, isNodeHealthy } = await import('@formation/scheduler');
+  const s = deploymentStatus(inst, placementNodes(nodes, isNodeHealthy));
   const names = (await state.dns()).filter((d) => d.instanceId === inst.id).map((d) => d.name);
   // Prefer <name>.<domain> (what people type) over <instance id>.<domain>.
   const domain = names.find((n) => n.startsWith(`${inst.name}.`)) ?? names[0] ?? null;
@@ -203,10 +208,11 @@ async function list(opts: Common & { all?: boolean }): Promise<number> {
     });
   }
   const nodes = await state.nodes();
+  const { deploymentStatus, isNodeHealthy } = await import('@formation/scheduler');
   const rows = (await state.instances())
     .filter((i) => !i.deleted && (!me || i.ownerAddress === me))
     .map((i) => {
-      const s = deploymentStatus(i, placementNodes(nodes));
+      const s = deploymentStatus(i, placementNodes(nodes, isNodeHealthy));
       return {
         id: i.id,
         name: i.name,

@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process';
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { FormError, formHome } from '@formation/interface';
-import { nodePaths, pidAlive, readDaemon } from '@formation/node/light';
+// Types only at load time: @formation/node/light pulls in the node's config schema (TypeBox, Fastify).
+import type * as NodeLight from '@formation/node/light';
 import pc from 'picocolors';
 import { action, printJson } from '../output.ts';
 import type { CommandContext } from '../program.ts';
@@ -50,6 +51,7 @@ export function registerNode({ noun }: CommandContext): void {
 }
 
 async function nodeUp(opts: UpOptions): Promise<number> {
+  const { nodePaths, pidAlive, readDaemon } = await import('@formation/node/light');
   const dataDir = formHome();
   const paths = nodePaths(dataDir);
   const current = await readDaemon(dataDir);
@@ -103,7 +105,7 @@ async function nodeUp(opts: UpOptions): Promise<number> {
   );
 }
 
-function printInfo(info: NonNullable<Awaited<ReturnType<typeof readDaemon>>['info']>, title: string): void {
+function printInfo(info: NonNullable<Awaited<ReturnType<typeof NodeLight.readDaemon>>['info']>, title: string): void {
   process.stdout.write(
     `${pc.green(title)} (pid ${info.pid})\n` +
       `  node:    ${info.nodeAddress}\n` +
@@ -116,6 +118,7 @@ function printInfo(info: NonNullable<Awaited<ReturnType<typeof readDaemon>>['inf
 }
 
 async function nodeDown(opts: { timeout: string }): Promise<number> {
+  const { nodePaths, pidAlive, readDaemon } = await import('@formation/node/light');
   const dataDir = formHome();
   const d = await readDaemon(dataDir);
   if (!d.running || d.pid === null) {
@@ -137,6 +140,7 @@ async function nodeDown(opts: { timeout: string }): Promise<number> {
 }
 
 async function nodeStatus(opts: { json?: boolean }): Promise<number> {
+  const { nodePaths, readDaemon } = await import('@formation/node/light');
   const dataDir = formHome();
   const d = await readDaemon(dataDir);
   if (opts.json) {

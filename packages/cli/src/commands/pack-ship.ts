@@ -1,7 +1,5 @@
 import { relative } from 'node:path';
 import { FormError } from '@formation/interface';
-import { loadSpec, PackClient } from '@formation/pack';
-import { httpStateClient, shipFormpack } from '@formation/state';
 import pc from 'picocolors';
 import { developerKey, serviceUrl } from '../node-client.ts';
 import { action, printJson } from '../output.ts';
@@ -47,6 +45,8 @@ async function ship(dir: string, opts: ShipOptions): Promise<number> {
       throw new FormError('CLI_USAGE', `Cannot use --replicas ${opts.replicas}: give a whole number from 1 to 16`);
     }
   }
+  const { loadSpec, PackClient } = await import('@formation/pack');
+  const { httpStateClient, shipFormpack } = await import('@formation/state/client');
   const { spec, dir: absDir } = await loadSpec(
     dir,
     opts.file,

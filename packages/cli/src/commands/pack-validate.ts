@@ -1,13 +1,5 @@
 import { isAbsolute, relative } from 'node:path';
-import {
-  type FormfileDiagnostic,
-  formatDiagnostics,
-  loadFormfile,
-  normalizeFormfile,
-  parseFormfile,
-  redactFormfile,
-  validateBuildContext,
-} from '@formation/formfile';
+import type { FormfileDiagnostic } from '@formation/formfile';
 import { FormError, type FormfileSpec, isFormError } from '@formation/interface';
 import pc from 'picocolors';
 import { EXIT, printError } from '../output.ts';
@@ -53,6 +45,8 @@ Examples:
 }
 
 async function packValidate(dir: string, opts: PackValidateOptions): Promise<number> {
+  const { formatDiagnostics, loadFormfile, normalizeFormfile, parseFormfile, redactFormfile, validateBuildContext } =
+    await import('@formation/formfile');
   const loaded = await loadFormfile(dir, opts.file ?? 'Formfile');
   const parsed = parseFormfile(loaded.text);
   const contextErrors = await validateBuildContext(parsed, loaded.dir, parsed.copyPositions);

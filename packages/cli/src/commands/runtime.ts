@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { FormError } from '@formation/interface';
-import { ApiClient } from '@formation/service';
+import type { ApiClient } from '@formation/service/client';
 import type { Command } from 'commander';
 import pc from 'picocolors';
 import { parseNodeUrl } from '../cli-config.ts';
@@ -17,7 +17,9 @@ interface Common {
 /** The runtime API: --node, then FORM_RUNTIME_URL, then http://127.0.0.1:8080 (seed 004's `port: :8080`). */
 async function client(opts: Common, sign = true): Promise<ApiClient> {
   const url = parseNodeUrl(opts.node ?? process.env.FORM_RUNTIME_URL ?? 'http://127.0.0.1:8080');
-  return new ApiClient(url, sign ? await developerKey() : undefined, 300_000);
+  const key = sign ? await developerKey() : undefined;
+  const { ApiClient } = await import('@formation/service/client');
+  return new ApiClient(url, key, 300_000);
 }
 
 function pairs(list: string[] | undefined, what: string): Record<string, string> {

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { putSecret } from '@formation/attest';
 import { FormError } from '@formation/interface';
 import pc from 'picocolors';
 import { developerKey } from '../node-client.ts';
@@ -46,6 +45,7 @@ async function secretPut(ref: string, name: string, opts: SecretPutOptions): Pro
   const key = await developerKey();
   const plan = await planAttestation(ref, key, opts.node);
   const results = await attestAll(plan, key);
+  const { putSecret } = await import('@formation/attest');
   const rows: Array<{ vm: string; node: string; ok: boolean; detail: string }> = [];
   for (const r of results) {
     try {

@@ -2,12 +2,14 @@ import { spawn } from 'node:child_process';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { FormError, formHome } from '@formation/interface';
-import { type FormnetSession, openFormnetSession } from '../formnet-session.ts';
+// Types only at load time: the session (WireGuard, namespaces, keys) loads when ssh/proxy runs.
+import type { FormnetSession } from '../formnet-session.ts';
 import { action } from '../output.ts';
 import type { CommandContext } from '../program.ts';
 
 /** Run `fn` with a temporary formnet session, always closing it (also on Ctrl-C / SIGTERM). */
 async function withSession<T>(node: string | undefined, fn: (s: FormnetSession) => Promise<T>): Promise<T> {
+  const { openFormnetSession } = await import('../formnet-session.ts');
   const session = await openFormnetSession({ node });
   const onSignal = () => {
     void session.close().finally(() => process.exit(130));

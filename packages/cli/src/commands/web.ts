@@ -1,6 +1,4 @@
-import { createDelegation } from '@formation/identity';
 import { DEFAULT_PORTS } from '@formation/interface';
-import { ApiClient } from '@formation/service';
 import pc from 'picocolors';
 import { parseNodeUrl, readKitConfig } from '../cli-config.ts';
 import { developerKey } from '../node-client.ts';
@@ -56,6 +54,7 @@ Examples:
 async function login(opts: LoginOptions): Promise<number> {
   const key = await developerKey();
   const base = await webUrl(opts);
+  const { ApiClient } = await import('@formation/service/client');
   const api = new ApiClient(base, key);
   const res = await api.request<{
     token: string;
@@ -67,6 +66,7 @@ async function login(opts: LoginOptions): Promise<number> {
   let canManage = false;
   if (!opts.readOnly) {
     // The dashboard made a key for this sign-in; we sign that it may act for us until the session ends.
+    const { createDelegation } = await import('@formation/identity');
     const delegation = createDelegation(key, res.delegate, res.sessionExpiresAt);
     await api.request('POST', '/api/login/delegation', { token: res.token, delegation });
     canManage = true;

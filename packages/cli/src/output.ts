@@ -38,3 +38,14 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
     }
   };
 }
+
+type CommandBody = (...args: never[]) => Promise<number | undefined>;
+
+/**
+ * `action` for a command body kept in src/actions/: its module (and what it imports) loads only when the
+ * command runs, so registering every command for `form --help` stays cheap.
+ * @example .action(lazyAction(() => import('../actions/manage.ts'), 'list'))
+ */
+export function lazyAction<K extends string, M extends { [P in K]: CommandBody }>(load: () => Promise<M>, name: K) {
+  return action(async (...args: unknown[]) => (await load())[name](...(args as never[])));
+}

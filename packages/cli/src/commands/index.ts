@@ -17,7 +17,14 @@ import { registerSecret } from './secret.ts';
 import { registerSsh } from './ssh.ts';
 import { registerWeb } from './web.ts';
 
-/** Every command file registers itself here; order is the order in `form --help`. */
+/**
+ * Every command file registers itself here; order is the order in `form --help`.
+ * Every `form` call loads all of these, so a command file holds only its commander definition and help
+ * text; the body lives in src/actions/ and loads when the command runs:
+ * `.action(lazyAction(() => import('../actions/<file>.ts'), '<function>'))`. Import heavy packages
+ * (@formation/pack, attest, node, state's index, service's index) only from actions; `npm run bench -- cli`
+ * measures the start-up.
+ */
 export const commands: Array<(ctx: CommandContext) => void> = [
   registerKitInit,
   registerPackValidate,

@@ -1,15 +1,5 @@
-import type { FormpackManifest } from '@formation/interface';
-import pc from 'picocolors';
-import { serviceUrl } from '../node-client.ts';
-import { action, printJson } from '../output.ts';
+import { lazyAction } from '../output.ts';
 import type { CommandContext } from '../program.ts';
-import { localBuilder } from './pack-build.ts';
-
-interface PackListOptions {
-  json?: boolean;
-  local?: boolean;
-  node?: string;
-}
 
 export function registerPackList({ noun }: CommandContext): void {
   noun('pack', 'Build, check and ship Formpacks')
@@ -20,36 +10,5 @@ export function registerPackList({ noun }: CommandContext): void {
     .option('--local', 'read this machine’s data directory instead of asking the node')
     .option('--node <url>', 'node to ask')
     .addHelpText('after', '\nExamples:\n  $ form pack list\n  $ form pack list --json | jq -r ".[].id"')
-    .action(action(packList));
-}
-
-async function packList(opts: PackListOptions): Promise<number> {
-  const list: FormpackManifest[] = opts.local
-    ? (await localBuilder()).list()
-    : await new (await import('@formation/pack')).PackClient(await serviceUrl('pack', opts.node)).list();
-  if (opts.json) {
-    printJson(list);
-    return 0;
-  }
-  if (list.length === 0) {
-    process.stdout.write('No Formpacks yet. Build one with `form pack build <dir>`.\n');
-    return 0;
-  }
-  const rows = list.map((m) => [
-    m.id.slice(0, 12),
-    m.name,
-    `${(m.artifacts.disk.bytes / 2 ** 20).toFixed(0)} MiB`,
-    `${m.resources.vcpu} vCPU/${m.resources.memMiB} MiB/${m.resources.diskGiB} GiB`,
-    m.createdAt.replace('T', ' ').slice(0, 19),
-    m.owner.length > 14 ? `${m.owner.slice(0, 12)}…` : m.owner,
-  ]);
-  const head = ['ID', 'NAME', 'IMAGE', 'RESOURCES', 'CREATED', 'OWNER'];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const fmt = (r: string[]) =>
-    r
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd();
-  process.stdout.write(`${pc.bold(fmt(head))}\n${rows.map(fmt).join('\n')}\n`);
-  return 0;
+    .action(lazyAction(() => import('../actions/pack-list.ts'), 'packList'));
 }

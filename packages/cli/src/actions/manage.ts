@@ -1,0 +1,219 @@
+import { FormError } from '@formation/interface';
+import type { InstanceView, StateClient } from '@formation/state/client';
+import pc from 'picocolors';
+import { developerKey, serviceUrl } from '../node-client.ts';
+import { printJson } from '../output.ts';
+
+interface Common {
+  node?: string;
+  json?: boolean;
+}
+
+interface StatusOptions extends Common {
+  attest?: boolean;
+}
+
+/** State nodes as placement sees them (to tell an instance that no node can ever hold). */
+function placementNodes(
+  nodes: Awaited<ReturnType<StateClient['nodes']>>,
+  isNodeHealthy: typeof import('@formation/scheduler').isNodeHealthy,
+) {
+  return nodes.map((n) => ({
+    id: n.id,
+    capacity: n.capacity,
+    used: { vcpu: 0, memMiB: 0, diskGiB: 0 },
+    // the same liveness rule the nodes place by: a recent heartbeat, not draining
+    healthy: isNodeHealthy(n, Date.now(), Number(process.env.FORM_NODE_TIMEOUT_MS) || 30_000),
+  }));
+}
+
+async function client(opts: Common): Promise<StateClient> {
+  const url = await serviceUrl('state', opts.node);
+  const { httpStateClient } = await import('@formation/state/client');
+  return httpStateClient(url);
+}
+
+/** Find an instance by id, or by name among the caller's instances. */
+export async function resolveInstance(state: StateClient, ref: string, owner?: string): Promise<InstanceView> {
+  if (/^[0-9a-f]{32}$/.test(ref)) {
+    const inst = await state.instance(ref);
+    if (inst) return inst;
+  }
+  const all = await state.instances();
+  const matches = all.filter(
+    (i) => !i.deleted && (i.id.startsWith(ref) || i.name === ref) && (!owner || i.ownerAddress === owner),
+  );
+  if (matches.length === 1) return matches[0] as InstanceView;
+  if (matches.length > 1) {
+    throw new FormError('CLI_USAGE', `Cannot tell which instance "${ref}" means: ${matches.length} match`, {
+      hint: `Use the id: ${matches.map((m) => m.id).join(', ')}`,
+    });
+  }
+  throw new FormError('INSTANCE_NOT_FOUND', `Cannot find instance "${ref}"`, {
+    hint: 'List yours with `form manage list`.',
+  });
+}
+
+async function myAddress(): Promise<string | undefined> {
+  try {
+    return (await developerKey()).address;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Per replica node: `ok` / `FAILED (reason)` and the data disk lock, from a fresh attestation. */
+async function attestReplicas(
+  inst: InstanceView,
+  node: string | undefined,
+): Promise<Map<string, { attested: string; ok: boolean; disk: string }>> {
+  const { attestAll, planAttestation } = await import('./attest.ts');
+  const { attestationSummary, diskStatus } = await import('@formation/attest');
+  const key = await developerKey();
+  const plan = await planAttestation(inst.id, key, node);
+  const results = await attestAll(plan, key);
+  const out = new Map<string, { attested: string; ok: boolean; disk: string }>();
+  await Promise.all(
+    results.map(async (r) => {
+      const d = await diskStatus(key, r.target);
+      out.set(r.target.nodePublicKey, {
+        attested: attestationSummary(r),
+        ok: r.verdict.ok,
+        disk: d.state === 'unknown' ? `unknown (${d.error ?? ''})` : d.state,
+      });
+    }),
+  );
+  return out;
+}
+
+/** `form manage get <what> <instance>`: only `status` so far. */
+export async function get(what: string, ref: string, opts: StatusOptions): Promise<number> {
+  if (what !== 'status') throw new FormError('CLI_USAGE', `Cannot get "${what}": only \`status\` is supported`);
+  return getStatus(ref, opts);
+}
+
+async function getStatus(ref: string, opts: StatusOptions): Promise<number> {
+  const state = await client(opts);
+  const inst = await resolveInstance(state, ref, /^[0-9a-f]{32}$/.test(ref) ? undefined : await myAddress());
+  const nodes = await state.nodes();
+  const { deploymentStatus, formatDeploymentStatus, isNodeHealthy } = await import('@formation/scheduler');
+  const s = deploymentStatus(inst, placementNodes(nodes, isNodeHealthy));
+  const names = (await state.dns()).filter((d) => d.instanceId === inst.id).map((d) => d.name);
+  // Prefer <name>.<domain> (what people type) over <instance id>.<domain>.
+  const domain = names.find((n) => n.startsWith(`${inst.name}.`)) ?? names[0] ?? null;
+  const attested = opts.attest ? await attestReplicas(inst, opts.node) : undefined;
+  const replicas = inst.replicaSet.map((r) => ({
+    node: nodes.find((n) => n.id === r.node)?.address ?? r.node,
+    state: r.state ?? 'claimed',
+    formnetIp: r.formnetIp,
+    dnsName: domain,
+    revision: r.revision,
+    reason: r.reason,
+    ...(attested
+      ? {
+          attested: attested.get(r.node)?.attested ?? 'not attested (no replica placed)',
+          disk: attested.get(r.node)?.disk ?? 'unknown',
+        }
+      : {}),
+  }));
+  const attestFailed = attested ? [...attested.values()].some((a) => !a.ok) : false;
+  if (opts.json) {
+    printJson({
+      id: inst.id,
+      name: inst.name,
+      status: s.status,
+      ...(s.reason ? { reason: s.reason } : {}),
+      running: s.running,
+      wanted: s.wanted,
+      formpackId: inst.formpackId,
+      revision: inst.revision,
+      dnsName: domain,
+      replicas,
+    });
+    return attestFailed ? 1 : 0;
+  } else {
+    const colour = s.status === 'SUCCESS' ? pc.green : s.status === 'FAILURE' ? pc.red : pc.yellow;
+    process.stdout.write(`${colour(formatDeploymentStatus(s))}\n`);
+    process.stdout.write(
+      `instance ${inst.name} (${inst.id}), ${s.running}/${s.wanted} replicas running, revision ${inst.revision}\n`,
+    );
+    if (domain) process.stdout.write(`name     ${domain}\n`);
+    for (const r of replicas) {
+      const att =
+        r.attested === undefined
+          ? ''
+          : `  attested: ${r.attested === 'ok' ? pc.green('ok') : pc.red(r.attested)}  disk: ${r.disk}`;
+      process.stdout.write(
+        `  ${r.node}  ${String(r.state).padEnd(9)} ${(r.formnetIp ?? '-').padEnd(15)} rev ${r.revision ?? '-'}${r.reason ? `  ${r.reason}` : ''}${att}\n`,
+      );
+    }
+  }
+  return attestFailed ? 1 : 0;
+}
+
+export async function list(opts: Common & { all?: boolean }): Promise<number> {
+  const state = await client(opts);
+  const me = opts.all ? undefined : await myAddress();
+  if (!opts.all && !me) {
+    throw new FormError('KEY_NOT_FOUND', 'Cannot list your instances: no developer key', {
+      hint: 'Run `form kit init`, or pass --all.',
+    });
+  }
+  const nodes = await state.nodes();
+  const { deploymentStatus, isNodeHealthy } = await import('@formation/scheduler');
+  const rows = (await state.instances())
+    .filter((i) => !i.deleted && (!me || i.ownerAddress === me))
+    .map((i) => {
+      const s = deploymentStatus(i, placementNodes(nodes, isNodeHealthy));
+      return {
+        id: i.id,
+        name: i.name,
+        status: s.status,
+        reason: s.reason ?? null,
+        replicas: `${s.running}/${s.wanted}`,
+        ips: i.replicaSet.map((r) => r.formnetIp).filter(Boolean),
+      };
+    });
+  if (opts.json) printJson(rows);
+  else if (rows.length === 0) process.stdout.write('No instances. Ship one with `form pack ship <dir>`.\n');
+  else
+    for (const r of rows)
+      process.stdout.write(`${r.id}  ${r.name.padEnd(20)} ${r.status.padEnd(8)} ${r.replicas}  ${r.ips.join(', ')}\n`);
+  return 0;
+}
+
+/** The instance, checked to be the caller's: another key gets a clear refusal before anything is sent. */
+async function ownInstance(state: StateClient, ref: string, verb: string) {
+  const key = await developerKey();
+  const inst = await resolveInstance(state, ref, /^[0-9a-f]{32}$/.test(ref) ? undefined : key.address);
+  if (inst.ownerAddress !== key.address) {
+    throw new FormError(
+      'AUTH_FORBIDDEN',
+      `Cannot ${verb} instance ${inst.name}: it belongs to ${inst.ownerAddress}, you are ${key.address}`,
+      { hint: 'Only the key that shipped an instance may change it.' },
+    );
+  }
+  return { key, inst };
+}
+
+export async function setDesired(ref: string, desired: 'running' | 'stopped', opts: Common): Promise<number> {
+  const state = await client(opts);
+  const verb = desired === 'running' ? 'start' : 'stop';
+  const { key, inst } = await ownInstance(state, ref, verb);
+  await state.author(key, 'instance.update', { instanceId: inst.id, desired });
+  if (opts.json) printJson({ ok: true, id: inst.id, desired });
+  else
+    process.stdout.write(
+      `Asked to ${verb} ${inst.name} (${inst.id}); follow it with \`form manage get status ${inst.name}\`.\n`,
+    );
+  return 0;
+}
+
+export async function remove(ref: string, opts: Common): Promise<number> {
+  const state = await client(opts);
+  const { key, inst } = await ownInstance(state, ref, 'delete');
+  await state.author(key, 'instance.delete', { instanceId: inst.id });
+  if (opts.json) printJson({ ok: true, id: inst.id, deleted: true });
+  else process.stdout.write(`Deleted instance ${inst.name} (${inst.id}); its VMs are being removed.\n`);
+  return 0;
+}

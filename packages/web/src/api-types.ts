@@ -134,7 +134,7 @@ export interface FormpackDetail extends FormpackInfo {
     init: string;
     artifacts: Record<string, ArtifactInfo>;
     formfile: Record<string, unknown>;
-    /** Launch measurement, when the builder recorded one. */
+    /** The measurement an instance of it must attest to (its own VCPU/MEM), as `sha256:<hex>`. */
     measurement: string | null;
   } | null;
   sha256s: Record<string, string>;

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { expectedMeasurement } from '@formation/attest';
 import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
 import { vmNameFor } from '@formation/scheduler';
 import { type ApiServer, createApiServer, createLogger } from '@formation/service';
@@ -109,7 +110,11 @@ describe('web BFF', () => {
         resources,
         cmdline: 'console=ttyS0',
         init: '/sbin/init',
-        artifacts: { disk: { file: 'disk.raw', sha256: 'c'.repeat(64), bytes: 1000 } },
+        artifacts: {
+          disk: { file: 'disk.raw', sha256: 'c'.repeat(64), bytes: 1000 },
+          kernel: { file: 'vmlinuz', sha256: 'e'.repeat(64), bytes: 10 },
+          initramfs: { file: 'initrd.img', sha256: 'f'.repeat(64), bytes: 10 },
+        },
       };
     });
     const vmm = await createApiServer({ name: 'vmm', logger });
@@ -284,7 +289,14 @@ describe('web BFF', () => {
     const d = one.json() as FormpackDetail;
     assert.equal(d.id, 'a'.repeat(64));
     assert.deepEqual(d.manifest?.formfile, { name: 'hello', entrypoint: ['/srv/hello'] });
-    assert.equal(d.manifest?.measurement, null);
+    // The measurement an instance must attest to, computed from the manifest as `form pack inspect` does.
+    const expected = expectedMeasurement({
+      cmdline: 'console=ttyS0',
+      resources,
+      artifacts: d.manifest?.artifacts as unknown as Parameters<typeof expectedMeasurement>[0]['artifacts'],
+    });
+    assert.equal(d.manifest?.measurement, `sha256:${expected.digest}`);
+    assert.equal(expected.inputs.kernel, 'e'.repeat(64));
     assert.deepEqual(d.instances, [{ id: aliceInst, name: 'hello' }]);
     const bobs = await web.app.inject({ method: 'GET', url: `/api/formpacks/${'b'.repeat(64)}`, headers: { cookie } });
     assert.equal(bobs.statusCode, 404);

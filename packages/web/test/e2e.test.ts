@@ -279,6 +279,10 @@ describe('web dashboard against a real node in Chromium', { skip: why || false, 
     await page.getByRole('heading', { name: 'Formfile (normalized)' }).waitFor();
     assert.match(await page.locator('pre.json').innerText(), /hello-server/);
     assert.match(await page.locator('dl.facts').innerText(), /MiB|GiB/);
+    // The measurement matches what the CLI computes from the Formpack alone.
+    const id = page.url().split('/').at(-1) as string;
+    const m = JSON.parse(ok(await form(['pack', 'inspect', id, '--measurement', '--json']))) as { digest: string };
+    assert.match(await page.locator('dl.facts').innerText(), new RegExp(`sha256:${m.digest}`));
     await page.screenshot({ path: join(shots, 'formpack.png'), fullPage: true });
     await checkA11y(page, 'the Formpack page');
   });

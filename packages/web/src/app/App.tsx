@@ -798,7 +798,13 @@ function FormpackPage({ id }: { id: string }) {
             <dt>Size</dt>
             <dd>{bytes(p.size)}</dd>
             <dt>Measurement</dt>
-            <dd>{p.manifest?.measurement ?? 'not recorded'}</dd>
+            <dd>
+              {p.manifest?.measurement ? (
+                <code>{p.manifest.measurement}</code>
+              ) : (
+                'needs the manifest (built on another node)'
+              )}
+            </dd>
             <dt>Resources</dt>
             <dd>
               {p.manifest

@@ -4,6 +4,7 @@ import { extname, join, normalize, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type {} from '@fastify/swagger';
+import { expectedMeasurement } from '@formation/attest';
 import { type DelegatedKey, type Delegation, addressOf as deriveAddress, NonceCache } from '@formation/identity';
 import { type Address, FormError, type FormpackManifest } from '@formation/interface';
 import { PackClient } from '@formation/pack';
@@ -327,7 +328,8 @@ export async function createWebService(opts: WebServiceOptions): Promise<WebServ
               init: m.init,
               artifacts: m.artifacts as unknown as Record<string, { file: string; sha256: string; bytes: number }>,
               formfile: m.formfile as unknown as Record<string, unknown>,
-              measurement: typeof m.measurement === 'string' ? m.measurement : null,
+              // What an instance of it must attest to (`form pack inspect --measurement`), from the manifest alone.
+              measurement: measurementOf(m),
             }
           : null,
         instances: instances
@@ -803,5 +805,14 @@ class Metrics {
 
   all(): MetricSample[] {
     return [...this.series.values()].flat();
+  }
+}
+
+/** `sha256:<digest>` an instance of `m` must attest to, or null when the manifest lacks what it needs. */
+function measurementOf(m: FormpackManifest): string | null {
+  try {
+    return `sha256:${expectedMeasurement(m).digest}`;
+  } catch {
+    return null;
   }
 }

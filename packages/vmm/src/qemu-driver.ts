@@ -281,6 +281,9 @@ export class QemuDriver implements HypervisorDriver {
       a.push('-netdev', `tap,id=n0,ifname=${s.network.tap},script=no,downscript=no`);
     }
     a.push('-device', `virtio-net-${bus},netdev=n0,mac=${s.network.mac}`);
+    // Entropy from the host: without it the guest's crng is not ready until ~4 s into a TCG boot, and
+    // first-boot key generation (ssh host key, the attestation key) blocks on it.
+    a.push('-object', 'rng-random,id=rng0,filename=/dev/urandom', '-device', `virtio-rng-${bus},rng=rng0`);
     a.push(
       '-device',
       `virtio-serial-${bus}`,

@@ -136,6 +136,9 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
     assert.equal(banner, 'SSH-2.0');
     const out = await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'hostname; cat /run/form/vm_id']);
     assert.equal(out.stdout, `web-1\n${vmId}\n`);
+    // The host's entropy reaches the guest (virtio-rng), so first-boot key generation does not wait.
+    const rng = await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'cat /sys/class/misc/hw_random/rng_current']);
+    assert.match(rng.stdout, /^virtio_rng/);
     let g = await call('GET', `/vms/${vmId}`);
     for (let i = 0; i < 40 && !g.body.health?.entrypoint; i++) {
       await sleep(250);

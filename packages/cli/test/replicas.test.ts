@@ -2,7 +2,8 @@
 // three VMs on three different nodes (the Formpack fetched from the building node), each answering
 // HTTP at its formnet address from every node; a file committed on one replica is read on the others;
 // a node that dies loses its replica to the fourth node (started from the latest revision), and when it
-// returns the stand-in replica is stopped. Real QEMU (TCG here), wireguard-go, namespaces.
+// returns the stand-in replica is stopped; scaling down stops a replica and shipping again with more
+// replicas brings it back. Real QEMU (TCG here), wireguard-go, namespaces.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -235,5 +236,37 @@ describe('replicas across a 4-node devnet', { skip: why || false }, () => {
     const standIn = final.replicas.find((r) => r.node === spareAddress);
     assert.equal(standIn?.state, 'stopped');
     assert.match(standIn?.reason ?? '', /no longer placed/);
+  });
+
+  test('scale: `form manage scale` to 2 stops one replica; shipping again with --replicas 3 brings it back', async () => {
+    const down = await runForm(['manage', 'scale', id, '2', '--json'], env(node1()));
+    assert.equal(down.code, 0, down.stderr);
+    assert.deepEqual(JSON.parse(down.stdout), { ok: true, id, replicas: 2, changed: true });
+    const two = await until(
+      'two running replicas',
+      async () => {
+        const x = await status();
+        return running(x).length === 2 && x.status === 'SUCCESS' ? x : undefined;
+      },
+      120_000,
+    );
+    assert.ok(two.replicas.some((r) => r.state === 'stopped' && /no longer placed/.test(r.reason ?? '')));
+    const bad = await runForm(['manage', 'scale', id, '17'], env(node1()));
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /Cannot scale to 17 replicas: give a whole number from 1 to 16/);
+
+    // The same Formpack again with another replica count scales instead of being a no-op.
+    const ship = await runForm(['pack', 'ship', example, '--replicas', '3', '--json'], env(node1()));
+    assert.equal(ship.code, 0, ship.stderr);
+    const shipped = JSON.parse(ship.stdout) as { id: string; replicas: number; created: boolean; updated: boolean };
+    assert.deepEqual([shipped.id, shipped.replicas, shipped.created, shipped.updated], [id, 3, false, true]);
+    await until(
+      'three running replicas again',
+      async () => {
+        const x = await status();
+        return running(x).length === 3 ? x : undefined;
+      },
+      240_000,
+    );
   });
 });

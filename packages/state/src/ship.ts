@@ -22,7 +22,8 @@ export interface ShipResult {
  * Publish a built Formpack (when not yet published) and create or update the instance of its name
  * owned by `key` (its delegation's owner for a dashboard session). Shared by `form pack ship` and the
  * dashboard, so both behave the same: shipping the same Formpack under the same name again returns the
- * existing instance; a changed Formpack with the same name updates that instance to it.
+ * existing instance (scaled when `replicas` differs); a changed Formpack with the same name updates
+ * that instance to it.
  */
 export async function shipFormpack(
   state: StateClient,
@@ -50,6 +51,11 @@ export async function shipFormpack(
   const base = { name: manifest.name, formpackId: manifest.id };
   const same = mine.find((i) => i.formpackId === manifest.id);
   if (!opts.new && same) {
+    // The same Formpack again is a no-op, unless it asks for another replica count: then it scales.
+    if (replicas !== undefined && replicas !== same.replicas) {
+      await state.author(key, 'instance.update', { instanceId: same.id, replicas });
+      return { ...base, id: same.id, replicas, created: false, updated: true };
+    }
     return { ...base, id: same.id, replicas: same.replicas, created: false, updated: false };
   }
   const current = mine[0];

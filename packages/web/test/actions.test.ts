@@ -189,6 +189,14 @@ describe('dashboard actions under a delegation', () => {
     const again = await act(cookie, 'POST', `/api/formpacks/${plantedId}/ship`, {});
     assert.equal(again.json().created, false, 'shipping again is a no-op, as with the CLI');
 
+    const scale = await act(cookie, 'POST', `/api/instances/${id}/replicas`, { replicas: 3 });
+    assert.equal(scale.statusCode, 200, scale.body);
+    assert.match(scale.json().message, /Asked for 3 replica\(s\) of webapp \(was 1\)/);
+    assert.equal(store.views().instances.find((i) => i.id === id)?.replicas, 3);
+    const tooMany = await act(cookie, 'POST', `/api/instances/${id}/replicas`, { replicas: 17 });
+    assert.equal(tooMany.statusCode, 400);
+    assert.equal(store.views().instances.find((i) => i.id === id)?.replicas, 3);
+
     const stop = await act(cookie, 'POST', `/api/instances/${id}/stop`);
     assert.equal(stop.statusCode, 200, stop.body);
     assert.equal(store.views().instances.find((i) => i.id === id)?.desired, 'stopped');

@@ -317,6 +317,19 @@ describe('web dashboard against a real node in Chromium', { skip: why || false, 
     await page.getByRole('button', { name: 'Start', exact: true }).click();
     await replicas.getByText('healthy').waitFor({ timeout: 180_000 });
     assert.match(await page.locator('dl.facts').innerText(), /desired: running/);
+
+    // Scale: the button is enabled only for another count; the instance records it.
+    const id = page.url().split('/').at(-1) as string;
+    const scaleBtn = page.getByRole('button', { name: 'Scale', exact: true });
+    assert.equal(await scaleBtn.isDisabled(), true);
+    await page.locator('.scale input').fill('2');
+    await scaleBtn.click();
+    await page.getByText('Asked for 2 replica(s) of hello-server (was 1)').waitFor();
+    const after = (await (await page.request.get(`${webUrl}/api/instances/${id}`)).json()) as { replicas: number };
+    assert.equal(after.replicas, 2);
+    await page.locator('.scale input').fill('1');
+    await page.getByRole('button', { name: 'Scale', exact: true }).click();
+    await page.getByText('Asked for 1 replica(s) of hello-server (was 2)').waitFor();
   });
 
   test('a --read-only session sees the commands and is refused actions', async () => {

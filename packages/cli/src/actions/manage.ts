@@ -209,6 +209,23 @@ export async function setDesired(ref: string, desired: 'running' | 'stopped', op
   return 0;
 }
 
+export async function scale(ref: string, count: string, opts: Common): Promise<number> {
+  const replicas = Number(count);
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 16) {
+    throw new FormError('CLI_USAGE', `Cannot scale to ${count} replicas: give a whole number from 1 to 16`);
+  }
+  const state = await client(opts);
+  const { key, inst } = await ownInstance(state, ref, 'scale');
+  if (inst.replicas !== replicas) await state.author(key, 'instance.update', { instanceId: inst.id, replicas });
+  if (opts.json) printJson({ ok: true, id: inst.id, replicas, changed: inst.replicas !== replicas });
+  else if (inst.replicas === replicas) process.stdout.write(`${inst.name} already has ${replicas} replica(s).\n`);
+  else
+    process.stdout.write(
+      `Asked for ${replicas} replica(s) of ${inst.name} (was ${inst.replicas}); follow it with \`form manage get status ${inst.name}\`.\n`,
+    );
+  return 0;
+}
+
 export async function remove(ref: string, opts: Common): Promise<number> {
   const state = await client(opts);
   const { key, inst } = await ownInstance(state, ref, 'delete');

@@ -2,7 +2,7 @@ import { action, lazyAction } from '../output.ts';
 import type { CommandContext } from '../program.ts';
 
 export function registerManage({ noun }: CommandContext): void {
-  const manage = noun('manage', 'Manage your instances: status, list, start, stop, delete');
+  const manage = noun('manage', 'Manage your instances: status, list, start, stop, scale, delete');
   manage
     .command('get')
     .description('Get information about an instance')
@@ -44,6 +44,15 @@ export function registerManage({ noun }: CommandContext): void {
         ),
       );
   }
+  manage
+    .command('scale')
+    .description('Change how many replicas an instance has (1-16); nodes start or stop VMs to match')
+    .argument('<instance>', 'instance id or name')
+    .argument('<replicas>', 'the new replica count')
+    .option('--node <url>', 'node to ask')
+    .option('--json', 'print { ok, id, replicas, changed } as JSON')
+    .addHelpText('after', '\nExamples:\n  $ form manage scale hello-server 3')
+    .action(lazyAction(() => import('../actions/manage.ts'), 'scale'));
   manage
     .command('delete')
     .description('Delete one of your instances (its VMs are destroyed on every node)')

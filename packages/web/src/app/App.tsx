@@ -493,6 +493,7 @@ function InstanceActions({ i, hasLocal }: { i: InstanceInfo; hasLocal: boolean }
             };
           }}
         />
+        <ScaleControl i={i} />
         <ActionButton
           label="Delete"
           danger
@@ -507,6 +508,27 @@ function InstanceActions({ i, hasLocal }: { i: InstanceInfo; hasLocal: boolean }
         <code>form manage stop|start|delete {i.name}</code>, <code>form commit {i.name}</code>.
       </p>
     </>
+  );
+}
+
+/** The replica count, with a Scale button (nodes start or stop replicas to match). */
+function ScaleControl({ i }: { i: InstanceInfo }) {
+  const [replicas, setReplicas] = useState(i.replicas);
+  return (
+    <div className="scale">
+      <label>
+        Replicas{' '}
+        <input
+          type="number"
+          min={1}
+          max={16}
+          value={replicas}
+          onChange={(e) => setReplicas(Math.max(1, Math.min(16, Number(e.target.value) || 1)))}
+          size={3}
+        />
+      </label>{' '}
+      <ActionButton label="Scale" disabled={replicas === i.replicas} run={() => api.scale(i.id, replicas)} />
+    </div>
   );
 }
 

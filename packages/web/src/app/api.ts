@@ -85,6 +85,8 @@ export const api = {
   start: (id: string) => call<ActionResult>('POST', `/api/instances/${encodeURIComponent(id)}/start`),
   stop: (id: string) => call<ActionResult>('POST', `/api/instances/${encodeURIComponent(id)}/stop`),
   remove: (id: string) => call<ActionResult>('DELETE', `/api/instances/${encodeURIComponent(id)}`),
+  scale: (id: string, replicas: number) =>
+    call<ActionResult>('POST', `/api/instances/${encodeURIComponent(id)}/replicas`, { replicas }),
   // A commit freezes the guest and copies its disk: allow it time.
   commit: (id: string) =>
     call<CommitResultInfo>('POST', `/api/instances/${encodeURIComponent(id)}/commit`, undefined, {

@@ -426,6 +426,32 @@ export async function createWebService(opts: WebServiceOptions): Promise<WebServ
     );
   }
 
+  app.post(
+    '/api/instances/:id/replicas',
+    {
+      schema: {
+        summary: 'Scale your instance: the replica count every node places by',
+        params: InstanceParams,
+        body: Type.Object({ replicas: Type.Integer({ minimum: 1, maximum: 16 }) }, { additionalProperties: false }),
+        response: ActionResponse,
+      },
+    },
+    async (req): Promise<ActionResult> => {
+      const { s, key } = manager(req);
+      const inst = ownInstance(await apis.instances(), req.params.id, s.address);
+      const { replicas } = req.body;
+      if (inst.replicas === replicas)
+        return { ok: true, id: inst.id, message: `${inst.name} already has ${replicas} replica(s)` };
+      await stateClient.author(key, 'instance.update', { instanceId: inst.id, replicas });
+      log.info({ address: s.address, instance: inst.id, replicas }, 'dashboard: scale');
+      return {
+        ok: true,
+        id: inst.id,
+        message: `Asked for ${replicas} replica(s) of ${inst.name} (was ${inst.replicas})`,
+      };
+    },
+  );
+
   app.delete(
     '/api/instances/:id',
     {

@@ -1,6 +1,17 @@
 import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+/** TCG translation cache per VM (MiB), passed as `-accel tcg,tb-size=…`; counted in the memory limit. */
+export const TCG_TB_MIB = 64;
+
+/**
+ * The memory limit of a VM's QEMU (MiB): guest RAM + QEMU's own overhead (128 MiB + a quarter of the
+ * guest RAM for page tables, device buffers, I/O) + the TCG translation cache.
+ */
+export function limitMiB(memMiB: number): number {
+  return memMiB + 128 + Math.ceil(memMiB / 4) + TCG_TB_MIB;
+}
+
 /** Outcome of applying per-VM limits. */
 export interface LimitsResult {
   applied: boolean;
@@ -16,7 +27,7 @@ const ROOT = '/sys/fs/cgroup';
  * fatal: a host without writable cgroups runs the VM unlimited and says so.
  */
 export function applyLimits(group: string, pid: number, vcpu: number, memMiB: number): LimitsResult {
-  const memBytes = (memMiB + 128 + Math.ceil(memMiB / 4)) * 1024 * 1024;
+  const memBytes = limitMiB(memMiB) * 1024 * 1024;
   const quota = vcpu * 100_000;
   try {
     if (existsSync(join(ROOT, 'cgroup.controllers'))) {

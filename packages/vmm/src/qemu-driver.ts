@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { type AccelProbe, probeAccel } from './accel.ts';
-import { applyLimits, removeLimits } from './cgroup.ts';
+import { applyLimits, removeLimits, TCG_TB_MIB } from './cgroup.ts';
 import type {
   DriverFingerprint,
   DriverVm,
@@ -240,7 +240,9 @@ export class QemuDriver implements HypervisorDriver {
       '-name',
       `guest=${s.id},debug-threads=off`,
       '-accel',
-      accel,
+      // TCG's translation cache defaults to 1 GiB and grows with every new piece of guest code run: a
+      // busy guest then outgrows the VM's memory cgroup and is OOM-killed. Bound it (the cgroup counts it).
+      accel === 'tcg' ? `tcg,tb-size=${TCG_TB_MIB}` : accel,
       '-M',
       machine,
       '-m',

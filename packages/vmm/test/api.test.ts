@@ -14,6 +14,7 @@ import {
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
 import { createLogger } from '@formation/service';
+import { limitMiB, TCG_TB_MIB } from '../src/cgroup.ts';
 import { loadVmmConfig } from '../src/config.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
 import { fixture, integrationOpts, pidsMentioning, sleep } from './helpers.ts';
@@ -139,6 +140,18 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
     // The host's entropy reaches the guest (virtio-rng), so first-boot key generation does not wait.
     const rng = await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'cat /sys/class/misc/hw_random/rng_current']);
     assert.match(rng.stdout, /^virtio_rng/);
+    // Memory stays bounded: under TCG the translation cache is capped (default 1 GiB would outgrow the
+    // cgroup and get a busy guest OOM-killed), and the cgroup limit counts it.
+    const info = await call('GET', `/vms/${vmId}`);
+    const argv = readFileSync(`/proc/${info.body.pid}/cmdline`, 'utf8').split('\0');
+    const accelArg = argv[argv.indexOf('-accel') + 1] ?? '';
+    if (accelArg.startsWith('tcg')) assert.equal(accelArg, `tcg,tb-size=${TCG_TB_MIB}`);
+    const memMiB = Number(argv[argv.indexOf('-m') + 1]);
+    const limitFile = [
+      `/sys/fs/cgroup/formation-vmm/${vmId}/memory.max`,
+      `/sys/fs/cgroup/memory/formation-vmm/${vmId}/memory.limit_in_bytes`,
+    ].find((f) => existsSync(f));
+    if (limitFile) assert.equal(Number(readFileSync(limitFile, 'utf8')), limitMiB(memMiB) * 2 ** 20);
     let g = await call('GET', `/vms/${vmId}`);
     for (let i = 0; i < 40 && !g.body.health?.entrypoint; i++) {
       await sleep(250);

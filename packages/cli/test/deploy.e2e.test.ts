@@ -229,11 +229,39 @@ describe('single-node deploy path over the real CLI', { skip: why || false, conc
       locked.replicas.map((x) => x.state),
       ['locked'],
     );
-    const again = json<{ ok: boolean; key: { created: boolean }; replicas: Array<{ detail: string }> }>(
-      await form(['disk', 'unlock', 'hello-server', '--json']),
+    // `--watch` (this machine as the key service) finds the locked replica, attests it and unlocks it
+    // with the same key: the data written before the restart is there.
+    const watcher = spawn(
+      process.execPath,
+      [join(root, 'packages/cli/bin/form.js'), 'disk', 'unlock', 'hello-server', '--watch', '1', '--json'],
+      {
+        env: { ...process.env, ...env, NO_COLOR: '1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
     );
-    assert.equal(again.key.created, false);
-    assert.match(again.replicas[0]?.detail ?? '', /\(existing data\)/);
+    let watchOut = '';
+    watcher.stdout.on('data', (d) => {
+      watchOut += d;
+    });
+    const exited = new Promise<number | null>((resolve) => watcher.on('close', (code) => resolve(code)));
+    try {
+      const deadline = Date.now() + 60_000;
+      while (!/"unlocked":true/.test(watchOut) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+      const line = watchOut.split('\n').find((l) => l.includes('"unlocked":true'));
+      assert.ok(line, `--watch unlocked nothing within 60 s: ${watchOut}`);
+      const event = JSON.parse(line) as { instance: string; unlocked: boolean; detail: string };
+      assert.equal(event.instance, id);
+      assert.match(event.detail, /\(existing data\)/);
+      const st = json<{ replicas: Array<{ state: string }> }>(await form(['disk', 'status', 'hello-server', '--json']));
+      assert.deepEqual(
+        st.replicas.map((x) => x.state),
+        ['unlocked'],
+      );
+    } finally {
+      watcher.kill('SIGINT');
+    }
+    assert.equal(await exited, 0, 'the watcher ends cleanly on Ctrl-C');
+    assert.equal(existsSync(join(home, 'keys', 'disks', `${id}.key`)), true);
   });
 
   test('another key can neither commit, stop nor delete the instance', async () => {

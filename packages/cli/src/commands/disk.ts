@@ -15,13 +15,19 @@ export function registerDisk({ noun }: CommandContext): void {
         'Failing replicas get nothing.',
     )
     .argument('<instance>', 'instance name or id')
-    .option('--json', 'print the result as JSON')
+    .option('--json', 'print the result as JSON (with --watch: one line per replica unlocked or refused)')
     .option('--node <url>', 'node to ask')
+    .option(
+      '--watch [seconds]',
+      'keep running: every interval (default 10 s) attest and unlock replicas whose disk is locked (restarts, healed or new replicas)',
+    )
     .addHelpText(
       'after',
       '\nThe key is made once (32 random bytes) and kept only here, in $FORM_HOME/keys/disks/<instance id>.key:\n' +
         'back it up — without it the data cannot be read by anyone. The disk is locked again after every\n' +
-        'restart of a replica: run this again.\n\nExamples:\n  $ form disk unlock hello-server\n  $ form disk status hello-server',
+        'restart of a replica: run this again, or keep `--watch` running where your key is (this machine\n' +
+        'is then the key service: nothing unlocks while it is off).\n\nExamples:\n  $ form disk unlock hello-server\n' +
+        '  $ form disk unlock hello-server --watch 30\n  $ form disk status hello-server',
     )
     .action(lazyAction(() => import('../actions/disk.ts'), 'unlock'));
   disk

@@ -216,7 +216,10 @@ export function registerAttestRoutes(
   opts: AttestServiceOptions & { nonces?: NonceCache | undefined },
 ): AttestService {
   const svc = new AttestService(opts);
-  const signed = requireSigner(opts.nonces ?? new NonceCache());
+  const nonces = opts.nonces ?? new NonceCache();
+  const signed = requireSigner(nonces);
+  // The lock state is only read: a dashboard session (delegated key) may ask for it too.
+  const delegable = requireSigner(nonces, { allowDelegation: true });
   const Ref = Type.Object({ ref: Type.String({ minLength: 1, maxLength: 128 }) });
   app.post(
     '/attest/vms/:ref/report',
@@ -259,7 +262,7 @@ export function registerAttestRoutes(
   app.post(
     '/attest/vms/:ref/disk',
     {
-      preHandler: signed,
+      preHandler: delegable,
       schema: {
         tags: ['attest'],
         summary: 'Lock state of the VM’s encrypted data disk (locked | unlocked | absent)',

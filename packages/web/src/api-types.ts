@@ -27,6 +27,12 @@ export interface LoginTokenResponse {
   sessionExpiresAt: number;
 }
 
+/** The encrypted data disk of this node's replica (unlocking stays with `form disk unlock`, where the key is). */
+export interface DiskInfo {
+  state: 'absent' | 'locked' | 'unlocked' | 'unknown';
+  detail: string;
+}
+
 /** The dashboard's answer to an action on an instance. */
 export interface ActionResult {
   ok: true;

@@ -7,10 +7,18 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createDelegation, type Delegation, generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
+import {
+  createDelegation,
+  type Delegation,
+  generateKeyPair,
+  type KeyPair,
+  NonceCache,
+  signRequest,
+} from '@formation/identity';
 import type { FormpackManifest } from '@formation/interface';
 import { createPackService, loadSpec } from '@formation/pack';
-import { type ApiServer, createApiServer, createLogger } from '@formation/service';
+import { vmNameFor } from '@formation/scheduler';
+import { type ApiServer, createApiServer, createLogger, requireSigner } from '@formation/service';
 import { createStateService, openStateStore, type StateStore } from '@formation/state';
 import { create as tarCreate } from 'tar';
 import { createWebService, type WebService } from '../src/index.ts';
@@ -35,6 +43,7 @@ describe('dashboard actions under a delegation', () => {
   let ctxDir = '';
   let plantedId = '';
   let bobInst = '';
+  const diskAskedBy: string[] = [];
 
   before(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'formation-web-actions-'));
@@ -79,7 +88,26 @@ describe('dashboard actions under a delegation', () => {
     mkdirSync(join(tmp, 'pack', 'formpacks', plantedId), { recursive: true });
     writeFileSync(join(tmp, 'pack', 'formpacks', plantedId, 'manifest.json'), JSON.stringify(manifest));
     const vmm = await createApiServer({ name: 'vmm', logger });
-    vmm.get('/vms', async () => ({ vms: [] }));
+    // A replica of every live instance named "webapp" runs here; its data disk is locked. The disk route
+    // checks signatures as the node's does: a delegated key may ask.
+    const live = () => store.views().instances.filter((i) => !i.deleted && i.name === 'webapp');
+    vmm.get('/vms', async () => ({
+      vms: live().map((i) => ({
+        id: `vm-${i.id.slice(0, 6)}`,
+        name: vmNameFor(i),
+        state: 'running',
+        stateReason: '',
+        ready: true,
+      })),
+    }));
+    vmm.post(
+      '/attest/vms/:ref/disk',
+      { preHandler: requireSigner(new NonceCache(), { allowDelegation: true }) },
+      async (req) => {
+        diskAskedBy.push(req.signer?.address ?? '');
+        return { state: 'locked', luks: 'yes', device: '/dev/vdb' };
+      },
+    );
     const formnet = await createApiServer({ name: 'formnet', logger });
     servers = [state, pack.app, vmm, formnet];
     const [s, p, v, f] = await Promise.all([state, vmm, formnet].map(listen)).then(async ([a, b, c]) => [
@@ -203,9 +231,10 @@ describe('dashboard actions under a delegation', () => {
     assert.equal((await act(cookie, 'POST', `/api/instances/webapp/start`)).statusCode, 200);
     assert.equal(store.views().instances.find((i) => i.id === id)?.desired, 'running');
 
-    const commit = await act(cookie, 'POST', `/api/instances/${id}/commit`);
-    assert.equal(commit.statusCode, 404, 'no replica on this node to commit');
-    assert.match(commit.json().error.message, /no replica of it runs on this node/);
+    const disk = await web.app.inject({ url: `/api/instances/${id}/disk`, headers: { cookie } });
+    assert.equal(disk.statusCode, 200, disk.body);
+    assert.deepEqual(disk.json(), { state: 'locked', detail: 'encrypted, not opened since the replica booted' });
+    assert.deepEqual(diskAskedBy, [alice.address], 'the node saw the session key acting for alice');
 
     assert.equal((await act(cookie, 'DELETE', `/api/instances/${id}`)).statusCode, 200);
     inst = store.views().instances.find((i) => i.id === id);
@@ -216,6 +245,8 @@ describe('dashboard actions under a delegation', () => {
     const ro = await signIn(alice, { readOnly: true });
     const roCookie = ro.cookie as string;
     assert.equal(ro.session.canManage, false);
+    const shipped = store.views().instances.find((i) => !i.deleted && i.name === 'webapp');
+    assert.equal(shipped, undefined, 'the first test deleted its instance');
     const r = await act(roCookie, 'POST', `/api/formpacks/${plantedId}/ship`, {});
     assert.equal(r.statusCode, 403);
     assert.match(r.json().error.message, /read-only/);

@@ -263,6 +263,9 @@ describe('web dashboard against a real node in Chromium', { skip: why || false, 
         timeout: 30_000,
       });
       assert.match(await consoleLog.innerText(), /Linux|login|hello/i);
+      // The encrypted data disk: locked since boot (nobody unlocked it), with the command that would.
+      await page.locator('p.disk', { hasText: /^locked — / }).waitFor({ timeout: 30_000 });
+      await page.locator('.command code', { hasText: 'form disk unlock hello-server --watch' }).waitFor();
       await page.screenshot({ path: join(shots, 'instance.png'), fullPage: true });
       await checkA11y(page, 'the instance page');
     },

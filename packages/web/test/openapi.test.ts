@@ -3,6 +3,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { registerAttestRoutes } from '@formation/attest';
+import { generateKeyPair } from '@formation/identity';
 import { createPackService } from '@formation/pack';
 import { createApiServer, createLogger } from '@formation/service';
 import { createStateService, openStateStore } from '@formation/state';
@@ -19,6 +21,8 @@ test("every node API call of the BFF exists in that service's OpenAPI document (
   const pack = await createPackService({ dataDir: tmp, cacheDir: join(tmp, 'cache'), logger });
   const vmm = await createApiServer({ name: 'vmm', logger });
   registerVmmRoutes(vmm, {} as VmManager); // routes only: no handler runs here
+  // formationd mounts the attestation routes on the VMM API
+  registerAttestRoutes(vmm, { nodeKey: generateKeyPair(), vmm: {} as VmManager, logger });
   try {
     const docs: Record<string, unknown> = {
       state: (await state.inject({ method: 'GET', url: '/openapi.json' })).json(),
@@ -64,7 +68,7 @@ test("every BFF path the browser client calls exists in the dashboard's own Open
       path: (m[2] as string).replace(/\$\{encodeURIComponent\(id\)\}/g, '{id}'),
       fields: [],
     }));
-    assert.ok(calls.length >= 9, `found ${calls.length} calls in api.ts`);
+    assert.ok(calls.length >= 15, `found ${calls.length} calls in api.ts`);
     for (const c of calls) assert.equal(missingInOpenApi(doc, c), undefined);
   } finally {
     await web.close();

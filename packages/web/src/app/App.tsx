@@ -449,6 +449,15 @@ function InstanceDetail({ i }: { i: InstanceInfo }) {
       <Section title="Actions">
         <InstanceActions i={i} hasLocal={hasLocal} />
       </Section>
+      <Section title="Encrypted data disk">
+        {hasLocal ? (
+          <DataDisk i={i} />
+        ) : (
+          <p>
+            No replica runs on this node: ask with <code>form disk status {i.name}</code>.
+          </p>
+        )}
+      </Section>
       <Section title="Serial console">
         {hasLocal ? <Console id={i.id} /> : <p>No replica runs on this node, so its console is not readable here.</p>}
       </Section>
@@ -529,6 +538,30 @@ function ScaleControl({ i }: { i: InstanceInfo }) {
       </label>{' '}
       <ActionButton label="Scale" disabled={replicas === i.replicas} run={() => api.scale(i.id, replicas)} />
     </div>
+  );
+}
+
+/** The lock state of this node's replica's /data, and how to unlock it (only the developer's CLI holds the key). */
+function DataDisk({ i }: { i: InstanceInfo }) {
+  const q = useQuery({ queryKey: ['disk', i.id], queryFn: () => api.disk(i.id), refetchInterval: 10_000 });
+  return (
+    <>
+      {q.isError ? <ErrorBox error={q.error} what="the data disk state" /> : null}
+      {q.data ? (
+        <p className="disk">
+          <strong className={`disk-${q.data.state}`}>{q.data.state}</strong> — {q.data.detail}
+        </p>
+      ) : null}
+      {q.data?.state === 'locked' ? (
+        <>
+          <p>
+            The key exists only where you ran <code>form disk unlock</code> (never on a node, never here). Unlock it
+            there — <code>--watch</code> keeps unlocking replicas that restart:
+          </p>
+          <Command cmd={`form disk unlock ${i.name} --watch`} label="unlock the data disk" />
+        </>
+      ) : null}
+    </>
   );
 }
 

@@ -18,6 +18,7 @@ import type {
   BuildStarted,
   CommitResultInfo,
   ConsoleInfo,
+  DiskInfo,
   FormpackDetail,
   FormpackInfo,
   InstanceInfo,
@@ -493,6 +494,41 @@ export async function createWebService(opts: WebServiceOptions): Promise<WebServ
       await stateClient.author(key, 'instance.commit', { instanceId: inst.id, revision, hash: r.sha256 });
       log.info({ address: s.address, instance: inst.id, revision }, 'dashboard: commit');
       return { instance: inst.id, revision, sha256: r.sha256, bytes: r.bytes, frozenMs: r.frozenMs };
+    },
+  );
+
+  app.get(
+    '/api/instances/:id/disk',
+    {
+      schema: {
+        summary: "Lock state of the encrypted data disk of this node's replica of your instance",
+        params: InstanceParams,
+      },
+    },
+    async (req): Promise<DiskInfo> => {
+      const s = session(req);
+      const inst = ownInstance(await apis.instances(), req.params.id, s.address);
+      const vmName = vmNameFor(inst);
+      if (!(await apis.vms()).some((v) => v.name === vmName)) {
+        return { state: 'unknown', detail: 'no replica of it runs on this node' };
+      }
+      if (!s.key) return { state: 'unknown', detail: 'a read-only session cannot ask the node (it signs nothing)' };
+      const vmm = new ApiClient(opts.urls.vmm, s.key, 15_000);
+      const d = await vmm.post<{ state: DiskInfo['state']; luks?: string; mount?: string; error?: string }>(
+        `/attest/vms/${encodeURIComponent(vmName)}/disk`,
+        {},
+      );
+      const detail =
+        d.state === 'unlocked'
+          ? `mounted at ${d.mount ?? '/data'}`
+          : d.state === 'locked'
+            ? d.luks === 'no'
+              ? 'blank: formatted at the first unlock'
+              : 'encrypted, not opened since the replica booted'
+            : d.state === 'absent'
+              ? 'this replica has no data disk'
+              : (d.error ?? 'unknown');
+      return { state: d.state, detail };
     },
   );
 

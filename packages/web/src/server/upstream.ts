@@ -39,6 +39,8 @@ export const UPSTREAM_CALLS = [
   { service: 'pack', method: 'get', path: '/builds/{buildId}', fields: ['owner'] },
   { service: 'pack', method: 'get', path: '/builds/{buildId}/log', fields: [] },
   { service: 'vmm', method: 'post', path: '/vms/{id}/commit', fields: [] },
+  // attestation routes live on the VMM API: the lock state of a replica's encrypted data disk
+  { service: 'vmm', method: 'post', path: '/attest/vms/{ref}/disk', fields: [] },
   { service: 'vmm', method: 'get', path: '/vms/{id}/console', fields: ['id', 'output'] },
   {
     service: 'formnet',

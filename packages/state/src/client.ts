@@ -1,6 +1,6 @@
 import { actingPublicKey, type KeyPair } from '@formation/identity';
-import { ApiClient } from '@formation/service';
 import { instanceIdOf } from './kinds.ts';
+import { httpStateClient as readClient } from './light-client.ts';
 import { createOp, type Op, type OpKind } from './op.ts';
 import { type ApplyResult, type StateStore, withDelegation } from './store.ts';
 import type { AllocationView, DnsRecordView, FormnetPeerView, FormpackView, InstanceView, NodeView } from './views.ts';
@@ -48,10 +48,9 @@ export function localStateClient(store: StateStore): StateClient {
 
 /** The HTTP client for a state API at `baseUrl` (e.g. http://127.0.0.1:3004). */
 export function httpStateClient(baseUrl: string): StateClient {
-  const api = new ApiClient(baseUrl);
-  const get = <T>(path: string) => api.request<T>('GET', path);
-  const post = <T>(path: string, body: unknown) => api.request<T>('POST', path, body, { sign: false });
+  // The reads and submits are the light client's (`@formation/state/client`); only `author` needs the op rules.
   const client: StateClient = {
+    ...readClient(baseUrl),
     async author(key, kind, body) {
       const ts = Date.now();
       const b = withDelegation(key, kind, body);
@@ -76,33 +75,6 @@ export function httpStateClient(baseUrl: string): StateClient {
       await client.submit(op);
       return op;
     },
-    submit: (op) => post<SubmitResult>('/ops', op),
-    applyBatch: (ops) => post<ApplyResult>('/ops/batch', { ops }),
-    heads: async () => (await get<{ heads: string[] }>('/heads')).heads,
-    digest: async () => (await get<{ digest: string }>('/digest')).digest,
-    sync: (heads, limit) => post<{ ops: Op[]; heads: string[] }>('/sync', limit ? { heads, limit } : { heads }),
-    getOp: async (hash) => {
-      try {
-        return await get<Op>(`/ops/${hash}`);
-      } catch (err) {
-        if ((err as { code?: string }).code === 'STATE_OP_NOT_FOUND') return undefined;
-        throw err;
-      }
-    },
-    nodes: () => get('/nodes'),
-    instances: () => get('/instances'),
-    instance: async (id) => {
-      try {
-        return await get<InstanceView>(`/instances/${encodeURIComponent(id)}`);
-      } catch (err) {
-        if ((err as { code?: string }).code === 'INSTANCE_NOT_FOUND') return undefined;
-        throw err;
-      }
-    },
-    formpacks: () => get('/formpacks'),
-    formnetPeers: () => get('/formnet/peers'),
-    allocations: () => get('/formnet/allocations'),
-    dns: () => get('/dns'),
   };
   return client;
 }

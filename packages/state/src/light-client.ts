@@ -1,8 +1,8 @@
 // `@formation/state/client`: what a tool that only talks to a node's state API needs (the `form` CLI),
 // without loading the store (node:sqlite, worker threads) or the op schemas (TypeBox compiled at load):
-// the HTTP client, the view and op types, and shipFormpack. The same client as `httpStateClient` from
-// `@formation/state`: reads are the same GET/POST calls; `author` (which needs the delegation and op
-// rules) loads the full client on first use.
+// the HTTP client, the view and op types, and shipFormpack. `httpStateClient` from `@formation/state` is
+// this client plus `author`; here `author` (which needs the delegation and op rules) loads that one on
+// first use.
 import type { KeyPair } from '@formation/identity';
 import { ApiClient } from '@formation/service/client';
 import type { StateClient, SubmitResult } from './client.ts';

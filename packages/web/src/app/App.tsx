@@ -346,16 +346,7 @@ function InstancesPage() {
           <label>
             Build directory <input value={dir} onChange={(e) => setDir(e.target.value)} />
           </label>
-          <label>
-            Replicas{' '}
-            <input
-              type="number"
-              min={1}
-              max={16}
-              value={replicas}
-              onChange={(e) => setReplicas(Math.max(1, Math.min(16, Number(e.target.value) || 1)))}
-            />
-          </label>
+          <ReplicasInput value={replicas} onChange={setReplicas} />
         </div>
         <Command cmd={`form pack ship ${dir || '.'} --replicas ${replicas}`} label="ship" />
       </Section>
@@ -520,22 +511,29 @@ function InstanceActions({ i, hasLocal }: { i: InstanceInfo; hasLocal: boolean }
   );
 }
 
+/** A labelled replica-count field, kept within what the state accepts (1–16). */
+function ReplicasInput({ value, onChange, size }: { value: number; onChange: (n: number) => void; size?: number }) {
+  return (
+    <label>
+      Replicas{' '}
+      <input
+        type="number"
+        min={1}
+        max={16}
+        value={value}
+        onChange={(e) => onChange(Math.max(1, Math.min(16, Number(e.target.value) || 1)))}
+        size={size}
+      />
+    </label>
+  );
+}
+
 /** The replica count, with a Scale button (nodes start or stop replicas to match). */
 function ScaleControl({ i }: { i: InstanceInfo }) {
   const [replicas, setReplicas] = useState(i.replicas);
   return (
     <div className="scale">
-      <label>
-        Replicas{' '}
-        <input
-          type="number"
-          min={1}
-          max={16}
-          value={replicas}
-          onChange={(e) => setReplicas(Math.max(1, Math.min(16, Number(e.target.value) || 1)))}
-          size={3}
-        />
-      </label>{' '}
+      <ReplicasInput value={replicas} onChange={setReplicas} size={3} />{' '}
       <ActionButton label="Scale" disabled={replicas === i.replicas} run={() => api.scale(i.id, replicas)} />
     </div>
   );
@@ -782,16 +780,7 @@ function ShipForm({ formpackId }: { formpackId: string }) {
   });
   return (
     <div className="form-row">
-      <label>
-        Replicas{' '}
-        <input
-          type="number"
-          min={1}
-          max={16}
-          value={replicas}
-          onChange={(e) => setReplicas(Math.max(1, Math.min(16, Number(e.target.value) || 1)))}
-        />
-      </label>
+      <ReplicasInput value={replicas} onChange={setReplicas} />
       <button type="button" onClick={() => ship.mutate()} disabled={ship.isPending}>
         {ship.isPending ? 'Shipping…' : 'Ship'}
       </button>

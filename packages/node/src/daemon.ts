@@ -150,7 +150,8 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
               return 'reject';
             }
             const node = (p as { node?: unknown }).node;
-            if (!store.views().nodes.some((n) => n.id === node)) return 'ignore'; // not registered (yet)
+            // not registered (yet); a direct lookup: this runs for every presence message
+            if (typeof node !== 'string' || !store.viewIndex.registrationOf(node)) return 'ignore';
             const r = store.presence.record(p);
             if (r === 'accepted') return 'accept';
             return r === 'stale' ? 'ignore' : 'reject';

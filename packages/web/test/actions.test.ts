@@ -3,7 +3,6 @@
 // e2e test builds, ships, stops and commits for real in Chromium).
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -22,14 +21,10 @@ import { type ApiServer, createApiServer, createLogger, requireSigner } from '@f
 import { createStateService, openStateStore, type StateStore } from '@formation/state';
 import { create as tarCreate } from 'tar';
 import { createWebService, type WebService } from '../src/index.ts';
+import { listen, TEST_NODE } from './helpers.ts';
 
 const logger = createLogger('silent');
 const resources = { vcpu: 1, memMiB: 512, diskGiB: 5 };
-
-async function listen(app: ApiServer): Promise<string> {
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-}
 
 describe('dashboard actions under a delegation', () => {
   const alice = generateKeyPair();
@@ -48,14 +43,7 @@ describe('dashboard actions under a delegation', () => {
   before(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'formation-web-actions-'));
     store = openStateStore({ path: ':memory:' });
-    store.author(node, 'node.register', {
-      name: 'node-test',
-      capacity: { vcpu: 4, memMiB: 4096, diskGiB: 50 },
-      endpoint: '127.0.0.1:3005',
-      p2pPeerId: 'x',
-      wgPublicKey: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
-      formnetRange: '10.129.0.0/24',
-    });
+    store.author(node, 'node.register', TEST_NODE);
     bobInst = store.author(bob, 'instance.create', {
       name: 'bobs',
       formpackId: 'b'.repeat(64),

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -11,14 +10,10 @@ import { type ApiServer, createApiServer, createLogger } from '@formation/servic
 import { createStateService, openStateStore, type StateStore } from '@formation/state';
 import type { FormpackDetail, FormpackInfo, InstanceInfo, NetworkInfo } from '../src/index.ts';
 import { createWebService, SESSION_COOKIE, type WebService } from '../src/index.ts';
+import { listen, TEST_NODE } from './helpers.ts';
 
 const logger = createLogger('silent');
 const resources = { vcpu: 1, memMiB: 512, diskGiB: 2 };
-
-async function listen(app: ApiServer): Promise<string> {
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-}
 
 /** The node APIs: a real state service, and small stand-ins for pack, VMM and formnet. */
 describe('web BFF', () => {
@@ -42,14 +37,7 @@ describe('web BFF', () => {
     writeFileSync(join(tmp, 'secret.txt'), 'do not serve');
 
     store = openStateStore({ path: ':memory:' });
-    store.author(node, 'node.register', {
-      name: 'node-test',
-      capacity: { vcpu: 4, memMiB: 4096, diskGiB: 50 },
-      endpoint: '127.0.0.1:3005',
-      p2pPeerId: 'x',
-      wgPublicKey: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
-      formnetRange: '10.129.0.0/24',
-    });
+    store.author(node, 'node.register', TEST_NODE);
     // A live node beats; status counts replicas only on nodes with a recent heartbeat.
     store.author(node, 'node.heartbeat', { status: 'healthy' });
     const fpA = 'a'.repeat(64);

@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -16,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { createLogger } from '@formation/service';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { createWebService, UPSTREAM_CALLS, type WebService } from '../src/index.ts';
+import { listen } from './helpers.ts';
 import { missingInOpenApi } from './openapi.ts';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
@@ -122,8 +122,7 @@ describe('web dashboard against a real node in Chromium', { skip: why || false, 
       staticDir: distDir,
       sampleIntervalMs: 1000,
     });
-    await web.app.listen({ host: '127.0.0.1', port: 0 });
-    webUrl = `http://127.0.0.1:${(web.app.server.address() as AddressInfo).port}`;
+    webUrl = await listen(web.app);
     profile = mkdtempSync(join(tmpdir(), 'form-web-chromium-'));
     ctx = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createLogger } from '@formation/service';
 import { createWebService } from '../src/index.ts';
+import { listen } from './helpers.ts';
 
 const formBin = fileURLToPath(new URL('../../cli/bin/form.js', import.meta.url));
 
@@ -20,8 +20,7 @@ test('`form web login` (the real CLI) gets a one-time link that opens a session 
     sampleIntervalMs: 0,
   });
   try {
-    await web.app.listen({ host: '127.0.0.1', port: 0 });
-    const url = `http://127.0.0.1:${(web.app.server.address() as AddressInfo).port}`;
+    const url = await listen(web.app);
     // The CLI runs asynchronously: this process serves the dashboard it calls.
     const run = (args: string[]) =>
       new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {

@@ -258,9 +258,13 @@ describe('web dashboard against a real node in Chromium', { skip: why || false, 
       assert.match(await replicas.innerText(), /10\.129\.\d+\.\d+/);
       // The serial console of the VM, live.
       const consoleLog = page.getByRole('log', { name: /Serial console/ });
-      await page.waitForFunction("(document.querySelector('pre.console')?.textContent ?? '').length > 200", null, {
-        timeout: 30_000,
-      });
+      // Polled from here: waitForFunction would evaluate its predicate in the page, which the page's CSP
+      // (no 'unsafe-eval') refuses whenever the first check does not already pass.
+      const consoleDeadline = Date.now() + 30_000;
+      while ((await consoleLog.innerText()).length <= 200) {
+        assert.ok(Date.now() < consoleDeadline, 'the serial console shows no boot output after 30 s');
+        await new Promise((r) => setTimeout(r, 250));
+      }
       assert.match(await consoleLog.innerText(), /Linux|login|hello/i);
       // The encrypted data disk: locked since boot (nobody unlocked it), with the command that would.
       await page.locator('p.disk', { hasText: /^locked — / }).waitFor({ timeout: 30_000 });

@@ -8,7 +8,7 @@ import { expectedMeasurement } from '@formation/attest';
 import { type DelegatedKey, type Delegation, addressOf as deriveAddress, NonceCache } from '@formation/identity';
 import { type Address, FormError, type FormpackManifest } from '@formation/interface';
 import { PackClient } from '@formation/pack';
-import { deploymentStatus, isNodeHealthy, type PlacementNode, vmNameFor } from '@formation/scheduler';
+import { deploymentStatus, placementNodesFrom, vmNameFor } from '@formation/scheduler';
 import { ApiClient, type ApiServer, createApiServer, type Logger, requireSigner } from '@formation/service';
 import { httpStateClient, type InstanceView, type NodeView, shipFormpack } from '@formation/state';
 import { Type } from '@sinclair/typebox';
@@ -736,16 +736,14 @@ function health(state: string | null): ReplicaInfo['health'] {
 }
 
 function instanceInfo(i: InstanceView, ctx: InstanceContext): InstanceInfo {
+  // the same placement input the nodes place by (a recent heartbeat, not draining; this node counts)
   const s = deploymentStatus(
     i,
-    ctx.nodes.map(
-      (n): PlacementNode => ({
-        id: n.id,
-        capacity: n.capacity,
-        used: { vcpu: 0, memMiB: 0, diskGiB: 0 },
-        // the same liveness rule the nodes place by: a recent heartbeat, not draining
-        healthy: isNodeHealthy(n, Date.now(), Number(process.env.FORM_NODE_TIMEOUT_MS) || 30_000),
-      }),
+    placementNodesFrom(
+      ctx.nodes,
+      Date.now(),
+      Number(process.env.FORM_NODE_TIMEOUT_MS) || 30_000,
+      ctx.selfNode ?? undefined,
     ),
   );
   const dnsName = ctx.dnsOf.get(i.id) ?? null;

@@ -15,6 +15,8 @@ export interface PlacementInstance {
   id: string;
   replicas: number;
   resources: Resources;
+  /** Over its owner's quota (decided by state): never placed. Absent on views that predate quotas. */
+  overQuota?: boolean | undefined;
 }
 
 function fits(n: PlacementNode, r: Resources): boolean {
@@ -25,13 +27,16 @@ function fits(n: PlacementNode, r: Resources): boolean {
   );
 }
 
+/** Why an over-quota instance runs nowhere. */
+export const OVER_QUOTA = "the instance is over its owner's quota: delete another instance or ask for a larger quota";
+
 /** Rendezvous (highest random weight) score of a node for an instance: same inputs, same order, on every node. */
 export function rendezvousScore(instanceId: string, nodeId: string): string {
   return sha256Hex(`formation-placement\n${instanceId}\n${nodeId}`);
 }
 
 /**
- * Which nodes run an instance's replicas: the healthy nodes that fit its resources, ordered by
+ * Which nodes run an instance's replicas (none when it is over quota): the healthy nodes that fit its resources, ordered by
  * rendezvous score, the first `replicas` of them (fewer when fewer fit), never two on one node.
  * Every node computes this from the same state and gets the same answer without a leader; adding or
  * removing a node moves only the replicas whose top choices changed.
@@ -39,6 +44,7 @@ export function rendezvousScore(instanceId: string, nodeId: string): string {
  * @example placeReplicas({ id, replicas: 3, resources }, nodes) // ['node-b', 'node-a', 'node-d']
  */
 export function placeReplicas(instance: PlacementInstance, nodes: readonly PlacementNode[]): string[] {
+  if (instance.overQuota ?? false) return [];
   const candidates = nodes.filter((n) => n.healthy && fits(n, instance.resources));
   return candidates
     .map((n) => ({ id: n.id, score: rendezvousScore(instance.id, n.id) }))
@@ -49,6 +55,7 @@ export function placeReplicas(instance: PlacementInstance, nodes: readonly Place
 
 /** Why an instance cannot be placed at all: the largest free resources among healthy nodes vs what it asks. */
 export function explainUnplaceable(instance: PlacementInstance, nodes: readonly PlacementNode[]): string {
+  if (instance.overQuota ?? false) return OVER_QUOTA;
   const healthy = nodes.filter((n) => n.healthy);
   if (healthy.length === 0) return 'no healthy node is available';
   const free = healthy.map((n) => ({

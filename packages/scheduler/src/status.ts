@@ -1,5 +1,5 @@
 import type { DeployStatus } from '@formation/interface';
-import { explainUnplaceable, type PlacementNode, placeReplicas } from './placement.ts';
+import { explainUnplaceable, OVER_QUOTA, type PlacementNode, placeReplicas } from './placement.ts';
 
 /** The parts of a state InstanceView that status needs (kept structural so the CLI can use it on API JSON). */
 export interface InstanceLike {
@@ -7,6 +7,8 @@ export interface InstanceLike {
   replicas: number;
   resources: { vcpu: number; memMiB: number; diskGiB: number };
   deleted: boolean;
+  /** Over its owner's quota (decided by state): runs nowhere. */
+  overQuota?: boolean | undefined;
   replicaSet: Array<{ node: string; state: string | null; reason: string | null; formnetIp: string | null }>;
 }
 
@@ -33,6 +35,7 @@ export function deploymentStatus(inst: InstanceLike, nodes: number | readonly Pl
   const down = new Set(typeof nodes === 'number' ? [] : nodes.filter((n) => !n.healthy).map((n) => n.id));
   const running = inst.replicaSet.filter((r) => r.state === 'running' && !down.has(r.node)).length;
   if (inst.deleted) return { status: 'FAILURE', reason: 'the instance was deleted', running, wanted };
+  if (inst.overQuota ?? false) return { status: 'FAILURE', reason: OVER_QUOTA, running, wanted };
   if (running >= wanted) return { status: 'SUCCESS', running, wanted };
   const failed = inst.replicaSet.filter((r) => r.state === 'failed');
   if (failed.length > 0 && failed.length + running >= wanted) {

@@ -108,3 +108,14 @@ test('deployment status counts a running replica only while its node is healthy'
   assert.equal(s.running, 1);
   assert.equal(s.status, 'PENDING');
 });
+
+test('an instance over its owner quota is placed nowhere and its status says why', async () => {
+  const { deploymentStatus } = await import('../src/index.ts');
+  const nodes = ['n1', 'n2', 'n3'].map((id) => node(id));
+  assert.equal(placeReplicas({ ...inst, overQuota: false }, nodes).length, 2);
+  assert.deepEqual(placeReplicas({ ...inst, overQuota: true }, nodes), []);
+  assert.match(explainUnplaceable({ ...inst, overQuota: true }, nodes), /over its owner's quota/);
+  const s = deploymentStatus({ ...inst, deleted: false, overQuota: true, replicaSet: [] }, nodes);
+  assert.equal(s.status, 'FAILURE');
+  assert.match(s.reason ?? '', /over its owner's quota/);
+});

@@ -54,12 +54,16 @@ export const ERROR_CODES = {
   PACK_BAD_ARCHIVE: { status: 400, fault: 'user' },
   PACK_UNKNOWN_PACKAGE: { status: 422, fault: 'user' },
   PACK_DISK_TOO_SMALL: { status: 422, fault: 'user' },
+  PACK_BAD_MANIFEST: { status: 422, fault: 'user' },
+  PACK_BAD_ARTIFACT: { status: 422, fault: 'user' },
   // vmm
   VM_NOT_FOUND: { status: 404, fault: 'user' },
   VM_BAD_STATE: { status: 409, fault: 'user' },
   VM_BUSY: { status: 409, fault: 'user' },
   VM_NO_CAPACITY: { status: 409, fault: 'user' },
   VM_IMAGE_INVALID: { status: 422, fault: 'user' },
+  VM_IMAGE_UNSAFE: { status: 422, fault: 'user' },
+  VM_BAD_ARGUMENT: { status: 400, fault: 'user' },
   VM_HYPERVISOR: { status: 500, fault: 'system' },
   QMP_ERROR: { status: 500, fault: 'system' },
   // attestation
@@ -81,6 +85,7 @@ export const ERROR_CODES = {
   // instances / network
   INSTANCE_NOT_FOUND: { status: 404, fault: 'user' },
   NET_ERROR: { status: 500, fault: 'system' },
+  NET_BAD_PEER: { status: 422, fault: 'user' },
 } as const satisfies Record<string, { status: number; fault: Fault }>;
 
 /** A stable, machine-readable error code. */

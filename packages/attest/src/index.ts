@@ -1,5 +1,6 @@
 export * from './client.ts';
 export * from './disk.ts';
+export * from './expected.ts';
 export * from './measurement.ts';
 export * from './providers.ts';
 export * from './report.ts';

@@ -1,5 +1,5 @@
 // Types only at load time: @formation/attest (Fastify, guest files) loads when an attest command runs.
-import type { MeasurementInputs, ReplicaResult, ReplicaTarget } from '@formation/attest';
+import type { ExpectedSource, MeasurementInputs, ReplicaResult, ReplicaTarget } from '@formation/attest';
 import type { KeyPair } from '@formation/identity';
 import { DEFAULT_PORTS, FormError, type FormpackManifest } from '@formation/interface';
 import type { InstanceView } from '@formation/state/client';
@@ -12,6 +12,8 @@ import { localBuilder } from './pack-build.ts';
 interface AttestOptions {
   json?: boolean;
   node?: string;
+  measurement?: string;
+  trustNodeMeasurement?: boolean;
 }
 
 /** What `form attest` and `form secret put` work from: the instance, its expected measurement, its replicas. */
@@ -19,31 +21,64 @@ export interface AttestPlan {
   instance: InstanceView;
   expected: MeasurementInputs;
   expectedDigest: string;
-  /** Where the expected values came from: this machine's own build, or the node's copy of the manifest. */
-  expectedFrom: 'local build' | 'node manifest';
+  /** Where the expected values came from (this machine's build, a pin, or the node) and what a pass is worth. */
+  source: ExpectedSource;
   targets: ReplicaTarget[];
 }
 
-export async function planAttestation(ref: string, key: KeyPair, node?: string): Promise<AttestPlan> {
+export interface PlanOptions {
+  /** `verify` (form attest, status) or `secret`: a secret or the disk key follows a pass (never on the node's word). */
+  use?: 'verify' | 'secret';
+  /** What would be sent, for the refusal message (`secret DB_PASSWORD`, `the disk key`). */
+  sending?: string;
+  /** `--measurement <hex>`: the developer's own expected digest. */
+  measurement?: string | undefined;
+  /** `--trust-node-measurement` (form attest only). */
+  trustNode?: boolean | undefined;
+}
+
+/**
+ * Resolve the instance and its expected measurement: from this machine's build of its Formpack, else
+ * from the node's manifest, which counts only when it yields the digest the developer pinned (or, for
+ * `form attest`, when they said --trust-node-measurement). For `use: 'secret'` an expectation that
+ * comes from the node alone is refused here, before any replica is contacted.
+ */
+export async function planAttestation(
+  ref: string,
+  key: KeyPair,
+  node?: string,
+  opts: PlanOptions = {},
+): Promise<AttestPlan> {
   const { httpStateClient } = await import('@formation/state/client');
   const state = httpStateClient(await serviceUrl('state', node));
   const instance = await resolveInstance(state, ref, /^[0-9a-f]{32}$/.test(ref) ? undefined : key.address);
   let manifest: FormpackManifest | undefined;
-  let expectedFrom: AttestPlan['expectedFrom'] = 'local build';
+  let from: 'local build' | 'node manifest' = 'local build';
   try {
     manifest = (await localBuilder()).get(instance.formpackId) ?? undefined;
   } catch {
     manifest = undefined;
   }
+  const { expectedMeasurement, expectedMeasurementSource, parsePinnedMeasurement } = await import('@formation/attest');
+  if (opts.measurement !== undefined) parsePinnedMeasurement(opts.measurement); // a typo fails before the network
   if (!manifest) {
-    expectedFrom = 'node manifest';
-    manifest = await new (await import('@formation/pack')).PackClient(await serviceUrl('pack', node)).get(
+    from = 'node manifest';
+    manifest = await new (await import('@formation/pack')).PackClient(await serviceUrl('pack', node), key).get(
       instance.formpackId,
     );
   }
-  const { expectedMeasurement } = await import('@formation/attest');
-  const { vmNameFor } = await import('@formation/scheduler');
   const { inputs, digest } = expectedMeasurement(manifest, instance.resources);
+  const source = expectedMeasurementSource({
+    manifest: from,
+    digests: [expectedMeasurement(manifest).digest, digest],
+    pinned: opts.measurement,
+    trustNode: opts.trustNode,
+    use: opts.use ?? 'verify',
+    instance: instance.name,
+    formpackId: instance.formpackId,
+    sending: opts.sending,
+  });
+  const { vmNameFor } = await import('@formation/scheduler');
   const nodes = await state.nodes();
   const vmUrl = await serviceUrl('vmm', node);
   const assigned = instance.replicaSet.filter((r) => r.assigned !== false);
@@ -60,7 +95,7 @@ export async function planAttestation(ref: string, key: KeyPair, node?: string):
       hint: 'Wait until `form manage get status` shows it running.',
     });
   }
-  return { instance, expected: inputs, expectedDigest: digest, expectedFrom, targets };
+  return { instance, expected: inputs, expectedDigest: digest, source, targets };
 }
 
 /** A node's VMM API from its registered p2p endpoint (host:port, every port shifted by the same offset). */
@@ -79,10 +114,16 @@ export async function attestAll(plan: AttestPlan, key: KeyPair): Promise<Replica
 
 export async function attest(ref: string, opts: AttestOptions): Promise<number> {
   const key = await developerKey();
-  const plan = await planAttestation(ref, key, opts.node);
+  const plan = await planAttestation(ref, key, opts.node, {
+    use: 'verify',
+    measurement: opts.measurement,
+    trustNode: opts.trustNodeMeasurement,
+  });
   const results = await attestAll(plan, key);
-  const { providers } = await import('@formation/attest');
-  const ok = results.every((r) => r.verdict.ok);
+  const { pinMeasurementHint, providers } = await import('@formation/attest');
+  const passed = results.every((r) => r.verdict.ok);
+  // Replicas matching a measurement the node itself supplied prove nothing: not attested, unless told to trust it.
+  const ok = passed && plan.source.counts;
   const used = new Set(results.map((r) => r.report?.report.provider ?? 'software'));
   const provs = providers().filter((p) => used.has(p.name));
   if (opts.json) {
@@ -90,7 +131,13 @@ export async function attest(ref: string, opts: AttestOptions): Promise<number> 
       instance: plan.instance.id,
       name: plan.instance.name,
       ok,
-      expected: { digest: plan.expectedDigest, inputs: plan.expected, from: plan.expectedFrom },
+      expected: {
+        digest: plan.expectedDigest,
+        inputs: plan.expected,
+        from: plan.source.from,
+        verified: plan.source.verified,
+        note: plan.source.label,
+      },
       replicas: results.map((r) => ({
         node: r.target.nodePublicKey,
         vm: r.target.vm,
@@ -111,9 +158,13 @@ export async function attest(ref: string, opts: AttestOptions): Promise<number> 
   }
   const out: string[] = [];
   out.push(`instance ${pc.bold(plan.instance.name)} (${plan.instance.id})`);
-  out.push(`expected measurement sha256:${plan.expectedDigest}  (from the ${plan.expectedFrom})`);
-  if (plan.expectedFrom === 'node manifest') {
-    out.push(pc.yellow('  note: no local build of this Formpack here; the expected values come from the node'));
+  out.push(`expected measurement sha256:${plan.expectedDigest}  (${plan.source.label})`);
+  if (!plan.source.verified) {
+    out.push(
+      pc.yellow(
+        '  note: no local build of this Formpack here and no --measurement: the expected values come from the node being attested',
+      ),
+    );
   }
   for (const r of results) {
     const head = r.verdict.ok ? pc.green('PASS') : pc.red('FAIL');
@@ -128,11 +179,20 @@ export async function attest(ref: string, opts: AttestOptions): Promise<number> 
     out.push(`  protects against: ${p.protects.join('; ')}`);
     out.push(`  does NOT protect against: ${p.doesNotProtect.join('; ')}`);
   }
-  out.push(
-    ok
-      ? pc.green(`attested: ${results.length}/${results.length} replicas match the Formpack`)
-      : pc.red(`NOT attested: ${results.filter((r) => !r.verdict.ok).length}/${results.length} replicas failed`),
-  );
+  const failed = results.filter((r) => !r.verdict.ok).length;
+  if (failed > 0) out.push(pc.red(`NOT attested: ${failed}/${results.length} replicas failed`));
+  else if (!plan.source.counts) {
+    out.push(
+      pc.red(`NOT attested: ${results.length}/${results.length} replicas match a ${plan.source.label}`),
+      `  ${pinMeasurementHint(plan.instance.formpackId)} Or accept the node's word with --trust-node-measurement.`,
+    );
+  } else if (!plan.source.verified) {
+    out.push(
+      pc.yellow(
+        `attested against the node's word: ${results.length}/${results.length} replicas match (${plan.source.label})`,
+      ),
+    );
+  } else out.push(pc.green(`attested: ${results.length}/${results.length} replicas match the Formpack`));
   process.stdout.write(`${out.join('\n')}\n`);
   return ok ? 0 : 1;
 }

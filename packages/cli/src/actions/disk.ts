@@ -7,6 +7,7 @@ import { attestAll, planAttestation } from './attest.ts';
 interface DiskOptions {
   json?: boolean;
   node?: string;
+  measurement?: string;
 }
 
 type AttestPlanOf = Awaited<ReturnType<typeof planAttestation>>;
@@ -15,7 +16,12 @@ type UnlockRow = { vm: string; node: string; attested: string; unlocked: boolean
 /** The instance's plan, refused for anyone but its owner (only the owner holds, and makes, the disk key). */
 async function ownPlan(ref: string, opts: DiskOptions) {
   const key = await developerKey();
-  const plan = await planAttestation(ref, key, opts.node);
+  // The disk key goes only to replicas attested against the developer's own measurement.
+  const plan = await planAttestation(ref, key, opts.node, {
+    use: 'secret',
+    sending: 'the disk key',
+    measurement: opts.measurement,
+  });
   if (plan.instance.ownerAddress !== key.address) {
     throw new FormError(
       'AUTH_FORBIDDEN',

@@ -9,6 +9,7 @@ interface SecretPutOptions {
   valueFile?: string;
   json?: boolean;
   node?: string;
+  measurement?: string;
 }
 
 async function readStdin(): Promise<Buffer> {
@@ -21,7 +22,11 @@ export async function secretPut(ref: string, name: string, opts: SecretPutOption
   const value = opts.valueFile ? readFileSync(opts.valueFile) : await readStdin();
   if (value.length > 512 * 1024) throw new FormError('BAD_REQUEST', 'Cannot store the secret: larger than 512 KiB');
   const key = await developerKey();
-  const plan = await planAttestation(ref, key, opts.node);
+  const plan = await planAttestation(ref, key, opts.node, {
+    use: 'secret',
+    sending: `secret ${name}`,
+    measurement: opts.measurement,
+  });
   const results = await attestAll(plan, key);
   const { putSecret } = await import('@formation/attest');
   const rows: Array<{ vm: string; node: string; ok: boolean; detail: string }> = [];

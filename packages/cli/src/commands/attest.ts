@@ -8,9 +8,23 @@ export function registerAttest({ program }: CommandContext): void {
     .argument('<instance>', 'instance name or id')
     .option('--json', 'print the verdicts as JSON')
     .option('--node <url>', 'node to ask')
+    .option(
+      '--measurement <sha256>',
+      'the expected measurement, from `form pack inspect <id> --local --measurement` where the Formpack was built',
+    )
+    .option(
+      '--trust-node-measurement',
+      'with no local build and no --measurement, accept the expected measurement the node itself serves',
+    )
     .addHelpText(
       'after',
-      '\nExit code 0 only when every replica passes.\n\nExamples:\n  $ form attest hello-server\n  $ form attest hello-server --json | jq ".replicas[].ok"',
+      '\nThe expected measurement is this machine’s build of the Formpack, or the one you pin with --measurement.\n' +
+        'Without either it would come from the node being attested, which could lie: then the verdict is\n' +
+        '"measurement from the node (unverified)" and the exit code 1 unless you pass --trust-node-measurement.\n' +
+        'Exit code 0 only when every replica passes.\n\nExamples:\n  $ form attest hello-server\n' +
+        '  $ form pack inspect 42f369fb12ec --local --measurement --json | jq -r .digest   # where it was built\n' +
+        '  $ form attest hello-server --measurement <that digest>\n' +
+        '  $ form attest hello-server --json | jq ".replicas[].ok"',
     )
     .action(lazyAction(() => import('../actions/attest.ts'), 'attest'));
 }

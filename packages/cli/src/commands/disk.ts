@@ -1,6 +1,7 @@
 import { GUEST_CONTRACT } from '@formation/guest';
 import { lazyAction } from '../output.ts';
 import type { CommandContext } from '../program.ts';
+import { MEASUREMENT_HELP } from './secret.ts';
 
 /** Where the guest mounts the data disk (what @formation/attest exports as DATA_MOUNT), for the help text. */
 const DATA_MOUNT: string = GUEST_CONTRACT.dataMount;
@@ -17,6 +18,7 @@ export function registerDisk({ noun }: CommandContext): void {
     .argument('<instance>', 'instance name or id')
     .option('--json', 'print the result as JSON (with --watch: one line per replica unlocked or refused)')
     .option('--node <url>', 'node to ask')
+    .option('--measurement <sha256>', MEASUREMENT_HELP)
     .option(
       '--watch [seconds]',
       'keep running: every interval (default 10 s) attest and unlock replicas whose disk is locked (restarts, healed or new replicas)',

@@ -1,6 +1,10 @@
 import { lazyAction } from '../output.ts';
 import type { CommandContext } from '../program.ts';
 
+export const MEASUREMENT_HELP =
+  'expected measurement when the Formpack was not built here (`form pack inspect <id> --local --measurement` ' +
+  'where it was built); without a local build or this, nothing is sent';
+
 export function registerSecret({ noun }: CommandContext): void {
   noun('secret', 'Secrets sealed to attested instances')
     .command('put')
@@ -13,9 +17,11 @@ export function registerSecret({ noun }: CommandContext): void {
     .option('--value-file <file>', 'read the value from a file (default: stdin)')
     .option('--json', 'print the result as JSON')
     .option('--node <url>', 'node to ask')
+    .option('--measurement <sha256>', MEASUREMENT_HELP)
     .addHelpText(
       'after',
-      '\nThe secret lives in guest RAM: put it again after the instance restarts (its key is new each boot).\n\n' +
+      '\nThe secret lives in guest RAM: put it again after the instance restarts (its key is new each boot).\n' +
+        'Refused unless the expected measurement is your own: a local build of the Formpack, or --measurement.\n\n' +
         'Examples:\n  $ printf %s "$DB_PASSWORD" | form secret put hello-server DB_PASSWORD\n' +
         '  $ form secret put hello-server TLS_KEY --value-file key.pem',
     )

@@ -1,10 +1,13 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KeyPair } from '@formation/identity';
-import { isNodeHealthy, type PlacementNode, placeReplicas, vmNameFor } from '@formation/scheduler';
+import { canTransitionReplica, type ReportedReplicaState, replicaStateOf } from '@formation/interface';
+import { placementNodesFrom, vmNameFor } from '@formation/scheduler';
 import type { Logger } from '@formation/service';
 import type { InstanceView, StateStore } from '@formation/state';
 import type { VmManager, VmView } from '@formation/vmm';
+import { AppliedRevisions } from './applied-revisions.ts';
+import { type Action, ipOf, myReplica, plan, planNodeStopped } from './plan.ts';
 import {
   applyRevisionToDisk,
   fetchFormpack,
@@ -33,22 +36,22 @@ export interface ControllerOptions {
   retryAfterMs?: number;
 }
 
-/** How long an entrypoint must run after boot before its replica counts as running (ms). */
-const ENTRYPOINT_SETTLE_MS = 2000;
-
-type ReplicaState = 'pending' | 'starting' | 'running' | 'stopped' | 'failed' | 'deleted';
-
 /**
  * Makes this node do what the state says: for every instance placed here it claims the replica, boots
  * a VM from the Formpack, and reports `instance.status` ops (starting, running with the formnet IP,
  * failed with a reason) as signed state ops; deleted instances lose their VM. It reads VMs by name, so
  * a restarted daemon re-attaches instead of booting duplicates.
+ *
+ * Each round is plan + execute: `plan()` (plan.ts, pure, table-tested) decides one `Action` per
+ * instance from the state view, this node's VM and its own failure timestamps; `execute()` carries it
+ * out against the VMM and the store. Reports outside the replica lifecycle are never authored.
  */
 export class InstanceController {
   private readonly o: ControllerOptions;
   private readonly log: Logger;
   private readonly busy = new Set<string>();
   private readonly failedAt = new Map<string, number>();
+  private readonly appliedRevisions: AppliedRevisions;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
@@ -57,6 +60,7 @@ export class InstanceController {
   constructor(o: ControllerOptions) {
     this.o = o;
     this.log = o.logger.child({ component: 'controller' });
+    this.appliedRevisions = new AppliedRevisions(o.dataDir);
   }
 
   start(): void {
@@ -88,12 +92,8 @@ export class InstanceController {
    * replica as running while its node is down. Started again with the node.
    */
   async markStopped(): Promise<void> {
-    const views = this.o.store.views();
-    for (const inst of views.instances) {
-      const mine = inst.replicaSet.find((r) => r.node === this.me);
-      if (!inst.deleted && (mine?.state === 'running' || mine?.state === 'starting')) {
-        await this.report(inst, 'stopped', undefined, 'its node was stopped');
-      }
+    for (const inst of planNodeStopped(this.o.store.views().instances, this.me)) {
+      await this.report(inst, 'stopped', undefined, 'its node was stopped');
     }
   }
 
@@ -107,45 +107,6 @@ export class InstanceController {
     return this.o.nodeKey.publicKey;
   }
 
-  /**
-   * Nodes as placement sees them. Healthy = this node, or a node whose last heartbeat is recent
-   * (within nodeTimeoutMs) and not draining: a node that stopped beating loses its replicas to others.
-   */
-  private placementNodes(): PlacementNode[] {
-    const views = this.o.store.views();
-    const timeout = this.o.nodeTimeoutMs ?? 30_000;
-    const now = Date.now();
-    return views.nodes.map((n) => ({
-      id: n.id,
-      capacity: n.capacity,
-      used: { vcpu: 0, memMiB: 0, diskGiB: 0 },
-      healthy: isNodeHealthy(n, now, timeout, this.me),
-    }));
-  }
-
-  /** Applied revisions per VM id (a replica that fetched a commit rather than making it). */
-  private appliedFile(): string | null {
-    return this.o.dataDir ? join(this.o.dataDir, 'node', 'applied-revisions.json') : null;
-  }
-
-  private applied(): Record<string, { revision: number; sha256: string }> {
-    const f = this.appliedFile();
-    if (!f || !existsSync(f)) return {};
-    try {
-      return JSON.parse(readFileSync(f, 'utf8')) as Record<string, { revision: number; sha256: string }>;
-    } catch {
-      return {};
-    }
-  }
-
-  private recordApplied(vmId: string, revision: number, sha256: string): void {
-    const f = this.appliedFile();
-    if (!f) return;
-    const all = this.applied();
-    all[vmId] = { revision, sha256 };
-    writeFileSync(f, `${JSON.stringify(all, null, 2)}\n`);
-  }
-
   /** Other nodes' service URLs, those listed in `prefer` first. */
   private peerUrls(service: 'pack' | 'formnet', prefer: string[] = []): string[] {
     const nodes = this.o.store.views().nodes.filter((n) => n.id !== this.me);
@@ -153,61 +114,77 @@ export class InstanceController {
     return nodes.map((n) => peerServiceUrl(n, service, this.o.peerApiHost)).filter((u): u is string => !!u);
   }
 
+  /** One round: for every instance, plan what to do here (pure, `plan.ts`), then do it. */
   async reconcile(): Promise<void> {
     const views = this.o.store.views();
-    const nodes = this.placementNodes();
+    const now = Date.now();
+    const nodes = placementNodesFrom(views.nodes, now, this.o.nodeTimeoutMs ?? 30_000, this.me);
     const vms = this.o.vmm.list();
     for (const inst of views.instances) {
-      if (this.busy.has(inst.id)) continue;
       const vm = vms.find((v) => v.name === vmNameFor(inst));
-      const mine = inst.replicaSet.find((r) => r.node === this.me);
-      if (inst.deleted) {
-        if (vm) await this.guard(inst.id, () => this.remove(inst, vm));
-        else if (mine && mine.state !== 'deleted') await this.report(inst, 'deleted');
-        continue;
-      }
-      const placed = placeReplicas(inst, nodes).includes(this.me);
-      if (!placed) {
-        // Not (or no longer) one of this instance's nodes, e.g. its usual node came back after this
-        // one stood in for it: the surplus replica goes, and says so.
-        if (vm) await this.guard(inst.id, () => this.remove(inst, vm));
-        else if (mine && (mine.state === 'running' || mine.state === 'starting' || mine.state === 'failed'))
-          await this.report(inst, 'stopped', undefined, 'replica moved: this node is no longer placed for it');
-        continue;
-      }
-      if (!mine) {
-        await this.author('instance.claim', { instanceId: inst.id, node: this.me });
-        continue;
-      }
-      if (vm && vm.source.kind === 'formpack' && vm.source.id !== inst.formpackId) {
-        // Shipped a new Formpack under the same name: replace the VM with one of the new Formpack.
-        await this.guard(inst.id, () => this.o.vmm.destroy(vm.id));
-        continue;
-      }
-      if (inst.desired === 'stopped') {
-        if (vm && (vm.state === 'running' || vm.state === 'paused')) {
-          await this.guard(inst.id, async () => {
-            await this.o.vmm.stop(vm.id);
-            await this.report(inst, 'stopped');
-          });
-        } else if (mine.state !== 'stopped') await this.report(inst, 'stopped');
-        continue;
-      }
-      if (vm && (vm.state === 'stopped' || vm.state === 'created' || vm.state === 'crashed')) {
-        // Desired running but the VM is down (started again by its owner, the node restarted, or it
-        // crashed): boot the same VM, so its disk keeps what was written and committed. Back off on failure.
-        const failed = this.failedAt.get(inst.id);
-        if (failed && Date.now() - failed < (this.o.retryAfterMs ?? 60_000)) continue;
-        void this.guard(inst.id, () => this.restartVm(inst, vm));
-        continue;
-      }
-      if (!vm) {
-        const failed = this.failedAt.get(inst.id);
-        if (failed && Date.now() - failed < (this.o.retryAfterMs ?? 60_000)) continue;
+      const action = plan({
+        instance: inst,
+        me: this.me,
+        nodes,
+        vm,
+        now: Date.now(),
+        busy: this.busy.has(inst.id),
+        failedAt: this.failedAt.get(inst.id),
+        retryAfterMs: this.o.retryAfterMs ?? 60_000,
+        revisionFailedAt: this.failedAt.get(`rev:${inst.id}`),
+        applied: vm && inst.revision > 0 && !inst.deleted ? this.appliedRevisions.get(vm.id) : undefined,
+        hasEntrypoint: !inst.deleted && vm !== undefined && this.hasEntrypoint(inst.formpackId),
+        canFetchRevisions: this.o.dataDir !== undefined,
+      });
+      await this.execute(inst, action);
+    }
+  }
+
+  /** Carry out one planned action. Boots, restarts and revision swaps run in the background (guarded). */
+  private async execute(inst: InstanceView, a: Action): Promise<void> {
+    switch (a.kind) {
+      case 'nothing':
+        return;
+      case 'claim':
+        return this.author('instance.claim', { instanceId: inst.id, node: this.me });
+      case 'report':
+        return this.report(inst, a.state, a.formnetIp, a.reason, a.revision);
+      case 'remove':
+        return this.guard(inst.id, async () => {
+          await this.o.vmm.destroy(a.vmId);
+          this.log.info({ instance: inst.id, vm: a.vmId }, 'instance vm removed');
+          await this.report(inst, a.report, undefined, a.reason);
+        });
+      case 'replace-formpack':
+        return this.guard(inst.id, () => this.o.vmm.destroy(a.vmId));
+      case 'stop':
+        return this.guard(inst.id, async () => {
+          await this.o.vmm.stop(a.vmId);
+          await this.report(inst, 'stopped', undefined, a.reason);
+        });
+      case 'restart':
+        void this.guard(inst.id, () => this.restartVm(inst, a.vmId));
+        return;
+      case 'boot':
         void this.guard(inst.id, () => this.boot(inst));
-        continue;
+        return;
+      case 'apply-revision':
+        void this.guard(inst.id, () => this.applyRevision(inst, a.vmId));
+        return;
+      case 'fail-entrypoint': {
+        const log = await this.entrypointLog(a.vmId);
+        return this.fail(
+          inst,
+          `the entrypoint keeps exiting (code ${a.code}, ${a.restarts} restarts)${log ? `: ${log}` : ''}`,
+        );
       }
-      await this.observe(inst, vm);
+      case 'check-health':
+        await this.o.vmm.checkHealth().catch(() => undefined);
+        return;
+      default: {
+        const never: never = a;
+        throw new Error(`unknown action ${JSON.stringify(never)}`);
+      }
     }
   }
 
@@ -275,7 +252,7 @@ export class InstanceController {
       );
       if (revisionFile && this.o.dataDir) {
         await applyRevisionToDisk(join(this.o.dataDir, 'vms', vm.id, 'qemu', 'disk.qcow2'), revisionFile);
-        this.recordApplied(vm.id, inst.revision, inst.revisionHash as string);
+        this.appliedRevisions.record(vm.id, inst.revision, inst.revisionHash as string);
         vm = await this.o.vmm.start(vm.id);
       }
     } catch (err) {
@@ -294,60 +271,8 @@ export class InstanceController {
     this.kick();
   }
 
-  /** Keep the reported status in line with the VM: ready -> running, crashed -> failed (with why). */
-  private async observe(inst: InstanceView, vm: VmView): Promise<void> {
-    const mine = inst.replicaSet.find((r) => r.node === this.me);
-    const ip = ipOf(vm);
-    if (vm.ready && (vm.state === 'running' || vm.state === 'paused')) {
-      const ep = vm.health?.entrypoint;
-      if (ep?.status === 'exited' && ep.restarts >= 3) {
-        if (mine?.state !== 'failed') {
-          const log = await this.entrypointLog(vm);
-          await this.fail(
-            inst,
-            `the entrypoint keeps exiting (code ${ep.code}, ${ep.restarts} restarts)${log ? `: ${log}` : ''}`,
-          );
-        }
-        return;
-      }
-      // Running means the app runs, not only the VM: with an ENTRYPOINT, wait until the guest reports
-      // it running without having restarted (a crash loop ends as FAILURE above instead).
-      // "Running" must hold for a moment: a crashing entrypoint looks running right after boot.
-      if (this.hasEntrypoint(inst.formpackId) && mine?.state !== 'running') {
-        const readyAt = Date.parse(vm.readyAt ?? '') || Date.now();
-        const checkedAt = Date.parse(vm.health?.checkedAt ?? '') || 0;
-        const stable = ep?.status === 'running' && ep.restarts === 0 && checkedAt - readyAt >= ENTRYPOINT_SETTLE_MS;
-        if (!stable) {
-          if (Date.now() - readyAt >= ENTRYPOINT_SETTLE_MS && checkedAt - readyAt < ENTRYPOINT_SETTLE_MS) {
-            await this.o.vmm.checkHealth().catch(() => undefined);
-          }
-          return;
-        }
-      }
-      // The replica is at the instance's revision when its own disk produced that commit, or when it
-      // fetched and applied it. Otherwise it fetches the revision from a replica that is at it.
-      const applied = this.applied()[vm.id];
-      const atRevision =
-        inst.revision === 0 ||
-        vm.revisions.some((r) => r.sha256 === inst.revisionHash) ||
-        applied?.sha256 === inst.revisionHash;
-      if (!atRevision && inst.revisionHash && this.o.dataDir) {
-        const failed = this.failedAt.get(`rev:${inst.id}`);
-        if (!failed || Date.now() - failed > 10_000) {
-          void this.guard(inst.id, () => this.applyRevision(inst, vm));
-          return;
-        }
-      }
-      const revision = atRevision ? inst.revision : (applied?.revision ?? mine?.revision ?? 0);
-      if (mine?.state !== 'running' || mine.formnetIp !== ip || mine.revision !== revision) {
-        await this.report(inst, 'running', ip, undefined, revision);
-      }
-      return;
-    }
-  }
-
   /** Bring this replica to the instance's committed revision: fetch (verified), stop, swap the overlay, start. */
-  private async applyRevision(inst: InstanceView, vm: VmView): Promise<void> {
+  private async applyRevision(inst: InstanceView, vmId: string): Promise<void> {
     const dataDir = this.o.dataDir as string;
     const hash = inst.revisionHash as string;
     const at = inst.replicaSet.filter((r) => r.revision === inst.revision && r.node !== this.me).map((r) => r.node);
@@ -368,11 +293,11 @@ export class InstanceController {
     const t0 = Date.now();
     await this.report(inst, 'starting', undefined, `applying revision ${inst.revision}`);
     try {
-      await this.o.vmm.stop(vm.id);
-      await applyRevisionToDisk(join(dataDir, 'vms', vm.id, 'qemu', 'disk.qcow2'), file);
-      this.recordApplied(vm.id, inst.revision, hash);
-      await this.o.vmm.start(vm.id);
-      const ready = await this.o.vmm.waitReady(vm.id, this.o.readyTimeoutMs ?? 180_000);
+      await this.o.vmm.stop(vmId);
+      await applyRevisionToDisk(join(dataDir, 'vms', vmId, 'qemu', 'disk.qcow2'), file);
+      this.appliedRevisions.record(vmId, inst.revision, hash);
+      await this.o.vmm.start(vmId);
+      const ready = await this.o.vmm.waitReady(vmId, this.o.readyTimeoutMs ?? 180_000);
       this.log.info({ instance: inst.id, revision: inst.revision, ms: Date.now() - t0 }, 'revision applied');
       await this.report(inst, 'running', ipOf(ready), undefined, inst.revision);
       const keep = new Set(
@@ -388,11 +313,11 @@ export class InstanceController {
     }
   }
 
-  private async restartVm(inst: InstanceView, vm: VmView): Promise<void> {
+  private async restartVm(inst: InstanceView, vmId: string): Promise<void> {
     await this.report(inst, 'starting');
     try {
-      await this.o.vmm.start(vm.id);
-      await this.o.vmm.waitReady(vm.id, this.o.readyTimeoutMs ?? 180_000);
+      await this.o.vmm.start(vmId);
+      await this.o.vmm.waitReady(vmId, this.o.readyTimeoutMs ?? 180_000);
       // `observe` reports running once the entrypoint has settled.
       this.kick();
     } catch (err) {
@@ -402,12 +327,14 @@ export class InstanceController {
 
   private readonly entrypoints = new Map<string, boolean>();
 
-  /** Whether a Formpack defines an ENTRYPOINT (read once from its manifest). */
+  /** Whether a Formpack defines an ENTRYPOINT (read once from its manifest, once it is here). */
   private hasEntrypoint(formpackId: string): boolean {
     let has = this.entrypoints.get(formpackId);
     if (has === undefined) {
+      const manifest = join(this.o.formpacksDir, formpackId, 'manifest.json');
+      if (!existsSync(manifest)) return false;
       try {
-        const m = JSON.parse(readFileSync(join(this.o.formpacksDir, formpackId, 'manifest.json'), 'utf8')) as {
+        const m = JSON.parse(readFileSync(manifest, 'utf8')) as {
           formfile?: { entrypoint?: unknown };
         };
         has = Boolean(m.formfile?.entrypoint);
@@ -419,20 +346,13 @@ export class InstanceController {
     return has;
   }
 
-  private async entrypointLog(vm: VmView): Promise<string> {
+  private async entrypointLog(vmId: string): Promise<string> {
     try {
-      const r = await this.o.vmm.exec(vm.id, '/bin/sh', ['-c', 'tail -n 5 /var/log/form/entrypoint.log'], 5000);
+      const r = await this.o.vmm.exec(vmId, '/bin/sh', ['-c', 'tail -n 5 /var/log/form/entrypoint.log'], 5000);
       return r.stdout.trim().split('\n').join(' | ').slice(0, 300);
     } catch {
       return '';
     }
-  }
-
-  private async remove(inst: InstanceView, vm: VmView): Promise<void> {
-    await this.o.vmm.destroy(vm.id);
-    this.log.info({ instance: inst.id, vm: vm.id }, 'instance vm removed');
-    if (inst.deleted) await this.report(inst, 'deleted');
-    else await this.report(inst, 'stopped', undefined, 'replica moved: this node is no longer placed for it');
   }
 
   private async fail(inst: InstanceView, reason: string): Promise<void> {
@@ -443,12 +363,18 @@ export class InstanceController {
 
   private async report(
     inst: InstanceView,
-    state: ReplicaState,
+    state: ReportedReplicaState,
     formnetIp?: string,
     reason?: string,
     revision?: number,
   ): Promise<void> {
-    const mine = inst.replicaSet.find((r) => r.node === this.me);
+    const mine = myReplica(inst, this.me);
+    const from = mine ? replicaStateOf(mine.state) : 'claimed';
+    if (!canTransitionReplica(from, state)) {
+      // State would refuse the op (the replica lifecycle is closed): say so here instead of authoring it.
+      this.log.warn({ instance: inst.id, from, to: state }, 'replica state change not allowed, not reported');
+      return;
+    }
     const body: Record<string, unknown> = {
       instanceId: inst.id,
       node: this.me,
@@ -467,9 +393,4 @@ export class InstanceController {
       this.log.error({ err, kind }, 'could not record op');
     }
   }
-}
-
-function ipOf(vm: VmView): string | undefined {
-  const ip = vm.network.ip?.split('/')[0];
-  return ip && /^\d+\.\d+\.\d+\.\d+$/.test(ip) && vm.network.mode === 'tap' ? ip : undefined;
 }

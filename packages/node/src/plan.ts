@@ -1,0 +1,185 @@
+import type { ReportedReplicaState } from '@formation/interface';
+import { type PlacementNode, placeReplicas } from '@formation/scheduler';
+import type { InstanceView, ReplicaView } from '@formation/state';
+import type { VmView } from '@formation/vmm';
+
+/** How long an entrypoint must run after boot before its replica counts as running (ms). */
+export const ENTRYPOINT_SETTLE_MS = 2000;
+/** How long to wait before fetching a revision again after a failed fetch or apply (ms). */
+export const REVISION_RETRY_MS = 10_000;
+/** Why a replica that is no longer placed here stops. */
+export const MOVED = 'replica moved: this node is no longer placed for it';
+/** Why a replica of an instance over its owner's quota stops. */
+export const OVER_QUOTA_STOP = "the instance is over its owner's quota";
+
+/** An instance as planning reads it: the state view, with `overQuota` once state sets it. */
+export type PlanInstance = InstanceView & { overQuota?: boolean | undefined };
+
+/** Everything one decision about one instance on this node depends on. No I/O behind any of it. */
+export interface PlanInput {
+  instance: PlanInstance;
+  /** This node's public key. */
+  me: string;
+  /** The placement input (`placementNodesFrom`), built once per round. */
+  nodes: readonly PlacementNode[];
+  /** This node's VM of the instance (found by `vmNameFor`), if any. */
+  vm: VmView | undefined;
+  now: number;
+  /** An action on this instance is still running on this node. */
+  busy?: boolean;
+  /** When booting or starting its VM last failed here (ms), and how long to wait before trying again. */
+  failedAt?: number | undefined;
+  retryAfterMs: number;
+  /** When fetching or applying its latest revision last failed here (ms). */
+  revisionFailedAt?: number | undefined;
+  /** The revision this node fetched and applied to the VM (one it did not commit itself). */
+  applied?: { revision: number; sha256: string } | undefined;
+  /** Whether the Formpack defines an ENTRYPOINT (then running means the app runs, not only the VM). */
+  hasEntrypoint: boolean;
+  /** Whether this node keeps revisions (a data dir): without one it never fetches them. */
+  canFetchRevisions: boolean;
+}
+
+/** What to do about one instance: a closed set, carried out by the controller's executor. */
+export type Action =
+  | { kind: 'nothing'; why: string }
+  /** Record `instance.claim` for this node. */
+  | { kind: 'claim' }
+  /** Record `instance.status` (revision: the replica's own when absent). */
+  | { kind: 'report'; state: ReportedReplicaState; reason?: string; formnetIp?: string; revision?: number }
+  /** Destroy the VM, then report `deleted` (instance deleted) or `stopped` with the reason. */
+  | { kind: 'remove'; vmId: string; report: 'deleted' | 'stopped'; reason?: string }
+  /** Destroy a VM of an older Formpack (a new one boots next round). */
+  | { kind: 'replace-formpack'; vmId: string }
+  /** Stop the VM (disk kept), then report `stopped`. */
+  | { kind: 'stop'; vmId: string; reason?: string }
+  /** Start the existing VM again (its disk keeps what was written); in the background. */
+  | { kind: 'restart'; vmId: string }
+  /** Fetch the Formpack (and latest revision) when missing, create and start a VM; in the background. */
+  | { kind: 'boot' }
+  /** Fetch the instance's latest revision and swap it into the VM; in the background. */
+  | { kind: 'apply-revision'; vmId: string }
+  /** The entrypoint keeps exiting: report failed with its log. */
+  | { kind: 'fail-entrypoint'; vmId: string; code: number; restarts: number }
+  /** Ask the VMM for a health round now (the entrypoint's settle time passed without a check). */
+  | { kind: 'check-health' };
+
+/** The replica this node holds for an instance, if it claimed one. */
+export function myReplica(inst: InstanceView, me: string): ReplicaView | undefined {
+  return inst.replicaSet.find((r) => r.node === me);
+}
+
+const nothing = (why: string): Action => ({ kind: 'nothing', why });
+const active = (state: string | null | undefined): boolean => state === 'running' || state === 'starting';
+
+/**
+ * Decide what this node does next about one instance: the whole reconcile decision, pure. In order:
+ * a deleted instance loses its VM; one over quota stops; one not placed here goes (surplus after a
+ * stand-in); placed but unclaimed is claimed; a VM of an older Formpack is replaced; desired `stopped`
+ * stops; a VM that is down is started again and a missing one booted (after a failure, only once the
+ * back-off passed); a running VM is observed (entrypoint, revision, reported state).
+ *
+ * @example plan({ instance, me, nodes, vm, now: Date.now(), retryAfterMs: 60_000, hasEntrypoint, canFetchRevisions })
+ */
+export function plan(i: PlanInput): Action {
+  const inst = i.instance;
+  if (i.busy) return nothing('an action on it is running');
+  const vm = i.vm;
+  const mine = myReplica(inst, i.me);
+  if (inst.deleted) {
+    if (vm) return { kind: 'remove', vmId: vm.id, report: 'deleted' };
+    if (mine && mine.state !== 'deleted') return { kind: 'report', state: 'deleted' };
+    return nothing('deleted, nothing left here');
+  }
+  if (inst.overQuota ?? false) {
+    // Never placed nor booted; a VM from before keeps its disk (stopped, not destroyed).
+    if (vm && (vm.state === 'running' || vm.state === 'paused'))
+      return { kind: 'stop', vmId: vm.id, reason: OVER_QUOTA_STOP };
+    if (mine && (active(mine.state) || mine.state === 'failed'))
+      return { kind: 'report', state: 'stopped', reason: OVER_QUOTA_STOP };
+    return nothing('over quota');
+  }
+  if (!placeReplicas(inst, i.nodes).includes(i.me)) {
+    // Not (or no longer) one of this instance's nodes, e.g. its usual node came back after this one
+    // stood in for it: the surplus replica goes, and says so.
+    if (vm) return { kind: 'remove', vmId: vm.id, report: 'stopped', reason: MOVED };
+    if (mine && (active(mine.state) || mine.state === 'failed'))
+      return { kind: 'report', state: 'stopped', reason: MOVED };
+    return nothing('not placed here');
+  }
+  if (!mine) return { kind: 'claim' };
+  if (vm && vm.source.kind === 'formpack' && vm.source.id !== inst.formpackId) {
+    // Shipped a new Formpack under the same name: replace the VM with one of the new Formpack.
+    return { kind: 'replace-formpack', vmId: vm.id };
+  }
+  if (inst.desired === 'stopped') {
+    if (vm && (vm.state === 'running' || vm.state === 'paused')) return { kind: 'stop', vmId: vm.id };
+    if (mine.state !== 'stopped') return { kind: 'report', state: 'stopped' };
+    return nothing('stopped as desired');
+  }
+  const backingOff = i.failedAt !== undefined && i.failedAt !== 0 && i.now - i.failedAt < i.retryAfterMs;
+  if (vm && (vm.state === 'stopped' || vm.state === 'created' || vm.state === 'crashed')) {
+    // Desired running but the VM is down (started again by its owner, the node restarted, or it
+    // crashed): boot the same VM, so its disk keeps what was written and committed.
+    return backingOff ? nothing('backing off after a failed start') : { kind: 'restart', vmId: vm.id };
+  }
+  if (!vm) return backingOff ? nothing('backing off after a failed boot') : { kind: 'boot' };
+  return observe(i, vm, mine);
+}
+
+/** Keep the reported status in line with a VM that exists: ready -> running, a dead entrypoint -> failed. */
+function observe(i: PlanInput, vm: VmView, mine: ReplicaView): Action {
+  const inst = i.instance;
+  if (!vm.ready || (vm.state !== 'running' && vm.state !== 'paused')) return nothing('its VM is not ready');
+  const ep = vm.health?.entrypoint;
+  if (ep?.status === 'exited' && ep.restarts >= 3) {
+    if (mine.state === 'failed') return nothing('failed: the entrypoint keeps exiting');
+    return { kind: 'fail-entrypoint', vmId: vm.id, code: ep.code, restarts: ep.restarts };
+  }
+  // Running means the app runs, not only the VM: with an ENTRYPOINT, wait until the guest reports it
+  // running without having restarted (a crash loop ends as failed above instead). "Running" must hold
+  // for a moment: a crashing entrypoint looks running right after boot.
+  if (i.hasEntrypoint && mine.state !== 'running') {
+    const readyAt = Date.parse(vm.readyAt ?? '') || i.now;
+    const checkedAt = Date.parse(vm.health?.checkedAt ?? '') || 0;
+    const stable = ep?.status === 'running' && ep.restarts === 0 && checkedAt - readyAt >= ENTRYPOINT_SETTLE_MS;
+    if (!stable) {
+      if (i.now - readyAt >= ENTRYPOINT_SETTLE_MS && checkedAt - readyAt < ENTRYPOINT_SETTLE_MS) {
+        return { kind: 'check-health' };
+      }
+      return nothing('waiting for the entrypoint to settle');
+    }
+  }
+  // The replica is at the instance's revision when its own disk produced that commit, or when it
+  // fetched and applied it. Otherwise it fetches the revision from a replica that is at it.
+  const atRevision =
+    inst.revision === 0 ||
+    vm.revisions.some((r) => r.sha256 === inst.revisionHash) ||
+    i.applied?.sha256 === inst.revisionHash;
+  if (!atRevision && inst.revisionHash && i.canFetchRevisions) {
+    const failed = i.revisionFailedAt;
+    if (!failed || i.now - failed > REVISION_RETRY_MS) return { kind: 'apply-revision', vmId: vm.id };
+  }
+  const revision = atRevision ? inst.revision : (i.applied?.revision ?? mine.revision ?? 0);
+  const ip = ipOf(vm);
+  if (mine.state !== 'running' || mine.formnetIp !== ip || mine.revision !== revision) {
+    const report: Action = { kind: 'report', state: 'running', revision };
+    if (ip) report.formnetIp = ip;
+    return report;
+  }
+  return nothing('running as reported');
+}
+
+/**
+ * Before the node stops its VMs (`form node down`): which instances must say their replica stopped,
+ * so status never shows a replica as running while its node is down.
+ */
+export function planNodeStopped(instances: readonly InstanceView[], me: string): InstanceView[] {
+  return instances.filter((inst) => !inst.deleted && active(myReplica(inst, me)?.state));
+}
+
+/** The VM's formnet address (TAP networking only; user-mode VMs have none). */
+export function ipOf(vm: VmView): string | undefined {
+  const ip = vm.network.ip?.split('/')[0];
+  return ip && /^\d+\.\d+\.\d+\.\d+$/.test(ip) && vm.network.mode === 'tap' ? ip : undefined;
+}

@@ -1,0 +1,417 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { PlacementNode } from '@formation/scheduler';
+import type { InstanceView, ReplicaView } from '@formation/state';
+import type { VmView } from '@formation/vmm';
+import {
+  type Action,
+  ENTRYPOINT_SETTLE_MS,
+  ipOf,
+  MOVED,
+  OVER_QUOTA_STOP,
+  type PlanInput,
+  type PlanInstance,
+  plan,
+  planNodeStopped,
+  REVISION_RETRY_MS,
+} from '../src/plan.ts';
+
+// The controller's decisions, one row per branch of plan(): no VMs, no store, no root.
+
+const ME = 'me-node';
+const NOW = Date.parse('2026-01-01T00:00:00.000Z');
+const FP = 'f'.repeat(64);
+const HASH = 'a'.repeat(64);
+const iso = (ms: number) => new Date(ms).toISOString();
+
+const node = (id: string): PlacementNode => ({
+  id,
+  capacity: { vcpu: 8, memMiB: 8192, diskGiB: 100 },
+  used: { vcpu: 0, memMiB: 0, diskGiB: 0 },
+  healthy: true,
+});
+const HERE = [node(ME)];
+const ELSEWHERE = [node('other-node')];
+
+const replica = (over: Partial<ReplicaView> = {}): ReplicaView => ({
+  node: ME,
+  claimedBy: 'c'.repeat(64),
+  assigned: true,
+  state: 'running',
+  formnetIp: '10.129.1.2',
+  revision: 0,
+  reason: null,
+  ts: NOW - 1000,
+  ...over,
+});
+
+// Cast: the state view grows fields (formpack, overQuota, …) that planning does not read.
+const instance = (over: Partial<PlanInstance> = {}, mine: Partial<ReplicaView> | null = {}): PlanInstance =>
+  ({
+    id: 'i'.repeat(32),
+    owner: 'owner-key',
+    ownerAddress: '0xowner',
+    name: 'hello',
+    formpackId: FP,
+    replicas: 1,
+    resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
+    desired: 'running',
+    createdBy: 'd'.repeat(64),
+    deleted: false,
+    revision: 0,
+    revisionHash: null,
+    replicaSet: mine === null ? [] : [replica(mine)],
+    ...over,
+  }) as PlanInstance;
+
+const vm = (over: Partial<VmView> = {}): VmView => ({
+  id: 'vm-1',
+  name: 'hello-iiiiii',
+  owner: '0xowner',
+  state: 'running',
+  stateReason: 'started',
+  source: { kind: 'formpack', id: FP, name: 'hello', dir: '/fp' },
+  resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
+  network: { mode: 'tap', ip: '10.129.1.2/24', gateway: '10.129.1.1', mac: '02:00:00:00:00:01', forwards: [] },
+  pid: 123,
+  ready: true,
+  startedAt: iso(NOW - 60_000),
+  readyAt: iso(NOW - 50_000),
+  bootMs: 10_000,
+  measurement: null,
+  health: null,
+  lastExit: null,
+  restartPolicy: 'never',
+  restarts: 0,
+  snapshots: [],
+  revisions: [],
+  createdAt: iso(NOW - 60_000),
+  updatedAt: iso(NOW - 50_000),
+  ...over,
+});
+
+const input = (over: Partial<PlanInput> = {}): PlanInput => ({
+  instance: instance(),
+  me: ME,
+  nodes: HERE,
+  vm: vm(),
+  now: NOW,
+  retryAfterMs: 60_000,
+  hasEntrypoint: false,
+  canFetchRevisions: true,
+  ...over,
+});
+
+const settled = { status: 'running' as const, pid: 7, restarts: 0 };
+const committed = { revision: 2, revisionHash: HASH };
+
+const rows: Array<[string, Partial<PlanInput>, Action]> = [
+  // busy
+  ['an action on the instance still runs', { busy: true }, { kind: 'nothing', why: 'an action on it is running' }],
+  // deleted
+  [
+    'deleted with a VM here: remove it, report deleted',
+    { instance: instance({ deleted: true }) },
+    { kind: 'remove', vmId: 'vm-1', report: 'deleted' },
+  ],
+  [
+    'deleted, no VM, replica not yet deleted: report deleted',
+    { instance: instance({ deleted: true }), vm: undefined },
+    { kind: 'report', state: 'deleted' },
+  ],
+  [
+    'deleted, no VM, already reported',
+    { instance: instance({ deleted: true }, { state: 'deleted' }), vm: undefined },
+    { kind: 'nothing', why: 'deleted, nothing left here' },
+  ],
+  [
+    'deleted, never claimed here',
+    { instance: instance({ deleted: true }, null), vm: undefined },
+    { kind: 'nothing', why: 'deleted, nothing left here' },
+  ],
+  // over quota
+  [
+    'over quota with a running VM: stop it (disk kept)',
+    { instance: instance({ overQuota: true }) },
+    { kind: 'stop', vmId: 'vm-1', reason: OVER_QUOTA_STOP },
+  ],
+  [
+    'over quota, VM already stopped, replica reported running: report stopped',
+    { instance: instance({ overQuota: true }), vm: vm({ state: 'stopped' }) },
+    { kind: 'report', state: 'stopped', reason: OVER_QUOTA_STOP },
+  ],
+  [
+    'over quota, not claimed: never claimed, never booted',
+    { instance: instance({ overQuota: true }, null), vm: undefined },
+    { kind: 'nothing', why: 'over quota' },
+  ],
+  [
+    'over quota, replica already stopped',
+    { instance: instance({ overQuota: true }, { state: 'stopped' }), vm: undefined },
+    { kind: 'nothing', why: 'over quota' },
+  ],
+  // not placed here
+  [
+    'not placed here but a VM runs: remove it, report the move',
+    { nodes: ELSEWHERE },
+    { kind: 'remove', vmId: 'vm-1', report: 'stopped', reason: MOVED },
+  ],
+  ...(['running', 'starting', 'failed'] as const).map((state): [string, Partial<PlanInput>, Action] => [
+    `not placed here, no VM, replica ${state}: report the move`,
+    { nodes: ELSEWHERE, vm: undefined, instance: instance({}, { state }) },
+    { kind: 'report', state: 'stopped', reason: MOVED },
+  ]),
+  [
+    'not placed here, replica already stopped',
+    { nodes: ELSEWHERE, vm: undefined, instance: instance({}, { state: 'stopped' }) },
+    { kind: 'nothing', why: 'not placed here' },
+  ],
+  [
+    'not placed here, never claimed',
+    { nodes: ELSEWHERE, vm: undefined, instance: instance({}, null) },
+    { kind: 'nothing', why: 'not placed here' },
+  ],
+  [
+    'this node unhealthy in the placement input: not placed',
+    { nodes: [{ ...node(ME), healthy: false }], vm: undefined, instance: instance({}, null) },
+    { kind: 'nothing', why: 'not placed here' },
+  ],
+  // claim
+  ['placed here, not claimed: claim', { instance: instance({}, null), vm: undefined }, { kind: 'claim' }],
+  // new Formpack
+  [
+    'a VM of an older Formpack: replace it',
+    { vm: vm({ source: { kind: 'formpack', id: 'e'.repeat(64), name: 'hello', dir: '/old' } }) },
+    { kind: 'replace-formpack', vmId: 'vm-1' },
+  ],
+  // desired stopped
+  [
+    'desired stopped, VM running: stop it',
+    { instance: instance({ desired: 'stopped' }) },
+    { kind: 'stop', vmId: 'vm-1' },
+  ],
+  [
+    'desired stopped, VM paused: stop it',
+    { instance: instance({ desired: 'stopped' }), vm: vm({ state: 'paused' }) },
+    { kind: 'stop', vmId: 'vm-1' },
+  ],
+  [
+    'desired stopped, VM down, replica running: report stopped',
+    { instance: instance({ desired: 'stopped' }), vm: vm({ state: 'stopped' }) },
+    { kind: 'report', state: 'stopped' },
+  ],
+  [
+    'desired stopped and stopped',
+    { instance: instance({ desired: 'stopped' }, { state: 'stopped' }), vm: undefined },
+    { kind: 'nothing', why: 'stopped as desired' },
+  ],
+  // VM down: restart, with back-off
+  ...(['stopped', 'created', 'crashed'] as const).map((state): [string, Partial<PlanInput>, Action] => [
+    `desired running, VM ${state}: start it again`,
+    { vm: vm({ state, ready: false }) },
+    { kind: 'restart', vmId: 'vm-1' },
+  ]),
+  [
+    'VM crashed, start failed 10 s ago: back off',
+    { vm: vm({ state: 'crashed' }), failedAt: NOW - 10_000 },
+    { kind: 'nothing', why: 'backing off after a failed start' },
+  ],
+  [
+    'VM crashed, start failed longer ago than the back-off: start it again',
+    { vm: vm({ state: 'crashed' }), failedAt: NOW - 60_000 },
+    { kind: 'restart', vmId: 'vm-1' },
+  ],
+  // no VM: boot, with back-off
+  ['claimed, no VM: boot', { vm: undefined, instance: instance({}, { state: null }) }, { kind: 'boot' }],
+  [
+    'boot failed 10 s ago: back off',
+    { vm: undefined, failedAt: NOW - 10_000 },
+    { kind: 'nothing', why: 'backing off after a failed boot' },
+  ],
+  ['boot failed long ago: boot again', { vm: undefined, failedAt: NOW - 61_000 }, { kind: 'boot' }],
+  // observe: not ready
+  [
+    'VM running but not ready yet',
+    { vm: vm({ ready: false }), instance: instance({}, { state: 'starting' }) },
+    { kind: 'nothing', why: 'its VM is not ready' },
+  ],
+  [
+    'VM starting (transitional state)',
+    { vm: vm({ state: 'starting' }) },
+    { kind: 'nothing', why: 'its VM is not ready' },
+  ],
+  // observe: entrypoint crash loop
+  [
+    'the entrypoint exited 3 times: fail with its log',
+    {
+      vm: vm({ health: { checkedAt: iso(NOW), agent: 'ok', entrypoint: { status: 'exited', code: 2, restarts: 3 } } }),
+    },
+    { kind: 'fail-entrypoint', vmId: 'vm-1', code: 2, restarts: 3 },
+  ],
+  [
+    'the entrypoint crash loop is already reported',
+    {
+      instance: instance({}, { state: 'failed' }),
+      vm: vm({ health: { checkedAt: iso(NOW), agent: 'ok', entrypoint: { status: 'exited', code: 2, restarts: 5 } } }),
+    },
+    { kind: 'nothing', why: 'failed: the entrypoint keeps exiting' },
+  ],
+  // observe: entrypoint settling
+  [
+    'entrypoint not checked since ready, settle time passed: check health now',
+    { hasEntrypoint: true, instance: instance({}, { state: 'starting' }), vm: vm({ health: null }) },
+    { kind: 'check-health' },
+  ],
+  [
+    'entrypoint just ready: wait for it to settle',
+    {
+      hasEntrypoint: true,
+      instance: instance({}, { state: 'starting' }),
+      vm: vm({ readyAt: iso(NOW - 500), health: null }),
+    },
+    { kind: 'nothing', why: 'waiting for the entrypoint to settle' },
+  ],
+  [
+    'entrypoint checked after settling but restarted once: wait',
+    {
+      hasEntrypoint: true,
+      instance: instance({}, { state: 'starting' }),
+      vm: vm({ health: { checkedAt: iso(NOW), agent: 'ok', entrypoint: { ...settled, restarts: 1 } } }),
+    },
+    { kind: 'nothing', why: 'waiting for the entrypoint to settle' },
+  ],
+  [
+    'entrypoint running and settled: report running with the formnet IP',
+    {
+      hasEntrypoint: true,
+      instance: instance({}, { state: 'starting', formnetIp: null }),
+      vm: vm({ health: { checkedAt: iso(NOW - 50_000 + ENTRYPOINT_SETTLE_MS), agent: 'ok', entrypoint: settled } }),
+    },
+    { kind: 'report', state: 'running', revision: 0, formnetIp: '10.129.1.2' },
+  ],
+  // observe: reporting
+  [
+    'no entrypoint, ready, reported starting: report running',
+    { instance: instance({}, { state: 'starting' }) },
+    { kind: 'report', state: 'running', revision: 0, formnetIp: '10.129.1.2' },
+  ],
+  ['running as reported', {}, { kind: 'nothing', why: 'running as reported' }],
+  [
+    'paused VM counts as running as reported',
+    { vm: vm({ state: 'paused' }) },
+    { kind: 'nothing', why: 'running as reported' },
+  ],
+  [
+    'the formnet IP changed: report it',
+    { instance: instance({}, { formnetIp: '10.129.1.9' }) },
+    { kind: 'report', state: 'running', revision: 0, formnetIp: '10.129.1.2' },
+  ],
+  [
+    'user-mode networking has no formnet IP: report without one',
+    {
+      instance: instance({}, { state: 'starting', formnetIp: null }),
+      vm: vm({ network: { mode: 'user', ip: '10.0.2.15/24', gateway: '10.0.2.2', mac: 'm', forwards: [] } }),
+    },
+    { kind: 'report', state: 'running', revision: 0 },
+  ],
+  // observe: revisions
+  [
+    'behind the committed revision: fetch and apply it',
+    { instance: instance(committed) },
+    { kind: 'apply-revision', vmId: 'vm-1' },
+  ],
+  [
+    'behind, last fetch failed 5 s ago: report the revision it has',
+    { instance: instance(committed, { revision: 1 }), revisionFailedAt: NOW - 5000 },
+    { kind: 'nothing', why: 'running as reported' },
+  ],
+  [
+    'behind, last fetch failed longer ago: fetch again',
+    { instance: instance(committed), revisionFailedAt: NOW - REVISION_RETRY_MS - 1 },
+    { kind: 'apply-revision', vmId: 'vm-1' },
+  ],
+  [
+    'behind but no data dir to keep revisions: report the revision it has',
+    { instance: instance(committed, { revision: 1 }), canFetchRevisions: false },
+    { kind: 'nothing', why: 'running as reported' },
+  ],
+  [
+    'behind, fetch backing off, applied an older one: report that one',
+    {
+      instance: instance(committed, { revision: 0 }),
+      revisionFailedAt: NOW - 5000,
+      applied: { revision: 1, sha256: 'b'.repeat(64) },
+    },
+    { kind: 'report', state: 'running', revision: 1, formnetIp: '10.129.1.2' },
+  ],
+  [
+    'its own disk made the commit: at the revision',
+    {
+      instance: instance(committed, { revision: 1 }),
+      vm: vm({ revisions: [{ revision: 1, createdAt: iso(NOW), sha256: HASH, bytes: 1, frozenMs: 1 }] }),
+    },
+    { kind: 'report', state: 'running', revision: 2, formnetIp: '10.129.1.2' },
+  ],
+  [
+    'fetched and applied the commit: at the revision',
+    { instance: instance(committed, { revision: 2 }), applied: { revision: 2, sha256: HASH } },
+    { kind: 'nothing', why: 'running as reported' },
+  ],
+];
+
+for (const [name, over, want] of rows) {
+  test(`plan: ${name}`, () => {
+    assert.deepEqual(plan(input(over)), want);
+  });
+}
+
+test('the table covers every kind of action', () => {
+  const kinds = new Set(rows.map(([, , a]) => a.kind));
+  const all: Array<Action['kind']> = [
+    'nothing',
+    'claim',
+    'report',
+    'remove',
+    'replace-formpack',
+    'stop',
+    'restart',
+    'boot',
+    'apply-revision',
+    'fail-entrypoint',
+    'check-health',
+  ];
+  assert.deepEqual([...kinds].sort(), [...all].sort());
+});
+
+test('placement decides: with three nodes and two replicas, exactly two nodes plan to claim', () => {
+  const nodes = ['n1', 'n2', 'n3'].map(node);
+  const inst = instance({ replicas: 2 }, null);
+  const claims = nodes.filter((n) => plan(input({ me: n.id, nodes, instance: inst, vm: undefined })).kind === 'claim');
+  assert.equal(claims.length, 2);
+});
+
+test('node stopped: replicas running or starting here say stopped; others, and deleted instances, do not', () => {
+  const running = instance({ id: '1'.repeat(32) }, { state: 'running' });
+  const starting = instance({ id: '2'.repeat(32) }, { state: 'starting' });
+  const failed = instance({ id: '3'.repeat(32) }, { state: 'failed' });
+  const deleted = instance({ id: '4'.repeat(32), deleted: true }, { state: 'running' });
+  const elsewhere = instance({ id: '5'.repeat(32) }, { node: 'other-node' });
+  const out = planNodeStopped([running, starting, failed, deleted, elsewhere], ME);
+  assert.deepEqual(
+    out.map((i) => i.id),
+    [running.id, starting.id],
+  );
+});
+
+test('ipOf: the formnet address only for TAP VMs with an IPv4', () => {
+  assert.equal(ipOf(vm()), '10.129.1.2');
+  assert.equal(
+    ipOf(vm({ network: { mode: 'user', ip: '10.0.2.15/24', gateway: 'g', mac: 'm', forwards: [] } })),
+    undefined,
+  );
+  assert.equal(ipOf(vm({ network: { mode: 'tap', ip: '', gateway: 'g', mac: 'm', forwards: [] } })), undefined);
+});
+
+// Type check only: a state view without overQuota is a valid plan instance.
+const _view: InstanceView = instance();
+void _view;

@@ -24,7 +24,7 @@ export function registerRuntimeRoutes(
     cacheDir: string;
     nonces: NonceCache;
     node: { id: string; name: string; desc: string; url: string };
-    /** Addresses allowed to import images and register modules; empty = any signer. */
+    /** Addresses allowed to import images and register modules; empty or absent = nobody. */
     admins?: string[];
   },
 ): void {
@@ -32,11 +32,19 @@ export function registerRuntimeRoutes(
   const verify = requireSigner(deps.nonces);
   const signed = { preHandler: verify };
   const admins = new Set((deps.admins ?? []).map((a) => a.toLowerCase()));
-  const isAdmin = (addr: string | undefined) =>
-    admins.size === 0 || (addr !== undefined && admins.has(addr.toLowerCase()));
+  const isAdmin = (addr: string | undefined) => addr !== undefined && admins.has(addr.toLowerCase());
+  /** Images and modules: only the configured admins; with none configured, nobody (an image is host files as root). */
   const admin = {
     preHandler: async (req: FastifyRequest) => {
       await verify(req);
+      if (admins.size === 0)
+        throw new FormError(
+          'AUTH_FORBIDDEN',
+          'Cannot import images or register modules: this runtime has no admins configured, so nobody may',
+          {
+            hint: 'Set `admins: [0x…]` (the addresses whose signed requests may import images and register modules) in the runtime config.yaml, or FORM_RUNTIME_ADMINS=0x…,0x… in its environment, and restart the runtime.',
+          },
+        );
       if (!isAdmin(req.signer?.address))
         throw new FormError(
           'AUTH_FORBIDDEN',
@@ -52,7 +60,7 @@ export function registerRuntimeRoutes(
     check(req: FastifyRequest) {
       const owner = manager.process(pid).owner.toLowerCase();
       const who = req.signer?.address?.toLowerCase();
-      if (who !== owner && !(admins.size > 0 && isAdmin(who)))
+      if (who !== owner && !isAdmin(who))
         throw new FormError('AUTH_FORBIDDEN', `Cannot change process ${pid}: only its owner ${owner} may`);
     },
   });

@@ -30,7 +30,7 @@ export const RuntimeConfigSchema = Type.Object({
   arweaveURL: Type.Optional(Type.String()),
   hymxURL: Type.Optional(Type.String()),
   // Formation's own
-  /** Addresses (0x…) allowed to import images and register modules; empty = any signer (loopback use). */
+  /** Addresses (0x…) allowed to import images and register modules; empty = nobody (images are host files). */
   admins: Type.Array(Type.String({ pattern: '^0x[0-9a-fA-F]{40}$' }), { default: [] }),
   dataDir: Type.String({ minLength: 1, default: join(formHome(), 'runtime') }),
   /** Directory of `mod-*.json` module files (default `<dataDir>/mod`). */
@@ -96,6 +96,10 @@ export function loadRuntimeConfig(
   };
   const merged: Record<string, unknown> = { ...fromFile };
   for (const [k, v] of Object.entries(fromEnv)) if (v !== undefined && v !== '') merged[k] = v;
+  if (env.FORM_RUNTIME_ADMINS)
+    merged.admins = env.FORM_RUNTIME_ADMINS.split(',')
+      .map((a) => a.trim())
+      .filter(Boolean);
   for (const [k, v] of Object.entries(sources.flags ?? {})) if (v !== undefined) merged[k] = v;
   // keep ":8080" a string (Value.Convert would leave it, but a bare "8080" from env becomes a port number)
   if (typeof merged.port === 'string' && /^\d+$/.test(merged.port)) merged.port = Number(merged.port);

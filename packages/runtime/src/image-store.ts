@@ -1,10 +1,27 @@
 import { createHash } from 'node:crypto';
-import { lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
-import { join, normalize, posix, resolve, sep } from 'node:path';
+import { constants } from 'node:fs';
+import {
+  chmod,
+  lchown,
+  link,
+  lstat,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readFile,
+  realpath,
+  rename,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
+import { join, relative, resolve, sep } from 'node:path';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
-import * as tar from 'tar';
+import { ownedDir } from './dirs.ts';
 import { type ImageRunConfig, sha256File } from './docker-archive.ts';
+import { readTarFile, type TarEntry } from './tar-reader.ts';
 
 /** An image in the local store, unpacked and ready to be a container's root filesystem. */
 export interface StoredImage {
@@ -14,6 +31,8 @@ export interface StoredImage {
   config: ImageRunConfig;
   rootfs: string;
   importedAt: string;
+  /** Host uid/gid = image uid/gid + idShift (the user namespace range the image was unpacked for). */
+  idShift?: number;
 }
 
 interface DockerManifestEntry {
@@ -22,16 +41,16 @@ interface DockerManifestEntry {
   Layers: string[];
 }
 
-const ALLOWED_TYPES = new Set(['File', 'OldFile', 'ContiguousFile', 'Directory', 'SymbolicLink', 'Link']);
-
-/** A layer path made relative and checked: no absolute paths, no `..`. Returns undefined for the root itself. */
-function safeRelative(p: string, what: string): string | undefined {
-  const n = posix.normalize(p.replace(/^\.\/+/, ''));
-  if (n === '.' || n === './' || n === '') return undefined;
-  if (posix.isAbsolute(p) || n.startsWith('../') || n === '..' || n.split('/').includes('..'))
-    throw new FormError('RUNTIME_IMAGE_INVALID', `Cannot import image: ${what} has an entry outside the root (${p})`);
-  return n.replace(/\/$/, '');
-}
+const ALLOWED_TYPES = new Set<TarEntry['type']>(['file', 'dir', 'symlink', 'hardlink']);
+const TYPE_NAMES: Record<TarEntry['type'], string> = {
+  file: 'file',
+  dir: 'directory',
+  symlink: 'symbolic link',
+  hardlink: 'hard link',
+  char: 'character device',
+  block: 'block device',
+  fifo: 'FIFO',
+};
 
 /**
  * A local image store without a Docker engine: imports `docker save` archives (plain or gzip),
@@ -44,10 +63,13 @@ function safeRelative(p: string, what: string): string | undefined {
  */
 export class ImageStore {
   readonly dir: string;
+  /** Added to every uid/gid in the layers: the host uid range a user namespace maps container ids to. */
+  readonly idShift: number;
   private readonly log: Logger;
 
-  constructor(dir: string, logger: Logger) {
+  constructor(dir: string, logger: Logger, opts: { idShift?: number } = {}) {
     this.dir = dir;
+    this.idShift = opts.idShift ?? 0;
     this.log = logger.child({ component: 'runtime-images' });
   }
 
@@ -62,19 +84,13 @@ export class ImageStore {
 
   /** Import an archive. `expectId` makes a mismatching archive fail before anything is stored. */
   async import(archive: string, opts: { expectId?: string } = {}): Promise<StoredImage> {
-    await mkdir(this.dir, { recursive: true });
+    // 0711: containers with a user namespace must reach <dir>/<hex>/rootfs; nobody may list or write
+    await ownedDir(this.dir, 0o711);
     const work = await mkdtemp(join(this.dir, '.import-'));
     try {
       const outer = join(work, 'archive');
       await mkdir(outer);
-      try {
-        await tar.x({ file: archive, cwd: outer, strict: true, preserveOwner: false });
-      } catch (err) {
-        throw new FormError(
-          'RUNTIME_IMAGE_INVALID',
-          `Cannot import ${archive}: not a readable tar archive (${(err as Error).message})`,
-        );
-      }
+      await extractArchive(archive, outer, archive);
       let manifest: DockerManifestEntry[];
       try {
         manifest = JSON.parse(await readFile(join(outer, 'manifest.json'), 'utf8')) as DockerManifestEntry[];
@@ -90,8 +106,7 @@ export class ImageStore {
           'RUNTIME_IMAGE_INVALID',
           `Cannot import ${archive}: manifest.json must describe exactly one image`,
         );
-      const configPath = join(outer, safeRelative(entry.Config, 'manifest') ?? '');
-      const configBytes = await readFile(configPath).catch(() => {
+      const configBytes = await readFile(await archiveFile(outer, entry.Config, archive)).catch(() => {
         throw new FormError('RUNTIME_IMAGE_INVALID', `Cannot import ${archive}: config ${entry.Config} is missing`);
       });
       const id = `sha256:${createHash('sha256').update(configBytes).digest('hex')}`;
@@ -115,7 +130,12 @@ export class ImageStore {
         );
       const layerFiles: string[] = [];
       for (const [i, l] of entry.Layers.entries()) {
-        const file = join(outer, safeRelative(l, 'manifest') ?? '');
+        if (typeof l !== 'string')
+          throw new FormError(
+            'RUNTIME_IMAGE_INVALID',
+            `Cannot import ${archive}: a layer in manifest.json is not a path`,
+          );
+        const file = await archiveFile(outer, l, archive);
         const gz = await isGzip(file);
         const digest = await sha256File(file, gz);
         if (digest !== diffIds[i])
@@ -130,17 +150,20 @@ export class ImageStore {
       }
       const rootfs = join(work, 'rootfs');
       await mkdir(rootfs);
-      for (const f of layerFiles) await applyLayer(f, rootfs);
+      for (const f of layerFiles) await applyLayer(f, rootfs, this.idShift ? { idShift: this.idShift } : {});
       const img: StoredImage = {
         id,
         repoTags: entry.RepoTags ?? [],
         config: config.config ?? {},
         rootfs: join(this.imageDir(id), 'rootfs'),
         importedAt: new Date().toISOString(),
+        ...(this.idShift ? { idShift: this.idShift } : {}),
       };
       const final = this.imageDir(id);
       await rm(final, { recursive: true, force: true });
-      await mkdir(final);
+      await mkdir(final, { mode: 0o711 });
+      await chmod(final, 0o711);
+      await chmod(rootfs, 0o755);
       await rename(rootfs, join(final, 'rootfs'));
       await writeFile(join(final, 'config.json'), configBytes);
       await writeFile(join(final, 'image.json'), JSON.stringify(img, null, 2));
@@ -186,82 +209,196 @@ export class ImageStore {
   }
 }
 
+/** Image file modes without setuid/setgid (containers run with no-new-privileges anyway). */
+const MODE_MASK = 0o1777;
+const canChown = process.getuid?.() === 0;
+
+function outside(what: string, p: string): FormError {
+  return new FormError('RUNTIME_IMAGE_INVALID', `Cannot import image: ${what} has an entry outside the root (${p})`, {
+    hint: 'Image layers may only name paths inside the image; rebuild the image without it.',
+  });
+}
+
+/** An archive path as checked components: no absolute path, no `..`, no NUL. `[]` is the root itself. */
+export function archivePath(p: string, what: string): string[] {
+  if (p.startsWith('/') || p.includes('\0')) throw outside(what, p);
+  const parts = p.split('/').filter((c) => c !== '' && c !== '.');
+  if (parts.includes('..')) throw outside(what, p);
+  return parts;
+}
+
 /**
- * Apply one layer tar on top of `rootfs`: first its whiteouts (`.wh.<name>` deletes a lower file,
- * `.wh..wh..opq` empties a lower directory), then its files. Entries that would leave the root and
- * device/FIFO nodes are refused before anything is written.
+ * The directory `parts` names under `root`, walked one component at a time with lstat: each must be a
+ * real directory, never a symlink, so nothing an image wrote can lead out of the root. Missing
+ * components are created when `create`, else the result is undefined.
  */
-export async function applyLayer(layerFile: string, rootfs: string): Promise<void> {
-  const whiteouts: string[] = [];
-  const opaque: string[] = [];
-  const absoluteLinks: Array<{ rel: string; target: string }> = [];
-  const problems: string[] = [];
-  await tar.t({
-    file: layerFile,
-    strict: true,
-    onReadEntry: (e) => {
+async function realDir(root: string, parts: string[], create: boolean, what: string): Promise<string | undefined> {
+  let dir = root;
+  for (const c of parts) {
+    dir = join(dir, c);
+    const st = await lstat(dir).catch(() => undefined);
+    if (st?.isDirectory()) continue;
+    if (st)
+      throw new FormError(
+        'RUNTIME_IMAGE_INVALID',
+        `Cannot import image: ${what} goes through /${relative(root, dir)}, which is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}`,
+        { hint: 'Image layers may not write or delete through a link; rebuild the image without it.' },
+      );
+    if (!create) return undefined;
+    await mkdir(dir, { mode: 0o755 });
+  }
+  return dir;
+}
+
+/** Remove what is at `p` (a file, link or directory tree; never what a link points to). */
+async function clear(p: string): Promise<void> {
+  await rm(p, { recursive: true, force: true });
+}
+
+interface ExtractOptions {
+  /** Added to every uid/gid (a user namespace's host range). */
+  idShift?: number;
+  /** Entry types other than file and directory that are allowed. */
+  links: boolean;
+  what: string;
+}
+
+/** Write one checked entry under `root`, never following a link. */
+async function extractEntry(root: string, e: TarEntry, body: AsyncIterable<Buffer>, o: ExtractOptions): Promise<void> {
+  const parts = archivePath(e.path, o.what);
+  const name = parts.at(-1);
+  if (name === undefined) {
+    if (e.type === 'dir') return; // the root itself
+    throw outside(o.what, e.path);
+  }
+  const parent = (await realDir(root, parts.slice(0, -1), true, `${o.what} entry ${e.path}`)) as string;
+  const p = join(parent, name);
+  const owner = async (f: (uid: number, gid: number) => Promise<void>) => {
+    if (canChown) await f(e.uid + (o.idShift ?? 0), e.gid + (o.idShift ?? 0));
+  };
+  const mode = e.mode & MODE_MASK;
+  const existing = await lstat(p).catch(() => undefined);
+  switch (e.type) {
+    case 'dir':
+      if (!existing?.isDirectory()) {
+        if (existing) await clear(p);
+        await mkdir(p);
+      }
+      await chmod(p, mode);
+      await owner((u, g) => lchown(p, u, g));
+      return;
+    case 'file': {
+      if (existing) await clear(p);
+      const fh = await open(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
       try {
-        const rel = safeRelative(e.path, 'layer');
-        if (e.type === 'Link' && e.linkpath) safeRelative(e.linkpath, 'layer hard link');
+        await fh.writeFile(body);
+        await fh.chmod(mode);
+        await owner((u, g) => fh.chown(u, g));
+      } finally {
+        await fh.close();
+      }
+      return;
+    }
+    case 'symlink':
+      if (!o.links) break;
+      // kept verbatim: an absolute or `..` target resolves inside the container's root, and we never follow it
+      if (existing) await clear(p);
+      await symlink(e.linkpath, p);
+      await owner((u, g) => lchown(p, u, g));
+      return;
+    case 'hardlink': {
+      if (!o.links) break;
+      const tparts = archivePath(e.linkpath, `${o.what} hard link`);
+      const tname = tparts.at(-1);
+      const tdir = tname && (await realDir(root, tparts.slice(0, -1), false, `${o.what} hard link ${e.path}`));
+      const target = tdir ? join(tdir, tname) : undefined;
+      const tst = target ? await lstat(target).catch(() => undefined) : undefined;
+      if (!target || !tst?.isFile())
+        throw new FormError(
+          'RUNTIME_IMAGE_INVALID',
+          `Cannot import image: ${o.what} hard link ${e.path} points at ${e.linkpath}, which is not a regular file in the image`,
+        );
+      if (target === p) return;
+      if (existing) await clear(p);
+      await link(target, p);
+      return;
+    }
+  }
+  throw new FormError(
+    'RUNTIME_IMAGE_INVALID',
+    `Cannot import image: ${o.what} entry ${e.path} is a ${TYPE_NAMES[e.type]} (device files and FIFOs are not allowed)`,
+  );
+}
+
+/** Unpack a whole (outer) archive into an empty directory: files, directories and links, all checked. */
+async function extractArchive(file: string, dir: string, what: string): Promise<void> {
+  await readTarFile(file, (e, body) => extractEntry(dir, e, body, { links: true, what }), { what });
+}
+
+/** A file the (outer) archive holds, following its own links only while they stay inside it. */
+async function archiveFile(dir: string, rel: string, archive: string): Promise<string> {
+  const parts = archivePath(rel, 'manifest');
+  const root = await realpath(dir);
+  const p = await realpath(join(root, ...parts)).catch(() => undefined);
+  if (!p || !p.startsWith(root + sep))
+    throw new FormError('RUNTIME_IMAGE_INVALID', `Cannot import ${archive}: ${rel} named in manifest.json is missing`);
+  return p;
+}
+
+/**
+ * Apply one layer tar (plain or gzip) on top of `rootfs`: first its whiteouts (`.wh.<name>` deletes a
+ * lower file, `.wh..wh..opq` empties a lower directory), then its entries. Every path is walked under
+ * the root with lstat, so no link (from this or a lower layer) is ever followed: a write, delete or
+ * hard link through one is refused, as are absolute and `..` paths, devices and FIFOs. Symlinks are
+ * stored as the image says (their targets resolve inside the container). uid/gid are kept (plus
+ * `idShift`); setuid/setgid bits are dropped.
+ */
+export async function applyLayer(layerFile: string, rootfs: string, opts: { idShift?: number } = {}): Promise<void> {
+  const what = 'layer';
+  const whiteouts: string[][] = [];
+  const opaque: string[][] = [];
+  const problems: string[] = [];
+  await readTarFile(
+    layerFile,
+    (e) => {
+      try {
+        const parts = archivePath(e.path, what);
+        if (e.type === 'hardlink') archivePath(e.linkpath, `${what} hard link`);
         if (!ALLOWED_TYPES.has(e.type))
-          problems.push(`${e.path} is a ${e.type} (device files and FIFOs are not allowed)`);
-        if (rel && e.type === 'SymbolicLink' && e.linkpath?.startsWith('/'))
-          absoluteLinks.push({ rel, target: e.linkpath });
-        if (rel) {
-          const base = posix.basename(rel);
-          if (base === '.wh..wh..opq') opaque.push(posix.dirname(rel));
-          else if (base.startsWith('.wh.')) whiteouts.push(posix.join(posix.dirname(rel), base.slice(4)));
-        }
+          problems.push(`${e.path} is a ${TYPE_NAMES[e.type]} (device files and FIFOs are not allowed)`);
+        const base = parts.at(-1);
+        if (base === '.wh..wh..opq') opaque.push(parts.slice(0, -1));
+        else if (base?.startsWith('.wh.')) whiteouts.push([...parts.slice(0, -1), base.slice(4)]);
       } catch (err) {
         problems.push((err as Error).message);
       }
-      e.resume();
     },
-  });
+    { what },
+  );
   if (problems.length > 0)
     throw new FormError(
       'RUNTIME_IMAGE_INVALID',
       `Cannot import image: layer refused: ${problems.slice(0, 5).join('; ')}`,
     );
   const root = resolve(rootfs);
-  const inside = (rel: string): string => {
-    const p = resolve(root, normalize(rel));
-    if (p !== root && !p.startsWith(root + sep))
-      throw new FormError('RUNTIME_IMAGE_INVALID', `Cannot import image: ${rel} is outside the root`);
-    return p;
-  };
-  for (const w of whiteouts) await rm(inside(w), { recursive: true, force: true });
+  for (const w of whiteouts) {
+    const name = w.at(-1);
+    if (!name || name === '..' || name === '.') throw outside(what, w.join('/'));
+    const dir = await realDir(root, w.slice(0, -1), false, `whiteout ${w.join('/')}`);
+    if (dir) await clear(join(dir, name));
+  }
   for (const o of opaque) {
-    const d = inside(o);
-    const st = await lstat(d).catch(() => undefined);
-    if (st?.isDirectory()) for (const n of await readdir(d)) await rm(join(d, n), { recursive: true, force: true });
+    const d = await realDir(root, o, false, `opaque whiteout in /${o.join('/')}`);
+    if (d) for (const n of await readdir(d)) await clear(join(d, n));
   }
-  // not strict: node-tar reports rewriting absolute symlink targets as an error in strict mode; every
-  // other warning (e.g. an entry that would be written through a symlink) still refuses the layer
-  const warnings: string[] = [];
-  await tar.x({
-    file: layerFile,
-    cwd: root,
-    strict: false,
-    preserveOwner: true,
-    filter: (p) => !posix.basename(p).startsWith('.wh.'),
-    onwarn: (code, message) => {
-      if (code !== 'TAR_ENTRY_INFO') warnings.push(`${code}: ${String(message)}`);
+  await readTarFile(
+    layerFile,
+    async (e, body) => {
+      if (archivePath(e.path, what).at(-1)?.startsWith('.wh.')) return;
+      await extractEntry(root, e, body, { links: true, what, ...(opts.idShift ? { idShift: opts.idShift } : {}) });
     },
-  });
-  if (warnings.length > 0)
-    throw new FormError(
-      'RUNTIME_IMAGE_INVALID',
-      `Cannot import image: layer refused: ${warnings.slice(0, 5).join('; ')}`,
-    );
-  // put back absolute symlink targets (they resolve inside the container's root, not the host's)
-  for (const l of absoluteLinks) {
-    const p = inside(l.rel);
-    const st = await lstat(p).catch(() => undefined);
-    if (!st?.isSymbolicLink()) continue;
-    await rm(p);
-    await symlink(l.target, p);
-  }
+    { what },
+  );
 }
 
 async function isGzip(file: string): Promise<boolean> {

@@ -76,7 +76,7 @@ export async function createRuntimeService(opts: {
     if (config.admins.length === 0)
       logger.warn(
         { component: 'runtime' },
-        'no admins configured: any signed request may import images and register modules',
+        'no admins configured: nobody may import images or register modules over the API (set admins in config.yaml or FORM_RUNTIME_ADMINS)',
       );
     registerAoRoutes(app, { manager, nonces, node });
   } catch (err) {

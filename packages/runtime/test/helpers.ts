@@ -113,3 +113,31 @@ Handlers.add('boom', 'Boom', () => { State.count = -999; throw new Error('kaboom
 Handlers.add('loop', 'Loop', () => { State.count = -1; for (;;) {} });
 Handlers.add('hog', 'Hog', () => { const a = []; for (let i = 0; ; i++) a.push(new Array(1e6).fill(i)); });
 `;
+
+/** A tar written byte by byte, so a test can hold entries no well-behaved tool writes (../x, devices). */
+export function rawTar(
+  entries: Array<{ name: string; type?: string; data?: string | Buffer; linkname?: string; mode?: number }>,
+): Buffer {
+  const blocks: Buffer[] = [];
+  for (const e of entries) {
+    const data = Buffer.from(e.data ?? '');
+    const h = Buffer.alloc(512);
+    h.write(e.name, 0, 100);
+    h.write(`${(e.mode ?? 0o644).toString(8).padStart(7, '0')}\0`, 100);
+    h.write('0000000\0', 108);
+    h.write('0000000\0', 116);
+    h.write(`${data.length.toString(8).padStart(11, '0')}\0`, 124);
+    h.write('00000000000\0', 136);
+    h.write('        ', 148);
+    h.write(e.type ?? '0', 156);
+    h.write(e.linkname ?? '', 157, 100);
+    h.write('ustar\0', 257);
+    h.write('00', 263);
+    let sum = 0;
+    for (const b of h) sum += b;
+    h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+    blocks.push(h, data, Buffer.alloc((512 - (data.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}

@@ -6,35 +6,9 @@ import { createLogger } from '@formation/service';
 import * as tar from 'tar';
 import { writeDockerArchive } from '../src/docker-archive.ts';
 import { ImageStore } from '../src/image-store.ts';
-import { tmp } from './helpers.ts';
+import { rawTar, tmp } from './helpers.ts';
 
 const logger = createLogger('silent');
-
-/** A tar written byte by byte, so a test can hold entries no well-behaved tool writes (../x, devices). */
-function rawTar(entries: Array<{ name: string; type?: string; data?: string; linkname?: string }>): Buffer {
-  const blocks: Buffer[] = [];
-  for (const e of entries) {
-    const data = Buffer.from(e.data ?? '');
-    const h = Buffer.alloc(512);
-    h.write(e.name, 0, 100);
-    h.write('0000644\0', 100);
-    h.write('0000000\0', 108);
-    h.write('0000000\0', 116);
-    h.write(`${data.length.toString(8).padStart(11, '0')}\0`, 124);
-    h.write('00000000000\0', 136);
-    h.write('        ', 148);
-    h.write(e.type ?? '0', 156);
-    h.write(e.linkname ?? '', 157, 100);
-    h.write('ustar\0', 257);
-    h.write('00', 263);
-    let sum = 0;
-    for (const b of h) sum += b;
-    h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-    blocks.push(h, data, Buffer.alloc((512 - (data.length % 512)) % 512));
-  }
-  blocks.push(Buffer.alloc(1024));
-  return Buffer.concat(blocks);
-}
 
 const dirs: string[] = [];
 after(async () => {
@@ -166,7 +140,7 @@ describe('image store: docker save archives without Docker', () => {
     ['path traversal', [{ name: '../../escape', data: 'x' }], /outside the root/],
     ['an absolute path', [{ name: '/etc/evil', data: 'x' }], /outside the root/],
     ['a hard link out of the root', [{ name: 'l', type: '1', linkname: '../../etc/shadow' }], /outside the root/],
-    ['a character device', [{ name: 'dev/mem', type: '3' }], /CharacterDevice/],
+    ['a character device', [{ name: 'dev/mem', type: '3' }], /character device/],
     ['a FIFO', [{ name: 'fifo', type: '6' }], /FIFO/],
     [
       'a write through a symlink',
@@ -202,6 +176,6 @@ describe('image store: docker save archives without Docker', () => {
     writeFileSync(join(w, 'junk.tar'), 'not a tar at all');
     const store = new ImageStore(join(w, 'store'), logger);
     await assert.rejects(store.import(join(w, 'x.tar')), /no valid manifest\.json/);
-    await assert.rejects(store.import(join(w, 'junk.tar')), /RUNTIME_IMAGE_INVALID|not a readable tar|manifest/);
+    await assert.rejects(store.import(join(w, 'junk.tar')), /not a tar archive/);
   });
 });

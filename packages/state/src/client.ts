@@ -3,7 +3,16 @@ import { instanceIdOf } from './kinds.ts';
 import { httpStateClient as readClient } from './light-client.ts';
 import { createOp, type Op, type OpKind } from './op.ts';
 import { type ApplyResult, type StateStore, withDelegation } from './store.ts';
-import type { AllocationView, DnsRecordView, FormnetPeerView, FormpackView, InstanceView, NodeView } from './views.ts';
+import type {
+  AllocationView,
+  ConflictView,
+  DnsRecordView,
+  FormnetPeerView,
+  FormpackView,
+  InstanceView,
+  NetworkView,
+  NodeView,
+} from './views.ts';
 
 export type SubmitResult = { status: 'accepted' | 'duplicate' | 'pending'; hash: string; missing?: string[] };
 
@@ -24,13 +33,21 @@ export interface StateClient {
   formnetPeers(): Promise<FormnetPeerView[]>;
   allocations(): Promise<AllocationView[]>;
   dns(): Promise<DnsRecordView[]>;
+  /** The network: genesis, admission policy, admins, quotas, nodes awaiting admission. */
+  network(): Promise<NetworkView>;
+  /** What two parties hold at once (slices, WireGuard keys, names, addresses): each loses it. */
+  conflicts(): Promise<ConflictView[]>;
 }
 
 /** The in-process client: calls the store directly. */
 export function localStateClient(store: StateStore): StateClient {
   return {
     author: async (key, kind, body) => store.author(key, kind, body),
-    submit: async (op) => store.submit(op),
+    submit: async (op) => {
+      const problem = store.apiProblem(op);
+      if (problem) throw problem;
+      return store.submit(op);
+    },
     applyBatch: async (ops) => store.applyBatch(ops),
     heads: async () => store.heads(),
     digest: async () => store.digest(),
@@ -43,6 +60,8 @@ export function localStateClient(store: StateStore): StateClient {
     formnetPeers: async () => store.views().formnetPeers,
     allocations: async () => store.views().allocations,
     dns: async () => store.views().dns,
+    network: async () => store.views().network,
+    conflicts: async () => store.views().conflicts,
   };
 }
 
@@ -56,20 +75,21 @@ export function httpStateClient(baseUrl: string): StateClient {
       const b = withDelegation(key, kind, body);
       const actor = actingPublicKey(key);
       if (kind === 'instance.create' && b.id === undefined) b.id = instanceIdOf(actor, String(b.name), ts);
-      const deps = await client.heads();
+      // A genesis has no deps; everything else cites the heads plus what its rule needs.
+      const deps = kind === 'network.init' ? [] : await client.heads();
       const id = b.instanceId as string | undefined;
       if ((id && kind.startsWith('instance.')) || (kind === 'dns.record' && id)) {
         const inst = await client.instance(id as string);
-        if (inst) {
-          if (kind === 'instance.commit' && inst.owner !== actor) {
-            const claim = inst.replicaSet.find((r) => r.node === key.publicKey);
-            if (claim) deps.push(claim.claimedBy);
-          } else if (kind !== 'instance.status') deps.push(inst.createdBy);
-        }
+        if (inst && kind !== 'instance.status') deps.push(inst.createdBy);
       }
-      if (kind === 'formnet.allocate' && b.peer !== key.publicKey) {
+      if (kind === 'formnet.allocate') {
+        // Only nodes allocate, citing their own registration (listed only once admitted).
         const me = (await client.nodes()).find((n) => n.id === key.publicKey);
         if (me) deps.push(me.registeredBy);
+      }
+      if (kind === 'node.admit' || kind === 'node.remove') {
+        const { genesis } = await client.network();
+        if (genesis) deps.push(genesis);
       }
       const op = createOp(key, kind, b, deps, ts);
       await client.submit(op);

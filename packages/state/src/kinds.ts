@@ -1,3 +1,4 @@
+import { isIPv4, isIPv6 } from 'node:net';
 import { addressOf, delegationProblem, sha256Hex } from '@formation/identity';
 import { FORMNET_CIDR } from '@formation/interface';
 import { type TSchema, Type } from '@sinclair/typebox';
@@ -46,6 +47,8 @@ const OnBehalfOf = Type.Optional(
       owner: PubKey,
       delegate: PubKey,
       scope: Type.Literal('manage'),
+      // Optional in the schema only so that the rule names the problem for old (V1) delegations.
+      issuedAt: Type.Optional(Int(0, Number.MAX_SAFE_INTEGER)),
       expiresAt: Int(0, Number.MAX_SAFE_INTEGER),
       sig: Type.String({ pattern: '^[0-9a-f]{128}$' }),
     },
@@ -144,7 +147,86 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
     Type.Object({ name: Fqdn, instanceId: InstanceId, onBehalfOf: OnBehalfOf }, strict),
     Type.Object({ name: Fqdn, addresses: Type.Array(Ipv4, { minItems: 1, maxItems: 8 }) }, strict),
   ]),
+  /**
+   * A network's genesis (deps must be []): its name, who admits nodes, and per-account quotas. Which
+   * genesis a store follows is its `genesis` option or the first one it accepted (see README).
+   */
+  'network.init': Type.Object(
+    {
+      name: Text(64),
+      admission: Type.Union([Type.Literal('admins'), Type.Literal('open')]),
+      admins: Type.Array(PubKey, { minItems: 1, maxItems: 16, uniqueItems: true }),
+      quotas: Type.Optional(
+        Type.Object({ instancesPerAccount: Int(1, 100_000), replicasPerAccount: Int(1, 1_600_000) }, strict),
+      ),
+    },
+    strict,
+  ),
+  /** An admin admits a node with its slice of formnet (cites the network.init). */
+  'node.admit': Type.Object({ node: PubKey, formnetRange: Cidr }, strict),
+  /** An admin removes a node (cites the network.init); a later node.admit re-admits it (LWW). */
+  'node.remove': Type.Object({ node: PubKey }, strict),
+  /** The author revokes every delegation it gave `delegate`: delegated ops dated after this stop counting. */
+  'delegation.revoke': Type.Object({ delegate: PubKey }, strict),
 };
+
+/** Member addresses (nodes and developers) come from this pool; node slices lie outside it. */
+export const FORMNET_MEMBER_POOL = '10.128.0.0/16';
+/** Every node's slice of formnet for its instances is one /24 (`@formation/net` SLICE_PREFIX). */
+export const NODE_RANGE_PREFIX = 24;
+
+/** An IPv4 CIDR as [base, size], or undefined when malformed. */
+export function parseCidr(cidr: string): { base: number; size: number; bits: number } | undefined {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)(?:\/(\d+))?$/.exec(cidr);
+  if (!m) return undefined;
+  const octets = m.slice(1, 5).map(Number);
+  const bits = m[5] === undefined ? 32 : Number(m[5]);
+  if (octets.some((o) => o > 255) || bits > 32) return undefined;
+  const base = octets.reduce((a, o) => a * 256 + o, 0);
+  return { base, size: 2 ** (32 - bits), bits };
+}
+
+/** Does CIDR (or address) `inner` lie entirely inside CIDR `outer`? */
+export function cidrWithin(inner: string, outer: string): boolean {
+  const i = parseCidr(inner);
+  const o = parseCidr(outer);
+  if (!i || !o) return false;
+  const ib = i.base - (i.base % i.size);
+  return ib >= o.base - (o.base % o.size) && ib + i.size <= o.base - (o.base % o.size) + o.size;
+}
+
+/** Do two CIDRs share an address? */
+export function cidrsOverlap(a: string, b: string): boolean {
+  return cidrWithin(a, b) || cidrWithin(b, a);
+}
+
+/** Why `cidr` is not a valid node slice, or null: one aligned /24 inside formnet, outside the member pool. */
+export function rangeProblem(cidr: string): string | null {
+  const c = parseCidr(cidr);
+  if (!c || c.base % c.size !== 0) return `formnetRange ${cidr} is not an aligned IPv4 CIDR`;
+  if (c.bits !== NODE_RANGE_PREFIX) return `formnetRange ${cidr} must be a /${NODE_RANGE_PREFIX}`;
+  if (!cidrWithin(cidr, FORMNET_CIDR)) return `formnetRange ${cidr} lies outside formnet ${FORMNET_CIDR}`;
+  if (cidrsOverlap(cidr, FORMNET_MEMBER_POOL)) {
+    return `formnetRange ${cidr} lies in the member address pool ${FORMNET_MEMBER_POOL}`;
+  }
+  return null;
+}
+
+/** Why `endpoint` is not `host:port` (IPv4, [IPv6] or a DNS name; port 1-65535), or null. */
+export function endpointProblem(endpoint: string): string | null {
+  const m = /^(.*):(\d{1,5})$/.exec(endpoint);
+  const bad = `endpoint ${JSON.stringify(endpoint)} must be host:port (IPv4, [IPv6] or a DNS name, port 1-65535)`;
+  if (!m) return bad;
+  const host = m[1] as string;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return bad;
+  if (host.startsWith('[') && host.endsWith(']')) return isIPv6(host.slice(1, -1)) ? null : bad;
+  if (isIPv4(host)) return null;
+  if (/^\d+(\.\d+)*$/.test(host)) return bad; // looks numeric but is not an address
+  const dns =
+    /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+  return dns.test(host) ? null : bad;
+}
 
 const CHECKERS = Object.fromEntries(
   Object.entries(BODY_SCHEMAS).map(([k, s]) => [k, TypeCompiler.Compile(s)]),
@@ -228,12 +310,48 @@ export function authorize(op: UnsignedOp, deps: readonly DepView[]): Rejection |
   const a = actorOf(op);
   switch (op.kind) {
     case 'node.register':
-    case 'node.update':
+    case 'node.update': {
+      if (b.formnetRange !== undefined) {
+        const p = rangeProblem(b.formnetRange as string);
+        if (p) return invalid(`${op.kind}: ${p}`);
+      }
+      return null; // about the author itself: the node IS the author key
+    }
+    case 'formnet.peer': {
+      if (b.endpoint !== undefined) {
+        const p = endpointProblem(b.endpoint as string);
+        if (p) return invalid(`formnet.peer: ${p}`);
+      }
+      for (const ip of b.allowedIps as string[]) {
+        const c = parseCidr(ip);
+        if (!c || c.base % c.size !== 0 || !cidrWithin(ip, FORMNET_CIDR)) {
+          return invalid(`formnet.peer: allowedIps ${ip} must be an aligned CIDR inside formnet ${FORMNET_CIDR}`);
+        }
+      }
+      return null;
+    }
     case 'node.heartbeat':
     case 'account.update':
-    case 'formnet.peer':
     case 'formnet.leave':
+    case 'delegation.revoke':
       return null; // about the author itself: the node/peer/account IS the author key
+    case 'network.init': {
+      if (op.deps.length > 0) return invalid('network.init: a genesis must have no deps');
+      return null;
+    }
+    case 'node.admit':
+    case 'node.remove': {
+      const init = findDep(deps, 'network.init', () => true);
+      if (!init) return invalid(`${op.kind}: deps must include the network.init (genesis)`);
+      if (!(init.body.admins as string[]).includes(op.author)) {
+        return forbidden(`${op.kind}: only an admin of the network may admit or remove nodes`);
+      }
+      if (op.kind === 'node.admit') {
+        const p = rangeProblem(b.formnetRange as string);
+        if (p) return invalid(`node.admit: ${p}`);
+      }
+      return null;
+    }
     case 'formpack.publish':
       return b.owner === addressOf(a)
         ? null
@@ -261,30 +379,34 @@ export function authorize(op: UnsignedOp, deps: readonly DepView[]): Rejection |
     case 'instance.status':
       return b.node === op.author ? null : forbidden('instance.status: a node may only report its own status');
     case 'instance.commit': {
+      // Only the owner makes a revision current: a node running a replica may offer one (to the
+      // owner, out of band), never impose it. A claim grants nothing over content.
       const c = createOf(deps, b.instanceId);
-      if (c && actorOf(c) === a) return null;
-      const claim = findDep(
-        deps,
-        'instance.claim',
-        (d) => b.onBehalfOf === undefined && d.author === a && d.body.instanceId === b.instanceId,
-      );
-      if (claim) return null;
-      return c || claim
-        ? forbidden(`instance.commit: only the owner or a node running a replica of ${b.instanceId} may commit`)
+      return c && actorOf(c) === a
+        ? null
         : forbidden(
-            `instance.commit: deps must include the instance.create (owner) or the author's instance.claim (replica) of ${b.instanceId}`,
+            `instance.commit: only the owner of instance ${b.instanceId} (or their delegation) may commit, citing its instance.create in deps`,
           );
     }
     case 'formnet.allocate': {
+      // Only nodes allocate (views count only admitted ones): member addresses (nodes, developers) in
+      // the member pool, instance addresses inside the allocating node's own slice (checked in views).
       if (!ipInFormnet(b.address as string))
         return invalid(`formnet.allocate: ${b.address} is outside ${FORMNET_CIDR}`);
       if (b.kind === 'instance' ? !/^[0-9a-f]{32}$/.test(b.peer as string) : !/^0[23]/.test(b.peer as string)) {
         return invalid('formnet.allocate: peer must be an instance id for kind instance, else a public key');
       }
-      if (b.peer === a) return null;
-      return findDep(deps, 'node.register', (d) => d.author === a)
-        ? null
-        : forbidden('formnet.allocate: only the peer itself, or a node naming its node.register in deps, may allocate');
+      const inPool = cidrWithin(b.address as string, FORMNET_MEMBER_POOL);
+      if (b.kind === 'instance' && inPool) {
+        return invalid(`formnet.allocate: instance addresses lie in a node's slice, not in ${FORMNET_MEMBER_POOL}`);
+      }
+      if (b.kind !== 'instance' && !inPool) {
+        return invalid(`formnet.allocate: ${b.kind} addresses lie in the member pool ${FORMNET_MEMBER_POOL}`);
+      }
+      if (!findDep(deps, 'node.register', (d) => d.author === op.author)) {
+        return forbidden('formnet.allocate: only a node, naming its own node.register in deps, may allocate');
+      }
+      return null;
     }
     case 'dns.record': {
       if (!('instanceId' in b)) return null;

@@ -15,12 +15,17 @@ export type { Op, OpKind, UnsignedOp } from './op.ts';
 export { type ShipOptions, type ShipResult, shipFormpack } from './ship.ts';
 export type { ApplyResult } from './store.ts';
 export type {
+  AdmissionPolicy,
   AllocationView,
+  ConflictView,
   DnsRecordView,
   FormnetPeerView,
   FormpackView,
+  InstanceFormpack,
   InstanceView,
+  NetworkView,
   NodeView,
+  Quotas,
   ReplicaView,
 } from './views.ts';
 
@@ -63,5 +68,7 @@ export function httpStateClient(baseUrl: string): StateClient {
     formnetPeers: () => get('/formnet/peers'),
     allocations: () => get('/formnet/allocations'),
     dns: () => get('/dns'),
+    network: () => get('/network'),
+    conflicts: () => get('/conflicts'),
   };
 }

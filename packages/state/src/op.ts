@@ -19,6 +19,10 @@ export const OP_KINDS = [
   'formnet.peer',
   'formnet.leave',
   'dns.record',
+  'network.init',
+  'node.admit',
+  'node.remove',
+  'delegation.revoke',
 ] as const;
 export type OpKind = (typeof OP_KINDS)[number];
 

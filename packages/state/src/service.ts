@@ -3,11 +3,57 @@ import { DEFAULT_PORTS, FormError } from '@formation/interface';
 import { type ApiServer, createApiServer, type Logger } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import { MAX_OP_BYTES } from './op.ts';
-import type { StateStore } from './store.ts';
+import type { ApplyResult, StateStore } from './store.ts';
 
 export interface StateServiceOptions {
   store: StateStore;
   logger: Logger;
+  /** Most ops in one POST /ops/batch (each costs a signature check). Default 1000. */
+  maxBatch?: number;
+  /**
+   * Ops (signature checks) each remote address may submit: a token bucket of `burst` ops refilled at
+   * `opsPerSecond`. Default 500/s, burst 5000. Over it: 429 RATE_LIMITED.
+   */
+  rateLimit?: { opsPerSecond: number; burst: number };
+}
+
+/** A token bucket per remote address; forgets idle addresses so a flood of sources stays bounded. */
+class OpBudget {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private readonly rate: number;
+  private readonly burst: number;
+  constructor(rate: number, burst: number) {
+    this.rate = rate;
+    this.burst = burst;
+  }
+
+  /** Take `n` tokens for `who`, or throw RATE_LIMITED. */
+  take(who: string, n: number, now = Date.now()): void {
+    let b = this.buckets.get(who);
+    if (!b) {
+      if (this.buckets.size >= 10_000) {
+        for (const [k, v] of this.buckets)
+          if (v.tokens + ((now - v.at) / 1000) * this.rate >= this.burst) this.buckets.delete(k);
+        if (this.buckets.size >= 10_000) this.buckets.delete(this.buckets.keys().next().value as string);
+      }
+      b = { tokens: this.burst, at: now };
+      this.buckets.set(who, b);
+    }
+    b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.rate);
+    b.at = now;
+    if (b.tokens < n) {
+      const wait = Math.ceil(((n - b.tokens) / this.rate) * 1000);
+      throw new FormError(
+        'RATE_LIMITED',
+        `Cannot accept ${n} ops from ${who} now: over ${this.rate} ops/s (burst ${this.burst})`,
+        {
+          hint: `Retry in ${wait} ms, or send fewer ops per request.`,
+          details: { retryAfterMs: wait },
+        },
+      );
+    }
+    b.tokens -= n;
+  }
 }
 
 /** Default port of the state API. */
@@ -36,6 +82,8 @@ const OpLike = Type.Unsafe<unknown>({ ...OpSchema });
  */
 export async function createStateService(opts: StateServiceOptions): Promise<ApiServer> {
   const { store } = opts;
+  const maxBatch = opts.maxBatch ?? 1000;
+  const budget = new OpBudget(opts.rateLimit?.opsPerSecond ?? 500, opts.rateLimit?.burst ?? 5000);
   const app = await createApiServer({
     name: 'state',
     description: 'Formation replicated state: a signed op log (BFT-CRDT) and its views.',
@@ -63,6 +111,9 @@ export async function createStateService(opts: StateServiceOptions): Promise<Api
         throw new FormError('STATE_OP_INVALID', `Cannot accept op: ${req.validationError.message}`);
       }
       refuseStaleDelegatedOp(req.body as { ts?: unknown; body?: { onBehalfOf?: unknown } });
+      budget.take(req.ip, 1);
+      const problem = store.apiProblem(req.body);
+      if (problem) throw problem;
       const r = store.submit(req.body);
       return reply.status(r.status === 'accepted' ? 201 : r.status === 'pending' ? 202 : 200).send(r);
     },
@@ -79,7 +130,33 @@ export async function createStateService(opts: StateServiceOptions): Promise<Api
         }),
       },
     },
-    async (req) => store.applyBatch((req.body as { ops: unknown[] }).ops),
+    async (req) => {
+      const ops = (req.body as { ops: unknown[] }).ops;
+      if (ops.length > maxBatch) {
+        throw new FormError(
+          'STATE_OP_INVALID',
+          `Cannot apply a batch of ${ops.length} ops: at most ${maxBatch} per request`,
+          {
+            hint: 'Split it into several requests.',
+          },
+        );
+      }
+      budget.take(req.ip, ops.length);
+      // Ops the API would refuse one by one are refused here too (the rest of the batch goes on).
+      const refused: ApplyResult['rejected'] = [];
+      const rest = ops.filter((op) => {
+        const p = store.apiProblem(op);
+        if (p)
+          refused.push({
+            hash: String((op as { hash?: unknown }).hash ?? ''),
+            code: p.code === 'STATE_OP_FORBIDDEN' ? 'STATE_OP_FORBIDDEN' : 'STATE_OP_INVALID',
+            reason: p.message,
+          });
+        return !p;
+      });
+      const r = store.applyBatch(rest);
+      return refused.length ? { ...r, rejected: [...refused, ...r.rejected] } : r;
+    },
   );
 
   app.get(
@@ -123,7 +200,9 @@ export async function createStateService(opts: StateServiceOptions): Promise<Api
 
   const view = <K extends keyof ReturnType<StateStore['views']>>(path: string, key: K, summary: string) =>
     app.get(path, { schema: { summary } }, async () => store.views()[key]);
-  view('/nodes', 'nodes', 'Registered nodes');
+  view('/network', 'network', 'The network: genesis, admission policy, admins, quotas, nodes awaiting admission');
+  view('/conflicts', 'conflicts', 'Slices, WireGuard keys, names and addresses two parties hold (each loses them)');
+  view('/nodes', 'nodes', 'Admitted nodes');
   view('/accounts', 'accounts', 'Every author seen, with optional names');
   view('/instances', 'instances', 'Instances with replicas and revisions');
   view('/formpacks', 'formpacks', 'Published Formpacks');

@@ -4,12 +4,21 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { actingPublicKey, type DelegatedKey, type KeyPair, sha256Hex } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
-import { authorize, checkBody, DELEGABLE_KINDS, type DepView, instanceIdOf } from './kinds.ts';
+import {
+  actorOf,
+  authorize,
+  checkBody,
+  cidrsOverlap,
+  DELEGABLE_KINDS,
+  type DepView,
+  instanceIdOf,
+  rangeProblem,
+} from './kinds.ts';
 import { createOp, encodeOp, MAX_DEPS, MAX_OP_BYTES, OP_KINDS, type Op, type OpKind, verifyOpSignature } from './op.ts';
 import { PendingBuffer } from './pending.ts';
 import { PresenceBook } from './presence.ts';
 import { VerifyPool } from './verify-pool.ts';
-import type { Views } from './views.ts';
+import type { NetworkView, Views } from './views.ts';
 import { ViewState } from './views.ts';
 
 export type RejectCode = 'AUTH_BAD_SIGNATURE' | 'STATE_OP_INVALID' | 'STATE_OP_FORBIDDEN';
@@ -44,7 +53,20 @@ export interface StateStoreOptions {
   pendingMaxBytes?: number;
   /** Worker threads verifying signatures of big batches (≥ 128 ops); default: cores - 1, at most 3. 0 = inline. */
   verifyThreads?: number;
+  /**
+   * Hash of the network's `network.init` (genesis). Without it the store follows the genesis it
+   * persisted, else adopts the first `network.init` it accepts (trust on first use: the node you
+   * join) and persists it. A store that holds no genesis is a `legacy-open` network.
+   */
+  genesis?: string;
+  /** Ops dated more than this ahead of `now()` are refused (every path: API, gossip, sync). Default 5 min. */
+  maxFutureMs?: number;
+  /** The clock (ms) for the future-date check and heartbeat freshness; default Date.now. */
+  now?: () => number;
 }
+
+/** Default for `maxFutureMs`: how far ahead of this node's clock an op may be dated. */
+export const MAX_FUTURE_MS = 5 * 60_000;
 
 /** Per-op metadata kept in memory: enough for dependency checks, heads and sync. */
 interface Meta {
@@ -56,7 +78,7 @@ interface Meta {
   body: Record<string, unknown> | undefined;
 }
 
-const REFERABLE = new Set<OpKind>(['instance.create', 'instance.claim', 'node.register']);
+const REFERABLE = new Set<OpKind>(['instance.create', 'instance.claim', 'node.register', 'network.init']);
 const ENVELOPE_KEYS = new Set(['v', 'author', 'deps', 'kind', 'body', 'ts', 'sig', 'hash']);
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -77,6 +99,10 @@ export class StateStore {
   private readonly listeners = new Set<(op: Op) => void>();
   private readonly verifier: VerifyPool;
   private closed = false;
+  private genesisHash: string | undefined;
+  private needsRebuild = false;
+  private readonly maxFutureMs: number;
+  readonly now: () => number;
 
   constructor(opts: StateStoreOptions) {
     this.path = opts.path;
@@ -94,6 +120,25 @@ export class StateStore {
       data TEXT NOT NULL,
       sig TEXT NOT NULL
     )`);
+    this.db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
+    const persisted = (
+      this.db.prepare("SELECT value FROM meta WHERE key = 'genesis'").get() as { value: string } | undefined
+    )?.value;
+    if (opts.genesis !== undefined && !HEX64.test(opts.genesis)) {
+      throw new FormError('CONFIG_INVALID', `Cannot open the state: genesis ${opts.genesis} is not a sha256 hash`);
+    }
+    if (opts.genesis && persisted && opts.genesis !== persisted) {
+      this.db.close();
+      throw new FormError(
+        'CONFLICT',
+        `Cannot open the state at ${opts.path}: it follows genesis ${persisted}, not ${opts.genesis}`,
+        { hint: 'This data directory belongs to another network: use another one, or the matching genesis.' },
+      );
+    }
+    this.genesisHash = opts.genesis ?? persisted;
+    if (opts.genesis && !persisted) this.persistGenesis(opts.genesis);
+    this.maxFutureMs = opts.maxFutureMs ?? MAX_FUTURE_MS;
+    this.now = opts.now ?? Date.now;
     this.stmts = {
       insert: this.db.prepare('INSERT INTO ops (hash, depth, data, sig) VALUES (?, ?, ?, ?)'),
       get: this.db.prepare('SELECT data, sig FROM ops WHERE hash = ?'),
@@ -101,20 +146,42 @@ export class StateStore {
     };
     this.pendingBuf = new PendingBuffer(opts.pendingMaxOps, opts.pendingMaxBytes);
     this.verifier = new VerifyPool(opts.verifyThreads);
-    this.viewState = new ViewState(this.domain);
+    this.viewState = new ViewState(this.domain, this.genesisHash);
     this.load();
+  }
+
+  private persistGenesis(hash: string): void {
+    this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('genesis', ?)").run(hash);
+  }
+
+  /** The genesis (network.init hash) this store follows, if any. */
+  get genesis(): string | undefined {
+    return this.genesisHash;
   }
 
   /** Rebuild the in-memory index and views from disk (ops on disk were verified when accepted). */
   private load(): void {
     this.dag = new Map();
     this.headSet = new Set();
-    this.viewState = new ViewState(this.domain);
-    const rows = this.db.prepare('SELECT hash, depth, data, sig FROM ops ORDER BY seq').iterate();
-    for (const row of rows as Iterable<{ hash: string; depth: number; data: string; sig: string }>) {
-      const op = { ...(JSON.parse(row.data) as Omit<Op, 'sig' | 'hash'>), sig: row.sig, hash: row.hash };
-      this.index(op, row.depth);
+    this.viewState = new ViewState(this.domain, this.genesisHash);
+    // Revocations first: whether a delegated op counts depends on them, whatever the order on disk.
+    const rows = () =>
+      this.db.prepare('SELECT hash, depth, data, sig FROM ops ORDER BY seq').iterate() as Iterable<{
+        hash: string;
+        depth: number;
+        data: string;
+        sig: string;
+      }>;
+    const parse = (row: { hash: string; data: string; sig: string }) =>
+      ({ ...(JSON.parse(row.data) as Omit<Op, 'sig' | 'hash'>), sig: row.sig, hash: row.hash }) as Op;
+    for (const row of rows()) {
+      if (row.data.includes('"kind":"delegation.revoke"')) {
+        const op = parse(row);
+        if (op.kind === 'delegation.revoke') this.viewState.apply(op, row.depth);
+      }
     }
+    for (const row of rows()) this.index(parse(row), row.depth);
+    this.needsRebuild = false;
     this.log?.info({ ops: this.dag.size }, 'state loaded');
   }
 
@@ -128,7 +195,8 @@ export class StateStore {
     });
     for (const d of op.deps) this.headSet.delete(d);
     this.headSet.add(op.hash);
-    this.viewState.apply(op, depth);
+    // A revocation that un-counts delegated ops already folded in: fold everything again (rare).
+    if (this.viewState.apply(op, depth) === 'rebuild') this.needsRebuild = true;
   }
 
   /** Number of accepted ops. */
@@ -155,10 +223,20 @@ export class StateStore {
    * All views: a deterministic function of the accepted op set, except that each node's `heartbeat`
    * shows its newest gossiped presence when that is newer (`presence`; not part of `digest()`).
    */
-  views(): Views {
+  views(now: number = this.now()): Views {
     const v = this.viewState.views();
-    const nodes = this.presence.overlay(v.nodes);
+    let nodes = this.presence.overlay(v.nodes);
+    // A beat dated in the future is no beat: it must never count as fresher than now.
+    const skew = Number.isFinite(this.maxFutureMs) ? this.maxFutureMs : MAX_FUTURE_MS;
+    if (nodes.some((n) => n.heartbeat && n.heartbeat.ts > now + skew)) {
+      nodes = nodes.map((n) => (n.heartbeat && n.heartbeat.ts > now + skew ? { ...n, heartbeat: null } : n));
+    }
     return nodes === v.nodes ? v : { ...v, nodes };
+  }
+
+  /** How far ahead of `now()` an op may be dated here (for the scheduler's health rule). */
+  get maxFutureSkewMs(): number {
+    return this.maxFutureMs;
   }
 
   /** Liveness from gossiped presence messages (memory only). See presence.ts. */
@@ -231,7 +309,21 @@ export class StateStore {
     const result: ApplyResult = { accepted: [], rejected: [], pending: [], duplicates: [] };
     const acceptedOps: Op[] = [];
     // Parse everything, then check the signatures of the new ones (in parallel for big batches).
-    const parsed = inputs.map(parseUnverified);
+    const horizon = this.now() + this.maxFutureMs;
+    const parsed = inputs.map((input) => {
+      const p = parseUnverified(input);
+      if ('code' in p || p.op.ts <= horizon) return p;
+      return {
+        hash: p.op.hash,
+        code: 'STATE_OP_INVALID' as const,
+        reason: `op is dated ${Math.round((p.op.ts - (horizon - this.maxFutureMs)) / 1000)} s in the future, ahead of this node's clock by more than ${Math.round(this.maxFutureMs / 1000)} s (check the signer's clock)`,
+      };
+    });
+    // A genesis applies first: the store adopts it (trust on first use) before judging the rest.
+    parsed.sort(
+      (x, y) =>
+        Number(!('op' in x) || x.op.kind !== 'network.init') - Number(!('op' in y) || y.op.kind !== 'network.init'),
+    );
     const toVerify: number[] = [];
     parsed.forEach((p, i) => {
       if (!('code' in p) && !this.dag.has(p.op.hash) && !this.pendingBuf.has(p.op.hash)) toVerify.push(i);
@@ -283,6 +375,7 @@ export class StateStore {
         }
       }
       this.db.exec('COMMIT');
+      if (this.needsRebuild) this.load();
     } catch (err) {
       try {
         this.db.exec('ROLLBACK');
@@ -334,7 +427,10 @@ export class StateStore {
     const b = withDelegation(key, kind, body);
     const actor = actingPublicKey(key);
     if (kind === 'instance.create' && b.id === undefined) b.id = instanceIdOf(actor, String(b.name), ts);
-    const op = createOp(key, kind, b, [...this.heads(), ...refsFor(this.viewState, actor, kind, b)], ts);
+    const refs = refsFor(this.viewState, kind === 'formnet.allocate' ? key.publicKey : actor, kind, b);
+    const op = createOp(key, kind, b, kind === 'network.init' ? [] : [...this.heads(), ...refs], ts);
+    const problem = this.apiProblem(op);
+    if (problem) throw problem;
     this.submit(op);
     return op;
   }
@@ -374,14 +470,100 @@ export class StateStore {
       if (m.body) deps.push({ hash: d, author: m.author, kind: m.kind, body: m.body });
     }
     const rej = authorize(op, deps);
-    return rej ? { hash: op.hash, ...rej } : null;
+    if (rej) return { hash: op.hash, ...rej };
+    // Which genesis counts is not decided by rank (anyone can make one): this store's genesis only.
+    const forbid = (reason: string): Rejected => ({ hash: op.hash, code: 'STATE_OP_FORBIDDEN', reason });
+    if (op.kind === 'network.init') {
+      if (this.genesisHash) {
+        return op.hash === this.genesisHash
+          ? null
+          : forbid(
+              `network.init: this store follows genesis ${this.genesisHash}; ${op.hash} belongs to another network`,
+            );
+      }
+      if (this.viewState.hasRegisteredNodes()) {
+        return forbid(
+          'network.init: this store already runs a legacy network (nodes registered without a genesis); open it with the genesis option to follow one',
+        );
+      }
+      return null;
+    }
+    for (const d of deps) {
+      if (d.kind === 'network.init' && d.hash !== this.genesisHash) {
+        return forbid(`${op.kind}: cites network.init ${d.hash}, which is not this network's genesis`);
+      }
+    }
+    return null;
   }
 
   private insert(op: Op): void {
+    if (op.kind === 'network.init' && !this.genesisHash) {
+      this.genesisHash = op.hash;
+      this.persistGenesis(op.hash);
+      this.viewState.setGenesis(op.hash);
+    }
     let depth = 0;
     for (const d of op.deps) depth = Math.max(depth, (this.dag.get(d) as Meta).depth + 1);
     this.stmts.insert.run(op.hash, depth, encodeOp(op), op.sig);
     this.index(op, depth);
+  }
+
+  /**
+   * Why the state API refuses a new op that the rules alone would accept, judged against what this
+   * replica holds now (so it never decides what replicas converge to; gossip is judged by the rules):
+   * a delegated op after its delegation's revocation (403), an instance name or explicit DNS name
+   * another owner holds (409), an admit overlapping another admitted node's slice (409).
+   * Returns a FormError or null; call it before `submit` for ops from clients.
+   */
+  apiProblem(input: unknown): FormError | null {
+    if (typeof input !== 'object' || input === null) return null;
+    const op = input as Partial<Op>;
+    const b = (op.body ?? {}) as Record<string, unknown>;
+    if (typeof op.author !== 'string' || typeof op.kind !== 'string') return null;
+    const actor = actorOf({ author: op.author, body: b });
+    if (b.onBehalfOf !== undefined && typeof op.ts === 'number') {
+      const rev = this.viewState.revokedAt(actor, op.author);
+      if (rev !== undefined && op.ts > rev) {
+        return new FormError('STATE_OP_FORBIDDEN', 'Cannot accept a delegated op: its owner revoked this delegation', {
+          hint: 'Sign in again (`form web login`) for a new session.',
+        });
+      }
+    }
+    const v = this.viewState.views();
+    if (op.kind === 'instance.create') {
+      const other = v.instances.find((i) => !i.deleted && i.name === b.name && i.owner !== actor);
+      if (other) {
+        return new FormError(
+          'CONFLICT',
+          `Cannot create an instance named ${String(b.name)}: another owner holds the name ${String(b.name)}`,
+          {
+            hint: 'Pick another name (your own instances are also reachable as <name>.<your address>.<domain>).',
+            details: { owner: other.ownerAddress },
+          },
+        );
+      }
+    }
+    if (op.kind === 'dns.record' && typeof b.name === 'string') {
+      const rec = v.dns.find((d) => d.name === b.name);
+      if (rec && rec.owner !== actor) {
+        return new FormError('CONFLICT', `Cannot record DNS name ${b.name}: another owner holds it`);
+      }
+    }
+    if (op.kind === 'node.admit' && typeof b.formnetRange === 'string' && !rangeProblem(b.formnetRange)) {
+      const clash = v.nodes.find(
+        (n) => n.id !== b.node && n.formnetRange && cidrsOverlap(n.formnetRange, b.formnetRange as string),
+      );
+      if (clash) {
+        return new FormError(
+          'CONFLICT',
+          `Cannot admit a node with formnetRange ${b.formnetRange}: it overlaps node ${clash.id.slice(0, 12)}…'s ${clash.formnetRange}`,
+          {
+            hint: 'Give each node its own /24 (the first free one: see GET /nodes).',
+          },
+        );
+      }
+    }
+    return null;
   }
 
   /** Ops on disk (for tests and stats). */
@@ -412,21 +594,18 @@ export function refsFor(v: ViewState, author: string, kind: OpKind, body: Record
     case 'instance.update':
     case 'instance.delete':
     case 'instance.claim':
+    case 'instance.commit':
     case 'dns.record': {
       const c = id ? v.instanceCreate(id) : undefined;
       return c ? [c.hash] : [];
     }
-    case 'instance.commit': {
-      const c = id ? v.instanceCreate(id) : undefined;
-      if (c && c.author === author) return [c.hash];
-      const claim = id ? v.claimOf(id, author) : undefined;
-      return claim ? [claim] : [];
-    }
     case 'formnet.allocate': {
-      if (body.peer === author) return [];
       const r = v.registrationOf(author);
       return r ? [r] : [];
     }
+    case 'node.admit':
+    case 'node.remove':
+      return v.genesis ? [v.genesis] : [];
     default:
       return [];
   }
@@ -495,6 +674,11 @@ export function parseUnverified(input: unknown): { op: Op; size: number; bytes: 
     hash,
   };
   return { op: clean, size, bytes };
+}
+
+/** The network this state follows: genesis hash, admission policy, admins, quotas, pending nodes. */
+export function networkView(store: StateStore): NetworkView {
+  return store.views().network;
 }
 
 /** Open (or create) the state store at `path`. */

@@ -1,7 +1,7 @@
 import { addressOf as deriveAddress, sha256Hex } from '@formation/identity';
 import { DEFAULT_DOMAIN } from '@formation/interface';
 import { canonicalJson } from './canonical.ts';
-import { actorOf } from './kinds.ts';
+import { actorOf, cidrWithin } from './kinds.ts';
 import type { Op } from './op.ts';
 
 /**
@@ -63,18 +63,20 @@ interface InstanceState {
   commit?: { revision: number; ts: number; hash: string; value: string };
 }
 interface DnsState {
-  claim?: First<string>;
   byAuthor: Map<string, Lww<Body>>;
 }
 
 export interface NodeView {
   id: string;
+  /** Always true in this list (unadmitted nodes are left out; see `network.pending`). */
+  admitted: boolean;
   address: string;
   name: string | null;
   capacity: Resources;
   endpoint: string;
   p2pPeerId: string;
   wgPublicKey: string;
+  /** The node's slice: from its node.admit (admins policy) or registration; '' when it conflicts. */
   formnetRange: string;
   registeredBy: string;
   heartbeat: { ts: number; status: string; used: Resources | null } | null;
@@ -88,6 +90,13 @@ export interface FormpackView {
   id: string;
   name: string;
   owner: string;
+  sha256s: Record<string, string>;
+  size: number;
+  publishedBy: string;
+}
+/** The owner's publish of the instance's Formpack (Formpacks are keyed by owner and id). */
+export interface InstanceFormpack {
+  name: string;
   sha256s: Record<string, string>;
   size: number;
   publishedBy: string;
@@ -116,6 +125,10 @@ export interface InstanceView {
   deleted: boolean;
   revision: number;
   revisionHash: string | null;
+  /** The owner's own publish of `formpackId`, or null (never another owner's publish of that id). */
+  formpack: InstanceFormpack | null;
+  /** Beyond its owner's quota (by create (ts, hash) order): never placed, no replica is assigned. */
+  overQuota: boolean;
   replicaSet: ReplicaView[];
 }
 export interface FormnetPeerView {
@@ -138,7 +151,32 @@ export interface DnsRecordView {
   addresses: string[];
   owner: string;
 }
+export type AdmissionPolicy = 'legacy-open' | 'admins' | 'open';
+export interface Quotas {
+  instancesPerAccount: number;
+  replicasPerAccount: number;
+}
+/** Default per-account quotas when the network.init names none (or there is no genesis). */
+export const DEFAULT_QUOTAS: Quotas = { instancesPerAccount: 32, replicasPerAccount: 64 };
+export interface NetworkView {
+  /** Hash of the network.init this state follows; null = no genesis (`legacy-open`). */
+  genesis: string | null;
+  name: string | null;
+  policy: AdmissionPolicy;
+  admins: string[];
+  quotas: Quotas;
+  /** Registered nodes not admitted (admins policy): they place, claim, report and route nothing. */
+  pending: string[];
+}
+/** Something two parties hold at once that only one may: each loses it, deterministically. */
+export interface ConflictView {
+  kind: 'formnetRange' | 'wgPublicKey' | 'name' | 'dns' | 'address';
+  key: string;
+  parties: string[];
+}
 export interface Views {
+  network: NetworkView;
+  conflicts: ConflictView[];
   nodes: NodeView[];
   accounts: AccountView[];
   formpacks: FormpackView[];
@@ -160,25 +198,86 @@ export class ViewState {
   private nodes = new Map<string, NodeState>();
   private accounts = new Map<string, Map<string, Lww<unknown>>>();
   private authors = new Set<string>();
+  /** Keyed by `${owner address}/${id}`: each owner's publish is its own. */
   private formpacks = new Map<string, First<{ author: string; body: Body }>>();
   private instances = new Map<string, InstanceState>();
   private peers = new Map<string, Map<string, Lww<unknown>>>();
-  private allocations = new Map<string, First<{ author: string; body: Body }>>();
+  /** address -> allocating node -> its first allocation of that address. */
+  private allocations = new Map<string, Map<string, First<{ author: string; body: Body }>>>();
   private dnsExplicit = new Map<string, DnsState>();
+  /** network.init bodies by hash (only the genesis counts). */
+  private inits = new Map<string, Body>();
+  /** node -> LWW of admit (with range) / remove. */
+  private admission = new Map<string, Lww<{ admitted: boolean; formnetRange: string | null }>>();
+  /** `${owner}/${delegate}` -> earliest revocation ts. */
+  private revocations = new Map<string, number>();
+  /** `${owner}/${delegate}` -> latest ts of a delegated op folded in. */
+  private delegatedTs = new Map<string, number>();
+  private genesisHash: string | undefined;
   private cache: { views: Views; digest: string } | undefined;
 
-  constructor(domain: string = DEFAULT_DOMAIN) {
+  constructor(domain: string = DEFAULT_DOMAIN, genesis?: string) {
     this.domain = domain;
+    this.genesisHash = genesis;
   }
 
-  /** Fold one accepted op in. Idempotent and order-independent. */
-  apply(op: Op, depth: number): void {
+  /** The genesis this state follows (set once, when the store adopts one). */
+  setGenesis(hash: string): void {
+    this.cache = undefined;
+    this.genesisHash = hash;
+  }
+
+  get genesis(): string | undefined {
+    return this.genesisHash;
+  }
+
+  /** Does any node.register exist (a network already in use)? */
+  hasRegisteredNodes(): boolean {
+    for (const n of this.nodes.values()) if (n.registered) return true;
+    return false;
+  }
+
+  /** Earliest revocation ts of `owner`'s delegations to `delegate`, if any. */
+  revokedAt(owner: string, delegate: string): number | undefined {
+    return this.revocations.get(`${owner}/${delegate}`);
+  }
+
+  /**
+   * Fold one accepted op in. Idempotent and order-independent. Returns 'rebuild' when a revocation
+   * un-counts delegated ops already folded in: the caller must fold all ops again (revocations first).
+   */
+  apply(op: Op, depth: number): 'rebuild' | undefined {
     this.cache = undefined;
     const { hash: h, ts, body: b } = op;
+    if (b.onBehalfOf !== undefined) {
+      const k = `${actorOf(op)}/${op.author}`;
+      const rev = this.revocations.get(k);
+      if (rev !== undefined && ts > rev) return undefined; // revoked before: never counts
+      this.delegatedTs.set(k, Math.max(ts, this.delegatedTs.get(k) ?? ts));
+    }
     // The account the op acts for: a dashboard session's ops count as its delegating developer's.
     const a = actorOf(op);
     this.authors.add(a);
     switch (op.kind) {
+      case 'network.init':
+        this.inits.set(h, b);
+        break;
+      case 'node.admit':
+      case 'node.remove': {
+        const node = b.node as string;
+        const value = { admitted: op.kind === 'node.admit', formnetRange: (b.formnetRange as string) ?? null };
+        this.admission.set(node, lww(this.admission.get(node), ts, h, value));
+        break;
+      }
+      case 'delegation.revoke': {
+        const k = `${a}/${b.delegate as string}`;
+        const cur = this.revocations.get(k);
+        if (cur === undefined || ts < cur) {
+          this.revocations.set(k, ts);
+          if ((this.delegatedTs.get(k) ?? -1) > ts) return 'rebuild';
+        }
+        break;
+      }
       case 'node.register':
       case 'node.update': {
         const n = this.node(a);
@@ -196,9 +295,11 @@ export class ViewState {
         for (const [k, v] of Object.entries(b)) setField(m, k, ts, h, v);
         break;
       }
-      case 'formpack.publish':
-        this.formpacks.set(b.id as string, first(this.formpacks.get(b.id as string), depth, h, { author: a, body: b }));
+      case 'formpack.publish': {
+        const k = `${b.owner as string}/${b.id as string}`;
+        this.formpacks.set(k, first(this.formpacks.get(k), depth, h, { author: a, body: b }));
         break;
+      }
       case 'instance.create': {
         const i = this.instance(b.id as string);
         i.create = first(i.create, depth, h, { author: a, body: b, ts });
@@ -235,12 +336,11 @@ export class ViewState {
         }
         break;
       }
-      case 'formnet.allocate':
-        this.allocations.set(
-          b.address as string,
-          first(this.allocations.get(b.address as string), depth, h, { author: a, body: b }),
-        );
+      case 'formnet.allocate': {
+        const m = getOrSet(this.allocations, b.address as string, () => new Map());
+        m.set(a, first(m.get(a), depth, h, { author: a, body: b }));
         break;
+      }
       case 'formnet.peer': {
         const m = getOrSet(this.peers, a, () => new Map());
         for (const k of ['wgPublicKey', 'endpoint', 'allowedIps']) setField(m, k, ts, h, k in b ? b[k] : null);
@@ -261,11 +361,11 @@ export class ViewState {
       case 'dns.record': {
         const name = b.name as string;
         const d = getOrSet(this.dnsExplicit, name, (): DnsState => ({ byAuthor: new Map() }));
-        d.claim = first(d.claim, depth, h, a);
         d.byAuthor.set(a, lww(d.byAuthor.get(a), ts, h, b));
         break;
       }
     }
+    return undefined;
   }
 
   /** The public views (cached until the next apply). */
@@ -317,26 +417,85 @@ export class ViewState {
 
   private render(): Views {
     const f = <T>(m: Map<string, Lww<unknown>>, k: string, dflt: T): T => (m.has(k) ? (m.get(k)!.value as T) : dflt);
-    const nodes: NodeView[] = [];
+    const conflicts: ConflictView[] = [];
+    const conflict = (kind: ConflictView['kind'], key: string, parties: Iterable<string>) =>
+      conflicts.push({ kind, key, parties: [...new Set(parties)].sort() });
+
+    // The network: only the genesis this store follows counts (never decided by rank).
+    const g = this.genesisHash;
+    const init = g ? this.inits.get(g) : undefined;
+    const policy: AdmissionPolicy = !g ? 'legacy-open' : init?.admission === 'open' ? 'open' : 'admins';
+    const quotas: Quotas = { ...DEFAULT_QUOTAS, ...((init?.quotas as Quotas | undefined) ?? {}) };
+
+    // Nodes: admitted ones only. In `admins`, admitted = the latest of node.admit / node.remove is an
+    // admit, and the slice is the admit's; otherwise any registered node, with its registered slice.
+    const candidates: Array<{ id: string; n: NodeState; range: string }> = [];
+    const pending: string[] = [];
     for (const [id, n] of this.nodes) {
       if (!n.registered) continue;
+      if (policy === 'admins') {
+        const adm = this.admission.get(id)?.value;
+        if (!adm?.admitted) {
+          pending.push(id);
+          continue;
+        }
+        candidates.push({ id, n, range: adm.formnetRange ?? '' });
+      } else {
+        candidates.push({ id, n, range: f(n.fields, 'formnetRange', '') });
+      }
+    }
+    pending.sort();
+    const admitted = new Set(candidates.map((c) => c.id));
+    // Two admitted nodes with the same (or an overlapping) slice: both lose routing. Slices are aligned
+    // /24s, so overlapping = equal. Same for a WireGuard key held by two nodes.
+    const holders = <T>(items: T[], key: (t: T) => string) => {
+      const m = new Map<string, string[]>();
+      for (const it of items) {
+        const k = key(it);
+        if (k) getOrSet(m, k, () => []).push((it as { id: string }).id);
+      }
+      return m;
+    };
+    const lostRange = new Set<string>();
+    for (const [range, ids] of holders(candidates, (c) => c.range)) {
+      if (ids.length > 1) {
+        conflict('formnetRange', range, ids);
+        for (const id of ids) lostRange.add(id);
+      }
+    }
+    const nodeWg = new Map<string, string>(); // wg key -> node id (unique ones)
+    const lostWg = new Set<string>();
+    for (const [wg, ids] of holders(candidates, (c) => f(c.n.fields, 'wgPublicKey', ''))) {
+      if (ids.length > 1) {
+        conflict('wgPublicKey', wg, ids);
+        for (const id of ids) lostWg.add(id);
+      } else nodeWg.set(wg, ids[0] as string);
+    }
+    const rangeOf = new Map<string, string>();
+    const nodes: NodeView[] = [];
+    for (const { id, n, range } of candidates) {
       const hb = n.heartbeat;
+      const formnetRange = lostRange.has(id) ? '' : range;
+      if (formnetRange) rangeOf.set(id, formnetRange);
       nodes.push({
         id,
+        admitted: true,
         address: addressOf(id),
         name: f(n.fields, 'name', null),
         capacity: f(n.fields, 'capacity', { vcpu: 0, memMiB: 0, diskGiB: 0 }),
         endpoint: f(n.fields, 'endpoint', ''),
         p2pPeerId: f(n.fields, 'p2pPeerId', ''),
-        wgPublicKey: f(n.fields, 'wgPublicKey', ''),
-        formnetRange: f(n.fields, 'formnetRange', ''),
-        registeredBy: n.registered.hash,
+        wgPublicKey: lostWg.has(id) ? '' : f(n.fields, 'wgPublicKey', ''),
+        formnetRange,
+        registeredBy: n.registered!.hash,
         heartbeat: hb
           ? { ts: hb.ts, status: hb.value.status as string, used: (hb.value.used as Resources | undefined) ?? null }
           : null,
       });
     }
     nodes.sort(byKey((n) => n.id));
+    // Keys that registered as nodes but are not admitted: none of their node-kind ops count.
+    const unadmittedNodes = new Set(pending);
 
     const accounts: AccountView[] = [...this.authors].sort().map((pk) => ({
       publicKey: pk,
@@ -353,14 +512,46 @@ export class ViewState {
         size: p.value.body.size as number,
         publishedBy: p.hash,
       }))
-      .sort(byKey((p) => p.id));
+      .sort(byKey((p) => `${p.id}/${p.owner}`));
+    const packOf = new Map(formpacks.map((p) => [`${p.owner}/${p.id}`, p]));
+
+    // Quotas: each account's live instances in (create ts, hash) order; one counts while the account
+    // is within both its instance and its replica quota, else it is `overQuota` (and never placed).
+    const overQuota = new Set<string>();
+    const byOwner = new Map<string, Array<{ id: string; ts: number; hash: string; replicas: number }>>();
+    for (const [id, i] of this.instances) {
+      if (!i.create || i.deleted) continue;
+      const c = i.create.value;
+      getOrSet(byOwner, c.author, () => []).push({
+        id,
+        ts: c.ts,
+        hash: i.create.hash,
+        replicas: f(i.fields, 'replicas', c.body.replicas as number),
+      });
+    }
+    for (const list of byOwner.values()) {
+      list.sort((x, y) => x.ts - y.ts || (x.hash < y.hash ? -1 : x.hash > y.hash ? 1 : 0));
+      let count = 0;
+      let replicas = 0;
+      for (const x of list) {
+        if (count + 1 > quotas.instancesPerAccount || replicas + x.replicas > quotas.replicasPerAccount) {
+          overQuota.add(x.id);
+          continue;
+        }
+        count++;
+        replicas += x.replicas;
+      }
+    }
 
     const instances: InstanceView[] = [];
     for (const [id, i] of this.instances) {
       if (!i.create) continue;
       const c = i.create.value;
       const replicas = f(i.fields, 'replicas', c.body.replicas as number);
+      const over = overQuota.has(id);
+      // Claims and reports count only from admitted nodes.
       const claims = [...i.claims.entries()]
+        .filter(([node]) => admitted.has(node))
         .map(([node, cl]) => ({ node, ...cl }))
         .sort((x, y) => (rankLess(x, y) ? -1 : rankLess(y, x) ? 1 : 0));
       const replicaSet: ReplicaView[] = claims.map((cl, idx) => {
@@ -368,7 +559,7 @@ export class ViewState {
         return {
           node: cl.node,
           claimedBy: cl.hash,
-          assigned: idx < replicas,
+          assigned: !over && idx < replicas,
           state: (s?.value.state as string | undefined) ?? null,
           formnetIp: (s?.value.formnetIp as string | undefined) ?? null,
           revision: (s?.value.revision as number | undefined) ?? null,
@@ -376,12 +567,14 @@ export class ViewState {
           ts: s?.ts ?? null,
         };
       });
+      const formpackId = f(i.fields, 'formpackId', c.body.formpackId as string);
+      const pack = packOf.get(`${addressOf(c.author)}/${formpackId}`);
       instances.push({
         id,
         owner: c.author,
         ownerAddress: addressOf(c.author),
         name: c.body.name as string,
-        formpackId: f(i.fields, 'formpackId', c.body.formpackId as string),
+        formpackId,
         replicas,
         resources: f(i.fields, 'resources', c.body.resources as Resources),
         desired: f(i.fields, 'desired', 'running' as 'running' | 'stopped'),
@@ -389,33 +582,78 @@ export class ViewState {
         deleted: i.deleted !== undefined,
         revision: i.commit?.revision ?? 0,
         revisionHash: i.commit?.value ?? null,
+        formpack: pack
+          ? { name: pack.name, sha256s: pack.sha256s, size: pack.size, publishedBy: pack.publishedBy }
+          : null,
+        overQuota: over,
         replicaSet,
       });
     }
     instances.sort(byKey((i) => i.id));
 
-    const formnetPeers: FormnetPeerView[] = [...this.peers.entries()]
-      .filter(([, m]) => f(m, 'active', false) && f(m, 'wgPublicKey', '') !== '')
-      .map(([pk, m]) => ({
+    // Allocations: only admitted nodes allocate; an instance address must lie in the allocating node's
+    // own slice (so only the slice's holder can allocate there). Candidates for one address by one
+    // node, or naming one peer: the first (depth, hash). Several nodes naming different peers (only
+    // possible in the member pool): contested, nobody gets it.
+    const allocations: AllocationView[] = [];
+    for (const [address, byNode] of this.allocations) {
+      const valid = [...byNode.values()].filter((x) => {
+        if (!admitted.has(x.value.author)) return false;
+        if (x.value.body.kind !== 'instance') return true;
+        const r = rangeOf.get(x.value.author);
+        return r !== undefined && cidrWithin(address, r);
+      });
+      if (valid.length === 0) continue;
+      const peers = new Set(valid.map((x) => x.value.body.peer as string));
+      if (peers.size > 1) {
+        conflict('address', address, peers);
+        continue;
+      }
+      const w = valid.reduce((best, x) => (rankLess(x, best) ? x : best));
+      allocations.push({
+        address,
+        peer: w.value.body.peer as string,
+        kind: w.value.body.kind as string,
+        allocatedBy: w.value.author,
+        op: w.hash,
+      });
+    }
+    allocations.sort(byKey((x) => x.address));
+
+    // Formnet peers: not unadmitted nodes; allowedIps only what the peer holds (its allocations, its
+    // slice); a WireGuard key used by two keys (or by a peer and another node) is nobody's.
+    const held = new Map<string, string[]>();
+    for (const x of allocations) if (x.kind !== 'instance') getOrSet(held, x.peer, () => []).push(`${x.address}/32`);
+    for (const [id, r] of rangeOf) getOrSet(held, id, () => []).push(r);
+    const activePeers = [...this.peers.entries()].filter(
+      ([pk, m]) => !unadmittedNodes.has(pk) && f(m, 'active', false) && f(m, 'wgPublicKey', '') !== '',
+    );
+    const wgUsers = new Map<string, Set<string>>();
+    for (const [pk, m] of activePeers) getOrSet(wgUsers, f(m, 'wgPublicKey', ''), () => new Set()).add(pk);
+    for (const [wg, node] of nodeWg) getOrSet(wgUsers, wg, () => new Set()).add(node);
+    const formnetPeers: FormnetPeerView[] = [];
+    for (const [pk, m] of activePeers) {
+      const wg = f(m, 'wgPublicKey', '');
+      const users = wgUsers.get(wg) as Set<string>;
+      // An admitted node's registered key is the node's; otherwise a key shared by two is nobody's.
+      const holder = nodeWg.get(wg);
+      if (holder !== undefined ? holder !== pk : users.size > 1 || lostWg.has(pk)) continue;
+      const mine = held.get(pk) ?? [];
+      formnetPeers.push({
         publicKey: pk,
-        wgPublicKey: f(m, 'wgPublicKey', ''),
+        wgPublicKey: wg,
         endpoint: f<string | null>(m, 'endpoint', null),
-        allowedIps: f<string[]>(m, 'allowedIps', []),
-      }))
-      .sort(byKey((p) => p.publicKey));
+        allowedIps: f<string[]>(m, 'allowedIps', []).filter((ip) => mine.some((h) => cidrWithin(ip, h))),
+      });
+    }
+    for (const [wg, users] of wgUsers)
+      if (wg && users.size > 1 && !nodeWgConflict(conflicts, wg)) conflict('wgPublicKey', wg, users);
+    formnetPeers.sort(byKey((p) => p.publicKey));
 
-    const allocations: AllocationView[] = [...this.allocations.values()]
-      .map((x) => ({
-        address: x.value.body.address as string,
-        peer: x.value.body.peer as string,
-        kind: x.value.body.kind as string,
-        allocatedBy: x.value.author,
-        op: x.hash,
-      }))
-      .sort(byKey((x) => x.address));
-
-    // DNS: every live instance gets <id>.<domain>; <name>.<domain> goes to the instance whose create
-    // ranks first by (depth, hash). Explicit records may not shadow derived names.
+    // DNS. Every live instance gets <id>.<domain> and <name>.<owner address>.<domain> (the owner's
+    // first instance of that name by (depth, hash): only the owner can make those). <name>.<domain>
+    // resolves only while a single owner has live instances of that name; when two owners do, it is
+    // withheld (contested: deniable, never hijackable) and listed in `conflicts`.
     const dns = new Map<string, DnsRecordView>();
     const live = instances.filter((i) => !i.deleted);
     // Addresses of running replicas, at most `replicas` of them: the first claims first, then the
@@ -431,24 +669,33 @@ export class ViewState {
         ),
       ].sort();
     const rankOf = (i: InstanceView) => ({ depth: this.instances.get(i.id)!.create!.depth, hash: i.createdBy });
-    const byName = new Map<string, InstanceView>();
+    const byOwnerName = new Map<string, InstanceView>();
+    const ownersOfName = new Map<string, Set<string>>();
     for (const i of live) {
-      const cur = byName.get(i.name);
-      if (!cur || rankLess(rankOf(i), rankOf(cur))) byName.set(i.name, i);
+      const k = `${i.name}.${i.ownerAddress.slice(2)}`;
+      const cur = byOwnerName.get(k);
+      if (!cur || rankLess(rankOf(i), rankOf(cur))) byOwnerName.set(k, i);
+      getOrSet(ownersOfName, i.name, () => new Set()).add(i.owner);
     }
-    for (const i of live) {
-      const name = `${i.id}.${this.domain}`;
+    const record = (name: string, i: InstanceView) =>
       dns.set(name, { name, source: 'instance', instanceId: i.id, addresses: ipsOf(i), owner: i.owner });
+    for (const i of live) record(`${i.id}.${this.domain}`, i);
+    for (const [k, i] of byOwnerName) {
+      record(`${k}.${this.domain}`, i);
+      const owners = ownersOfName.get(i.name) as Set<string>;
+      if (owners.size === 1) record(`${i.name}.${this.domain}`, i);
     }
-    for (const [n, i] of byName) {
-      const name = `${n}.${this.domain}`;
-      dns.set(name, { name, source: 'instance', instanceId: i.id, addresses: ipsOf(i), owner: i.owner });
-    }
+    for (const [name, owners] of ownersOfName) if (owners.size > 1) conflict('name', name, owners);
+    // Explicit records: never under the derived domain; a name claimed by two keys is nobody's.
     const instById = new Map(instances.map((i) => [i.id, i]));
     for (const [name, d] of this.dnsExplicit) {
-      if (dns.has(name) || !d.claim) continue;
-      const owner = d.claim.value;
-      const rec = d.byAuthor.get(owner)!.value;
+      if (dns.has(name) || name === this.domain || name.endsWith(`.${this.domain}`)) continue;
+      if (d.byAuthor.size > 1) {
+        conflict('dns', name, d.byAuthor.keys());
+        continue;
+      }
+      const [[owner, lw]] = [...d.byAuthor.entries()] as [[string, Lww<Body>]];
+      const rec = lw.value;
       if ('instanceId' in rec) {
         const i = instById.get(rec.instanceId as string);
         if (!i || i.deleted) continue;
@@ -464,9 +711,32 @@ export class ViewState {
       }
     }
     const dnsList = [...dns.values()].sort(byKey((d) => d.name));
+    conflicts.sort(byKey((c) => `${c.kind}/${c.key}`));
 
-    return { nodes, accounts, formpacks, instances, formnetPeers, allocations, dns: dnsList };
+    const network: NetworkView = {
+      genesis: g ?? null,
+      name: (init?.name as string | undefined) ?? null,
+      policy,
+      admins: [...((init?.admins as string[] | undefined) ?? [])].sort(),
+      quotas,
+      pending,
+    };
+    return {
+      network,
+      conflicts,
+      nodes,
+      accounts,
+      formpacks,
+      instances,
+      formnetPeers,
+      allocations,
+      dns: dnsList,
+    };
   }
+}
+
+function nodeWgConflict(conflicts: ConflictView[], wg: string): boolean {
+  return conflicts.some((c) => c.kind === 'wgPublicKey' && c.key === wg);
 }
 
 function getOrSet<K, V>(m: Map<K, V>, k: K, make: () => V): V {

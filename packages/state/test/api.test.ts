@@ -77,15 +77,15 @@ test('reads: ops by hash, heads, digest, sync, views, openapi', async () => {
     instanceId: id,
     node: node.publicKey,
     state: 'running',
-    formnetIp: '10.128.0.7',
+    formnetIp: '10.129.1.7',
     revision: 1,
   });
   store.author(node, 'formnet.peer', {
     wgPublicKey: nodeBody(1).wgPublicKey,
     endpoint: '127.0.0.1:51820',
-    allowedIps: ['10.128.1.0/24'],
+    allowedIps: ['10.129.1.0/24'],
   });
-  store.author(node, 'formnet.allocate', { address: '10.128.0.7', peer: id, kind: 'instance' });
+  store.author(node, 'formnet.allocate', { address: '10.129.1.7', peer: id, kind: 'instance' });
   store.author(dev, 'formpack.publish', {
     id: 'ab'.repeat(32),
     name: 'hello',
@@ -107,7 +107,7 @@ test('reads: ops by hash, heads, digest, sync, views, openapi', async () => {
   assert.equal(nodes[0].id, node.publicKey);
   assert.equal((await app.inject({ url: '/instances' })).json()[0].id, id);
   const inst = (await app.inject({ url: `/instances/${id}` })).json();
-  assert.equal(inst.replicaSet[0].formnetIp, '10.128.0.7');
+  assert.equal(inst.replicaSet[0].formnetIp, '10.129.1.7');
   assert.equal((await app.inject({ url: '/instances/nope' })).statusCode, 404);
   assert.equal((await app.inject({ url: '/formpacks' })).json()[0].name, 'hello');
   assert.equal((await app.inject({ url: '/formnet/peers' })).json()[0].publicKey, node.publicKey);
@@ -116,7 +116,7 @@ test('reads: ops by hash, heads, digest, sync, views, openapi', async () => {
   assert.ok(
     dns.some(
       (d: { name: string; addresses: string[] }) =>
-        d.name === 'web.dev.formation.local' && d.addresses[0] === '10.128.0.7',
+        d.name === 'web.dev.formation.local' && d.addresses[0] === '10.129.1.7',
     ),
   );
   const openapi = (await app.inject({ url: '/openapi.json' })).json();
@@ -132,7 +132,8 @@ async function clientFlow(client: StateClient) {
   const create = await client.author(dev, 'instance.create', instanceBody('api'));
   const id = create.body.id as string;
   await client.author(node, 'instance.claim', { instanceId: id, node: node.publicKey });
-  await client.author(node, 'instance.commit', { instanceId: id, revision: 2, hash: 'ef'.repeat(32) });
+  // Only the owner commits (a replica's node may not: issue 16).
+  await client.author(dev, 'instance.commit', { instanceId: id, revision: 2, hash: 'ef'.repeat(32) });
   await client.author(dev, 'instance.update', { instanceId: id, replicas: 2 });
   await client.author(node, 'formnet.allocate', { address: '10.128.3.3', peer: dev.publicKey, kind: 'developer' });
   const inst = await client.instance(id);
@@ -155,6 +156,7 @@ test('in-process and HTTP clients behave the same', async () => {
 
 test('freeAddress picks the lowest unallocated address of a range', () => {
   const s = memStore();
+  s.author(node, 'node.register', nodeBody(5));
   assert.equal(s.freeAddress('10.128.5.0/24'), '10.128.5.1');
   s.author(node, 'formnet.allocate', { address: '10.128.5.1', peer: node.publicKey, kind: 'node' });
   assert.equal(s.freeAddress('10.128.5.0/24'), '10.128.5.2');

@@ -127,6 +127,8 @@ test('a node may report only on itself', () => {
 
 test('equivocation: two conflicting ops by one author with the same deps converge everywhere', () => {
   const base = memStore();
+  const regA = base.author(nodeA, 'node.register', nodeBody(1));
+  const regB = base.author(nodeB, 'node.register', nodeBody(2));
   const create = base.author(dev, 'instance.create', instanceBody('web'));
   const id = create.body.id as string;
   const heads = base.heads();
@@ -137,28 +139,32 @@ test('equivocation: two conflicting ops by one author with the same deps converg
     nodeA,
     'formnet.allocate',
     { address: '10.128.1.1', peer: nodeA.publicKey, kind: 'node' },
-    heads,
+    [...heads, regA.hash],
     ts,
   );
   const a2 = createOp(
     nodeB,
     'formnet.allocate',
     { address: '10.128.1.1', peer: nodeB.publicKey, kind: 'node' },
-    heads,
+    [...heads, regB.hash],
     ts,
   );
   const r1 = memStore();
   const r2 = memStore();
-  r1.applyBatch([create, u1, a1, u2, a2]);
-  r2.applyBatch([a2, u2, create, a1, u1].reverse());
+  r1.applyBatch([regA, regB, create, u1, a1, u2, a2]);
+  r2.applyBatch([a2, u2, create, a1, u1, regB, regA].reverse());
   r2.applyBatch([u2, u1]); // replays
-  assert.equal(r1.size, 5);
+  assert.equal(r1.size, 7);
   assert.equal(r1.digest(), r2.digest());
   const winner = u1.hash > u2.hash ? 3 : 7; // same ts: higher hash wins
   assert.equal(r1.views().instances[0]?.replicas, winner);
-  // the address went to exactly one peer: lower (depth, hash) wins, same on both replicas
-  assert.equal(r1.views().allocations.length, 1);
-  assert.equal(r1.views().allocations[0]?.op, a1.hash < a2.hash ? a1.hash : a2.hash);
+  // Two nodes gave the address to two peers: neither gets it (choosing deps or ts cannot win it;
+  // before issue 16 the lower (depth, hash) won), same on both replicas, and it says so.
+  assert.equal(r1.views().allocations.length, 0);
+  assert.deepEqual(
+    r1.views().conflicts.map((c) => [c.kind, c.key]),
+    [['address', '10.128.1.1']],
+  );
 });
 
 test('delete wins over a concurrent update', () => {

@@ -1,19 +1,42 @@
+import { createDelegation } from '@formation/identity';
 import { createOp, instanceIdOf, type Op, type OpKind } from '../src/index.ts';
-import { FORMPACK_ID, instanceBody, key, memStore, nodeBody, rng } from './helpers.ts';
+import { FORMPACK_ID, instanceBody, key, memStore, nodeBody, rng, wgKey } from './helpers.ts';
 
 /**
  * A random but valid op history: a few nodes and developers acting concurrently (deps are random
  * subsets of earlier ops, not always the heads), with clashing timestamps, equivocations and
- * competing address allocations. Every op is checked by applying it to a generator store.
+ * competing address allocations, node admissions and removals (odd seeds run an `admins` network,
+ * even seeds a legacy one), delegated ops and revocations. Every op is checked by applying it to a
+ * generator store.
  */
-export function randomHistory(seed: number, count: number): { ops: Op[]; digest: string } {
+export function randomHistory(seed: number, count: number): { ops: Op[]; digest: string; genesis?: string } {
   const r = rng(seed);
   const nodes = [key(100), key(101), key(102)];
   const devs = [key(200), key(201)];
+  const admin = key(300);
+  const session = key(301);
+  const delegation = createDelegation(devs[0]!, session.publicKey, 1_000_000, 0);
   const store = memStore();
   const ops: Op[] = [];
+  let genesis: string | undefined;
+  if (seed % 2 === 1) {
+    const init = createOp(
+      admin,
+      'network.init',
+      {
+        name: `n${seed}`,
+        admission: 'admins',
+        admins: [admin.publicKey],
+        quotas: { instancesPerAccount: 4, replicasPerAccount: 6 },
+      },
+      [],
+      1_000,
+    );
+    store.submit(init);
+    ops.push(init);
+    genesis = init.hash;
+  }
   const instances: Array<{ id: string; create: string; owner: string }> = [];
-  const claims = new Map<string, string>(); // `${instanceId}/${node}` -> claim hash
   const regs = new Map<string, string>();
   const pickDeps = (): string[] => {
     if (ops.length === 0 || r.next() < 0.05) return [];
@@ -24,7 +47,7 @@ export function randomHistory(seed: number, count: number): { ops: Op[]; digest:
   const ts = () => 1_000 + r.int(40); // few distinct values: many LWW ties broken by hash
   let attempts = 0;
   while (ops.length < count && attempts++ < count * 20) {
-    const roll = r.int(13);
+    const roll = r.int(genesis ? 16 : 15);
     let op: Op | undefined;
     const deps = pickDeps();
     if (roll === 0) {
@@ -81,28 +104,50 @@ export function randomHistory(seed: number, count: number): { ops: Op[]; digest:
         ['dns.record', { name: `alias${r.int(3)}.example`, instanceId: inst.id }, owner],
       ];
       const [kind, body, author] = kinds[r.int(roll === 9 ? kinds.length : 5)]!;
-      const claim = claims.get(`${inst.id}/${n.publicKey}`);
-      if (kind === 'instance.commit' && claim && r.next() < 0.5) {
-        op = createOp(n, kind, body, [...deps, claim], ts());
-      } else {
-        op = createOp(author, kind, body, kind === 'instance.status' ? deps : withCreate, ts());
-      }
+      op = createOp(author, kind, body, kind === 'instance.status' ? deps : withCreate, ts());
     } else if (roll === 10) {
-      const n = r.pick(nodes);
+      const i = r.int(nodes.length);
+      const n = nodes[i]!;
       const reg = regs.get(n.publicKey);
-      const peer = reg && r.next() < 0.5 ? r.pick(devs).publicKey : n.publicKey;
-      op = createOp(
-        n,
-        'formnet.allocate',
-        { address: `10.128.9.${r.int(6)}`, peer, kind: peer === n.publicKey ? 'node' : 'developer' },
-        peer === n.publicKey ? deps : [...deps, reg!],
-        ts(),
-      );
+      if (!reg) continue;
+      const peer = r.next() < 0.5 ? r.pick(devs).publicKey : n.publicKey;
+      const inst = instances.length && r.next() < 0.3 ? r.pick(instances) : undefined;
+      const body = inst
+        ? { address: `10.129.${r.int(5)}.${2 + r.int(3)}`, peer: inst.id, kind: 'instance' }
+        : { address: `10.128.9.${r.int(6)}`, peer, kind: peer === n.publicKey ? 'node' : 'developer' };
+      op = createOp(n, 'formnet.allocate', body, [...deps, reg], ts());
+    } else if (roll === 13) {
+      // Delegated ops by a session of devs[0], and its revocation.
+      const own = instances.filter((x) => x.owner === devs[0]!.publicKey);
+      if (r.next() < 0.2) op = createOp(devs[0]!, 'delegation.revoke', { delegate: session.publicKey }, deps, ts());
+      else if (own.length) {
+        const inst = r.pick(own);
+        const body = { instanceId: inst.id, replicas: 1 + r.int(3), onBehalfOf: delegation };
+        op = createOp(session, 'instance.update', body, [...deps, inst.create], ts());
+      }
+    } else if (roll === 14) {
+      op = createOp(r.pick(nodes), 'node.heartbeat', { status: 'healthy' }, deps, ts());
+    } else if (roll === 15 && genesis) {
+      const n = r.pick(nodes);
+      op =
+        r.next() < 0.75
+          ? createOp(
+              admin,
+              'node.admit',
+              { node: n.publicKey, formnetRange: `10.129.${r.int(5)}.0/24` },
+              [...deps, genesis],
+              ts(),
+            )
+          : createOp(admin, 'node.remove', { node: n.publicKey }, [...deps, genesis], ts());
     } else if (roll === 11) {
       op = createOp(
         r.pick([...nodes, ...devs]),
         'formnet.peer',
-        { wgPublicKey: nodeBody(0).wgPublicKey, allowedIps: [`10.128.${r.int(3)}.0/24`] },
+        {
+          wgPublicKey: r.pick([nodeBody(0).wgPublicKey, nodeBody(1).wgPublicKey, wgKey(9), wgKey(10)]),
+          ...(r.next() < 0.5 ? { endpoint: `127.0.0.1:${51820 + r.int(3)}` } : {}),
+          allowedIps: [r.next() < 0.5 ? `10.128.9.${r.int(6)}/32` : `10.129.${r.int(3)}.0/24`],
+        },
         deps,
         ts(),
       );
@@ -120,10 +165,9 @@ export function randomHistory(seed: number, count: number): { ops: Op[]; digest:
     if (res.accepted.length !== 1) throw new Error(`generator made an invalid op: ${JSON.stringify(res.rejected)}`);
     ops.push(op);
     if (op.kind === 'instance.create') instances.push({ id: op.body.id as string, create: op.hash, owner: op.author });
-    if (op.kind === 'instance.claim') claims.set(`${op.body.instanceId}/${op.author}`, op.hash);
     if (op.kind === 'node.register' && !regs.has(op.author)) regs.set(op.author, op.hash);
   }
   const digest = store.digest();
   store.close();
-  return { ops, digest };
+  return { ops, digest, genesis };
 }

@@ -7,14 +7,25 @@ export function key(i: number): KeyPair {
 }
 
 export const WG = generateWireGuardKeyPair().publicKey;
+const wgKeys = new Map<number, string>();
+/** A WireGuard public key per node number (node keys must be unique in a network). */
+export function wgKey(i: number): string {
+  let k = wgKeys.get(i);
+  if (!k) {
+    k = generateWireGuardKeyPair().publicKey;
+    wgKeys.set(i, k);
+  }
+  return k;
+}
 
+/** A node.register body; its slice is 10.129.<i>.0/24 (node slices lie outside the member pool 10.128/16). */
 export function nodeBody(i: number): Record<string, unknown> {
   return {
     capacity: { vcpu: 4, memMiB: 8192, diskGiB: 100 },
     endpoint: `127.0.0.1:${4000 + i}`,
     p2pPeerId: `12D3KooPeer${i}`,
-    wgPublicKey: WG,
-    formnetRange: `10.128.${i}.0/24`,
+    wgPublicKey: wgKey(i),
+    formnetRange: `10.129.${i}.0/24`,
   };
 }
 
@@ -24,7 +35,9 @@ export function instanceBody(name = 'web'): Record<string, unknown> {
   return { formpackId: FORMPACK_ID, name, replicas: 1, resources: { vcpu: 1, memMiB: 512, diskGiB: 5 } };
 }
 
-export function memStore(opts: { pendingMaxOps?: number; pendingMaxBytes?: number } = {}): StateStore {
+export function memStore(
+  opts: { pendingMaxOps?: number; pendingMaxBytes?: number; genesis?: string } = {},
+): StateStore {
   return openStateStore({ path: ':memory:', ...opts });
 }
 

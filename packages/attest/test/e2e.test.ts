@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { generateKeyPair, randomHex, signRequest } from '@formation/identity';
-import { createLogger } from '@formation/service';
+import { apiIdentity, createLogger } from '@formation/service';
 import { createVmmService, loadVmmConfig, type VmmService, type VmView } from '@formation/vmm';
 import {
   type AttestFixture,
@@ -134,7 +134,10 @@ describe('attestation end to end (real VMs)', { skip: why, timeout: 600_000 }, (
   it('a signed attestation request replayed later is refused', async () => {
     const path = `/attest/vms/${good.name}/report`;
     const body = JSON.stringify({ nonce: randomHex(32) });
-    const headers = { 'content-type': 'application/json', ...signRequest(dev, { method: 'POST', path, body }) };
+    const headers = {
+      'content-type': 'application/json',
+      ...signRequest(dev, { method: 'POST', path, body, audience: apiIdentity(vmm.app) }),
+    };
     const first = await fetch(url + path, { method: 'POST', headers, body });
     assert.equal(first.status, 200);
     const again = await fetch(url + path, { method: 'POST', headers, body });

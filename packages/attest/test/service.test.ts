@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { generateKeyPair, type KeyPair, randomHex, signRequest } from '@formation/identity';
-import { type ApiServer, createApiServer, createLogger } from '@formation/service';
+import { type ApiServer, apiIdentity, createApiServer, createLogger } from '@formation/service';
 import type { VmView } from '@formation/vmm';
 import {
   type AttestService,
@@ -136,7 +136,10 @@ describe('attestation service (node side, real files, guest helper on the host)'
     return {
       method: 'POST' as const,
       url,
-      headers: { 'content-type': 'application/json', ...signRequest(key, { method: 'POST', path: url, body: text }) },
+      headers: {
+        'content-type': 'application/json',
+        ...signRequest(key, { method: 'POST', path: url, body: text, audience: apiIdentity(app) }),
+      },
       payload: text,
     };
   }

@@ -50,30 +50,31 @@ test('invalid private keys are refused with KEY_INVALID', () => {
 
 test('signed request verifies and yields the signer address', () => {
   const k = generateKeyPair();
-  const req = { method: 'POST', path: '/vms', body: '{"a":1}' };
+  const req = { method: 'POST', path: '/vms', body: '{"a":1}', audience: 'node-a' };
   const headers = signRequest(k, req);
-  const signer = verifyRequest(headers, req, { nonces: new NonceCache() });
+  const signer = verifyRequest(headers, req, { audience: 'node-a', nonces: new NonceCache() });
   assert.equal(signer.address, k.address);
 });
 
 test('signed request: tampered body, path, method, missing headers, expired, replayed', () => {
   const k = generateKeyPair();
-  const req = { method: 'POST', path: '/vms', body: '{"a":1}' };
+  const req = { method: 'POST', path: '/vms', body: '{"a":1}', audience: 'node-a' };
   const headers = signRequest(k, req);
+  const aud = { audience: 'node-a' };
   const code = (c: string) => (e: unknown) => e instanceof FormError && e.code === c;
-  assert.throws(() => verifyRequest(headers, { ...req, body: '{"a":2}' }), code('AUTH_BAD_SIGNATURE'));
-  assert.throws(() => verifyRequest(headers, { ...req, path: '/vms/x' }), code('AUTH_BAD_SIGNATURE'));
-  assert.throws(() => verifyRequest(headers, { ...req, method: 'DELETE' }), code('AUTH_BAD_SIGNATURE'));
-  assert.throws(() => verifyRequest({}, req), code('AUTH_MISSING'));
-  assert.throws(() => verifyRequest(headers, req, { now: Date.now() + 3_600_000 }), code('AUTH_EXPIRED'));
+  assert.throws(() => verifyRequest(headers, { ...req, body: '{"a":2}' }, aud), code('AUTH_BAD_SIGNATURE'));
+  assert.throws(() => verifyRequest(headers, { ...req, path: '/vms/x' }, aud), code('AUTH_BAD_SIGNATURE'));
+  assert.throws(() => verifyRequest(headers, { ...req, method: 'DELETE' }, aud), code('AUTH_BAD_SIGNATURE'));
+  assert.throws(() => verifyRequest({}, req, aud), code('AUTH_MISSING'));
+  assert.throws(() => verifyRequest(headers, req, { ...aud, now: Date.now() + 3_600_000 }), code('AUTH_EXPIRED'));
   const other = generateKeyPair();
   assert.throws(
-    () => verifyRequest({ ...headers, 'x-form-public-key': other.publicKey }, req),
+    () => verifyRequest({ ...headers, 'x-form-public-key': other.publicKey }, req, aud),
     code('AUTH_BAD_SIGNATURE'),
   );
   const nonces = new NonceCache();
-  verifyRequest(headers, req, { nonces });
-  assert.throws(() => verifyRequest(headers, req, { nonces }), code('AUTH_REPLAYED'));
+  verifyRequest(headers, req, { ...aud, nonces });
+  assert.throws(() => verifyRequest(headers, req, { ...aud, nonces }), code('AUTH_REPLAYED'));
 });
 
 test('keystore writes 0600, refuses overwrite without force, round trips', async () => {

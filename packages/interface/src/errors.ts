@@ -48,6 +48,10 @@ export const ERROR_CODES = {
   AUTH_EXPIRED: { status: 401, fault: 'user' },
   AUTH_REPLAYED: { status: 401, fault: 'user' },
   AUTH_FORBIDDEN: { status: 403, fault: 'user' },
+  /** A signed request made for another node or service (its audience is not this one). */
+  AUTH_WRONG_AUDIENCE: { status: 421, fault: 'user' },
+  /** Too many requests from one key (or peer) in a window. */
+  RATE_LIMITED: { status: 429, fault: 'user' },
   // pack
   PACK_NOT_FOUND: { status: 404, fault: 'user' },
   PACK_BUILD_FAILED: { status: 422, fault: 'user' },

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { generateKeyPair, generateWireGuardKeyPair, signRequest } from '@formation/identity';
-import { createLogger } from '@formation/service';
+import { createLogger, setApiIdentity } from '@formation/service';
 import { createFormnetService, type FormnetMember, type JoinResponse, MemoryFormnetState } from '../src/index.ts';
 
 const logger = createLogger('silent');
@@ -25,8 +25,12 @@ async function setup() {
       changes.push(`${c}:${m.id}`);
     },
   });
+  setApiIdentity(app, AUDIENCE);
   return { state, app, changes, node };
 }
+
+/** The identity the test app answers to (signed requests name it). */
+const AUDIENCE = 'test-formnet-node';
 
 function signed(key = generateKeyPair(), body: unknown = {}, path = '/join') {
   const payload = JSON.stringify(body);
@@ -36,7 +40,7 @@ function signed(key = generateKeyPair(), body: unknown = {}, path = '/join') {
     payload,
     headers: {
       'content-type': 'application/json',
-      ...signRequest(key, { method: 'POST', path, body: payload }),
+      ...signRequest(key, { method: 'POST', path, body: payload, audience: AUDIENCE }),
     } as Record<string, string>,
   };
 }

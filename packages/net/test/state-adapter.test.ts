@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { generateKeyPair, generateWireGuardKeyPair, type KeyPair, signRequest } from '@formation/identity';
-import { createLogger } from '@formation/service';
+import { createLogger, setApiIdentity } from '@formation/service';
 import { createOp, openStateStore } from '@formation/state';
 import {
   allocateNodeSlice,
@@ -13,6 +13,8 @@ import {
 } from '../src/index.ts';
 
 const logger = createLogger('silent');
+/** The identity the test app answers to (signed requests name it). */
+const AUDIENCE = 'test-formnet-node';
 
 function signed(key: KeyPair, body: unknown) {
   const payload = JSON.stringify(body);
@@ -22,7 +24,7 @@ function signed(key: KeyPair, body: unknown) {
     payload,
     headers: {
       'content-type': 'application/json',
-      ...signRequest(key, { method: 'POST', path: '/join', body: payload }),
+      ...signRequest(key, { method: 'POST', path: '/join', body: payload, audience: AUDIENCE }),
     } as Record<string, string>,
   };
 }
@@ -53,6 +55,7 @@ test('join API backed by the real state store: members are formnet.peer + formne
     assert.match(self.address, /^10\.128\./);
 
     const app = await createFormnetService({ state, logger });
+    setApiIdentity(app, AUDIENCE);
     const dev = generateKeyPair();
     const wg = generateWireGuardKeyPair();
     const res = await app.inject(signed(dev, { wgPublicKey: wg.publicKey, peerOp: formnetPeerOp(dev, wg.publicKey) }));
@@ -97,7 +100,7 @@ test('join API backed by the real state store: members are formnet.peer + formne
         payload,
         headers: {
           'content-type': 'application/json',
-          ...signRequest(key, { method: 'POST', path: '/leave', body: payload }),
+          ...signRequest(key, { method: 'POST', path: '/leave', body: payload, audience: AUDIENCE }),
         } as Record<string, string>,
       };
     };

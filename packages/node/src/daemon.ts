@@ -32,7 +32,7 @@ import {
 import { createP2PNode, type P2PNode, peerIdOfKey } from '@formation/p2p';
 import { createPackService } from '@formation/pack';
 import { vmNameFor } from '@formation/scheduler';
-import { type ApiServer, type Logger, requireSigner } from '@formation/service';
+import { type ApiServer, type Logger, requireSigner, setApiIdentity } from '@formation/service';
 import { createStateService, openStateStore, PRESENCE_TOPIC, type StateStore, signPresence } from '@formation/state';
 import { createVmmService, loadVmmConfig, type VmmService } from '@formation/vmm';
 import { Type } from '@sinclair/typebox';
@@ -124,6 +124,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     const store = openStateStore({ path: paths.stateDb, logger, domain: config.domain });
     cleanups.push(() => store.close());
     const stateApp = await createStateService({ store, logger });
+    setApiIdentity(stateApp, key.publicKey); // signed requests to this node's APIs must name this node
     await listen(stateApp, config.host, ports.state, 'state');
     cleanups.push(() => stateApp.close());
 
@@ -183,6 +184,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       cacheDir: process.env.FORM_PACK_CACHE ?? '/var/tmp/formation-pack-cache',
       logger,
     });
+    setApiIdentity(pack.app, key.publicKey);
     await listen(pack.app, config.host, ports.pack, 'pack');
     cleanups.push(() => pack.close());
 
@@ -212,6 +214,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
             null,
         }),
     });
+    setApiIdentity(vmm.app, key.publicKey);
     await listen(vmm.app, config.host, ports.vmm, 'vmm');
     // `form node down` (SIGTERM) stops the VMs cleanly; a crash leaves them running for re-attach.
     cleanups.push(() => vmm.close({ stopVms: true }));
@@ -293,6 +296,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
         return reply.type('application/octet-stream').send(createReadStream(file));
       },
     );
+    setApiIdentity(formnetApp, key.publicKey);
     await listen(formnetApp, config.host, ports.formnet, 'formnet');
     cleanups.push(() => formnetApp.close());
 

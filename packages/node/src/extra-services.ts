@@ -4,7 +4,7 @@ import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import type { KeyPair } from '@formation/identity';
 import { createRuntimeService, loadRuntimeConfig, runcUnavailable } from '@formation/runtime';
-import type { Logger } from '@formation/service';
+import { type Logger, setApiIdentity } from '@formation/service';
 import type { StateStore } from '@formation/state';
 import type { VmmService } from '@formation/vmm';
 import { createWebService } from '@formation/web';
@@ -61,6 +61,7 @@ async function startWeb(ctx: ExtraServicesContext): Promise<string> {
     logger: ctx.logger,
   });
   ctx.onClose(() => web.close());
+  setApiIdentity(web.app, ctx.key.publicKey); // a login signed for this node is good nowhere else
   await web.app.listen({ host: ctx.config.host, port: ctx.ports.web });
   return `running on ${ctx.config.host}:${ctx.ports.web}`;
 }
@@ -93,6 +94,7 @@ async function startRuntime(ctx: ExtraServicesContext): Promise<string> {
   });
   const runtime = await createRuntimeService({ config, logger: ctx.logger });
   ctx.onClose(() => runtime.close());
+  setApiIdentity(runtime.app, ctx.key.publicKey);
   await runtime.app.listen({ host: ctx.config.host, port: ctx.ports.runtime });
   return `running on ${ctx.config.host}:${ctx.ports.runtime}`;
 }

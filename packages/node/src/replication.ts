@@ -16,7 +16,7 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { type KeyPair, signRequest } from '@formation/identity';
 import { DEFAULT_PORTS, FormError, type FormpackManifest } from '@formation/interface';
-import type { Logger } from '@formation/service';
+import { ApiClient, type Logger } from '@formation/service';
 import type { NodeView } from '@formation/state';
 
 const run = promisify(execFile);
@@ -187,7 +187,13 @@ export async function fetchRevision(o: {
         `${base}${path}`,
         dest,
         o.sha256,
-        signRequest(o.key, { method: 'GET', path, body: '' }),
+        // signed for that node (its identity from GET /identity), so the request is good nowhere else
+        signRequest(o.key, {
+          method: 'GET',
+          path,
+          body: '',
+          audience: await new ApiClient(base, undefined, 10_000).audience(),
+        }),
       );
       o.logger.info({ sha256: o.sha256, source: base, bytes, ms: Date.now() - t0 }, 'revision fetched from a peer');
       return dest;

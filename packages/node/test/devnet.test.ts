@@ -211,7 +211,13 @@ describe('devnet: 3 real nodes in namespaces', { skip: missing ?? false }, () =>
     const wg = generateWireGuardKeyPair();
     const body = JSON.stringify({ wgPublicKey: wg.publicKey });
     // Signed over a different body: the signature does not match what is sent.
-    const headers = signRequest(key, { method: 'POST', path: '/join', body: JSON.stringify({ wgPublicKey: 'x' }) });
+    const audience = (await json<{ identity: string }>(`${serviceBase(node2, 'formnet')}/identity`)).body.identity;
+    const headers = signRequest(key, {
+      method: 'POST',
+      path: '/join',
+      body: JSON.stringify({ wgPublicKey: 'x' }),
+      audience,
+    });
     const before = (await json<unknown[]>(`${serviceBase(node2, 'state')}/formnet/peers`)).body.length;
     const r = await fetch(`${serviceBase(node2, 'formnet')}/join`, {
       method: 'POST',

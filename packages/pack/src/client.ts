@@ -87,7 +87,12 @@ export class PackClient {
     const headers = {
       'content-type': contentType,
       'x-form-content-sha256': sha,
-      ...signRequest(this.key, { method: 'POST', path: '/contexts', bodySha256: sha }),
+      ...signRequest(this.key, {
+        method: 'POST',
+        path: '/contexts',
+        bodySha256: sha,
+        audience: await this.api.audience(),
+      }),
     };
     const res = await this.fetch('/contexts', { method: 'POST', headers, body: new Uint8Array(body) });
     const parsed = (await res.json().catch(() => undefined)) as { contextId?: string } | undefined;

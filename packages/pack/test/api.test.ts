@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
-import { createLogger } from '@formation/service';
+import { apiIdentity, createLogger } from '@formation/service';
 import { Header, create as tarCreate } from 'tar';
 import { type BuildInfo, type BuildLogLine, createPackService, packContext } from '../src/index.ts';
 import { buildPrereqMissing, CACHE_DIR } from './env.ts';
@@ -50,7 +50,7 @@ async function upload(svc: Service, key: KeyPair, body: Buffer, opts: { sha?: st
     headers: {
       'content-type': opts.type ?? 'application/x-tar',
       'x-form-content-sha256': sha,
-      ...signRequest(key, { method: 'POST', path: '/contexts', bodySha256: sha }),
+      ...signRequest(key, { method: 'POST', path: '/contexts', bodySha256: sha, audience: apiIdentity(svc.app) }),
     },
   });
 }
@@ -63,7 +63,7 @@ function signedJson(svc: Service, key: KeyPair, method: 'POST' | 'DELETE', url: 
     ...(body === undefined ? {} : { payload: text }),
     headers: {
       ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      ...signRequest(key, { method, path: url, body: text }),
+      ...signRequest(key, { method, path: url, body: text, audience: apiIdentity(svc.app) }),
     },
   });
 }

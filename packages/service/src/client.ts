@@ -1,19 +1,43 @@
 import { type KeyPair, signRequest } from '@formation/identity';
 import { FormError, formErrorFromBody } from '@formation/interface';
 
+/** Identities learned from `GET /identity`, per base URL (a server may restart with another: see `request`). */
+const learned = new Map<string, string>();
+
 /**
  * A small JSON client for Formation APIs: signs requests when given a key, turns error bodies back
  * into FormErrors, and says "is the node running?" when nothing listens.
+ *
+ * Signed requests name their audience, the server they are for: `audience` when given (e.g. a peer
+ * node's public key from state), else what the server answers on `GET /identity` (asked once per base
+ * URL; asked again, and the request re-signed once, when the server says the request was for another).
  */
 export class ApiClient {
   readonly baseUrl: string;
   private readonly key: KeyPair | undefined;
   private readonly timeoutMs: number;
+  private readonly fixedAudience: string | undefined;
 
-  constructor(baseUrl: string, key?: KeyPair, timeoutMs = 30_000) {
+  constructor(baseUrl: string, key?: KeyPair, timeoutMs = 30_000, audience?: string) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.key = key;
     this.timeoutMs = timeoutMs;
+    this.fixedAudience = audience;
+  }
+
+  /** The identity this client signs for: the given audience, else the server's `GET /identity`. */
+  async audience(refresh = false): Promise<string> {
+    if (this.fixedAudience) return this.fixedAudience;
+    const cached = learned.get(this.baseUrl);
+    if (cached && !refresh) return cached;
+    const { identity } = await this.request<{ identity: string }>('GET', '/identity', undefined, { sign: false });
+    if (typeof identity !== 'string' || identity === '') {
+      throw new FormError('UNAVAILABLE', `Cannot sign for ${this.baseUrl}: it did not say who it is (GET /identity)`, {
+        hint: 'Is this a Formation node API of the same version as this client?',
+      });
+    }
+    learned.set(this.baseUrl, identity);
+    return identity;
   }
 
   async request<T>(
@@ -21,6 +45,23 @@ export class ApiClient {
     path: string,
     body?: unknown,
     opts: { sign?: boolean; timeoutMs?: number } = {},
+  ): Promise<T> {
+    try {
+      return await this.send<T>(method, path, body, opts, false);
+    } catch (err) {
+      // Signed for an identity this server no longer has (it restarted, or another one took the port):
+      // refused before anything ran, so learning who it is and signing again is safe.
+      if ((err as FormError).code !== 'AUTH_WRONG_AUDIENCE' || this.fixedAudience) throw err;
+      return await this.send<T>(method, path, body, opts, true);
+    }
+  }
+
+  private async send<T>(
+    method: string,
+    path: string,
+    body: unknown,
+    opts: { sign?: boolean; timeoutMs?: number },
+    refreshAudience: boolean,
   ): Promise<T> {
     const text = body === undefined ? '' : JSON.stringify(body);
     const headers: Record<string, string> = {};
@@ -31,7 +72,8 @@ export class ApiClient {
         throw new FormError('KEY_NOT_FOUND', `Cannot call ${method} ${path}: no key to sign with`, {
           hint: 'Run `form kit init`.',
         });
-      Object.assign(headers, signRequest(this.key, { method, path, body: text }));
+      const audience = await this.audience(refreshAudience);
+      Object.assign(headers, signRequest(this.key, { method, path, body: text, audience }));
     }
     let res: Response;
     try {

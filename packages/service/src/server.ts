@@ -1,11 +1,16 @@
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { NonceCache, type Signer, verifyRequest } from '@formation/identity';
+import { NonceCache, randomHex, type Signer, verifyRequest } from '@formation/identity';
 import { FormError, isFormError } from '@formation/interface';
+import { Type } from '@sinclair/typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from './logger.ts';
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** Who this server is: the audience signed requests must name (see `setApiIdentity`). */
+    formIdentity: { id: string };
+  }
   interface FastifyRequest {
     /** The raw JSON body as received (what the signature covers). */
     rawBody?: string;
@@ -30,6 +35,26 @@ export interface ApiServerOptions {
   logger: Logger;
   /** Largest accepted body; uploads that stream bypass this via their own content-type parser. */
   bodyLimit?: number;
+  /**
+   * The audience signed requests must name: the node's public key when the service runs in a node.
+   * Default: a random service identity for this process (`svc-…`). `setApiIdentity` changes it later.
+   */
+  identity?: string;
+}
+
+/** A fresh identity for a service that runs without a node key. */
+export function newServiceIdentity(): string {
+  return `svc-${randomHex(16)}`;
+}
+
+/** Make `id` (normally the node's public key) the audience this server's signed routes require. */
+export function setApiIdentity(app: FastifyInstance, id: string): void {
+  app.formIdentity.id = id;
+}
+
+/** The audience this server's signed routes require. */
+export function apiIdentity(app: FastifyInstance): string {
+  return app.formIdentity.id;
 }
 
 /**
@@ -43,6 +68,8 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     bodyLimit: opts.bodyLimit ?? 4 * 1024 * 1024,
     logController: new LogController({ disableRequestLogging: true }),
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // An object, so that `setApiIdentity` on the root is seen by every encapsulated plugin context.
+  app.decorate('formIdentity', { id: opts.identity ?? newServiceIdentity() });
 
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
@@ -71,13 +98,23 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
             in: 'header',
             name: 'x-form-signature',
             description:
-              'secp256k1 signature over FORM-SIG-V1\\nMETHOD\\nPATH\\nTIMESTAMP\\nNONCE\\nsha256(body), with x-form-public-key, x-form-timestamp and x-form-nonce headers.',
+              'secp256k1 signature over FORM-SIG-V2\\nAUDIENCE\\nMETHOD\\nPATH\\nTIMESTAMP\\nNONCE\\nsha256(body), with x-form-public-key, x-form-audience (GET /identity), x-form-timestamp and x-form-nonce headers.',
           },
         },
       },
     },
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get(
+    '/identity',
+    {
+      schema: {
+        summary: 'Who this server is: the audience (node public key or service identity) signed requests must name',
+        response: { 200: Type.Object({ identity: Type.String() }) },
+      },
+    },
+    async () => ({ identity: app.formIdentity.id }),
+  );
 
   app.setErrorHandler((err, req, reply) => {
     if (isFormError(err)) {
@@ -103,7 +140,9 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
 }
 
 /**
- * Build a preHandler that verifies the request signature and sets `req.signer`.
+ * Build a preHandler that verifies the request signature and sets `req.signer`. The request must be
+ * signed for this server's identity (`GET /identity`; the node's public key in a node), so one signed
+ * for another node is refused with AUTH_WRONG_AUDIENCE.
  * One NonceCache per server: a captured request cannot be replayed. `allowDelegation` lets a
  * dashboard session key signing under the developer's delegation act as the developer (routes that
  * manage Formpacks and instances only).
@@ -119,7 +158,7 @@ export function requireSigner(nonces: NonceCache = new NonceCache(), opts: { all
         body: req.rawBody ?? '',
         ...(typeof bodySha === 'string' && req.rawBody === undefined ? { bodySha256: bodySha } : {}),
       },
-      { nonces, allowDelegation: opts.allowDelegation ?? false },
+      { audience: req.server.formIdentity.id, nonces, allowDelegation: opts.allowDelegation ?? false },
     );
   };
 }

@@ -3,10 +3,10 @@ import { test } from 'node:test';
 import { generateKeyPair, signRequest } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import { Type } from '@sinclair/typebox';
-import { createApiServer, createLogger, loadConfig, requireSigner } from '../src/index.ts';
+import { ApiClient, createApiServer, createLogger, loadConfig, requireSigner, setApiIdentity } from '../src/index.ts';
 
-async function app() {
-  const s = await createApiServer({ name: 'test', logger: createLogger('silent') });
+async function app(identity?: string) {
+  const s = await createApiServer({ name: 'test', logger: createLogger('silent'), ...(identity ? { identity } : {}) });
   s.get('/boom', async () => {
     throw new FormError('VM_BAD_STATE', 'Cannot pause VM x: it is stopped');
   });
@@ -37,14 +37,22 @@ test('signed route accepts a good signature, refuses bad and replayed ones with 
   const s = await app();
   const k = generateKeyPair();
   const body = JSON.stringify({ x: 1 });
-  const headers = { 'content-type': 'application/json', ...signRequest(k, { method: 'POST', path: '/signed', body }) };
+  const audience = (await s.inject({ method: 'GET', url: '/identity' })).json().identity;
+  assert.match(audience, /^svc-[0-9a-f]{32}$/, 'a service without a node key has its own identity');
+  const headers = {
+    'content-type': 'application/json',
+    ...signRequest(k, { method: 'POST', path: '/signed', body, audience }),
+  };
   const ok = await s.inject({ method: 'POST', url: '/signed', payload: body, headers });
   assert.equal(ok.statusCode, 200);
   assert.equal(ok.json().signer, k.address);
   const replay = await s.inject({ method: 'POST', url: '/signed', payload: body, headers });
   assert.equal(replay.statusCode, 401);
   assert.equal(replay.json().error.code, 'AUTH_REPLAYED');
-  const h2 = { 'content-type': 'application/json', ...signRequest(k, { method: 'POST', path: '/signed', body }) };
+  const h2 = {
+    'content-type': 'application/json',
+    ...signRequest(k, { method: 'POST', path: '/signed', body, audience }),
+  };
   const tampered = await s.inject({ method: 'POST', url: '/signed', payload: JSON.stringify({ x: 2 }), headers: h2 });
   assert.equal(tampered.statusCode, 401);
   assert.equal(tampered.json().error.code, 'AUTH_BAD_SIGNATURE');
@@ -62,6 +70,58 @@ test('signed route accepts a good signature, refuses bad and replayed ones with 
     headers: { 'content-type': 'application/json' },
   });
   assert.equal(badJson.statusCode, 400);
+});
+
+// Exploit (issue 16): the signed string named no node, so a request made for node A (a dashboard
+// login, a signed DELETE) was accepted by node B within the skew window.
+test('a request signed for node A is refused by node B with AUTH_WRONG_AUDIENCE (421)', async () => {
+  const nodeA = generateKeyPair();
+  const nodeB = generateKeyPair();
+  const a = await app(nodeA.publicKey);
+  const b = await app();
+  setApiIdentity(b, nodeB.publicKey);
+  assert.equal((await b.inject({ method: 'GET', url: '/identity' })).json().identity, nodeB.publicKey);
+  const dev = generateKeyPair();
+  const body = '{}';
+  const headers = {
+    'content-type': 'application/json',
+    ...signRequest(dev, { method: 'POST', path: '/signed', body, audience: nodeA.publicKey }),
+  };
+  const atB = await b.inject({ method: 'POST', url: '/signed', payload: body, headers });
+  assert.equal(atB.statusCode, 421);
+  assert.equal(atB.json().error.code, 'AUTH_WRONG_AUDIENCE');
+  assert.match(
+    atB.json().error.message,
+    new RegExp(
+      `^Cannot accept this request: it was signed for node ${nodeA.publicKey.slice(0, 12)}…, this is node ${nodeB.publicKey.slice(0, 12)}…`,
+    ),
+  );
+  assert.match(atB.json().error.hint, /Re-sign it for this node/);
+  const atA = await a.inject({ method: 'POST', url: '/signed', payload: body, headers });
+  assert.equal(atA.statusCode, 200);
+});
+
+test('ApiClient signs for the identity the server states, and re-learns it once when refused', async () => {
+  const s = await app();
+  await s.listen({ host: '127.0.0.1', port: 0 });
+  try {
+    const url = `http://127.0.0.1:${(s.server.address() as { port: number }).port}`;
+    const k = generateKeyPair();
+    const client = new ApiClient(url, k);
+    assert.equal((await client.post<{ signer: string }>('/signed', { x: 1 })).signer, k.address);
+    // The server's identity changes (a restart on the same port): the client asks again and re-signs.
+    const node = generateKeyPair();
+    setApiIdentity(s, node.publicKey);
+    assert.equal((await new ApiClient(url, k).post<{ signer: string }>('/signed', { x: 2 })).signer, k.address);
+    assert.equal(await new ApiClient(url, k).audience(), node.publicKey);
+    // A client told whom to sign for does not re-learn: a request for another node stays refused.
+    await assert.rejects(
+      new ApiClient(url, k, 5000, generateKeyPair().publicKey).post('/signed', {}),
+      (e: unknown) => e instanceof FormError && e.code === 'AUTH_WRONG_AUDIENCE',
+    );
+  } finally {
+    await s.close();
+  }
 });
 
 test('loadConfig merges defaults, env and flags and reports every bad value', () => {

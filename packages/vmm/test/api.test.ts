@@ -13,7 +13,7 @@ import {
 } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
-import { createLogger } from '@formation/service';
+import { apiIdentity, createLogger } from '@formation/service';
 import { limitMiB, TCG_TB_MIB } from '../src/cgroup.ts';
 import { loadVmmConfig } from '../src/config.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
@@ -47,7 +47,8 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
   async function call(method: string, url: string, body?: unknown, key: KeyPair | null = alice) {
     const text = body === undefined ? '' : JSON.stringify(body);
     const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
-    if (key && method !== 'GET') Object.assign(headers, signRequest(key, { method, path: url, body: text }));
+    if (key && method !== 'GET')
+      Object.assign(headers, signRequest(key, { method, path: url, body: text, audience: apiIdentity(vmm.app) }));
     const r = await vmm.app.inject({
       method: method as 'GET',
       url,

@@ -17,7 +17,7 @@ import {
 import type { FormpackManifest } from '@formation/interface';
 import { createPackService, loadSpec } from '@formation/pack';
 import { vmNameFor } from '@formation/scheduler';
-import { type ApiServer, createApiServer, createLogger, requireSigner } from '@formation/service';
+import { type ApiServer, apiIdentity, createApiServer, createLogger, requireSigner } from '@formation/service';
 import { createStateService, openStateStore, type StateStore } from '@formation/state';
 import { create as tarCreate } from 'tar';
 import { createWebService, type WebService } from '../src/index.ts';
@@ -126,7 +126,7 @@ describe('dashboard actions under a delegation', () => {
       url,
       headers: {
         'content-type': 'application/json',
-        ...signRequest(key, { method: 'POST', path: url, body: payload }),
+        ...signRequest(key, { method: 'POST', path: url, body: payload, audience: apiIdentity(web.app) }),
       },
       payload,
     });

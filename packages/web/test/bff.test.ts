@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { expectedMeasurement } from '@formation/attest';
 import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
 import { vmNameFor } from '@formation/scheduler';
-import { type ApiServer, createApiServer, createLogger } from '@formation/service';
+import { type ApiServer, apiIdentity, createApiServer, createLogger } from '@formation/service';
 import { createStateService, openStateStore, type StateStore } from '@formation/state';
 import type { FormpackDetail, FormpackInfo, InstanceInfo, NetworkInfo } from '../src/index.ts';
 import { createWebService, SESSION_COOKIE, type WebService } from '../src/index.ts';
@@ -153,7 +153,7 @@ describe('web BFF', () => {
       url: '/api/login/token',
       headers: {
         'content-type': 'application/json',
-        ...signRequest(key, { method: 'POST', path: '/api/login/token', body: '{}' }),
+        ...signRequest(key, { method: 'POST', path: '/api/login/token', body: '{}', audience: apiIdentity(web.app) }),
       },
       payload: '{}',
     });
@@ -206,7 +206,7 @@ describe('web BFF', () => {
   test('a replayed signed token request is refused', async () => {
     const headers = {
       'content-type': 'application/json',
-      ...signRequest(bob, { method: 'POST', path: '/api/login/token', body: '{}' }),
+      ...signRequest(bob, { method: 'POST', path: '/api/login/token', body: '{}', audience: apiIdentity(web.app) }),
     };
     const first = await web.app.inject({ method: 'POST', url: '/api/login/token', headers, payload: '{}' });
     assert.equal(first.statusCode, 200);
@@ -345,7 +345,7 @@ test('a node API that is down gives a clear error, not a crash', async () => {
       url: '/api/login/token',
       headers: {
         'content-type': 'application/json',
-        ...signRequest(key, { method: 'POST', path: '/api/login/token', body: '{}' }),
+        ...signRequest(key, { method: 'POST', path: '/api/login/token', body: '{}', audience: apiIdentity(web.app) }),
       },
       payload: '{}',
     });

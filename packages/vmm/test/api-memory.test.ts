@@ -1,0 +1,198 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
+import { apiIdentity, createLogger } from '@formation/service';
+import { loadVmmConfig } from '../src/config.ts';
+import { MemoryDriver } from '../src/memory-driver.ts';
+import { createVmmService, type VmmService } from '../src/service.ts';
+
+// The VMM API's own logic (auth, 404/403/409, state machine, capacity, commit) on the memory driver:
+// no root, no QEMU, seconds. What needs a real guest stays in api.test.ts.
+
+/** A Formpack directory the VMM accepts (the memory driver never reads the artifacts' content). */
+function makeFormpack(dir: string): string {
+  const id = 'c'.repeat(64);
+  const fp = `${dir}/${id}`;
+  mkdirSync(fp, { recursive: true });
+  const artifact = (file: string, content: string) => {
+    writeFileSync(`${fp}/${file}`, content);
+    return { file, sha256: createHash('sha256').update(content).digest('hex'), bytes: content.length };
+  };
+  const manifest = {
+    id,
+    name: 'web',
+    owner: `0x${'0'.repeat(40)}`,
+    createdAt: '2026-01-01T00:00:00Z',
+    resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
+    cmdline: 'console=ttyS0',
+    init: '/sbin/form-init',
+    formfile: { expose: [80], entrypoint: null },
+    artifacts: {
+      disk: artifact('disk.qcow2', 'disk'),
+      kernel: artifact('vmlinuz', 'kernel'),
+      initramfs: artifact('initramfs.img', 'initramfs'),
+    },
+    guest: { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'dropbear' },
+  };
+  writeFileSync(`${fp}/manifest.json`, JSON.stringify(manifest));
+  return id;
+}
+
+describe('VMM API on the memory driver (auth, 404/403/409, capacity, commit)', () => {
+  let tmp: string;
+  let vmm: VmmService;
+  let fpId: string;
+  let vmId = '';
+  const alice = generateKeyPair();
+  const mallory = generateKeyPair();
+
+  async function call(method: string, url: string, body?: unknown, key: KeyPair | null = alice) {
+    const text = body === undefined ? '' : JSON.stringify(body);
+    const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
+    if (key && method !== 'GET')
+      Object.assign(headers, signRequest(key, { method, path: url, body: text, audience: apiIdentity(vmm.app) }));
+    const r = await vmm.app.inject({
+      method: method as 'GET',
+      url,
+      headers,
+      ...(body === undefined ? {} : { payload: text }),
+    });
+    return { status: r.statusCode, body: r.body ? r.json() : undefined };
+  }
+
+  before(async () => {
+    tmp = mkdtempSync('/tmp/fvmm-memapi-');
+    mkdirSync(`${tmp}/images`);
+    fpId = makeFormpack(`${tmp}/formpacks`);
+    const config = loadVmmConfig(
+      {},
+      {
+        vmDir: `${tmp}/vms`,
+        imagesDir: `${tmp}/images`,
+        formpacksDir: `${tmp}/formpacks`,
+        cacheDir: `${tmp}/cache`,
+        healthIntervalMs: 0,
+        stopTimeoutMs: 2000,
+        dataDiskMiB: 0,
+        capacity: { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 },
+      },
+    );
+    vmm = await createVmmService({ config, logger: createLogger('silent'), driver: new MemoryDriver() });
+  });
+
+  after(async () => {
+    await vmm?.manager.destroyAll();
+    await vmm?.close({ stopVms: true });
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('POST /vms must be signed; bad bodies are 400; unknown Formpack 404', async () => {
+    assert.equal((await call('POST', '/vms', { formpack: fpId }, null)).body.error.code, 'AUTH_MISSING');
+    assert.equal((await call('POST', '/vms', { formpack: fpId, image: 'x.img' })).status, 400);
+    assert.equal((await call('POST', '/vms', { formpack: fpId, resources: { vcpu: 0 } })).status, 400);
+    const nf = await call('POST', '/vms', { formpack: 'f'.repeat(64) });
+    assert.equal(nf.status, 404);
+    assert.equal(nf.body.error.code, 'PACK_NOT_FOUND');
+    assert.deepEqual((await call('GET', '/vms')).body.vms, [], 'refused requests leave no VM');
+  });
+
+  test('POST /vms creates and boots; the owner, measurement and ready mark are the VMM’s own', async () => {
+    const r = await call('POST', '/vms', { formpack: fpId, name: 'web-1', wait: true });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    vmId = r.body.id;
+    assert.equal(r.body.state, 'running');
+    assert.equal(r.body.ready, true);
+    assert.equal(r.body.owner, alice.address);
+    const manifest = JSON.parse(readFileSync(`${tmp}/formpacks/${fpId}/manifest.json`, 'utf8'));
+    assert.equal(r.body.measurement.kernel, manifest.artifacts.kernel.sha256);
+    assert.deepEqual(r.body.network.forwards.map((f: { guest: number }) => f.guest).sort(), [22, 80]);
+    assert.match((await call('GET', `/vms/${vmId}/console`)).body.output, /FORM-INIT-READY/);
+  });
+
+  test('unknown id is 404 on every route; another signer is 403', async () => {
+    for (const [m, u] of [
+      ['GET', '/vms/vm-nope'],
+      ['GET', '/vms/vm-nope/console'],
+      ['POST', '/vms/vm-nope/stop'],
+      ['POST', '/vms/vm-nope/snapshots'],
+      ['DELETE', '/vms/vm-nope'],
+    ] as const) {
+      const r = await call(m, u, m === 'POST' ? {} : undefined);
+      assert.equal(r.status, 404, `${m} ${u}`);
+      assert.equal(r.body.error.code, 'VM_NOT_FOUND');
+    }
+    const f = await call('POST', `/vms/${vmId}/pause`, {}, mallory);
+    assert.equal(f.status, 403);
+    assert.equal(f.body.error.code, 'AUTH_FORBIDDEN');
+    assert.equal((await call('DELETE', `/vms/${vmId}`, undefined, mallory)).status, 403);
+    assert.equal((await call('GET', `/vms/${vmId}`)).body.state, 'running', 'the refused calls changed nothing');
+  });
+
+  test('pause/resume; illegal transitions are 409 naming the state', async () => {
+    assert.equal((await call('POST', `/vms/${vmId}/pause`, {})).body.state, 'paused');
+    const again = await call('POST', `/vms/${vmId}/pause`, {});
+    assert.equal(again.status, 409);
+    assert.equal(again.body.error.code, 'VM_BAD_STATE');
+    assert.match(again.body.error.message, /Cannot pause VM .*: it is paused/);
+    assert.equal((await call('POST', `/vms/${vmId}/start`, {})).status, 409);
+    assert.equal((await call('POST', `/vms/${vmId}/resume`, {})).body.state, 'running');
+    assert.equal((await call('POST', `/vms/${vmId}/resume`, {})).body.error.code, 'VM_BAD_STATE');
+  });
+
+  test('commit records a hashed revision; refused when paused or by another signer', async () => {
+    await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'echo committed > /root/c']);
+    const c = await call('POST', `/vms/${vmId}/commit`, {});
+    assert.equal(c.status, 201, JSON.stringify(c.body));
+    assert.equal(c.body.revision, 1);
+    const file = `${tmp}/vms/${vmId}/revisions/rev-1.qcow2`;
+    assert.equal(createHash('sha256').update(readFileSync(file)).digest('hex'), c.body.sha256);
+    assert.equal((await call('POST', `/vms/${vmId}/commit`, {}, mallory)).status, 403);
+    await call('POST', `/vms/${vmId}/pause`, {});
+    const paused = await call('POST', `/vms/${vmId}/commit`, {});
+    assert.equal(paused.status, 409);
+    assert.match(paused.body.error.message, /Cannot commit VM .*: it is paused/);
+    await call('POST', `/vms/${vmId}/resume`, {});
+    assert.equal((await call('POST', `/vms/${vmId}/commit`, {})).body.revision, 2);
+  });
+
+  test('concurrent start calls are serialized: one boots, the other is 409, one process', async () => {
+    assert.equal((await call('POST', `/vms/${vmId}/stop`, {})).body.state, 'stopped');
+    const [a, b] = await Promise.all([call('POST', `/vms/${vmId}/start`, {}), call('POST', `/vms/${vmId}/start`, {})]);
+    assert.deepEqual([a.status, b.status].sort(), [200, 409]);
+    const pid = (await call('GET', `/vms/${vmId}`)).body.pid as number;
+    assert.ok(existsSync(`/proc/${pid}`));
+  });
+
+  test('capacity: a VM that does not fit is refused with the numbers and not left behind', async () => {
+    const r = await call('POST', '/vms', { formpack: fpId, resources: { memMiB: 2048 } });
+    assert.equal(r.status, 409);
+    assert.equal(r.body.error.code, 'VM_NO_CAPACITY');
+    assert.match(r.body.error.message, /memory: needs 2048 MiB, \d+ MiB free of 1024 MiB/);
+    assert.deepEqual(
+      (await call('GET', '/vms')).body.vms.map((v: { id: string }) => v.id),
+      [vmId],
+    );
+    const c = await call('POST', '/vms', { formpack: fpId, resources: { memMiB: 2048 }, start: false });
+    assert.equal(c.status, 201);
+    assert.equal((await call('POST', `/vms/${c.body.id}/start`, {})).body.error.code, 'VM_NO_CAPACITY');
+    assert.equal((await call('GET', `/vms/${c.body.id}`)).body.state, 'created');
+    assert.equal((await call('DELETE', `/vms/${c.body.id}`)).status, 200);
+  });
+
+  test('a process killed from outside is a crashed VM; DELETE removes the VM and its files', async () => {
+    const pid = (await call('GET', `/vms/${vmId}`)).body.pid as number;
+    process.kill(pid, 'SIGKILL');
+    let v = await call('GET', `/vms/${vmId}`);
+    for (let i = 0; i < 100 && v.body.state === 'running'; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      v = await call('GET', `/vms/${vmId}`);
+    }
+    assert.equal(v.body.state, 'crashed');
+    assert.equal(v.body.lastExit.kind, 'killed');
+    assert.equal((await call('DELETE', `/vms/${vmId}`)).status, 200);
+    assert.equal((await call('GET', `/vms/${vmId}`)).status, 404);
+    assert.equal(existsSync(`${tmp}/vms/${vmId}`), false);
+  });
+});

@@ -1,0 +1,163 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import { generateKeyPair } from '@formation/identity';
+import { canTransitionReplica, replicaStateOf } from '@formation/interface';
+import { vmNameFor } from '@formation/scheduler';
+import { createLogger } from '@formation/service';
+import { type InstanceView, openStateStore, type StateStore } from '@formation/state';
+import { loadVmmConfig, VmManager, VmNetwork, VmStore } from '@formation/vmm';
+import { MemoryDriver } from '@formation/vmm/memory';
+import { InstanceController } from '../src/controller.ts';
+
+// The executor against a real state store and a real VM manager on the memory driver: the controller
+// claims, boots, reports, stops, starts and removes as plan() says. No root, no QEMU.
+
+const logger = createLogger('silent');
+const FP = 'c'.repeat(64);
+let tmp: string;
+let store: StateStore;
+let vmm: VmManager;
+let controller: InstanceController;
+const node = generateKeyPair();
+const dev = generateKeyPair();
+
+function formpack(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  const artifact = (file: string, content: string) => {
+    writeFileSync(`${dir}/${file}`, content);
+    return { file, sha256: createHash('sha256').update(content).digest('hex'), bytes: content.length };
+  };
+  const manifest = {
+    id: FP,
+    name: 'web',
+    owner: dev.address,
+    createdAt: '2026-01-01T00:00:00Z',
+    resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
+    cmdline: 'console=ttyS0',
+    init: '/sbin/form-init',
+    formfile: { expose: [], entrypoint: null },
+    artifacts: {
+      disk: artifact('disk.qcow2', 'disk'),
+      kernel: artifact('vmlinuz', 'kernel'),
+      initramfs: artifact('initramfs.img', 'initramfs'),
+    },
+    guest: { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'dropbear' },
+  };
+  writeFileSync(`${dir}/manifest.json`, JSON.stringify(manifest));
+}
+
+/** Poll until `check` returns a value (controller rounds run every 50 ms). */
+async function until<T>(what: string, check: () => T | undefined | false, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = check();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const instance = (id: string): InstanceView => store.views().instances.find((i) => i.id === id) as InstanceView;
+const mine = (id: string) => instance(id).replicaSet.find((r) => r.node === node.publicKey);
+const vmOf = (id: string) => vmm.list().find((v) => v.name === vmNameFor(instance(id)));
+
+before(async () => {
+  tmp = mkdtempSync('/tmp/fnode-ctl-');
+  formpack(`${tmp}/formpacks/${FP}`);
+  store = openStateStore({ path: ':memory:' });
+  store.author(node, 'node.register', {
+    capacity: { vcpu: 4, memMiB: 4096, diskGiB: 50 },
+    endpoint: '127.0.0.1:4005',
+    p2pPeerId: '12D3KooPeer1',
+    wgPublicKey: Buffer.alloc(32, 1).toString('base64'),
+    formnetRange: '10.129.1.0/24',
+  });
+  store.author(dev, 'formpack.publish', {
+    id: FP,
+    name: 'web',
+    owner: dev.address,
+    sha256s: { disk: createHash('sha256').update('disk').digest('hex') },
+    size: 4,
+  });
+  const config = loadVmmConfig(
+    {},
+    { vmDir: `${tmp}/vms`, imagesDir: tmp, formpacksDir: `${tmp}/formpacks`, cacheDir: tmp },
+  );
+  vmm = new VmManager({
+    driver: new MemoryDriver(),
+    store: new VmStore(config.vmDir),
+    network: new VmNetwork(config.network, logger),
+    logger,
+    formpacksDir: config.formpacksDir,
+    imagesDir: config.imagesDir,
+    cacheDir: config.cacheDir,
+    capacity: { vcpu: 4, memMiB: 4096, vcpuOvercommit: 4, reserveMemMiB: 0 },
+    healthIntervalMs: 0,
+    stopTimeoutMs: 2000,
+  });
+  await vmm.init();
+  controller = new InstanceController({
+    nodeKey: node,
+    store,
+    vmm,
+    formpacksDir: `${tmp}/formpacks`,
+    logger,
+    intervalMs: 50,
+    readyTimeoutMs: 5000,
+  });
+  controller.start();
+});
+
+after(async () => {
+  await controller?.close();
+  await vmm?.destroyAll();
+  await vmm?.close({ stopVms: true });
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+test('an instance placed here is claimed, booted and reported running; owner stop/start; delete removes its VM', async () => {
+  const statuses: string[] = [];
+  const id = store.author(dev, 'instance.create', {
+    formpackId: FP,
+    name: 'web',
+    replicas: 1,
+    resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
+  }).body.id as string;
+  const record = () => {
+    const s = replicaStateOf(mine(id)?.state ?? null);
+    if (statuses.at(-1) !== s) statuses.push(s);
+    return s;
+  };
+  await until('running', () => record() === 'running');
+  assert.equal(vmOf(id)?.state, 'running');
+
+  store.author(dev, 'instance.update', { instanceId: id, desired: 'stopped' });
+  await until('stopped', () => record() === 'stopped');
+  assert.equal(vmOf(id)?.state, 'stopped', 'the VM is stopped, its disk kept');
+
+  store.author(dev, 'instance.update', { instanceId: id, desired: 'running' });
+  await until('running again', () => record() === 'running' && vmOf(id)?.state === 'running');
+  assert.equal(vmm.list().length, 1, 'the same VM started again, no second one');
+
+  store.author(dev, 'instance.delete', { instanceId: id });
+  await until('deleted', () => record() === 'deleted');
+  await until('VM gone', () => vmOf(id) === undefined || undefined);
+
+  // Every report the controller made is a move the replica lifecycle allows.
+  for (let i = 1; i < statuses.length; i++) {
+    assert.ok(
+      canTransitionReplica(statuses[i - 1] as never, statuses[i] as never),
+      `${statuses[i - 1]} -> ${statuses[i]}`,
+    );
+  }
+  assert.deepEqual(statuses.slice(statuses.indexOf('starting')), [
+    'starting',
+    'running',
+    'stopped',
+    'starting',
+    'running',
+    'deleted',
+  ]);
+});

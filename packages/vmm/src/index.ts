@@ -3,6 +3,7 @@ export * from './api.ts';
 export * from './capacity.ts';
 export * from './config.ts';
 export type * from './driver.ts';
+export * from './image-check.ts';
 export * from './images.ts';
 export * from './manager.ts';
 export * from './network.ts';

@@ -69,6 +69,11 @@ export function tapFor(id: string, salt = 0): string {
   return `ftap${createHash('sha256').update(`${id}/${salt}`).digest('hex').slice(0, 10)}`;
 }
 
+/** True when `n` is a TCP port number: an integer 1..65535 (not a string that looks like one). */
+export function isPort(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 65535;
+}
+
 /** A free TCP port on 127.0.0.1 (bound then released). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -146,6 +151,19 @@ export class VmNetwork {
     taken: { ips: Set<string>; macs: Set<string>; taps: Set<string> },
     guestPorts: number[],
   ): Promise<VmNetAssignment> {
+    // Ports come from a Formpack's EXPOSE (a peer's manifest) or an API caller and end up in QEMU's
+    // `hostfwd=` option string: integers only, or a comma adds options (`guestfwd=…-cmd:` runs a command).
+    for (const p of guestPorts) {
+      if (!isPort(p)) {
+        throw new FormError(
+          'VM_BAD_ARGUMENT',
+          `Cannot create VM ${id}: port ${JSON.stringify(p)} is not an integer 1..65535`,
+          {
+            hint: 'EXPOSE and forwardPorts take TCP port numbers.',
+          },
+        );
+      }
+    }
     let salt = 0;
     while (taken.macs.has(macFor(id, salt)) || taken.taps.has(tapFor(id, salt))) salt++;
     const mac = macFor(id, salt);

@@ -1,7 +1,9 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import { copyFile, mkdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { connect, createServer, type Socket } from 'node:net';
+import { join, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
@@ -9,6 +11,7 @@ import { type AccelProbe, probeAccel } from './accel.ts';
 import { applyLimits, removeLimits, TCG_TB_MIB } from './cgroup.ts';
 import type {
   DriverFingerprint,
+  DriverNetwork,
   DriverVm,
   DriverVmSpec,
   ExitInfo,
@@ -17,6 +20,8 @@ import type {
   SnapshotInfo,
   StopResult,
 } from './driver.ts';
+import { checkImage } from './image-check.ts';
+import { isPort } from './network.ts';
 import { QmpClient } from './qmp.ts';
 import { KeyedSerializer } from './state-machine.ts';
 
@@ -195,13 +200,17 @@ export class QemuDriver implements HypervisorDriver {
         `Cannot create VM ${spec.id}: disk image ${spec.baseDisk} does not exist`,
       );
     }
-    const info = await qemuImgInfo(spec.baseDisk);
-    if (info.format !== spec.baseDiskFormat) {
-      throw new FormError(
-        'VM_IMAGE_INVALID',
-        `Cannot create VM ${spec.id}: ${spec.baseDisk} is ${info.format}, expected ${spec.baseDiskFormat}`,
-      );
-    }
+    validateSpec(spec, 'create');
+    // The base comes from outside (a peer's Formpack, the images dir, an API caller): self-contained only.
+    const info = await checkImage(resolve(spec.baseDisk), { format: spec.baseDiskFormat }).catch((err: unknown) => {
+      if (err instanceof FormError) {
+        throw new FormError(err.code, `Cannot create VM ${spec.id}: ${err.message.replace(/^Cannot /, '')}`, {
+          hint: err.hint,
+          cause: err,
+        });
+      }
+      throw err;
+    });
     if (info.virtualSize < 2 ** 20) {
       throw new FormError(
         'VM_IMAGE_INVALID',
@@ -231,72 +240,12 @@ export class QemuDriver implements HypervisorDriver {
   }
 
   private args(vm: DriverVm, incoming: boolean): string[] {
-    const s = vm.spec;
-    const p = vm.paths;
-    const machine = this.opts.machine ?? 'pc';
-    const bus = machine === 'microvm' ? 'device' : 'pci';
-    const accel = this.accel?.accel ?? 'tcg';
-    const a: string[] = [
-      '-name',
-      `guest=${s.id},debug-threads=off`,
-      '-accel',
-      // TCG's translation cache defaults to 1 GiB and grows with every new piece of guest code run: a
-      // busy guest then outgrows the VM's memory cgroup and is OOM-killed. Bound it (the cgroup counts it).
-      accel === 'tcg' ? `tcg,tb-size=${TCG_TB_MIB}` : accel,
-      '-M',
-      machine,
-      '-m',
-      String(s.memMiB),
-      '-smp',
-      String(s.vcpu),
-      '-nodefaults',
-      '-nographic',
-      '-no-user-config',
-    ];
-    if (accel === 'kvm') a.push('-cpu', 'host');
-    if (this.opts.sandbox !== false) a.push('-sandbox', 'on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny');
-    a.push('-chardev', `file,id=ser0,path=${p.serial},append=on`, '-serial', 'chardev:ser0');
-    a.push('-kernel', s.kernel);
-    if (s.initramfs) a.push('-initrd', s.initramfs);
-    // microvm under TCG: skip PIT calibration, which hangs ~1 boot in 4 (PLATFORM.md §3).
-    const khz = machine === 'microvm' && accel === 'tcg' ? hostTscKhz() : undefined;
-    a.push('-append', khz ? `${s.cmdline} tsc_early_khz=${khz}` : s.cmdline);
-    a.push(
-      '-drive',
-      `file=${p.disk},if=none,id=d0,format=qcow2,discard=unmap`,
-      '-device',
-      `virtio-blk-${bus},drive=d0`,
-    );
-    // The data disk comes second (so the root stays /dev/vda); the guest finds it by its serial.
-    if (p.data) {
-      a.push(
-        '-drive',
-        `file=${p.data},if=none,id=d1,format=qcow2,discard=unmap`,
-        '-device',
-        `virtio-blk-${bus},drive=d1,serial=form-data`,
-      );
-    }
-    if (s.network.mode === 'user') {
-      const fwd = s.network.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`).join('');
-      a.push('-netdev', `user,id=n0${fwd}`);
-    } else {
-      a.push('-netdev', `tap,id=n0,ifname=${s.network.tap},script=no,downscript=no`);
-    }
-    a.push('-device', `virtio-net-${bus},netdev=n0,mac=${s.network.mac}`);
-    // Entropy from the host: without it the guest's crng is not ready until ~4 s into a TCG boot, and
-    // first-boot key generation (ssh host key, the attestation key) blocks on it.
-    a.push('-object', 'rng-random,id=rng0,filename=/dev/urandom', '-device', `virtio-rng-${bus},rng=rng0`);
-    a.push(
-      '-device',
-      `virtio-serial-${bus}`,
-      '-chardev',
-      `socket,id=qga0,path=${p.qga},server=on,wait=off`,
-      '-device',
-      `virtserialport,chardev=qga0,name=${s.agentChannel}`,
-    );
-    a.push('-qmp', `unix:${p.qmp},server=on,wait=off`, '-pidfile', p.pidfile);
-    if (incoming) a.push('-incoming', 'defer');
-    return a;
+    return qemuArgv(vm, {
+      incoming,
+      machine: this.opts.machine,
+      accel: this.accel?.accel ?? 'tcg',
+      sandbox: this.opts.sandbox,
+    });
   }
 
   async start(vm: DriverVm): Promise<void> {
@@ -307,10 +256,17 @@ export class QemuDriver implements HypervisorDriver {
     await this.fingerprint();
     const id = vm.spec.id;
     if (this.live.has(id)) throw new FormError('VM_BAD_STATE', `Cannot start VM ${id}: its QEMU process is running`);
+    // Everything QEMU will open, checked before it runs: argv built from validated values only, the
+    // overlay backed by exactly this VM's base (a revision or snapshot copied over it came from outside).
+    const qemuArgs = this.args(vm, incoming);
+    await checkImage(resolve(vm.paths.disk), {
+      format: 'qcow2',
+      backing: { file: resolve(vm.spec.baseDisk), format: vm.spec.baseDiskFormat },
+    });
+    if (vm.paths.data && existsSync(vm.paths.data)) await checkImage(resolve(vm.paths.data), { format: 'qcow2' });
     for (const f of [vm.paths.qmp, vm.paths.qga, vm.paths.pidfile]) await rm(f, { force: true });
     const logPath = join(vm.spec.dir, 'qemu.log');
     const logFd = openSync(logPath, 'w');
-    const qemuArgs = this.args(vm, incoming);
     const net = vm.spec.network;
     const [cmd, args] =
       net.mode === 'tap' && net.netns
@@ -548,9 +504,12 @@ export class QemuDriver implements HypervisorDriver {
     if (wasRunning) await qmp.execute('stop');
     let downtimeMs: number | undefined;
     try {
-      await qmp.execute('migrate', { uri: `exec:cat > '${memFile.replaceAll("'", '')}'` });
-      const done = await pollMigration(qmp, 120_000);
-      downtimeMs = done.downtime;
+      // QEMU writes the state to a unix socket we serve (not `exec:`, which the sandbox's spawn=deny forbids).
+      const saved = await receiveMigration(join(vm.spec.dir, 'migrate.sock'), memFile, async () => {
+        await qmp.execute('migrate', { uri: `unix:${resolve(vm.spec.dir, 'migrate.sock')}` });
+        return pollMigration(qmp, 120_000);
+      });
+      downtimeMs = saved.downtime;
       await copyFile(vm.paths.disk, diskFile);
       if (vm.paths.data && existsSync(vm.paths.data)) await copyFile(vm.paths.data, join(dir, 'data.qcow2'));
       await writeFile(
@@ -595,8 +554,12 @@ export class QemuDriver implements HypervisorDriver {
     await this.launch(vm, true);
     const qmp = await this.qmp(vm);
     try {
-      await qmp.execute('migrate-incoming', { uri: `exec:cat '${memFile.replaceAll("'", '')}'` });
+      const sock = resolve(vm.spec.dir, 'migrate-in.sock');
+      await rm(sock, { force: true });
+      await qmp.execute('migrate-incoming', { uri: `unix:${sock}` });
+      await sendMigration(sock, memFile);
       await pollMigration(qmp, 120_000);
+      await rm(sock, { force: true });
       await qmp.execute('cont');
     } catch (err) {
       await this.stop(vm, { force: true });
@@ -713,6 +676,200 @@ export class QemuDriver implements HypervisorDriver {
     }
     this.live.clear();
   }
+}
+
+/** The seccomp sandbox every QEMU runs under: no obsolete syscalls, no setuid, no fork/exec, no affinity/scheduler changes. */
+export const QEMU_SANDBOX = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** True when `s` holds a control character (or a comma: QEMU's option separator). */
+export function hasControlOrComma(s: string, comma = true): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f || (comma && c === 0x2c)) return true;
+  }
+  return false;
+}
+const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+
+function badArg(id: string, what: string, value: unknown, rule: string, action = 'start'): FormError {
+  return new FormError('VM_BAD_ARGUMENT', `Cannot ${action} VM ${id}: ${what} ${JSON.stringify(value)} ${rule}`, {
+    hint: 'Values spliced into QEMU options are checked: names [A-Za-z0-9._-], ports 1-65535, paths without commas.',
+  });
+}
+
+/**
+ * Check every value of a spec that ends up inside QEMU's argv. QEMU parses `-netdev`/`-drive`/`-device`
+ * values as comma-separated options, so a comma in a name, path, MAC or port adds options of the
+ * caller's choosing (`hostfwd=…,guestfwd=…-cmd:<host command>`). Throws VM_BAD_ARGUMENT.
+ */
+export function validateSpec(s: DriverVmSpec, action = 'start'): void {
+  const id = typeof s.id === 'string' && NAME_RE.test(s.id) ? s.id : 'with a bad id';
+  const bad = (what: string, value: unknown, rule: string): FormError => badArg(id, what, value, rule, action);
+  if (!NAME_RE.test(String(s.id))) throw bad('id', s.id, 'is not a name (1-64 of [A-Za-z0-9._-])');
+  if (!NAME_RE.test(String(s.name))) throw bad('name', s.name, 'is not a name (1-64 of [A-Za-z0-9._-])');
+  if (!Number.isInteger(s.vcpu) || s.vcpu < 1 || s.vcpu > 1024) throw bad('vcpu', s.vcpu, 'is not 1..1024');
+  if (!Number.isInteger(s.memMiB) || s.memMiB < 16 || s.memMiB > 16 * 2 ** 20)
+    throw bad('memMiB', s.memMiB, 'is not a memory size in MiB');
+  for (const [what, path] of [
+    ['dir', s.dir],
+    ['kernel', s.kernel],
+    ['initramfs', s.initramfs],
+    ['base disk', s.baseDisk],
+  ] as const) {
+    if (path === undefined && what === 'initramfs') continue;
+    if (typeof path !== 'string' || path === '' || hasControlOrComma(path)) {
+      throw bad(what, path, 'is not a path without commas or control characters');
+    }
+  }
+  if (typeof s.cmdline !== 'string' || s.cmdline.length > 8192 || hasControlOrComma(s.cmdline, false)) {
+    throw bad('kernel command line', s.cmdline, 'is not one line of at most 8192 characters');
+  }
+  if (!NAME_RE.test(String(s.agentChannel))) throw bad('agent channel', s.agentChannel, 'is not a name');
+  const net: DriverNetwork = s.network;
+  if (!MAC_RE.test(String(net.mac))) throw bad('MAC', net.mac, 'is not a MAC address');
+  if (net.mode === 'user') {
+    if (!Array.isArray(net.forwards)) throw bad('forwards', net.forwards, 'is not a list');
+    for (const f of net.forwards) {
+      if (!isPort(f.guest)) throw bad('guest port', f.guest, 'is not an integer 1..65535');
+      if (!isPort(f.host)) throw bad('host port', f.host, 'is not an integer 1..65535');
+    }
+  } else if (net.mode === 'tap') {
+    if (!IFNAME_RE.test(String(net.tap))) throw bad('TAP', net.tap, 'is not an interface name');
+    if (net.netns !== undefined && !NAME_RE.test(String(net.netns))) throw bad('netns', net.netns, 'is not a name');
+  } else {
+    throw bad('network mode', (net as { mode: unknown }).mode, "is not 'user' or 'tap'");
+  }
+}
+
+export interface QemuArgvOptions {
+  incoming: boolean;
+  machine?: 'pc' | 'q35' | 'microvm' | undefined;
+  accel?: 'kvm' | 'tcg' | 'none' | undefined;
+  /** `-sandbox` (default on). */
+  sandbox?: boolean | undefined;
+}
+
+/**
+ * QEMU's argv for one VM, from a validated spec only (`validateSpec` first: VM_BAD_ARGUMENT for any
+ * value that could add options). Pure.
+ *
+ * @example
+ * qemuArgv(vm, { incoming: false }) // ['-name', 'guest=vm-1,debug-threads=off', …, '-sandbox', QEMU_SANDBOX, …]
+ */
+export function qemuArgv(vm: DriverVm, o: QemuArgvOptions): string[] {
+  validateSpec(vm.spec);
+  const s = vm.spec;
+  const p = {
+    disk: resolve(vm.paths.disk),
+    qmp: resolve(vm.paths.qmp),
+    qga: resolve(vm.paths.qga),
+    serial: resolve(vm.paths.serial),
+    pidfile: resolve(vm.paths.pidfile),
+    data: vm.paths.data ? resolve(vm.paths.data) : undefined,
+  };
+  for (const [what, path] of Object.entries(p)) {
+    if (path !== undefined && hasControlOrComma(path))
+      throw badArg(s.id, what, path, 'has a comma or control character');
+  }
+  const machine = o.machine ?? 'pc';
+  const bus = machine === 'microvm' ? 'device' : 'pci';
+  const accel = o.accel === 'kvm' ? 'kvm' : 'tcg';
+  const a: string[] = [
+    '-name',
+    `guest=${s.id},debug-threads=off`,
+    '-accel',
+    // TCG's translation cache defaults to 1 GiB and grows with every new piece of guest code run: a
+    // busy guest then outgrows the VM's memory cgroup and is OOM-killed. Bound it (the cgroup counts it).
+    accel === 'tcg' ? `tcg,tb-size=${TCG_TB_MIB}` : accel,
+    '-M',
+    machine,
+    '-m',
+    String(s.memMiB),
+    '-smp',
+    String(s.vcpu),
+    '-nodefaults',
+    '-nographic',
+    '-no-user-config',
+  ];
+  if (accel === 'kvm') a.push('-cpu', 'host');
+  if (o.sandbox !== false) a.push('-sandbox', QEMU_SANDBOX);
+  a.push('-chardev', `file,id=ser0,path=${p.serial},append=on`, '-serial', 'chardev:ser0');
+  a.push('-kernel', resolve(s.kernel));
+  if (s.initramfs) a.push('-initrd', resolve(s.initramfs));
+  // microvm under TCG: skip PIT calibration, which hangs ~1 boot in 4 (PLATFORM.md §3).
+  const khz = machine === 'microvm' && accel === 'tcg' ? hostTscKhz() : undefined;
+  a.push('-append', khz ? `${s.cmdline} tsc_early_khz=${khz}` : s.cmdline);
+  a.push('-drive', `file=${p.disk},if=none,id=d0,format=qcow2,discard=unmap`, '-device', `virtio-blk-${bus},drive=d0`);
+  // The data disk comes second (so the root stays /dev/vda); the guest finds it by its serial.
+  if (p.data) {
+    a.push(
+      '-drive',
+      `file=${p.data},if=none,id=d1,format=qcow2,discard=unmap`,
+      '-device',
+      `virtio-blk-${bus},drive=d1,serial=form-data`,
+    );
+  }
+  if (s.network.mode === 'user') {
+    const fwd = s.network.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`).join('');
+    a.push('-netdev', `user,id=n0${fwd}`);
+  } else {
+    a.push('-netdev', `tap,id=n0,ifname=${s.network.tap},script=no,downscript=no`);
+  }
+  a.push('-device', `virtio-net-${bus},netdev=n0,mac=${s.network.mac}`);
+  // Entropy from the host: without it the guest's crng is not ready until ~4 s into a TCG boot, and
+  // first-boot key generation (ssh host key, the attestation key) blocks on it.
+  a.push('-object', 'rng-random,id=rng0,filename=/dev/urandom', '-device', `virtio-rng-${bus},rng=rng0`);
+  a.push(
+    '-device',
+    `virtio-serial-${bus}`,
+    '-chardev',
+    `socket,id=qga0,path=${p.qga},server=on,wait=off`,
+    '-device',
+    `virtserialport,chardev=qga0,name=${s.agentChannel}`,
+  );
+  a.push('-qmp', `unix:${p.qmp},server=on,wait=off`, '-pidfile', p.pidfile);
+  if (o.incoming) a.push('-incoming', 'defer');
+  return a;
+}
+
+/** Serve `sock` for one outgoing migration and write what QEMU sends to `file`; `run` starts and awaits it. */
+async function receiveMigration<T>(sock: string, file: string, run: () => Promise<T>): Promise<T> {
+  await rm(sock, { force: true });
+  const server = createServer();
+  let conn: Socket | undefined;
+  const written = new Promise<void>((ok, fail) => {
+    server.once('connection', (c) => {
+      conn = c;
+      server.close();
+      pipeline(c, createWriteStream(file, { mode: 0o600 })).then(ok, fail);
+    });
+  });
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    server.listen(resolve(sock), ok);
+  });
+  try {
+    const r = await run();
+    await written;
+    return r;
+  } finally {
+    conn?.destroy();
+    server.close();
+    await rm(sock, { force: true });
+  }
+}
+
+/** Stream a saved state file into QEMU's incoming migration socket. */
+async function sendMigration(sock: string, file: string): Promise<void> {
+  const c = await new Promise<Socket>((ok, fail) => {
+    const s = connect(sock);
+    s.once('connect', () => ok(s));
+    s.once('error', fail);
+  });
+  await pipeline(createReadStream(file), c);
 }
 
 async function pollMigration(qmp: QmpClient, timeoutMs: number): Promise<{ downtime?: number }> {

@@ -556,12 +556,15 @@ export class ViewState {
         .sort((x, y) => (rankLess(x, y) ? -1 : rankLess(y, x) ? 1 : 0));
       const replicaSet: ReplicaView[] = claims.map((cl, idx) => {
         const s = i.status.get(cl.node);
+        // A node reports addresses in its own slice only (else DNS could point at someone else's).
+        const ip = s?.value.formnetIp as string | undefined;
+        const range = rangeOf.get(cl.node);
         return {
           node: cl.node,
           claimedBy: cl.hash,
           assigned: !over && idx < replicas,
           state: (s?.value.state as string | undefined) ?? null,
-          formnetIp: (s?.value.formnetIp as string | undefined) ?? null,
+          formnetIp: ip !== undefined && range !== undefined && cidrWithin(ip, range) ? ip : null,
           revision: (s?.value.revision as number | undefined) ?? null,
           reason: (s?.value.reason as string | undefined) ?? null,
           ts: s?.ts ?? null,

@@ -108,21 +108,37 @@ test('a node may report only on itself', () => {
     peer: dev.publicKey,
     kind: 'developer',
   });
-  assert.equal(rejectedCode(s, allocForDev), 'STATE_OP_FORBIDDEN', 'a non-node may only allocate for itself');
+  assert.equal(rejectedCode(s, allocForDev), 'STATE_OP_FORBIDDEN', 'only nodes allocate');
   // node A reporting on itself is fine, and a registered node may allocate for a developer
   s.author(nodeA, 'instance.claim', { instanceId: id, node: nodeA.publicKey });
   s.author(nodeA, 'instance.status', {
     instanceId: id,
     node: nodeA.publicKey,
     state: 'running',
-    formnetIp: '10.128.0.5',
+    formnetIp: '10.129.1.5',
     revision: 0,
   });
   s.author(nodeA, 'formnet.allocate', { address: '10.128.0.9', peer: dev.publicKey, kind: 'developer' });
-  const v = s.views();
+  let v = s.views();
   assert.equal(v.instances[0]?.replicaSet[0]?.state, 'running');
   assert.equal(v.allocations[0]?.peer, dev.publicKey);
-  assert.ok(v.dns.some((d) => d.name === 'web.dev.formation.local' && d.addresses[0] === '10.128.0.5'));
+  assert.ok(v.dns.some((d) => d.name === 'web.dev.formation.local' && d.addresses[0] === '10.129.1.5'));
+  // An address outside its own slice (someone else's) is not the instance's: DNS never points there.
+  s.author(
+    nodeA,
+    'instance.status',
+    {
+      instanceId: id,
+      node: nodeA.publicKey,
+      state: 'running',
+      formnetIp: '10.128.0.9',
+      revision: 0,
+    },
+    Date.now() + 1000,
+  );
+  v = s.views();
+  assert.equal(v.instances[0]?.replicaSet[0]?.formnetIp, null);
+  assert.deepEqual(v.dns.find((d) => d.name === 'web.dev.formation.local')?.addresses, []);
 });
 
 test('equivocation: two conflicting ops by one author with the same deps converge everywhere', () => {

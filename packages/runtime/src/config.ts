@@ -37,6 +37,9 @@ export const RuntimeConfigSchema = Type.Object({
   modulesDir: Type.Optional(Type.String({ minLength: 1 })),
   runcRoot: Type.String({ minLength: 1, default: '/run/formation-runtime' }),
   runc: Type.String({ minLength: 1, default: 'runc' }),
+  /** Containers in a user namespace: their ids 0…65535 are host ids userNamespaceHostId… (unprivileged). */
+  userNamespace: Type.Boolean({ default: true }),
+  userNamespaceHostId: Type.Integer({ minimum: 65536, maximum: 4_000_000_000, default: 1_000_000_000 }),
   memoryMiB: Type.Integer({ minimum: 32, maximum: 65536, default: 256 }),
   cpus: Type.Number({ exclusiveMinimum: 0, maximum: 256, default: 1 }),
   pids: Type.Integer({ minimum: 8, maximum: 65536, default: 256 }),

@@ -23,7 +23,7 @@ export async function ownedDir(path: string, mode = 0o700): Promise<string> {
       : st.uid !== uid
         ? `it is owned by uid ${st.uid}, not by uid ${uid} that the runtime runs as`
         : (st.mode & 0o022) !== 0
-          ? `it is writable by ${(st.mode & 0o020) !== 0 ? 'its group' : 'everyone'} (mode ${(st.mode & 0o7777).toString(8)})`
+          ? `it is writable by ${(st.mode & 0o002) !== 0 ? 'everyone' : 'its group'} (mode ${(st.mode & 0o7777).toString(8)})`
           : undefined;
   if (problem)
     throw new FormError('CONFIG_INVALID', `Cannot use ${path} for the runtime's state: ${problem}`, {

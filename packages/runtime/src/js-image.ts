@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FormError } from '@formation/interface';
+import { ownedDir } from './dirs.ts';
 import { writeDockerArchive } from './docker-archive.ts';
 
 /** Name of the image our own JS process runtime is published as. */
@@ -54,11 +55,11 @@ export async function buildJsRuntimeImage(cacheDir: string, opts: { gzip?: boole
   const server = await readFile(SERVER);
   const st = await stat(node);
   const key = createHash('sha256')
-    .update(JSON.stringify({ v: 2, node, size: st.size, mtime: st.mtimeMs, libs, gzip: opts.gzip ?? false }))
+    .update(JSON.stringify({ v: 3, node, size: st.size, mtime: st.mtimeMs, libs, gzip: opts.gzip ?? false }))
     .update(server)
     .digest('hex')
     .slice(0, 16);
-  await mkdir(cacheDir, { recursive: true });
+  await ownedDir(cacheDir);
   const archive = join(cacheDir, `js-runtime-${key}.tar${opts.gzip ? '.gz' : ''}`);
   const idFile = `${archive}.id`;
   try {
@@ -73,6 +74,8 @@ export async function buildJsRuntimeImage(cacheDir: string, opts: { gzip?: boole
   try {
     for (const d of ['usr/local/bin', 'app', 'workspace', 'run/formrt', 'tmp', 'proc', 'dev', 'sys', 'etc'])
       await mkdir(join(root, d), { recursive: true });
+    // runc 1.1 gives the /tmp tmpfs the mode of the directory it covers: make that 1777
+    await chmod(join(root, 'tmp'), 0o1777);
     await copyFile(node, join(root, 'usr/local/bin/node'));
     for (const lib of libs) {
       await mkdir(join(root, dirname(lib)), { recursive: true });

@@ -1,20 +1,37 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { randomHex } from '@formation/identity';
 import { FormError, isFormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { decodeCheckpoint } from './checkpoint.ts';
 import { ContainerVm } from './container-vm.ts';
+import { ownedDir } from './dirs.ts';
 import type { ImageStore, StoredImage } from './image-store.ts';
 import { loadModulesDir, moduleImage, parseModule } from './module.ts';
-import { type ContainerLimits, RuncContainer } from './runc.ts';
+import { type ContainerLimits, RuncContainer, type UserNamespace } from './runc.ts';
 import type { LogEntry, ProcessRecord, RuntimeStore } from './store.ts';
 import type { ApplyMode, Meta, Result, RuntimeModule } from './types.ts';
 
 const execFileP = promisify(execFile);
+
+/**
+ * The first directory from `dir` up to / that other users cannot pass (no o+x), or undefined.
+ * The image store and the data dir are ours: given o+x (not r, not w) when they lack it.
+ */
+async function notPassable(dir: string): Promise<string | undefined> {
+  const uid = process.getuid?.();
+  for (let d = dir, own = 2; ; d = dirname(d), own--) {
+    const st = await stat(d);
+    if ((st.mode & 0o001) === 0) {
+      if (own > 0 && st.uid === uid) await chmod(d, (st.mode & 0o7777) | 0o011);
+      else return d;
+    }
+    if (dirname(d) === d) return undefined;
+  }
+}
 
 export interface ProcessManagerOptions {
   store: RuntimeStore;
@@ -33,6 +50,12 @@ export interface ProcessManagerOptions {
   monitorIntervalMs: number;
   nodeId: string;
   nodeUrl: string;
+  /**
+   * Run containers in a user namespace (container root = this unprivileged host range). Used only
+   * when every directory above the image store lets other users pass (x), as the namespace's root
+   * must reach the image root; otherwise a warning says why not.
+   */
+  userns?: UserNamespace;
 }
 
 /** What the API shows about a process. */
@@ -94,8 +117,12 @@ export class ProcessManager {
   private monitor: NodeJS.Timeout | undefined;
   private closed = false;
 
+  /** The user namespace containers get (undefined: none, see start()). */
+  userns: UserNamespace | undefined;
+
   constructor(o: ProcessManagerOptions) {
     this.o = o;
+    this.userns = o.userns;
     this.log = o.logger.child({ component: 'runtime-manager' });
   }
 
@@ -105,7 +132,21 @@ export class ProcessManager {
 
   /** Load modules (modules dir, then Redis) and rebuild every registered process. */
   async start(): Promise<{ modules: number; processes: number; moduleErrors: string[] }> {
-    await mkdir(this.checkpointsDir, { recursive: true });
+    // 0711: a container's image root (under images/) must be reachable from its user namespace
+    await ownedDir(this.o.dataDir, 0o711);
+    await ownedDir(this.checkpointsDir);
+    await ownedDir(this.o.runcRoot);
+    await ownedDir(this.o.images.dir, 0o711);
+    if (this.userns) {
+      const blocked = await notPassable(this.o.images.dir);
+      if (blocked) {
+        this.log.warn(
+          { dir: blocked },
+          `user namespace off: ${blocked} does not let other users pass (chmod o+x, or put dataDir elsewhere), so a container's namespaced root could not reach its image; containers run with seccomp, no capabilities but one, no-new-privileges and a non-root user only`,
+        );
+        this.userns = undefined;
+      }
+    }
     await this.removeStaleContainers();
     let moduleErrors: string[] = [];
     if (this.o.modulesDir) {
@@ -143,8 +184,7 @@ export class ProcessManager {
 
   /** Containers left by a previous run that did not shut down cleanly (crash, SIGKILL). */
   private async removeStaleContainers(): Promise<void> {
-    const dir = join(this.o.dataDir, 'containers');
-    await mkdir(dir, { recursive: true });
+    const dir = await ownedDir(join(this.o.dataDir, 'containers'));
     for (const id of await readdir(dir)) {
       await execFileP(this.o.runc ?? 'runc', ['--root', this.o.runcRoot, 'delete', '-f', id]).catch(() => undefined);
       await rm(join(dir, id), { recursive: true, force: true });
@@ -229,6 +269,7 @@ export class ProcessManager {
       env: [`FORM_RT_APPLY_TIMEOUT_MS=${this.o.applyTimeoutMs}`],
       logger: this.o.logger,
       ...(this.o.runc ? { runc: this.o.runc } : {}),
+      ...(this.userns ? { userns: this.userns } : {}),
     });
     try {
       await container.start();

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
+import { ownedDir } from './dirs.ts';
 import type { ImageRunConfig } from './docker-archive.ts';
 
 const run = promisify(execFile);
@@ -33,9 +34,119 @@ export interface RuncContainerOptions {
   runc?: string;
   /** User the runtime server runs as inside the container (default 65534, nobody): not root, even there. */
   uid?: number;
+  /**
+   * User namespace: container ids 0…size-1 are host ids hostId…hostId+size-1, so even the container's
+   * root is an unprivileged host user. Absent = no user namespace.
+   */
+  userns?: UserNamespace;
+}
+
+export interface UserNamespace {
+  hostId: number;
+  size: number;
 }
 
 const NOBODY = 65534;
+
+/** Syscalls a runtime container never needs and that widen the kernel attack surface: EPERM. */
+export const DENIED_SYSCALLS = [
+  // new namespaces and ways around the container's own (unshare(CLONE_NEWUSER) is the usual first step)
+  'unshare',
+  'setns',
+  'mount',
+  'umount',
+  'umount2',
+  'pivot_root',
+  'chroot',
+  'fsopen',
+  'fsconfig',
+  'fsmount',
+  'fspick',
+  'move_mount',
+  'open_tree',
+  'mount_setattr',
+  // kernel keyring, modules, kexec, BPF, perf, userfaultfd, io_uring: frequent exploit vectors
+  'keyctl',
+  'add_key',
+  'request_key',
+  'init_module',
+  'finit_module',
+  'delete_module',
+  'create_module',
+  'kexec_load',
+  'kexec_file_load',
+  'bpf',
+  'perf_event_open',
+  'userfaultfd',
+  'io_uring_setup',
+  'io_uring_enter',
+  'io_uring_register',
+  // other processes' memory, file handles that bypass path checks
+  'ptrace',
+  'process_vm_readv',
+  'process_vm_writev',
+  'kcmp',
+  'open_by_handle_at',
+  'name_to_handle_at',
+  // host-wide state
+  'reboot',
+  'swapon',
+  'swapoff',
+  'syslog',
+  'acct',
+  'quotactl',
+  'quotactl_fd',
+  'settimeofday',
+  'clock_settime',
+  'clock_adjtime',
+  'adjtimex',
+  'sethostname',
+  'setdomainname',
+  'iopl',
+  'ioperm',
+  'lookup_dcookie',
+  'nfsservctl',
+  'uselib',
+  'vhangup',
+  'fanotify_init',
+  'get_kernel_syms',
+  'query_module',
+  '_sysctl',
+  'sysfs',
+  'ustat',
+  'vm86',
+  'vm86old',
+];
+
+/** CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME. */
+const CLONE_NEW_FLAGS = [
+  0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x00000080,
+];
+
+/**
+ * The default seccomp profile: allow, except `DENIED_SYSCALLS` (EPERM), `clone` with any
+ * new-namespace flag (EPERM) and `clone3` (ENOSYS, so libc falls back to `clone`, whose flags a
+ * filter can see).
+ */
+export function seccompProfile(): Record<string, unknown> {
+  const EPERM = 1;
+  const ENOSYS = 38;
+  return {
+    defaultAction: 'SCMP_ACT_ALLOW',
+    architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32', 'SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM'],
+    syscalls: [
+      { names: DENIED_SYSCALLS, action: 'SCMP_ACT_ERRNO', errnoRet: EPERM },
+      { names: ['clone3'], action: 'SCMP_ACT_ERRNO', errnoRet: ENOSYS },
+      // one rule per flag (a rule's conditions are ANDed): flags are clone's first argument here
+      ...CLONE_NEW_FLAGS.map((flag) => ({
+        names: ['clone'],
+        action: 'SCMP_ACT_ERRNO',
+        errnoRet: EPERM,
+        args: [{ index: 0, value: flag, valueTwo: flag, op: 'SCMP_CMP_MASKED_EQ' }],
+      })),
+    ],
+  };
+}
 
 /** Give a directory tree to the container's user (the only places it may write). */
 export async function chownTree(dir: string, uid: number): Promise<void> {
@@ -72,7 +183,18 @@ export async function runcUnavailable(runc = 'runc'): Promise<string | undefined
 export function ociSpec(o: RuncContainerOptions, socketDir: string, workspaceDir: string): Record<string, unknown> {
   const args = [...(o.image.Entrypoint ?? []), ...(o.image.Cmd ?? [])];
   if (args.length === 0) throw new FormError('RUNTIME_IMAGE_INVALID', 'Cannot run image: it has no Entrypoint or Cmd');
-  const caps = ['CAP_KILL', 'CAP_NET_BIND_SERVICE'];
+  // one capability, and only inside the container's empty network namespace
+  const caps = ['CAP_NET_BIND_SERVICE'];
+  const namespaces: Array<{ type: string }> = [
+    { type: 'pid' },
+    { type: 'network' },
+    { type: 'ipc' },
+    { type: 'uts' },
+    { type: 'mount' },
+    { type: 'cgroup' },
+  ];
+  const idMaps = o.userns ? [{ containerID: 0, hostID: o.userns.hostId, size: o.userns.size }] : undefined;
+  if (o.userns) namespaces.push({ type: 'user' });
   const periodUs = 100_000;
   return {
     ociVersion: '1.0.2',
@@ -87,7 +209,7 @@ export function ociSpec(o: RuncContainerOptions, socketDir: string, workspaceDir
         ...(o.env ?? []),
       ],
       cwd: o.image.WorkingDir || '/',
-      capabilities: { bounding: caps, effective: caps, permitted: caps },
+      capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
       rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }],
       noNewPrivileges: true,
     },
@@ -130,7 +252,9 @@ export function ociSpec(o: RuncContainerOptions, socketDir: string, workspaceDir
         cpu: { quota: Math.max(1000, Math.round(o.limits.cpus * periodUs)), period: periodUs },
         pids: { limit: o.limits.pids },
       },
-      namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+      namespaces,
+      ...(idMaps ? { uidMappings: idMaps, gidMappings: idMaps } : {}),
+      seccomp: seccompProfile(),
       maskedPaths: [
         '/proc/acpi',
         '/proc/kcore',
@@ -140,8 +264,10 @@ export function ociSpec(o: RuncContainerOptions, socketDir: string, workspaceDir
         '/proc/sched_debug',
         '/sys/firmware',
         '/proc/scsi',
+        '/proc/interrupts',
+        '/proc/timer_stats',
       ],
-      readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+      readonlyPaths: ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
     },
   };
 }
@@ -174,11 +300,12 @@ export class RuncContainer {
   /** Create the bundle and start the container; resolves when the runtime server answers /vmm/health. */
   async start(timeoutMs = 15_000): Promise<void> {
     const { bundleDir } = this.o;
-    await mkdir(join(bundleDir, 'run'), { recursive: true });
-    await mkdir(this.workspaceDir, { recursive: true });
+    await mkdir(bundleDir, { recursive: true, mode: 0o700 });
+    await mkdir(join(bundleDir, 'run'), { recursive: true, mode: 0o700 });
+    await mkdir(this.workspaceDir, { recursive: true, mode: 0o700 });
     await chownTree(join(bundleDir, 'run'), this.uid);
     await chownTree(this.workspaceDir, this.uid);
-    await mkdir(this.o.runcRoot, { recursive: true });
+    await ownedDir(this.o.runcRoot);
     await writeFile(
       join(bundleDir, 'config.json'),
       JSON.stringify(ociSpec(this.o, join(bundleDir, 'run'), this.workspaceDir)),
@@ -235,9 +362,9 @@ export class RuncContainer {
     }
   }
 
-  /** User id the container's process runs as (owner of its socket directory and workspace). */
+  /** Host user id the container's process runs as (owner of its socket directory and workspace). */
   get uid(): number {
-    return this.o.uid ?? NOBODY;
+    return (this.o.uid ?? NOBODY) + (this.o.userns?.hostId ?? 0);
   }
 
   /** Host PID of the container's init (the runtime server). */

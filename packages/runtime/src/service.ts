@@ -38,7 +38,8 @@ export async function createRuntimeService(opts: {
   const key = runtimeKey(config);
   const store = new RuntimeStore(config.redisURL, logger);
   await store.connect();
-  const images = new ImageStore(join(config.dataDir, 'images'), logger);
+  const userns = config.userNamespace ? { hostId: config.userNamespaceHostId, size: 65536 } : undefined;
+  const images = new ImageStore(join(config.dataDir, 'images'), logger, userns ? { idShift: userns.hostId } : {});
   const manager = new ProcessManager({
     store,
     images,
@@ -53,6 +54,7 @@ export async function createRuntimeService(opts: {
     monitorIntervalMs: config.monitorIntervalMs,
     nodeId: key.address,
     nodeUrl: config.nodeURL,
+    ...(userns ? { userns } : {}),
   });
   let app: ApiServer;
   try {

@@ -1,15 +1,28 @@
 // Issue 17 (hostile peers and tenants): each test here is an exploit that worked on the runtime
 // before its fix. Image layers that reach outside the root, image import from any signer.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { generateKeyPair, type KeyPair, NonceCache, signRequest } from '@formation/identity';
 import { createApiServer, createLogger } from '@formation/service';
 import { registerRuntimeRoutes } from '../src/api.ts';
+import { ownedDir } from '../src/dirs.ts';
 import { writeDockerArchive } from '../src/docker-archive.ts';
 import { ImageStore } from '../src/image-store.ts';
+import { buildJsRuntimeImage } from '../src/js-image.ts';
 import type { ProcessManager } from '../src/manager.ts';
 import { rawTar, tmp } from './helpers.ts';
 
@@ -200,5 +213,68 @@ describe('image import is for explicit admins only', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('state and cache directories are ours, 0700 (or 0711 where containers must pass), checked at start', () => {
+  const unsafe = (pattern: RegExp) => (e: Error & { code?: string }) =>
+    e.code === 'CONFIG_INVALID' && /^Cannot use .* for the runtime's state/.test(e.message) && pattern.test(e.message);
+
+  /** A directory another local user made first (anyone can in /var/tmp), or one anyone may write. */
+  function planted(how: 'other-owner' | 'world-writable' | 'symlink'): string {
+    const w = work('planted');
+    const d = join(w, 'dir');
+    if (how === 'symlink') {
+      mkdirSync(join(w, 'elsewhere'));
+      symlinkSync(join(w, 'elsewhere'), d);
+    } else {
+      mkdirSync(d);
+      if (how === 'other-owner') chownSync(d, 1000, 1000);
+      else chmodSync(d, 0o777);
+    }
+    return d;
+  }
+
+  for (const how of ['other-owner', 'world-writable', 'symlink'] as const) {
+    it(
+      `the image store refuses a store directory that is ${how}`,
+      { skip: process.getuid?.() !== 0 && 'needs root (chown)' },
+      async () => {
+        const d = planted(how);
+        const w = work('src');
+        mkdirSync(join(w, 'l'));
+        writeFileSync(join(w, 'l/f'), 'x');
+        await writeDockerArchive({
+          out: join(w, 'a.tar'),
+          repoTag: 't:1',
+          layers: [{ dir: join(w, 'l') }],
+          config: { Cmd: ['/f'] },
+        });
+        await assert.rejects(
+          new ImageStore(d, logger).import(join(w, 'a.tar')),
+          unsafe(/owned by uid 1000|writable by everyone|symbolic link/),
+        );
+        assert.deepEqual(readdirSync(d), [], 'nothing written into it');
+      },
+    );
+  }
+
+  it(
+    'the JS runtime image cache refuses a cache directory another user made first',
+    { skip: process.getuid?.() !== 0 && 'needs root (chown)' },
+    async () => {
+      const d = planted('other-owner');
+      await assert.rejects(buildJsRuntimeImage(d), unsafe(/owned by uid 1000/));
+      assert.deepEqual(readdirSync(d), [], 'nothing written into it');
+    },
+  );
+
+  it('creates missing directories 0700 and keeps a safe existing one', async () => {
+    const w = work('fresh');
+    const d = await ownedDir(join(w, 'a', 'b'));
+    assert.equal(statSync(d).mode & 0o7777, 0o700);
+    assert.equal(statSync(join(w, 'a')).mode & 0o7777, 0o700, 'missing parents too');
+    chmodSync(d, 0o755);
+    assert.equal(await ownedDir(d), d, 'an existing directory of ours that only we may write is fine');
   });
 });

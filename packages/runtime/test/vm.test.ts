@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '@formation/service';
@@ -14,6 +14,7 @@ import { CACHE_DIR, COUNTER_SRC, integrationSkip, tmp } from './helpers.ts';
 const skip = await integrationSkip();
 const logger = createLogger('silent');
 const OWNER = '0xowner';
+const USERNS = { hostId: 1_000_000_000, size: 65536 };
 
 describe('ContainerVm: the JS runtime image in runc containers', { skip }, () => {
   let work: string;
@@ -32,6 +33,7 @@ describe('ContainerVm: the JS runtime image in runc containers', { skip }, () =>
       limits: { memoryMiB: 192, cpus: 1, pids: 64 },
       env: ['FORM_RT_APPLY_TIMEOUT_MS=500'],
       logger,
+      userns: USERNS,
     });
     live.push(c);
     await c.start();
@@ -53,8 +55,11 @@ describe('ContainerVm: the JS runtime image in runc containers', { skip }, () =>
 
   before(async () => {
     work = tmp('vm');
+    chmodSync(work, 0o711); // the user namespace's root must reach the image root
     const built = await buildJsRuntimeImage(CACHE_DIR);
-    img = await new ImageStore(join(work, 'images'), logger).import(built.archive, { expectId: built.imageId });
+    img = await new ImageStore(join(work, 'images'), logger, { idShift: USERNS.hostId }).import(built.archive, {
+      expectId: built.imageId,
+    });
   });
   after(async () => {
     for (const c of live) await c.destroy().catch(() => undefined);
@@ -75,7 +80,13 @@ describe('ContainerVm: the JS runtime image in runc containers', { skip }, () =>
       ['lo'],
       'only a loopback interface in the container',
     );
-    assert.match(readFileSync(`/proc/${c.pid}/status`, 'utf8'), /^Uid:\s+65534\s/m, 'the runtime server is not root');
+    const status = readFileSync(`/proc/${c.pid}/status`, 'utf8');
+    assert.match(status, new RegExp(`^Uid:\\s+${USERNS.hostId + 65534}\\s`, 'm'), 'the runtime server is not root');
+    assert.match(status, /^Seccomp:\s+2$/m, 'under the seccomp profile');
+    assert.match(
+      readFileSync(`/proc/${c.pid}/uid_map`, 'utf8'),
+      new RegExp(`^\\s*0\\s+${USERNS.hostId}\\s+65536$`, 'm'),
+    );
     const cg = readFileSync(`/proc/${c.pid}/cgroup`, 'utf8');
     assert.match(cg, new RegExp(`memory:/formation-runtime/${c.id}`));
     assert.equal(

@@ -1,3 +1,4 @@
+export * from './limits.ts';
 export * from './memory-op-store.ts';
 export * from './node.ts';
 export * from './op-store.ts';

@@ -9,6 +9,14 @@ import { ping } from '@libp2p/ping';
 import { tcp } from '@libp2p/tcp';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p, type Libp2p } from 'libp2p';
+import {
+  DEFAULT_LIMITS,
+  type PeerCounters,
+  type PeerLimits,
+  SCORE_THRESHOLDS,
+  scoreParams,
+  TokenBucket,
+} from './limits.ts';
 import { isOp, type Op, type OpStore, refHash } from './op-store.ts';
 import { libp2pKeyOf } from './peer-identity.ts';
 import {
@@ -54,6 +62,8 @@ export interface P2PNodeOptions {
    * Publish on them with `broadcast`.
    */
   channels?: GossipChannel[];
+  /** Per-peer bounds on gossip validation and anti-entropy serving (defaults: `DEFAULT_LIMITS`). */
+  limits?: PeerLimits;
 }
 
 export interface GossipChannel {
@@ -101,10 +111,16 @@ export interface P2PNode {
   syncWith(peer: PeerId | string): Promise<SyncResult>;
   /** Anti-entropy with every connected peer. */
   syncAll(): Promise<SyncResult[]>;
+  /** What this node counted per peer (peer ID -> counters): accepted, rejected, rate-limited, sync served. */
+  peerStats(): Record<string, PeerCounters>;
+  /** A peer's gossipsub score (below `GRAYLIST_THRESHOLD` its messages are dropped unread). */
+  score(peer: string): number;
   stop(): Promise<void>;
 }
 
 const MAX_SYNC_ROUNDS = 10_000;
+/** Peers remembered in the per-peer counters and buckets (least recently seen forgotten first). */
+const MAX_TRACKED_PEERS = 4096;
 const MAX_HASHES = 1024;
 
 /**
@@ -154,6 +170,10 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
         maxInboundDataLength: maxOpBytes + 4096,
+        // Score peers on what they send: a rejected op costs 10 × count²; under −80 a peer is graylisted
+        // (its messages dropped before validation). See limits.ts and the README.
+        scoreParams: scoreParams([topic, ...(opts.channels ?? []).map((c) => c.topic)]),
+        scoreThresholds: SCORE_THRESHOLDS,
       }),
     },
   });
@@ -169,12 +189,56 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
     }
   };
 
+  // ---- per-peer accounting and bounds ----
+  const limitsOf = { ...DEFAULT_LIMITS, ...opts.limits };
+  interface PeerState {
+    counters: PeerCounters;
+    ops: TokenBucket;
+    syncOps: TokenBucket;
+    syncRequests: TokenBucket;
+  }
+  const peerState = new Map<string, PeerState>();
+  function peerOf(id: string): PeerState {
+    let p = peerState.get(id);
+    if (p) {
+      peerState.delete(id); // re-insert: the map's order is least recently seen first
+    } else {
+      p = {
+        counters: { accepted: 0, rejected: 0, ignored: 0, rateLimited: 0, syncThrottled: 0, syncOpsServed: 0 },
+        ops: new TokenBucket(limitsOf.opsPerSecond, limitsOf.opsBurst),
+        syncOps: new TokenBucket(limitsOf.syncOpsPerSecond, limitsOf.syncOpsBurst),
+        syncRequests: new TokenBucket(limitsOf.syncRequestsPerSecond, limitsOf.syncRequestsBurst),
+      };
+      if (peerState.size >= MAX_TRACKED_PEERS) {
+        const oldest = peerState.keys().next().value;
+        if (oldest !== undefined) peerState.delete(oldest);
+      }
+    }
+    peerState.set(id, p);
+    return p;
+  }
+
   pubsub.topicValidators.set(topic, async (peer, msg) => {
     stats.gossipReceived++;
+    const p = peerOf(peer.toString());
+    // Over its op rate: dropped before parsing or any signature check (not penalised: the ops may be
+    // valid, and anti-entropy brings them later).
+    if (!p.ops.take()) {
+      p.counters.rateLimited++;
+      stats.gossipIgnored++;
+      return TopicValidatorResult.Ignore;
+    }
     const verdict = await validateGossip(peer, msg.data);
-    if (verdict === TopicValidatorResult.Accept) stats.gossipAccepted++;
-    else if (verdict === TopicValidatorResult.Reject) stats.gossipRejected++;
-    else stats.gossipIgnored++;
+    if (verdict === TopicValidatorResult.Accept) {
+      stats.gossipAccepted++;
+      p.counters.accepted++;
+    } else if (verdict === TopicValidatorResult.Reject) {
+      stats.gossipRejected++;
+      p.counters.rejected++;
+    } else {
+      stats.gossipIgnored++;
+      p.counters.ignored++;
+    }
     return verdict;
   });
 
@@ -215,9 +279,19 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
   for (const ch of opts.channels ?? []) {
     const max = ch.maxBytes ?? 4096;
     pubsub.topicValidators.set(ch.topic, async (peer, msg) => {
-      if (msg.data.length > max) return TopicValidatorResult.Reject;
+      const p = peerOf(peer.toString());
+      if (!p.ops.take()) {
+        p.counters.rateLimited++;
+        return TopicValidatorResult.Ignore;
+      }
+      if (msg.data.length > max) {
+        p.counters.rejected++;
+        return TopicValidatorResult.Reject;
+      }
       try {
-        return VERDICT[await ch.validate(msg.data, peer.toString())];
+        const verdict = VERDICT[await ch.validate(msg.data, peer.toString())];
+        if (verdict === TopicValidatorResult.Reject) p.counters.rejected++;
+        return verdict;
       } catch (err) {
         log.debug({ err, topic: ch.topic }, 'channel validator failed');
         return TopicValidatorResult.Ignore;
@@ -276,16 +350,34 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
             stream.abort(new Error('malformed sync request'));
             return;
           }
+          // Each request walks the log and each op served costs bytes: both are budgeted per peer.
+          // Over budget, the peer gets an empty answer (`more: true`) and comes back later.
+          const peer = peerOf(connection.remotePeer.toString());
+          const budget = Math.floor(peer.syncOps.left());
+          if (budget < 1 || !peer.syncRequests.take()) {
+            peer.counters.syncThrottled++;
+            if (peer.counters.syncThrottled === 1 || peer.counters.syncThrottled % 100 === 0) {
+              log.warn(
+                { peer: connection.remotePeer.toString(), throttled: peer.counters.syncThrottled },
+                'anti-entropy over this peer’s budget; answering empty',
+              );
+            }
+            await frames.send({ t: 'ops', ops: [], more: true, heads: [] }, signal);
+            continue;
+          }
+          const maxOps = Math.min(limits.maxOps, budget);
           let ops: Op[];
           let more = false;
           if (req.t === 'since') {
-            const found = await store.opsSince(req.heads, limits.maxOps + 1);
-            more = found.length > limits.maxOps;
-            ops = found.slice(0, limits.maxOps);
+            const found = await store.opsSince(req.heads, maxOps + 1);
+            more = found.length > maxOps;
+            ops = found.slice(0, maxOps);
           } else {
-            ops = (await store.getOps(req.hashes)).slice(0, limits.maxOps);
+            ops = (await store.getOps(req.hashes)).slice(0, maxOps);
           }
           const fit = fitOps(ops, limits.maxFrameBytes - 64 * MAX_HASHES - 1024);
+          peer.syncOps.take(fit.ops.length);
+          peer.counters.syncOpsServed += fit.ops.length;
           const resp: SyncResponse = {
             t: 'ops',
             ops: fit.ops,
@@ -300,7 +392,7 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
         stream.abort(err as Error);
       }
     },
-    { maxInboundStreams: 8, runOnLimitedConnection: false },
+    { maxInboundStreams: 2, runOnLimitedConnection: false },
   );
 
   // ---- anti-entropy client ----
@@ -425,6 +517,9 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
     broadcast,
     syncWith,
     syncAll,
+    peerStats: () => Object.fromEntries([...peerState].map(([id, p]) => [id, { ...p.counters }])),
+    // getScore is on the implementation, not on the GossipSub interface type
+    score: (peer) => (pubsub as unknown as { getScore(id: string): number }).getScore(peer),
     async stop() {
       stopped = true;
       if (syncTimer) clearInterval(syncTimer);

@@ -107,6 +107,8 @@ for (const [storeName, makeHarness] of Object.entries(HARNESSES)) {
       assert.equal(n2.h.has(parent.hash), false);
       const child = n1.h.append(key, 'child'); // gossiped; n2 lacks its parent
       await waitFor(() => n2.h.has(child.hash) && n2.h.has(parent.hash), 5_000, 'n2 fetching the missing parent');
+      // the run is counted once its stream has closed, just after the ops are applied
+      await waitFor(() => n2.node.stats.syncs >= 1, 2_000, 'the anti-entropy run to finish');
       assert.equal(n2.node.stats.syncs, 1, 'one anti-entropy run, triggered by the pending op');
     });
 

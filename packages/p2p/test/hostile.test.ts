@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { generateKeyPair } from '@formation/identity';
+import {
+  type ApplyResult,
+  createSignedOp,
+  GRAYLIST_THRESHOLD,
+  type Op,
+  type OpStore,
+  SYNC_PROTOCOL,
+} from '../src/index.ts';
+import { openFrames } from '../src/sync-protocol.ts';
+import { HARNESSES, startNode, type TestNode, waitFor } from './helpers.ts';
+
+// Issue 16 ("Replay and floods"): gossipsub had no topic scoring, so a peer sending invalid ops was
+// never penalised; nothing bounded what one peer could make a node verify or serve.
+
+const running: TestNode[] = [];
+after(async () => {
+  await Promise.allSettled(running.map((n) => n.node.stop()));
+  for (const n of running) n.h.close();
+});
+async function start(...args: Parameters<typeof startNode>): Promise<TestNode> {
+  const n = await startNode(...args);
+  running.push(n);
+  return n;
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A hostile peer's store: holds nothing, accepts anything (so its node relays whatever it is given). */
+function yesStore(): OpStore {
+  return {
+    heads: () => [],
+    opsSince: () => [],
+    getOps: () => [],
+    applyBatch: (ops: Op[]): ApplyResult => ({ accepted: ops.map((o) => o.hash), rejected: [], pending: [] }),
+    onAccepted: () => undefined,
+  };
+}
+function attackerHarness() {
+  const h = HARNESSES.memory!();
+  return { ...h, store: yesStore() };
+}
+const quiet = { syncIntervalMs: 0, syncOnConnect: false } as const;
+
+test('a peer gossiping invalid ops is rejected, scored down and graylisted; an honest peer still propagates', async () => {
+  const victim = await start({ h: HARNESSES.memory!(), ...quiet });
+  const boot = victim.node.multiaddrs();
+  const honest = await start({ h: HARNESSES.memory!(), bootstrap: boot, ...quiet });
+  const mallory = await start({ h: attackerHarness(), bootstrap: boot, ...quiet });
+  await waitFor(() => victim.node.topicPeers().length === 2, 5_000, 'both peers subscribed at the victim');
+  await waitFor(() => mallory.node.topicPeers().includes(victim.node.peerId), 5_000, 'victim known to mallory');
+
+  const someone = generateKeyPair();
+  const scores: number[] = [];
+  let sent = 0;
+  while (victim.node.score(mallory.node.peerId) >= GRAYLIST_THRESHOLD && sent < 20) {
+    await mallory.node.publish(createSignedOp(someone, { forged: sent }, [], mallory.key)); // wrong signer
+    sent++;
+    await waitFor(() => victim.node.peerStats()[mallory.node.peerId]?.rejected === sent, 3_000, `rejection ${sent}`);
+    await sleep(1_100); // the score is cached for one heartbeat
+    scores.push(Math.round(victim.node.score(mallory.node.peerId)));
+  }
+  console.log(`invalid messages until graylisted: ${sent}; score after each: ${scores.join(', ')}`);
+  assert.equal(sent, 3, 'graylisted after 3 invalid ops');
+  assert.ok(victim.node.score(mallory.node.peerId) < GRAYLIST_THRESHOLD);
+  assert.equal(victim.node.stats.gossipRejected, 3);
+
+  // Graylisted: even a valid op from mallory is dropped before validation (nothing verified, nothing stored).
+  const received = victim.node.stats.gossipReceived;
+  const fromMallory = createSignedOp(mallory.key, { valid: true }, []);
+  await mallory.node.publish(fromMallory);
+  // ...while the honest peer's ops still propagate, and the honest peer keeps a non-negative score.
+  const good = honest.h.append(honest.key, 'still works');
+  await waitFor(() => victim.h.has(good.hash), 5_000, "the honest peer's op at the victim");
+  await sleep(500);
+  assert.equal(victim.h.has(fromMallory.hash), false, 'nothing from a graylisted peer is applied');
+  assert.equal(victim.node.stats.gossipReceived, received + 1, 'only the honest op reached validation');
+  assert.ok(victim.node.score(honest.node.peerId) >= 0, 'the honest peer is not penalised');
+});
+
+test('per-peer op rate: past its token bucket a peer’s ops are dropped unverified and counted', async () => {
+  const victim = await start({ h: HARNESSES.memory!(), ...quiet, limits: { opsPerSecond: 2, opsBurst: 5 } });
+  const mallory = await start({ h: attackerHarness(), bootstrap: victim.node.multiaddrs(), ...quiet });
+  await waitFor(() => mallory.node.topicPeers().includes(victim.node.peerId), 5_000, 'victim known to mallory');
+  await waitFor(() => victim.node.topicPeers().includes(mallory.node.peerId), 5_000, 'mallory known to victim');
+  const flood = Array.from({ length: 40 }, (_, i) => createSignedOp(mallory.key, { n: i }, []));
+  for (const op of flood) await mallory.node.publish(op);
+  await waitFor(
+    () => {
+      const s = victim.node.peerStats()[mallory.node.peerId];
+      return (s?.accepted ?? 0) + (s?.rateLimited ?? 0) >= 40;
+    },
+    5_000,
+    'the flood at the victim',
+  );
+  const s = victim.node.peerStats()[mallory.node.peerId]!;
+  console.log(`op flood of 40 at 2/s, burst 5: accepted ${s.accepted}, rate-limited ${s.rateLimited}`);
+  assert.ok(s.accepted >= 5 && s.accepted <= 8, `accepted ${s.accepted}`);
+  assert.equal(s.accepted + s.rateLimited, 40);
+  assert.equal(flood.filter((o) => victim.h.has(o.hash)).length, s.accepted);
+});
+
+test('per-peer sync work: a peer re-asking for the whole log is throttled; another peer still syncs', async () => {
+  const victim = await start({
+    h: HARNESSES.memory!(),
+    ...quiet,
+    syncBatch: 50,
+    limits: { syncOpsPerSecond: 100, syncOpsBurst: 300 },
+  });
+  const author = generateKeyPair();
+  for (let i = 0; i < 200; i++) victim.h.append(author, `op${i}`);
+  const mallory = await start({ h: attackerHarness(), bootstrap: victim.node.multiaddrs(), ...quiet });
+  const conn = mallory.node.libp2p.getConnections().find((c) => c.remotePeer.toString() === victim.node.peerId);
+  assert.ok(conn);
+  const stream = await conn.newStream(SYNC_PROTOCOL);
+  const frames = openFrames(stream, { maxFrameBytes: 4 * 1024 * 1024, maxOps: 4096, maxHashes: 1024 });
+  let served = 0;
+  let rounds = 0;
+  for (; rounds < 40; rounds++) {
+    await frames.send({ t: 'since', heads: [] }); // "everything, again"
+    const r = (await frames.read()) as { ops: unknown[]; more: boolean };
+    if (r.ops.length === 0) break;
+    served += r.ops.length;
+  }
+  await stream.close().catch(() => undefined);
+  console.log(`sync flood: ${served} ops served in ${rounds} rounds before throttling (burst 300)`);
+  assert.ok(rounds < 40, 'the peer was throttled');
+  assert.ok(served <= 350, `served ${served}`);
+  assert.ok((victim.node.peerStats()[mallory.node.peerId]?.syncThrottled ?? 0) >= 1);
+  // Another peer has its own budget and catches up in full.
+  const fresh = await start({ h: HARNESSES.memory!(), bootstrap: victim.node.multiaddrs(), ...quiet });
+  const r = await fresh.node.syncWith(victim.node.peerId);
+  assert.equal(r.accepted, 200);
+  assert.equal(fresh.h.digest(), victim.h.digest());
+});

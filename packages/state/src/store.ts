@@ -95,6 +95,9 @@ export class StateStore {
   private dag = new Map<string, Meta>();
   private headSet = new Set<string>();
   private viewState: ViewState;
+  /** The views without delegated ops, and the delegated ops: a revocation refolds from these. */
+  private baseViews: ViewState;
+  private delegatedOps: Array<{ op: Op; depth: number }> = [];
   private readonly pendingBuf: PendingBuffer;
   private readonly listeners = new Set<(op: Op) => void>();
   private readonly verifier: VerifyPool;
@@ -147,6 +150,7 @@ export class StateStore {
     this.pendingBuf = new PendingBuffer(opts.pendingMaxOps, opts.pendingMaxBytes);
     this.verifier = new VerifyPool(opts.verifyThreads);
     this.viewState = new ViewState(this.domain, this.genesisHash);
+    this.baseViews = new ViewState(this.domain, this.genesisHash);
     this.load();
   }
 
@@ -164,6 +168,8 @@ export class StateStore {
     this.dag = new Map();
     this.headSet = new Set();
     this.viewState = new ViewState(this.domain, this.genesisHash);
+    this.baseViews = new ViewState(this.domain, this.genesisHash);
+    this.delegatedOps = [];
     // Revocations first: whether a delegated op counts depends on them, whatever the order on disk.
     const rows = () =>
       this.db.prepare('SELECT hash, depth, data, sig FROM ops ORDER BY seq').iterate() as Iterable<{
@@ -177,7 +183,10 @@ export class StateStore {
     for (const row of rows()) {
       if (row.data.includes('"kind":"delegation.revoke"')) {
         const op = parse(row);
-        if (op.kind === 'delegation.revoke') this.viewState.apply(op, row.depth);
+        if (op.kind === 'delegation.revoke') {
+          this.viewState.apply(op, row.depth);
+          this.baseViews.apply(op, row.depth);
+        }
       }
     }
     for (const row of rows()) this.index(parse(row), row.depth);
@@ -195,8 +204,18 @@ export class StateStore {
     });
     for (const d of op.deps) this.headSet.delete(d);
     this.headSet.add(op.hash);
-    // A revocation that un-counts delegated ops already folded in: fold everything again (rare).
+    if (op.body.onBehalfOf === undefined) this.baseViews.apply(op, depth);
+    else this.delegatedOps.push({ op, depth });
+    // A revocation that un-counts delegated ops already folded in: refold (after the batch) from the
+    // views without delegated ops plus the delegated ops that still count: O(views), not O(log).
     if (this.viewState.apply(op, depth) === 'rebuild') this.needsRebuild = true;
+  }
+
+  private refold(): void {
+    const v = this.baseViews.clone();
+    for (const { op, depth } of this.delegatedOps) v.apply(op, depth);
+    this.viewState = v;
+    this.needsRebuild = false;
   }
 
   /** Number of accepted ops. */
@@ -375,7 +394,7 @@ export class StateStore {
         }
       }
       this.db.exec('COMMIT');
-      if (this.needsRebuild) this.load();
+      if (this.needsRebuild) this.refold();
     } catch (err) {
       try {
         this.db.exec('ROLLBACK');
@@ -501,6 +520,7 @@ export class StateStore {
       this.genesisHash = op.hash;
       this.persistGenesis(op.hash);
       this.viewState.setGenesis(op.hash);
+      this.baseViews.setGenesis(op.hash);
     }
     let depth = 0;
     for (const d of op.deps) depth = Math.max(depth, (this.dag.get(d) as Meta).depth + 1);

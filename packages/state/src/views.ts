@@ -193,6 +193,22 @@ const byKey =
 const rankLess = (a: { depth: number; hash: string }, b: { depth: number; hash: string }) =>
   a.depth < b.depth || (a.depth === b.depth && a.hash < b.hash);
 
+/** ViewState fields that hold folded state (copied by `clone`). */
+const FOLD_FIELDS = [
+  'nodes',
+  'accounts',
+  'authors',
+  'formpacks',
+  'instances',
+  'peers',
+  'allocations',
+  'dnsExplicit',
+  'inits',
+  'admission',
+  'revocations',
+  'delegatedTs',
+] as const;
+
 export class ViewState {
   readonly domain: string;
   private nodes = new Map<string, NodeState>();
@@ -219,6 +235,15 @@ export class ViewState {
   constructor(domain: string = DEFAULT_DOMAIN, genesis?: string) {
     this.domain = domain;
     this.genesisHash = genesis;
+  }
+
+  /** A deep copy (the fold state is plain Maps, Sets and records). */
+  clone(): ViewState {
+    const v = new ViewState(this.domain, this.genesisHash);
+    const from = this as unknown as Record<string, unknown>;
+    const to = v as unknown as Record<string, unknown>;
+    for (const k of FOLD_FIELDS) to[k] = structuredClone(from[k]);
+    return v;
   }
 
   /** The genesis this state follows (set once, when the store adopts one). */

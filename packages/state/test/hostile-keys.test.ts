@@ -436,6 +436,16 @@ test('attack 6: delegations have a maximum lifetime and can be revoked', async (
   await app.close();
   store.submit(late); // gossip: accepted (it may be cited) but never counts
   assert.equal(store.views().instances[0]?.replicas, 2);
+  // A replica that gets the late op before the revocation drops it when the revocation arrives.
+  const ops = store.opsSince([], 1000);
+  const revoke = ops.find((o) => o.kind === 'delegation.revoke') as Op;
+  const other = memStore();
+  other.applyBatch(ops.filter((o) => o !== revoke));
+  assert.equal(other.views().instances[0]?.replicas, 5, 'counted while not revoked');
+  other.applyBatch([revoke]);
+  assert.equal(other.views().instances[0]?.replicas, 2);
+  assert.equal(other.digest(), store.digest());
+  other.close();
   // Only the owner revokes for itself: Mallory's revoke names only Mallory's own delegations.
   store.author(mallory, 'delegation.revoke', { delegate: key(41).publicKey });
   store.close();

@@ -532,7 +532,8 @@ export class StateStore {
    * Why the state API refuses a new op that the rules alone would accept, judged against what this
    * replica holds now (so it never decides what replicas converge to; gossip is judged by the rules):
    * a delegated op after its delegation's revocation (403), an instance name or explicit DNS name
-   * another owner holds (409), an admit overlapping another admitted node's slice (409).
+   * another owner holds (409), a create beyond the account's instance quota (409), an admit
+   * overlapping another admitted node's slice (409).
    * Returns a FormError or null; call it before `submit` for ops from clients.
    */
   apiProblem(input: unknown): FormError | null {
@@ -559,6 +560,19 @@ export class StateStore {
           {
             hint: 'Pick another name (your own instances are also reachable as <name>.<your address>.<domain>).',
             details: { owner: other.ownerAddress },
+          },
+        );
+      }
+    }
+    if (op.kind === 'instance.create') {
+      const { instancesPerAccount } = v.network.quotas;
+      const mine = v.instances.filter((i) => !i.deleted && i.owner === actor && !i.overQuota).length;
+      if (mine >= instancesPerAccount) {
+        return new FormError(
+          'CONFLICT',
+          `Cannot create an instance: the account already has ${mine} instances, its quota`,
+          {
+            hint: 'Delete an instance first (`form manage delete`), or ask the network admins for a larger quota.',
           },
         );
       }

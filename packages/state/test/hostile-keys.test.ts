@@ -477,8 +477,15 @@ test('attack 7: per-account quotas on instances and replicas, decided in the vie
     quotas: { instancesPerAccount: 3, replicasPerAccount: 4 },
   });
   const ids: string[] = [];
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < 3; i++) {
     ids.push(store.author(mallory, 'instance.create', instanceBody(`i${i}`), 1000 + i).body.id as string);
+  }
+  // The API refuses a fourth; arriving by gossip anyway, it and later ones are over quota.
+  assert.throws(() => store.author(mallory, 'instance.create', instanceBody('i3')), refused('CONFLICT', /quota/));
+  for (let i = 3; i < 5; i++) {
+    const t = 1000 + i;
+    const body = { ...instanceBody(`i${i}`), id: instanceIdOf(mallory.publicKey, `i${i}`, t) };
+    ids.push(store.submit(createOp(mallory, 'instance.create', body, store.heads(), t)).hash && (body.id as string));
   }
   const over = (id: string) => store.views().instances.find((x) => x.id === id)?.overQuota;
   assert.deepEqual(ids.map(over), [false, false, false, true, true]);

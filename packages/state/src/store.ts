@@ -466,7 +466,12 @@ export class StateStore {
     const size = 2 ** (32 - bits);
     const ip = ((Number(m[1]) * 256 + Number(m[2])) * 256 + Number(m[3])) * 256 + Number(m[4]);
     const base = ip - (ip % size);
-    const taken = new Set(this.views().allocations.map((a) => a.address));
+    const v = this.views();
+    // Contested addresses are nobody's, but allocating one again would only stay contested.
+    const taken = new Set([
+      ...v.allocations.map((a) => a.address),
+      ...v.conflicts.filter((c) => c.kind === 'address').map((c) => c.key),
+    ]);
     for (let i = 1; i < size - 1; i++) {
       const x = base + i;
       const candidate = [x >>> 24, (x >>> 16) & 255, (x >>> 8) & 255, x & 255].join('.');

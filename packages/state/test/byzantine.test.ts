@@ -181,6 +181,7 @@ test('equivocation: two conflicting ops by one author with the same deps converg
     r1.views().conflicts.map((c) => [c.kind, c.key]),
     [['address', '10.128.1.1']],
   );
+  assert.equal(r1.freeAddress('10.128.1.0/30'), '10.128.1.2', 'a contested address is not offered again');
 });
 
 test('delete wins over a concurrent update', () => {

@@ -5,22 +5,31 @@ import {
   createWriteStream,
   existsSync,
   mkdirSync,
+  mkdtempSync,
   readdirSync,
   renameSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { join, resolve } from 'node:path';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { type KeyPair, signRequest } from '@formation/identity';
-import { DEFAULT_PORTS, FormError, type FormpackManifest } from '@formation/interface';
+import {
+  DEFAULT_PORTS,
+  FORMPACK_ARTIFACT_FILES,
+  FORMPACK_ARTIFACTS,
+  FORMPACK_LIMITS,
+  FormError,
+  isFormError,
+  parseFormpackManifest,
+} from '@formation/interface';
 import { ApiClient, type Logger } from '@formation/service';
 import type { NodeView } from '@formation/state';
+import { checkImage, type DiskFormat } from '@formation/vmm';
 
 const run = promisify(execFile);
-const ARTIFACTS = ['disk', 'kernel', 'initramfs'] as const;
 
 /**
  * Where another node's HTTP API is: the host of its registered endpoint (or `peerApiHost` when all
@@ -40,42 +49,75 @@ export function peerServiceUrl(
   return `http://${host.includes(':') ? `[${host}]` : host}:${DEFAULT_PORTS[service] + offset}`;
 }
 
-/** Stream a URL to `dest` (via a temp file) hashing it; refused unless its sha256 is `sha256`. */
+/** Stream a URL to `dest` (via a temp file) hashing it; refused unless its sha256 is `sha256` (and, given `maxBytes`, cut off past it). */
 async function download(
   url: string,
   dest: string,
   sha256: string,
   headers: Record<string, string> = {},
+  maxBytes = Number.POSITIVE_INFINITY,
 ): Promise<number> {
-  const res = await fetch(url, { headers, signal: AbortSignal.timeout(600_000) });
+  const abort = new AbortController();
+  const res = await fetch(url, { headers, signal: AbortSignal.any([abort.signal, AbortSignal.timeout(600_000)]) });
   if (!res.ok || !res.body) {
     await res.body?.cancel();
     throw new FormError('UNAVAILABLE', `Cannot download ${url}: HTTP ${res.status}`);
   }
   const tmp = `${dest}.part`;
+  rmSync(tmp, { force: true });
   const h = createHash('sha256');
   let bytes = 0;
   const src = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
-  src.on('data', (c: Buffer) => {
-    h.update(c);
-    bytes += c.length;
+  const bounded = new Transform({
+    transform(c: Buffer, _enc, done) {
+      bytes += c.length;
+      if (bytes > maxBytes) {
+        abort.abort();
+        done(new FormError('PACK_BAD_ARTIFACT', `Refused ${url}: it sends more than the ${maxBytes} bytes declared`));
+        return;
+      }
+      h.update(c);
+      done(null, c);
+    },
   });
   try {
-    await pipeline(src, createWriteStream(tmp));
+    await pipeline(src, bounded, createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
   } catch (err) {
     rmSync(tmp, { force: true });
     throw err;
   }
   const got = h.digest('hex');
-  if (got !== sha256) {
+  if (got !== sha256 || (Number.isFinite(maxBytes) && bytes !== maxBytes)) {
     rmSync(tmp, { force: true });
     throw new FormError(
-      'UNAVAILABLE',
-      `Refused ${url}: sha256 ${got.slice(0, 12)}… is not the expected ${sha256.slice(0, 12)}…`,
+      'PACK_BAD_ARTIFACT',
+      `Refused ${url}: sha256 ${got.slice(0, 12)}… (${bytes} bytes) is not the expected ${sha256.slice(0, 12)}…`,
     );
   }
   renameSync(tmp, dest);
   return bytes;
+}
+
+/** Read a response body as JSON, refused past `maxBytes` (a peer could stream forever). */
+async function boundedJson(res: Response, maxBytes: number, what: string): Promise<unknown> {
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.length;
+    if (n > maxBytes) {
+      await reader.cancel();
+      throw new FormError('PACK_BAD_MANIFEST', `Refused ${what}: larger than ${maxBytes} bytes`);
+    }
+    chunks.push(value);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new FormError('PACK_BAD_MANIFEST', `Refused ${what}: not JSON`);
+  }
 }
 
 export interface FetchFormpackOptions {
@@ -83,45 +125,71 @@ export interface FetchFormpackOptions {
   /** Pack API base URLs of nodes that may have it, best first. */
   sources: string[];
   formpacksDir: string;
-  /** sha256 of each artifact as the owner published it (`formpack.publish`), when known. */
+  /**
+   * sha256 of each artifact as the owner published it (`formpack.publish` in state). Required: without
+   * it nothing ties the bytes a peer serves to the owner, and the fetch is refused.
+   */
   published?: Record<string, string> | undefined;
   logger: Logger;
 }
 
 /**
- * Copy a Formpack from another node's pack API into this node's formpacks dir: the manifest must
- * carry the requested ID, every artifact must hash to the manifest's sha256 (and to the owner's
- * signed `formpack.publish`, when present). Built in a temp dir and renamed, so a half copy never
- * looks like a Formpack. Returns the source used.
+ * Copy a Formpack from another node's pack API into this node's formpacks dir. Nothing a peer sends is
+ * trusted: the manifest must pass `parseFormpackManifest` (the schema local Formpacks use: fixed file
+ * names, bounded sizes, integer ports, no extra fields), carry the requested ID, and list exactly the
+ * artifacts the owner signed in `formpack.publish`; each artifact is cut off past its declared size and
+ * must hash to the published sha256. Files are written only under fixed names in a fresh temp dir, which
+ * is renamed into place when complete. Returns the source used.
+ *
+ * Refusals are FormErrors: PACK_BAD_MANIFEST, PACK_BAD_ARTIFACT (when every source failed that way),
+ * else PACK_NOT_FOUND; `details.errors` lists each source's.
  */
 export async function fetchFormpack(o: FetchFormpackOptions): Promise<string> {
+  const short = o.id.slice(0, 12);
+  if (!/^[0-9a-f]{64}$/.test(o.id)) {
+    throw new FormError('BAD_REQUEST', `Cannot fetch Formpack ${JSON.stringify(short)}: not a Formpack id`);
+  }
   const dest = join(o.formpacksDir, o.id);
   if (existsSync(join(dest, 'manifest.json'))) return 'local';
+  const published = o.published;
+  const names = Object.keys(published ?? {}).sort();
+  if (!published || names.join() !== [...FORMPACK_ARTIFACTS].sort().join()) {
+    throw new FormError(
+      'PACK_BAD_ARTIFACT',
+      `Cannot fetch Formpack ${short}: its owner's formpack.publish (the sha256 of ${FORMPACK_ARTIFACTS.join(', ')}) is ${published ? `incomplete (${names.join(', ') || 'none'})` : 'not known here'}`,
+      { hint: 'Wait for state to sync the publish op; a Formpack nobody published is never fetched.' },
+    );
+  }
   const tmpRoot = join(o.formpacksDir, '..', 'formpacks-incoming');
-  mkdirSync(tmpRoot, { recursive: true });
-  const errors: string[] = [];
+  mkdirSync(tmpRoot, { recursive: true, mode: 0o700 });
+  const errors: Array<{ source: string; code: string; message: string }> = [];
   for (const base of o.sources) {
-    const tmp = join(tmpRoot, `${o.id}-${process.pid}-${Date.now()}`);
+    let tmp: string | undefined;
     try {
+      const what = `the manifest from ${base}`;
       const mres = await fetch(`${base}/formpacks/${o.id}/artifacts/manifest`, { signal: AbortSignal.timeout(10_000) });
-      if (!mres.ok) {
+      if (!mres.ok || !mres.body) {
         await mres.body?.cancel();
-        errors.push(`${base}: HTTP ${mres.status}`);
+        errors.push({ source: base, code: 'UNAVAILABLE', message: `HTTP ${mres.status}` });
         continue;
       }
-      const manifest = (await mres.json()) as FormpackManifest;
-      if (manifest.id !== o.id)
-        throw new FormError('UNAVAILABLE', `${base} answered Formpack ${manifest.id} for ${o.id}`);
-      mkdirSync(tmp, { recursive: true });
+      const manifest = parseFormpackManifest(await boundedJson(mres, FORMPACK_LIMITS.manifestBytes, what), what);
+      if (manifest.id !== o.id) {
+        throw new FormError('PACK_BAD_MANIFEST', `${base} answered Formpack ${manifest.id.slice(0, 12)} for ${short}`);
+      }
+      for (const name of FORMPACK_ARTIFACTS) {
+        if (manifest.artifacts[name].sha256 !== published[name]) {
+          throw new FormError('PACK_BAD_ARTIFACT', `${name} of ${short} differs from what its owner published`);
+        }
+      }
+      tmp = mkdtempSync(join(tmpRoot, `${o.id}-`));
       const t0 = Date.now();
       let bytes = 0;
-      for (const name of ARTIFACTS) {
+      for (const name of FORMPACK_ARTIFACTS) {
         const a = manifest.artifacts[name];
-        const expected = o.published?.[name];
-        if (expected && expected !== a.sha256) {
-          throw new FormError('UNAVAILABLE', `${base}: ${name} of ${o.id} differs from what its owner published`);
-        }
-        bytes += await download(`${base}/formpacks/${o.id}/artifacts/${name}`, join(tmp, a.file), a.sha256);
+        // The file name is ours (FORMPACK_ARTIFACT_FILES); the schema already pinned the manifest's to it.
+        const file = join(tmp, FORMPACK_ARTIFACT_FILES[name]);
+        bytes += await download(`${base}/formpacks/${o.id}/artifacts/${name}`, file, a.sha256, {}, a.bytes);
       }
       writeFileSync(join(tmp, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
       mkdirSync(o.formpacksDir, { recursive: true });
@@ -134,13 +202,21 @@ export async function fetchFormpack(o: FetchFormpackOptions): Promise<string> {
       o.logger.info({ formpack: o.id, source: base, bytes, ms: Date.now() - t0 }, 'formpack fetched from a peer');
       return base;
     } catch (err) {
-      rmSync(tmp, { recursive: true, force: true });
-      errors.push(`${base}: ${(err as Error).message}`);
+      if (tmp) rmSync(tmp, { recursive: true, force: true });
+      const code = isFormError(err) ? err.code : 'UNAVAILABLE';
+      errors.push({ source: base, code, message: (err as Error).message });
+      o.logger.warn(
+        { formpack: o.id, source: base, code, err: (err as Error).message },
+        'formpack not taken from this peer',
+      );
     }
   }
+  const codes = new Set(errors.map((e) => e.code));
+  const only = codes.size === 1 ? [...codes][0] : undefined;
   throw new FormError(
-    'PACK_NOT_FOUND',
-    `Cannot fetch Formpack ${o.id.slice(0, 12)} from any node (${errors.join('; ') || 'no node to ask'})`,
+    only === 'PACK_BAD_MANIFEST' || only === 'PACK_BAD_ARTIFACT' ? only : 'PACK_NOT_FOUND',
+    `Cannot fetch Formpack ${short} from any node (${errors.map((e) => `${e.source}: ${e.message}`).join('; ') || 'no node to ask'})`,
+    { details: { errors } },
   );
 }
 
@@ -174,11 +250,14 @@ export async function fetchRevision(o: {
   key: KeyPair;
   logger: Logger;
 }): Promise<string> {
+  if (!/^[0-9a-f]{64}$/.test(o.sha256)) {
+    throw new FormError('BAD_REQUEST', `Cannot fetch revision ${JSON.stringify(o.sha256.slice(0, 64))}: not a sha256`);
+  }
   const dir = revisionCacheDir(o.dataDir);
   mkdirSync(dir, { recursive: true });
   const dest = join(dir, `${o.sha256}.qcow2`);
   if (existsSync(dest)) return dest;
-  const errors: string[] = [];
+  const errors: Array<{ source: string; code: string; message: string }> = [];
   for (const base of o.sources) {
     const path = `/revisions/${o.sha256}`;
     try {
@@ -195,15 +274,25 @@ export async function fetchRevision(o: {
           audience: await new ApiClient(base, undefined, 10_000).audience(),
         }),
       );
+      // The hash only proves it is what the committing node announced: a hostile node announces a qcow2
+      // whose data-file is a host disk. Refuse anything but a plain qcow2 (its backing name is replaced, unopened).
+      await checkImage(resolve(dest), { format: 'qcow2', backing: 'replaced' }).catch((err: unknown) => {
+        rmSync(dest, { force: true });
+        throw err;
+      });
       o.logger.info({ sha256: o.sha256, source: base, bytes, ms: Date.now() - t0 }, 'revision fetched from a peer');
       return dest;
     } catch (err) {
-      errors.push(`${base}: ${(err as Error).message}`);
+      errors.push({ source: base, code: isFormError(err) ? err.code : 'UNAVAILABLE', message: (err as Error).message });
     }
   }
+  // Every node served something refused for one reason (an unsafe image, a wrong hash): say that.
+  const codes = new Set(errors.map((e) => e.code));
+  const only = codes.size === 1 ? [...codes][0] : undefined;
   throw new FormError(
-    'UNAVAILABLE',
-    `Cannot fetch revision ${o.sha256.slice(0, 12)} from any node (${errors.join('; ') || 'no node to ask'})`,
+    only === 'VM_IMAGE_UNSAFE' || only === 'VM_IMAGE_INVALID' || only === 'PACK_BAD_ARTIFACT' ? only : 'UNAVAILABLE',
+    `Cannot fetch revision ${o.sha256.slice(0, 12)} from any node (${errors.map((e) => `${e.source}: ${e.message}`).join('; ') || 'no node to ask'})`,
+    { details: { errors } },
   );
 }
 
@@ -212,7 +301,8 @@ export async function fetchRevision(o: {
  * its backing file at this node's copy of the base image (the revision names the committing node's path).
  */
 export async function applyRevisionToDisk(disk: string, revisionFile: string): Promise<void> {
-  const { stdout } = await run('qemu-img', ['info', '-U', '--output=json', disk]);
+  await checkImage(resolve(revisionFile), { format: 'qcow2', backing: 'replaced' });
+  const { stdout } = await run('qemu-img', ['info', '-U', '-f', 'qcow2', '--output=json', disk]);
   const info = JSON.parse(stdout) as {
     'full-backing-filename'?: string;
     'backing-filename'?: string;
@@ -223,6 +313,14 @@ export async function applyRevisionToDisk(disk: string, revisionFile: string): P
   const tmp = `${disk}.rev`;
   await pipeline(createReadStream(revisionFile), createWriteStream(tmp));
   if (backing) await run('qemu-img', ['rebase', '-u', '-f', 'qcow2', '-b', backing, '-F', fmt, tmp]);
+  // Now backed by this node's base: exactly that, or the overlay is not used (the VMM checks again at start).
+  await checkImage(resolve(tmp), {
+    format: 'qcow2',
+    ...(backing ? { backing: { file: backing, format: fmt as DiskFormat } } : {}),
+  }).catch((err: unknown) => {
+    rmSync(tmp, { force: true });
+    throw err;
+  });
   renameSync(tmp, disk);
 }
 

@@ -30,7 +30,7 @@ function history(count: number): Op[] {
           endpoint: `10.0.0.${i}:3005`,
           p2pPeerId: `12D3Koo${i}`,
           wgPublicKey: wg,
-          formnetRange: `10.128.${i}.0/24`,
+          formnetRange: `10.129.${i}.0/24`, // node slices lie outside the member pool 10.128/16
         },
         heads,
         ts++,
@@ -70,7 +70,7 @@ function history(count: number): Op[] {
         createOp(
           n,
           'instance.status',
-          { instanceId: inst.id, node: n.publicKey, state: 'running', formnetIp: '10.128.0.9', revision: 1 },
+          { instanceId: inst.id, node: n.publicKey, state: 'running', formnetIp: '10.129.0.9', revision: 1 },
           heads,
           ts++,
         ),

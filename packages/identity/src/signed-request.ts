@@ -85,10 +85,15 @@ export interface NonceCacheOptions {
   max?: number;
   /** Most nonces remembered for one signer (so one key cannot fill the cache for everyone). */
   perSigner?: number;
+  /**
+   * Refuse requests stamped before this time (ms; default: when the cache was made). A restarted node
+   * has forgotten the nonces its previous process saw, so it must not accept what that one might have.
+   */
+  since?: number;
 }
 
 /** What `NonceCache.remember` decided. */
-export type NonceVerdict = 'new' | 'replay' | 'full' | 'signer-full';
+export type NonceVerdict = 'new' | 'replay' | 'full' | 'signer-full' | 'before-start';
 
 /**
  * Remembers nonces until the request's timestamp leaves the skew window, so a captured request cannot
@@ -101,11 +106,13 @@ export class NonceCache {
   private readonly bySigner = new Map<string, number>();
   readonly max: number;
   readonly perSigner: number;
+  readonly since: number;
   private nextSweep = 0;
 
   constructor(opts: NonceCacheOptions = {}) {
     this.max = opts.max ?? 100_000;
     this.perSigner = opts.perSigner ?? Math.max(1, Math.floor(this.max / 10));
+    this.since = opts.since ?? Date.now();
   }
 
   get size(): number {
@@ -118,6 +125,7 @@ export class NonceCache {
    * when it cannot be remembered (the request must then be refused).
    */
   remember(signer: string, nonce: string, timestamp: number, windowMs: number, now: number = Date.now()): NonceVerdict {
+    if (timestamp < this.since) return 'before-start';
     const id = `${signer} ${nonce}`;
     const known = this.seen.get(id);
     if (known && known.expires >= now) return 'replay';
@@ -239,6 +247,13 @@ export function verifyRequest(headers: HeaderBag, req: RequestToSign, opts: Veri
   const verdict = opts.nonces?.remember(publicKey, nonce, ts, skew, now) ?? 'new';
   if (verdict === 'replay') {
     throw new FormError('AUTH_REPLAYED', 'Cannot accept request: this signed request was already used (replay)');
+  }
+  if (verdict === 'before-start') {
+    throw new FormError(
+      'AUTH_EXPIRED',
+      `Cannot accept request: it was signed before this node started (${new Date(opts.nonces?.since ?? 0).toISOString()}), so it may have been used already`,
+      { hint: 'Sign it again; if this repeats, the clock of the machine that signs is behind, so check it.' },
+    );
   }
   if (verdict === 'full') {
     throw new FormError(

@@ -52,7 +52,7 @@ test('signed request verifies and yields the signer address', () => {
   const k = generateKeyPair();
   const req = { method: 'POST', path: '/vms', body: '{"a":1}', audience: 'node-a' };
   const headers = signRequest(k, req);
-  const signer = verifyRequest(headers, req, { audience: 'node-a', nonces: new NonceCache() });
+  const signer = verifyRequest(headers, req, { audience: 'node-a', nonces: new NonceCache({ since: 0 }) });
   assert.equal(signer.address, k.address);
 });
 
@@ -72,7 +72,7 @@ test('signed request: tampered body, path, method, missing headers, expired, rep
     () => verifyRequest({ ...headers, 'x-form-public-key': other.publicKey }, req, aud),
     code('AUTH_BAD_SIGNATURE'),
   );
-  const nonces = new NonceCache();
+  const nonces = new NonceCache({ since: 0 });
   verifyRequest(headers, req, { ...aud, nonces });
   assert.throws(() => verifyRequest(headers, req, { ...aud, nonces }), code('AUTH_REPLAYED'));
 });

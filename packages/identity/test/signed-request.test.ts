@@ -86,7 +86,7 @@ test('nonces are kept until their timestamp leaves the skew window, then forgott
   const dev = generateKeyPair();
   const req = { method: 'POST', path: '/x', body: '' };
   const t0 = 1_000_000_000_000;
-  const nonces = new NonceCache({ max: 2, perSigner: 10 });
+  const nonces = new NonceCache({ max: 2, perSigner: 10, since: 0 });
   const skew = 60_000;
   const opts = (now: number) => ({ audience: node.publicKey, nonces, now, maxSkewMs: skew });
   const a = signRequest(dev, { ...req, audience: node.publicKey }, t0);
@@ -102,4 +102,22 @@ test('nonces are kept until their timestamp leaves the skew window, then forgott
   const later = t0 + skew + 2_000;
   verifyRequest(signRequest(dev, { ...req, audience: node.publicKey }, later), req, opts(later));
   assert.throws(() => verifyRequest(a, req, opts(later)), code('AUTH_EXPIRED'));
+});
+
+// A restart empties the cache: a request captured before it must not replay to the new process.
+test('a request signed before the cache (the node process) started is refused', () => {
+  const node = generateKeyPair();
+  const dev = generateKeyPair();
+  const req = { method: 'DELETE', path: '/vms/abc', body: '' };
+  const captured = signRequest(dev, { ...req, audience: node.publicKey }, Date.now() - 1_000);
+  verifyRequest(captured, req, { audience: node.publicKey, nonces: new NonceCache({ since: Date.now() - 2_000 }) });
+  const restarted = new NonceCache();
+  assert.throws(
+    () => verifyRequest(captured, req, { audience: node.publicKey, nonces: restarted }),
+    code('AUTH_EXPIRED', /signed before this node started/),
+  );
+  verifyRequest(signRequest(dev, { ...req, audience: node.publicKey }), req, {
+    audience: node.publicKey,
+    nonces: restarted,
+  });
 });

@@ -58,6 +58,9 @@ export const ERROR_CODES = {
   PACK_BAD_ARCHIVE: { status: 400, fault: 'user' },
   PACK_UNKNOWN_PACKAGE: { status: 422, fault: 'user' },
   PACK_DISK_TOO_SMALL: { status: 422, fault: 'user' },
+  PACK_BUILD_TIMEOUT: { status: 422, fault: 'user' },
+  PACK_QUEUE_FULL: { status: 429, fault: 'user' },
+  PACK_UNSAFE_DIR: { status: 500, fault: 'system' },
   PACK_BAD_MANIFEST: { status: 422, fault: 'user' },
   PACK_BAD_ARTIFACT: { status: 422, fault: 'user' },
   // vmm

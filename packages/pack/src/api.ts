@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { NonceCache } from '@formation/identity';
+import { NonceCache, type Signer } from '@formation/identity';
 import { FormError, type FormpackManifest, isFormError } from '@formation/interface';
 import { type ApiServer, createApiServer, type Logger, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
@@ -10,6 +10,7 @@ import { DEFAULT_ARCHIVE_LIMITS, extractContext } from './archive.ts';
 import { ARTIFACT_FILES, type ArtifactName, type BuildEvent, Builder } from './builder.ts';
 import { DEFAULT_PACK_CACHE } from './config.ts';
 import { loadSpec } from './formfile.ts';
+import { BuildQueue, DEFAULT_BUILD_QUEUE } from './queue.ts';
 
 export interface PackServiceOptions {
   dataDir: string;
@@ -22,8 +23,27 @@ export interface PackServiceOptions {
   maxUploadBytes?: number;
   maxContextBytes?: number;
   maxConcurrentBuilds?: number;
+  /** Builds waiting on the node (default 64) and per owner (default 8); more are refused with PACK_QUEUE_FULL. */
+  maxQueuedBuilds?: number;
+  maxQueuedPerOwner?: number;
+  /** Longest a build / one RUN step may take (Builder options; default 10 min). */
+  buildTimeoutMs?: number;
+  runTimeoutMs?: number;
   /** Use this builder instead of creating one. */
   builder?: Builder;
+  /**
+   * Who besides a Formpack's owner may download it (artifacts, full manifest): the daemon answers
+   * true for a signer that is an admitted node (a node key in state). Default: owners only.
+   */
+  authorizeFetch?: (signer: Signer, formpackId: string) => boolean | Promise<boolean>;
+}
+
+/** A manifest as shown to someone who is not its owner: ENV values replaced by "[redacted]". */
+export function publicManifest(m: FormpackManifest): FormpackManifest {
+  return {
+    ...m,
+    formfile: { ...m.formfile, env: m.formfile.env.map((e) => ({ ...e, value: '[redacted]' })) },
+  };
 }
 
 export type BuildStatus = 'queued' | 'running' | 'done' | 'failed';
@@ -87,27 +107,6 @@ const ManifestSchema = Type.Object(
 );
 const IdParams = Type.Object({ id: Type.String({ minLength: 6, maxLength: 64, pattern: '^[0-9a-f]+$' }) });
 
-/** A tiny FIFO semaphore: at most `n` builds run at once (2 cores are shared). */
-class Slots {
-  private free: number;
-  private readonly waiting: Array<() => void> = [];
-  constructor(n: number) {
-    this.free = n;
-  }
-  async take(): Promise<void> {
-    if (this.free > 0) {
-      this.free--;
-      return;
-    }
-    await new Promise<void>((r) => this.waiting.push(r));
-  }
-  give(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.free++;
-  }
-}
-
 /**
  * The pack service: Fastify app (OpenAPI at /openapi.json) over a Builder.
  *
@@ -127,16 +126,22 @@ export async function createPackService(
       ...(opts.suite ? { suite: opts.suite } : {}),
       ...(opts.mirror ? { mirror: opts.mirror } : {}),
       ...(opts.kernel ? { kernel: opts.kernel } : {}),
+      ...(opts.buildTimeoutMs ? { buildTimeoutMs: opts.buildTimeoutMs } : {}),
+      ...(opts.runTimeoutMs ? { runTimeoutMs: opts.runTimeoutMs } : {}),
       logger: opts.logger,
     });
   const maxUpload = opts.maxUploadBytes ?? 1024 * 2 ** 20;
   const limits = { ...DEFAULT_ARCHIVE_LIMITS, maxBytes: opts.maxContextBytes ?? DEFAULT_ARCHIVE_LIMITS.maxBytes };
   const contextsDir = join(opts.dataDir, 'pack-contexts');
   rmSync(contextsDir, { recursive: true, force: true });
-  mkdirSync(contextsDir, { recursive: true });
+  mkdirSync(contextsDir, { recursive: true, mode: 0o700 });
   const contexts = new Map<string, UploadedContext>();
   const jobs = new Map<string, Job>();
-  const slots = new Slots(opts.maxConcurrentBuilds ?? 1);
+  const queue = new BuildQueue({
+    slots: opts.maxConcurrentBuilds ?? DEFAULT_BUILD_QUEUE.slots,
+    maxQueued: opts.maxQueuedBuilds ?? DEFAULT_BUILD_QUEUE.maxQueued,
+    maxQueuedPerOwner: opts.maxQueuedPerOwner ?? DEFAULT_BUILD_QUEUE.maxQueuedPerOwner,
+  });
   // Everything signed here manages Formpacks: a dashboard session may do it under a delegation.
   const signed = requireSigner(new NonceCache(), { allowDelegation: true });
 
@@ -182,6 +187,24 @@ export async function createPackService(
         hint: 'List them with `form pack list`.',
       });
     return m;
+  }
+
+  /** The signer of a request that carries a signature (verified), or null for an unsigned one. */
+  async function optionalSigner(req: Parameters<typeof signed>[0]): Promise<Signer | null> {
+    if (req.headers['x-form-signature'] === undefined) return null;
+    await signed(req);
+    return req.signer ?? null;
+  }
+
+  /** Whether `signer` may see everything of Formpack `m`: its owner, or whom authorizeFetch allows. */
+  async function mayFetch(signer: Signer | null, m: FormpackManifest): Promise<boolean> {
+    if (!signer) return false;
+    if (signer.address === m.owner) return true;
+    return opts.authorizeFetch ? await opts.authorizeFetch(signer, m.id) : false;
+  }
+
+  async function shown(req: Parameters<typeof signed>[0], m: FormpackManifest): Promise<FormpackManifest> {
+    return (await mayFetch(await optionalSigner(req), m)) ? m : publicManifest(m);
   }
 
   function push(job: Job, line: BuildLogLine): void {
@@ -274,6 +297,12 @@ export async function createPackService(
         body: Type.Object({
           contextId: Type.String({ pattern: '^[0-9a-f]{24}$' }),
           formfile: Type.Optional(Type.String({ minLength: 1, maxLength: 255, pattern: '^[^/]+$' })),
+          idKey: Type.Optional(
+            Type.String({
+              pattern: '^[0-9a-f]{64}$',
+              description: 'key of the password HMACs in the Formpack ID (default: the node key; see README)',
+            }),
+          ),
         }),
         security: [{ formSignature: [] }],
         response: { 202: BuildInfoSchema, 400: ErrorSchema, 404: ErrorSchema },
@@ -292,7 +321,7 @@ export async function createPackService(
       let id: string;
       try {
         ({ spec } = await loadSpec(ctx.dir, req.body.formfile ?? 'Formfile', req.body.formfile ?? 'Formfile'));
-        id = await builder.idOf(spec, ctx.dir);
+        id = await builder.idOf(spec, ctx.dir, req.body.idKey);
       } catch (err) {
         rmSync(ctx.dir, { recursive: true, force: true });
         throw err;
@@ -323,37 +352,52 @@ export async function createPackService(
         push(job, { type: 'end', status: 'done', error: null });
         return reply.status(202).send(job.info);
       }
-      void (async () => {
-        await slots.take();
-        job.info.status = 'running';
-        try {
-          const r = await builder.build({
-            spec,
-            dir: ctx.dir,
-            owner: job.info.owner,
-            signal: job.abort.signal,
-            onEvent: (e) => {
-              if (e.type === 'step') job.info.step = e.step;
-              push(job, e);
+      const owner = job.info.owner;
+      let finished: Promise<void>;
+      try {
+        finished = queue
+          .run(
+            owner,
+            () =>
+              builder.build({
+                spec,
+                dir: ctx.dir,
+                owner,
+                ...(req.body.idKey ? { idKey: req.body.idKey } : {}),
+                signal: job.abort.signal,
+                onEvent: (e) => {
+                  if (e.type === 'step') job.info.step = e.step;
+                  push(job, e);
+                },
+              }),
+            () => {
+              job.info.status = 'running';
             },
+          )
+          .then((r) => {
+            job.info.cached = r.cached;
+            job.info.status = 'done';
           });
-          job.info.cached = r.cached;
-          job.info.status = 'done';
-        } catch (err) {
+      } catch (err) {
+        jobs.delete(job.info.buildId);
+        rmSync(ctx.dir, { recursive: true, force: true });
+        throw err;
+      }
+      void finished
+        .catch((err: unknown) => {
           const fe = isFormError(err)
             ? (err as FormError)
             : new FormError('INTERNAL', `Cannot build: ${(err as Error).message}`);
           job.info.status = 'failed';
           job.info.error = { code: fe.code, message: fe.message, ...(fe.hint ? { hint: fe.hint } : {}) };
           if (fe.status >= 500) log.error({ err: fe, buildId: job.info.buildId }, 'build failed');
-        } finally {
-          slots.give();
+        })
+        .finally(() => {
           job.info.finishedAt = new Date().toISOString();
           rmSync(ctx.dir, { recursive: true, force: true });
           push(job, { type: 'end', status: job.info.status, error: job.info.error });
           job.listeners.clear();
-        }
-      })();
+        });
       return reply.status(202).send(job.info);
     },
   );
@@ -415,23 +459,29 @@ export async function createPackService(
     '/formpacks',
     {
       schema: {
-        summary: 'All Formpacks on this node (manifests, newest first)',
+        summary:
+          "All Formpacks on this node (manifests, newest first); ENV values only in the signer's own (sign the GET)",
         response: { 200: Type.Object({ formpacks: Type.Array(ManifestSchema) }) },
       },
     },
-    async () => ({ formpacks: builder.list() }),
+    async (req) => {
+      const signer = await optionalSigner(req);
+      const out: FormpackManifest[] = [];
+      for (const m of builder.list()) out.push((await mayFetch(signer, m)) ? m : publicManifest(m));
+      return { formpacks: out };
+    },
   );
 
   app.get(
     '/formpacks/:id',
     {
       schema: {
-        summary: 'Manifest of a Formpack (ID or unique prefix)',
+        summary: 'Manifest of a Formpack (ID or unique prefix); ENV values only for its owner (sign the GET)',
         params: IdParams,
         response: { 200: ManifestSchema, 404: ErrorSchema },
       },
     },
-    async (req) => manifestOf(req.params.id),
+    async (req) => shown(req, manifestOf(req.params.id)),
   );
 
   app.delete(
@@ -458,8 +508,11 @@ export async function createPackService(
   app.get(
     '/formpacks/:id/artifacts/:name',
     {
+      preHandler: signed,
       schema: {
-        summary: 'Download an artifact (disk, kernel, initramfs, manifest); x-form-sha256 carries its hash',
+        summary:
+          'Download an artifact (disk, kernel, initramfs, manifest); signed by the owner or an admitted node; x-form-sha256 carries its hash',
+        security: [{ formSignature: [] }],
         params: Type.Object({
           id: Type.String({ pattern: '^[0-9a-f]{6,64}$' }),
           name: Type.Union([
@@ -473,6 +526,13 @@ export async function createPackService(
     },
     async (req, reply) => {
       const m = manifestOf(req.params.id);
+      if (!(await mayFetch(req.signer ?? null, m))) {
+        throw new FormError(
+          'AUTH_FORBIDDEN',
+          `Cannot send Formpack ${m.id}: ${req.signer!.address} is neither its owner nor a node allowed to fetch it`,
+          { hint: 'Sign the request with the key that built it (or, node to node, with an admitted node key).' },
+        );
+      }
       const dir = builder.pathOf(m.id);
       if (req.params.name === 'manifest') return reply.type('application/json').send(m);
       const name = req.params.name as ArtifactName;

@@ -17,9 +17,11 @@ import { GUEST_CONTRACT } from '@formation/guest';
 import { FormError, type FormfileSpec, type FormpackArtifact, type FormpackManifest } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { cachePaths, checkPackages, ensureBase, ensureLayer, sweepTemps } from './base.ts';
+import { DEFAULT_SANDBOX, type SandboxLimits } from './chroot.ts';
 import { formpackId, readBuildContext } from './context.ts';
+import { ensurePrivateDir } from './dirs.ts';
 import { runOk } from './exec.ts';
-import { customizeRootfs, makeDisk } from './image.ts';
+import { buildTimeout, customizeRootfs, makeDisk } from './image.ts';
 import { ensureInitramfs, findKernel } from './kernel.ts';
 import { alive, withLock } from './lock.ts';
 import { normalizeSpec } from './normalize.ts';
@@ -36,7 +38,16 @@ export interface BuilderOptions {
   /** Kernel to boot; default the host's newest /boot/vmlinuz-*-cloud-amd64. */
   kernel?: string;
   logger?: Logger;
+  /** Longest a whole build may take (default DEFAULT_BUILD_TIMEOUT_MS); then PACK_BUILD_TIMEOUT. */
+  buildTimeoutMs?: number;
+  /** Longest one RUN step may take (default: buildTimeoutMs). */
+  runTimeoutMs?: number;
+  /** uid/gid range and process limit of the build sandbox (default DEFAULT_SANDBOX). */
+  sandbox?: SandboxLimits;
 }
+
+/** Default longest time of one build (base image and package layer included). */
+export const DEFAULT_BUILD_TIMEOUT_MS = 10 * 60_000;
 
 /** Progress of a build: a step starts, or a line of tool output. */
 export type BuildEvent =
@@ -63,6 +74,11 @@ export interface BuildRequest {
   dir: string;
   /** Address of the developer (the manifest's owner). */
   owner: string;
+  /**
+   * Key of the password HMACs in the Formpack ID (64 hex; see normalizeSpec). Default: this node's
+   * own key (<dataDir>/pack-id.key), so the ID of a Formfile with passwords is not a guessing oracle.
+   */
+  idKey?: string;
   onEvent?: (e: BuildEvent) => void;
   signal?: AbortSignal;
 }
@@ -119,15 +135,30 @@ export class Builder {
     this.dataDir = opts.dataDir;
     this.cacheDir = opts.cacheDir;
     this.formpacksDir = join(opts.dataDir, 'formpacks');
-    mkdirSync(this.formpacksDir, { recursive: true });
+    ensurePrivateDir(opts.cacheDir, 'the pack cache');
+    ensurePrivateDir(opts.dataDir, 'the data directory');
+    ensurePrivateDir(this.formpacksDir, 'the Formpack directory');
     sweepTemps(this.formpacksDir, alive);
     sweepTemps(cachePaths(this.cacheDir).tmp, alive);
   }
 
   /** The ID a build of `spec` in `dir` would have (hashes the context; builds nothing). */
-  async idOf(spec: FormfileSpec, dir: string): Promise<string> {
+  async idOf(spec: FormfileSpec, dir: string, idKey?: string): Promise<string> {
     const ctx = await readBuildContext(spec, dir);
-    return formpackId(normalizeSpec(spec), ctx.digest);
+    return formpackId(normalizeSpec(spec, idKey ?? this.nodeIdKey()), ctx.digest);
+  }
+
+  /** This node's Formpack ID key (created once, 0600), used when a build names none. */
+  nodeIdKey(): string {
+    const file = join(this.dataDir, 'pack-id.key');
+    if (!existsSync(file)) {
+      try {
+        writeFileSync(file, `${randomBytes(32).toString('hex')}\n`, { flag: 'wx', mode: 0o600 });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+    }
+    return readFileSync(file, 'utf8').trim();
   }
 
   /** Directory of a built Formpack (whether or not it exists). */
@@ -177,8 +208,7 @@ export class Builder {
       req.onEvent?.({ ...e, elapsedMs: Date.now() - t0 } as BuildEvent);
     emit({ type: 'step', step: 'context' });
     const ctx = await readBuildContext(req.spec, req.dir);
-    const normalized = normalizeSpec(req.spec);
-    const id = formpackId(normalized, ctx.digest);
+    const id = formpackId(normalizeSpec(req.spec, req.idKey ?? this.nodeIdKey()), ctx.digest);
     const existing = this.get(id);
     if (existing) {
       emit({ type: 'step', step: 'cached', detail: id });
@@ -189,12 +219,27 @@ export class Builder {
       emit({ type: 'step', step: 'wait', detail: 'another build of this Formpack is running' });
       return { ...(await running), cached: true };
     }
+    const limitMs = this.opts.buildTimeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS;
+    let current = 'context';
+    const tracked = (e: Parameters<typeof emit>[0]) => {
+      if (e.type === 'step') current = e.step === 'run' && e.detail ? `RUN ${e.detail}` : `step ${e.step}`;
+      emit(e);
+    };
     const p = withLock(
       join(this.formpacksDir, '.locks', `${id}.lock`),
       async () => {
         const again = this.get(id);
         if (again) return { id, manifest: again, cached: true };
-        return this.buildNew(id, req, emit);
+        const timer = AbortSignal.timeout(limitMs);
+        const signal = req.signal ? AbortSignal.any([req.signal, timer]) : timer;
+        try {
+          return await this.buildNew(id, { ...req, signal }, tracked);
+        } catch (err) {
+          if (timer.aborted && !req.signal?.aborted) {
+            throw buildTimeout(`the build (at ${current})`, limitMs, 'buildTimeoutMs');
+          }
+          throw err;
+        }
       },
       () => emit({ type: 'step', step: 'wait', detail: 'another process is building this Formpack' }),
     );
@@ -248,10 +293,11 @@ export class Builder {
         spec,
         contextDir: req.dir,
         id,
-        debCache: cachePaths(this.cacheDir).debs,
         onLine,
         onRun: (i, cmd) => emit({ type: 'step', step: 'run', detail: `${i + 1}/${spec.run.length}: ${cmd}` }),
         signal: req.signal,
+        runTimeoutMs: this.opts.runTimeoutMs ?? this.opts.buildTimeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS,
+        sandbox: this.opts.sandbox ?? DEFAULT_SANDBOX,
       });
       emit({ type: 'step', step: 'disk', detail: `${spec.diskGiB} GiB ext4 -> qcow2` });
       const qcow2 = await makeDisk(rootfs, spec, tmp, req.signal);

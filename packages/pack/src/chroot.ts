@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { FormError } from '@formation/interface';
 import { type RunOptions, type RunResult, run } from './exec.ts';
 
 /** PATH inside the image at build time. */
@@ -18,7 +21,11 @@ export interface ChrootOptions extends Omit<RunOptions, 'env' | 'cwd'> {
   env?: string[];
 }
 
-/** Run a shell command inside the image root `root` (as root, with /proc and /dev available). */
+/**
+ * Run a shell command inside the image root `root` as REAL root (chroot with private mount + PID
+ * namespaces, host network). Only for trusted work: the package layer (Debian packages from the mirror).
+ * Anything of the Formfile's author runs in `sandboxRun`.
+ */
 export function chrootRun(root: string, command: string, opts: ChrootOptions = {}): Promise<RunResult> {
   return run(
     [
@@ -40,6 +47,69 @@ export function chrootRun(root: string, command: string, opts: ChrootOptions = {
     ],
     { ...opts, env: { PATH: process.env.PATH ?? IMAGE_PATH } },
   );
+}
+
+const SANDBOX_PY = fileURLToPath(new URL('./sandbox.py', import.meta.url));
+
+/** Limits and identity of the build sandbox (see README, "Sandbox"). */
+export interface SandboxLimits {
+  /** First host uid/gid of the sandbox: uid 0..65535 inside are idBase..idBase+65535 outside. */
+  idBase: number;
+  /** RLIMIT_NPROC of the sandbox's (host) uid. */
+  maxProcs: number;
+}
+
+export const DEFAULT_SANDBOX: SandboxLimits = { idBase: 1_000_000_000, maxProcs: 4096 };
+const ID_COUNT = 65536;
+
+export interface SandboxOptions extends ChrootOptions {
+  limits?: SandboxLimits;
+  /** Hostname inside the sandbox. */
+  hostname?: string;
+}
+
+function python(): string {
+  return existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+}
+
+/**
+ * Run a shell command inside the image root `root` in the build sandbox: root inside a user namespace
+ * (an unprivileged uid on the host), the image through an idmapped mount (ownership on disk stays the
+ * image's), pivot_root (no host path reachable), new PID/net (lo only)/IPC/UTS/cgroup namespaces. Used
+ * for everything that runs code of the Formfile's author, and for every step after the first RUN.
+ */
+export async function sandboxRun(root: string, command: string, opts: SandboxOptions = {}): Promise<RunResult> {
+  const limits = opts.limits ?? DEFAULT_SANDBOX;
+  const r = await run(
+    [
+      python(),
+      SANDBOX_PY,
+      root,
+      String(limits.idBase),
+      String(ID_COUNT),
+      String(limits.maxProcs),
+      opts.hostname ?? 'formpack-build',
+      '--',
+      '/usr/bin/env',
+      '-i',
+      `PATH=${IMAGE_PATH}`,
+      'HOME=/root',
+      'LANG=C.UTF-8',
+      'DEBIAN_FRONTEND=noninteractive',
+      ...(opts.env ?? []),
+      '/bin/sh',
+      '-c',
+      command,
+    ],
+    { ...opts, env: { PATH: process.env.PATH ?? IMAGE_PATH } },
+  );
+  const failed = r.code === 91 ? /FORM-SANDBOX-FAILED: (.*)/.exec(r.output) : null;
+  if (failed) {
+    throw new FormError('HOST_UNSUPPORTED', `Cannot start the build sandbox: ${failed[1]}`, {
+      hint: 'Builds need Linux >= 5.12 with user namespaces and idmapped mounts (ext4, xfs or btrfs under the data dir), and python3.',
+    });
+  }
+  return r;
 }
 
 /** Quote a string for POSIX sh. */

@@ -13,7 +13,7 @@ import { create as tarCreate } from 'tar';
 import type { BuildInfo, BuildLogLine } from './api.ts';
 import type { BuildEvent } from './builder.ts';
 import { formpackId, readBuildContext } from './context.ts';
-import { normalizeSpec } from './normalize.ts';
+import { formpackIdKey, normalizeSpec } from './normalize.ts';
 
 const NO_NODE_HINT = 'Start a node with `form node up`, or build on this machine with `form pack build --local`.';
 
@@ -100,9 +100,15 @@ export class PackClient {
     return parsed!.contextId!;
   }
 
+  /** The key of the password HMACs in this developer's Formpack IDs (see normalizeSpec), or undefined. */
+  idKey(): string | undefined {
+    return this.key ? formpackIdKey(this.key.privateKey) : undefined;
+  }
+
   /** Start a build of an uploaded context; returns at once (follow it with `log`). */
   buildContext(contextId: string, formfile = 'Formfile'): Promise<BuildInfo> {
-    return this.call(() => this.api.post<BuildInfo>('/builds', { contextId, formfile }));
+    const idKey = this.idKey();
+    return this.call(() => this.api.post<BuildInfo>('/builds', { contextId, formfile, ...(idKey ? { idKey } : {}) }));
   }
 
   /** Upload and start a build; returns at once (follow it with `log`). */
@@ -121,12 +127,17 @@ export class PackClient {
     opts: { formfile?: string; onEvent?: (e: BuildEvent) => void } = {},
   ): Promise<{ id: string; manifest: FormpackManifest; cached: boolean }> {
     const t0 = Date.now();
-    const id = formpackId(normalizeSpec(spec), (await readBuildContext(spec, dir)).digest);
-    const have = await this.get(id).catch((err: unknown) => {
+    // Without a key a Formfile with passwords has a node-chosen ID: nothing to look up first.
+    const idKey = this.idKey();
+    const id =
+      idKey || !spec.users.some((u) => u.passwd)
+        ? formpackId(normalizeSpec(spec, idKey), (await readBuildContext(spec, dir)).digest)
+        : null;
+    const have = await (id ? this.get(id) : Promise.resolve(null)).catch((err: unknown) => {
       if (err instanceof FormError && (err.code === 'PACK_NOT_FOUND' || err.code === 'NOT_FOUND')) return null;
       throw err;
     });
-    if (have) {
+    if (have && id) {
       opts.onEvent?.({ type: 'step', step: 'cached', detail: id, elapsedMs: Date.now() - t0 });
       return { id, manifest: have, cached: true };
     }
@@ -166,12 +177,22 @@ export class PackClient {
     }
   }
 
+  /** All manifests on the node; signed when this client has a key (ENV values only in the signer's own). */
   async list(): Promise<FormpackManifest[]> {
-    return (await this.call(() => this.api.get<{ formpacks: FormpackManifest[] }>('/formpacks'))).formpacks;
+    return (
+      await this.call(() =>
+        this.api.request<{ formpacks: FormpackManifest[] }>('GET', '/formpacks', undefined, {
+          sign: this.key !== undefined,
+        }),
+      )
+    ).formpacks;
   }
 
+  /** A manifest; signed when this client has a key (only the owner sees ENV values). */
   get(id: string): Promise<FormpackManifest> {
-    return this.call(() => this.api.get<FormpackManifest>(`/formpacks/${id}`));
+    return this.call(() =>
+      this.api.request<FormpackManifest>('GET', `/formpacks/${id}`, undefined, { sign: this.key !== undefined }),
+    );
   }
 
   async remove(id: string): Promise<string> {

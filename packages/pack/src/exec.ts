@@ -49,8 +49,14 @@ export function run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
     };
     child.stdout.on('data', (c: Buffer) => take(c, true));
     child.stderr.on('data', (c: Buffer) => take(c, false));
+    let aborted: Error | undefined;
     child.on('error', (err) => {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      if (err.name === 'AbortError') {
+        // Killed on abort: settle once its output pipes close, i.e. once every process that held
+        // them (a sandbox's whole tree) is gone; at most 5 s later.
+        aborted = err;
+        setTimeout(() => reject(err), 5000).unref();
+      } else if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
         reject(
           new FormError('HOST_UNSUPPORTED', `Cannot run ${cmd}: it is not installed on this host`, {
             hint: 'Install the host packages with scripts/setup.sh.',
@@ -59,6 +65,7 @@ export function run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
       } else reject(err);
     });
     child.on('close', (code, sig) => {
+      if (aborted) return reject(aborted);
       if (partial && opts.onLine) opts.onLine(partial);
       resolve({ code: code ?? (sig ? 128 : 1), output: output.slice(-KEEP), stdout });
     });

@@ -2,7 +2,7 @@ import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync,
 import { join, posix } from 'node:path';
 import { GUEST_CONTRACT, guestFiles } from '@formation/guest';
 import { FormError, type FormfileSpec, type FormfileUser } from '@formation/interface';
-import { chrootRun, shQuote } from './chroot.ts';
+import { type SandboxLimits, sandboxRun, shQuote } from './chroot.ts';
 import { contextPath, FORMFILE_NAME } from './context.ts';
 import { run, runOk } from './exec.ts';
 
@@ -12,11 +12,29 @@ export interface CustomizeOptions {
   /** The build directory (its COPY sources are already checked by readBuildContext). */
   contextDir: string;
   id: string;
-  debCache: string;
   onLine?: (line: string) => void;
   /** Called before each RUN step with its index. */
   onRun?: (index: number, command: string) => void;
   signal?: AbortSignal;
+  /** Longest one RUN step may take (default DEFAULT_RUN_TIMEOUT_MS). */
+  runTimeoutMs?: number;
+  /** Sandbox identity and limits (default DEFAULT_SANDBOX). */
+  sandbox?: SandboxLimits;
+}
+
+/** Default longest time of one RUN step. */
+export const DEFAULT_RUN_TIMEOUT_MS = 10 * 60_000;
+
+/** The error of a build step that ran out of time. */
+export function buildTimeout(what: string, ms: number, setting: string): FormError {
+  return new FormError('PACK_BUILD_TIMEOUT', `Cannot build: ${what} did not finish within ${formatMs(ms)}`, {
+    hint: `Make the step finish sooner (a RUN step has no network and must not wait for input), or raise ${setting} in the pack config.`,
+    details: { step: what, timeoutMs: ms },
+  });
+}
+
+function formatMs(ms: number): string {
+  return ms % 60_000 === 0 ? `${ms / 60_000} min` : `${Math.round(ms / 100) / 10} s`;
 }
 
 const USERNAME = /^[a-z_][a-z0-9_-]{0,31}$/;
@@ -209,7 +227,9 @@ export async function customizeRootfs(o: CustomizeOptions): Promise<void> {
   }
   lines.push(`rm -rf ${STAGE}`);
   const slashVars = spec.copy.map((c, i) => (c.dst.endsWith('/') ? `DST_SLASH_${i}=1` : '')).filter(Boolean);
-  const setup = await chrootRun(R, lines.join('\n'), {
+  const box = { limits: o.sandbox, hostname: spec.name };
+  const setup = await sandboxRun(R, lines.join('\n'), {
+    ...box,
     input: stdin.length ? `${stdin.join('\n')}\n` : '',
     env: slashVars,
     signal: o.signal,
@@ -224,12 +244,22 @@ export async function customizeRootfs(o: CustomizeOptions): Promise<void> {
   // 3. RUN steps, in order, in WORKDIR with ENV applied.
   for (const [i, cmd] of spec.run.entries()) {
     o.onRun?.(i, cmd);
-    const r = await chrootRun(R, `cd ${shQuote(workdir)} && ${cmd}`, {
-      env: svcEnv,
-      debCache: o.debCache,
-      onLine: o.onLine,
-      signal: o.signal,
-    });
+    const stepMs = o.runTimeoutMs ?? DEFAULT_RUN_TIMEOUT_MS;
+    const timer = AbortSignal.timeout(stepMs);
+    let r: Awaited<ReturnType<typeof sandboxRun>>;
+    try {
+      r = await sandboxRun(R, `cd ${shQuote(workdir)} && ${cmd}`, {
+        ...box,
+        env: svcEnv,
+        onLine: o.onLine,
+        signal: o.signal ? AbortSignal.any([o.signal, timer]) : timer,
+      });
+    } catch (err) {
+      if (timer.aborted && !o.signal?.aborted) {
+        throw buildTimeout(`RUN ${cmd} (step ${i + 1}/${spec.run.length})`, stepMs, 'runTimeoutMs');
+      }
+      throw err;
+    }
     if (r.code !== 0) {
       const tail = r.output.trim().split('\n').slice(-20).join('\n');
       throw new FormError('PACK_BUILD_FAILED', `Cannot build: RUN ${cmd} failed with exit code ${r.code}\n${tail}`, {
@@ -240,7 +270,7 @@ export async function customizeRootfs(o: CustomizeOptions): Promise<void> {
   }
 
   // 4. Final clean-up inside the image (a RUN may have added host keys, apt lists or caches).
-  const fin = await chrootRun(
+  const fin = await sandboxRun(
     R,
     [
       'rm -f /usr/sbin/policy-rc.d /etc/ssh/ssh_host_*',
@@ -249,6 +279,7 @@ export async function customizeRootfs(o: CustomizeOptions): Promise<void> {
       `echo 'nameserver ${GUEST_CONTRACT.defaults.dns}' > /etc/resolv.conf`,
       `test -x ${GUEST_CONTRACT.init}`,
     ].join('\n'),
+    { ...box, signal: o.signal },
   );
   if (fin.code !== 0) {
     throw new FormError(

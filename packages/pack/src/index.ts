@@ -8,4 +8,5 @@ export { type BuildContext, type ContextEntry, contextDigest, formpackId, readBu
 export { loadSpec } from './formfile.ts';
 export { contentBytes, hashPassword, usableBytes } from './image.ts';
 export { findKernel } from './kernel.ts';
-export { normalizeSpec } from './normalize.ts';
+export { formpackIdKey, normalizeSpec } from './normalize.ts';
+export { BuildQueue, type BuildQueueOptions, DEFAULT_BUILD_QUEUE } from './queue.ts';

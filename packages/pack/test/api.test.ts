@@ -235,7 +235,14 @@ describe('pack API', () => {
         list.formpacks.map((x: { id: string }) => x.id),
         [info.id],
       );
-      const k = await svc.app.inject({ method: 'GET', url: `/formpacks/${info.id}/artifacts/kernel` });
+      const kernelUrl = `/formpacks/${info.id}/artifacts/kernel`;
+      const unsigned = await svc.app.inject({ method: 'GET', url: kernelUrl });
+      assert.equal(unsigned.statusCode, 401, 'artifacts only with a signature');
+      const k = await svc.app.inject({
+        method: 'GET',
+        url: kernelUrl,
+        headers: signRequest(key, { method: 'GET', path: kernelUrl, audience: apiIdentity(svc.app) }),
+      });
       assert.equal(k.statusCode, 200);
       assert.equal(createHash('sha256').update(k.rawPayload).digest('hex'), m.artifacts.kernel.sha256);
       assert.equal(k.headers['x-form-sha256'], m.artifacts.kernel.sha256);

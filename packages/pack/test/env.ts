@@ -4,7 +4,18 @@ import { existsSync, readdirSync } from 'node:fs';
 /** The base/layer cache shared by every test run (the base takes ~35 s to build the first time). */
 export const CACHE_DIR = process.env.FORM_PACK_CACHE ?? '/var/tmp/formation-pack-cache';
 
-const TOOLS = ['mmdebstrap', 'mkfs.ext4', 'debugfs', 'qemu-img', 'unshare', 'chroot', 'openssl', 'cpio', 'modprobe'];
+const TOOLS = [
+  'python3',
+  'mmdebstrap',
+  'mkfs.ext4',
+  'debugfs',
+  'qemu-img',
+  'unshare',
+  'chroot',
+  'openssl',
+  'cpio',
+  'modprobe',
+];
 
 /**
  * Why real builds cannot run here, or false when they can. With FORM_REQUIRE_INTEGRATION=1 a missing

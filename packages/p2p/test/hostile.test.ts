@@ -5,6 +5,7 @@ import {
   type ApplyResult,
   createSignedOp,
   GRAYLIST_THRESHOLD,
+  OPS_TOPIC,
   type Op,
   type OpStore,
   SYNC_PROTOCOL,
@@ -43,41 +44,53 @@ function attackerHarness() {
 }
 const quiet = { syncIntervalMs: 0, syncOnConnect: false } as const;
 
-test('a peer gossiping invalid ops is rejected, scored down and graylisted; an honest peer still propagates', async () => {
-  const victim = await start({ h: HARNESSES.memory!(), ...quiet });
-  const boot = victim.node.multiaddrs();
-  const honest = await start({ h: HARNESSES.memory!(), bootstrap: boot, ...quiet });
-  const mallory = await start({ h: attackerHarness(), bootstrap: boot, ...quiet });
-  await waitFor(() => victim.node.topicPeers().length === 2, 5_000, 'both peers subscribed at the victim');
-  await waitFor(() => mallory.node.topicPeers().includes(victim.node.peerId), 5_000, 'victim known to mallory');
+for (const storeName of Object.keys(HARNESSES)) {
+  test(`${storeName} store: a peer gossiping invalid ops is rejected, scored down and graylisted; an honest peer still propagates`, async () => {
+    const victim = await start({ h: HARNESSES[storeName]!(), ...quiet });
+    const boot = victim.node.multiaddrs();
+    const honest = await start({ h: HARNESSES[storeName]!(), bootstrap: boot, ...quiet });
+    const mallory = await start({ h: attackerHarness(), bootstrap: boot, ...quiet });
+    await waitFor(() => victim.node.topicPeers().length === 2, 5_000, 'both peers subscribed at the victim');
+    await waitFor(() => mallory.node.topicPeers().includes(victim.node.peerId), 5_000, 'victim known to mallory');
 
-  const someone = generateKeyPair();
-  const scores: number[] = [];
-  let sent = 0;
-  while (victim.node.score(mallory.node.peerId) >= GRAYLIST_THRESHOLD && sent < 20) {
-    await mallory.node.publish(createSignedOp(someone, { forged: sent }, [], mallory.key)); // wrong signer
-    sent++;
-    await waitFor(() => victim.node.peerStats()[mallory.node.peerId]?.rejected === sent, 3_000, `rejection ${sent}`);
-    await sleep(1_100); // the score is cached for one heartbeat
-    scores.push(Math.round(victim.node.score(mallory.node.peerId)));
-  }
-  console.log(`invalid messages until graylisted: ${sent}; score after each: ${scores.join(', ')}`);
-  assert.equal(sent, 3, 'graylisted after 3 invalid ops');
-  assert.ok(victim.node.score(mallory.node.peerId) < GRAYLIST_THRESHOLD);
-  assert.equal(victim.node.stats.gossipRejected, 3);
+    // Three kinds of invalid message: a forged signature (refused by the store), bytes that are not
+    // JSON, JSON that is not an op (bad schema); then forged ones again.
+    const pubsub = mallory.node.libp2p.services.pubsub;
+    const someone = generateKeyPair();
+    const invalid = (i: number): Promise<unknown> =>
+      i % 3 === 0
+        ? mallory.node.publish(victim.h.forgeSignature(someone, mallory.key, `forged ${i}`))
+        : pubsub.publish(
+            OPS_TOPIC,
+            new TextEncoder().encode(i % 3 === 1 ? `not json ${i}` : JSON.stringify({ hash: i })),
+          );
+    const scores: number[] = [];
+    let sent = 0;
+    while (victim.node.score(mallory.node.peerId) >= GRAYLIST_THRESHOLD && sent < 20) {
+      await invalid(sent);
+      sent++;
+      await waitFor(() => victim.node.peerStats()[mallory.node.peerId]?.rejected === sent, 3_000, `rejection ${sent}`);
+      await sleep(1_100); // the score is cached for one heartbeat
+      scores.push(Math.round(victim.node.score(mallory.node.peerId)));
+    }
+    console.log(`${storeName}: invalid messages until graylisted: ${sent}; score after each: ${scores.join(', ')}`);
+    assert.equal(sent, 3, 'graylisted after 3 invalid messages');
+    assert.ok(victim.node.score(mallory.node.peerId) < GRAYLIST_THRESHOLD);
+    assert.equal(victim.node.stats.gossipRejected, 3);
 
-  // Graylisted: even a valid op from mallory is dropped before validation (nothing verified, nothing stored).
-  const received = victim.node.stats.gossipReceived;
-  const fromMallory = createSignedOp(mallory.key, { valid: true }, []);
-  await mallory.node.publish(fromMallory);
-  // ...while the honest peer's ops still propagate, and the honest peer keeps a non-negative score.
-  const good = honest.h.append(honest.key, 'still works');
-  await waitFor(() => victim.h.has(good.hash), 5_000, "the honest peer's op at the victim");
-  await sleep(500);
-  assert.equal(victim.h.has(fromMallory.hash), false, 'nothing from a graylisted peer is applied');
-  assert.equal(victim.node.stats.gossipReceived, received + 1, 'only the honest op reached validation');
-  assert.ok(victim.node.score(honest.node.peerId) >= 0, 'the honest peer is not penalised');
-});
+    // Graylisted: even a valid op from mallory is dropped before validation (nothing verified or stored).
+    const received = victim.node.stats.gossipReceived;
+    const fromMallory = victim.h.make(mallory.key, 'valid but from a graylisted peer', []);
+    await mallory.node.publish(fromMallory);
+    // ...while the honest peer's ops still propagate, and the honest peer keeps a non-negative score.
+    const good = honest.h.append(honest.key, 'still works');
+    await waitFor(() => victim.h.has(good.hash), 5_000, "the honest peer's op at the victim");
+    await sleep(500);
+    assert.equal(victim.h.has(fromMallory.hash), false, 'nothing from a graylisted peer is applied');
+    assert.equal(victim.node.stats.gossipReceived, received + 1, 'only the honest op reached validation');
+    assert.ok(victim.node.score(honest.node.peerId) >= 0, 'the honest peer is not penalised');
+  });
+}
 
 test('per-peer op rate: past its token bucket a peer’s ops are dropped unverified and counted', async () => {
   const victim = await start({ h: HARNESSES.memory!(), ...quiet, limits: { opsPerSecond: 2, opsBurst: 5 } });

@@ -315,6 +315,10 @@ export function authorize(op: UnsignedOp, deps: readonly DepView[]): Rejection |
         const p = rangeProblem(b.formnetRange as string);
         if (p) return invalid(`${op.kind}: ${p}`);
       }
+      if (b.endpoint !== undefined) {
+        const p = endpointProblem(b.endpoint as string);
+        if (p) return invalid(`${op.kind}: ${p}`);
+      }
       return null; // about the author itself: the node IS the author key
     }
     case 'formnet.peer': {

@@ -414,6 +414,14 @@ export class ViewState {
     return this.instances.get(instanceId)?.claims.get(node)?.hash;
   }
 
+  /**
+   * The latest node.admit / node.remove about `node`, if any (registered or not): whether it is
+   * admitted and the slice its admin gave it. A joining node waits on this before it boots anything.
+   */
+  admissionOf(node: string): { admitted: boolean; formnetRange: string | null } | undefined {
+    return this.admission.get(node)?.value;
+  }
+
   /** Hash of `node`'s node.register, if any. */
   registrationOf(node: string): string | undefined {
     return this.nodes.get(node)?.registered?.hash;

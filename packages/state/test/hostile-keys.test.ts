@@ -280,6 +280,10 @@ test('attack 4: ranges must be one formnet slice; overlapping ranges lose routin
       endpoint,
     );
   }
+  assert.throws(
+    () => store.author(honestNode, 'node.update', { endpoint: 'bad host:1' }),
+    refused('STATE_OP_INVALID', /endpoint/),
+  );
   for (const endpoint of ['1.2.3.4:51820', '[fe80::1]:51820', 'node-1.example.com:51820']) {
     store.author(victim, 'formnet.peer', {
       wgPublicKey: generateWireGuardKeyPair().publicKey,

@@ -52,6 +52,43 @@ const TYPE_NAMES: Record<TarEntry['type'], string> = {
   fifo: 'FIFO',
 };
 
+function isStringArray(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every((x) => typeof x === 'string');
+}
+
+/** The image config JSON, checked to have the shape we use (a bad one would fail later, at run time). */
+function parseImageConfig(
+  bytes: Buffer,
+  archive: string,
+): { config?: ImageRunConfig; rootfs?: { diff_ids?: string[] } } {
+  const invalid = (why: string) =>
+    new FormError('RUNTIME_IMAGE_INVALID', `Cannot import ${archive}: its image config ${why}`, {
+      hint: 'The archive was not written by `docker save` or was modified; export it again.',
+    });
+  let c: unknown;
+  try {
+    c = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw invalid('is not valid JSON');
+  }
+  if (!c || typeof c !== 'object' || Array.isArray(c)) throw invalid('is not a JSON object');
+  const { config, rootfs } = c as { config?: unknown; rootfs?: unknown };
+  if (config != null) {
+    if (typeof config !== 'object' || Array.isArray(config)) throw invalid('has a `config` that is not an object');
+    const r = config as Record<string, unknown>;
+    for (const k of ['Entrypoint', 'Cmd', 'Env'])
+      if (r[k] != null && !isStringArray(r[k])) throw invalid(`has a \`config.${k}\` that is not a list of strings`);
+    if (r.WorkingDir != null && typeof r.WorkingDir !== 'string')
+      throw invalid('has a `config.WorkingDir` that is not a string');
+  }
+  if (rootfs != null) {
+    const d = (rootfs as { diff_ids?: unknown }).diff_ids;
+    if (typeof rootfs !== 'object' || (d != null && !isStringArray(d)))
+      throw invalid('has `rootfs.diff_ids` that is not a list of strings');
+  }
+  return c as { config?: ImageRunConfig; rootfs?: { diff_ids?: string[] } };
+}
+
 /**
  * A local image store without a Docker engine: imports `docker save` archives (plain or gzip),
  * checks the image id (sha256 of the config JSON) and every layer's diff id, and unpacks the layers
@@ -93,15 +130,22 @@ export class ImageStore {
       await extractArchive(archive, outer, archive);
       let manifest: DockerManifestEntry[];
       try {
-        manifest = JSON.parse(await readFile(join(outer, 'manifest.json'), 'utf8')) as DockerManifestEntry[];
+        manifest = JSON.parse(await readFile(await archiveFile(outer, 'manifest.json', archive), 'utf8'));
       } catch {
         throw new FormError(
           'RUNTIME_IMAGE_INVALID',
           `Cannot import ${archive}: no valid manifest.json (is it a \`docker save\` archive?)`,
         );
       }
-      const entry = manifest[0];
-      if (!entry || typeof entry.Config !== 'string' || !Array.isArray(entry.Layers) || manifest.length !== 1)
+      const entry = Array.isArray(manifest) ? manifest[0] : undefined;
+      if (
+        !entry ||
+        typeof entry !== 'object' ||
+        typeof entry.Config !== 'string' ||
+        !Array.isArray(entry.Layers) ||
+        !(entry.RepoTags == null || isStringArray(entry.RepoTags)) ||
+        manifest.length !== 1
+      )
         throw new FormError(
           'RUNTIME_IMAGE_INVALID',
           `Cannot import ${archive}: manifest.json must describe exactly one image`,
@@ -118,10 +162,7 @@ export class ImageStore {
             hint: 'The archive is not the image the module names (Image-ID); rebuild or re-export it.',
           },
         );
-      const config = JSON.parse(configBytes.toString('utf8')) as {
-        config?: ImageRunConfig;
-        rootfs?: { diff_ids?: string[] };
-      };
+      const config = parseImageConfig(configBytes, archive);
       const diffIds = config.rootfs?.diff_ids ?? [];
       if (diffIds.length !== entry.Layers.length)
         throw new FormError(

@@ -26,6 +26,23 @@ export const NodeConfigSchema = Type.Object({
   advertiseHost: Type.Optional(Type.String({ minLength: 1 })),
   /** libp2p multiaddrs of nodes to join (the network's bootstrap list); empty = a network of one. */
   join: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+  /**
+   * Keys (compressed secp256k1, hex) that may admit and remove nodes, written into the network's
+   * genesis when this node starts a new network (no `join`). This node's own key is always an admin;
+   * `form node up` adds the developer key it finds in FORM_HOME.
+   */
+  admins: Type.Array(Type.String({ pattern: '^0[23][0-9a-f]{64}$' }), { default: [], maxItems: 15 }),
+  /** A new network's admission policy: `admins` (nodes count once an admin admits them) or `open`. */
+  admission: Type.Union([Type.Literal('admins'), Type.Literal('open')], { default: 'admins' }),
+  /** A new network's name (in its genesis). */
+  networkName: Type.String({ minLength: 1, maxLength: 64, default: 'formation' }),
+  /**
+   * The genesis (network.init hash) of the network to join; without it the node follows the genesis
+   * of the first node it syncs with (trust on first use).
+   */
+  genesis: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
+  /** How long a joining node waits to be admitted before giving up (ms; 0 = wait forever). */
+  admissionTimeoutMs: Type.Integer({ minimum: 0, default: 0 }),
   /** How often the node gossips its signed presence (liveness, memory only; ms). */
   heartbeatMs: Type.Integer({ minimum: 100, default: 5000 }),
   /**
@@ -111,8 +128,22 @@ export function loadNodeConfig(flags: Partial<NodeConfig> = {}, env: NodeJS.Proc
       nodeTimeoutMs: env.FORM_NODE_TIMEOUT_MS,
       joinSyncTimeoutMs: env.FORM_JOIN_SYNC_TIMEOUT_MS,
       peerApiHost: env.FORM_PEER_API_HOST,
+      admission: env.FORM_ADMISSION,
+      networkName: env.FORM_NETWORK_NAME,
+      genesis: env.FORM_GENESIS,
+      admissionTimeoutMs: env.FORM_ADMISSION_TIMEOUT_MS,
     },
-    flags: { ...flags, dataDir },
+    flags: {
+      ...(env.FORM_ADMINS && !flags.admins
+        ? {
+            admins: env.FORM_ADMINS.split(',')
+              .map((k) => k.trim())
+              .filter(Boolean),
+          }
+        : {}),
+      ...flags,
+      dataDir,
+    },
   });
 }
 
@@ -131,5 +162,7 @@ export interface NodeInfo {
   logFile: string;
   formnetAddress: string;
   instanceCidr: string;
+  /** The network's genesis (network.init hash) this node follows; null for a pre-admission network. */
+  genesis: string | null;
   p2p: string[];
 }

@@ -36,6 +36,7 @@ import { type ApiServer, type Logger, requireSigner, setApiIdentity } from '@for
 import { createStateService, openStateStore, PRESENCE_TOPIC, type StateStore, signPresence } from '@formation/state';
 import { createVmmService, loadVmmConfig, type VmmService } from '@formation/vmm';
 import { Type } from '@sinclair/typebox';
+import { startNetwork, waitForAdmission } from './admission.ts';
 import { type NodeConfig, type NodeInfo, nodePaths, nodePorts } from './config.ts';
 import { InstanceController } from './controller.ts';
 import { startExtraServices } from './extra-services.ts';
@@ -121,7 +122,12 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     }
 
     // State: the signed op log everything else records into.
-    const store = openStateStore({ path: paths.stateDb, logger, domain: config.domain });
+    const store = openStateStore({
+      path: paths.stateDb,
+      logger,
+      domain: config.domain,
+      ...(config.genesis ? { genesis: config.genesis } : {}),
+    });
     cleanups.push(() => store.close());
     const stateApp = await createStateService({ store, logger });
     setApiIdentity(stateApp, key.publicKey); // signed requests to this node's APIs must name this node
@@ -163,10 +169,12 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     cleanups.push(() => p2p.stop());
     if (config.join.length > 0) await syncWithBootstrap(p2p, config.joinSyncTimeoutMs, log);
 
-    // The node's slice of formnet for its instances: what it registered before, else configured, else the first free one.
-    const registeredBefore = store.views().nodes.find((n) => n.id === key.publicKey);
-    const instanceCidr =
-      registeredBefore?.formnetRange ||
+    // The node's slice of formnet for its instances: what it was admitted (or registered) with before,
+    // else configured, else the first free one. The first node of a new network writes its genesis
+    // and admits itself; a joining node waits here until an admin admits it (admission.ts).
+    const registeredBefore = store.viewIndex.registrationOf(key.publicKey);
+    const proposed =
+      store.views().nodes.find((n) => n.id === key.publicKey)?.formnetRange ||
       config.instanceCidr ||
       allocateNodeSlice(
         store
@@ -174,6 +182,24 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
           .nodes.map((n) => n.formnetRange)
           .filter(Boolean),
       );
+    if (config.join.length === 0) {
+      const genesis = startNetwork(
+        store,
+        key,
+        { name: config.networkName, admission: config.admission, admins: config.admins },
+        proposed,
+      );
+      if (genesis) log.info({ genesis, admission: config.admission }, 'started a new network');
+      else if (!store.genesis) log.warn('this state has nodes but no genesis: running as a legacy open network');
+    }
+    const instanceCidr = await waitForAdmission({
+      store,
+      key,
+      joining: config.join.length > 0,
+      proposed,
+      logger,
+      timeoutMs: config.admissionTimeoutMs,
+    });
     const wg = loadOrCreateWireGuardKey(paths.wgKeyFile);
     const advertise = config.advertiseHost ?? config.host;
 
@@ -385,6 +411,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       logFile: paths.logFile,
       formnetAddress: self.address,
       instanceCidr,
+      genesis: store.genesis ?? null,
       p2p: p2p.multiaddrs(),
     };
     writeAtomic(paths.pidFile, `${process.pid}\n`);

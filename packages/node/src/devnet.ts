@@ -12,7 +12,9 @@ import {
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { type KeyPair, loadOrCreateKey } from '@formation/identity';
 import { FormError } from '@formation/interface';
+import { httpStateClient } from '@formation/state';
 import { type NodeInfo, nodePaths } from './config.ts';
 import { pidAlive } from './daemon-files.ts';
 
@@ -36,6 +38,8 @@ export interface DevnetNode {
   apiBase: string;
   /** From node.json once it is up. */
   info?: NodeInfo | undefined;
+  /** An admin's node.admit for this node's key is in the network's state. */
+  admitted?: boolean;
 }
 
 /** What `form devnet up` made, so `status`, `exec` and `down` find it (even after a crash). */
@@ -171,10 +175,30 @@ export async function startDevnetNode(s: DevnetState, n: DevnetNode, timeoutMs =
     n.instanceCidr,
   ];
   // Join through every other node that is up (node 1 at first; a restarted node joins whoever runs).
-  for (const other of s.nodes) {
-    if (other === n || !other.pid || !pidAlive(other.pid)) continue;
+  const up = s.nodes.filter((o) => o !== n && o.pid && pidAlive(o.pid) && o.info);
+  for (const other of up) {
     const ma = other.info?.p2p.find((a) => a.includes('/p2p/'));
     if (ma) args.push('--join', ma);
+  }
+  const nodeKey = await loadOrCreateKey(paths.keyFile);
+  const admin = await devnetAdminKey(s);
+  const genesis = up.find((o) => o.info?.genesis)?.info?.genesis;
+  if (up.length === 0) {
+    // The first node starts the network: the devnet's admin key may admit the others.
+    args.push('--admin', admin.publicKey);
+    n.admitted = true; // by its own genesis
+  } else {
+    // Follow the running nodes' network (no trust on first use), admitted by the devnet's admin.
+    if (genesis) args.push('--genesis', genesis);
+    if (!n.admitted) {
+      const first = up[0] as DevnetNode;
+      await httpStateClient(stateUrl(first)).author(admin, 'node.admit', {
+        node: nodeKey.publicKey,
+        formnetRange: n.instanceCidr,
+      });
+      n.admitted = true;
+      saveDevnet(s);
+    }
   }
   const logFd = openSync(paths.logFile, 'a');
   const child = spawn(process.execPath, args, {
@@ -210,6 +234,14 @@ export async function startDevnetNode(s: DevnetState, n: DevnetNode, timeoutMs =
   throw new FormError('TIMEOUT', `Cannot confirm devnet ${n.name} is up after ${timeoutMs / 1000} s`, {
     hint: `See ${paths.logFile}`,
   });
+}
+
+/**
+ * The devnet's network admin key (`<dir>/admin-key.json`, 0600): written into the genesis by the first
+ * node, it admits the others (what an operator does with `form node admit`).
+ */
+export function devnetAdminKey(s: Pick<DevnetState, 'dir'>): Promise<KeyPair> {
+  return loadOrCreateKey(join(s.dir, 'admin-key.json'));
 }
 
 /**

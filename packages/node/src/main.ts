@@ -19,6 +19,9 @@ try {
       'instance-cidr': { type: 'string' },
       join: { type: 'string', multiple: true },
       domain: { type: 'string' },
+      admin: { type: 'string', multiple: true },
+      open: { type: 'boolean' },
+      genesis: { type: 'string' },
     },
     strict: true,
   }).values;
@@ -37,6 +40,9 @@ try {
     ...(args['instance-cidr'] ? { instanceCidr: String(args['instance-cidr']) } : {}),
     ...(args.domain ? { domain: String(args.domain) } : {}),
     ...(Array.isArray(args.join) && args.join.length ? { join: args.join.map(String) } : {}),
+    ...(Array.isArray(args.admin) && args.admin.length ? { admins: args.admin.map(String) } : {}),
+    ...(args.open ? { admission: 'open' as const } : {}),
+    ...(args.genesis ? { genesis: String(args.genesis) } : {}),
   });
   const logger = createLogger(config.logLevel);
   const node = await startNode(config, logger);

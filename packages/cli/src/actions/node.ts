@@ -14,6 +14,9 @@ interface UpOptions {
   portOffset?: string;
   join?: string[];
   advertiseHost?: string;
+  admin?: string[];
+  open?: boolean;
+  genesis?: string;
   timeout: string;
   json?: boolean;
 }
@@ -39,6 +42,10 @@ export async function nodeUp(opts: UpOptions): Promise<number> {
   if (opts.portOffset) args.push('--port-offset', opts.portOffset);
   if (opts.advertiseHost) args.push('--advertise-host', opts.advertiseHost);
   for (const j of opts.join ?? []) args.push('--join', j);
+  // A new network's admins: this node's key (the daemon adds it), your developer key, any --admin.
+  for (const a of await networkAdmins(opts.admin)) args.push('--admin', a);
+  if (opts.open) args.push('--open');
+  if (opts.genesis) args.push('--genesis', opts.genesis);
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log.fd, log.fd], env: process.env });
   child.unref();
   await log.close();
@@ -147,4 +154,23 @@ export async function nodeDoctor(opts: { json?: boolean; skipKvmProbe?: boolean 
     );
   }
   return failed ? 1 : 0;
+}
+
+/** --admin keys plus the developer key when there is one (so `form node admit` works with it). */
+async function networkAdmins(extra: string[] = []): Promise<string[]> {
+  for (const k of extra) {
+    if (!/^0[23][0-9a-f]{64}$/.test(k))
+      throw new FormError('CLI_USAGE', `Cannot use --admin ${k}: not a public key (66 hex characters, 02/03 first)`);
+  }
+  const { developerKeyPath } = await import('@formation/identity');
+  const { readKitConfig } = await import('../cli-config.ts');
+  const path = (await readKitConfig())?.keyPath ?? developerKeyPath();
+  let dev: string | undefined;
+  try {
+    const { loadKey } = await import('@formation/identity');
+    dev = (await loadKey(path)).publicKey;
+  } catch {
+    dev = undefined; // no developer key yet: `form kit init` makes one; the node key alone is admin
+  }
+  return [...new Set([...(dev ? [dev] : []), ...extra])];
 }

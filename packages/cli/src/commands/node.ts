@@ -10,10 +10,39 @@ export function registerNode({ noun }: CommandContext): void {
     .option('--port-offset <n>', 'add N to every port (run several nodes on one host)')
     .option('--join <multiaddr...>', 'join an existing network through these nodes (libp2p multiaddrs)')
     .option('--advertise-host <ip>', 'address other nodes reach this node on (WireGuard, libp2p)')
+    .option('--admin <key...>', 'a new network: more admin keys besides this node and your developer key')
+    .option('--open', 'a new network: admit every node that registers (no admins)')
+    .option('--genesis <hash>', "joining: the network genesis to follow (else the bootstrap node's)")
     .option('--timeout <seconds>', 'how long to wait for the node to be healthy', '120')
     .option('--json', 'print node info as JSON')
     .addHelpText('after', '\nExamples:\n  $ form node up\n  $ form node up --netns formnode0')
     .action(lazyAction(() => import('../actions/node.ts'), 'nodeUp'));
+  node
+    .command('admit')
+    .description('Admit a node to the network (admins only): it gets a formnet slice and may run replicas')
+    .argument('<node-key>', "the node's public key (it prints it while it waits for admission)")
+    .option('--range <cidr>', 'its formnet slice, a /24 (default: the next free one)')
+    .option('--key <file>', 'sign with this admin key file instead of your developer key')
+    .option('--node <url>', 'node whose state API to use')
+    .option('--json', 'print { node, formnetRange, op } as JSON')
+    .addHelpText('after', '\nExamples:\n  $ form node admit 02c3…9a\n  $ form node admit 02c3…9a --range 10.129.7.0/24')
+    .action(lazyAction(() => import('../actions/node-admin.ts'), 'nodeAdmit'));
+  node
+    .command('remove')
+    .description('Remove a node from the network (admins only): its replicas are placed elsewhere')
+    .argument('<node-key>', "the node's public key")
+    .option('--key <file>', 'sign with this admin key file instead of your developer key')
+    .option('--node <url>', 'node whose state API to use')
+    .option('--json', 'print as JSON')
+    .addHelpText('after', '\nExample:\n  $ form node remove 02c3…9a')
+    .action(lazyAction(() => import('../actions/node-admin.ts'), 'nodeRemove'));
+  node
+    .command('list')
+    .description("The network's genesis, admission policy and admins, its admitted nodes and those waiting")
+    .option('--node <url>', 'node whose state API to use')
+    .option('--json', 'print { network, nodes, pending } as JSON')
+    .addHelpText('after', '\nExample:\n  $ form node list')
+    .action(lazyAction(() => import('../actions/node-admin.ts'), 'nodeList'));
   node
     .command('down')
     .description('Stop formationd and its VMs cleanly')

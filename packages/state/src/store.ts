@@ -555,6 +555,7 @@ export class StateStore {
         });
       }
     }
+    if (op.kind !== 'instance.create' && op.kind !== 'dns.record' && op.kind !== 'node.admit') return null;
     const v = this.viewState.views();
     if (op.kind === 'instance.create') {
       const other = v.instances.find((i) => !i.deleted && i.name === b.name && i.owner !== actor);

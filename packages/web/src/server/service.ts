@@ -698,7 +698,8 @@ async function instanceContext(apis: NodeApis): Promise<InstanceContext> {
   const dnsOf = new Map<string, string>();
   for (const i of instances) {
     const names = byInstance.get(i.id) ?? [];
-    const name = names.find((n) => n.startsWith(`${i.name}.`)) ?? names[0];
+    // The short <name>.<domain> when this owner holds it, else the owner-qualified <name>.<address>.<domain>.
+    const name = names.filter((n) => n.startsWith(`${i.name}.`)).sort((a, b) => a.length - b.length)[0] ?? names[0];
     if (name) dnsOf.set(i.id, name);
   }
   const selfNode = self ? (nodes.find((n) => n.address === self.node)?.id ?? null) : null;

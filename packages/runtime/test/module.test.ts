@@ -117,6 +117,22 @@ ${extra}`;
     assert.deepEqual(listenAddress(cfg), { host: '127.0.0.1', port: 8080 });
     assert.equal(cfg.joinNetwork, false);
   });
+  it('has no admins unless configured (file or FORM_RUNTIME_ADMINS), and a user namespace by default', () => {
+    const a = `0x${'ab'.repeat(20)}`;
+    const b = `0x${'cd'.repeat(20)}`;
+    const plain = loadRuntimeConfig({ file: write(seedYaml()) });
+    assert.deepEqual(plain.admins, []);
+    assert.equal(plain.userNamespace, true);
+    assert.deepEqual(loadRuntimeConfig({ file: write(seedYaml(`admins:\n  - ${a}\n`)) }).admins, [a]);
+    assert.deepEqual(
+      loadRuntimeConfig({ file: write(seedYaml()), env: { FORM_RUNTIME_ADMINS: ` ${a}, ${b} ` } }).admins,
+      [a, b],
+    );
+    assert.throws(
+      () => loadRuntimeConfig({ file: write(seedYaml()), env: { FORM_RUNTIME_ADMINS: 'alice' } }),
+      (e: Error & { code?: string }) => e.code === 'CONFIG_INVALID' && /admins/.test(e.message),
+    );
+  });
   it('flags override the file', () => {
     const cfg = loadRuntimeConfig({ file: write(seedYaml()), flags: { port: '127.0.0.1:9099' } });
     assert.deepEqual(listenAddress(cfg), { host: '127.0.0.1', port: 9099 });

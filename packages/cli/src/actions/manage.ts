@@ -99,8 +99,10 @@ async function getStatus(ref: string, opts: StatusOptions): Promise<number> {
   const { deploymentStatus, formatDeploymentStatus, isNodeHealthy } = await import('@formation/scheduler');
   const s = deploymentStatus(inst, placementNodes(nodes, isNodeHealthy));
   const names = (await state.dns()).filter((d) => d.instanceId === inst.id).map((d) => d.name);
-  // Prefer <name>.<domain> (what people type) over <instance id>.<domain>.
-  const domain = names.find((n) => n.startsWith(`${inst.name}.`)) ?? names[0] ?? null;
+  // Prefer <name>.<domain> (what people type) over <name>.<owner address>.<domain> (when another owner
+  // also uses the name) over <instance id>.<domain>.
+  const domain =
+    names.filter((n) => n.startsWith(`${inst.name}.`)).sort((a, b) => a.length - b.length)[0] ?? names[0] ?? null;
   const attested = opts.attest ? await attestReplicas(inst, opts.node) : undefined;
   const replicas = inst.replicaSet.map((r) => ({
     node: nodes.find((n) => n.id === r.node)?.address ?? r.node,

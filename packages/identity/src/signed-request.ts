@@ -129,9 +129,10 @@ export class NonceCache {
     const id = `${signer} ${nonce}`;
     const known = this.seen.get(id);
     if (known && known.expires >= now) return 'replay';
-    // Sweep expired entries when full, or once a minute; at most every 250 ms so a flood of refused
-    // requests does not turn each one into a full scan.
-    if ((this.seen.size >= this.max && now >= this.nextSweep) || now >= this.nextSweep + 60_000) this.sweep(now);
+    // Sweep expired entries when full (in total or for this signer), or once a minute; at most every
+    // 250 ms, so a flood of refused requests does not turn each one into a full scan.
+    const full = this.seen.size >= this.max || (this.bySigner.get(signer) ?? 0) >= this.perSigner;
+    if ((full && now >= this.nextSweep) || now >= this.nextSweep + 60_000) this.sweep(now);
     if (known) this.forget(id, known.signer);
     if (this.seen.size >= this.max) return 'full';
     if ((this.bySigner.get(signer) ?? 0) >= this.perSigner) return 'signer-full';

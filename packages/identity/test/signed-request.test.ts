@@ -79,6 +79,13 @@ test('a flood of fresh nonces does not make a captured request replayable', () =
     audience: node.publicKey,
     nonces: perSigner,
   });
+  // Once its requests' timestamps leave the window, the same key may sign again.
+  const later = Date.now() + 5 * 60_000 + 1_000;
+  verifyRequest(signRequest(attacker, { ...req, audience: node.publicKey }, later), req, {
+    audience: node.publicKey,
+    nonces: perSigner,
+    now: later,
+  });
 });
 
 test('nonces are kept until their timestamp leaves the skew window, then forgotten', () => {

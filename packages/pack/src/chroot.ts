@@ -83,6 +83,7 @@ export async function sandboxRun(root: string, command: string, opts: SandboxOpt
   const r = await run(
     [
       python(),
+      '-I', // isolated: no PYTHON* variables, no user site (this runs as root)
       SANDBOX_PY,
       root,
       String(limits.idBase),

@@ -23,6 +23,18 @@ export const PackConfigSchema = Type.Object({
   maxUploadBytes: Type.Integer({ default: 1024 * 2 ** 20, minimum: 1 }),
   maxContextBytes: Type.Integer({ default: 2 * 2 ** 30, minimum: 1 }),
   maxConcurrentBuilds: Type.Integer({ default: 1, minimum: 1, maximum: 16 }),
+  maxQueuedBuilds: Type.Integer({ default: 64, minimum: 1, description: 'builds waiting on the node' }),
+  maxQueuedPerOwner: Type.Integer({ default: 8, minimum: 1, description: 'builds one signer may have waiting' }),
+  buildTimeoutMs: Type.Integer({
+    default: 10 * 60_000,
+    minimum: 1000,
+    description: 'longest a whole build may take (then PACK_BUILD_TIMEOUT)',
+  }),
+  runTimeoutMs: Type.Integer({
+    default: 10 * 60_000,
+    minimum: 1000,
+    description: 'longest one RUN step may take (then PACK_BUILD_TIMEOUT)',
+  }),
 });
 export type PackConfig = Static<typeof PackConfigSchema>;
 

@@ -2,6 +2,9 @@ import { EventEmitter } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { FormError } from '@formation/interface';
 
+/** Longest QMP / guest-agent line we buffer (a guest-exec reply with base64 output fits easily). */
+const MAX_LINE_BYTES = 16 * 1024 * 1024;
+
 /** A QMP event as QEMU sends it. */
 export interface QmpEvent {
   event: string;
@@ -154,7 +157,15 @@ export class QmpClient extends EventEmitter {
       } catch {
         continue; // garbage (e.g. partial stale output from the agent)
       }
+      // The guest agent's port is the tenant's: a line that is JSON but not an object (null, 8, "x")
+      // must be dropped like garbage, never thrown out of the socket handler (that ends formationd).
+      if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) continue;
       this.onMessage(msg);
+    }
+    // A peer that never ends its line (the guest agent is the tenant's) cannot grow our buffer forever.
+    if (this.buf.length > MAX_LINE_BYTES) {
+      this.buf = Buffer.alloc(0);
+      this.destroy(new FormError('QMP_ERROR', `${this.label()} sent a line over ${MAX_LINE_BYTES} bytes: closed`));
     }
   }
 
@@ -188,7 +199,7 @@ export class QmpClient extends EventEmitter {
     this.pending.splice(idx, 1);
     clearTimeout(p.timer);
     if ('error' in msg) {
-      const err = msg.error as { class?: string; desc?: string };
+      const err = (msg.error ?? {}) as { class?: string; desc?: string };
       p.reject(
         new FormError('QMP_ERROR', `${this.label()} command ${p.command} failed: ${err.desc ?? 'unknown error'}`, {
           details: { class: err.class, command: p.command },

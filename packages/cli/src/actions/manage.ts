@@ -13,19 +13,8 @@ interface StatusOptions extends Common {
   attest?: boolean;
 }
 
-/** State nodes as placement sees them (to tell an instance that no node can ever hold). */
-function placementNodes(
-  nodes: Awaited<ReturnType<StateClient['nodes']>>,
-  isNodeHealthy: typeof import('@formation/scheduler').isNodeHealthy,
-) {
-  return nodes.map((n) => ({
-    id: n.id,
-    capacity: n.capacity,
-    used: { vcpu: 0, memMiB: 0, diskGiB: 0 },
-    // the same liveness rule the nodes place by: a recent heartbeat, not draining
-    healthy: isNodeHealthy(n, Date.now(), Number(process.env.FORM_NODE_TIMEOUT_MS) || 30_000),
-  }));
-}
+/** How long a node may go without a heartbeat before placement counts it out (ms), as on the nodes. */
+const nodeTimeoutMs = (): number => Number(process.env.FORM_NODE_TIMEOUT_MS) || 30_000;
 
 async function client(opts: Common): Promise<StateClient> {
   const url = await serviceUrl('state', opts.node);
@@ -96,8 +85,8 @@ async function getStatus(ref: string, opts: StatusOptions): Promise<number> {
   const state = await client(opts);
   const inst = await resolveInstance(state, ref, /^[0-9a-f]{32}$/.test(ref) ? undefined : await myAddress());
   const nodes = await state.nodes();
-  const { deploymentStatus, formatDeploymentStatus, isNodeHealthy } = await import('@formation/scheduler');
-  const s = deploymentStatus(inst, placementNodes(nodes, isNodeHealthy));
+  const { deploymentStatus, formatDeploymentStatus, placementNodesFrom } = await import('@formation/scheduler');
+  const s = deploymentStatus(inst, placementNodesFrom(nodes, Date.now(), nodeTimeoutMs()));
   const names = (await state.dns()).filter((d) => d.instanceId === inst.id).map((d) => d.name);
   // Prefer <name>.<domain> (what people type) over <name>.<owner address>.<domain> (when another owner
   // also uses the name) over <instance id>.<domain>.
@@ -162,11 +151,11 @@ export async function list(opts: Common & { all?: boolean }): Promise<number> {
     });
   }
   const nodes = await state.nodes();
-  const { deploymentStatus, isNodeHealthy } = await import('@formation/scheduler');
+  const { deploymentStatus, placementNodesFrom } = await import('@formation/scheduler');
   const rows = (await state.instances())
     .filter((i) => !i.deleted && (!me || i.ownerAddress === me))
     .map((i) => {
-      const s = deploymentStatus(i, placementNodes(nodes, isNodeHealthy));
+      const s = deploymentStatus(i, placementNodesFrom(nodes, Date.now(), nodeTimeoutMs()));
       return {
         id: i.id,
         name: i.name,

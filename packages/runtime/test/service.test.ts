@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
@@ -157,6 +157,10 @@ describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { 
     assert.match(pid, /^[A-Za-z0-9_-]{43}$/);
     assert.equal(p.owner, key.address);
     assert.equal(p.container?.alive, true);
+    // the default config: a user namespace whose root is an unprivileged host uid, and seccomp
+    const hostPid = p.container?.hostPid ?? 0;
+    assert.match(readFileSync(`/proc/${hostPid}/uid_map`, 'utf8'), /^\s*0\s+1000000000\s+65536$/m);
+    assert.match(readFileSync(`/proc/${hostPid}/status`, 'utf8'), /^Seccomp:\s+2$/m);
     const r1 = await rt.send(pid, { action: 'Inc', data: '4' });
     assert.equal(r1.sequence, 1);
     assert.equal(JSON.parse(r1.result.data).count, 4);

@@ -161,7 +161,9 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
             if (typeof node !== 'string' || !store.viewIndex.registrationOf(node)) return 'ignore';
             const r = store.presence.record(p);
             if (r === 'accepted') return 'accept';
-            return r === 'stale' ? 'ignore' : 'reject';
+            if (r === 'stale') return 'ignore';
+            // Too far from this clock: maybe ours is off, so the relay is not penalised (gossip scoring).
+            return /from this clock/.test(r.problem) ? 'ignore' : 'reject';
           },
         },
       ],

@@ -17,7 +17,7 @@ import {
   scoreParams,
   TokenBucket,
 } from './limits.ts';
-import { isOp, type Op, type OpStore, refHash } from './op-store.ts';
+import { clockDependent, isOp, type Op, type OpStore, refHash } from './op-store.ts';
 import { libp2pKeyOf } from './peer-identity.ts';
 import {
   type FrameLimits,
@@ -257,6 +257,8 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
       const r = await store.applyBatch([op]);
       // One op in, so any rejection is this op's (a store may report the hash it computed, not the claimed one).
       if (r.rejected.length > 0) {
+        // Refused only because of this node's clock: dropped, but the relay is not penalised.
+        if (r.rejected.every(clockDependent)) return TopicValidatorResult.Ignore;
         log.warn({ peer: peer.toString(), hash: op.hash }, 'rejected gossiped op');
         return TopicValidatorResult.Reject;
       }

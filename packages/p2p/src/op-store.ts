@@ -10,7 +10,7 @@ export interface Op {
 }
 
 /** An entry of an apply result: the store may report hashes or whole ops / `{ hash, reason }` records. */
-export type OpRef = string | { hash: string; reason?: string };
+export type OpRef = string | { hash: string; reason?: string; clock?: boolean };
 
 export interface ApplyResult {
   /** Ops newly in the log (a store may also list ones it already held, or report those separately). */
@@ -34,6 +34,17 @@ export interface OpStore {
   applyBatch(ops: Op[]): MaybePromise<ApplyResult>;
   /** Called once for every op the store accepts (from any source); may return an unsubscribe function. */
   onAccepted(cb: (op: Op) => void): unknown;
+}
+
+/**
+ * Whether a rejection depends on this node's clock (an op dated too far ahead): `clock: true`, or the
+ * state store's reason text. Such an op may be valid at the peer that relayed it, so the peer is not
+ * penalised for it (otherwise an attacker dating ops at the edge of the window could get honest relays
+ * graylisted by nodes whose clocks lag).
+ */
+export function clockDependent(ref: OpRef): boolean {
+  if (typeof ref === 'string') return false;
+  return ref.clock === true || /in the future|ahead of this node's clock/.test(ref.reason ?? '');
 }
 
 /** The hash of an apply-result entry. */

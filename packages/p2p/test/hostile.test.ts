@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { generateKeyPair } from '@formation/identity';
+import { generateKeyPair, sha256Hex, sign } from '@formation/identity';
+import { encodeOp } from '@formation/state';
 import {
   type ApplyResult,
   createSignedOp,
@@ -146,4 +147,30 @@ test('per-peer sync work: a peer re-asking for the whole log is throttled; anoth
   const r = await fresh.node.syncWith(victim.node.peerId);
   assert.equal(r.accepted, 200);
   assert.equal(fresh.h.digest(), victim.h.digest());
+});
+
+test('an op refused only because of this node’s clock does not penalise the peer that relayed it', async () => {
+  const victim = await start({ h: HARNESSES.state!(), ...quiet });
+  const relay = await start({ h: attackerHarness(), bootstrap: victim.node.multiaddrs(), ...quiet });
+  await waitFor(() => relay.node.topicPeers().includes(victim.node.peerId), 5_000, 'victim known to the relay');
+  // Validly signed, but dated 10 min ahead: valid at a node whose clock is that far ahead, refused here.
+  const author = generateKeyPair();
+  const ahead = (i: number) => {
+    const unsigned = {
+      v: 1 as const,
+      author: author.publicKey,
+      deps: [],
+      kind: 'account.update' as const,
+      body: { name: `ahead${i}` },
+      ts: Date.now() + 10 * 60_000,
+    };
+    const bytes = encodeOp(unsigned);
+    return { ...unsigned, sig: sign(author.privateKey, bytes), hash: sha256Hex(bytes) };
+  };
+  for (let i = 0; i < 5; i++) await relay.node.publish(ahead(i));
+  await waitFor(() => (victim.node.peerStats()[relay.node.peerId]?.ignored ?? 0) === 5, 3_000, 'five ops dropped');
+  await sleep(1_100);
+  assert.equal(victim.node.peerStats()[relay.node.peerId]?.rejected, 0);
+  assert.ok(victim.node.score(relay.node.peerId) >= 0, `score ${victim.node.score(relay.node.peerId)}`);
+  assert.equal(victim.h.size(), 0);
 });

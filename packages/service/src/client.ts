@@ -30,11 +30,18 @@ export class ApiClient {
     if (this.fixedAudience) return this.fixedAudience;
     const cached = learned.get(this.baseUrl);
     if (cached && !refresh) return cached;
-    const { identity } = await this.request<{ identity: string }>('GET', '/identity', undefined, { sign: false });
+    let identity: unknown;
+    try {
+      ({ identity } = await this.request<{ identity: string }>('GET', '/identity', undefined, { sign: false }));
+    } catch (err) {
+      if ((err as FormError).code !== 'NOT_FOUND') throw err;
+    }
     if (typeof identity !== 'string' || identity === '') {
-      throw new FormError('UNAVAILABLE', `Cannot sign for ${this.baseUrl}: it did not say who it is (GET /identity)`, {
-        hint: 'Is this a Formation node API of the same version as this client?',
-      });
+      throw new FormError(
+        'UNAVAILABLE',
+        `Cannot sign a request for ${this.baseUrl}: it does not say which node it is (GET /identity)`,
+        { hint: 'It runs an older Formation than this client (or is not a Formation API): update the node.' },
+      );
     }
     learned.set(this.baseUrl, identity);
     return identity;

@@ -124,6 +124,25 @@ test('ApiClient signs for the identity the server states, and re-learns it once 
   }
 });
 
+test('ApiClient says clearly when a server does not state its identity', async () => {
+  const { createServer } = await import('node:http');
+  const old = createServer((_req, res) => {
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'No route' } }));
+  });
+  await new Promise<void>((r) => old.listen(0, '127.0.0.1', r));
+  try {
+    const url = `http://127.0.0.1:${(old.address() as { port: number }).port}`;
+    await assert.rejects(
+      new ApiClient(url, generateKeyPair()).post('/signed', {}),
+      (e: unknown) =>
+        e instanceof FormError && e.code === 'UNAVAILABLE' && /does not say which node it is/.test(e.message),
+    );
+  } finally {
+    old.close();
+  }
+});
+
 test('loadConfig merges defaults, env and flags and reports every bad value', () => {
   const schema = Type.Object({
     port: Type.Integer({ minimum: 1, maximum: 65535, default: 3002 }),

@@ -199,7 +199,7 @@ export async function createPackService(
   /** Whether `signer` may see everything of Formpack `m`: its owner, or whom authorizeFetch allows. */
   async function mayFetch(signer: Signer | null, m: FormpackManifest): Promise<boolean> {
     if (!signer) return false;
-    if (signer.address === m.owner) return true;
+    if (signer.address === m.owner || builder.requesters(m.id).includes(signer.address)) return true;
     return opts.authorizeFetch ? await opts.authorizeFetch(signer, m.id) : false;
   }
 
@@ -347,6 +347,7 @@ export async function createPackService(
       };
       jobs.set(job.info.buildId, job);
       if (existing) {
+        builder.addRequester(id, job.info.owner);
         rmSync(ctx.dir, { recursive: true, force: true });
         push(job, { type: 'step', step: 'cached', detail: id, elapsedMs: 0 });
         push(job, { type: 'end', status: 'done', error: null });

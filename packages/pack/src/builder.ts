@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import {
+  appendFileSync,
   copyFileSync,
   createReadStream,
   existsSync,
@@ -201,8 +202,31 @@ export class Builder {
     return join(this.pathOf(id), ARTIFACT_FILES[name]);
   }
 
+  /**
+   * Signers other than the owner who asked for this Formpack and got it from the cache (same inputs):
+   * they may download it too (see the pack API), so whoever builds a Formfile first cannot lock
+   * out the others who build the same one.
+   */
+  requesters(id: string): string[] {
+    const p = join(this.pathOf(id), 'requesters');
+    return existsSync(p) ? readFileSync(p, 'utf8').split('\n').filter(Boolean) : [];
+  }
+
+  /** Record `address` as a requester of Formpack `id` (no-op for its owner or when already there). */
+  addRequester(id: string, address: string): void {
+    const m = this.get(id);
+    if (!m || m.owner === address || this.requesters(id).includes(address)) return;
+    appendFileSync(join(this.pathOf(id), 'requesters'), `${address}\n`);
+  }
+
   /** Build (or return the existing) Formpack. Two builds of one ID, in or across processes, do the work once. */
   async build(req: BuildRequest): Promise<BuildResult> {
+    const r = await this.buildOrReuse(req);
+    if (r.cached) this.addRequester(r.id, req.owner);
+    return r;
+  }
+
+  private async buildOrReuse(req: BuildRequest): Promise<BuildResult> {
     const t0 = Date.now();
     const emit = (e: { type: 'step'; step: BuildStep; detail?: string } | { type: 'log'; line: string }) =>
       req.onEvent?.({ ...e, elapsedMs: Date.now() - t0 } as BuildEvent);

@@ -58,8 +58,8 @@ describe('who may download a Formpack', () => {
   const peerNode = generateKeyPair();
   const id = randomBytes(32).toString('hex');
   let svc: Awaited<ReturnType<typeof createPackService>>;
-  before(async () => {
-    const dataDir = join(work, 'api');
+  const dataDir = join(work, 'api');
+  function plant(id: string): void {
     const dir = join(dataDir, 'formpacks', id);
     mkdirSync(dir, { recursive: true });
     const file = (name: string, body: string) => {
@@ -86,6 +86,9 @@ describe('who may download a Formpack', () => {
       guest: { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'openssh' },
     } as unknown as FormpackManifest;
     writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest));
+  }
+  before(async () => {
+    plant(id);
     svc = await createPackService({
       dataDir,
       cacheDir: join(work, 'api-cache'),
@@ -134,5 +137,20 @@ describe('who may download a Formpack', () => {
     }
     assert.doesNotMatch((await get('/formpacks')).body, /tok-very-secret/);
     assert.match((await get('/formpacks', owner)).body, /tok-very-secret/);
+  });
+
+  test('whoever builds the same inputs again may download it too (the first builder cannot lock them out)', async () => {
+    const ctxDir = join(work, 'same-inputs');
+    mkdirSync(ctxDir, { recursive: true });
+    const spec = makeSpec({ name: 'shared', noCopy: true });
+    const sharedId = await svc.builder.idOf(spec, ctxDir);
+    plant(sharedId); // built first by `owner`
+    const url = `/formpacks/${sharedId}/artifacts/kernel`;
+    const again = generateKeyPair();
+    assert.equal((await get(url, again)).statusCode, 403);
+    const r = await svc.builder.build({ spec, dir: ctxDir, owner: again.address });
+    assert.equal(r.cached, true);
+    assert.equal((await get(url, again)).statusCode, 200);
+    assert.equal((await get(url, stranger)).statusCode, 403);
   });
 });

@@ -168,4 +168,23 @@ describe('build sandbox (real builds)', { skip }, () => {
     assert.ok(Date.now() - t0 < 40_000, `took ${Date.now() - t0} ms`);
     assert.deepEqual(sandboxPids(), []);
   });
+
+  test('a fork bomb in RUN hits the process limit and ends the build', async () => {
+    const b = new Builder({
+      dataDir: join(work, 'data3'),
+      cacheDir: CACHE_DIR,
+      runTimeoutMs: 60_000,
+      sandbox: { idBase: ID_BASE, maxProcs: 40 },
+    });
+    const spec = makeSpec({
+      name: 'forker',
+      noCopy: true,
+      diskGiB: 1,
+      run: ['i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done; wait'],
+    });
+    const t0 = Date.now();
+    await assert.rejects(b.build({ spec, dir: ctx, owner: 'o' }), rejectsWith('PACK_BUILD_FAILED', /Cannot fork/));
+    assert.ok(Date.now() - t0 < 30_000, 'ended at the limit, not after the sleeps');
+    assert.deepEqual(sandboxPids(), []);
+  });
 });

@@ -55,13 +55,13 @@ export function registerRuntimeRoutes(
         );
     },
   };
-  /** Checkpoint, restore and terminate belong to the process owner (and admins). */
+  /** Checkpoint (taking and reading), restore and terminate belong to the process owner (and admins). */
   const ownerOf = (pid: string) => ({
-    check(req: FastifyRequest) {
+    check(req: FastifyRequest, what = 'change') {
       const owner = manager.process(pid).owner.toLowerCase();
       const who = req.signer?.address?.toLowerCase();
       if (who !== owner && !isAdmin(who))
-        throw new FormError('AUTH_FORBIDDEN', `Cannot change process ${pid}: only its owner ${owner} may`);
+        throw new FormError('AUTH_FORBIDDEN', `Cannot ${what} process ${pid}: only its owner ${owner} may`);
     },
   });
 
@@ -190,11 +190,14 @@ export function registerRuntimeRoutes(
     ownerOf(req.params.pid).check(req);
     return manager.checkpoint(req.params.pid);
   });
+  // a checkpoint is the process's whole state and workspace: its owner's (and admins'), signed
   app.get(
     '/processes/:pid/checkpoints/:sha',
-    { schema: { params: Type.Object({ pid: Type.String(), sha: Type.String() }) } },
-    async (req, reply) =>
-      reply.type('application/json').send(await manager.checkpointData(req.params.pid, req.params.sha)),
+    { ...signed, schema: { params: Type.Object({ pid: Type.String(), sha: Type.String() }) } },
+    async (req, reply) => {
+      ownerOf(req.params.pid).check(req, 'read the checkpoints of');
+      return reply.type('application/json').send(await manager.checkpointData(req.params.pid, req.params.sha));
+    },
   );
   app.post(
     '/processes/:pid/restore',

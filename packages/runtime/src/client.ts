@@ -59,6 +59,15 @@ export class RuntimeClient {
   checkpoint(pid: string): Promise<{ sha256: string; sequence: number; size: number }> {
     return this.api.post(`/processes/${encodeURIComponent(pid)}/checkpoint`, {});
   }
+  /** A checkpoint's JSON (state and workspace): signed, for the process owner and admins only. */
+  checkpointData(pid: string, sha256: string): Promise<Record<string, unknown>> {
+    return this.api.request(
+      'GET',
+      `/processes/${encodeURIComponent(pid)}/checkpoints/${encodeURIComponent(sha256)}`,
+      undefined,
+      { sign: true },
+    );
+  }
   restore(pid: string, ref: { sha256?: string; data?: string }): Promise<ProcessInfo> {
     return this.api.post(`/processes/${encodeURIComponent(pid)}/restore`, ref);
   }

@@ -278,3 +278,51 @@ describe('state and cache directories are ours, 0700 (or 0711 where containers m
     assert.equal(await ownedDir(d), d, 'an existing directory of ours that only we may write is fine');
   });
 });
+
+describe('a checkpoint (process state and workspace) is shown only to its owner and admins', () => {
+  const owner = generateKeyPair();
+  const admin = generateKeyPair();
+  const SECRET = '{"format":"formation-runtime-checkpoint/1","state":"{\\"apiKey\\":\\"hunter2\\"}"}';
+  async function server() {
+    const app = await createApiServer({ name: 'runtime-test', logger });
+    const manager = {
+      process: (pid: string) => ({ id: pid, owner: owner.address }),
+      checkpointData: async () => SECRET,
+    } as unknown as ProcessManager;
+    registerRuntimeRoutes(app, {
+      manager,
+      images: new ImageStore(join(work('cp'), 'store'), logger),
+      cacheDir: '/nonexistent',
+      nonces: new NonceCache(),
+      node: { id: '0xnode', name: 'n', desc: '', url: 'http://127.0.0.1' },
+      admins: [admin.address],
+    });
+    await app.ready();
+    return app;
+  }
+  const url = `/processes/p1/checkpoints/${'a'.repeat(64)}`;
+  const get = async (app: Awaited<ReturnType<typeof server>>, key?: KeyPair) => {
+    const res = await app.inject({
+      method: 'GET',
+      url,
+      headers: key ? signRequest(key, { method: 'GET', path: url, audience: app.formIdentity.id }) : {},
+    });
+    return { status: res.statusCode, body: res.body };
+  };
+
+  it('refuses an unsigned or stranger request; the owner and admins read it', async () => {
+    const app = await server();
+    try {
+      const anon = await get(app);
+      assert.equal(anon.status, 401, 'unsigned: refused');
+      assert.ok(!anon.body.includes('hunter2'));
+      const stranger = await get(app, generateKeyPair());
+      assert.equal(stranger.status, 403);
+      assert.ok(!stranger.body.includes('hunter2'));
+      assert.equal((await get(app, owner)).body, SECRET);
+      assert.equal((await get(app, admin)).body, SECRET);
+    } finally {
+      await app.close();
+    }
+  });
+});

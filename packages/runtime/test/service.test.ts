@@ -193,6 +193,11 @@ describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { 
   it('checkpoint and restore through the API; a corrupt checkpoint is refused and the state kept', async () => {
     const cp = await rt.checkpoint(pid);
     assert.match(cp.sha256, /^[0-9a-f]{64}$/);
+    assert.equal((await rt.checkpointData(pid, cp.sha256)).processId, pid, 'the owner reads its checkpoint');
+    await assert.rejects(
+      new RuntimeClient(url, generateKeyPair()).checkpointData(pid, cp.sha256),
+      (e: Error & { code?: string }) => e.code === 'AUTH_FORBIDDEN',
+    );
     assert.ok(cp.size > 0);
     await rt.send(pid, { action: 'Inc', data: '10' });
     await assert.rejects(

@@ -101,5 +101,8 @@ test("owner B's build is not stuck behind owner A's queued builds; the queue is 
   assert.equal(refused.body.error?.code, 'PACK_QUEUE_FULL');
   // B still gets in.
   assert.equal((await startBuild(b)).status, 202);
-  for (let i = 0; i < 12; i++) builder.release(), await sleep(5);
+  for (let i = 0; i < 12; i++) {
+    builder.release();
+    await sleep(5);
+  }
 });

@@ -39,7 +39,7 @@ test('a full disk ends the build with DISK_FULL and leaves the cache and earlier
         '--',
         'sh',
         '-c',
-        'mount -t tmpfs -o size=64m tmpfs "$1" && mkdir -p "$1/formpacks/earlier" && echo keep > "$1/formpacks/earlier/x" && exec "$2" "$3" "$1" "$4" "$5"',
+        'mount -t tmpfs -o size=64m,mode=0700 tmpfs "$1" && mkdir -p "$1/formpacks/earlier" && echo keep > "$1/formpacks/earlier/x" && exec "$2" "$3" "$1" "$4" "$5"',
         'sh',
         data,
         process.execPath,

@@ -23,8 +23,8 @@ import {
   FORMPACK_LIMITS,
   FormError,
   isFormError,
-  parseFormpackManifest,
 } from '@formation/interface';
+import { parseFormpackManifest } from '@formation/interface/formpack-schema';
 import { ApiClient, type Logger } from '@formation/service';
 import type { NodeView } from '@formation/state';
 import { checkImage, type DiskFormat } from '@formation/vmm';

@@ -1,4 +1,4 @@
-import { DEFAULT_PORTS } from '@formation/interface';
+import { DEFAULT_PORTS, FormError } from '@formation/interface';
 import pc from 'picocolors';
 import { parseNodeUrl, readKitConfig } from '../cli-config.ts';
 import { developerKey } from '../node-client.ts';
@@ -39,8 +39,22 @@ export async function login(opts: LoginOptions): Promise<number> {
   let canManage = false;
   if (!opts.readOnly) {
     // The dashboard made a key for this sign-in; we sign that it may act for us until the session ends.
-    const { createDelegation } = await import('@formation/identity');
-    const delegation = createDelegation(key, res.delegate, res.sessionExpiresAt);
+    const { createDelegation, MAX_DELEGATION_MS } = await import('@formation/identity');
+    // The dashboard proposes the session's end; we sign nothing longer than the rule allows (and
+    // nothing already over): a dashboard that asks for more is refused, not obeyed.
+    const now = Date.now();
+    if (
+      !Number.isSafeInteger(res.sessionExpiresAt) ||
+      res.sessionExpiresAt <= now ||
+      res.sessionExpiresAt - now > MAX_DELEGATION_MS
+    ) {
+      throw new FormError(
+        'AUTH_FORBIDDEN',
+        `Cannot sign in: the dashboard asked for a delegation until ${String(res.sessionExpiresAt)}, more than the ${MAX_DELEGATION_MS / 3_600_000} h a delegation may last`,
+        { hint: 'This dashboard is misconfigured or not trustworthy; sign in with --read-only, or use another node.' },
+      );
+    }
+    const delegation = createDelegation(key, res.delegate, res.sessionExpiresAt, now);
     await api.request('POST', '/api/login/delegation', { token: res.token, delegation });
     canManage = true;
   }

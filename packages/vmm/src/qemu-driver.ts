@@ -1,8 +1,9 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, createWriteStream, existsSync, openSync, readFileSync, statSync } from 'node:fs';
-import { copyFile, mkdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { chown, copyFile, lstat, mkdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { FormError } from '@formation/interface';
@@ -38,6 +39,12 @@ export interface QemuDriverOptions {
   machine?: 'pc' | 'q35' | 'microvm';
   /** QEMU's seccomp sandbox (`-sandbox on,…`). */
   sandbox?: boolean;
+  /**
+   * Who QEMU runs as once the VM is set up (`-runas uid:gid`): `per-vm` (default when the VMM is root)
+   * gives each VM its own unprivileged uid/gid (`qemuUidFor`), so a guest that escapes into QEMU is
+   * neither root nor able to ptrace another VM's QEMU; `false` keeps QEMU as the VMM's user.
+   */
+  runAs?: 'per-vm' | { uid: number; gid: number } | false;
   /** Put each QEMU in its own cgroup with memory/CPU limits. */
   cgroupLimits?: boolean;
   qemuBinary?: string;
@@ -218,7 +225,8 @@ export class QemuDriver implements HypervisorDriver {
       );
     }
     const want = spec.diskGiB * 2 ** 30;
-    const args = ['create', '-q', '-f', 'qcow2', '-b', spec.baseDisk, '-F', spec.baseDiskFormat, paths.disk];
+    // An absolute backing name: QEMU may open the overlay as /dev/fdset/N, relative to which nothing resolves.
+    const args = ['create', '-q', '-f', 'qcow2', '-b', resolve(spec.baseDisk), '-F', spec.baseDiskFormat, paths.disk];
     if (want > info.virtualSize) args.push(String(want));
     try {
       await execFileP('qemu-img', args);
@@ -240,12 +248,56 @@ export class QemuDriver implements HypervisorDriver {
   }
 
   private args(vm: DriverVm, incoming: boolean): string[] {
+    const runAs = this.runAsFor(vm.spec.id);
     return qemuArgv(vm, {
       incoming,
       machine: this.opts.machine,
       accel: this.accel?.accel ?? 'tcg',
       sandbox: this.opts.sandbox,
+      runAs,
+      diskFds: runAs !== undefined,
     });
+  }
+
+  /** The uid/gid QEMU of VM `id` drops to, or undefined when it stays as the VMM's user. */
+  runAsFor(id: string): { uid: number; gid: number } | undefined {
+    const r = this.opts.runAs ?? (process.getuid?.() === 0 ? 'per-vm' : false);
+    if (r === false) return undefined;
+    if (r === 'per-vm') {
+      const uid = qemuUidFor(id);
+      return { uid, gid: uid };
+    }
+    return r;
+  }
+
+  /**
+   * A directory for migration sockets that QEMU can use after dropping privileges (it creates the
+   * incoming socket and connects to the outgoing one). The VM dir stays root's and may sit under a
+   * 0700 parent, so a dropped QEMU gets its own dir under MIGRATE_ROOT (root's, 0711), 0700 and its uid's.
+   */
+  private async migrationDir(vm: DriverVm): Promise<string> {
+    const who = this.runAsFor(vm.spec.id);
+    if (!who) {
+      const dir = resolve(vm.spec.dir, 'migrate');
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      return dir;
+    }
+    await mkdir(MIGRATE_ROOT, { recursive: true, mode: 0o711 });
+    const st = await lstat(MIGRATE_ROOT);
+    if (!st.isDirectory() || st.uid !== 0 || (st.mode & 0o022) !== 0) {
+      throw new FormError(
+        'VM_HYPERVISOR',
+        `Cannot snapshot or restore VM ${vm.spec.id}: ${MIGRATE_ROOT} is not a root-owned directory others cannot write`,
+        {
+          hint: `Remove ${MIGRATE_ROOT}; the VMM recreates it.`,
+        },
+      );
+    }
+    const dir = join(MIGRATE_ROOT, vm.spec.id);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { mode: 0o700 });
+    await chown(dir, who.uid, who.gid);
+    return dir;
   }
 
   async start(vm: DriverVm): Promise<void> {
@@ -267,13 +319,23 @@ export class QemuDriver implements HypervisorDriver {
     for (const f of [vm.paths.qmp, vm.paths.qga, vm.paths.pidfile]) await rm(f, { force: true });
     const logPath = join(vm.spec.dir, 'qemu.log');
     const logFd = openSync(logPath, 'w');
+    // A QEMU that drops privileges reopens its writable disks at migration (read-only when inactivated,
+    // read-write when activated), which by path needs rights it no longer has. Hand it both opens of
+    // each as fds 3.. (qemuArgv's `-add-fd` sets) instead: no path is reopened, nothing is chowned.
+    const diskFds: number[] = [];
+    if (this.runAsFor(id)) {
+      for (const f of [vm.paths.disk, ...(vm.paths.data ? [vm.paths.data] : [])]) {
+        diskFds.push(openSync(f, 'r+'), openSync(f, 'r'));
+      }
+    }
     const net = vm.spec.network;
     const [cmd, args] =
       net.mode === 'tap' && net.netns
         ? ['ip', ['netns', 'exec', net.netns, this.qemu, ...qemuArgs]]
         : [this.qemu, qemuArgs];
-    const child = spawn(cmd, args as string[], { detached: true, stdio: ['ignore', logFd, logFd] });
+    const child = spawn(cmd, args as string[], { detached: true, stdio: ['ignore', logFd, logFd, ...diskFds] });
     closeSync(logFd);
+    for (const fd of diskFds) closeSync(fd);
     child.unref();
     let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
     let spawnErr: Error | undefined;
@@ -505,10 +567,11 @@ export class QemuDriver implements HypervisorDriver {
     let downtimeMs: number | undefined;
     try {
       // QEMU writes the state to a unix socket we serve (not `exec:`, which the sandbox's spawn=deny forbids).
-      const saved = await receiveMigration(join(vm.spec.dir, 'migrate.sock'), memFile, async () => {
-        await qmp.execute('migrate', { uri: `unix:${resolve(vm.spec.dir, 'migrate.sock')}` });
+      const sock = join(await this.migrationDir(vm), 'out.sock');
+      const saved = await receiveMigration(sock, memFile, this.runAsFor(vm.spec.id), async () => {
+        await qmp.execute('migrate', { uri: `unix:${sock}` });
         return pollMigration(qmp, 120_000);
-      });
+      }).finally(() => rm(dirname(sock), { recursive: true, force: true }));
       downtimeMs = saved.downtime;
       await copyFile(vm.paths.disk, diskFile);
       if (vm.paths.data && existsSync(vm.paths.data)) await copyFile(vm.paths.data, join(dir, 'data.qcow2'));
@@ -531,7 +594,11 @@ export class QemuDriver implements HypervisorDriver {
       }
       throw err;
     } finally {
-      if (wasRunning) await qmp.execute('cont').catch(() => undefined);
+      if (wasRunning) {
+        await qmp.execute('cont').catch((err: unknown) => {
+          this.log.warn({ id: vm.spec.id, err: (err as Error).message }, 'VM not resumed after its snapshot');
+        });
+      }
     }
     return {
       dir,
@@ -554,12 +621,12 @@ export class QemuDriver implements HypervisorDriver {
     await this.launch(vm, true);
     const qmp = await this.qmp(vm);
     try {
-      const sock = resolve(vm.spec.dir, 'migrate-in.sock');
+      const sock = join(await this.migrationDir(vm), 'in.sock');
       await rm(sock, { force: true });
       await qmp.execute('migrate-incoming', { uri: `unix:${sock}` });
       await sendMigration(sock, memFile);
       await pollMigration(qmp, 120_000);
-      await rm(sock, { force: true });
+      await rm(dirname(sock), { recursive: true, force: true });
       await qmp.execute('cont');
     } catch (err) {
       await this.stop(vm, { force: true });
@@ -576,6 +643,7 @@ export class QemuDriver implements HypervisorDriver {
       await waitGone(vm.pid, 3000);
     }
     await removeLimits(`formation-vmm/${vm.spec.id}`);
+    await rm(join(MIGRATE_ROOT, vm.spec.id), { recursive: true, force: true });
     await rm(vm.spec.dir, { recursive: true, force: true });
   }
 
@@ -680,6 +748,24 @@ export class QemuDriver implements HypervisorDriver {
 
 /** The seccomp sandbox every QEMU runs under: no obsolete syscalls, no setuid, no fork/exec, no affinity/scheduler changes. */
 export const QEMU_SANDBOX = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
+/**
+ * The sandbox with `-runas`: QEMU installs its seccomp filter before it drops to the -runas user, so
+ * `elevateprivileges=deny` kills it at its own setuid (SIGSYS, QEMU 7.2). After the drop every uid of
+ * the process is unprivileged and it holds no capabilities, so set*id cannot regain root, and
+ * spawn=deny still forbids executing a setuid binary.
+ */
+export const QEMU_SANDBOX_RUNAS = 'on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny';
+
+/** Where dropped QEMUs find their migration sockets (root's, 0711; one 0700 dir per VM owned by its uid). */
+export const MIGRATE_ROOT = '/run/formation-qemu';
+
+/** First uid of the range `per-vm` QEMU users come from (no passwd entries needed; far above login and subuid ranges). */
+export const QEMU_UID_BASE = 2_000_000_000;
+
+/** The unprivileged uid (= gid) the QEMU of VM `id` runs as: stable per VM, one of a million. */
+export function qemuUidFor(id: string): number {
+  return QEMU_UID_BASE + (Number.parseInt(createHash('sha256').update(id).digest('hex').slice(0, 8), 16) % 1_000_000);
+}
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
@@ -750,6 +836,10 @@ export interface QemuArgvOptions {
   accel?: 'kvm' | 'tcg' | 'none' | undefined;
   /** `-sandbox` (default on). */
   sandbox?: boolean | undefined;
+  /** Drop to this uid/gid once set up (`-runas`). */
+  runAs?: { uid: number; gid: number } | undefined;
+  /** Open the disk (fds 3 rw, 4 ro) and data disk (5, 6) from fd sets 1 and 2 instead of by path. */
+  diskFds?: boolean | undefined;
 }
 
 /**
@@ -795,19 +885,46 @@ export function qemuArgv(vm: DriverVm, o: QemuArgvOptions): string[] {
     '-no-user-config',
   ];
   if (accel === 'kvm') a.push('-cpu', 'host');
-  if (o.sandbox !== false) a.push('-sandbox', QEMU_SANDBOX);
+  if (o.runAs) {
+    for (const n of [o.runAs.uid, o.runAs.gid]) {
+      if (!Number.isInteger(n) || n < 1 || n > 4_294_967_294)
+        throw badArg(s.id, 'runAs id', n, 'is not a non-root uid/gid');
+    }
+    a.push('-runas', `${o.runAs.uid}:${o.runAs.gid}`);
+  }
+  if (o.sandbox !== false) a.push('-sandbox', o.runAs ? QEMU_SANDBOX_RUNAS : QEMU_SANDBOX);
   a.push('-chardev', `file,id=ser0,path=${p.serial},append=on`, '-serial', 'chardev:ser0');
   a.push('-kernel', resolve(s.kernel));
   if (s.initramfs) a.push('-initrd', resolve(s.initramfs));
   // microvm under TCG: skip PIT calibration, which hangs ~1 boot in 4 (PLATFORM.md §3).
   const khz = machine === 'microvm' && accel === 'tcg' ? hostTscKhz() : undefined;
   a.push('-append', khz ? `${s.cmdline} tsc_early_khz=${khz}` : s.cmdline);
-  a.push('-drive', `file=${p.disk},if=none,id=d0,format=qcow2,discard=unmap`, '-device', `virtio-blk-${bus},drive=d0`);
+  let disk = p.disk;
+  let data = p.data;
+  // fdset disks: QEMU's image locks sit on the open files of the set, which stay open for the VM's
+  // life, so the read-only one's lock would refuse the write lock when the disk is activated again
+  // (`cont` after a snapshot). The driver itself never runs two QEMUs on one overlay.
+  let lock = '';
+  if (o.diskFds) {
+    lock = ',file.locking=off';
+    a.push('-add-fd', 'fd=3,set=1', '-add-fd', 'fd=4,set=1');
+    disk = '/dev/fdset/1';
+    if (data) {
+      a.push('-add-fd', 'fd=5,set=2', '-add-fd', 'fd=6,set=2');
+      data = '/dev/fdset/2';
+    }
+  }
+  a.push(
+    '-drive',
+    `file=${disk},if=none,id=d0,format=qcow2,discard=unmap${lock}`,
+    '-device',
+    `virtio-blk-${bus},drive=d0`,
+  );
   // The data disk comes second (so the root stays /dev/vda); the guest finds it by its serial.
-  if (p.data) {
+  if (data) {
     a.push(
       '-drive',
-      `file=${p.data},if=none,id=d1,format=qcow2,discard=unmap`,
+      `file=${data},if=none,id=d1,format=qcow2,discard=unmap${lock}`,
       '-device',
       `virtio-blk-${bus},drive=d1,serial=form-data`,
     );
@@ -836,7 +953,12 @@ export function qemuArgv(vm: DriverVm, o: QemuArgvOptions): string[] {
 }
 
 /** Serve `sock` for one outgoing migration and write what QEMU sends to `file`; `run` starts and awaits it. */
-async function receiveMigration<T>(sock: string, file: string, run: () => Promise<T>): Promise<T> {
+async function receiveMigration<T>(
+  sock: string,
+  file: string,
+  owner: { uid: number; gid: number } | undefined,
+  run: () => Promise<T>,
+): Promise<T> {
   await rm(sock, { force: true });
   const server = createServer();
   let conn: Socket | undefined;
@@ -851,6 +973,8 @@ async function receiveMigration<T>(sock: string, file: string, run: () => Promis
     server.once('error', fail);
     server.listen(resolve(sock), ok);
   });
+  // QEMU connects after dropping to its own uid: the socket must be its to write to.
+  if (owner) await chown(sock, owner.uid, owner.gid);
   try {
     const r = await run();
     await written;

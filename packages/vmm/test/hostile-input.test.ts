@@ -153,6 +153,14 @@ describe('strings spliced into QEMU argv', () => {
       'resourcecontrol=deny',
       'spawn=deny',
     ]);
+    // With -runas QEMU drops to its own uid after setting up; QEMU sets its filter first, so set*id is allowed.
+    const dropped = qemuArgv(vm, { incoming: false, runAs: { uid: 2_000_000_123, gid: 2_000_000_123 } });
+    assert.equal(dropped[dropped.indexOf('-runas') + 1], '2000000123:2000000123');
+    assert.match(
+      dropped[dropped.indexOf('-sandbox') + 1] ?? '',
+      /^on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny$/,
+    );
+    assert.throws(() => qemuArgv(vm, { incoming: false, runAs: { uid: 0, gid: 0 } }), code('VM_BAD_ARGUMENT'));
     await driver.close();
   });
 });

@@ -26,6 +26,8 @@ export interface PackServiceOptions {
   /** Builds waiting on the node (default 64) and per owner (default 8); more are refused with PACK_QUEUE_FULL. */
   maxQueuedBuilds?: number;
   maxQueuedPerOwner?: number;
+  /** Uploaded contexts one signer may hold before building them (default 4; each may be maxContextBytes). */
+  maxContextsPerOwner?: number;
   /** Longest a build / one RUN step may take (Builder options; default 10 min). */
   buildTimeoutMs?: number;
   runTimeoutMs?: number;
@@ -231,6 +233,16 @@ export async function createPackService(
     },
     async (req, reply) => {
       sweepContexts();
+      const maxContexts = opts.maxContextsPerOwner ?? 4;
+      const held = [...contexts.values()].filter((c) => c.owner === req.signer!.address).length;
+      if (held >= maxContexts) {
+        (req.body as Readable | undefined)?.resume?.();
+        throw new FormError(
+          'PACK_QUEUE_FULL',
+          `Cannot accept the build context: ${req.signer!.address} already has ${maxContexts} uploaded contexts not built yet`,
+          { hint: 'Build them (POST /builds) or wait an hour for them to expire, then upload again.' },
+        );
+      }
       const body = req.body as Readable | undefined;
       if (!body || typeof (body as Readable).pipe !== 'function') {
         throw new FormError(

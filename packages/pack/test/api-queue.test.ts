@@ -43,7 +43,7 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-async function startBuild(key: KeyPair): Promise<{ status: number; body: BuildInfo & { error?: { code: string } } }> {
+async function uploadContext(key: KeyPair) {
   const dir = join(work, `ctx-${randomBytes(4).toString('hex')}`);
   mkdirSync(dir);
   writeFileSync(join(dir, 'Formfile'), 'NAME q\nNOCOPY\n');
@@ -61,6 +61,11 @@ async function startBuild(key: KeyPair): Promise<{ status: number; body: BuildIn
       ...signRequest(key, { method: 'POST', path: '/contexts', bodySha256: sha, audience: apiIdentity(svc.app) }),
     },
   });
+  return up;
+}
+
+async function startBuild(key: KeyPair): Promise<{ status: number; body: BuildInfo & { error?: { code: string } } }> {
+  const up = await uploadContext(key);
   assert.equal(up.statusCode, 201, up.body);
   const body = JSON.stringify({ contextId: up.json().contextId });
   const r = await svc.app.inject({
@@ -105,4 +110,14 @@ test("owner B's build is not stuck behind owner A's queued builds; the queue is 
     builder.release();
     await sleep(5);
   }
+});
+
+test('one signer cannot fill the disk with uploaded contexts it never builds', async () => {
+  const c = generateKeyPair();
+  for (let i = 0; i < 4; i++) assert.equal((await uploadContext(c)).statusCode, 201);
+  const fifth = await uploadContext(c);
+  assert.equal(fifth.statusCode, 429, fifth.body);
+  assert.equal(fifth.json().error.code, 'PACK_QUEUE_FULL');
+  assert.match(fifth.json().error.message, /already has 4 uploaded contexts not built yet/);
+  assert.equal((await uploadContext(generateKeyPair())).statusCode, 201, 'others still can');
 });

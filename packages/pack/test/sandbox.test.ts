@@ -187,4 +187,12 @@ describe('build sandbox (real builds)', { skip }, () => {
     assert.ok(Date.now() - t0 < 30_000, 'ended at the limit, not after the sleeps');
     assert.deepEqual(sandboxPids(), []);
   });
+
+  test('RUN cannot reach the kernel interfaces a sandbox escape starts from (seccomp)', async () => {
+    const spec = makeSpec({ name: 'nested', noCopy: true, diskGiB: 1, run: ['unshare --user --map-root-user true'] });
+    await assert.rejects(
+      builder.build({ spec, dir: ctx, owner: 'o' }),
+      rejectsWith('PACK_BUILD_FAILED', /unshare failed: Operation not permitted/),
+    );
+  });
 });

@@ -1,12 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { lookup } from 'node:dns/promises';
 import { existsSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { connect, isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { inNetns, run, tryRun } from './exec.ts';
+import { cidrContains, cidrOverlaps, FORMNET_CIDR, formatCidr, parseCidr } from './ipam.ts';
 
 /** Where wireguard-go puts its UAPI socket. NOT per network namespace: interface names must be unique host-wide. */
 export const WG_RUN_DIR = '/var/run/wireguard';
@@ -73,6 +75,106 @@ const KEY_RE = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 /** True when `s` is a base64 WireGuard key. */
 export function isWgKey(s: string): boolean {
   return KEY_RE.test(s);
+}
+
+export interface PeerFilterOptions {
+  /** Every allowed IP must lie inside this range (default: the whole formnet, 10.128.0.0/9). */
+  allowedRange?: string | undefined;
+  /** Addresses no peer may route (the host's default gateway, underlay endpoints). */
+  protectedIps?: readonly string[] | undefined;
+}
+
+export interface PeerRejection {
+  publicKey: string;
+  reason: string;
+}
+
+const HOSTNAME_RE =
+  /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+/** Split `host:port` / `[v6]:port`; undefined when it is not one (port an integer 1..65535). */
+export function parseEndpoint(endpoint: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(endpoint);
+  if (!m) return undefined;
+  const host = (m[1] ?? m[2]) as string;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return undefined;
+  if (m[1] !== undefined ? isIP(host) !== 6 : isIP(host) !== 4 && !HOSTNAME_RE.test(host)) return undefined;
+  return { host, port };
+}
+
+/**
+ * What is wrong with one peer, or undefined: a WireGuard key, an endpoint that is `ip:port` or
+ * `hostname:port`, allowed IPs that are CIDRs inside formnet and contain no protected address (so a
+ * member can neither claim 0.0.0.0/0 nor the host's default route). Pure.
+ */
+export function peerProblem(p: WgPeer, o: PeerFilterOptions = {}): string | undefined {
+  if (typeof p.publicKey !== 'string' || !isWgKey(p.publicKey)) return 'its public key is not a WireGuard key';
+  if (p.endpoint !== undefined && (typeof p.endpoint !== 'string' || !parseEndpoint(p.endpoint))) {
+    return `its endpoint ${JSON.stringify(p.endpoint)} is not host:port`;
+  }
+  if (!Array.isArray(p.allowedIps) || p.allowedIps.length > 64) return 'its allowed IPs are not a list (of at most 64)';
+  const range = o.allowedRange ?? FORMNET_CIDR;
+  for (const c of p.allowedIps) {
+    let norm: string;
+    try {
+      if (typeof c !== 'string' || !/^\d+\.\d+\.\d+\.\d+(\/\d{1,2})?$/.test(c)) throw new Error();
+      norm = formatCidr(parseCidr(c));
+    } catch {
+      return `allowed IP ${JSON.stringify(c)} is not an IPv4 CIDR`;
+    }
+    if (!cidrContains(range, norm)) return `allowed IP ${norm} is outside ${range}`;
+    for (const ip of o.protectedIps ?? []) {
+      if (isIP(ip) === 4 && cidrContains(norm, ip)) return `allowed IP ${norm} covers the protected address ${ip}`;
+    }
+  }
+  if (
+    p.persistentKeepalive !== undefined &&
+    (!Number.isInteger(p.persistentKeepalive) || p.persistentKeepalive < 0 || p.persistentKeepalive > 65535)
+  ) {
+    return `its keepalive ${JSON.stringify(p.persistentKeepalive)} is not 0..65535 seconds`;
+  }
+  return undefined;
+}
+
+/**
+ * Split peers into those safe to apply and those refused (with why): each must pass `peerProblem`;
+ * a public key seen before, or allowed IPs overlapping an earlier peer's, are refused too (WireGuard
+ * gives an address to the last peer that claims it: a later member must not take an earlier one's
+ * traffic). Order decides: pass peers in the order they joined. Pure.
+ *
+ * @example
+ * const { accepted, rejected } = filterPeers(desired, { protectedIps: ['192.168.1.1'] });
+ */
+export function filterPeers(
+  peers: readonly WgPeer[],
+  o: PeerFilterOptions = {},
+): { accepted: WgPeer[]; rejected: PeerRejection[] } {
+  const accepted: WgPeer[] = [];
+  const rejected: PeerRejection[] = [];
+  const keys = new Set<string>();
+  for (const p of peers) {
+    const key = typeof p?.publicKey === 'string' ? p.publicKey : String(p?.publicKey);
+    let reason = p && typeof p === 'object' ? peerProblem(p, o) : 'it is not a peer';
+    if (!reason && keys.has(key)) reason = 'its public key is already another peer’s';
+    if (!reason) {
+      const taken = accepted.flatMap((a) => a.allowedIps);
+      const clash = p.allowedIps.find((c) => taken.some((t) => cidrOverlaps(t, c)));
+      if (clash) reason = `allowed IP ${clash} is already routed to another peer`;
+    }
+    if (reason) {
+      rejected.push({ publicKey: key, reason });
+      continue;
+    }
+    keys.add(key);
+    accepted.push(p);
+  }
+  return { accepted, rejected };
+}
+
+export interface SetPeersResult {
+  applied: string[];
+  rejected: PeerRejection[];
 }
 
 export interface WireGuardOptions {
@@ -220,13 +322,76 @@ export class WireGuardDevice {
     return parseWgDump(await run('wg', ['show', this.name, 'dump'], { netns: this.netns }));
   }
 
-  /** Add or update peers (each becomes exactly as given) and remove others listed in `remove`. One `wg set`. */
-  async setPeers(upsert: readonly WgPeer[], remove: readonly string[] = []): Promise<void> {
-    if (upsert.length === 0 && remove.length === 0) return;
-    const args = ['set', this.name];
-    for (const k of remove) args.push('peer', k, 'remove');
-    for (const p of upsert) args.push(...peerSetArgs(p));
-    await run('wg', args, { netns: this.netns });
+  /**
+   * Add or update peers (each becomes exactly as given) and remove others listed in `remove`. One bad
+   * peer never stops the others: peers failing `filterPeers` are skipped and logged, a hostname endpoint
+   * that does not resolve is dropped (the peer can still dial in), and when the batched `wg set` fails
+   * each peer is applied on its own. Returns what was applied and what was refused.
+   */
+  async setPeers(
+    upsert: readonly WgPeer[],
+    remove: readonly string[] = [],
+    filter: PeerFilterOptions = {},
+  ): Promise<SetPeersResult> {
+    const protectedIps = [...(filter.protectedIps ?? []), ...(await this.defaultGateways())];
+    const { accepted, rejected } = filterPeers(upsert, { ...filter, protectedIps });
+    const peers = await Promise.all(accepted.map((p) => this.resolveEndpoint(p)));
+    for (const r of rejected) this.log.warn({ peer: r.publicKey, reason: r.reason }, 'formnet peer refused');
+    const removals = remove.filter(isWgKey);
+    if (removals.length) {
+      await run('wg', ['set', this.name, ...removals.flatMap((k) => ['peer', k, 'remove'])], { netns: this.netns });
+    }
+    if (peers.length === 0) return { applied: [], rejected };
+    try {
+      await run('wg', ['set', this.name, ...peers.flatMap(peerSetArgs)], { netns: this.netns });
+      return { applied: peers.map((p) => p.publicKey), rejected };
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'batched wg set failed: applying peers one by one');
+    }
+    const applied: string[] = [];
+    for (const p of peers) {
+      try {
+        await run('wg', ['set', this.name, ...peerSetArgs(p)], { netns: this.netns });
+        applied.push(p.publicKey);
+      } catch (err) {
+        const reason = `wg set failed: ${(err as Error).message.split('\n')[0]}`;
+        rejected.push({ publicKey: p.publicKey, reason });
+        this.log.warn({ peer: p.publicKey, reason }, 'formnet peer refused');
+      }
+    }
+    return { applied, rejected };
+  }
+
+  /** IPv4 gateways of the default routes in our namespace: no peer may route them. */
+  private async defaultGateways(): Promise<string[]> {
+    try {
+      const rows = JSON.parse(
+        (await run('ip', ['-j', '-4', 'route', 'show', 'default'], { netns: this.netns })) || '[]',
+      ) as Array<{ gateway?: string }>;
+      return rows.flatMap((r) => (r.gateway ? [r.gateway] : []));
+    } catch {
+      return [];
+    }
+  }
+
+  /** A hostname endpoint resolved to an address now (`wg set` fails as a whole on one that does not). */
+  private async resolveEndpoint(p: WgPeer): Promise<WgPeer> {
+    const ep = p.endpoint ? parseEndpoint(p.endpoint) : undefined;
+    if (!ep || isIP(ep.host)) return p;
+    try {
+      const { address } = await Promise.race([
+        lookup(ep.host, { family: 4 }),
+        new Promise<never>((_, fail) => setTimeout(() => fail(new Error('timeout')), 3000).unref()),
+      ]);
+      return { ...p, endpoint: `${address}:${ep.port}` };
+    } catch (err) {
+      this.log.warn(
+        { peer: p.publicKey, endpoint: p.endpoint, err: (err as Error).message },
+        'peer endpoint does not resolve: added without it',
+      );
+      const { endpoint: _dropped, ...rest } = p;
+      return rest;
+    }
   }
 
   /**

@@ -171,6 +171,41 @@ test('leak guard: an unassigned formnet address is refused locally', { skip }, a
   assert.ok(Date.now() - t < 900, 'refused at once, not after a timeout');
 });
 
+test(
+  'one bad peer does not stop the others: unresolvable endpoint, foreign routes, a stolen key',
+  { skip },
+  async () => {
+    const [n1, n2] = nodes as [Node, Node, Node];
+    assert.ok(n1.dev && n2.dev, 'mesh is up');
+    const before = (await n1.dev.show()).peers;
+    const fresh = generateWireGuardKeyPair().publicKey;
+    const good = { publicKey: fresh, endpoint: '192.168.201.99:51820', allowedIps: ['10.128.250.1/32'] };
+    const bad = [
+      // wg resolves endpoints itself and fails the whole `wg set` on this one
+      {
+        publicKey: generateWireGuardKeyPair().publicKey,
+        endpoint: 'no-such-peer.invalid:51820',
+        allowedIps: ['10.128.250.2/32'],
+      },
+      { publicKey: generateWireGuardKeyPair().publicKey, endpoint: '192.168.201.98:51820', allowedIps: ['0.0.0.0/0'] },
+      { publicKey: generateWireGuardKeyPair().publicKey, allowedIps: ['192.168.201.0/24'] },
+      { publicKey: n2.wg.publicKey, endpoint: '192.168.201.97:51820', allowedIps: ['10.128.250.3/32'] },
+    ];
+    const n2peer = before.find((p) => p.publicKey === n2.wg.publicKey);
+    assert.ok(n2peer);
+    await n1.dev.setPeers([n2peer, ...bad, good]).catch(() => undefined);
+    const after = new Map((await n1.dev.show()).peers.map((p) => [p.publicKey, p]));
+    assert.deepEqual(after.get(fresh)?.allowedIps, ['10.128.250.1/32'], 'the good peer of the batch is applied');
+    assert.equal(after.get(bad[1]?.publicKey as string), undefined, 'no peer routes 0.0.0.0/0');
+    assert.equal(after.get(bad[2]?.publicKey as string), undefined, 'no peer routes the underlay');
+    assert.deepEqual(after.get(n2.wg.publicKey)?.endpoint, n2peer.endpoint, 'a repeated key does not move a member');
+    // the unresolvable one is kept without an endpoint (it may still dial in)
+    assert.equal(after.get(bad[0]?.publicKey as string)?.endpoint, undefined);
+    await ping(n1.ns, n2.member!.address, 3);
+    await n1.dev.setPeers([], [fresh, bad[0]?.publicKey as string]);
+  },
+);
+
 test('peers are removed, re-added and moved live, without restarting the interface', { skip }, async () => {
   const [n1, n2, n3] = nodes as [Node, Node, Node];
   assert.ok(n1.dev && n2.dev && n3.dev, 'mesh is up');

@@ -35,9 +35,10 @@ export interface PackServiceOptions {
   builder?: Builder;
   /**
    * Who besides a Formpack's owner may download it (artifacts, full manifest): the daemon answers
-   * true for a signer that is an admitted node (a node key in state). Default: owners only.
+   * true for a signer that is an admitted node (a node key in state). `owner` is the manifest's.
+   * Default: owners only.
    */
-  authorizeFetch?: (signer: Signer, formpackId: string) => boolean | Promise<boolean>;
+  authorizeFetch?: (signer: Signer, formpackId: string, owner: string) => boolean | Promise<boolean>;
 }
 
 /** A manifest as shown to someone who is not its owner: ENV values replaced by "[redacted]". */
@@ -202,7 +203,7 @@ export async function createPackService(
   async function mayFetch(signer: Signer | null, m: FormpackManifest): Promise<boolean> {
     if (!signer) return false;
     if (signer.address === m.owner || builder.requesters(m.id).includes(signer.address)) return true;
-    return opts.authorizeFetch ? await opts.authorizeFetch(signer, m.id) : false;
+    return opts.authorizeFetch ? await opts.authorizeFetch(signer, m.id, m.owner) : false;
   }
 
   async function shown(req: Parameters<typeof signed>[0], m: FormpackManifest): Promise<FormpackManifest> {

@@ -1,7 +1,7 @@
 import type { KeyPair } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
-import type { StateStore } from '@formation/state';
+import type { StateStore, Views } from '@formation/state';
 
 /**
  * Node admission as the daemon sees it. A network is its genesis (`network.init`): the first node of a
@@ -126,4 +126,27 @@ export async function waitForAdmission(o: WaitOptions): Promise<string> {
       throw new FormError('UNAVAILABLE', 'Cannot start this node: stopped while waiting for admission');
     await new Promise((r) => setTimeout(r, o.pollMs ?? 500));
   }
+}
+
+/**
+ * May `signer` (a request's verified signer) fetch Formpack `formpackId` of `owner` (an address) from
+ * this node's pack API? Only an admitted node (not a delegate) that claimed a replica of a live
+ * instance of that same owner running that Formpack — so a node placed elsewhere, or a stranger who
+ * ships an instance naming someone else's Formpack id, gets nothing. Pure.
+ */
+export function mayFetchFormpack(
+  views: Pick<Views, 'nodes' | 'instances'>,
+  signer: { publicKey: string; delegate?: string | undefined },
+  formpackId: string,
+  owner: string,
+): boolean {
+  if (signer.delegate) return false;
+  if (!views.nodes.some((n) => n.id === signer.publicKey)) return false;
+  return views.instances.some(
+    (i) =>
+      !i.deleted &&
+      i.formpackId === formpackId &&
+      i.ownerAddress === owner &&
+      i.replicaSet.some((r) => r.node === signer.publicKey),
+  );
 }

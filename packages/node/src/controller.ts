@@ -204,8 +204,9 @@ export class InstanceController {
     if (!existsSync(manifest)) {
       // Fetch it from a node that has it (nodes running a replica first), verified against its sha256s.
       await this.report(inst, 'starting');
-      const views = this.o.store.views();
-      const published = views.formpacks.find((f) => f.id === inst.formpackId)?.sha256s;
+      // The hashes the instance's OWNER published (anyone may publish under any Formpack id; only the
+      // owner's own publish binds the bytes).
+      const published = inst.formpack?.sha256s;
       const running = inst.replicaSet.filter((r) => r.state === 'running').map((r) => r.node);
       try {
         await fetchFormpack({
@@ -213,6 +214,7 @@ export class InstanceController {
           sources: this.peerUrls('pack', running),
           formpacksDir: this.o.formpacksDir,
           published,
+          key: this.o.nodeKey,
           logger: this.log,
         });
       } catch (err) {

@@ -36,7 +36,7 @@ import { type ApiServer, type Logger, requireSigner, setApiIdentity } from '@for
 import { createStateService, openStateStore, PRESENCE_TOPIC, type StateStore, signPresence } from '@formation/state';
 import { createVmmService, loadVmmConfig, type VmmService } from '@formation/vmm';
 import { Type } from '@sinclair/typebox';
-import { startNetwork, waitForAdmission } from './admission.ts';
+import { mayFetchFormpack, startNetwork, waitForAdmission } from './admission.ts';
 import { type NodeConfig, type NodeInfo, nodePaths, nodePorts } from './config.ts';
 import { InstanceController } from './controller.ts';
 import { startExtraServices } from './extra-services.ts';
@@ -211,6 +211,9 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       dataDir: config.dataDir,
       cacheDir: process.env.FORM_PACK_CACHE ?? '/var/tmp/formation-pack-cache',
       logger,
+      // Besides the owner, only an admitted node holding a claim on a live instance of that owner
+      // running this Formpack may fetch its artifacts (whole disks, password hashes) and ENV values.
+      authorizeFetch: (signer, formpackId, owner) => mayFetchFormpack(store.views(), signer, formpackId, owner),
     });
     setApiIdentity(pack.app, key.publicKey);
     await listen(pack.app, config.host, ports.pack, 'pack');

@@ -130,6 +130,11 @@ export interface FetchFormpackOptions {
    * it nothing ties the bytes a peer serves to the owner, and the fetch is refused.
    */
   published?: Record<string, string> | undefined;
+  /**
+   * This node's key: manifests and artifacts are served only to the owner and to admitted nodes
+   * placed for the instance, so every request is signed, for the serving node alone.
+   */
+  key?: KeyPair;
   logger: Logger;
 }
 
@@ -167,7 +172,14 @@ export async function fetchFormpack(o: FetchFormpackOptions): Promise<string> {
     let tmp: string | undefined;
     try {
       const what = `the manifest from ${base}`;
-      const mres = await fetch(`${base}/formpacks/${o.id}/artifacts/manifest`, { signal: AbortSignal.timeout(10_000) });
+      const audience = o.key ? await new ApiClient(base, undefined, 10_000).audience() : '';
+      const signed = (path: string): Record<string, string> =>
+        o.key ? signRequest(o.key, { method: 'GET', path, body: '', audience }) : {};
+      const manifestPath = `/formpacks/${o.id}/artifacts/manifest`;
+      const mres = await fetch(`${base}${manifestPath}`, {
+        headers: signed(manifestPath),
+        signal: AbortSignal.timeout(10_000),
+      });
       if (!mres.ok || !mres.body) {
         await mres.body?.cancel();
         errors.push({ source: base, code: 'UNAVAILABLE', message: `HTTP ${mres.status}` });
@@ -189,7 +201,8 @@ export async function fetchFormpack(o: FetchFormpackOptions): Promise<string> {
         const a = manifest.artifacts[name];
         // The file name is ours (FORMPACK_ARTIFACT_FILES); the schema already pinned the manifest's to it.
         const file = join(tmp, FORMPACK_ARTIFACT_FILES[name]);
-        bytes += await download(`${base}/formpacks/${o.id}/artifacts/${name}`, file, a.sha256, {}, a.bytes);
+        const path = `/formpacks/${o.id}/artifacts/${name}`;
+        bytes += await download(`${base}${path}`, file, a.sha256, signed(path), a.bytes);
       }
       writeFileSync(join(tmp, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
       mkdirSync(o.formpacksDir, { recursive: true });

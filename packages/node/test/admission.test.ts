@@ -8,7 +8,13 @@ import { after, describe, it } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
 import { createLogger } from '@formation/service';
 import { openStateStore } from '@formation/state';
-import { type AdmissionInput, admissionState, startNetwork, waitForAdmission } from '../src/admission.ts';
+import {
+  type AdmissionInput,
+  admissionState,
+  mayFetchFormpack,
+  startNetwork,
+  waitForAdmission,
+} from '../src/admission.ts';
 
 const logger = createLogger('silent');
 const base: AdmissionInput = {
@@ -130,4 +136,28 @@ describe('genesis and waiting for admission (real store)', () => {
     );
     store.close();
   });
+});
+
+describe('mayFetchFormpack: who may download a Formpack from this node', () => {
+  const node = { id: '02'.padEnd(66, 'a') };
+  const stranger = '03'.padEnd(66, 'b');
+  const views = {
+    nodes: [node],
+    instances: [
+      { deleted: false, formpackId: 'f1', ownerAddress: '0xowner', replicaSet: [{ node: node.id }] },
+      { deleted: true, formpackId: 'f2', ownerAddress: '0xowner', replicaSet: [{ node: node.id }] },
+      { deleted: false, formpackId: 'f3', ownerAddress: '0xmallory', replicaSet: [{ node: node.id }] },
+    ],
+  } as unknown as Parameters<typeof mayFetchFormpack>[0];
+  const rows: Array<[string, { publicKey: string; delegate?: string }, string, string, boolean]> = [
+    ['an admitted node with a claim on a live instance of the owner', { publicKey: node.id }, 'f1', '0xowner', true],
+    ['a key that is not an admitted node', { publicKey: stranger }, 'f1', '0xowner', false],
+    ['a delegate signing for the node key', { publicKey: node.id, delegate: stranger }, 'f1', '0xowner', false],
+    ['a deleted instance', { publicKey: node.id }, 'f2', '0xowner', false],
+    ["an instance of another owner naming the victim's Formpack id", { publicKey: node.id }, 'f3', '0xowner', false],
+    ['a Formpack no instance here runs', { publicKey: node.id }, 'f9', '0xowner', false],
+  ];
+  for (const [name, signer, id, owner, want] of rows) {
+    it(name, () => assert.equal(mayFetchFormpack(views, signer, id, owner), want));
+  }
 });

@@ -72,7 +72,7 @@ export const FormfileSpecSchema = Type.Object(
       Type.Object(
         {
           form: Type.Literal('exec'),
-          argv: Type.Array(Type.String({ maxLength: 64 * 1024 }), { minItems: 1, maxItems: 1024 }),
+          argv: Type.Array(Type.String({ maxLength: 64 * 1024 }), { maxItems: 1024 }),
         },
         strict,
       ),

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // Runs every package's tests (packages/*/test/**/*.test.ts) with node:test on the project's Node.
+// The repository scripts' own tests (scripts/test) run with everything.
 // `npm test -- vmm pack` runs only those packages. Test files run one at a time: integration tests
 // boot VMs and create namespaces, and two cores are better spent on one of them at a time.
 import { spawnSync } from 'node:child_process';
@@ -18,6 +19,7 @@ if (wanted.length && chosen.length !== wanted.length) {
   process.exit(2);
 }
 const globs = chosen.map((p) => `packages/${p}/test/**/*.test.ts`);
+if (!wanted.length) globs.push('scripts/test/*.test.mjs');
 console.log(`node ${process.version}; testing ${chosen.join(', ')}`);
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...extra, ...globs], {
   cwd: root,

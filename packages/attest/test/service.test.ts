@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { generateKeyPair, type KeyPair, randomHex, signRequest } from '@formation/identity';
+import { requireOrSkip } from '@formation/interface/testing';
 import { type ApiServer, apiIdentity, createApiServer, createLogger } from '@formation/service';
 import type { VmView } from '@formation/vmm';
 import {
@@ -22,9 +23,7 @@ import {
  * (packages/guest/files/form-attest) run on this host in place of the guest agent.
  */
 const GUEST_SCRIPT = fileURLToPath(new URL('../../guest/files/form-attest', import.meta.url));
-const missing = ['openssl', 'qemu-img'].find((b) => spawnSync('sh', ['-c', `command -v ${b}`]).status !== 0);
-const skip = missing ? `${missing} is not installed` : undefined;
-if (skip && process.env.FORM_REQUIRE_INTEGRATION === '1') throw new Error(`FORM_REQUIRE_INTEGRATION=1: ${skip}`);
+const skip = requireOrSkip('attestation service test', { programs: ['openssl', 'qemu-img'] });
 
 const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
 

@@ -5,14 +5,13 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { requireOrSkip } from '@formation/interface/testing';
 import { createPackService } from '@formation/pack';
 import { createLogger } from '@formation/service';
 import { runForm } from './run-form.ts';
 
 const CACHE = process.env.FORM_PACK_CACHE ?? '/var/tmp/formation-pack-cache';
-const isRoot = process.getuid?.() === 0;
-const skipBuild = isRoot ? false : 'building a Formpack needs root (mmdebstrap, chroot)';
-if (!isRoot && process.env.FORM_REQUIRE_INTEGRATION === '1') throw new Error('form pack build tests need root');
+const skipBuild = requireOrSkip('form pack build tests', { root: true });
 
 describe('form pack build', () => {
   let work: string;

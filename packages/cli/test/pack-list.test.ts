@@ -3,11 +3,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { requireOrSkip } from '@formation/interface/testing';
 import { runForm } from './run-form.ts';
 
 const CACHE = process.env.FORM_PACK_CACHE ?? '/var/tmp/formation-pack-cache';
-const skip = process.getuid?.() === 0 ? false : 'building a Formpack needs root';
-if (skip && process.env.FORM_REQUIRE_INTEGRATION === '1') throw new Error('form pack list tests need root');
+const skip = requireOrSkip('form pack list tests', { root: true });
 
 describe('form pack list / inspect / rm (--local)', { skip }, () => {
   let work: string;

@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { integrationPrerequisites } from '@formation/interface';
+import { until } from '@formation/interface/testing';
 import {
   type DevnetNode,
   type DevnetState,
@@ -47,24 +48,6 @@ interface Status {
   status: string;
   revision: number;
   replicas: Replica[];
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v) return v;
-      last = v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 1000));
-  }
-  throw new Error(
-    `timed out waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`,
-  );
 }
 
 async function inNs(netns: string, cmd: string[], timeoutMs = 20_000): Promise<string> {
@@ -143,6 +126,7 @@ describe('replicas across a 4-node devnet', { skip: why || false }, () => {
         return x.status === 'SUCCESS' && running(x).length === 3 ? x : undefined;
       },
       300_000,
+      1000,
     );
     const nodes = running(st).map((r) => r.node);
     assert.equal(new Set(nodes).size, 3, 'three different nodes');
@@ -186,6 +170,7 @@ describe('replicas across a 4-node devnet', { skip: why || false }, () => {
         return running(x).length === 3 && running(x).every((r) => r.revision === 1) ? x : undefined;
       },
       240_000,
+      1000,
     );
     for (const r of running(after).filter((x) => x.node !== first.node)) {
       const out = await ssh(node1().netns, r.formnetIp as string, 'cat ~/note.txt');
@@ -213,6 +198,7 @@ describe('replicas across a 4-node devnet', { skip: why || false }, () => {
         return r && r.revision === 1 ? r : undefined;
       },
       240_000,
+      1000,
     );
     const healMs = Date.now() - t0;
     assert.ok(healMs > NODE_TIMEOUT_MS / 2, `not re-placed before the node timeout (${healMs} ms)`);
@@ -232,6 +218,7 @@ describe('replicas across a 4-node devnet', { skip: why || false }, () => {
         return back && !spareRunning && running(x).length === 3 ? x : undefined;
       },
       240_000,
+      1000,
     );
     const standIn = final.replicas.find((r) => r.node === spareAddress);
     assert.equal(standIn?.state, 'stopped');
@@ -249,6 +236,7 @@ describe('replicas across a 4-node devnet', { skip: why || false }, () => {
         return running(x).length === 2 && x.status === 'SUCCESS' ? x : undefined;
       },
       120_000,
+      1000,
     );
     assert.ok(two.replicas.some((r) => r.state === 'stopped' && /no longer placed/.test(r.reason ?? '')));
     const bad = await runForm(['manage', 'scale', id, '17'], env(node1()));
@@ -267,6 +255,7 @@ describe('replicas across a 4-node devnet', { skip: why || false }, () => {
         return running(x).length === 3 ? x : undefined;
       },
       240_000,
+      1000,
     );
   });
 });

@@ -4,6 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
 import { canTransitionReplica, replicaStateOf } from '@formation/interface';
+import { until } from '@formation/interface/testing';
 import { vmNameFor } from '@formation/scheduler';
 import { createLogger } from '@formation/service';
 import { type InstanceView, openStateStore, type StateStore } from '@formation/state';
@@ -46,17 +47,6 @@ function formpack(dir: string): void {
     guest: { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'dropbear' },
   };
   writeFileSync(`${dir}/manifest.json`, JSON.stringify(manifest));
-}
-
-/** Poll until `check` returns a value (controller rounds run every 50 ms). */
-async function until<T>(what: string, check: () => T | undefined | false, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 const instance = (id: string): InstanceView => store.views().instances.find((i) => i.id === id) as InstanceView;
@@ -130,20 +120,20 @@ test('an instance placed here is claimed, booted and reported running; owner sto
     if (statuses.at(-1) !== s) statuses.push(s);
     return s;
   };
-  await until('running', () => record() === 'running');
+  await until('running', () => record() === 'running', 10_000, 25);
   assert.equal(vmOf(id)?.state, 'running');
 
   store.author(dev, 'instance.update', { instanceId: id, desired: 'stopped' });
-  await until('stopped', () => record() === 'stopped');
+  await until('stopped', () => record() === 'stopped', 10_000, 25);
   assert.equal(vmOf(id)?.state, 'stopped', 'the VM is stopped, its disk kept');
 
   store.author(dev, 'instance.update', { instanceId: id, desired: 'running' });
-  await until('running again', () => record() === 'running' && vmOf(id)?.state === 'running');
+  await until('running again', () => record() === 'running' && vmOf(id)?.state === 'running', 10_000, 25);
   assert.equal(vmm.list().length, 1, 'the same VM started again, no second one');
 
   store.author(dev, 'instance.delete', { instanceId: id });
-  await until('deleted', () => record() === 'deleted');
-  await until('VM gone', () => vmOf(id) === undefined || undefined);
+  await until('deleted', () => record() === 'deleted', 10_000, 25);
+  await until('VM gone', () => vmOf(id) === undefined || undefined, 10_000, 25);
 
   // Every report the controller made is a move the replica lifecycle allows.
   for (let i = 1; i < statuses.length; i++) {

@@ -1,13 +1,14 @@
 // A real 3-node devnet (formationd processes, namespaces, wireguard-go): state replication, formnet
 // mesh, catch-up after a stop, underlay partition, refused joins. One devnet shared by the file.
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { generateKeyPair, generateWireGuardKeyPair, signRequest } from '@formation/identity';
+import { requireOrSkip, until } from '@formation/interface/testing';
 import { bringUpMember, requestJoin, type WireGuardDevice } from '@formation/net';
 import { createLogger } from '@formation/service';
 import { createOp } from '@formation/state';
@@ -27,40 +28,11 @@ import {
 const run = promisify(execFile);
 const PREFIX = 'fdt';
 
-function missingPrerequisite(): string | null {
-  if (process.getuid?.() !== 0) return 'needs root (network namespaces, WireGuard)';
-  for (const bin of ['ip', 'wg', 'wireguard-go', 'ping']) {
-    try {
-      execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' });
-    } catch {
-      return `${bin} is not installed`;
-    }
-  }
-  return null;
-}
-const missing = missingPrerequisite();
-if (missing && process.env.FORM_REQUIRE_INTEGRATION === '1') {
-  throw new Error(`devnet test prerequisite missing: ${missing} (FORM_REQUIRE_INTEGRATION=1)`);
-}
+const skip = requireOrSkip('devnet test', { root: true, programs: ['ip', 'wg', 'wireguard-go', 'ping'] });
 
 async function json<T>(url: string, init?: RequestInit): Promise<{ status: number; body: T }> {
   const r = await fetch(url, { ...init, signal: AbortSignal.timeout(5000) });
   return { status: r.status, body: (await r.json()) as T };
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
 }
 
 async function ping(netns: string, ip: string): Promise<boolean> {
@@ -109,7 +81,7 @@ async function hasOp(s: DevnetState, nodeIdx: number, hash: string): Promise<boo
   return r.status === 200;
 }
 
-describe('devnet: 3 real nodes in namespaces', { skip: missing ?? false }, () => {
+describe('devnet: 3 real nodes in namespaces', { skip }, () => {
   let dir = '';
   let s: DevnetState;
   const devNs = `${PREFIX}dv`;

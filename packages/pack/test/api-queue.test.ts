@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
+import { until } from '@formation/interface/testing';
 import { apiIdentity, createLogger } from '@formation/service';
 import { create as tarCreate } from 'tar';
 import { Builder, type BuildInfo, type BuildRequest, type BuildResult, createPackService } from '../src/index.ts';
@@ -80,21 +81,16 @@ async function startBuild(key: KeyPair): Promise<{ status: number; body: BuildIn
   return { status: r.statusCode, body: r.json() };
 }
 
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !cond(); i++) await sleep(10);
-  assert.ok(cond(), 'timed out waiting');
-}
-
 test("owner B's build is not stuck behind owner A's queued builds; the queue is bounded per owner", async () => {
   const a = generateKeyPair();
   const b = generateKeyPair();
   for (let i = 0; i < 4; i++) assert.equal((await startBuild(a)).status, 202);
   const fromB = await startBuild(b);
   assert.equal(fromB.status, 202);
-  await until(() => builder.started.length === 1);
+  await until('the first build to start', () => builder.started.length === 1, 2000, 10);
   assert.deepEqual(builder.started, [a.address]);
   builder.release();
-  await until(() => builder.started.length === 2);
+  await until('the second build to start', () => builder.started.length === 2, 2000, 10);
   assert.equal(builder.started[1], b.address, `B went second, not after all of A's: ${builder.started.join(',')}`);
   const st = await svc.app.inject({ method: 'GET', url: `/builds/${fromB.body.buildId}` });
   assert.equal(st.json().status, 'running');

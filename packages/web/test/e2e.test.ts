@@ -7,11 +7,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { requireOrSkip } from '@formation/interface/testing';
 import { createLogger } from '@formation/service';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { createWebService, UPSTREAM_CALLS, type WebService } from '../src/index.ts';
@@ -25,22 +26,11 @@ const example = join(root, 'examples/hello-server');
 const shots = join(pkg, 'test/screenshots');
 const CHROMIUM = '/usr/bin/chromium';
 
-const missing = ['qemu-system-x86_64', 'wireguard-go', 'mmdebstrap'].filter((p) => {
-  try {
-    execFileSync('sh', ['-c', `command -v ${p}`], { stdio: 'ignore' });
-    return false;
-  } catch {
-    return true;
-  }
+const skip = requireOrSkip('web e2e test', {
+  root: true,
+  programs: ['qemu-system-x86_64', 'wireguard-go', 'mmdebstrap'],
+  files: [{ path: CHROMIUM, name: 'chromium (apt-get install chromium)' }],
 });
-if (!existsSync(CHROMIUM)) missing.push('chromium (apt-get install chromium)');
-const why =
-  process.getuid?.() !== 0
-    ? 'needs root (namespaces, TAP, WireGuard)'
-    : missing.length
-      ? `missing ${missing.join(', ')}`
-      : '';
-if (why && process.env.FORM_REQUIRE_INTEGRATION === '1') throw new Error(`web e2e test ${why}`);
 
 const NS = `fweb${randomBytes(3).toString('hex')}`;
 const OFFSET = 200;
@@ -91,7 +81,7 @@ async function checkA11y(page: Page, what: string): Promise<void> {
   );
 }
 
-describe('web dashboard against a real node in Chromium', { skip: why || false, concurrency: false }, () => {
+describe('web dashboard against a real node in Chromium', { skip, concurrency: false }, () => {
   let web: WebService | undefined;
   let webUrl = '';
   let ctx: BrowserContext | undefined;

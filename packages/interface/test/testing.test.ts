@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { requireOrSkip, until } from '../src/testing.ts';
+
+function withRequire<T>(value: string | undefined, fn: () => T): T {
+  const before = process.env.FORM_REQUIRE_INTEGRATION;
+  if (value === undefined) delete process.env.FORM_REQUIRE_INTEGRATION;
+  else process.env.FORM_REQUIRE_INTEGRATION = value;
+  try {
+    return fn();
+  } finally {
+    if (before === undefined) delete process.env.FORM_REQUIRE_INTEGRATION;
+    else process.env.FORM_REQUIRE_INTEGRATION = before;
+  }
+}
+
+test('requireOrSkip: false when everything is there, the reason when not, a failure under FORM_REQUIRE_INTEGRATION=1', () => {
+  withRequire(undefined, () => {
+    assert.equal(requireOrSkip('t', { programs: ['sh'], files: ['/'] }), false);
+    assert.equal(requireOrSkip('t', { programs: ['no-such-program-x1'] }), 'missing no-such-program-x1');
+    assert.equal(
+      requireOrSkip('t', { files: ['/no/such/file', { path: '/no/such/chromium', name: 'chromium (apt)' }] }),
+      'missing /no/such/file, chromium (apt)',
+    );
+  });
+  withRequire('1', () => {
+    assert.equal(requireOrSkip('t', { programs: ['sh'] }), false);
+    assert.throws(
+      () => requireOrSkip('the x test', { files: ['/no/such/file'] }),
+      /the x test missing \/no\/such\/file/,
+    );
+    assert.throws(() => requireOrSkip('the y test', { programs: ['no-such-program-x1'] }), /the y test missing/);
+  });
+});
+
+test('until returns the first truthy value, retries a throwing check and times out naming what and the last error', async () => {
+  let n = 0;
+  assert.equal(await until('three', () => (++n >= 3 ? n : false), 1000, 1), 3);
+  let m = 0;
+  const v = await until(
+    'async',
+    async () => {
+      if (++m < 2) throw new Error('not yet');
+      return 'ok';
+    },
+    1000,
+    1,
+  );
+  assert.equal(v, 'ok');
+  await assert.rejects(
+    until(
+      'never',
+      () => {
+        throw new Error('still down');
+      },
+      30,
+      5,
+    ),
+    /timed out after 30 ms waiting for never: still down/,
+  );
+});

@@ -42,14 +42,14 @@ function bad(what: string, detail: string): FormError {
 /** Exact-size reads over a stream of chunks. */
 class ByteReader {
   private buf: Buffer = Buffer.alloc(0);
-  private readonly it: AsyncIterator<Buffer>;
+  private readonly it: AsyncIterator<Buffer> | Iterator<Buffer>;
   private readonly maxBytes: number;
   private readonly what: string;
   private done = false;
   total = 0;
 
-  constructor(source: AsyncIterable<Buffer>, maxBytes: number, what: string) {
-    this.it = source[Symbol.asyncIterator]();
+  constructor(source: AsyncIterable<Buffer> | Iterable<Buffer>, maxBytes: number, what: string) {
+    this.it = Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]();
     this.maxBytes = maxBytes;
     this.what = what;
   }
@@ -164,7 +164,7 @@ const TYPES: Record<string, TarEntryType> = {
  * is skipped. Resolves at the end-of-archive marker (or a clean end of stream).
  */
 export async function readTar(
-  source: AsyncIterable<Buffer>,
+  source: AsyncIterable<Buffer> | Iterable<Buffer>,
   onEntry: (entry: TarEntry, body: AsyncIterable<Buffer>) => Promise<void> | void,
   opts: TarLimits & { what?: string } = {},
 ): Promise<void> {
@@ -177,8 +177,14 @@ export async function readTar(
   let longLink: string | undefined;
   try {
     for (;;) {
-      const h = entries === 0 && r.total < 512 ? await r.read(512).catch(() => null) : await r.read(512);
-      if (h === null) throw bad(what, 'it is not a tar archive (shorter than one header)');
+      let h: Buffer | undefined;
+      try {
+        h = await r.read(512);
+      } catch (err) {
+        if (entries === 0 && r.total < 512 && /truncated/.test((err as Error).message))
+          throw bad(what, 'it is not a tar archive (shorter than one header)');
+        throw err;
+      }
       if (!h || h.every((b) => b === 0)) return;
       let sum = 0;
       for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : (h[i] ?? 0);

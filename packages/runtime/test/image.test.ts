@@ -6,6 +6,7 @@ import { createLogger } from '@formation/service';
 import * as tar from 'tar';
 import { writeDockerArchive } from '../src/docker-archive.ts';
 import { ImageStore } from '../src/image-store.ts';
+import { readTar } from '../src/tar-reader.ts';
 import { rawTar, tmp } from './helpers.ts';
 
 const logger = createLogger('silent');
@@ -169,6 +170,37 @@ describe('image store: docker save archives without Docker', () => {
       assert.equal(existsSync(join(w, 'escape')), false);
     });
   }
+
+  it('reads pax paths and ids, GNU long names and links, and refuses a bad checksum', async () => {
+    const long = `${'d/'.repeat(80)}f`;
+    const buf = Buffer.concat([
+      rawTar([
+        { name: 'PaxHeaders/x', type: 'x', data: '30 path=a/very/long/name/here\n18 uid=1000000000\n' },
+      ]).subarray(0, 1024),
+      rawTar([{ name: 'x', data: 'pax' }]).subarray(0, 1024),
+      rawTar([{ name: '././@LongLink', type: 'L', data: `${long}\0` }]).subarray(0, 1024),
+      rawTar([{ name: 'short', data: 'gnu' }]).subarray(0, 1024),
+      rawTar([{ name: '././@LongLink', type: 'K', data: `/${long}\0` }]).subarray(0, 1024),
+      rawTar([{ name: 'ln', type: '2', linkname: 'short' }]),
+    ]);
+    const seen: Array<[string, string, number, string]> = [];
+    await readTar([buf], async (e, body) => {
+      let data = '';
+      for await (const c of body) data += c.toString();
+      seen.push([e.path, e.type, e.uid, e.linkpath || data]);
+    });
+    assert.deepEqual(seen, [
+      ['a/very/long/name/here', 'file', 1_000_000_000, 'pax'],
+      [long, 'file', 0, 'gnu'],
+      ['ln', 'symlink', 0, `/${long}`],
+    ]);
+    const bad = Buffer.from(buf);
+    bad[0] = (bad[0] ?? 0) ^ 1;
+    await assert.rejects(
+      readTar([bad], () => undefined),
+      (e: Error & { code?: string }) => e.code === 'RUNTIME_IMAGE_INVALID' && /checksum/.test(e.message),
+    );
+  });
 
   it('refuses something that is not a docker save archive', async () => {
     const w = work('notimage');

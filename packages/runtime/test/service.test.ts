@@ -54,7 +54,8 @@ describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { 
         prvKey: `0x${'11'.repeat(32)}`,
         dataDir,
         runcRoot: join(dataDir, 'runc'),
-        applyTimeoutMs: 500,
+        // above the ~0.6 s the Hog handler needs to exhaust its memory (so the crash, not the time limit, ends it)
+        applyTimeoutMs: 3000,
         checkpointEvery: 3,
         monitorIntervalMs: 200,
         memoryMiB: 192,

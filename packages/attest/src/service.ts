@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { GUEST_CONTRACT } from '@formation/guest';
 import { type KeyPair, NonceCache } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import { type ApiServer, type Logger, requireSigner } from '@formation/service';
+import { sha256File } from '@formation/service/files';
 import type { VmManager, VmView } from '@formation/vmm';
 import { Type } from '@sinclair/typebox';
 import { type DiskStatus, parseDiskStatus } from './disk.ts';
@@ -310,14 +310,4 @@ export function qcow2Backing(file: string): string | null {
   } finally {
     closeSync(fd);
   }
-}
-
-function sha256File(path: string): Promise<string> {
-  return new Promise((res, rej) => {
-    const h = createHash('sha256');
-    createReadStream(path)
-      .on('data', (d) => h.update(d))
-      .on('error', rej)
-      .on('end', () => res(h.digest('hex')));
-  });
 }

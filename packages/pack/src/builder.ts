@@ -1,8 +1,7 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import {
   appendFileSync,
   copyFileSync,
-  createReadStream,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -17,6 +16,7 @@ import { redactFormfile } from '@formation/formfile';
 import { GUEST_CONTRACT } from '@formation/guest';
 import { FormError, type FormfileSpec, type FormpackArtifact, type FormpackManifest } from '@formation/interface';
 import type { Logger } from '@formation/service';
+import { sha256File } from '@formation/service/files';
 import { cachePaths, checkPackages, ensureBase, ensureLayer, sweepTemps } from './base.ts';
 import { DEFAULT_SANDBOX, type SandboxLimits } from './chroot.ts';
 import { formpackId, readBuildContext } from './context.ts';
@@ -95,16 +95,6 @@ export const ARTIFACT_FILES = { disk: 'disk.qcow2', kernel: 'vmlinuz', initramfs
 export type ArtifactName = keyof typeof ARTIFACT_FILES;
 
 const ID_RE = /^[0-9a-f]{64}$/;
-
-function sha256File(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    createReadStream(path)
-      .on('data', (c) => h.update(c))
-      .on('error', reject)
-      .on('end', () => resolve(h.digest('hex')));
-  });
-}
 
 async function artifact(dir: string, file: string): Promise<FormpackArtifact> {
   const p = join(dir, file);

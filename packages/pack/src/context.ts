@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, lstatSync, readdirSync, readlinkSync } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { isAbsolute, join, posix } from 'node:path';
 import { FormError, type FormfileSpec } from '@formation/interface';
+import { sha256File } from '@formation/service/files';
 
 /** One file of a build context, as it is hashed and copied. */
 export interface ContextEntry {
@@ -39,16 +40,6 @@ export function contextPath(src: string): string {
     throw new FormError('FORMFILE_BAD_PATH', `Cannot COPY ${src}: it points outside the build directory`);
   }
   return n === './' ? '.' : n.replace(/\/+$/, '') || '.';
-}
-
-function fileSha256(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    createReadStream(path)
-      .on('data', (c) => h.update(c))
-      .on('error', reject)
-      .on('end', () => resolve(h.digest('hex')));
-  });
 }
 
 function walk(dir: string, rel: string, out: ContextEntry[]): void {
@@ -117,7 +108,7 @@ export async function readBuildContext(spec: FormfileSpec, dir: string): Promise
   let bytes = 0;
   for (const e of unique) {
     if (e.type === 'file') {
-      e.sha256 = await fileSha256(join(dir, e.rel));
+      e.sha256 = await sha256File(join(dir, e.rel));
       bytes += e.size;
     }
   }

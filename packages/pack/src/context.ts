@@ -125,20 +125,6 @@ export function contextDigest(entries: ContextEntry[]): string {
   return h.digest('hex');
 }
 
-/** Canonical JSON: object keys sorted, no whitespace. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value && typeof value === 'object') {
-    const obj = value as Record<string, unknown>;
-    return `{${Object.keys(obj)
-      .filter((k) => obj[k] !== undefined)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
 /**
  * The Formpack ID: sha256 hex of `formpack-v1\n` + normalized Formfile + `\n` + context digest.
  */

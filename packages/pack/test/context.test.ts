@@ -12,7 +12,7 @@ import {
   safeEntryPath,
   usableBytes,
 } from '../src/index.ts';
-import { makeSpec } from './spec.ts';
+import { makeSpec, makeUser } from './spec.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'form-pack-ctx-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -82,44 +82,8 @@ test('the ID follows the normalized Formfile and the content, modes and names of
   assert.notEqual(await id(), changed, 'mode counts');
   assert.notEqual(await id(makeSpec({ name: 'x', memMiB: 1024 })), await id(), 'spec counts');
   assert.notEqual(
-    await id(
-      makeSpec({
-        name: 'x',
-        users: [
-          {
-            username: 'u',
-            passwd: 'p1',
-            sudo: false,
-            sshAuthorizedKeys: [],
-            sshPwauth: false,
-            lockPasswd: false,
-            shell: '/bin/bash',
-            disableRoot: true,
-            chpasswdExpire: false,
-            groups: [],
-          },
-        ],
-      }),
-    ),
-    await id(
-      makeSpec({
-        name: 'x',
-        users: [
-          {
-            username: 'u',
-            passwd: 'p2',
-            sudo: false,
-            sshAuthorizedKeys: [],
-            sshPwauth: false,
-            lockPasswd: false,
-            shell: '/bin/bash',
-            disableRoot: true,
-            chpasswdExpire: false,
-            groups: [],
-          },
-        ],
-      }),
-    ),
+    await id(makeSpec({ name: 'x', users: [makeUser({ username: 'u', passwd: 'p1', disableRoot: true })] })),
+    await id(makeSpec({ name: 'x', users: [makeUser({ username: 'u', passwd: 'p2', disableRoot: true })] })),
     'a new password is a new image',
   );
 });

@@ -1,3 +1,4 @@
+import { getOrSet } from './maps.ts';
 import type { Op } from './op.ts';
 
 interface Waiting {
@@ -93,13 +94,4 @@ export class PendingBuffer {
     this.waitingOn.clear();
     this.bytes = 0;
   }
-}
-
-function getOrSet<K, V>(m: Map<K, V>, k: K, make: () => V): V {
-  let v = m.get(k);
-  if (v === undefined) {
-    v = make();
-    m.set(k, v);
-  }
-  return v;
 }

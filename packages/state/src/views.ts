@@ -2,6 +2,7 @@ import { addressOf as deriveAddress, sha256Hex } from '@formation/identity';
 import { DEFAULT_DOMAIN } from '@formation/interface';
 import { canonicalJson } from './canonical.ts';
 import { actorOf, cidrWithin } from './kinds.ts';
+import { getOrSet } from './maps.ts';
 import type { Op } from './op.ts';
 
 /**
@@ -773,13 +774,4 @@ export class ViewState {
 
 function nodeWgConflict(conflicts: ConflictView[], wg: string): boolean {
   return conflicts.some((c) => c.kind === 'wgPublicKey' && c.key === wg);
-}
-
-function getOrSet<K, V>(m: Map<K, V>, k: K, make: () => V): V {
-  let v = m.get(k);
-  if (v === undefined) {
-    v = make();
-    m.set(k, v);
-  }
-  return v;
 }

@@ -230,19 +230,20 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
         ? { mode: 'tap', netns: config.netns, createNetns: false, bridge: 'formbr0', cidr: instanceCidr }
         : { mode: 'user', createNetns: false, bridge: 'formbr0', cidr: instanceCidr },
     });
+    // An instance's VM belongs to the instance's owner (the controller boots it with the node key).
+    const instanceOwnerOf = (vm: { name: string; owner: string | null }): string | null =>
+      vm.owner ?? store.views().instances.find((i) => !i.deleted && vmNameFor(i) === vm.name)?.ownerAddress ?? null;
     const vmm = await createVmmService({
       config: vmmConfig,
       logger,
+      access: { operators: [key.publicKey], ownerOf: instanceOwnerOf },
       // Attestation (measured boot reports, sealed secrets) lives on the VMM API, beside the VMs it measures.
       routes: (app, manager) =>
         registerAttestRoutes(app, {
           nodeKey: key,
           vmm: manager,
           logger,
-          ownerOf: (vm) =>
-            vm.owner ??
-            store.views().instances.find((i) => !i.deleted && vmNameFor(i) === vm.name)?.ownerAddress ??
-            null,
+          ownerOf: instanceOwnerOf,
         }),
     });
     setApiIdentity(vmm.app, key.publicKey);

@@ -59,6 +59,7 @@ async function startWeb(ctx: ExtraServicesContext): Promise<string> {
   const web = await createWebService({
     urls: { state: u(ctx.ports.state), pack: u(ctx.ports.pack), vmm: u(ctx.ports.vmm), formnet: u(ctx.ports.formnet) },
     logger: ctx.logger,
+    nodeKey: ctx.key,
   });
   ctx.onClose(() => web.close());
   setApiIdentity(web.app, ctx.key.publicKey); // a login signed for this node is good nowhere else

@@ -73,7 +73,8 @@ export class ApiClient {
     const text = body === undefined ? '' : JSON.stringify(body);
     const headers: Record<string, string> = {};
     if (body !== undefined) headers['content-type'] = 'application/json';
-    const mustSign = opts.sign ?? method !== 'GET';
+    // GETs too when we hold a key: some reads are the signer's alone (VM lists, consoles, artifacts).
+    const mustSign = opts.sign ?? (method !== 'GET' || this.key !== undefined);
     if (mustSign) {
       if (!this.key)
         throw new FormError('KEY_NOT_FOUND', `Cannot call ${method} ${path}: no key to sign with`, {

@@ -1,9 +1,11 @@
 import type { NonceCache } from '@formation/identity';
+import { FormError } from '@formation/interface';
 import { type ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import { listImages } from './images.ts';
 import type { VmManager } from './manager.ts';
 import { VM_STATES } from './state-machine.ts';
+import type { VmView } from './types.ts';
 
 const Id = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
 const ErrorBody = Type.Object({
@@ -70,10 +72,42 @@ const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody,
  * The VMM REST API (seed 003 + snapshots/restore/console). Mutating routes are signed; the signer
  * becomes the VM's owner and only the owner may act on it.
  */
-export function registerVmmRoutes(app: ApiServer, manager: VmManager, nonces?: NonceCache): void {
+export interface VmmAccess {
+  /**
+   * Public keys that see every VM (the node's own key: its controller and dashboard). Everyone else
+   * sees, in lists, consoles and details, only the VMs they own.
+   */
+  operators?: readonly string[];
+  /**
+   * The owner (address) of a VM the API did not create for a signer: e.g. an instance's VM booted by
+   * the node's controller belongs to the instance's owner. Default: the VM's recorded owner.
+   */
+  ownerOf?: (vm: VmView) => string | null;
+}
+
+export function registerVmmRoutes(
+  app: ApiServer,
+  manager: VmManager,
+  nonces?: NonceCache,
+  access: VmmAccess = {},
+): void {
   const signed = requireSigner(nonces);
   // Commit is part of managing an instance: a dashboard session may do it under the owner's delegation.
   const delegable = requireSigner(nonces, { allowDelegation: true });
+  // Reads are signed too (least disclosure: names, addresses, consoles are the owner's business).
+  const reader = delegable;
+  const operators = new Set(access.operators ?? []);
+  const ownerOf = (vm: VmView) => (access.ownerOf ? access.ownerOf(vm) : vm.owner) ?? vm.owner;
+  const mayRead = (signer: { publicKey: string; address: string } | undefined, vm: VmView): boolean =>
+    !!signer && (operators.has(signer.publicKey) || ownerOf(vm)?.toLowerCase() === signer.address.toLowerCase());
+  const readable = (req: { signer?: { publicKey: string; address: string } }, id: string): VmView => {
+    const vm = manager.get(id);
+    if (!mayRead(req.signer, vm)) {
+      // Same answer as a VM that does not exist: whether someone else's VM is here is not yours to learn.
+      throw new FormError('VM_NOT_FOUND', `Cannot find VM ${id}`, { hint: 'List yours with GET /vms (signed).' });
+    }
+    return vm;
+  };
   const waitReadyMs = 120_000;
 
   app.get('/health', {}, async () => {
@@ -90,8 +124,14 @@ export function registerVmmRoutes(app: ApiServer, manager: VmManager, nonces?: N
 
   app.get(
     '/vms',
-    { schema: { summary: 'List VMs', response: { 200: Type.Object({ vms: Type.Array(Vm) }) } } },
-    async () => ({ vms: manager.list() }),
+    {
+      preHandler: reader,
+      schema: {
+        summary: "List the signer's VMs (all of them for the node's own key)",
+        response: { 200: Type.Object({ vms: Type.Array(Vm) }), ...errors },
+      },
+    },
+    async (req) => ({ vms: manager.list().filter((vm) => mayRead(req.signer, vm)) }),
   );
 
   app.post(
@@ -116,14 +156,15 @@ export function registerVmmRoutes(app: ApiServer, manager: VmManager, nonces?: N
   app.get(
     '/vms/:id',
     {
+      preHandler: reader,
       schema: {
         tags: ['vmm'],
-        summary: 'One VM (state, network, health)',
+        summary: 'One VM (state, network, health); its owner or the node only',
         params: Id,
         response: { 200: Vm, ...errors },
       },
     },
-    async (req) => manager.get(req.params.id),
+    async (req) => readable(req, req.params.id),
   );
 
   app.delete(
@@ -223,15 +264,19 @@ export function registerVmmRoutes(app: ApiServer, manager: VmManager, nonces?: N
   app.get(
     '/vms/:id/console',
     {
+      preHandler: reader,
       schema: {
         tags: ['vmm'],
-        summary: 'Recent serial console output',
+        summary: 'Recent serial console output; its owner or the node only',
         params: Id,
         querystring: Type.Object({ bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 20 })) }),
         response: { 200: Type.Object({ id: Type.String(), output: Type.String() }), ...errors },
       },
     },
-    async (req) => ({ id: req.params.id, output: manager.console(req.params.id, req.query.bytes ?? 16384) }),
+    async (req) => {
+      readable(req, req.params.id);
+      return { id: req.params.id, output: manager.console(req.params.id, req.query.bytes ?? 16384) };
+    },
   );
 
   app.get('/images', {}, async () => ({

@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { NonceCache } from '@formation/identity';
 import { type ApiServer, createApiServer, type Logger } from '@formation/service';
-import { registerVmmRoutes } from './api.ts';
+import { registerVmmRoutes, type VmmAccess } from './api.ts';
 import type { VmmConfig } from './config.ts';
 import type { HypervisorDriver } from './driver.ts';
 import { hostKernel } from './images.ts';
@@ -32,6 +32,8 @@ export async function createVmmService(opts: {
   logger: Logger;
   driver?: HypervisorDriver;
   nonces?: NonceCache;
+  /** Who reads what: the node's key sees every VM; others only their own (see `VmmAccess`). */
+  access?: VmmAccess;
   /** Extra routes mounted on the VMM API before it is sealed (e.g. `registerAttestRoutes` of @formation/attest). */
   routes?: (app: ApiServer, manager: VmManager) => void;
 }): Promise<VmmService> {
@@ -73,7 +75,7 @@ export async function createVmmService(opts: {
     logger,
     description: 'Formation VMM: VM lifecycle over QEMU (KVM or TCG)',
   });
-  registerVmmRoutes(app, manager, opts.nonces ?? new NonceCache());
+  registerVmmRoutes(app, manager, opts.nonces ?? new NonceCache(), opts.access);
   opts.routes?.(app, manager);
   await app.ready();
   return {

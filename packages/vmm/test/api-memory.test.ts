@@ -51,7 +51,7 @@ describe('VMM API on the memory driver (auth, 404/403/409, capacity, commit)', (
   async function call(method: string, url: string, body?: unknown, key: KeyPair | null = alice) {
     const text = body === undefined ? '' : JSON.stringify(body);
     const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
-    if (key && method !== 'GET')
+    if (key)
       Object.assign(headers, signRequest(key, { method, path: url, body: text, audience: apiIdentity(vmm.app) }));
     const r = await vmm.app.inject({
       method: method as 'GET',
@@ -128,6 +128,19 @@ describe('VMM API on the memory driver (auth, 404/403/409, capacity, commit)', (
     assert.equal(f.body.error.code, 'AUTH_FORBIDDEN');
     assert.equal((await call('DELETE', `/vms/${vmId}`, undefined, mallory)).status, 403);
     assert.equal((await call('GET', `/vms/${vmId}`)).body.state, 'running', 'the refused calls changed nothing');
+  });
+
+  test('least disclosure: reads are signed; another signer sees neither the VM nor its console', async () => {
+    assert.equal((await call('GET', '/vms', undefined, null)).status, 401);
+    assert.equal((await call('GET', `/vms/${vmId}/console`, undefined, null)).status, 401);
+    assert.deepEqual((await call('GET', '/vms', undefined, mallory)).body.vms, []);
+    assert.equal((await call('GET', `/vms/${vmId}`, undefined, mallory)).status, 404);
+    assert.equal((await call('GET', `/vms/${vmId}/console`, undefined, mallory)).status, 404);
+    assert.deepEqual(
+      (await call('GET', '/vms')).body.vms.map((v: { id: string }) => v.id),
+      [vmId],
+      'the owner sees its VM',
+    );
   });
 
   test('pause/resume; illegal transitions are 409 naming the state', async () => {

@@ -47,7 +47,7 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
   async function call(method: string, url: string, body?: unknown, key: KeyPair | null = alice) {
     const text = body === undefined ? '' : JSON.stringify(body);
     const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
-    if (key && method !== 'GET')
+    if (key)
       Object.assign(headers, signRequest(key, { method, path: url, body: text, audience: apiIdentity(vmm.app) }));
     const r = await vmm.app.inject({
       method: method as 'GET',

@@ -5,7 +5,13 @@ import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type {} from '@fastify/swagger';
 import { expectedMeasurement } from '@formation/attest';
-import { type DelegatedKey, type Delegation, addressOf as deriveAddress, NonceCache } from '@formation/identity';
+import {
+  type DelegatedKey,
+  type Delegation,
+  addressOf as deriveAddress,
+  type KeyPair,
+  NonceCache,
+} from '@formation/identity';
 import { type Address, FormError, type FormpackManifest } from '@formation/interface';
 import { PackClient } from '@formation/pack';
 import { deploymentStatus, placementNodesFrom, vmNameFor } from '@formation/scheduler';
@@ -54,6 +60,8 @@ export interface WebServiceOptions {
   upstreamTimeoutMs?: number;
   /** Largest build-context upload from the browser (default 256 MiB). */
   maxUploadBytes?: number;
+  /** The node's key: signs the VMM reads that only the node (or a VM's owner) may make. */
+  nodeKey?: KeyPair;
 }
 
 export interface WebService {
@@ -101,7 +109,7 @@ export async function createWebService(opts: WebServiceOptions): Promise<WebServ
     bodyLimit: 64 * 1024,
   });
   const log = opts.logger.child({ component: 'web' });
-  const apis = new NodeApis(opts.urls, opts.upstreamTimeoutMs ?? 5000);
+  const apis = new NodeApis(opts.urls, opts.upstreamTimeoutMs ?? 5000, opts.nodeKey);
   const sessions = new SessionStore({ tokenTtlMs: opts.tokenTtlMs, sessionTtlMs: opts.sessionTtlMs });
   const staticDir = resolve(opts.staticDir ?? DEFAULT_STATIC_DIR);
   const metrics = new Metrics(apis, opts.maxSamples ?? 360);

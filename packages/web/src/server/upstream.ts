@@ -1,3 +1,4 @@
+import type { KeyPair } from '@formation/identity';
 import { FormError, type FormpackManifest } from '@formation/interface';
 import { ApiClient } from '@formation/service';
 import type {
@@ -67,15 +68,19 @@ export interface SelfNode {
 
 type Service = keyof NodeApiUrls;
 
-/** Read-only, unsigned clients for the node APIs, with a short timeout so a slow node cannot stall a page. */
+/**
+ * Read-only clients for the node APIs, with a short timeout so a slow node cannot stall a page. Reads
+ * the VMM keeps to owners (VM lists, consoles) are signed with `nodeKey` — the dashboard runs inside
+ * the node and filters per session itself; without a key they go unsigned.
+ */
 export class NodeApis {
   private readonly clients: Record<Service, ApiClient>;
 
-  constructor(urls: NodeApiUrls, timeoutMs = 5000) {
+  constructor(urls: NodeApiUrls, timeoutMs = 5000, nodeKey?: KeyPair) {
     this.clients = {
       state: new ApiClient(urls.state, undefined, timeoutMs),
       pack: new ApiClient(urls.pack, undefined, timeoutMs),
-      vmm: new ApiClient(urls.vmm, undefined, timeoutMs),
+      vmm: new ApiClient(urls.vmm, nodeKey, timeoutMs),
       formnet: new ApiClient(urls.formnet, undefined, timeoutMs),
     };
   }

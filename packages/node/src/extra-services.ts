@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
-import type { KeyPair } from '@formation/identity';
+import { addressOf, type KeyPair } from '@formation/identity';
 import { createRuntimeService, loadRuntimeConfig, runcUnavailable } from '@formation/runtime';
 import { type Logger, setApiIdentity } from '@formation/service';
 import type { StateStore } from '@formation/state';
@@ -91,6 +91,9 @@ async function startRuntime(ctx: ExtraServicesContext): Promise<string> {
       prvKey: bytesToHex(ctx.key.privateKey),
       redisURL,
       dataDir,
+      // Who may import images and register modules: FORM_RUNTIME_ADMINS, else the network's admins
+      // (as of this start). Nobody else: an image import reads host paths.
+      ...(process.env.FORM_RUNTIME_ADMINS ? {} : { admins: ctx.store.views().network.admins.map((k) => addressOf(k)) }),
     },
   });
   const runtime = await createRuntimeService({ config, logger: ctx.logger });

@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { generateKeyPair, randomHex, signRequest } from '@formation/identity';
+import { requireOrSkip } from '@formation/interface/testing';
 import { apiIdentity, createLogger } from '@formation/service';
 import { createVmmService, loadVmmConfig, type VmmService, type VmView } from '@formation/vmm';
 import {
@@ -21,8 +22,7 @@ import {
   verifyReport,
 } from '../src/index.ts';
 
-const why = integrationBlocker();
-if (why && process.env.FORM_REQUIRE_INTEGRATION === '1') throw new Error(`FORM_REQUIRE_INTEGRATION=1: ${why}`);
+const why = requireOrSkip('attestation e2e test', { check: integrationBlocker });
 
 /**
  * End to end against real QEMU VMs (TCG): two "replicas" on one node, one booted from the Formpack,

@@ -10,6 +10,7 @@ import { createHmac, createPrivateKey, createPublicKey, diffieHellman, hkdfSync,
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { requireOrSkip } from '@formation/interface/testing';
 import { SECRET_INFO, sealSecret } from '../src/index.ts';
 
 const GUEST_SCRIPT = fileURLToPath(new URL('../../guest/files/form-attest', import.meta.url));
@@ -38,7 +39,7 @@ const PROGRAMS = [
   'awk',
   'wc',
 ];
-const skip = spawnSync('sh', ['-c', 'command -v openssl']).status !== 0 ? 'openssl is not installed' : undefined;
+const skip = requireOrSkip('form-attest argv test', { programs: ['openssl'] });
 
 describe('form-attest secret-put puts no key material on any argv', { skip }, () => {
   let tmp: string;

@@ -12,6 +12,8 @@ export interface TestNeeds {
   programs?: string[];
   /** Files that must exist: a path, or `{ path, name }` to name what is missing (e.g. the apt package). */
   files?: Array<string | { path: string; name: string }>;
+  /** Any other check: why the test cannot run here, or '' / false / undefined when it can. */
+  check?: () => string | false | undefined;
 }
 
 /**
@@ -30,8 +32,8 @@ export function requireOrSkip(what: string, needs: TestNeeds): string | false {
     .map((f) => (typeof f === 'string' ? { path: f, name: f } : f))
     .filter((f) => !existsSync(f.path))
     .map((f) => f.name);
-  if (!missing.length) return false;
-  const reason = `missing ${missing.join(', ')}`;
+  const reason = missing.length ? `missing ${missing.join(', ')}` : needs.check?.() || '';
+  if (!reason) return false;
   if (process.env.FORM_REQUIRE_INTEGRATION === '1') throw new Error(`${what} ${reason}`);
   return reason;
 }

@@ -22,9 +22,12 @@ test('requireOrSkip: false when everything is there, the reason when not, a fail
       requireOrSkip('t', { files: ['/no/such/file', { path: '/no/such/chromium', name: 'chromium (apt)' }] }),
       'missing /no/such/file, chromium (apt)',
     );
+    assert.equal(requireOrSkip('t', { check: () => 'no guest kernel' }), 'no guest kernel');
+    assert.equal(requireOrSkip('t', { check: () => false }), false);
   });
   withRequire('1', () => {
-    assert.equal(requireOrSkip('t', { programs: ['sh'] }), false);
+    assert.equal(requireOrSkip('t', { programs: ['sh'], check: () => undefined }), false);
+    assert.throws(() => requireOrSkip('the z test', { check: () => 'no guest kernel' }), /the z test no guest kernel/);
     assert.throws(
       () => requireOrSkip('the x test', { files: ['/no/such/file'] }),
       /the x test missing \/no\/such\/file/,

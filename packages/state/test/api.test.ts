@@ -11,7 +11,7 @@ import {
   type StateClient,
   startStateService,
 } from '../src/index.ts';
-import { instanceBody, key, memStore, nodeBody } from './helpers.ts';
+import { claimRunning, instanceBody, key, memStore, nodeBody } from './helpers.ts';
 
 const dev = key(10);
 const node = key(20);
@@ -72,14 +72,7 @@ test('reads: ops by hash, heads, digest, sync, views, openapi', async () => {
   const reg = store.author(node, 'node.register', nodeBody(1));
   const create = store.author(dev, 'instance.create', instanceBody('web'));
   const id = create.body.id as string;
-  store.author(node, 'instance.claim', { instanceId: id, node: node.publicKey });
-  store.author(node, 'instance.status', {
-    instanceId: id,
-    node: node.publicKey,
-    state: 'running',
-    formnetIp: '10.129.1.7',
-    revision: 1,
-  });
+  claimRunning(store, node, id, '10.129.1.7', 1);
   store.author(node, 'formnet.peer', {
     wgPublicKey: nodeBody(1).wgPublicKey,
     endpoint: '127.0.0.1:51820',

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { sha256Hex, sign } from '@formation/identity';
 import { isFormError } from '@formation/interface';
 import { createOp, encodeOp, instanceIdOf, MAX_OP_BYTES, type Op } from '../src/index.ts';
-import { instanceBody, key, memStore, nodeBody } from './helpers.ts';
+import { claimRunning, instanceBody, key, memStore, nodeBody } from './helpers.ts';
 
 const dev = key(10);
 const mallory = key(66);
@@ -110,14 +110,7 @@ test('a node may report only on itself', () => {
   });
   assert.equal(rejectedCode(s, allocForDev), 'STATE_OP_FORBIDDEN', 'only nodes allocate');
   // node A reporting on itself is fine, and a registered node may allocate for a developer
-  s.author(nodeA, 'instance.claim', { instanceId: id, node: nodeA.publicKey });
-  s.author(nodeA, 'instance.status', {
-    instanceId: id,
-    node: nodeA.publicKey,
-    state: 'running',
-    formnetIp: '10.129.1.5',
-    revision: 0,
-  });
+  claimRunning(s, nodeA, id, '10.129.1.5');
   s.author(nodeA, 'formnet.allocate', { address: '10.128.0.9', peer: dev.publicKey, kind: 'developer' });
   let v = s.views();
   assert.equal(v.instances[0]?.replicaSet[0]?.state, 'running');

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import { openStateStore } from '../src/index.ts';
+import { claimRunning } from './helpers.ts';
 
 test('instance.update desired: owner stops and starts; others are refused; bad values rejected', () => {
   const store = openStateStore({ path: ':memory:' });
@@ -74,22 +75,8 @@ test('DNS follows healing: a stand-in replica that runs is named when the first 
     resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
   });
   const id = create.body.id as string;
-  store.author(a, 'instance.claim', { instanceId: id, node: a.publicKey });
-  store.author(a, 'instance.status', {
-    instanceId: id,
-    node: a.publicKey,
-    state: 'running',
-    formnetIp: '10.129.0.2',
-    revision: 0,
-  });
-  store.author(b, 'instance.claim', { instanceId: id, node: b.publicKey });
-  store.author(b, 'instance.status', {
-    instanceId: id,
-    node: b.publicKey,
-    state: 'running',
-    formnetIp: '10.129.1.2',
-    revision: 0,
-  });
+  claimRunning(store, a, id, '10.129.0.2');
+  claimRunning(store, b, id, '10.129.1.2');
   const named = () => store.views().dns.find((d) => d.name === 'web.dev.formation.local')?.addresses;
   assert.deepEqual(named(), ['10.129.0.2'], 'one replica asked: the first claim only');
   store.author(a, 'instance.status', { instanceId: id, node: a.publicKey, state: 'stopped', revision: 0 });

@@ -35,6 +35,18 @@ export function instanceBody(name = 'web'): Record<string, unknown> {
   return { formpackId: FORMPACK_ID, name, replicas: 1, resources: { vcpu: 1, memMiB: 512, diskGiB: 5 } };
 }
 
+/** `node` claims instance `instanceId` and reports it running at `formnetIp`. */
+export function claimRunning(
+  store: StateStore,
+  node: KeyPair,
+  instanceId: string,
+  formnetIp: string,
+  revision = 0,
+): void {
+  store.author(node, 'instance.claim', { instanceId, node: node.publicKey });
+  store.author(node, 'instance.status', { instanceId, node: node.publicKey, state: 'running', formnetIp, revision });
+}
+
 export function memStore(
   opts: { pendingMaxOps?: number; pendingMaxBytes?: number; genesis?: string } = {},
 ): StateStore {

@@ -15,7 +15,7 @@ import {
   openStateStore,
   type StateStore,
 } from '../src/index.ts';
-import { FORMPACK_ID, instanceBody, key, memStore, nodeBody } from './helpers.ts';
+import { claimRunning, FORMPACK_ID, instanceBody, key, memStore, nodeBody } from './helpers.ts';
 
 /**
  * Issue 16, state level: what a fresh key (or an admitted but malicious node) can do with nothing but
@@ -119,14 +119,7 @@ test('attack 3: admission: unadmitted keys never place, claim, report, route or 
   // Mallory registers, beats, claims, reports, allocates and publishes a peer: none of it counts.
   store.author(mallory, 'node.register', { ...nodeBody(66), formnetRange: '10.129.66.0/24' });
   store.author(mallory, 'node.heartbeat', { status: 'healthy' });
-  store.author(mallory, 'instance.claim', { instanceId: id, node: mallory.publicKey });
-  store.author(mallory, 'instance.status', {
-    instanceId: id,
-    node: mallory.publicKey,
-    state: 'running',
-    formnetIp: '10.129.66.2',
-    revision: 1,
-  });
+  claimRunning(store, mallory, id, '10.129.66.2', 1);
   store.author(mallory, 'formnet.peer', { wgPublicKey: generateWireGuardKeyPair().publicKey, allowedIps: [] });
   const v = store.views();
   assert.deepEqual(

@@ -1,0 +1,88 @@
+import { FormError, type FormpackManifest } from '@formation/interface';
+import type { ApiServer, Logger } from '@formation/service';
+import { shipFormpack } from '@formation/state';
+import { Type } from '@sinclair/typebox';
+import type { FormpackDetail, ShipResultInfo } from '../../api-types.ts';
+import type { WebContext } from '../context.ts';
+import type { NodeApis } from '../upstream.ts';
+import { formpackDetail, formpackList } from '../views.ts';
+
+/** The developer's Formpacks: list, one, and ship one built on this node. */
+export function registerFormpackRoutes(app: ApiServer, ctx: WebContext): void {
+  const { apis, session, log } = ctx;
+
+  app.get('/api/formpacks', { schema: { summary: "The signed-in developer's Formpacks" } }, async (req) => {
+    const s = session(req);
+    const [published, local] = await Promise.all([apis.publishedFormpacks(), localFormpacks(apis, log)]);
+    return formpackList(local, published, s.address);
+  });
+
+  app.get(
+    '/api/formpacks/:id',
+    {
+      schema: {
+        summary: 'One of your Formpacks: manifest, Formfile, size, measurement',
+        params: Type.Object({ id: Type.String({ pattern: '^[0-9a-f]{6,64}$' }) }),
+      },
+    },
+    async (req): Promise<FormpackDetail> => {
+      const s = session(req);
+      const id = req.params.id;
+      const [published, instances] = await Promise.all([apis.publishedFormpacks(), apis.instances()]);
+      let manifest: FormpackManifest | undefined;
+      try {
+        manifest = await apis.manifest(id);
+      } catch (err) {
+        if ((err as FormError).status !== 404) throw err;
+      }
+      return formpackDetail(id, manifest, published, instances, s.address);
+    },
+  );
+
+  app.post(
+    '/api/formpacks/:id/ship',
+    {
+      schema: {
+        summary: 'Ship one of your Formpacks built on this node: publish it and create (or update) its instance',
+        params: Type.Object({ id: Type.String({ pattern: '^[0-9a-f]{64}$' }) }),
+        body: Type.Object(
+          { replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 })), new: Type.Optional(Type.Boolean()) },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (req): Promise<ShipResultInfo> => {
+      const { s, key } = ctx.manager(req);
+      let manifest: FormpackManifest;
+      try {
+        manifest = await apis.manifest(req.params.id);
+      } catch (err) {
+        if ((err as FormError).status !== 404) throw err;
+        throw new FormError('PACK_NOT_FOUND', `Cannot ship ${req.params.id.slice(0, 12)}: this node does not have it`, {
+          hint: 'Build it here first (Formpacks → Build), or ship it from the machine that built it with `form pack ship`.',
+        });
+      }
+      if (manifest.owner !== s.address) {
+        throw new FormError('PACK_NOT_FOUND', `You have no Formpack ${req.params.id.slice(0, 12)}`, {
+          hint: 'The Formpacks page lists yours.',
+        });
+      }
+      const r = await shipFormpack(ctx.stateClient, key, manifest, {
+        replicas: req.body.replicas,
+        new: req.body.new,
+      });
+      log.info({ address: s.address, instance: r.id, formpack: manifest.id }, 'dashboard: ship');
+      return r;
+    },
+  );
+}
+
+/** Formpacks built on this node; none (with a warning) when the pack API is down. */
+async function localFormpacks(apis: NodeApis, log: Logger): Promise<FormpackManifest[]> {
+  try {
+    return await apis.localFormpacks();
+  } catch (err) {
+    log.warn({ err }, 'pack API unavailable: listing published Formpacks only');
+    return [];
+  }
+}

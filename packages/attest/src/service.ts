@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { GUEST_CONTRACT } from '@formation/guest';
 import { type KeyPair, NonceCache } from '@formation/identity';
@@ -76,7 +76,7 @@ export class AttestService {
         `Cannot attest VM ${vm.name}: QEMU was not started by direct kernel boot`,
       );
     }
-    const overlay = /(?:^|,)file=([^,]+)/.exec(drive)?.[1];
+    const overlay = resolveFdset(/(?:^|,)file=([^,]+)/.exec(drive)?.[1], vm.id, vm.pid);
     const base = overlay ? qcow2Backing(overlay) : null;
     if (!base) throw new FormError('ATTEST_UNAVAILABLE', `Cannot attest VM ${vm.name}: its disk has no base image`);
     const initrd = arg('-initrd');
@@ -294,6 +294,35 @@ function readArgv(pid: number): string[] {
 }
 
 /** The backing file named in a qcow2 header (absolute), or null. */
+/**
+ * The file behind a drive path. A QEMU that dropped its privileges gets its disks as open files
+ * (`-add-fd fd=3,set=1` … `file=/dev/fdset/1`; QEMU keeps dups of them): the overlay is then the file
+ * among its process's open fds (`/proc/<pid>/fd`) that is this VM's root disk, read here on the node
+ * that started it.
+ */
+export function resolveFdset(
+  path: string | undefined,
+  vmId: string,
+  pid: number | null | undefined,
+): string | undefined {
+  if (!/^\/dev\/fdset\/\d+$/.test(path ?? '')) return path;
+  if (!pid) return undefined;
+  const want = `/${vmId}/qemu/disk.qcow2`;
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        if (target.endsWith(want)) return target;
+      } catch {
+        // closed meanwhile
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
+
 export function qcow2Backing(file: string): string | null {
   const fd = openSync(file, 'r');
   try {

@@ -35,6 +35,11 @@ export interface PlanOptions {
   measurement?: string | undefined;
   /** `--trust-node-measurement` (form attest only). */
   trustNode?: boolean | undefined;
+  /**
+   * Only the instance's owner may go on (e.g. `unlock the disk of`): checked first, before anything
+   * is fetched or made, so another key learns nothing and gets the reason that matters.
+   */
+  ownerOnly?: string;
 }
 
 /**
@@ -52,6 +57,13 @@ export async function planAttestation(
   const { httpStateClient } = await import('@formation/state/client');
   const state = httpStateClient(await serviceUrl('state', node));
   const instance = await resolveInstance(state, ref, /^[0-9a-f]{32}$/.test(ref) ? undefined : key.address);
+  if (opts.ownerOnly && instance.ownerAddress !== key.address) {
+    throw new FormError(
+      'AUTH_FORBIDDEN',
+      `Cannot ${opts.ownerOnly} instance ${instance.name}: it belongs to ${instance.ownerAddress}, you are ${key.address}`,
+      { hint: 'Only the key that shipped an instance holds (and makes) its disk key.' },
+    );
+  }
   let manifest: FormpackManifest | undefined;
   let from: 'local build' | 'node manifest' = 'local build';
   try {

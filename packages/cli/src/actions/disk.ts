@@ -21,6 +21,7 @@ async function ownPlan(ref: string, opts: DiskOptions) {
     use: 'secret',
     sending: 'the disk key',
     measurement: opts.measurement,
+    ownerOnly: 'unlock the disk of',
   });
   if (plan.instance.ownerAddress !== key.address) {
     throw new FormError(

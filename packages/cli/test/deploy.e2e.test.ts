@@ -312,9 +312,14 @@ describe('single-node deploy path over the real CLI', { skip: why || false, conc
     json(await form(['node', 'up', '--netns', NS, '--json']));
     const s = await waitFor(shipped.id, (x) => x.status !== 'PENDING', 'SUCCESS after restart');
     assert.equal(s.status, 'SUCCESS', JSON.stringify(s));
-    const vms = (await (await fetch(`http://127.0.0.1:${3002 + Number(OFFSET)}/vms`)).json()) as {
+    // VM lists are signed reads (the owner sees its own VMs; an unsigned GET is 401).
+    const { developerKeyPath, loadKey } = await import('@formation/identity');
+    const { ApiClient } = await import('@formation/service/client');
+    const dev = await loadKey(developerKeyPath(home));
+    assert.equal((await fetch(`http://127.0.0.1:${3002 + Number(OFFSET)}/vms`)).status, 401);
+    const vms = await new ApiClient(`http://127.0.0.1:${3002 + Number(OFFSET)}`, dev).get<{
       vms: Array<{ name: string }>;
-    };
+    }>('/vms');
     const forIt = vms.vms.filter((v) => v.name.endsWith(`-${shipped.id.slice(0, 6)}`));
     assert.equal(forIt.length, 1, `exactly one VM for the instance: ${JSON.stringify(vms.vms.map((v) => v.name))}`);
     // The deleted instances' VMs are gone by now or soon: then only the first instance and this one remain.

@@ -360,8 +360,11 @@ describe('web dashboard against a real node in Chromium', { skip, concurrency: f
   test('delete asks first, then removes the instance', { timeout: 180_000 }, async () => {
     await page.getByRole('link', { name: 'Instances', exact: true }).click();
     await page.getByRole('link', { name: 'hello-server' }).click();
-    const vmsNow = async () =>
-      ((await (await fetch(`http://127.0.0.1:${3002 + OFFSET}/vms`)).json()) as { vms: unknown[] }).vms.length;
+    // VM lists are signed reads: the developer (the instance's owner) sees its VMs.
+    const { developerKeyPath, loadKey } = await import('@formation/identity');
+    const { ApiClient } = await import('@formation/service/client');
+    const vmm = new ApiClient(`http://127.0.0.1:${3002 + OFFSET}`, await loadKey(developerKeyPath(home)));
+    const vmsNow = async () => (await vmm.get<{ vms: unknown[] }>('/vms')).vms.length;
     assert.equal(await vmsNow(), 1, 'the instance has its VM before the delete');
     await page.getByRole('button', { name: 'Delete', exact: true }).click();
     await page.getByText(/Delete hello-server\? Every replica/).waitFor();

@@ -1,20 +1,29 @@
-import { createHash } from 'node:crypto';
+import { constants, createHash, createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { addressOf, type KeyPair } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { keccak_256 } from '@noble/hashes/sha3.js';
 
 /**
- * ANS-104 data items (the binary messages AO clients post to a MU), signature type 3 (Ethereum /
- * secp256k1, what HyMatrix's goar + goether signers produce): parse, verify, create.
+ * ANS-104 data items (the binary messages AO clients post to a MU): parse, verify (signature types
+ * 1 Arweave, 2 ED25519, 3 Ethereum, 4 Solana, as `@dha-team/arbundles` — what `aoconnect` uses —
+ * signs them), create (type 3, what HyMatrix's goar + goether signers produce).
  *
  * Layout: u16le signature type · signature · owner (public key) · target flag [+32] · anchor flag
  * [+32] · u64le tag count · u64le tag bytes · Avro-encoded tags · data. The signature covers the
- * SHA-384 "deep hash" of ["dataitem", "1", type, owner, target, anchor, tag bytes, data], signed as
- * an Ethereum personal message; the item id is base64url(sha256(signature)).
+ * SHA-384 "deep hash" of ["dataitem", "1", type, owner, target, anchor, tag bytes, data]; the item id
+ * is base64url(sha256(signature)). Per type, what is signed and how:
+ * - 1 Arweave: RSA-PSS, SHA-256, 4096-bit modulus (the owner, e = 65537), any salt length (Node's
+ *   arweave-js / aoconnect sign with the maximum, 478 bytes; browser wallets with 32).
+ * - 2 ED25519: ed25519 over the deep hash.
+ * - 3 Ethereum: secp256k1 over the deep hash as an Ethereum personal message (65-byte r·s·v).
+ * - 4 Solana: ed25519 over the deep hash's lowercase hex (arbundles' `HexSolanaSigner`).
  */
 
+export const SIG_ARWEAVE = 1;
+export const SIG_ED25519 = 2;
 export const SIG_ETHEREUM = 3;
+export const SIG_SOLANA = 4;
 const SIG_LENGTHS: Record<number, { sig: number; owner: number; name: string }> = {
   1: { sig: 512, owner: 512, name: 'Arweave' },
   2: { sig: 64, owner: 32, name: 'ED25519' },
@@ -32,8 +41,10 @@ export interface ParsedDataItem {
   signatureType: number;
   signature: Buffer;
   owner: Buffer;
-  /** Signer address (`0x…`, for Ethereum items). */
+  /** Signer address: `0x…` (lowercase) for Ethereum items, else base64url(sha256(owner)) as AO and Arweave name it. */
   ownerAddress: string;
+  /** `Arweave`, `ED25519`, `Ethereum` or `Solana`. */
+  signatureName: string;
   target: string;
   anchor: string;
   tags: DataItemTag[];
@@ -128,7 +139,12 @@ export function parseDataItem(buf: Buffer): ParsedDataItem {
   if (buf.length < 80) throw bad(`${buf.length} bytes is too short`);
   const signatureType = buf.readUInt16LE(0);
   const lens = SIG_LENGTHS[signatureType];
-  if (!lens) throw bad(`unknown signature type ${signatureType}`);
+  if (!lens)
+    throw bad(
+      `unknown signature type ${signatureType} (supported: ${Object.entries(SIG_LENGTHS)
+        .map(([t, l]) => `${t} ${l.name}`)
+        .join(', ')})`,
+    );
   let pos = 2;
   const take = (n: number, what: string): Buffer => {
     if (pos + n > buf.length) throw bad(`truncated in ${what}`);
@@ -160,20 +176,13 @@ export function parseDataItem(buf: Buffer): ParsedDataItem {
     if (tags.length !== tagCount) throw bad(`header says ${tagCount} tags, found ${tags.length}`);
   }
   const data = buf.subarray(pos);
-  let ownerAddress = '';
-  if (signatureType === SIG_ETHEREUM) {
-    try {
-      ownerAddress = addressOf(owner.toString('hex'));
-    } catch {
-      throw bad('owner is not a secp256k1 public key');
-    }
-  }
   return {
     id: createHash('sha256').update(signature).digest('base64url'),
     signatureType,
+    signatureName: lens.name,
+    ownerAddress: ownerToAddress(signatureType, owner),
     signature,
     owner,
-    ownerAddress,
     target: target.length ? target.toString('base64url') : '',
     anchor: anchor.length ? anchor.toString('base64url') : '',
     tags,
@@ -203,36 +212,94 @@ function signatureData(
 }
 
 /**
- * Parse and verify a data item; only Ethereum (type 3) signatures are accepted.
- * Throws AUTH_BAD_SIGNATURE when the signature does not match the owner.
+ * The address an owner (public key) signs as. Ethereum: the lowercase `0x…` address (keccak of the
+ * public key, as HyMatrix names signers). Every other type: base64url(sha256(owner)) — for an Arweave
+ * owner (its 512-byte RSA modulus) that is the wallet address; AO's scheduler names every signer this way.
+ */
+export function ownerToAddress(signatureType: number, owner: Uint8Array): string {
+  if (signatureType === SIG_ETHEREUM) {
+    try {
+      return addressOf(Buffer.from(owner).toString('hex'));
+    } catch {
+      throw bad('owner is not a secp256k1 public key');
+    }
+  }
+  return createHash('sha256').update(owner).digest('base64url');
+}
+
+function verifyEthereum(item: ParsedDataItem, message: Buffer): boolean {
+  const hash = ethMessageHash(message);
+  const v = item.signature[64] as number;
+  const recovery = v >= 27 ? v - 27 : v;
+  const recovered = secp256k1.recoverPublicKey(
+    Buffer.concat([Buffer.from([recovery]), item.signature.subarray(0, 64)]),
+    hash,
+    { prehash: false },
+  );
+  return addressOf(Buffer.from(recovered).toString('hex')) === item.ownerAddress;
+}
+
+function rsaKey(owner: Buffer): KeyObject {
+  // a 4096-bit modulus has its top bit set; anything else is a smaller key than Arweave's
+  if (((owner[0] as number) & 0x80) === 0) throw bad('owner is not a 4096-bit RSA modulus');
+  try {
+    return createPublicKey({ key: { kty: 'RSA', n: owner.toString('base64url'), e: 'AQAB' }, format: 'jwk' });
+  } catch {
+    throw bad('owner is not an RSA public key');
+  }
+}
+
+function ed25519Key(owner: Buffer): KeyObject {
+  try {
+    return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: owner.toString('base64url') }, format: 'jwk' });
+  } catch {
+    throw bad('owner is not an ed25519 public key');
+  }
+}
+
+function checkSignature(item: ParsedDataItem, message: Buffer): boolean {
+  switch (item.signatureType) {
+    case SIG_ARWEAVE: {
+      const key = rsaKey(item.owner);
+      return cryptoVerify(
+        'sha256',
+        message,
+        { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO },
+        item.signature,
+      );
+    }
+    case SIG_ED25519:
+      return cryptoVerify(null, message, ed25519Key(item.owner), item.signature);
+    case SIG_SOLANA:
+      return cryptoVerify(null, Buffer.from(message.toString('hex')), ed25519Key(item.owner), item.signature);
+    case SIG_ETHEREUM:
+      return verifyEthereum(item, message);
+    default:
+      return false;
+  }
+}
+
+/**
+ * Parse and verify a data item (signature types 1 Arweave, 2 ED25519, 3 Ethereum, 4 Solana).
+ * Throws BAD_REQUEST when it is malformed (or its owner is not a key of its type) and
+ * AUTH_BAD_SIGNATURE when the signature does not match the owner.
  */
 export function verifyDataItem(buf: Buffer): ParsedDataItem {
   const item = parseDataItem(buf);
-  if (item.signatureType !== SIG_ETHEREUM)
-    throw new FormError(
-      'BAD_REQUEST',
-      `Cannot accept data item: signature type ${item.signatureType} (${SIG_LENGTHS[item.signatureType]?.name}) is not supported; sign with an Ethereum (secp256k1) key, type 3`,
-    );
   const target = item.target ? Buffer.from(item.target, 'base64url') : Buffer.alloc(0);
   const anchor = item.anchor ? Buffer.from(item.anchor, 'base64url') : Buffer.alloc(0);
-  const hash = ethMessageHash(signatureData(item.signatureType, item.owner, target, anchor, item.rawTags, item.data));
-  const v = item.signature[64] as number;
-  const recovery = v >= 27 ? v - 27 : v;
+  const message = signatureData(item.signatureType, item.owner, target, anchor, item.rawTags, item.data);
   let ok = false;
   try {
-    const recovered = secp256k1.recoverPublicKey(
-      Buffer.concat([Buffer.from([recovery]), item.signature.subarray(0, 64)]),
-      hash,
-      { prehash: false },
-    );
-    ok = addressOf(Buffer.from(recovered).toString('hex')) === item.ownerAddress;
-  } catch {
+    ok = checkSignature(item, message);
+  } catch (err) {
+    if (err instanceof FormError) throw err;
     ok = false;
   }
   if (!ok)
     throw new FormError(
       'AUTH_BAD_SIGNATURE',
-      `Cannot accept data item ${item.id}: its signature does not match its owner`,
+      `Cannot accept data item ${item.id}: its ${item.signatureName} signature does not match its owner`,
     );
   return item;
 }

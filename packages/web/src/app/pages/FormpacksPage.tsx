@@ -1,0 +1,56 @@
+import { useQuery } from '@tanstack/react-query';
+import type { FormpackInfo } from '../../api-types.ts';
+import { api } from '../api.ts';
+import { BuildPanel } from '../components/BuildPanel.tsx';
+import { ErrorBox } from '../components/ErrorBox.tsx';
+import { Link } from '../components/Link.tsx';
+import { Section } from '../components/Section.tsx';
+import { bytes, short } from '../format.ts';
+
+export function FormpacksPage() {
+  const q = useQuery({ queryKey: ['formpacks'], queryFn: api.formpacks, refetchInterval: 5000 });
+  return (
+    <>
+      <h1>Formpacks</h1>
+      {q.isError ? <ErrorBox error={q.error} what="your Formpacks" /> : null}
+      {q.isPending ? <p>Loading Formpacks…</p> : null}
+      {q.data && q.data.length === 0 ? <p>You have built no Formpacks yet.</p> : null}
+      {q.data && q.data.length > 0 ? <FormpackTable packs={q.data} /> : null}
+      <Section title="Build a Formpack">
+        <BuildPanel />
+      </Section>
+    </>
+  );
+}
+
+function FormpackTable({ packs }: { packs: FormpackInfo[] }) {
+  return (
+    <table>
+      <caption>Your Formpacks</caption>
+      <thead>
+        <tr>
+          <th scope="col">Name</th>
+          <th scope="col">ID</th>
+          <th scope="col">Size</th>
+          <th scope="col">Published</th>
+          <th scope="col">Built</th>
+        </tr>
+      </thead>
+      <tbody>
+        {packs.map((p) => (
+          <tr key={p.id}>
+            <td>
+              <Link to={`/formpacks/${p.id}`}>{p.name}</Link>
+            </td>
+            <td>
+              <code>{short(p.id, 16)}</code>
+            </td>
+            <td>{bytes(p.size)}</td>
+            <td>{p.published ? 'yes' : 'no'}</td>
+            <td>{p.createdAt ? new Date(p.createdAt).toLocaleString() : '—'}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}

@@ -227,10 +227,18 @@ export function ownerToAddress(signatureType: number, owner: Uint8Array): string
   return createHash('sha256').update(owner).digest('base64url');
 }
 
+/** secp256k1's group order. */
+const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+
 function verifyEthereum(item: ParsedDataItem, message: Buffer): boolean {
   const hash = ethMessageHash(message);
+  // one signature per signed message and key: v is 27/28 and s is in the lower half (what ethers,
+  // go-ethereum and noble produce). Otherwise anyone could re-post an item as (r, n-s, v^1) or with
+  // v 0/1 — the same signed message under a new id, which the per-process id check would not catch.
   const v = item.signature[64] as number;
-  const recovery = v >= 27 ? v - 27 : v;
+  if (v !== 27 && v !== 28) return false;
+  if (BigInt(`0x${item.signature.subarray(32, 64).toString('hex')}`) > SECP256K1_N / 2n) return false;
+  const recovery = v - 27;
   const recovered = secp256k1.recoverPublicKey(
     Buffer.concat([Buffer.from([recovery]), item.signature.subarray(0, 64)]),
     hash,

@@ -19,7 +19,7 @@ import { generateKeyPair, NonceCache } from '@formation/identity';
 import { isFormError } from '@formation/interface';
 import { type ApiServer, createApiServer, createLogger } from '@formation/service';
 import { connect, createDataItemSigner } from '@permaweb/aoconnect';
-import { parseDataItem, verifyDataItem } from '../src/ans104.ts';
+import { createDataItem, parseDataItem, verifyDataItem } from '../src/ans104.ts';
 import { registerAoRoutes } from '../src/ao.ts';
 import type { ProcessManager } from '../src/manager.ts';
 
@@ -230,6 +230,26 @@ describe('ANS-104 signers: items made by arbundles / aoconnect', () => {
         return true;
       },
     );
+  });
+
+  it('refuses the re-signed forms of an Ethereum signature (v 0/1, high s): one id per signed message', async () => {
+    const eth = cases.find((c) => c.type === 3) as Case;
+    const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+    for (const raw of [(await make(eth)).raw, createDataItem(generateKeyPair(), { target, tags, data: 'hello' })]) {
+      verifyDataItem(raw);
+      const v = raw[66] as number;
+      assert.ok(v === 27 || v === 28, `v is ${v}`);
+      const lowV = Buffer.from(raw);
+      lowV[66] = v - 27;
+      assert.throws(() => verifyDataItem(lowV), coded('AUTH_BAD_SIGNATURE'), 'v 0/1');
+      // (r, n - s) with the other recovery id is the same signature mathematically
+      const s = BigInt(`0x${raw.subarray(34, 66).toString('hex')}`);
+      assert.ok(s <= N / 2n, 'signers produce low s');
+      const high = Buffer.from(raw);
+      Buffer.from((N - s).toString(16).padStart(64, '0'), 'hex').copy(high, 34);
+      high[66] = v === 27 ? 28 : 27;
+      assert.throws(() => verifyDataItem(high), coded('AUTH_BAD_SIGNATURE'), 'high s');
+    }
   });
 
   it('verifies fast enough (prints items verified per second by type)', async () => {

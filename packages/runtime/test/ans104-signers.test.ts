@@ -19,6 +19,7 @@ import { generateKeyPair, NonceCache } from '@formation/identity';
 import { isFormError } from '@formation/interface';
 import { type ApiServer, createApiServer, createLogger } from '@formation/service';
 import { connect, createDataItemSigner } from '@permaweb/aoconnect';
+import fc from 'fast-check';
 import { createDataItem, parseDataItem, verifyDataItem } from '../src/ans104.ts';
 import { registerAoRoutes } from '../src/ao.ts';
 import type { ProcessManager } from '../src/manager.ts';
@@ -250,6 +251,31 @@ describe('ANS-104 signers: items made by arbundles / aoconnect', () => {
       high[66] = v === 27 ? 28 : 27;
       assert.throws(() => verifyDataItem(high), coded('AUTH_BAD_SIGNATURE'), 'high s');
     }
+  });
+
+  it('property: any change to an item of any type (bytes edited or cut) is refused with a coded error', async () => {
+    const budget = Number(process.env.FORM_FUZZ_MS ?? 1500);
+    const runs: Record<string, number> = {};
+    for (const c of cases) {
+      const { raw } = await make(c);
+      runs[c.name] = 0;
+      fc.assert(
+        fc.property(
+          fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }),
+          fc.option(fc.nat(), { nil: undefined }),
+          (edits, cut) => {
+            runs[c.name] = (runs[c.name] ?? 0) + 1;
+            let b: Buffer = Buffer.from(raw);
+            for (const [pos, byte] of edits) b[pos % b.length] = byte;
+            if (cut !== undefined) b = b.subarray(0, cut % (b.length + 1));
+            if (b.equals(raw)) return;
+            assert.throws(() => verifyDataItem(b), coded('BAD_REQUEST', 'AUTH_BAD_SIGNATURE'));
+          },
+        ),
+        { numRuns: 1_000_000, interruptAfterTimeLimit: budget, markInterruptAsFailure: false },
+      );
+    }
+    console.log(`# changed items refused in ${budget} ms per type: ${JSON.stringify(runs)}`);
   });
 
   it('verifies fast enough (prints items verified per second by type)', async () => {

@@ -95,7 +95,12 @@ export function evaluateImageInfo(path: string, info: QemuImgInfo, opts: CheckIm
   }
   const size = info['virtual-size'];
   if (!Number.isSafeInteger(size) || size <= 0) {
-    throw new FormError('VM_IMAGE_INVALID', `Cannot use image ${path}: virtual size ${size} is not a disk size`);
+    throw new FormError(
+      'VM_IMAGE_INVALID',
+      size === 0
+        ? `Cannot use image ${path}: it is empty (virtual size 0)`
+        : `Cannot use image ${path}: virtual size ${size} is not a disk size`,
+    );
   }
   return {
     format: opts.format,

@@ -106,8 +106,11 @@ describe('web dashboard against a real node in Chromium', { skip, concurrency: f
     ok(await form(['kit', 'init', '--yes', '--json']));
     ok(await form(['node', 'up', '--netns', NS, '--json']));
     const base = (port: number) => `http://127.0.0.1:${port + OFFSET}`;
+    // The dashboard runs as part of the node: its VMM reads (VM lists, consoles) are signed with the node key.
+    const { loadKey } = await import('@formation/identity');
     web = await createWebService({
       urls: { formnet: base(3001), vmm: base(3002), pack: base(3003), state: base(3004) },
+      nodeKey: await loadKey(join(home, 'node', 'node-key.json')),
       logger: createLogger('warn'),
       staticDir: distDir,
       sampleIntervalMs: 1000,
@@ -252,7 +255,10 @@ describe('web dashboard against a real node in Chromium', { skip, concurrency: f
       // (no 'unsafe-eval') refuses whenever the first check does not already pass.
       const consoleDeadline = Date.now() + 30_000;
       while ((await consoleLog.innerText()).length <= 200) {
-        assert.ok(Date.now() < consoleDeadline, 'the serial console shows no boot output after 30 s');
+        if (Date.now() >= consoleDeadline) {
+          const shown = await page.locator('main').innerText();
+          assert.fail(`the serial console shows no boot output after 30 s; the page shows: ${shown.slice(0, 1500)}`);
+        }
         await new Promise((r) => setTimeout(r, 250));
       }
       assert.match(await consoleLog.innerText(), /Linux|login|hello/i);

@@ -278,8 +278,9 @@ describe('single-node deploy path over the real CLI', { skip: why || false, conc
     assert.equal((await waitFor(id, () => true, 'status')).status, 'SUCCESS');
   });
 
-  test('a Formfile asking for more than the node has is FAILURE with the numbers', async () => {
+  test('a Formfile asking for more than the node has is FAILURE with the numbers', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'form-e2e-big-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
     writeFileSync(join(dir, 'Formfile'), 'NAME too-big\nVCPU 120\nMEM 200000\nNOCOPY\n');
     const shipped = json<{ id: string }>(await form(['pack', 'ship', dir, '--json']));
     const s = await waitFor(shipped.id, (x) => x.status !== 'PENDING', 'FAILURE', 60_000);
@@ -288,8 +289,9 @@ describe('single-node deploy path over the real CLI', { skip: why || false, conc
     assert.equal((await form(['manage', 'delete', shipped.id])).code, 0);
   });
 
-  test('an entrypoint that crashes at boot is FAILURE with the last lines of its log', async () => {
+  test('an entrypoint that crashes at boot is FAILURE with the last lines of its log', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'form-e2e-crash-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
     writeFileSync(
       join(dir, 'Formfile'),
       'NAME crasher\nNOCOPY\nENTRYPOINT ["/bin/sh", "-c", "echo boom-from-entrypoint; exit 3"]\n',

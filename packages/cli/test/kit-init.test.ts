@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { runForm } from './run-form.ts';
 
-test('kit init --yes creates a 0600 key and config, never prints the private key', async () => {
+test('kit init --yes creates a 0600 key and config, never prints the private key', async (t) => {
   const home = await mkdtemp(join(tmpdir(), 'form-kit-'));
+  t.after(() => rm(home, { recursive: true, force: true }));
   const r = await runForm(['kit', 'init', '--yes', '--json'], { FORM_HOME: home });
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout);
@@ -29,16 +30,18 @@ test('kit init --yes creates a 0600 key and config, never prints the private key
   assert.notEqual(JSON.parse(forced.stdout).address, out.address);
 });
 
-test('kit init without a terminal and without --yes refuses with a hint', async () => {
+test('kit init without a terminal and without --yes refuses with a hint', async (t) => {
   const home = await mkdtemp(join(tmpdir(), 'form-kit-'));
+  t.after(() => rm(home, { recursive: true, force: true }));
   const r = await runForm(['kit', 'init'], { FORM_HOME: home });
   assert.equal(r.code, 2);
   assert.match(r.stderr, /stdin is not a terminal/);
   assert.match(r.stderr, /--yes/);
 });
 
-test('kit init rejects a bad node URL and unknown flags', async () => {
+test('kit init rejects a bad node URL and unknown flags', async (t) => {
   const home = await mkdtemp(join(tmpdir(), 'form-kit-'));
+  t.after(() => rm(home, { recursive: true, force: true }));
   const bad = await runForm(['kit', 'init', '--yes', '--node', 'not a url'], { FORM_HOME: home });
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /not a URL/);

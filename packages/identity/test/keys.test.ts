@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -77,8 +77,9 @@ test('signed request: tampered body, path, method, missing headers, expired, rep
   assert.throws(() => verifyRequest(headers, req, { ...aud, nonces }), code('AUTH_REPLAYED'));
 });
 
-test('keystore writes 0600, refuses overwrite without force, round trips', async () => {
+test('keystore writes 0600, refuses overwrite without force, round trips', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'form-id-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
   const path = join(dir, 'keys', 'developer.json');
   const k = generateKeyPair();
   await saveKey(k, path);

@@ -202,10 +202,14 @@ type PropertyName = keyof typeof PROPERTIES;
 // ---- worker side -------------------------------------------------------------------------------------------
 
 if (!isMainThread && workerData?.fuzz) {
-  const { name, shared, fixed } = workerData as { name: PropertyName; shared: SharedArrayBuffer; fixed?: string };
+  const { name, shared, fixed, dir } = workerData as {
+    name: PropertyName;
+    shared: SharedArrayBuffer;
+    fixed?: string;
+    dir: string;
+  };
   const len = new Int32Array(shared, 0, 1);
   const bytes = new Uint8Array(shared, 4);
-  const dir = mkdtempSync(join(tmpdir(), 'form-qmp-fuzz-'));
   const { session, only } = PROPERTIES[name];
   let runs = 0;
   const run = async (k: Case) => {
@@ -215,10 +219,7 @@ if (!isMainThread && workerData?.fuzz) {
     runs++;
     await session(dir, k);
   };
-  const done = (m: object) => {
-    rmSync(dir, { recursive: true, force: true });
-    parentPort?.postMessage(m);
-  };
+  const done = (m: object) => parentPort?.postMessage(m);
   if (fixed !== undefined) {
     run({ noise: Buffer.from(fixed, 'latin1'), cuts: [] }).then(
       () => done({ ok: true, runs }),
@@ -241,7 +242,10 @@ if (!isMainThread && workerData?.fuzz) {
 /** Run a property (or one fixed noise) in a worker; rejects with the input on a failure, crash or hang. */
 function fuzzInWorker(name: PropertyName, fixed?: string, watchdogMs = WATCHDOG_MS): Promise<{ runs: number }> {
   const shared = new SharedArrayBuffer(4 + 8192);
-  const w = new Worker(new URL(import.meta.url), { workerData: { fuzz: true, name, shared, fixed } });
+  // The sockets' directory belongs to this side: removed whatever the worker did (a crash or a hang too).
+  const dir = mkdtempSync(join(tmpdir(), 'form-qmp-fuzz-'));
+  const w = new Worker(new URL(import.meta.url), { workerData: { fuzz: true, name, shared, fixed, dir } });
+  w.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const current = () => {
     const n = Atomics.load(new Int32Array(shared, 0, 1), 0);
     return JSON.stringify(Buffer.from(Buffer.from(new Uint8Array(shared, 4, n)).toString(), 'hex').toString('latin1'));

@@ -19,6 +19,7 @@ import {
   signRequest,
 } from '@formation/identity';
 import { integrationPrerequisites } from '@formation/interface';
+import { until as poll } from '@formation/interface/testing';
 import {
   type DevnetNode,
   type DevnetState,
@@ -81,20 +82,18 @@ async function get<T>(url: string): Promise<T> {
   return (await r.json()) as T;
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 1000));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
+/** Poll once a second (the honest instance boots under TCG). */
+const until = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number) =>
+  poll(what, fn, timeoutMs, 1000);
+
+/** A node.register body for a key that runs no honest daemon (nothing dials 127.0.0.1:9). */
+const scriptedNode = (p2pPeerId: string, formnetRange: string) => ({
+  capacity: { vcpu: 64, memMiB: 262144, diskGiB: 10000 },
+  endpoint: '127.0.0.1:9',
+  p2pPeerId,
+  wgPublicKey: generateWireGuardKeyPair().publicKey,
+  formnetRange,
+});
 
 const inNs = async (netns: string, cmd: string[]) =>
   (await run('ip', ['netns', 'exec', netns, ...cmd], { timeout: 20_000 })).stdout;
@@ -154,13 +153,7 @@ describe('adversary suite on a 2-node devnet', { skip: why || false }, () => {
     });
     const reg = await atk.post(
       url1,
-      await atk.op(url1, evilNode, 'node.register', {
-        capacity: { vcpu: 64, memMiB: 262144, diskGiB: 10000 },
-        endpoint: '127.0.0.1:9',
-        p2pPeerId: '12D3KooWEvilNode',
-        wgPublicKey: generateWireGuardKeyPair().publicKey,
-        formnetRange: '10.129.9.0/24',
-      }),
+      await atk.op(url1, evilNode, 'node.register', scriptedNode('12D3KooWEvilNode', '10.129.9.0/24')),
     );
     assert.equal(reg.status, 201, JSON.stringify(reg.body));
   });
@@ -181,13 +174,7 @@ describe('adversary suite on a 2-node devnet', { skip: why || false }, () => {
   test('takeover: any key registers, claims the instance and commits a revision of its choice', async () => {
     const reg = await atk.post(
       url1,
-      await atk.op(url1, stranger, 'node.register', {
-        capacity: { vcpu: 64, memMiB: 262144, diskGiB: 10000 },
-        endpoint: '127.0.0.1:9',
-        p2pPeerId: '12D3KooWStranger',
-        wgPublicKey: generateWireGuardKeyPair().publicKey,
-        formnetRange: '10.129.66.0/24',
-      }),
+      await atk.op(url1, stranger, 'node.register', scriptedNode('12D3KooWStranger', '10.129.66.0/24')),
     );
     assert.ok(reg.status < 300, 'registering is allowed (it grants nothing)');
     const claim = await atk.post(

@@ -24,6 +24,13 @@ export const NodeConfigSchema = Type.Object({
   ),
   /** Address other nodes and developers reach this node's WireGuard and libp2p on (its underlay). */
   advertiseHost: Type.Optional(Type.String({ minLength: 1 })),
+  /**
+   * The node's public address (an IPv4 on this host, e.g. its internet-facing interface): libp2p
+   * (Noise), WireGuard and the TLS form of the developer APIs (state, pack, VMM, formnet; TLS bound to
+   * the node key) listen on it, and it is what other nodes and developers reach. Implies
+   * `advertiseHost`. Without it every API stays on `host` (loopback): a single-machine node.
+   */
+  publicAddress: Type.Optional(Type.String({ pattern: '^(\\d{1,3}\\.){3}\\d{1,3}$' })),
   /** libp2p multiaddrs of nodes to join (the network's bootstrap list); empty = a network of one. */
   join: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
   /**
@@ -128,6 +135,7 @@ export function loadNodeConfig(flags: Partial<NodeConfig> = {}, env: NodeJS.Proc
       nodeTimeoutMs: env.FORM_NODE_TIMEOUT_MS,
       joinSyncTimeoutMs: env.FORM_JOIN_SYNC_TIMEOUT_MS,
       peerApiHost: env.FORM_PEER_API_HOST,
+      publicAddress: env.FORM_PUBLIC_ADDRESS,
       admission: env.FORM_ADMISSION,
       networkName: env.FORM_NETWORK_NAME,
       genesis: env.FORM_GENESIS,
@@ -165,4 +173,6 @@ export interface NodeInfo {
   /** The network's genesis (network.init hash) this node follows; null for a pre-admission network. */
   genesis: string | null;
   p2p: string[];
+  /** The public address the node's TLS APIs, libp2p and WireGuard listen on; null on a loopback-only node. */
+  publicAddress?: string | null;
 }

@@ -14,6 +14,7 @@ interface UpOptions {
   portOffset?: string;
   join?: string[];
   advertiseHost?: string;
+  publicAddress?: string;
   admin?: string[];
   open?: boolean;
   genesis?: string;
@@ -41,6 +42,7 @@ export async function nodeUp(opts: UpOptions): Promise<number> {
   if (opts.netns) args.push('--netns', opts.netns);
   if (opts.portOffset) args.push('--port-offset', opts.portOffset);
   if (opts.advertiseHost) args.push('--advertise-host', opts.advertiseHost);
+  if (opts.publicAddress) args.push('--public-address', opts.publicAddress);
   for (const j of opts.join ?? []) args.push('--join', j);
   // A new network's admins: this node's key (the daemon adds it), your developer key, any --admin.
   for (const a of await networkAdmins(opts.admin)) args.push('--admin', a);

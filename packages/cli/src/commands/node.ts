@@ -10,6 +10,10 @@ export function registerNode({ noun }: CommandContext): void {
     .option('--port-offset <n>', 'add N to every port (run several nodes on one host)')
     .option('--join <multiaddr...>', 'join an existing network through these nodes (libp2p multiaddrs)')
     .option('--advertise-host <ip>', 'address other nodes reach this node on (WireGuard, libp2p)')
+    .option(
+      '--public-address <ip>',
+      "this host's public IPv4: libp2p, WireGuard and the TLS APIs (bound to the node key) listen on it",
+    )
     .option('--admin <key...>', 'a new network: more admin keys besides this node and your developer key')
     .option('--open', 'a new network: admit every node that registers (no admins)')
     .option('--genesis <hash>', "joining: the network genesis to follow (else the bootstrap node's)")

@@ -6,8 +6,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { isMainThread } from 'node:worker_threads';
 import { ERROR_CODES } from '@formation/interface';
+import { fuzzInWorker, fuzzWorker } from '@formation/interface/testing';
 import fc from 'fast-check';
 import { parseExecForm } from '../src/exec-form.ts';
 import {
@@ -182,50 +183,25 @@ const PROPERTIES: Record<string, fc.Arbitrary<string>> = {
   'random edits of the examples': mutatedExample,
 };
 
-// ---- worker side: run one property, keeping the current input in shared memory for the watchdog ----------
+// ---- worker side: run one property, the current input recorded for the watchdog ---------------------------
 
-if (!isMainThread && workerData?.fuzz) {
-  const { name, shared } = workerData as { name: string; shared: SharedArrayBuffer };
-  const len = new Int32Array(shared, 0, 1);
-  const bytes = new Uint8Array(shared, 4);
+const worker = fuzzWorker();
+if (worker) {
   let runs = 0;
-  const prop = fc.property(PROPERTIES[name] as fc.Arbitrary<string>, (text) => {
-    const b = Buffer.from(text, 'utf8').subarray(0, bytes.length);
-    bytes.set(b);
-    Atomics.store(len, 0, b.length);
+  const prop = fc.property(PROPERTIES[worker.name] as fc.Arbitrary<string>, (text) => {
+    worker.record(Buffer.from(text, 'utf8'));
     runs++;
     checkFormfile(text);
   });
-  try {
-    fc.assert(prop, { interruptAfterTimeLimit: BUDGET_MS, numRuns: 1_000_000, ...(SEED ? { seed: SEED } : {}) });
-    parentPort?.postMessage({ ok: true, runs });
-  } catch (err) {
-    parentPort?.postMessage({ ok: false, runs, message: (err as Error).message });
-  }
+  worker.finish(
+    (async () =>
+      fc.assert(prop, { interruptAfterTimeLimit: BUDGET_MS, numRuns: 1_000_000, ...(SEED ? { seed: SEED } : {}) }))(),
+    () => runs,
+  );
 }
 
-function fuzzInWorker(name: string): Promise<{ runs: number }> {
-  const shared = new SharedArrayBuffer(4 + 64 * 1024);
-  const w = new Worker(new URL(import.meta.url), { workerData: { fuzz: true, name, shared } });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      const n = Atomics.load(new Int32Array(shared, 0, 1), 0);
-      const input = Buffer.from(new Uint8Array(shared, 4, n)).toString('utf8');
-      void w.terminate();
-      reject(new Error(`the parser hung (> ${WATCHDOG_MS} ms) on ${JSON.stringify(input)}`));
-    }, WATCHDOG_MS);
-    w.once('message', (m: { ok: boolean; runs: number; message?: string }) => {
-      clearTimeout(timer);
-      void w.terminate();
-      if (m.ok) resolve({ runs: m.runs });
-      else reject(new Error(`after ${m.runs} inputs: ${m.message}`));
-    });
-    w.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
-}
+const fuzz = (name: string) =>
+  fuzzInWorker({ url: new URL(import.meta.url), name, watchdogMs: WATCHDOG_MS, subject: 'the parser' });
 
 // ---- main side -------------------------------------------------------------------------------------------
 
@@ -233,7 +209,7 @@ if (isMainThread) {
   describe('Formfile parser under fuzzing: no throw, no hang, every error a FORMFILE_* at line:col', () => {
     for (const name of Object.keys(PROPERTIES)) {
       test(name, { timeout: WATCHDOG_MS + 5_000 }, async () => {
-        const { runs } = await fuzzInWorker(name);
+        const { runs } = await fuzz(name);
         assert.ok(runs >= 50, `only ${runs} inputs in ${BUDGET_MS} ms`);
       });
     }

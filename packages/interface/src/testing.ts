@@ -1,8 +1,10 @@
 /**
  * The shared test kit (`@formation/interface/testing`, Node only): `requireOrSkip` for tests that need
- * this machine to have something, `until` for polling instead of fixed sleeps.
+ * this machine to have something, `until` for polling instead of fixed sleeps, `fuzzInWorker` /
+ * `fuzzWorker` for fuzz properties run under a watchdog.
  */
 import { existsSync } from 'node:fs';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { integrationPrerequisites } from './integration.ts';
 
 export interface TestNeeds {
@@ -61,4 +63,92 @@ export async function until<T>(
     await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+// ---- fuzzing in a worker with a watchdog ------------------------------------------------------------------
+
+/** What a fuzz worker gets from `fuzzWorker()`: which property to run, and where to leave the current input. */
+export interface FuzzWorker<D = unknown> {
+  /** The property to run (the `name` given to `fuzzInWorker`). */
+  name: string;
+  /** The `data` given to `fuzzInWorker` (a fixed input, a directory …). */
+  data: D;
+  /** Record the input about to be tried, so the watchdog can name it if it hangs or crashes the worker. */
+  record(input: Uint8Array): void;
+  /** Report how the run ended (resolves: ok; rejects: the property failed) with the number of inputs tried. */
+  finish(run: Promise<unknown>, runs: () => number): void;
+}
+
+/**
+ * The worker side of `fuzzInWorker`: in a worker started by it, what to run; `null` anywhere else (so a
+ * test file can be both the main side and the worker).
+ *
+ * @example
+ * const w = fuzzWorker<{ fixed?: string }>();
+ * if (w) { let runs = 0; w.finish(fc.assert(fc.asyncProperty(arb, async (x) => { w.record(enc(x)); runs++; await check(x); })), () => runs); }
+ */
+export function fuzzWorker<D = unknown>(): FuzzWorker<D> | null {
+  if (isMainThread || !(workerData as { formFuzz?: boolean } | null)?.formFuzz) return null;
+  const { name, data, shared } = workerData as { name: string; data: D; shared: SharedArrayBuffer };
+  const len = new Int32Array(shared, 0, 1);
+  const bytes = new Uint8Array(shared, 4);
+  return {
+    name,
+    data,
+    record(input) {
+      const b = input.subarray(0, bytes.length);
+      bytes.set(b);
+      Atomics.store(len, 0, b.length);
+    },
+    finish(run, runs) {
+      run.then(
+        () => parentPort?.postMessage({ ok: true, runs: runs() }),
+        (e: Error) => parentPort?.postMessage({ ok: false, runs: runs(), message: e.message }),
+      );
+    },
+  };
+}
+
+export interface FuzzInWorkerOptions {
+  /** The test file to run as the worker (`new URL(import.meta.url)`); it calls `fuzzWorker()`. */
+  url: URL;
+  /** The property to run. */
+  name: string;
+  data?: unknown;
+  /** Wall-clock limit for the whole run: past it the worker is ended and the test fails naming the input. */
+  watchdogMs: number;
+  /** Room for the current input (bytes; longer inputs are cut). Default 64 KiB. */
+  inputBytes?: number;
+  /** What is under test, for the messages: "the parser", "the reader". */
+  subject: string;
+  /** How to print a recorded input in a failure (default: as UTF-8, JSON-quoted). */
+  show?: (input: Uint8Array) => string;
+}
+
+/**
+ * Run one fuzz property in a worker thread with a watchdog: resolves with the number of inputs tried;
+ * rejects, naming the input, when the property fails, the code under test hangs (the worker is ended)
+ * or throws out of everything (an uncaught exception: a crash of the whole process in production).
+ */
+export function fuzzInWorker(o: FuzzInWorkerOptions): Promise<{ runs: number }> {
+  const shared = new SharedArrayBuffer(4 + (o.inputBytes ?? 64 * 1024));
+  const show = o.show ?? ((b: Uint8Array) => JSON.stringify(Buffer.from(b).toString('utf8')));
+  const current = () => show(new Uint8Array(shared, 4, Atomics.load(new Int32Array(shared, 0, 1), 0)).slice());
+  const w = new Worker(o.url, { workerData: { formFuzz: true, name: o.name, data: o.data, shared } });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      void w.terminate();
+      reject(new Error(`${o.subject} hung (> ${o.watchdogMs} ms) on ${current()}`));
+    }, o.watchdogMs);
+    w.once('message', (m: { ok: boolean; runs: number; message?: string }) => {
+      clearTimeout(timer);
+      void w.terminate();
+      if (m.ok) resolve({ runs: m.runs });
+      else reject(new Error(`after ${m.runs} inputs: ${m.message}`));
+    });
+    w.once('error', (e) => {
+      clearTimeout(timer);
+      reject(new Error(`uncaught in ${o.subject} (a crash of the whole process) on ${current()}: ${e.stack}`));
+    });
+  });
 }

@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { setImmediate as tick } from 'node:timers/promises';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { isMainThread } from 'node:worker_threads';
+import { fuzzInWorker, fuzzWorker } from '@formation/interface/testing';
 import fc from 'fast-check';
 import { QmpClient } from '../src/qmp.ts';
 
@@ -201,71 +202,47 @@ type PropertyName = keyof typeof PROPERTIES;
 
 // ---- worker side -------------------------------------------------------------------------------------------
 
-if (!isMainThread && workerData?.fuzz) {
-  const { name, shared, fixed, dir } = workerData as {
-    name: PropertyName;
-    shared: SharedArrayBuffer;
-    fixed?: string;
-    dir: string;
-  };
-  const len = new Int32Array(shared, 0, 1);
-  const bytes = new Uint8Array(shared, 4);
-  const { session, only } = PROPERTIES[name];
+const worker = fuzzWorker<{ fixed?: string; dir: string }>();
+if (worker) {
+  const { fixed, dir } = worker.data;
+  const { session, only } = PROPERTIES[worker.name as PropertyName];
   let runs = 0;
   const run = async (k: Case) => {
-    const hex = Buffer.from(Buffer.from(k.noise).toString('hex')).subarray(0, bytes.length);
-    bytes.set(hex);
-    Atomics.store(len, 0, hex.length);
+    worker.record(Buffer.from(Buffer.from(k.noise).toString('hex')));
     runs++;
     await session(dir, k);
   };
-  const done = (m: object) => parentPort?.postMessage(m);
-  if (fixed !== undefined) {
-    run({ noise: Buffer.from(fixed, 'latin1'), cuts: [] }).then(
-      () => done({ ok: true, runs }),
-      (e: Error) => done({ ok: false, runs, message: e.message }),
-    );
-  } else {
-    fc.assert(
-      fc.asyncProperty(
-        cases.filter((k) => only(k)),
-        run,
-      ),
-      { interruptAfterTimeLimit: BUDGET_MS, numRuns: 1_000_000, ...(SEED ? { seed: SEED } : {}) },
-    ).then(
-      () => done({ ok: true, runs }),
-      (e: Error) => done({ ok: false, runs, message: e.message }),
-    );
-  }
+  worker.finish(
+    fixed !== undefined
+      ? run({ noise: Buffer.from(fixed, 'latin1'), cuts: [] })
+      : fc.assert(
+          fc.asyncProperty(
+            cases.filter((k) => only(k)),
+            run,
+          ),
+          { interruptAfterTimeLimit: BUDGET_MS, numRuns: 1_000_000, ...(SEED ? { seed: SEED } : {}) },
+        ),
+    () => runs,
+  );
 }
 
 /** Run a property (or one fixed noise) in a worker; rejects with the input on a failure, crash or hang. */
-function fuzzInWorker(name: PropertyName, fixed?: string, watchdogMs = WATCHDOG_MS): Promise<{ runs: number }> {
-  const shared = new SharedArrayBuffer(4 + 8192);
+async function fuzz(name: PropertyName, fixed?: string, watchdogMs = WATCHDOG_MS): Promise<{ runs: number }> {
   // The sockets' directory belongs to this side: removed whatever the worker did (a crash or a hang too).
   const dir = mkdtempSync(join(tmpdir(), 'form-qmp-fuzz-'));
-  const w = new Worker(new URL(import.meta.url), { workerData: { fuzz: true, name, shared, fixed, dir } });
-  w.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  const current = () => {
-    const n = Atomics.load(new Int32Array(shared, 0, 1), 0);
-    return JSON.stringify(Buffer.from(Buffer.from(new Uint8Array(shared, 4, n)).toString(), 'hex').toString('latin1'));
-  };
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      void w.terminate();
-      reject(new Error(`the reader hung (> ${watchdogMs} ms) on noise ${current()}`));
-    }, watchdogMs);
-    w.once('message', (m: { ok: boolean; runs: number; message?: string }) => {
-      clearTimeout(timer);
-      void w.terminate();
-      if (m.ok) resolve({ runs: m.runs });
-      else reject(new Error(`after ${m.runs} inputs: ${m.message}`));
+  try {
+    return await fuzzInWorker({
+      url: new URL(import.meta.url),
+      name,
+      data: { fixed, dir },
+      watchdogMs,
+      inputBytes: 8192,
+      subject: 'the reader',
+      show: (hex) => `noise ${JSON.stringify(Buffer.from(Buffer.from(hex).toString(), 'hex').toString('latin1'))}`,
     });
-    w.once('error', (e) => {
-      clearTimeout(timer);
-      reject(new Error(`uncaught in the reader (a crash of the whole node process) on noise ${current()}: ${e.stack}`));
-    });
-  });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 // ---- main side ---------------------------------------------------------------------------------------------
@@ -277,11 +254,11 @@ function fuzzInWorker(name: PropertyName, fixed?: string, watchdogMs = WATCHDOG_
 if (isMainThread) {
   describe('QMP reader under fuzzing', () => {
     test('qmp: garbage, partial lines and stray messages around a reply', { timeout: WATCHDOG_MS + 5000 }, async () => {
-      const { runs } = await fuzzInWorker('qmp: garbage, partial lines and stray messages around a reply');
+      const { runs } = await fuzz('qmp: garbage, partial lines and stray messages around a reply');
       assert.ok(runs >= 20, `only ${runs} sessions in ${BUDGET_MS} ms`);
     });
     test('qga: stale garbage before the 0xFF sync echo', { timeout: WATCHDOG_MS + 5000 }, async () => {
-      const { runs } = await fuzzInWorker('qga: stale garbage before the 0xFF sync echo');
+      const { runs } = await fuzz('qga: stale garbage before the 0xFF sync echo');
       assert.ok(runs >= 20, `only ${runs} sessions in ${BUDGET_MS} ms`);
     });
     for (const name of [
@@ -289,7 +266,7 @@ if (isMainThread) {
       'qga: any JSON value on a line never throws out of the reader',
     ] as const) {
       test(name, { timeout: WATCHDOG_MS + 5000 }, async () => {
-        await fuzzInWorker(name);
+        await fuzz(name);
       });
     }
     // The minimal inputs, as regressions.
@@ -301,13 +278,13 @@ if (isMainThread) {
       ['qga: a reply that is any JSON value', '{"error": null}\n'],
     ] as const) {
       test(`minimal: ${JSON.stringify(noise)} (${name.slice(0, 3)})`, async () => {
-        await fuzzInWorker(name, noise);
+        await fuzz(name, noise);
       });
     }
 
     test('the harness fails on an uncaught exception and on a hang', async () => {
-      await assert.rejects(fuzzInWorker('selftest: crash', ''), /uncaught in the reader .*deliberate/s);
-      await assert.rejects(fuzzInWorker('selftest: hang', 'abc', 1500), /hung \(> 1500 ms\) on noise "abc"/);
+      await assert.rejects(fuzz('selftest: crash', ''), /uncaught in the reader .*deliberate/s);
+      await assert.rejects(fuzz('selftest: hang', 'abc', 1500), /hung \(> 1500 ms\) on noise "abc"/);
     });
   });
 }

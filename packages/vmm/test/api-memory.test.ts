@@ -2,11 +2,20 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
-import { apiIdentity, createLogger } from '@formation/service';
+import { generateKeyPair } from '@formation/identity';
+import { createLogger } from '@formation/service';
 import { loadVmmConfig } from '../src/config.ts';
 import { MemoryDriver } from '../src/memory-driver.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
+import {
+  type ApiCaseContext,
+  capacityRefusals,
+  leastDisclosure,
+  notFoundAndForbidden,
+  pauseResumeTransitions,
+  refusedCreates,
+  signedCall,
+} from './api-cases.ts';
 
 // The VMM API's own logic (auth, 404/403/409, state machine, capacity, commit) on the memory driver:
 // no root, no QEMU, seconds. What needs a real guest stays in api.test.ts.
@@ -48,19 +57,8 @@ describe('VMM API on the memory driver (auth, 404/403/409, capacity, commit)', (
   const alice = generateKeyPair();
   const mallory = generateKeyPair();
 
-  async function call(method: string, url: string, body?: unknown, key: KeyPair | null = alice) {
-    const text = body === undefined ? '' : JSON.stringify(body);
-    const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
-    if (key)
-      Object.assign(headers, signRequest(key, { method, path: url, body: text, audience: apiIdentity(vmm.app) }));
-    const r = await vmm.app.inject({
-      method: method as 'GET',
-      url,
-      headers,
-      ...(body === undefined ? {} : { payload: text }),
-    });
-    return { status: r.statusCode, body: r.body ? r.json() : undefined };
-  }
+  const call = signedCall(() => vmm, alice);
+  const ctx: ApiCaseContext = { call, mallory, formpack: () => fpId, vm: () => vmId, memMiB: 1024 };
 
   before(async () => {
     tmp = mkdtempSync('/tmp/fvmm-memapi-');
@@ -88,15 +86,7 @@ describe('VMM API on the memory driver (auth, 404/403/409, capacity, commit)', (
     rmSync(tmp, { recursive: true, force: true });
   });
 
-  test('POST /vms must be signed; bad bodies are 400; unknown Formpack 404', async () => {
-    assert.equal((await call('POST', '/vms', { formpack: fpId }, null)).body.error.code, 'AUTH_MISSING');
-    assert.equal((await call('POST', '/vms', { formpack: fpId, image: 'x.img' })).status, 400);
-    assert.equal((await call('POST', '/vms', { formpack: fpId, resources: { vcpu: 0 } })).status, 400);
-    const nf = await call('POST', '/vms', { formpack: 'f'.repeat(64) });
-    assert.equal(nf.status, 404);
-    assert.equal(nf.body.error.code, 'PACK_NOT_FOUND');
-    assert.deepEqual((await call('GET', '/vms')).body.vms, [], 'refused requests leave no VM');
-  });
+  test('POST /vms must be signed; bad bodies are 400; unknown Formpack 404', () => refusedCreates(ctx));
 
   test('POST /vms creates and boots; the owner, measurement and ready mark are the VMM’s own', async () => {
     const r = await call('POST', '/vms', { formpack: fpId, name: 'web-1', wait: true });
@@ -111,48 +101,12 @@ describe('VMM API on the memory driver (auth, 404/403/409, capacity, commit)', (
     assert.match((await call('GET', `/vms/${vmId}/console`)).body.output, /FORM-INIT-READY/);
   });
 
-  test('unknown id is 404 on every route; another signer is 403', async () => {
-    for (const [m, u] of [
-      ['GET', '/vms/vm-nope'],
-      ['GET', '/vms/vm-nope/console'],
-      ['POST', '/vms/vm-nope/stop'],
-      ['POST', '/vms/vm-nope/snapshots'],
-      ['DELETE', '/vms/vm-nope'],
-    ] as const) {
-      const r = await call(m, u, m === 'POST' ? {} : undefined);
-      assert.equal(r.status, 404, `${m} ${u}`);
-      assert.equal(r.body.error.code, 'VM_NOT_FOUND');
-    }
-    const f = await call('POST', `/vms/${vmId}/pause`, {}, mallory);
-    assert.equal(f.status, 403);
-    assert.equal(f.body.error.code, 'AUTH_FORBIDDEN');
-    assert.equal((await call('DELETE', `/vms/${vmId}`, undefined, mallory)).status, 403);
-    assert.equal((await call('GET', `/vms/${vmId}`)).body.state, 'running', 'the refused calls changed nothing');
-  });
+  test('unknown id is 404 on every route; another signer is 403', () => notFoundAndForbidden(ctx));
 
-  test('least disclosure: reads are signed; another signer sees neither the VM nor its console', async () => {
-    assert.equal((await call('GET', '/vms', undefined, null)).status, 401);
-    assert.equal((await call('GET', `/vms/${vmId}/console`, undefined, null)).status, 401);
-    assert.deepEqual((await call('GET', '/vms', undefined, mallory)).body.vms, []);
-    assert.equal((await call('GET', `/vms/${vmId}`, undefined, mallory)).status, 404);
-    assert.equal((await call('GET', `/vms/${vmId}/console`, undefined, mallory)).status, 404);
-    assert.deepEqual(
-      (await call('GET', '/vms')).body.vms.map((v: { id: string }) => v.id),
-      [vmId],
-      'the owner sees its VM',
-    );
-  });
+  test('least disclosure: reads are signed; another signer sees neither the VM nor its console', () =>
+    leastDisclosure(ctx));
 
-  test('pause/resume; illegal transitions are 409 naming the state', async () => {
-    assert.equal((await call('POST', `/vms/${vmId}/pause`, {})).body.state, 'paused');
-    const again = await call('POST', `/vms/${vmId}/pause`, {});
-    assert.equal(again.status, 409);
-    assert.equal(again.body.error.code, 'VM_BAD_STATE');
-    assert.match(again.body.error.message, /Cannot pause VM .*: it is paused/);
-    assert.equal((await call('POST', `/vms/${vmId}/start`, {})).status, 409);
-    assert.equal((await call('POST', `/vms/${vmId}/resume`, {})).body.state, 'running');
-    assert.equal((await call('POST', `/vms/${vmId}/resume`, {})).body.error.code, 'VM_BAD_STATE');
-  });
+  test('pause/resume; illegal transitions are 409 naming the state', () => pauseResumeTransitions(ctx));
 
   test('commit records a hashed revision; refused when paused or by another signer', async () => {
     await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'echo committed > /root/c']);
@@ -178,21 +132,7 @@ describe('VMM API on the memory driver (auth, 404/403/409, capacity, commit)', (
     assert.ok(existsSync(`/proc/${pid}`));
   });
 
-  test('capacity: a VM that does not fit is refused with the numbers and not left behind', async () => {
-    const r = await call('POST', '/vms', { formpack: fpId, resources: { memMiB: 2048 } });
-    assert.equal(r.status, 409);
-    assert.equal(r.body.error.code, 'VM_NO_CAPACITY');
-    assert.match(r.body.error.message, /memory: needs 2048 MiB, \d+ MiB free of 1024 MiB/);
-    assert.deepEqual(
-      (await call('GET', '/vms')).body.vms.map((v: { id: string }) => v.id),
-      [vmId],
-    );
-    const c = await call('POST', '/vms', { formpack: fpId, resources: { memMiB: 2048 }, start: false });
-    assert.equal(c.status, 201);
-    assert.equal((await call('POST', `/vms/${c.body.id}/start`, {})).body.error.code, 'VM_NO_CAPACITY');
-    assert.equal((await call('GET', `/vms/${c.body.id}`)).body.state, 'created');
-    assert.equal((await call('DELETE', `/vms/${c.body.id}`)).status, 200);
-  });
+  test('capacity: a VM that does not fit is refused with the numbers and not left behind', () => capacityRefusals(ctx));
 
   test('a process killed from outside is a crashed VM; DELETE removes the VM and its files', async () => {
     const pid = (await call('GET', `/vms/${vmId}`)).body.pid as number;

@@ -12,11 +12,20 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
-import { apiIdentity, createLogger } from '@formation/service';
+import { generateKeyPair } from '@formation/identity';
+import { createLogger } from '@formation/service';
 import { limitMiB, TCG_TB_MIB } from '../src/cgroup.ts';
 import { loadVmmConfig } from '../src/config.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
+import {
+  type ApiCaseContext,
+  capacityRefusals,
+  leastDisclosure,
+  notFoundAndForbidden,
+  pauseResumeTransitions,
+  refusedCreates,
+  signedCall,
+} from './api-cases.ts';
 import { fixture, integrationOpts, pidsMentioning, sleep } from './helpers.ts';
 
 const opts = integrationOpts();
@@ -44,19 +53,8 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
       },
     );
 
-  async function call(method: string, url: string, body?: unknown, key: KeyPair | null = alice) {
-    const text = body === undefined ? '' : JSON.stringify(body);
-    const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
-    if (key)
-      Object.assign(headers, signRequest(key, { method, path: url, body: text, audience: apiIdentity(vmm.app) }));
-    const r = await vmm.app.inject({
-      method: method as 'GET',
-      url,
-      headers,
-      ...(body === undefined ? {} : { payload: text }),
-    });
-    return { status: r.statusCode, body: r.body ? r.json() : undefined };
-  }
+  const call = signedCall(() => vmm, alice);
+  const ctx: ApiCaseContext = { call, mallory, formpack: () => fx.id, vm: () => vmId, memMiB: 1024 };
 
   before(async () => {
     fx = fixture();
@@ -93,15 +91,7 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
     }
   });
 
-  test('POST /vms must be signed; bad bodies are 400; unknown Formpack 404', async () => {
-    assert.equal((await call('POST', '/vms', { formpack: fx.id }, null)).body.error.code, 'AUTH_MISSING');
-    const both = await call('POST', '/vms', { formpack: fx.id, image: 'x.img' });
-    assert.equal(both.status, 400);
-    assert.equal((await call('POST', '/vms', { formpack: fx.id, resources: { vcpu: 0 } })).status, 400);
-    const nf = await call('POST', '/vms', { formpack: 'f'.repeat(64) });
-    assert.equal(nf.status, 404);
-    assert.equal(nf.body.error.code, 'PACK_NOT_FOUND');
-  });
+  test('POST /vms must be signed; bad bodies are 400; unknown Formpack 404', () => refusedCreates(ctx));
 
   test('POST /vms boots a Formpack; the guest reports ready; GET shows network, health and console', async () => {
     const r = await call('POST', '/vms', { formpack: fx.id, name: 'web-1', wait: true });
@@ -169,37 +159,12 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
     );
   });
 
-  test('unknown id is 404 on every route; another signer is 403', async () => {
-    for (const [m, u] of [
-      ['GET', '/vms/vm-nope'],
-      ['GET', '/vms/vm-nope/console'],
-      ['POST', '/vms/vm-nope/stop'],
-      ['POST', '/vms/vm-nope/snapshots'],
-      ['DELETE', '/vms/vm-nope'],
-    ] as const) {
-      const r = await call(m, u, m === 'POST' ? {} : undefined);
-      assert.equal(r.status, 404, `${m} ${u}`);
-      assert.equal(r.body.error.code, 'VM_NOT_FOUND');
-    }
-    const f = await call('POST', `/vms/${vmId}/pause`, {}, mallory);
-    assert.equal(f.status, 403);
-    assert.equal(f.body.error.code, 'AUTH_FORBIDDEN');
-    assert.equal((await call('DELETE', `/vms/${vmId}`, undefined, mallory)).status, 403);
-  });
+  test('unknown id is 404 on every route; another signer is 403', () => notFoundAndForbidden(ctx));
 
-  test('pause/resume; illegal transitions are 409 naming the state', async () => {
-    const p = await call('POST', `/vms/${vmId}/pause`, {});
-    assert.equal(p.status, 200);
-    assert.equal(p.body.state, 'paused');
-    const again = await call('POST', `/vms/${vmId}/pause`, {});
-    assert.equal(again.status, 409);
-    assert.equal(again.body.error.code, 'VM_BAD_STATE');
-    assert.match(again.body.error.message, /Cannot pause VM .*: it is paused/);
-    assert.equal((await call('POST', `/vms/${vmId}/start`, {})).status, 409);
-    const r = await call('POST', `/vms/${vmId}/resume`, {});
-    assert.equal(r.body.state, 'running');
-    assert.equal((await call('POST', `/vms/${vmId}/resume`, {})).body.error.code, 'VM_BAD_STATE');
-  });
+  test('least disclosure: reads are signed; another signer sees neither the VM nor its console', () =>
+    leastDisclosure(ctx));
+
+  test('pause/resume; illegal transitions are 409 naming the state', () => pauseResumeTransitions(ctx));
 
   test('commit records a hashed revision with the guest thawed after; refused when paused or by another signer', async () => {
     await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'echo committed > /root/c']);
@@ -310,25 +275,7 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
     assert.equal(pidsMentioning(`${tmp}/vms/${vmId}/`).length, 0);
   });
 
-  test('capacity: a VM that does not fit is refused with the numbers', async () => {
-    const r = await call('POST', '/vms', { formpack: fx.id, resources: { memMiB: 2048 } });
-    assert.equal(r.status, 409);
-    assert.equal(r.body.error.code, 'VM_NO_CAPACITY');
-    assert.match(r.body.error.message, /memory: needs 2048 MiB, 1024 MiB free of 1024 MiB/);
-    // the refused VM is not left behind
-    const l = await call('GET', '/vms');
-    assert.deepEqual(
-      l.body.vms.map((v: { id: string }) => v.id),
-      [vmId],
-    );
-    // created without starting, it is refused at start with the same numbers, and stays created
-    const c = await call('POST', '/vms', { formpack: fx.id, resources: { memMiB: 2048 }, start: false });
-    assert.equal(c.status, 201);
-    const s = await call('POST', `/vms/${c.body.id}/start`, {});
-    assert.equal(s.body.error.code, 'VM_NO_CAPACITY');
-    assert.equal((await call('GET', `/vms/${c.body.id}`)).body.state, 'created');
-    assert.equal((await call('DELETE', `/vms/${c.body.id}`)).status, 200);
-  });
+  test('capacity: a VM that does not fit is refused with the numbers', () => capacityRefusals(ctx));
 
   test('VMM restart re-attaches to the running VM (same pid, no duplicate); kill -9 from outside is detected', async () => {
     const st = await call('POST', `/vms/${vmId}/start`, { wait: true });

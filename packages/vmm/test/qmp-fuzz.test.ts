@@ -70,8 +70,14 @@ async function qmpSession(dir: string, k: Case): Promise<void> {
   }
 }
 
-/** One guest-agent session: stale noise before the 0xFF-delimited sync echo, then one command in order. */
-async function qgaSession(dir: string, k: Case): Promise<void> {
+/**
+ * A fake guest agent on a unix socket in `dir`: every command line it reads (a leading 0xFF stripped) goes
+ * to `answer`, which writes the reply. Returns the socket path and the server to close.
+ */
+async function fakeAgent(
+  dir: string,
+  answer: (m: { execute: string; arguments?: { id: number } }, sock: Socket) => void,
+): Promise<{ path: string; close(): void }> {
   const path = join(dir, `g${Math.random().toString(36).slice(2)}.sock`);
   const server = createServer((sock) => {
     let buf = Buffer.alloc(0);
@@ -79,53 +85,45 @@ async function qgaSession(dir: string, k: Case): Promise<void> {
       buf = Buffer.concat([buf, d]);
       for (let nl = buf.indexOf(0x0a); nl >= 0; nl = buf.indexOf(0x0a)) {
         const raw = buf.subarray(0, nl);
-        const line = (raw[0] === 0xff ? raw.subarray(1) : raw).toString('utf8');
         buf = buf.subarray(nl + 1);
-        const m = JSON.parse(line) as { execute: string; arguments?: { id: number } };
-        if (m.execute === 'guest-sync-delimited') {
-          const echo = Buffer.concat([
-            Buffer.from('\n\xff', 'latin1'),
-            Buffer.from(`{"return": ${m.arguments?.id}}\n`),
-          ]);
-          void sendChunked(sock, Buffer.concat([k.noise, echo]), k.cuts);
-        } else sock.write(`{"return": {"pong": "${m.execute}"}}\n`);
+        answer(JSON.parse((raw[0] === 0xff ? raw.subarray(1) : raw).toString('utf8')), sock);
       }
     });
   });
   await new Promise<void>((r) => server.listen(path, r));
-  const ga = await QmpClient.connect(path, { mode: 'qga', timeoutMs: 3000, connectTimeoutMs: 3000 });
+  return { path, close: () => server.close() };
+}
+
+/** One guest-agent session: stale noise before the 0xFF-delimited sync echo, then one command in order. */
+async function qgaSession(dir: string, k: Case): Promise<void> {
+  const agent = await fakeAgent(dir, (m, sock) => {
+    if (m.execute === 'guest-sync-delimited') {
+      const echo = Buffer.concat([Buffer.from('\n\xff', 'latin1'), Buffer.from(`{"return": ${m.arguments?.id}}\n`)]);
+      void sendChunked(sock, Buffer.concat([k.noise, echo]), k.cuts);
+    } else sock.write(`{"return": {"pong": "${m.execute}"}}\n`);
+  });
+  const ga = await QmpClient.connect(agent.path, { mode: 'qga', timeoutMs: 3000, connectTimeoutMs: 3000 });
   try {
     assert.deepEqual(await ga.execute('guest-ping'), { pong: 'guest-ping' });
     assert.equal(ga.isOpen, true);
   } finally {
     ga.close();
-    server.close();
+    agent.close();
   }
 }
 
 /** A guest agent whose reply to the command is `noise` itself (after a clean sync). */
 async function qgaReplySession(dir: string, k: Case): Promise<void> {
-  const path = join(dir, `r${Math.random().toString(36).slice(2)}.sock`);
-  const server = createServer((sock) => {
-    let buf = Buffer.alloc(0);
-    sock.on('data', (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      for (let nl = buf.indexOf(0x0a); nl >= 0; nl = buf.indexOf(0x0a)) {
-        const raw = buf.subarray(0, nl);
-        buf = buf.subarray(nl + 1);
-        const m = JSON.parse((raw[0] === 0xff ? raw.subarray(1) : raw).toString('utf8'));
-        if (m.execute === 'guest-sync-delimited') sock.write(`\xff{"return": ${m.arguments.id}}\n`, 'latin1');
-        else sock.write(k.noise);
-      }
-    });
+  const agent = await fakeAgent(dir, (m, sock) => {
+    if (m.execute === 'guest-sync-delimited') sock.write(`\xff{"return": ${m.arguments?.id}}\n`, 'latin1');
+    else sock.write(k.noise);
   });
-  await new Promise<void>((r) => server.listen(path, r));
-  const ga = await QmpClient.connect(path, { mode: 'qga', timeoutMs: 2000, connectTimeoutMs: 3000 });
+  const ga = await QmpClient.connect(agent.path, { mode: 'qga', timeoutMs: 2000, connectTimeoutMs: 3000 });
   try {
     await ga.execute('guest-ping').catch((e: Error) => assert.match(e.message, /guest-ping|timed out|no answer/));
   } finally {
     ga.close();
-    server.close();
+    agent.close();
   }
 }
 

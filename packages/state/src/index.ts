@@ -1,5 +1,7 @@
 export * from './canonical.ts';
 export * from './client.ts';
+export * from './events.ts';
+export * from './events-route.ts';
 export * from './kinds.ts';
 export * from './op.ts';
 export * from './pending.ts';

@@ -2,6 +2,7 @@ import type {} from '@fastify/swagger';
 import { DEFAULT_PORTS, FormError } from '@formation/interface';
 import { type ApiServer, createApiServer, type Logger } from '@formation/service';
 import { Type } from '@sinclair/typebox';
+import { registerEventRoutes } from './events-route.ts';
 import { MAX_OP_BYTES } from './op.ts';
 import type { ApplyResult, StateStore } from './store.ts';
 
@@ -15,6 +16,8 @@ export interface StateServiceOptions {
    * `opsPerSecond`. Default 500/s, burst 5000. Over it: 429 RATE_LIMITED.
    */
   rateLimit?: { opsPerSecond: number; burst: number };
+  /** A replica's node silent this long counts as lost in an instance's events (ms); default 30 s. */
+  nodeTimeoutMs?: number;
 }
 
 /** A token bucket per remote address; forgets idle addresses so a flood of sources stays bounded. */
@@ -219,6 +222,7 @@ export async function createStateService(opts: StateServiceOptions): Promise<Api
       return i;
     },
   );
+  registerEventRoutes(app, store, opts.nodeTimeoutMs === undefined ? {} : { nodeTimeoutMs: opts.nodeTimeoutMs });
 
   return app;
 }

@@ -12,11 +12,13 @@ export async function up(opts: {
   prefix: string;
   portBase: string;
   timeout: string;
+  local?: boolean;
   json?: boolean;
 }): Promise<number> {
   const nodes = Number(opts.nodes);
+  const world = !opts.local;
   const t0 = Date.now();
-  if (!opts.json) process.stdout.write(`starting a ${nodes}-node devnet…\n`);
+  if (!opts.json) process.stdout.write(`starting a ${nodes}-node ${world ? 'world' : 'local'} devnet…\n`);
   const env: Record<string, string> = {};
   for (const k of ['FORM_HEARTBEAT_MS', 'FORM_NODE_TIMEOUT_MS', 'FORM_LOG_LEVEL', 'FORM_PACK_CACHE']) {
     const v = process.env[k];
@@ -30,33 +32,41 @@ export async function up(opts: {
     portBase: Number(opts.portBase),
     timeoutMs: Number(opts.timeout) * 1000,
     env,
+    world,
   });
   const seconds = Number(((Date.now() - t0) / 1000).toFixed(1));
-  const rows = s.nodes.map((n) => ({
-    name: n.name,
-    netns: n.netns,
-    pid: n.pid,
-    portOffset: n.portOffset,
-    apiBase: n.apiBase,
-    apis: {
-      formnet: `${n.apiBase}:${3001 + n.portOffset}`,
-      vmm: `${n.apiBase}:${3002 + n.portOffset}`,
-      pack: `${n.apiBase}:${3003 + n.portOffset}`,
-      state: `${n.apiBase}:${3004 + n.portOffset}`,
-    },
-    underlayIp: n.underlayIp,
-    instanceCidr: n.instanceCidr,
-    nodeAddress: n.info?.nodeAddress ?? null,
-    formnetAddress: n.info?.formnetAddress ?? null,
-  }));
   if (opts.json) {
-    printJson({ ok: true, dir: s.dir, seconds, nodes: rows });
+    printJson({ ok: true, seconds, ...s });
     return 0;
   }
   process.stdout.write(`${pc.green(`devnet of ${nodes} nodes up in ${seconds} s`)} (${s.dir})\n`);
-  for (const r of rows) {
+  if (s.world) {
+    const w = s.world;
+    for (const n of s.nodes) {
+      process.stdout.write(
+        `  ${n.name.padEnd(7)} host ${n.netns.padEnd(8)} public ${String(n.publicAddress).padEnd(15)} formnet ${n.info?.formnetAddress ?? '-'}  instances ${n.instanceCidr}\n`,
+      );
+    }
     process.stdout.write(
-      `  ${r.name.padEnd(7)} netns ${r.netns.padEnd(8)} FORM_PORT_OFFSET=${String(r.portOffset).padEnd(5)} formnet ${r.formnetAddress}  underlay ${r.underlayIp}\n`,
+      `  visitor host ${w.plan.visitor.netns.padEnd(8)} public ${w.plan.visitor.ip} (HTTP :${w.plan.visitor.port}, requests in ${w.visitorLog})\n` +
+        `  laptop  host ${w.plan.laptop.netns.padEnd(8)} ${w.plan.laptop.ip} behind NAT (router ${w.plan.router.publicIp}), FORM_HOME ${w.laptopHome}\n`,
+    );
+    const first = s.nodes[0]?.publicAddress;
+    const d = opts.dir ? ` --dir ${s.dir}` : '';
+    process.stdout.write(
+      '\nAct as the developer on the laptop (it reaches the nodes only at their public addresses):\n' +
+        `  form devnet exec${d} laptop -- form kit init --node https://${first}\n` +
+        `  form devnet exec${d} laptop -- form pack ship examples/hello-server --replicas 2\n` +
+        `  form devnet exec${d} laptop -- form manage get status hello-server\n` +
+        `  form devnet exec${d} laptop -- form formnet up\n` +
+        `A node's own view: form devnet exec${d} node1 -- curl -s http://127.0.0.1:3004/nodes\n` +
+        `Stop with \`form devnet down${d}\`.\n`,
+    );
+    return 0;
+  }
+  for (const n of s.nodes) {
+    process.stdout.write(
+      `  ${n.name.padEnd(7)} netns ${n.netns.padEnd(8)} FORM_PORT_OFFSET=${String(n.portOffset).padEnd(5)} formnet ${n.info?.formnetAddress ?? null}  underlay ${n.underlayIp}\n`,
     );
   }
   process.stdout.write('Target a node with FORM_PORT_OFFSET=<offset> form …; stop with `form devnet down`.\n');
@@ -68,7 +78,7 @@ export async function down(opts: { dir?: string }): Promise<number> {
   const { devnetDown } = await import('@formation/node');
   const r = await devnetDown(dir);
   process.stdout.write(
-    `devnet down: ${r.stopped} node(s) stopped, namespaces removed: ${r.namespaces.join(' ') || 'none'}\n`,
+    `devnet down: ${r.stopped} node(s) stopped, ${r.leftoverProcesses} leftover process(es) ended, namespaces removed: ${r.namespaces.join(' ') || 'none'}\n`,
   );
   return 0;
 }
@@ -90,24 +100,30 @@ export async function status(opts: { dir?: string; json?: boolean }): Promise<nu
   }
   for (const r of rows) {
     process.stdout.write(
-      `${r.running ? pc.green('up  ') : pc.red('down')} ${r.name.padEnd(7)} netns ${r.netns.padEnd(8)} offset ${String(r.portOffset).padEnd(5)} formnet ${r.formnetAddress ?? '-'}  ops ${r.ops ?? '-'}  digest ${r.digest?.slice(0, 12) ?? '-'}\n`,
+      `${r.running ? pc.green('up  ') : pc.red('down')} ${r.name.padEnd(7)} netns ${r.netns.padEnd(8)} ${r.publicAddress ? `public ${r.publicAddress.padEnd(15)}` : `offset ${String(r.portOffset).padEnd(5)}`} formnet ${r.formnetAddress ?? '-'}  ops ${r.ops ?? '-'}  digest ${r.digest?.slice(0, 12) ?? '-'}\n`,
     );
   }
   process.stdout.write(converged ? 'state: converged (same digest everywhere)\n' : 'state: not converged\n');
   return 0;
 }
 
-export async function exec(node: string, cmd: string[], opts: { dir?: string }): Promise<number> {
-  const { readDevnet } = await import('@formation/node');
-  const s = readDevnet(opts.dir ?? defaultDir());
+export async function exec(target: string, cmd: string[], opts: { dir?: string }): Promise<number> {
+  const { readDevnet, devnetExecTarget } = await import('@formation/node');
+  const dir = opts.dir ?? defaultDir();
+  const s = readDevnet(dir);
   if (!s)
-    throw new FormError('NOT_FOUND', 'Cannot exec: no devnet is running', { hint: 'Start one with `form devnet up`.' });
-  const n = s.nodes.find((x) => x.name === node || String(x.index) === node || `n${x.index}` === node);
-  if (!n)
-    throw new FormError('NOT_FOUND', `Cannot exec: no node ${node} (have ${s.nodes.map((x) => x.name).join(', ')})`);
+    throw new FormError('NOT_FOUND', `Cannot exec: no devnet in ${dir}`, { hint: 'Start one with `form devnet up`.' });
+  if (cmd.length === 0)
+    throw new FormError('CLI_USAGE', 'Cannot exec: no command given', {
+      hint: 'form devnet exec laptop -- form kit init …',
+    });
+  const t = devnetExecTarget(s, target);
   return new Promise((resolve) => {
-    const child = spawn('ip', ['netns', 'exec', n.netns, ...cmd], { stdio: 'inherit' });
-    child.on('close', (code) => resolve(code ?? 1));
+    const child = spawn('ip', ['netns', 'exec', t.netns, ...cmd], {
+      stdio: 'inherit',
+      env: { ...process.env, ...t.env },
+    });
+    child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
     child.on('error', () => resolve(127));
   });
 }

@@ -12,6 +12,7 @@ import {
   applyRevisionToDisk,
   fetchFormpack,
   fetchRevision,
+  type PeerSource,
   peerServiceUrl,
   pruneRevisionCache,
 } from './replication.ts';
@@ -107,11 +108,14 @@ export class InstanceController {
     return this.o.nodeKey.publicKey;
   }
 
-  /** Other nodes' service URLs, those listed in `prefer` first. */
-  private peerUrls(service: 'pack' | 'formnet', prefer: string[] = []): string[] {
+  /** Other nodes' service URLs with their node keys (https is pinned to them), those listed in `prefer` first. */
+  private peerUrls(service: 'pack' | 'formnet', prefer: string[] = []): PeerSource[] {
     const nodes = this.o.store.views().nodes.filter((n) => n.id !== this.me);
     nodes.sort((a, b) => (prefer.includes(a.id) ? 0 : 1) - (prefer.includes(b.id) ? 0 : 1));
-    return nodes.map((n) => peerServiceUrl(n, service, this.o.peerApiHost)).filter((u): u is string => !!u);
+    return nodes.flatMap((n) => {
+      const url = peerServiceUrl(n, service, this.o.peerApiHost);
+      return url ? [{ url, nodeKey: n.id }] : [];
+    });
   }
 
   /** One round: for every instance, plan what to do here (pure, `plan.ts`), then do it. */

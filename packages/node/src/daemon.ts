@@ -32,7 +32,15 @@ import {
 import { createP2PNode, type P2PNode, peerIdOfKey } from '@formation/p2p';
 import { createPackService } from '@formation/pack';
 import { vmNameFor } from '@formation/scheduler';
-import { type ApiServer, type Logger, requireSigner, setApiIdentity } from '@formation/service';
+import {
+  type ApiServer,
+  type Logger,
+  listenTls,
+  loadOrCreateTlsIdentity,
+  requireSigner,
+  setApiIdentity,
+  type TlsIdentity,
+} from '@formation/service';
 import { createStateService, openStateStore, PRESENCE_TOPIC, type StateStore, signPresence } from '@formation/state';
 import { createVmmService, loadVmmConfig, type VmmService } from '@formation/vmm';
 import { Type } from '@sinclair/typebox';
@@ -56,6 +64,10 @@ const NODE_INFO_SCHEMA = {
       instanceCidr: Type.String(),
       domain: Type.String(),
       dns: Type.Object({ host: Type.String(), port: Type.Integer() }),
+      /** The node's public key: what its TLS certificate is bound to and clients pin. */
+      nodeKey: Type.String(),
+      /** Where the TLS APIs, libp2p and WireGuard listen for other hosts; null on a loopback-only node. */
+      publicAddress: Type.Union([Type.String(), Type.Null()]),
     }),
   },
 };
@@ -84,7 +96,10 @@ function writeAtomic(path: string, text: string): void {
  * Start every service of a node in this process: state (3004), pack (3003), VMM (3002), formnet
  * (3001), DNS, and the controller that turns state into running instances. With `config.netns` the
  * instances' bridge, TAPs and WireGuard live in that namespace (created here, removed on close);
- * the APIs stay on `config.host` (127.0.0.1 by default).
+ * the APIs stay on `config.host` (127.0.0.1 by default). With `config.publicAddress` the four
+ * developer APIs also listen there over TLS (certificate bound to the node key, same ports), libp2p
+ * listens and is advertised there, and the node registers it as its endpoint; Redis, DNS, the runtime
+ * and the dashboard never listen on it (see the README's table).
  */
 export async function startNode(config: NodeConfig, logger: Logger): Promise<RunningNode> {
   const paths = nodePaths(config.dataDir);
@@ -104,6 +119,19 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
   try {
     const key = await loadOrCreateKey(paths.keyFile);
     log.info({ node: key.address, dataDir: config.dataDir, netns: config.netns ?? null }, 'formationd starting');
+    // Public APIs are TLS only, with a certificate bound to the node key (clients pin the key, no CA).
+    const tls: TlsIdentity | null = config.publicAddress ? await loadOrCreateTlsIdentity(paths.dir, key) : null;
+    if (tls)
+      log.info(
+        { publicAddress: config.publicAddress, tlsFingerprint: tls.fingerprint, created: tls.created },
+        'TLS identity',
+      );
+    /** Serve `app` over TLS on the public address too (same port as on loopback). */
+    const listenPublic = async (app: ApiServer, port: number, name: string): Promise<void> => {
+      if (!tls || !config.publicAddress) return;
+      const l = await listenTls(app, { host: config.publicAddress, port, key: tls.key, cert: tls.cert, name });
+      cleanups.push(() => l.close());
+    };
 
     if (config.netns) {
       // We own the namespace when we created it, also across a crash and restart (remembered in a
@@ -133,6 +161,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     setApiIdentity(stateApp, key.publicKey); // signed requests to this node's APIs must name this node
     await listen(stateApp, config.host, ports.state, 'state');
     cleanups.push(() => stateApp.close());
+    await listenPublic(stateApp, ports.state, 'state');
 
     // p2p: gossip of accepted ops and anti-entropy with the nodes we join (a network of one when none).
     // Started before this node registers, and synced with the bootstrap nodes first, so the slice and
@@ -142,7 +171,13 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       key,
       store,
       logger,
-      listen: [`/ip4/${config.host}/tcp/${ports.p2p}`],
+      // Noise encrypts and authenticates libp2p itself; on the public address other hosts reach it.
+      listen: [
+        `/ip4/${config.host}/tcp/${ports.p2p}`,
+        ...(config.publicAddress && config.publicAddress !== config.host
+          ? [`/ip4/${config.publicAddress}/tcp/${ports.p2p}`]
+          : []),
+      ],
       bootstrap: config.join,
       syncIntervalMs: 2000,
       channels: [
@@ -203,7 +238,8 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       timeoutMs: config.admissionTimeoutMs,
     });
     const wg = loadOrCreateWireGuardKey(paths.wgKeyFile);
-    const advertise = config.advertiseHost ?? config.host;
+    // A public address is what other hosts reach: it implies advertiseHost.
+    const advertise = config.advertiseHost ?? config.publicAddress ?? config.host;
 
     // Pack: builds Formpacks into <dataDir>/formpacks, where the VMM boots them from. The base image
     // cache is shared by every node on the host (FORM_PACK_CACHE), so a devnet builds it once.
@@ -218,6 +254,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     setApiIdentity(pack.app, key.publicKey);
     await listen(pack.app, config.host, ports.pack, 'pack');
     cleanups.push(() => pack.close());
+    await listenPublic(pack.app, ports.pack, 'pack');
 
     // VMM: instances on a bridge in the node's namespace (TAP mode) when it has one, else user-mode NAT.
     const vmmConfig = loadVmmConfig(process.env, {
@@ -250,6 +287,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     await listen(vmm.app, config.host, ports.vmm, 'vmm');
     // `form node down` (SIGTERM) stops the VMs cleanly; a crash leaves them running for re-attach.
     cleanups.push(() => vmm.close({ stopVms: true }));
+    await listenPublic(vmm.app, ports.vmm, 'vmm');
 
     // Register this node in state once (capacity from the VMM's accounting).
     if (!registeredBefore) {
@@ -270,7 +308,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       publicKey: key.publicKey,
       kind: 'node',
       wgPublicKey: wg.publicKey,
-      ...(config.advertiseHost ? { endpoint: `${config.advertiseHost}:${ports.wireguard}` } : {}),
+      ...(config.advertiseHost || config.publicAddress ? { endpoint: `${advertise}:${ports.wireguard}` } : {}),
     });
     const wgName = `fwg${key.address.slice(2, 10)}`;
     removeStaleWireGuard(wgName, config.netns);
@@ -307,6 +345,8 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       instanceCidr,
       domain: config.domain,
       dns: { host: config.host, port: ports.dns },
+      nodeKey: key.publicKey,
+      publicAddress: config.publicAddress ?? null,
     }));
     // Committed revisions (by sha256) for the other replicas' nodes: only registered nodes may fetch.
     formnetApp.get(
@@ -331,6 +371,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     setApiIdentity(formnetApp, key.publicKey);
     await listen(formnetApp, config.host, ports.formnet, 'formnet');
     cleanups.push(() => formnetApp.close());
+    await listenPublic(formnetApp, ports.formnet, 'formnet');
 
     // DNS: <name>.<domain> -> the instance's formnet addresses, from state.
     const dns: DnsResponder = await createDnsResponder({
@@ -403,7 +444,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       },
     });
 
-    const info: NodeInfo = {
+    const info: NodeInfo & { nodeKey: string; tlsFingerprint: string | null } = {
       pid: process.pid,
       startedAt: new Date().toISOString(),
       ready: true,
@@ -419,6 +460,10 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       instanceCidr,
       genesis: store.genesis ?? null,
       p2p: p2p.multiaddrs(),
+      // What a developer checks `form kit init --node https://<publicAddress>` against.
+      nodeKey: key.publicKey,
+      publicAddress: config.publicAddress ?? null,
+      tlsFingerprint: tls?.fingerprint ?? null,
     };
     writeAtomic(paths.pidFile, `${process.pid}\n`);
     writeAtomic(paths.infoFile, `${JSON.stringify(info, null, 2)}\n`);

@@ -25,16 +25,24 @@ import {
   isFormError,
 } from '@formation/interface';
 import { parseFormpackManifest } from '@formation/interface/formpack-schema';
-import { ApiClient, type Logger } from '@formation/service';
+import { ApiClient, type Logger, nodeFetch } from '@formation/service';
 import type { NodeView } from '@formation/state';
 import { checkImage, type DiskFormat } from '@formation/vmm';
 
 const run = promisify(execFile);
 
+/** A loopback host: nodes on one machine talk plain HTTP there; any other host is reached over TLS. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
 /**
- * Where another node's HTTP API is: the host of its registered endpoint (or `peerApiHost` when all
- * nodes share one host's loopback, as in a devnet) and the service's port shifted by the node's port
- * offset (read from its registered p2p port).
+ * Where another node's API is: the host of its registered endpoint (or `peerApiHost` when all nodes
+ * share one host's loopback, as in a devnet) and the service's port shifted by the node's port offset
+ * (read from its registered p2p port). `https://` for any non-loopback host: a node with a public
+ * address serves its APIs there over TLS bound to its node key (callers pin the peer's key from
+ * state, see `PeerSource`); plain `http://` only on loopback, i.e. nodes on one machine.
  */
 export function peerServiceUrl(
   node: Pick<NodeView, 'endpoint'>,
@@ -46,7 +54,23 @@ export function peerServiceUrl(
   const offset = Number(m[2]) - DEFAULT_PORTS.p2p;
   if (offset < 0) return null;
   const host = peerApiHost ?? (m[1] as string);
-  return `http://${host.includes(':') ? `[${host}]` : host}:${DEFAULT_PORTS[service] + offset}`;
+  const scheme = isLoopbackHost(host) ? 'http' : 'https';
+  return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${DEFAULT_PORTS[service] + offset}`;
+}
+
+/** A peer node's API: its URL and, for https, the node key its certificate must be bound to (from state). */
+export interface PeerSource {
+  url: string;
+  nodeKey?: string | undefined;
+}
+
+function sourceOf(s: string | PeerSource): PeerSource {
+  return typeof s === 'string' ? { url: s } : s;
+}
+
+/** The audience to sign for at a peer: its key from state when known, else what it says it is. */
+async function audienceOf(src: PeerSource): Promise<string> {
+  return src.nodeKey ?? (await new ApiClient(src.url, undefined, 10_000).audience());
 }
 
 /** Stream a URL to `dest` (via a temp file) hashing it; refused unless its sha256 is `sha256` (and, given `maxBytes`, cut off past it). */
@@ -56,9 +80,14 @@ async function download(
   sha256: string,
   headers: Record<string, string> = {},
   maxBytes = Number.POSITIVE_INFINITY,
+  nodeKey?: string,
 ): Promise<number> {
   const abort = new AbortController();
-  const res = await fetch(url, { headers, signal: AbortSignal.any([abort.signal, AbortSignal.timeout(600_000)]) });
+  const res = await nodeFetch(
+    url,
+    { headers, signal: AbortSignal.any([abort.signal, AbortSignal.timeout(600_000)]) },
+    { nodeKey },
+  );
   if (!res.ok || !res.body) {
     await res.body?.cancel();
     throw new FormError('UNAVAILABLE', `Cannot download ${url}: HTTP ${res.status}`);
@@ -122,8 +151,8 @@ async function boundedJson(res: Response, maxBytes: number, what: string): Promi
 
 export interface FetchFormpackOptions {
   id: string;
-  /** Pack API base URLs of nodes that may have it, best first. */
-  sources: string[];
+  /** Pack APIs of nodes that may have it, best first (with their node keys: https is pinned to them). */
+  sources: Array<string | PeerSource>;
   formpacksDir: string;
   /**
    * sha256 of each artifact as the owner published it (`formpack.publish` in state). Required: without
@@ -168,18 +197,21 @@ export async function fetchFormpack(o: FetchFormpackOptions): Promise<string> {
   const tmpRoot = join(o.formpacksDir, '..', 'formpacks-incoming');
   mkdirSync(tmpRoot, { recursive: true, mode: 0o700 });
   const errors: Array<{ source: string; code: string; message: string }> = [];
-  for (const base of o.sources) {
+  for (const source of o.sources) {
+    const src = sourceOf(source);
+    const base = src.url;
     let tmp: string | undefined;
     try {
       const what = `the manifest from ${base}`;
-      const audience = o.key ? await new ApiClient(base, undefined, 10_000).audience() : '';
+      const audience = o.key ? await audienceOf(src) : '';
       const signed = (path: string): Record<string, string> =>
         o.key ? signRequest(o.key, { method: 'GET', path, body: '', audience }) : {};
       const manifestPath = `/formpacks/${o.id}/artifacts/manifest`;
-      const mres = await fetch(`${base}${manifestPath}`, {
-        headers: signed(manifestPath),
-        signal: AbortSignal.timeout(10_000),
-      });
+      const mres = await nodeFetch(
+        `${base}${manifestPath}`,
+        { headers: signed(manifestPath), signal: AbortSignal.timeout(10_000) },
+        { nodeKey: src.nodeKey },
+      );
       if (!mres.ok || !mres.body) {
         await mres.body?.cancel();
         errors.push({ source: base, code: 'UNAVAILABLE', message: `HTTP ${mres.status}` });
@@ -202,7 +234,7 @@ export async function fetchFormpack(o: FetchFormpackOptions): Promise<string> {
         // The file name is ours (FORMPACK_ARTIFACT_FILES); the schema already pinned the manifest's to it.
         const file = join(tmp, FORMPACK_ARTIFACT_FILES[name]);
         const path = `/formpacks/${o.id}/artifacts/${name}`;
-        bytes += await download(`${base}${path}`, file, a.sha256, signed(path), a.bytes);
+        bytes += await download(`${base}${path}`, file, a.sha256, signed(path), a.bytes, src.nodeKey);
       }
       writeFileSync(join(tmp, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
       mkdirSync(o.formpacksDir, { recursive: true });
@@ -257,7 +289,7 @@ export function findRevisionFile(
 
 /** Download a revision (signed as this node; nodes serve revisions only to registered nodes), verified by sha256. */
 export async function fetchRevision(o: {
-  sources: string[];
+  sources: Array<string | PeerSource>;
   sha256: string;
   dataDir: string;
   key: KeyPair;
@@ -271,7 +303,9 @@ export async function fetchRevision(o: {
   const dest = join(dir, `${o.sha256}.qcow2`);
   if (existsSync(dest)) return dest;
   const errors: Array<{ source: string; code: string; message: string }> = [];
-  for (const base of o.sources) {
+  for (const source of o.sources) {
+    const src = sourceOf(source);
+    const base = src.url;
     const path = `/revisions/${o.sha256}`;
     try {
       const t0 = Date.now();
@@ -280,12 +314,9 @@ export async function fetchRevision(o: {
         dest,
         o.sha256,
         // signed for that node (its identity from GET /identity), so the request is good nowhere else
-        signRequest(o.key, {
-          method: 'GET',
-          path,
-          body: '',
-          audience: await new ApiClient(base, undefined, 10_000).audience(),
-        }),
+        signRequest(o.key, { method: 'GET', path, body: '', audience: await audienceOf(src) }),
+        Number.POSITIVE_INFINITY,
+        src.nodeKey,
       );
       // The hash only proves it is what the committing node announced: a hostile node announces a qcow2
       // whose data-file is a host disk. Refuse anything but a plain qcow2 (its backing name is replaced, unopened).

@@ -3,14 +3,21 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
 import { isFormError } from '@formation/interface';
-import { createLogger } from '@formation/service';
-import { applyRevisionToDisk, fetchFormpack, fetchRevision } from '../src/replication.ts';
+import { createLogger, loadOrCreateTlsIdentity } from '@formation/service';
+import {
+  applyRevisionToDisk,
+  fetchFormpack,
+  fetchRevision,
+  isLoopbackHost,
+  peerServiceUrl,
+} from '../src/replication.ts';
 
 /**
  * A hostile peer: a pack API on 127.0.0.1 that serves whatever manifest and artifact bytes a test
@@ -291,5 +298,95 @@ describe('revisions from a hostile peer', () => {
     await applyRevisionToDisk(vmDisk, file);
     const info = JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', vmDisk], { encoding: 'utf8' }));
     assert.equal(info['full-backing-filename'], base);
+  });
+});
+
+describe('transfers between hosts: https pinned to the peer node key from state', () => {
+  const nodeK = generateKeyPair();
+  const nodeOther = generateKeyPair();
+  let server: HttpsServer;
+  let url: string;
+  let root: string;
+  const hits = { n: 0 };
+
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), 'form-repl-tls-'));
+    const tls = await loadOrCreateTlsIdentity(join(root, 'tls'), nodeK);
+    server = createHttpsServer({ key: tls.key, cert: tls.cert }, (req, res) => {
+      hits.n++;
+      const m = /^\/formpacks\/([0-9a-f]{64})\/artifacts\/([a-z]+)$/.exec(req.url ?? '');
+      if (!m) return void res.writeHead(404).end();
+      if (m[2] === 'manifest') return void res.end(JSON.stringify(goodManifest()));
+      const body = BYTES[m[2] as keyof typeof BYTES];
+      if (!body) return void res.writeHead(404).end();
+      res.end(body);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => {
+    server.closeAllConnections();
+    server.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  test('peerServiceUrl: https for a peer on another host, plain http only on loopback', () => {
+    assert.equal(peerServiceUrl({ endpoint: '198.51.100.11:3005' }, 'pack'), 'https://198.51.100.11:3003');
+    assert.equal(peerServiceUrl({ endpoint: '198.51.100.11:3015' }, 'formnet'), 'https://198.51.100.11:3011');
+    assert.equal(peerServiceUrl({ endpoint: '127.0.0.1:3015' }, 'pack'), 'http://127.0.0.1:3013');
+    assert.equal(peerServiceUrl({ endpoint: '198.51.100.11:3005' }, 'pack', '127.0.0.1'), 'http://127.0.0.1:3003');
+    assert.equal(isLoopbackHost('::1'), true);
+    assert.equal(isLoopbackHost('10.0.0.1'), false);
+  });
+
+  test('a Formpack is fetched over TLS from the node state names', async () => {
+    const formpacksDir = join(mkdtempSync(join(root, 'n-')), 'formpacks');
+    const got = await fetchFormpack({
+      id: ID,
+      sources: [{ url, nodeKey: nodeK.publicKey }],
+      formpacksDir,
+      published: PUBLISHED,
+      key: generateKeyPair(),
+      logger,
+    });
+    assert.equal(got, url);
+    assert.deepEqual(readFileSync(join(formpacksDir, ID, 'vmlinuz')), BYTES.kernel);
+  });
+
+  test('exploit: another node answering at the peer’s address gets no request and nothing is written', async () => {
+    const formpacksDir = join(mkdtempSync(join(root, 'n-')), 'formpacks');
+    const before = hits.n;
+    await assert.rejects(
+      fetchFormpack({
+        id: ID,
+        sources: [{ url, nodeKey: nodeOther.publicKey }],
+        formpacksDir,
+        published: PUBLISHED,
+        key: generateKeyPair(),
+        logger,
+      }),
+      (err: unknown) => {
+        assert.ok(isFormError(err));
+        const errors = (err.details as { errors: Array<{ code: string; message: string }> }).errors;
+        assert.equal(errors[0]?.code, 'NET_BAD_PEER');
+        assert.match(errors[0]?.message ?? '', /not the pinned node/);
+        return true;
+      },
+    );
+    assert.equal(hits.n, before, 'the request never reached the server');
+    assert.equal(existsSync(join(formpacksDir, ID)), false);
+    // Revisions too.
+    const dataDir = mkdtempSync(join(root, 'd-'));
+    await assert.rejects(
+      fetchRevision({
+        sources: [{ url, nodeKey: nodeOther.publicKey }],
+        sha256: sha('x'),
+        dataDir,
+        key: generateKeyPair(),
+        logger,
+      }),
+      (err: unknown) => isFormError(err) && /not the pinned node/.test(err.message),
+    );
+    assert.equal(hits.n, before);
   });
 });

@@ -40,16 +40,22 @@ export class PackClient {
   private readonly baseUrl: string;
   private readonly key: KeyPair | undefined;
 
-  constructor(baseUrl: string, key?: KeyPair) {
+  /**
+   * `nodeKey`: the node expected at an https:// base (else the key pinned for it, else the one its
+   * certificate is bound to on first contact; see `@formation/service` nodeFetch).
+   */
+  constructor(baseUrl: string, key?: KeyPair, nodeKey?: string) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.key = key;
-    this.api = new ApiClient(this.baseUrl, key, 60_000);
+    this.api = new ApiClient(this.baseUrl, key, 60_000, nodeKey);
   }
 
   private async fetch(path: string, init: RequestInit): Promise<Response> {
     try {
-      return await fetch(this.baseUrl + path, init);
+      // Same transport as the JSON calls: over https only to the expected node.
+      return await this.api.fetch(path, init);
     } catch (err) {
+      if (err instanceof FormError) throw err;
       const code = (err as { cause?: { code?: string } }).cause?.code;
       if (code === 'ECONNREFUSED') {
         throw new FormError('CLI_NO_NODE', `Cannot reach the pack service at ${this.baseUrl}: nothing is listening`, {

@@ -3,6 +3,7 @@ import { FormError } from '@formation/interface';
 import { type ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import { listImages } from './images.ts';
+import { registerLogRoutes, type VmLogs } from './logs-api.ts';
 import type { VmManager } from './manager.ts';
 import { VM_STATES } from './state-machine.ts';
 import type { VmView } from './types.ts';
@@ -90,6 +91,7 @@ export function registerVmmRoutes(
   manager: VmManager,
   nonces?: NonceCache,
   access: VmmAccess = {},
+  logs?: VmLogs,
 ): void {
   const signed = requireSigner(nonces);
   // Commit is part of managing an instance: a dashboard session may do it under the owner's delegation.
@@ -278,6 +280,8 @@ export function registerVmmRoutes(
       return { id: req.params.id, output: manager.console(req.params.id, req.query.bytes ?? 16384) };
     },
   );
+
+  if (logs) registerLogRoutes(app, logs, { reader, readable });
 
   app.get('/images', {}, async () => ({
     images: listImages(manager.imagesDir),

@@ -99,6 +99,16 @@ export interface GuestAgent {
   ping(timeoutMs?: number): Promise<void>;
   exec(path: string, args: string[], timeoutMs?: number): Promise<{ exitcode: number; stdout: string; stderr: string }>;
   readFile(path: string, maxBytes?: number, timeoutMs?: number): Promise<string>;
+  /**
+   * Up to `maxBytes` of a guest file from byte `offset` (bytes, not text: a cut may split a character),
+   * and the file's current size (so a reader can tell a truncated or replaced file). NOT_FOUND when absent.
+   */
+  readRange(
+    path: string,
+    offset: number,
+    maxBytes: number,
+    timeoutMs?: number,
+  ): Promise<{ data: Buffer; size: number }>;
   fsfreeze(freeze: boolean): Promise<number>;
 }
 

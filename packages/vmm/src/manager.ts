@@ -620,6 +620,14 @@ export class VmManager {
     return this.o.driver.agent(rec.driver).exec(path, args, timeoutMs);
   }
 
+  /** The guest agent of a running VM (the log collector reads guest files through it). */
+  agent(id: string): ReturnType<HypervisorDriver['agent']> {
+    const rec = this.rec(id);
+    if (rec.state !== 'running')
+      throw new FormError('VM_BAD_STATE', `Cannot reach the agent of VM ${id}: it is ${rec.state}`);
+    return this.o.driver.agent(rec.driver);
+  }
+
   /** Resolve once the guest printed FORM-INIT-READY (or reject after `timeoutMs`). */
   waitReady(id: string, timeoutMs = 60_000): Promise<VmView> {
     const rec = this.rec(id);

@@ -214,6 +214,14 @@ export class MemoryDriver implements HypervisorDriver {
           throw new FormError('NOT_FOUND', `Cannot read ${path} in VM ${vm.spec.id}: no such file`);
         return content.slice(0, maxBytes);
       },
+      readRange: async (path, offset, maxBytes) => {
+        answering();
+        const content = disk()[path];
+        if (content === undefined)
+          throw new FormError('NOT_FOUND', `Cannot read ${path} in VM ${vm.spec.id}: no such file`);
+        const bytes = Buffer.from(content);
+        return { data: bytes.subarray(offset, offset + Math.max(0, maxBytes)), size: bytes.length };
+      },
       fsfreeze: async () => {
         answering();
         return 1;

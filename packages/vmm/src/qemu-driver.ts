@@ -730,6 +730,27 @@ export class QemuDriver implements HypervisorDriver {
             await ga.execute('guest-file-close', { handle: h }).catch(() => undefined);
           }
         }),
+      readRange: (path, offset, maxBytes, timeoutMs = 3000) =>
+        this.agentCall(vm, timeoutMs, async (ga) => {
+          const h = await ga.execute<number>('guest-file-open', { path, mode: 'r' });
+          try {
+            const end = await ga.execute<{ position: number }>('guest-file-seek', {
+              handle: h,
+              offset: 0,
+              whence: 'end',
+            });
+            const size = end.position;
+            if (offset >= size || maxBytes <= 0) return { data: Buffer.alloc(0), size };
+            await ga.execute('guest-file-seek', { handle: h, offset, whence: 'set' });
+            const r = await ga.execute<{ 'buf-b64': string }>('guest-file-read', {
+              handle: h,
+              count: Math.min(maxBytes, size - offset),
+            });
+            return { data: Buffer.from(r['buf-b64'], 'base64'), size };
+          } finally {
+            await ga.execute('guest-file-close', { handle: h }).catch(() => undefined);
+          }
+        }),
       fsfreeze: (freeze) =>
         this.agentCall(vm, 5000, (ga) => ga.execute<number>(freeze ? 'guest-fsfreeze-freeze' : 'guest-fsfreeze-thaw')),
     };

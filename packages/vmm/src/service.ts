@@ -6,6 +6,9 @@ import { registerVmmRoutes, type VmmAccess } from './api.ts';
 import type { VmmConfig } from './config.ts';
 import type { HypervisorDriver } from './driver.ts';
 import { hostKernel } from './images.ts';
+import { LogCollector } from './log-collector.ts';
+import { LogStore } from './log-store.ts';
+import type { VmLogs } from './logs-api.ts';
 import { VmManager } from './manager.ts';
 import { VmNetwork } from './network.ts';
 import { QemuDriver } from './qemu-driver.ts';
@@ -15,6 +18,8 @@ export interface VmmService {
   app: ApiServer;
   manager: VmManager;
   driver: HypervisorDriver;
+  /** Guest logs collected on this node (null when turned off). */
+  logs: VmLogs | null;
   /** Stop background work. `stopVms: true` also stops every VM and removes the network it created. */
   close(opts?: { stopVms?: boolean }): Promise<void>;
 }
@@ -36,6 +41,8 @@ export async function createVmmService(opts: {
   access?: VmmAccess;
   /** Extra routes mounted on the VMM API before it is sealed (e.g. `registerAttestRoutes` of @formation/attest). */
   routes?: (app: ApiServer, manager: VmManager) => void;
+  /** Guest log collection (default on: `<vmDir>/.logs`, read every second, 2 × 4 MiB per VM); false = off. */
+  logs?: { dir?: string; pollMs?: number; maxFileBytes?: number } | false;
 }): Promise<VmmService> {
   const { config, logger } = opts;
   mkdirSync(config.vmDir, { recursive: true });
@@ -75,14 +82,23 @@ export async function createVmmService(opts: {
     logger,
     description: 'Formation VMM: VM lifecycle over QEMU (KVM or TCG)',
   });
-  registerVmmRoutes(app, manager, opts.nonces ?? new NonceCache(), opts.access);
+  const lo = opts.logs === false ? null : (opts.logs ?? {});
+  let logs: VmLogs | null = null;
+  if (lo) {
+    const store = new LogStore({ dir: lo.dir ?? join(config.vmDir, '.logs'), maxFileBytes: lo.maxFileBytes });
+    logs = { store, collector: new LogCollector({ target: manager, store, logger, pollMs: lo.pollMs }) };
+    logs.collector.start();
+  }
+  registerVmmRoutes(app, manager, opts.nonces ?? new NonceCache(), opts.access, logs ?? undefined);
   opts.routes?.(app, manager);
   await app.ready();
   return {
     app,
     manager,
     driver,
+    logs,
     async close(o = {}) {
+      await logs?.collector.stop();
       await app.close();
       await manager.close(o);
     },

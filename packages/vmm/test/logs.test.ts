@@ -1,0 +1,238 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
+import { apiIdentity, createLogger } from '@formation/service';
+import { loadVmmConfig } from '../src/config.ts';
+import { splitLines } from '../src/log-collector.ts';
+import { LogStore } from '../src/log-store.ts';
+import { MemoryDriver } from '../src/memory-driver.ts';
+import { createVmmService, type VmmService } from '../src/service.ts';
+
+// Guest logs: the on-disk store (rotation, cap, seq across reopen), the line splitter, and the whole
+// path — guest file → guest agent → collector → store → GET /vms/:id/logs — on the memory driver
+// (a real process per VM, a simulated guest file system). The real guest is in logs.e2e.test.ts.
+
+describe('LogStore', () => {
+  const dir = mkdtempSync('/tmp/fvmm-logstore-');
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const line = (i: number) => ({
+    t: 1000 + i,
+    stream: 'app' as const,
+    src: 'entrypoint',
+    line: `line ${i} ${'x'.repeat(80)}`,
+  });
+
+  test('rotates into a second file and never holds more than 2 × the cap; seq keeps counting', () => {
+    const s = new LogStore({ dir: `${dir}/a`, maxFileBytes: 4096 });
+    for (let i = 0; i < 200; i++) s.append('vm1', [line(i)]);
+    assert.ok(s.bytes('vm1') <= 2 * 4096, `${s.bytes('vm1')} bytes`);
+    const got = s.read('vm1');
+    assert.equal(got.at(-1)?.line.startsWith('line 199 '), true);
+    assert.equal(got.at(-1)?.seq, 200);
+    assert.ok(got.length < 200 && got.length > 30, `${got.length} kept`);
+    for (let i = 1; i < got.length; i++) assert.equal(got[i]?.seq, (got[i - 1]?.seq ?? 0) + 1);
+    assert.equal(statSync(`${dir}/a`).mode & 0o777, 0o700);
+  });
+
+  test('a reopened store continues the sequence; reads by seq, time and limit', () => {
+    const a = new LogStore({ dir: `${dir}/b` });
+    a.append('vm1', [line(1), line(2), line(3)]);
+    const b = new LogStore({ dir: `${dir}/b` });
+    const [e] = b.append('vm1', [line(4)]);
+    assert.equal(e?.seq, 4);
+    assert.deepEqual(
+      b.read('vm1', { afterSeq: 2 }).map((x) => x.seq),
+      [3, 4],
+    );
+    assert.deepEqual(
+      b.read('vm1', { since: 1003 }).map((x) => x.seq),
+      [3, 4],
+    );
+    assert.deepEqual(
+      b.read('vm1', { limit: 1 }).map((x) => x.seq),
+      [4],
+    );
+    b.remove('vm1');
+    assert.deepEqual(b.read('vm1'), []);
+    assert.deepEqual(b.ids(), []);
+  });
+
+  test('a path-like VM id is refused with a coded error and writes nothing', () => {
+    const s = new LogStore({ dir: `${dir}/c` });
+    assert.throws(() => s.append('../escape', [line(1)]), { code: 'BAD_REQUEST' });
+    assert.equal(existsSync(`${dir}/escape`), false);
+  });
+});
+
+describe('splitLines', () => {
+  const b = (s: string) => Buffer.from(s);
+  for (const [name, input, full, lines, used] of [
+    ['complete lines', 'a\nb\n', false, ['a', 'b'], 4],
+    ['a partial tail waits', 'a\nb', false, ['a'], 2],
+    ['nothing complete', 'abc', false, [], 0],
+    ['a full chunk without newline is one line', 'abc', true, ['abc'], 3],
+    ['a full chunk keeps its tail as a line', 'a\nbc', true, ['a', 'bc'], 4],
+    ['CRLF', 'a\r\n', false, ['a'], 3],
+    ['empty', '', false, [], 0],
+  ] as const) {
+    test(name, () => assert.deepEqual(splitLines(b(input), full), { lines: [...lines], used }));
+  }
+});
+
+function makeFormpack(dir: string): string {
+  const id = 'd'.repeat(64);
+  const fp = `${dir}/${id}`;
+  mkdirSync(fp, { recursive: true });
+  const artifact = (file: string, content: string) => {
+    writeFileSync(`${fp}/${file}`, content);
+    return { file, sha256: createHash('sha256').update(content).digest('hex'), bytes: content.length };
+  };
+  writeFileSync(
+    `${fp}/manifest.json`,
+    JSON.stringify({
+      id,
+      name: 'web',
+      owner: `0x${'0'.repeat(40)}`,
+      createdAt: '2026-01-01T00:00:00Z',
+      resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
+      cmdline: 'console=ttyS0',
+      init: '/sbin/form-init',
+      formfile: { expose: [80], entrypoint: null },
+      artifacts: {
+        disk: artifact('disk.qcow2', 'disk'),
+        kernel: artifact('vmlinuz', 'kernel'),
+        initramfs: artifact('initramfs.img', 'initramfs'),
+      },
+      guest: { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'dropbear' },
+    }),
+  );
+  return id;
+}
+
+describe('guest logs over the VMM API (memory driver)', () => {
+  let tmp: string;
+  let vmm: VmmService;
+  let vmId = '';
+  const alice = generateKeyPair();
+  const mallory = generateKeyPair();
+  const ELOG = '/var/log/form/entrypoint.log';
+
+  async function get(url: string, key: KeyPair | null = alice) {
+    const headers = key ? signRequest(key, { method: 'GET', path: url, body: '', audience: apiIdentity(vmm.app) }) : {};
+    const r = await vmm.app.inject({ method: 'GET', url, headers });
+    return { status: r.statusCode, body: r.json() };
+  }
+  async function post(url: string, body: unknown) {
+    const text = JSON.stringify(body);
+    const headers = {
+      'content-type': 'application/json',
+      ...signRequest(alice, { method: 'POST', path: url, body: text, audience: apiIdentity(vmm.app) }),
+    };
+    const r = await vmm.app.inject({ method: 'POST', url, headers, payload: text });
+    return { status: r.statusCode, body: r.json() };
+  }
+  const print = (text: string) => vmm.manager.exec(vmId, '/bin/sh', ['-c', `echo ${text} >> ${ELOG}`]);
+  const lines = (body: { entries: Array<{ line: string }> }) => body.entries.map((e) => e.line);
+
+  before(async () => {
+    tmp = mkdtempSync('/tmp/fvmm-logs-');
+    mkdirSync(`${tmp}/images`);
+    const fp = makeFormpack(`${tmp}/formpacks`);
+    const config = loadVmmConfig(
+      {},
+      {
+        vmDir: `${tmp}/vms`,
+        imagesDir: `${tmp}/images`,
+        formpacksDir: `${tmp}/formpacks`,
+        cacheDir: `${tmp}/cache`,
+        healthIntervalMs: 0,
+        stopTimeoutMs: 2000,
+        dataDiskMiB: 0,
+        capacity: { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 },
+      },
+    );
+    vmm = await createVmmService({
+      config,
+      logger: createLogger('silent'),
+      driver: new MemoryDriver(),
+      logs: { pollMs: 0 },
+    });
+    const r = await post('/vms', { formpack: fp, name: 'web-1', wait: true });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    vmId = r.body.id;
+  });
+
+  after(async () => {
+    await vmm?.manager.destroyAll();
+    await vmm?.close({ stopVms: true });
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('a line the app printed is served to the owner, labelled; a second read adds only new lines', async () => {
+    await print('hello-from-app');
+    const r = await get(`/vms/${vmId}/logs`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual(lines(r.body), ['hello-from-app']);
+    assert.equal(r.body.entries[0].stream, 'app');
+    assert.equal(r.body.entries[0].src, 'entrypoint');
+    await print('second');
+    const again = await get(`/vms/${vmId}/logs?after=${r.body.lastSeq}`);
+    assert.deepEqual(lines(again.body), ['second']);
+    assert.deepEqual(lines((await get(`/vms/${vmId}/logs`)).body), ['hello-from-app', 'second']);
+  });
+
+  test('another key gets the 404 of a VM that does not exist; unsigned is 401; a bad since is 400', async () => {
+    const other = await get(`/vms/${vmId}/logs`, mallory);
+    assert.equal(other.status, 404);
+    assert.equal(other.body.error.code, 'VM_NOT_FOUND');
+    assert.equal(JSON.stringify(other.body).includes('hello-from-app'), false);
+    assert.equal((await get(`/vms/${vmId}/logs`, null)).status, 401);
+    const bad = await get(`/vms/${vmId}/logs?since=yesterday`);
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.error.message, /Cannot read logs since "yesterday"/);
+  });
+
+  test('follow: a long poll answers with the next line once the guest prints it', async () => {
+    const last = (await get(`/vms/${vmId}/logs`)).body.lastSeq as number;
+    const waiting = get(`/vms/${vmId}/logs?follow=true&after=${last}&waitMs=10000`);
+    await new Promise((r) => setTimeout(r, 200));
+    await print('followed');
+    await vmm.logs?.collector.collect();
+    const r = await waiting;
+    assert.deepEqual(lines(r.body), ['followed']);
+  });
+
+  test('earlier lines survive a restart of the VM (the guest file grows on: no line twice)', async () => {
+    assert.equal((await post(`/vms/${vmId}/stop`, {})).status, 200);
+    assert.deepEqual(lines((await get(`/vms/${vmId}/logs`)).body), ['hello-from-app', 'second', 'followed']);
+    assert.equal((await post(`/vms/${vmId}/start`, { wait: true })).status, 200);
+    await print('after-restart');
+    assert.deepEqual(lines((await get(`/vms/${vmId}/logs`)).body), [
+      'hello-from-app',
+      'second',
+      'followed',
+      'after-restart',
+    ]);
+  });
+
+  test('a guest file that was replaced (shorter, other first bytes) is read again from its start', async () => {
+    await vmm.manager.exec(vmId, '/bin/sh', ['-c', `echo fresh > ${ELOG}`]);
+    const got = lines((await get(`/vms/${vmId}/logs`)).body);
+    assert.deepEqual(got.slice(-2), ['after-restart', 'fresh']);
+  });
+
+  test('the logs go with the VM', async () => {
+    const dir = `${tmp}/vms/.logs/${vmId}`;
+    assert.equal(existsSync(dir), true);
+    const r = await vmm.app.inject({
+      method: 'DELETE',
+      url: `/vms/${vmId}`,
+      headers: signRequest(alice, { method: 'DELETE', path: `/vms/${vmId}`, body: '', audience: apiIdentity(vmm.app) }),
+    });
+    assert.equal(r.statusCode, 200);
+    await vmm.logs?.collector.collect();
+    assert.equal(existsSync(dir), false);
+  });
+});

@@ -4,8 +4,9 @@ import { type ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { verifyDataItem } from './ans104.ts';
+import { answerTransactions, type KnownTransaction, parseTransactionsQuery } from './graphql.ts';
 import type { ProcessManager } from './manager.ts';
-import type { Result } from './types.ts';
+import type { Result, RuntimeModule } from './types.ts';
 
 /** An AO data item as our AO endpoints take it (JSON; see README for what is and is not covered). */
 export interface AoDataItem {
@@ -52,6 +53,24 @@ const DataItem = Type.Object(
   },
   { additionalProperties: true },
 );
+
+/**
+ * A module's tags as a gateway would show its module transaction: its own tags, plus the ones
+ * aoconnect's `spawn` checks (Data-Protocol, Type, Module-Format, Input-/Output-Encoding) when missing.
+ */
+export function moduleTransactionTags(mod: RuntimeModule): Array<{ name: string; value: string }> {
+  const tags = [...mod.tags];
+  const defaults: Array<[string, string]> = [
+    ['Data-Protocol', 'ao'],
+    ['Variant', 'ao.TN.1'],
+    ['Type', 'Module'],
+    ['Module-Format', mod.moduleFormat],
+    ['Input-Encoding', 'JSON-1'],
+    ['Output-Encoding', 'JSON-1'],
+  ];
+  for (const [name, value] of defaults) if (!tags.some((t) => t.name === name)) tags.push({ name, value });
+  return tags;
+}
 
 function tag(item: AoDataItem, name: string): string | undefined {
   return item.Tags.find((t) => t.name === name)?.value;
@@ -156,6 +175,46 @@ export function registerAoRoutes(
         'BAD_REQUEST',
         `Cannot handle data item: Type must be Process or Message (got ${JSON.stringify(type ?? null)})`,
       );
+    },
+  );
+
+  // the gateway lookups AO clients make (aoconnect's spawn checks the module; aos finds a process by
+  // Name and owner), answered from what this node holds: its processes, its modules, itself
+  app.post(
+    '/graphql',
+    {
+      schema: {
+        body: Type.Object(
+          {
+            query: Type.String({ maxLength: 20_000 }),
+            variables: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+          },
+          { additionalProperties: true },
+        ),
+      },
+    },
+    async (req) => {
+      const q = parseTransactionsQuery(req.body.query, req.body.variables ?? {});
+      const known: KnownTransaction[] = [
+        ...manager.listProcesses().map((p) => ({
+          id: p.id,
+          owner: p.owner,
+          tags: p.tags,
+          timestamp: Date.parse(p.createdAt),
+        })),
+        ...manager.listModules().map((m) => ({ id: m.id, owner: deps.node.id, tags: moduleTransactionTags(m) })),
+        {
+          id: deps.node.id,
+          owner: deps.node.id,
+          tags: [
+            { name: 'Data-Protocol', value: 'ao' },
+            { name: 'Type', value: 'Scheduler-Location' },
+            { name: 'Url', value: deps.node.url },
+            { name: 'Time-To-Live', value: '3600000' },
+          ],
+        },
+      ];
+      return answerTransactions(q, known);
     },
   );
 

@@ -2,11 +2,14 @@ import type { NonceCache } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import { type ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import type { FastifyRequest } from 'fastify';
 import type { ImageStore } from './image-store.ts';
 import { buildJsRuntimeImage } from './js-image.ts';
+import { buildLuaRuntimeImage } from './lua-image.ts';
 import type { ProcessManager } from './manager.ts';
 import { moduleToJson } from './module.ts';
+import { sameAddress, verifyOwnerItem } from './owner-auth.ts';
 
 const Pid = Type.Object({ pid: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
 const TagList = Type.Array(Type.Object({ name: Type.String(), value: Type.String() }), { maxItems: 128 });
@@ -32,7 +35,7 @@ export function registerRuntimeRoutes(
   const verify = requireSigner(deps.nonces);
   const signed = { preHandler: verify };
   const admins = new Set((deps.admins ?? []).map((a) => a.toLowerCase()));
-  const isAdmin = (addr: string | undefined) => addr !== undefined && admins.has(addr.toLowerCase());
+  const isAdmin = (addr: string | undefined) => addr?.startsWith('0x') === true && admins.has(addr.toLowerCase());
   /** Images and modules: only the configured admins; with none configured, nobody (an image is host files as root). */
   const admin = {
     preHandler: async (req: FastifyRequest) => {
@@ -57,11 +60,23 @@ export function registerRuntimeRoutes(
   };
   /** Checkpoint (taking and reading), restore and terminate belong to the process owner (and admins). */
   const ownerOf = (pid: string) => ({
-    check(req: FastifyRequest, what = 'change') {
-      const owner = manager.process(pid).owner.toLowerCase();
-      const who = req.signer?.address?.toLowerCase();
-      if (who !== owner && !isAdmin(who))
+    check(req: FastifyRequest, what = 'change', who = req.signer?.address) {
+      const owner = manager.process(pid).owner;
+      if (!(who !== undefined && sameAddress(who, owner)) && !isAdmin(who))
         throw new FormError('AUTH_FORBIDDEN', `Cannot ${what} process ${pid}: only its owner ${owner} may`);
+    },
+  });
+  /**
+   * Checkpoint and restore: signed with Formation's request headers (Ethereum keys), or as an ANS-104
+   * data item (application/octet-stream) by any AO signer — an aos user's Arweave wallet included.
+   */
+  const ownerRequest = (action: 'Checkpoint' | 'Restore') => ({
+    preHandler: async (req: FastifyRequest) => {
+      if (!Buffer.isBuffer(req.body)) return verify(req);
+      const pid = (req.params as { pid: string }).pid;
+      const item = verifyOwnerItem(req.body, pid, action, deps.nonces);
+      ownerOf(pid).check(req, action.toLowerCase(), item.address);
+      (req as FastifyRequest & { ownerItem?: typeof item }).ownerItem = item;
     },
   });
 
@@ -104,6 +119,11 @@ export function registerRuntimeRoutes(
   );
   app.post('/images/build-js', admin, async (_req, reply) => {
     const built = await buildJsRuntimeImage(deps.cacheDir);
+    const img = await images.import(built.archive, { expectId: built.imageId });
+    return reply.status(201).send({ id: img.id, repoTags: img.repoTags, archive: built.archive });
+  });
+  app.post('/images/build-lua', admin, async (_req, reply) => {
+    const built = await buildLuaRuntimeImage(deps.cacheDir);
     const img = await images.import(built.archive, { expectId: built.imageId });
     return reply.status(201).send({ id: img.id, repoTags: img.repoTags, archive: built.archive });
   });
@@ -186,8 +206,8 @@ export function registerRuntimeRoutes(
     { schema: { params: Type.Object({ pid: Type.String(), ref: Type.String() }) } },
     async (req) => manager.result(req.params.pid, req.params.ref),
   );
-  app.post('/processes/:pid/checkpoint', { ...signed, schema: { params: Pid } }, async (req) => {
-    ownerOf(req.params.pid).check(req);
+  app.post('/processes/:pid/checkpoint', { ...ownerRequest('Checkpoint'), schema: { params: Pid } }, async (req) => {
+    if (!Buffer.isBuffer(req.body)) ownerOf(req.params.pid).check(req);
     return manager.checkpoint(req.params.pid);
   });
   // a checkpoint is the process's whole state and workspace: its owner's (and admins'), signed
@@ -199,21 +219,16 @@ export function registerRuntimeRoutes(
       return reply.type('application/json').send(await manager.checkpointData(req.params.pid, req.params.sha));
     },
   );
-  app.post(
-    '/processes/:pid/restore',
-    {
-      ...signed,
-      schema: {
-        params: Pid,
-        body: Type.Object(
-          { sha256: Type.Optional(Type.String()), data: Type.Optional(Type.String()) },
-          { additionalProperties: false },
-        ),
-      },
-    },
-    async (req) => {
-      ownerOf(req.params.pid).check(req);
-      return manager.restore(req.params.pid, req.body);
-    },
+  const RestoreBody = Type.Object(
+    { sha256: Type.Optional(Type.String()), data: Type.Optional(Type.String()) },
+    { additionalProperties: false },
   );
+  app.post('/processes/:pid/restore', { ...ownerRequest('Restore'), schema: { params: Pid } }, async (req) => {
+    const item = (req as FastifyRequest & { ownerItem?: { sha256?: string } }).ownerItem;
+    if (Buffer.isBuffer(req.body)) return manager.restore(req.params.pid, { sha256: item?.sha256 ?? '' });
+    if (!Value.Check(RestoreBody, req.body))
+      throw new FormError('BAD_REQUEST', 'Cannot restore: the body must be {sha256} or {data}');
+    ownerOf(req.params.pid).check(req);
+    return manager.restore(req.params.pid, req.body);
+  });
 }

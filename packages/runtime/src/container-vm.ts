@@ -13,6 +13,8 @@ export interface SpawnInput {
   tags: Array<{ name: string; value: string }>;
   /** The node's URL (VMDocker's cu_addr). */
   cuAddr: string;
+  /** The process's module (the Lua runtime shows it to the process as `ao.env.Module`). */
+  module?: { id: string; tags: Array<{ name: string; value: string }> };
 }
 
 /**
@@ -56,6 +58,7 @@ export class ContainerVm implements Vm {
       cu_addr: input.cuAddr,
       data: input.data,
       tags: input.tags,
+      ...(input.module ? { module: input.module.id, module_tags: input.module.tags } : {}),
     });
   }
 

@@ -39,33 +39,46 @@ function sharedLibraries(binary: string): string[] {
   return libs;
 }
 
+/** What goes into a Node-based runtime image besides Node and its libraries. */
+export interface NodeImageSpec {
+  imageName: string;
+  /** File name prefix of the cached archive (older archives with this prefix are removed). */
+  prefix: string;
+  /** Files copied into the image: host path -> path in the image. */
+  files: Array<{ src: string; dest: string }>;
+  /** Script the image runs with node. */
+  main: string;
+}
+
 /**
- * Build the JS process runtime image without Docker: a minimal root filesystem with the Node binary
- * this project runs on, the shared libraries `ldd` lists, and the runtime server
- * (`container/server.mjs`), saved as a `docker save` archive. Cached in `cacheDir` by the inputs'
- * identity, so the second call is instant.
- *
- * @example
- * const img = await buildJsRuntimeImage('/var/tmp/formation-runtime-cache');
- * await store.import(img.archive, { expectId: img.imageId });
+ * Build a runtime image around the Node binary this project runs on, without Docker: a minimal root
+ * filesystem with node, the shared libraries `ldd` lists and the spec's files, saved as a
+ * `docker save` archive. Cached in `cacheDir` by the inputs' identity, so the second call is instant.
  */
-export async function buildJsRuntimeImage(cacheDir: string, opts: { gzip?: boolean } = {}): Promise<BuiltImage> {
+export async function buildNodeImage(
+  cacheDir: string,
+  spec: NodeImageSpec,
+  opts: { gzip?: boolean } = {},
+): Promise<BuiltImage> {
   const node = await realpath(process.execPath);
   const libs = sharedLibraries(node);
-  const server = await readFile(SERVER);
+  const contents = await Promise.all(spec.files.map((f) => readFile(f.src)));
   const st = await stat(node);
-  const key = createHash('sha256')
-    .update(JSON.stringify({ v: 3, node, size: st.size, mtime: st.mtimeMs, libs, gzip: opts.gzip ?? false }))
-    .update(server)
-    .digest('hex')
-    .slice(0, 16);
+  const h = createHash('sha256').update(
+    JSON.stringify({ v: 3, node, size: st.size, mtime: st.mtimeMs, libs, gzip: opts.gzip ?? false }),
+  );
+  spec.files.forEach((f, i) => {
+    h.update(f.dest);
+    h.update(contents[i] as Buffer);
+  });
+  const key = h.digest('hex').slice(0, 16);
   await ownedDir(cacheDir);
-  const archive = join(cacheDir, `js-runtime-${key}.tar${opts.gzip ? '.gz' : ''}`);
+  const archive = join(cacheDir, `${spec.prefix}-${key}.tar${opts.gzip ? '.gz' : ''}`);
   const idFile = `${archive}.id`;
   try {
     const imageId = (await readFile(idFile, 'utf8')).trim();
     await stat(archive);
-    return { archive, imageId, imageName: JS_RUNTIME_IMAGE_NAME };
+    return { archive, imageId, imageName: spec.imageName };
   } catch {
     // not cached yet
   }
@@ -81,7 +94,10 @@ export async function buildJsRuntimeImage(cacheDir: string, opts: { gzip?: boole
       await mkdir(join(root, dirname(lib)), { recursive: true });
       await copyFile(await realpath(lib), join(root, lib));
     }
-    await writeFile(join(root, 'app/server.mjs'), server);
+    for (const [i, f] of spec.files.entries()) {
+      await mkdir(join(root, dirname(f.dest)), { recursive: true });
+      await writeFile(join(root, f.dest), contents[i] as Buffer);
+    }
     await writeFile(
       join(root, 'etc/passwd'),
       'root:x:0:0:root:/:/bin/false\nnobody:x:65534:65534:nobody:/:/bin/false\n',
@@ -90,10 +106,10 @@ export async function buildJsRuntimeImage(cacheDir: string, opts: { gzip?: boole
     const tmp = `${archive}.tmp-${process.pid}`;
     const { imageId } = await writeDockerArchive({
       out: tmp,
-      repoTag: JS_RUNTIME_IMAGE_NAME,
+      repoTag: spec.imageName,
       layers: [{ dir: root }],
       config: {
-        Entrypoint: ['/usr/local/bin/node', '/app/server.mjs'],
+        Entrypoint: ['/usr/local/bin/node', spec.main],
         Env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'NODE_OPTIONS=--max-old-space-size=96'],
         WorkingDir: '/',
       },
@@ -102,13 +118,34 @@ export async function buildJsRuntimeImage(cacheDir: string, opts: { gzip?: boole
     await rename(tmp, archive);
     await writeFile(idFile, imageId);
     // older builds (another Node binary or server version) are dead weight: ~120 MiB each
+    const old = new RegExp(`^${spec.prefix}-[0-9a-f]{16}\\.tar`);
     for (const n of await readdir(cacheDir))
-      if (/^js-runtime-[0-9a-f]{16}\.tar/.test(n) && !n.startsWith(`js-runtime-${key}.`))
-        await rm(join(cacheDir, n), { force: true });
-    return { archive, imageId, imageName: JS_RUNTIME_IMAGE_NAME };
+      if (old.test(n) && !n.startsWith(`${spec.prefix}-${key}.`)) await rm(join(cacheDir, n), { force: true });
+    return { archive, imageId, imageName: spec.imageName };
   } finally {
     await rm(root, { recursive: true, force: true });
   }
+}
+
+/**
+ * Build the JS process runtime image without Docker: Node, its libraries and the runtime server
+ * (`container/server.mjs`).
+ *
+ * @example
+ * const img = await buildJsRuntimeImage('/var/tmp/formation-runtime-cache');
+ * await store.import(img.archive, { expectId: img.imageId });
+ */
+export function buildJsRuntimeImage(cacheDir: string, opts: { gzip?: boolean } = {}): Promise<BuiltImage> {
+  return buildNodeImage(
+    cacheDir,
+    {
+      imageName: JS_RUNTIME_IMAGE_NAME,
+      prefix: 'js-runtime',
+      files: [{ src: SERVER, dest: 'app/server.mjs' }],
+      main: '/app/server.mjs',
+    },
+    opts,
+  );
 }
 
 /** A module (seed 004 JSON spelling) for the JS runtime image. */

@@ -11,6 +11,7 @@ import { ContainerVm } from './container-vm.ts';
 import { ownedDir } from './dirs.ts';
 import type { ImageStore, StoredImage } from './image-store.ts';
 import { loadModulesDir, moduleImage, parseModule } from './module.ts';
+import { MAX_HOPS, planOutbox, spawnedNotice } from './outbox.ts';
 import { type ContainerLimits, RuncContainer, type UserNamespace } from './runc.ts';
 import type { LogEntry, ProcessRecord, RuntimeStore } from './store.ts';
 import type { ApplyMode, Meta, Result, RuntimeModule } from './types.ts';
@@ -63,6 +64,8 @@ export interface ProcessInfo {
   id: string;
   moduleId: string;
   owner: string;
+  /** The spawn's tags (AO: Name, Data-Protocol, …). */
+  tags: Array<{ name: string; value: string }>;
   createdAt: string;
   lastSequence: number;
   checkpoint: { sha256: string; sequence: number };
@@ -79,6 +82,8 @@ export interface SendInput {
   itemId?: string;
   mode?: ApplyMode;
   timestamp?: number;
+  /** Set for a message another process here sent (how many hops its chain has taken). */
+  hops?: number;
 }
 
 export interface SendOutput {
@@ -116,6 +121,7 @@ export class ProcessManager {
   private readonly procs = new Map<string, Managed>();
   private monitor: NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly deliveries = new Set<Promise<void>>();
 
   /** The user namespace containers get (undefined: none, see start()). */
   userns: UserNamespace | undefined;
@@ -194,6 +200,7 @@ export class ProcessManager {
 
   /** Stop the containers (processes stay registered in Redis and come back on the next start). */
   async close(): Promise<void> {
+    await this.settled().catch(() => undefined);
     this.closed = true;
     if (this.monitor) clearInterval(this.monitor);
     await Promise.all(
@@ -304,7 +311,14 @@ export class ProcessManager {
     const vm = await this.newContainer(rec);
     const p: Managed = { rec, vm, lastSeq: 0, sinceCheckpoint: 0, recoveries: 0, queue: Promise.resolve() };
     try {
-      await vm.spawn({ processId: rec.id, owner: rec.owner, data: rec.data, tags: rec.tags, cuAddr: this.o.nodeUrl });
+      await vm.spawn({
+        processId: rec.id,
+        owner: rec.owner,
+        data: rec.data,
+        tags: rec.tags,
+        cuAddr: this.o.nodeUrl,
+        module: { id: mod.id, tags: mod.tags },
+      });
       await this.checkpointLocked(p, false);
       await this.o.store.putProcess(rec);
     } catch (err) {
@@ -330,6 +344,7 @@ export class ProcessManager {
       id: p.rec.id,
       moduleId: p.rec.moduleId,
       owner: p.rec.owner,
+      tags: p.rec.tags,
       createdAt: p.rec.createdAt,
       lastSequence: p.lastSeq,
       checkpoint: p.rec.checkpoint,
@@ -341,8 +356,9 @@ export class ProcessManager {
   /** Apply a message. Handler errors and time limits come back in `result.error`. */
   send(pid: string, input: SendInput): Promise<SendOutput> {
     const p = this.managed(pid);
-    if (!input.action) throw new FormError('BAD_REQUEST', 'Cannot send a message without an Action');
-    return this.exclusive(p, async () => {
+    if (!input.action && input.hops === undefined)
+      throw new FormError('BAD_REQUEST', 'Cannot send a message without an Action');
+    const run = this.exclusive(p, async (): Promise<SendOutput> => {
       const mode = input.mode ?? 'apply';
       const itemId = input.itemId ?? newItemId();
       if (mode !== 'dry-run' && (await this.o.store.sequenceOf(pid, itemId)) !== undefined)
@@ -372,6 +388,64 @@ export class ProcessManager {
       if (p.sinceCheckpoint >= this.o.checkpointEvery) await this.checkpointLocked(p, true);
       return { processId: pid, itemId, sequence, result };
     });
+    // the outbox goes out after the message is done, outside its process's queue: a reply to the
+    // sender then queues behind it instead of waiting on it
+    return run.then((out) => {
+      if (out.sequence > 0 && (out.result.messages.length > 0 || out.result.spawns.length > 0)) {
+        const d = this.deliver(pid, out, input.hops ?? 0).catch((err) =>
+          this.log.warn({ err, processId: pid, itemId: out.itemId }, 'outbox delivery failed'),
+        );
+        this.deliveries.add(d);
+        void d.finally(() => this.deliveries.delete(d));
+      }
+      return out;
+    });
+  }
+
+  /** Resolves when every outbox delivery started so far (and the ones they started) is done. */
+  async settled(): Promise<void> {
+    while (this.deliveries.size > 0) await Promise.all([...this.deliveries]);
+  }
+
+  /**
+   * Deliver a result's outbox on this node: messages to processes here (chained: their own outboxes
+   * go out in turn, up to MAX_HOPS), spawns as new processes owned by the sender, each followed by a
+   * `Spawned` notice to it. Targets on other nodes are logged and dropped (no cross-node MU yet).
+   */
+  private async deliver(source: string, out: SendOutput, hops: number): Promise<void> {
+    if (this.closed) return;
+    if (hops >= MAX_HOPS) {
+      this.log.warn({ processId: source, itemId: out.itemId, hops }, 'message chain too long; outbox dropped');
+      return;
+    }
+    const plan = planOutbox(source, out.itemId, out.result);
+    for (const child of plan.spawns) {
+      if (!this.modules.has(child.module)) {
+        this.log.warn({ processId: source, module: child.module }, 'Spawn names a module this node does not have');
+        continue;
+      }
+      if (!this.procs.has(child.id))
+        await this.spawn({ id: child.id, module: child.module, owner: source, data: child.data, tags: child.tags });
+      plan.messages.push(spawnedNotice(source, child));
+    }
+    for (const m of plan.messages) {
+      if (!this.procs.has(m.target)) {
+        this.log.warn({ processId: source, target: m.target }, 'message target is not on this node; not delivered');
+        continue;
+      }
+      const from = m.action === 'Spawned' ? (m.params.Process ?? source) : source;
+      await this.send(m.target, {
+        from,
+        action: m.action,
+        data: m.data,
+        params: m.params,
+        itemId: m.id,
+        hops: hops + 1,
+      }).catch((err) => {
+        if (isFormError(err) && err.code === 'CONFLICT') return; // delivered before
+        throw err;
+      });
+    }
   }
 
   private async applyRecovering(p: Managed, from: string, meta: Meta): Promise<Result> {

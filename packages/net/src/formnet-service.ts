@@ -182,23 +182,44 @@ export async function createFormnetService(opts: FormnetServiceOptions): Promise
   return app;
 }
 
+/** A URL (a plain client is made) or a client the caller made, e.g. one that pins the node's TLS key. */
+export type FormnetTarget = string | ApiClient;
+
+function clientFor(target: FormnetTarget, key?: KeyPair): ApiClient {
+  return typeof target === 'string' ? new ApiClient(target, key, 10_000) : target;
+}
+
 /**
  * Client side of `POST /join`: sign with the developer's or node's key.
  *
  * @example const j = await requestJoin('http://10.0.0.2:3001', key, { wgPublicKey });
  */
 export async function requestJoin(
-  baseUrl: string,
+  target: FormnetTarget,
   key: KeyPair,
   body: { wgPublicKey: string; endpoint?: string; kind?: 'node' | 'developer'; peerOp?: unknown },
 ): Promise<JoinResponse> {
   // Always carry the signed formnet.peer op: state-backed nodes need it, others ignore it.
   const peerOp = body.peerOp ?? formnetPeerOp(key, body.wgPublicKey, body.endpoint);
-  return new ApiClient(baseUrl, key, 10_000).post<JoinResponse>('/join', { ...body, peerOp });
+  return clientFor(target, key).post<JoinResponse>('/join', { ...body, peerOp });
 }
 
 /** Client side of `POST /leave`. */
-export async function requestLeave(baseUrl: string, key: KeyPair): Promise<void> {
+export async function requestLeave(target: FormnetTarget, key: KeyPair): Promise<void> {
   // Carry the signed formnet.leave op: state-backed nodes record it, others ignore it.
-  await new ApiClient(baseUrl, key, 10_000).post('/leave', { leaveOp: createOp(key, 'formnet.leave', {}, []) });
+  await clientFor(target, key).post('/leave', { leaveOp: createOp(key, 'formnet.leave', {}, []) });
+}
+
+/**
+ * Leave only while the node still lists `key`'s membership with `wgPublicKey`: a session that ended
+ * late must not remove the membership a newer session or `form formnet up` made with the same
+ * developer key. Returns whether a leave was sent.
+ */
+export async function leaveIfCurrent(target: FormnetTarget, key: KeyPair, wgPublicKey: string): Promise<boolean> {
+  const client = clientFor(target, key);
+  const { peers } = await client.get<{ peers: JoinPeer[] }>('/peers');
+  const mine = peers.find((p) => p.id === key.address);
+  if (!mine || mine.publicKey !== wgPublicKey) return false;
+  await requestLeave(client, key);
+  return true;
 }

@@ -28,3 +28,15 @@ export async function routeGet(ip: string, netns?: string): Promise<{ type: stri
     throw err;
   }
 }
+
+/**
+ * Remove the leak guard unless some interface still routes part of formnet here (another session or
+ * a permanent membership in this namespace still needs it).
+ */
+export async function removeLeakGuardIfUnused(netns?: string, cidr: string = FORMNET_CIDR): Promise<boolean> {
+  const out = await run('ip', ['-j', '-4', 'route', 'show', 'root', cidr], { netns }).catch(() => '[]');
+  const rows = JSON.parse(out || '[]') as Array<{ type?: string; dev?: string }>;
+  if (rows.some((r) => r.dev && r.type !== 'unreachable')) return false;
+  await removeLeakGuard(netns, cidr);
+  return true;
+}

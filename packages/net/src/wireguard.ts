@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
-import { existsSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, isIP } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -189,6 +189,11 @@ export interface WireGuardOptions {
   mtu?: number;
   /** 'auto' (default): kernel when `ip link add … type wireguard` works, else wireguard-go. */
   implementation?: 'auto' | 'kernel' | 'userspace';
+  /**
+   * wireguard-go outlives this process (a permanent membership): started in its own session with its
+   * output in `logFile`, not tied to our stdio. Its PID is still `pid`.
+   */
+  detached?: { logFile: string } | undefined;
   logger: Logger;
 }
 
@@ -224,6 +229,24 @@ export class WireGuardDevice {
   /** PID of our wireguard-go process (undefined for kernel WireGuard). */
   get pid(): number | undefined {
     return this.proc?.pid;
+  }
+
+  /**
+   * Take over an interface that is already up (made earlier by another `form` process): peers and
+   * routes can be changed, `destroy()` deletes it. NOT_FOUND when `wg show` does not know it.
+   */
+  static async attach(o: { name: string; netns?: string | undefined; logger: Logger }): Promise<WireGuardDevice> {
+    if (!IFNAME_RE.test(o.name)) {
+      throw new FormError(
+        'BAD_REQUEST',
+        `Cannot use WireGuard interface ${JSON.stringify(o.name)}: 1-15 of [A-Za-z0-9_.-]`,
+      );
+    }
+    if (!(await tryRun('wg', ['show', o.name, 'public-key'], { netns: o.netns }))) {
+      throw new FormError('NOT_FOUND', `Cannot use WireGuard interface ${o.name}: it is not up`);
+    }
+    const impl = existsSync(`${WG_RUN_DIR}/${o.name}.sock`) ? 'userspace' : 'kernel';
+    return new WireGuardDevice({ ...o, privateKey: '', addresses: [] }, impl);
   }
 
   static async create(o: WireGuardOptions): Promise<WireGuardDevice> {
@@ -285,14 +308,26 @@ export class WireGuardDevice {
       rmSync(sock, { force: true }); // stale: wireguard-go refuses to start over it
     }
     const [file, argv] = inNetns(o.netns, 'wireguard-go', ['-f', o.name]);
+    // Detached: its own session (no terminal signals), output to a file (a pipe to us would break when we exit).
+    const logFd = o.detached ? openSync(o.detached.logFile, 'a', 0o600) : undefined;
     const proc = spawn(file, argv, {
       env: { ...process.env, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: '1', LOG_LEVEL: 'error' },
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: logFd === undefined ? ['ignore', 'ignore', 'pipe'] : ['ignore', logFd, logFd],
+      detached: logFd !== undefined,
     });
+    if (logFd !== undefined) closeSync(logFd);
     let stderr = '';
     proc.stderr?.on('data', (d: Buffer) => {
       if (stderr.length < 4096) stderr += d.toString();
     });
+    const logTail = () => {
+      if (!o.detached) return stderr;
+      try {
+        return readFileSync(o.detached.logFile, 'utf8').slice(-4096);
+      } catch {
+        return '';
+      }
+    };
     const dev = new WireGuardDevice(o, 'userspace', proc);
     let failed: Error | undefined;
     proc.once('error', (e) => {
@@ -302,7 +337,7 @@ export class WireGuardDevice {
     while (!existsSync(sock)) {
       if (failed || proc.exitCode !== null || Date.now() > deadline) {
         if (proc.exitCode === null) proc.kill('SIGKILL');
-        const why = failed?.message ?? (stderr.trim() || `exit code ${proc.exitCode ?? 'none (timeout)'}`);
+        const why = failed?.message ?? (logTail().trim() || `exit code ${proc.exitCode ?? 'none (timeout)'}`);
         throw new FormError('NET_ERROR', `Cannot start wireguard-go for ${o.name}: ${why}`, {
           hint: 'Is wireguard-go installed (apt-get install wireguard-go) and are we root?',
         });
@@ -310,8 +345,10 @@ export class WireGuardDevice {
       await new Promise((r) => setTimeout(r, 5));
     }
     proc.once('exit', (code, signal) => {
-      if (!dev.destroying) dev.log.error({ code, signal, stderr: stderr.trim() }, 'wireguard-go exited unexpectedly');
+      if (!dev.destroying)
+        dev.log.error({ code, signal, stderr: logTail().trim() }, 'wireguard-go exited unexpectedly');
     });
+    if (o.detached) proc.unref();
     return dev;
   }
 

@@ -1,0 +1,244 @@
+// Two formationd processes on two "hosts" (network namespaces fdb1, fdb2 joined by a veth pair,
+// 198.51.100.21/.22): libp2p converges over the public addresses, a client in fdb2 reaches fdb1's APIs
+// only over TLS pinned to its node key, another key is refused, and a capture of the link shows no
+// plaintext API traffic.
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { type KeyPair, loadOrCreateKey } from '@formation/identity';
+import { requireOrSkip, until } from '@formation/interface/testing';
+import { nodePaths } from '../src/config.ts';
+
+const run = promisify(execFile);
+const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+const CLIENT = fileURLToPath(new URL('./fixtures/pinned-client.ts', import.meta.url));
+const NS = ['fdb1', 'fdb2'] as const;
+const IP = ['198.51.100.21', '198.51.100.22'] as const;
+const VETH = ['fdbv1', 'fdbv2'] as const;
+const CIDR = ['10.129.201.0/24', '10.129.202.0/24'] as const;
+
+const skip = requireOrSkip('public TLS test', {
+  root: true,
+  programs: ['ip', 'tcpdump', 'openssl', 'wg', 'wireguard-go'],
+});
+
+async function sh(cmd: string, args: string[]): Promise<string> {
+  return (await run(cmd, args, { maxBuffer: 64 * 1024 * 1024 })).stdout;
+}
+
+/** Run the pinned client inside `ns`; its one JSON line. */
+async function client(ns: string, ...args: string[]): Promise<Record<string, unknown>> {
+  const out = await sh('ip', ['netns', 'exec', ns, process.execPath, CLIENT, ...args]);
+  return JSON.parse(out.trim().split('\n').pop() as string) as Record<string, unknown>;
+}
+
+interface Info {
+  ready: boolean;
+  pid: number;
+  genesis: string | null;
+  p2p: string[];
+  nodeKey: string;
+  publicAddress: string | null;
+}
+
+function readInfo(dataDir: string): Info | undefined {
+  try {
+    return JSON.parse(readFileSync(nodePaths(dataDir).infoFile, 'utf8')) as Info;
+  } catch {
+    return undefined;
+  }
+}
+
+describe('nodes on their own hosts: TLS bound to the node key, pinned clients, no plaintext', { skip }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'form-fdb-'));
+  const dataDirs = [join(dir, 'n1'), join(dir, 'n2')];
+  const pcap = join(dir, 'link.pcap');
+  const procs: ChildProcess[] = [];
+  let tcpdump: ChildProcess | undefined;
+  let admin: KeyPair;
+  const keys: KeyPair[] = [];
+  const infos: Info[] = [];
+
+  async function startNode(i: 0 | 1, extra: string[]): Promise<Info> {
+    const log = openSync(join(dir, `n${i + 1}.log`), 'a');
+    const child = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        NS[i],
+        process.execPath,
+        MAIN,
+        '--data-dir',
+        dataDirs[i] as string,
+        '--netns',
+        NS[i],
+        '--public-address',
+        IP[i],
+        '--port-offset',
+        '0',
+        '--instance-cidr',
+        CIDR[i],
+        ...extra,
+      ],
+      { stdio: ['ignore', log, log], env: { ...process.env, FORM_RUNTIME: 'off', FORM_LOG_LEVEL: 'info' } },
+    );
+    closeSync(log);
+    procs.push(child);
+    let exited = false;
+    child.on('exit', () => {
+      exited = true;
+    });
+    return until(
+      `node ${i + 1} ready`,
+      () => {
+        if (exited)
+          throw new Error(
+            `formationd ${i + 1} exited:\n${readFileSync(join(dir, `n${i + 1}.log`), 'utf8').slice(-3000)}`,
+          );
+        const info = readInfo(dataDirs[i] as string);
+        return info?.ready && info.pid === child.pid ? info : undefined;
+      },
+      120_000,
+      250,
+    );
+  }
+
+  before(async () => {
+    for (const ns of NS) await sh('ip', ['netns', 'del', ns]).catch(() => undefined);
+    for (const ns of NS) {
+      await sh('ip', ['netns', 'add', ns]);
+      await sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    }
+    await sh('ip', ['link', 'add', VETH[0], 'type', 'veth', 'peer', 'name', VETH[1]]);
+    for (const i of [0, 1] as const) {
+      await sh('ip', ['link', 'set', VETH[i], 'netns', NS[i]]);
+      await sh('ip', ['-n', NS[i], 'addr', 'add', `${IP[i]}/24`, 'dev', VETH[i]]);
+      await sh('ip', ['-n', NS[i], 'link', 'set', VETH[i], 'up']);
+    }
+    // Everything that crosses the link, from before the second node exists.
+    tcpdump = spawn('ip', ['netns', 'exec', NS[0], 'tcpdump', '-i', VETH[0], '-n', '-U', '-s', '0', '-w', pcap], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    await new Promise<void>((resolve, reject) => {
+      tcpdump?.stderr?.on('data', (d: Buffer) => {
+        if (/listening on/.test(d.toString())) resolve();
+      });
+      tcpdump?.once('exit', (c) => reject(new Error(`tcpdump exited ${c}`)));
+    });
+
+    admin = await loadOrCreateKey(join(dir, 'admin-key.json'));
+    keys[0] = await loadOrCreateKey(nodePaths(dataDirs[0] as string).keyFile);
+    keys[1] = await loadOrCreateKey(nodePaths(dataDirs[1] as string).keyFile);
+    infos[0] = await startNode(0, ['--admin', admin.publicKey]);
+    const ma = infos[0].p2p.find((a) => a.startsWith(`/ip4/${IP[0]}/`) && a.includes('/p2p/'));
+    assert.ok(ma, `node 1 listens for libp2p on its public address: ${infos[0].p2p.join(' ')}`);
+    // The admin admits node 2 from fdb2, over TLS to node 1's public state API, pinned to node 1's key.
+    const admitted = await client(
+      NS[1],
+      'admit',
+      `https://${IP[0]}:3004`,
+      keys[0].publicKey,
+      join(dir, 'admin-key.json'),
+      keys[1].publicKey,
+      CIDR[1],
+    );
+    assert.ok(admitted.admitted, JSON.stringify(admitted));
+    infos[1] = await startNode(1, ['--join', ma, '--genesis', infos[0].genesis as string]);
+  });
+
+  after(async () => {
+    for (const p of procs) {
+      if (p.exitCode === null && p.pid) {
+        const done = new Promise((r) => p.once('exit', r));
+        process.kill(p.pid, 'SIGTERM');
+        await Promise.race([done, new Promise((r) => setTimeout(r, 20_000))]);
+        if (p.exitCode === null) process.kill(p.pid, 'SIGKILL');
+      }
+    }
+    if (tcpdump?.pid && tcpdump.exitCode === null) process.kill(tcpdump.pid, 'SIGTERM');
+    for (const ns of NS) await sh('ip', ['netns', 'del', ns]).catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('node.json and node.register say the public address; the key in node.json is the node key', () => {
+    assert.equal(infos[0]?.publicAddress, IP[0]);
+    assert.equal(infos[0]?.nodeKey, keys[0]?.publicKey);
+    assert.equal(infos[1]?.publicAddress, IP[1]);
+  });
+
+  it('the two nodes converge over libp2p on their public addresses; a pinned client in fdb2 reads fdb1 over https', async () => {
+    const seen = await until(
+      'equal digests at both nodes, both registered at their public addresses',
+      async () => {
+        const a = await client(NS[1], 'read', `https://${IP[0]}:3004`, keys[0]?.publicKey as string);
+        const b = await client(NS[1], 'read', `https://${IP[1]}:3004`, keys[1]?.publicKey as string);
+        const nodes = a.nodes as Array<{ id: string; endpoint: string }> | undefined;
+        return a.digest && a.digest === b.digest && nodes?.length === 2 ? nodes : undefined;
+      },
+      90_000,
+      1000,
+    );
+    assert.deepEqual(seen.map((n) => n.endpoint).sort(), [`${IP[0]}:3005`, `${IP[1]}:3005`]);
+  });
+
+  it('a registered node’s signed revision request reaches fdb1’s formnet API over pinned TLS; a non-node is refused', async () => {
+    const sha = 'ab'.repeat(32);
+    const asNode = await client(
+      NS[1],
+      'revision',
+      `https://${IP[0]}:3001`,
+      keys[0]?.publicKey as string,
+      nodePaths(dataDirs[1] as string).keyFile,
+      sha,
+    );
+    assert.equal(asNode.status, 404, JSON.stringify(asNode));
+    assert.match(JSON.stringify(asNode.body), /Cannot find revision/);
+    const asOther = await client(
+      NS[1],
+      'revision',
+      `https://${IP[0]}:3001`,
+      keys[0]?.publicKey as string,
+      join(dir, 'admin-key.json'),
+      sha,
+    );
+    assert.equal(asOther.status, 403, JSON.stringify(asOther));
+  });
+
+  it('a client pinned to key K refuses the node at that address presenting K′', async () => {
+    // Expect node 2's key at node 1's address (as after a swap of the machine or a hijacked address).
+    const r = await client(NS[1], 'read', `https://${IP[0]}:3004`, keys[1]?.publicKey as string);
+    assert.equal(r.refused, 'NET_BAD_PEER', JSON.stringify(r));
+    assert.equal(r.tls, 'TLS_WRONG_NODE');
+    assert.match(String(r.message), new RegExp(`${keys[0]?.publicKey}.*${keys[1]?.publicKey}`));
+  });
+
+  it('nothing plain listens on the public address: dashboard, runtime and Redis ports are closed there', async () => {
+    for (const port of [3010, 3006, 6379]) {
+      const r = await client(NS[1], 'plain', `http://${IP[0]}:${port}/`, keys[0]?.publicKey as string);
+      assert.equal(r.plain, 'refused', `port ${port}: ${JSON.stringify(r)}`);
+      assert.equal(r.cause, 'ECONNREFUSED', `port ${port}: ${JSON.stringify(r)}`);
+    }
+  });
+
+  it('the capture of the link holds TLS and Noise only: no HTTP/1.1 or JSON API text crossed it', async () => {
+    assert.ok(tcpdump?.pid);
+    const exited = new Promise((r) => tcpdump?.once('exit', r));
+    process.kill(tcpdump.pid, 'SIGINT');
+    await exited;
+    assert.ok(existsSync(pcap));
+    const api = await sh('tcpdump', ['-r', pcap, '-n', 'tcp port 3004 or tcp port 3001']);
+    const p2p = await sh('tcpdump', ['-r', pcap, '-n', 'tcp port 3005']);
+    assert.ok(api.split('\n').length > 20, 'the API traffic of the test is in the capture');
+    assert.ok(p2p.split('\n').length > 20, 'the libp2p traffic of the test is in the capture');
+    const text = await sh('tcpdump', ['-r', pcap, '-n', '-A']);
+    for (const plain of ['HTTP/1.1', 'x-form-signature', '"digest"', '"identity"', 'node.admit', 'application/json']) {
+      assert.equal(text.includes(plain), false, `${plain} crossed the link in clear`);
+    }
+  });
+});

@@ -1,7 +1,7 @@
 import { FormError } from '@formation/interface';
 import type { InstanceView, StateClient } from '@formation/state/client';
 import pc from 'picocolors';
-import { developerKey, serviceUrl } from '../node-client.ts';
+import { developerKey, serviceClient, serviceUrl } from '../node-client.ts';
 import { printJson } from '../output.ts';
 
 interface Common {
@@ -81,13 +81,47 @@ export async function get(what: string, ref: string, opts: StatusOptions): Promi
   return getStatus(ref, opts);
 }
 
+/**
+ * The instances `form manage get status <ref>` reports on: one by id or name, or — as seed 000 writes
+ * it, `form manage get status <formpack-id>` — every live instance of that Formpack (yours when you
+ * have a key).
+ */
+export async function statusTargets(state: StateClient, ref: string, me: string | undefined): Promise<InstanceView[]> {
+  if (/^[0-9a-f]{64}$/.test(ref)) {
+    const all = (await state.instances()).filter((i) => !i.deleted && i.formpackId === ref);
+    const mine = me ? all.filter((i) => i.ownerAddress === me) : all;
+    if (mine.length === 0) {
+      throw new FormError('INSTANCE_NOT_FOUND', `Cannot find an instance of Formpack ${ref.slice(0, 12)}…`, {
+        hint: all.length
+          ? 'Instances of it exist, but none is yours.'
+          : 'Ship it with `form pack ship`, then ask again (placement can take a minute).',
+      });
+    }
+    return mine;
+  }
+  return [await resolveInstance(state, ref, /^[0-9a-f]{32}$/.test(ref) ? undefined : me)];
+}
+
 async function getStatus(ref: string, opts: StatusOptions): Promise<number> {
   const state = await client(opts);
-  const inst = await resolveInstance(state, ref, /^[0-9a-f]{32}$/.test(ref) ? undefined : await myAddress());
+  const targets = await statusTargets(state, ref, await myAddress());
   const nodes = await state.nodes();
+  const dns = await state.dns();
+  const results: Array<{ json: Record<string, unknown>; failed: boolean }> = [];
+  for (const inst of targets) results.push(await statusOf(inst, nodes, dns, opts));
+  if (opts.json) printJson(results.length === 1 ? results[0]?.json : results.map((r) => r.json));
+  return results.some((r) => r.failed) ? 1 : 0;
+}
+
+async function statusOf(
+  inst: InstanceView,
+  nodes: Awaited<ReturnType<StateClient['nodes']>>,
+  dns: Awaited<ReturnType<StateClient['dns']>>,
+  opts: StatusOptions,
+): Promise<{ json: Record<string, unknown>; failed: boolean }> {
   const { deploymentStatus, formatDeploymentStatus, placementNodesFrom } = await import('@formation/scheduler');
   const s = deploymentStatus(inst, placementNodesFrom(nodes, Date.now(), nodeTimeoutMs()));
-  const names = (await state.dns()).filter((d) => d.instanceId === inst.id).map((d) => d.name);
+  const names = dns.filter((d) => d.instanceId === inst.id).map((d) => d.name);
   // Prefer <name>.<domain> (what people type) over <name>.<owner address>.<domain> (when another owner
   // also uses the name) over <instance id>.<domain>.
   const domain =
@@ -108,21 +142,19 @@ async function getStatus(ref: string, opts: StatusOptions): Promise<number> {
       : {}),
   }));
   const attestFailed = attested ? [...attested.values()].some((a) => !a.ok) : false;
-  if (opts.json) {
-    printJson({
-      id: inst.id,
-      name: inst.name,
-      status: s.status,
-      ...(s.reason ? { reason: s.reason } : {}),
-      running: s.running,
-      wanted: s.wanted,
-      formpackId: inst.formpackId,
-      revision: inst.revision,
-      dnsName: domain,
-      replicas,
-    });
-    return attestFailed ? 1 : 0;
-  } else {
+  const json = {
+    id: inst.id,
+    name: inst.name,
+    status: s.status,
+    ...(s.reason ? { reason: s.reason } : {}),
+    running: s.running,
+    wanted: s.wanted,
+    formpackId: inst.formpackId,
+    revision: inst.revision,
+    dnsName: domain,
+    replicas,
+  };
+  if (!opts.json) {
     const colour = s.status === 'SUCCESS' ? pc.green : s.status === 'FAILURE' ? pc.red : pc.yellow;
     process.stdout.write(`${colour(formatDeploymentStatus(s))}\n`);
     process.stdout.write(
@@ -139,7 +171,54 @@ async function getStatus(ref: string, opts: StatusOptions): Promise<number> {
       );
     }
   }
-  return attestFailed ? 1 : 0;
+  return { json, failed: attestFailed };
+}
+
+interface EventRow {
+  at: number;
+  kind: string;
+  node: string | null;
+  author: string | null;
+  actor: string | null;
+  op: string | null;
+  detail: string;
+}
+
+/** `form manage events <instance> [--since 10m] [--json]`: the instance's history, oldest first. */
+export async function events(ref: string, opts: Common & { since?: string }): Promise<number> {
+  const api = await serviceClient('state', opts.node === undefined ? {} : { node: opts.node });
+  const q = opts.since ? `?since=${encodeURIComponent(opts.since)}` : '';
+  const r = await api.request<{ instance: { id: string; name: string }; events: EventRow[] }>(
+    'GET',
+    `/instances/${encodeURIComponent(ref)}/events${q}`,
+  );
+  const nodes = await (await client(opts)).nodes();
+  const label = (pk: string | null): string => {
+    if (!pk) return '-';
+    const n = nodes.find((x) => x.id === pk);
+    return n?.name ?? `${pk.slice(0, 10)}…`;
+  };
+  if (opts.json) {
+    printJson({
+      instance: r.instance,
+      events: r.events.map((e) => ({
+        ...e,
+        time: new Date(e.at).toISOString(),
+        nodeName: e.node ? label(e.node) : null,
+      })),
+    });
+    return 0;
+  }
+  process.stdout.write(`events of ${r.instance.name} (${r.instance.id})\n`);
+  if (r.events.length === 0) process.stdout.write('  (none in this period)\n');
+  for (const e of r.events) {
+    const colour =
+      e.kind === 'failed' || e.kind === 'node-lost' ? pc.red : e.kind === 'healed' ? pc.yellow : (x: string) => x;
+    process.stdout.write(
+      `${new Date(e.at).toISOString()}  ${colour(e.kind.padEnd(15))} ${label(e.node).padEnd(16)} ${e.detail}${e.actor ? pc.dim(`  (by ${e.actor})`) : ''}\n`,
+    );
+  }
+  return 0;
 }
 
 export async function list(opts: Common & { all?: boolean }): Promise<number> {

@@ -4,6 +4,7 @@ import { registerCommit } from './commit.ts';
 import { registerDevnet } from './devnet.ts';
 import { registerDisk } from './disk.ts';
 import { registerKitInit } from './kit-init.ts';
+import { registerLogs } from './logs.ts';
 import { registerManage } from './manage.ts';
 import { registerNode } from './node.ts';
 import { registerPackBuild } from './pack-build.ts';
@@ -36,6 +37,7 @@ export const commands: Array<(ctx: CommandContext) => void> = [
   registerNode,
   registerDevnet,
   registerManage,
+  registerLogs,
   registerSsh,
   registerCommit,
   registerAttest,

@@ -2,14 +2,14 @@ import { action, lazyAction } from '../output.ts';
 import type { CommandContext } from '../program.ts';
 
 export function registerManage({ noun }: CommandContext): void {
-  const manage = noun('manage', 'Manage your instances: status, list, start, stop, scale, delete');
+  const manage = noun('manage', 'Manage your instances: status, events, list, start, stop, scale, delete');
   manage
     .command('get')
     .description('Get information about an instance')
     .argument('<what>', 'what to get: status')
-    .argument('<instance>', 'instance id, or name of one of your instances')
+    .argument('<instance>', 'instance id, name of one of your instances, or a Formpack id (its instances)')
     .option('--node <url>', 'node to ask (default: FORM_NODE or your kit config)')
-    .option('--json', 'print as JSON')
+    .option('--json', 'print as JSON (an array when a Formpack id names several instances)')
     .option(
       '--attest',
       'also attest every replica now (fresh nonce, signed report checked against the Formpack) and show its data disk lock',
@@ -21,6 +21,19 @@ export function registerManage({ noun }: CommandContext): void {
         '  $ form manage get status 3f2a9c… --json',
     )
     .action(lazyAction(() => import('../actions/manage.ts'), 'get'));
+  manage
+    .command('events')
+    .description('What happened to an instance: placed, booted, failed (why), healed elsewhere, committed, scaled…')
+    .argument('<instance>', 'instance id, name of one of yours, or a Formpack id')
+    .option('--since <when>', 'only events since then: 30s, 10m, 2h, 1d or an ISO time')
+    .option('--node <url>', 'node to ask')
+    .option('--json', 'print { instance, events: [{ at, time, kind, node, author, actor, op, detail }] }')
+    .addHelpText(
+      'after',
+      "\nTimes are the clocks of the ops' authors (the owner's machine, the nodes).\n\nExamples:\n" +
+        '  $ form manage events hello-server\n  $ form manage events hello-server --since 1h --json',
+    )
+    .action(lazyAction(() => import('../actions/manage.ts'), 'events'));
   manage
     .command('list')
     .description('List your instances with their status')

@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { InstanceView, NodeView, StateClient } from '@formation/state/client';
+import { nodeVmmUrl, pickReplicas, sinceMs } from '../src/actions/logs.ts';
+import { statusTargets } from '../src/actions/manage.ts';
+
+// The pure parts of `form logs` and `form manage get status <formpack-id>` (seed 000's form).
+
+const PACK = 'ab'.repeat(32);
+const ME = `0x${'1'.repeat(40)}`;
+const OTHER = `0x${'2'.repeat(40)}`;
+const inst = (id: string, name: string, owner: string, formpackId = PACK, deleted = false) =>
+  ({
+    id: id.repeat(32),
+    name,
+    ownerAddress: owner,
+    formpackId,
+    deleted,
+    replicaSet: [
+      { node: `02${'a'.repeat(64)}`, state: 'running' },
+      { node: `03${'b'.repeat(64)}`, state: 'deleted' },
+      { node: `02${'c'.repeat(64)}`, state: 'starting' },
+    ],
+  }) as unknown as InstanceView;
+const INSTANCES = [
+  inst('1', 'web', ME),
+  inst('2', 'api', ME),
+  inst('3', 'web', OTHER),
+  inst('4', 'gone', ME, PACK, true),
+];
+const state = { instances: async () => INSTANCES, instance: async () => null } as unknown as StateClient;
+
+describe('form manage get status <ref>', () => {
+  test('a Formpack id resolves to every live instance of it that is mine', async () => {
+    assert.deepEqual(
+      (await statusTargets(state, PACK, ME)).map((i) => i.name),
+      ['web', 'api'],
+    );
+  });
+  test('without a key: every live instance of that Formpack', async () => {
+    assert.deepEqual(
+      (await statusTargets(state, PACK, undefined)).map((i) => i.name),
+      ['web', 'api', 'web'],
+    );
+  });
+  test('a Formpack with no instance of mine is a coded error saying why', async () => {
+    await assert.rejects(statusTargets(state, PACK, `0x${'9'.repeat(40)}`), {
+      code: 'INSTANCE_NOT_FOUND',
+      message: /Cannot find an instance of Formpack abababababab/,
+    });
+    await assert.rejects(statusTargets(state, 'cd'.repeat(32), ME), { code: 'INSTANCE_NOT_FOUND' });
+  });
+  test('a name still means one of mine', async () => {
+    assert.deepEqual(
+      (await statusTargets(state, 'web', OTHER)).map((i) => i.id),
+      ['3'.repeat(32)],
+    );
+  });
+});
+
+describe('form logs helpers', () => {
+  const nodes = [
+    { id: `02${'a'.repeat(64)}`, name: 'node-a', address: `0x${'a'.repeat(40)}`, endpoint: '127.0.0.1:3005' },
+    { id: `02${'c'.repeat(64)}`, name: 'node-c', address: `0x${'c'.repeat(40)}`, endpoint: '10.0.0.3:3010' },
+  ] as unknown as NodeView[];
+  const web = INSTANCES[0] as InstanceView;
+
+  test('every replica but removed ones; --replica by name, id prefix or address', () => {
+    assert.deepEqual(
+      pickReplicas(web, nodes, undefined).map((r) => r.label),
+      ['node-a', 'node-c'],
+    );
+    assert.deepEqual(
+      pickReplicas(web, nodes, 'node-c').map((r) => r.label),
+      ['node-c'],
+    );
+    assert.deepEqual(
+      pickReplicas(web, nodes, `02${'a'.repeat(8)}`).map((r) => r.label),
+      ['node-a'],
+    );
+    assert.deepEqual(
+      pickReplicas(web, nodes, `0x${'C'.repeat(40)}`).map((r) => r.label),
+      ['node-c'],
+    );
+    assert.throws(() => pickReplicas(web, nodes, 'node-z'), {
+      code: 'CLI_USAGE',
+      message: /Cannot find a replica of web on node "node-z"/,
+    });
+  });
+
+  test('a node VMM URL follows its endpoint port offset', () => {
+    assert.equal(nodeVmmUrl('127.0.0.1:3005'), 'http://127.0.0.1:3002');
+    assert.equal(nodeVmmUrl('10.0.0.3:3010'), 'http://10.0.0.3:3007');
+    assert.equal(nodeVmmUrl('0.0.0.0:3015'), 'http://127.0.0.1:3012');
+    assert.equal(nodeVmmUrl('no-port'), null);
+  });
+
+  test('--since: durations, ISO times, epoch ms; anything else is a usage error', () => {
+    const now = 1_800_000_000_000;
+    assert.equal(sinceMs('10m', now), now - 600_000);
+    assert.equal(sinceMs('1d', now), now - 86_400_000);
+    assert.equal(sinceMs('2026-01-01T00:00:00Z', now), Date.parse('2026-01-01T00:00:00Z'));
+    assert.equal(sinceMs('1800000000000', now), 1_800_000_000_000);
+    assert.throws(() => sinceMs('last tuesday', now), { code: 'CLI_USAGE' });
+  });
+});

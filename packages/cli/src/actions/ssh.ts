@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { createServer, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { FormError, formHome } from '@formation/interface';
 // Types only at load time: the session (WireGuard, namespaces, keys) loads when ssh/proxy runs.
@@ -72,7 +72,9 @@ export async function sshTo(
       ...command,
     ];
     const argv = process.env.SSHPASS ? ['sshpass', '-e', ...ssh] : ssh;
-    const child = spawn('ip', ['netns', 'exec', s.netns, ...argv], { stdio: 'inherit' });
+    // The same-host fallback's peer lives in its own namespace; otherwise ssh runs right here.
+    const [file, args] = s.netns ? ['ip', ['netns', 'exec', s.netns, ...argv]] : [argv[0] as string, argv.slice(1)];
+    const child = spawn(file, args, { stdio: 'inherit' });
     return new Promise<number>((resolve, reject) => {
       child.on('error', reject);
       child.on('exit', (code) => resolve(code ?? 255));
@@ -89,7 +91,16 @@ export async function proxy(instance: string, spec: string, opts: { for?: string
   return withSession(opts.node, async (s) => {
     const ip = await s.resolve(instance);
     const server = createServer((sock: Socket) => {
-      // One relay per connection, inside the session namespace, so bytes travel over WireGuard.
+      if (!s.netns) {
+        // This namespace reaches formnet (permanent membership or temporary peer): relay directly.
+        const up = connect(remote, ip);
+        sock.pipe(up);
+        up.pipe(sock);
+        up.on('error', () => sock.destroy());
+        sock.on('error', () => up.destroy());
+        return;
+      }
+      // Same-host fallback: one relay per connection inside the session namespace, so bytes travel over WireGuard.
       const relay = spawn('ip', ['netns', 'exec', s.netns, 'socat', 'STDIO', `TCP:${ip}:${remote}`], {
         stdio: ['pipe', 'pipe', 'ignore'],
       });

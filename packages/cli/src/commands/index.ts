@@ -3,6 +3,7 @@ import { registerAttest } from './attest.ts';
 import { registerCommit } from './commit.ts';
 import { registerDevnet } from './devnet.ts';
 import { registerDisk } from './disk.ts';
+import { registerFormnet } from './formnet.ts';
 import { registerKitInit } from './kit-init.ts';
 import { registerLogs } from './logs.ts';
 import { registerManage } from './manage.ts';
@@ -39,6 +40,7 @@ export const commands: Array<(ctx: CommandContext) => void> = [
   registerManage,
   registerLogs,
   registerSsh,
+  registerFormnet,
   registerCommit,
   registerAttest,
   registerSecret,

@@ -19,6 +19,7 @@ import { createRuntimeService, type RuntimeService } from '../src/service.ts';
 import { CACHE_DIR, integrationSkip, TestRedis, tmp } from './helpers.ts';
 
 const skip = await integrationSkip(true);
+const legacy = (u: string) => connect({ MODE: 'legacy', MU_URL: u, CU_URL: u, GATEWAY_URL: u });
 
 const COUNTER_LUA = `
 Count = Count or 0
@@ -49,7 +50,7 @@ describe('aos-style session on the Lua runtime with an Arweave wallet (runc, Red
   let moduleId = '';
   let jwk: JsonWebKey;
   let other: JsonWebKey;
-  let ao: ReturnType<typeof connect>;
+  let ao: ReturnType<typeof legacy>;
   let pid = '';
 
   before(async () => {
@@ -77,7 +78,7 @@ describe('aos-style session on the Lua runtime with an Arweave wallet (runc, Red
     const built = await buildLuaRuntimeImage(CACHE_DIR);
     await rt.importImage(built.archive, built.imageId);
     moduleId = (await rt.addModule(luaRuntimeModule(built.imageId))).id;
-    ao = connect({ MODE: 'legacy', MU_URL: url, CU_URL: url, GATEWAY_URL: url });
+    ao = legacy(url);
   });
 
   after(async () => {
@@ -88,12 +89,14 @@ describe('aos-style session on the Lua runtime with an Arweave wallet (runc, Red
   });
 
   const send = async (wallet: JsonWebKey, process: string, action: string, data = '') => {
-    const id = await ao.message({
+    const sent = await ao.message({
       process,
       data,
       tags: [{ name: 'Action', value: action }],
       signer: createDataItemSigner(wallet),
     });
+    // legacy mode answers the message id (HyperBEAM mode would answer {slot, id})
+    const id = typeof sent === 'string' ? sent : sent.id;
     return { id, ...(await ao.result({ process, message: id })) };
   };
 

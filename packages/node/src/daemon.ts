@@ -27,6 +27,7 @@ import {
   installLeakGuard,
   removeLeakGuard,
   StateFormnetAdapter,
+  startFormnetDns,
   startNodeFormnet,
 } from '@formation/net';
 import { createP2PNode, type P2PNode, peerIdOfKey } from '@formation/p2p';
@@ -386,6 +387,15 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       },
     });
     cleanups.push(() => dns.close());
+    // The same names on the formnet address, port 53, for members' stock resolvers (a warning if it cannot bind).
+    const formnetDns = await startFormnetDns({
+      address: self.address,
+      domain: config.domain,
+      logger,
+      records: (name) =>
+        store.views().dns.find((d) => d.name === `${name}.${config.domain}` || d.name === name)?.addresses,
+    });
+    if (formnetDns) cleanups.push(() => formnetDns.close());
 
     const controller = new InstanceController({
       nodeKey: key,

@@ -7,6 +7,11 @@ export interface KitConfig {
   version: 1;
   /** Base URL of the node the CLI talks to (ports per service are added by the client). */
   node: string;
+  /**
+   * The node's public key (compressed secp256k1, hex) its TLS certificate must be bound to: every
+   * https:// call to this node's host is pinned to it (`form kit init --node https://… [--node-key …]`).
+   */
+  nodeKey?: string;
   /** Whether this machine joins formnet permanently (else `form ssh` joins temporarily). */
   joinFormnet: boolean;
   /** Path of the developer key. */
@@ -40,6 +45,21 @@ export async function writeKitConfig(cfg: KitConfig, path: string = kitConfigPat
   const tmp = `${path}.${process.pid}.tmp`;
   await writeFile(tmp, `${JSON.stringify(cfg, null, 2)}\n`, { mode: 0o600 });
   await rename(tmp, path);
+}
+
+/** Check a node key given on the command line (`--node-key`, FORM_NODE_KEY); returns it lower case. */
+export function parseNodeKey(value: string): string {
+  const k = value.trim().toLowerCase().replace(/^0x/, '');
+  if (!/^0[23][0-9a-f]{64}$/.test(k)) {
+    throw new FormError(
+      'CLI_USAGE',
+      `Cannot use node key "${value}": it is not a node public key (66 hex digits, 02… or 03…)`,
+      {
+        hint: 'Copy it from the node: `form node status --json` (nodeKey), or node.json in its data dir.',
+      },
+    );
+  }
+  return k;
 }
 
 /** Check a node URL given on the command line; returns it without a trailing slash. */

@@ -7,7 +7,12 @@ export function registerKitInit({ noun }: CommandContext): void {
     .description('Create your developer key (secp256k1, never printed, mode 0600) and CLI config')
     .option('-y, --yes', 'take the defaults for every question, ask nothing')
     .option('--force', 'replace an existing key (your old identity is lost)')
-    .option('--node <url>', 'node to talk to', 'http://127.0.0.1')
+    .option(
+      '--node <url>',
+      'node to talk to (https://<public address> for a node on another machine)',
+      'http://127.0.0.1',
+    )
+    .option('--node-key <key>', 'the node public key its TLS certificate must be bound to (else trusted on first use)')
     .option('--join-formnet', 'join formnet permanently from this machine')
     .option('--no-join-formnet', 'do not join formnet permanently (form ssh joins temporarily)')
     .option('--json', 'print the result as JSON')
@@ -17,7 +22,8 @@ export function registerKitInit({ noun }: CommandContext): void {
 Examples:
   $ form kit init                      interactive wizard
   $ form kit init --yes                defaults, no questions
-  $ form kit init --yes --node http://10.0.0.5 --join-formnet`,
+  $ form kit init --yes --node https://198.51.100.11 --node-key 03ab…   pin a remote node's key
+  $ form kit init --yes --node http://127.0.0.1 --join-formnet`,
     )
     .action(lazyAction(() => import('../actions/kit-init.ts'), 'kitInit'));
 }

@@ -10,6 +10,7 @@
 export { validateBuildContext } from './context.ts';
 export type { FormfileDiagnostic, FormfileErrorCode, SourcePosition } from './diagnostic.ts';
 export { formatDiagnostics, redactSourceLine } from './format.ts';
+export { HEALTHCHECK_KINDS, HEALTHCHECK_OPTIONS, MAX_HEALTH_PATH, parseDuration } from './healthcheck.ts';
 export {
   BOUNDS,
   INSTRUCTIONS,

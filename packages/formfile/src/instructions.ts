@@ -15,7 +15,8 @@ export type InstructionName =
   | 'WORKDIR'
   | 'ENTRYPOINT'
   | 'NOCOPY'
-  | 'GPU';
+  | 'GPU'
+  | 'HEALTHCHECK';
 
 export interface InstructionInfo {
   name: InstructionName;
@@ -80,6 +81,15 @@ export const INSTRUCTIONS: readonly InstructionInfo[] = [
   },
   { name: 'NOCOPY', aliases: [], syntax: 'NOCOPY (before ENTRYPOINT)', once: true, default: 'off' },
   { name: 'GPU', aliases: [], syntax: 'GPU [<bool>]', once: true, default: 'off' },
+  {
+    name: 'HEALTHCHECK',
+    aliases: [],
+    syntax:
+      'HEALTHCHECK [--interval=10s] [--timeout=3s] [--retries=3] [--start-period=30s] ' +
+      '(CMD <command> | CMD ["prog", "arg"] | HTTP <port> [<path>] | TCP <port> | NONE)',
+    once: true,
+    default: 'none (a running replica counts as healthy)',
+  },
 ];
 
 const BY_WORD = new Map<string, InstructionName>();

@@ -1,6 +1,13 @@
-import { type EnvScope, FORMFILE_DEFAULTS, type FormfileSpec, type FormfileUser } from '@formation/interface';
+import {
+  type EnvScope,
+  FORMFILE_DEFAULTS,
+  type FormfileSpec,
+  type FormfileUser,
+  type HealthcheckSpec,
+} from '@formation/interface';
 import { type FormfileDiagnostic, type FormfileErrorCode, type SourcePosition, sortDiagnostics } from './diagnostic.ts';
 import { parseExecForm, shellJoin } from './exec-form.ts';
+import { parseHealthcheck } from './healthcheck.ts';
 import {
   BOUNDS,
   INSTRUCTION_WORDS,
@@ -52,7 +59,6 @@ const DOCKER_HINTS: Record<string, string> = {
   MAINTAINER: 'MAINTAINER is not supported',
   ARG: 'ARG is not supported: write the values directly or use ENV',
   VOLUME: 'VOLUME is not supported: the instance disk is persistent (size it with DISK)',
-  HEALTHCHECK: 'HEALTHCHECK is not supported',
   SHELL: 'SHELL is not supported: RUN uses /bin/sh',
   STOPSIGNAL: 'STOPSIGNAL is not supported',
   ONBUILD: 'ONBUILD is not supported',
@@ -123,6 +129,7 @@ class Parser {
   entrypoint: FormfileSpec['entrypoint'] = null;
   noCopy = false;
   gpu = false;
+  healthcheck: HealthcheckSpec | undefined;
   /** Once-only instructions: where each was first seen, and how it was spelled. */
   seen = new Map<InstructionName, { line: number; word: string }>();
   stopped = false;
@@ -174,6 +181,7 @@ class Parser {
       entrypoint: this.entrypoint,
       noCopy: this.noCopy,
       gpu: this.gpu,
+      ...(this.healthcheck ? { healthcheck: this.healthcheck } : {}),
     };
     return { spec, errors, copy, copyPositions };
   }
@@ -228,6 +236,14 @@ class Parser {
     // RUN and ENTRYPOINT take the rest of the line as written; the others take words.
     if (instr === 'RUN' || instr === 'ENTRYPOINT') {
       this.command(l, instr, argStart);
+      return;
+    }
+    // HEALTHCHECK CMD takes its command as written too: it parses its own options and words.
+    if (instr === 'HEALTHCHECK') {
+      const hc = parseHealthcheck(l.text, wordEnd, (code, message, offset) => this.err(code, message, l, offset));
+      if (hc && hc !== 'none' && !this.healthcheck) {
+        this.healthcheck = hc;
+      }
       return;
     }
     const { tokens, error } = tokenize(l.text, wordEnd);

@@ -149,6 +149,21 @@ const PIECES = [
   'python3',
   'lib$(id)',
   'a'.repeat(300),
+  // HEALTHCHECK's words, options and values
+  'CMD',
+  'HTTP',
+  'tcp',
+  'NONE',
+  '--interval=10s',
+  '--timeout=',
+  '--retries=3',
+  '--start-period=1m30s',
+  '--interval',
+  '1m30s',
+  '500ms',
+  '1.5s',
+  '/health',
+  '/a%20b?x=1',
 ];
 const piece = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom(...PIECES) },
@@ -177,7 +192,27 @@ const mutatedExample = fc
     return s;
   });
 
+const hcOption = fc.oneof(
+  fc.constantFrom('--interval', '--timeout', '--retries', '--start-period', '--start-interval', '--x', '--'),
+  fc.string({ maxLength: 8 }).map((x) => `--${x}`),
+);
+const hcValue = fc.oneof(
+  fc.constantFrom('', '10s', '1m30s', '500ms', '0s', '1h', '3', '1.5s', '99999999999999999999h', '-1s', 's'),
+  fc.string({ maxLength: 8 }),
+);
+const healthcheckLine = fc
+  .tuple(
+    fc.array(fc.tuple(hcOption, fc.boolean(), hcValue), { maxLength: 5 }),
+    fc.constantFrom('CMD', 'cmd', 'HTTP', 'http', 'TCP', 'NONE', 'PING', ''),
+    fc.array(fc.tuple(sep, piece), { maxLength: 4 }),
+  )
+  .map(
+    ([opts, kind, args]) =>
+      `NAME app\nHEALTHCHECK ${opts.map(([o, eq, v]) => (eq ? `${o}=${v}` : o)).join(' ')} ${kind}${args.map(([s, p]) => s + p).join('')}\n`,
+  );
+
 const PROPERTIES: Record<string, fc.Arbitrary<string>> = {
+  'HEALTHCHECK lines': healthcheckLine,
   'arbitrary strings': fc.oneof(fc.string({ maxLength: 400 }), fc.string({ unit: 'binary', maxLength: 400 })),
   'grammar-shaped Formfiles': grammarShaped,
   'random edits of the examples': mutatedExample,
@@ -238,6 +273,10 @@ if (isMainThread) {
         `NAME a\nENTRYPOINT [${'"a",'.repeat(big / 4)}`,
         `NAME a\nENV ${'A=\\" '.repeat(big / 5)}`,
         `${'\t'.repeat(big)}\\`,
+        `NAME a\nHEALTHCHECK ${'--interval=1s '.repeat(big / 14)}TCP 1`,
+        `NAME a\nHEALTHCHECK --${'a'.repeat(big)} TCP 1`,
+        `NAME a\nHEALTHCHECK --interval=${'1s'.repeat(big / 2)} TCP 1`,
+        `NAME a\nHEALTHCHECK HTTP 80 /${'%'.repeat(big)}`,
       ];
       for (const c of cases) {
         const t0 = performance.now();

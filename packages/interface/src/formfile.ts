@@ -27,7 +27,43 @@ export interface FormfileSpec {
   noCopy: boolean;
   /** `GPU` requested (recorded; a node without one refuses to place it). */
   gpu: boolean;
+  /**
+   * `HEALTHCHECK`: how the node decides a replica is healthy (ingress and DNS route only to healthy ones).
+   * Absent when the Formfile has none or says `HEALTHCHECK NONE` (the same thing), so Formpack ids of
+   * Formfiles without one are unchanged.
+   */
+  healthcheck?: HealthcheckSpec;
 }
+
+/** A normalized `HEALTHCHECK`: every option filled in with its default. */
+export interface HealthcheckSpec {
+  test: HealthcheckTest;
+  /** Time between the start of two checks. */
+  intervalMs: number;
+  /** A check that takes longer fails. Never more than `intervalMs`. */
+  timeoutMs: number;
+  /** Consecutive failures (outside the start period) that make a replica unhealthy. */
+  retries: number;
+  /** After boot, failures during this time do not count (a success ends it early). */
+  startPeriodMs: number;
+}
+
+/**
+ * What one check does: `http` GETs `path` on the replica's formnet address and `port` (200-399 is
+ * healthy), `tcp` connects, `cmd` runs a command inside the guest (exit status 0 is healthy).
+ */
+export type HealthcheckTest =
+  | { type: 'http'; port: number; path: string }
+  | { type: 'tcp'; port: number }
+  | { type: 'cmd'; command: { form: 'exec'; argv: string[] } | { form: 'shell'; command: string } };
+
+/** Defaults of the HEALTHCHECK options, and their bounds (milliseconds, except retries). */
+export const HEALTHCHECK_DEFAULTS = {
+  intervalMs: 10_000,
+  timeoutMs: 3_000,
+  retries: 3,
+  startPeriodMs: 30_000,
+} as const;
 
 export type EnvScope = { kind: 'system' } | { kind: 'user'; name: string } | { kind: 'service'; name: string };
 

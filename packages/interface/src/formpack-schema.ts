@@ -41,6 +41,45 @@ const EnvScopeSchema = Type.Union([
   Type.Object({ kind: Type.Literal('service'), name: Line(256) }, strict),
 ]);
 
+/** `HEALTHCHECK`, bounds as the Formfile parser checks them (a peer's manifest gets no more room). */
+const HealthcheckSchema = Type.Object(
+  {
+    test: Type.Union([
+      Type.Object(
+        {
+          type: Type.Literal('http'),
+          port: Int(1, 65535),
+          // The request line the prober writes: an origin-form path of URI characters only (no CR/LF, no space).
+          path: Type.String({ maxLength: 1024, pattern: "^/[A-Za-z0-9._~!$&'()*+,;=:@/%?-]*$" }),
+        },
+        strict,
+      ),
+      Type.Object({ type: Type.Literal('tcp'), port: Int(1, 65535) }, strict),
+      Type.Object(
+        {
+          type: Type.Literal('cmd'),
+          command: Type.Union([
+            Type.Object(
+              {
+                form: Type.Literal('exec'),
+                argv: Type.Array(Type.String({ maxLength: 64 * 1024 }), { minItems: 1, maxItems: 1024 }),
+              },
+              strict,
+            ),
+            Type.Object({ form: Type.Literal('shell'), command: Type.String({ maxLength: 64 * 1024 }) }, strict),
+          ]),
+        },
+        strict,
+      ),
+    ]),
+    intervalMs: Int(1000, 3_600_000),
+    timeoutMs: Int(1000, 300_000),
+    retries: Int(1, 100),
+    startPeriodMs: Int(0, 3_600_000),
+  },
+  strict,
+);
+
 /** The normalized Formfile as a manifest carries it (passwords redacted by the builder). */
 export const FormfileSpecSchema = Type.Object(
   {
@@ -81,6 +120,7 @@ export const FormfileSpecSchema = Type.Object(
     ]),
     noCopy: Type.Boolean(),
     gpu: Type.Boolean(),
+    healthcheck: Type.Optional(HealthcheckSchema),
   },
   strict,
 );

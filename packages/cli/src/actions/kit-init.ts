@@ -89,6 +89,7 @@ export async function kitInit(opts: KitInitOptions): Promise<number> {
         pin.advice,
     );
   }
+  if (joinFormnet) await (await import('./formnet.ts')).formnetUpAfterInit(); // never fatal: says what to run instead
   return 0;
 }
 

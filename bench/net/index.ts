@@ -3,6 +3,7 @@
 //   net.join_ms                              developer join: signed POST /join -> interface up -> first ping reply to a node
 //   net.gossip_p50_ms / _p99_ms (N nodes)    op delivery to every node, N in-process libp2p hosts on loopback, real state store
 //   net.devnet_up_ms / net.devnet_op_all_nodes_ms (N = 3, 5, 8)  real formationd devnets (see devnet.ts)
+//   net.world_up_ms, net.laptop_*           a world devnet: laptop join (form formnet up), HTTP RTT, ssh, upload (world.ts)
 // Needs root + wireguard-go + iperf3 for the namespace parts (skipped with a note otherwise).
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -28,6 +29,7 @@ import { createLogger } from '@formation/service';
 import { openStateStore, type StateStore } from '@formation/state';
 import { report } from '../report.ts';
 import { devnetBench } from './devnet.ts';
+import { worldBench } from './world.ts';
 
 const sh = promisify(execFile);
 const logger = createLogger('silent');
@@ -230,11 +232,19 @@ async function gossipBench(n: number, ops: number): Promise<void> {
   }
 }
 
+// `npm run bench -- net world`: only the world devnet part (the laptop numbers).
+const only = process.argv[2];
+if (only === 'world') {
+  await worldBench();
+  process.exit(0);
+}
 await namespaceBenches();
 for (const n of [3, 5, 8]) await gossipBench(n, 100);
 if (process.getuid?.() === 0 && (await has('wireguard-go'))) {
   const base = Number(process.env.FORM_BENCH_DEVNET_PORT_BASE ?? 700);
   for (const n of [3, 5, 8]) await devnetBench(n, 30, base);
+  if ((await has('qemu-system-x86_64')) && (await has('sshpass'))) await worldBench();
+  else process.stdout.write(`${JSON.stringify({ bench: 'net.world', skipped: 'needs QEMU and sshpass' })}\n`);
 } else {
   process.stdout.write(`${JSON.stringify({ bench: 'net.devnet', skipped: 'needs root and wireguard-go' })}\n`);
 }

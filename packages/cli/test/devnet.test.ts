@@ -1,4 +1,5 @@
-// `form devnet up/status/exec/down` through the real CLI: 2 real nodes in namespaces (no VMs).
+// `form devnet up --local/status/exec/down` through the real CLI: 2 real nodes in namespaces (no VMs).
+// The world mode's CLI paths are in packages/cli/test/from-anywhere.test.ts and node's devnet-world test.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -27,7 +28,7 @@ describe('form devnet', { skip: why || false }, () => {
 
   test('up --json, status --json, exec (formnet ping), down removes every namespace and process', async () => {
     const up = await runForm(
-      ['devnet', 'up', '--nodes', '2', '--prefix', PREFIX, '--port-base', '250', '--json', ...args],
+      ['devnet', 'up', '--local', '--nodes', '2', '--prefix', PREFIX, '--port-base', '250', '--json', ...args],
       env,
     );
     assert.equal(up.code, 0, up.stderr || up.stdout);

@@ -6,6 +6,8 @@
 //   <p>lap   the developer's laptop, 192.168.50.2 behind the router (default route via it)
 // Pure planning (`worldPlan`) apart from the commands that build and remove it.
 import { execFile } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FormError } from '@formation/interface';
 
@@ -283,6 +285,9 @@ export async function deleteNamespaces(namespaces: string[], leftoverVeths: stri
     await run('ip', ['netns', 'del', ns]).catch(() => undefined);
     removed.push(ns);
   }
+  // Per-namespace files `ip netns exec` binds over /etc (a laptop's resolv.conf from `form formnet up`):
+  // these names are the devnet's, so what is under them goes with it.
+  for (const ns of namespaces) rmSync(join('/etc/netns', ns), { recursive: true, force: true });
   for (const name of leftoverVeths) await run('ip', ['link', 'del', name]).catch(() => undefined);
   return removed;
 }

@@ -31,6 +31,15 @@ import {
   worldVethNames,
 } from './devnet-world.ts';
 
+export {
+  inNetns,
+  netnsPids,
+  nsFetchJson,
+  type WorldHost,
+  type WorldPlan,
+  worldPlan,
+} from './devnet-world.ts';
+
 const run = promisify(execFile);
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
 const ADMIT = fileURLToPath(new URL('./devnet-admit.ts', import.meta.url));
@@ -525,6 +534,16 @@ export interface DevnetExecTarget {
   netns: string;
   /** Environment for the command (the laptop's FORM_HOME and PATH). */
   env: Record<string, string>;
+  /** Drop the caller's FORM_* variables (FORM_PORT_OFFSET, FORM_NODE …): the laptop shares nothing with this shell. */
+  isolated?: boolean;
+}
+
+/** The environment `form devnet exec` gives a target's command: the caller's, minus FORM_* for an isolated one. */
+export function devnetExecEnv(t: DevnetExecTarget, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(base))
+    if (!t.isolated || !k.startsWith('FORM_') || k === 'FORM_LOG_LEVEL') env[k] = v;
+  return { ...env, ...t.env };
 }
 
 /** Resolve an exec target of devnet `s` (pure; CLI_USAGE/NOT_FOUND for a name it does not have). */
@@ -538,6 +557,7 @@ export function devnetExecTarget(s: DevnetState, target: string, basePath = proc
       const nodeDir = dirname(process.execPath);
       return {
         netns: w.plan.laptop.netns,
+        isolated: true,
         env: { FORM_HOME: w.laptopHome, PATH: `${join(w.laptopHome, 'bin')}:${nodeDir}:${basePath}` },
       };
     }

@@ -15,6 +15,7 @@ import { requireOrSkip, until } from '@formation/interface/testing';
 import {
   type DevnetState,
   devnetDown,
+  devnetExecEnv,
   devnetExecTarget,
   devnetStatus,
   devnetUp,
@@ -114,6 +115,18 @@ describe('world devnet plan (pure)', () => {
     assert.equal(lap.netns, 'fdnlap');
     assert.equal(lap.env.FORM_HOME, '/tmp/x/laptop');
     assert.match(lap.env.PATH ?? '', /^\/tmp\/x\/laptop\/bin:/);
+    // The caller's FORM_* (a port offset, another node, another home) never leak into the laptop.
+    const env = devnetExecEnv(lap, {
+      FORM_PORT_OFFSET: '1000',
+      FORM_NODE: 'http://127.0.0.1',
+      HOME: '/root',
+      FORM_HOME: '/root/.form',
+    });
+    assert.deepEqual(
+      [env.FORM_PORT_OFFSET, env.FORM_NODE, env.FORM_HOME, env.HOME],
+      [undefined, undefined, '/tmp/x/laptop', '/root'],
+    );
+    assert.equal(devnetExecEnv(devnetExecTarget(s, 'n1'), { FORM_PORT_OFFSET: '7' }).FORM_PORT_OFFSET, '7');
     assert.equal(devnetExecTarget(s, 'visitor').netns, 'fdnvis');
     for (const bad of ['node3', 'root', '', '../fdn1'])
       assert.equal(

@@ -10,13 +10,22 @@ export async function up(opts: {
   nodes: string;
   dir?: string;
   prefix: string;
-  portBase: string;
+  portBase?: string;
   timeout: string;
   local?: boolean;
   json?: boolean;
 }): Promise<number> {
   const nodes = Number(opts.nodes);
   const world = !opts.local;
+  if (world && opts.portBase !== undefined) {
+    throw new FormError(
+      'CLI_USAGE',
+      'Cannot use --port-base in a world devnet: every host there uses the standard ports',
+      {
+        hint: 'Add --local for the single-host devnet with port offsets, or drop --port-base.',
+      },
+    );
+  }
   const t0 = Date.now();
   if (!opts.json) process.stdout.write(`starting a ${nodes}-node ${world ? 'world' : 'local'} devnet…\n`);
   const env: Record<string, string> = {};
@@ -29,14 +38,37 @@ export async function up(opts: {
     nodes,
     dir: opts.dir ?? defaultDir(),
     prefix: opts.prefix,
-    portBase: Number(opts.portBase),
+    portBase: Number(opts.portBase ?? 1000),
     timeoutMs: Number(opts.timeout) * 1000,
     env,
     world,
   });
   const seconds = Number(((Date.now() - t0) / 1000).toFixed(1));
   if (opts.json) {
-    printJson({ ok: true, seconds, ...s });
+    const rows = s.nodes.map((n) => {
+      // World: the APIs a laptop uses are the node's public TLS ones; local: this host's loopback + offset.
+      const base = n.publicAddress ? `https://${n.publicAddress}` : n.apiBase;
+      const port = (p: number) => p + n.portOffset;
+      return {
+        name: n.name,
+        netns: n.netns,
+        pid: n.pid,
+        portOffset: n.portOffset,
+        apiBase: n.apiBase,
+        apis: {
+          formnet: `${base}:${port(3001)}`,
+          vmm: `${base}:${port(3002)}`,
+          pack: `${base}:${port(3003)}`,
+          state: `${base}:${port(3004)}`,
+        },
+        underlayIp: n.underlayIp,
+        publicAddress: n.publicAddress ?? null,
+        instanceCidr: n.instanceCidr,
+        nodeAddress: n.info?.nodeAddress ?? null,
+        formnetAddress: n.info?.formnetAddress ?? null,
+      };
+    });
+    printJson({ ok: true, dir: s.dir, seconds, mode: s.mode, prefix: s.prefix, nodes: rows, world: s.world ?? null });
     return 0;
   }
   process.stdout.write(`${pc.green(`devnet of ${nodes} nodes up in ${seconds} s`)} (${s.dir})\n`);
@@ -108,7 +140,7 @@ export async function status(opts: { dir?: string; json?: boolean }): Promise<nu
 }
 
 export async function exec(target: string, cmd: string[], opts: { dir?: string }): Promise<number> {
-  const { readDevnet, devnetExecTarget } = await import('@formation/node');
+  const { readDevnet, devnetExecTarget, devnetExecEnv } = await import('@formation/node');
   const dir = opts.dir ?? defaultDir();
   const s = readDevnet(dir);
   if (!s)
@@ -121,7 +153,7 @@ export async function exec(target: string, cmd: string[], opts: { dir?: string }
   return new Promise((resolve) => {
     const child = spawn('ip', ['netns', 'exec', t.netns, ...cmd], {
       stdio: 'inherit',
-      env: { ...process.env, ...t.env },
+      env: devnetExecEnv(t),
     });
     child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
     child.on('error', () => resolve(127));

@@ -19,7 +19,7 @@ export function registerDevnet({ noun }: CommandContext): void {
       'fdn',
     )
     .option('--local', 'the single-host mode: formationd in this namespace, APIs on 127.0.0.1 + port offsets')
-    .option('--port-base <n>', '--local: port offset of node 1 (node i: base + 10*(i-1))', '1000')
+    .option('--port-base <n>', '--local: port offset of node 1 (node i: base + 10*(i-1)); default 1000')
     .option('--timeout <seconds>', 'how long each node may take to start', '120')
     .option('--json', 'print the nodes as JSON')
     .addHelpText(

@@ -5,6 +5,7 @@ import { Type } from '@sinclair/typebox';
 import { listImages } from './images.ts';
 import { registerLogRoutes, type VmLogs } from './logs-api.ts';
 import type { VmManager } from './manager.ts';
+import { registerMetricRoutes } from './metrics-api.ts';
 import { VM_STATES } from './state-machine.ts';
 import type { VmView } from './types.ts';
 
@@ -282,6 +283,12 @@ export function registerVmmRoutes(
   );
 
   if (logs) registerLogRoutes(app, logs, { reader, readable });
+  registerMetricRoutes(app, manager, logs?.store ?? null, {
+    reader,
+    readable,
+    mayRead,
+    isOperator: (signer) => !!signer && operators.has(signer.publicKey),
+  });
 
   app.get('/images', {}, async () => ({
     images: listImages(manager.imagesDir),

@@ -1,0 +1,69 @@
+import type { ApiServer, requireSigner } from '@formation/service';
+import { Type } from '@sinclair/typebox';
+import type { LogStore } from './log-store.ts';
+import type { VmManager } from './manager.ts';
+import { renderPrometheus, sampleVm } from './metrics.ts';
+import type { VmView } from './types.ts';
+
+type Signer = { publicKey: string; address: string };
+
+/**
+ * `GET /vms/:id/metrics` (JSON sample of one VM) and `GET /metrics` (Prometheus text). Both are signed
+ * reads. `/metrics` is **owner-filtered**: each key gets the series of the VMs it may read (the node's key:
+ * every VM, plus the node's capacity and use; an owner: its own VMs only; anyone else: nothing but an
+ * empty exposition). A Prometheus server scrapes it through a signing proxy or with the node's key.
+ */
+export function registerMetricRoutes(
+  app: ApiServer,
+  manager: VmManager,
+  logs: LogStore | null,
+  auth: {
+    reader: ReturnType<typeof requireSigner>;
+    readable: (req: { signer?: Signer }, id: string) => VmView;
+    mayRead: (signer: Signer | undefined, vm: VmView) => boolean;
+    isOperator: (signer: Signer | undefined) => boolean;
+  },
+): void {
+  const logBytes = (id: string): number | null => {
+    try {
+      return logs ? logs.bytes(id) : null;
+    } catch {
+      return null;
+    }
+  };
+  app.get(
+    '/vms/:id/metrics',
+    {
+      preHandler: auth.reader,
+      schema: {
+        tags: ['vmm'],
+        summary: "One VM's CPU time, memory, uptime, restarts, log bytes; its owner or the node only",
+        params: Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) }),
+      },
+    },
+    async (req) => {
+      const vm = auth.readable(req, (req.params as { id: string }).id);
+      return sampleVm(vm, logBytes(vm.id));
+    },
+  );
+  app.get(
+    '/metrics',
+    {
+      preHandler: auth.reader,
+      schema: {
+        tags: ['vmm'],
+        summary: 'Prometheus text: the VMs the signer may read (all, plus node capacity, for the node key)',
+        querystring: Type.Object({}),
+      },
+    },
+    async (req, reply) => {
+      const vms = manager.list().filter((vm) => auth.mayRead(req.signer, vm));
+      const node = auth.isOperator(req.signer) ? manager.capacity() : undefined;
+      reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8');
+      return renderPrometheus(
+        vms.map((vm) => sampleVm(vm, logBytes(vm.id))),
+        node,
+      );
+    },
+  );
+}

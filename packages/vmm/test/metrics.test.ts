@@ -1,0 +1,209 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
+import { apiIdentity, createLogger } from '@formation/service';
+import { loadVmmConfig } from '../src/config.ts';
+import { MemoryDriver } from '../src/memory-driver.ts';
+import { processStats, renderPrometheus, type VmSample } from '../src/metrics.ts';
+import { createVmmService, type VmmService } from '../src/service.ts';
+
+/**
+ * A strict reader of the Prometheus text format 0.0.4 (what a scraper accepts): HELP/TYPE lines, then
+ * samples `name{label="value",…} number` of a declared family. Throws on anything else.
+ */
+function parseProm(text: string): Map<string, Array<{ labels: Record<string, string>; value: number }>> {
+  const families = new Map<string, Array<{ labels: Record<string, string>; value: number }>>();
+  const types = new Map<string, string>();
+  assert.ok(text.endsWith('\n'), 'ends with a newline');
+  for (const line of text.slice(0, -1).split('\n')) {
+    if (line === '') continue;
+    let m = /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .+$/.exec(line);
+    if (m) continue;
+    m = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$/.exec(line);
+    if (m) {
+      assert.ok(!types.has(m[1] as string), `TYPE ${m[1]} declared twice`);
+      types.set(m[1] as string, m[2] as string);
+      families.set(m[1] as string, []);
+      continue;
+    }
+    m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$/.exec(line);
+    assert.ok(m, `not a sample line: ${line}`);
+    const name = m[1] as string;
+    assert.ok(types.has(name), `sample of undeclared family ${name}`);
+    const labels: Record<string, string> = {};
+    const body = m[3] ?? '';
+    const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)/g;
+    let consumed = 0;
+    for (let l = re.exec(body); l; l = re.exec(body)) {
+      labels[l[1] as string] = (l[2] as string).replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
+      consumed += l[0].length;
+    }
+    assert.equal(consumed, body.length, `bad labels: ${body}`);
+    const value = Number(m[4]);
+    assert.ok(!Number.isNaN(value), `bad value in ${line}`);
+    families.get(name)?.push({ labels, value });
+  }
+  return families;
+}
+
+const sample = (over: Partial<VmSample> = {}): VmSample => ({
+  id: 'vm1',
+  name: 'web-1',
+  owner: '0xabc',
+  state: 'running',
+  at: 0,
+  cpuSeconds: 12.5,
+  rssBytes: 300 * 1048576,
+  vcpu: 1,
+  memMiB: 256,
+  diskGiB: 1,
+  uptimeSeconds: 60,
+  restarts: 0,
+  logBytes: 1024,
+  ...over,
+});
+
+describe('metrics (pure)', () => {
+  test('renderPrometheus parses as the text format; labels are escaped; missing values are left out', () => {
+    const text = renderPrometheus(
+      [sample(), sample({ id: 'vm2', name: 'we"ird\\name', state: 'stopped', cpuSeconds: null, rssBytes: null })],
+      { capacity: { vcpu: 8, memMiB: 4096, diskGiB: 50 }, used: { vcpu: 2, memMiB: 512, diskGiB: 2 } },
+    );
+    const f = parseProm(text);
+    assert.deepEqual(f.get('formation_vm_cpu_seconds_total'), [{ labels: { vm: 'vm1', name: 'web-1' }, value: 12.5 }]);
+    assert.deepEqual(
+      f.get('formation_vm_up')?.map((s) => [s.labels.name, s.value]),
+      [
+        ['web-1', 1],
+        ['we"ird\\name', 0],
+      ],
+    );
+    assert.deepEqual(
+      f.get('formation_node_vcpus')?.map((s) => [s.labels.kind, s.value]),
+      [
+        ['capacity', 8],
+        ['used', 2],
+      ],
+    );
+  });
+
+  test('the parser in this test refuses what a scraper would (so it can fail)', () => {
+    assert.throws(() => parseProm('formation_x 1\n'), /undeclared/);
+    assert.throws(() => parseProm('# TYPE a gauge\na{b=c} 1\n'), /bad labels/);
+    assert.throws(() => parseProm('# TYPE a gauge\na 1'), /newline/);
+  });
+
+  test('processStats reads CPU seconds and RSS of a live process; null for none', () => {
+    const s = processStats(process.pid);
+    assert.ok(s && s.cpuSeconds > 0 && s.rssBytes > 10 * 1048576, JSON.stringify(s));
+    assert.equal(processStats(2 ** 22 + 7), null);
+  });
+});
+
+describe('metrics routes (memory driver): owner-filtered /metrics, per-VM metrics', () => {
+  let tmp: string;
+  let vmm: VmmService;
+  let vmId = '';
+  const alice = generateKeyPair();
+  const mallory = generateKeyPair();
+  const node = generateKeyPair();
+
+  async function call(method: 'GET' | 'POST', url: string, key: KeyPair | null, body?: unknown) {
+    const text = body === undefined ? '' : JSON.stringify(body);
+    const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
+    if (key)
+      Object.assign(headers, signRequest(key, { method, path: url, body: text, audience: apiIdentity(vmm.app) }));
+    const r = await vmm.app.inject({ method, url, headers, ...(body === undefined ? {} : { payload: text }) });
+    return { status: r.statusCode, text: r.body, type: r.headers['content-type'] };
+  }
+
+  before(async () => {
+    tmp = mkdtempSync('/tmp/fvmm-metrics-');
+    mkdirSync(`${tmp}/images`);
+    const id = 'e'.repeat(64);
+    const fp = `${tmp}/formpacks/${id}`;
+    mkdirSync(fp, { recursive: true });
+    const art = (file: string) => {
+      writeFileSync(`${fp}/${file}`, file);
+      return { file, sha256: createHash('sha256').update(file).digest('hex'), bytes: file.length };
+    };
+    writeFileSync(
+      `${fp}/manifest.json`,
+      JSON.stringify({
+        id,
+        name: 'web',
+        owner: `0x${'0'.repeat(40)}`,
+        createdAt: '2026-01-01T00:00:00Z',
+        resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
+        cmdline: 'console=ttyS0',
+        init: '/sbin/form-init',
+        formfile: { expose: [], entrypoint: null },
+        artifacts: { disk: art('disk.qcow2'), kernel: art('vmlinuz'), initramfs: art('initramfs.img') },
+        guest: { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'dropbear' },
+      }),
+    );
+    vmm = await createVmmService({
+      config: loadVmmConfig(
+        {},
+        {
+          vmDir: `${tmp}/vms`,
+          imagesDir: `${tmp}/images`,
+          formpacksDir: `${tmp}/formpacks`,
+          cacheDir: `${tmp}/cache`,
+          healthIntervalMs: 0,
+          dataDiskMiB: 0,
+          capacity: { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 },
+        },
+      ),
+      logger: createLogger('silent'),
+      driver: new MemoryDriver(),
+      access: { operators: [node.publicKey] },
+      logs: { pollMs: 0 },
+    });
+    const r = await call('POST', '/vms', alice, { formpack: id, name: 'web-1', wait: true });
+    assert.equal(r.status, 201, r.text);
+    vmId = JSON.parse(r.text).id;
+  });
+
+  after(async () => {
+    await vmm?.manager.destroyAll();
+    await vmm?.close({ stopVms: true });
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('GET /vms/:id/metrics: the owner gets CPU seconds and RSS of its VM process; another key 404', async () => {
+    const r = await call('GET', `/vms/${vmId}/metrics`, alice);
+    assert.equal(r.status, 200, r.text);
+    const s = JSON.parse(r.text) as VmSample;
+    assert.equal(s.id, vmId);
+    assert.equal(s.state, 'running');
+    assert.ok(s.cpuSeconds !== null && s.cpuSeconds >= 0);
+    assert.ok(s.rssBytes !== null && s.rssBytes > 0);
+    assert.equal((await call('GET', `/vms/${vmId}/metrics`, mallory)).status, 404);
+    assert.equal((await call('GET', `/vms/${vmId}/metrics`, null)).status, 401);
+  });
+
+  test('GET /metrics is owner-filtered: the owner sees its VM, another key nothing, the node key all + capacity', async () => {
+    const own = await call('GET', '/metrics', alice);
+    assert.equal(own.status, 200);
+    assert.match(String(own.type), /^text\/plain; version=0\.0\.4/);
+    const o = parseProm(own.text);
+    assert.deepEqual(
+      o.get('formation_vm_up')?.map((x) => x.labels.vm),
+      [vmId],
+    );
+    assert.equal(o.has('formation_node_vcpus'), false);
+    const other = parseProm((await call('GET', '/metrics', mallory)).text);
+    assert.equal(other.size, 0);
+    assert.equal((await call('GET', '/metrics', mallory)).text.includes(vmId), false);
+    const op = parseProm((await call('GET', '/metrics', node)).text);
+    assert.deepEqual(
+      op.get('formation_vm_up')?.map((x) => x.labels.vm),
+      [vmId],
+    );
+    assert.equal(op.get('formation_node_vcpus')?.find((x) => x.labels.kind === 'used')?.value, 1);
+    assert.equal((await call('GET', '/metrics', null)).status, 401);
+  });
+});

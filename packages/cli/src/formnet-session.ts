@@ -114,7 +114,12 @@ export async function reapFormnetSessions(logger: Logger = sessionLogger()): Pro
     leave: async (rec) => {
       key ??= await developerKey();
       if (rec.memberId !== key.address) return false; // another identity joined; not ours to sign for
-      return leaveIfCurrent(await serviceClient('formnet', { node: rec.nodeUrl }), key, rec.wgPublicKey);
+      const client = await serviceClient('formnet', { node: rec.nodeUrl });
+      // A node that does not answer must not hold up the command (it drops the peer on our next join).
+      return Promise.race([
+        leaveIfCurrent(client, key, rec.wgPublicKey),
+        new Promise<never>((_, fail) => setTimeout(() => fail(new Error('no answer in 5 s')), 5_000).unref()),
+      ]);
     },
   });
 }

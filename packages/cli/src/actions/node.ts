@@ -95,6 +95,7 @@ function printInfo(info: NonNullable<Awaited<ReturnType<typeof NodeLight.readDae
 }
 
 export async function nodeDown(opts: { timeout: string }): Promise<number> {
+  await (await import('../formnet-session.ts')).reapFormnetSessions().catch(() => []); // peers of killed `form ssh`/`proxy`
   const { nodePaths, pidAlive, readDaemon } = await import('@formation/node/light');
   const dataDir = formHome();
   const d = await readDaemon(dataDir);

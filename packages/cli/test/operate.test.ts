@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import type { InstanceView, NodeView, StateClient } from '@formation/state/client';
 import { nodeVmmUrl, pickReplicas, sinceMs } from '../src/actions/logs.ts';
 import { statusTargets } from '../src/actions/manage.ts';
+import { cpuPercent } from '../src/actions/metrics.ts';
 
 // The pure parts of `form logs` and `form manage get status <formpack-id>` (seed 000's form).
 
@@ -103,4 +104,18 @@ describe('form logs helpers', () => {
     assert.equal(sinceMs('1800000000000', now), 1_800_000_000_000);
     assert.throws(() => sinceMs('last tuesday', now), { code: 'CLI_USAGE' });
   });
+});
+
+describe('form manage get metrics: CPU % between two samples', () => {
+  const s = (at: number, cpuSeconds: number | null) =>
+    ({ at, cpuSeconds }) as unknown as Parameters<typeof cpuPercent>[0];
+  for (const [name, a, b, want] of [
+    ['half a core', s(0, 10), s(1000, 10.5), 50],
+    ['two cores busy', s(0, 10), s(2000, 14), 200],
+    ['no process', s(0, null), s(1000, 3), null],
+    ['a restart in between (counter went down)', s(0, 10), s(1000, 1), null],
+    ['same instant', s(5, 1), s(5, 2), null],
+  ] as const) {
+    test(name, () => assert.equal(cpuPercent(a, b), want));
+  }
 });

@@ -7,8 +7,8 @@ import { developerKey, serviceUrl } from '../node-client.ts';
 import { resolveInstance } from './manage.ts';
 
 export interface LogsOptions {
-  node?: string;
-  replica?: string;
+  node?: string | undefined;
+  replica?: string | undefined;
   follow?: boolean;
   since?: string;
   json?: boolean;
@@ -77,7 +77,13 @@ export function pickReplicas(
   return hit;
 }
 
-async function locate(inst: InstanceView, nodes: readonly NodeView[], opts: LogsOptions, key: KeyPair) {
+/** Each replica's VMM API (the node this CLI talks to, others at their registered endpoint) and VM id. */
+export async function locate(
+  inst: InstanceView,
+  nodes: readonly NodeView[],
+  opts: { node?: string | undefined; replica?: string | undefined },
+  key: KeyPair,
+): Promise<ReplicaLogs[]> {
   const { ApiClient } = await import('@formation/service/client');
   const { vmNameFor } = await import('@formation/scheduler');
   const localUrl = await serviceUrl('vmm', opts.node);

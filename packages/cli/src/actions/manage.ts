@@ -75,9 +75,13 @@ async function attestReplicas(
   return out;
 }
 
-/** `form manage get <what> <instance>`: only `status` so far. */
-export async function get(what: string, ref: string, opts: StatusOptions): Promise<number> {
-  if (what !== 'status') throw new FormError('CLI_USAGE', `Cannot get "${what}": only \`status\` is supported`);
+/** `form manage get <what> <instance>`: `status` or `metrics`. */
+export async function get(what: string, ref: string, opts: StatusOptions & { replica?: string }): Promise<number> {
+  if (what === 'metrics') return (await import('./metrics.ts')).metrics(ref, opts);
+  if (what !== 'status')
+    throw new FormError('CLI_USAGE', `Cannot get "${what}": give \`status\` or \`metrics\``, {
+      hint: 'e.g. `form manage get metrics hello-server`',
+    });
   return getStatus(ref, opts);
 }
 

@@ -6,10 +6,11 @@ export function registerManage({ noun }: CommandContext): void {
   manage
     .command('get')
     .description('Get information about an instance')
-    .argument('<what>', 'what to get: status')
+    .argument('<what>', 'what to get: status, or metrics (CPU %, memory, uptime of each replica)')
     .argument('<instance>', 'instance id, name of one of your instances, or a Formpack id (its instances)')
     .option('--node <url>', 'node to ask (default: FORM_NODE or your kit config)')
     .option('--json', 'print as JSON (an array when a Formpack id names several instances)')
+    .option('--replica <node>', 'metrics: only the replica on this node')
     .option(
       '--attest',
       'also attest every replica now (fresh nonce, signed report checked against the Formpack) and show its data disk lock',
@@ -18,7 +19,7 @@ export function registerManage({ noun }: CommandContext): void {
       'after',
       '\nWith --attest the exit code is 1 when a replica fails attestation.\n\nExamples:\n' +
         '  $ form manage get status hello-server\n  $ form manage get status hello-server --attest\n' +
-        '  $ form manage get status 3f2a9c… --json',
+        '  $ form manage get status 3f2a9c… --json\n  $ form manage get metrics hello-server',
     )
     .action(lazyAction(() => import('../actions/manage.ts'), 'get'));
   manage

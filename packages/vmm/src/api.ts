@@ -55,6 +55,8 @@ const CreateBody = Type.Object(
     restartPolicy: Type.Optional(Type.Union([Type.Literal('never'), Type.Literal('on-failure')])),
     dataDiskMiB: Type.Optional(Type.Integer({ minimum: 0, maximum: 16 * 1024 * 1024 })),
     start: Type.Optional(Type.Boolean()),
+    /** false: the VM reaches formnet only, never the internet (see the README's "Egress"). */
+    egress: Type.Optional(Type.Boolean()),
     /** Wait until the guest reports ready before answering. */
     wait: Type.Optional(Type.Boolean()),
   },

@@ -41,6 +41,13 @@ export const VmmConfigSchema = Type.Object({
     },
     { default: {} },
   ),
+  /**
+   * Instances reach beyond formnet (NAT out of the namespace's default route) when 'on' (tap mode).
+   * 'off' keeps every instance inside formnet; a VM's own `egress: false` turns it off for that VM.
+   */
+  egress: Type.Union([Type.Literal('on'), Type.Literal('off')], { default: 'on' }),
+  /** Guests' upstream resolvers, `ip[:port]` comma list; empty = the namespace's resolv.conf. */
+  dnsUpstream: Type.String({ default: '', pattern: '^[0-9.:, ]*$' }),
   capacity: Type.Object(
     {
       vcpu: Type.Optional(Type.Integer({ minimum: 1 })),
@@ -80,6 +87,8 @@ export function loadVmmConfig(env: NodeJS.ProcessEnv = process.env, flags: Parti
       vmDir: env.VMM_VM_DIR,
       imagesDir: env.VMM_IMAGES_DIR,
       waitFor: env.WAIT_FOR,
+      egress: env.VMM_EGRESS ?? env.FORM_EGRESS,
+      dnsUpstream: env.VMM_DNS_UPSTREAM ?? env.FORM_DNS_UPSTREAM,
     },
     flags: flags as Record<string, unknown>,
   });

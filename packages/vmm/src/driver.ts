@@ -32,7 +32,8 @@ export interface PortForward {
 }
 
 export type DriverNetwork =
-  | { mode: 'user'; forwards: PortForward[]; mac: string }
+  /** `restrict`: QEMU's slirp lets the guest reach nothing outside (host forwards still work). */
+  | { mode: 'user'; forwards: PortForward[]; mac: string; restrict?: boolean | undefined }
   | { mode: 'tap'; tap: string; mac: string; netns?: string | undefined };
 
 /** Everything a driver needs to create one VM. JSON-serializable; the manager persists it. */

@@ -42,6 +42,11 @@ export interface CreateVmRequest {
   dataDiskMiB?: number | undefined;
   /** Start right away (default true). */
   start?: boolean | undefined;
+  /**
+   * false: the VM reaches formnet only (its neighbours, its gateway's DNS, other instances and members
+   * over WireGuard), never the internet. Default true; a node with egress off gives none to any VM.
+   */
+  egress?: boolean | undefined;
 }
 
 export interface VmManagerOptions {
@@ -122,6 +127,8 @@ export class VmManager {
         rec.lastExit = { kind: 'killed', reason: rec.stateReason, at: new Date().toISOString() };
       } else {
         this.setState(rec, found, `re-attached after a VMM restart (pid ${rec.driver.pid})`);
+        // The firewall was re-installed empty: its port guard (address, egress) before anything else.
+        await this.o.network.guard(rec.network);
       }
       this.o.store.save(rec);
     }
@@ -288,7 +295,10 @@ export class VmManager {
       taken.macs.add(r.network.mac);
       if (r.network.tap) taken.taps.add(r.network.tap);
     }
-    const net = await this.o.network.assign(id, taken, req.forwardPorts ?? ports);
+    if (req.egress !== undefined && typeof req.egress !== 'boolean') {
+      throw new FormError('BAD_REQUEST', 'Cannot create a VM: egress must be true or false');
+    }
+    const net = await this.o.network.assign(id, taken, req.forwardPorts ?? ports, req.egress !== false);
     const fullCmdline =
       `${cmdline!} vm_ip=${net.ip} vm_gw=${net.gateway} vm_dns=${net.dns} vm_name=${name} vm_id=${id}`.trim();
     const dir = join(this.o.store.vmDir(id), 'qemu');
@@ -307,7 +317,7 @@ export class VmManager {
       dataDiskMiB: req.dataDiskMiB ?? (isFormpack ? (this.o.dataDiskMiB ?? 0) : 0),
       network:
         net.mode === 'user'
-          ? { mode: 'user', forwards: net.forwards, mac: net.mac }
+          ? { mode: 'user', forwards: net.forwards, mac: net.mac, restrict: net.egress === false }
           : { mode: 'tap', tap: net.tap as string, mac: net.mac, netns: net.netns },
       agentChannel,
     };

@@ -5,7 +5,9 @@ import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
+import { type DnsForwarder, type DnsRecords, startDnsForwarder, type Upstream } from './dns-forwarder.ts';
 import type { PortForward } from './driver.ts';
+import { EgressFirewall } from './egress.ts';
 
 const execFileP = promisify(execFile);
 
@@ -31,6 +33,22 @@ export interface VmNetAssignment {
   tap?: string | undefined;
   netns?: string | undefined;
   forwards: PortForward[];
+  /** May the VM reach beyond formnet (absent in records made before egress existed = yes). */
+  egress?: boolean | undefined;
+}
+
+/** What instances may reach and how they resolve names (tap mode; user mode has QEMU's own NAT and DNS). */
+export interface VmNetworkOptions {
+  /** Node-wide egress switch (default 'on'); a VM's `egress: false` turns it off for that VM only. */
+  egress?: 'on' | 'off' | undefined;
+  /** Answer `<name>.<domain>` for guests from these records; other names go upstream. */
+  dns?: { domain: string; records: DnsRecords } | undefined;
+  /** Upstream resolvers for guests; default: the namespace's resolv.conf. */
+  dnsUpstreams?: Upstream[] | undefined;
+  /** Guest DNS on the bridge gateway (default true). */
+  dnsForwarder?: boolean | undefined;
+  /** Port of the guest DNS forwarder (default 53; guests only use 53). */
+  dnsPort?: number | undefined;
 }
 
 export function ipToInt(ip: string): number {
@@ -95,12 +113,25 @@ export function freePort(): Promise<number> {
 export class VmNetwork {
   readonly cfg: NetworkConfig;
   private readonly log: Logger;
+  private readonly opts: VmNetworkOptions;
+  private readonly logger: Logger;
   private createdNetns = false;
+  private firewall: EgressFirewall | undefined;
+  private dns: DnsForwarder | undefined;
+  /** Addresses of VMs without egress: the DNS forwarder relays nothing for them. */
+  private readonly noEgress = new Set<string>();
 
-  constructor(cfg: NetworkConfig, logger: Logger) {
+  constructor(cfg: NetworkConfig, logger: Logger, opts: VmNetworkOptions = {}) {
     this.cfg = cfg;
+    this.opts = opts;
+    this.logger = logger;
     this.log = logger.child({ component: 'vmm-net' });
     if (cfg.mode === 'tap') parseCidr(cfg.cidr);
+  }
+
+  /** The node-wide egress switch. */
+  get egress(): 'on' | 'off' {
+    return this.opts.egress ?? 'on';
   }
 
   private ip(args: string[]): Promise<{ stdout: string }> {
@@ -139,7 +170,39 @@ export class VmNetwork {
       await this.ip(['addr', 'add', `${intToIp(first)}/${prefix}`, 'dev', this.cfg.bridge]);
     }
     await this.ip(['link', 'set', this.cfg.bridge, 'up']);
-    this.log.info({ netns: ns, bridge: this.cfg.bridge, cidr: this.cfg.cidr }, 'vm network ready');
+    // Egress NAT, the per-port guards and no inbound except over formnet (see egress.ts).
+    this.firewall ??= new EgressFirewall(
+      { bridge: this.cfg.bridge, cidr: this.cfg.cidr, egress: this.egress, netns: ns || undefined },
+      this.logger,
+    );
+    await this.firewall.install();
+    if (this.opts.dnsForwarder !== false && !this.dns) {
+      try {
+        this.dns = await startDnsForwarder({
+          netns: ns || undefined,
+          host: intToIp(first),
+          port: this.opts.dnsPort,
+          clientCidr: this.cfg.cidr,
+          domain: this.opts.dns?.domain,
+          records: this.opts.dns?.records,
+          upstreams: this.opts.dnsUpstreams,
+          mayForward: (ip) => this.egress === 'on' && !this.noEgress.has(ip),
+          logger: this.logger,
+        });
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'guest DNS forwarder not started: new VMs get vm_dns=none');
+      }
+    }
+    this.log.info(
+      {
+        netns: ns,
+        bridge: this.cfg.bridge,
+        cidr: this.cfg.cidr,
+        egress: this.egress,
+        dns: this.dns?.address() ?? null,
+      },
+      'vm network ready',
+    );
   }
 
   /**
@@ -150,6 +213,7 @@ export class VmNetwork {
     id: string,
     taken: { ips: Set<string>; macs: Set<string>; taps: Set<string> },
     guestPorts: number[],
+    egress = true,
   ): Promise<VmNetAssignment> {
     // Ports come from a Formpack's EXPOSE (a peer's manifest) or an API caller and end up in QEMU's
     // `hostfwd=` option string: integers only, or a comma adds options (`guestfwd=…-cmd:` runs a command).
@@ -170,7 +234,7 @@ export class VmNetwork {
     if (this.cfg.mode === 'user') {
       const forwards: PortForward[] = [];
       for (const guest of [...new Set(guestPorts)]) forwards.push({ guest, host: await freePort() });
-      return { mode: 'user', ip: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3', mac, forwards };
+      return { mode: 'user', ip: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3', mac, forwards, egress };
     }
     const { first, last, prefix } = parseCidr(this.cfg.cidr);
     for (let n = first + 1; n <= last; n++) {
@@ -180,11 +244,13 @@ export class VmNetwork {
         mode: 'tap',
         ip: `${addr}/${prefix}`,
         gateway: intToIp(first),
-        dns: 'none',
+        // Guests resolve through the forwarder on their gateway (formnet names + upstream).
+        dns: this.dns ? intToIp(first) : 'none',
         mac,
         tap: tapFor(id, salt),
         netns: this.cfg.netns || undefined,
         forwards: [],
+        egress,
       };
     }
     throw new FormError('VM_NO_CAPACITY', `Cannot create VM ${id}: no free address left in ${this.cfg.cidr}`);
@@ -198,18 +264,34 @@ export class VmNetwork {
       () => false,
     );
     if (!exists) await this.ip(['tuntap', 'add', 'dev', a.tap, 'mode', 'tap']);
+    // Guard first: the port's source address and egress are enforced before it carries a frame.
+    await this.guard(a);
     await this.ip(['link', 'set', a.tap, 'master', this.cfg.bridge]);
     await this.ip(['link', 'set', a.tap, 'up']);
+  }
+
+  /** Register a VM's port with the firewall (its one address; egress or not). Used for re-attached VMs. */
+  async guard(a: VmNetAssignment): Promise<void> {
+    if (a.mode !== 'tap' || !a.tap || !this.firewall) return;
+    const ip = a.ip.split('/')[0] as string;
+    if (a.egress === false) this.noEgress.add(ip);
+    else this.noEgress.delete(ip);
+    await this.firewall.addPort({ port: a.tap, ip, egress: a.egress !== false });
   }
 
   /** Remove the VM's TAP device (tap mode; missing is fine). */
   async detach(a: VmNetAssignment): Promise<void> {
     if (a.mode !== 'tap' || !a.tap) return;
     await this.ip(['link', 'del', a.tap]).catch(() => undefined);
+    await this.firewall?.removePort(a.tap);
+    this.noEgress.delete(a.ip.split('/')[0] as string);
   }
 
   /** Delete the namespace if this VMM created it (or owns it: `createNetns`). */
   async close(): Promise<void> {
+    await this.dns?.close();
+    this.dns = undefined;
+    await this.firewall?.remove();
     if ((this.createdNetns || this.cfg.createNetns) && this.cfg.netns && existsSync(`/run/netns/${this.cfg.netns}`)) {
       await execFileP('ip', ['netns', 'del', this.cfg.netns]).catch(() => undefined);
       this.createdNetns = false;

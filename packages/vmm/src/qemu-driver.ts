@@ -952,7 +952,7 @@ export function qemuArgv(vm: DriverVm, o: QemuArgvOptions): string[] {
   }
   if (s.network.mode === 'user') {
     const fwd = s.network.forwards.map((f) => `,hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`).join('');
-    a.push('-netdev', `user,id=n0${fwd}`);
+    a.push('-netdev', `user,id=n0${s.network.restrict ? ',restrict=on' : ''}${fwd}`);
   } else {
     a.push('-netdev', `tap,id=n0,ifname=${s.network.tap},script=no,downscript=no`);
   }

@@ -4,6 +4,7 @@ import { NonceCache } from '@formation/identity';
 import { type ApiServer, createApiServer, type Logger } from '@formation/service';
 import { registerVmmRoutes, type VmmAccess } from './api.ts';
 import type { VmmConfig } from './config.ts';
+import { type DnsRecords, parseUpstreams } from './dns-forwarder.ts';
 import type { HypervisorDriver } from './driver.ts';
 import { hostKernel } from './images.ts';
 import { LogCollector } from './log-collector.ts';
@@ -41,6 +42,8 @@ export async function createVmmService(opts: {
   access?: VmmAccess;
   /** Extra routes mounted on the VMM API before it is sealed (e.g. `registerAttestRoutes` of @formation/attest). */
   routes?: (app: ApiServer, manager: VmManager) => void;
+  /** Guests' DNS answers `<name>.<domain>` from these records (the node's formnet names). */
+  dns?: { domain: string; records: DnsRecords };
   /** Guest log collection (default on: `<vmDir>/.logs`, read every second, 2 × 4 MiB per VM); false = off. */
   logs?: { dir?: string; pollMs?: number; maxFileBytes?: number } | false;
 }): Promise<VmmService> {
@@ -58,7 +61,11 @@ export async function createVmmService(opts: {
       sandbox: config.sandbox,
       cgroupLimits: config.cgroupLimits,
     });
-  const network = new VmNetwork(config.network, logger);
+  const network = new VmNetwork(config.network, logger, {
+    egress: config.egress,
+    dns: opts.dns,
+    dnsUpstreams: config.dnsUpstream.trim() ? parseUpstreams(config.dnsUpstream) : undefined,
+  });
   const manager = new VmManager({
     driver,
     store: new VmStore(config.vmDir),

@@ -275,6 +275,12 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       config: vmmConfig,
       logger,
       access: { operators: [key.publicKey], ownerOf: instanceOwnerOf },
+      // Guests resolve <name>.<domain> through the forwarder on their gateway (the rest goes upstream).
+      dns: {
+        domain: config.domain,
+        records: (name) =>
+          store.views().dns.find((d) => d.name === `${name}.${config.domain}` || d.name === name)?.addresses,
+      },
       // Attestation (measured boot reports, sealed secrets) lives on the VMM API, beside the VMs it measures.
       routes: (app, manager) =>
         registerAttestRoutes(app, {

@@ -200,7 +200,9 @@ describe('from anywhere: the developer flow from a laptop behind NAT (3 hosts)',
     const r = running(st)[0] as Replica;
     const host = byAddress.get(r.node) as DevnetNode;
     const tag = `from-instance-${Date.now()}`;
-    const out = await ssh(r.formnetIp as string, `curl -sS --max-time 10 http://198.51.100.200/${tag}`);
+    // The guest has python3, not curl.
+    const get = `import urllib.request as u; print(u.urlopen('http://198.51.100.200/${tag}', timeout=10).read().decode())`;
+    const out = await ssh(r.formnetIp as string, `python3 -c "${get}"`);
     assert.equal(out.code, 0, `${out.stdout}${out.stderr}`);
     assert.match(out.stdout, /hello from the visitor/);
     assert.equal(readVisitorLog(s).find((x) => x.url === `/${tag}`)?.from, host.publicAddress);

@@ -3,7 +3,7 @@
 // to the root namespace. One 2-node world shared by the file (prefix fdw).
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -139,6 +139,21 @@ describe('world devnet plan (pure)', () => {
       'NOT_FOUND',
       'no laptop in local mode',
     );
+  });
+});
+
+describe('form devnet CLI usage (no root)', () => {
+  it('refuses --port-base without --local (every world host uses the standard ports) and makes nothing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'form-devnet-usage-'));
+    try {
+      const r = await form(['devnet', 'up', '--nodes', '2', '--port-base', '140', '--dir', join(dir, 'd')]);
+      assert.equal(r.code, 2, r.out);
+      assert.match(r.out, /Cannot use --port-base in a world devnet/);
+      assert.match(r.out, /--local/);
+      assert.deepEqual(readdirSync(dir), [], 'no devnet dir made');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -12,13 +12,16 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { isFormError } from '@formation/interface';
 import { requireOrSkip, until } from '@formation/interface/testing';
+import type { NodeInfo } from '../src/config.ts';
 import {
+  type DevnetNode,
   type DevnetState,
   devnetDown,
   devnetExecEnv,
   devnetExecTarget,
   devnetStatus,
   devnetUp,
+  publicMultiaddr,
   readVisitorLog,
 } from '../src/devnet.ts';
 import {
@@ -138,6 +141,38 @@ describe('world devnet plan (pure)', () => {
       code(() => devnetExecTarget(local, 'laptop')),
       'NOT_FOUND',
       'no laptop in local mode',
+    );
+  });
+});
+
+describe('world devnet join address (pure)', () => {
+  const node = (p2p: string[]) =>
+    ({
+      name: 'node1',
+      index: 1,
+      netns: 'fdn1',
+      dataDir: '/tmp/x/node1',
+      portOffset: 0,
+      underlayIp: '198.51.100.11',
+      instanceCidr: '10.129.1.0/24',
+      pid: 1,
+      apiBase: 'http://127.0.0.1',
+      publicAddress: '198.51.100.11',
+      info: { p2p } as unknown as NodeInfo,
+    }) satisfies DevnetNode;
+  it('joins node 1 at its public multiaddr, never its loopback one', () => {
+    const pub = '/ip4/198.51.100.11/tcp/3005/p2p/16Uiu2HAm';
+    assert.equal(publicMultiaddr(node(['/ip4/127.0.0.1/tcp/3005/p2p/16Uiu2HAm', pub])), pub);
+  });
+  it('refuses with UNAVAILABLE when node 1 does not listen on its public address', () => {
+    assert.equal(
+      code(() => publicMultiaddr(node(['/ip4/127.0.0.1/tcp/3005/p2p/16Uiu2HAm']))),
+      'UNAVAILABLE',
+    );
+    // A lookalike prefix (198.51.100.111) is not the address.
+    assert.equal(
+      code(() => publicMultiaddr(node(['/ip4/198.51.100.111/tcp/3005/p2p/x']))),
+      'UNAVAILABLE',
     );
   });
 });

@@ -49,7 +49,7 @@ async function joinFormnet(
   const paths = formnetPaths();
   const r = await memberUp({
     file: paths.member,
-    iface: opts.interface,
+    iface: opts.interface ?? process.env.FORM_FORMNET_INTERFACE,
     logFile: paths.wireguardLog,
     nodeUrl: client.baseUrl,
     node: { id: info.node, endpoint: info.wireguardEndpoint, formnetAddress: info.formnetAddress },

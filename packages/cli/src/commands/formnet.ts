@@ -7,7 +7,10 @@ export function registerFormnet({ noun }: CommandContext): void {
     .command('up')
     .description('Join (or re-join) formnet: stable key and address, interface formnet0, names resolve (root)')
     .option('--node <url>', 'node to join through (its public address)')
-    .option('--interface <name>', 'WireGuard interface name (unique on this host)', 'formnet0')
+    .option(
+      '--interface <name>',
+      'WireGuard interface name, unique on this host (default $FORM_FORMNET_INTERFACE or formnet0)',
+    )
     .option('--no-resolver', 'do not configure the resolver for the formnet domain')
     .option('--json', 'print the result as JSON')
     .addHelpText(

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { InstanceView, NodeView, StateClient } from '@formation/state/client';
-import { nodeVmmUrl, pickReplicas, sinceMs } from '../src/actions/logs.ts';
-import { statusTargets } from '../src/actions/manage.ts';
+import { formatLine, nodeVmmUrl, pickReplicas, sinceMs } from '../src/actions/logs.ts';
+import { formatEvent, statusTargets } from '../src/actions/manage.ts';
 import { cpuPercent } from '../src/actions/metrics.ts';
 
 // The pure parts of `form logs` and `form manage get status <formpack-id>` (seed 000's form).
@@ -118,4 +118,50 @@ describe('form manage get metrics: CPU % between two samples', () => {
   ] as const) {
     test(name, () => assert.equal(cpuPercent(a, b), want));
   }
+});
+
+describe('form logs: a guest cannot drive the terminal of whoever reads its logs', () => {
+  const r = { node: `02${'a'.repeat(64)}`, label: 'node-a' } as Parameters<typeof formatLine>[1];
+  const e = (line: string) => ({ seq: 1, t: 0, stream: 'app', src: 'entrypoint', line });
+  test('escape sequences (title, colours, cursor moves, OSC 52 clipboard) and other controls are shown inert', () => {
+    const hostile = '\u001b]0;pwned\u0007\u001b[2J\u001b]52;c;ZXZpbA==\u0007ok\u009b31m\rX\u0000';
+    const out = formatLine(e(hostile), r, false);
+    const controls = [...out.replace(/\n$/, '')].filter((c) => {
+      const n = c.codePointAt(0) ?? 0;
+      return (n < 0x20 && n !== 0x09) || (n >= 0x7f && n <= 0x9f);
+    });
+    assert.deepEqual(controls, [], JSON.stringify(out));
+    assert.match(out, /ok/);
+    assert.match(out, /pwned/);
+  });
+  test('--json keeps the line exactly (JSON escapes it)', () => {
+    const line = '\u001b[31mred\u001b[0m\ttab';
+    assert.equal(JSON.parse(formatLine(e(line), r, true)).line, line);
+  });
+  test('tabs and printable text pass unchanged', () => {
+    assert.match(formatLine(e('a\tb ünïcode ✓'), r, false), /a\tb ünïcode ✓\n$/);
+  });
+});
+
+describe('form manage events: what a node wrote (reason, its name) cannot drive the terminal', () => {
+  test('a failure reason and a node name with escape sequences are shown inert', () => {
+    const out = formatEvent(
+      {
+        at: 0,
+        kind: 'failed',
+        node: `02${'a'.repeat(64)}`,
+        author: null,
+        actor: null,
+        op: null,
+        detail: 'replica failed: \u001b]0;owned\u0007\u001b[1A\u001b[2Kall good',
+      },
+      () => 'evil\u001b[8mnode',
+    );
+    const controls = [...out.replace(/\n$/, '')].filter((c) => {
+      const n = c.codePointAt(0) ?? 0;
+      return (n < 0x20 && n !== 0x09) || (n >= 0x7f && n <= 0x9f);
+    });
+    assert.deepEqual(controls, [], JSON.stringify(out));
+    assert.match(out, /all good/);
+  });
 });

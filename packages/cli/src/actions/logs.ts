@@ -4,6 +4,7 @@ import type { ApiClient } from '@formation/service/client';
 import type { InstanceView, NodeView } from '@formation/state/client';
 import pc from 'picocolors';
 import { developerKey, serviceUrl } from '../node-client.ts';
+import { inert } from './inert.ts';
 import { resolveInstance } from './manage.ts';
 
 export interface LogsOptions {
@@ -123,15 +124,17 @@ export async function locate(
   return out;
 }
 
-function print(e: Entry, r: ReplicaLogs, json: boolean): void {
+/** One output line: JSON (the line exact, escaped by JSON), or text labelled with its replica, made inert. */
+export function formatLine(e: Entry, r: Pick<ReplicaLogs, 'node' | 'label'>, json: boolean): string {
   if (json) {
-    process.stdout.write(
-      `${JSON.stringify({ time: new Date(e.t).toISOString(), t: e.t, node: r.node, replica: r.label, stream: e.stream, src: e.src, seq: e.seq, line: e.line })}\n`,
-    );
-    return;
+    return `${JSON.stringify({ time: new Date(e.t).toISOString(), t: e.t, node: r.node, replica: r.label, stream: e.stream, src: e.src, seq: e.seq, line: e.line })}\n`;
   }
-  const tag = e.stream === 'app' ? pc.cyan(r.label) : pc.dim(`${r.label} ${e.src}`);
-  process.stdout.write(`${pc.dim(new Date(e.t).toISOString())} ${tag} ${e.line}\n`);
+  const tag = e.stream === 'app' ? pc.cyan(inert(r.label)) : pc.dim(inert(`${r.label} ${e.src}`));
+  return `${pc.dim(new Date(e.t).toISOString())} ${tag} ${inert(e.line)}\n`;
+}
+
+function print(e: Entry, r: ReplicaLogs, json: boolean): void {
+  process.stdout.write(formatLine(e, r, json));
 }
 
 /**

@@ -3,6 +3,7 @@ import type { InstanceView, StateClient } from '@formation/state/client';
 import pc from 'picocolors';
 import { developerKey, serviceClient, serviceUrl } from '../node-client.ts';
 import { printJson } from '../output.ts';
+import { inert } from './inert.ts';
 
 interface Common {
   node?: string;
@@ -160,7 +161,7 @@ async function statusOf(
   };
   if (!opts.json) {
     const colour = s.status === 'SUCCESS' ? pc.green : s.status === 'FAILURE' ? pc.red : pc.yellow;
-    process.stdout.write(`${colour(formatDeploymentStatus(s))}\n`);
+    process.stdout.write(`${colour(inert(formatDeploymentStatus(s)))}\n`);
     process.stdout.write(
       `instance ${inst.name} (${inst.id}), ${s.running}/${s.wanted} replicas running, revision ${inst.revision}\n`,
     );
@@ -171,14 +172,14 @@ async function statusOf(
           ? ''
           : `  attested: ${r.attested === 'ok' ? pc.green('ok') : pc.red(r.attested)}  disk: ${r.disk}`;
       process.stdout.write(
-        `  ${r.node}  ${String(r.state).padEnd(9)} ${(r.formnetIp ?? '-').padEnd(15)} rev ${r.revision ?? '-'}${r.reason ? `  ${r.reason}` : ''}${att}\n`,
+        `  ${r.node}  ${inert(String(r.state)).padEnd(9)} ${(r.formnetIp ?? '-').padEnd(15)} rev ${r.revision ?? '-'}${r.reason ? `  ${inert(r.reason)}` : ''}${att}\n`,
       );
     }
   }
   return { json, failed: attestFailed };
 }
 
-interface EventRow {
+export interface EventRow {
   at: number;
   kind: string;
   node: string | null;
@@ -186,6 +187,14 @@ interface EventRow {
   actor: string | null;
   op: string | null;
   detail: string;
+}
+
+/** One event as a line of text; what nodes wrote (reasons, names) is made inert for the terminal. */
+export function formatEvent(e: EventRow, label: (node: string | null) => string): string {
+  const colour =
+    e.kind === 'failed' || e.kind === 'node-lost' ? pc.red : e.kind === 'healed' ? pc.yellow : (x: string) => x;
+  const by = e.actor ? pc.dim(`  (by ${e.actor})`) : '';
+  return `${new Date(e.at).toISOString()}  ${colour(e.kind.padEnd(15))} ${inert(label(e.node)).padEnd(16)} ${inert(e.detail)}${by}\n`;
 }
 
 /** `form manage events <instance> [--since 10m] [--json]`: the instance's history, oldest first. */
@@ -215,13 +224,7 @@ export async function events(ref: string, opts: Common & { since?: string }): Pr
   }
   process.stdout.write(`events of ${r.instance.name} (${r.instance.id})\n`);
   if (r.events.length === 0) process.stdout.write('  (none in this period)\n');
-  for (const e of r.events) {
-    const colour =
-      e.kind === 'failed' || e.kind === 'node-lost' ? pc.red : e.kind === 'healed' ? pc.yellow : (x: string) => x;
-    process.stdout.write(
-      `${new Date(e.at).toISOString()}  ${colour(e.kind.padEnd(15))} ${label(e.node).padEnd(16)} ${e.detail}${e.actor ? pc.dim(`  (by ${e.actor})`) : ''}\n`,
-    );
-  }
+  for (const e of r.events) process.stdout.write(formatEvent(e, label));
   return 0;
 }
 

@@ -65,7 +65,8 @@ export class LogCollector {
   private running: Promise<void> | undefined;
   /** Boot (startedAt) each VM's cursors were last checked against. */
   private readonly checkedBoot = new Map<string, string>();
-  private readonly busy = new Map<string, Promise<void>>();
+  private readonly inflight = new Map<string, Promise<void>>();
+  private readonly queued = new Map<string, Promise<void>>();
 
   constructor(o: LogCollectorOptions) {
     this.o = o;
@@ -94,16 +95,32 @@ export class LogCollector {
     return this.running;
   }
 
-  /** Read the new lines of one VM now (the logs route calls this before answering). One at a time per VM. */
+  /**
+   * Read the new lines of one VM now (the logs route calls this before answering). One read at a time
+   * per VM and at most one waiting: callers arriving while one waits share it, so a burst of requests
+   * costs the guest two reads, not one per request.
+   */
   collectVm(vm: VmView): Promise<void> {
-    const prev = this.busy.get(vm.id) ?? Promise.resolve();
-    const next = prev.then(() => this.readVm(vm));
-    const settled = next.catch(() => undefined);
-    this.busy.set(vm.id, settled);
-    void settled.then(() => {
-      if (this.busy.get(vm.id) === settled) this.busy.delete(vm.id);
-    });
+    const waiting = this.queued.get(vm.id);
+    if (waiting) return waiting;
+    const current = this.inflight.get(vm.id);
+    if (!current) return this.launch(vm);
+    const next = current
+      .catch(() => undefined)
+      .then(() => {
+        this.queued.delete(vm.id);
+        return this.launch(vm);
+      });
+    this.queued.set(vm.id, next);
     return next;
+  }
+
+  private launch(vm: VmView): Promise<void> {
+    const p = this.readVm(vm).finally(() => {
+      if (this.inflight.get(vm.id) === p) this.inflight.delete(vm.id);
+    });
+    this.inflight.set(vm.id, p);
+    return p;
   }
 
   private async readVm(vm: VmView): Promise<void> {

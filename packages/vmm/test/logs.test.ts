@@ -5,10 +5,12 @@ import { after, before, describe, test } from 'node:test';
 import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
 import { apiIdentity, createLogger } from '@formation/service';
 import { loadVmmConfig } from '../src/config.ts';
-import { splitLines } from '../src/log-collector.ts';
+import type { GuestAgent } from '../src/driver.ts';
+import { LogCollector, splitLines } from '../src/log-collector.ts';
 import { LogStore } from '../src/log-store.ts';
 import { MemoryDriver } from '../src/memory-driver.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
+import type { VmView } from '../src/types.ts';
 
 // Guest logs: the on-disk store (rotation, cap, seq across reopen), the line splitter, and the whole
 // path — guest file → guest agent → collector → store → GET /vms/:id/logs — on the memory driver
@@ -79,6 +81,40 @@ describe('splitLines', () => {
   ] as const) {
     test(name, () => assert.deepEqual(splitLines(b(input), full), { lines: [...lines], used }));
   }
+});
+
+describe('LogCollector', () => {
+  test('a burst of requests for one VM costs at most two reads of each guest file, and all see the lines', async () => {
+    const dir = mkdtempSync('/tmp/fvmm-logburst-');
+    try {
+      let reads = 0;
+      const file = Buffer.from('one\ntwo\n');
+      const vm = { id: 'vm1', state: 'running', ready: true, startedAt: 't0' } as VmView;
+      const store = new LogStore({ dir });
+      const agent = {
+        readRange: async (_path: string, offset: number, max: number) => {
+          reads++;
+          await new Promise((r) => setTimeout(r, 20));
+          return { data: file.subarray(offset, offset + max), size: file.length };
+        },
+      } as unknown as GuestAgent;
+      const c = new LogCollector({
+        target: { list: () => [vm], agent: () => agent },
+        store,
+        logger: createLogger('silent'),
+        pollMs: 0,
+        sources: [{ src: 'entrypoint', stream: 'app', path: '/var/log/form/entrypoint.log' }],
+      });
+      await Promise.all(Array.from({ length: 50 }, () => c.collectVm(vm)));
+      assert.ok(reads <= 2, `${reads} reads`);
+      assert.deepEqual(
+        store.read('vm1').map((e) => e.line),
+        ['one', 'two'],
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 function makeFormpack(dir: string): string {

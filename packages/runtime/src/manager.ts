@@ -11,7 +11,7 @@ import { ContainerVm } from './container-vm.ts';
 import { ownedDir } from './dirs.ts';
 import type { ImageStore, StoredImage } from './image-store.ts';
 import { loadModulesDir, moduleImage, parseModule } from './module.ts';
-import { MAX_HOPS, planOutbox, spawnedNotice } from './outbox.ts';
+import { type ChainBudget, MAX_HOPS, newChainBudget, planOutbox, spawnedNotice } from './outbox.ts';
 import { type ContainerLimits, RuncContainer, type UserNamespace } from './runc.ts';
 import type { LogEntry, ProcessRecord, RuntimeStore } from './store.ts';
 import type { ApplyMode, Meta, Result, RuntimeModule } from './types.ts';
@@ -84,6 +84,8 @@ export interface SendInput {
   timestamp?: number;
   /** Set for a message another process here sent (how many hops its chain has taken). */
   hops?: number;
+  /** The delivery budget of the chain a pushed message belongs to. */
+  chain?: ChainBudget;
 }
 
 export interface SendOutput {
@@ -392,7 +394,7 @@ export class ProcessManager {
     // sender then queues behind it instead of waiting on it
     return run.then((out) => {
       if (out.sequence > 0 && (out.result.messages.length > 0 || out.result.spawns.length > 0)) {
-        const d = this.deliver(pid, out, input.hops ?? 0).catch((err) =>
+        const d = this.deliver(pid, out, input.hops ?? 0, input.chain ?? newChainBudget()).catch((err) =>
           this.log.warn({ err, processId: pid, itemId: out.itemId }, 'outbox delivery failed'),
         );
         this.deliveries.add(d);
@@ -412,7 +414,7 @@ export class ProcessManager {
    * go out in turn, up to MAX_HOPS), spawns as new processes owned by the sender, each followed by a
    * `Spawned` notice to it. Targets on other nodes are logged and dropped (no cross-node MU yet).
    */
-  private async deliver(source: string, out: SendOutput, hops: number): Promise<void> {
+  private async deliver(source: string, out: SendOutput, hops: number, chain: ChainBudget): Promise<void> {
     if (this.closed) return;
     if (hops >= MAX_HOPS) {
       this.log.warn({ processId: source, itemId: out.itemId, hops }, 'message chain too long; outbox dropped');
@@ -420,6 +422,12 @@ export class ProcessManager {
     }
     const plan = planOutbox(source, out.itemId, out.result);
     for (const child of plan.spawns) {
+      if (chain.spawns <= 0 || chain.deliveries <= 0) {
+        this.log.warn({ processId: source, itemId: out.itemId }, 'chain spawn budget used up; spawn dropped');
+        continue;
+      }
+      chain.spawns--;
+      chain.deliveries--;
       if (!this.modules.has(child.module)) {
         this.log.warn({ processId: source, module: child.module }, 'Spawn names a module this node does not have');
         continue;
@@ -429,6 +437,11 @@ export class ProcessManager {
       plan.messages.push(spawnedNotice(source, child));
     }
     for (const m of plan.messages) {
+      if (chain.deliveries <= 0) {
+        this.log.warn({ processId: source, itemId: out.itemId }, 'chain delivery budget used up; message dropped');
+        return;
+      }
+      chain.deliveries--;
       if (!this.procs.has(m.target)) {
         this.log.warn({ processId: source, target: m.target }, 'message target is not on this node; not delivered');
         continue;
@@ -441,6 +454,7 @@ export class ProcessManager {
         params: m.params,
         itemId: m.id,
         hops: hops + 1,
+        chain,
       }).catch((err) => {
         if (isFormError(err) && err.code === 'CONFLICT') return; // delivered before
         throw err;

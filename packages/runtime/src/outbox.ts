@@ -23,6 +23,23 @@ export interface ChildSpawn {
 
 /** Most hops a chain of process-to-process messages may take (a ping-pong loop stops here). */
 export const MAX_HOPS = 32;
+/**
+ * Most deliveries (messages + spawns) one message from outside may cause in all, down its whole chain:
+ * a process that sends itself two messages per message would otherwise double them at every hop.
+ */
+export const MAX_CHAIN_DELIVERIES = 256;
+/** Most spawns one chain may cause (each is a container). */
+export const MAX_CHAIN_SPAWNS = 8;
+
+/** What is left of a chain's delivery budget (shared by every delivery the chain causes). */
+export interface ChainBudget {
+  deliveries: number;
+  spawns: number;
+}
+
+export function newChainBudget(): ChainBudget {
+  return { deliveries: MAX_CHAIN_DELIVERIES, spawns: MAX_CHAIN_SPAWNS };
+}
 
 const derivedId = (...parts: string[]) => createHash('sha256').update(parts.join('\n')).digest('base64url');
 

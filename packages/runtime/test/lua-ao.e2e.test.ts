@@ -15,6 +15,7 @@ import { connect, createDataItemSigner } from '@permaweb/aoconnect';
 import { RuntimeClient } from '../src/client.ts';
 import { loadRuntimeConfig } from '../src/config.ts';
 import { buildLuaRuntimeImage, luaRuntimeModule } from '../src/lua-image.ts';
+import { MAX_CHAIN_DELIVERIES } from '../src/outbox.ts';
 import { createRuntimeService, type RuntimeService } from '../src/service.ts';
 import { CACHE_DIR, integrationSkip, TestRedis, tmp } from './helpers.ts';
 
@@ -194,6 +195,21 @@ describe('aos-style session on the Lua runtime with an Arweave wallet (runc, Red
     assert.equal(svc.manager.process(kid).owner, pid, 'the child belongs to the process that spawned it');
     const kidState = await ao.dryrun({ process: kid, tags: [{ name: 'Action', value: 'Anything' }] });
     assert.match(out(kidState), /New Message From/);
+  });
+
+  it('a process that doubles its own messages stops at the chain budget (no exponential fan-out)', async () => {
+    await send(
+      jwk,
+      pid,
+      'Eval',
+      "Handlers.add('bomb', 'Bomb', function() Send({ Target = ao.id, Action = 'Bomb' }); Send({ Target = ao.id, Action = 'Bomb' }) end)",
+    );
+    await svc.manager.settled();
+    const before = svc.manager.process(pid).lastSequence;
+    await send(other, pid, 'Bomb');
+    await svc.manager.settled();
+    assert.equal(svc.manager.process(pid).lastSequence - before, 1 + MAX_CHAIN_DELIVERIES);
+    await send(jwk, pid, 'Eval', "Handlers.remove('bomb')");
   });
 
   it('checkpoint and restore by the owner wallet (ANS-104 items); another wallet is refused; replay is exact', async () => {

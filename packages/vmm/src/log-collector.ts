@@ -170,9 +170,13 @@ export class LogCollector {
       const head = await agent.readRange(s.path, 0, c.headLen);
       if (head.data.length !== c.headLen || sha(head.data) !== c.headHash) c = undefined;
     }
-    for (let round = 0; round < 16; round++) {
+    // At most 4 chunks (256 KiB by default) per file per round: a chattier app falls behind, it does not
+    // get to spend the node's CPU (its own file in the guest keeps the rest).
+    for (let round = 0; round < 4; round++) {
       const offset = c?.offset ?? 0;
       const r = await agent.readRange(s.path, offset, chunk);
+      // The agent runs in the guest: never take more than was asked for.
+      const data = r.data.length > chunk ? r.data.subarray(0, chunk) : r.data;
       if (c && r.size < c.offset) {
         // Truncated or replaced: start over from its beginning.
         c = undefined;
@@ -182,7 +186,7 @@ export class LogCollector {
         const head = r.data.subarray(0, Math.min(HEAD, r.data.length));
         c = { offset: 0, headLen: head.length, headHash: sha(head) };
       }
-      const { lines, used } = splitLines(r.data, r.data.length >= chunk);
+      const { lines, used } = splitLines(data, data.length >= chunk);
       const t = (this.o.now ?? Date.now)();
       if (lines.length)
         this.o.store.append(
@@ -191,7 +195,7 @@ export class LogCollector {
         );
       c = { ...c, offset: offset + used };
       cursors[s.src] = c;
-      if (r.data.length < chunk || used === 0) break;
+      if (data.length < chunk || used === 0) break;
     }
   }
 }

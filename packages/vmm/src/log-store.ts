@@ -93,19 +93,24 @@ export class LogStore {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     let seq = this.seqOf(id);
     const entries: LogEntry[] = [];
-    let text = '';
+    const texts: string[] = [];
     for (const l of lines) {
       const line = l.line.length > this.maxLineBytes ? `${l.line.slice(0, this.maxLineBytes)}…[cut]` : l.line;
       const e: LogEntry = { seq: seq++, t: l.t, stream: l.stream, src: l.src, line };
       entries.push(e);
-      text += `${JSON.stringify(e)}\n`;
+      texts.push(`${JSON.stringify(e)}\n`);
     }
+    // A batch bigger than a whole file keeps only its newest lines (the cap holds; linear in the batch).
+    let bytes = 0;
+    let first = texts.length;
+    while (first > 0 && bytes + Buffer.byteLength(texts[first - 1] as string) <= this.maxFileBytes) {
+      first--;
+      bytes += Buffer.byteLength(texts[first] as string);
+    }
+    const text = texts.slice(first).join('');
     const cur = join(dir, CURRENT);
     const size = existsSync(cur) ? statSync(cur).size : 0;
-    if (size > 0 && size + Buffer.byteLength(text) > this.maxFileBytes) renameSync(cur, join(dir, PREVIOUS));
-    // A batch bigger than a whole file keeps only its newest part (the cap holds).
-    while (Buffer.byteLength(text) > this.maxFileBytes && text.includes('\n'))
-      text = text.slice(text.indexOf('\n') + 1);
+    if (size > 0 && size + bytes > this.maxFileBytes) renameSync(cur, join(dir, PREVIOUS));
     appendFileSync(cur, text, { mode: 0o600 });
     this.nextSeq.set(id, seq);
     this.events.emit(id, entries);

@@ -117,6 +117,33 @@ describe('LogCollector', () => {
   });
 });
 
+describe('LogCollector against a hostile guest agent', () => {
+  test('an agent that answers with far more than asked (and a lying size) fills neither the store nor the CPU', async () => {
+    const dir = mkdtempSync('/tmp/fvmm-loghostile-');
+    try {
+      const flood = Buffer.from('x\n'.repeat(4 * 1024 * 1024)); // 8 MiB of 2-byte lines per read
+      const vm = { id: 'vm1', state: 'running', ready: true, startedAt: 't0' } as VmView;
+      const store = new LogStore({ dir, maxFileBytes: 256 * 1024 });
+      const agent = { readRange: async () => ({ data: flood, size: 2 ** 52 }) } as unknown as GuestAgent;
+      const c = new LogCollector({
+        target: { list: () => [vm], agent: () => agent },
+        store,
+        logger: createLogger('silent'),
+        pollMs: 0,
+        chunkBytes: 64 * 1024,
+        sources: [{ src: 'entrypoint', stream: 'app', path: '/var/log/form/entrypoint.log' }],
+      });
+      await c.collect();
+      const cursor = store.cursors('vm1').entrypoint;
+      assert.ok(cursor && cursor.offset <= 4 * 64 * 1024, `cursor at ${cursor?.offset}`);
+      assert.ok(store.bytes('vm1') <= 2 * 256 * 1024, `${store.bytes('vm1')} bytes stored`);
+      assert.ok(store.read('vm1').length > 0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 function makeFormpack(dir: string): string {
   const id = 'd'.repeat(64);
   const fp = `${dir}/${id}`;

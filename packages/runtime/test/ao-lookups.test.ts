@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { ArweaveSigner, createData } from '@dha-team/arbundles';
 import { NonceCache } from '@formation/identity';
 import { isFormError } from '@formation/interface';
+import fc from 'fast-check';
 import { answerTransactions, type KnownTransaction, parseTransactionsQuery } from '../src/graphql.ts';
 import { planOutbox, spawnedNotice } from '../src/outbox.ts';
 import { sameAddress, verifyOwnerItem } from '../src/owner-auth.ts';
@@ -89,6 +90,49 @@ describe('graphql subset', () => {
       coded('BAD_REQUEST', /nest too deep|not closed/),
     );
     assert.throws(() => parseTransactionsQuery('x'.repeat(20_001)), coded('BAD_REQUEST', /at most 20,000/));
+  });
+});
+
+describe('graphql subset: fuzzed', () => {
+  it('any query text and variables either parse or are refused with BAD_REQUEST, never anything else', () => {
+    const pieces = fc.constantFrom(
+      'transactions',
+      '(',
+      ')',
+      '[',
+      ']',
+      '{',
+      '}',
+      ':',
+      ',',
+      '"',
+      '$v',
+      'ids',
+      'tags',
+      'name',
+      'values',
+      '"x"',
+      '1',
+      ' ',
+      '\\',
+    );
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.string(),
+          fc.array(pieces).map((a) => a.join('')),
+        ),
+        fc.jsonValue(),
+        (q, v) => {
+          try {
+            parseTransactionsQuery(q, { v } as Record<string, unknown>);
+          } catch (err) {
+            assert.ok(isFormError(err) && err.code === 'BAD_REQUEST', String(err));
+          }
+        },
+      ),
+      { numRuns: 3000 },
+    );
   });
 });
 

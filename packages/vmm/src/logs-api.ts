@@ -92,7 +92,12 @@ export function registerLogRoutes(
             off();
             resolve(e);
           };
-          const off = logs.store.subscribe(id, () => done(logs.store.read(id, query)));
+          // The appended lines themselves: a waiting follower does not re-read the whole store per batch.
+          const off = logs.store.subscribe(id, (added) =>
+            done(
+              added.filter((e) => (since === undefined || e.t >= since) && (q.after === undefined || e.seq > q.after)),
+            ),
+          );
           const timer = setTimeout(() => done([]), q.waitMs ?? 20_000);
           req.raw.once('close', () => done([]));
         });

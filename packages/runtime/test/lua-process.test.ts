@@ -168,6 +168,24 @@ describe('AO Lua process: messages, outbox, Inbox, Eval', () => {
     assert.match(p.apply(msg('Eval', 'this is not lua')).error ?? '', /syntax error|expected/);
   });
 
+  it('a failure after many messages (past a rollback base) leaves memory byte-identical to a twin that never got it', async () => {
+    const code = `
+      T = {}
+      Handlers.add('put', 'Put', function(m) T[#T + 1] = string.rep(m.Data, 100) end)
+      Handlers.add('bad', 'Bad', function(m) for i = 1, 1000 do T[#T + 1] = i end; error('no') end)`;
+    const a = await spawn(code);
+    const b = await spawn(code);
+    for (let i = 0; i < 45; i++) {
+      const m = msg('Put', `x${i}`);
+      a.apply(m);
+      b.apply(m);
+      if (i % 10 === 3) assert.match(a.apply(msg('Bad')).error ?? '', /no/);
+    }
+    assert.equal(Buffer.compare(Buffer.from(a.memory()), Buffer.from(b.memory())), 0);
+    const last = msg('Eval', '#T');
+    assert.equal(a.apply(last).data, '45');
+  });
+
   it('an endless loop hits the time limit and the process lives on', async () => {
     const p = await spawn('Y = 1');
     assert.match(p.apply(msg('Eval', 'Y = 2; while true do end')).error ?? '', /time limit exceeded/);

@@ -17,6 +17,8 @@ const LUA_OK = 0;
 const LUA_MULTRET = -1;
 const LUA_MASKCOUNT = 8;
 const HOOK_EVERY = 10000;
+/** Successful messages between two rollback copies of the memory. */
+const REBASE_EVERY = 32;
 
 const PRELUDE = readFileSync(new URL('./ao-process.lua', import.meta.url), 'utf8');
 
@@ -167,8 +169,8 @@ export class LuaProcess {
     return p;
   }
 
-  run(fn, args) {
-    this.inst.deadline = performance.now() + this.timeoutMs;
+  run(fn, args, limit = true) {
+    this.inst.deadline = limit ? performance.now() + this.timeoutMs : Infinity;
     try {
       return callGlobal(this.inst, fn, args);
     } finally {
@@ -180,17 +182,35 @@ export class LuaProcess {
     return this.inst.m.HEAPU8;
   }
 
+  /** Copy the memory as the new rollback base; messages applied after it are kept to replay. */
+  rebase() {
+    const heap = this.memory();
+    if (!this.base || this.base.length !== heap.length) this.base = new Uint8Array(heap.length);
+    this.base.set(heap);
+    this.since = [];
+  }
+
   /**
    * Apply one AO message `{Id, From, Owner, Target, Timestamp, Data, Tags: [{name, value}], …}`.
    * mode 'dry-run' and any error leave the process exactly as before.
+   *
+   * Copying the whole memory before every message would dominate a small message's cost, so a
+   * successful message only joins the list since the last base copy (taken every REBASE_EVERY
+   * messages). A failed message puts the base back and replays that list — without the time limit,
+   * as each of them finished before — which gives byte-identical memory (execution is
+   * deterministic). A dry run copies and puts back, as it must not cost a replay.
    */
   apply(msg, mode = 'apply') {
-    const heap = this.memory();
-    if (!this.snap || this.snap.length !== heap.length) this.snap = new Uint8Array(heap.length);
-    this.snap.set(heap);
-    const before = this.snap;
+    const input = JSON.stringify(msg);
+    let dryBefore;
+    if (mode === 'dry-run') {
+      const heap = this.memory();
+      if (!this.snap || this.snap.length !== heap.length) this.snap = new Uint8Array(heap.length);
+      this.snap.set(heap);
+      dryBefore = this.snap;
+    } else if (!this.base) this.rebase();
     let result;
-    const r = this.run('__ao_handle', [JSON.stringify(msg)]);
+    const r = this.run('__ao_handle', [input]);
     if (r.error) result = { messages: [], spawns: [], output: '', data: '', error: r.error };
     else {
       try {
@@ -199,8 +219,23 @@ export class LuaProcess {
         result = { messages: [], spawns: [], output: '', data: '', error: `unreadable result: ${err.message}` };
       }
     }
-    if (result.error || mode === 'dry-run') this.setMemory(before);
+    if (dryBefore) this.setMemory(dryBefore);
+    else if (result.error) this.rollback();
+    else {
+      this.since.push(input);
+      if (this.since.length >= REBASE_EVERY) this.rebase();
+    }
     return result;
+  }
+
+  /** Back to the memory after the last successful message. */
+  rollback() {
+    this.setMemory(this.base);
+    const replay = this.since;
+    for (const input of replay) {
+      const r = this.run('__ao_handle', [input], false);
+      if (r.error) throw new LuaProcessError(`replay after a failed message diverged: ${r.error}`, 500);
+    }
   }
 
   setMemory(bytes) {
@@ -217,7 +252,7 @@ export class LuaProcess {
 
   checkpoint() {
     const mem = Buffer.from(this.memory().slice().buffer);
-    const z = gzipSync(mem, { level: 6 });
+    const z = gzipSync(mem, { level: 1 });
     return JSON.stringify({
       format: LUA_CHECKPOINT_FORMAT,
       pid: this.info.pid,

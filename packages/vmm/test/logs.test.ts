@@ -280,10 +280,42 @@ describe('guest logs over the VMM API (memory driver)', () => {
     ]);
   });
 
+  test('a VMM restart (VMs keep running, a new service re-attaches) keeps the lines and reads on without repeats', async () => {
+    const config = loadVmmConfig(
+      {},
+      {
+        vmDir: `${tmp}/vms`,
+        imagesDir: `${tmp}/images`,
+        formpacksDir: `${tmp}/formpacks`,
+        cacheDir: `${tmp}/cache`,
+        healthIntervalMs: 0,
+        stopTimeoutMs: 2000,
+        dataDiskMiB: 0,
+        capacity: { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 },
+      },
+    );
+    await vmm.close();
+    vmm = await createVmmService({
+      config,
+      logger: createLogger('silent'),
+      driver: new MemoryDriver(),
+      logs: { pollMs: 0 },
+    });
+    assert.equal(vmm.manager.get(vmId).state, 'running');
+    await print('after-vmm-restart');
+    assert.deepEqual(lines((await get(`/vms/${vmId}/logs`)).body), [
+      'hello-from-app',
+      'second',
+      'followed',
+      'after-restart',
+      'after-vmm-restart',
+    ]);
+  });
+
   test('a guest file that was replaced (shorter, other first bytes) is read again from its start', async () => {
     await vmm.manager.exec(vmId, '/bin/sh', ['-c', `echo fresh > ${ELOG}`]);
     const got = lines((await get(`/vms/${vmId}/logs`)).body);
-    assert.deepEqual(got.slice(-2), ['after-restart', 'fresh']);
+    assert.deepEqual(got.slice(-2), ['after-vmm-restart', 'fresh']);
   });
 
   test('the logs go with the VM', async () => {

@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '@formation/service';
 import { run, tryRun } from './exec.ts';
 import type { JoinResponse } from './formnet-service.ts';
 import { installLeakGuard, removeLeakGuardIfUnused } from './leak-guard.ts';
+import { assertJoinAnswer } from './member-interface.ts';
 import { endProcess, isSameProcess, type ProcessIdentity, processIdentity } from './process-identity.ts';
 import { reconcile } from './reconcile.ts';
 import { applyResolver, planResolver, probeResolver, type ResolverPlan, removeResolver } from './resolver.ts';
@@ -146,6 +147,7 @@ export async function memberUp(o: MemberUpOptions): Promise<MemberUpResult> {
     );
   }
   const join = await o.join(m.publicKey);
+  assertJoinAnswer(join);
   let created = false;
   let dev: WireGuardDevice;
   let wireguardGo = m.up?.iface === iface ? (m.up.wireguardGo ?? null) : null;

@@ -8,7 +8,7 @@ import { createHash, generateKeyPairSync, type JsonWebKey } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ArweaveSigner, createData } from '@dha-team/arbundles';
+import { ArweaveSigner, createData, EthereumSigner } from '@dha-team/arbundles';
 import { generateKeyPair } from '@formation/identity';
 import { createLogger } from '@formation/service';
 import { connect, createDataItemSigner } from '@permaweb/aoconnect';
@@ -127,6 +127,30 @@ describe('aos-style session on the Lua runtime with an Arweave wallet (runc, Red
     const listed = await ao.results({ process: pid, limit: 10 });
     assert.equal(listed.edges.length, 3);
     assert.equal(listed.edges[0]?.node.Messages[0]?.Data, '5');
+  });
+
+  it("an Ethereum key works through aoconnect too: spawns and Evals its own process, is refused in the wallet's", async () => {
+    const eth = generateKeyPair();
+    const es = new EthereumSigner(Buffer.from(eth.privateKey).toString('hex'));
+    // aoconnect's signer contract: create() gives the deep hash of the unsigned item of this type/key
+    const ethSigner = (async (create: (o: { type: number; publicKey: Uint8Array }) => Promise<Uint8Array>) => ({
+      signature: await es.sign(await create({ type: 3, publicKey: es.publicKey })),
+    })) as never;
+    const own = await ao.spawn({ module: moduleId, scheduler: svc.nodeId, signer: ethSigner, data: COUNTER_LUA });
+    assert.equal(svc.manager.process(own).owner, eth.address);
+    const run = async (process: string, code: string) => {
+      const sent = await ao.message({
+        process,
+        signer: ethSigner,
+        data: code,
+        tags: [{ name: 'Action', value: 'Eval' }],
+      });
+      return ao.result({ process, message: typeof sent === 'string' ? sent : sent.id });
+    };
+    const mine = await run(own, 'return ao.env.Process.Owner');
+    assert.equal(mine.Error, undefined);
+    assert.equal(out(mine).trim(), eth.address);
+    assert.match(String((await run(pid, 'Count = 0')).Error), /only allowed from the process owner/);
   });
 
   it('finds the process by Name and owner over /graphql, as aos does at start', async () => {

@@ -54,6 +54,14 @@ function readInfo(dataDir: string): Info | undefined {
   }
 }
 
+/** The plaintext API markers found in a capture. */
+async function plaintextIn(file: string): Promise<string[]> {
+  const text = await sh('tcpdump', ['-r', file, '-n', '-A']);
+  return ['HTTP/1.1', 'x-form-signature', '"digest"', '"identity"', 'node.admit', 'application/json'].filter((m) =>
+    text.includes(m),
+  );
+}
+
 describe('nodes on their own hosts: TLS bound to the node key, pinned clients, no plaintext', { skip }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'form-fdb-'));
   const dataDirs = [join(dir, 'n1'), join(dir, 'n2')];
@@ -236,9 +244,29 @@ describe('nodes on their own hosts: TLS bound to the node key, pinned clients, n
     const p2p = await sh('tcpdump', ['-r', pcap, '-n', 'tcp port 3005']);
     assert.ok(api.split('\n').length > 20, 'the API traffic of the test is in the capture');
     assert.ok(p2p.split('\n').length > 20, 'the libp2p traffic of the test is in the capture');
-    const text = await sh('tcpdump', ['-r', pcap, '-n', '-A']);
-    for (const plain of ['HTTP/1.1', 'x-form-signature', '"digest"', '"identity"', 'node.admit', 'application/json']) {
-      assert.equal(text.includes(plain), false, `${plain} crossed the link in clear`);
+    assert.deepEqual(await plaintextIn(pcap), [], 'no API text crossed the link in clear');
+    // The check can fail: a plain HTTP request sent across the link (to the TLS port, which refuses it) is caught.
+    const control = join(dir, 'control.pcap');
+    const cap = spawn('ip', ['netns', 'exec', NS[0], 'tcpdump', '-i', VETH[0], '-n', '-U', '-s', '0', '-w', control], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    await new Promise<void>((resolve) =>
+      cap.stderr?.on('data', (d: Buffer) => /listening on/.test(d.toString()) && resolve()),
+    );
+    const sent = await client(NS[1], 'plain', `http://${IP[0]}:3004/identity`, keys[0]?.publicKey as string);
+    try {
+      // Read while tcpdump still writes (-U: each packet as it comes).
+      await until(
+        'the plaintext request in the control capture',
+        async () => (await plaintextIn(control)).includes('HTTP/1.1'),
+        10_000,
+        250,
+      );
+    } finally {
+      const capExited = new Promise((r) => cap.once('exit', r));
+      if (cap.pid) process.kill(cap.pid, 'SIGINT');
+      await capExited;
     }
+    assert.ok(sent.plain === 'refused', `a plain request to the TLS port gets no HTTP answer: ${JSON.stringify(sent)}`);
   });
 });

@@ -47,7 +47,7 @@ export function clearNodeKeyPins(): void {
 export function connectPinned(
   host: string,
   port: number,
-  opts: { nodeKey?: string | undefined; timeoutMs?: number } = {},
+  opts: { nodeKey?: string | undefined; timeoutMs?: number; signal?: AbortSignal | undefined } = {},
 ): Promise<{ socket: TLSSocket; binding: VerifiedTlsBinding }> {
   const h = host.replace(/^\[|\]$/g, '');
   const where = `https://${host}:${port}`;
@@ -69,8 +69,13 @@ export function connectPinned(
           opts.timeoutMs,
         )
       : undefined;
+    // A caller that gives up (timeout, abort) while the handshake runs leaves no socket behind.
+    const onAbort = () => socket.destroy(opts.signal?.reason as Error);
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    socket.once('close', () => opts.signal?.removeEventListener('abort', onAbort));
     socket.once('secureConnect', () => {
       if (timer) clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
       try {
         const cert = socket.getPeerCertificate(false);
         if (!cert?.raw)
@@ -180,7 +185,7 @@ export async function nodeFetch(
       ...(signal ? { signal } : {}),
       // One verified connection per request (no pool): a socket verified for one key never serves another.
       createConnection: (_o, oncreate) => {
-        connectPinned(u.hostname, Number(u.port || 443), { nodeKey: expected }).then(
+        connectPinned(u.hostname, Number(u.port || 443), { nodeKey: expected, signal }).then(
           ({ socket, binding }) => {
             if (!expected) pinNodeKey(u, binding.nodeKey); // trust on first use, for this process
             oncreate(null, socket);

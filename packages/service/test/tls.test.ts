@@ -188,3 +188,37 @@ test('nothing listening over https is CLI_NO_NODE, as over http', async () => {
     return true;
   });
 });
+
+test('a handshake that never completes ends at the caller’s deadline, and the socket is closed', async () => {
+  const { createServer } = await import('node:net');
+  let opened = 0;
+  let closed = 0;
+  const silent = createServer((s) => {
+    opened++;
+    s.resume(); // read (and drop) the ClientHello, so the client's close is seen
+    s.on('close', () => closed++);
+    s.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  const url = `https://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  try {
+    await assert.rejects(
+      nodeFetch(`${url}/x`, { signal: AbortSignal.timeout(300) }, { nodeKey: nodeA.publicKey }),
+      (err: unknown) => {
+        assert.equal((err as Error).name, 'TimeoutError');
+        return true;
+      },
+    );
+    await assert.rejects(new ApiClient(url, generateKeyPair(), 300, nodeA.publicKey).post('/x', {}), (err: unknown) => {
+      assert.ok(err instanceof FormError && err.code === 'TIMEOUT', String(err));
+      return true;
+    });
+    // A connection the server saw (the abort may also come before the TCP connect) is closed by the client.
+    await new Promise((r) => setTimeout(r, 500));
+    const deadline = Date.now() + 5000;
+    while (closed < opened && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(closed, opened, `every connection was closed (${opened} made)`);
+  } finally {
+    silent.close();
+  }
+});

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -166,6 +166,35 @@ describe('form formnet and form proxy from a laptop namespace', { skip }, () => 
     assert.doesNotMatch(await links(), new RegExp(IFACE));
     assert.equal(existsSync(`/etc/netns/${LAP_NS}/resolv.conf`), false);
     assert.match((await form(['formnet', 'status'])).stdout, /not joined from this machine/);
+  });
+
+  test('a form proxy killed with SIGKILL leaves its peer; form formnet status reaps it (interface, wireguard-go, leave)', async () => {
+    const child = spawn(
+      'ip',
+      ['netns', 'exec', LAP_NS, process.execPath, formBin, 'proxy', node.formnetAddress, '18082:7777', '--for', '120'],
+      { env: { ...process.env, FORM_HOME: home, FORM_FORMNET_INTERFACE: IFACE }, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    // `ip netns exec` execs the command: the child's PID is the form process itself.
+    await new Promise<void>((resolve) => child.stdout?.once('data', () => resolve()));
+    const iface = /(fdw[0-9a-f]{6})/.exec(await links())?.[1] as string;
+    assert.ok(iface, 'the temporary peer is up');
+    const [rec] = await readdir(join(home, 'formnet', 'sessions'));
+    const wgPid = (
+      JSON.parse(await readFile(join(home, 'formnet', 'sessions', rec as string), 'utf8')) as {
+        wireguardGo: { pid: number };
+      }
+    ).wireguardGo.pid;
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    assert.match(await links(), new RegExp(iface), 'left behind by the killed process');
+
+    const st = await form(['formnet', 'status', '--json']);
+    const reaped = (JSON.parse(st.stdout) as { reapedSessions: Array<{ iface: string; left: boolean }> })
+      .reapedSessions;
+    assert.deepEqual(reaped, [{ tag: iface.slice(3), iface, left: true }]);
+    assert.doesNotMatch(await links(), new RegExp(iface));
+    assert.equal(existsSync(`/proc/${wgPid}/stat`), false, 'its wireguard-go ended');
+    assert.deepEqual(await readdir(join(home, 'formnet', 'sessions')), []);
   });
 
   test('without a membership, form proxy makes a temporary peer in the laptop namespace and removes it', async () => {

@@ -1,0 +1,341 @@
+import { type AddressInfo, createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { FormError } from '@formation/interface';
+import type { Logger } from '@formation/service';
+import { MAX_HELLO_READ_BYTES, readClientHello } from './client-hello.ts';
+import { readHttpHead } from './http-head.ts';
+import { type Backend, pickOrder, type RouteTable } from './routes.ts';
+
+/** The ingress's limits; every one is a number a visitor can hit, and what happens then is tested. */
+export interface IngressLimits {
+  /** Largest HTTP request head read to find the Host (then 431). */
+  maxHeadBytes: number;
+  /** Time a visitor has to send the request head or the ClientHello (then 408 / close). */
+  handshakeTimeoutMs: number;
+  /** Time to connect to one replica before trying the next. */
+  connectTimeoutMs: number;
+  /** Replicas tried per connection (a connect failure is retried: nothing was sent upstream yet). */
+  connectAttempts: number;
+  /** A replica that refused a connection goes to the back of the line for this long. */
+  downForMs: number;
+  /** Open connections from one source address (then 429 / close). */
+  maxConnectionsPerSource: number;
+  /** Open connections in all (then 503 / close). */
+  maxConnections: number;
+  /** A proxied connection with no bytes either way for this long is closed. */
+  idleTimeoutMs: number;
+}
+
+export const DEFAULT_INGRESS_LIMITS: IngressLimits = {
+  maxHeadBytes: 16 * 1024,
+  handshakeTimeoutMs: 10_000,
+  connectTimeoutMs: 3_000,
+  connectAttempts: 3,
+  downForMs: 5_000,
+  maxConnectionsPerSource: 64,
+  maxConnections: 4096,
+  idleTimeoutMs: 5 * 60_000,
+};
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface IngressOptions {
+  /** Where to listen: HTTP (Host routing; :80 on a node) and TLS passthrough (SNI routing; :443). */
+  listen: { http?: ListenAddress; tls?: ListenAddress };
+  /** The current route table (called per connection: keep it cheap, e.g. rebuilt on state changes). */
+  routes(): RouteTable;
+  logger: Logger;
+  limits?: Partial<IngressLimits>;
+}
+
+export type RefusalReason =
+  | 'too-many-from-source'
+  | 'too-many'
+  | 'handshake-timeout'
+  | 'bad-request'
+  | 'head-too-large'
+  | 'bad-client-hello'
+  | 'unknown-host'
+  | 'no-healthy-replica'
+  | 'no-replica-reachable';
+
+export interface IngressStats {
+  open: number;
+  proxied: number;
+  refused: Partial<Record<RefusalReason, number>>;
+  /** Connect failures to replicas that were retried on another one (or exhausted the attempts). */
+  connectFailures: number;
+  /** Open proxied connections per replica id. */
+  active: Record<string, number>;
+}
+
+export interface Ingress {
+  /** The bound addresses (useful with port 0). */
+  http?: AddressInfo;
+  tls?: AddressInfo;
+  stats(): IngressStats;
+  /** Stop listening and close every connection. */
+  close(): Promise<void>;
+}
+
+type Proto = 'http' | 'tls';
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  408: 'Request Timeout',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+};
+
+/**
+ * Start the public ingress: HTTP routed by Host, TLS routed by the ClientHello's SNI and passed through
+ * untouched (never decrypted; bytes are never logged), each to a replica of the route, spread by least
+ * connections then round robin; a replica that refuses the connection is skipped for the next one.
+ *
+ * @example
+ * const ingress = await startIngress({
+ *   listen: { http: { host: '198.51.100.11', port: 80 }, tls: { host: '198.51.100.11', port: 443 } },
+ *   routes: () => table, logger,
+ * });
+ * await ingress.close();
+ */
+export async function startIngress(opts: IngressOptions): Promise<Ingress> {
+  const limits = checkLimits({ ...DEFAULT_INGRESS_LIMITS, ...opts.limits });
+  const log = opts.logger.child({ component: 'ingress' });
+  const sockets = new Set<Socket>();
+  const perSource = new Map<string, number>();
+  const active = new Map<string, number>();
+  const downUntil = new Map<string, number>();
+  const turns = new Map<string, number>();
+  const stats = { proxied: 0, connectFailures: 0, refused: {} as Partial<Record<RefusalReason, number>> };
+
+  const refuse = (sock: Socket, proto: Proto, reason: RefusalReason, status: number, body: string, extra = {}) => {
+    stats.refused[reason] = (stats.refused[reason] ?? 0) + 1;
+    log.debug({ proto, reason, source: sock.remoteAddress, ...extra }, 'connection refused');
+    // Read and drop what the visitor still sends, so the answer is not lost to a reset.
+    sock.removeAllListeners('data');
+    sock.on('data', () => {});
+    sock.resume();
+    if (proto === 'http' && sock.writable) {
+      const text = `${body}\n`;
+      sock.end(
+        `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+          `Content-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+      );
+    } else sock.end();
+    // A visitor that never closes its side does not hold the slot.
+    setTimeout(() => sock.destroy(), 2_000).unref();
+  };
+
+  const onConnection = (proto: Proto) => (sock: Socket) => {
+    const source = sock.remoteAddress ?? '?';
+    sockets.add(sock);
+    const n = (perSource.get(source) ?? 0) + 1;
+    perSource.set(source, n);
+    sock.once('close', () => {
+      sockets.delete(sock);
+      const left = (perSource.get(source) ?? 1) - 1;
+      if (left <= 0) perSource.delete(source);
+      else perSource.set(source, left);
+    });
+    sock.on('error', () => sock.destroy());
+    if (sockets.size > limits.maxConnections) {
+      return refuse(sock, proto, 'too-many', 503, 'This node has too many open connections; try again shortly.');
+    }
+    if (n > limits.maxConnectionsPerSource) {
+      return refuse(sock, proto, 'too-many-from-source', 429, 'Too many open connections from your address.');
+    }
+    sock.setNoDelay(true);
+    let buf: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      refuse(sock, proto, 'handshake-timeout', 408, 'The request did not arrive in time.');
+    }, limits.handshakeTimeoutMs);
+    timer.unref();
+    sock.once('close', () => clearTimeout(timer));
+    const onData = (chunk: Buffer) => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      let host: string;
+      if (proto === 'tls') {
+        const r = readClientHello(buf);
+        if (r.kind === 'more') {
+          if (buf.length > MAX_HELLO_READ_BYTES) {
+            clearTimeout(timer);
+            refuse(sock, proto, 'bad-client-hello', 0, '', { why: 'ClientHello too large' });
+          }
+          return;
+        }
+        clearTimeout(timer);
+        if (r.kind === 'refused') return refuse(sock, proto, 'bad-client-hello', 0, '', { why: r.reason });
+        host = r.serverName;
+      } else {
+        const r = readHttpHead(buf, limits.maxHeadBytes);
+        if (r.kind === 'more') return;
+        clearTimeout(timer);
+        if (r.kind === 'refused') {
+          const reason = r.status === 431 ? 'head-too-large' : 'bad-request';
+          return refuse(sock, proto, reason, r.status, `Bad request: ${r.reason}.`);
+        }
+        host = r.host;
+      }
+      sock.removeListener('data', onData);
+      sock.pause();
+      void route(sock, proto, host, buf);
+    };
+    sock.on('data', onData);
+  };
+
+  const route = async (sock: Socket, proto: Proto, host: string, first: Buffer) => {
+    const r = opts.routes().get(host);
+    if (!r) return refuse(sock, proto, 'unknown-host', 404, `No instance is served at ${host} here.`, { host });
+    const port = (b: Backend) => (proto === 'http' ? b.httpPort : b.tlsPort);
+    const candidates = r.backends.filter((b) => port(b) !== null);
+    if (candidates.length === 0) {
+      return refuse(sock, proto, 'no-healthy-replica', 503, `${host} has no healthy replica right now.`, { host });
+    }
+    const now = Date.now();
+    const down = new Set([...downUntil].filter(([, t]) => t > now).map(([id]) => id));
+    const turn = turns.get(host) ?? 0;
+    turns.set(host, turn + 1);
+    const order = pickOrder(candidates, active, turn, down).slice(0, limits.connectAttempts);
+    for (const b of order) {
+      if (sock.destroyed) return;
+      const up = await connectTo(b.address, port(b)!, limits.connectTimeoutMs);
+      if (!(up instanceof Error)) {
+        downUntil.delete(b.id);
+        return pipe(sock, up, b, proto, host, first);
+      }
+      stats.connectFailures++;
+      downUntil.set(b.id, Date.now() + limits.downForMs);
+      log.info({ proto, host, replica: b.id, error: up.message }, 'replica refused a connection; trying the next');
+    }
+    return refuse(sock, proto, 'no-replica-reachable', 502, `No replica of ${host} could be reached.`, { host });
+  };
+
+  const pipe = (client: Socket, up: Socket, b: Backend, proto: Proto, host: string, first: Buffer) => {
+    if (client.destroyed) {
+      up.destroy();
+      return;
+    }
+    stats.proxied++;
+    active.set(b.id, (active.get(b.id) ?? 0) + 1);
+    sockets.add(up);
+    log.debug({ proto, host, replica: b.id, source: client.remoteAddress }, 'proxying');
+    up.setNoDelay(true);
+    up.write(first);
+    client.pipe(up);
+    up.pipe(client);
+    client.resume();
+    const kill = () => {
+      client.destroy();
+      up.destroy();
+    };
+    client.setTimeout(limits.idleTimeoutMs, kill);
+    up.setTimeout(limits.idleTimeoutMs, kill);
+    up.on('error', kill);
+    client.on('error', kill);
+    up.once('close', () => {
+      sockets.delete(up);
+      const left = (active.get(b.id) ?? 1) - 1;
+      if (left <= 0) active.delete(b.id);
+      else active.set(b.id, left);
+    });
+    // When one side is fully closed, the other has been ended by the pipe; do not hold it open for long.
+    const linger = (other: Socket) => () => setTimeout(() => other.destroy(), 5_000).unref();
+    up.once('close', linger(client));
+    client.once('close', linger(up));
+  };
+
+  const servers: Array<{ proto: Proto; server: Server; at: ListenAddress }> = [];
+  const result: Ingress = {
+    stats: () => ({
+      open: sockets.size,
+      proxied: stats.proxied,
+      refused: { ...stats.refused },
+      connectFailures: stats.connectFailures,
+      active: Object.fromEntries(active),
+    }),
+    async close() {
+      await Promise.all(
+        servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve()))),
+      ).finally(() => {
+        for (const s of sockets) s.destroy();
+      });
+    },
+  };
+  const want = (['http', 'tls'] as const).filter((p) => opts.listen[p]);
+  if (want.length === 0) {
+    throw new FormError('CONFIG_INVALID', 'Cannot start the ingress: no listen address (http or tls)', {
+      hint: 'Pass listen: { http: { host, port }, tls: { host, port } }.',
+    });
+  }
+  try {
+    for (const proto of want) {
+      const at = opts.listen[proto]!;
+      const server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, onConnection(proto));
+      servers.push({ proto, server, at });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host: at.host, port: at.port }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      server.on('error', (err) => log.error({ err, proto }, 'ingress listener error'));
+      result[proto] = server.address() as AddressInfo;
+    }
+  } catch (err) {
+    for (const { server } of servers) server.close();
+    const e = err as NodeJS.ErrnoException;
+    const at = servers.at(-1)?.at;
+    throw new FormError('UNAVAILABLE', `Cannot start the ingress on ${at?.host}:${at?.port}: ${e.code ?? e.message}`, {
+      hint:
+        e.code === 'EADDRINUSE'
+          ? 'Another program listens there; stop it or choose other ingress ports.'
+          : e.code === 'EACCES'
+            ? 'Ports below 1024 need root or CAP_NET_BIND_SERVICE.'
+            : 'Check that the address is configured on this host.',
+      cause: err,
+    });
+  }
+  log.info({ http: result.http, tls: result.tls, limits }, 'ingress listening');
+  return result;
+}
+
+function connectTo(address: string, port: number, timeoutMs: number): Promise<Socket | Error> {
+  return new Promise((resolve) => {
+    const s = netConnect({ host: address, port, allowHalfOpen: true });
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve(new Error(`connect timeout after ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(t);
+      resolve(s);
+    });
+    s.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(new Error(`connect ${err.code ?? err.message}`));
+    });
+  });
+}
+
+function checkLimits(l: IngressLimits): IngressLimits {
+  for (const [k, v] of Object.entries(l)) {
+    if (!Number.isInteger(v) || v < 1) {
+      throw new FormError(
+        'CONFIG_INVALID',
+        `Cannot start the ingress: limit ${k} must be a positive integer, got ${v}`,
+        {
+          hint: `Omit ${k} to use ${DEFAULT_INGRESS_LIMITS[k as keyof IngressLimits]}.`,
+        },
+      );
+    }
+  }
+  return l;
+}

@@ -23,12 +23,17 @@ const PORT: Record<ServiceName, number> = {
  * makes for it reaches only that node.
  */
 export async function serviceUrl(service: ServiceName, nodeFlag?: string): Promise<string> {
-  const cfg = await readKitConfig();
   const direct = process.env[`FORM_${service.toUpperCase()}_URL`];
+  const given = direct ?? nodeFlag ?? process.env.FORM_NODE;
+  // The kit config only when it gives the node, or holds the key to pin an https URL.
+  let cfg = given === undefined ? await readKitConfig() : undefined;
   const url = direct
     ? parseNodeUrl(direct)
     : serviceUrlOf(parseNodeUrl(nodeFlag ?? process.env.FORM_NODE ?? cfg?.node ?? 'http://127.0.0.1'), service);
-  await pinServiceUrl(url, cfg);
+  if (url.startsWith('https:')) {
+    cfg ??= await readKitConfig();
+    await pinServiceUrl(url, cfg);
+  }
   return url;
 }
 

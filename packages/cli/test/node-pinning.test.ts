@@ -110,3 +110,21 @@ describe('CLI pinning of a node reached over https', () => {
     assert.match(r.stderr, /not a node public key/);
   });
 });
+
+describe('serviceUrlOf: https bases keep the seed ports (+ FORM_PORT_OFFSET)', () => {
+  it('adds each service port to a base without one, keeps an explicit port, honours the offset', async () => {
+    const { serviceUrlOf } = await import('../src/node-client.ts');
+    const before = process.env.FORM_PORT_OFFSET;
+    try {
+      delete process.env.FORM_PORT_OFFSET;
+      assert.equal(serviceUrlOf('https://198.51.100.11', 'state'), 'https://198.51.100.11:3004');
+      assert.equal(serviceUrlOf('https://198.51.100.11/', 'pack'), 'https://198.51.100.11:3003');
+      assert.equal(serviceUrlOf('https://198.51.100.11:4444', 'vmm'), 'https://198.51.100.11:4444');
+      process.env.FORM_PORT_OFFSET = '10';
+      assert.equal(serviceUrlOf('https://198.51.100.11', 'formnet'), 'https://198.51.100.11:3011');
+    } finally {
+      if (before === undefined) delete process.env.FORM_PORT_OFFSET;
+      else process.env.FORM_PORT_OFFSET = before;
+    }
+  });
+});

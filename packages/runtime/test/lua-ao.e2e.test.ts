@@ -221,6 +221,18 @@ describe('aos-style session on the Lua runtime with an Arweave wallet (runc, Red
     assert.match(out(kidState), /New Message From/);
   });
 
+  it('a message that eats all memory becomes an Error; the process keeps its state', async () => {
+    const before = out(await send(other, pid, 'Get')).trim();
+    const hog = await send(
+      jwk,
+      pid,
+      'Eval',
+      "Count = -5; local t = {} for i = 1, 1e6 do t[i] = string.rep('x', 1048576) .. i end",
+    );
+    assert.match(String(hog.Error), /crashed|not enough memory|time limit/);
+    assert.equal(out(await send(other, pid, 'Get')).trim(), before);
+  });
+
   it('a process that doubles its own messages stops at the chain budget (no exponential fan-out)', async () => {
     await send(
       jwk,

@@ -65,6 +65,13 @@ export const VmmConfigSchema = Type.Object({
   /** Default restart policy for new VMs when QEMU dies unexpectedly. */
   restartPolicy: Type.Union([Type.Literal('never'), Type.Literal('on-failure')], { default: 'never' }),
   maxRestarts: Type.Integer({ minimum: 0, default: 3 }),
+  /**
+   * Boot snapshots (README "Boot snapshots"): the first VM of a Formpack leaves a template of its
+   * pre-identity boot; later VMs restore it. Off by default (see the README for why).
+   */
+  bootSnapshots: Type.Boolean({ default: false }),
+  /** Where boot templates are kept (default `<vmDir>/../templates`). */
+  templatesDir: Type.Optional(Type.String({ minLength: 1 })),
 });
 
 export type VmmConfig = Static<typeof VmmConfigSchema>;
@@ -89,6 +96,7 @@ export function loadVmmConfig(env: NodeJS.ProcessEnv = process.env, flags: Parti
       waitFor: env.WAIT_FOR,
       egress: env.VMM_EGRESS ?? env.FORM_EGRESS,
       dnsUpstream: env.VMM_DNS_UPSTREAM ?? env.FORM_DNS_UPSTREAM,
+      bootSnapshots: env.VMM_BOOT_SNAPSHOTS,
     },
     flags: flags as Record<string, unknown>,
   });

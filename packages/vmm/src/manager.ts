@@ -14,6 +14,7 @@ import {
 import { join } from 'node:path';
 import { FormError, type Resources } from '@formation/interface';
 import type { Logger } from '@formation/service';
+import { BootTemplates, isTemplateDriver, neutralCmdline } from './boot-snapshot.ts';
 import { type CapacityConfig, checkCapacity, hostCapacity, sumResources } from './capacity.ts';
 import type { DriverFingerprint, DriverVmSpec, ExitInfo, HypervisorDriver } from './driver.ts';
 import { findImage, hostInitramfs, hostKernel, openFormImage, resolveFormpack } from './images.ts';
@@ -66,6 +67,10 @@ export interface VmManagerOptions {
   healthIntervalMs?: number | undefined;
   restartPolicy?: 'never' | 'on-failure' | undefined;
   maxRestarts?: number | undefined;
+  /** Boot snapshots (README "Boot snapshots"): restore Formpack VMs from a per-node template. */
+  bootSnapshots?: boolean | undefined;
+  /** Where templates live (default `<vmDir>/../templates`). */
+  templatesDir?: string | undefined;
 }
 
 const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -87,10 +92,20 @@ export class VmManager {
   private readyTimer: NodeJS.Timeout | undefined;
   private closed = false;
   fingerprint: DriverFingerprint | undefined;
+  /** Boot templates, when enabled and the driver can restore them. */
+  readonly templates: BootTemplates | undefined;
 
   constructor(o: VmManagerOptions) {
     this.o = o;
     this.log = o.logger.child({ component: 'vmm' });
+    if (o.bootSnapshots && isTemplateDriver(o.driver)) {
+      this.templates = new BootTemplates({
+        driver: o.driver,
+        root: o.templatesDir ?? join(o.store.dir, '..', 'templates'),
+        vmDir: o.store.dir,
+        logger: o.logger,
+      });
+    }
     o.driver.onExit((info) => {
       void this.lock
         .run(info.id, () => this.onExit(info))
@@ -191,6 +206,13 @@ export class VmManager {
       startedAt: r.startedAt ?? null,
       readyAt: r.readyAt ?? null,
       bootMs: r.bootMs ?? null,
+      boot: r.boot
+        ? {
+            kind: r.boot.kind,
+            readyMs: r.ready && r.readyAt ? Date.parse(r.readyAt) - Date.parse(r.boot.launchedAt) : null,
+            fallback: r.boot.fallback ?? null,
+          }
+        : null,
       measurement: r.measurement ?? null,
       health: hasProcess(r.state) ? (this.health.get(r.id) ?? null) : null,
       lastExit: r.lastExit ?? null,
@@ -299,8 +321,11 @@ export class VmManager {
       throw new FormError('BAD_REQUEST', 'Cannot create a VM: egress must be true or false');
     }
     const net = await this.o.network.assign(id, taken, req.forwardPorts ?? ports, req.egress !== false);
-    const fullCmdline =
-      `${cmdline!} vm_ip=${net.ip} vm_gw=${net.gateway} vm_dns=${net.dns} vm_name=${name} vm_id=${id}`.trim();
+    // Boot snapshots: a Formpack whose guest is known to wait for its identity gets the neutral cmdline.
+    const agentIdentity = this.identityByAgent(isFormpack, source!);
+    const fullCmdline = agentIdentity
+      ? neutralCmdline(cmdline!)
+      : `${cmdline!} vm_ip=${net.ip} vm_gw=${net.gateway} vm_dns=${net.dns} vm_name=${name} vm_id=${id}`.trim();
     const dir = join(this.o.store.vmDir(id), 'qemu');
     const spec: DriverVmSpec = {
       id,
@@ -353,6 +378,7 @@ export class VmManager {
         disk: diskSha,
       },
     };
+    this.planBoot(rec, cmdline!, agentIdentity);
     this.vms.set(id, rec);
     this.o.store.save(rec);
     this.log.info({ id, name, source: rec.source, resources }, 'vm created');
@@ -365,6 +391,7 @@ export class VmManager {
         await this.destroy(id).catch(() => undefined);
         throw err;
       }
+      this.scheduleTemplate(rec);
     }
     return this.get(id);
   }
@@ -402,7 +429,7 @@ export class VmManager {
     rec.serialOffset = existsSync(rec.driver.paths.serial) ? statSync(rec.driver.paths.serial).size : 0;
     this.save(rec);
     try {
-      await this.o.driver.start(rec.driver);
+      await this.launch(rec);
     } catch (err) {
       this.setState(rec, prev === 'starting' ? 'stopped' : prev, `start failed: ${(err as Error).message}`);
       this.save(rec);
@@ -411,6 +438,123 @@ export class VmManager {
     rec.startedAt = new Date().toISOString();
     this.setState(rec, 'running', why);
     this.save(rec);
+  }
+
+  // ---------- boot snapshots (boot-snapshot.ts) ----------
+
+  private identityByAgent(isFormpack: boolean, source: VmSource): boolean {
+    return (
+      this.templates !== undefined &&
+      isFormpack &&
+      source.kind === 'formpack' &&
+      this.templates.capability(source.id).capable === true
+    );
+  }
+
+  /** What this VM wants of its Formpack's template (VMs that are not Formpack VMs have none). */
+  private planBoot(rec: VmRecord, formpackCmdline: string, agentIdentity: boolean): void {
+    if (!this.templates || rec.source.kind !== 'formpack' || !rec.measurement) return;
+    const s = rec.driver.spec;
+    rec.bootSnapshot = {
+      identity: agentIdentity ? 'agent' : 'cmdline',
+      want: {
+        formpackId: rec.source.id,
+        kernelSha256: rec.measurement.kernel,
+        initramfsSha256: rec.measurement.initramfs,
+        diskSha256: rec.measurement.disk,
+        kernel: s.kernel,
+        initramfs: s.initramfs,
+        baseDisk: s.baseDisk,
+        baseDiskFormat: s.baseDiskFormat,
+        diskGiB: s.diskGiB,
+        cmdline: neutralCmdline(formpackCmdline),
+        memMiB: s.memMiB,
+        vcpu: s.vcpu,
+        dataDiskMiB: s.dataDiskMiB ?? 0,
+        agentChannel: s.agentChannel,
+        netMode: s.network.mode,
+        netns: s.network.mode === 'tap' ? s.network.netns : undefined,
+      },
+    };
+  }
+
+  /**
+   * Launch the VM's process. The first boot of a VM whose guest takes its identity over the agent
+   * restores the Formpack's template when one fits (else cold-boots, logging why); every boot of such a
+   * VM is then released with its identity. Other VMs simply start.
+   */
+  private async launch(rec: VmRecord): Promise<void> {
+    const launchedAt = new Date().toISOString();
+    const plan = rec.bootSnapshot;
+    if (!this.templates || plan?.identity !== 'agent') {
+      await this.o.driver.start(rec.driver);
+      rec.boot = { kind: 'cold', launchedAt };
+      return;
+    }
+    let fallback: string | undefined;
+    if (rec.boot === undefined) {
+      const fit = await this.templates
+        .find(plan.want)
+        .catch((err: unknown) => ({ ok: false, reason: (err as Error).message, rebuild: false }) as const);
+      if (fit.ok) {
+        try {
+          await this.templates.restore(rec.driver, fit);
+          rec.boot = { kind: 'snapshot', launchedAt };
+          this.releaseIdentity(rec);
+          return;
+        } catch (err) {
+          fallback = `template restore failed: ${(err as Error).message}`;
+          await this.templates.discard(fit.dir, fallback);
+          // The restore wrote the template's disk over the overlay: a fresh one for the cold boot.
+          await this.o.driver.create(rec.driver.spec);
+        }
+      } else {
+        fallback = fit.reason;
+      }
+      this.log.warn({ id: rec.id, reason: fallback }, 'boot snapshot not used: cold boot');
+    }
+    await this.o.driver.start(rec.driver);
+    rec.boot = { kind: 'cold', launchedAt, fallback };
+    this.releaseIdentity(rec);
+  }
+
+  /** In the background: hand the waiting guest its identity (the boot is ready when its init says so). */
+  private releaseIdentity(rec: VmRecord): void {
+    const boot = rec.boot;
+    const templates = this.templates;
+    if (!templates) return;
+    const ip = rec.network.ip;
+    void templates
+      .release(rec.driver, {
+        ip,
+        gateway: rec.network.gateway,
+        dns: rec.network.dns,
+        name: rec.name,
+        id: rec.id,
+        mac: rec.network.mac.toLowerCase(),
+      })
+      .then(() => this.log.debug({ id: rec.id, kind: boot?.kind }, 'identity released'))
+      .catch((err: unknown) => {
+        if (rec.boot !== boot || !hasProcess(rec.state)) return;
+        this.log.error({ id: rec.id, err: (err as Error).message }, 'identity not released: the guest stays waiting');
+      });
+  }
+
+  /** After a Formpack VM's first boot: build its template once it is ready (never competing with its boot). */
+  private scheduleTemplate(rec: VmRecord): void {
+    const plan = rec.bootSnapshot;
+    const templates = this.templates;
+    if (!templates || !plan || templates.capability(plan.want.formpackId).capable === false) return;
+    if (rec.boot?.kind === 'snapshot') return;
+    void this.waitReady(rec.id, 180_000)
+      .catch(() => undefined)
+      .then(() => (this.closed ? undefined : templates.ensure(plan.want)));
+  }
+
+  /** Resolves when no boot template is being built (tests, bench). */
+  async templatesIdle(): Promise<void> {
+    await sleep(0);
+    await this.templates?.idle();
   }
 
   start(id: string, actor?: string): Promise<VmView> {
@@ -777,6 +921,7 @@ export class VmManager {
     this.closed = true;
     if (this.healthTimer) clearInterval(this.healthTimer);
     if (this.readyTimer) clearInterval(this.readyTimer);
+    await this.templates?.close();
     if (opts.stopVms) {
       for (const rec of [...this.vms.values()]) {
         if (!hasProcess(rec.state)) continue;
@@ -800,6 +945,8 @@ export class VmManager {
     for (const id of [...this.vms.keys()]) await this.destroy(id).catch(() => undefined);
   }
 }
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function sanitize(s: string): string {
   return (

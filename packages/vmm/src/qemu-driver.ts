@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { closeSync, createReadStream, createWriteStream, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import { chown, copyFile, lstat, mkdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
@@ -110,6 +110,7 @@ export class QemuDriver implements HypervisorDriver {
   private readonly agentLock = new KeyedSerializer();
   private fp: Promise<DriverFingerprint> | undefined;
   private accel: AccelProbe | undefined;
+  private qemuId: Promise<QemuIdentity> | undefined;
 
   constructor(opts: QemuDriverOptions) {
     this.opts = opts;
@@ -609,7 +610,11 @@ export class QemuDriver implements HypervisorDriver {
     };
   }
 
-  async restore(vm: DriverVm, dir: string): Promise<void> {
+  /**
+   * `memorySha256` (boot templates): the memory file is hashed while it streams into QEMU and the VM is
+   * resumed only when it matches (else VM_IMAGE_INVALID, the VM stopped): a damaged template never runs.
+   */
+  async restore(vm: DriverVm, dir: string, opts: { memorySha256?: string | undefined } = {}): Promise<void> {
     const memFile = join(dir, 'memory.mig');
     const diskFile = join(dir, 'disk.qcow2');
     if (!existsSync(memFile) || !existsSync(diskFile)) {
@@ -624,15 +629,27 @@ export class QemuDriver implements HypervisorDriver {
       const sock = join(await this.migrationDir(vm), 'in.sock');
       await rm(sock, { force: true });
       await qmp.execute('migrate-incoming', { uri: `unix:${sock}` });
-      await sendMigration(sock, memFile);
+      const hash = opts.memorySha256 ? createHash('sha256') : undefined;
+      await sendMigration(sock, memFile, hash);
       await pollMigration(qmp, 120_000);
       await rm(dirname(sock), { recursive: true, force: true });
+      const got = hash?.digest('hex');
+      if (got !== undefined && got !== opts.memorySha256) {
+        throw new FormError(
+          'VM_IMAGE_INVALID',
+          `memory state ${memFile} is damaged (sha256 ${got}, expected ${opts.memorySha256})`,
+        );
+      }
       await qmp.execute('cont');
     } catch (err) {
       await this.stop(vm, { force: true });
-      throw new FormError('VM_HYPERVISOR', `Cannot restore VM ${vm.spec.id} from ${dir}: ${(err as Error).message}`, {
-        cause: err,
-      });
+      const code = err instanceof FormError && err.code === 'VM_IMAGE_INVALID' ? err.code : 'VM_HYPERVISOR';
+      const log = safeRead(join(vm.spec.dir, 'qemu.log')).trim().split('\n').slice(-3).join(' | ');
+      throw new FormError(
+        code,
+        `Cannot restore VM ${vm.spec.id} from ${dir}: ${(err as Error).message}${log ? ` (QEMU: ${log})` : ''}`,
+        { cause: err },
+      );
     }
   }
 
@@ -754,6 +771,70 @@ export class QemuDriver implements HypervisorDriver {
       fsfreeze: (freeze) =>
         this.agentCall(vm, 5000, (ga) => ga.execute<number>(freeze ? 'guest-fsfreeze-freeze' : 'guest-fsfreeze-thaw')),
     };
+  }
+
+  // ---------- boot templates (boot-snapshot.ts) ----------
+
+  /**
+   * What a saved VM state depends on besides the guest: the QEMU binary (sha256) and version, machine,
+   * accelerator, CPU model, and the device layout qemuArgv produces. A template made under another
+   * identity is never restored (boot-snapshot.ts compares them and cold-boots instead).
+   */
+  async templateIdentity(): Promise<QemuIdentity> {
+    this.qemuId ??= (async () => {
+      const fp = await this.fingerprint();
+      const bin = whichBinary(this.qemu);
+      const binarySha256 = bin ? await sha256Of(bin) : 'unknown';
+      const accel = this.accel?.accel ?? 'tcg';
+      const machine = this.opts.machine ?? 'pc';
+      const cpu =
+        accel === 'kvm' ? `host:${/model name\s*:\s*(.*)/.exec(safeRead('/proc/cpuinfo'))?.[1] ?? '?'}` : 'qemu64';
+      const ref: DriverVm = {
+        spec: {
+          id: 'ref',
+          name: 'ref',
+          vcpu: 1,
+          memMiB: 256,
+          dir: '/ref',
+          kernel: '/ref/k',
+          cmdline: 'ref',
+          baseDisk: '/ref/b',
+          baseDiskFormat: 'qcow2',
+          diskGiB: 1,
+          dataDiskMiB: 1,
+          network: { mode: 'user', forwards: [], mac: '52:54:00:00:00:00' },
+          agentChannel: 'ref',
+        },
+        paths: { disk: '/r/d', qmp: '/r/q', qga: '/r/g', serial: '/r/s', pidfile: '/r/p', data: '/r/e' },
+      };
+      const argv = qemuArgv(ref, { incoming: false, machine, accel, sandbox: false }).join(' ');
+      return {
+        version: fp.version ?? 'unknown',
+        binarySha256,
+        machine,
+        accel,
+        cpu,
+        devicesSha256: createHash('sha256').update(argv).digest('hex'),
+      };
+    })();
+    return this.qemuId;
+  }
+
+  /** Write small files into a running guest through its agent, in order (each complete before the next). */
+  async writeGuestFiles(vm: DriverVm, files: Array<{ path: string; data: string }>, timeoutMs = 5000): Promise<void> {
+    await this.agentCall(vm, timeoutMs, async (ga) => {
+      for (const f of files) {
+        const h = await ga.execute<number>('guest-file-open', { path: f.path, mode: 'w' });
+        try {
+          if (f.data.length > 0) {
+            await ga.execute('guest-file-write', { handle: h, 'buf-b64': Buffer.from(f.data).toString('base64') });
+          }
+          await ga.execute('guest-file-flush', { handle: h });
+        } finally {
+          await ga.execute('guest-file-close', { handle: h }).catch(() => undefined);
+        }
+      }
+    });
   }
 
   async close(): Promise<void> {
@@ -960,6 +1041,9 @@ export function qemuArgv(vm: DriverVm, o: QemuArgvOptions): string[] {
   // Entropy from the host: without it the guest's crng is not ready until ~4 s into a TCG boot, and
   // first-boot key generation (ssh host key, the attestation key) blocks on it.
   a.push('-object', 'rng-random,id=rng0,filename=/dev/urandom', '-device', `virtio-rng-${bus},rng=rng0`);
+  // A VM generation ID, new at every QEMU start (guid=auto): a guest kernel with the vmgenid driver reseeds
+  // its RNG when a restored snapshot sees a new one (boot snapshots also reseed from the guest's init).
+  if (machine !== 'microvm') a.push('-device', 'vmgenid,guid=auto');
   a.push(
     '-device',
     `virtio-serial-${bus}`,
@@ -1007,14 +1091,16 @@ async function receiveMigration<T>(
   }
 }
 
-/** Stream a saved state file into QEMU's incoming migration socket. */
-async function sendMigration(sock: string, file: string): Promise<void> {
+/** Stream a saved state file into QEMU's incoming migration socket (hashing what it sends into `hash`). */
+async function sendMigration(sock: string, file: string, hash?: Hash): Promise<void> {
   const c = await new Promise<Socket>((ok, fail) => {
     const s = connect(sock);
     s.once('connect', () => ok(s));
     s.once('error', fail);
   });
-  await pipeline(createReadStream(file), c);
+  const src = createReadStream(file);
+  if (hash) src.on('data', (d) => hash.update(d));
+  await pipeline(src, c);
 }
 
 async function pollMigration(qmp: QmpClient, timeoutMs: number): Promise<{ downtime?: number }> {
@@ -1046,6 +1132,35 @@ export async function qemuImgInfo(path: string): Promise<{ format: string; virtu
     if (err instanceof FormError) throw err;
     throw new FormError('VM_IMAGE_INVALID', `Cannot read image ${path}: ${stderrOf(err)}`, { cause: err });
   }
+}
+
+/** What a saved VM state was made under (see QemuDriver.templateIdentity). */
+export interface QemuIdentity {
+  version: string;
+  binarySha256: string;
+  machine: string;
+  accel: string;
+  cpu: string;
+  devicesSha256: string;
+}
+
+/** The file `bin` runs as (PATH lookup for a bare name), or undefined. */
+function whichBinary(bin: string): string | undefined {
+  if (bin.includes('/')) return existsSync(bin) ? resolve(bin) : undefined;
+  for (const d of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+    if (d && existsSync(join(d, bin))) return join(d, bin);
+  }
+  return undefined;
+}
+
+function sha256Of(path: string): Promise<string> {
+  return new Promise((ok, fail) => {
+    const h = createHash('sha256');
+    createReadStream(path)
+      .on('data', (d) => h.update(d))
+      .on('error', fail)
+      .on('end', () => ok(h.digest('hex')));
+  });
 }
 
 /** Host CPU frequency in kHz from /proc/cpuinfo (TCG's rdtsc follows the host TSC). */

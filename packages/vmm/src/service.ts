@@ -82,6 +82,8 @@ export async function createVmmService(opts: {
     healthIntervalMs: config.healthIntervalMs,
     restartPolicy: config.restartPolicy,
     maxRestarts: config.maxRestarts,
+    bootSnapshots: config.bootSnapshots,
+    templatesDir: config.templatesDir,
   });
   await manager.init();
   const app = await createApiServer({

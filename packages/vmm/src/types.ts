@@ -1,4 +1,5 @@
 import type { Resources } from '@formation/interface';
+import type { TemplateWant } from './boot-snapshot.ts';
 import type { DriverVm } from './driver.ts';
 import type { VmNetAssignment } from './network.ts';
 import type { VmState } from './state-machine.ts';
@@ -74,6 +75,17 @@ export interface VmRecord {
   bootMs?: number | undefined;
   /** What was booted (DESIGN "measured boot"); the node daemon signs it with the node key. */
   measurement?: VmMeasurement | undefined;
+  /** Boot snapshots: the guest takes its identity over the agent (instance-neutral cmdline) and its template. */
+  bootSnapshot?: { identity: 'agent' | 'cmdline'; want: TemplateWant } | undefined;
+  /** How the last boot started. */
+  boot?: VmBoot | undefined;
+}
+
+/** How a boot started: `snapshot` = restored from the Formpack's boot template; `fallback` = why not. */
+export interface VmBoot {
+  kind: 'cold' | 'snapshot';
+  launchedAt: string;
+  fallback?: string | undefined;
 }
 
 /** sha256 of what a VM boots: kernel, initramfs, full command line, base disk (null when not known). */
@@ -99,6 +111,8 @@ export interface VmView {
   startedAt: string | null;
   readyAt: string | null;
   bootMs: number | null;
+  /** How the last boot started and launch → ready (ms); `fallback` says why a snapshot was not used. */
+  boot?: { kind: 'cold' | 'snapshot'; readyMs: number | null; fallback: string | null } | null | undefined;
   measurement: VmMeasurement | null;
   health: VmHealth | null;
   lastExit: { kind: string; reason: string; at: string } | null;

@@ -1,0 +1,527 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { chmod, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FormError } from '@formation/interface';
+import type { Logger } from '@formation/service';
+import type { DriverVm, DriverVmSpec, HypervisorDriver, SnapshotInfo } from './driver.ts';
+import type { QemuIdentity } from './qemu-driver.ts';
+
+/**
+ * Boot snapshots (issue 22): per Formpack and node, one template VM is booted with an instance-neutral
+ * command line (`vm_wait=identity`) to the guest init's wait point — before any host key, attestation
+ * key, hostname, address, data disk or secret exists — and its memory + device state is saved. Later VMs
+ * of that Formpack restore it into their own overlay and are then released with their own identity
+ * over the guest agent (files under /run/form). Whatever does not fit is cold-booted, with the reason.
+ */
+
+/** The cmdline word that makes the guest init wait for its identity (packages/guest/files/form-init). */
+export const WAIT_WORD = 'vm_wait=identity';
+/** Console marks of the guest init: at the wait point, and ready. */
+export const WAIT_MARK = 'FORM-INIT-WAIT';
+export const READY_MARK = 'FORM-INIT-READY';
+/** The NIC address the template boots with; every instance sets its own after the release. */
+export const TEMPLATE_MAC = '52:54:00:00:00:01';
+
+/** The instance-neutral cmdline of a Formpack: its own, plus the wait word (no vm_ip/vm_name/…). */
+export function neutralCmdline(formpackCmdline: string): string {
+  const words = formpackCmdline.split(/\s+/).filter((w) => w && !w.startsWith('vm_'));
+  return [...words, WAIT_WORD].join(' ');
+}
+
+/** What the guest learns at the release point. */
+export interface InstanceIdentity {
+  ip: string;
+  gateway: string;
+  dns: string;
+  name: string;
+  id: string;
+  mac: string;
+}
+
+const IDENTITY_RULES: Record<keyof InstanceIdentity, RegExp> = {
+  ip: /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/,
+  gateway: /^(none|\d{1,3}(\.\d{1,3}){3})$/,
+  dns: /^(none|\d{1,3}(\.\d{1,3}){3})$/,
+  name: /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/,
+  id: /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
+  mac: /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/,
+};
+
+/**
+ * The files the host writes into a waiting guest, in order: host entropy (hex, mixed in and the RNG
+ * reseeded before anything else runs), the identity (`vm_*` words the init reads after its cmdline),
+ * then the release mark. The guest splits the identity on whitespace, so every value is checked against
+ * a strict pattern first: a space, newline or glob in a name would add words of the caller's choosing.
+ * Throws VM_BAD_ARGUMENT. Pure but for `seedHex`/`nowSec` given by the caller.
+ *
+ * @example
+ * identityFiles({ ip: '10.129.0.2/24', gateway: '10.129.0.1', dns: '10.129.0.1', name: 'web-1', id: 'vm-ab', mac: '52:54:00:12:34:56' }, 'ab…', 1767225600)
+ */
+export function identityFiles(
+  ident: InstanceIdentity,
+  seedHex: string,
+  nowSec: number,
+): Array<{ path: string; data: string }> {
+  for (const [k, re] of Object.entries(IDENTITY_RULES) as Array<[keyof InstanceIdentity, RegExp]>) {
+    const v = ident[k];
+    if (typeof v !== 'string' || !re.test(v)) {
+      throw new FormError(
+        'VM_BAD_ARGUMENT',
+        `Cannot release VM ${JSON.stringify(ident.id)}: its ${k} ${JSON.stringify(v)} does not match ${re}`,
+        { hint: 'Identity values go to the guest init as words; only addresses, DNS labels and ids pass.' },
+      );
+    }
+  }
+  if (!/^[0-9a-f]{64,}$/.test(seedHex)) {
+    throw new FormError('VM_BAD_ARGUMENT', 'Cannot release a VM: the entropy seed is not at least 32 bytes of hex');
+  }
+  if (!Number.isInteger(nowSec) || nowSec < 0) {
+    throw new FormError('VM_BAD_ARGUMENT', `Cannot release a VM: time ${nowSec} is not whole seconds`);
+  }
+  const words = [
+    `vm_ip=${ident.ip}`,
+    `vm_gw=${ident.gateway}`,
+    `vm_dns=${ident.dns}`,
+    `vm_name=${ident.name}`,
+    `vm_id=${ident.id}`,
+    `vm_mac=${ident.mac}`,
+    `vm_time=${nowSec}`,
+  ];
+  return [
+    { path: '/run/form/seed', data: `${seedHex}\n` },
+    { path: '/run/form/identity', data: `${words.join('\n')}\n` },
+    { path: '/run/form/release', data: '' },
+  ];
+}
+
+/** What a template boot's console says so far: at the wait point, booted without one (an older guest), or neither yet. */
+export function classifyTemplateBoot(consoleText: string): 'waiting' | 'no-wait-point' | 'pending' {
+  if (consoleText.includes(WAIT_MARK)) return 'waiting';
+  if (consoleText.includes(READY_MARK)) return 'no-wait-point';
+  return 'pending';
+}
+
+/** What a VM needs from a template (everything its saved state depends on, besides QEMU). */
+export interface TemplateWant {
+  formpackId: string;
+  kernelSha256: string;
+  initramfsSha256: string | null;
+  diskSha256: string | null;
+  kernel: string;
+  initramfs?: string | undefined;
+  baseDisk: string;
+  baseDiskFormat: DriverVmSpec['baseDiskFormat'];
+  diskGiB: number;
+  cmdline: string;
+  memMiB: number;
+  vcpu: number;
+  dataDiskMiB: number;
+  agentChannel: string;
+  /**
+   * The network backend: QEMU saves user-mode networking (slirp) with the VM, so a template restores
+   * only into the mode it was made in; a tap template boots on its own TAP, attached to nothing.
+   */
+  netMode: 'user' | 'tap';
+  netns?: string | undefined;
+}
+
+/** template.json: what a saved template was made from and of. */
+export interface TemplateMeta {
+  v: 1;
+  want: TemplateWant;
+  qemu: QemuIdentity;
+  /** sha256 and size of each state file. */
+  files: Record<string, { sha256: string; bytes: number }>;
+  createdAt: string;
+  /** Template boot: launch to wait point (ms); saving its state (ms). */
+  bootMs: number;
+  saveMs: number;
+}
+
+/** The directory name of templates made under one QEMU identity. */
+export function qemuFingerprint(q: QemuIdentity): string {
+  const keys = Object.keys(q).sort() as Array<keyof QemuIdentity>;
+  return createHash('sha256')
+    .update(JSON.stringify(keys.map((k) => [k, q[k]])))
+    .digest('hex')
+    .slice(0, 16);
+}
+
+/**
+ * Why a template does not fit, or undefined when it does. `rebuild`: a new template for what is wanted
+ * should replace it (the Formpack or QEMU changed); a VM of another size just cold-boots. Pure.
+ */
+export function templateMismatch(
+  meta: TemplateMeta,
+  want: TemplateWant,
+  qemu: QemuIdentity,
+): { reason: string; rebuild: boolean } | undefined {
+  const q = meta.qemu;
+  if (q.binarySha256 !== qemu.binarySha256 || q.version !== qemu.version) {
+    return {
+      reason: `template made by another QEMU (${q.version}, binary ${q.binarySha256.slice(0, 12)}; this node runs ${qemu.version}, binary ${qemu.binarySha256.slice(0, 12)})`,
+      rebuild: true,
+    };
+  }
+  for (const k of ['machine', 'accel', 'cpu', 'devicesSha256'] as const) {
+    if (q[k] !== qemu[k]) {
+      return { reason: `template made with ${k} ${q[k]}, this node uses ${qemu[k]}`, rebuild: true };
+    }
+  }
+  const w = meta.want;
+  for (const k of ['formpackId', 'kernelSha256', 'initramfsSha256', 'diskSha256', 'baseDisk', 'cmdline'] as const) {
+    if (w[k] !== want[k]) return { reason: `the Formpack changed since the template was made (${k})`, rebuild: true };
+  }
+  for (const k of ['memMiB', 'vcpu', 'dataDiskMiB', 'agentChannel', 'baseDiskFormat', 'netMode', 'netns'] as const) {
+    if (w[k] !== want[k]) {
+      return { reason: `template has ${k} ${w[k]}, this VM wants ${want[k]}`, rebuild: false };
+    }
+  }
+  return undefined;
+}
+
+/** The driver operations templates need (the QEMU driver has them; others simply have no boot snapshots). */
+export interface TemplateDriver extends HypervisorDriver {
+  templateIdentity(): Promise<QemuIdentity>;
+  restore(vm: DriverVm, dir: string, opts?: { memorySha256?: string | undefined }): Promise<void>;
+  writeGuestFiles(vm: DriverVm, files: Array<{ path: string; data: string }>, timeoutMs?: number): Promise<void>;
+}
+
+export function isTemplateDriver(d: HypervisorDriver): d is TemplateDriver {
+  const t = d as Partial<TemplateDriver>;
+  return typeof t.templateIdentity === 'function' && typeof t.writeGuestFiles === 'function';
+}
+
+export type TemplateFit =
+  | { ok: true; dir: string; meta: TemplateMeta }
+  | { ok: false; reason: string; rebuild: boolean };
+
+export interface BootTemplatesOptions {
+  driver: TemplateDriver;
+  /** Templates root (`<vmDir>/../templates` by default). */
+  root: string;
+  /** Where the template VM's runtime dir goes (short paths: unix sockets). */
+  vmDir: string;
+  logger: Logger;
+  bootTimeoutMs?: number | undefined;
+}
+
+const STATE_FILES = ['memory.mig', 'disk.qcow2', 'data.qcow2'];
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The node's templates: `<root>/<formpack id>/<qemu fingerprint>/{memory.mig,disk.qcow2,data.qcow2,template.json}`
+ * (directories 0700, files 0600, the VMM's user only), plus `<root>/<formpack id>/capability.json`
+ * (whether its guest has the wait point). Builds run one at a time.
+ */
+export class BootTemplates {
+  private readonly log: Logger;
+  private readonly builds = new Map<string, Promise<TemplateMeta | undefined>>();
+  private readonly failed = new Map<string, string>();
+  private chain: Promise<unknown> = Promise.resolve();
+  private closed = false;
+  private building: DriverVm | undefined;
+
+  private readonly o: BootTemplatesOptions;
+
+  constructor(o: BootTemplatesOptions) {
+    this.o = o;
+    this.log = o.logger.child({ component: 'boot-templates' });
+  }
+
+  get root(): string {
+    return this.o.root;
+  }
+
+  private fpDir(formpackId: string): string {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(formpackId)) {
+      throw new FormError(
+        'VM_BAD_ARGUMENT',
+        `Cannot use boot templates of Formpack ${JSON.stringify(formpackId)}: not an id`,
+      );
+    }
+    return join(this.o.root, formpackId);
+  }
+
+  /** Whether this Formpack's guest has the wait point, as learned from its template boot. */
+  capability(formpackId: string): { capable: boolean | undefined; reason?: string | undefined } {
+    try {
+      const c = JSON.parse(readFileSync(join(this.fpDir(formpackId), 'capability.json'), 'utf8')) as {
+        capable: boolean;
+        reason?: string;
+      };
+      return { capable: c.capable === true, reason: c.reason };
+    } catch {
+      return { capable: undefined };
+    }
+  }
+
+  async dirFor(formpackId: string): Promise<string> {
+    return join(this.fpDir(formpackId), qemuFingerprint(await this.o.driver.templateIdentity()));
+  }
+
+  /** The template for `want` when one fits, else why not (never throws for a bad template). */
+  async find(want: TemplateWant): Promise<TemplateFit> {
+    const qemu = await this.o.driver.templateIdentity();
+    const dir = join(this.fpDir(want.formpackId), qemuFingerprint(qemu));
+    if (!existsSync(dir)) {
+      // Say why: a template of another QEMU, or none at all.
+      for (const other of await readdir(this.fpDir(want.formpackId)).catch(() => [] as string[])) {
+        const meta = await readMeta(join(this.fpDir(want.formpackId), other)).catch(() => undefined);
+        const m = meta && templateMismatch(meta, want, qemu);
+        if (m) return { ok: false, reason: m.reason, rebuild: true };
+      }
+      return { ok: false, reason: 'no template of this Formpack for this QEMU yet', rebuild: true };
+    }
+    let meta: TemplateMeta;
+    try {
+      const st = await lstat(dir);
+      if (!st.isDirectory() || st.uid !== (process.getuid?.() ?? st.uid) || (st.mode & 0o077) !== 0) {
+        return { ok: false, reason: `template ${dir} is not a private directory of the VMM's user`, rebuild: true };
+      }
+      meta = await readMeta(dir);
+    } catch (err) {
+      return { ok: false, reason: `template ${dir} is unreadable: ${(err as Error).message}`, rebuild: true };
+    }
+    const m = templateMismatch(meta, want, qemu);
+    if (m) return { ok: false, ...m };
+    for (const [name, f] of Object.entries(meta.files)) {
+      const p = join(dir, name);
+      const st = await stat(p).catch(() => undefined);
+      if (!st) return { ok: false, reason: `template file ${name} is missing`, rebuild: true };
+      if (st.size !== f.bytes) {
+        return { ok: false, reason: `template file ${name} has ${st.size} bytes, ${f.bytes} expected`, rebuild: true };
+      }
+      // memory.mig is checked while it streams into QEMU (restore with memorySha256); the rest now.
+      if (name !== 'memory.mig' && (await sha256File(p)) !== f.sha256) {
+        return { ok: false, reason: `template file ${name} is damaged (sha256 differs)`, rebuild: true };
+      }
+    }
+    if (!meta.files['memory.mig'] || !meta.files['disk.qcow2']) {
+      return { ok: false, reason: 'template lacks its memory or disk state', rebuild: true };
+    }
+    return { ok: true, dir, meta };
+  }
+
+  /** Restore a fitting template into `vm` (its memory verified before the VM runs). */
+  async restore(vm: DriverVm, fit: Extract<TemplateFit, { ok: true }>): Promise<void> {
+    const mem = fit.meta.files['memory.mig'];
+    await this.o.driver.restore(vm, fit.dir, { memorySha256: mem?.sha256 });
+  }
+
+  /** Remove a template that did not work (it is rebuilt on a later boot). */
+  async discard(dir: string, reason: string): Promise<void> {
+    this.log.warn({ dir, reason }, 'boot template discarded');
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Release a waiting guest: wait for its agent, then write entropy, identity and the release mark.
+   * Throws TIMEOUT when the agent never answers.
+   */
+  async release(vm: DriverVm, ident: InstanceIdentity, timeoutMs = 90_000): Promise<void> {
+    const files = identityFiles(ident, randomBytes(32).toString('hex'), Math.floor(Date.now() / 1000));
+    const agent = this.o.driver.agent(vm);
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await agent.ping(1000);
+        break;
+      } catch (err) {
+        if (Date.now() > end) {
+          throw new FormError(
+            'TIMEOUT',
+            `Cannot release VM ${vm.spec.id}: its guest agent did not answer in ${timeoutMs} ms`,
+            {
+              cause: err,
+              hint: 'See the VM console; the guest waits for its identity at FORM-INIT-WAIT.',
+            },
+          );
+        }
+        await sleep(50);
+      }
+    }
+    await this.o.driver.writeGuestFiles(vm, files);
+  }
+
+  /** Build the template for `want` unless one fits or a build failed before (one build at a time). */
+  ensure(want: TemplateWant): Promise<TemplateMeta | undefined> {
+    const key = `${want.formpackId}/${want.memMiB}/${want.vcpu}/${want.dataDiskMiB}`;
+    const running = this.builds.get(key);
+    if (running) return running;
+    const queued = this.chain.then(async () => {
+      if (this.closed) return undefined;
+      if (this.failed.has(key)) return undefined;
+      const fit = await this.find(want);
+      if (fit.ok) return fit.meta;
+      // A VM of another size cold-boots; it does not replace the Formpack's template.
+      if (!fit.rebuild) return undefined;
+      if (this.capability(want.formpackId).capable === false) return undefined;
+      try {
+        return await this.build(want);
+      } catch (err) {
+        const reason = (err as Error).message;
+        this.failed.set(key, reason);
+        this.log.warn({ formpack: want.formpackId, reason }, 'boot template not built; its VMs cold-boot');
+        return undefined;
+      }
+    });
+    this.chain = queued.catch(() => undefined);
+    const p = queued.finally(() => this.builds.delete(key));
+    this.builds.set(key, p);
+    return p;
+  }
+
+  /** Resolves when no build is running or queued. */
+  async idle(): Promise<void> {
+    while (this.builds.size > 0) await Promise.allSettled([...this.builds.values()]);
+  }
+
+  private async build(want: TemplateWant): Promise<TemplateMeta | undefined> {
+    const qemu = await this.o.driver.templateIdentity();
+    const fpDir = this.fpDir(want.formpackId);
+    const final = join(fpDir, qemuFingerprint(qemu));
+    const id = `tpl-${createHash('sha256').update(final).digest('hex').slice(0, 12)}`;
+    const runDir = join(this.o.vmDir, id);
+    const stateDir = `${final}.build`;
+    await mkdir(fpDir, { recursive: true, mode: 0o700 });
+    await chmod(this.o.root, 0o700).catch(() => undefined);
+    await rm(stateDir, { recursive: true, force: true });
+    await rm(runDir, { recursive: true, force: true });
+    const spec: DriverVmSpec = {
+      id,
+      name: 'template',
+      vcpu: want.vcpu,
+      memMiB: want.memMiB,
+      dir: join(runDir, 'qemu'),
+      kernel: want.kernel,
+      initramfs: want.initramfs,
+      cmdline: want.cmdline,
+      baseDisk: want.baseDisk,
+      baseDiskFormat: want.baseDiskFormat,
+      diskGiB: want.diskGiB,
+      dataDiskMiB: want.dataDiskMiB,
+      // Reaches nothing: the template has no address before it is saved, and its TAP (made by QEMU,
+      // gone with it) is on no bridge.
+      network:
+        want.netMode === 'tap'
+          ? { mode: 'tap', tap: `ftpl${id.slice(4, 14)}`, mac: TEMPLATE_MAC, netns: want.netns }
+          : { mode: 'user', forwards: [], mac: TEMPLATE_MAC, restrict: true },
+      agentChannel: want.agentChannel,
+    };
+    const t0 = Date.now();
+    const vm = await this.o.driver.create(spec);
+    this.building = vm;
+    let info: SnapshotInfo;
+    let bootMs: number;
+    try {
+      await this.o.driver.start(vm);
+      const timeout = this.o.bootTimeoutMs ?? 120_000;
+      let seen: ReturnType<typeof classifyTemplateBoot> = 'pending';
+      while (seen === 'pending') {
+        if (this.closed) return undefined;
+        if (Date.now() - t0 > timeout) {
+          throw new FormError(
+            'TIMEOUT',
+            `Cannot make a boot template: the guest did not reach its wait point in ${timeout} ms`,
+          );
+        }
+        if ((await this.o.driver.status(vm)) === 'stopped') {
+          throw new FormError('VM_HYPERVISOR', 'Cannot make a boot template: the template VM stopped while booting');
+        }
+        await sleep(100);
+        seen = classifyTemplateBoot(readSafe(vm.paths.serial));
+      }
+      if (seen === 'no-wait-point') {
+        const reason = 'its guest init has no boot-snapshot wait point (vm_wait=identity): an older guest';
+        await writeFile(join(fpDir, 'capability.json'), JSON.stringify({ capable: false, reason }), { mode: 0o600 });
+        this.log.info({ formpack: want.formpackId, reason }, 'Formpack is not snapshot-capable; its VMs cold-boot');
+        return undefined;
+      }
+      // The agent was started before the mark; make sure it answers (its state is saved with the VM).
+      const agent = this.o.driver.agent(vm);
+      for (let i = 0; ; i++) {
+        try {
+          await agent.ping(1000);
+          break;
+        } catch (err) {
+          if (i > 60 || this.closed) throw err;
+          await sleep(100);
+        }
+      }
+      bootMs = Date.now() - t0;
+      info = await this.o.driver.snapshot(vm, stateDir);
+    } finally {
+      this.building = undefined;
+      await this.o.driver.destroy(vm).catch(() => undefined);
+      await rm(runDir, { recursive: true, force: true });
+    }
+    const files: TemplateMeta['files'] = {};
+    for (const name of STATE_FILES) {
+      const p = join(stateDir, name);
+      if (!existsSync(p)) continue;
+      await chmod(p, 0o600);
+      files[name] = { sha256: await sha256File(p), bytes: (await stat(p)).size };
+    }
+    await rm(join(stateDir, 'snapshot.json'), { force: true });
+    const meta: TemplateMeta = {
+      v: 1,
+      want,
+      qemu,
+      files,
+      createdAt: new Date().toISOString(),
+      bootMs,
+      saveMs: info.totalMs,
+    };
+    await writeFile(join(stateDir, 'template.json'), JSON.stringify(meta, null, 1), { mode: 0o600 });
+    await chmod(stateDir, 0o700);
+    await rm(final, { recursive: true, force: true });
+    await rename(stateDir, final);
+    await writeFile(join(fpDir, 'capability.json'), JSON.stringify({ capable: true }), { mode: 0o600 });
+    this.log.info(
+      { formpack: want.formpackId, dir: final, bootMs, saveMs: info.totalMs, memoryBytes: info.memoryBytes },
+      'boot template saved',
+    );
+    return meta;
+  }
+
+  /** Stop building (a template VM being booted is destroyed) and wait for the queue to settle. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const vm = this.building;
+    if (vm) await this.o.driver.stop(vm, { force: true }).catch(() => undefined);
+    await this.idle();
+  }
+}
+
+async function readMeta(dir: string): Promise<TemplateMeta> {
+  const meta = JSON.parse(await readFile(join(dir, 'template.json'), 'utf8')) as TemplateMeta;
+  if (
+    meta?.v !== 1 ||
+    typeof meta.qemu !== 'object' ||
+    typeof meta.want !== 'object' ||
+    typeof meta.files !== 'object'
+  ) {
+    throw new FormError('VM_IMAGE_INVALID', `template.json in ${dir} is not a version 1 template description`);
+  }
+  return meta;
+}
+
+function readSafe(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+export function sha256File(path: string): Promise<string> {
+  return new Promise((ok, fail) => {
+    const h = createHash('sha256');
+    createReadStream(path)
+      .on('data', (d) => h.update(d))
+      .on('error', fail)
+      .on('end', () => ok(h.digest('hex')));
+  });
+}

@@ -50,7 +50,7 @@ import { type NodeConfig, type NodeInfo, nodePaths, nodePorts } from './config.t
 import { InstanceController } from './controller.ts';
 import { startExtraServices } from './extra-services.ts';
 import { deleteNetns, ensureNetns } from './netns.ts';
-import { findRevisionFile } from './replication.ts';
+import { findRevisionFile, isLoopbackHost } from './replication.ts';
 
 const VERSION = '0.1.0';
 // In a constant: `summary` is an OpenAPI addition that the plain FastifySchema type lacks.
@@ -86,6 +86,19 @@ export interface RunningNode {
   close(): Promise<void>;
 }
 
+/**
+ * With a public address, the plain-HTTP listeners must stay on loopback: a `host` of 0.0.0.0 or of the
+ * public address itself would serve the APIs in clear to other hosts (and take the TLS listeners' ports).
+ */
+export function checkPublicConfig(config: Pick<NodeConfig, 'host' | 'publicAddress'>): void {
+  if (!config.publicAddress || isLoopbackHost(config.host)) return;
+  throw new FormError(
+    'CONFIG_INVALID',
+    `Cannot start with --public-address ${config.publicAddress} and host ${config.host}: the plain-HTTP APIs listen on host, which must be loopback when the node is public`,
+    { hint: 'Drop --host / FORM_HOST (default 127.0.0.1): other hosts reach the APIs over TLS on the public address.' },
+  );
+}
+
 /** Write a file atomically (temp + rename) so readers never see half of it. */
 function writeAtomic(path: string, text: string): void {
   const tmp = `${path}.${process.pid}.tmp`;
@@ -103,6 +116,7 @@ function writeAtomic(path: string, text: string): void {
  * and the dashboard never listen on it (see the README's table).
  */
 export async function startNode(config: NodeConfig, logger: Logger): Promise<RunningNode> {
+  checkPublicConfig(config);
   const paths = nodePaths(config.dataDir);
   const ports = nodePorts(config);
   mkdirSync(paths.dir, { recursive: true, mode: 0o700 });

@@ -53,6 +53,7 @@ export {
   type Backend,
   buildRouteTable,
   guestPorts,
+  inFormnet,
   pickOrder,
   type Route,
   type RouteInput,

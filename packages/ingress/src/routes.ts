@@ -35,6 +35,24 @@ export interface RouteInput {
   }>;
   /** The prober's status of a replica, or undefined when it does not check it (e.g. a CMD check it cannot run). */
   health(replicaId: string): HealthStatus | undefined;
+  /**
+   * Addresses the ingress may connect to; default `inFormnet` (10.128.0.0/9). A replica's address is
+   * reported by the node that runs it: without this, a lying node could point every ingress at
+   * 127.0.0.1 (its own APIs, Redis) or the node's LAN.
+   */
+  addressAllowed?: (address: string) => boolean;
+}
+
+/**
+ * Whether an IPv4 address is in formnet, 10.128.0.0/9 (what replicas get).
+ *
+ * @example
+ * inFormnet('10.129.1.2') // true; inFormnet('127.0.0.1') // false
+ */
+export function inFormnet(address: string): boolean {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(address);
+  if (!m || m.slice(1).some((o) => Number(o) > 255 || (o.length > 1 && o.startsWith('0')))) return false;
+  return Number(m[1]) === 10 && Number(m[2]) >= 128;
 }
 
 /**
@@ -55,18 +73,19 @@ export function guestPorts(expose: readonly number[]): { http: number | null; tl
 
 /**
  * The route table: host → the replicas that may take traffic. A replica is routed when it is running,
- * has an address, and — when its instance has a health check the prober runs — is healthy (a starting
+ * has an address the ingress may connect to (`addressAllowed`, formnet by default), and — when its instance has a health check the prober runs — is healthy (a starting
  * or unhealthy one is out). A host claimed by two instances is left out (never send a visitor to the
  * wrong owner; the state's naming rules decide who holds a name, not the ingress). Pure.
  */
 export function buildRouteTable(input: RouteInput): RouteTable {
   const table = new Map<string, Route>();
   const conflicted = new Set<string>();
+  const allowed = input.addressAllowed ?? inFormnet;
   for (const inst of input.instances) {
     const ports = guestPorts(inst.expose);
     const backends: Backend[] = [];
     for (const r of inst.replicas) {
-      if (!r.running || !r.address) continue;
+      if (!r.running || !r.address || !allowed(r.address)) continue;
       const h = input.health(r.id);
       if (inst.healthchecked && h !== undefined && h !== 'healthy') continue;
       backends.push({ id: r.id, address: r.address, httpPort: ports.http, tlsPort: ports.tls });

@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { type CheckResult, healthState, INITIAL_HEALTH, nextHealth } from '../src/health.ts';
 import { readHttpHead } from '../src/http-head.ts';
-import { type Backend, buildRouteTable, guestPorts, pickOrder, type RouteInput } from '../src/routes.ts';
+import { type Backend, buildRouteTable, guestPorts, inFormnet, pickOrder, type RouteInput } from '../src/routes.ts';
 
 describe('healthState (Docker rules: start period, retries)', () => {
   const spec = { retries: 3, startPeriodMs: 30_000 };
@@ -151,6 +151,30 @@ describe('route table', () => {
     });
     assert.equal(t.get('shop.example.com'), undefined);
     assert.ok(t.get('hello.dev.formation.local'));
+  });
+
+  test('a replica address outside formnet (a lying node pointing at 127.0.0.1, its Redis, a LAN) is never routed', () => {
+    const base = input();
+    const liar = {
+      ...base.instances[1]!,
+      replicas: [
+        '127.0.0.1',
+        '0.0.0.0',
+        '192.168.1.10',
+        '10.127.255.1',
+        '169.254.169.254',
+        '::1',
+        '010.128.0.1',
+        '10.128.0.1',
+      ].map((address, i) => ({ id: `x${i}`, address, running: true })),
+    };
+    const t = buildRouteTable({ ...base, instances: [liar] });
+    assert.deepEqual(
+      t.get('shop.example.com')?.backends.map((b) => b.address),
+      ['10.128.0.1'],
+    );
+    assert.ok(inFormnet('10.255.255.255') && inFormnet('10.128.0.0'));
+    assert.ok(!inFormnet('10.128.0.256') && !inFormnet('10.128.0') && !inFormnet('11.128.0.1'));
   });
 
   test('guestPorts: 80 else the lowest non-443 port for HTTP; 443 only for TLS', () => {

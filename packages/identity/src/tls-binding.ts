@@ -113,7 +113,8 @@ export function verifyTlsBinding(
       'It is not a Formation node.',
     );
   }
-  if (!verify(nodeKey, tlsBindingMessage(spkiOf(x.publicKey)), sig)) {
+  const message = tlsBindingMessage(spkiOf(x.publicKey));
+  if (!verifiedOnce(nodeKey, message, sig)) {
     refuse(
       'TLS_BAD_BINDING',
       `Cannot trust ${where}: its certificate claims node ${short(nodeKey)} but that key did not sign its TLS key`,
@@ -141,6 +142,22 @@ export function verifyTlsBinding(
     );
   }
   return { nodeKey, fingerprint: createHash('sha256').update(x.raw).digest('hex'), validTo };
+}
+
+/**
+ * secp256k1 verification costs milliseconds and every connection presents the same few certificates:
+ * remember (key, message, signature) triples that verified. Deterministic, so a hit is exactly the
+ * verify it skips; failures are never remembered.
+ */
+const VERIFIED_MAX = 1024;
+const verified = new Set<string>();
+function verifiedOnce(nodeKey: string, message: string, sig: string): boolean {
+  const id = `${nodeKey}\n${sig.toLowerCase()}\n${message}`;
+  if (verified.has(id)) return true;
+  if (!verify(nodeKey, message, sig)) return false;
+  if (verified.size >= VERIFIED_MAX) verified.delete(verified.values().next().value as string);
+  verified.add(id);
+  return true;
 }
 
 function short(k: string): string {

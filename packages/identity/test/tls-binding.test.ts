@@ -78,6 +78,8 @@ test('exploit: a certificate claiming node A with a signature by another key is 
     'TLS_BAD_BINDING',
     /did not sign/,
   );
+  // Refusals are never remembered (verifications that passed are): a second try is refused the same way.
+  refusedWith(() => verifyTlsBinding(der), 'AUTH_BAD_SIGNATURE', 'TLS_BAD_BINDING');
 });
 
 test('exploit: node A’s binding copied onto a certificate with another TLS key (swapped) is refused', () => {

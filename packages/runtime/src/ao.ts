@@ -236,16 +236,29 @@ export function registerAoRoutes(
         params: Type.Object({ pid: Type.String() }),
         querystring: Type.Object({
           from: Type.Optional(Type.Integer({ minimum: 1 })),
+          to: Type.Optional(Type.Integer({ minimum: 1 })),
           limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+          sort: Type.Optional(Type.Union([Type.Literal('ASC'), Type.Literal('DESC')])),
         }),
       },
     },
-    async (req) => ({
-      edges: (await manager.results(req.params.pid, req.query.from ?? 1, req.query.limit ?? 25)).map((r) => ({
-        cursor: String(r.sequence),
-        node: { Id: r.itemId, ...toAoResult(r.result) },
-      })),
-    }),
+    async (req) => {
+      const limit = req.query.limit ?? 25;
+      let list: Awaited<ReturnType<ProcessManager['results']>>;
+      if (req.query.sort === 'DESC') {
+        // newest first, below the `to` cursor (aos's live view asks for the latest this way)
+        const last = Math.min(manager.process(req.params.pid).lastSequence, (req.query.to ?? Infinity) - 1);
+        const first = Math.max(req.query.from ?? 1, last - limit + 1);
+        list = last >= first ? (await manager.results(req.params.pid, first, last - first + 1)).reverse() : [];
+      } else {
+        const from = req.query.from ?? 1;
+        const to = req.query.to ? Math.min(req.query.to - 1, from + limit - 1) : from + limit - 1;
+        list = to >= from ? await manager.results(req.params.pid, from, to - from + 1) : [];
+      }
+      return {
+        edges: list.map((r) => ({ cursor: String(r.sequence), node: { Id: r.itemId, ...toAoResult(r.result) } })),
+      };
+    },
   );
 
   app.post(

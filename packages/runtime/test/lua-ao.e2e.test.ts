@@ -127,6 +127,12 @@ describe('aos-style session on the Lua runtime with an Arweave wallet (runc, Red
     const listed = await ao.results({ process: pid, limit: 10 });
     assert.equal(listed.edges.length, 3);
     assert.equal(listed.edges[0]?.node.Messages[0]?.Data, '5');
+    const latest = await ao.results({ process: pid, sort: 'DESC', limit: 2 });
+    assert.deepEqual(
+      latest.edges.map((e: { cursor: string }) => e.cursor),
+      ['3', '2'],
+      'newest first, as aos asks for its live view',
+    );
   });
 
   it("an Ethereum key works through aoconnect too: spawns and Evals its own process, is refused in the wallet's", async () => {

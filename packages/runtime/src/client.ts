@@ -38,6 +38,11 @@ export class RuntimeClient {
   buildJsImage(): Promise<{ id: string; repoTags: string[]; archive: string }> {
     return this.api.request('POST', '/images/build-js', {}, { timeoutMs: 300_000 });
   }
+
+  /** Build the Lua (AO) process runtime image on the node and import it (admins only). */
+  buildLuaImage(): Promise<{ id: string; repoTags: string[]; archive: string }> {
+    return this.api.request('POST', '/images/build-lua', {}, { timeoutMs: 300_000 });
+  }
   spawn(module: string, data = '', tags?: Array<{ name: string; value: string }>): Promise<ProcessInfo> {
     return this.api.post('/processes', { module, data, ...(tags ? { tags } : {}) });
   }

@@ -89,6 +89,13 @@ describe('aos-style session on the Lua runtime with an Arweave wallet (runc, Red
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
+  it('an admin builds the same Lua image on the node (reproducible: same image id)', async () => {
+    const built = await buildLuaRuntimeImage(CACHE_DIR);
+    const onNode = await new RuntimeClient(url, admin).buildLuaImage();
+    assert.equal(onNode.id, built.imageId);
+    assert.deepEqual(onNode.repoTags, ['formation/lua-runtime:0.1.0']);
+  });
+
   const send = async (wallet: JsonWebKey, process: string, action: string, data = '') => {
     const sent = await ao.message({
       process,

@@ -533,7 +533,12 @@ export class VmManager {
         id: rec.id,
         mac: rec.network.mac.toLowerCase(),
       })
-      .then(() => this.log.debug({ id: rec.id, kind: boot?.kind }, 'identity released'))
+      .then(() =>
+        this.log.info(
+          { id: rec.id, kind: boot?.kind, sinceLaunchMs: boot ? Date.now() - Date.parse(boot.launchedAt) : null },
+          'identity released',
+        ),
+      )
       .catch((err: unknown) => {
         if (rec.boot !== boot || !hasProcess(rec.state)) return;
         this.log.error({ id: rec.id, err: (err as Error).message }, 'identity not released: the guest stays waiting');

@@ -153,6 +153,15 @@ describe('AO Lua process: messages, outbox, Inbox, Eval', () => {
     assert.equal(evalOk(p, 'X'), '1');
   });
 
+  it('the owner may hand the process on or renounce it through the global Owner', async () => {
+    const p = await spawn('X = 1');
+    evalOk(p, `Owner = '${OTHER}'`);
+    assert.match(p.apply(msg('Eval', 'X = 2')).error ?? '', /only allowed from the process owner/);
+    assert.equal(p.apply(msg('Eval', "Owner = ''", {}, OTHER)).error, undefined, 'the new owner may Eval');
+    assert.match(p.apply(msg('Eval', 'X = 3', {}, OTHER)).error ?? '', /only allowed/, 'renounced: nobody may');
+    assert.match(p.apply(msg('Eval', 'X = 3', {}, '')).error ?? '', /only allowed/, 'not even an empty sender');
+  });
+
   it('a failing handler is an Error result and its changes are rolled back; a dry run keeps nothing', async () => {
     const p = await spawn(`
       N = 0

@@ -251,7 +251,7 @@ function ao.spawn(module, m)
   return { Module = module, Tags = tagsToTable(tags), receive = receiveUnsupported }
 end
 
-function ao.isTrusted(msg) return msg.From == ao.env.Process.Owner or msg.From == ao.id end
+function ao.isTrusted(msg) return (Owner ~= nil and Owner ~= '' and msg.From == Owner) or msg.From == ao.id end
 
 Send = function(m) return ao.send(m) end
 Spawn = function(module, m) return ao.spawn(module, m) end
@@ -503,8 +503,10 @@ function __ao_handle(input)
     local msg = normalize(json.decode(input))
     currentTimestamp = math.tointeger(msg.Timestamp) or 0
     if msg.Action == 'Eval' then
-      if msg.From ~= ao.env.Process.Owner then
-        error('Eval is only allowed from the process owner (' .. rawtostring(ao.env.Process.Owner) .. '), not from ' .. rawtostring(msg.From), 0)
+      -- the global Owner (the spawner at first): the owner may hand the process on or renounce it
+      -- (Owner = '') by Eval, as aos processes do
+      if rawtype(Owner) ~= 'string' or Owner == '' or msg.From ~= Owner then
+        error('Eval is only allowed from the process owner (' .. rawtostring(Owner) .. '), not from ' .. rawtostring(msg.From), 0)
       end
       return evaluate(msg.Data)
     end

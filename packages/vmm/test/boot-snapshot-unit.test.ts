@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { FormError } from '@formation/interface';
 import {
@@ -124,6 +125,33 @@ describe('boot snapshots: pure parts', () => {
       assert.ok(m, what);
       assert.match(m.reason, re, what);
       assert.equal(m.rebuild, rebuild, what);
+    }
+  });
+
+  test('the guest inits wait before anything instance-specific (else a template would hold it)', () => {
+    const files = {
+      'guest form-init': new URL('../../guest/files/form-init', import.meta.url),
+      'fixture init': new URL('./fixtures/build-fixture.sh', import.meta.url),
+    };
+    for (const [what, url] of Object.entries(files)) {
+      const all = readFileSync(url, 'utf8');
+      // The fixture script makes the test's own ssh key on the host first: its init starts at the heredoc.
+      const text = all.slice(Math.max(0, all.indexOf('cat > "$R/sbin/form-init"')));
+      const wait = text.indexOf('while [ ! -e /run/form/release ]');
+      assert.ok(wait > 0, `${what} has the wait point`);
+      assert.ok(text.indexOf('FORM-INIT-WAIT') < wait, `${what} says it waits`);
+      assert.ok(text.indexOf('0x5207') > wait, `${what} reseeds after the release`);
+      // Everything that makes an instance itself comes after the wait.
+      for (const needle of [
+        /ssh-keygen|dropbearkey -t/,
+        /form-attest init/,
+        /hostname "?\$NAME|> \/proc\/sys\/kernel\/hostname/,
+        /ip addr add/,
+        /form-disk init|\/app\/entrypoint|\/etc\/form\/entrypoint/,
+      ]) {
+        const at = text.search(needle);
+        assert.ok(at > wait, `${what}: ${needle} after the wait point`);
+      }
     }
   });
 

@@ -4,7 +4,8 @@
 // plaintext API traffic.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -57,9 +58,16 @@ function readInfo(dataDir: string): Info | undefined {
 /** The plaintext API markers found in a capture. */
 async function plaintextIn(file: string): Promise<string[]> {
   const text = await sh('tcpdump', ['-r', file, '-n', '-A']);
-  return ['HTTP/1.1', 'x-form-signature', '"digest"', '"identity"', 'node.admit', 'application/json'].filter((m) =>
-    text.includes(m),
-  );
+  return [
+    'HTTP/1.1',
+    'x-form-signature',
+    '"digest"',
+    '"identity"',
+    'node.admit',
+    'application/json',
+    '"owner"',
+    'tls-transfer',
+  ].filter((m) => text.includes(m));
 }
 
 describe('nodes on their own hosts: TLS bound to the node key, pinned clients, no plaintext', { skip }, () => {
@@ -218,6 +226,70 @@ describe('nodes on their own hosts: TLS bound to the node key, pinned clients, n
     assert.equal(asOther.status, 403, JSON.stringify(asOther));
   });
 
+  it('a Formpack crosses from node 1 to fdb2 over pinned TLS: the real pack API and fetchFormpack, hashes checked', async () => {
+    const owner = await loadOrCreateKey(join(dir, 'owner-key.json'));
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    const bytes = {
+      disk: randomBytes(4 * 1024 * 1024),
+      kernel: randomBytes(64 * 1024),
+      initramfs: randomBytes(64 * 1024),
+    };
+    const published = { disk: sha(bytes.disk), kernel: sha(bytes.kernel), initramfs: sha(bytes.initramfs) };
+    const id = sha(Buffer.from(`public-tls formpack ${Date.now()}`));
+    const manifest = {
+      id,
+      name: 'tls-transfer',
+      owner: owner.address,
+      createdAt: new Date().toISOString(),
+      formfile: {
+        name: 'tls-transfer',
+        users: [],
+        vcpu: 1,
+        memMiB: 512,
+        diskGiB: 5,
+        copy: [],
+        install: [],
+        run: [],
+        env: [],
+        expose: [80],
+        workdir: '/app',
+        entrypoint: null,
+        noCopy: true,
+        gpu: false,
+      },
+      resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
+      cmdline: 'console=ttyS0 root=/dev/vda rw',
+      init: '/sbin/form-init',
+      artifacts: {
+        disk: { file: 'disk.qcow2', sha256: published.disk, bytes: bytes.disk.length },
+        kernel: { file: 'vmlinuz', sha256: published.kernel, bytes: bytes.kernel.length },
+        initramfs: { file: 'initramfs.img', sha256: published.initramfs, bytes: bytes.initramfs.length },
+      },
+      guest: { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'openssh' },
+    };
+    // As if node 1 had built it for this owner.
+    const at = join(dataDirs[0] as string, 'formpacks', id);
+    mkdirSync(at, { recursive: true });
+    writeFileSync(join(at, 'manifest.json'), JSON.stringify(manifest));
+    writeFileSync(join(at, 'disk.qcow2'), bytes.disk);
+    writeFileSync(join(at, 'vmlinuz'), bytes.kernel);
+    writeFileSync(join(at, 'initramfs.img'), bytes.initramfs);
+    const dest = join(dir, 'fetched', 'formpacks');
+    const r = await client(
+      NS[1],
+      'formpack',
+      `https://${IP[0]}:3003`,
+      keys[0]?.publicKey as string,
+      join(dir, 'owner-key.json'),
+      id,
+      JSON.stringify(published),
+      dest,
+    );
+    assert.equal(r.source, `https://${IP[0]}:3003`, JSON.stringify(r));
+    assert.deepEqual(readFileSync(join(dest, id, 'disk.qcow2')), bytes.disk);
+    assert.deepEqual(readFileSync(join(dest, id, 'vmlinuz')), bytes.kernel);
+  });
+
   it('a client pinned to key K refuses the node at that address presenting K′', async () => {
     // Expect node 2's key at node 1's address (as after a swap of the machine or a hijacked address).
     const r = await client(NS[1], 'read', `https://${IP[0]}:3004`, keys[1]?.publicKey as string);
@@ -240,7 +312,7 @@ describe('nodes on their own hosts: TLS bound to the node key, pinned clients, n
     process.kill(tcpdump.pid, 'SIGINT');
     await exited;
     assert.ok(existsSync(pcap));
-    const api = await sh('tcpdump', ['-r', pcap, '-n', 'tcp port 3004 or tcp port 3001']);
+    const api = await sh('tcpdump', ['-r', pcap, '-n', 'tcp port 3004 or tcp port 3003 or tcp port 3001']);
     const p2p = await sh('tcpdump', ['-r', pcap, '-n', 'tcp port 3005']);
     assert.ok(api.split('\n').length > 20, 'the API traffic of the test is in the capture');
     assert.ok(p2p.split('\n').length > 20, 'the libp2p traffic of the test is in the capture');

@@ -61,7 +61,12 @@ export function parseHealthcheck(text: string, from: number, report: Report): He
     return { value: text.slice(start, i), start, end: i };
   };
   let kind = word();
+  let options = 0;
   while (kind?.value.startsWith('--')) {
+    if (++options > OPTION_NAMES.length) {
+      fail('FORMFILE_SYNTAX', `HEALTHCHECK takes at most ${OPTION_NAMES.length} options, each once`, kind.start);
+      return undefined;
+    }
     option(kind.value, kind.start, given, fail);
     kind = word();
   }

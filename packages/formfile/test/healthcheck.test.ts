@@ -119,6 +119,12 @@ describe('HEALTHCHECK', () => {
     [`${L}CMD []`, 'FORMFILE_SYNTAX', 17, /must name a program/],
     [`${L}NONE now`, 'FORMFILE_SYNTAX', 18, /NONE takes nothing after it; unexpected "now"/],
     [`${L}--retries=2 NONE`, 'FORMFILE_SYNTAX', 13, /NONE takes no options/],
+    [
+      `${L}--interval=1s --timeout=1s --retries=1 --start-period=0s --interval=2s TCP 1`,
+      'FORMFILE_SYNTAX',
+      70,
+      /at most 4 options, each once/,
+    ],
   ];
   for (const [line, code, column, message] of cases) {
     test(`refuses ${JSON.stringify(line.slice(0, 60))} with ${code} at 2:${column}`, () => {

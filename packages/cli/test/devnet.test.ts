@@ -12,6 +12,8 @@ import { runForm } from './run-form.ts';
 const why = integrationPrerequisites('devnet CLI test', { root: true, programs: ['ip', 'wg', 'wireguard-go', 'ping'] });
 
 const PREFIX = 'fdc';
+// Exactly this devnet's namespaces (other helpers' tests use names like fdc<pid>-node).
+const OURS = new RegExp(`^${PREFIX}(\\d+|br)(\\s|$)`);
 
 describe('form devnet', { skip: why || false }, () => {
   const home = mkdtempSync(join(tmpdir(), 'form-devnet-cli-'));
@@ -23,7 +25,7 @@ describe('form devnet', { skip: why || false }, () => {
     await runForm(['devnet', 'down', ...args], env);
     rmSync(home, { recursive: true, force: true });
     const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-    assert.ok(!left.split('\n').some((l) => l.startsWith(PREFIX)), `namespaces left: ${left}`);
+    assert.ok(!left.split('\n').some((l) => OURS.test(l)), `namespaces left: ${left}`);
   });
 
   test('up --json, status --json, exec (formnet ping), down removes every namespace and process', async () => {
@@ -74,7 +76,7 @@ describe('form devnet', { skip: why || false }, () => {
     assert.match(down.stdout, /2 node\(s\) stopped/);
     for (const n of out.nodes) assert.throws(() => process.kill(n.pid, 0), 'formationd is gone');
     const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-    assert.ok(!left.split('\n').some((l) => l.startsWith(PREFIX)));
+    assert.ok(!left.split('\n').some((l) => OURS.test(l)));
     const again = await runForm(['devnet', 'status', '--json', ...args], env);
     assert.equal((JSON.parse(again.stdout) as { running: boolean }).running, false);
   });

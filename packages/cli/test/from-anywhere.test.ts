@@ -25,6 +25,8 @@ import {
   netnsPids,
   readVisitorLog,
   stopDevnetNode,
+  worldNamespaces,
+  worldPlan,
 } from '@formation/node';
 import { runForm } from './run-form.ts';
 
@@ -138,8 +140,13 @@ describe('from anywhere: the developer flow from a laptop behind NAT (3 hosts)',
     if (!dir) return;
     await devnetDown(dir).catch(() => undefined);
     if (process.env.FORM_KEEP_TEST_DATA !== '1') rmSync(dir, { recursive: true, force: true });
-    const left = (await run('ip', ['netns', 'list'])).stdout;
-    assert.ok(!left.split('\n').some((l) => l.startsWith(PREFIX)), `namespaces left: ${left}`);
+    const mine = worldNamespaces(worldPlan(PREFIX, 3));
+    const left = (await run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]);
+    assert.deepEqual(
+      left.filter((ns) => mine.includes(ns as string)),
+      [],
+      'namespaces left',
+    );
   });
 
   test('kit init on the laptop against node 1 public address (https)', async () => {

@@ -37,7 +37,9 @@ export {
   nsFetchJson,
   type WorldHost,
   type WorldPlan,
+  worldNamespaces,
   worldPlan,
+  worldVethNames,
 } from './devnet-world.ts';
 
 const run = promisify(execFile);

@@ -407,10 +407,12 @@ describe('world devnet: 2 node hosts, a visitor, a laptop behind NAT', { skip },
     const r = await devnetDown(dir);
     assert.ok(r.leftoverProcesses >= orphans.length + 1, `leftovers ended: ${r.leftoverProcesses}`);
     for (const pid of before) assert.equal(alive(pid), false, `pid ${pid} ended`);
-    const left = (await netnsList()).filter((ns) => ns.startsWith(PREFIX));
+    const mine = worldPlan(PREFIX, 2);
+    const left = (await netnsList()).filter((ns) => worldNamespaces(mine).includes(ns));
     assert.deepEqual(left, []);
-    const links = (await run('ip', ['-br', 'link'])).stdout;
-    assert.ok(!links.split('\n').some((l) => l.startsWith(PREFIX)), `no veth left in the root namespace: ${links}`);
+    const links = (await run('ip', ['-br', 'link'])).stdout.split('\n').map((l) => l.split(/[\s@]/)[0]);
+    const veths = links.filter((l) => worldVethNames(mine).includes(l as string));
+    assert.deepEqual(veths, [], 'no veth left in the root namespace');
     const again = await devnetDown(dir);
     assert.deepEqual(again, { stopped: 0, namespaces: [], leftoverProcesses: 0 });
   });

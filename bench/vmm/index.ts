@@ -1,8 +1,10 @@
 // VMM benchmarks over real QEMU: boot to guest-agent ready and to the SSH banner, pause/resume latency,
 // snapshot and restore time + size (256 MiB guest), host RSS per idle VM, and whether KVM or TCG ran.
-// Baseline in the same process: restore-to-SSH vs cold boot-to-SSH.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+// Baseline in the same process: restore-to-SSH vs cold boot-to-SSH. Boot snapshots: cold create vs
+// create from the Formpack's template (to agent ready and to the SSH banner), the template's build time and size.
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
+import { join } from 'node:path';
 import { createLogger } from '@formation/service';
 import { createVmmService, loadVmmConfig } from '@formation/vmm';
 import { fixture, integrationBlocker } from '@formation/vmm/testing';
@@ -130,5 +132,112 @@ try {
 } finally {
   await m.destroyAll();
   await vmm.close({ stopVms: true });
+}
+
+// Where a cold boot's time goes (guest console: kernel printk times, the init's uptime marks) and what
+// first-boot key generation costs in the guest.
+function bootBreakdown(serial: string): Record<string, number | null> {
+  const at = (re: RegExp): number | null => {
+    const x = re.exec(serial);
+    return x ? Math.round(Number(x[1]) * 1000) : null;
+  };
+  return {
+    kernelToInitramfsMs: at(/\[\s*([\d.]+)\] Run \/init as init process/),
+    initWaitPointMs: at(/FORM-INIT-WAIT ([\d.]+)/),
+    initReadyMs: at(/FORM-INIT-READY ([\d.]+)/),
+  };
+}
+
+// Boot snapshots: a VMM with bootSnapshots on; the first VM cold-boots and leaves the Formpack's
+// template, the second is restored from it and released with its own identity.
+const vmm2 = await createVmmService({
+  config: loadVmmConfig(
+    {},
+    {
+      vmDir: `${tmp}/vms2`,
+      imagesDir: `${tmp}/images`,
+      formpacksDir: fx.formpacksDir,
+      cacheDir: '/var/tmp/formation-vmm-cache',
+      healthIntervalMs: 0,
+      bootSnapshots: true,
+    },
+  ),
+  logger: createLogger('silent'),
+});
+const m2 = vmm2.manager;
+try {
+  const agentReady2 = async (id: string, t0: number): Promise<number> => {
+    await m2.waitReady(id, 120_000);
+    for (;;) {
+      try {
+        await m2.exec(id, '/bin/true', [], 2000);
+        return performance.now() - t0;
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  };
+  let t0 = performance.now();
+  const cold = await m2.create({ formpack: fx.id, name: 'bench-cold' });
+  const coldAgent = await agentReady2(cold.id, t0);
+  const coldSsh = await sshBanner(cold.network.forwards.find((f) => f.guest === 22)?.host as number, t0);
+  const keygen = await m2.exec(
+    cold.id,
+    '/bin/sh',
+    [
+      '-c',
+      'u() { cut -d" " -f1 /proc/uptime; }; a=$(u); dropbearkey -t ed25519 -f /tmp/k >/dev/null 2>&1; b=$(u); FORM_ATTEST_DIR=/tmp/at /usr/sbin/form-attest init; c=$(u); echo "$a $b $c"',
+    ],
+    30_000,
+  );
+  const [ka, kb, kc] = keygen.stdout.trim().split(' ').map(Number) as [number, number, number];
+  report('vmm.cold_boot_breakdown', coldAgent, 'ms', {
+    accel,
+    ...bootBreakdown(m2.console(cold.id, 1 << 20)),
+    sshHostKeyMs: Math.round((kb - ka) * 1000),
+    attestKeyMs: Math.round((kc - kb) * 1000),
+    note: 'guest uptimes; agent ready is host time from create',
+  });
+  t0 = performance.now();
+  await m2.templatesIdle();
+  const tplMs = performance.now() - t0;
+  const tplDir = join(tmp, 'templates', fx.id);
+  const qfp = readdirSync(tplDir).find((d) => !d.includes('.') && d !== 'capability.json') ?? '';
+  const meta = JSON.parse(readFileSync(join(tplDir, qfp, 'template.json'), 'utf8')) as {
+    bootMs: number;
+    saveMs: number;
+    files: Record<string, { bytes: number }>;
+  };
+  const bytes = Object.values(meta.files).reduce((n, f) => n + f.bytes, 0);
+  report('vmm.template_build', tplMs, 'ms', { accel, bootToWaitPointMs: meta.bootMs, saveMs: meta.saveMs });
+  report('vmm.template_size', bytes / 2 ** 20, 'MiB', {
+    memoryMiB: Math.round((meta.files['memory.mig']?.bytes ?? 0) / 2 ** 20),
+  });
+  await m2.destroy(cold.id);
+  const snapAgent: number[] = [];
+  const snapSsh: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    t0 = performance.now();
+    const v = await m2.create({ formpack: fx.id, name: `bench-snap-${i}` });
+    if (v.boot?.kind !== 'snapshot') throw new Error(`not restored from the template: ${v.boot?.fallback}`);
+    snapAgent.push(await agentReady2(v.id, t0));
+    snapSsh.push(await sshBanner(v.network.forwards.find((f) => f.guest === 22)?.host as number, t0));
+    await m2.destroy(v.id);
+  }
+  report('vmm.cold_create_to_agent_ready', coldAgent, 'ms', { accel });
+  report('vmm.snapshot_create_to_agent_ready', median(snapAgent), 'ms', {
+    accel,
+    runs: snapAgent.map(Math.round),
+    vsColdBoot: Math.round((median(snapAgent) / coldAgent) * 1000) / 1000,
+  });
+  report('vmm.cold_create_to_ssh_banner', coldSsh, 'ms', { accel });
+  report('vmm.snapshot_create_to_ssh_banner', median(snapSsh), 'ms', {
+    accel,
+    runs: snapSsh.map(Math.round),
+    vsColdBoot: Math.round((median(snapSsh) / coldSsh) * 1000) / 1000,
+  });
+} finally {
+  await m2.destroyAll();
+  await vmm2.close({ stopVms: true });
   rmSync(tmp, { recursive: true, force: true });
 }

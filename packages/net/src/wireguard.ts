@@ -334,7 +334,10 @@ export class WireGuardDevice {
       failed = e;
     });
     const deadline = Date.now() + 5_000;
-    while (!existsSync(sock)) {
+    // Wait until it accepts connections, not just until the file exists: between wireguard-go's bind and
+    // listen, `wg` gets ECONNREFUSED, unlinks the socket as stale and falls back to kernel WireGuard
+    // ("Protocol not supported"), leaving this wireguard-go unreachable for good.
+    while (!(existsSync(sock) && (await socketAlive(sock)))) {
       if (failed || proc.exitCode !== null || Date.now() > deadline) {
         if (proc.exitCode === null) proc.kill('SIGKILL');
         const why = failed?.message ?? (logTail().trim() || `exit code ${proc.exitCode ?? 'none (timeout)'}`);

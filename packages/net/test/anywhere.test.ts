@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -101,6 +101,7 @@ describe('formnet from anywhere (wireguard-go, two namespaces)', { skip }, () =>
     home = await mkdtemp(join(tmpdir(), 'fdc-home-'));
     const key = generateKeyPair();
     await saveKey(key, join(home, 'key.json'));
+    await mkdir(join(home, 'node'));
     await createNetns(NODE_NS);
     await createNetns(LAP_NS);
     await run('ip', ['link', 'add', `fdc${N}a`, 'type', 'veth', 'peer', 'name', `fdc${N}b`]);
@@ -111,6 +112,11 @@ describe('formnet from anywhere (wireguard-go, two namespaces)', { skip }, () =>
     await run('ip', ['link', 'set', `fdc${N}a`, 'up'], { netns: NODE_NS });
     await run('ip', ['link', 'set', `fdc${N}b`, 'up'], { netns: LAP_NS });
     await run('ip', ['route', 'add', 'default', 'via', '198.51.100.241'], { netns: LAP_NS });
+    await startNode();
+  });
+
+  /** (Re)start the node; with the same dir it is the same node (keys, state with its members). */
+  async function startNode(): Promise<void> {
     const started = await startIn<typeof node>(NODE_NS, 'anywhere-node.ts', [
       JSON.stringify({
         wgName: NODE_WG,
@@ -118,11 +124,12 @@ describe('formnet from anywhere (wireguard-go, two namespaces)', { skip }, () =>
         apiPort: 3901,
         wgPort: 51820,
         domain: DOMAIN,
+        dir: join(home, 'node'),
       }),
     ]);
     nodeProc = started.child;
     node = started.first;
-  });
+  }
 
   after(async () => {
     // Whatever a failed test left: the member's wireguard-go and interface, sessions, the node.
@@ -292,6 +299,24 @@ describe('formnet from anywhere (wireguard-go, two namespaces)', { skip }, () =>
     const back = await laptop<Up>('up');
     assert.equal(back.address, first.address);
     assert.equal((await laptop<SessionFacts>('probe')).hello, 'node-ok');
+
+    // The node restarts (new process, new WireGuard sessions): the member's entry comes back from its
+    // state, the laptop's keepalive re-handshakes, and formnet works again without `up`.
+    const oldNodeWg = node.wgPid;
+    nodeProc?.kill('SIGTERM');
+    await until('node to stop', () => nodeProc?.exitCode !== null, 15_000);
+    await startNode();
+    assert.notEqual(node.wgPid, oldNodeWg);
+    assert.ok(
+      (await nodeMembers()).some((m) => m.address === first.address),
+      'member kept in the node state',
+    );
+    await until(
+      'formnet again after the node restart',
+      async () => (await laptop<SessionFacts>('probe')).hello === 'node-ok',
+      60_000,
+      1000,
+    );
     await laptop('down');
   });
 });

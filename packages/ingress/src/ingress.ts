@@ -182,15 +182,33 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
         }
         host = r.host;
       }
-      sock.removeListener('data', onData);
+      sock.removeAllListeners('data');
       sock.pause();
-      void route(sock, proto, host, buf);
+      void route(sock, proto, host, buf).catch((err) => {
+        log.error({ err, host }, 'routing failed');
+        sock.destroy();
+      });
     };
-    sock.on('data', onData);
+    sock.on('data', (chunk: Buffer) => {
+      try {
+        onData(chunk);
+      } catch (err) {
+        // The readers are pure and fuzzed; should one still throw, one connection ends, not the process.
+        log.error({ err, proto }, 'ingress reader failed');
+        sock.destroy();
+      }
+    });
   };
 
   const route = async (sock: Socket, proto: Proto, host: string, first: Buffer) => {
-    const r = opts.routes().get(host);
+    let r: ReturnType<RouteTable['get']>;
+    try {
+      r = opts.routes().get(host);
+    } catch (err) {
+      // A broken route source must not take the node down (this runs outside any caller's try).
+      log.error({ err, host }, 'the route table could not be read');
+      return refuse(sock, proto, 'no-healthy-replica', 503, `${host} cannot be routed right now.`, { host });
+    }
     if (!r) return refuse(sock, proto, 'unknown-host', 404, `No instance is served at ${host} here.`, { host });
     const port = (b: Backend) => (proto === 'http' ? b.httpPort : b.tlsPort);
     const candidates = r.backends.filter((b) => port(b) !== null);

@@ -286,6 +286,20 @@ describe('ingress on loopback', { skip }, () => {
     extra.delete('retry.dev.test');
   });
 
+  test('a route table that throws answers 503 for that request; the ingress keeps serving', async () => {
+    const saved = routes;
+    routes = () => {
+      throw new Error('state view unavailable');
+    };
+    try {
+      const r = await get(ingress.http!.port, 'hello.dev.test');
+      assert.deepEqual(r, { status: 503, body: 'hello.dev.test cannot be routed right now.\n' });
+    } finally {
+      routes = saved;
+    }
+    assert.equal((await get(ingress.http!.port, 'hello.dev.test')).status, 200);
+  });
+
   test('too many connections from one address: 429 past the limit', async () => {
     const idle: Socket[] = [];
     for (let i = 0; i < 20; i++) {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FormError } from '@formation/interface';
@@ -431,7 +431,7 @@ export class BootTemplates {
           throw new FormError('VM_HYPERVISOR', 'Cannot make a boot template: the template VM stopped while booting');
         }
         await sleep(100);
-        seen = classifyTemplateBoot(readSafe(vm.paths.serial));
+        seen = classifyTemplateBoot(consoleTail(vm.paths.serial));
       }
       if (seen === 'no-wait-point') {
         const reason = 'its guest init has no boot-snapshot wait point (vm_wait=identity): an older guest';
@@ -508,11 +508,20 @@ async function readMeta(dir: string): Promise<TemplateMeta> {
   return meta;
 }
 
-function readSafe(path: string): string {
+/** The last `max` bytes of a file, '' when unreadable (a guest may print without end: never read all of it). */
+export function consoleTail(path: string, max = 256 * 1024): string {
+  let fd: number | undefined;
   try {
-    return readFileSync(path, 'utf8');
+    fd = openSync(path, 'r');
+    const size = fstatSync(fd).size;
+    const n = Math.min(size, max);
+    const buf = Buffer.alloc(n);
+    readSync(fd, buf, 0, n, size - n);
+    return buf.toString('utf8');
   } catch {
     return '';
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

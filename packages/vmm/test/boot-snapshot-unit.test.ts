@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { FormError } from '@formation/interface';
 import {
   classifyTemplateBoot,
+  consoleTail,
   type InstanceIdentity,
   identityFiles,
   neutralCmdline,
@@ -103,6 +104,20 @@ describe('boot snapshots: pure parts', () => {
     assert.equal(classifyTemplateBoot('[ 1.0] x\nFORM-INIT-WAIT 3.2\n'), 'waiting');
     assert.equal(classifyTemplateBoot('FORM-INIT-READY 4.1\n'), 'no-wait-point');
     assert.equal(classifyTemplateBoot('[ 0.5] booting'), 'pending');
+  });
+
+  test('a template console is read from its end only: a guest printing without end costs no host memory', () => {
+    const dir = mkdtempSync('/tmp/fvmm-bsu-');
+    try {
+      const f = `${dir}/serial.log`;
+      writeFileSync(f, `${'x'.repeat(4 * 2 ** 20)}\nFORM-INIT-WAIT 3.1\n`);
+      const t = consoleTail(f, 64 * 1024);
+      assert.equal(t.length, 64 * 1024);
+      assert.equal(classifyTemplateBoot(t), 'waiting');
+      assert.equal(consoleTail(`${dir}/absent.log`), '');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('a template fits only what it was made from, and says why not', () => {

@@ -24,6 +24,7 @@ import {
   inNetns,
   killNetnsProcesses,
   netnsList,
+  netnsPids,
   nsFetchJson,
   type WorldPlan,
   worldNamespaces,
@@ -664,6 +665,44 @@ function stopVisitor(pid: number): void {
   } catch {
     // gone already
   }
+}
+
+/** World mode: the visitor and the laptop, beside the nodes' rows of `devnetStatus`. */
+export interface DevnetWorldStatus {
+  visitor: { netns: string; ip: string; running: boolean; pid: number | null; requests: number };
+  laptop: { netns: string; ip: string; formHome: string; processes: number; interfaces: string[] };
+}
+
+/** World mode: is the visitor up, how many requests it answered; what runs on the laptop (null for local mode). */
+export async function devnetWorldStatus(dir: string): Promise<DevnetWorldStatus | null> {
+  const s = readDevnet(resolve(dir));
+  const w = s?.world;
+  if (!s || !w) return null;
+  const vpid = w.visitorPid;
+  const running = !!vpid && pidAlive(vpid);
+  let interfaces: string[] = [];
+  try {
+    const links = JSON.parse(await sh('ip', ['-n', w.plan.laptop.netns, '-j', 'link', 'show'])) as { ifname: string }[];
+    interfaces = links.map((l) => l.ifname).filter((n) => n !== 'lo');
+  } catch {
+    // the laptop namespace is gone
+  }
+  return {
+    visitor: {
+      netns: w.plan.visitor.netns,
+      ip: w.plan.visitor.ip,
+      running,
+      pid: running ? vpid : null,
+      requests: readVisitorLog(s).length,
+    },
+    laptop: {
+      netns: w.plan.laptop.netns,
+      ip: w.plan.laptop.ip,
+      formHome: w.laptopHome,
+      processes: (await netnsPids(w.plan.laptop.netns)).length,
+      interfaces,
+    },
+  };
 }
 
 /** World mode: the visitor's request log (who called it, from which address). */

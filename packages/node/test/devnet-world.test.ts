@@ -325,7 +325,7 @@ describe('world devnet: 2 node hosts, a visitor, a laptop behind NAT', { skip },
     assert.equal(await canConnect(`${PREFIX}1`, '192.168.50.2', 22), false);
   });
 
-  it('form devnet exec runs in the right namespace, the laptop with its own FORM_HOME and form', async () => {
+  it('form devnet exec runs in the right namespace, the laptop with its own FORM_HOME and form; status shows the world', async () => {
     const lap = await form([
       'devnet',
       'exec',
@@ -359,6 +359,19 @@ describe('world devnet: 2 node hosts, a visitor, a laptop behind NAT', { skip },
       'eth0',
     ]);
     assert.match(vis.out, /198\.51\.100\.200\/24/);
+    const st = await form(['devnet', 'status', '--json', '--dir', dir]);
+    assert.equal(st.code, 0, st.out);
+    const status = JSON.parse(st.out) as {
+      converged: boolean;
+      nodes: Array<{ publicAddress: string }>;
+      world: { visitor: { running: boolean; requests: number }; laptop: { interfaces: string[] } };
+    };
+    assert.deepEqual(
+      status.nodes.map((n) => n.publicAddress),
+      ['198.51.100.11', '198.51.100.12'],
+    );
+    assert.ok(status.world.visitor.running && status.world.visitor.requests >= 2);
+    assert.deepEqual(status.world.laptop.interfaces, ['eth0']);
     const bad = await form(['devnet', 'exec', '--dir', dir, 'node9', '--', 'true']);
     assert.notEqual(bad.code, 0);
     assert.match(bad.out, /Cannot exec in node9: this devnet has no such namespace/);

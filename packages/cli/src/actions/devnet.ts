@@ -117,8 +117,9 @@ export async function down(opts: { dir?: string }): Promise<number> {
 
 export async function status(opts: { dir?: string; json?: boolean }): Promise<number> {
   const dir = opts.dir ?? defaultDir();
-  const { devnetStatus } = await import('@formation/node');
+  const { devnetStatus, devnetWorldStatus } = await import('@formation/node');
   const rows = await devnetStatus(dir);
+  const world = rows ? await devnetWorldStatus(dir) : null;
   if (!rows) {
     if (opts.json) printJson({ running: false, nodes: [] });
     else process.stdout.write(`no devnet in ${dir} (start one with \`form devnet up\`)\n`);
@@ -127,12 +128,20 @@ export async function status(opts: { dir?: string; json?: boolean }): Promise<nu
   const digests = new Set(rows.filter((r) => r.digest).map((r) => r.digest));
   const converged = digests.size === 1 && rows.every((r) => r.digest);
   if (opts.json) {
-    printJson({ running: rows.some((r) => r.running), converged, nodes: rows });
+    printJson({ running: rows.some((r) => r.running), converged, nodes: rows, world });
     return 0;
   }
   for (const r of rows) {
     process.stdout.write(
       `${r.running ? pc.green('up  ') : pc.red('down')} ${r.name.padEnd(7)} netns ${r.netns.padEnd(8)} ${r.publicAddress ? `public ${r.publicAddress.padEnd(15)}` : `offset ${String(r.portOffset).padEnd(5)}`} formnet ${r.formnetAddress ?? '-'}  ops ${r.ops ?? '-'}  digest ${r.digest?.slice(0, 12) ?? '-'}\n`,
+    );
+  }
+  if (world) {
+    const v = world.visitor;
+    const l = world.laptop;
+    process.stdout.write(
+      `${v.running ? pc.green('up  ') : pc.red('down')} visitor netns ${v.netns.padEnd(8)} public ${v.ip.padEnd(15)} ${v.requests} request(s) answered\n` +
+        `     laptop  netns ${l.netns.padEnd(8)} lan    ${l.ip.padEnd(15)} interfaces ${l.interfaces.join(' ') || '-'}, ${l.processes} process(es), FORM_HOME ${l.formHome}\n`,
     );
   }
   process.stdout.write(converged ? 'state: converged (same digest everywhere)\n' : 'state: not converged\n');

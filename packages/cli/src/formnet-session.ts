@@ -107,6 +107,8 @@ export function requireNetAdmin(what: string): void {
  * every command that opens a session, `form formnet status` and `form node down`.
  */
 export async function reapFormnetSessions(logger: Logger = sessionLogger()): Promise<ReapedSession[]> {
+  // Sessions are made as root; without it their interfaces cannot be removed: keep the records for a root run.
+  if (!hasNetAdmin()) return [];
   const { sessions } = formnetPaths();
   let key: KeyPair | undefined;
   return reapSessions(sessions, {

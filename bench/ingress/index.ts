@@ -1,0 +1,173 @@
+// Ingress benchmarks on loopback (no root): HTTP requests/s and p50/p99 through the ingress vs directly
+// to the backend (a new connection per request, as visitors' first requests are), a TLS handshake +
+// request through the SNI passthrough vs direct, and failover: how long after a replica is killed the
+// prober takes it out (1 s interval, 1 retry), and how many requests failed meanwhile.
+// Backends on 127.0.0.2/127.0.0.3 stand in for replicas; the TLS backend has its own certificate.
+import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
+import { buildRouteTable, createProber, startIngress } from '@formation/ingress';
+import { createLogger } from '@formation/service';
+import { report } from '../report.ts';
+
+const N = Number(process.env.BENCH_INGRESS_REQUESTS ?? 2000);
+const dir = mkdtempSync(join(tmpdir(), 'bench-ingress-'));
+execFileSync(
+  'openssl',
+  [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    join(dir, 'k'),
+    '-out',
+    join(dir, 'c'),
+  ].concat(['-days', '1', '-subj', '/CN=s.bench.test', '-addext', 'subjectAltName=DNS:s.bench.test']),
+  { stdio: 'ignore' },
+);
+const ca = readFileSync(join(dir, 'c'));
+
+const backend = (name: string) => createServer((_q, r) => r.end(name));
+const a = backend('A');
+const b = backend('B');
+a.listen(0, '127.0.0.2');
+await once(a, 'listening');
+const port = (a.address() as { port: number }).port;
+b.listen(port, '127.0.0.3');
+await once(b, 'listening');
+const tls = createTlsServer({ key: readFileSync(join(dir, 'k')), cert: ca }, (s) => {
+  s.once('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'));
+  s.on('error', () => s.destroy());
+});
+tls.listen(0, '127.0.0.4');
+await once(tls, 'listening');
+const tlsPort = (tls.address() as { port: number }).port;
+
+const logger = createLogger('silent');
+const prober = createProber({ logger });
+const spec = {
+  test: { type: 'http' as const, port, path: '/' },
+  intervalMs: 1000,
+  timeoutMs: 1000,
+  retries: 1,
+  startPeriodMs: 0,
+};
+prober.set(['2', '3'].map((x) => ({ replicaId: `r${x}`, address: `127.0.0.${x}`, startedAt: Date.now(), spec })));
+const ingress = await startIngress({
+  listen: { http: { host: '127.0.0.1', port: 0 }, tls: { host: '127.0.0.1', port: 0 } },
+  logger,
+  routes: () => {
+    const t = new Map(
+      buildRouteTable({
+        instances: [
+          {
+            id: 'i',
+            hosts: ['a.bench.test'],
+            expose: [port],
+            healthchecked: true,
+            replicas: ['2', '3'].map((x) => ({ id: `r${x}`, address: `127.0.0.${x}`, running: true })),
+          },
+        ],
+        health: (id) => prober.status(id),
+        addressAllowed: (ip) => ip.startsWith('127.0.0.'),
+      }),
+    );
+    t.set('s.bench.test', { instance: 's', backends: [{ id: 's', address: '127.0.0.4', httpPort: null, tlsPort }] });
+    return t;
+  },
+});
+while (prober.status('r2') !== 'healthy' || prober.status('r3') !== 'healthy')
+  await new Promise((r) => setTimeout(r, 50));
+
+const get = (host: string, p: number) =>
+  new Promise<number>((resolve, reject) => {
+    const t0 = performance.now();
+    const q = request({ host, port: p, headers: { host: 'a.bench.test' }, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () =>
+        res.statusCode === 200 ? resolve(performance.now() - t0) : reject(new Error(`${res.statusCode}`)),
+      );
+    });
+    q.on('error', reject);
+    q.end();
+  });
+const tlsGet = (p: number) =>
+  new Promise<number>((resolve, reject) => {
+    const t0 = performance.now();
+    const s = tlsConnect({ host: '127.0.0.1', port: p, servername: 's.bench.test', ca }, () =>
+      s.write('GET / HTTP/1.1\r\n\r\n'),
+    );
+    s.on('data', () => {});
+    s.on('end', () => {
+      s.destroy();
+      resolve(performance.now() - t0);
+    });
+    s.on('error', reject);
+  });
+const directTls = (p: number) =>
+  new Promise<number>((resolve, reject) => {
+    const t0 = performance.now();
+    const s = tlsConnect({ host: '127.0.0.4', port: p, servername: 's.bench.test', ca }, () =>
+      s.write('GET / HTTP/1.1\r\n\r\n'),
+    );
+    s.on('data', () => {});
+    s.on('end', () => {
+      s.destroy();
+      resolve(performance.now() - t0);
+    });
+    s.on('error', reject);
+  });
+
+async function measure(name: string, one: () => Promise<number>, n: number, conc: number) {
+  const lat: number[] = [];
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: conc }, async () => {
+      while (lat.length < n) lat.push(await one());
+    }),
+  );
+  const s = (performance.now() - t0) / 1000;
+  lat.sort((x, y) => x - y);
+  report(`ingress.${name}_rps`, lat.length / s, 'requests/s', { concurrency: conc });
+  report(`ingress.${name}_p50`, lat[Math.floor(lat.length * 0.5)]!, 'ms', { concurrency: conc });
+  report(`ingress.${name}_p99`, lat[Math.floor(lat.length * 0.99)]!, 'ms', { concurrency: conc });
+}
+
+for (const conc of [1, 8]) {
+  await measure('http_direct', () => get('127.0.0.2', port), N, conc);
+  await measure('http_via_ingress', () => get('127.0.0.1', ingress.http!.port), N, conc);
+}
+await measure('tls_direct', () => directTls(tlsPort), N / 4, 4);
+await measure('tls_via_ingress', () => tlsGet(ingress.tls!.port), N / 4, 4);
+
+// Failover: kill B while one client loops; time until the prober takes it out; failed requests.
+let failed = 0;
+let stop = false;
+const loop = (async () => {
+  while (!stop) await get('127.0.0.1', ingress.http!.port).catch(() => failed++);
+})();
+await new Promise((r) => setTimeout(r, 300));
+const killed = performance.now();
+b.closeAllConnections();
+b.close();
+while (prober.status('r3') !== 'unhealthy') await new Promise((r) => setTimeout(r, 10));
+report('ingress.failover_out_of_table', performance.now() - killed, 'ms', { intervalMs: 1000, retries: 1 });
+stop = true;
+await loop;
+report('ingress.failover_failed_requests', failed, 'requests', {
+  note: 'new connections to a dead replica are retried',
+});
+
+await ingress.close();
+prober.close();
+a.close();
+tls.close();
+rmSync(dir, { recursive: true, force: true });

@@ -500,7 +500,7 @@ export class VmManager {
         try {
           await this.templates.restore(rec.driver, fit);
           rec.boot = { kind: 'snapshot', launchedAt };
-          this.releaseIdentity(rec);
+          this.releaseIdentity(rec, Date.now() - Date.parse(launchedAt));
           return;
         } catch (err) {
           fallback = `template restore failed: ${(err as Error).message}`;
@@ -515,11 +515,11 @@ export class VmManager {
     }
     await this.o.driver.start(rec.driver);
     rec.boot = { kind: 'cold', launchedAt, fallback };
-    this.releaseIdentity(rec);
+    this.releaseIdentity(rec, Date.now() - Date.parse(launchedAt));
   }
 
   /** In the background: hand the waiting guest its identity (the boot is ready when its init says so). */
-  private releaseIdentity(rec: VmRecord): void {
+  private releaseIdentity(rec: VmRecord, launchMs: number): void {
     const boot = rec.boot;
     const templates = this.templates;
     if (!templates) return;
@@ -535,7 +535,12 @@ export class VmManager {
       })
       .then(() =>
         this.log.info(
-          { id: rec.id, kind: boot?.kind, sinceLaunchMs: boot ? Date.now() - Date.parse(boot.launchedAt) : null },
+          {
+            id: rec.id,
+            kind: boot?.kind,
+            launchMs,
+            sinceLaunchMs: boot ? Date.now() - Date.parse(boot.launchedAt) : null,
+          },
           'identity released',
         ),
       )

@@ -6,7 +6,7 @@
 //   <p>lap   the developer's laptop, 192.168.50.2 behind the router (default route via it)
 // Pure planning (`worldPlan`) apart from the commands that build and remove it.
 import { execFile } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FormError } from '@formation/interface';
@@ -274,6 +274,24 @@ export async function killNetnsProcesses(namespaces: string[], graceMs = 2000): 
     }
   }
   return pids;
+}
+
+/** The one of `namespaces` this process runs in, or null (compares the namespace inodes). */
+export function ownNetnsAmong(namespaces: string[]): string | null {
+  let self: number;
+  try {
+    self = statSync('/proc/self/ns/net').ino;
+  } catch {
+    return null;
+  }
+  for (const ns of namespaces) {
+    try {
+      if (statSync(join('/var/run/netns', ns)).ino === self) return ns;
+    } catch {
+      // not there
+    }
+  }
+  return null;
 }
 
 /** Delete the namespaces that exist among `namespaces` and the root-namespace veth a failed `up` left. */

@@ -26,6 +26,7 @@ import {
   netnsList,
   netnsPids,
   nsFetchJson,
+  ownNetnsAmong,
   type WorldPlan,
   worldNamespaces,
   worldPlan,
@@ -631,6 +632,18 @@ export async function devnetDown(
 ): Promise<{ stopped: number; namespaces: string[]; leftoverProcesses: number }> {
   const s = readDevnet(resolve(dir));
   if (!s) return { stopped: 0, namespaces: [], leftoverProcesses: 0 };
+  const namespaces = s.world ? worldNamespaces(s.world.plan) : [...s.nodes.map((n) => n.netns), s.bridgeNetns];
+  // Everything in these namespaces is ended below: from inside one, that would include our own shell.
+  const inside = ownNetnsAmong(namespaces);
+  if (inside) {
+    throw new FormError(
+      'CLI_USAGE',
+      `Cannot stop the devnet from inside its namespace ${inside}: down ends every process there`,
+      {
+        hint: 'Run `form devnet down` from the host (not through `form devnet exec`).',
+      },
+    );
+  }
   let stopped = 0;
   await Promise.all(
     s.nodes.map(async (n) => {
@@ -638,7 +651,6 @@ export async function devnetDown(
       await stopDevnetNode(s, n).catch(() => undefined);
     }),
   );
-  const namespaces = s.world ? worldNamespaces(s.world.plan) : [...s.nodes.map((n) => n.netns), s.bridgeNetns];
   const veths = s.world
     ? worldVethNames(s.world.plan)
     : s.nodes.flatMap((n) => [`${s.prefix}${n.index}b`, `${s.prefix}${n.index}t`]);

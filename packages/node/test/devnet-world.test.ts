@@ -377,6 +377,17 @@ describe('world devnet: 2 node hosts, a visitor, a laptop behind NAT', { skip },
     assert.match(bad.out, /Cannot exec in node9: this devnet has no such namespace/);
   });
 
+  it('down from inside a devnet namespace (through exec) is refused and ends nothing', async () => {
+    const r = await form(['devnet', 'exec', '--dir', dir, 'laptop', '--', 'form', 'devnet', 'down', '--dir', dir]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.out, /Cannot stop the devnet from inside its namespace fdwlap/);
+    assert.ok(
+      s.nodes.every((n) => n.pid && alive(n.pid)),
+      'both nodes still run',
+    );
+    assert.ok((await netnsList()).includes(`${PREFIX}1`));
+  });
+
   it('a second world devnet with the same prefix is refused and leaves the running one alone', async () => {
     const other = mkdtempSync(join(tmpdir(), 'form-devnet-world-other-'));
     try {

@@ -25,7 +25,10 @@ function answer(iface: Partial<JoinResponse['interface']>): JoinResponse {
 
 test('joinAnswerProblem: only a /32 inside formnet, the formnet leak-guard range, a sane MTU', () => {
   assert.equal(joinAnswerProblem(answer({})), undefined);
-  assert.match(joinAnswerProblem(answer({ network: '0.0.0.0/0' })) as string, /network "0\.0\.0\.0\/0" is not 10\.128\.0\.0\/9/);
+  assert.match(
+    joinAnswerProblem(answer({ network: '0.0.0.0/0' })) as string,
+    /network "0\.0\.0\.0\/0" is not 10\.128\.0\.0\/9/,
+  );
   assert.match(joinAnswerProblem(answer({ network: '10.0.0.0/8' })) as string, /network/);
   assert.match(joinAnswerProblem(answer({ address: '10.128.9.9/8' })) as string, /\/32/);
   assert.match(joinAnswerProblem({ ...answer({}), address: '10.128.9.8' }) as string, /differ/);

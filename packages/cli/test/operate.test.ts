@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { InstanceView, NodeView, StateClient } from '@formation/state/client';
-import { formatLine, nodeVmmUrl, pickReplicas, sinceMs } from '../src/actions/logs.ts';
+import { formatLine, pickReplicas, sinceMs } from '../src/actions/logs.ts';
 import { formatEvent, statusTargets } from '../src/actions/manage.ts';
 import { cpuPercent } from '../src/actions/metrics.ts';
 
@@ -87,13 +87,6 @@ describe('form logs helpers', () => {
       code: 'CLI_USAGE',
       message: /Cannot find a replica of web on node "node-z"/,
     });
-  });
-
-  test('a node VMM URL follows its endpoint port offset', () => {
-    assert.equal(nodeVmmUrl('127.0.0.1:3005'), 'http://127.0.0.1:3002');
-    assert.equal(nodeVmmUrl('10.0.0.3:3010'), 'http://10.0.0.3:3007');
-    assert.equal(nodeVmmUrl('0.0.0.0:3015'), 'http://127.0.0.1:3012');
-    assert.equal(nodeVmmUrl('no-port'), null);
   });
 
   test('--since: durations, ISO times, epoch ms; anything else is a usage error', () => {

@@ -1,11 +1,12 @@
 // Types only at load time: @formation/attest (Fastify, guest files) loads when an attest command runs.
 import type { ExpectedSource, MeasurementInputs, ReplicaResult, ReplicaTarget } from '@formation/attest';
 import type { KeyPair } from '@formation/identity';
-import { DEFAULT_PORTS, FormError, type FormpackManifest } from '@formation/interface';
+import { FormError, type FormpackManifest } from '@formation/interface';
 import type { InstanceView } from '@formation/state/client';
 import pc from 'picocolors';
 import { developerKey, serviceUrl } from '../node-client.ts';
 import { printJson } from '../output.ts';
+import { replicaNodeUrl } from '../replica-nodes.ts';
 import { resolveInstance } from './manage.ts';
 import { localBuilder } from './pack-build.ts';
 
@@ -97,7 +98,7 @@ export async function planAttestation(
   const targets = assigned.map((r) => {
     const n = nodes.find((x) => x.id === r.node);
     return {
-      url: assigned.length === 1 || !n ? vmUrl : nodeVmmUrl(n.endpoint, vmUrl),
+      url: assigned.length === 1 || !n ? vmUrl : (replicaNodeUrl(n.endpoint, 'vmm', vmUrl) ?? vmUrl),
       nodePublicKey: r.node,
       vm: vmNameFor(instance),
     };
@@ -108,15 +109,6 @@ export async function planAttestation(
     });
   }
   return { instance, expected: inputs, expectedDigest: digest, source, targets };
-}
-
-/** A node's VMM API from its registered p2p endpoint (host:port, every port shifted by the same offset). */
-function nodeVmmUrl(endpoint: string, fallback: string): string {
-  const m = /^(.*):(\d+)$/.exec(endpoint);
-  if (!m) return fallback;
-  const host = m[1] === '0.0.0.0' || m[1] === '' ? '127.0.0.1' : (m[1] as string);
-  const offset = Number(m[2]) - DEFAULT_PORTS.p2p;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${DEFAULT_PORTS.vmm + offset}`;
 }
 
 export async function attestAll(plan: AttestPlan, key: KeyPair): Promise<ReplicaResult[]> {

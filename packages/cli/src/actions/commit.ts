@@ -4,6 +4,7 @@ import type { InstanceView } from '@formation/state/client';
 import pc from 'picocolors';
 import { developerKey, serviceUrl } from '../node-client.ts';
 import { printJson } from '../output.ts';
+import { replicaNodeUrl } from '../replica-nodes.ts';
 import { resolveInstance } from './manage.ts';
 
 interface CommitResult {
@@ -34,16 +35,7 @@ export async function commit(ref: string, opts: { node?: string; json?: boolean 
       },
     );
   }
-  const { ApiClient } = await import('@formation/service/client');
-  const { vmNameFor } = await import('@formation/scheduler');
-  const vmm = new ApiClient(await serviceUrl('vmm', opts.node), key, 600_000);
-  const { vms } = await vmm.get<{ vms: Array<{ id: string; name: string; network: { ip: string } }> }>('/vms');
-  const vm = vms.find((v) => v.name === vmNameFor(inst) && (!isIPv4(ref) || v.network.ip.split('/')[0] === ref));
-  if (!vm) {
-    throw new FormError('INSTANCE_NOT_FOUND', `Cannot commit ${inst.name}: this node runs no replica of it`, {
-      hint: 'Point --node at the node that runs the replica you changed (see `form manage get status`).',
-    });
-  }
+  const { vm, vmm } = await findReplicaVm(inst, isIPv4(ref) ? ref : null, key, opts.node);
   // The node's agent freezes the guest, the VMM copies and hashes the disk, the guest thaws.
   const r = await vmm.post<CommitResult>(`/vms/${vm.id}/commit`, {});
   const revision = inst.revision + 1;
@@ -64,4 +56,53 @@ export async function commit(ref: string, opts: { node?: string; json?: boolean 
     );
   }
   return 0;
+}
+
+/**
+ * The VM of one of `inst`'s replicas and a client for its node's VMM: the node this CLI talks to when
+ * it runs one, else each other replica's node at its registered endpoint (over TLS pinned to that
+ * node's key from state when it is on another host) — so `form commit <name>` works from anywhere.
+ */
+async function findReplicaVm(
+  inst: InstanceView,
+  ip: string | null,
+  key: Awaited<ReturnType<typeof developerKey>>,
+  node: string | undefined,
+): Promise<{ vm: { id: string }; vmm: import('@formation/service/client').ApiClient }> {
+  const { ApiClient } = await import('@formation/service/client');
+  const { vmNameFor } = await import('@formation/scheduler');
+  const { httpStateClient } = await import('@formation/state/client');
+  const localUrl = await serviceUrl('vmm', node);
+  const local = new ApiClient(localUrl, key, 600_000);
+  const localNode = await local.audience().catch(() => null);
+  const replicas = inst.replicaSet
+    .filter((r) => r.assigned !== false && r.state !== 'deleted' && (!ip || r.formnetIp === ip))
+    .sort((a, b) => Number(b.node === localNode) - Number(a.node === localNode));
+  const views = replicas.some((r) => r.node !== localNode)
+    ? await httpStateClient(await serviceUrl('state', node)).nodes()
+    : [];
+  const tried: string[] = [];
+  for (const r of replicas) {
+    const view = views.find((n) => n.id === r.node);
+    const url = r.node === localNode ? localUrl : replicaNodeUrl(view?.endpoint, 'vmm', localUrl);
+    const label = view?.name ?? `${r.node.slice(0, 10)}…`;
+    if (!url) {
+      tried.push(`${label}: no reachable address registered`);
+      continue;
+    }
+    const vmm = r.node === localNode ? local : new ApiClient(url, key, 600_000, r.node);
+    try {
+      const { vms } = await vmm.get<{ vms: Array<{ id: string; name: string; network: { ip: string } }> }>('/vms');
+      const vm = vms.find((v) => v.name === vmNameFor(inst) && (!ip || v.network.ip.split('/')[0] === ip));
+      if (vm) return { vm, vmm };
+      tried.push(`${label}: no VM of it there`);
+    } catch (err) {
+      tried.push(`${label}: ${(err as Error).message}`);
+    }
+  }
+  throw new FormError('INSTANCE_NOT_FOUND', `Cannot commit ${inst.name}: no node running a replica of it answered`, {
+    hint: tried.length
+      ? `Tried: ${tried.join('; ')}. See \`form manage get status ${inst.name}\`.`
+      : `It has no replica placed yet; see \`form manage get status ${inst.name}\`.`,
+  });
 }

@@ -1,9 +1,10 @@
 import type { KeyPair } from '@formation/identity';
-import { DEFAULT_PORTS, FormError } from '@formation/interface';
+import { FormError } from '@formation/interface';
 import type { ApiClient } from '@formation/service/client';
 import type { InstanceView, NodeView } from '@formation/state/client';
 import pc from 'picocolors';
 import { developerKey, serviceUrl } from '../node-client.ts';
+import { replicaNodeUrl } from '../replica-nodes.ts';
 import { inert } from './inert.ts';
 import { resolveInstance } from './manage.ts';
 
@@ -31,15 +32,6 @@ export interface ReplicaLogs {
   client: ApiClient;
   vmId: string | null;
   problem?: string;
-}
-
-/** A node's VMM API from its registered p2p endpoint (host:port; every port shifted by the same offset). */
-export function nodeVmmUrl(endpoint: string): string | null {
-  const m = /^(.*):(\d+)$/.exec(endpoint);
-  if (!m) return null;
-  const host = m[1] === '0.0.0.0' || m[1] === '' ? '127.0.0.1' : (m[1] as string);
-  const offset = Number(m[2]) - DEFAULT_PORTS.p2p;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${DEFAULT_PORTS.vmm + offset}`;
 }
 
 /** `10m`, `2h`, `30s`, `1d`, an ISO time or epoch ms → epoch ms (CLI_USAGE otherwise). */
@@ -100,12 +92,12 @@ export async function locate(
   for (const r of pickReplicas(inst, nodes, opts.replica)) {
     // The node this CLI talks to directly; another replica's node at its registered endpoint (reachable
     // on a devnet or a LAN; over the internet that needs the nodes' public API transport).
-    const url = r.node === localNode ? localUrl : r.view ? nodeVmmUrl(r.view.endpoint) : null;
+    const url = r.node === localNode ? localUrl : replicaNodeUrl(r.view?.endpoint, 'vmm', localUrl);
     if (!url) {
       out.push({ node: r.node, label: r.label, url: '', client: local, vmId: null, problem: 'no address known' });
       continue;
     }
-    const c = url === localUrl ? local : new ApiClient(url, key, 10_000);
+    const c = url === localUrl ? local : new ApiClient(url, key, 10_000, r.node);
     try {
       const { vms } = await c.request<{ vms: Array<{ id: string; name: string }> }>('GET', '/vms');
       const vm = vms.find((v) => v.name === name);

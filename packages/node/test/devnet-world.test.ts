@@ -441,3 +441,43 @@ describe('world devnet: 2 node hosts, a visitor, a laptop behind NAT', { skip },
     assert.deepEqual(again, { stopped: 0, namespaces: [], leftoverProcesses: 0 });
   });
 });
+
+describe('world devnet: a half-failed up cleans up after itself', { skip }, () => {
+  it('a formationd that cannot start fails up with its log, and leaves no namespace, veth or process', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'form-devnet-world-fail-'));
+    const prefix = 'fdwx';
+    try {
+      // A bad config value: formationd refuses to start (after the world and the visitor were made).
+      await assert.rejects(
+        devnetUp({ nodes: 1, dir, prefix, world: true, env: { FORM_LOG_LEVEL: 'loud' }, timeoutMs: 60_000 }),
+        (err: unknown) => {
+          assert.ok(isFormError(err), String(err));
+          assert.equal((err as { code: string }).code, 'UNAVAILABLE');
+          assert.match((err as Error).message, /Cannot start devnet node1: formationd exited/);
+          return true;
+        },
+      );
+      const plan = worldPlan(prefix, 1);
+      assert.deepEqual(
+        (await netnsList()).filter((ns) => worldNamespaces(plan).includes(ns)),
+        [],
+        'no namespace left',
+      );
+      const links = (await run('ip', ['-br', 'link'])).stdout.split('\n').map((l) => l.split(/[\s@]/)[0]);
+      assert.deepEqual(
+        links.filter((l) => worldVethNames(plan).includes(l as string)),
+        [],
+      );
+      const visitorPid = JSON.parse(readFileSync(join(dir, 'devnet.json'), 'utf8')).world.visitorPid as number | null;
+      assert.equal(visitorPid, null, 'the visitor was stopped');
+      assert.deepEqual(
+        await devnetDown(dir),
+        { stopped: 0, namespaces: [], leftoverProcesses: 0 },
+        'down again: nothing',
+      );
+    } finally {
+      await devnetDown(dir).catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -35,7 +35,7 @@ export async function attestReplica(
   let report: SignedReport | null = null;
   let verdict: Verdict;
   try {
-    report = await new ApiClient(target.url, key, opts.timeoutMs ?? 60_000).request<SignedReport>(
+    report = await new ApiClient(target.url, key, opts.timeoutMs ?? 60_000, target.nodePublicKey).request<SignedReport>(
       'POST',
       `/attest/vms/${encodeURIComponent(target.vm)}/report`,
       { nonce },
@@ -76,7 +76,7 @@ export async function putSecret(
     );
   }
   const sealed: SealedSecret = sealSecret(guestKey, name, value);
-  return new ApiClient(r.target.url, key, 240_000).request(
+  return new ApiClient(r.target.url, key, 240_000, r.target.nodePublicKey).request(
     'POST',
     `/attest/vms/${encodeURIComponent(r.report.report.vmId)}/secrets`,
     {

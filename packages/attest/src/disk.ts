@@ -99,7 +99,7 @@ export async function unlockDisk(
 /** Ask a replica's node for the lock state of its data disk (signed; answers come from the guest). */
 export async function diskStatus(key: KeyPair, target: ReplicaTarget): Promise<DiskStatus> {
   try {
-    return await new ApiClient(target.url, key, 30_000).request<DiskStatus>(
+    return await new ApiClient(target.url, key, 30_000, target.nodePublicKey).request<DiskStatus>(
       'POST',
       `/attest/vms/${encodeURIComponent(target.vm)}/disk`,
       {},

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { generateKeyPair, randomHex, signRequest } from '@formation/identity';
 import { requireOrSkip } from '@formation/interface/testing';
-import { apiIdentity, createLogger } from '@formation/service';
+import { apiIdentity, createLogger, setApiIdentity } from '@formation/service';
 import { createVmmService, loadVmmConfig, type VmmService, type VmView } from '@formation/vmm';
 import {
   type AttestFixture,
@@ -66,6 +66,7 @@ describe('attestation end to end (real VMs)', { skip: why, timeout: 600_000 }, (
           ownerOf: () => dev.address,
         }),
     });
+    setApiIdentity(vmm.app, nodeKey.publicKey); // as formationd does: the VMM API speaks for the node key
     await vmm.app.listen({ host: '127.0.0.1', port: 0 });
     url = `http://127.0.0.1:${(vmm.app.server.address() as AddressInfo).port}`;
     good = await vmm.manager.create({ formpack: fx.id, name: 'att-good' });

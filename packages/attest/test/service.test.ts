@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { generateKeyPair, type KeyPair, randomHex, signRequest } from '@formation/identity';
 import { requireOrSkip } from '@formation/interface/testing';
-import { type ApiServer, apiIdentity, createApiServer, createLogger } from '@formation/service';
+import { type ApiServer, apiIdentity, createApiServer, createLogger, setApiIdentity } from '@formation/service';
 import type { VmView } from '@formation/vmm';
 import {
   type AttestService,
@@ -113,6 +113,7 @@ describe('attestation service (node side, real files, guest helper on the host)'
       },
     };
     app = await createApiServer({ name: 'attest-test', logger: createLogger('silent') });
+    setApiIdentity(app, nodeKey.publicKey); // as formationd does: the VMM API speaks for the node key
     svc = registerAttestRoutes(app, {
       nodeKey,
       vmm: vmm as never,

@@ -42,7 +42,7 @@ const EnvScopeSchema = Type.Union([
 ]);
 
 /** `HEALTHCHECK`, bounds as the Formfile parser checks them (a peer's manifest gets no more room). */
-const HealthcheckSchema = Type.Object(
+export const HealthcheckSchema = Type.Object(
   {
     test: Type.Union([
       Type.Object(

@@ -31,6 +31,12 @@ export const NodeConfigSchema = Type.Object({
    * `advertiseHost`. Without it every API stays on `host` (loopback): a single-machine node.
    */
   publicAddress: Type.Optional(Type.String({ pattern: '^(\\d{1,3}\\.){3}\\d{1,3}$' })),
+  /**
+   * The ingress on the public address (issue 19): HTTP routed by Host and TLS passed through by SNI to
+   * a healthy replica over formnet. 0 turns that listener off; without `publicAddress` there is none.
+   */
+  ingressHttpPort: Type.Integer({ minimum: 0, maximum: 65535, default: 80 }),
+  ingressTlsPort: Type.Integer({ minimum: 0, maximum: 65535, default: 443 }),
   /** libp2p multiaddrs of nodes to join (the network's bootstrap list); empty = a network of one. */
   join: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
   /**
@@ -136,6 +142,8 @@ export function loadNodeConfig(flags: Partial<NodeConfig> = {}, env: NodeJS.Proc
       joinSyncTimeoutMs: env.FORM_JOIN_SYNC_TIMEOUT_MS,
       peerApiHost: env.FORM_PEER_API_HOST,
       publicAddress: env.FORM_PUBLIC_ADDRESS,
+      ingressHttpPort: env.FORM_INGRESS_HTTP_PORT,
+      ingressTlsPort: env.FORM_INGRESS_TLS_PORT,
       admission: env.FORM_ADMISSION,
       networkName: env.FORM_NETWORK_NAME,
       genesis: env.FORM_GENESIS,

@@ -10,6 +10,7 @@ import type { VmmService } from '@formation/vmm';
 import { createWebService } from '@formation/web';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import type { NodeConfig, NodePorts } from './config.ts';
+import { startNodeIngress } from './ingress.ts';
 
 /** What the optional services of a node get from formationd. */
 export interface ExtraServicesContext {
@@ -40,6 +41,16 @@ export async function startExtraServices(ctx: ExtraServicesContext): Promise<Rec
       log.warn({ reason: (err as Error).message }, 'compute runtime not started');
     }
   }
+  if (!ctx.config.publicAddress) result.ingress = 'off (no --public-address)';
+  else if (!ctx.config.ingressHttpPort && !ctx.config.ingressTlsPort) result.ingress = 'off (both ports 0)';
+  else {
+    try {
+      result.ingress = await startIngressOnPublic(ctx);
+    } catch (err) {
+      result.ingress = `skipped: ${(err as Error).message}`;
+      log.warn({ reason: (err as Error).message }, 'ingress not started');
+    }
+  }
   if (process.env.FORM_WEB === 'off') result.web = 'off (FORM_WEB=off)';
   else {
     try {
@@ -50,6 +61,26 @@ export async function startExtraServices(ctx: ExtraServicesContext): Promise<Rec
     }
   }
   return result;
+}
+
+/** The public ingress (HTTP :80 by Host, TLS :443 passed through by SNI) on the node's public address. */
+async function startIngressOnPublic(ctx: ExtraServicesContext): Promise<string> {
+  const host = ctx.config.publicAddress as string;
+  const ingress = await startNodeIngress({
+    host,
+    httpPort: ctx.config.ingressHttpPort,
+    tlsPort: ctx.config.ingressTlsPort,
+    store: ctx.store,
+    domain: ctx.config.domain,
+    logger: ctx.logger,
+  });
+  ctx.onClose(() => ingress.close());
+  const on = [
+    ctx.config.ingressHttpPort ? `http ${host}:${ctx.config.ingressHttpPort}` : '',
+    ctx.config.ingressTlsPort ? `tls ${host}:${ctx.config.ingressTlsPort}` : '',
+  ].filter(Boolean);
+  ctx.logger.child({ component: 'formationd' }).info({ listen: on }, 'ingress ready');
+  return `running on ${on.join(', ')}`;
 }
 
 /** The dashboard on :3010, talking to this node's APIs; `form web login` prints the sign-in link. */

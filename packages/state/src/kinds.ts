@@ -1,6 +1,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { addressOf, delegationProblem, sha256Hex } from '@formation/identity';
 import { FORMNET_CIDR } from '@formation/interface';
+import { HealthcheckSchema } from '@formation/interface/formpack-schema';
 import { type TSchema, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { OpKind, UnsignedOp } from './op.ts';
@@ -85,6 +86,19 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
       owner: Address,
       sha256s: Type.Record(Type.String({ pattern: '^[a-z0-9_.-]{1,32}$' }), Hex64, { maxProperties: 16 }),
       size: Int(0, Number.MAX_SAFE_INTEGER),
+      /**
+       * What the owner declares for public reach (from the Formfile): the EXPOSE'd ports and the
+       * HEALTHCHECK, so every node's ingress can route and check without holding the Formpack.
+       */
+      service: Type.Optional(
+        Type.Object(
+          {
+            expose: Type.Array(Int(1, 65535), { maxItems: 64, uniqueItems: true }),
+            healthcheck: Type.Optional(HealthcheckSchema),
+          },
+          strict,
+        ),
+      ),
       onBehalfOf: OnBehalfOf,
     },
     strict,

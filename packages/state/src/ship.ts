@@ -43,6 +43,10 @@ export async function shipFormpack(
       owner: key.address,
       sha256s: Object.fromEntries(Object.entries(manifest.artifacts).map(([k, a]) => [k, a.sha256])),
       size: Object.values(manifest.artifacts).reduce((n, a) => n + a.bytes, 0),
+      service: {
+        expose: [...new Set(manifest.formfile.expose ?? [])],
+        ...(manifest.formfile.healthcheck ? { healthcheck: manifest.formfile.healthcheck } : {}),
+      },
     });
   }
   const mine = (await state.instances()).filter(

@@ -1,5 +1,5 @@
 import { addressOf as deriveAddress, sha256Hex } from '@formation/identity';
-import { DEFAULT_DOMAIN } from '@formation/interface';
+import { DEFAULT_DOMAIN, type HealthcheckSpec } from '@formation/interface';
 import { canonicalJson } from './canonical.ts';
 import { actorOf, cidrWithin } from './kinds.ts';
 import { getOrSet } from './maps.ts';
@@ -94,6 +94,12 @@ export interface FormpackView {
   sha256s: Record<string, string>;
   size: number;
   publishedBy: string;
+  /** The owner's EXPOSE ports and HEALTHCHECK (for the ingress), or null when the publish has none. */
+  service: FormpackService | null;
+}
+export interface FormpackService {
+  expose: number[];
+  healthcheck?: HealthcheckSpec;
 }
 /** The owner's publish of the instance's Formpack (Formpacks are keyed by owner and id). */
 export interface InstanceFormpack {
@@ -101,6 +107,7 @@ export interface InstanceFormpack {
   sha256s: Record<string, string>;
   size: number;
   publishedBy: string;
+  service: FormpackService | null;
 }
 export interface ReplicaView {
   node: string;
@@ -545,6 +552,7 @@ export class ViewState {
         sha256s: p.value.body.sha256s as Record<string, string>,
         size: p.value.body.size as number,
         publishedBy: p.hash,
+        service: (p.value.body.service as FormpackService | undefined) ?? null,
       }))
       .sort(byKey((p) => `${p.id}/${p.owner}`));
     const packOf = new Map(formpacks.map((p) => [`${p.owner}/${p.id}`, p]));
@@ -620,7 +628,13 @@ export class ViewState {
         revision: i.commit?.revision ?? 0,
         revisionHash: i.commit?.value ?? null,
         formpack: pack
-          ? { name: pack.name, sha256s: pack.sha256s, size: pack.size, publishedBy: pack.publishedBy }
+          ? {
+              name: pack.name,
+              sha256s: pack.sha256s,
+              size: pack.size,
+              publishedBy: pack.publishedBy,
+              service: pack.service,
+            }
           : null,
         overQuota: over,
         replicaSet,

@@ -178,6 +178,7 @@ const published = (id: string, owner: string): FormpackView => ({
   name: `pub-${id.slice(0, 4)}`,
   owner,
   sha256s: { kernel: 'aa' },
+  service: null,
   size: 99,
   publishedBy: 'x',
 });

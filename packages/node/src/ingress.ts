@@ -1,0 +1,149 @@
+// The node's public door (issue 19): the ingress of @formation/ingress on the node's public address,
+// fed from state. Which host names reach which instance, which replicas may take traffic and what the
+// guest ports are all come from the signed op log (the owner's publish declares EXPOSE and HEALTHCHECK),
+// so every node routes the same way whichever one a visitor reached.
+import {
+  buildRouteTable,
+  createProber,
+  type Ingress,
+  type ProbeTarget,
+  type RouteInput,
+  type RouteTable,
+  startIngress,
+} from '@formation/ingress';
+import type { Logger } from '@formation/service';
+import type { StateStore } from '@formation/state';
+
+type Views = ReturnType<StateStore['views']>;
+
+export interface IngressPlan {
+  instances: RouteInput['instances'];
+  /** Replicas with a HEALTHCHECK the prober runs. */
+  probes: ProbeTarget[];
+}
+
+/** The replica id the ingress and the prober use: stable while the replica stays on its node. */
+export const replicaKey = (instanceId: string, node: string): string => `${instanceId}/${node}`;
+
+/**
+ * From state views to what the ingress routes (pure): every live, running-desired instance whose
+ * owner published service metadata, under its DNS names (made absolute in `domain`), with its running
+ * replicas' formnet addresses; replicas with an HTTP/TCP HEALTHCHECK become probe targets (started at
+ * their last report, else `now`). Instances without a publish or without EXPOSE'd ports get no route.
+ *
+ * @example
+ * ingressPlan(store.views(), 'dev.formation.local', Date.now()).instances[0].hosts // ['web.dev.formation.local']
+ */
+export function ingressPlan(views: Pick<Views, 'instances' | 'dns'>, domain: string, now: number): IngressPlan {
+  const instances: IngressPlan['instances'][number][] = [];
+  const probes: ProbeTarget[] = [];
+  const suffix = `.${domain}`;
+  for (const inst of views.instances) {
+    const service = inst.formpack?.service;
+    if (inst.deleted || inst.desired !== 'running' || inst.overQuota || !service || service.expose.length === 0)
+      continue;
+    const hosts = views.dns
+      .filter((r) => r.instanceId === inst.id)
+      .map((r) => (r.name.endsWith(suffix) || r.name === domain ? r.name : `${r.name}${suffix}`).toLowerCase());
+    const replicas = inst.replicaSet
+      .filter((r) => r.assigned !== false)
+      .map((r) => ({
+        id: replicaKey(inst.id, r.node),
+        address: r.formnetIp,
+        running: r.state === 'running',
+        ts: r.ts,
+      }));
+    const hc = service.healthcheck;
+    const checkable = hc !== undefined && hc.test.type !== 'cmd';
+    instances.push({
+      id: inst.id,
+      hosts: [...new Set(hosts)],
+      expose: service.expose,
+      healthchecked: checkable,
+      replicas: replicas.map(({ id, address, running }) => ({ id, address, running })),
+    });
+    if (checkable) {
+      for (const r of replicas) {
+        if (r.running && r.address)
+          probes.push({ replicaId: r.id, address: r.address, startedAt: r.ts ?? now, spec: hc });
+      }
+    }
+  }
+  return { instances, probes };
+}
+
+export interface NodeIngressOptions {
+  host: string;
+  /** 0 disables that listener. */
+  httpPort: number;
+  tlsPort: number;
+  store: Pick<StateStore, 'views' | 'onAccepted'>;
+  domain: string;
+  logger: Logger;
+  /** How often the table is rebuilt besides on accepted ops (ms). */
+  refreshMs?: number;
+}
+
+export interface NodeIngress {
+  ingress: Ingress;
+  /** The current table (for status and tests). */
+  table(): RouteTable;
+  close(): Promise<void>;
+}
+
+/** Start the ingress on the node's public address, its table rebuilt on every accepted op and on a timer. */
+export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngress> {
+  let table: RouteTable = new Map();
+  let plan: IngressPlan = { instances: [], probes: [] };
+  const prober = createProber({ logger: o.logger, onChange: () => rebuildTable() });
+  const rebuildTable = () => {
+    table = buildRouteTable({ instances: plan.instances, health: (id) => prober.status(id) });
+  };
+  const rebuild = () => {
+    try {
+      plan = ingressPlan(o.store.views(), o.domain, Date.now());
+      prober.set(plan.probes);
+      rebuildTable();
+    } catch (err) {
+      o.logger.warn({ err }, 'ingress routes not rebuilt');
+    }
+  };
+  rebuild();
+  let pending = false;
+  const off = o.store.onAccepted(() => {
+    if (pending) return;
+    pending = true;
+    setImmediate(() => {
+      pending = false;
+      rebuild();
+    });
+  });
+  const timer = setInterval(rebuild, o.refreshMs ?? 2000);
+  timer.unref();
+  let ingress: Ingress;
+  try {
+    ingress = await startIngress({
+      listen: {
+        ...(o.httpPort ? { http: { host: o.host, port: o.httpPort } } : {}),
+        ...(o.tlsPort ? { tls: { host: o.host, port: o.tlsPort } } : {}),
+      },
+      routes: () => table,
+      logger: o.logger,
+    });
+  } catch (err) {
+    clearInterval(timer);
+    off();
+    prober.close();
+    throw err;
+  }
+  return {
+    ingress,
+    table: () => table,
+    async close() {
+      clearInterval(timer);
+      off();
+      prober.close();
+      await ingress.close();
+    },
+  };
+}

@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { buildRouteTable } from '@formation/ingress';
+import { ingressPlan, replicaKey } from '../src/ingress.ts';
+
+type Views = Parameters<typeof ingressPlan>[0];
+const hc = {
+  test: { type: 'http' as const, port: 8080, path: '/' },
+  intervalMs: 1000,
+  timeoutMs: 500,
+  retries: 1,
+  startPeriodMs: 0,
+};
+const replica = (node: string, ip: string | null, state: string, ts = 1000) => ({
+  node,
+  claimedBy: node,
+  assigned: true,
+  state,
+  formnetIp: ip,
+  revision: 0,
+  reason: null,
+  ts,
+});
+const instance = (id: string, name: string, over: Record<string, unknown> = {}) => ({
+  id,
+  name,
+  deleted: false,
+  desired: 'running',
+  overQuota: false,
+  formpack: { name, sha256s: {}, size: 1, publishedBy: 'p', service: { expose: [8080] } },
+  replicaSet: [replica('n1', '10.129.1.2', 'running'), replica('n2', '10.129.2.2', 'booting')],
+  ...over,
+});
+
+test('ingressPlan: names from DNS, running replicas routed, unpublished / deleted / stopped instances get no route', () => {
+  const views = {
+    instances: [
+      instance('a', 'web'),
+      instance('b', 'hc', {
+        formpack: { name: 'hc', sha256s: {}, size: 1, publishedBy: 'p', service: { expose: [8080], healthcheck: hc } },
+      }),
+      instance('c', 'old', { formpack: { name: 'old', sha256s: {}, size: 1, publishedBy: 'p', service: null } }),
+      instance('d', 'gone', { deleted: true }),
+      instance('e', 'off', { desired: 'stopped' }),
+      instance('f', 'quiet', {
+        formpack: { name: 'quiet', sha256s: {}, size: 1, publishedBy: 'p', service: { expose: [] } },
+      }),
+    ],
+    dns: [
+      { name: 'web.dev.formation.local', source: 'instance', instanceId: 'a', addresses: [], owner: 'x' },
+      { name: 'hc', source: 'instance', instanceId: 'b', addresses: [], owner: 'x' },
+      { name: 'old.dev.formation.local', source: 'instance', instanceId: 'c', addresses: [], owner: 'x' },
+      { name: 'GONE.dev.formation.local', source: 'instance', instanceId: 'd', addresses: [], owner: 'x' },
+    ],
+  } as unknown as Views;
+  const plan = ingressPlan(views, 'dev.formation.local', 5000);
+  assert.deepEqual(
+    plan.instances.map((i) => [i.id, i.hosts]),
+    [
+      ['a', ['web.dev.formation.local']],
+      ['b', ['hc.dev.formation.local']],
+    ],
+  );
+  // Only the HTTP-checked instance's running replica is probed, from its last report.
+  assert.deepEqual(plan.probes, [
+    { replicaId: replicaKey('b', 'n1'), address: '10.129.1.2', startedAt: 1000, spec: hc },
+  ]);
+
+  // The table: the running replica only; a health-checked one only once healthy.
+  let healthy = false;
+  const table = () =>
+    buildRouteTable({
+      instances: plan.instances,
+      health: (id) => (id === replicaKey('b', 'n1') ? (healthy ? 'healthy' : 'starting') : undefined),
+    });
+  assert.deepEqual(
+    table()
+      .get('web.dev.formation.local')
+      ?.backends.map((b) => [b.address, b.httpPort]),
+    [['10.129.1.2', 8080]],
+  );
+  assert.deepEqual(table().get('hc.dev.formation.local')?.backends, []);
+  healthy = true;
+  assert.equal(table().get('hc.dev.formation.local')?.backends.length, 1);
+});
+
+test('ingressPlan: a CMD health check (not run by the node yet) does not hold the replica out', () => {
+  const cmd = { ...hc, test: { type: 'cmd' as const, command: { form: 'shell' as const, command: 'true' } } };
+  const views = {
+    instances: [
+      instance('a', 'web', {
+        formpack: { name: 'web', sha256s: {}, size: 1, publishedBy: 'p', service: { expose: [80], healthcheck: cmd } },
+      }),
+    ],
+    dns: [{ name: 'web', source: 'instance', instanceId: 'a', addresses: [], owner: 'x' }],
+  } as unknown as Views;
+  const plan = ingressPlan(views, 'dev.formation.local', 0);
+  assert.deepEqual(plan.probes, []);
+  assert.equal(plan.instances[0]?.healthchecked, false);
+});

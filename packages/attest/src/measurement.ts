@@ -25,7 +25,23 @@ import type { FormpackManifest } from '@formation/interface';
 export const MEASUREMENT_VERSION = 'formation-measurement-v1';
 
 /** Keys the VMM may append to the Formpack's command line (the instance part). */
-export const INSTANCE_PARAM_KEYS = ['vm_ip', 'vm_gw', 'vm_dns', 'vm_name', 'vm_id', 'tsc_early_khz'] as const;
+export const INSTANCE_PARAM_KEYS = [
+  'vm_ip',
+  'vm_gw',
+  'vm_dns',
+  'vm_name',
+  'vm_id',
+  'tsc_early_khz',
+  'vm_wait',
+] as const;
+
+/**
+ * The instance part of a VM booted with boot snapshots (issue 22): instance-neutral, the same for every
+ * VM of a Formpack, restored or cold; the guest waits for its identity (name, address, id) over the
+ * agent. Such a VM is bound to the report by the report's signed VM id and the guest key it makes after
+ * the release, not by `vm_id` on its command line.
+ */
+export const NEUTRAL_INSTANCE_PARAMS = 'vm_wait=identity';
 
 export interface MeasurementInputs {
   kernel: string;

@@ -1,5 +1,11 @@
 import { addressOf, sign, verify } from '@formation/identity';
-import { type MeasurementInputs, measurementDigest, sha256Text, splitCmdline } from './measurement.ts';
+import {
+  type MeasurementInputs,
+  measurementDigest,
+  NEUTRAL_INSTANCE_PARAMS,
+  sha256Text,
+  splitCmdline,
+} from './measurement.ts';
 import type { ProviderName } from './providers.ts';
 
 export const REPORT_VERSION = 'formation-attest-v1';
@@ -147,15 +153,22 @@ export function verifyReport(s: SignedReport, e: VerifyExpectations): Verdict {
   if ('error' in split) add('cmdline.instance', false, split.error);
   else {
     const fpOk = sha256Text(split.formpack) === got.cmdline;
-    const idOk = split.params.vm_id === r.vmId;
+    const keys = Object.keys(split.params);
+    // A snapshot-capable boot has only vm_wait=identity; anything else with vm_wait is refused.
+    const neutral = keys.length === 1 && `vm_wait=${split.params.vm_wait}` === NEUTRAL_INSTANCE_PARAMS;
+    const idOk = neutral || (split.params.vm_id === r.vmId && split.params.vm_wait === undefined);
     add(
       'cmdline.instance',
       fpOk && idOk,
       fpOk && idOk
-        ? `instance params ${Object.keys(split.params).join(' ')}`
+        ? neutral
+          ? 'instance-neutral command line (vm_wait=identity: identity given after boot, bound by the report VM id and guest key)'
+          : `instance params ${keys.join(' ')}`
         : !fpOk
           ? 'the full command line does not start with the measured Formpack part'
-          : `vm_id=${split.params.vm_id ?? '-'} is not the attested VM ${r.vmId}`,
+          : split.params.vm_wait !== undefined
+            ? `vm_wait=${split.params.vm_wait} with other instance params is not a neutral command line`
+            : `vm_id=${split.params.vm_id ?? '-'} is not the attested VM ${r.vmId}`,
     );
   }
   add(

@@ -151,6 +151,25 @@ describe('verifyReport', () => {
     assert.match(verifyReport(signReport(node.privateKey, r2), expect(nonce)).reason, /not the attested VM/);
   });
 
+  it('accepts the instance-neutral command line of a snapshot-capable boot, and nothing mixed with it', () => {
+    const nonce = randomHex(32);
+    const neutral = report({}, nonce);
+    neutral.measurement.cmdline = `${manifest.cmdline} vm_wait=identity`;
+    const v = verifyReport(signReport(node.privateKey, neutral), expect(nonce));
+    assert.deepEqual(failed(v), []);
+    assert.match(v.checks.find((c) => c.name === 'cmdline.instance')?.detail ?? '', /instance-neutral/);
+    for (const tail of [
+      'vm_wait=other',
+      'vm_wait=identity vm_id=vm-0123456789ab',
+      'vm_wait=identity vm_ip=10.0.2.15/24',
+      'vm_wait=identity init=/bin/sh',
+    ]) {
+      const r = report({}, nonce);
+      r.measurement.cmdline = `${manifest.cmdline} ${tail}`;
+      assert.deepEqual(failed(verifyReport(signReport(node.privateKey, r), expect(nonce))), ['cmdline.instance'], tail);
+    }
+  });
+
   it('refuses garbage without throwing', () => {
     assert.equal(verifyReport({} as never, expect('00').valueOf() as never).ok, false);
   });

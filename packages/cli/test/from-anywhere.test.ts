@@ -35,6 +35,7 @@ const root = fileURLToPath(new URL('../../..', import.meta.url));
 const PREFIX = 'fdwe';
 const LAP = `${PREFIX}lap`;
 const NET = `${PREFIX}net`;
+const VIS = `${PREFIX}vis`;
 const NODE_TIMEOUT_MS = 10_000;
 
 const skip = requireOrSkip('from-anywhere e2e test', {
@@ -215,8 +216,48 @@ describe('from anywhere: the developer flow from a laptop behind NAT (3 hosts)',
     assert.equal(readVisitorLog(s).find((x) => x.url === `/${tag}`)?.from, host.publicAddress);
   });
 
+  test('a visitor opens the app by name through the ingress of every host, also one that runs no replica', async () => {
+    for (const n of s.nodes) {
+      const body = await until(
+        `HTTP via the ingress of ${n.name} (${n.publicAddress})`,
+        () =>
+          inNetns(VIS, [
+            'curl',
+            '-sS',
+            '--fail',
+            '--max-time',
+            '5',
+            '-H',
+            'Host: hello-server.dev.formation.local',
+            `http://${n.publicAddress}/`,
+          ]),
+        60_000,
+        1000,
+      );
+      assert.match(body, /Hello from hello-server/, `through ${n.name}`);
+    }
+    // A name nobody holds is not routed anywhere.
+    const unknown = await inNetns(VIS, [
+      'curl',
+      '-sS',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '--max-time',
+      '5',
+      '-H',
+      'Host: nobody.dev.formation.local',
+      `http://${s.nodes[0]?.publicAddress}/`,
+    ]);
+    assert.equal(unknown, '404');
+  });
+
   test('commit by name from the laptop: the revision reaches the replica on the other host', async () => {
-    const [a, b] = running(await status()) as [Replica, Replica];
+    // `form commit <name>` takes the replica of the node the laptop talks to (node 1) when it runs one.
+    const both = running(await status());
+    const a = (both.find((r) => byAddress.get(r.node)?.index === 1) ?? both[0]) as Replica;
+    const b = both.find((r) => r !== a) as Replica;
     const w = await ssh(
       a.formnetIp as string,
       'echo committed-from-the-laptop | sudo tee /app/marker >/dev/null; sync',

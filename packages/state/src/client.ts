@@ -7,6 +7,7 @@ import type {
   AllocationView,
   ConflictView,
   DnsRecordView,
+  DomainView,
   FormnetPeerView,
   FormpackView,
   InstanceView,
@@ -37,6 +38,8 @@ export interface StateClient {
   network(): Promise<NetworkView>;
   /** What two parties hold at once (slices, WireGuard keys, names, addresses): each loses it. */
   conflicts(): Promise<ConflictView[]>;
+  /** Custom domains: claims, their proofs' verifications and who holds each name. */
+  domains(): Promise<DomainView[]>;
 }
 
 /** The in-process client: calls the store directly. */
@@ -62,6 +65,7 @@ export function localStateClient(store: StateStore): StateClient {
     dns: async () => store.views().dns,
     network: async () => store.views().network,
     conflicts: async () => store.views().conflicts,
+    domains: async () => store.views().domains,
   };
 }
 
@@ -78,7 +82,7 @@ export function httpStateClient(baseUrl: string): StateClient {
       // A genesis has no deps; everything else cites the heads plus what its rule needs.
       const deps = kind === 'network.init' ? [] : await client.heads();
       const id = b.instanceId as string | undefined;
-      if ((id && kind.startsWith('instance.')) || (kind === 'dns.record' && id)) {
+      if ((id && kind.startsWith('instance.')) || ((kind === 'dns.record' || kind === 'dns.claim') && id)) {
         const inst = await client.instance(id as string);
         if (inst && kind !== 'instance.status') deps.push(inst.createdBy);
       }

@@ -182,6 +182,20 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
   'node.remove': Type.Object({ node: PubKey }, strict),
   /** The author revokes every delegation it gave `delegate`: delegated ops dated after this stop counting. */
   'delegation.revoke': Type.Object({ delegate: PubKey }, strict),
+  /**
+   * Custom domains (see README "Custom domains"): the owner claims `name` for an instance with a
+   * random token, proves control by DNS (TXT `_formation.<name>` = token, or a CNAME to the
+   * instance's name), admitted nodes record what they saw, and the owner may release it.
+   */
+  'dns.claim': Type.Object(
+    { name: Fqdn, instanceId: InstanceId, token: Type.String({ pattern: '^[0-9a-f]{32}$' }), onBehalfOf: OnBehalfOf },
+    strict,
+  ),
+  'dns.verified': Type.Object(
+    { claim: Hex64, name: Fqdn, method: Type.Union([Type.Literal('txt'), Type.Literal('cname')]) },
+    strict,
+  ),
+  'dns.release': Type.Object({ name: Fqdn, onBehalfOf: OnBehalfOf }, strict),
 };
 
 /** Member addresses (nodes and developers) come from this pool; node slices lie outside it. */
@@ -284,6 +298,8 @@ export const DELEGABLE_KINDS: ReadonlySet<OpKind> = new Set([
   'instance.delete',
   'instance.commit',
   'dns.record',
+  'dns.claim',
+  'dns.release',
 ]);
 
 /**
@@ -350,6 +366,7 @@ export function authorize(op: UnsignedOp, deps: readonly DepView[]): Rejection |
     }
     case 'node.heartbeat':
     case 'account.update':
+    case 'dns.release':
     case 'formnet.leave':
     case 'delegation.revoke':
       return null; // about the author itself: the node/peer/account IS the author key
@@ -431,6 +448,25 @@ export function authorize(op: UnsignedOp, deps: readonly DepView[]): Rejection |
       const c = createOf(deps, b.instanceId);
       if (!c) return invalid(`dns.record: deps must include the instance.create of ${b.instanceId}`);
       return actorOf(c) === a ? null : forbidden(`dns.record: only the owner of instance ${b.instanceId} may name it`);
+    }
+    case 'dns.claim': {
+      const c = createOf(deps, b.instanceId);
+      if (!c) return invalid(`dns.claim: deps must include the instance.create of ${b.instanceId}`);
+      if (actorOf(c) !== a)
+        return forbidden(`dns.claim: only the owner of instance ${b.instanceId} may claim a domain for it`);
+      return null;
+    }
+    case 'dns.verified': {
+      // Only a node vouches (its registration cited; views count admitted nodes only), and only for
+      // the claim it cites: the name must be that claim's, so a verification cannot be moved.
+      if (!findDep(deps, 'node.register', (d) => d.author === op.author)) {
+        return forbidden('dns.verified: only a node, naming its own node.register in deps, may verify a domain');
+      }
+      const cl = findDep(deps, 'dns.claim', (d) => d.hash === b.claim);
+      if (!cl) return invalid(`dns.verified: deps must include the dns.claim ${b.claim} it verifies`);
+      if (cl.body.name !== b.name)
+        return invalid(`dns.verified: claim ${b.claim} is for ${cl.body.name}, not ${b.name}`);
+      return null;
     }
   }
 }

@@ -70,5 +70,6 @@ export function httpStateClient(baseUrl: string): StateClient {
     dns: () => get('/dns'),
     network: () => get('/network'),
     conflicts: () => get('/conflicts'),
+    domains: () => get('/dns/domains'),
   };
 }

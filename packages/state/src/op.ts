@@ -23,6 +23,9 @@ export const OP_KINDS = [
   'node.admit',
   'node.remove',
   'delegation.revoke',
+  'dns.claim',
+  'dns.verified',
+  'dns.release',
 ] as const;
 export type OpKind = (typeof OP_KINDS)[number];
 

@@ -212,6 +212,7 @@ export async function createStateService(opts: StateServiceOptions): Promise<Api
   view('/formnet/peers', 'formnetPeers', 'Formnet (WireGuard) peers');
   view('/formnet/allocations', 'allocations', 'Formnet address allocations');
   view('/dns', 'dns', 'DNS records (derived from instances, and explicit)');
+  view('/dns/domains', 'domains', 'Custom domains: claims, verifications, who holds each name');
 
   app.get(
     '/instances/:id',

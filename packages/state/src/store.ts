@@ -78,7 +78,7 @@ interface Meta {
   body: Record<string, unknown> | undefined;
 }
 
-const REFERABLE = new Set<OpKind>(['instance.create', 'instance.claim', 'node.register', 'network.init']);
+const REFERABLE = new Set<OpKind>(['instance.create', 'instance.claim', 'node.register', 'network.init', 'dns.claim']);
 const ENVELOPE_KEYS = new Set(['v', 'author', 'deps', 'kind', 'body', 'ts', 'sig', 'hash']);
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -555,6 +555,7 @@ export class StateStore {
         });
       }
     }
+    if (op.kind === 'dns.claim' && typeof b.name === 'string') return this.domainClaimProblem(b.name, actor);
     if (op.kind !== 'instance.create' && op.kind !== 'dns.record' && op.kind !== 'node.admit') return null;
     const v = this.viewState.views();
     if (op.kind === 'instance.create') {
@@ -606,6 +607,28 @@ export class StateStore {
     return null;
   }
 
+  /**
+   * Why `actor` may not claim the custom domain `name`: it lies in the network's own domain (those
+   * names come from instances), or another owner holds it (an explicit record, or a verified claim).
+   */
+  private domainClaimProblem(name: string, actor: string): FormError | null {
+    const domain = this.viewState.domain;
+    if (name === domain || name.endsWith(`.${domain}`)) {
+      return new FormError('STATE_OP_INVALID', `Cannot claim ${name}: it lies in the network's domain ${domain}`, {
+        hint: `Names under ${domain} come from instance names; claim a domain you control (e.g. shop.example.com).`,
+      });
+    }
+    const v = this.viewState.views();
+    const rec = v.dns.find((d) => d.name === name && d.owner !== actor);
+    const dom = v.domains.find((d) => d.name === name && d.owner !== actor && d.state !== 'pending');
+    if (rec || dom) {
+      return new FormError('CONFLICT', `Cannot claim ${name}: another owner holds it`, {
+        hint: 'A domain verified for another account stays theirs until they release it (`form dns rm`).',
+      });
+    }
+    return null;
+  }
+
   /** Ops on disk (for tests and stats). */
   countOnDisk(): number {
     return (this.stmts.count.get() as { n: number }).n;
@@ -635,9 +658,14 @@ export function refsFor(v: ViewState, author: string, kind: OpKind, body: Record
     case 'instance.delete':
     case 'instance.claim':
     case 'instance.commit':
-    case 'dns.record': {
+    case 'dns.record':
+    case 'dns.claim': {
       const c = id ? v.instanceCreate(id) : undefined;
       return c ? [c.hash] : [];
+    }
+    case 'dns.verified': {
+      const r = v.registrationOf(author);
+      return [...(r ? [r] : []), body.claim as string];
     }
     case 'formnet.allocate': {
       const r = v.registrationOf(author);

@@ -159,6 +159,24 @@ export interface DnsRecordView {
   addresses: string[];
   owner: string;
 }
+/**
+ * A custom domain claimed for an instance (dns.claim). `verified` once enough admitted nodes vouched
+ * for the owner's proof (`DOMAIN_QUORUM`); `contested` when two owners' claims are both verified:
+ * then nobody's (deniable, never hijackable).
+ */
+export interface DomainView {
+  name: string;
+  instanceId: string;
+  owner: string;
+  token: string;
+  /** Hash of the dns.claim: what a dns.verified must cite. */
+  claim: string;
+  state: 'pending' | 'verified' | 'contested';
+  /** Admitted nodes that recorded a dns.verified for this claim, and how they saw the proof. */
+  verifiedBy: Array<{ node: string; method: string }>;
+}
+/** Distinct admitted nodes that must vouch for a domain: 2, or 1 in a one-node network. */
+export const DOMAIN_QUORUM = 2;
 export type AdmissionPolicy = 'legacy-open' | 'admins' | 'open';
 export interface Quotas {
   instancesPerAccount: number;
@@ -178,7 +196,7 @@ export interface NetworkView {
 }
 /** Something two parties hold at once that only one may: each loses it, deterministically. */
 export interface ConflictView {
-  kind: 'formnetRange' | 'wgPublicKey' | 'name' | 'dns' | 'address';
+  kind: 'formnetRange' | 'wgPublicKey' | 'name' | 'dns' | 'address' | 'domain';
   key: string;
   parties: string[];
 }
@@ -192,6 +210,7 @@ export interface Views {
   formnetPeers: FormnetPeerView[];
   allocations: AllocationView[];
   dns: DnsRecordView[];
+  domains: DomainView[];
 }
 
 const byKey =
@@ -211,6 +230,8 @@ const FOLD_FIELDS = [
   'peers',
   'allocations',
   'dnsExplicit',
+  'domainClaims',
+  'domainVerified',
   'inits',
   'admission',
   'revocations',
@@ -229,6 +250,10 @@ export class ViewState {
   /** address -> allocating node -> its first allocation of that address. */
   private allocations = new Map<string, Map<string, First<{ author: string; body: Body }>>>();
   private dnsExplicit = new Map<string, DnsState>();
+  /** domain -> claiming account -> its latest dns.claim (with the op hash) or dns.release (null). */
+  private domainClaims = new Map<string, Map<string, Lww<{ instanceId: string; token: string } | null>>>();
+  /** dns.claim hash -> verifying node -> its first dns.verified (method). */
+  private domainVerified = new Map<string, Map<string, First<string>>>();
   /** network.init bodies by hash (only the genesis counts). */
   private inits = new Map<string, Body>();
   /** node -> LWW of admit (with range) / remove. */
@@ -395,6 +420,18 @@ export class ViewState {
         const name = b.name as string;
         const d = getOrSet(this.dnsExplicit, name, (): DnsState => ({ byAuthor: new Map() }));
         d.byAuthor.set(a, lww(d.byAuthor.get(a), ts, h, b));
+        break;
+      }
+      case 'dns.claim':
+      case 'dns.release': {
+        const m = getOrSet(this.domainClaims, b.name as string, () => new Map());
+        const v = op.kind === 'dns.claim' ? { instanceId: b.instanceId as string, token: b.token as string } : null;
+        m.set(a, lww(m.get(a), ts, h, v));
+        break;
+      }
+      case 'dns.verified': {
+        const m = getOrSet(this.domainVerified, b.claim as string, () => new Map());
+        m.set(op.author, first(m.get(op.author), depth, h, b.method as string));
         break;
       }
     }
@@ -762,6 +799,39 @@ export class ViewState {
       }
     }
     const dnsList = [...dns.values()].sort(byKey((d) => d.name));
+
+    // Custom domains: a live claim (not released, its instance live and the claimer's) outside the
+    // network's domain and not an explicit record of another owner; verified by DOMAIN_QUORUM
+    // distinct admitted nodes (1 when only one is admitted); two owners verified = contested.
+    const quorum = Math.max(1, Math.min(DOMAIN_QUORUM, nodes.length));
+    const domains: DomainView[] = [];
+    for (const [name, byActor] of this.domainClaims) {
+      if (name === this.domain || name.endsWith(`.${this.domain}`)) continue;
+      const held = dns.get(name);
+      const list: DomainView[] = [];
+      for (const [owner, lw] of byActor) {
+        const c = lw.value;
+        const i = c ? instById.get(c.instanceId) : undefined;
+        if (!c || !i || i.deleted || i.owner !== owner || (held && held.owner !== owner)) continue;
+        const verifiedBy = [...(this.domainVerified.get(lw.hash) ?? new Map<string, First<string>>()).entries()]
+          .filter(([node]) => admitted.has(node))
+          .map(([node, v]) => ({ node, method: v.value }))
+          .sort(byKey((x) => x.node));
+        const state = verifiedBy.length >= quorum ? 'verified' : 'pending';
+        list.push({ name, instanceId: i.id, owner, token: c.token, claim: lw.hash, state, verifiedBy });
+      }
+      const winners = list.filter((d) => d.state === 'verified');
+      if (winners.length > 1) {
+        for (const d of winners) d.state = 'contested';
+        conflict(
+          'domain',
+          name,
+          winners.map((d) => d.owner),
+        );
+      }
+      domains.push(...list);
+    }
+    domains.sort(byKey((d) => `${d.name}/${d.owner}`));
     conflicts.sort(byKey((c) => `${c.kind}/${c.key}`));
 
     const network: NetworkView = {
@@ -782,6 +852,7 @@ export class ViewState {
       formnetPeers,
       allocations,
       dns: dnsList,
+      domains,
     };
   }
 }

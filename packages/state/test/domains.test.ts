@@ -1,0 +1,174 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { FormError } from '@formation/interface';
+import { createOp, type StateStore } from '../src/index.ts';
+import { instanceBody, key, memStore, nodeBody } from './helpers.ts';
+
+/**
+ * Custom domains (issue 19): an owner claims a domain for an instance with a token, admitted nodes
+ * vouch for the DNS proof (dns.verified), a quorum makes it verified. Every refusal has its test.
+ */
+
+const admin = key(1);
+const owner = key(10);
+const nodeA = key(20);
+const nodeB = key(21);
+const mallory = key(66);
+const TOKEN = '0123456789abcdef'.repeat(2);
+
+const refused = (code: string, re: RegExp) => (e: unknown) =>
+  e instanceof FormError && e.code === code && re.test(e.message);
+
+/** An admins network with `nodes` admitted (A, then B) and the owner's instance `web`. */
+function network(nodes = 2, store: StateStore = memStore()) {
+  store.author(admin, 'network.init', { name: 't', admission: 'admins', admins: [admin.publicKey] });
+  for (const [i, n] of [nodeA, nodeB].slice(0, nodes).entries()) {
+    store.author(admin, 'node.admit', { node: n.publicKey, formnetRange: `10.129.${i + 1}.0/24` });
+    store.author(n, 'node.register', { ...nodeBody(i + 1), formnetRange: `10.129.${i + 1}.0/24` });
+  }
+  const id = store.author(owner, 'instance.create', instanceBody('web')).body.id as string;
+  return { store, id };
+}
+
+const createdBy = (store: StateStore, id: string) =>
+  store.views().instances.find((i) => i.id === id)?.createdBy as string;
+const domain = (store: StateStore, name: string, who = owner) =>
+  store.views().domains.find((d) => d.name === name && d.owner === who.publicKey);
+
+test('a claim is pending until a quorum of admitted nodes vouches (2 of them here)', () => {
+  const { store, id } = network(2);
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN });
+  assert.equal(domain(store, 'shop.example.com')?.state, 'pending');
+  assert.equal(domain(store, 'shop.example.com')?.token, TOKEN);
+  store.author(nodeA, 'dns.verified', { claim: claim.hash, name: 'shop.example.com', method: 'txt' });
+  assert.equal(domain(store, 'shop.example.com')?.state, 'pending', 'one node is not enough in a 2-node network');
+  store.author(nodeB, 'dns.verified', { claim: claim.hash, name: 'shop.example.com', method: 'cname' });
+  const d = domain(store, 'shop.example.com');
+  assert.equal(d?.state, 'verified');
+  assert.deepEqual(d?.verifiedBy.map((v) => v.method).sort(), ['cname', 'txt']);
+  assert.equal(d?.instanceId, id);
+});
+
+test('in a one-node network its single admitted node is the quorum', () => {
+  const { store, id } = network(1);
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN });
+  store.author(nodeA, 'dns.verified', { claim: claim.hash, name: 'shop.example.com', method: 'txt' });
+  assert.equal(domain(store, 'shop.example.com')?.state, 'verified');
+});
+
+test('refused: a claim for an instance by someone who does not own it', () => {
+  const { store, id } = network(1);
+  assert.throws(
+    () => store.author(mallory, 'dns.claim', { name: 'evil.example.com', instanceId: id, token: TOKEN }),
+    refused('STATE_OP_FORBIDDEN', /only the owner of instance/),
+  );
+  const noDeps = createOp(mallory, 'dns.claim', { name: 'evil.example.com', instanceId: id, token: TOKEN }, []);
+  assert.throws(() => store.submit(noDeps), refused('STATE_OP_INVALID', /deps must include the instance.create/));
+});
+
+test('refused: a claim in the network domain, a bad token, extra fields', () => {
+  const { store, id } = network(1);
+  assert.throws(
+    () => store.author(owner, 'dns.claim', { name: 'web.dev.formation.local', instanceId: id, token: TOKEN }),
+    refused('STATE_OP_INVALID', /network's domain/),
+  );
+  assert.throws(
+    () => store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: 'x' }),
+    refused('STATE_OP_INVALID', /token/),
+  );
+  assert.throws(
+    () => store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN, extra: 1 }),
+    refused('STATE_OP_INVALID', /./),
+  );
+  // Submitted directly (past the API check), a claim in the network domain is still never listed.
+  const c = createdBy(store, id);
+  store.submit(
+    createOp(owner, 'dns.claim', { name: 'x.dev.formation.local', instanceId: id, token: TOKEN }, [
+      ...store.heads(),
+      c,
+    ]),
+  );
+  assert.equal(domain(store, 'x.dev.formation.local'), undefined);
+});
+
+test('refused: a verification by a key that is not a node, or citing no claim / another name', () => {
+  const { store, id } = network(1);
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN });
+  assert.throws(
+    () => store.author(mallory, 'dns.verified', { claim: claim.hash, name: 'shop.example.com', method: 'txt' }),
+    refused('STATE_OP_FORBIDDEN', /only a node/),
+  );
+  const reg = store.views().nodes.find((n) => n.id === nodeA.publicKey)?.registeredBy as string;
+  const noClaim = createOp(nodeA, 'dns.verified', { claim: claim.hash, name: 'shop.example.com', method: 'txt' }, [
+    reg,
+  ]);
+  assert.throws(() => store.submit(noClaim), refused('STATE_OP_INVALID', /deps must include the dns.claim/));
+  assert.throws(
+    () => store.author(nodeA, 'dns.verified', { claim: claim.hash, name: 'other.example.com', method: 'txt' }),
+    refused('STATE_OP_INVALID', /is for shop.example.com, not other.example.com/),
+  );
+  assert.equal(domain(store, 'shop.example.com')?.state, 'pending');
+});
+
+test('a registered but unadmitted node vouches for nothing', () => {
+  const { store, id } = network(1);
+  store.author(mallory, 'node.register', { ...nodeBody(66), formnetRange: '10.129.66.0/24' });
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN });
+  store.author(mallory, 'dns.verified', { claim: claim.hash, name: 'shop.example.com', method: 'txt' });
+  assert.equal(domain(store, 'shop.example.com')?.state, 'pending');
+  assert.deepEqual(domain(store, 'shop.example.com')?.verifiedBy, []);
+});
+
+test('a verified domain is refused to another owner; forced through, both verified claims lose it', () => {
+  const { store, id } = network(1);
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN });
+  store.author(nodeA, 'dns.verified', { claim: claim.hash, name: 'shop.example.com', method: 'txt' });
+  const mid = store.author(mallory, 'instance.create', instanceBody('mweb')).body.id as string;
+  assert.throws(
+    () => store.author(mallory, 'dns.claim', { name: 'shop.example.com', instanceId: mid, token: TOKEN }),
+    refused('CONFLICT', /another owner holds it/),
+  );
+  // A lying admitted node vouches for Mallory's claim submitted past the API: contested, nobody routes it.
+  const mc = createdBy(store, mid);
+  const mClaim = createOp(mallory, 'dns.claim', { name: 'shop.example.com', instanceId: mid, token: TOKEN }, [
+    ...store.heads(),
+    mc,
+  ]);
+  store.submit(mClaim);
+  store.author(nodeA, 'dns.verified', { claim: mClaim.hash, name: 'shop.example.com', method: 'txt' });
+  assert.equal(domain(store, 'shop.example.com')?.state, 'contested');
+  assert.equal(domain(store, 'shop.example.com', mallory)?.state, 'contested');
+  assert.ok(store.views().conflicts.some((c) => c.kind === 'domain' && c.key === 'shop.example.com'));
+});
+
+test('a name held as another owner’s explicit record cannot be claimed', () => {
+  const { store, id } = network(1);
+  store.author(mallory, 'dns.record', { name: 'taken.example.com', addresses: ['10.129.1.9'] });
+  assert.throws(
+    () => store.author(owner, 'dns.claim', { name: 'taken.example.com', instanceId: id, token: TOKEN }),
+    refused('CONFLICT', /another owner holds it/),
+  );
+});
+
+test('release, and deleting the instance, end the claim; a later claim needs verifying again', () => {
+  const { store, id } = network(1);
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN });
+  store.author(nodeA, 'dns.verified', { claim: claim.hash, name: 'shop.example.com', method: 'txt' });
+  store.author(owner, 'dns.release', { name: 'shop.example.com' }, Date.now() + 1);
+  assert.equal(domain(store, 'shop.example.com'), undefined);
+  store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN }, Date.now() + 2);
+  assert.equal(domain(store, 'shop.example.com')?.state, 'pending', 'a new claim has its own verifications');
+  store.author(owner, 'instance.delete', { instanceId: id });
+  assert.equal(domain(store, 'shop.example.com'), undefined);
+});
+
+test('views are the same whatever the delivery order of claim, verification and release ops', () => {
+  const { store, id } = network(1);
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN });
+  store.author(nodeA, 'dns.verified', { claim: claim.hash, name: 'shop.example.com', method: 'txt' });
+  const other = memStore();
+  const ops = store.opsSince([], 10_000);
+  for (const op of [...ops].reverse()) other.submit(op);
+  assert.equal(other.digest(), store.digest());
+  assert.equal(other.views().domains[0]?.state, 'verified');
+});

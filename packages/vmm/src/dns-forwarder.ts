@@ -213,6 +213,7 @@ export async function startDnsForwarder(o: DnsForwarderOptions): Promise<DnsForw
       }
       return;
     }
+    if (p.tried > 0) log.debug({ name: p.qname, to: p.to, timeoutMs }, 'upstream did not answer in time');
     p.tried++;
     p.to = to;
     p.timer = setTimeout(() => sendNext(id, p), timeoutMs);
@@ -242,6 +243,7 @@ export async function startDnsForwarder(o: DnsForwarderOptions): Promise<DnsForw
       timer: setTimeout(() => undefined, 0),
     };
     pending.set(id, p);
+    log.debug({ name: p.qname, type: p.qtype, client: client.address }, 'relaying a guest query');
     sendNext(id, p);
   };
 

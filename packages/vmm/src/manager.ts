@@ -350,6 +350,7 @@ export class VmManager {
     try {
       driverVm = await this.o.driver.create(spec);
     } catch (err) {
+      this.o.network.settle(net);
       this.o.store.remove(id);
       throw err;
     }
@@ -380,6 +381,7 @@ export class VmManager {
     };
     this.planBoot(rec, cmdline!, agentIdentity);
     this.vms.set(id, rec);
+    this.o.network.settle(net);
     this.o.store.save(rec);
     this.log.info({ id, name, source: rec.source, resources }, 'vm created');
     if (req.start !== false) {

@@ -118,6 +118,8 @@ export class VmNetwork {
   private createdNetns = false;
   private firewall: EgressFirewall | undefined;
   private dns: DnsForwarder | undefined;
+  /** Addresses, MACs and TAP names handed out to creates not yet recorded (concurrent creates). */
+  private readonly inflight = new Set<string>();
   /** Addresses of VMs without egress: the DNS forwarder relays nothing for them. */
   private readonly noEgress = new Set<string>();
 
@@ -229,7 +231,13 @@ export class VmNetwork {
       }
     }
     let salt = 0;
-    while (taken.macs.has(macFor(id, salt)) || taken.taps.has(tapFor(id, salt))) salt++;
+    while (
+      taken.macs.has(macFor(id, salt)) ||
+      taken.taps.has(tapFor(id, salt)) ||
+      this.inflight.has(macFor(id, salt)) ||
+      this.inflight.has(tapFor(id, salt))
+    )
+      salt++;
     const mac = macFor(id, salt);
     if (this.cfg.mode === 'user') {
       const forwards: PortForward[] = [];
@@ -239,7 +247,9 @@ export class VmNetwork {
     const { first, last, prefix } = parseCidr(this.cfg.cidr);
     for (let n = first + 1; n <= last; n++) {
       const addr = intToIp(n);
-      if (taken.ips.has(addr)) continue;
+      if (taken.ips.has(addr) || this.inflight.has(addr)) continue;
+      // Two creates at once must not get the same address: held until the VM's record exists.
+      for (const x of [addr, mac, tapFor(id, salt)]) this.inflight.add(x);
       return {
         mode: 'tap',
         ip: `${addr}/${prefix}`,
@@ -254,6 +264,11 @@ export class VmNetwork {
       };
     }
     throw new FormError('VM_NO_CAPACITY', `Cannot create VM ${id}: no free address left in ${this.cfg.cidr}`);
+  }
+
+  /** The VM's record now holds (or will never hold) what `assign` handed out. */
+  settle(a: VmNetAssignment): void {
+    for (const x of [a.ip.split('/')[0] as string, a.mac, a.tap ?? '']) this.inflight.delete(x);
   }
 
   /** Create the VM's TAP device on the bridge (tap mode; idempotent). */

@@ -54,6 +54,17 @@ describe('egress rules and guest DNS: pure parts', () => {
     );
   });
 
+  test('two VMs created at once never get the same address, MAC or TAP (found by the VM test)', async () => {
+    const net = new VmNetwork({ mode: 'tap', bridge: 'fdebr9', cidr: '10.129.9.0/24' }, log);
+    const none = { ips: new Set<string>(), macs: new Set<string>(), taps: new Set<string>() };
+    const [a, b] = await Promise.all([net.assign('vm-a', none, []), net.assign('vm-b', none, [])]);
+    assert.equal(a.ip, '10.129.9.2/24');
+    assert.equal(b.ip, '10.129.9.3/24');
+    net.settle(a);
+    const c = await net.assign('vm-c', { ...none, ips: new Set(['10.129.9.3']) }, []);
+    assert.equal(c.ip, '10.129.9.2/24', 'a settled address is free again when no record holds it');
+  });
+
   test('upstreams come from resolv.conf (no loopback inside a namespace) or a checked list', () => {
     const conf =
       '# generated\nnameserver 127.0.0.53\nnameserver 198.51.100.53 # isp\nnameserver ::1\nsearch x\nnameserver 999.1.1.1\n';

@@ -12,6 +12,11 @@ export type RecordSource = (name: string) => string[] | undefined | Promise<stri
 
 export interface DnsResponderOptions {
   records: RecordSource;
+  /**
+   * Whole names outside `domain` this server also answers with authority (e.g. verified custom
+   * domains their owners delegated here): addresses, or undefined to refuse them like any other zone.
+   */
+  outside?: RecordSource;
   domain?: string;
   /** Bind address; default 127.0.0.1. Inside a node's netns, its formnet address. */
   host?: string;
@@ -63,8 +68,18 @@ export async function createDnsResponder(opts: DnsResponderOptions): Promise<Dns
     const q = query.questions?.[0];
     if (!q || (query.questions?.length ?? 0) !== 1) return { ...base, flags: rd | RCODE.FORMERR };
     const qname = q.name.toLowerCase().replace(/\.$/, '');
-    if (qname !== domain && !qname.endsWith(`.${domain}`)) return { ...base, flags: rd | RCODE.REFUSED };
     const aa = dnsPacket.AUTHORITATIVE_ANSWER | rd;
+    if (qname !== domain && !qname.endsWith(`.${domain}`)) {
+      let ips: string[] | undefined;
+      try {
+        ips = opts.outside ? await opts.outside(qname) : undefined;
+      } catch (err) {
+        log.error({ err, name: qname }, 'record source failed');
+        return { ...base, flags: rd | RCODE.SERVFAIL };
+      }
+      if (ips === undefined) return { ...base, flags: rd | RCODE.REFUSED };
+      return addressAnswer(base, aa, q, ips, []);
+    }
     if (qname === domain) {
       if (q.type === 'SOA') return { ...base, flags: aa, answers: [soa] };
       return { ...base, flags: aa, authorities: [soa] };
@@ -78,7 +93,18 @@ export async function createDnsResponder(opts: DnsResponderOptions): Promise<Dns
       return { ...base, flags: rd | RCODE.SERVFAIL };
     }
     if (ips === undefined) return { ...base, flags: aa | RCODE.NXDOMAIN, authorities: [soa] };
-    if (q.type !== 'A' && (q.type as string) !== 'ANY') return { ...base, flags: aa, authorities: [soa] };
+    return addressAnswer(base, aa, q, ips, [soa]);
+  }
+
+  /** A records for `q` (none, with `nodata` as authority, for other types or an empty list). */
+  function addressAnswer(
+    base: { type: 'response'; id: number; questions: dnsPacket.Question[] },
+    aa: number,
+    q: dnsPacket.Question,
+    ips: string[],
+    nodata: dnsPacket.Answer[],
+  ): dnsPacket.Packet {
+    if (q.type !== 'A' && (q.type as string) !== 'ANY') return { ...base, flags: aa, authorities: nodata };
     const answers: dnsPacket.Answer[] = ips.map((ip) => ({ type: 'A', name: q.name, ttl, data: ip }));
     const pkt: dnsPacket.Packet = { ...base, flags: aa, answers };
     // Keep within classic UDP size: drop records and set TC rather than send an oversize datagram.

@@ -37,6 +37,16 @@ export const NodeConfigSchema = Type.Object({
    */
   ingressHttpPort: Type.Integer({ minimum: 0, maximum: 65535, default: 80 }),
   ingressTlsPort: Type.Integer({ minimum: 0, maximum: 65535, default: 443 }),
+  /**
+   * Authoritative DNS for the network's domain on the public address (UDP), answering with the public
+   * addresses of live ingress nodes (packages/node/src/public-dns.ts). 0 turns it off.
+   */
+  publicDnsPort: Type.Integer({ minimum: 0, maximum: 65535, default: 53 }),
+  /**
+   * The resolver (`host:port`, IPv4) through which this node checks custom domain proofs (TXT
+   * `_formation.<domain>` or a CNAME); unset = the host's resolvers (/etc/resolv.conf).
+   */
+  publicResolver: Type.Optional(Type.String({ pattern: '^(\\d{1,3}\\.){3}\\d{1,3}:\\d{1,5}$' })),
   /** libp2p multiaddrs of nodes to join (the network's bootstrap list); empty = a network of one. */
   join: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
   /**
@@ -144,6 +154,8 @@ export function loadNodeConfig(flags: Partial<NodeConfig> = {}, env: NodeJS.Proc
       publicAddress: env.FORM_PUBLIC_ADDRESS,
       ingressHttpPort: env.FORM_INGRESS_HTTP_PORT,
       ingressTlsPort: env.FORM_INGRESS_TLS_PORT,
+      publicDnsPort: env.FORM_PUBLIC_DNS_PORT,
+      publicResolver: env.FORM_PUBLIC_RESOLVER,
       admission: env.FORM_ADMISSION,
       networkName: env.FORM_NETWORK_NAME,
       genesis: env.FORM_GENESIS,

@@ -11,6 +11,7 @@ import { createWebService } from '@formation/web';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import type { NodeConfig, NodePorts } from './config.ts';
 import { startNodeIngress } from './ingress.ts';
+import { startPublicDnsOnPublic } from './public-dns.ts';
 
 /** What the optional services of a node get from formationd. */
 export interface ExtraServicesContext {
@@ -49,6 +50,16 @@ export async function startExtraServices(ctx: ExtraServicesContext): Promise<Rec
     } catch (err) {
       result.ingress = `skipped: ${(err as Error).message}`;
       log.warn({ reason: (err as Error).message }, 'ingress not started');
+    }
+  }
+  if (!ctx.config.publicAddress) result.publicDns = 'off (no --public-address)';
+  else if (!ctx.config.publicDnsPort) result.publicDns = 'off (port 0)';
+  else {
+    try {
+      result.publicDns = await startPublicDnsOnPublic(ctx);
+    } catch (err) {
+      result.publicDns = `skipped: ${(err as Error).message}`;
+      log.warn({ reason: (err as Error).message }, 'public DNS not started');
     }
   }
   if (process.env.FORM_WEB === 'off') result.web = 'off (FORM_WEB=off)';

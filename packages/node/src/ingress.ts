@@ -34,7 +34,11 @@ export const replicaKey = (instanceId: string, node: string): string => `${insta
  * @example
  * ingressPlan(store.views(), 'dev.formation.local', Date.now()).instances[0].hosts // ['web.dev.formation.local']
  */
-export function ingressPlan(views: Pick<Views, 'instances' | 'dns'>, domain: string, now: number): IngressPlan {
+export function ingressPlan(
+  views: Pick<Views, 'instances' | 'dns'> & Partial<Pick<Views, 'domains'>>,
+  domain: string,
+  now: number,
+): IngressPlan {
   const instances: IngressPlan['instances'][number][] = [];
   const probes: ProbeTarget[] = [];
   const suffix = `.${domain}`;
@@ -45,6 +49,8 @@ export function ingressPlan(views: Pick<Views, 'instances' | 'dns'>, domain: str
     const hosts = views.dns
       .filter((r) => r.instanceId === inst.id)
       .map((r) => (r.name.endsWith(suffix) || r.name === domain ? r.name : `${r.name}${suffix}`).toLowerCase());
+    // Custom domains route only once verified (a pending or contested one stays an unknown host).
+    for (const d of views.domains ?? []) if (d.instanceId === inst.id && d.state === 'verified') hosts.push(d.name);
     const replicas = inst.replicaSet
       .filter((r) => r.assigned !== false)
       .map((r) => ({

@@ -19,6 +19,7 @@ export type {
   AllocationView,
   ConflictView,
   DnsRecordView,
+  DomainView,
   FormnetPeerView,
   FormpackView,
   InstanceFormpack,

@@ -3,6 +3,7 @@ import { registerAttest } from './attest.ts';
 import { registerCommit } from './commit.ts';
 import { registerDevnet } from './devnet.ts';
 import { registerDisk } from './disk.ts';
+import { registerDns } from './dns.ts';
 import { registerFormnet } from './formnet.ts';
 import { registerKitInit } from './kit-init.ts';
 import { registerLogs } from './logs.ts';
@@ -45,6 +46,7 @@ export const commands: Array<(ctx: CommandContext) => void> = [
   registerAttest,
   registerSecret,
   registerDisk,
+  registerDns,
   registerRuntime,
   registerWeb,
 ];

@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { keyPairFromPrivate } from '@formation/identity';
+import { localStateClient, openStateStore } from '@formation/state';
+import { addDomain, normalizeDomain, removeDomain, waitVerified } from '../src/actions/dns.ts';
+
+// `form dns add|verify|rm` cores against a real in-process state store: a one-node admins network,
+// the developer's instance `hello`, and the node's dns.verified written as formationd's verifier does.
+
+const k = (i: number) => keyPairFromPrivate((i + 1).toString(16).padStart(64, '0'));
+const admin = k(1);
+const node = k(20);
+const dev = k(10);
+const other = k(11);
+
+function world() {
+  const store = openStateStore({ path: ':memory:' });
+  store.author(admin, 'network.init', { name: 't', admission: 'admins', admins: [admin.publicKey] });
+  store.author(admin, 'node.admit', { node: node.publicKey, formnetRange: '10.129.1.0/24' });
+  store.author(node, 'node.register', {
+    capacity: { vcpu: 4, memMiB: 8192, diskGiB: 100 },
+    endpoint: '127.0.0.1:4001',
+    p2pPeerId: '12D3KooPeer1',
+    wgPublicKey: 'x'.repeat(42).replace(/x/g, 'A') + 'A=',
+    formnetRange: '10.129.1.0/24',
+  });
+  const body = { formpackId: 'ab'.repeat(32), replicas: 1, resources: { vcpu: 1, memMiB: 512, diskGiB: 5 } };
+  store.author(dev, 'instance.create', { ...body, name: 'hello' });
+  store.author(other, 'instance.create', { ...body, name: 'theirs' });
+  return { store, state: localStateClient(store) };
+}
+
+test('add claims with a random token and prints the proof; adding again keeps the token', async () => {
+  const { state } = world();
+  const r = await addDomain(state, dev, 'hello', 'Shop.Example.com.');
+  assert.equal(r.name, 'shop.example.com');
+  assert.match(r.token, /^[0-9a-f]{32}$/);
+  assert.equal(r.state, 'pending');
+  assert.match(r.proof, new RegExp(`TXT _formation.shop.example.com "${r.token}"`));
+  assert.match(r.proof, /CNAME shop.example.com → hello\.dev\.formation\.local/);
+  const again = await addDomain(state, dev, 'hello', 'shop.example.com');
+  assert.equal(again.created, false);
+  assert.equal(again.token, r.token);
+});
+
+test('refused: not a domain, someone else’s instance, a domain verified for another owner', async () => {
+  const { store, state } = world();
+  for (const bad of ['localhost', 'a..b', 'shop_example.com', '-x.com', '']) {
+    await assert.rejects(addDomain(state, dev, 'hello', bad), { code: 'CLI_USAGE' }, bad);
+  }
+  await assert.rejects(addDomain(state, dev, 'theirs', 'x.example.com'), { code: 'INSTANCE_NOT_FOUND' });
+  const r = await addDomain(state, other, 'theirs', 'taken.example.com');
+  const claim = (await state.domains()).find((d) => d.name === 'taken.example.com')?.claim as string;
+  store.author(node, 'dns.verified', { claim, name: r.name, method: 'txt' });
+  await assert.rejects(addDomain(state, dev, 'hello', 'taken.example.com'), { code: 'CONFLICT' });
+  await assert.rejects(addDomain(state, dev, 'hello', 'in.dev.formation.local'), { code: 'STATE_OP_INVALID' });
+});
+
+test('verify waits for the node’s verification; times out with the record to publish; rm releases', async () => {
+  const { store, state } = world();
+  const r = await addDomain(state, dev, 'hello', 'shop.example.com');
+  await assert.rejects(waitVerified(state, dev, 'shop.example.com', 0), {
+    code: 'TIMEOUT',
+    message: /did not see the proof/,
+  });
+  await assert.rejects(waitVerified(state, dev, 'none.example.com', 0), { code: 'NOT_FOUND' });
+  const claim = (await state.domains())[0]?.claim as string;
+  const waiting = waitVerified(state, dev, 'shop.example.com', 10_000, 20);
+  setTimeout(() => store.author(node, 'dns.verified', { claim, name: r.name, method: 'txt' }), 50);
+  const d = await waiting;
+  assert.equal(d.state, 'verified');
+  assert.equal(await removeDomain(state, dev, 'shop.example.com'), 'shop.example.com');
+  assert.equal((await state.domains()).length, 0);
+  await assert.rejects(removeDomain(state, dev, 'shop.example.com'), { code: 'NOT_FOUND' });
+  await assert.rejects(removeDomain(state, other, 'taken.example.com'), { code: 'NOT_FOUND' });
+  assert.equal(normalizeDomain('A.B.'), 'a.b');
+});

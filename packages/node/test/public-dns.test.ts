@@ -1,0 +1,141 @@
+// Public names from "the internet" (issue 19), in two namespaces this test makes (prefix fdi):
+//   fdi<n>-node: 203.0.113.10 — a node's public DNS (startPublicDns on :53) over a real state store,
+//                with two verifiers checking custom domain proofs through the resolver below
+//   fdi<n>-vis:  203.0.113.200 — the visitor, and "the public DNS" (a dns-packet server) the nodes ask
+// Every query is `dig` from the visitor namespace; the records file is edited as an owner would.
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { requireOrSkip, until } from '@formation/interface/testing';
+import { createNetns, deleteNetns, run } from '@formation/net';
+
+const sh = promisify(execFile);
+const N = process.pid % 10000;
+const NODE_NS = `fdi${N}-node`;
+const VIS_NS = `fdi${N}-vis`;
+const NODE_IP = '203.0.113.10';
+const PEER_IP = '203.0.113.11';
+const DEAD_IP = '203.0.113.12';
+const VIS_IP = '203.0.113.200';
+const DOMAIN = 'fdi.test';
+const TOKEN = randomBytes(16).toString('hex');
+const FIXTURES = join(import.meta.dirname, 'fixtures');
+const skip = requireOrSkip('public DNS namespace test', { root: true, programs: ['ip', 'dig'] });
+
+let dir = '';
+const children: ChildProcess[] = [];
+const lines: Array<Record<string, unknown>> = [];
+let nodeLog = '';
+
+function startIn(ns: string, file: string, args: string[], onLine?: (l: string) => void): Promise<ChildProcess> {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, join(FIXTURES, file), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  child.stderr?.on('data', (d) => {
+    nodeLog += d;
+  });
+  return new Promise((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    let first = true;
+    rl.on('line', (l) => {
+      onLine?.(l);
+      if (first) resolve(child);
+      first = false;
+    });
+    child.once('exit', (code) => reject(new Error(`${file} exited ${code} before answering: ${nodeLog}`)));
+  });
+}
+
+async function records(r: Record<string, unknown>): Promise<void> {
+  await writeFile(join(dir, 'records.json'), JSON.stringify(r));
+}
+
+/** dig from the visitor: status and the A records in answer order, with their TTLs. */
+async function dig(name: string): Promise<{ status: string; answers: string[]; ttls: number[] }> {
+  const { stdout } = await sh('ip', [
+    'netns',
+    'exec',
+    VIS_NS,
+    'dig',
+    `@${NODE_IP}`,
+    name,
+    'A',
+    '+tries=1',
+    '+time=2',
+    '+noall',
+    '+comments',
+    '+answer',
+  ]);
+  const status = /status: (\w+)/.exec(stdout)?.[1] ?? 'none';
+  const rows = stdout
+    .split('\n')
+    .filter((l) => /\sIN\s+A\s/.test(l))
+    .map((l) => l.trim().split(/\s+/));
+  return { status, answers: rows.map((r) => r[4] as string), ttls: rows.map((r) => Number(r[1])) };
+}
+
+const state = () => lines.at(-1)?.state;
+
+describe('public DNS and custom domains from the visitor namespace', { skip }, () => {
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fdi-'));
+    await records({ '_formation.shop.example.com': { TXT: ['not-the-token'] } });
+    await createNetns(NODE_NS);
+    await createNetns(VIS_NS);
+    await run('ip', ['link', 'add', `fdi${N}a`, 'type', 'veth', 'peer', 'name', `fdi${N}b`]);
+    await run('ip', ['link', 'set', `fdi${N}a`, 'netns', NODE_NS]);
+    await run('ip', ['link', 'set', `fdi${N}b`, 'netns', VIS_NS]);
+    await run('ip', ['addr', 'add', `${NODE_IP}/24`, 'dev', `fdi${N}a`], { netns: NODE_NS });
+    await run('ip', ['addr', 'add', `${VIS_IP}/24`, 'dev', `fdi${N}b`], { netns: VIS_NS });
+    await run('ip', ['link', 'set', `fdi${N}a`, 'up'], { netns: NODE_NS });
+    await run('ip', ['link', 'set', `fdi${N}b`, 'up'], { netns: VIS_NS });
+    await startIn(VIS_NS, 'fake-public-dns.ts', [VIS_IP, '53', join(dir, 'records.json')]);
+    const cfg = { host: NODE_IP, peer: PEER_IP, dead: DEAD_IP, resolver: `${VIS_IP}:53`, token: TOKEN, domain: DOMAIN };
+    await startIn(NODE_NS, 'public-dns-node.ts', [JSON.stringify(cfg)], (l) => lines.push(JSON.parse(l)));
+  });
+
+  after(async () => {
+    for (const c of children) {
+      if (c.exitCode === null && c.signalCode === null) {
+        const gone = new Promise((r) => c.once('exit', r));
+        c.kill('SIGTERM');
+        await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
+        if (c.exitCode === null) c.kill('SIGKILL');
+      }
+    }
+    await deleteNetns(NODE_NS);
+    await deleteNetns(VIS_NS);
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('an instance name answers with the live nodes’ public addresses, rotated, TTL 30; never formnet', async () => {
+    const a = await dig(`hello.${DOMAIN}`);
+    assert.equal(a.status, 'NOERROR');
+    assert.deepEqual([...a.answers].sort(), [NODE_IP, PEER_IP], 'the dead node is left out');
+    assert.ok(a.ttls.every((t) => t === 30));
+    const b = await dig(`hello.${DOMAIN}`);
+    assert.notEqual(a.answers[0], b.answers[0], 'successive answers start at another node');
+    assert.equal((await dig(`nope.${DOMAIN}`)).status, 'NXDOMAIN');
+    assert.equal((await dig('example.org')).status, 'REFUSED');
+  });
+
+  test('a custom domain: refused while the proof is wrong, verified through the resolver, then answered', async () => {
+    // Both verifiers asked the public DNS and saw the wrong TXT (their logs say what they expected).
+    await until('the verifier to report the wrong TXT', () => /TXT \\"not-the-token\\"/.test(nodeLog), 15_000);
+    assert.equal(state(), 'pending');
+    assert.equal((await dig('shop.example.com')).status, 'REFUSED');
+    await records({ '_formation.shop.example.com': { TXT: [TOKEN] } });
+    await until('both nodes to verify the claim', () => state() === 'verified', 15_000);
+    assert.deepEqual(lines.at(-1)?.verifiedBy, ['txt', 'txt']);
+    const a = await dig('shop.example.com');
+    assert.equal(a.status, 'NOERROR');
+    assert.deepEqual([...a.answers].sort(), [NODE_IP, PEER_IP]);
+  });
+});

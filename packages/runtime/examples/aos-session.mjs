@@ -8,7 +8,7 @@ import { connect, createDataItemSigner } from '@permaweb/aoconnect';
 
 const [url, moduleId, walletFile = 'wallet.json'] = process.argv.slice(2);
 if (!url || !moduleId) {
-  console.error('usage: node aos-session.mjs <node url> <lua module id> [wallet.json]');
+  process.stderr.write('usage: node aos-session.mjs <node url> <lua module id> [wallet.json]\n');
   process.exit(2);
 }
 if (!existsSync(walletFile))
@@ -24,11 +24,11 @@ const out = (r) => (typeof r.Output === 'string' ? r.Output : (r.Output?.data ??
 
 // aos> (spawn)
 const pid = await ao.spawn({ module: moduleId, scheduler, signer, tags: [{ name: 'Name', value: 'my-aos' }] });
-console.log(`process ${pid}`);
+process.stdout.write(`process ${pid}\n`);
 const evaluate = async (code) => {
   const message = await ao.message({ process: pid, signer, data: code, tags: [{ name: 'Action', value: 'Eval' }] });
   const r = await ao.result({ process: pid, message });
-  console.log(`aos> ${code}\n${r.Error ? `Error: ${r.Error}` : out(r)}`);
+  process.stdout.write(`aos> ${code}\n${r.Error ? `Error: ${r.Error}` : out(r)}\n`);
   return r;
 };
 await evaluate(`Handlers.add('ping', 'Ping', function(msg) msg.reply({ Data = 'pong' }) end)`);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
 import { createLogger } from '@formation/service';
@@ -16,38 +16,10 @@ import {
   refusedCreates,
   signedCall,
 } from './api-cases.ts';
+import { memoryFormpack } from './memory-formpack.ts';
 
 // The VMM API's own logic (auth, 404/403/409, state machine, capacity, commit) on the memory driver:
 // no root, no QEMU, seconds. What needs a real guest stays in api.test.ts.
-
-/** A Formpack directory the VMM accepts (the memory driver never reads the artifacts' content). */
-function makeFormpack(dir: string): string {
-  const id = 'c'.repeat(64);
-  const fp = `${dir}/${id}`;
-  mkdirSync(fp, { recursive: true });
-  const artifact = (file: string, content: string) => {
-    writeFileSync(`${fp}/${file}`, content);
-    return { file, sha256: createHash('sha256').update(content).digest('hex'), bytes: content.length };
-  };
-  const manifest = {
-    id,
-    name: 'web',
-    owner: `0x${'0'.repeat(40)}`,
-    createdAt: '2026-01-01T00:00:00Z',
-    resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
-    cmdline: 'console=ttyS0',
-    init: '/sbin/form-init',
-    formfile: { expose: [80], entrypoint: null },
-    artifacts: {
-      disk: artifact('disk.qcow2', 'disk'),
-      kernel: artifact('vmlinuz', 'kernel'),
-      initramfs: artifact('initramfs.img', 'initramfs'),
-    },
-    guest: { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'dropbear' },
-  };
-  writeFileSync(`${fp}/manifest.json`, JSON.stringify(manifest));
-  return id;
-}
 
 describe('VMM API on the memory driver (auth, 404/403/409, capacity, commit)', () => {
   let tmp: string;
@@ -63,7 +35,7 @@ describe('VMM API on the memory driver (auth, 404/403/409, capacity, commit)', (
   before(async () => {
     tmp = mkdtempSync('/tmp/fvmm-memapi-');
     mkdirSync(`${tmp}/images`);
-    fpId = makeFormpack(`${tmp}/formpacks`);
+    fpId = memoryFormpack(`${tmp}/formpacks`);
     const config = loadVmmConfig(
       {},
       {

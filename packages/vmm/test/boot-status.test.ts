@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
 import { createLogger } from '@formation/service';
@@ -8,6 +7,7 @@ import { loadVmmConfig } from '../src/config.ts';
 import { MemoryDriver } from '../src/memory-driver.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
 import { signedCall } from './api-cases.ts';
+import { memoryFormpack } from './memory-formpack.ts';
 
 // GET /vms/:id says how the VM started. The memory driver cannot restore templates: with bootSnapshots
 // on, its VMs still boot (cold) and no template machinery runs.
@@ -20,32 +20,8 @@ describe('boot status in GET /vms/:id (memory driver, bootSnapshots on)', () => 
 
   before(async () => {
     tmp = mkdtempSync('/tmp/fvmm-bootstatus-');
-    const fp = `${tmp}/formpacks/${fpId}`;
-    mkdirSync(fp, { recursive: true });
+    memoryFormpack(`${tmp}/formpacks`, { id: fpId });
     mkdirSync(`${tmp}/images`);
-    const artifact = (file: string, content: string) => {
-      writeFileSync(`${fp}/${file}`, content);
-      return { file, sha256: createHash('sha256').update(content).digest('hex'), bytes: content.length };
-    };
-    writeFileSync(
-      `${fp}/manifest.json`,
-      JSON.stringify({
-        id: fpId,
-        name: 'web',
-        owner: `0x${'0'.repeat(40)}`,
-        createdAt: '2026-01-01T00:00:00Z',
-        resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
-        cmdline: 'console=ttyS0',
-        init: '/sbin/form-init',
-        formfile: { expose: [80], entrypoint: null },
-        artifacts: {
-          disk: artifact('disk.qcow2', 'disk'),
-          kernel: artifact('vmlinuz', 'kernel'),
-          initramfs: artifact('initramfs.img', 'initramfs'),
-        },
-        guest: { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'dropbear' },
-      }),
-    );
     const config = loadVmmConfig(
       {},
       {

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
 import { apiIdentity, createLogger } from '@formation/service';
@@ -11,6 +10,7 @@ import { LogStore } from '../src/log-store.ts';
 import { MemoryDriver } from '../src/memory-driver.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
 import type { VmView } from '../src/types.ts';
+import { memoryFormpack } from './memory-formpack.ts';
 
 // Guest logs: the on-disk store (rotation, cap, seq across reopen), the line splitter, and the whole
 // path — guest file → guest agent → collector → store → GET /vms/:id/logs — on the memory driver
@@ -144,36 +144,6 @@ describe('LogCollector against a hostile guest agent', () => {
   });
 });
 
-function makeFormpack(dir: string): string {
-  const id = 'd'.repeat(64);
-  const fp = `${dir}/${id}`;
-  mkdirSync(fp, { recursive: true });
-  const artifact = (file: string, content: string) => {
-    writeFileSync(`${fp}/${file}`, content);
-    return { file, sha256: createHash('sha256').update(content).digest('hex'), bytes: content.length };
-  };
-  writeFileSync(
-    `${fp}/manifest.json`,
-    JSON.stringify({
-      id,
-      name: 'web',
-      owner: `0x${'0'.repeat(40)}`,
-      createdAt: '2026-01-01T00:00:00Z',
-      resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
-      cmdline: 'console=ttyS0',
-      init: '/sbin/form-init',
-      formfile: { expose: [80], entrypoint: null },
-      artifacts: {
-        disk: artifact('disk.qcow2', 'disk'),
-        kernel: artifact('vmlinuz', 'kernel'),
-        initramfs: artifact('initramfs.img', 'initramfs'),
-      },
-      guest: { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'dropbear' },
-    }),
-  );
-  return id;
-}
-
 describe('guest logs over the VMM API (memory driver)', () => {
   let tmp: string;
   let vmm: VmmService;
@@ -202,7 +172,7 @@ describe('guest logs over the VMM API (memory driver)', () => {
   before(async () => {
     tmp = mkdtempSync('/tmp/fvmm-logs-');
     mkdirSync(`${tmp}/images`);
-    const fp = makeFormpack(`${tmp}/formpacks`);
+    const fp = memoryFormpack(`${tmp}/formpacks`, { id: 'd'.repeat(64) });
     const config = loadVmmConfig(
       {},
       {

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
 import { apiIdentity, createLogger } from '@formation/service';
@@ -8,6 +7,7 @@ import { loadVmmConfig } from '../src/config.ts';
 import { MemoryDriver } from '../src/memory-driver.ts';
 import { processStats, renderPrometheus, type VmSample } from '../src/metrics.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
+import { memoryFormpack } from './memory-formpack.ts';
 
 /**
  * A strict reader of the Prometheus text format 0.0.4 (what a scraper accepts): HELP/TYPE lines, then
@@ -122,28 +122,7 @@ describe('metrics routes (memory driver): owner-filtered /metrics, per-VM metric
   before(async () => {
     tmp = mkdtempSync('/tmp/fvmm-metrics-');
     mkdirSync(`${tmp}/images`);
-    const id = 'e'.repeat(64);
-    const fp = `${tmp}/formpacks/${id}`;
-    mkdirSync(fp, { recursive: true });
-    const art = (file: string) => {
-      writeFileSync(`${fp}/${file}`, file);
-      return { file, sha256: createHash('sha256').update(file).digest('hex'), bytes: file.length };
-    };
-    writeFileSync(
-      `${fp}/manifest.json`,
-      JSON.stringify({
-        id,
-        name: 'web',
-        owner: `0x${'0'.repeat(40)}`,
-        createdAt: '2026-01-01T00:00:00Z',
-        resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
-        cmdline: 'console=ttyS0',
-        init: '/sbin/form-init',
-        formfile: { expose: [], entrypoint: null },
-        artifacts: { disk: art('disk.qcow2'), kernel: art('vmlinuz'), initramfs: art('initramfs.img') },
-        guest: { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'dropbear' },
-      }),
-    );
+    const id = memoryFormpack(`${tmp}/formpacks`, { id: 'e'.repeat(64), expose: [] });
     vmm = await createVmmService({
       config: loadVmmConfig(
         {},

@@ -10,6 +10,9 @@ import { evaluateProof, lookupDomain } from './domain-proof.ts';
 import type { ExtraServicesContext } from './extra-services.ts';
 import { publicAnswers, rotateAnswers } from './public-answers.ts';
 
+/** The longest wait between two checks of one pending claim. */
+export const MAX_VERIFY_BACKOFF_MS = 60_000;
+
 export interface PublicDnsOptions {
   /** The node's public address. */
   host: string;
@@ -57,23 +60,32 @@ export async function startPublicDns(o: PublicDnsOptions): Promise<PublicDns> {
   });
 
   const lastReason = new Map<string, string>();
+  // Per claim: when to look again. Failures back off (x2, up to MAX_VERIFY_BACKOFF_MS) so that pending
+  // claims nobody proves cost each node a few lookups a minute, not a stream.
+  const nextCheck = new Map<string, { at: number; delay: number }>();
+  const every = o.verifyEveryMs ?? 5000;
   let running: Promise<void> | undefined;
   const verifyOnce = async (): Promise<void> => {
     const v = o.store.views();
     if (!v.nodes.some((n) => n.id === o.key.publicKey)) return; // not admitted: our word would not count
     for (const d of v.domains) {
       if (d.state !== 'pending' || d.verifiedBy.some((x) => x.node === o.key.publicKey)) continue;
+      const due = nextCheck.get(d.claim);
+      if (due && Date.now() < due.at) continue;
       const targets = v.dns.filter((r) => r.instanceId === d.instanceId).map((r) => r.name);
       const result = evaluateProof(d, await lookupDomain(d.name, o.resolver), targets);
       if (!result.ok) {
         if (lastReason.get(d.claim) !== result.reason)
           log.info({ name: d.name, reason: result.reason }, 'domain not proven yet');
         lastReason.set(d.claim, result.reason);
+        const delay = Math.min((due?.delay ?? every / 2) * 2, Math.max(every, MAX_VERIFY_BACKOFF_MS));
+        nextCheck.set(d.claim, { at: Date.now() + delay, delay });
         continue;
       }
       try {
         o.store.author(o.key, 'dns.verified', { claim: d.claim, name: d.name, method: result.method });
         lastReason.delete(d.claim);
+        nextCheck.delete(d.claim);
         log.info({ name: d.name, method: result.method }, 'domain verified');
       } catch (err) {
         log.warn({ err, name: d.name }, 'cannot record domain verification');
@@ -88,7 +100,7 @@ export async function startPublicDns(o: PublicDnsOptions): Promise<PublicDns> {
       });
     return running;
   };
-  const timer = setInterval(() => void verifyNow(), o.verifyEveryMs ?? 5000);
+  const timer = setInterval(() => void verifyNow(), every);
   timer.unref();
   // A new claim is checked at once, not at the next tick.
   const off = o.store.onAccepted((op) => {

@@ -5,7 +5,6 @@
 // Every query is `dig` from the visitor namespace; the records file is edited as an owner would.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +23,6 @@ const PEER_IP = '203.0.113.11';
 const DEAD_IP = '203.0.113.12';
 const VIS_IP = '203.0.113.200';
 const DOMAIN = 'fdi.test';
-const TOKEN = randomBytes(16).toString('hex');
 const FIXTURES = join(import.meta.dirname, 'fixtures');
 const skip = requireOrSkip('public DNS namespace test', { root: true, programs: ['ip', 'dig'] });
 
@@ -97,7 +95,7 @@ describe('public DNS and custom domains from the visitor namespace', { skip }, (
     await run('ip', ['link', 'set', `fdi${N}a`, 'up'], { netns: NODE_NS });
     await run('ip', ['link', 'set', `fdi${N}b`, 'up'], { netns: VIS_NS });
     await startIn(VIS_NS, 'fake-public-dns.ts', [VIS_IP, '53', join(dir, 'records.json')]);
-    const cfg = { host: NODE_IP, peer: PEER_IP, dead: DEAD_IP, resolver: `${VIS_IP}:53`, token: TOKEN, domain: DOMAIN };
+    const cfg = { host: NODE_IP, peer: PEER_IP, dead: DEAD_IP, resolver: `${VIS_IP}:53`, domain: DOMAIN };
     await startIn(NODE_NS, 'public-dns-node.ts', [JSON.stringify(cfg)], (l) => lines.push(JSON.parse(l)));
   });
 
@@ -131,7 +129,7 @@ describe('public DNS and custom domains from the visitor namespace', { skip }, (
     await until('the verifier to report the wrong TXT', () => /TXT \\"not-the-token\\"/.test(nodeLog), 15_000);
     assert.equal(state(), 'pending');
     assert.equal((await dig('shop.example.com')).status, 'REFUSED');
-    await records({ '_formation.shop.example.com': { TXT: [TOKEN] } });
+    await records({ '_formation.shop.example.com': { TXT: [lines[0]?.token as string] } });
     await until('both nodes to verify the claim', () => state() === 'verified', 15_000);
     assert.deepEqual(lines.at(-1)?.verifiedBy, ['txt', 'txt']);
     const a = await dig('shop.example.com');

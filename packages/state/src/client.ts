@@ -1,5 +1,5 @@
 import { actingPublicKey, type KeyPair } from '@formation/identity';
-import { instanceIdOf } from './kinds.ts';
+import { domainTokenOf, instanceIdOf } from './kinds.ts';
 import { httpStateClient as readClient } from './light-client.ts';
 import { createOp, type Op, type OpKind } from './op.ts';
 import { type ApplyResult, type StateStore, withDelegation } from './store.ts';
@@ -79,6 +79,7 @@ export function httpStateClient(baseUrl: string): StateClient {
       const b = withDelegation(key, kind, body);
       const actor = actingPublicKey(key);
       if (kind === 'instance.create' && b.id === undefined) b.id = instanceIdOf(actor, String(b.name), ts);
+      if (kind === 'dns.claim' && b.token === undefined) b.token = domainTokenOf(actor, String(b.name), ts);
       // A genesis has no deps; everything else cites the heads plus what its rule needs.
       const deps = kind === 'network.init' ? [] : await client.heads();
       const id = b.instanceId as string | undefined;

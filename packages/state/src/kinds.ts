@@ -265,6 +265,15 @@ export function instanceIdOf(ownerPublicKey: string, name: string, ts: number): 
   return sha256Hex(`formation-instance\n${ownerPublicKey}\n${name}\n${ts}`).slice(0, 32);
 }
 
+/**
+ * The token a `dns.claim` must carry (the TXT value that proves control): bound to the claiming
+ * account, the name and the op's ts, so nobody can copy another owner's token to make their proof
+ * count too (a copied token would turn the owner's own TXT record into a proof for the copier).
+ */
+export function domainTokenOf(ownerPublicKey: string, name: string, ts: number): string {
+  return sha256Hex(`formation-domain\n${ownerPublicKey}\n${name}\n${ts}`).slice(0, 32);
+}
+
 /** What validation needs to know about a dependency. */
 export interface DepView {
   hash: string;
@@ -454,7 +463,9 @@ export function authorize(op: UnsignedOp, deps: readonly DepView[]): Rejection |
       if (!c) return invalid(`dns.claim: deps must include the instance.create of ${b.instanceId}`);
       if (actorOf(c) !== a)
         return forbidden(`dns.claim: only the owner of instance ${b.instanceId} may claim a domain for it`);
-      return null;
+      return b.token === domainTokenOf(a, b.name as string, op.ts)
+        ? null
+        : invalid('dns.claim: token must be domainTokenOf(owner, name, ts)');
     }
     case 'dns.verified': {
       // Only a node vouches (its registration cited; views count admitted nodes only), and only for

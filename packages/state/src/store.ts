@@ -11,6 +11,7 @@ import {
   cidrsOverlap,
   DELEGABLE_KINDS,
   type DepView,
+  domainTokenOf,
   instanceIdOf,
   rangeProblem,
 } from './kinds.ts';
@@ -19,7 +20,7 @@ import { PendingBuffer } from './pending.ts';
 import { PresenceBook } from './presence.ts';
 import { VerifyPool } from './verify-pool.ts';
 import type { NetworkView, Views } from './views.ts';
-import { ViewState } from './views.ts';
+import { DOMAIN_CLAIMS_PER_ACCOUNT, ViewState } from './views.ts';
 
 export type RejectCode = 'AUTH_BAD_SIGNATURE' | 'STATE_OP_INVALID' | 'STATE_OP_FORBIDDEN';
 
@@ -446,6 +447,7 @@ export class StateStore {
     const b = withDelegation(key, kind, body);
     const actor = actingPublicKey(key);
     if (kind === 'instance.create' && b.id === undefined) b.id = instanceIdOf(actor, String(b.name), ts);
+    if (kind === 'dns.claim' && b.token === undefined) b.token = domainTokenOf(actor, String(b.name), ts);
     const refs = refsFor(this.viewState, kind === 'formnet.allocate' ? key.publicKey : actor, kind, b);
     const op = createOp(key, kind, b, kind === 'network.init' ? [] : [...this.heads(), ...refs], ts);
     const problem = this.apiProblem(op);
@@ -619,6 +621,16 @@ export class StateStore {
       });
     }
     const v = this.viewState.views();
+    const mine = v.domains.filter((d) => d.owner === actor && d.name !== name).length;
+    if (mine >= DOMAIN_CLAIMS_PER_ACCOUNT) {
+      return new FormError(
+        'CONFLICT',
+        `Cannot claim ${name}: the account already has ${mine} domain claims, the limit`,
+        {
+          hint: 'Release one first (`form dns rm <domain>`).',
+        },
+      );
+    }
     const rec = v.dns.find((d) => d.name === name && d.owner !== actor);
     const dom = v.domains.find((d) => d.name === name && d.owner !== actor && d.state !== 'pending');
     if (rec || dom) {

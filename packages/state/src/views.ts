@@ -177,6 +177,11 @@ export interface DomainView {
 }
 /** Distinct admitted nodes that must vouch for a domain: 2, or 1 in a one-node network. */
 export const DOMAIN_QUORUM = 2;
+/**
+ * Live domain claims that count per account (the first by (ts, hash)): every node checks every pending
+ * claim through DNS, so claims must not be free to multiply.
+ */
+export const DOMAIN_CLAIMS_PER_ACCOUNT = 16;
 export type AdmissionPolicy = 'legacy-open' | 'admins' | 'open';
 export interface Quotas {
   instancesPerAccount: number;
@@ -804,22 +809,40 @@ export class ViewState {
     // network's domain and not an explicit record of another owner; verified by DOMAIN_QUORUM
     // distinct admitted nodes (1 when only one is admitted); two owners verified = contested.
     const quorum = Math.max(1, Math.min(DOMAIN_QUORUM, nodes.length));
-    const domains: DomainView[] = [];
+    type Live = { name: string; owner: string; ts: number; hash: string; instanceId: string; token: string };
+    const liveByOwner = new Map<string, Live[]>();
     for (const [name, byActor] of this.domainClaims) {
       if (name === this.domain || name.endsWith(`.${this.domain}`)) continue;
       const held = dns.get(name);
-      const list: DomainView[] = [];
       for (const [owner, lw] of byActor) {
         const c = lw.value;
         const i = c ? instById.get(c.instanceId) : undefined;
         if (!c || !i || i.deleted || i.owner !== owner || (held && held.owner !== owner)) continue;
-        const verifiedBy = [...(this.domainVerified.get(lw.hash) ?? new Map<string, First<string>>()).entries()]
+        getOrSet(liveByOwner, owner, () => []).push({ name, owner, ts: lw.ts, hash: lw.hash, ...c });
+      }
+    }
+    const byName = new Map<string, DomainView[]>();
+    for (const list of liveByOwner.values()) {
+      list.sort((x, y) => x.ts - y.ts || (x.hash < y.hash ? -1 : x.hash > y.hash ? 1 : 0));
+      for (const x of list.slice(0, DOMAIN_CLAIMS_PER_ACCOUNT)) {
+        const verifiedBy = [...(this.domainVerified.get(x.hash) ?? new Map<string, First<string>>()).entries()]
           .filter(([node]) => admitted.has(node))
           .map(([node, v]) => ({ node, method: v.value }))
-          .sort(byKey((x) => x.node));
+          .sort(byKey((v) => v.node));
         const state = verifiedBy.length >= quorum ? 'verified' : 'pending';
-        list.push({ name, instanceId: i.id, owner, token: c.token, claim: lw.hash, state, verifiedBy });
+        getOrSet(byName, x.name, () => []).push({
+          name: x.name,
+          instanceId: x.instanceId,
+          owner: x.owner,
+          token: x.token,
+          claim: x.hash,
+          state,
+          verifiedBy,
+        });
       }
+    }
+    const domains: DomainView[] = [];
+    for (const [name, list] of byName) {
       const winners = list.filter((d) => d.state === 'verified');
       if (winners.length > 1) {
         for (const d of winners) d.state = 'contested';

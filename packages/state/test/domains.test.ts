@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { FormError } from '@formation/interface';
-import { createOp, type StateStore } from '../src/index.ts';
+import { createOp, DOMAIN_CLAIMS_PER_ACCOUNT, domainTokenOf, type StateStore } from '../src/index.ts';
 import { instanceBody, key, memStore, nodeBody } from './helpers.ts';
 
 /**
@@ -14,7 +14,7 @@ const owner = key(10);
 const nodeA = key(20);
 const nodeB = key(21);
 const mallory = key(66);
-const TOKEN = '0123456789abcdef'.repeat(2);
+const T0 = Date.now();
 
 const refused = (code: string, re: RegExp) => (e: unknown) =>
   e instanceof FormError && e.code === code && re.test(e.message);
@@ -37,9 +37,10 @@ const domain = (store: StateStore, name: string, who = owner) =>
 
 test('a claim is pending until a quorum of admitted nodes vouches (2 of them here)', () => {
   const { store, id } = network(2);
-  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN });
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id });
   assert.equal(domain(store, 'shop.example.com')?.state, 'pending');
-  assert.equal(domain(store, 'shop.example.com')?.token, TOKEN);
+  assert.equal(domain(store, 'shop.example.com')?.token, claim.body.token);
+  assert.equal(claim.body.token, domainTokenOf(owner.publicKey, 'shop.example.com', claim.ts));
   store.author(nodeA, 'dns.verified', { claim: claim.hash, name: 'shop.example.com', method: 'txt' });
   assert.equal(domain(store, 'shop.example.com')?.state, 'pending', 'one node is not enough in a 2-node network');
   store.author(nodeB, 'dns.verified', { claim: claim.hash, name: 'shop.example.com', method: 'cname' });
@@ -51,7 +52,7 @@ test('a claim is pending until a quorum of admitted nodes vouches (2 of them her
 
 test('in a one-node network its single admitted node is the quorum', () => {
   const { store, id } = network(1);
-  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN });
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id });
   store.author(nodeA, 'dns.verified', { claim: claim.hash, name: 'shop.example.com', method: 'txt' });
   assert.equal(domain(store, 'shop.example.com')?.state, 'verified');
 });
@@ -59,17 +60,18 @@ test('in a one-node network its single admitted node is the quorum', () => {
 test('refused: a claim for an instance by someone who does not own it', () => {
   const { store, id } = network(1);
   assert.throws(
-    () => store.author(mallory, 'dns.claim', { name: 'evil.example.com', instanceId: id, token: TOKEN }),
+    () => store.author(mallory, 'dns.claim', { name: 'evil.example.com', instanceId: id }),
     refused('STATE_OP_FORBIDDEN', /only the owner of instance/),
   );
-  const noDeps = createOp(mallory, 'dns.claim', { name: 'evil.example.com', instanceId: id, token: TOKEN }, []);
+  const token = domainTokenOf(mallory.publicKey, 'evil.example.com', T0);
+  const noDeps = createOp(mallory, 'dns.claim', { name: 'evil.example.com', instanceId: id, token }, [], T0);
   assert.throws(() => store.submit(noDeps), refused('STATE_OP_INVALID', /deps must include the instance.create/));
 });
 
 test('refused: a claim in the network domain, a bad token, extra fields', () => {
   const { store, id } = network(1);
   assert.throws(
-    () => store.author(owner, 'dns.claim', { name: 'web.dev.formation.local', instanceId: id, token: TOKEN }),
+    () => store.author(owner, 'dns.claim', { name: 'web.dev.formation.local', instanceId: id }),
     refused('STATE_OP_INVALID', /network's domain/),
   );
   assert.throws(
@@ -77,23 +79,30 @@ test('refused: a claim in the network domain, a bad token, extra fields', () => 
     refused('STATE_OP_INVALID', /token/),
   );
   assert.throws(
-    () => store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN, extra: 1 }),
+    () => store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, extra: 1 }),
     refused('STATE_OP_INVALID', /./),
   );
   // Submitted directly (past the API check), a claim in the network domain is still never listed.
   const c = createdBy(store, id);
   store.submit(
-    createOp(owner, 'dns.claim', { name: 'x.dev.formation.local', instanceId: id, token: TOKEN }, [
-      ...store.heads(),
-      c,
-    ]),
+    createOp(
+      owner,
+      'dns.claim',
+      {
+        name: 'x.dev.formation.local',
+        instanceId: id,
+        token: domainTokenOf(owner.publicKey, 'x.dev.formation.local', T0),
+      },
+      [...store.heads(), c],
+      T0,
+    ),
   );
   assert.equal(domain(store, 'x.dev.formation.local'), undefined);
 });
 
 test('refused: a verification by a key that is not a node, or citing no claim / another name', () => {
   const { store, id } = network(1);
-  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN });
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id });
   assert.throws(
     () => store.author(mallory, 'dns.verified', { claim: claim.hash, name: 'shop.example.com', method: 'txt' }),
     refused('STATE_OP_FORBIDDEN', /only a node/),
@@ -113,7 +122,7 @@ test('refused: a verification by a key that is not a node, or citing no claim / 
 test('a registered but unadmitted node vouches for nothing', () => {
   const { store, id } = network(1);
   store.author(mallory, 'node.register', { ...nodeBody(66), formnetRange: '10.129.66.0/24' });
-  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN });
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id });
   store.author(mallory, 'dns.verified', { claim: claim.hash, name: 'shop.example.com', method: 'txt' });
   assert.equal(domain(store, 'shop.example.com')?.state, 'pending');
   assert.deepEqual(domain(store, 'shop.example.com')?.verifiedBy, []);
@@ -121,19 +130,23 @@ test('a registered but unadmitted node vouches for nothing', () => {
 
 test('a verified domain is refused to another owner; forced through, both verified claims lose it', () => {
   const { store, id } = network(1);
-  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN });
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id });
   store.author(nodeA, 'dns.verified', { claim: claim.hash, name: 'shop.example.com', method: 'txt' });
   const mid = store.author(mallory, 'instance.create', instanceBody('mweb')).body.id as string;
   assert.throws(
-    () => store.author(mallory, 'dns.claim', { name: 'shop.example.com', instanceId: mid, token: TOKEN }),
+    () => store.author(mallory, 'dns.claim', { name: 'shop.example.com', instanceId: mid }),
     refused('CONFLICT', /another owner holds it/),
   );
   // A lying admitted node vouches for Mallory's claim submitted past the API: contested, nobody routes it.
   const mc = createdBy(store, mid);
-  const mClaim = createOp(mallory, 'dns.claim', { name: 'shop.example.com', instanceId: mid, token: TOKEN }, [
-    ...store.heads(),
-    mc,
-  ]);
+  const mToken = domainTokenOf(mallory.publicKey, 'shop.example.com', T0);
+  const mClaim = createOp(
+    mallory,
+    'dns.claim',
+    { name: 'shop.example.com', instanceId: mid, token: mToken },
+    [...store.heads(), mc],
+    T0,
+  );
   store.submit(mClaim);
   store.author(nodeA, 'dns.verified', { claim: mClaim.hash, name: 'shop.example.com', method: 'txt' });
   assert.equal(domain(store, 'shop.example.com')?.state, 'contested');
@@ -141,22 +154,68 @@ test('a verified domain is refused to another owner; forced through, both verifi
   assert.ok(store.views().conflicts.some((c) => c.kind === 'domain' && c.key === 'shop.example.com'));
 });
 
+test('attack: copying the owner’s token to make their TXT prove a claim of your own is refused', () => {
+  const { store, id } = network(1);
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id });
+  const mid = store.author(mallory, 'instance.create', instanceBody('mweb')).body.id as string;
+  // Mallory's own claim must carry domainTokenOf(mallory, …): the owner's token does not fit it.
+  assert.throws(
+    () => store.author(mallory, 'dns.claim', { name: 'shop.example.com', instanceId: mid, token: claim.body.token }),
+    refused('STATE_OP_INVALID', /token must be domainTokenOf/),
+  );
+  const copied = createOp(
+    mallory,
+    'dns.claim',
+    { name: 'shop.example.com', instanceId: mid, token: claim.body.token },
+    [...store.heads(), createdBy(store, mid)],
+    claim.ts,
+  );
+  assert.throws(() => store.submit(copied), refused('STATE_OP_INVALID', /token must be domainTokenOf/));
+  assert.equal(store.views().domains.length, 1);
+});
+
+test('claims per account are capped: the API refuses one more, and views count only the first ones', () => {
+  const { store, id } = network(1);
+  for (let i = 0; i < DOMAIN_CLAIMS_PER_ACCOUNT; i++) {
+    store.author(owner, 'dns.claim', { name: `d${i}.example.com`, instanceId: id }, T0 + i);
+  }
+  assert.throws(
+    () => store.author(owner, 'dns.claim', { name: 'one-more.example.com', instanceId: id }),
+    refused('CONFLICT', /domain claims, the limit/),
+  );
+  // Re-claiming a name already held does not count twice.
+  store.author(owner, 'dns.claim', { name: 'd0.example.com', instanceId: id }, T0 + 100);
+  // Forced past the API (gossip), an extra claim is simply not listed.
+  const name = 'late.example.com';
+  const ts = T0 + 200;
+  const late = createOp(
+    owner,
+    'dns.claim',
+    { name, instanceId: id, token: domainTokenOf(owner.publicKey, name, ts) },
+    [...store.heads(), createdBy(store, id)],
+    ts,
+  );
+  store.submit(late);
+  assert.equal(store.views().domains.length, DOMAIN_CLAIMS_PER_ACCOUNT);
+  assert.equal(domain(store, name), undefined);
+});
+
 test('a name held as another owner’s explicit record cannot be claimed', () => {
   const { store, id } = network(1);
   store.author(mallory, 'dns.record', { name: 'taken.example.com', addresses: ['10.129.1.9'] });
   assert.throws(
-    () => store.author(owner, 'dns.claim', { name: 'taken.example.com', instanceId: id, token: TOKEN }),
+    () => store.author(owner, 'dns.claim', { name: 'taken.example.com', instanceId: id }),
     refused('CONFLICT', /another owner holds it/),
   );
 });
 
 test('release, and deleting the instance, end the claim; a later claim needs verifying again', () => {
   const { store, id } = network(1);
-  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN });
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id });
   store.author(nodeA, 'dns.verified', { claim: claim.hash, name: 'shop.example.com', method: 'txt' });
   store.author(owner, 'dns.release', { name: 'shop.example.com' }, Date.now() + 1);
   assert.equal(domain(store, 'shop.example.com'), undefined);
-  store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN }, Date.now() + 2);
+  store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id }, Date.now() + 2);
   assert.equal(domain(store, 'shop.example.com')?.state, 'pending', 'a new claim has its own verifications');
   store.author(owner, 'instance.delete', { instanceId: id });
   assert.equal(domain(store, 'shop.example.com'), undefined);
@@ -164,7 +223,7 @@ test('release, and deleting the instance, end the claim; a later claim needs ver
 
 test('views are the same whatever the delivery order of claim, verification and release ops', () => {
   const { store, id } = network(1);
-  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id, token: TOKEN });
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id });
   store.author(nodeA, 'dns.verified', { claim: claim.hash, name: 'shop.example.com', method: 'txt' });
   const other = memStore();
   const ops = store.opsSince([], 10_000);

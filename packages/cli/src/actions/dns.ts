@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { KeyPair } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import type { DomainView, StateClient } from '@formation/state/client';
@@ -55,7 +54,7 @@ export interface AddResult {
   created: boolean;
 }
 
-/** Claim `domain` for the caller's instance `ref` (a dns.claim with a fresh random token). */
+/** Claim `domain` for the caller's instance `ref` (a dns.claim; its token is bound to the caller). */
 export async function addDomain(state: StateClient, key: KeyPair, ref: string, domain: string): Promise<AddResult> {
   const name = normalizeDomain(domain);
   const inst = await resolveInstance(state, ref, key.address);
@@ -74,8 +73,9 @@ export async function addDomain(state: StateClient, key: KeyPair, ref: string, d
       created: false,
     };
   }
-  const token = randomBytes(16).toString('hex');
-  await state.author(key, 'dns.claim', { name, instanceId: inst.id, token });
+  // The client fills the token: domainTokenOf(owner, name, ts), bound to this account.
+  const op = await state.author(key, 'dns.claim', { name, instanceId: inst.id });
+  const token = String(op.body.token);
   return { name, instanceId: inst.id, token, state: 'pending', proof: proof({ name, token }, targets), created: true };
 }
 
@@ -150,7 +150,7 @@ export async function dnsAdd(ref: string, domain: string, opts: Common): Promise
 
 export async function dnsVerify(domain: string, opts: Common & { timeout?: string }): Promise<number> {
   const { state, key } = await context(opts);
-  const seconds = opts.timeout === undefined ? 60 : Number(opts.timeout);
+  const seconds = opts.timeout === undefined ? 120 : Number(opts.timeout);
   if (!Number.isFinite(seconds) || seconds < 0) {
     throw new FormError('CLI_USAGE', `Cannot use --timeout ${opts.timeout}: give seconds (a number ≥ 0)`);
   }

@@ -16,7 +16,7 @@ export function registerDns({ noun }: CommandContext): void {
     .command('verify')
     .description('Wait until the nodes have seen your proof (TXT _formation.<domain> = token, or a CNAME)')
     .argument('<domain>', 'the claimed domain')
-    .option('--timeout <seconds>', 'how long to wait', '60')
+    .option('--timeout <seconds>', 'how long to wait (nodes re-check an unproven claim at most every 60 s)', '120')
     .option('--json', 'print the result as JSON')
     .option('--node <url>', 'node to ask')
     .addHelpText('after', '\nExample:\n  $ form dns verify shop.example.com')

@@ -6,7 +6,7 @@ import type { KeyPair } from '@formation/identity';
 import { createDnsResponder, type DnsResponder } from '@formation/net';
 import type { Logger } from '@formation/service';
 import type { StateStore } from '@formation/state';
-import { evaluateProof, lookupDomain } from './domain-proof.ts';
+import { type DomainLookup, evaluateProof, lookupDomain } from './domain-proof.ts';
 import type { ExtraServicesContext } from './extra-services.ts';
 import { publicAnswers, rotateAnswers } from './public-answers.ts';
 
@@ -25,6 +25,8 @@ export interface PublicDnsOptions {
   nodeTimeoutMs: number;
   /** `host:port` of the resolver that plays "the internet" for proofs; unset = the host's. */
   resolver?: string;
+  /** How a claim's DNS is read; default `lookupDomain` (node:dns through `resolver`). */
+  lookup?: (name: string, resolver?: string) => Promise<DomainLookup>;
   /** How often pending claims are checked (ms); default 5000. */
   verifyEveryMs?: number;
   /** Answer TTL (s); short, so a dead node leaves answers quickly. Default 30. */
@@ -73,7 +75,7 @@ export async function startPublicDns(o: PublicDnsOptions): Promise<PublicDns> {
       const due = nextCheck.get(d.claim);
       if (due && Date.now() < due.at) continue;
       const targets = v.dns.filter((r) => r.instanceId === d.instanceId).map((r) => r.name);
-      const result = evaluateProof(d, await lookupDomain(d.name, o.resolver), targets);
+      const result = evaluateProof(d, await (o.lookup ?? lookupDomain)(d.name, o.resolver), targets);
       if (!result.ok) {
         if (lastReason.get(d.claim) !== result.reason)
           log.info({ name: d.name, reason: result.reason }, 'domain not proven yet');

@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { keyPairFromPrivate } from '@formation/identity';
+import { until } from '@formation/interface/testing';
+import { createLogger } from '@formation/service';
+import { openStateStore } from '@formation/state';
+import type { DomainLookup } from '../src/domain-proof.ts';
+import { startPublicDns } from '../src/public-dns.ts';
+
+// The verifier of src/public-dns.ts with its DNS reads injected (the real lookup runs in
+// public-dns.test.ts against a real server): who may vouch, when it signs, and that it backs off.
+
+const k = (i: number) => keyPairFromPrivate((i + 1).toString(16).padStart(64, '0'));
+const [admin, me, stranger, dev] = [k(1), k(20), k(30), k(10)];
+
+function world() {
+  const store = openStateStore({ path: ':memory:' });
+  store.author(admin, 'network.init', { name: 't', admission: 'admins', admins: [admin.publicKey] });
+  store.author(admin, 'node.admit', { node: me.publicKey, formnetRange: '10.129.1.0/24' });
+  for (const [i, key] of [me, stranger].entries()) {
+    store.author(key, 'node.register', {
+      capacity: { vcpu: 4, memMiB: 8192, diskGiB: 100 },
+      endpoint: `127.0.0.1:${4001 + i}`,
+      p2pPeerId: `12D3KooPeer${i}`,
+      wgPublicKey: `${'AB'[i]?.repeat(42)}A=`,
+      formnetRange: `10.129.${i + 1}.0/24`,
+    });
+  }
+  const id = store.author(dev, 'instance.create', {
+    formpackId: 'ab'.repeat(32),
+    name: 'hello',
+    replicas: 1,
+    resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
+  }).body.id as string;
+  const token = store.author(dev, 'dns.claim', { name: 'shop.example.com', instanceId: id }).body.token as string;
+  return { store, token };
+}
+
+function start(
+  store: ReturnType<typeof world>['store'],
+  key: typeof me,
+  lookup: (n: string) => Promise<DomainLookup>,
+  verifyEveryMs = 3_600_000,
+) {
+  return startPublicDns({
+    host: '127.0.0.1',
+    port: 0,
+    domain: 'dev.formation.local',
+    store,
+    key,
+    nodeTimeoutMs: 30_000,
+    verifyEveryMs, // the timer's rounds; the test also asks (verifyNow)
+    lookup,
+    logger: createLogger('silent'),
+  });
+}
+
+test('an unadmitted node does not even look: its word would not count', async () => {
+  const { store, token } = world();
+  const asked: string[] = [];
+  const dns = await start(store, stranger, async (n) => {
+    asked.push(n);
+    return { txt: [token], cname: [], errors: [] };
+  });
+  try {
+    await dns.verifyNow();
+    assert.deepEqual(asked, []);
+    assert.equal(store.views().domains[0]?.verifiedBy.length, 0);
+  } finally {
+    await dns.close();
+  }
+});
+
+test('a wrong proof signs nothing and backs off; the right one is signed once, naming the method', async () => {
+  const { store, token } = world();
+  let answer: DomainLookup = { txt: ['wrong'], cname: [], errors: [] };
+  const asked: string[] = [];
+  // Checks every 500 ms, the first back-off as long: the two calls below fall inside it.
+  const dns = await start(
+    store,
+    me,
+    async (n) => {
+      asked.push(n);
+      return answer;
+    },
+    500,
+  );
+  try {
+    await dns.verifyNow();
+    await dns.verifyNow(); // within the back-off: not asked again
+    assert.deepEqual(asked, ['shop.example.com']);
+    assert.equal(store.views().domains[0]?.state, 'pending');
+    answer = { txt: [], cname: ['hello.dev.formation.local.'], errors: [] };
+    await until('the claim verified after the back-off', async () => {
+      await dns.verifyNow();
+      return store.views().domains[0]?.state === 'verified';
+    });
+    assert.deepEqual(store.views().domains[0]?.verifiedBy, [{ node: me.publicKey, method: 'cname' }]);
+    const n = asked.length;
+    await dns.verifyNow(); // verified: nothing more to check
+    assert.equal(asked.length, n);
+    assert.ok(token);
+  } finally {
+    await dns.close();
+  }
+});

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import type { StateStore } from '@formation/state';
+import { loadNodeConfig } from '../src/config.ts';
 import { type DomainLookup, evaluateProof, proofRecord } from '../src/domain-proof.ts';
 import { ingressPlan } from '../src/ingress.ts';
 import { publicAnswers, publicHostOf, rotateAnswers } from '../src/public-answers.ts';
@@ -155,4 +159,20 @@ test('ingressPlan: a verified custom domain is a host of its instance; pending a
   assert.ok(hosts.includes(`hello.${D}`));
   assert.ok(!hosts.includes('wait.example.com'));
   assert.ok(!hosts.includes('war.example.com'));
+});
+
+test('config: publicDnsPort (default 53, 0 = off) and publicResolver from env; bad values refused', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'fdi-cfg-'));
+  try {
+    assert.equal(loadNodeConfig({ dataDir }, {}).publicDnsPort, 53);
+    assert.equal(loadNodeConfig({ dataDir }, {}).publicResolver, undefined);
+    const c = loadNodeConfig({ dataDir }, { FORM_PUBLIC_DNS_PORT: '0', FORM_PUBLIC_RESOLVER: '203.0.113.200:53' });
+    assert.equal(c.publicDnsPort, 0);
+    assert.equal(c.publicResolver, '203.0.113.200:53');
+    for (const env of [{ FORM_PUBLIC_DNS_PORT: '70000' }, { FORM_PUBLIC_RESOLVER: 'resolver.example.com' }]) {
+      assert.throws(() => loadNodeConfig({ dataDir }, env), { code: 'CONFIG_INVALID' }, JSON.stringify(env));
+    }
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
 });

@@ -1,0 +1,102 @@
+// A real formationd with --public-address in a namespace (fdi<n>-m, 203.0.113.10) answers public DNS
+// for a visitor namespace (fdi<n>-v, 203.0.113.200): a developer's instance name resolves to the node's
+// public address (TTL 30), an unknown name is NXDOMAIN, another zone REFUSED. ~30 s (formationd start).
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { requireOrSkip, until } from '@formation/interface/testing';
+import { createNetns, deleteNetns, run } from '@formation/net';
+
+const sh = promisify(execFile);
+const N = process.pid % 10000;
+const NODE_NS = `fdi${N}-m`;
+const VIS_NS = `fdi${N}-v`;
+const IP = '203.0.113.10';
+const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+const DEV = fileURLToPath(new URL('./fixtures/public-dns-dev.ts', import.meta.url));
+const skip = requireOrSkip('public DNS formationd test', {
+  root: true,
+  programs: ['ip', 'dig', 'wg', 'wireguard-go'],
+});
+
+async function dig(name: string): Promise<{ status: string; answers: string[][] }> {
+  const { stdout } = await sh('ip', ['netns', 'exec', VIS_NS, 'dig', `@${IP}`, name, 'A', '+tries=1', '+time=2']);
+  const status = /status: (\w+)/.exec(stdout)?.[1] ?? 'none';
+  const answers = stdout
+    .split('\n')
+    .filter((l) => /\sIN\s+A\s/.test(l) && !l.startsWith(';'))
+    .map((l) => l.trim().split(/\s+/));
+  return { status, answers };
+}
+
+describe('formationd answers public DNS on its public address', { skip }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fdi-formationd-'));
+  let node: ChildProcess | undefined;
+
+  before(async () => {
+    await createNetns(NODE_NS);
+    await createNetns(VIS_NS);
+    await run('ip', ['link', 'add', `fdi${N}m`, 'type', 'veth', 'peer', 'name', `fdi${N}v`]);
+    await run('ip', ['link', 'set', `fdi${N}m`, 'netns', NODE_NS]);
+    await run('ip', ['link', 'set', `fdi${N}v`, 'netns', VIS_NS]);
+    await run('ip', ['addr', 'add', `${IP}/24`, 'dev', `fdi${N}m`], { netns: NODE_NS });
+    await run('ip', ['addr', 'add', '203.0.113.200/24', 'dev', `fdi${N}v`], { netns: VIS_NS });
+    await run('ip', ['link', 'set', `fdi${N}m`, 'up'], { netns: NODE_NS });
+    await run('ip', ['link', 'set', `fdi${N}v`, 'up'], { netns: VIS_NS });
+    const log = openSync(join(dir, 'node.log'), 'a');
+    const args = ['--data-dir', join(dir, 'n'), '--netns', NODE_NS, '--public-address', IP, '--port-offset', '0'];
+    node = spawn(
+      'ip',
+      ['netns', 'exec', NODE_NS, process.execPath, MAIN, ...args, '--instance-cidr', '10.129.204.0/24'],
+      {
+        stdio: ['ignore', log, log],
+        env: { ...process.env, FORM_RUNTIME: 'off', FORM_WEB: 'off', FORM_LOG_LEVEL: 'info' },
+      },
+    );
+    closeSync(log);
+    const nodeLog = () => readFileSync(join(dir, 'node.log'), 'utf8');
+    await until(
+      'formationd ready',
+      () => {
+        if (node?.exitCode !== null) throw new Error(`formationd exited:\n${nodeLog().slice(-3000)}`);
+        return nodeLog().includes('"formationd ready"');
+      },
+      120_000,
+      250,
+    );
+    assert.match(nodeLog(), new RegExp(`"address":"${IP.replace(/\./g, '\\.')}".*"port":53.*DNS responder listening`));
+  });
+
+  after(async () => {
+    if (node && node.exitCode === null) {
+      const gone = new Promise((r) => node?.once('exit', r));
+      node.kill('SIGTERM');
+      await Promise.race([gone, new Promise((r) => setTimeout(r, 15_000))]);
+      if (node.exitCode === null) node.kill('SIGKILL');
+    }
+    await deleteNetns(NODE_NS);
+    await deleteNetns(VIS_NS);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('an instance name → the node’s public address; unknown → NXDOMAIN; another zone → REFUSED', async () => {
+    assert.equal((await dig('hello.dev.formation.local')).status, 'NXDOMAIN');
+    await sh('ip', ['netns', 'exec', NODE_NS, process.execPath, DEV, 'http://127.0.0.1:3004']);
+    const a = await until('hello to resolve', async () => {
+      const r = await dig('hello.dev.formation.local');
+      return r.answers.length > 0 ? r : undefined;
+    });
+    assert.equal(a.status, 'NOERROR');
+    assert.deepEqual(
+      a.answers.map((x) => [x[1], x[4]]),
+      [['30', IP]],
+    );
+    assert.equal((await dig('nope.dev.formation.local')).status, 'NXDOMAIN');
+    assert.equal((await dig('example.org')).status, 'REFUSED');
+  });
+});

@@ -76,7 +76,11 @@ export class LogCollector {
   start(): void {
     const every = this.o.pollMs ?? 1000;
     if (every <= 0 || this.timer) return;
-    this.timer = setInterval(() => void this.collect(), every);
+    // A round never throws out of the timer: an unhandled rejection would end the whole node.
+    this.timer = setInterval(
+      () => void this.collect().catch((err: unknown) => this.log.warn({ err }, 'log collection round failed')),
+      every,
+    );
     this.timer.unref();
   }
 
@@ -153,7 +157,14 @@ export class LogCollector {
         this.log.info({ id }, 'logs of a destroyed VM removed');
       }
     }
-    for (const vm of vms) await this.collectVm(vm);
+    for (const vm of vms) {
+      try {
+        await this.collectVm(vm);
+      } catch (err) {
+        // Destroyed or stopped between the list and the read (VM_NOT_FOUND, agent closed): next round.
+        this.log.debug({ id: vm.id, err: (err as Error).message }, 'guest logs not collected');
+      }
+    }
   }
 
   private async follow(

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
+import { FormError } from '@formation/interface';
 import { apiIdentity, createLogger } from '@formation/service';
 import { loadVmmConfig } from '../src/config.ts';
 import type { GuestAgent } from '../src/driver.ts';
@@ -110,6 +111,45 @@ describe('LogCollector', () => {
       assert.deepEqual(
         store.read('vm1').map((e) => e.line),
         ['one', 'two'],
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('LogCollector when a VM goes away mid-round', () => {
+  test('a VM destroyed between the list and the read ends nothing: the round resolves, the next VM is read', async () => {
+    const dir = mkdtempSync('/tmp/fvmm-loggone-');
+    try {
+      const file = Buffer.from('still here\n');
+      const gone = { id: 'vm-gone', state: 'running', ready: true, startedAt: 't0' } as VmView;
+      const vm = { id: 'vm2', state: 'running', ready: true, startedAt: 't0' } as VmView;
+      const store = new LogStore({ dir });
+      const agent = {
+        readRange: async (_p: string, offset: number, max: number) => ({
+          data: file.subarray(offset, offset + max),
+          size: file.length,
+        }),
+      } as unknown as GuestAgent;
+      const c = new LogCollector({
+        target: {
+          list: () => [gone, vm],
+          agent: (id: string) => {
+            // What the manager does for a VM deleted meanwhile (this threw out of the timer and ended formationd).
+            if (id === 'vm-gone') throw new FormError('VM_NOT_FOUND', `Cannot find VM ${id}`);
+            return agent;
+          },
+        },
+        store,
+        logger: createLogger('silent'),
+        pollMs: 0,
+        sources: [{ src: 'entrypoint', stream: 'app', path: '/var/log/form/entrypoint.log' }],
+      });
+      await c.collect();
+      assert.deepEqual(
+        store.read('vm2').map((e) => e.line),
+        ['still here'],
       );
     } finally {
       rmSync(dir, { recursive: true, force: true });

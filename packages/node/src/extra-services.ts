@@ -161,6 +161,13 @@ async function startRedis(dir: string, host: string, port: number): Promise<Chil
       for (let i = 0; i < 100 && existsSync(`/proc/${stale}`); i++) await new Promise((r) => setTimeout(r, 50));
     }
   }
+  // Something else on the port (another node's or a leftover Redis, or any program) must not be taken
+  // for ours: the runtime would keep its processes' state in a store this node does not own.
+  if (await canConnect(host, port)) {
+    throw new Error(
+      `port ${port} on ${host} is already in use by another process, not this node's Redis (stop it, or use another --port-offset)`,
+    );
+  }
   const child = spawn(
     'redis-server',
     [

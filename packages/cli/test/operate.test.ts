@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { InstanceView, NodeView, StateClient } from '@formation/state/client';
+import pc from 'picocolors';
 import { formatLine, pickReplicas, sinceMs } from '../src/actions/logs.ts';
 import { formatEvent, statusTargets } from '../src/actions/manage.ts';
 import { cpuPercent } from '../src/actions/metrics.ts';
@@ -113,19 +114,33 @@ describe('form manage get metrics: CPU % between two samples', () => {
   }
 });
 
+/** Colours off and on, whatever the environment says (picocolors turns them on for CI=1 or a TTY). */
+const plain = pc.createColors(false);
+const painted = pc.createColors(true);
+/** The C0/C1 control characters of a rendered line (tab allowed), final newline excluded. */
+function controlsIn(out: string): string[] {
+  return [...out.replace(/\n$/, '')].filter((c) => {
+    const n = c.codePointAt(0) ?? 0;
+    return (n < 0x20 && n !== 0x09) || (n >= 0x7f && n <= 0x9f);
+  });
+}
+/** Removes exactly the SGR codes our formatters use (dim, red, yellow, cyan and their resets) — nothing a guest could add. */
+function withoutOurColours(out: string): string {
+  return out.replace(new RegExp(`${String.fromCharCode(27)}\\[(?:2|22|31|33|36|39)m`, 'g'), '');
+}
+
 describe('form logs: a guest cannot drive the terminal of whoever reads its logs', () => {
   const r = { node: `02${'a'.repeat(64)}`, label: 'node-a' } as Parameters<typeof formatLine>[1];
   const e = (line: string) => ({ seq: 1, t: 0, stream: 'app', src: 'entrypoint', line });
   test('escape sequences (title, colours, cursor moves, OSC 52 clipboard) and other controls are shown inert', () => {
     const hostile = '\u001b]0;pwned\u0007\u001b[2J\u001b]52;c;ZXZpbA==\u0007ok\u009b31m\rX\u0000';
-    const out = formatLine(e(hostile), r, false);
-    const controls = [...out.replace(/\n$/, '')].filter((c) => {
-      const n = c.codePointAt(0) ?? 0;
-      return (n < 0x20 && n !== 0x09) || (n >= 0x7f && n <= 0x9f);
-    });
-    assert.deepEqual(controls, [], JSON.stringify(out));
+    const out = formatLine(e(hostile), r, false, plain);
+    assert.deepEqual(controlsIn(out), [], JSON.stringify(out));
     assert.match(out, /ok/);
     assert.match(out, /pwned/);
+    // With colours on (a terminal, or CI=1 as picocolors reads it), the only escapes are our own colours.
+    const coloured = formatLine(e(hostile), r, false, painted);
+    assert.deepEqual(controlsIn(withoutOurColours(coloured)), [], JSON.stringify(coloured));
   });
   test('--json keeps the line exactly (JSON escapes it)', () => {
     const line = '\u001b[31mred\u001b[0m\ttab';
@@ -149,12 +164,9 @@ describe('form manage events: what a node wrote (reason, its name) cannot drive 
         detail: 'replica failed: \u001b]0;owned\u0007\u001b[1A\u001b[2Kall good',
       },
       () => 'evil\u001b[8mnode',
+      painted,
     );
-    const controls = [...out.replace(/\n$/, '')].filter((c) => {
-      const n = c.codePointAt(0) ?? 0;
-      return (n < 0x20 && n !== 0x09) || (n >= 0x7f && n <= 0x9f);
-    });
-    assert.deepEqual(controls, [], JSON.stringify(out));
+    assert.deepEqual(controlsIn(withoutOurColours(out)), [], JSON.stringify(out));
     assert.match(out, /all good/);
   });
 });

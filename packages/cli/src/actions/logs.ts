@@ -117,12 +117,17 @@ export async function locate(
 }
 
 /** One output line: JSON (the line exact, escaped by JSON), or text labelled with its replica, made inert. */
-export function formatLine(e: Entry, r: Pick<ReplicaLogs, 'node' | 'label'>, json: boolean): string {
+export function formatLine(
+  e: Entry,
+  r: Pick<ReplicaLogs, 'node' | 'label'>,
+  json: boolean,
+  c: Pick<typeof pc, 'cyan' | 'dim'> = pc,
+): string {
   if (json) {
     return `${JSON.stringify({ time: new Date(e.t).toISOString(), t: e.t, node: r.node, replica: r.label, stream: e.stream, src: e.src, seq: e.seq, line: e.line })}\n`;
   }
-  const tag = e.stream === 'app' ? pc.cyan(inert(r.label)) : pc.dim(inert(`${r.label} ${e.src}`));
-  return `${pc.dim(new Date(e.t).toISOString())} ${tag} ${inert(e.line)}\n`;
+  const tag = e.stream === 'app' ? c.cyan(inert(r.label)) : c.dim(inert(`${r.label} ${e.src}`));
+  return `${c.dim(new Date(e.t).toISOString())} ${tag} ${inert(e.line)}\n`;
 }
 
 function print(e: Entry, r: ReplicaLogs, json: boolean): void {

@@ -190,10 +190,14 @@ export interface EventRow {
 }
 
 /** One event as a line of text; what nodes wrote (reasons, names) is made inert for the terminal. */
-export function formatEvent(e: EventRow, label: (node: string | null) => string): string {
+export function formatEvent(
+  e: EventRow,
+  label: (node: string | null) => string,
+  c: Pick<typeof pc, 'red' | 'yellow' | 'dim'> = pc,
+): string {
   const colour =
-    e.kind === 'failed' || e.kind === 'node-lost' ? pc.red : e.kind === 'healed' ? pc.yellow : (x: string) => x;
-  const by = e.actor ? pc.dim(`  (by ${e.actor})`) : '';
+    e.kind === 'failed' || e.kind === 'node-lost' ? c.red : e.kind === 'healed' ? c.yellow : (x: string) => x;
+  const by = e.actor ? c.dim(`  (by ${e.actor})`) : '';
   return `${new Date(e.at).toISOString()}  ${colour(e.kind.padEnd(15))} ${inert(label(e.node)).padEnd(16)} ${inert(e.detail)}${by}\n`;
 }
 

@@ -72,6 +72,7 @@ export const ERROR_CODES = {
   VM_IMAGE_UNSAFE: { status: 422, fault: 'user' },
   VM_BAD_ARGUMENT: { status: 400, fault: 'user' },
   VM_HYPERVISOR: { status: 500, fault: 'system' },
+  VM_GPU_UNAVAILABLE: { status: 409, fault: 'system' },
   QMP_ERROR: { status: 500, fault: 'system' },
   // attestation
   ATTEST_FAILED: { status: 422, fault: 'user' },

@@ -1,6 +1,7 @@
 export * from './errors.ts';
 export * from './formfile.ts';
 export * from './formpack.ts';
+export * from './gpu.ts';
 export * from './home.ts';
 export * from './integration.ts';
 export * from './ports.ts';

@@ -57,9 +57,29 @@ const OnBehalfOf = Type.Optional(
   ),
 );
 
+/** A GPU a node reports (issue 20): what placement of `GPU` instances counts. */
+const Gpu = Type.Object(
+  {
+    address: Type.String({ pattern: '^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\\.[0-7]$' }),
+    vendor: Type.String({ pattern: '^[0-9a-f]{4}$' }),
+    device: Type.String({ pattern: '^[0-9a-f]{4}$' }),
+    iommuGroup: Type.Union([Int(0, 1_000_000), Type.Null()]),
+    driver: Type.Union([Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), Type.Null()]),
+    passthrough: Type.Boolean(),
+    reason: Type.Optional(Text(256)),
+  },
+  { additionalProperties: false },
+);
+/** What an instance asks for: `count` GPUs, of `vendor` (name or PCI vendor id) or any. */
+const GpuRequest = Type.Object(
+  { count: Int(1, 16), vendor: Type.Optional(Type.String({ pattern: '^[a-z0-9]{1,16}$' })) },
+  { additionalProperties: false },
+);
+
 const NodeInfo = {
   name: Type.Optional(Text(64)),
   capacity: Resources,
+  gpus: Type.Optional(Type.Array(Gpu, { maxItems: 16 })),
   endpoint: Endpoint,
   p2pPeerId: Type.String({ minLength: 1, maxLength: 128 }),
   wgPublicKey: WgKey,
@@ -110,6 +130,7 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
       name: Label,
       replicas: Int(1, 16),
       resources: Resources,
+      gpu: Type.Optional(GpuRequest),
       onBehalfOf: OnBehalfOf,
     },
     strict,
@@ -120,6 +141,8 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
       formpackId: Type.Optional(Hex64),
       replicas: Type.Optional(Int(1, 16)),
       resources: Type.Optional(Resources),
+      /** The GPUs it needs now (`null`: none any more). */
+      gpu: Type.Optional(Type.Union([GpuRequest, Type.Null()])),
       /** What the owner wants: `stopped` stops every replica's VM (disk kept), `running` starts them again. */
       desired: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('stopped')])),
       onBehalfOf: OnBehalfOf,

@@ -53,6 +53,8 @@ export async function shipFormpack(
     (i) => !i.deleted && i.ownerAddress === key.address && i.name === manifest.name,
   );
   const base = { name: manifest.name, formpackId: manifest.id };
+  // The Formfile's `GPU`: one GPU of any vendor (placement then needs a node with a passthrough-capable one).
+  const gpu = manifest.formfile.gpu ? { count: 1 } : null;
   const same = mine.find((i) => i.formpackId === manifest.id);
   if (!opts.new && same) {
     // The same Formpack again is a no-op, unless it asks for another replica count: then it scales.
@@ -68,6 +70,7 @@ export async function shipFormpack(
       instanceId: current.id,
       formpackId: manifest.id,
       resources: manifest.resources,
+      ...(gpu || current.gpu ? { gpu } : {}),
       ...(replicas ? { replicas } : {}),
     });
     return { ...base, id: current.id, replicas: replicas ?? current.replicas, created: false, updated: true };
@@ -78,6 +81,7 @@ export async function shipFormpack(
     formpackId: manifest.id,
     replicas: want,
     resources: manifest.resources,
+    ...(gpu ? { gpu } : {}),
   });
   return { ...base, id: op.body.id as string, replicas: want, created: true, updated: false };
 }

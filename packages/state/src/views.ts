@@ -1,5 +1,5 @@
 import { addressOf as deriveAddress, sha256Hex } from '@formation/identity';
-import { DEFAULT_DOMAIN, type HealthcheckSpec } from '@formation/interface';
+import { DEFAULT_DOMAIN, type GpuDevice, type GpuRequest, type HealthcheckSpec } from '@formation/interface';
 import { canonicalJson } from './canonical.ts';
 import { actorOf, cidrWithin } from './kinds.ts';
 import { getOrSet } from './maps.ts';
@@ -74,6 +74,8 @@ export interface NodeView {
   address: string;
   name: string | null;
   capacity: Resources;
+  /** The GPUs it reports (`node.register`/`node.update` `gpus`; a claim, not a proof). */
+  gpus?: GpuDevice[] | undefined;
   endpoint: string;
   p2pPeerId: string;
   wgPublicKey: string;
@@ -127,6 +129,8 @@ export interface InstanceView {
   formpackId: string;
   replicas: number;
   resources: Resources;
+  /** The GPUs it needs (Formfile `GPU`), or null. */
+  gpu?: GpuRequest | null | undefined;
   /** The owner's wish (instance.update `desired`): `running` unless stopped. */
   desired: 'running' | 'stopped';
   createdBy: string;
@@ -566,6 +570,7 @@ export class ViewState {
         address: addressOf(id),
         name: f(n.fields, 'name', null),
         capacity: f(n.fields, 'capacity', { vcpu: 0, memMiB: 0, diskGiB: 0 }),
+        gpus: f(n.fields, 'gpus', [] as GpuDevice[]),
         endpoint: f(n.fields, 'endpoint', ''),
         p2pPeerId: f(n.fields, 'p2pPeerId', ''),
         wgPublicKey: lostWg.has(id) ? '' : f(n.fields, 'wgPublicKey', ''),
@@ -664,6 +669,7 @@ export class ViewState {
         formpackId,
         replicas,
         resources: f(i.fields, 'resources', c.body.resources as Resources),
+        gpu: f(i.fields, 'gpu', (c.body.gpu as GpuRequest | undefined) ?? null),
         desired: f(i.fields, 'desired', 'running' as 'running' | 'stopped'),
         createdBy: i.create.hash,
         deleted: i.deleted !== undefined,

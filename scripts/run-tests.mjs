@@ -1,16 +1,27 @@
 #!/usr/bin/env node
 // Runs every package's tests (packages/*/test/**/*.test.ts) with node:test on the project's Node.
 // The repository scripts' own tests (scripts/test) run with everything.
-// `npm test -- vmm pack` runs only those packages. Test files run one at a time: integration tests
-// boot VMs and create namespaces, and two cores are better spent on one of them at a time.
-// After the run it prints the skipped tests per package (a skipped describe counts once: node:test
-// never sees the tests inside it) and fails when a package skips more than scripts/test-skips.json
-// allows, so a plain `npm test` cannot silently skip more. `npm test -- --update-skips` records the
-// counts of the packages just run as the new baseline.
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+// `npm test -- vmm pack` runs only those packages. Test files run one at a time, each in its own
+// `node --test` process: integration tests boot VMs and create namespaces, and two cores are better
+// spent on one of them at a time. Each file has a wall-clock limit (FORM_TEST_FILE_TIMEOUT seconds,
+// default 600): a hung file is killed and fails by name instead of holding CI until its own limit.
+// A file's output is printed when it ends; at the end come the slowest files, then the skipped tests
+// per package (a skipped describe counts once: node:test never sees the tests inside it), and the run
+// fails when a package skips more than scripts/test-skips.json allows, so a plain `npm test` cannot
+// silently skip more. `npm test -- --update-skips` records the counts of the packages just run.
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import {
+  failed,
+  fileTimeoutMs,
+  packageOfFile,
+  runLanes,
+  running,
+  slowestLines,
+  testFiles,
+  totals,
+  withoutFileSummary,
+} from './test-files.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const args = process.argv.slice(2);
@@ -25,37 +36,58 @@ if (wanted.length && chosen.length !== wanted.length) {
   );
   process.exit(2);
 }
-const globs = chosen.map((p) => `packages/${p}/test/**/*.test.ts`);
-if (!wanted.length) globs.push('scripts/test/*.test.mjs');
-console.log(`node ${process.version}; testing ${chosen.join(', ')}`);
-
-// The human-readable reporter as before (or the caller's), plus one that lists skips to a file.
-const tmp = mkdtempSync(join(tmpdir(), 'form-test-skips-'));
-const skipsFile = join(tmp, 'skips.jsonl');
-const reporters = extra.some((a) => a.startsWith('--test-reporter'))
-  ? []
-  : ['--test-reporter=spec', '--test-reporter-destination=stdout'];
-reporters.push(
-  `--test-reporter=${join(root, 'scripts/skip-reporter.mjs')}`,
-  `--test-reporter-destination=${skipsFile}`,
+let timeoutMs;
+try {
+  timeoutMs = fileTimeoutMs();
+} catch (err) {
+  console.error(err.message);
+  process.exit(2);
+}
+const files = testFiles(root, chosen, !wanted.length);
+console.log(
+  `node ${process.version}; testing ${chosen.join(', ')}: ${files.length} files, at most ${timeoutMs / 1000} s each`,
 );
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...reporters, ...extra, ...globs], {
-  cwd: root,
-  stdio: 'inherit',
-  env: { ...process.env, FORM_LOG_LEVEL: process.env.FORM_LOG_LEVEL ?? 'silent' },
-});
 
-const skips = existsSync(skipsFile)
-  ? readFileSync(skipsFile, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l))
-  : [];
-rmSync(tmp, { recursive: true, force: true });
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    for (const kill of running) kill('SIGKILL');
+    process.exit(130);
+  });
+}
+
+const t0 = performance.now();
+const results = await runLanes(
+  [files],
+  { root, args: extra, timeoutMs, env: { ...process.env, FORM_LOG_LEVEL: process.env.FORM_LOG_LEVEL ?? 'silent' } },
+  (r) => {
+    process.stdout.write(`▶ ${r.file} (${(r.ms / 1000).toFixed(1)} s)\n${withoutFileSummary(r.output)}`);
+    if (r.timedOut) {
+      console.log(
+        `✖ ${r.file} timed out after ${timeoutMs / 1000} s and was killed (FORM_TEST_FILE_TIMEOUT raises the limit)`,
+      );
+    } else if (failed(r)) {
+      console.log(`✖ ${r.file} failed (exit ${r.code ?? r.signal})`);
+    }
+  },
+);
+
+const t = totals(results);
+const bad = results.filter(failed);
+console.log(
+  `\ntests ${t.tests}, passed ${t.passed}, failed ${t.failed}, cancelled ${t.cancelled}, skipped ${t.skipped}, todo ${t.todo}; ` +
+    `${t.files} files in ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+);
+console.log('slowest files:');
+for (const line of slowestLines(results, 15)) console.log(line);
+if (bad.length) {
+  console.log(`failed files (${bad.length}):`);
+  for (const r of bad) console.log(`  ${r.file}${r.timedOut ? ' (timed out)' : ''}`);
+}
+
+const skips = results.flatMap((r) => r.skips);
 const counts = Object.fromEntries([...chosen, ...(wanted.length ? [] : ['scripts'])].map((p) => [p, 0]));
 for (const s of skips) {
-  const rel = relative(root, s.file ?? '');
-  const pkg = rel.startsWith('packages/') ? rel.split('/')[1] : rel.split('/')[0];
+  const pkg = packageOfFile(relative(root, s.file ?? ''));
   counts[pkg] = (counts[pkg] ?? 0) + 1;
 }
 const baselinePath = join(root, 'scripts/test-skips.json');
@@ -77,6 +109,6 @@ if (updateSkips) {
       'Install the prerequisites (scripts/setup.sh), make the test run without them, or, if the skip is meant, ' +
       'record it with `npm test -- <package> --update-skips`.',
   );
-  process.exit(r.status || 1);
+  process.exit(1);
 }
-process.exit(r.status ?? 1);
+process.exit(bad.length ? 1 : 0);

@@ -1,0 +1,144 @@
+// The pieces of scripts/run-tests.mjs that its tests (scripts/test/test-files.test.mjs) use: which files
+// to run, one file in its own `node --test` process under a deadline, and the report of the slowest.
+import { spawn } from 'node:child_process';
+import { existsSync, globSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** Default wall-clock limit for one test file (seconds); `FORM_TEST_FILE_TIMEOUT` overrides it. */
+export const DEFAULT_FILE_TIMEOUT_S = 600;
+
+/**
+ * The per-file limit in ms from `FORM_TEST_FILE_TIMEOUT` (whole seconds, > 0), else the default.
+ * A bad value throws: a typo must not silently leave CI without a limit.
+ */
+export function fileTimeoutMs(env = process.env) {
+  const raw = env.FORM_TEST_FILE_TIMEOUT;
+  if (raw === undefined || raw === '') return DEFAULT_FILE_TIMEOUT_S * 1000;
+  if (!/^[1-9][0-9]{0,6}$/.test(raw)) {
+    throw new Error(
+      `Cannot use FORM_TEST_FILE_TIMEOUT=${JSON.stringify(raw)}: it must be whole seconds above 0 (e.g. 900). Unset it for the default of ${DEFAULT_FILE_TIMEOUT_S} s.`,
+    );
+  }
+  return Number(raw) * 1000;
+}
+
+/** The test files of the chosen packages (sorted, package by package), plus scripts/test when asked. */
+export function testFiles(root, packages, withScripts) {
+  const files = [];
+  for (const p of packages) files.push(...globSync(`packages/${p}/test/**/*.test.ts`, { cwd: root }).sort());
+  if (withScripts) files.push(...globSync('scripts/test/*.test.mjs', { cwd: root }).sort());
+  return files;
+}
+
+/** Which package a test file (relative path) belongs to: `packages/<p>/…` → p, `scripts/…` → scripts. */
+export function packageOfFile(rel) {
+  return rel.startsWith('packages/') ? rel.split('/')[1] : rel.split('/')[0];
+}
+
+/**
+ * Runs one test file as `node --test <args> <file>` in its own process group, with the spec reporter
+ * (unless `args` names a reporter) and scripts/file-reporter.mjs (skips and counts). Past `timeoutMs`
+ * the whole group gets SIGTERM, then SIGKILL 5 s later, and the result says `timedOut`.
+ * Resolves { file, ms, code, signal, timedOut, output, counts, skips } — it never rejects.
+ */
+export function runTestFile(file, { root, args = [], env = process.env, timeoutMs, killGraceMs = 5000 }) {
+  const tmp = mkdtempSync(join(tmpdir(), 'form-test-file-'));
+  const report = join(tmp, 'report.jsonl');
+  const reporters = args.some((a) => a.startsWith('--test-reporter'))
+    ? []
+    : ['--test-reporter=spec', '--test-reporter-destination=stdout'];
+  reporters.push(`--test-reporter=${join(root, 'scripts/file-reporter.mjs')}`, `--test-reporter-destination=${report}`);
+  const t0 = performance.now();
+  const child = spawn(process.execPath, ['--test', '--test-concurrency=1', ...reporters, ...args, file], {
+    cwd: root,
+    // Run as a test run of its own even when started from inside one (the runner's own tests).
+    env: { ...env, NODE_TEST_CONTEXT: undefined },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const chunks = [];
+  child.stdout.on('data', (c) => chunks.push(c));
+  child.stderr.on('data', (c) => chunks.push(c));
+  let timedOut = false;
+  const killGroup = (sig) => {
+    try {
+      process.kill(-child.pid, sig);
+    } catch {}
+  };
+  let grace;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    killGroup('SIGTERM');
+    grace = setTimeout(() => killGroup('SIGKILL'), killGraceMs);
+  }, timeoutMs);
+  running.add(killGroup);
+  return new Promise((resolve) => {
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      clearTimeout(grace);
+      running.delete(killGroup);
+      const lines = existsSync(report) ? readFileSync(report, 'utf8').split('\n').filter(Boolean) : [];
+      rmSync(tmp, { recursive: true, force: true });
+      const events = lines.map((l) => JSON.parse(l));
+      const skips = events.filter((e) => e.skip).map((e) => e.skip);
+      const counts = events.find((e) => e.counts)?.counts ?? null;
+      resolve({
+        file,
+        ms: performance.now() - t0,
+        code,
+        signal,
+        timedOut,
+        output: Buffer.concat(chunks).toString('utf8'),
+        counts,
+        skips,
+      });
+    });
+  });
+}
+
+/** Kill functions of the files still running, so an interrupted runner can end their process groups. */
+export const running = new Set();
+
+/**
+ * Runs `files` in lanes: each lane takes its files one at a time, the lanes run side by side.
+ * `onDone(result)` is called as each file ends (in the order they end). Resolves with every result.
+ */
+export async function runLanes(lanes, opts, onDone = () => {}) {
+  const results = [];
+  await Promise.all(
+    lanes.map(async (files) => {
+      for (const file of files) {
+        const r = await runTestFile(file, opts);
+        results.push(r);
+        onDone(r);
+      }
+    }),
+  );
+  return results;
+}
+
+/** Did a file fail (a failing test, a crash, a timeout, or no summary at all)? */
+export function failed(r) {
+  return r.timedOut || r.code !== 0 || !r.counts || r.counts.failed > 0 || r.counts.cancelled > 0;
+}
+
+/** The `n` slowest files as lines `  123.4 s  path`, slowest first. */
+export function slowestLines(results, n = 15) {
+  return [...results]
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, n)
+    .map((r) => `${(r.ms / 1000).toFixed(1).padStart(7)} s  ${r.file}${r.timedOut ? ' (timed out)' : ''}`);
+}
+
+/** Sums the per-file counts (tests, passed, failed, …). */
+export function totals(results) {
+  const t = { files: results.length, tests: 0, passed: 0, failed: 0, cancelled: 0, skipped: 0, todo: 0 };
+  for (const r of results) for (const k of Object.keys(t)) if (k !== 'files' && r.counts) t[k] += r.counts[k] ?? 0;
+  return t;
+}
+
+/** The spec reporter's output without its per-file summary block (`ℹ tests 3` … `ℹ duration_ms 12.3`): one total is printed at the end. */
+export function withoutFileSummary(output) {
+  return output.replace(/^ℹ (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) [0-9.]+\n/gm, '');
+}

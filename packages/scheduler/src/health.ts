@@ -1,4 +1,4 @@
-import type { Resources } from '@formation/interface';
+import type { GpuDevice, Resources } from '@formation/interface';
 import type { PlacementNode } from './placement.ts';
 
 /** What node health needs from a state node view. */
@@ -29,6 +29,7 @@ export function isNodeHealthy(node: HeartbeatNode, now: number, timeoutMs: numbe
 /** What placement input needs from a state node view. */
 export interface CapacityNode extends HeartbeatNode {
   capacity: Resources;
+  gpus?: readonly GpuDevice[] | undefined;
 }
 
 /**
@@ -49,5 +50,6 @@ export function placementNodesFrom(
     capacity: n.capacity,
     used: { vcpu: 0, memMiB: 0, diskGiB: 0 },
     healthy: isNodeHealthy(n, now, timeoutMs, self),
+    ...(n.gpus?.length ? { gpus: n.gpus } : {}),
   }));
 }

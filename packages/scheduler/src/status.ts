@@ -1,4 +1,4 @@
-import type { DeployStatus } from '@formation/interface';
+import type { DeployStatus, GpuRequest } from '@formation/interface';
 import { explainUnplaceable, OVER_QUOTA, type PlacementNode, placeReplicas } from './placement.ts';
 
 /** The parts of a state InstanceView that status needs (kept structural so the CLI can use it on API JSON). */
@@ -9,12 +9,14 @@ export interface InstanceLike {
   deleted: boolean;
   /** Over its owner's quota (decided by state): runs nowhere. */
   overQuota?: boolean | undefined;
+  /** The GPUs each replica needs, or null. */
+  gpu?: GpuRequest | null | undefined;
   replicaSet: Array<{ node: string; state: string | null; reason: string | null; formnetIp: string | null }>;
 }
 
 export interface DeploymentStatus {
   status: DeployStatus;
-  /** For FAILURE: why, in words (seed 000: `FAILURE { reason }`). */
+  /** For FAILURE: why, in words (seed 000: `FAILURE { reason }`); for PENDING: why it cannot be placed yet (GPU). */
   reason?: string;
   running: number;
   wanted: number;
@@ -28,7 +30,9 @@ export interface DeploymentStatus {
  * only sizes `wanted`.
  */
 export function deploymentStatus(inst: InstanceLike, nodes: number | readonly PlacementNode[]): DeploymentStatus {
-  const nodeCount = typeof nodes === 'number' ? nodes : nodes.length;
+  // A GPU instance wants as many replicas as there are nodes that could hold one (at least 1).
+  const gpuNodes = inst.gpu && typeof nodes !== 'number' ? placeReplicas({ ...inst, replicas: 16 }, nodes) : undefined;
+  const nodeCount = gpuNodes ? gpuNodes.length : typeof nodes === 'number' ? nodes : nodes.length;
   const wanted = Math.max(1, Math.min(inst.replicas, Math.max(1, nodeCount)));
   // A replica counts as running only while its node is healthy (when the caller says which are not):
   // a dead node's last report stays `running` in state.
@@ -37,9 +41,15 @@ export function deploymentStatus(inst: InstanceLike, nodes: number | readonly Pl
   if (inst.deleted) return { status: 'FAILURE', reason: 'the instance was deleted', running, wanted };
   if (inst.overQuota ?? false) return { status: 'FAILURE', reason: OVER_QUOTA, running, wanted };
   if (running >= wanted) return { status: 'SUCCESS', running, wanted };
+  // No node can hold its GPUs: it waits for one (a GPU node may join), saying why.
+  if (gpuNodes?.length === 0)
+    return { status: 'PENDING', reason: explainUnplaceable(inst, nodes as PlacementNode[]), running, wanted };
   const failed = inst.replicaSet.filter((r) => r.state === 'failed');
   if (failed.length > 0 && failed.length + running >= wanted) {
     const reasons = [...new Set(failed.map((r) => r.reason ?? 'unknown reason'))];
+    // A GPU replica that failed on a node is placed on another GPU node (placement skips the first).
+    if (gpuNodes)
+      return { status: 'PENDING', reason: `healing on another GPU node: ${reasons.join('; ')}`, running, wanted };
     return { status: 'FAILURE', reason: reasons.join('; '), running, wanted };
   }
   if (typeof nodes !== 'number' && inst.replicaSet.length === 0 && placeReplicas(inst, nodes).length === 0) {
@@ -55,5 +65,6 @@ export function vmNameFor(inst: { id: string; name: string }): string {
 
 /** How seed 000 prints it: `PENDING`, `SUCCESS` or `FAILURE { reason: <message> }`. */
 export function formatDeploymentStatus(s: DeploymentStatus): string {
-  return s.status === 'FAILURE' ? `FAILURE { reason: ${s.reason ?? 'unknown'} }` : s.status;
+  if (s.status === 'FAILURE') return `FAILURE { reason: ${s.reason ?? 'unknown'} }`;
+  return s.status === 'PENDING' && s.reason ? `PENDING { reason: ${s.reason} }` : s.status;
 }

@@ -145,6 +145,10 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
       gpu: Type.Optional(Type.Union([GpuRequest, Type.Null()])),
       /** What the owner wants: `stopped` stops every replica's VM (disk kept), `running` starts them again. */
       desired: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('stopped')])),
+      /** Rolling updates (README "Releases"): the release this update makes (create = 1), how many replicas may be down at once, and the release it restores. */
+      release: Type.Optional(Int(2, Number.MAX_SAFE_INTEGER)),
+      maxUnavailable: Type.Optional(Int(1, 16)),
+      rollbackOf: Type.Optional(Int(1, Number.MAX_SAFE_INTEGER)),
       onBehalfOf: OnBehalfOf,
     },
     { ...strict, minProperties: 2 },
@@ -159,6 +163,19 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
       formnetIp: Type.Optional(Ipv4),
       revision: Int(0, Number.MAX_SAFE_INTEGER),
       reason: Type.Optional(Text(512)),
+      /** The release (instance.update `release`, create = 1) this replica's VM was booted for. */
+      release: Type.Optional(Int(1, Number.MAX_SAFE_INTEGER)),
+    },
+    strict,
+  ),
+  /** The placed node's HEALTHCHECK verdict on its own replica of `release` (cites its instance.claim). */
+  'instance.health': Type.Object(
+    {
+      instanceId: InstanceId,
+      node: PubKey,
+      status: Type.Union([Type.Literal('starting'), Type.Literal('healthy'), Type.Literal('unhealthy')]),
+      release: Int(1, Number.MAX_SAFE_INTEGER),
+      reason: Type.Optional(Type.String({ maxLength: 200, pattern: '^[\\x20-\\x7e]*$' })),
     },
     strict,
   ),
@@ -435,6 +452,12 @@ export function authorize(op: UnsignedOp, deps: readonly DepView[]): Rejection |
       if (op.kind === 'instance.update' && !Object.keys(b).some((k) => k !== 'instanceId' && k !== 'onBehalfOf')) {
         return invalid('instance.update: changes nothing (give formpackId, replicas, resources or desired)');
       }
+      if (op.kind === 'instance.update' && b.rollbackOf !== undefined && b.release === undefined) {
+        return invalid('instance.update: rollbackOf needs the release it makes');
+      }
+      if (op.kind === 'instance.update' && b.release !== undefined && b.formpackId === undefined) {
+        return invalid('instance.update: a release names its formpackId');
+      }
       return null;
     }
     case 'instance.claim': {
@@ -445,6 +468,13 @@ export function authorize(op: UnsignedOp, deps: readonly DepView[]): Rejection |
     }
     case 'instance.status':
       return b.node === op.author ? null : forbidden('instance.status: a node may only report its own status');
+    case 'instance.health': {
+      // Only the node holding the replica reports its health: its own claim on the instance is cited.
+      if (b.node !== op.author)
+        return forbidden('instance.health: a node may only report the health of its own replica');
+      const cl = findDep(deps, 'instance.claim', (d) => d.author === op.author && d.body.instanceId === b.instanceId);
+      return cl ? null : forbidden(`instance.health: deps must include the author's instance.claim of ${b.instanceId}`);
+    }
     case 'instance.commit': {
       // Only the owner makes a revision current: a node running a replica may offer one (to the
       // owner, out of band), never impose it. A claim grants nothing over content.

@@ -13,6 +13,7 @@ import type { InstanceView } from './views.ts';
 export type { StateClient, SubmitResult } from './client.ts';
 export type { Op, OpKind, UnsignedOp } from './op.ts';
 export { type ShipOptions, type ShipResult, shipFormpack } from './ship.ts';
+export type { ReleaseResult, ReleaseView } from './releases.ts';
 export type { ApplyResult } from './store.ts';
 export type {
   AdmissionPolicy,

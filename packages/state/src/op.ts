@@ -26,6 +26,7 @@ export const OP_KINDS = [
   'dns.claim',
   'dns.verified',
   'dns.release',
+  'instance.health',
 ] as const;
 export type OpKind = (typeof OP_KINDS)[number];
 

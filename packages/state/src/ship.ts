@@ -7,6 +7,8 @@ export interface ShipOptions {
   replicas?: number | undefined;
   /** Always create a new instance (default: shipping the same thing again is a no-op). */
   new?: boolean | undefined;
+  /** A rolling update replaces at most this many replicas at a time (default: the instance's, else 1). */
+  maxUnavailable?: number | undefined;
 }
 
 export interface ShipResult {
@@ -16,6 +18,8 @@ export interface ShipResult {
   replicas: number;
   created: boolean;
   updated: boolean;
+  /** The release a changed Formpack made (a rolling update), when it made one. */
+  release?: number;
 }
 
 /**
@@ -65,15 +69,30 @@ export async function shipFormpack(
     return { ...base, id: same.id, replicas: same.replicas, created: false, updated: false };
   }
   const current = mine[0];
+  const mu = opts.maxUnavailable;
+  if (mu !== undefined && (!Number.isInteger(mu) || mu < 1 || mu > 16)) {
+    throw new FormError('BAD_REQUEST', `Cannot update ${mu} replicas at a time: give a whole number from 1 to 16`);
+  }
   if (!opts.new && current) {
+    // A changed Formpack under the same name: a new release, rolled out a few replicas at a time.
+    const release = Math.max(1, ...(current.releases ?? []).map((r) => r.release)) + 1;
     await state.author(key, 'instance.update', {
       instanceId: current.id,
       formpackId: manifest.id,
       resources: manifest.resources,
+      release,
+      ...(mu ? { maxUnavailable: mu } : {}),
       ...(gpu || current.gpu ? { gpu } : {}),
       ...(replicas ? { replicas } : {}),
     });
-    return { ...base, id: current.id, replicas: replicas ?? current.replicas, created: false, updated: true };
+    return {
+      ...base,
+      id: current.id,
+      replicas: replicas ?? current.replicas,
+      created: false,
+      updated: true,
+      release,
+    };
   }
   const want = replicas ?? Math.max(1, Math.min(3, nodes.length));
   const op = await state.author(key, 'instance.create', {

@@ -675,6 +675,10 @@ export function refsFor(v: ViewState, author: string, kind: OpKind, body: Record
       const c = id ? v.instanceCreate(id) : undefined;
       return c ? [c.hash] : [];
     }
+    case 'instance.health': {
+      const c = id ? v.claimOf(id, author) : undefined;
+      return c ? [c] : [];
+    }
     case 'dns.verified': {
       const r = v.registrationOf(author);
       return [...(r ? [r] : []), body.claim as string];

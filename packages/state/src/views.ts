@@ -4,6 +4,7 @@ import { canonicalJson } from './canonical.ts';
 import { actorOf, cidrWithin } from './kinds.ts';
 import { getOrSet } from './maps.ts';
 import type { Op } from './op.ts';
+import { type FailureEvidence, type ReleaseRecord, type ReleaseView, releaseState } from './releases.ts';
 
 /**
  * Views as join-semilattices: each op is folded in with an operation that is commutative, associative
@@ -40,6 +41,16 @@ function addressOf(publicKey: string): string {
 function lww<T>(cur: Lww<T> | undefined, ts: number, hash: string, value: T): Lww<T> {
   return !cur || ts > cur.ts || (ts === cur.ts && hash > cur.hash) ? { ts, hash, value } : cur;
 }
+function healthOf(h: Lww<Body> | undefined): ReplicaHealthView | null {
+  if (!h) return null;
+  const v = h.value;
+  return {
+    status: v.status as ReplicaHealthView['status'],
+    release: v.release as number,
+    reason: (v.reason as string | undefined) ?? null,
+    ts: h.ts,
+  };
+}
 function first<T>(cur: First<T> | undefined, depth: number, hash: string, value: T): First<T> {
   return !cur || depth < cur.depth || (depth === cur.depth && hash < cur.hash) ? { depth, hash, value } : cur;
 }
@@ -62,6 +73,10 @@ interface InstanceState {
   claims: Map<string, First<null>>;
   status: Map<string, Lww<Body>>;
   commit?: { revision: number; ts: number; hash: string; value: string };
+  /** Rolling updates: releases by number, the nodes' health reports, failure reports per release/node. */
+  releases?: Map<number, Lww<ReleaseRecord>>;
+  health?: Map<string, Lww<Body>>;
+  failures?: Map<string, FailureEvidence>;
 }
 interface DnsState {
   byAuthor: Map<string, Lww<Body>>;
@@ -120,6 +135,16 @@ export interface ReplicaView {
   revision: number | null;
   reason: string | null;
   ts: number | null;
+  /** The release its VM was booted for (instance.status `release`), or null when not reported. */
+  release?: number | null;
+  /** The node's latest HEALTHCHECK verdict on this replica (instance.health), or null. */
+  health?: ReplicaHealthView | null;
+}
+export interface ReplicaHealthView {
+  status: 'starting' | 'healthy' | 'unhealthy';
+  release: number;
+  reason: string | null;
+  ts: number;
 }
 export interface InstanceView {
   id: string;
@@ -142,6 +167,12 @@ export interface InstanceView {
   /** Beyond its owner's quota (by create (ts, hash) order): never placed, no replica is assigned. */
   overQuota: boolean;
   replicaSet: ReplicaView[];
+  /** The release the replicas work toward (the latest, or the last good one after a failed update). */
+  release?: number;
+  /** How many replicas a rolling update may have down at once (instance.update `maxUnavailable`, 1). */
+  maxUnavailable?: number;
+  /** Every release, oldest first, with how it went (`form manage releases`). */
+  releases?: ReleaseView[];
 }
 export interface FormnetPeerView {
   publicKey: string;
@@ -377,6 +408,19 @@ export class ViewState {
         for (const [k, v] of Object.entries(b)) {
           if (k !== 'instanceId' && k !== 'onBehalfOf') setField(i.fields, k, ts, h, v);
         }
+        if (typeof b.release === 'number') {
+          i.releases ??= new Map();
+          const rec: ReleaseRecord = {
+            release: b.release,
+            formpackId: b.formpackId as string,
+            resources: (b.resources as Resources | undefined) ?? { vcpu: 0, memMiB: 0, diskGiB: 0 },
+            ts,
+            actor: a,
+            op: h,
+            rollbackOf: (b.rollbackOf as number | undefined) ?? null,
+          };
+          i.releases.set(b.release, lww(i.releases.get(b.release), ts, h, rec));
+        }
         break;
       }
       case 'instance.delete': {
@@ -389,9 +433,26 @@ export class ViewState {
         i.claims.set(a, first(i.claims.get(a), depth, h, null));
         break;
       }
-      case 'instance.status': {
+      case 'instance.status':
+      case 'instance.health': {
         const i = this.instance(b.instanceId as string);
-        i.status.set(a, lww(i.status.get(a), ts, h, b));
+        if (op.kind === 'instance.health') {
+          i.health ??= new Map();
+          i.health.set(a, lww(i.health.get(a), ts, h, b));
+        } else i.status.set(a, lww(i.status.get(a), ts, h, b));
+        // A replica of a release that failed or went unhealthy: evidence against that release (earliest kept).
+        if (typeof b.release === 'number' && (b.state === 'failed' || b.status === 'unhealthy')) {
+          i.failures ??= new Map();
+          const k = `${b.release}/${a}`;
+          const cur = i.failures.get(k);
+          if (!cur || ts < cur.ts || (ts === cur.ts && (b.reason as string) < cur.reason))
+            i.failures.set(k, {
+              release: b.release,
+              node: a,
+              ts,
+              reason: (b.reason as string | undefined) ?? String(b.state ?? b.status),
+            });
+        }
         break;
       }
       case 'instance.commit': {
@@ -657,9 +718,39 @@ export class ViewState {
           revision: (s?.value.revision as number | undefined) ?? null,
           reason: (s?.value.reason as string | undefined) ?? null,
           ts: s?.ts ?? null,
+          release: (s?.value.release as number | undefined) ?? null,
+          health: healthOf(i.health?.get(cl.node)),
         };
       });
-      const formpackId = f(i.fields, 'formpackId', c.body.formpackId as string);
+      // Releases (releases.ts): release 1 is the create; the target is the latest unless its roll-out failed.
+      const createResources = c.body.resources as Resources;
+      const recs: ReleaseRecord[] = [
+        {
+          release: 1,
+          formpackId: c.body.formpackId as string,
+          resources: createResources,
+          ts: c.ts,
+          actor: c.author,
+          op: i.create.hash,
+          rollbackOf: null,
+        },
+        ...[...(i.releases?.values() ?? [])].map((r) => ({
+          ...r.value,
+          resources: r.value.resources.vcpu === 0 ? createResources : r.value.resources,
+        })),
+      ];
+      const rel = releaseState({
+        releases: recs,
+        latest: f(i.fields, 'release', 1),
+        evidence: [...(i.failures?.values() ?? [])],
+        counted: new Set(replicaSet.map((r) => r.node)),
+        replicas: replicaSet
+          .filter((r) => r.assigned)
+          .map((r) => ({ node: r.node, state: r.state, release: r.release ?? null })),
+      });
+      const targetRec =
+        rel.target === f(i.fields, 'release', 1) ? undefined : recs.find((r) => r.release === rel.target);
+      const formpackId = targetRec?.formpackId ?? f(i.fields, 'formpackId', c.body.formpackId as string);
       const pack = packOf.get(`${addressOf(c.author)}/${formpackId}`);
       instances.push({
         id,
@@ -668,7 +759,7 @@ export class ViewState {
         name: c.body.name as string,
         formpackId,
         replicas,
-        resources: f(i.fields, 'resources', c.body.resources as Resources),
+        resources: targetRec?.resources ?? f(i.fields, 'resources', c.body.resources as Resources),
         gpu: f(i.fields, 'gpu', (c.body.gpu as GpuRequest | undefined) ?? null),
         desired: f(i.fields, 'desired', 'running' as 'running' | 'stopped'),
         createdBy: i.create.hash,
@@ -686,6 +777,9 @@ export class ViewState {
           : null,
         overQuota: over,
         replicaSet,
+        release: rel.target,
+        maxUnavailable: f(i.fields, 'maxUnavailable', 1),
+        releases: rel.releases,
       });
     }
     instances.sort(byKey((i) => i.id));

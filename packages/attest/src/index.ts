@@ -7,3 +7,4 @@ export * from './report.ts';
 export * from './seal.ts';
 export * from './service.ts';
 export * from './testing.ts';
+export * from './tls.ts';

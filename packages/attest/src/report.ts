@@ -7,6 +7,7 @@ import {
   splitCmdline,
 } from './measurement.ts';
 import type { ProviderName } from './providers.ts';
+import type { GuestTls } from './tls.ts';
 
 export const REPORT_VERSION = 'formation-attest-v1';
 
@@ -32,6 +33,11 @@ export interface AttestationReport {
   /** The guest's own X25519 public key (hex), read through the guest agent; null when unknown. */
   guestKey: string | null;
   guestKeyError: string | null;
+  /**
+   * The guest's HTTPS (Formfile `HTTPS`): the names and the SHA-256 of its certificate's public key,
+   * read through the agent (`form-tls status`); absent when the image does not serve HTTPS itself.
+   */
+  tls?: GuestTls | undefined;
   /** Hardware evidence (sev-snp / tdx); null for `software`. */
   hardware: unknown;
 }
@@ -176,12 +182,22 @@ export function verifyReport(s: SignedReport, e: VerifyExpectations): Verdict {
     typeof r.guestKey === 'string' && /^[0-9a-f]{64}$/.test(r.guestKey),
     r.guestKey ? `guest X25519 key ${short(r.guestKey)}` : `no guest key (${r.guestKeyError ?? 'unknown'})`,
   );
+  if (r.tls) {
+    const k = r.tls.spkiSha256;
+    add(
+      'tls',
+      typeof k === 'string' && /^[0-9a-f]{64}$/.test(k),
+      k
+        ? `HTTPS key sha256:${short(k)} for ${r.tls.names.join(' ')} (check the served certificate with verifyServedCertificate)`
+        : `HTTPS ${r.tls.state}, no certificate yet${r.tls.error ? ` (${r.tls.error})` : ''}`,
+    );
+  }
   return finish(checks);
 }
 
-/** Checks that must pass for the report to count (guest-key is needed only for secrets). */
+/** Checks that must pass for the report to count (guest-key is needed only for secrets, tls only for HTTPS). */
 function finish(checks: Check[]): Verdict {
-  const bad = checks.filter((c) => !c.ok && c.name !== 'guest-key');
+  const bad = checks.filter((c) => !c.ok && c.name !== 'guest-key' && c.name !== 'tls');
   return { ok: bad.length === 0, checks, reason: bad.map((c) => `${c.name}: ${c.detail}`).join('; ') };
 }
 

@@ -18,6 +18,7 @@ import {
 import { providers, softwareProvider, type TeeProvider } from './providers.ts';
 import { type AttestationReport, REPORT_VERSION, type SignedReport, signReport } from './report.ts';
 import { SECRET_NAME_RE, type SealedSecret } from './seal.ts';
+import { type GuestTls, parseTlsStatus } from './tls.ts';
 
 export interface AttestServiceOptions {
   /** The node key: reports are signed with it (its public key is the node id in state). */
@@ -105,11 +106,26 @@ export class AttestService {
     }
   }
 
+  /**
+   * The guest's HTTPS state (`form-tls status`), or undefined when the image has no in-guest HTTPS
+   * (form-tls absent or exit 3) or the agent cannot say.
+   */
+  async guestTls(vm: VmView): Promise<GuestTls | undefined> {
+    try {
+      const r = await this.o.vmm.exec(vm.id, GUEST_CONTRACT.tls, ['status'], 15_000);
+      if (r.exitcode !== 0) return undefined;
+      return parseTlsStatus(r.stdout) ?? undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** A signed report for VM `ref` (id or name) with the verifier's `nonce`. */
   async report(ref: string, nonce: string): Promise<SignedReport> {
     const vm = this.find(ref);
     const m = await this.measure(vm);
     const gk = await this.guestKey(vm);
+    const tls = await this.guestTls(vm);
     const report: AttestationReport = {
       version: REPORT_VERSION,
       provider: this.provider.name,
@@ -122,6 +138,7 @@ export class AttestService {
       measurement: { inputs: m.inputs, digest: measurementDigest(m.inputs), cmdline: m.cmdline },
       guestKey: gk.key,
       guestKeyError: gk.error,
+      ...(tls ? { tls } : {}),
       hardware: null,
     };
     this.log.info({ vm: vm.id, digest: report.measurement.digest }, 'attestation report signed');

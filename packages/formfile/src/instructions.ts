@@ -16,7 +16,8 @@ export type InstructionName =
   | 'ENTRYPOINT'
   | 'NOCOPY'
   | 'GPU'
-  | 'HEALTHCHECK';
+  | 'HEALTHCHECK'
+  | 'HTTPS';
 
 export interface InstructionInfo {
   name: InstructionName;
@@ -89,6 +90,14 @@ export const INSTRUCTIONS: readonly InstructionInfo[] = [
       '(CMD <command> | CMD ["prog", "arg"] | HTTP <port> [<path>] | TCP <port> | NONE)',
     once: true,
     default: 'none (a running replica counts as healthy)',
+  },
+  {
+    name: 'HTTPS',
+    aliases: [],
+    syntax:
+      'HTTPS <app port> (the guest gets an ACME certificate for its names, serves TLS on 443, forwards to the port)',
+    once: true,
+    default: 'off (TLS on 443 only if the app serves it itself)',
   },
 ];
 

@@ -129,6 +129,7 @@ class Parser {
   entrypoint: FormfileSpec['entrypoint'] = null;
   noCopy = false;
   gpu = false;
+  https: number | undefined;
   healthcheck: HealthcheckSpec | undefined;
   /** Once-only instructions: where each was first seen, and how it was spelled. */
   seen = new Map<InstructionName, { line: number; word: string }>();
@@ -182,6 +183,7 @@ class Parser {
       noCopy: this.noCopy,
       gpu: this.gpu,
       ...(this.healthcheck ? { healthcheck: this.healthcheck } : {}),
+      ...(this.https !== undefined ? { https: { port: this.https } } : {}),
     };
     return { spec, errors, copy, copyPositions };
   }
@@ -289,6 +291,9 @@ class Parser {
         break;
       case 'GPU':
         this.gpuInstr(l, tokens);
+        break;
+      case 'HTTPS':
+        this.httpsInstr(l, tokens);
         break;
     }
   }
@@ -712,6 +717,29 @@ class Parser {
       return;
     }
     this.noCopy = true;
+  }
+
+  /** `HTTPS <app port>`: TLS ends in the guest (ACME certificate, key made there) and goes to the app port; 443 is exposed. */
+  httpsInstr(l: LogicalLine, tokens: Token[]): void {
+    const t = tokens[0]!;
+    this.extra(l, 'HTTPS', tokens, 1, 'one port: the port the app serves plain HTTP on');
+    if (!/^[0-9]{1,5}$/.test(t.value)) {
+      this.err('FORMFILE_BAD_VALUE', `HTTPS expects the app's port such as 8080, got "${t.value}"`, l, t.start);
+      return;
+    }
+    const port = Number(t.value);
+    if (port < 1 || port > 65535 || port === 443 || port === 4443) {
+      this.err(
+        'FORMFILE_OUT_OF_RANGE',
+        `HTTPS takes the app's plain port (1-65535, not 443 or 4443, which the guest's TLS front uses), got ${t.value}`,
+        l,
+        t.start,
+      );
+      return;
+    }
+    this.https = port;
+    // The ingress passes :443 through to the guest's TLS, which exists only when 443 is exposed.
+    this.expose.add(443);
   }
 
   gpuInstr(l: LogicalLine, tokens: Token[]): void {

@@ -27,6 +27,14 @@ export const GUEST_CONTRACT = {
   diskKeySecret: 'form-disk-key',
   /** virtio serial of the data disk (the VMM's second disk); the guest finds it by this, not by name. */
   dataDiskSerial: 'form-data',
+  /** HTTPS in the guest (Formfile `HTTPS <port>`): `daemon`, `configure DIR CA_B64|- NAME...`, `status`, `renew`. */
+  tls: '/usr/sbin/form-tls',
+  /** The app port the in-guest TLS front forwards to; present only in images that opted in. */
+  httpsPortFile: '/etc/form/https',
+  /** Debian packages the builder adds to an image that opted in (ACME client + ALPN responder, TLS front). */
+  httpsPackages: ['uacme', 'socat'],
+  /** Where the in-guest TLS listens (ualpn; the ingress passes :443 through to it). */
+  httpsGuestPort: 443,
   /** Where the unlocked data disk is mounted (an empty read-only placeholder while locked). */
   dataMount: '/data',
   agent: 'qemu-ga',
@@ -65,6 +73,7 @@ export function guestFiles(): GuestFile[] {
     { source: `${filesDir}form-poweroff`, target: GUEST_CONTRACT.poweroff, mode: 0o755 },
     { source: `${filesDir}form-attest`, target: GUEST_CONTRACT.attest, mode: 0o755 },
     { source: `${filesDir}form-disk`, target: GUEST_CONTRACT.disk, mode: 0o755 },
+    { source: `${filesDir}form-tls`, target: GUEST_CONTRACT.tls, mode: 0o755 },
   ];
 }
 

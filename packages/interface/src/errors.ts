@@ -76,6 +76,8 @@ export const ERROR_CODES = {
   QMP_ERROR: { status: 500, fault: 'system' },
   // attestation
   ATTEST_FAILED: { status: 422, fault: 'user' },
+  /** A served TLS certificate whose key is not the one the attested guest reported (issue 19). */
+  TLS_KEY_NOT_ATTESTED: { status: 422, fault: 'user' },
   ATTEST_UNAVAILABLE: { status: 503, fault: 'system' },
   SECRET_REFUSED: { status: 403, fault: 'user' },
   // state

@@ -33,6 +33,11 @@ export interface FormfileSpec {
    * Formfiles without one are unchanged.
    */
   healthcheck?: HealthcheckSpec;
+  /**
+   * `HTTPS <port>`: the guest obtains an ACME certificate for the instance's names (its key made in the
+   * guest, never leaving it), serves TLS on 443 (added to `expose`) and forwards to `port`. Absent = off.
+   */
+  https?: { port: number };
 }
 
 /** A normalized `HEALTHCHECK`: every option filled in with its default. */

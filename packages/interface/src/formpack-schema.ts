@@ -121,6 +121,7 @@ export const FormfileSpecSchema = Type.Object(
     noCopy: Type.Boolean(),
     gpu: Type.Boolean(),
     healthcheck: Type.Optional(HealthcheckSchema),
+    https: Type.Optional(Type.Object({ port: Int(1, 65535) }, strict)),
   },
   strict,
 );

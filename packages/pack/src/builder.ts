@@ -292,9 +292,11 @@ export class Builder {
     const kernel = findKernel(this.opts.kernel);
     emit({ type: 'step', step: 'base' });
     const b = await ensureBase(base);
-    checkPackages(spec.install, b.available, base.suite);
-    emit({ type: 'step', step: 'packages', detail: spec.install.join(' ') || '(none)' });
-    const layer = await ensureLayer(base, b, spec.install);
+    // `HTTPS <port>` brings the in-guest ACME client and TLS front (only to images that ask for it).
+    const install = spec.https ? [...new Set([...spec.install, ...GUEST_CONTRACT.httpsPackages])] : spec.install;
+    checkPackages(install, b.available, base.suite);
+    emit({ type: 'step', step: 'packages', detail: install.join(' ') || '(none)' });
+    const layer = await ensureLayer(base, b, install);
     const tmp = join(this.formpacksDir, `.tmp-${id.slice(0, 12)}-${process.pid}-${randomBytes(4).toString('hex')}`);
     mkdirSync(join(tmp, 'out'), { recursive: true });
     try {

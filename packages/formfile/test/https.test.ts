@@ -1,0 +1,20 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ok, one } from './helpers.ts';
+
+describe('HTTPS <app port> (TLS ends in the guest, issue 19)', () => {
+  test('records the app port and exposes 443 for the ingress to pass TLS through', () => {
+    const spec = ok('NAME app\nEXPOSE 8080\nHTTPS 8080\n');
+    assert.deepEqual(spec.https, { port: 8080 });
+    assert.deepEqual(spec.expose, [443, 8080]);
+    assert.equal(ok('NAME app\nEXPOSE 8080\n').https, undefined, 'off by default: other Formpack ids unchanged');
+  });
+
+  test('bad values are coded errors with the position', () => {
+    one('NAME app\nHTTPS web\n', 'FORMFILE_BAD_VALUE', 2, 7, /HTTPS expects the app's port/);
+    one('NAME app\nHTTPS 443\n', 'FORMFILE_OUT_OF_RANGE', 2, 7, /not 443 or 4443/);
+    one('NAME app\nHTTPS 70000\n', 'FORMFILE_OUT_OF_RANGE', 2, 7);
+    one('NAME app\nHTTPS 8080 9090\n', 'FORMFILE_SYNTAX', 2, 12, /HTTPS takes one port/);
+    one('NAME app\nHTTPS 8080\nHTTPS 9090\n', 'FORMFILE_DUPLICATE', 3, 1);
+  });
+});

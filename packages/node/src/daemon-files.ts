@@ -1,8 +1,16 @@
 import { readFile, rm } from 'node:fs/promises';
+import { readProcStat } from '@formation/net/process-identity';
 import { type NodeInfo, nodePaths } from './config.ts';
 
-/** True when a process with this PID exists. */
+/**
+ * True when a process with this PID runs. A zombie (ended, not yet reaped by its parent — in a
+ * container PID 1 may reap late) has ended: it is not alive, as in `isSameProcess`. Without a
+ * `/proc` entry to read, whether the PID can be signalled decides.
+ */
 export function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  const stat = readProcStat(pid);
+  if (stat) return stat.state !== 'Z' && stat.state !== 'X';
   try {
     process.kill(pid, 0);
     return true;

@@ -55,6 +55,16 @@ const CreateBody = Type.Object(
     restartPolicy: Type.Optional(Type.Union([Type.Literal('never'), Type.Literal('on-failure')])),
     dataDiskMiB: Type.Optional(Type.Integer({ minimum: 0, maximum: 16 * 1024 * 1024 })),
     start: Type.Optional(Type.Boolean()),
+    /** GPUs to pass through (VFIO); the node fills it from the instance's `gpu`. */
+    gpu: Type.Optional(
+      Type.Object(
+        {
+          count: Type.Integer({ minimum: 1, maximum: 16 }),
+          vendor: Type.Optional(Type.String({ pattern: '^[a-z0-9]{1,16}$' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     /** false: the VM reaches formnet only, never the internet (see the README's "Egress"). */
     egress: Type.Optional(Type.Boolean()),
     /** Wait until the guest reports ready before answering. */
@@ -189,14 +199,17 @@ export function registerVmmRoutes(
     },
   );
 
-  for (const action of ['start', 'stop', 'restart', 'pause', 'resume'] as const) {
+  for (const action of ['start', 'stop', 'restart', 'pause', 'resume', 'suspend'] as const) {
     app.post(
       `/vms/:id/${action}`,
       {
         preHandler: signed,
         schema: {
           tags: ['vmm'],
-          summary: `${action} a VM`,
+          summary:
+            action === 'suspend'
+              ? 'Suspend a VM to disk (memory saved, process gone; resume or start brings it back)'
+              : `${action} a VM`,
           params: Id,
           body: Type.Optional(ActionBody),
           response: { 200: Vm, ...errors },

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { isFormError } from '@formation/interface';
 import type { DriverVm, DriverVmSpec, ExitInfo, HypervisorDriver } from './driver.ts';
@@ -49,7 +49,8 @@ function alive(pid: number | undefined): boolean {
 
 /**
  * The compliance suite every `HypervisorDriver` must pass (js-libp2p style): fingerprint, lifecycle,
- * pause/resume, snapshot/restore (guest state really rolled back), graceful and forced stop, exit
+ * pause/resume, snapshot/restore (guest state really rolled back), suspend to disk and wake (a /tmp
+ * file survives; a truncated or damaged image is refused), graceful and forced stop, exit
  * detection of a process killed from outside, recovery by a new driver instance (no duplicate), and
  * destroy leaving nothing behind. Uses few boots (3).
  *
@@ -130,6 +131,38 @@ export function runDriverCompliance(h: ComplianceHarness): void {
       assert.equal(r.stdout, 'before\nno-later\n');
       await assert.rejects(d.restore(vm, `${dir}-missing`), (e: unknown) => isFormError(e));
       rmSync(dir, { recursive: true, force: true });
+    });
+
+    test('suspend to disk and wake: the process ends, memory comes back; a damaged image is refused', async () => {
+      const ga = d.agent(vm);
+      await ga.exec('/bin/sh', ['-c', 'echo in-memory > /tmp/suspend-marker']);
+      const pid = vm.pid;
+      const file = `${vm.spec.dir}-suspend/memory.img`;
+      const info = await d.suspend(vm, file);
+      assert.equal(alive(pid), false, 'no hypervisor process while suspended');
+      assert.equal(await d.status(vm), 'stopped');
+      assert.ok(info.bytes > 0 && /^[0-9a-f]{64}$/.test(info.sha256));
+      assert.equal(statSync(file).mode & 0o777, 0o600, 'the memory image is private');
+      assert.equal(statSync(file).size, info.bytes);
+      // Truncated, then same size but damaged: refused before the VM runs; the image stays as it was.
+      const good = readFileSync(file);
+      writeFileSync(file, good.subarray(0, Math.floor(good.length / 2)));
+      await assert.rejects(d.wake(vm, file, info), (e: unknown) => isFormError(e) && e.code === 'VM_IMAGE_INVALID');
+      assert.equal(await d.status(vm), 'stopped');
+      const bad = Buffer.from(good);
+      bad[Math.floor(bad.length / 2)] = (bad[Math.floor(bad.length / 2)] ?? 0) ^ 0xff;
+      writeFileSync(file, bad);
+      await assert.rejects(d.wake(vm, file, info), (e: unknown) => isFormError(e) && e.code === 'VM_IMAGE_INVALID');
+      assert.equal(await d.status(vm), 'stopped');
+      assert.equal(vm.pid === undefined || !alive(vm.pid), true, 'no process left by a refused wake');
+      writeFileSync(file, good);
+      await d.wake(vm, file, info);
+      assert.equal(await d.status(vm), 'running');
+      await waitAgent(d, vm, 20_000);
+      const r = await ga.exec('/bin/sh', ['-c', 'cat /tmp/suspend-marker']);
+      assert.equal(r.stdout, 'in-memory\n', 'a file in the guest /tmp survived: memory restored, not a reboot');
+      assert.equal(exits.length, 0, 'suspend and wake are not unexpected exits');
+      rmSync(`${vm.spec.dir}-suspend`, { recursive: true, force: true });
     });
 
     test('graceful stop powers the guest off cleanly', async () => {

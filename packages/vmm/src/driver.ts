@@ -60,6 +60,8 @@ export interface DriverVmSpec {
   dataDiskMiB?: number | undefined;
   network: DriverNetwork;
   agentChannel: string;
+  /** GPUs passed through with VFIO (PCI addresses; `gpu.ts`). */
+  gpus?: string[] | undefined;
 }
 
 /** Driver-side handle: what recover() needs to find the VM again. JSON-serializable. */
@@ -87,6 +89,15 @@ export interface SnapshotInfo {
   /** Wall time of the save (ms) and guest downtime QEMU reported (ms). */
   totalMs: number;
   downtimeMs?: number | undefined;
+}
+
+/** A suspended VM's memory image (suspend-to-disk): what `wake` checks before the VM runs again. */
+export interface SuspendInfo {
+  file: string;
+  bytes: number;
+  sha256: string;
+  /** Wall time from the suspend call to the process gone (ms). */
+  totalMs: number;
 }
 
 export interface StopResult {
@@ -131,6 +142,17 @@ export interface HypervisorDriver {
   snapshot(vm: DriverVm, dir: string): Promise<SnapshotInfo>;
   /** Replace the VM's state with a snapshot and run it (kills a running process first). */
   restore(vm: DriverVm, dir: string): Promise<void>;
+  /**
+   * Suspend to disk: save memory + device state to `file` (0600), then end the hypervisor process. The
+   * disk stays in place, untouched until `wake`. On failure the VM keeps running and no file is left.
+   */
+  suspend(vm: DriverVm, file: string): Promise<SuspendInfo>;
+  /**
+   * Resume a suspended VM from `file` with the same disk and identity. The image is checked against
+   * `expect` (size before launch, sha256 while it streams) and the VM runs only when both match;
+   * otherwise VM_IMAGE_INVALID, no process is left and the file is not touched.
+   */
+  wake(vm: DriverVm, file: string, expect: { bytes: number; sha256: string }): Promise<void>;
   /** Stop if needed and remove everything the driver created for this VM. */
   destroy(vm: DriverVm): Promise<void>;
   /**

@@ -12,16 +12,18 @@ import {
   statSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { FormError, type Resources } from '@formation/interface';
+import { FormError, type GpuRequest, type Resources } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { BootTemplates, isTemplateDriver, neutralCmdline } from './boot-snapshot.ts';
 import { type CapacityConfig, checkCapacity, hostCapacity, sumResources } from './capacity.ts';
 import type { DriverFingerprint, DriverVmSpec, ExitInfo, HypervisorDriver } from './driver.ts';
+import { fingerprintGpus, pickGpus } from './gpu.ts';
 import { findImage, hostInitramfs, hostKernel, openFormImage, resolveFormpack } from './images.ts';
-import type { VmNetwork } from './network.ts';
+import { intToIp, parseCidr, type VmNetwork } from './network.ts';
 import { assertAction, hasProcess, KeyedSerializer, type VmAction, type VmState } from './state-machine.ts';
 import type { VmStore } from './store.ts';
 import type { RevisionRecord, SnapshotRecord, VmHealth, VmRecord, VmSource, VmView } from './types.ts';
+import { WakeGate } from './wake-gate.ts';
 
 /** Body of POST /vms. */
 export interface CreateVmRequest {
@@ -43,6 +45,8 @@ export interface CreateVmRequest {
   dataDiskMiB?: number | undefined;
   /** Start right away (default true). */
   start?: boolean | undefined;
+  /** GPUs to pass through (VFIO): `count` free passthrough-capable GPUs of `vendor` on this host, else VM_GPU_UNAVAILABLE. */
+  gpu?: GpuRequest | undefined;
   /**
    * false: the VM reaches formnet only (its neighbours, its gateway's DNS, other instances and members
    * over WireGuard), never the internet. Default true; a node with egress off gives none to any VM.
@@ -71,6 +75,13 @@ export interface VmManagerOptions {
   bootSnapshots?: boolean | undefined;
   /** Where templates live (default `<vmDir>/../templates`). */
   templatesDir?: string | undefined;
+  /**
+   * Wake on connection (tap mode): while a VM is suspended, connections to its address and ports are
+   * held by the node and the VM resumed, then spliced to it (wake-gate.ts). Default off.
+   */
+  wakeOnConnect?: boolean | undefined;
+  /** Who decides a wake (the node's planner); default: resume. Rejecting leaves the VM suspended. */
+  onWake?: ((id: string) => Promise<void>) | undefined;
 }
 
 const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -94,6 +105,8 @@ export class VmManager {
   fingerprint: DriverFingerprint | undefined;
   /** Boot templates, when enabled and the driver can restore them. */
   readonly templates: BootTemplates | undefined;
+  private gate: WakeGate | undefined;
+  private readonly waking = new Map<string, Promise<void>>();
 
   constructor(o: VmManagerOptions) {
     this.o = o;
@@ -122,10 +135,20 @@ export class VmManager {
       throw new FormError('HOST_UNSUPPORTED', `Cannot run VMs here: ${this.fingerprint.reason}`);
     }
     await this.o.network.init();
+    const net = this.o.network.cfg;
+    if (this.o.wakeOnConnect && net.mode === 'tap') {
+      this.gate = new WakeGate({
+        netns: net.netns || undefined,
+        bridge: net.bridge,
+        host: intToIp(parseCidr(net.cidr).first),
+        logger: this.o.logger,
+      });
+    }
     const { records, bad } = this.o.store.loadAll();
     for (const b of bad) this.log.error({ id: b.id, error: b.error }, 'unreadable VM record kept on disk, skipped');
     for (const rec of records) {
       this.vms.set(rec.id, rec);
+      if (rec.state === 'suspended') await this.holdWhileSuspended(rec);
       if (!hasProcess(rec.state)) continue;
       const before = rec.state;
       let found: 'running' | 'paused' | 'gone' = 'gone';
@@ -220,6 +243,7 @@ export class VmManager {
       restarts: r.restarts,
       snapshots: r.snapshots.map(({ dir: _d, ...s }) => s),
       revisions: (r.revisions ?? []).map(({ file: _f, ...x }) => x),
+      suspended: r.suspended ? { bytes: r.suspended.bytes, at: r.suspended.at, saveMs: r.suspended.saveMs } : null,
       createdAt: r.createdAt,
       updatedAt: r.updatedAt,
     };
@@ -304,6 +328,9 @@ export class VmManager {
         throw new FormError('BAD_REQUEST', `Cannot create a VM: ${k} must be a positive integer`);
     }
     if (resources.memMiB < 64) throw new FormError('BAD_REQUEST', 'Cannot create a VM: memMiB must be at least 64');
+    // A GPU stays given to its VM (running or not) until the VM is destroyed.
+    const taken = new Set([...this.vms.values()].flatMap((r) => r.driver.spec.gpus ?? []));
+    const gpus = req.gpu ? pickGpus(fingerprintGpus(), taken, req.gpu, id) : undefined;
     const name = (req.name ?? `${sanitize(defaultName!)}-${id.slice(3, 9)}`).toLowerCase();
     if (!NAME_RE.test(name)) {
       throw new FormError(
@@ -345,6 +372,7 @@ export class VmManager {
           ? { mode: 'user', forwards: net.forwards, mac: net.mac, restrict: net.egress === false }
           : { mode: 'tap', tap: net.tap as string, mac: net.mac, netns: net.netns },
       agentChannel,
+      ...(gpus ? { gpus } : {}),
     };
     let driverVm: VmRecord['driver'];
     try {
@@ -372,6 +400,7 @@ export class VmManager {
       snapshots: [],
       serialOffset: 0,
       ready: false,
+      ports: [...new Set(req.forwardPorts ?? ports)],
       measurement: {
         kernel: await sha256File(spec.kernel),
         initramfs: spec.initramfs ? await sha256File(spec.initramfs) : null,
@@ -571,6 +600,10 @@ export class VmManager {
 
   start(id: string, actor?: string): Promise<VmView> {
     return this.act(id, 'start', actor, async (rec) => {
+      if (rec.state === 'suspended') {
+        await this.wakeFrom(rec, actor ? `resumed from disk by ${actor}` : 'resumed from disk');
+        return this.view(rec);
+      }
       // Never a duplicate: a QEMU still alive for this VM is adopted, not started twice.
       // (recover throws when a verified QEMU of this VM lives but does not answer: refuse, never duplicate)
       const found = await this.o.driver.recover(rec.driver);
@@ -586,6 +619,13 @@ export class VmManager {
 
   stop(id: string, actor?: string, opts: { force?: boolean; timeoutMs?: number } = {}): Promise<VmView> {
     return this.act(id, 'stop', actor, async (rec) => {
+      if (rec.state === 'suspended') {
+        // Nothing runs: stopping discards the memory image (the disk stays; the next start boots).
+        await this.dropSuspended(rec);
+        this.setState(rec, 'stopped', `suspended state discarded${actor ? ` by ${actor}` : ''}`);
+        this.save(rec);
+        return this.view(rec);
+      }
       const prev = rec.state;
       this.setState(rec, 'stopping', 'stopping');
       this.save(rec);
@@ -633,11 +673,122 @@ export class VmManager {
 
   resume(id: string, actor?: string): Promise<VmView> {
     return this.act(id, 'resume', actor, async (rec) => {
+      if (rec.state === 'suspended') {
+        await this.wakeFrom(rec, actor ? `resumed from disk by ${actor}` : 'resumed from disk');
+        return this.view(rec);
+      }
       await this.o.driver.resume(rec.driver);
       this.setState(rec, 'running', actor ? `resumed by ${actor}` : 'resumed');
       this.save(rec);
       return this.view(rec);
     });
+  }
+
+  /**
+   * Suspend to disk (scale to zero): memory + device state saved to `<vm dir>/suspend/memory.mig`
+   * (0600; it is guest memory, so it may hold keys of an unlocked /data), the hypervisor process ends,
+   * its resources count as free. `resume` (or `start`) brings it back with the same disk and identity.
+   */
+  suspend(id: string, actor?: string): Promise<VmView> {
+    return this.act(id, 'suspend', actor, async (rec) => {
+      const prev = rec.state;
+      const dir = join(this.o.store.vmDir(id), 'suspend');
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      const wasReady = rec.ready;
+      this.setState(rec, 'suspending', 'suspending to disk');
+      this.save(rec);
+      let info: Awaited<ReturnType<HypervisorDriver['suspend']>>;
+      try {
+        info = await this.o.driver.suspend(rec.driver, join(dir, 'memory.mig'));
+      } catch (err) {
+        const alive = (await this.o.driver.status(rec.driver).catch(() => 'stopped' as const)) !== 'stopped';
+        this.setState(rec, alive ? prev : 'crashed', `suspend failed: ${(err as Error).message}`);
+        this.save(rec);
+        throw err;
+      }
+      rec.suspended = {
+        file: info.file,
+        bytes: info.bytes,
+        sha256: info.sha256,
+        at: new Date().toISOString(),
+        saveMs: info.totalMs,
+        ready: wasReady,
+      };
+      rec.ready = false;
+      this.health.delete(id);
+      this.setState(rec, 'suspended', `suspended to disk${actor ? ` by ${actor}` : ''}`);
+      this.save(rec);
+      this.log.info({ id, bytes: info.bytes, ms: info.totalMs }, 'vm suspended to disk');
+      await this.holdWhileSuspended(rec);
+      return this.view(rec);
+    });
+  }
+
+  /** Resume a suspended VM from its image (inside the VM's lock). A bad image leaves it suspended. */
+  private async wakeFrom(rec: VmRecord, why: string): Promise<void> {
+    const img = rec.suspended;
+    if (!img) throw new FormError('VM_BAD_STATE', `Cannot resume VM ${rec.id}: it has no memory image`);
+    this.checkFits(rec);
+    await this.o.network.attach(rec.network);
+    this.setState(rec, 'restoring', 'resuming from disk');
+    this.save(rec);
+    const t0 = Date.now();
+    try {
+      await this.o.driver.wake(rec.driver, img.file, img);
+    } catch (err) {
+      this.setState(rec, 'suspended', `resume failed: ${(err as Error).message}`);
+      this.save(rec);
+      throw err;
+    }
+    rmSync(img.file, { force: true });
+    rec.suspended = undefined;
+    rec.startedAt = new Date().toISOString();
+    rec.ready = img.ready;
+    rec.readyAt = img.ready ? rec.startedAt : undefined;
+    this.setState(rec, 'running', why);
+    this.save(rec);
+    this.log.info({ id: rec.id, ms: Date.now() - t0 }, 'vm resumed from disk');
+    await this.gate?.release(rec.id, true);
+    this.wake(rec.id);
+  }
+
+  /** Delete a suspended VM's image and stop holding its connections. */
+  private async dropSuspended(rec: VmRecord): Promise<void> {
+    if (rec.suspended) rmSync(rec.suspended.file, { force: true });
+    rec.suspended = undefined;
+    await this.gate?.release(rec.id, false);
+  }
+
+  private async holdWhileSuspended(rec: VmRecord): Promise<void> {
+    const ip = rec.network.ip.split('/')[0] as string;
+    if (!this.gate || rec.network.mode !== 'tap') return;
+    await this.gate
+      .hold({ id: rec.id, ip, ports: rec.ports ?? [22] }, () => this.wakeOnConnect(rec.id))
+      .catch((err: unknown) =>
+        this.log.error(
+          { id: rec.id, err: (err as Error).message },
+          'wake gate not set: connections fail until it is resumed',
+        ),
+      );
+  }
+
+  /** A connection came for a suspended VM: one wake at a time (the node's planner decides, else resume). */
+  wakeOnConnect(id: string): Promise<void> {
+    let p = this.waking.get(id);
+    if (!p) {
+      p = (async () => {
+        if (this.vms.get(id)?.state !== 'suspended') return;
+        if (this.o.onWake) await this.o.onWake(id);
+        else await this.resume(id);
+      })().finally(() => this.waking.delete(id));
+      this.waking.set(id, p);
+    }
+    return p;
+  }
+
+  /** Bytes through the VM's TAP so far (tap mode), for idle detection; undefined when not measurable. */
+  traffic(id: string): Promise<{ rxBytes: number; txBytes: number } | undefined> {
+    return this.o.network.counters(this.rec(id).network);
   }
 
   snapshot(id: string, actor?: string): Promise<Omit<SnapshotRecord, 'dir'>> {
@@ -769,6 +920,7 @@ export class VmManager {
 
   destroy(id: string, actor?: string): Promise<void> {
     return this.act(id, 'destroy', actor, async (rec) => {
+      await this.dropSuspended(rec);
       await this.o.driver.destroy(rec.driver);
       await this.o.network.detach(rec.network);
       this.setState(rec, 'destroyed', actor ? `destroyed by ${actor}` : 'destroyed');
@@ -934,6 +1086,7 @@ export class VmManager {
     if (this.healthTimer) clearInterval(this.healthTimer);
     if (this.readyTimer) clearInterval(this.readyTimer);
     await this.templates?.close();
+    await this.gate?.close();
     if (opts.stopVms) {
       for (const rec of [...this.vms.values()]) {
         if (!hasProcess(rec.state)) continue;

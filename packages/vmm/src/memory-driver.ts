@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { cp, mkdir, rm } from 'node:fs/promises';
+import { chmod, cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { FormError } from '@formation/interface';
 import type {
   DriverFingerprint,
@@ -13,6 +14,7 @@ import type {
   HypervisorDriver,
   SnapshotInfo,
   StopResult,
+  SuspendInfo,
 } from './driver.ts';
 import { type GuestFs, guestExec } from './memory-guest.ts';
 
@@ -79,7 +81,7 @@ export class MemoryDriver implements HypervisorDriver {
     return { spec, paths };
   }
 
-  async start(vm: DriverVm): Promise<void> {
+  async start(vm: DriverVm, opts: { resume?: boolean } = {}): Promise<void> {
     const id = vm.spec.id;
     if (this.live.has(id) || (vm.pid && isOurs(vm.pid, id))) {
       throw new FormError('VM_BAD_STATE', `Cannot start VM ${id}: its process is running`);
@@ -95,10 +97,13 @@ export class MemoryDriver implements HypervisorDriver {
     vm.pid = pid;
     writeFileSync(vm.paths.pidfile, `${pid}\n`);
     this.live.set(id, { pid, child, paused: false, expecting: false });
-    appendFileSync(
-      vm.paths.serial,
-      `[memory] ${vm.spec.name} booting (${vm.spec.vcpu} vCPU, ${vm.spec.memMiB} MiB)\nFORM-INIT-READY\n`,
-    );
+    if (opts.resume) appendFileSync(vm.paths.serial, `[memory] ${vm.spec.name} resumed from its memory image\n`);
+    else {
+      appendFileSync(
+        vm.paths.serial,
+        `[memory] ${vm.spec.name} booting (${vm.spec.vcpu} vCPU, ${vm.spec.memMiB} MiB)\nFORM-INIT-READY\n`,
+      );
+    }
     this.watch();
   }
 
@@ -154,6 +159,57 @@ export class MemoryDriver implements HypervisorDriver {
     if (this.live.has(vm.spec.id)) await this.stop(vm, { force: true });
     await cp(join(dir, 'disk.json'), vm.paths.disk);
     await this.start(vm);
+  }
+
+  /** The image is the simulated guest's memory: its `/tmp` files (the JSON disk keeps the rest). */
+  async suspend(vm: DriverVm, file: string): Promise<SuspendInfo> {
+    const t0 = Date.now();
+    const l = this.running(vm, 'suspend');
+    await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+    const fs = JSON.parse(readFileSync(vm.paths.disk, 'utf8')) as GuestFs;
+    const memory = Object.fromEntries(Object.entries(fs).filter(([k]) => k.startsWith('/tmp/')));
+    const image = Buffer.from(JSON.stringify({ v: 1, vm: vm.spec.id, paused: l.paused, memory }));
+    await rm(file, { force: true });
+    await writeFile(file, image, { mode: 0o600 });
+    await chmod(file, 0o600);
+    // What was in memory is gone with the process: the disk keeps only what is not under /tmp.
+    for (const k of Object.keys(memory)) delete fs[k];
+    writeFileSync(vm.paths.disk, JSON.stringify(fs));
+    await this.stop(vm, { force: true });
+    return {
+      file,
+      bytes: image.length,
+      sha256: createHash('sha256').update(image).digest('hex'),
+      totalMs: Date.now() - t0,
+    };
+  }
+
+  async wake(vm: DriverVm, file: string, expect: { bytes: number; sha256: string }): Promise<void> {
+    const id = vm.spec.id;
+    const hint = 'Stop the VM to discard the suspended state; the next start boots it.';
+    const st = await stat(file).catch(() => undefined);
+    if (!st)
+      throw new FormError('VM_IMAGE_INVALID', `Cannot resume VM ${id}: its memory image ${file} is missing`, { hint });
+    const image = await readFile(file);
+    if (image.length !== expect.bytes) {
+      throw new FormError(
+        'VM_IMAGE_INVALID',
+        `Cannot resume VM ${id}: its memory image has ${image.length} bytes, ${expect.bytes} were saved (truncated or replaced)`,
+        { hint },
+      );
+    }
+    const got = createHash('sha256').update(image).digest('hex');
+    if (got !== expect.sha256) {
+      throw new FormError(
+        'VM_IMAGE_INVALID',
+        `Cannot resume VM ${id}: memory image ${file} is damaged (sha256 ${got}, expected ${expect.sha256})`,
+        { hint },
+      );
+    }
+    const saved = JSON.parse(image.toString('utf8')) as { memory: GuestFs };
+    await this.start(vm, { resume: true });
+    const fs = JSON.parse(readFileSync(vm.paths.disk, 'utf8')) as GuestFs;
+    writeFileSync(vm.paths.disk, JSON.stringify({ ...fs, ...saved.memory }));
   }
 
   async destroy(vm: DriverVm): Promise<void> {

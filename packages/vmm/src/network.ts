@@ -302,6 +302,23 @@ export class VmNetwork {
     this.noEgress.delete(a.ip.split('/')[0] as string);
   }
 
+  /**
+   * Bytes through the VM's TAP since it was made (tap mode; the guest's receive = the TAP's transmit),
+   * or undefined when not measurable (user mode, no TAP yet).
+   */
+  async counters(a: VmNetAssignment): Promise<{ rxBytes: number; txBytes: number } | undefined> {
+    if (a.mode !== 'tap' || !a.tap) return undefined;
+    try {
+      const { stdout } = await this.ip(['-s', '-j', 'link', 'show', 'dev', a.tap]);
+      const j = JSON.parse(stdout) as Array<{ stats64?: { rx?: { bytes?: number }; tx?: { bytes?: number } } }>;
+      const st = j[0]?.stats64;
+      if (typeof st?.rx?.bytes !== 'number' || typeof st?.tx?.bytes !== 'number') return undefined;
+      return { rxBytes: st.tx.bytes, txBytes: st.rx.bytes };
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Delete the namespace if this VMM created it (or owns it: `createNetns`). */
   async close(): Promise<void> {
     await this.dns?.close();

@@ -1,7 +1,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
 import { closeSync, createReadStream, createWriteStream, existsSync, openSync, readFileSync, statSync } from 'node:fs';
-import { chown, copyFile, lstat, mkdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, lstat, mkdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -20,7 +20,9 @@ import type {
   HypervisorDriver,
   SnapshotInfo,
   StopResult,
+  SuspendInfo,
 } from './driver.ts';
+import { assertGpusPassable, vfioArgs } from './gpu.ts';
 import { checkImage } from './image-check.ts';
 import { isPort } from './network.ts';
 import { QmpClient } from './qmp.ts';
@@ -312,6 +314,7 @@ export class QemuDriver implements HypervisorDriver {
     // Everything QEMU will open, checked before it runs: argv built from validated values only, the
     // overlay backed by exactly this VM's base (a revision or snapshot copied over it came from outside).
     const qemuArgs = this.args(vm, incoming);
+    assertGpusPassable(vm.spec.gpus ?? [], id);
     await checkImage(resolve(vm.paths.disk), {
       format: 'qcow2',
       backing: { file: resolve(vm.spec.baseDisk), format: vm.spec.baseDiskFormat },
@@ -567,13 +570,7 @@ export class QemuDriver implements HypervisorDriver {
     if (wasRunning) await qmp.execute('stop');
     let downtimeMs: number | undefined;
     try {
-      // QEMU writes the state to a unix socket we serve (not `exec:`, which the sandbox's spawn=deny forbids).
-      const sock = join(await this.migrationDir(vm), 'out.sock');
-      const saved = await receiveMigration(sock, memFile, this.runAsFor(vm.spec.id), async () => {
-        await qmp.execute('migrate', { uri: `unix:${sock}` });
-        return pollMigration(qmp, 120_000);
-      }).finally(() => rm(dirname(sock), { recursive: true, force: true }));
-      downtimeMs = saved.downtime;
+      downtimeMs = (await this.saveMemory(vm, qmp, memFile)).downtime;
       await copyFile(vm.paths.disk, diskFile);
       if (vm.paths.data && existsSync(vm.paths.data)) await copyFile(vm.paths.data, join(dir, 'data.qcow2'));
       await writeFile(
@@ -623,21 +620,45 @@ export class QemuDriver implements HypervisorDriver {
     if (this.live.has(vm.spec.id)) await this.stop(vm, { force: true });
     await copyFile(diskFile, vm.paths.disk);
     if (vm.paths.data && existsSync(join(dir, 'data.qcow2'))) await copyFile(join(dir, 'data.qcow2'), vm.paths.data);
+    await this.loadMemory(vm, memFile, opts.memorySha256, `restore VM ${vm.spec.id} from ${dir}`);
+  }
+
+  /** Migrate the (stopped) VM's memory + device state into `file` through a socket we serve (mode 0600). */
+  private async saveMemory(vm: DriverVm, qmp: QmpClient, file: string, hash?: Hash): Promise<{ downtime?: number }> {
+    // QEMU writes the state to a unix socket we serve (not `exec:`, which the sandbox's spawn=deny forbids).
+    const sock = join(await this.migrationDir(vm), 'out.sock');
+    return receiveMigration(
+      sock,
+      file,
+      this.runAsFor(vm.spec.id),
+      async () => {
+        await qmp.execute('migrate', { uri: `unix:${sock}` });
+        return pollMigration(qmp, 120_000);
+      },
+      hash,
+    ).finally(() => rm(dirname(sock), { recursive: true, force: true }));
+  }
+
+  /**
+   * Launch the VM waiting for an incoming migration, stream `memFile` into it (hashed when `sha256` is
+   * given: the VM is resumed only when it matches) and run it. On failure no process is left.
+   */
+  private async loadMemory(vm: DriverVm, memFile: string, sha256: string | undefined, what: string): Promise<void> {
     await this.launch(vm, true);
     const qmp = await this.qmp(vm);
     try {
       const sock = join(await this.migrationDir(vm), 'in.sock');
       await rm(sock, { force: true });
       await qmp.execute('migrate-incoming', { uri: `unix:${sock}` });
-      const hash = opts.memorySha256 ? createHash('sha256') : undefined;
+      const hash = sha256 ? createHash('sha256') : undefined;
       await sendMigration(sock, memFile, hash);
       await pollMigration(qmp, 120_000);
       await rm(dirname(sock), { recursive: true, force: true });
       const got = hash?.digest('hex');
-      if (got !== undefined && got !== opts.memorySha256) {
+      if (got !== undefined && got !== sha256) {
         throw new FormError(
           'VM_IMAGE_INVALID',
-          `memory state ${memFile} is damaged (sha256 ${got}, expected ${opts.memorySha256})`,
+          `memory state ${memFile} is damaged (sha256 ${got}, expected ${sha256})`,
         );
       }
       await qmp.execute('cont');
@@ -645,12 +666,82 @@ export class QemuDriver implements HypervisorDriver {
       await this.stop(vm, { force: true });
       const code = err instanceof FormError && err.code === 'VM_IMAGE_INVALID' ? err.code : 'VM_HYPERVISOR';
       const log = safeRead(join(vm.spec.dir, 'qemu.log')).trim().split('\n').slice(-3).join(' | ');
+      throw new FormError(code, `Cannot ${what}: ${(err as Error).message}${log ? ` (QEMU: ${log})` : ''}`, {
+        cause: err,
+      });
+    }
+  }
+
+  async suspend(vm: DriverVm, file: string): Promise<SuspendInfo> {
+    const t0 = Date.now();
+    const qmp = await this.qmp(vm);
+    await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+    const fs = await statfs(dirname(file));
+    if (fs.bavail * fs.bsize < vm.spec.memMiB * 2 ** 20) {
       throw new FormError(
-        code,
-        `Cannot restore VM ${vm.spec.id} from ${dir}: ${(err as Error).message}${log ? ` (QEMU: ${log})` : ''}`,
-        { cause: err },
+        'DISK_FULL',
+        `Cannot suspend VM ${vm.spec.id}: ${Math.floor((fs.bavail * fs.bsize) / 2 ** 20)} MiB free in ${dirname(file)}, up to ${vm.spec.memMiB} MiB needed`,
+        { hint: 'Free space on the node; the VM keeps running.' },
       );
     }
+    const wasRunning = (await qmp.execute<{ running: boolean }>('query-status')).running;
+    if (wasRunning) await qmp.execute('stop');
+    const hash = createHash('sha256');
+    try {
+      await rm(file, { force: true });
+      await this.saveMemory(vm, qmp, file, hash);
+      await chmod(file, 0o600);
+    } catch (err) {
+      await rm(file, { force: true });
+      if (wasRunning) await qmp.execute('cont').catch(() => undefined);
+      throw new FormError('VM_HYPERVISOR', `Cannot suspend VM ${vm.spec.id}: ${(err as Error).message}`, {
+        cause: err,
+        hint: 'The VM keeps running.',
+      });
+    }
+    // Migration completed: QEMU flushed and released the disks; the process ends without touching them.
+    await this.stop(vm, { force: true });
+    return { file, bytes: (await stat(file)).size, sha256: hash.digest('hex'), totalMs: Date.now() - t0 };
+  }
+
+  async wake(vm: DriverVm, file: string, expect: { bytes: number; sha256: string }): Promise<void> {
+    const id = vm.spec.id;
+    const st = await stat(file).catch(() => undefined);
+    if (!st) {
+      throw new FormError('VM_IMAGE_INVALID', `Cannot resume VM ${id}: its memory image ${file} is missing`, {
+        hint: 'Stop the VM to discard the suspended state; the next start boots it.',
+      });
+    }
+    if (st.size !== expect.bytes) {
+      throw new FormError(
+        'VM_IMAGE_INVALID',
+        `Cannot resume VM ${id}: its memory image has ${st.size} bytes, ${expect.bytes} were saved (truncated or replaced)`,
+        { hint: 'Stop the VM to discard the suspended state; the next start boots it.' },
+      );
+    }
+    if (this.live.has(id)) throw new FormError('VM_BAD_STATE', `Cannot resume VM ${id}: its QEMU process is running`);
+    try {
+      await this.loadMemory(vm, file, expect.sha256, `resume VM ${id}`);
+    } catch (err) {
+      // QEMU may reject a damaged stream before it is all sent: say so when the image is not what was saved.
+      if (err instanceof FormError && err.code !== 'VM_IMAGE_INVALID' && (await sha256Of(file)) !== expect.sha256) {
+        throw new FormError(
+          'VM_IMAGE_INVALID',
+          `Cannot resume VM ${id}: memory image ${file} is damaged (sha256 differs from the saved one)`,
+          {
+            cause: err,
+            hint: 'Stop the VM to discard the suspended state; the next start boots it.',
+          },
+        );
+      }
+      throw err;
+    }
+    // The guest's clock stood still while it was on disk: set it from the host (best effort; the
+    // kernel's RNG is reseeded by the new vmgenid of this QEMU start and the virtio-rng).
+    const ns = Date.now() * 1e6;
+    void this.agentCall(vm, 5000, (ga) => ga.execute('guest-set-time', { time: ns }, 5000)).catch((err: unknown) =>
+      this.log.debug({ id, err: (err as Error).message }, 'guest clock not set after resume'),
+    );
   }
 
   async destroy(vm: DriverVm): Promise<void> {
@@ -1038,6 +1129,7 @@ export function qemuArgv(vm: DriverVm, o: QemuArgvOptions): string[] {
     a.push('-netdev', `tap,id=n0,ifname=${s.network.tap},script=no,downscript=no`);
   }
   a.push('-device', `virtio-net-${bus},netdev=n0,mac=${s.network.mac}`);
+  a.push(...vfioArgs(s.gpus, machine, s.id));
   // Entropy from the host: without it the guest's crng is not ready until ~4 s into a TCG boot, and
   // first-boot key generation (ssh host key, the attestation key) blocks on it.
   a.push('-object', 'rng-random,id=rng0,filename=/dev/urandom', '-device', `virtio-rng-${bus},rng=rng0`);
@@ -1063,6 +1155,7 @@ async function receiveMigration<T>(
   file: string,
   owner: { uid: number; gid: number } | undefined,
   run: () => Promise<T>,
+  hash?: Hash,
 ): Promise<T> {
   await rm(sock, { force: true });
   const server = createServer();
@@ -1071,6 +1164,7 @@ async function receiveMigration<T>(
     server.once('connection', (c) => {
       conn = c;
       server.close();
+      if (hash) c.on('data', (d: Buffer) => hash.update(d));
       pipeline(c, createWriteStream(file, { mode: 0o600 })).then(ok, fail);
     });
   });

@@ -2,7 +2,7 @@ import { FormError } from '@formation/interface';
 
 /**
  * The closed set of VM states (Firecracker style). Transitional states (`starting`, `stopping`,
- * `snapshotting`, `restoring`) are only visible while an action runs; actions on one VM are serialized,
+ * `snapshotting`, `restoring`, `suspending`) are only visible while an action runs; actions on one VM are serialized,
  * so a second action sees the settled state.
  */
 export const VM_STATES = [
@@ -15,6 +15,8 @@ export const VM_STATES = [
   'snapshotting',
   'committing',
   'restoring',
+  'suspending',
+  'suspended',
   'crashed',
   'destroyed',
 ] as const;
@@ -30,6 +32,7 @@ export const VM_ACTIONS = [
   'snapshot',
   'restore',
   'commit',
+  'suspend',
   'destroy',
 ] as const;
 export type VmAction = (typeof VM_ACTIONS)[number];
@@ -38,13 +41,16 @@ export type VmAction = (typeof VM_ACTIONS)[number];
 export const TRANSITIONS: Record<VmState, readonly VmAction[]> = {
   created: ['start', 'restore', 'destroy'],
   starting: [],
-  running: ['stop', 'restart', 'pause', 'snapshot', 'restore', 'commit', 'destroy'],
-  paused: ['resume', 'stop', 'restart', 'snapshot', 'restore', 'destroy'],
+  running: ['stop', 'restart', 'pause', 'snapshot', 'restore', 'commit', 'suspend', 'destroy'],
+  paused: ['resume', 'stop', 'restart', 'snapshot', 'restore', 'suspend', 'destroy'],
   stopping: [],
   stopped: ['start', 'restore', 'destroy'],
   snapshotting: [],
   committing: [],
   restoring: [],
+  suspending: [],
+  // Suspended to disk: no process, memory in an image. resume/start bring it back; stop discards the image.
+  suspended: ['resume', 'start', 'stop', 'destroy'],
   crashed: ['start', 'restore', 'destroy'],
   destroyed: [],
 };
@@ -80,7 +86,8 @@ export function hasProcess(state: VmState): boolean {
     state === 'stopping' ||
     state === 'snapshotting' ||
     state === 'committing' ||
-    state === 'restoring'
+    state === 'restoring' ||
+    state === 'suspending'
   );
 }
 

@@ -79,6 +79,21 @@ export interface VmRecord {
   bootSnapshot?: { identity: 'agent' | 'cmdline'; want: TemplateWant } | undefined;
   /** How the last boot started. */
   boot?: VmBoot | undefined;
+  /** Guest TCP ports (22 + the Formpack's EXPOSE): what a suspended VM's wake gate answers on. */
+  ports?: number[] | undefined;
+  /** Set while suspended to disk: the memory image (guest memory: 0600, under the VM's dir). */
+  suspended?: SuspendedImage | undefined;
+}
+
+/** A suspended VM's memory image and what `wake` checks it against. */
+export interface SuspendedImage {
+  file: string;
+  bytes: number;
+  sha256: string;
+  at: string;
+  saveMs: number;
+  /** Whether the guest had reported ready when it was suspended (it is again once resumed). */
+  ready: boolean;
 }
 
 /** How a boot started: `snapshot` = restored from the Formpack's boot template; `fallback` = why not. */
@@ -121,6 +136,8 @@ export interface VmView {
   snapshots: Array<Omit<SnapshotRecord, 'dir'>>;
   /** Committed disk revisions (`form commit`), oldest first. */
   revisions: Array<Omit<RevisionRecord, 'file'>>;
+  /** While suspended: the image's size, when it was made and how long the save took (ms). */
+  suspended?: { bytes: number; at: string; saveMs: number } | null | undefined;
   createdAt: string;
   updatedAt: string;
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
 import { createLogger } from '@formation/service';
@@ -94,6 +94,54 @@ describe('VMM API on the memory driver (auth, 404/403/409, capacity, commit)', (
     assert.match(paused.body.error.message, /Cannot commit VM .*: it is paused/);
     await call('POST', `/vms/${vmId}/resume`, {});
     assert.equal((await call('POST', `/vms/${vmId}/commit`, {})).body.revision, 2);
+  });
+
+  test('suspend to disk: no process, resources free, image 0600; wrong actions 409; a damaged image keeps it suspended', async () => {
+    await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'echo kept > /tmp/warm']);
+    assert.equal((await call('POST', `/vms/${vmId}/suspend`, {}, mallory)).status, 403);
+    const s = await call('POST', `/vms/${vmId}/suspend`, {});
+    assert.equal(s.status, 200, JSON.stringify(s.body));
+    assert.equal(s.body.state, 'suspended');
+    assert.equal(s.body.pid, null);
+    assert.ok(s.body.suspended.bytes > 0);
+    assert.equal(vmm.manager.capacity().used.memMiB, 0, 'a suspended VM holds no memory');
+    const img = `${tmp}/vms/${vmId}/suspend/memory.mig`;
+    assert.equal(statSync(img).mode & 0o777, 0o600);
+    for (const action of ['pause', 'suspend', 'restart', 'commit']) {
+      const r = await call('POST', `/vms/${vmId}/${action}`, {});
+      assert.equal(r.status, 409, action);
+      assert.equal(r.body.error.code, 'VM_BAD_STATE');
+      assert.match(r.body.error.message, new RegExp(`Cannot ${action} VM .*: it is suspended`));
+      assert.deepEqual(r.body.error.details?.allowed ?? ['resume', 'start', 'stop', 'destroy'], [
+        'resume',
+        'start',
+        'stop',
+        'destroy',
+      ]);
+    }
+    // Truncated: refused with a clear error, still suspended, the image as it was.
+    const good = readFileSync(img);
+    writeFileSync(img, good.subarray(0, 5));
+    const bad = await call('POST', `/vms/${vmId}/resume`, {});
+    assert.equal(bad.body.error.code, 'VM_IMAGE_INVALID');
+    assert.match(bad.body.error.message, /truncated or replaced/);
+    assert.equal((await call('GET', `/vms/${vmId}`)).body.state, 'suspended');
+    assert.equal(readFileSync(img).length, 5, 'a refused resume does not touch the image');
+    writeFileSync(img, good);
+    const r = await call('POST', `/vms/${vmId}/resume`, {});
+    assert.equal(r.body.state, 'running', JSON.stringify(r.body));
+    assert.equal(r.body.ready, true);
+    assert.equal(r.body.suspended, null);
+    assert.equal(existsSync(img), false, 'the image is deleted once resumed');
+    assert.equal((await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'cat /tmp/warm'])).stdout, 'kept\n');
+    // start resumes too; stop on a suspended VM discards the image (the next start boots).
+    await call('POST', `/vms/${vmId}/suspend`, {});
+    assert.equal((await call('POST', `/vms/${vmId}/start`, {})).body.state, 'running');
+    await call('POST', `/vms/${vmId}/suspend`, {});
+    const st = await call('POST', `/vms/${vmId}/stop`, {});
+    assert.equal(st.body.state, 'stopped');
+    assert.equal(existsSync(img), false);
+    assert.equal((await call('POST', `/vms/${vmId}/start`, {})).body.state, 'running');
   });
 
   test('concurrent start calls are serialized: one boots, the other is 409, one process', async () => {

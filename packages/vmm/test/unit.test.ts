@@ -12,6 +12,7 @@ import { intToIp, macFor, parseCidr, tapFor } from '../src/network.ts';
 import { QmpClient } from '../src/qmp.ts';
 import { assertAction, canDo, KeyedSerializer, TRANSITIONS, VM_ACTIONS, VM_STATES } from '../src/state-machine.ts';
 import { VmStore } from '../src/store.ts';
+import { wakeRuleset } from '../src/wake-gate.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'fvmm-unit-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -357,5 +358,36 @@ describe('QMP client', () => {
     assert.deepEqual(await ga.execute('guest-info'), { version: '7.2.22' });
     ga.close();
     srv.close();
+  });
+});
+
+describe('wake gate rules (wakeRuleset)', () => {
+  test('DNATs each held port of a suspended VM to the gate listener on the bridge address; none = delete', () => {
+    const s = wakeRuleset('formbr0', '10.129.7.1', [
+      { ip: '10.129.7.2', port: 80, hostPort: 40123 },
+      { ip: '10.129.7.2', port: 22, hostPort: 40124 },
+    ]);
+    assert.match(s, /^table ip form_wake_formbr0\ndelete table ip form_wake_formbr0\n/);
+    assert.match(s, /type nat hook prerouting priority dstnat/);
+    assert.match(s, /ip daddr 10\.129\.7\.2 tcp dport 80 dnat to 10\.129\.7\.1:40123/);
+    assert.match(s, /ip daddr 10\.129\.7\.2 tcp dport 22 dnat to 10\.129\.7\.1:40124/);
+    assert.doesNotMatch(s, /hook output/, 'the gate’s own splice from the namespace is never redirected');
+    assert.equal(
+      wakeRuleset('formbr0', '10.129.7.1', []),
+      'table ip form_wake_formbr0\ndelete table ip form_wake_formbr0\n',
+    );
+  });
+
+  test('refuses what is not an address or a port (nothing reaches nft)', () => {
+    for (const bad of ['10.0.0.1; flush ruleset', '300.1.1.1', '']) {
+      assert.throws(
+        () => wakeRuleset('formbr0', '10.129.7.1', [{ ip: bad, port: 80, hostPort: 4000 }]),
+        (e: unknown) => isFormError(e) && e.code === 'VM_BAD_ARGUMENT',
+      );
+    }
+    assert.throws(
+      () => wakeRuleset('formbr0', '10.129.7.1', [{ ip: '10.129.7.2', port: 0, hostPort: 4000 }]),
+      (e: unknown) => isFormError(e) && e.code === 'VM_BAD_ARGUMENT',
+    );
   });
 });

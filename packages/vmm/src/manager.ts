@@ -329,8 +329,8 @@ export class VmManager {
     }
     if (resources.memMiB < 64) throw new FormError('BAD_REQUEST', 'Cannot create a VM: memMiB must be at least 64');
     // A GPU stays given to its VM (running or not) until the VM is destroyed.
-    const taken = new Set([...this.vms.values()].flatMap((r) => r.driver.spec.gpus ?? []));
-    const gpus = req.gpu ? pickGpus(fingerprintGpus(), taken, req.gpu, id) : undefined;
+    const gpusTaken = new Set([...this.vms.values()].flatMap((r) => r.driver.spec.gpus ?? []));
+    const gpus = req.gpu ? pickGpus(fingerprintGpus(), gpusTaken, req.gpu, id) : undefined;
     const name = (req.name ?? `${sanitize(defaultName!)}-${id.slice(3, 9)}`).toLowerCase();
     if (!NAME_RE.test(name)) {
       throw new FormError(

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { addressOf, type KeyPair } from '@formation/identity';
+import { FormError } from '@formation/interface';
 import { createRuntimeService, loadRuntimeConfig, runcUnavailable } from '@formation/runtime';
 import { type Logger, setApiIdentity } from '@formation/service';
 import type { StateStore } from '@formation/state';
@@ -145,7 +146,11 @@ async function startRuntime(ctx: ExtraServicesContext): Promise<string> {
   return `running on ${ctx.config.host}:${ctx.ports.runtime}`;
 }
 
-async function startRedis(dir: string, host: string, port: number): Promise<ChildProcess> {
+/**
+ * Start the runtime's own Redis on host:port, first ending a Redis this node left (its pid file, only if
+ * that PID is a redis-server). Refuses (CONFLICT) when anything else holds the port. Exported for tests.
+ */
+export async function startRedis(dir: string, host: string, port: number): Promise<ChildProcess> {
   mkdirSync(dir, { recursive: true });
   // A node that was killed leaves its Redis running: end that one (found by the pid file we keep,
   // checked to be redis-server) so this node owns the one it talks to and stops it on `node down`.
@@ -164,8 +169,10 @@ async function startRedis(dir: string, host: string, port: number): Promise<Chil
   // Something else on the port (another node's or a leftover Redis, or any program) must not be taken
   // for ours: the runtime would keep its processes' state in a store this node does not own.
   if (await canConnect(host, port)) {
-    throw new Error(
-      `port ${port} on ${host} is already in use by another process, not this node's Redis (stop it, or use another --port-offset)`,
+    throw new FormError(
+      'CONFLICT',
+      `Cannot start the runtime's Redis: port ${port} on ${host} is already in use by another process, not this node's Redis (stop it, or use another --port-offset)`,
+      { hint: 'Stop that process, or use another --port-offset.' },
     );
   }
   const child = spawn(

@@ -72,6 +72,11 @@ export const VmmConfigSchema = Type.Object({
   bootSnapshots: Type.Boolean({ default: false }),
   /** Where boot templates are kept (default `<vmDir>/../templates`). */
   templatesDir: Type.Optional(Type.String({ minLength: 1 })),
+  /**
+   * Scale to zero (tap mode): connections to a suspended VM's address are held while it resumes
+   * (wake-gate.ts). On by default; needs nft in the bridge's namespace.
+   */
+  wakeOnConnect: Type.Boolean({ default: true }),
 });
 
 export type VmmConfig = Static<typeof VmmConfigSchema>;
@@ -97,6 +102,7 @@ export function loadVmmConfig(env: NodeJS.ProcessEnv = process.env, flags: Parti
       egress: env.VMM_EGRESS ?? env.FORM_EGRESS,
       dnsUpstream: env.VMM_DNS_UPSTREAM ?? env.FORM_DNS_UPSTREAM,
       bootSnapshots: env.VMM_BOOT_SNAPSHOTS,
+      wakeOnConnect: env.VMM_WAKE_ON_CONNECT,
     },
     flags: flags as Record<string, unknown>,
   });

@@ -46,6 +46,8 @@ export async function createVmmService(opts: {
   dns?: { domain: string; records: DnsRecords };
   /** Guest log collection (default on: `<vmDir>/.logs`, read every second, 2 × 4 MiB per VM); false = off. */
   logs?: { dir?: string; pollMs?: number; maxFileBytes?: number } | false;
+  /** Decides a wake on connection of a suspended VM (the node's planner); default: resume it. */
+  onWake?: (id: string) => Promise<void>;
 }): Promise<VmmService> {
   const { config, logger } = opts;
   mkdirSync(config.vmDir, { recursive: true });
@@ -84,6 +86,8 @@ export async function createVmmService(opts: {
     maxRestarts: config.maxRestarts,
     bootSnapshots: config.bootSnapshots,
     templatesDir: config.templatesDir,
+    wakeOnConnect: config.wakeOnConnect,
+    onWake: opts.onWake,
   });
   await manager.init();
   const app = await createApiServer({

@@ -1,0 +1,161 @@
+// Scale to zero on a real VM (TCG, root, issue 22): a VM on the node's bridge is suspended to disk (no
+// QEMU left, image 0600), and a connection to its address made while it is suspended is held by the
+// wake gate, the VM resumed from its image, and the connection answered by the guest's HTTP server.
+// The guest's memory came back (same boot id, a /tmp file and a background process still there): a
+// restore, not a reboot. A damaged image is refused and the VM stays suspended.
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { isFormError } from '@formation/interface';
+import { until } from '@formation/interface/testing';
+import { createLogger } from '@formation/service';
+import { loadVmmConfig } from '../src/config.ts';
+import { processAlive } from '../src/qemu-driver.ts';
+import { createVmmService, type VmmService } from '../src/service.ts';
+import { wakeTableName } from '../src/wake-gate.ts';
+import { fixture, integrationOpts, pidsMentioning } from './helpers.ts';
+
+const opts = integrationOpts();
+const tag = String(process.pid % 100000);
+const H = `fdz${tag}h`;
+const C = `fdz${tag}c`;
+const BR = 'fdzbr0';
+const CIDR = '10.129.244.0/24';
+const ip = (args: string[]): string => execFileSync('ip', args, { encoding: 'utf8' });
+
+/** An HTTP GET from the client namespace (curl): status line and body, or the failure. */
+function get(url: string, maxSec: number): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(
+      'ip',
+      ['netns', 'exec', C, 'curl', '-sS', '-m', String(maxSec), '-o', '-', '-w', '\n%{http_code}', url],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    p.on('close', () => {
+      const code = Number(out.trim().split('\n').at(-1));
+      resolve({ code: Number.isFinite(code) ? code : 0, out });
+    });
+  });
+}
+
+describe('scale to zero: suspend a real VM to disk, wake it on a connection (TCG, root)', { skip: opts.skip }, () => {
+  let tmp: string;
+  let vmm: VmmService;
+
+  before(async () => {
+    for (const ns of [H, C]) {
+      spawnSync('ip', ['netns', 'del', ns]);
+      ip(['netns', 'add', ns]);
+      ip(['-n', ns, 'link', 'set', 'lo', 'up']);
+    }
+    // The client sits where formnet traffic comes from (a formnet source routed back the same way).
+    ip(['link', 'add', `fdz${tag}a`, 'type', 'veth', 'peer', 'name', `fdz${tag}b`]);
+    ip(['link', 'set', `fdz${tag}a`, 'netns', H]);
+    ip(['link', 'set', `fdz${tag}b`, 'netns', C]);
+    ip(['-n', H, 'addr', 'add', '10.200.244.1/30', 'dev', `fdz${tag}a`]);
+    ip(['-n', C, 'addr', 'add', '10.200.244.2/30', 'dev', `fdz${tag}b`]);
+    ip(['-n', H, 'link', 'set', `fdz${tag}a`, 'up']);
+    ip(['-n', C, 'link', 'set', `fdz${tag}b`, 'up']);
+    ip(['-n', C, 'route', 'add', CIDR, 'via', '10.200.244.1']);
+    execFileSync('ip', ['netns', 'exec', H, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    tmp = mkdtempSync('/tmp/fdz-vm-');
+    const config = loadVmmConfig(
+      {},
+      {
+        vmDir: `${tmp}/vms`,
+        imagesDir: `${tmp}/images`,
+        formpacksDir: fixture().formpacksDir,
+        cacheDir: '/var/tmp/formation-vmm-cache',
+        healthIntervalMs: 0,
+        egress: 'off',
+        wakeOnConnect: true,
+        network: { mode: 'tap', netns: H, createNetns: false, bridge: BR, cidr: CIDR },
+      },
+    );
+    vmm = await createVmmService({ config, logger: createLogger((process.env.FDZ_LOG ?? 'silent') as 'silent') });
+  });
+
+  after(async () => {
+    await vmm?.manager.destroyAll();
+    await vmm?.close({ stopVms: true });
+    const left = tmp ? pidsMentioning(tmp) : [];
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    for (const ns of [H, C]) spawnSync('ip', ['netns', 'del', ns]);
+    assert.deepEqual(left, []);
+  });
+
+  test('suspended: no QEMU, image 0600; a connection meanwhile wakes it and is answered; memory intact', async () => {
+    const m = vmm.manager;
+    const vm = await m.create({ formpack: fixture().id, name: 'sleepy' });
+    await m.waitReady(vm.id, 120_000);
+    const addr = vm.network.ip.split('/')[0] as string;
+    await until(
+      'HTTP 200 from the client namespace',
+      async () => (await get(`http://${addr}/`, 3)).code === 200,
+      60_000,
+      500,
+    );
+    const sh = async (cmd: string) => (await m.exec(vm.id, '/bin/sh', ['-c', cmd], 20_000)).stdout.trim();
+    const before = await sh(
+      'echo warm-$$ > /tmp/warm; sleep 100000 >/dev/null 2>&1 & echo "$(cat /proc/sys/kernel/random/boot_id) $!"',
+    );
+    const [bootId, sleeper] = before.split(' ');
+    const pid = m.get(vm.id).pid as number;
+
+    const s = await m.suspend(vm.id);
+    assert.equal(s.state, 'suspended');
+    assert.equal(s.pid, null);
+    assert.equal(processAlive(pid), false, 'QEMU is gone while suspended');
+    const img = `${tmp}/vms/${vm.id}/suspend/memory.mig`;
+    assert.equal(statSync(img).mode & 0o777, 0o600, 'the memory image is private');
+    assert.equal(statSync(img).size, s.suspended?.bytes);
+    assert.equal(m.capacity().used.memMiB, 0, 'its memory counts as free');
+    const rules = execFileSync('ip', ['netns', 'exec', H, 'nft', 'list', 'table', 'ip', wakeTableName(BR)], {
+      encoding: 'utf8',
+    });
+    assert.match(rules, new RegExp(`ip daddr ${addr.replaceAll('.', '\\.')} tcp dport 80 dnat to`));
+
+    // A damaged image is refused; the VM stays suspended and the image is left as it was.
+    const good = readFileSync(img);
+    writeFileSync(img, good.subarray(0, good.length - 4096));
+    await assert.rejects(m.resume(vm.id), (e: unknown) => isFormError(e) && e.code === 'VM_IMAGE_INVALID');
+    assert.equal(m.get(vm.id).state, 'suspended');
+    assert.equal(statSync(img).size, good.length - 4096);
+    writeFileSync(img, good, { mode: 0o600 });
+
+    // The connection made while suspended waits for the resume instead of failing.
+    const r = await get(`http://${addr}/`, 60);
+    assert.equal(r.code, 200, r.out);
+    assert.equal(m.get(vm.id).state, 'running');
+    assert.equal(existsSync(img), false, 'the image is deleted once resumed');
+    assert.equal(
+      execFileSync('ip', ['netns', 'exec', H, 'nft', 'list', 'tables'], { encoding: 'utf8' }).includes(
+        wakeTableName(BR),
+      ),
+      false,
+      'no wake rules left for a running VM',
+    );
+    await m.waitReady(vm.id, 10_000);
+    const after = await sh(
+      `cat /tmp/warm; cat /proc/sys/kernel/random/boot_id; kill -0 ${sleeper} && echo sleeper-alive || echo sleeper-gone`,
+    );
+    assert.deepEqual(
+      after.split('\n').slice(1),
+      [bootId, 'sleeper-alive'],
+      'same boot, same processes: memory restored',
+    );
+    assert.match(after, /^warm-\d+/);
+    // A later connection goes straight to the running VM.
+    assert.equal((await get(`http://${addr}/`, 5)).code, 200);
+  });
+});

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { sshArgv } from '@formation/interface/testing';
 import { devnetDown, devnetUp } from '@formation/node';
 import { report } from '../report.ts';
 
@@ -24,17 +25,6 @@ function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number;
 }
-
-const SSH = [
-  'sshpass',
-  '-p',
-  'bigdog123',
-  'ssh',
-  '-o',
-  'StrictHostKeyChecking=no',
-  '-o',
-  'UserKnownHostsFile=/dev/null',
-];
 
 export async function worldBench(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'form-bench-world-'));
@@ -104,14 +94,14 @@ export async function worldBench(): Promise<void> {
     const hs: number[] = [];
     for (let i = 0; i < 5; i++) {
       const t = performance.now();
-      await run('ip', ['netns', 'exec', lap, ...SSH, `bigdog@${ip}`, 'true'], { timeout: 60_000 });
+      await run('ip', ['netns', 'exec', lap, ...sshArgv(ip, 'true')], { timeout: 60_000 });
       hs.push(performance.now() - t);
     }
     report('net.laptop_ssh_handshake_ms.p50', pct(hs, 50), 'ms', { runs: hs.length, note: 'ssh connect+auth+exit' });
     const bytes = 32 << 20;
     const tu = performance.now();
     await new Promise<void>((resolve, reject) => {
-      const child = spawn('ip', ['netns', 'exec', lap, ...SSH, `bigdog@${ip}`, 'cat > /dev/null'], {
+      const child = spawn('ip', ['netns', 'exec', lap, ...sshArgv(ip, 'cat > /dev/null')], {
         stdio: ['pipe', 'ignore', 'ignore'],
       });
       child.on('error', reject);

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { sshArgv, until } from '@formation/interface/testing';
 import { type DevnetNode, devnetDown, devnetUp, setUnderlayLink, stopDevnetNode } from '@formation/node';
 import { report } from '../report.ts';
 
@@ -52,34 +53,7 @@ async function cli(args: string[], n: DevnetNode): Promise<string> {
   return stdout;
 }
 
-async function until<T>(fn: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    const v = await fn().catch(() => undefined);
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`timed out: ${what}`);
-}
-
-const ssh = (netns: string, ip: string, script: string) =>
-  run('ip', [
-    'netns',
-    'exec',
-    netns,
-    'sshpass',
-    '-p',
-    'bigdog123',
-    'ssh',
-    '-o',
-    'StrictHostKeyChecking=no',
-    '-o',
-    'UserKnownHostsFile=/dev/null',
-    '-o',
-    'LogLevel=ERROR',
-    `bigdog@${ip}`,
-    script,
-  ]);
+const ssh = (netns: string, ip: string, script: string) => run('ip', ['netns', 'exec', netns, ...sshArgv(ip, script)]);
 
 try {
   const s = await devnetUp({
@@ -98,7 +72,7 @@ try {
   const status = async () =>
     JSON.parse(await cli(['manage', 'get', 'status', id, '--json'], n1)) as { status: string; replicas: Replica[] };
   const running = (r: Replica[]) => r.filter((x) => x.state === 'running' && x.formnetIp);
-  await until(async () => ((await status()).status === 'SUCCESS' ? true : undefined), 600_000, 'ship to SUCCESS');
+  await until('ship to SUCCESS', async () => (await status()).status === 'SUCCESS', 600_000, 500);
   report('replicas.ship_to_success_ms', performance.now() - t0, 'ms', { replicas: 3, nodes: 4 });
 
   const reps = running((await status()).replicas);
@@ -111,12 +85,13 @@ try {
     bytes: number;
   };
   await until(
+    'commit propagation',
     async () => {
       const r = running((await status()).replicas);
-      return r.length === 3 && r.every((x) => x.revision === commit.revision) ? true : undefined;
+      return r.length === 3 && r.every((x) => x.revision === commit.revision);
     },
     600_000,
-    'commit propagation',
+    500,
   );
   report('replicas.commit_propagation_ms', performance.now() - t0, 'ms', {
     change: '10 MiB',
@@ -131,9 +106,10 @@ try {
   await stopDevnetNode(s, victim, 10_000, { crash: true });
   await setUnderlayLink(s, victim, false);
   await until(
-    async () => (running((await status()).replicas).some((r) => r.node === spare.info?.nodeAddress) ? true : undefined),
-    600_000,
     'heal',
+    async () => running((await status()).replicas).some((r) => r.node === spare.info?.nodeAddress),
+    600_000,
+    500,
   );
   report('replicas.heal_ms', performance.now() - t0, 'ms', { nodeTimeoutMs: NODE_TIMEOUT_MS });
 } finally {

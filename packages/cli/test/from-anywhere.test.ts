@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { requireOrSkip, until } from '@formation/interface/testing';
+import { requireOrSkip, sshArgv, until } from '@formation/interface/testing';
 import {
   type DevnetNode,
   type DevnetState,
@@ -91,26 +91,7 @@ describe('from anywhere: the developer flow from a laptop behind NAT (3 hosts)',
       { cwd: root },
     );
   const form = (args: string[], timeoutMs?: number) => laptop(['form', ...args], timeoutMs);
-  const ssh = (ip: string, script: string) =>
-    laptop(
-      [
-        'sshpass',
-        '-p',
-        'bigdog123',
-        'ssh',
-        '-o',
-        'StrictHostKeyChecking=no',
-        '-o',
-        'UserKnownHostsFile=/dev/null',
-        '-o',
-        'LogLevel=ERROR',
-        '-o',
-        'ConnectTimeout=10',
-        `bigdog@${ip}`,
-        script,
-      ],
-      60_000,
-    );
+  const ssh = (ip: string, script: string) => laptop(sshArgv(ip, script), 60_000);
   const status = async (): Promise<Status> => {
     const r = await form(['manage', 'get', 'status', instanceId || 'hello-server', '--json'], 60_000);
     assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);

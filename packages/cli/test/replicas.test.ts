@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { integrationPrerequisites } from '@formation/interface';
-import { until } from '@formation/interface/testing';
+import { sshArgv, until } from '@formation/interface/testing';
 import {
   type DevnetNode,
   type DevnetState,
@@ -55,23 +55,7 @@ async function inNs(netns: string, cmd: string[], timeoutMs = 20_000): Promise<s
   return stdout;
 }
 
-const ssh = (netns: string, ip: string, script: string) =>
-  inNs(netns, [
-    'sshpass',
-    '-p',
-    'bigdog123',
-    'ssh',
-    '-o',
-    'StrictHostKeyChecking=no',
-    '-o',
-    'UserKnownHostsFile=/dev/null',
-    '-o',
-    'LogLevel=ERROR',
-    '-o',
-    'ConnectTimeout=10',
-    `bigdog@${ip}`,
-    script,
-  ]);
+const ssh = (netns: string, ip: string, script: string) => inNs(netns, sshArgv(ip, script));
 
 describe('replicas across a 4-node devnet', { skip: why || false }, () => {
   const home = mkdtempSync(join(tmpdir(), 'form-replicas-'));

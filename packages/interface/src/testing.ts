@@ -1,7 +1,7 @@
 /**
  * The shared test kit (`@formation/interface/testing`, Node only): `requireOrSkip` for tests that need
- * this machine to have something, `until` for polling instead of fixed sleeps, `fuzzInWorker` /
- * `fuzzWorker` for fuzz properties run under a watchdog.
+ * this machine to have something, `until` for polling instead of fixed sleeps, `sshArgv` for logging in
+ * to a test VM, `fuzzInWorker` / `fuzzWorker` for fuzz properties run under a watchdog.
  */
 import { existsSync } from 'node:fs';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
@@ -63,6 +63,45 @@ export async function until<T>(
     await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+/** What `sshArgv` logs in with; the defaults are the login of the example Formpacks (examples/hello-server). */
+export interface SshLogin {
+  user?: string;
+  password?: string;
+  /** SSH port (default 22). */
+  port?: number;
+  /** Seconds to wait for the TCP connection (default 10). */
+  connectTimeoutS?: number;
+}
+
+/**
+ * argv of a non-interactive OpenSSH login with a password (through sshpass) that runs `script`: no host
+ * key prompt or record (test VMs get new keys every boot), errors only. Prefix it to run it elsewhere:
+ * `['ip', 'netns', 'exec', ns, ...sshArgv(ip, 'hostname')]` or `form devnet exec … laptop -- …`.
+ *
+ * @example
+ * await execFileP('ip', ['netns', 'exec', ns, ...sshArgv('10.129.1.2', 'cat ~/note.txt')]);
+ */
+export function sshArgv(host: string, script: string, login: SshLogin = {}): string[] {
+  const { user = 'bigdog', password = 'bigdog123', port, connectTimeoutS = 10 } = login;
+  return [
+    'sshpass',
+    '-p',
+    password,
+    'ssh',
+    ...(port ? ['-p', String(port)] : []),
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    `ConnectTimeout=${connectTimeoutS}`,
+    `${user}@${host}`,
+    script,
+  ];
 }
 
 // ---- fuzzing in a worker with a watchdog ------------------------------------------------------------------

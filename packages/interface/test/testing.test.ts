@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { requireOrSkip, until } from '../src/testing.ts';
+import { requireOrSkip, sshArgv, until } from '../src/testing.ts';
 
 function withRequire<T>(value: string | undefined, fn: () => T): T {
   const before = process.env.FORM_REQUIRE_INTEGRATION;
@@ -61,4 +61,18 @@ test('until returns the first truthy value, retries a throwing check and times o
     ),
     /timed out after 30 ms waiting for never: still down/,
   );
+});
+
+test('sshArgv: a password login through sshpass that never prompts or records host keys; login and port can change', () => {
+  const argv = sshArgv('10.129.1.2', 'cat ~/note.txt');
+  assert.deepEqual(argv.slice(0, 4), ['sshpass', '-p', 'bigdog123', 'ssh']);
+  assert.deepEqual(argv.slice(-2), ['bigdog@10.129.1.2', 'cat ~/note.txt']);
+  for (const o of ['StrictHostKeyChecking=no', 'UserKnownHostsFile=/dev/null', 'LogLevel=ERROR', 'ConnectTimeout=10']) {
+    assert.equal(argv[argv.indexOf(o) - 1], '-o', o);
+  }
+  assert.equal(argv.includes('-p', 3), false, 'no port option by default');
+  const other = sshArgv('vm.example', 'true', { user: 'root', password: 'pw', port: 2222, connectTimeoutS: 3 });
+  assert.deepEqual(other.slice(0, 6), ['sshpass', '-p', 'pw', 'ssh', '-p', '2222']);
+  assert.ok(other.includes('ConnectTimeout=3'));
+  assert.deepEqual(other.slice(-2), ['root@vm.example', 'true']);
 });

@@ -253,7 +253,13 @@ export class InstanceController {
     let vm: VmView;
     try {
       vm = await this.o.vmm.create(
-        { formpack: inst.formpackId, name: vmNameFor(inst), resources: inst.resources, start: !revisionFile },
+        {
+          formpack: inst.formpackId,
+          name: vmNameFor(inst),
+          resources: inst.resources,
+          start: !revisionFile,
+          ...(inst.gpu ? { gpu: inst.gpu } : {}),
+        },
         inst.ownerAddress,
       );
       if (revisionFile && this.o.dataDir) {

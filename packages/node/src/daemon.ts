@@ -43,12 +43,13 @@ import {
   type TlsIdentity,
 } from '@formation/service';
 import { createStateService, openStateStore, PRESENCE_TOPIC, type StateStore, signPresence } from '@formation/state';
-import { createVmmService, loadVmmConfig, type VmmService } from '@formation/vmm';
+import { createVmmService, fingerprintGpus, loadVmmConfig, type VmmService } from '@formation/vmm';
 import { Type } from '@sinclair/typebox';
 import { mayFetchFormpack, startNetwork, waitForAdmission } from './admission.ts';
 import { type NodeConfig, type NodeInfo, nodePaths, nodePorts } from './config.ts';
 import { InstanceController } from './controller.ts';
 import { startExtraServices } from './extra-services.ts';
+import { gpuRecordUpdate } from './gpu-report.ts';
 import { deleteNetns, ensureNetns } from './netns.ts';
 import { findRevisionFile, isLoopbackHost } from './replication.ts';
 
@@ -321,6 +322,9 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
         formnetRange: instanceCidr,
       });
     }
+    // The GPUs this host has now (issue 20): placement of GPU instances reads them from the node record.
+    const gpuUpdate = gpuRecordUpdate(store.views().nodes.find((n) => n.id === key.publicKey)?.gpus, fingerprintGpus());
+    if (gpuUpdate) store.author(key, 'node.update', gpuUpdate);
 
     // formnet: this node's WireGuard interface (in its namespace), peers kept equal to state.
     const formnetState = new StateFormnetAdapter({ store, nodeKey: key });

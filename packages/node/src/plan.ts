@@ -48,7 +48,7 @@ export type Action =
   /** Record `instance.status` (revision: the replica's own when absent). */
   | { kind: 'report'; state: ReportedReplicaState; reason?: string; formnetIp?: string; revision?: number }
   /** Destroy the VM, then report `deleted` (instance deleted) or `stopped` with the reason. */
-  | { kind: 'remove'; vmId: string; report: 'deleted' | 'stopped'; reason?: string }
+  | { kind: 'remove'; vmId: string; report: 'deleted' | 'stopped' | 'failed'; reason?: string }
   /** Destroy a VM of an older Formpack (a new one boots next round). */
   | { kind: 'replace-formpack'; vmId: string }
   /** Stop the VM (disk kept), then report `stopped`. */
@@ -102,8 +102,14 @@ export function plan(i: PlanInput): Action {
   if (!placeReplicas(inst, i.nodes).includes(i.me)) {
     // Not (or no longer) one of this instance's nodes, e.g. its usual node came back after this one
     // stood in for it: the surplus replica goes, and says so.
-    if (vm) return { kind: 'remove', vmId: vm.id, report: 'stopped', reason: MOVED };
-    if (mine && (active(mine.state) || mine.state === 'failed'))
+    if (vm) {
+      if (mine?.state === 'failed' && inst.gpu)
+        return { kind: 'remove', vmId: vm.id, report: 'failed', reason: mine.reason ?? MOVED };
+      return { kind: 'remove', vmId: vm.id, report: 'stopped', reason: MOVED };
+    }
+    // A GPU replica that failed here stays `failed`: that is what keeps placement from coming back.
+    const keepFailed = mine?.state === 'failed' && Boolean(inst.gpu);
+    if (mine && (active(mine.state) || (mine.state === 'failed' && !keepFailed)))
       return { kind: 'report', state: 'stopped', reason: MOVED };
     return nothing('not placed here');
   }

@@ -4,8 +4,8 @@ import { access, constants, readdir, statfs } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { freemem, totalmem } from 'node:os';
 import { promisify } from 'node:util';
-import { DEFAULT_PORTS } from '@formation/interface';
-import { probeAccel } from '@formation/vmm';
+import { DEFAULT_PORTS, GPU_VENDORS, type GpuDevice } from '@formation/interface';
+import { fingerprintGpus, probeAccel } from '@formation/vmm';
 
 /** Where the VMM caches its accelerator probe (its default cache dir). */
 const ACCEL_CACHE = '/var/tmp/formation-vmm-cache/accel-probe.json';
@@ -36,6 +36,8 @@ export interface HostProbe {
   dataDir: string;
   memFreeGiB: number;
   memTotalGiB: number;
+  /** The GPUs found in sysfs (`fingerprintGpus`); absent: not probed. */
+  gpus?: GpuDevice[] | undefined;
 }
 
 export const REQUIRED_PROGRAMS: Record<string, string> = {
@@ -172,6 +174,7 @@ export function evaluateHost(p: HostProbe): Finding[] {
           summary: `only ${p.memFreeGiB.toFixed(1)} GiB memory free; each instance needs its MEM`,
         },
   );
+  if (p.gpus) f.push(gpuFinding(p.gpus));
   f.push({
     id: 'bridge',
     status: 'ok',
@@ -179,6 +182,29 @@ export function evaluateHost(p: HostProbe): Finding[] {
       'no host bridge needed: the node makes its own bridge (and, with --netns, its own namespace) for instances',
   });
   return f;
+}
+
+/** What the node can offer GPU instances: nothing, GPUs ready for VFIO passthrough, or GPUs and why not. */
+export function gpuFinding(gpus: readonly GpuDevice[]): Finding {
+  if (gpus.length === 0) {
+    return {
+      id: 'gpu',
+      status: 'ok',
+      summary: 'no GPU found (no PCI display controller): GPU instances are placed on other nodes',
+    };
+  }
+  const name = (g: GpuDevice) =>
+    `${g.address} (${GPU_VENDORS[g.vendor] ?? g.vendor} ${g.vendor}:${g.device}, IOMMU group ${g.iommuGroup ?? '-'}, driver ${g.driver ?? '-'})`;
+  const ready = gpus.filter((g) => g.passthrough);
+  const not = gpus.filter((g) => !g.passthrough);
+  if (not.length === 0)
+    return { id: 'gpu', status: 'ok', summary: `GPUs ready for VFIO passthrough: ${ready.map(name).join('; ')}` };
+  return {
+    id: 'gpu',
+    status: 'warn',
+    summary: `${not.length} of ${gpus.length} GPU(s) cannot be passed to a VM: ${not.map(name).join('; ')}`,
+    fix: not.map((g) => `${g.address}: ${g.reason}`).join('; '),
+  };
 }
 
 async function has(program: string): Promise<boolean> {
@@ -295,5 +321,6 @@ export async function probeHost(
     dataDir,
     memFreeGiB: freemem() / 2 ** 30,
     memTotalGiB: totalmem() / 2 ** 30,
+    gpus: fingerprintGpus(),
   };
 }

@@ -16,6 +16,7 @@ import {
   peerServiceUrl,
   pruneRevisionCache,
 } from './replication.ts';
+import { releaseOfFormpack } from './rollout.ts';
 
 export interface ControllerOptions {
   nodeKey: KeyPair;
@@ -35,7 +36,12 @@ export interface ControllerOptions {
   readyTimeoutMs?: number;
   /** How long to wait before retrying a failed instance (ms). */
   retryAfterMs?: number;
+  /** Rolling updates: how long a replica is out of rotation before its old VM goes (ms, UPDATE_DRAIN_MS). */
+  drainMs?: number;
 }
+
+/** Rolling updates: a replacing replica reports `starting` this long before its old VM is destroyed (ms). */
+export const UPDATE_DRAIN_MS = Number(process.env.FORM_UPDATE_DRAIN_MS) || 2000;
 
 /**
  * Makes this node do what the state says: for every instance placed here it claims the replica, boots
@@ -139,6 +145,7 @@ export class InstanceController {
         applied: vm && inst.revision > 0 && !inst.deleted ? this.appliedRevisions.get(vm.id) : undefined,
         hasEntrypoint: !inst.deleted && vm !== undefined && this.hasEntrypoint(inst.formpackId),
         canFetchRevisions: this.o.dataDir !== undefined,
+        vmRelease: vm?.source.kind === 'formpack' && !inst.deleted ? releaseOfFormpack(inst, vm.source.id) : undefined,
       });
       await this.execute(inst, action);
     }
@@ -160,7 +167,16 @@ export class InstanceController {
           await this.report(inst, a.report, undefined, a.reason);
         });
       case 'replace-formpack':
-        return this.guard(inst.id, () => this.o.vmm.destroy(a.vmId));
+        // A rolling update's turn: out of rotation first (status and ingress route to running replicas
+        // only), a short drain for requests in flight, then the old VM goes; a new one boots next round.
+        void this.guard(inst.id, async () => {
+          await this.report(inst, 'starting', undefined, `replacing it with release ${inst.release ?? 1}`);
+          await new Promise((r) => setTimeout(r, this.o.drainMs ?? UPDATE_DRAIN_MS));
+          await this.o.vmm.destroy(a.vmId);
+          this.log.info({ instance: inst.id, vm: a.vmId, release: inst.release }, 'replica replaced for an update');
+          this.kick();
+        });
+        return;
       case 'stop':
         return this.guard(inst.id, async () => {
           await this.o.vmm.stop(a.vmId);
@@ -395,6 +411,10 @@ export class InstanceController {
     };
     if (formnetIp) body.formnetIp = formnetIp;
     if (reason) body.reason = reason.slice(0, 500);
+    // The release this replica runs (its VM's Formpack; the target while none exists yet).
+    const vm = this.o.vmm.list().find((v) => v.name === vmNameFor(inst));
+    const release = vm?.source.kind === 'formpack' ? releaseOfFormpack(inst, vm.source.id) : (inst.release ?? 1);
+    if (release !== undefined) body.release = release;
     await this.author('instance.status', body);
   }
 

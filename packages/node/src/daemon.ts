@@ -48,6 +48,7 @@ import { Type } from '@sinclair/typebox';
 import { mayFetchFormpack, startNetwork, waitForAdmission } from './admission.ts';
 import { type NodeConfig, type NodeInfo, nodePaths, nodePorts } from './config.ts';
 import { InstanceController } from './controller.ts';
+import { ReplicaHealthMonitor } from './replica-health.ts';
 import { startExtraServices } from './extra-services.ts';
 import { gpuRecordUpdate } from './gpu-report.ts';
 import { deleteNetns, ensureNetns } from './netns.ts';
@@ -434,6 +435,10 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     const off = store.onAccepted(() => controller.kick());
     cleanups.push(() => off());
     controller.start();
+    // Each replica's HEALTHCHECK, run by the node that holds it and reported as instance.health.
+    const health = new ReplicaHealthMonitor({ nodeKey: key, store, vmm: vmm.manager, logger });
+    health.start();
+    cleanups.push(() => health.close());
 
     // Liveness: signed presence gossiped every heartbeatMs (memory only at every node); other nodes
     // treat a node whose last presence or heartbeat is older than nodeTimeoutMs as gone and re-place

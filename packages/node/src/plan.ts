@@ -2,6 +2,7 @@ import type { ReportedReplicaState } from '@formation/interface';
 import { type PlacementNode, placeReplicas } from '@formation/scheduler';
 import type { InstanceView, ReplicaView } from '@formation/state';
 import type { VmView } from '@formation/vmm';
+import { rolloutTurn } from './rollout.ts';
 
 /** How long an entrypoint must run after boot before its replica counts as running (ms). */
 export const ENTRYPOINT_SETTLE_MS = 2000;
@@ -38,6 +39,8 @@ export interface PlanInput {
   hasEntrypoint: boolean;
   /** Whether this node keeps revisions (a data dir): without one it never fetches them. */
   canFetchRevisions: boolean;
+  /** The release this node's VM stands for (rollout.ts `releaseOfFormpack`); re-reported when it changes. */
+  vmRelease?: number | undefined;
 }
 
 /** What to do about one instance: a closed set, carried out by the controller's executor. */
@@ -115,8 +118,9 @@ export function plan(i: PlanInput): Action {
   }
   if (!mine) return { kind: 'claim' };
   if (vm && vm.source.kind === 'formpack' && vm.source.id !== inst.formpackId) {
-    // Shipped a new Formpack under the same name: replace the VM with one of the new Formpack.
-    return { kind: 'replace-formpack', vmId: vm.id };
+    // Shipped a new Formpack under the same name (or rolled back): a rolling update replaces the VM
+    // when it is this replica's turn (rollout.ts); until then the old one keeps serving.
+    if (rolloutTurn(inst, i.me).go) return { kind: 'replace-formpack', vmId: vm.id };
   }
   if (inst.desired === 'stopped') {
     if (vm && (vm.state === 'running' || vm.state === 'paused')) return { kind: 'stop', vmId: vm.id };
@@ -168,7 +172,8 @@ function observe(i: PlanInput, vm: VmView, mine: ReplicaView): Action {
   }
   const revision = atRevision ? inst.revision : (i.applied?.revision ?? mine.revision ?? 0);
   const ip = ipOf(vm);
-  if (mine.state !== 'running' || mine.formnetIp !== ip || mine.revision !== revision) {
+  const releaseChanged = i.vmRelease !== undefined && (mine.release ?? undefined) !== i.vmRelease;
+  if (mine.state !== 'running' || mine.formnetIp !== ip || mine.revision !== revision || releaseChanged) {
     const report: Action = { kind: 'report', state: 'running', revision };
     if (ip) report.formnetIp = ip;
     return report;

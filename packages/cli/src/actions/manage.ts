@@ -17,7 +17,7 @@ interface StatusOptions extends Common {
 /** How long a node may go without a heartbeat before placement counts it out (ms), as on the nodes. */
 const nodeTimeoutMs = (): number => Number(process.env.FORM_NODE_TIMEOUT_MS) || 30_000;
 
-async function client(opts: Common): Promise<StateClient> {
+export async function client(opts: Common): Promise<StateClient> {
   const url = await serviceUrl('state', opts.node);
   const { httpStateClient } = await import('@formation/state/client');
   return httpStateClient(url);
@@ -139,6 +139,8 @@ async function statusOf(
     dnsName: domain,
     revision: r.revision,
     reason: r.reason,
+    release: r.release ?? null,
+    health: r.health ? { status: r.health.status, release: r.health.release, reason: r.health.reason } : null,
     ...(attested
       ? {
           attested: attested.get(r.node)?.attested ?? 'not attested (no replica placed)',
@@ -156,6 +158,7 @@ async function statusOf(
     wanted: s.wanted,
     formpackId: inst.formpackId,
     revision: inst.revision,
+    release: inst.release ?? 1,
     dnsName: domain,
     replicas,
   };
@@ -171,8 +174,9 @@ async function statusOf(
         r.attested === undefined
           ? ''
           : `  attested: ${r.attested === 'ok' ? pc.green('ok') : pc.red(r.attested)}  disk: ${r.disk}`;
+      const health = r.health ? `${r.health.status}${r.health.reason ? ` (${r.health.reason})` : ''}` : '-';
       process.stdout.write(
-        `  ${r.node}  ${inert(String(r.state)).padEnd(9)} ${(r.formnetIp ?? '-').padEnd(15)} rev ${r.revision ?? '-'}${r.reason ? `  ${inert(r.reason)}` : ''}${att}\n`,
+        `  ${r.node}  ${inert(String(r.state)).padEnd(9)} ${(r.formnetIp ?? '-').padEnd(15)} rel ${r.release ?? '-'} rev ${r.revision ?? '-'}  health ${inert(health)}${r.reason ? `  ${inert(r.reason)}` : ''}${att}\n`,
       );
     }
   }
@@ -264,7 +268,7 @@ export async function list(opts: Common & { all?: boolean }): Promise<number> {
 }
 
 /** The instance, checked to be the caller's: another key gets a clear refusal before anything is sent. */
-async function ownInstance(state: StateClient, ref: string, verb: string) {
+export async function ownInstance(state: StateClient, ref: string, verb: string) {
   const key = await developerKey();
   const inst = await resolveInstance(state, ref, /^[0-9a-f]{32}$/.test(ref) ? undefined : key.address);
   if (inst.ownerAddress !== key.address) {

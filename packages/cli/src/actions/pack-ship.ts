@@ -8,6 +8,7 @@ interface ShipOptions {
   file: string;
   replicas?: string;
   new?: boolean;
+  maxUnavailable?: string;
   json?: boolean;
   node?: string;
 }
@@ -19,6 +20,16 @@ export async function ship(dir: string, opts: ShipOptions): Promise<number> {
     replicas = Number(opts.replicas);
     if (!Number.isInteger(replicas) || replicas < 1 || replicas > 16) {
       throw new FormError('CLI_USAGE', `Cannot use --replicas ${opts.replicas}: give a whole number from 1 to 16`);
+    }
+  }
+  let maxUnavailable: number | undefined;
+  if (opts.maxUnavailable !== undefined) {
+    maxUnavailable = Number(opts.maxUnavailable);
+    if (!Number.isInteger(maxUnavailable) || maxUnavailable < 1 || maxUnavailable > 16) {
+      throw new FormError(
+        'CLI_USAGE',
+        `Cannot use --max-unavailable ${opts.maxUnavailable}: give a whole number from 1 to 16`,
+      );
     }
   }
   const { loadSpec, PackClient } = await import('@formation/pack');
@@ -34,7 +45,7 @@ export async function ship(dir: string, opts: ShipOptions): Promise<number> {
   const pack = new PackClient(await serviceUrl('pack', opts.node), key);
   const { id: formpackId, manifest } = await pack.buildAndWait(spec, absDir, { formfile: opts.file });
 
-  const result = await shipFormpack(state, key, manifest, { replicas, new: opts.new });
+  const result = await shipFormpack(state, key, manifest, { replicas, new: opts.new, maxUnavailable });
   if (opts.json) {
     printJson({
       id: result.id,
@@ -43,13 +54,16 @@ export async function ship(dir: string, opts: ShipOptions): Promise<number> {
       replicas: result.replicas,
       created: result.created,
       updated: result.updated,
+      ...(result.release ? { release: result.release } : {}),
     });
   } else {
     const what = result.created ? 'Shipped' : result.updated ? 'Updated' : 'Already shipped';
     process.stdout.write(
-      `${pc.green('✔')} ${what} ${pc.bold(spec.name)} (Formpack ${formpackId.slice(0, 12)}, ${result.replicas} replica(s))\n`,
+      `${pc.green('√')} ${what} ${pc.bold(spec.name)} (Formpack ${formpackId.slice(0, 12)}, ${result.replicas} replica(s))\n`,
     );
     process.stdout.write(`Instance ID: ${result.id}\n`);
+    if (result.release)
+      process.stdout.write(`Release ${result.release}: rolling out (form manage releases ${spec.name})\n`);
     process.stdout.write(`Follow it: form manage get status ${result.id}\n`);
   }
   return 0;

@@ -36,6 +36,33 @@ export function registerManage({ noun }: CommandContext): void {
     )
     .action(lazyAction(() => import('../actions/manage.ts'), 'events'));
   manage
+    .command('releases')
+    .description('Releases of an instance: Formpack, when, who, and how its roll-out went')
+    .argument('<instance>', 'instance id or name')
+    .option('--node <url>', 'node to ask')
+    .option(
+      '--json',
+      'print { id, name, release, releases: [{ release, formpackId, resources, at, by, result, failure }] }',
+    )
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ form manage releases hello-server\n  $ form manage releases hello-server --json',
+    )
+    .action(lazyAction(() => import('../actions/releases.ts'), 'releases'));
+  manage
+    .command('rollback')
+    .description('Go back to an earlier release (its Formpack and resources), rolled out like an update')
+    .argument('<instance>', 'instance id or name')
+    .option('--to <release>', 'the release to restore (default: the newest good one before the current)')
+    .option('--max-unavailable <n>', "replace at most n replicas at a time (default: the instance's)")
+    .option('--node <url>', 'node to ask')
+    .option('--json', 'print { ok, id, release, rollbackOf, formpackId } as JSON')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ form manage rollback hello-server\n  $ form manage rollback hello-server --to 2',
+    )
+    .action(lazyAction(() => import('../actions/releases.ts'), 'rollback'));
+  manage
     .command('list')
     .description('List your instances with their status')
     .option('--all', 'every instance in the network, not only yours')

@@ -9,13 +9,16 @@ export function registerPackShip({ noun }: CommandContext): void {
     .option('-f, --file <name>', 'Formfile to read, relative to the build directory', 'Formfile')
     .option('--replicas <n>', 'how many replicas (default: 3, or the number of nodes when fewer)')
     .option('--new', 'always create a new instance (default: shipping the same thing again is a no-op)')
+    .option('--max-unavailable <n>', 'a rolling update replaces at most n replicas at a time (default 1)')
     .option('--node <url>', 'node to ship to')
     .option('--json', 'print { id, name, formpackId, replicas, created } as JSON')
     .addHelpText(
       'after',
       `
 Shipping the same Formpack under the same NAME again returns the existing instance; a changed
-Formpack with the same NAME updates that instance to it.
+Formpack with the same NAME updates that instance to it as a new release, rolled out n replicas at a
+time (--max-unavailable): each new replica must run (and pass its HEALTHCHECK) before the next old
+one is replaced, and a release that fails is rolled back by the nodes (see \`form manage releases\`).
 
 Examples:
   $ form pack ship examples/hello-server

@@ -3,7 +3,8 @@
 // The repository scripts' own tests (scripts/test) run with everything.
 // `npm test -- vmm pack` runs only those packages. Test files run one at a time, each in its own
 // `node --test` process: integration tests boot VMs and create namespaces, and two cores are better
-// spent on one of them at a time. Each file has a wall-clock limit (FORM_TEST_FILE_TIMEOUT seconds,
+// spent on one of them at a time. Pure unit files listed in scripts/test-lanes.json run in a second
+// lane beside them (one at a time; FORM_TEST_UNIT_LANE=0 turns it off). Each file has a wall-clock limit (FORM_TEST_FILE_TIMEOUT seconds,
 // default 600): a hung file is killed and fails by name instead of holding CI until its own limit.
 // A file's output is printed when it ends; at the end come the slowest files, then the skipped tests
 // per package (a skipped describe counts once: node:test never sees the tests inside it), and the run
@@ -18,8 +19,11 @@ import {
   runLanes,
   running,
   slowestLines,
+  splitLanes,
   testFiles,
   totals,
+  unitLaneEnabled,
+  unitLaneFiles,
   withoutFileSummary,
 } from './test-files.mjs';
 
@@ -37,15 +41,20 @@ if (wanted.length && chosen.length !== wanted.length) {
   process.exit(2);
 }
 let timeoutMs;
+let laneOn;
 try {
   timeoutMs = fileTimeoutMs();
+  laneOn = unitLaneEnabled();
 } catch (err) {
   console.error(err.message);
   process.exit(2);
 }
 const files = testFiles(root, chosen, !wanted.length);
+const lanes = splitLanes(files, unitLaneFiles(root), laneOn);
+const unitLane = new Set(lanes[1] ?? []);
 console.log(
-  `node ${process.version}; testing ${chosen.join(', ')}: ${files.length} files, at most ${timeoutMs / 1000} s each`,
+  `node ${process.version}; testing ${chosen.join(', ')}: ${files.length} files, at most ${timeoutMs / 1000} s each` +
+    (unitLane.size ? `; ${unitLane.size} unit files (scripts/test-lanes.json) run beside the others` : ''),
 );
 
 for (const sig of ['SIGINT', 'SIGTERM']) {
@@ -57,10 +66,11 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 
 const t0 = performance.now();
 const results = await runLanes(
-  [files],
+  lanes,
   { root, args: extra, timeoutMs, env: { ...process.env, FORM_LOG_LEVEL: process.env.FORM_LOG_LEVEL ?? 'silent' } },
   (r) => {
-    process.stdout.write(`▶ ${r.file} (${(r.ms / 1000).toFixed(1)} s)\n${withoutFileSummary(r.output)}`);
+    const lane = unitLane.has(r.file) ? ', unit lane' : '';
+    process.stdout.write(`▶ ${r.file} (${(r.ms / 1000).toFixed(1)} s${lane})\n${withoutFileSummary(r.output)}`);
     if (r.timedOut) {
       console.log(
         `✖ ${r.file} timed out after ${timeoutMs / 1000} s and was killed (FORM_TEST_FILE_TIMEOUT raises the limit)`,

@@ -142,3 +142,29 @@ export function totals(results) {
 export function withoutFileSummary(output) {
   return output.replace(/^ℹ (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) [0-9.]+\n/gm, '');
 }
+
+/**
+ * Splits `files` into lanes: the serial lane, and (unless `enabled` is false) a unit lane of the files
+ * listed in scripts/test-lanes.json that runs beside it. Returns the non-empty lanes, serial first.
+ */
+export function splitLanes(files, unitFiles, enabled = true) {
+  const unit = new Set(enabled ? unitFiles : []);
+  const lanes = [files.filter((f) => !unit.has(f)), files.filter((f) => unit.has(f))];
+  return lanes.filter((l) => l.length);
+}
+
+/** The unit lane's files from scripts/test-lanes.json (relative paths). */
+export function unitLaneFiles(root) {
+  const path = join(root, 'scripts/test-lanes.json');
+  return existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')).unit : [];
+}
+
+/** Whether FORM_TEST_UNIT_LANE allows the unit lane (default yes; `0` runs every file in one lane). */
+export function unitLaneEnabled(env = process.env) {
+  const v = env.FORM_TEST_UNIT_LANE;
+  if (v === undefined || v === '' || v === '1') return true;
+  if (v === '0') return false;
+  throw new Error(
+    `Cannot use FORM_TEST_UNIT_LANE=${JSON.stringify(v)}: it is 1 (default: unit files run beside the serial lane) or 0 (one lane).`,
+  );
+}

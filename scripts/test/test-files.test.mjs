@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -12,8 +12,11 @@ import {
   runLanes,
   runTestFile,
   slowestLines,
+  splitLanes,
   testFiles,
   totals,
+  unitLaneEnabled,
+  unitLaneFiles,
   withoutFileSummary,
 } from '../test-files.mjs';
 
@@ -154,4 +157,32 @@ test('the runner itself refuses a bad FORM_TEST_FILE_TIMEOUT before running anyt
   }
   assert.equal(err?.status, 2);
   assert.match(String(err.stderr), /FORM_TEST_FILE_TIMEOUT="soon"/);
+});
+
+test('lanes: listed unit files run beside the serial lane; off with FORM_TEST_UNIT_LANE=0; a bad value is refused', () => {
+  const files = ['a.test.ts', 'b.test.ts', 'c.test.ts'];
+  assert.deepEqual(splitLanes(files, ['b.test.ts', 'gone.test.ts']), [['a.test.ts', 'c.test.ts'], ['b.test.ts']]);
+  assert.deepEqual(splitLanes(files, ['b.test.ts'], false), [files]);
+  assert.deepEqual(splitLanes(['b.test.ts'], ['b.test.ts']), [['b.test.ts']], 'no empty lane');
+  assert.equal(unitLaneEnabled({}), true);
+  assert.equal(unitLaneEnabled({ FORM_TEST_UNIT_LANE: '1' }), true);
+  assert.equal(unitLaneEnabled({ FORM_TEST_UNIT_LANE: '0' }), false);
+  assert.throws(() => unitLaneEnabled({ FORM_TEST_UNIT_LANE: 'yes' }), /Cannot use FORM_TEST_UNIT_LANE="yes"/);
+});
+
+test('scripts/test-lanes.json names only test files that exist and never the serial-only kinds', () => {
+  const unit = unitLaneFiles(root);
+  assert.ok(unit.length > 0);
+  for (const f of unit) {
+    assert.ok(
+      existsSync(join(root, f)),
+      `${f} is listed in scripts/test-lanes.json but does not exist: remove it there`,
+    );
+    const text = readFileSync(join(root, f), 'utf8');
+    assert.doesNotMatch(
+      text,
+      /requireOrSkip|integrationPrerequisites|qemu-system|netns|redis-server|fuzzInWorker|fast-check|devnetUp|runDriverCompliance/,
+      `${f} needs the machine or much CPU: it belongs in the serial lane (remove it from scripts/test-lanes.json)`,
+    );
+  }
 });

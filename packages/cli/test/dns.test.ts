@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { keyPairFromPrivate } from '@formation/identity';
 import { localStateClient, openStateStore } from '@formation/state';
-import { addDomain, normalizeDomain, removeDomain, waitVerified } from '../src/actions/dns.ts';
+import { addDomain, domainLines, normalizeDomain, removeDomain, waitVerified } from '../src/actions/dns.ts';
 
 // `form dns add|verify|rm` cores against a real in-process state store: a one-node admins network,
 // the developer's instance `hello`, and the node's dns.verified written as formationd's verifier does.
@@ -74,4 +74,32 @@ test('verify waits for the node’s verification; times out with the record to p
   await assert.rejects(removeDomain(state, dev, 'shop.example.com'), { code: 'NOT_FOUND' });
   await assert.rejects(removeDomain(state, other, 'taken.example.com'), { code: 'NOT_FOUND' });
   assert.equal(normalizeDomain('A.B.'), 'a.b');
+});
+
+test('list: a lapsed domain says since when, why (made inert) and what to publish; verify times out naming the lapse', async () => {
+  const { store, state } = world();
+  const r = await addDomain(state, dev, 'hello', 'shop.example.com');
+  const claim = (await state.domains()).find((d) => d.name === r.name)?.claim as string;
+  store.author(node, 'dns.verified', { claim, name: r.name, method: 'txt' });
+  const reason = 'the resolver shows TXT "\\u001b[2J"; no CNAME; expected TXT _formation.shop.example.com';
+  const at = Date.now() + 1000;
+  store.author(node, 'dns.lapsed', { claim, name: r.name, reason }, at);
+  const rows = (await state.domains()).filter((d) => d.owner === dev.publicKey);
+  assert.equal(rows[0]?.state, 'lapsed');
+  const plain = { green: String, red: String, yellow: String };
+  const lines = domainLines(rows, await state.instances(), plain);
+  assert.equal(lines[0], 'shop.example.com  hello  lapsed  0 node(s)');
+  assert.equal(lines[1], `  not served since ${new Date(at).toISOString()}: 1 node(s) no longer see the proof`);
+  assert.equal(lines[2], `  why: ${reason}`);
+  assert.match(lines[3] ?? '', new RegExp(`publish TXT _formation.shop.example.com "${r.token}" again`));
+  for (const l of lines) assert.ok(!l.includes('\u001b'), l);
+  // A hostile node's view with raw control characters is made inert too.
+  const hostile = [{ ...rows[0]!, lapsedBy: [{ node: 'n', reason: 'x\u001b]52;c;AAAA\u0007', ts: at }] }];
+  const out = domainLines(hostile, [], plain).join('\n');
+  assert.ok(!out.includes('\u001b') && !out.includes('\u0007'), out);
+  await assert.rejects(waitVerified(state, dev, r.name, 50, 10), (e: Error & { code?: string }) => {
+    assert.equal(e.code, 'TIMEOUT');
+    assert.match(e.message, /lapsed \(the resolver shows/);
+    return true;
+  });
 });

@@ -1,6 +1,8 @@
 import { createSocket, type Socket } from 'node:dgram';
+import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
 import type { Logger } from '@formation/service';
 import * as dnsPacket from 'dns-packet';
+import { createResponseRateLimiter, type RateDecision, type ResponseRateLimits } from './dns-limits.ts';
 
 export const DEFAULT_DOMAIN = 'dev.formation.local';
 
@@ -23,16 +25,63 @@ export interface DnsResponderOptions {
   /** Default 53. 0 picks a free port. */
   port?: number;
   ttl?: number;
+  /**
+   * For a server on a public address (issue 19): UDP answers rate limited per source network (RRL,
+   * see `dns-limits.ts`), and a TCP listener on the same address and port for the resolvers that
+   * retry after a truncated answer. Unset = neither (the formnet DNS).
+   */
+  public?: PublicDnsLimits;
   logger: Logger;
+}
+
+export interface PublicDnsLimits {
+  rate: ResponseRateLimits;
+  /** Also answer over TCP (RFC 7766); without it, `rate.slip` should be 0 (a TC=1 answer would be a dead end). */
+  tcp: boolean;
+  /** Open TCP connections per source address / in all. */
+  tcpPerSource: number;
+  tcpTotal: number;
+  /** A TCP connection with no complete query for this long is closed (ms). */
+  tcpIdleMs: number;
+}
+
+/** Defaults for `public` with TCP on. */
+export const DEFAULT_PUBLIC_DNS_TCP = { tcp: true, tcpPerSource: 4, tcpTotal: 256, tcpIdleMs: 10_000 } as const;
+
+/** What a responder did, for status and tests. */
+export interface DnsResponderStats {
+  /** UDP answers sent whole. */
+  answered: number;
+  /** UDP answers sent empty with TC=1 past the rate limit. */
+  slipped: number;
+  /** UDP answers not sent (past the rate limit, or a source port that only a reflection loop uses). */
+  dropped: number;
+  /** Answers over TCP. */
+  tcpAnswered: number;
+  /** TCP connections refused (per source / total limits). */
+  tcpRefused: number;
 }
 
 export interface DnsResponder {
   address(): { address: string; port: number };
+  stats(): DnsResponderStats;
   close(): Promise<void>;
 }
 
 const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
-const MAX_UDP = 512;
+/** Every answer fits here, over UDP and TCP alike (no EDNS: a bigger answer only helps a reflector). */
+export const MAX_DNS_ANSWER_BYTES = 512;
+const MAX_UDP = MAX_DNS_ANSWER_BYTES;
+/** The largest query read (a real query is well under it; more is not DNS we answer). */
+const MAX_QUERY_BYTES = 512;
+/**
+ * UDP source ports we never answer: 0, and the small services (echo 7, daytime 13, qotd 17,
+ * chargen 19, time 37, ntp 123, ...) a spoofed query would aim us at to start a packet loop. Real
+ * resolvers use port 53 or a high port.
+ */
+export function reflectionPort(port: number): boolean {
+  return port === 0 || (port < 1024 && port !== 53);
+}
 
 /**
  * An authoritative DNS server for one zone: A records for `<name>.<domain>` from `records`, NXDOMAIN
@@ -67,6 +116,11 @@ export async function createDnsResponder(opts: DnsResponderOptions): Promise<Dns
     const rd = query.flag_rd ? dnsPacket.RECURSION_DESIRED : 0;
     const q = query.questions?.[0];
     if (!q || (query.questions?.length ?? 0) !== 1) return { ...base, flags: rd | RCODE.FORMERR };
+    // dns-packet decodes the opcode, its types do not declare it.
+    const opcode = (query as { opcode?: string }).opcode;
+    if (opcode !== undefined && opcode !== 'QUERY') return { ...base, flags: rd | RCODE.NOTIMP };
+    // ANY is the classic amplification question (RFC 8482): refused, never answered with everything.
+    if ((q.type as string) === 'ANY') return { ...base, flags: rd | RCODE.REFUSED };
     const qname = q.name.toLowerCase().replace(/\.$/, '');
     const aa = dnsPacket.AUTHORITATIVE_ANSWER | rd;
     if (qname !== domain && !qname.endsWith(`.${domain}`)) {
@@ -104,7 +158,7 @@ export async function createDnsResponder(opts: DnsResponderOptions): Promise<Dns
     ips: string[],
     nodata: dnsPacket.Answer[],
   ): dnsPacket.Packet {
-    if (q.type !== 'A' && (q.type as string) !== 'ANY') return { ...base, flags: aa, authorities: nodata };
+    if (q.type !== 'A') return { ...base, flags: aa, authorities: nodata };
     const answers: dnsPacket.Answer[] = ips.map((ip) => ({ type: 'A', name: q.name, ttl, data: ip }));
     const pkt: dnsPacket.Packet = { ...base, flags: aa, answers };
     // Keep within classic UDP size: drop records and set TC rather than send an oversize datagram.
@@ -113,17 +167,57 @@ export async function createDnsResponder(opts: DnsResponderOptions): Promise<Dns
     return pkt;
   }
 
-  const sock: Socket = createSocket('udp4');
-  sock.on('message', (msg, rinfo) => {
+  const stats: DnsResponderStats = { answered: 0, slipped: 0, dropped: 0, tcpAnswered: 0, tcpRefused: 0 };
+  const limits = opts.public;
+  const rrl = limits ? createResponseRateLimiter(limits.rate) : undefined;
+
+  /** The query in `msg`, or undefined when it gets no answer (too big, garbage, a response). */
+  function decodeQuery(msg: Buffer): dnsPacket.DecodedPacket | undefined {
+    if (msg.length > MAX_QUERY_BYTES) return undefined;
     let query: dnsPacket.DecodedPacket;
     try {
       query = dnsPacket.decode(msg);
     } catch {
-      return; // not DNS: no answer, as servers do for garbage
+      return undefined; // not DNS: no answer, as servers do for garbage
     }
-    if (query.type !== 'query') return;
+    return query.type === 'query' ? query : undefined; // a response: answering it would start a loop
+  }
+  async function respond(msg: Buffer): Promise<{ query: dnsPacket.DecodedPacket; resp: dnsPacket.Packet } | undefined> {
+    const query = decodeQuery(msg);
+    return query ? { query, resp: await answer(query) } : undefined;
+  }
+  /** The answer with no records and TC=1: "ask again over TCP". */
+  const truncated = (query: dnsPacket.DecodedPacket): dnsPacket.Packet => ({
+    type: 'response',
+    id: query.id ?? 0,
+    flags: (query.flag_rd ? dnsPacket.RECURSION_DESIRED : 0) | dnsPacket.TRUNCATED_RESPONSE,
+    questions: query.questions ?? [],
+  });
+
+  const sock: Socket = createSocket('udp4');
+  sock.on('message', (msg, rinfo) => {
+    if (limits && reflectionPort(rinfo.port)) {
+      stats.dropped++;
+      return;
+    }
+    const query = decodeQuery(msg);
+    if (!query) return;
+    // Decided before the answer is made: a flood past the limit costs a decode, not a lookup.
+    const decision: RateDecision = rrl ? rrl.decide(rinfo.address, Date.now()) : 'answer';
+    if (decision === 'drop') {
+      stats.dropped++;
+      return;
+    }
+    if (decision === 'slip') {
+      stats.slipped++;
+      sock.send(dnsPacket.encode(truncated(query)), rinfo.port, rinfo.address);
+      return;
+    }
     answer(query)
-      .then((resp) => sock.send(dnsPacket.encode(resp), rinfo.port, rinfo.address))
+      .then((resp) => {
+        stats.answered++;
+        sock.send(dnsPacket.encode(resp), rinfo.port, rinfo.address);
+      })
       .catch((err: unknown) => log.error({ err }, 'cannot answer DNS query'));
   });
   await new Promise<void>((resolve, reject) => {
@@ -134,12 +228,109 @@ export async function createDnsResponder(opts: DnsResponderOptions): Promise<Dns
     });
   });
   sock.on('error', (err) => log.error({ err }, 'DNS socket error'));
-  log.info({ ...sock.address(), domain }, 'DNS responder listening');
+  let tcp: Server | undefined;
+  if (limits?.tcp) {
+    try {
+      tcp = await listenTcp(sock.address().port);
+    } catch (err) {
+      sock.close();
+      throw err;
+    }
+  }
+  log.info(
+    { ...sock.address(), domain, tcp: tcp !== undefined, limited: rrl !== undefined },
+    'DNS responder listening',
+  );
+
+  const conns = new Set<TcpSocket>();
+  /** DNS over TCP (RFC 1035 4.2.2: two length bytes, then the message), one query at a time per connection. */
+  function listenTcp(port: number): Promise<Server> {
+    const L = limits as PublicDnsLimits;
+    const perSource = new Map<string, number>();
+    let open = 0;
+    const server = createServer((c: TcpSocket) => {
+      conns.add(c);
+      c.once('close', () => conns.delete(c));
+      const from = c.remoteAddress ?? '';
+      if (open >= L.tcpTotal || (perSource.get(from) ?? 0) >= L.tcpPerSource) {
+        stats.tcpRefused++;
+        c.destroy();
+        return;
+      }
+      open++;
+      perSource.set(from, (perSource.get(from) ?? 0) + 1);
+      c.once('close', () => {
+        open--;
+        const n = (perSource.get(from) ?? 1) - 1;
+        if (n > 0) perSource.set(from, n);
+        else perSource.delete(from);
+      });
+      c.setTimeout(L.tcpIdleMs, () => c.destroy());
+      c.on('error', () => c.destroy());
+      let buf = Buffer.alloc(0);
+      let busy = false;
+      const pump = () => {
+        if (busy || buf.length < 2) return;
+        const len = buf.readUInt16BE(0);
+        if (len === 0 || len > MAX_QUERY_BYTES) {
+          c.destroy();
+          return;
+        }
+        if (buf.length < 2 + len) return;
+        const msg = buf.subarray(2, 2 + len);
+        buf = buf.subarray(2 + len);
+        busy = true;
+        respond(msg)
+          .then((r) => {
+            if (!r) {
+              c.destroy();
+              return;
+            }
+            const out = dnsPacket.encode(r.resp);
+            const head = Buffer.alloc(2);
+            head.writeUInt16BE(out.length);
+            stats.tcpAnswered++;
+            c.write(Buffer.concat([head, out]));
+            busy = false;
+            pump();
+          })
+          .catch((err: unknown) => {
+            log.error({ err }, 'cannot answer DNS query over TCP');
+            c.destroy();
+          });
+      };
+      c.on('data', (d: Buffer) => {
+        if (buf.length + d.length > 2 + MAX_QUERY_BYTES + 2 * MAX_QUERY_BYTES) {
+          c.destroy(); // a client that pipelines more than a few queries ahead is not a resolver
+          return;
+        }
+        buf = Buffer.concat([buf, d]);
+        pump();
+      });
+    });
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port, host: opts.host ?? '127.0.0.1' }, () => {
+        server.off('error', reject);
+        server.on('error', (err) => log.error({ err }, 'DNS TCP socket error'));
+        resolve(server);
+      });
+    });
+  }
+
   return {
     address: () => {
       const a = sock.address();
       return { address: a.address, port: a.port };
     },
-    close: () => new Promise<void>((resolve) => sock.close(() => resolve())),
+    stats: () => ({ ...stats }),
+    close: async () => {
+      await new Promise<void>((resolve) => sock.close(() => resolve()));
+      if (tcp) {
+        const t = tcp;
+        for (const c of conns) c.destroy();
+        await new Promise<void>((resolve) => t.close(() => resolve()));
+      }
+    },
   };
 }

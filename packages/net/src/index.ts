@@ -1,4 +1,5 @@
 export * from './dns.ts';
+export * from './dns-limits.ts';
 export * from './exec.ts';
 export * from './formnet-dns.ts';
 export * from './formnet-service.ts';

@@ -47,6 +47,15 @@ export const NodeConfigSchema = Type.Object({
    * `_formation.<domain>` or a CNAME); unset = the host's resolvers (/etc/resolv.conf).
    */
   publicResolver: Type.Optional(Type.String({ pattern: '^(\\d{1,3}\\.){3}\\d{1,3}:\\d{1,5}$' })),
+  /**
+   * Public DNS answers per second per source network (/24, /56) before the rate limit truncates (1 in
+   * 2, TC=1: resolvers retry over TCP) or drops them; the burst is twice it (issue 19).
+   */
+  publicDnsRate: Type.Integer({ minimum: 1, maximum: 100_000, default: 20 }),
+  /** How often a verified custom domain's proof is looked at again (ms). */
+  domainRecheckMs: Type.Integer({ minimum: 100, default: 300_000 }),
+  /** How long a verified domain's proof may be missing before this node records it lapsed (ms). */
+  domainGraceMs: Type.Integer({ minimum: 0, default: 3_600_000 }),
   /** libp2p multiaddrs of nodes to join (the network's bootstrap list); empty = a network of one. */
   join: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
   /**
@@ -156,6 +165,9 @@ export function loadNodeConfig(flags: Partial<NodeConfig> = {}, env: NodeJS.Proc
       ingressTlsPort: env.FORM_INGRESS_TLS_PORT,
       publicDnsPort: env.FORM_PUBLIC_DNS_PORT,
       publicResolver: env.FORM_PUBLIC_RESOLVER,
+      publicDnsRate: env.FORM_PUBLIC_DNS_RATE,
+      domainRecheckMs: env.FORM_DOMAIN_RECHECK_MS,
+      domainGraceMs: env.FORM_DOMAIN_GRACE_MS,
       admission: env.FORM_ADMISSION,
       networkName: env.FORM_NETWORK_NAME,
       genesis: env.FORM_GENESIS,

@@ -55,6 +55,7 @@ function views(over: Partial<Views> = {}): Pick<Views, 'nodes' | 'instances' | '
         claim: 'h1',
         state: 'verified',
         verifiedBy: [],
+        lapsedBy: [],
       },
       {
         name: 'wait.example.com',
@@ -64,6 +65,7 @@ function views(over: Partial<Views> = {}): Pick<Views, 'nodes' | 'instances' | '
         claim: 'h2',
         state: 'pending',
         verifiedBy: [],
+        lapsedBy: [],
       },
       {
         name: 'war.example.com',
@@ -73,6 +75,17 @@ function views(over: Partial<Views> = {}): Pick<Views, 'nodes' | 'instances' | '
         claim: 'h3',
         state: 'contested',
         verifiedBy: [],
+        lapsedBy: [],
+      },
+      {
+        name: 'gone.example.com',
+        instanceId: ID,
+        owner: 'o',
+        token: TOKEN,
+        claim: 'h4',
+        state: 'lapsed',
+        verifiedBy: [],
+        lapsedBy: [{ node: 'n1', reason: 'no TXT', ts: NOW }],
       },
     ],
     ...over,
@@ -91,8 +104,9 @@ test('publicAnswers: table', () => {
     [`nope.${D}`, { rcode: 'NXDOMAIN' }],
     [D, { rcode: 'NXDOMAIN' }],
     ['shop.example.com', { rcode: 'NOERROR', addresses: LIVE }],
-    // Pending and contested custom domains, and every other zone: refused.
+    // Pending, contested and lapsed custom domains, and every other zone: refused.
     ['wait.example.com', { rcode: 'REFUSED' }],
+    ['gone.example.com', { rcode: 'REFUSED' }],
     ['war.example.com', { rcode: 'REFUSED' }],
     ['example.com', { rcode: 'REFUSED' }],
     [`hello.${D}.evil.com`, { rcode: 'REFUSED' }],

@@ -104,3 +104,63 @@ test('a wrong proof signs nothing and backs off; the right one is signed once, n
     await dns.close();
   }
 });
+
+test('re-check: a proof gone for the grace period is recorded as dns.lapsed (with why); a failing resolver is not a missing proof; the proof back re-verifies', async () => {
+  const { store, token } = world();
+  let answer: DomainLookup = { txt: [token], cname: [], errors: [] };
+  const dns = await startPublicDns({
+    host: '127.0.0.1',
+    port: 0,
+    domain: 'dev.formation.local',
+    store,
+    key: me,
+    nodeTimeoutMs: 30_000,
+    verifyEveryMs: 3_600_000,
+    recheckEveryMs: 1,
+    graceMs: 300,
+    lookup: async () => answer,
+    logger: createLogger('silent'),
+  });
+  const d = () => store.views().domains[0];
+  try {
+    await dns.verifyNow();
+    assert.equal(d()?.state, 'verified');
+    // The resolver fails for longer than the grace period: nothing is recorded.
+    answer = { txt: [], cname: [], errors: ['TXT: ETIMEOUT'] };
+    const t0 = Date.now();
+    await until('past the grace period with a failing resolver', async () => {
+      await dns.verifyNow();
+      return Date.now() - t0 > 600;
+    });
+    assert.equal(d()?.state, 'verified');
+    // The TXT is gone: still verified within the grace period, then lapsed, saying why.
+    answer = { txt: ['something else'], cname: [], errors: [] };
+    await dns.verifyNow();
+    assert.equal(d()?.state, 'verified', 'within the grace period');
+    await until('the claim lapsed', async () => {
+      await dns.verifyNow();
+      return d()?.state === 'lapsed';
+    });
+    assert.equal(d()?.lapsedBy[0]?.node, me.publicKey);
+    assert.match(d()?.lapsedBy[0]?.reason ?? '', /TXT "something else".*expected TXT _formation\.shop\.example\.com/);
+    // Published again: the node re-verifies (after its back-off).
+    answer = { txt: [token], cname: [], errors: [] };
+    await until(
+      'verified again',
+      async () => {
+        await dns.verifyNow();
+        return d()?.state === 'verified';
+      },
+      10_000,
+    );
+    assert.deepEqual(d()?.lapsedBy, []);
+  } finally {
+    await dns.close();
+  }
+});
+
+test('a lapse reason from hostile DNS data is printable ASCII, at most 256 characters', async () => {
+  const { printable } = await import('../src/public-dns.ts');
+  assert.equal(printable('a\u001b[2J\u009bb'), 'a?[2J?b');
+  assert.equal(printable('x'.repeat(1000)).length, 256);
+});

@@ -2,7 +2,9 @@
 //   fdi<n>-node: 203.0.113.10 — a node's public DNS (startPublicDns on :53) over a real state store,
 //                with two verifiers checking custom domain proofs through the resolver below
 //   fdi<n>-vis:  203.0.113.200 — the visitor, and "the public DNS" (a dns-packet server) the nodes ask
-// Every query is `dig` from the visitor namespace; the records file is edited as an owner would.
+// Every query is `dig` from the visitor namespace; the records file is edited as an owner would. A second
+// pair of addresses on the same link (node 198.51.100.10, visitor 198.51.100.200) is the network a
+// flood comes from, so the rate limit it meets is its own.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -22,6 +24,8 @@ const NODE_IP = '203.0.113.10';
 const PEER_IP = '203.0.113.11';
 const DEAD_IP = '203.0.113.12';
 const VIS_IP = '203.0.113.200';
+const FLOOD_IP = '198.51.100.200';
+const RATE = 20;
 const DOMAIN = 'fdi.test';
 const FIXTURES = join(import.meta.dirname, 'fixtures');
 const skip = requireOrSkip('public DNS namespace test', { root: true, programs: ['ip', 'dig'] });
@@ -56,7 +60,7 @@ async function records(r: Record<string, unknown>): Promise<void> {
 }
 
 /** dig from the visitor: status and the A records in answer order, with their TTLs. */
-async function dig(name: string): Promise<{ status: string; answers: string[]; ttls: number[] }> {
+async function dig(name: string, ...extra: string[]): Promise<{ status: string; answers: string[]; ttls: number[] }> {
   const { stdout } = await sh('ip', [
     'netns',
     'exec',
@@ -65,6 +69,7 @@ async function dig(name: string): Promise<{ status: string; answers: string[]; t
     `@${NODE_IP}`,
     name,
     'A',
+    ...extra,
     '+tries=1',
     '+time=2',
     '+noall',
@@ -92,10 +97,12 @@ describe('public DNS and custom domains from the visitor namespace', { skip }, (
     await run('ip', ['link', 'set', `fdi${N}b`, 'netns', VIS_NS]);
     await run('ip', ['addr', 'add', `${NODE_IP}/24`, 'dev', `fdi${N}a`], { netns: NODE_NS });
     await run('ip', ['addr', 'add', `${VIS_IP}/24`, 'dev', `fdi${N}b`], { netns: VIS_NS });
+    await run('ip', ['addr', 'add', '198.51.100.10/24', 'dev', `fdi${N}a`], { netns: NODE_NS });
+    await run('ip', ['addr', 'add', `${FLOOD_IP}/24`, 'dev', `fdi${N}b`], { netns: VIS_NS });
     await run('ip', ['link', 'set', `fdi${N}a`, 'up'], { netns: NODE_NS });
     await run('ip', ['link', 'set', `fdi${N}b`, 'up'], { netns: VIS_NS });
     await startIn(VIS_NS, 'fake-public-dns.ts', [VIS_IP, '53', join(dir, 'records.json')]);
-    const cfg = { host: NODE_IP, peer: PEER_IP, dead: DEAD_IP, resolver: `${VIS_IP}:53`, domain: DOMAIN };
+    const cfg = { host: NODE_IP, peer: PEER_IP, dead: DEAD_IP, resolver: `${VIS_IP}:53`, domain: DOMAIN, rate: RATE };
     await startIn(NODE_NS, 'public-dns-node.ts', [JSON.stringify(cfg)], (l) => lines.push(JSON.parse(l)));
   });
 
@@ -135,5 +142,70 @@ describe('public DNS and custom domains from the visitor namespace', { skip }, (
     const a = await dig('shop.example.com');
     assert.equal(a.status, 'NOERROR');
     assert.deepEqual([...a.answers].sort(), [NODE_IP, PEER_IP]);
+  });
+
+  test('re-check: the TXT removed, both nodes record dns.lapsed after the grace period and the name is refused; published again, answered again', async () => {
+    const token = lines[0]?.token as string;
+    await records({ '_formation.shop.example.com': { TXT: ['moved-elsewhere'] } });
+    await until('both nodes to record the lapse', () => state() === 'lapsed', 20_000);
+    assert.equal((lines.at(-1)?.lapsedBy as string[]).length, 2);
+    assert.match(
+      (lines.at(-1)?.lapsedBy as string[])[0] ?? '',
+      /TXT "moved-elsewhere".*expected TXT _formation\.shop\.example\.com/,
+    );
+    assert.equal((await dig('shop.example.com')).status, 'REFUSED');
+    await records({ '_formation.shop.example.com': { TXT: [token] } });
+    await until('verified again', () => state() === 'verified', 20_000);
+    assert.equal((await dig('shop.example.com')).status, 'NOERROR');
+  });
+
+  test('a flood from one network: ~burst + rate answers, 1 in 2 of the rest truncated, none bigger than the query allows; others unharmed', async () => {
+    const flood = async (count: number, type: string) => {
+      const { stdout } = await sh('ip', [
+        'netns',
+        'exec',
+        VIS_NS,
+        process.execPath,
+        join(FIXTURES, 'dns-flood.ts'),
+        NODE_IP,
+        FLOOD_IP,
+        String(count),
+        `hello.${DOMAIN}`,
+        type,
+      ]);
+      return JSON.parse(stdout) as Record<string, number>;
+    };
+    type Stats = { answered: number; slipped: number; dropped: number };
+    const stats = () => lines.at(-1)?.dnsStats as Stats;
+    const before = stats();
+    const f = await flood(2000, 'A');
+    await new Promise((r) => setTimeout(r, 300)); // the fixture reports every 100 ms
+    const after = stats();
+    const served = {
+      answered: after.answered - before.answered,
+      slipped: after.slipped - before.slipped,
+      dropped: after.dropped - before.dropped,
+    };
+    process.stdout.write(`# flood: ${JSON.stringify(f)} server: ${JSON.stringify(served)}\n`);
+    // The limiter allows the burst (2 x rate) plus `rate` per second of sending; of the rest, the
+    // server sends 1 in 2 as an empty TC=1 answer and drops the others. (Queries the kernel dropped
+    // before the server read them are in neither count.)
+    const allowed = 2 * RATE + Math.ceil((RATE * ((f.sendMs as number) + 1500)) / 1000) + 1;
+    assert.ok((f.whole as number) >= 2 * RATE, `at least the burst is answered (${f.whole})`);
+    assert.ok(served.answered <= allowed, `${served.answered} whole answers ≤ ${allowed}`);
+    // Each answer the refill allows restarts the drop/slip alternation: they differ by at most that many.
+    assert.ok(
+      Math.abs(served.slipped - served.dropped) <= served.answered,
+      `slipped ${served.slipped} ≈ dropped ${served.dropped}`,
+    );
+    assert.ok(served.slipped + served.dropped > 10 * served.answered, 'most of the flood met the limit');
+    assert.ok((f.truncated as number) <= served.slipped && (f.whole as number) <= served.answered);
+    assert.ok((f.bytesReceived as number) < (f.bytesSent as number), 'the flood got back fewer bytes than it sent');
+    // A resolver in the flooded network still gets its answer over TCP; another network is not limited.
+    const tcp = await dig(`hello.${DOMAIN}`, '+tcp', '-b', FLOOD_IP);
+    assert.equal(tcp.status, 'NOERROR');
+    assert.equal((await dig(`hello.${DOMAIN}`)).status, 'NOERROR');
+    // ANY is refused (and counts against the same bucket like every answer).
+    assert.equal((await dig(`hello.${DOMAIN}`, '-t', 'ANY')).status, 'REFUSED');
   });
 });

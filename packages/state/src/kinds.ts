@@ -236,6 +236,11 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
     strict,
   ),
   'dns.release': Type.Object({ name: Fqdn, onBehalfOf: OnBehalfOf }, strict),
+  /** A node that vouched for a claim no longer sees its proof (after its grace period): why, in `reason`. */
+  'dns.lapsed': Type.Object(
+    { claim: Hex64, name: Fqdn, reason: Type.String({ minLength: 1, maxLength: 256, pattern: '^[\\x20-\\x7e]*$' }) },
+    strict,
+  ),
 };
 
 /** Member addresses (nodes and developers) come from this pool; node slices lie outside it. */
@@ -520,16 +525,16 @@ export function authorize(op: UnsignedOp, deps: readonly DepView[]): Rejection |
         ? null
         : invalid('dns.claim: token must be domainTokenOf(owner, name, ts)');
     }
-    case 'dns.verified': {
+    case 'dns.verified':
+    case 'dns.lapsed': {
       // Only a node vouches (its registration cited; views count admitted nodes only), and only for
       // the claim it cites: the name must be that claim's, so a verification cannot be moved.
       if (!findDep(deps, 'node.register', (d) => d.author === op.author)) {
-        return forbidden('dns.verified: only a node, naming its own node.register in deps, may verify a domain');
+        return forbidden(`${op.kind}: only a node, naming its own node.register in deps, may verify a domain`);
       }
       const cl = findDep(deps, 'dns.claim', (d) => d.hash === b.claim);
-      if (!cl) return invalid(`dns.verified: deps must include the dns.claim ${b.claim} it verifies`);
-      if (cl.body.name !== b.name)
-        return invalid(`dns.verified: claim ${b.claim} is for ${cl.body.name}, not ${b.name}`);
+      if (!cl) return invalid(`${op.kind}: deps must include the dns.claim ${b.claim} it verifies`);
+      if (cl.body.name !== b.name) return invalid(`${op.kind}: claim ${b.claim} is for ${cl.body.name}, not ${b.name}`);
       return null;
     }
   }

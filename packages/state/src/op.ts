@@ -25,6 +25,7 @@ export const OP_KINDS = [
   'delegation.revoke',
   'dns.claim',
   'dns.verified',
+  'dns.lapsed',
   'dns.release',
   'instance.health',
 ] as const;

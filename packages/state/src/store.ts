@@ -679,7 +679,8 @@ export function refsFor(v: ViewState, author: string, kind: OpKind, body: Record
       const c = id ? v.claimOf(id, author) : undefined;
       return c ? [c] : [];
     }
-    case 'dns.verified': {
+    case 'dns.verified':
+    case 'dns.lapsed': {
       const r = v.registrationOf(author);
       return [...(r ? [r] : []), body.claim as string];
     }

@@ -206,9 +206,15 @@ export interface DomainView {
   token: string;
   /** Hash of the dns.claim: what a dns.verified must cite. */
   claim: string;
-  state: 'pending' | 'verified' | 'contested';
-  /** Admitted nodes that recorded a dns.verified for this claim, and how they saw the proof. */
+  /**
+   * `lapsed`: a quorum of admitted nodes (and more than still vouch) last said the proof is gone
+   * (dns.lapsed, after their grace period): not answered, not routed, until they see it again.
+   */
+  state: 'pending' | 'verified' | 'contested' | 'lapsed';
+  /** Admitted nodes whose latest word on this claim is a dns.verified, and how they saw the proof. */
   verifiedBy: Array<{ node: string; method: string }>;
+  /** Admitted nodes whose latest word is a dns.lapsed: why, and when they said it. */
+  lapsedBy: Array<{ node: string; reason: string; ts: number }>;
 }
 /** Distinct admitted nodes that must vouch for a domain: 2, or 1 in a one-node network. */
 export const DOMAIN_QUORUM = 2;
@@ -292,8 +298,8 @@ export class ViewState {
   private dnsExplicit = new Map<string, DnsState>();
   /** domain -> claiming account -> its latest dns.claim (with the op hash) or dns.release (null). */
   private domainClaims = new Map<string, Map<string, Lww<{ instanceId: string; token: string } | null>>>();
-  /** dns.claim hash -> verifying node -> its first dns.verified (method). */
-  private domainVerified = new Map<string, Map<string, First<string>>>();
+  /** dns.claim hash -> node -> its latest dns.verified (method) or dns.lapsed (reason). */
+  private domainVerified = new Map<string, Map<string, Lww<{ method: string } | { reason: string }>>>();
   /** network.init bodies by hash (only the genesis counts). */
   private inits = new Map<string, Body>();
   /** node -> LWW of admit (with range) / remove. */
@@ -499,9 +505,11 @@ export class ViewState {
         m.set(a, lww(m.get(a), ts, h, v));
         break;
       }
-      case 'dns.verified': {
+      case 'dns.verified':
+      case 'dns.lapsed': {
         const m = getOrSet(this.domainVerified, b.claim as string, () => new Map());
-        m.set(op.author, first(m.get(op.author), depth, h, b.method as string));
+        const v = op.kind === 'dns.verified' ? { method: b.method as string } : { reason: b.reason as string };
+        m.set(op.author, lww(m.get(op.author), ts, h, v));
         break;
       }
     }
@@ -925,11 +933,21 @@ export class ViewState {
     for (const list of liveByOwner.values()) {
       list.sort((x, y) => x.ts - y.ts || (x.hash < y.hash ? -1 : x.hash > y.hash ? 1 : 0));
       for (const x of list.slice(0, DOMAIN_CLAIMS_PER_ACCOUNT)) {
-        const verifiedBy = [...(this.domainVerified.get(x.hash) ?? new Map<string, First<string>>()).entries()]
+        const said = [...(this.domainVerified.get(x.hash) ?? new Map()).entries()]
           .filter(([node]) => admitted.has(node))
-          .map(([node, v]) => ({ node, method: v.value }))
-          .sort(byKey((v) => v.node));
-        const state = verifiedBy.length >= quorum ? 'verified' : 'pending';
+          .sort(byKey(([node]) => node));
+        const verifiedBy = said.flatMap(([node, v]) => ('method' in v.value ? [{ node, method: v.value.method }] : []));
+        const lapsedBy = said.flatMap(([node, v]) =>
+          'reason' in v.value ? [{ node, reason: v.value.reason, ts: v.ts }] : [],
+        );
+        // Lapsed takes the same quorum as verified, and more nodes saying "gone" than "still there":
+        // two nodes cannot take down a domain that the rest still see.
+        const state: DomainView['state'] =
+          lapsedBy.length >= quorum && lapsedBy.length > verifiedBy.length
+            ? 'lapsed'
+            : verifiedBy.length >= quorum
+              ? 'verified'
+              : 'pending';
         getOrSet(byName, x.name, () => []).push({
           name: x.name,
           instanceId: x.instanceId,
@@ -938,6 +956,7 @@ export class ViewState {
           claim: x.hash,
           state,
           verifiedBy,
+          lapsedBy,
         });
       }
     }

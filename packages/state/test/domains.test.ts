@@ -231,3 +231,69 @@ test('views are the same whatever the delivery order of claim, verification and 
   assert.equal(other.digest(), store.digest());
   assert.equal(other.views().domains[0]?.state, 'verified');
 });
+
+// Re-checks (issue 19): a node that vouched and no longer sees the proof records dns.lapsed; a node's
+// latest word counts; a quorum that says "gone" (and outnumbers those still vouching) lapses the domain.
+test('a verified domain lapses when a quorum of its verifiers record dns.lapsed, and comes back when they see it again', () => {
+  const { store, id } = network(2);
+  const t0 = Date.now();
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id });
+  const c = { claim: claim.hash, name: 'shop.example.com' };
+  store.author(nodeA, 'dns.verified', { ...c, method: 'txt' });
+  store.author(nodeB, 'dns.verified', { ...c, method: 'txt' });
+  assert.equal(domain(store, 'shop.example.com')?.state, 'verified');
+  store.author(nodeA, 'dns.lapsed', { ...c, reason: 'the resolver shows no TXT; no CNAME' }, t0 + 1000);
+  assert.equal(domain(store, 'shop.example.com')?.state, 'pending', 'one node lapsed, one vouching: below quorum');
+  store.author(nodeB, 'dns.lapsed', { ...c, reason: 'the resolver shows no TXT; no CNAME' }, t0 + 1000);
+  const d = domain(store, 'shop.example.com');
+  assert.equal(d?.state, 'lapsed');
+  assert.deepEqual(d?.verifiedBy, []);
+  assert.deepEqual(
+    d?.lapsedBy.map((x) => x.reason),
+    ['the resolver shows no TXT; no CNAME', 'the resolver shows no TXT; no CNAME'],
+  );
+  // The proof is back: each node's later dns.verified is its latest word.
+  store.author(nodeA, 'dns.verified', { ...c, method: 'txt' }, t0 + 2000);
+  store.author(nodeB, 'dns.verified', { ...c, method: 'cname' }, t0 + 2000);
+  assert.equal(domain(store, 'shop.example.com')?.state, 'verified');
+});
+
+test('attack: two nodes cannot lapse a domain the other verifiers still see; a backdated lapse does not count', () => {
+  const { store, id } = network(2);
+  const t0 = Date.now();
+  const nodeC = key(22);
+  const nodeD = key(23);
+  for (const [i, n] of [nodeC, nodeD].entries()) {
+    store.author(admin, 'node.admit', { node: n.publicKey, formnetRange: `10.129.${i + 3}.0/24` });
+    store.author(n, 'node.register', { ...nodeBody(i + 3), formnetRange: `10.129.${i + 3}.0/24` });
+  }
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id });
+  const c = { claim: claim.hash, name: 'shop.example.com' };
+  for (const n of [nodeA, nodeB, nodeC]) store.author(n, 'dns.verified', { ...c, method: 'txt' }, t0 + 1000);
+  // C and D collude: D never vouched, C lies. 2 "gone" against A and B still vouching: stays verified.
+  store.author(nodeC, 'dns.lapsed', { ...c, reason: 'lie' }, t0 + 2000);
+  store.author(nodeD, 'dns.lapsed', { ...c, reason: 'lie' }, t0 + 2000);
+  assert.equal(domain(store, 'shop.example.com')?.state, 'verified');
+  // A lapse dated before the node's own verification is not its latest word.
+  store.author(nodeA, 'dns.lapsed', { ...c, reason: 'old' }, t0);
+  assert.equal(domain(store, 'shop.example.com')?.state, 'verified');
+  assert.ok(domain(store, 'shop.example.com')?.verifiedBy.some((v) => v.node === nodeA.publicKey));
+});
+
+test('refused: a dns.lapsed by a key that is not a node, for another name, or with control characters', () => {
+  const { store, id } = network(1);
+  const claim = store.author(owner, 'dns.claim', { name: 'shop.example.com', instanceId: id });
+  assert.throws(
+    () => store.author(mallory, 'dns.lapsed', { claim: claim.hash, name: 'shop.example.com', reason: 'x' }),
+    refused('STATE_OP_FORBIDDEN', /dns.lapsed: only a node/),
+  );
+  assert.throws(
+    () => store.author(nodeA, 'dns.lapsed', { claim: claim.hash, name: 'other.example.com', reason: 'x' }),
+    refused('STATE_OP_INVALID', /is for shop.example.com/),
+  );
+  assert.throws(
+    () => store.author(nodeA, 'dns.lapsed', { claim: claim.hash, name: 'shop.example.com', reason: 'a\u001b[2Jb' }),
+    refused('STATE_OP_INVALID', /reason/),
+  );
+  assert.equal(domain(store, 'shop.example.com')?.state, 'pending');
+});

@@ -4,6 +4,7 @@ import type { DomainView, StateClient } from '@formation/state/client';
 import pc from 'picocolors';
 import { developerKey, serviceUrl } from '../node-client.ts';
 import { printJson } from '../output.ts';
+import { inert } from './inert.ts';
 import { resolveInstance } from './manage.ts';
 
 // `form dns add|verify|list|rm`: custom domains for instances (issue 19). The pure-ish cores take a
@@ -109,7 +110,9 @@ export async function waitVerified(
       const targets = await cnameTargets(state, d.instanceId);
       throw new FormError(
         'TIMEOUT',
-        `Cannot verify ${name}: the nodes did not see the proof within ${Math.round(timeoutMs / 1000)} s (${d.verifiedBy.length} node(s) vouched so far)`,
+        d.state === 'lapsed'
+          ? `Cannot verify ${name}: it lapsed (${inert(d.lapsedBy[0]?.reason ?? 'the proof is gone')}) and the nodes did not see the proof again within ${Math.round(timeoutMs / 1000)} s`
+          : `Cannot verify ${name}: the nodes did not see the proof within ${Math.round(timeoutMs / 1000)} s (${d.verifiedBy.length} node(s) vouched so far)`,
         { hint: `Publish ${proof(d, targets)} at your DNS provider, wait for it to propagate, and run this again.` },
       );
     }
@@ -176,14 +179,40 @@ export async function dnsList(opts: Common): Promise<number> {
     process.stdout.write('No custom domains. Add one with `form dns add <instance> <domain>`.\n');
     return 0;
   }
-  const nameOf = new Map(instances.map((i) => [i.id, i.name]));
-  for (const d of rows) {
-    const st = d.state === 'verified' ? pc.green(d.state) : d.state === 'contested' ? pc.red(d.state) : d.state;
-    process.stdout.write(
-      `${d.name}  ${nameOf.get(d.instanceId) ?? d.instanceId}  ${st}  ${d.verifiedBy.length} node(s)\n`,
-    );
-  }
+  process.stdout.write(domainLines(rows, instances).join('\n') + '\n');
   return 0;
+}
+
+/**
+ * The lines of `form dns list` for the caller's `rows`: name, instance, state, vouching nodes; a lapsed
+ * domain also says since when, why (the nodes' own words, made inert) and what to publish again.
+ */
+export function domainLines(
+  rows: readonly DomainView[],
+  instances: ReadonlyArray<{ id: string; name: string }>,
+  color: Pick<typeof pc, 'green' | 'red' | 'yellow'> = pc,
+): string[] {
+  const nameOf = new Map(instances.map((i) => [i.id, i.name]));
+  const lines: string[] = [];
+  for (const d of rows) {
+    const st =
+      d.state === 'verified'
+        ? color.green(d.state)
+        : d.state === 'contested' || d.state === 'lapsed'
+          ? color.red(d.state)
+          : d.state;
+    lines.push(
+      `${inert(d.name)}  ${inert(nameOf.get(d.instanceId) ?? d.instanceId)}  ${st}  ${d.verifiedBy.length} node(s)`,
+    );
+    const lapsed = d.lapsedBy ?? [];
+    if (d.state === 'lapsed' && lapsed.length > 0) {
+      const since = new Date(Math.min(...lapsed.map((x) => x.ts))).toISOString();
+      lines.push(`  not served since ${since}: ${lapsed.length} node(s) no longer see the proof`);
+      for (const reason of new Set(lapsed.map((x) => x.reason))) lines.push(`  why: ${inert(reason)}`);
+      lines.push(`  fix: publish ${inert(proof(d, []))} again; the nodes re-check and serve it once they see it`);
+    }
+  }
+  return lines;
 }
 
 export async function dnsRm(domain: string, opts: Common): Promise<number> {

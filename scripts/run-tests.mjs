@@ -20,6 +20,7 @@ import {
   running,
   slowestLines,
   splitLanes,
+  testEnv,
   testFiles,
   totals,
   unitLaneEnabled,
@@ -65,21 +66,17 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 }
 
 const t0 = performance.now();
-const results = await runLanes(
-  lanes,
-  { root, args: extra, timeoutMs, env: { ...process.env, FORM_LOG_LEVEL: process.env.FORM_LOG_LEVEL ?? 'silent' } },
-  (r) => {
-    const lane = unitLane.has(r.file) ? ', unit lane' : '';
-    process.stdout.write(`▶ ${r.file} (${(r.ms / 1000).toFixed(1)} s${lane})\n${withoutFileSummary(r.output)}`);
-    if (r.timedOut) {
-      console.log(
-        `✖ ${r.file} timed out after ${timeoutMs / 1000} s and was killed (FORM_TEST_FILE_TIMEOUT raises the limit)`,
-      );
-    } else if (failed(r)) {
-      console.log(`✖ ${r.file} failed (exit ${r.code ?? r.signal})`);
-    }
-  },
-);
+const results = await runLanes(lanes, { root, args: extra, timeoutMs, env: testEnv(root) }, (r) => {
+  const lane = unitLane.has(r.file) ? ', unit lane' : '';
+  process.stdout.write(`▶ ${r.file} (${(r.ms / 1000).toFixed(1)} s${lane})\n${withoutFileSummary(r.output)}`);
+  if (r.timedOut) {
+    console.log(
+      `✖ ${r.file} timed out after ${timeoutMs / 1000} s and was killed (FORM_TEST_FILE_TIMEOUT raises the limit)`,
+    );
+  } else if (failed(r)) {
+    console.log(`✖ ${r.file} failed (exit ${r.code ?? r.signal})`);
+  }
+});
 
 const t = totals(results);
 const bad = results.filter(failed);

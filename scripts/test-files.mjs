@@ -168,3 +168,18 @@ export function unitLaneEnabled(env = process.env) {
     `Cannot use FORM_TEST_UNIT_LANE=${JSON.stringify(v)}: it is 1 (default: unit files run beside the serial lane) or 0 (one lane).`,
   );
 }
+
+/**
+ * The environment test files run with: FORM_LOG_LEVEL silent unless set, and a V8 compile cache in
+ * node_modules/.cache/node-compile-cache unless NODE_COMPILE_CACHE is set (Node's own
+ * NODE_DISABLE_COMPILE_CACHE=1 turns it off). Every Node process of the run — test files, the `form`
+ * CLI and the formationd they start — then compiles each module once instead of every time (a
+ * formationd loads ~40 % faster). Node checks each entry against the source, so edits are safe.
+ */
+export function testEnv(root, env = process.env) {
+  return {
+    ...env,
+    FORM_LOG_LEVEL: env.FORM_LOG_LEVEL ?? 'silent',
+    NODE_COMPILE_CACHE: env.NODE_COMPILE_CACHE || join(root, 'node_modules/.cache/node-compile-cache'),
+  };
+}

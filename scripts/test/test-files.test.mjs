@@ -13,6 +13,7 @@ import {
   runTestFile,
   slowestLines,
   splitLanes,
+  testEnv,
   testFiles,
   totals,
   unitLaneEnabled,
@@ -185,4 +186,30 @@ test('scripts/test-lanes.json names only test files that exist and never the ser
       `${f} needs the machine or much CPU: it belongs in the serial lane (remove it from scripts/test-lanes.json)`,
     );
   }
+});
+
+test('test files run with quiet logs and a compile cache that reaches the processes they start', async () => {
+  const env = testEnv('/repo', { PATH: '/bin' });
+  assert.equal(env.FORM_LOG_LEVEL, 'silent');
+  assert.equal(env.NODE_COMPILE_CACHE, '/repo/node_modules/.cache/node-compile-cache');
+  assert.equal(env.PATH, '/bin');
+  const own = testEnv('/repo', { FORM_LOG_LEVEL: 'info', NODE_COMPILE_CACHE: '/elsewhere' });
+  assert.deepEqual([own.FORM_LOG_LEVEL, own.NODE_COMPILE_CACHE], ['info', '/elsewhere']);
+  // A grandchild (what a test's `form` or formationd is) sees the cache and uses it.
+  const cache = join(dir, 'cache');
+  const file = fixture(
+    'cache.test.mjs',
+    `import { execFileSync } from 'node:child_process';
+test('grandchild', () => {
+  const out = execFileSync(process.execPath, ['-e', 'const m = require("node:module"); console.log(process.env.NODE_COMPILE_CACHE, !!m.getCompileCacheDir?.())']);
+  console.log('GRANDCHILD', String(out).trim());
+});`,
+  );
+  const r = await runTestFile(file, {
+    root,
+    timeoutMs: 60_000,
+    env: testEnv(root, { ...process.env, NODE_COMPILE_CACHE: cache }),
+  });
+  assert.equal(failed(r), false, r.output);
+  assert.match(r.output, new RegExp(`GRANDCHILD ${cache} true`));
 });

@@ -5,11 +5,28 @@ import { FormError } from './errors.ts';
  * the state log. `claimed` is a replica whose node recorded `instance.claim` but no `instance.status`
  * yet (the state views show it as `state: null`); the others are what a node reports.
  */
-export const REPLICA_STATES = ['claimed', 'pending', 'starting', 'running', 'stopped', 'failed', 'deleted'] as const;
+export const REPLICA_STATES = [
+  'claimed',
+  'pending',
+  'starting',
+  'running',
+  'suspended',
+  'stopped',
+  'failed',
+  'deleted',
+] as const;
 export type ReplicaState = (typeof REPLICA_STATES)[number];
 
 /** The states a node may report in `instance.status` (every state but `claimed`). */
-export const REPORTED_REPLICA_STATES = ['pending', 'starting', 'running', 'stopped', 'failed', 'deleted'] as const;
+export const REPORTED_REPLICA_STATES = [
+  'pending',
+  'starting',
+  'running',
+  'suspended',
+  'stopped',
+  'failed',
+  'deleted',
+] as const;
 export type ReportedReplicaState = (typeof REPORTED_REPLICA_STATES)[number];
 
 /**
@@ -19,14 +36,17 @@ export type ReportedReplicaState = (typeof REPORTED_REPLICA_STATES)[number];
  * - `running` from `claimed`/`stopped`/`failed` too: a VM re-attached after a daemon restart, or one
  *   that became ready after its boot was reported failed (timeout), is reported as it is;
  * - `stopped`: the owner stopped it, its node went down, or the replica moved to another node;
- * - `failed`: a boot, a fetch or the entrypoint failed; `deleted`: the instance was deleted.
+ * - `failed`: a boot, a fetch or the entrypoint failed; `deleted`: the instance was deleted;
+ * - `suspended` only from `running` (idle past its autostop: memory on its node's disk, no VM running);
+ *   it leaves by waking (`running`), or like a running replica (stopped, failed, deleted, starting).
  * `deleted` is final; nothing goes back to `claimed`, and `pending` only precedes the first boot.
  */
 export const REPLICA_TRANSITIONS: Record<ReplicaState, readonly ReportedReplicaState[]> = {
   claimed: ['pending', 'starting', 'running', 'stopped', 'failed', 'deleted'],
   pending: ['pending', 'starting', 'running', 'stopped', 'failed', 'deleted'],
   starting: ['starting', 'running', 'stopped', 'failed', 'deleted'],
-  running: ['running', 'starting', 'stopped', 'failed', 'deleted'],
+  running: ['running', 'starting', 'suspended', 'stopped', 'failed', 'deleted'],
+  suspended: ['suspended', 'running', 'starting', 'stopped', 'failed', 'deleted'],
   stopped: ['stopped', 'starting', 'running', 'failed', 'deleted'],
   failed: ['failed', 'starting', 'running', 'stopped', 'deleted'],
   deleted: [],

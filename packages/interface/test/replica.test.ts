@@ -30,7 +30,7 @@ test('a refused transition names the allowed ones', () => {
     (e: unknown) =>
       isFormError(e) &&
       e.message === 'Cannot report a replica as pending: it is running' &&
-      e.hint === 'A running replica may report: running, starting, stopped, failed, deleted.',
+      e.hint === 'A running replica may report: running, starting, suspended, stopped, failed, deleted.',
   );
 });
 
@@ -62,4 +62,15 @@ test('replicaStateOf reads the views: null is claimed, an unknown state is refus
     () => replicaStateOf('exploded'),
     (e: unknown) => isFormError(e) && e.code === 'STATE_OP_INVALID',
   );
+});
+
+test('suspended (scale to zero): only a running replica suspends; it wakes to running or leaves like one', () => {
+  assert.ok(canTransitionReplica('running', 'suspended'));
+  for (const from of ['claimed', 'pending', 'starting', 'stopped', 'failed', 'deleted'] as const) {
+    assert.equal(canTransitionReplica(from, 'suspended'), false, from);
+  }
+  for (const to of ['suspended', 'running', 'starting', 'stopped', 'failed', 'deleted'] as const) {
+    assert.ok(canTransitionReplica('suspended', to), to);
+  }
+  assert.equal(canTransitionReplica('suspended', 'pending'), false);
 });

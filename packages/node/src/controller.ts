@@ -1,13 +1,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KeyPair } from '@formation/identity';
-import { canTransitionReplica, type ReportedReplicaState, replicaStateOf } from '@formation/interface';
+import { canTransitionReplica, FormError, type ReportedReplicaState, replicaStateOf } from '@formation/interface';
 import { placementNodesFrom, vmNameFor } from '@formation/scheduler';
 import type { Logger } from '@formation/service';
 import type { InstanceView, StateStore } from '@formation/state';
 import type { VmManager, VmView } from '@formation/vmm';
 import { AppliedRevisions } from './applied-revisions.ts';
-import { type Action, ipOf, myReplica, plan, planNodeStopped } from './plan.ts';
+import { type Action, idleSince, ipOf, myReplica, plan, planNodeStopped, planWake } from './plan.ts';
 import {
   applyRevisionToDisk,
   fetchFormpack,
@@ -36,6 +36,8 @@ export interface ControllerOptions {
   readyTimeoutMs?: number;
   /** How long to wait before retrying a failed instance (ms). */
   retryAfterMs?: number;
+  /** Length of an autostop minute (ms; FORM_AUTOSTOP_MINUTE_MS shortens it for tests). */
+  autostopMinuteMs?: number;
   /** Rolling updates: how long a replica is out of rotation before its old VM goes (ms, UPDATE_DRAIN_MS). */
   drainMs?: number;
 }
@@ -58,6 +60,8 @@ export class InstanceController {
   private readonly log: Logger;
   private readonly busy = new Set<string>();
   private readonly failedAt = new Map<string, number>();
+  /** Scale to zero: per VM, its traffic counters' total and since when they have not moved. */
+  private readonly idle = new Map<string, { bytes: number; since: number }>();
   private readonly appliedRevisions: AppliedRevisions;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -132,6 +136,7 @@ export class InstanceController {
     const vms = this.o.vmm.list();
     for (const inst of views.instances) {
       const vm = vms.find((v) => v.name === vmNameFor(inst));
+      const idleMs = await this.idleMs(inst, vm, now);
       const action = plan({
         instance: inst,
         me: this.me,
@@ -145,6 +150,8 @@ export class InstanceController {
         applied: vm && inst.revision > 0 && !inst.deleted ? this.appliedRevisions.get(vm.id) : undefined,
         hasEntrypoint: !inst.deleted && vm !== undefined && this.hasEntrypoint(inst.formpackId),
         canFetchRevisions: this.o.dataDir !== undefined,
+        idleMs,
+        minuteMs: this.o.autostopMinuteMs ?? (Number(process.env.FORM_AUTOSTOP_MINUTE_MS) || 60_000),
         vmRelease: vm?.source.kind === 'formpack' && !inst.deleted ? releaseOfFormpack(inst, vm.source.id) : undefined,
       });
       await this.execute(inst, action);
@@ -198,6 +205,13 @@ export class InstanceController {
           `the entrypoint keeps exiting (code ${a.code}, ${a.restarts} restarts)${log ? `: ${log}` : ''}`,
         );
       }
+      case 'suspend':
+        return this.guard(inst.id, async () => {
+          const vm = await this.o.vmm.suspend(a.vmId);
+          this.idle.delete(a.vmId);
+          this.log.info({ instance: inst.id, vm: a.vmId, bytes: vm.suspended?.bytes }, 'idle replica suspended');
+          await this.report(inst, 'suspended', ipOf(vm), 'idle: suspended to disk');
+        });
       case 'check-health':
         await this.o.vmm.checkHealth().catch(() => undefined);
         return;
@@ -339,6 +353,37 @@ export class InstanceController {
       this.failedAt.set(`rev:${inst.id}`, Date.now());
       await this.fail(inst, `cannot apply revision ${inst.revision}: ${(err as Error).message}`);
     }
+  }
+
+  /** How long the instance's VM has had no traffic (ms); undefined without autostop or counters. */
+  private async idleMs(inst: InstanceView, vm: VmView | undefined, now: number): Promise<number | undefined> {
+    if (!vm || vm.state !== 'running' || !((inst.autostopMinutes ?? 0) > 0)) {
+      if (vm) this.idle.delete(vm.id);
+      return undefined;
+    }
+    const counters = await this.o.vmm.traffic(vm.id).catch(() => undefined);
+    if (!counters) return undefined;
+    const next = idleSince(this.idle.get(vm.id), counters, now);
+    this.idle.set(vm.id, next);
+    return now - next.since;
+  }
+
+  /**
+   * A connection came for this node's suspended VM `vmId` (the VMM's wake gate holds it): wake it when
+   * the planner agrees (`planWake`), then report it running. Rejects when it must stay suspended.
+   */
+  async wake(vmId: string): Promise<void> {
+    const vm = this.o.vmm.list().find((v) => v.id === vmId);
+    const inst = vm ? this.o.store.views().instances.find((i) => vmNameFor(i) === vm.name) : undefined;
+    const d = planWake(inst, this.me, vm);
+    if (!d.wake) throw new FormError('VM_BAD_STATE', `Cannot wake VM ${vmId}: ${d.why}`);
+    const t0 = Date.now();
+    await this.o.vmm.resume(vmId);
+    this.idle.delete(vmId);
+    this.log.info({ instance: inst?.id, vm: vmId, ms: Date.now() - t0 }, 'suspended replica woken by a connection');
+    // Its entrypoint ran when it was suspended and runs on: running again, no settle time.
+    if (inst) await this.report(inst, 'running', vm ? ipOf(vm) : undefined);
+    this.kick();
   }
 
   private async restartVm(inst: InstanceView, vmId: string): Promise<void> {

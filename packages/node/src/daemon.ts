@@ -287,9 +287,12 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     // An instance's VM belongs to the instance's owner (the controller boots it with the node key).
     const instanceOwnerOf = (vm: { name: string; owner: string | null }): string | null =>
       vm.owner ?? store.views().instances.find((i) => !i.deleted && vmNameFor(i) === vm.name)?.ownerAddress ?? null;
+    // Scale to zero: a connection to a suspended replica wakes it once the controller (below) agrees.
+    let wakeReplica: ((vmId: string) => Promise<void>) | undefined;
     const vmm = await createVmmService({
       config: vmmConfig,
       logger,
+      onWake: (vmId) => (wakeReplica ? wakeReplica(vmId) : Promise.reject(new Error('the node is starting'))),
       access: { operators: [key.publicKey], ownerOf: instanceOwnerOf },
       // Guests resolve <name>.<domain> through the forwarder on their gateway (the rest goes upstream).
       dns: {
@@ -432,6 +435,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       nodeTimeoutMs: config.nodeTimeoutMs,
       peerApiHost: config.peerApiHost,
     });
+    wakeReplica = (vmId) => controller.wake(vmId);
     const off = store.onAccepted(() => controller.kick());
     cleanups.push(() => off());
     controller.start();

@@ -56,7 +56,9 @@ export function ingressPlan(
       .map((r) => ({
         id: replicaKey(inst.id, r.node),
         address: r.formnetIp,
-        running: r.state === 'running',
+        // A suspended replica is routed: its node holds the connection while it resumes (scale to zero).
+        running: r.state === 'running' || r.state === 'suspended',
+        awake: r.state === 'running',
         ts: r.ts,
       }));
     const hc = service.healthcheck;
@@ -70,7 +72,7 @@ export function ingressPlan(
     });
     if (checkable) {
       for (const r of replicas) {
-        if (r.running && r.address)
+        if (r.awake && r.address)
           probes.push({ replicaId: r.id, address: r.address, startedAt: r.ts ?? now, spec: hc });
       }
     }

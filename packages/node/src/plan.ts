@@ -41,6 +41,10 @@ export interface PlanInput {
   canFetchRevisions: boolean;
   /** The release this node's VM stands for (rollout.ts `releaseOfFormpack`); re-reported when it changes. */
   vmRelease?: number | undefined;
+  /** How long this node has seen no traffic on the VM (`idleSince`), undefined when not measurable. */
+  idleMs?: number | undefined;
+  /** Length of an autostop minute in ms (tests shorten it; default 60 000). */
+  minuteMs?: number | undefined;
 }
 
 /** What to do about one instance: a closed set, carried out by the controller's executor. */
@@ -65,7 +69,9 @@ export type Action =
   /** The entrypoint keeps exiting: report failed with its log. */
   | { kind: 'fail-entrypoint'; vmId: string; code: number; restarts: number }
   /** Ask the VMM for a health round now (the entrypoint's settle time passed without a check). */
-  | { kind: 'check-health' };
+  | { kind: 'check-health' }
+  /** Scale to zero: suspend the idle VM to disk, then report `suspended` (its next connection wakes it). */
+  | { kind: 'suspend'; vmId: string };
 
 /** The replica this node holds for an instance, if it claimed one. */
 export function myReplica(inst: InstanceView, me: string): ReplicaView | undefined {
@@ -73,7 +79,8 @@ export function myReplica(inst: InstanceView, me: string): ReplicaView | undefin
 }
 
 const nothing = (why: string): Action => ({ kind: 'nothing', why });
-const active = (state: string | null | undefined): boolean => state === 'running' || state === 'starting';
+const active = (state: string | null | undefined): boolean =>
+  state === 'running' || state === 'starting' || state === 'suspended';
 
 /**
  * Decide what this node does next about one instance: the whole reconcile decision, pure. In order:
@@ -123,7 +130,8 @@ export function plan(i: PlanInput): Action {
     if (rolloutTurn(inst, i.me).go) return { kind: 'replace-formpack', vmId: vm.id };
   }
   if (inst.desired === 'stopped') {
-    if (vm && (vm.state === 'running' || vm.state === 'paused')) return { kind: 'stop', vmId: vm.id };
+    if (vm && (vm.state === 'running' || vm.state === 'paused' || vm.state === 'suspended'))
+      return { kind: 'stop', vmId: vm.id };
     if (mine.state !== 'stopped') return { kind: 'report', state: 'stopped' };
     return nothing('stopped as desired');
   }
@@ -134,6 +142,13 @@ export function plan(i: PlanInput): Action {
     return backingOff ? nothing('backing off after a failed start') : { kind: 'restart', vmId: vm.id };
   }
   if (!vm) return backingOff ? nothing('backing off after a failed boot') : { kind: 'boot' };
+  if (vm.state === 'suspended') {
+    if (mine.state === 'suspended') return nothing('suspended until its next connection');
+    const report: Action = { kind: 'report', state: 'suspended', reason: 'idle: suspended to disk' };
+    const ip = ipOf(vm);
+    if (ip) report.formnetIp = ip;
+    return report;
+  }
   return observe(i, vm, mine);
 }
 
@@ -178,6 +193,10 @@ function observe(i: PlanInput, vm: VmView, mine: ReplicaView): Action {
     if (ip) report.formnetIp = ip;
     return report;
   }
+  const idleFor = (inst.autostopMinutes ?? 0) * (i.minuteMs ?? 60_000);
+  if (idleFor > 0 && vm.state === 'running' && i.idleMs !== undefined && i.idleMs >= idleFor) {
+    return { kind: 'suspend', vmId: vm.id };
+  }
   return nothing('running as reported');
 }
 
@@ -187,6 +206,41 @@ function observe(i: PlanInput, vm: VmView, mine: ReplicaView): Action {
  */
 export function planNodeStopped(instances: readonly InstanceView[], me: string): InstanceView[] {
   return instances.filter((inst) => !inst.deleted && active(myReplica(inst, me)?.state));
+}
+
+/**
+ * A connection arrived for this node's suspended VM of `inst` (scale to zero): wake it unless the owner
+ * no longer wants it running here (deleted, stopped, over quota, not its replica). Pure.
+ *
+ * @example planWake(inst, me, vm) // { wake: true }
+ */
+export function planWake(
+  inst: PlanInstance | undefined,
+  me: string,
+  vm: VmView | undefined,
+): { wake: true } | { wake: false; why: string } {
+  if (!inst) return { wake: false, why: 'no instance has this VM' };
+  if (inst.deleted) return { wake: false, why: 'the instance is deleted' };
+  if (inst.overQuota ?? false) return { wake: false, why: OVER_QUOTA_STOP };
+  if (inst.desired !== 'running') return { wake: false, why: 'its owner stopped it' };
+  if (!myReplica(inst, me)) return { wake: false, why: 'this node holds no replica of it' };
+  if (vm?.state !== 'suspended') return { wake: false, why: `its VM is ${vm?.state ?? 'gone'}, not suspended` };
+  return { wake: true };
+}
+
+/**
+ * Idle tracking from a VM's traffic counters (pure): the time of the last change, which a first sample
+ * or a change of the counters moves to `now`. `idleMs` for `plan` is `now - since`.
+ *
+ * @example idleSince(undefined, { rxBytes: 10, txBytes: 5 }, 1000) // { bytes: 15, since: 1000 }
+ */
+export function idleSince(
+  prev: { bytes: number; since: number } | undefined,
+  counters: { rxBytes: number; txBytes: number },
+  now: number,
+): { bytes: number; since: number } {
+  const bytes = counters.rxBytes + counters.txBytes;
+  return prev && prev.bytes === bytes ? prev : { bytes, since: now };
 }
 
 /** The VM's formnet address (TAP networking only; user-mode VMs have none). */

@@ -6,6 +6,7 @@ import type { VmView } from '@formation/vmm';
 import {
   type Action,
   ENTRYPOINT_SETTLE_MS,
+  idleSince,
   ipOf,
   MOVED,
   OVER_QUOTA_STOP,
@@ -13,6 +14,7 @@ import {
   type PlanInstance,
   plan,
   planNodeStopped,
+  planWake,
   REVISION_RETRY_MS,
 } from '../src/plan.ts';
 
@@ -357,6 +359,63 @@ const rows: Array<[string, Partial<PlanInput>, Action]> = [
     { instance: instance(committed, { revision: 2 }), applied: { revision: 2, sha256: HASH } },
     { kind: 'nothing', why: 'running as reported' },
   ],
+  // scale to zero
+  [
+    'autostop: idle as long as asked: suspend it',
+    { instance: instance({ autostopMinutes: 5 }), idleMs: 5 * 60_000 },
+    { kind: 'suspend', vmId: 'vm-1' },
+  ],
+  [
+    'autostop: traffic within the idle time: keep it running',
+    { instance: instance({ autostopMinutes: 5 }), idleMs: 5 * 60_000 - 1 },
+    { kind: 'nothing', why: 'running as reported' },
+  ],
+  [
+    'autostop with a short test minute',
+    { instance: instance({ autostopMinutes: 2 }), idleMs: 200, minuteMs: 100 },
+    { kind: 'suspend', vmId: 'vm-1' },
+  ],
+  [
+    'autostop off: never suspended however idle',
+    { instance: instance({ autostopMinutes: 0 }), idleMs: 10 ** 9 },
+    { kind: 'nothing', why: 'running as reported' },
+  ],
+  [
+    'autostop but traffic not measurable (user-mode VM): never suspended',
+    { instance: instance({ autostopMinutes: 1 }), idleMs: undefined },
+    { kind: 'nothing', why: 'running as reported' },
+  ],
+  [
+    'autostop: a paused VM is not suspended',
+    { instance: instance({ autostopMinutes: 1 }), vm: vm({ state: 'paused' }), idleMs: 10 ** 9 },
+    { kind: 'nothing', why: 'running as reported' },
+  ],
+  [
+    'suspended VM, replica still reported running: report suspended with its address',
+    { instance: instance({ autostopMinutes: 1 }), vm: vm({ state: 'suspended', ready: false, pid: null }) },
+    { kind: 'report', state: 'suspended', reason: 'idle: suspended to disk', formnetIp: '10.129.1.2' },
+  ],
+  [
+    'suspended as reported: wait for a connection (never restarted or booted)',
+    {
+      instance: instance({ autostopMinutes: 1 }, { state: 'suspended' }),
+      vm: vm({ state: 'suspended', ready: false }),
+    },
+    { kind: 'nothing', why: 'suspended until its next connection' },
+  ],
+  [
+    'suspended and the owner stops it: stop (the image is discarded)',
+    {
+      instance: instance({ desired: 'stopped' }, { state: 'suspended' }),
+      vm: vm({ state: 'suspended', ready: false }),
+    },
+    { kind: 'stop', vmId: 'vm-1' },
+  ],
+  [
+    'suspended and the instance deleted: remove the VM',
+    { instance: instance({ deleted: true }, { state: 'suspended' }), vm: vm({ state: 'suspended', ready: false }) },
+    { kind: 'remove', vmId: 'vm-1', report: 'deleted' },
+  ],
 ];
 
 for (const [name, over, want] of rows) {
@@ -379,6 +438,7 @@ test('the table covers every kind of action', () => {
     'apply-revision',
     'fail-entrypoint',
     'check-health',
+    'suspend',
   ];
   assert.deepEqual([...kinds].sort(), [...all].sort());
 });
@@ -415,3 +475,33 @@ test('ipOf: the formnet address only for TAP VMs with an IPv4', () => {
 // Type check only: a state view without overQuota is a valid plan instance.
 const _view: InstanceView = instance();
 void _view;
+
+test('planWake: a connection wakes only a suspended replica its owner still wants running here', () => {
+  const sleeping = vm({ state: 'suspended', ready: false, pid: null });
+  const cases: Array<[string, PlanInstance | undefined, VmView | undefined, boolean]> = [
+    ['suspended, desired running', instance({}, { state: 'suspended' }), sleeping, true],
+    ['no instance holds the VM', undefined, sleeping, false],
+    ['deleted', instance({ deleted: true }, { state: 'suspended' }), sleeping, false],
+    ['stopped by its owner', instance({ desired: 'stopped' }, { state: 'suspended' }), sleeping, false],
+    ['over quota', instance({ overQuota: true }, { state: 'suspended' }), sleeping, false],
+    ['not a replica of this node', instance({}, null), sleeping, false],
+    ['already running', instance({}, { state: 'running' }), vm(), false],
+  ];
+  for (const [name, inst, v, want] of cases) {
+    const d = planWake(inst, ME, v);
+    assert.equal(d.wake, want, name);
+    if (!d.wake) assert.match(d.why, /./, `${name}: says why`);
+  }
+});
+
+test('idleSince: the counters moving (or a first sample) restart the idle clock; still counters keep it', () => {
+  const a = idleSince(undefined, { rxBytes: 10, txBytes: 5 }, 1000);
+  assert.deepEqual(a, { bytes: 15, since: 1000 });
+  assert.deepEqual(idleSince(a, { rxBytes: 10, txBytes: 5 }, 9000), { bytes: 15, since: 1000 });
+  assert.deepEqual(idleSince(a, { rxBytes: 10, txBytes: 6 }, 9000), { bytes: 16, since: 9000 });
+});
+
+test('node stopped: a suspended replica says stopped too', () => {
+  const s = instance({}, { state: 'suspended' });
+  assert.deepEqual(planNodeStopped([s], ME), [s]);
+});

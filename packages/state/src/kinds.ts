@@ -145,6 +145,8 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
       gpu: Type.Optional(Type.Union([GpuRequest, Type.Null()])),
       /** What the owner wants: `stopped` stops every replica's VM (disk kept), `running` starts them again. */
       desired: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('stopped')])),
+      /** Scale to zero: suspend a replica idle this many minutes (its next connection wakes it); 0 = off. */
+      autostopMinutes: Type.Optional(Int(0, 10_080)),
       /** Rolling updates (README "Releases"): the release this update makes (create = 1), how many replicas may be down at once, and the release it restores. */
       release: Type.Optional(Int(2, Number.MAX_SAFE_INTEGER)),
       maxUnavailable: Type.Optional(Int(1, 16)),
@@ -159,7 +161,9 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
     {
       instanceId: InstanceId,
       node: PubKey,
-      state: Type.Union(['pending', 'starting', 'running', 'stopped', 'failed', 'deleted'].map((s) => Type.Literal(s))),
+      state: Type.Union(
+        ['pending', 'starting', 'running', 'suspended', 'stopped', 'failed', 'deleted'].map((s) => Type.Literal(s)),
+      ),
       formnetIp: Type.Optional(Ipv4),
       revision: Int(0, Number.MAX_SAFE_INTEGER),
       reason: Type.Optional(Text(512)),

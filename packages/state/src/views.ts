@@ -158,6 +158,8 @@ export interface InstanceView {
   gpu?: GpuRequest | null | undefined;
   /** The owner's wish (instance.update `desired`): `running` unless stopped. */
   desired: 'running' | 'stopped';
+  /** Scale to zero (instance.update `autostopMinutes`): minutes without traffic before a replica suspends; 0 = off. */
+  autostopMinutes?: number | undefined;
   createdBy: string;
   deleted: boolean;
   revision: number;
@@ -770,6 +772,7 @@ export class ViewState {
         resources: targetRec?.resources ?? f(i.fields, 'resources', c.body.resources as Resources),
         gpu: f(i.fields, 'gpu', (c.body.gpu as GpuRequest | undefined) ?? null),
         desired: f(i.fields, 'desired', 'running' as 'running' | 'stopped'),
+        autostopMinutes: f(i.fields, 'autostopMinutes', 0),
         createdBy: i.create.hash,
         deleted: i.deleted !== undefined,
         revision: i.commit?.revision ?? 0,
@@ -863,7 +866,8 @@ export class ViewState {
       [
         ...new Set(
           i.replicaSet
-            .filter((r) => r.state === 'running' && r.formnetIp)
+            // A suspended replica keeps its name: the next connection to it wakes it (scale to zero).
+            .filter((r) => (r.state === 'running' || r.state === 'suspended') && r.formnetIp)
             .sort((a, b) => Number(b.assigned) - Number(a.assigned))
             .slice(0, i.replicas)
             .map((r) => r.formnetIp as string),

@@ -86,6 +86,18 @@ export function registerManage({ noun }: CommandContext): void {
       );
   }
   manage
+    .command('autostop')
+    .description('Scale to zero: suspend replicas idle this many minutes (their next connection wakes them), or off')
+    .argument('<instance>', 'instance id or name')
+    .argument('<idle-minutes>', 'minutes without traffic (1-10080), or off')
+    .option('--node <url>', 'node to ask')
+    .option('--json', 'print { ok, id, autostopMinutes, changed } as JSON')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ form manage autostop hello-server 15\n  $ form manage autostop hello-server off',
+    )
+    .action(lazyAction(() => import('../actions/autostop.ts'), 'autostop'));
+  manage
     .command('scale')
     .description('Change how many replicas an instance has (1-16); nodes start or stop VMs to match')
     .argument('<instance>', 'instance id or name')

@@ -16,7 +16,7 @@ import {
   peerServiceUrl,
   pruneRevisionCache,
 } from './replication.ts';
-import { releaseOfFormpack } from './rollout.ts';
+import { releaseOfFormpack, revisionBelongsHere } from './rollout.ts';
 
 export interface ControllerOptions {
   nodeKey: KeyPair;
@@ -263,7 +263,7 @@ export class InstanceController {
     // A committed instance starts from its latest revision (a replica placed after a commit, e.g. on
     // healing): fetch it first, create the VM without starting it, swap its overlay, then start.
     let revisionFile: string | undefined;
-    if (inst.revision > 0 && inst.revisionHash && this.o.dataDir) {
+    if (inst.revision > 0 && inst.revisionHash && this.o.dataDir && revisionBelongsHere(inst)) {
       const at = inst.replicaSet.filter((r) => r.revision === inst.revision).map((r) => r.node);
       try {
         revisionFile = await fetchRevision({

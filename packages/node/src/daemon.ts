@@ -48,6 +48,7 @@ import { Type } from '@sinclair/typebox';
 import { mayFetchFormpack, startNetwork, waitForAdmission } from './admission.ts';
 import { type NodeConfig, type NodeInfo, nodePaths, nodePorts } from './config.ts';
 import { InstanceController } from './controller.ts';
+import { netnsTransport } from './netns-probe.ts';
 import { ReplicaHealthMonitor } from './replica-health.ts';
 import { startExtraServices } from './extra-services.ts';
 import { gpuRecordUpdate } from './gpu-report.ts';
@@ -440,7 +441,14 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
     cleanups.push(() => off());
     controller.start();
     // Each replica's HEALTHCHECK, run by the node that holds it and reported as instance.health.
-    const health = new ReplicaHealthMonitor({ nodeKey: key, store, vmm: vmm.manager, logger });
+    const health = new ReplicaHealthMonitor({
+      nodeKey: key,
+      store,
+      vmm: vmm.manager,
+      logger,
+      // formationd runs outside its namespace: checks must start inside it, where formnet is routed.
+      ...(config.netns ? { transport: netnsTransport(config.netns) } : {}),
+    });
     health.start();
     cleanups.push(() => health.close());
 

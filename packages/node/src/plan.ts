@@ -2,7 +2,7 @@ import type { ReportedReplicaState } from '@formation/interface';
 import { type PlacementNode, placeReplicas } from '@formation/scheduler';
 import type { InstanceView, ReplicaView } from '@formation/state';
 import type { VmView } from '@formation/vmm';
-import { rolloutTurn } from './rollout.ts';
+import { revisionBelongsHere, rolloutTurn } from './rollout.ts';
 
 /** How long an entrypoint must run after boot before its replica counts as running (ms). */
 export const ENTRYPOINT_SETTLE_MS = 2000;
@@ -177,15 +177,21 @@ function observe(i: PlanInput, vm: VmView, mine: ReplicaView): Action {
   }
   // The replica is at the instance's revision when its own disk produced that commit, or when it
   // fetched and applied it. Otherwise it fetches the revision from a replica that is at it.
+  // A revision committed before the target release is a delta of an older Formpack's disk: not applied.
   const atRevision =
     inst.revision === 0 ||
+    !revisionBelongsHere(inst) ||
     vm.revisions.some((r) => r.sha256 === inst.revisionHash) ||
     i.applied?.sha256 === inst.revisionHash;
   if (!atRevision && inst.revisionHash && i.canFetchRevisions) {
     const failed = i.revisionFailedAt;
     if (!failed || i.now - failed > REVISION_RETRY_MS) return { kind: 'apply-revision', vmId: vm.id };
   }
-  const revision = atRevision ? inst.revision : (i.applied?.revision ?? mine.revision ?? 0);
+  const revision = !revisionBelongsHere(inst)
+    ? 0
+    : atRevision
+      ? inst.revision
+      : (i.applied?.revision ?? mine.revision ?? 0);
   const ip = ipOf(vm);
   const releaseChanged = i.vmRelease !== undefined && (mine.release ?? undefined) !== i.vmRelease;
   if (mine.state !== 'running' || mine.formnetIp !== ip || mine.revision !== revision || releaseChanged) {

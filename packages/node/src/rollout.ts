@@ -70,3 +70,16 @@ export function rolloutTurn(inst: InstanceView, me: string): RolloutTurn {
         : `waiting: ${rank} replica(s) go first`,
   };
 }
+
+/**
+ * Whether the instance's latest committed revision applies to its target release: a revision is a
+ * delta of the disk of the Formpack it was committed on, so one committed before the target release
+ * (an older Formpack, or the same one before a rollback) is never laid over the target's disk.
+ *
+ * @example revisionBelongsHere({ ...inst, revisionAt: 5_000 }) // false when the target release is from 6_000
+ */
+export function revisionBelongsHere(inst: InstanceView): boolean {
+  if (inst.revision === 0 || (inst.release ?? 1) === 1) return true;
+  const target = inst.releases?.find((r) => r.release === inst.release);
+  return !target || (inst.revisionAt ?? 0) >= target.at;
+}

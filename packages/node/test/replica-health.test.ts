@@ -12,6 +12,7 @@ import { createLogger } from '@formation/service';
 import { type InstanceView, openStateStore } from '@formation/state';
 import type { VmView } from '@formation/vmm';
 import { healthReportDue, healthTargets, safeReason } from '../src/health-plan.ts';
+import { netnsTransport } from '../src/netns-probe.ts';
 import { ReplicaHealthMonitor } from '../src/replica-health.ts';
 
 const FP = 'f'.repeat(64);
@@ -81,6 +82,12 @@ describe('health-plan (pure)', () => {
     assert.equal(safeReason('exit 1: \u001b[31mboom\n  again'), 'exit 1: ?[31mboom again');
     assert.equal(safeReason('é\u0000x'), '??x');
     assert.equal(safeReason('x'.repeat(500)).length, 160);
+  });
+  test('netnsTransport refuses targets that are not an IPv4 address, a port and a path (before any command runs)', async () => {
+    const t = netnsTransport('fdr-none');
+    assert.deepEqual(await t.http('10.0.0.1; rm -rf /', 80, '/'), { ok: false, detail: 'bad target' });
+    assert.deepEqual(await t.http('10.0.0.1', 80, 'x'), { ok: false, detail: 'bad target' });
+    assert.deepEqual(await t.tcp('10.0.0.1', 0, 1000), { ok: false, detail: 'bad target' });
   });
   test('healthReportDue: a new verdict or release, not a new reason', () => {
     const rep = { status: 'healthy' as const, release: 1, reason: null, ts: 1 };

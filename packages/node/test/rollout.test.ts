@@ -6,7 +6,7 @@ import type { PlacementNode } from '@formation/scheduler';
 import type { InstanceView, ReleaseView, ReplicaView } from '@formation/state';
 import type { VmView } from '@formation/vmm';
 import { plan } from '../src/plan.ts';
-import { releaseOfFormpack, rolloutTurn } from '../src/rollout.ts';
+import { releaseOfFormpack, revisionBelongsHere, rolloutTurn } from '../src/rollout.ts';
 
 const OLD = 'a'.repeat(64);
 const NEW = 'b'.repeat(64);
@@ -20,6 +20,7 @@ const rel = (release: number, formpackId: string, result: ReleaseView['result'])
   op: 'o'.repeat(64),
   rollbackOf: null,
   result,
+  failure: null,
 });
 const HC = {
   test: { type: 'http' as const, port: 8080, path: '/' },
@@ -235,6 +236,13 @@ describe('rolloutTurn (pure)', () => {
     assert.equal(rolloutTurn(i, 'n2').go, true);
     assert.equal(rolloutTurn(i, 'n3').go, false);
   });
+  test('a revision committed before the target release is not laid over its Formpack', () => {
+    const i = inst([['n1', 'running', 2]]);
+    // Release 2 is from t=2000 (rel() above).
+    assert.equal(revisionBelongsHere({ ...i, revision: 1, revisionHash: 'h'.repeat(64), revisionAt: 1500 }), false);
+    assert.equal(revisionBelongsHere({ ...i, revision: 1, revisionHash: 'h'.repeat(64), revisionAt: 2500 }), true);
+    assert.equal(revisionBelongsHere({ ...i, release: 1, revision: 1, revisionAt: 10 }), true, 'release 1: always');
+  });
   test('releaseOfFormpack: the target, else the newest release of that Formpack', () => {
     const i = inst([['n1', 'running', 1]]);
     assert.equal(releaseOfFormpack(i, NEW), 2);
@@ -280,6 +288,19 @@ describe('plan() with a rolling update', () => {
     ]);
     assert.equal(plan(input(i, 'n1', OLD)).kind, 'replace-formpack');
     assert.equal(plan(input(i, 'n2', OLD)).kind, 'nothing');
+  });
+  test('an older release’s revision is not fetched after an update (it reports revision 0)', () => {
+    const i = {
+      ...inst([
+        ['n1', 'running', 2, 'healthy'],
+        ['n2', 'running', 2, 'healthy'],
+      ]),
+      revision: 3,
+      revisionHash: 'h'.repeat(64),
+      revisionAt: 1500,
+    } as InstanceView;
+    const a = plan({ ...input(i, 'n1', NEW), canFetchRevisions: true });
+    assert.deepEqual(a, { kind: 'nothing', why: 'running as reported' }, 'no apply-revision');
   });
   test('a replica whose reported release lags its VM reports again (with the release)', () => {
     const i = inst([

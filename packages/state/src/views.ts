@@ -169,6 +169,8 @@ export interface InstanceView {
   /** Beyond its owner's quota (by create (ts, hash) order): never placed, no replica is assigned. */
   overQuota: boolean;
   replicaSet: ReplicaView[];
+  /** When the latest revision was committed (the owner's clock): revisions belong to the release they were made on. */
+  revisionAt?: number | null;
   /** The release the replicas work toward (the latest, or the last good one after a failed update). */
   release?: number;
   /** How many replicas a rolling update may have down at once (instance.update `maxUnavailable`, 1). */
@@ -777,6 +779,7 @@ export class ViewState {
         deleted: i.deleted !== undefined,
         revision: i.commit?.revision ?? 0,
         revisionHash: i.commit?.value ?? null,
+        revisionAt: i.commit?.ts ?? null,
         formpack: pack
           ? {
               name: pack.name,

@@ -4,7 +4,7 @@ import type { InstanceView, NodeView, StateClient } from '@formation/state/clien
 import pc from 'picocolors';
 import { formatLine, pickReplicas, sinceMs } from '../src/actions/logs.ts';
 import { formatEvent, statusTargets } from '../src/actions/manage.ts';
-import { cpuPercent } from '../src/actions/metrics.ts';
+import { cpuPercent, ioColumns } from '../src/actions/metrics.ts';
 
 // The pure parts of `form logs` and `form manage get status <formpack-id>` (seed 000's form).
 
@@ -112,6 +112,16 @@ describe('form manage get metrics: CPU % between two samples', () => {
   ] as const) {
     test(name, () => assert.equal(cpuPercent(a, b), want));
   }
+  test('disk and network columns: summed over disks, guest side, - when not measured (user-mode net, older node)', () => {
+    const disks = [
+      { disk: 'root', readBytes: 8 * 1048576, writtenBytes: 1048576 },
+      { disk: 'data', readBytes: 0, writtenBytes: 1048576 },
+    ];
+    const net = { rxBytes: 2048, txBytes: 1024, rxPackets: 3, txPackets: 2 };
+    assert.deepEqual(ioColumns({ disks, net }), { disk: '8.0/2.0', net: '2/1' });
+    assert.deepEqual(ioColumns({ disks: [], net: null }), { disk: '-', net: '-' });
+    assert.deepEqual(ioColumns({}), { disk: '-', net: '-' });
+  });
 });
 
 /** Colours off and on, whatever the environment says (picocolors turns them on for CI=1 or a TTY). */

@@ -238,6 +238,39 @@ describe('operating an instance on a real VM: form logs, events, status by Formp
     assert.match(text.stdout, /node-e2e\s+running/);
   });
 
+  test('disk I/O over QMP query-blockstats: a read in the guest shows in get metrics and /metrics', async () => {
+    const rootOf = (out: string) =>
+      (JSON.parse(out).replicas[0].disks as Array<{ disk: string; readBytes: number }>).find((d) => d.disk === 'root');
+    const a = await form(['manage', 'get', 'metrics', name, '--json'], env);
+    assert.equal(a.code, 0, a.stderr);
+    const before = rootOf(a.stdout);
+    assert.ok(before, a.stdout);
+    // 8 MiB read straight from the virtual disk (O_DIRECT: not from the guest's page cache).
+    const dd = await vmm.manager.exec(
+      vmId,
+      '/bin/sh',
+      ['-c', 'dd if=/dev/vda of=/dev/null bs=1M count=8 skip=16 iflag=direct'],
+      30_000,
+    );
+    assert.equal(dd.exitcode, 0, dd.stderr);
+    const b = await form(['manage', 'get', 'metrics', name, '--json'], env);
+    const after = rootOf(b.stdout);
+    assert.ok((after?.readBytes ?? 0) - before.readBytes >= 8 * 1048576, `${before.readBytes} -> ${after?.readBytes}`);
+    assert.ok(JSON.parse(b.stdout).replicas[0].diskAllocatedBytes > 0);
+    const path = '/metrics';
+    const res = await vmm.app.inject({
+      method: 'GET',
+      url: path,
+      headers: signRequest(node, { method: 'GET', path, body: '', audience: apiIdentity(vmm.app) }),
+    });
+    assert.match(
+      res.body,
+      new RegExp(`^formation_vm_disk_read_bytes_total\\{vm="${vmId}",name="[^"]+",disk="root"\\} \\d+$`, 'm'),
+    );
+    assert.match(res.body, /^formation_vm_disk_allocated_bytes\{/m);
+    process.stdout.write(`# disk root read ${before.readBytes} -> ${after?.readBytes} bytes\n`);
+  });
+
   test('form manage events and form manage get status <formpack-id>', async () => {
     const ev = await form(['manage', 'events', name, '--json'], env);
     assert.equal(ev.code, 0, ev.stderr);

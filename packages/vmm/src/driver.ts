@@ -162,6 +162,8 @@ export interface HypervisorDriver {
   recover(vm: DriverVm): Promise<'running' | 'paused' | 'gone'>;
   /** Current hypervisor-side status. */
   status(vm: DriverVm): Promise<'running' | 'paused' | 'stopped'>;
+  /** Block I/O counters of a running VM as the hypervisor reports them (QEMU: `query-blockstats`; `vm-io.ts`). */
+  blockStats?(vm: DriverVm): Promise<unknown>;
   /** The guest agent of a running VM. */
   agent(vm: DriverVm): GuestAgent;
   /** Called once per process end the driver did not cause itself through stop/destroy/restore. */

@@ -22,6 +22,7 @@ import { findImage, hostInitramfs, hostKernel, openFormImage, resolveFormpack } 
 import { intToIp, parseCidr, type VmNetwork } from './network.ts';
 import { assertAction, hasProcess, KeyedSerializer, type VmAction, type VmState } from './state-machine.ts';
 import type { VmStore } from './store.ts';
+import { allocatedBytes, parseBlockstats, readTapIo, type VmIo } from './vm-io.ts';
 import type { RevisionRecord, SnapshotRecord, VmHealth, VmRecord, VmSource, VmView } from './types.ts';
 import { WakeGate } from './wake-gate.ts';
 
@@ -784,6 +785,19 @@ export class VmManager {
       this.waking.set(id, p);
     }
     return p;
+  }
+
+  /** Disk and network I/O of a VM for metrics (`vm-io.ts`): block stats over QMP, qcow2 allocation, TAP counters. */
+  async io(id: string): Promise<VmIo> {
+    const r = this.rec(id);
+    const live = hasProcess(r.state) && r.state !== 'suspended';
+    const stats = live && this.o.driver.blockStats ? await this.o.driver.blockStats(r.driver).catch(() => []) : [];
+    const files = [r.driver.paths.disk, ...(r.driver.paths.data ? [r.driver.paths.data] : [])];
+    return {
+      disks: parseBlockstats(stats),
+      diskAllocatedBytes: await allocatedBytes(files),
+      net: live ? await readTapIo(r.network.tap, r.network.netns) : null,
+    };
   }
 
   /** Bytes through the VM's TAP so far (tap mode), for idle detection; undefined when not measurable. */

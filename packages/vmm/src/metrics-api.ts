@@ -2,7 +2,7 @@ import type { ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import type { LogStore } from './log-store.ts';
 import type { VmManager } from './manager.ts';
-import { renderPrometheus, sampleVm } from './metrics.ts';
+import { renderPrometheus, sampleVm, type VmSample } from './metrics.ts';
 import type { VmView } from './types.ts';
 
 type Signer = { publicKey: string; address: string };
@@ -31,19 +31,29 @@ export function registerMetricRoutes(
       return null;
     }
   };
+  // CPU/memory from /proc, then disk (QMP block stats, qcow2 allocation) and network (TAP counters).
+  const sample = async (vm: VmView): Promise<VmSample> => {
+    const s = sampleVm(vm, logBytes(vm.id));
+    try {
+      return { ...s, ...(await manager.io(vm.id)) };
+    } catch {
+      return s; // destroyed in between: the /proc part stands
+    }
+  };
   app.get(
     '/vms/:id/metrics',
     {
       preHandler: auth.reader,
       schema: {
         tags: ['vmm'],
-        summary: "One VM's CPU time, memory, uptime, restarts, log bytes; its owner or the node only",
+        summary:
+          "One VM's CPU time, memory, disk and network I/O, uptime, restarts, log bytes; its owner or the node only",
         params: Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) }),
       },
     },
     async (req) => {
       const vm = auth.readable(req, (req.params as { id: string }).id);
-      return sampleVm(vm, logBytes(vm.id));
+      return sample(vm);
     },
   );
   app.get(
@@ -60,10 +70,7 @@ export function registerMetricRoutes(
       const vms = manager.list().filter((vm) => auth.mayRead(req.signer, vm));
       const node = auth.isOperator(req.signer) ? manager.capacity() : undefined;
       reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8');
-      return renderPrometheus(
-        vms.map((vm) => sampleVm(vm, logBytes(vm.id))),
-        node,
-      );
+      return renderPrometheus(await Promise.all(vms.map(sample)), node);
     },
   );
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Resources } from '@formation/interface';
 import type { VmView } from './types.ts';
+import type { DiskIo, NetIo } from './vm-io.ts';
 
 /** One VM's numbers at one moment (`GET /vms/:id/metrics`, and a series set in `GET /metrics`). */
 export interface VmSample {
@@ -21,6 +22,12 @@ export interface VmSample {
   restarts: number;
   /** Bytes of this VM's logs kept on the node. */
   logBytes: number | null;
+  /** Per virtual disk I/O since QEMU started (QMP `query-blockstats`); absent when not sampled. */
+  disks?: DiskIo[] | undefined;
+  /** Bytes its qcow2 overlay (+ data disk) occupy on the host. */
+  diskAllocatedBytes?: number | null | undefined;
+  /** Its TAP's traffic, from the guest's side; null in user-mode networking or without a process. */
+  net?: NetIo | null | undefined;
 }
 
 /** Kernel clock ticks per second for /proc/<pid>/stat times (USER_HZ: 100 on every Linux we run on). */
@@ -104,6 +111,33 @@ export function renderPrometheus(
   family('formation_vm_uptime_seconds', 'gauge', 'Seconds since the VM last started.', (s) => s.uptimeSeconds);
   family('formation_vm_restarts_total', 'counter', 'Restarts of the VM by policy.', (s) => s.restarts);
   family('formation_vm_log_bytes', 'gauge', 'Bytes of the VM logs kept on the node.', (s) => s.logBytes);
+  family(
+    'formation_vm_disk_allocated_bytes',
+    'gauge',
+    'Host disk space the VM qcow2 overlay and data disk occupy.',
+    (s) => s.diskAllocatedBytes ?? null,
+  );
+  const perDisk = (name: string, help: string, value: (d: DiskIo) => number): void => {
+    const rows = samples.flatMap((s) =>
+      (s.disks ?? []).map((d) => `${name}{vm="${esc(s.id)}",name="${esc(s.name)}",disk="${esc(d.disk)}"} ${value(d)}`),
+    );
+    if (rows.length) out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`, ...rows);
+  };
+  perDisk('formation_vm_disk_read_bytes_total', 'Bytes the guest read from the virtual disk.', (d) => d.readBytes);
+  perDisk('formation_vm_disk_written_bytes_total', 'Bytes the guest wrote to the virtual disk.', (d) => d.writtenBytes);
+  perDisk('formation_vm_disk_reads_total', 'Read requests of the guest on the virtual disk.', (d) => d.readOps);
+  perDisk('formation_vm_disk_writes_total', 'Write requests of the guest on the virtual disk.', (d) => d.writeOps);
+  const net = (name: string, help: string, value: (n: NetIo) => number): void =>
+    family(name, 'counter', help, (s) => (s.net ? value(s.net) : null));
+  net('formation_vm_network_receive_bytes_total', 'Bytes the guest received (its TAP sent).', (n) => n.rxBytes);
+  net('formation_vm_network_transmit_bytes_total', 'Bytes the guest sent (its TAP received).', (n) => n.txBytes);
+  net('formation_vm_network_receive_packets_total', 'Packets the guest received.', (n) => n.rxPackets);
+  net('formation_vm_network_transmit_packets_total', 'Packets the guest sent.', (n) => n.txPackets);
+  net(
+    'formation_vm_network_dropped_packets_total',
+    'Packets dropped on the VM TAP (both ways).',
+    (n) => n.rxDropped + n.txDropped,
+  );
   if (node) {
     for (const [k, unit] of [
       ['vcpu', 'vCPUs'],

@@ -483,6 +483,10 @@ export class QemuDriver implements HypervisorDriver {
     return q;
   }
 
+  async blockStats(vm: DriverVm): Promise<unknown> {
+    return (await this.qmp(vm)).execute('query-blockstats');
+  }
+
   async status(vm: DriverVm): Promise<'running' | 'paused' | 'stopped'> {
     if (!this.live.has(vm.spec.id)) return 'stopped';
     const r = await (await this.qmp(vm)).execute<{ status: string; running: boolean }>('query-status');

@@ -89,6 +89,36 @@ describe('metrics (pure)', () => {
     );
   });
 
+  test('disk and network series: per disk (label disk), allocation, TAP traffic; still parseable', () => {
+    const io = {
+      disks: [
+        { disk: 'root', readBytes: 4096, writtenBytes: 8 * 1048576, readOps: 2, writeOps: 64, flushOps: 1 },
+        { disk: 'data', readBytes: 0, writtenBytes: 512, readOps: 0, writeOps: 1, flushOps: 0 },
+      ],
+      diskAllocatedBytes: 12 * 1048576,
+      net: { rxBytes: 1500, txBytes: 900, rxPackets: 10, txPackets: 7, rxDropped: 1, txDropped: 0 },
+    };
+    const f = parseProm(renderPrometheus([sample(io), sample({ id: 'vm2', net: null, disks: [] })]));
+    assert.deepEqual(
+      f.get('formation_vm_disk_written_bytes_total')?.map((x) => [x.labels.vm, x.labels.disk, x.value]),
+      [
+        ['vm1', 'root', 8 * 1048576],
+        ['vm1', 'data', 512],
+      ],
+    );
+    assert.deepEqual(f.get('formation_vm_disk_allocated_bytes'), [
+      { labels: { vm: 'vm1', name: 'web-1' }, value: 12 * 1048576 },
+    ]);
+    assert.deepEqual(f.get('formation_vm_network_receive_bytes_total'), [
+      { labels: { vm: 'vm1', name: 'web-1' }, value: 1500 },
+    ]);
+    assert.equal(f.get('formation_vm_network_transmit_packets_total')?.[0]?.value, 7);
+    assert.equal(f.get('formation_vm_network_dropped_packets_total')?.[0]?.value, 1);
+    assert.equal(f.get('formation_vm_disk_reads_total')?.length, 2);
+    // Without I/O samples (older callers) the families are absent, not empty.
+    assert.equal(parseProm(renderPrometheus([sample()])).has('formation_vm_disk_read_bytes_total'), false);
+  });
+
   test('the parser in this test refuses what a scraper would (so it can fail)', () => {
     assert.throws(() => parseProm('formation_x 1\n'), /undeclared/);
     assert.throws(() => parseProm('# TYPE a gauge\na{b=c} 1\n'), /bad labels/);

@@ -17,6 +17,21 @@ interface Sample {
   uptimeSeconds: number | null;
   restarts: number;
   logBytes: number | null;
+  /** Per disk I/O since QEMU started, the qcow2 space on the host, TAP traffic (guest side); absent from older nodes. */
+  disks?: Array<{ disk: string; readBytes: number; writtenBytes: number }> | undefined;
+  diskAllocatedBytes?: number | null | undefined;
+  net?: { rxBytes: number; txBytes: number; rxPackets: number; txPackets: number } | null | undefined;
+}
+
+/** `r/w` MiB over all disks and `rx/tx` KiB, as the table prints them; `-` when not measured. */
+export function ioColumns(s: Pick<Sample, 'disks' | 'net'>): { disk: string; net: string } {
+  const mib = (b: number) => (b / 1048576).toFixed(1);
+  const disks = s.disks ?? [];
+  const disk = disks.length
+    ? `${mib(disks.reduce((n, d) => n + d.readBytes, 0))}/${mib(disks.reduce((n, d) => n + d.writtenBytes, 0))}`
+    : '-';
+  const net = s.net ? `${Math.round(s.net.rxBytes / 1024)}/${Math.round(s.net.txBytes / 1024)}` : '-';
+  return { disk, net };
 }
 
 /** CPU use (% of one core) between two samples of the same process; null when it cannot be told. */
@@ -27,7 +42,8 @@ export function cpuPercent(a: Sample, b: Sample): number | null {
 
 /**
  * `form manage get metrics <instance>`: per replica CPU (% of one core, measured over one second), memory
- * of its VM process, uptime, restarts and log bytes, from each replica node's VMM (`GET /vms/:id/metrics`).
+ * of its VM process, disk I/O (read/written MiB) and network (received/sent KiB), uptime, restarts and log
+ * bytes, from each replica node's VMM (`GET /vms/:id/metrics`).
  */
 export async function metrics(
   ref: string,
@@ -65,7 +81,7 @@ export async function metrics(
   process.stdout.write(`metrics of ${inst.name} (${inst.id})\n`);
   process.stdout.write(
     pc.dim(
-      `  ${'replica'.padEnd(16)} ${'state'.padEnd(9)} ${'cpu %'.padStart(6)} ${'rss MiB'.padStart(8)} ${'mem MiB'.padStart(8)} vcpu ${'uptime'.padStart(8)} restarts logs KiB\n`,
+      `  ${'replica'.padEnd(16)} ${'state'.padEnd(9)} ${'cpu %'.padStart(6)} ${'rss MiB'.padStart(8)} ${'mem MiB'.padStart(8)} vcpu ${'uptime'.padStart(8)} restarts logs KiB ${'disk r/w MiB'.padStart(13)} ${'net rx/tx KiB'.padStart(14)}\n`,
     ),
   );
   for (const r of rows) {
@@ -74,8 +90,9 @@ export async function metrics(
       continue;
     }
     const s = r as Sample & { replica: string; cpuPercent: number | null };
+    const io = ioColumns(s);
     process.stdout.write(
-      `  ${s.replica.padEnd(16)} ${s.state.padEnd(9)} ${String(s.cpuPercent ?? '-').padStart(6)} ${mib(s.rssBytes).padStart(8)} ${String(s.memMiB).padStart(8)} ${String(s.vcpu).padStart(4)} ${`${s.uptimeSeconds ?? '-'}s`.padStart(8)} ${String(s.restarts).padStart(8)} ${s.logBytes === null ? '-' : Math.ceil(s.logBytes / 1024)}\n`,
+      `  ${s.replica.padEnd(16)} ${s.state.padEnd(9)} ${String(s.cpuPercent ?? '-').padStart(6)} ${mib(s.rssBytes).padStart(8)} ${String(s.memMiB).padStart(8)} ${String(s.vcpu).padStart(4)} ${`${s.uptimeSeconds ?? '-'}s`.padStart(8)} ${String(s.restarts).padStart(8)} ${String(s.logBytes === null ? '-' : Math.ceil(s.logBytes / 1024)).padStart(8)} ${io.disk.padStart(13)} ${io.net.padStart(14)}\n`,
     );
   }
   return 0;

@@ -1,5 +1,6 @@
 // VMM benchmarks over real QEMU: boot to guest-agent ready and to the SSH banner, pause/resume latency,
-// snapshot and restore time + size (256 MiB guest), host RSS per idle VM, and whether KVM or TCG ran.
+// snapshot and restore time + size (256 MiB guest), suspend to disk (time, image size) and resume to the
+// first HTTP byte, host RSS per idle VM, and whether KVM or TCG ran.
 // Baseline in the same process: restore-to-SSH vs cold boot-to-SSH. Boot snapshots: cold create vs
 // create from the Formpack's template (to agent ready and to the SSH banner), the template's build time and size.
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -63,6 +64,30 @@ async function sshBanner(port: number, t0: number, timeoutMs = 60_000): Promise<
   throw new Error('no SSH banner');
 }
 
+/** ms until an HTTP GET on 127.0.0.1:port gets its first byte back (retried until it does). */
+async function firstHttpByte(port: number, t0: number, timeoutMs = 60_000): Promise<number> {
+  while (performance.now() - t0 < timeoutMs) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1', () => s.write('GET / HTTP/1.0\r\n\r\n'));
+      const timer = setTimeout(() => {
+        s.destroy();
+        resolve(false);
+      }, 5000);
+      const done = (v: boolean) => {
+        clearTimeout(timer);
+        s.destroy();
+        resolve(v);
+      };
+      s.once('data', (d) => done(d.toString().startsWith('HTTP/')));
+      s.once('error', () => done(false));
+      s.once('close', () => done(false));
+    });
+    if (ok) return performance.now() - t0;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('no HTTP answer');
+}
+
 async function agentReady(id: string, t0: number): Promise<number> {
   await m.waitReady(id, 90_000);
   for (;;) {
@@ -124,6 +149,23 @@ try {
   report('vmm.restore_to_ssh_banner', sshAfterRestore, 'ms', {
     accel,
     vsColdBoot: Math.round((sshAfterRestore / median(sshs)) * 1000) / 1000,
+  });
+  // Scale to zero: suspend to disk (QEMU gone), then resume and time the first HTTP byte through the
+  // guest's forwarded port 80 (the fixture's busybox httpd).
+  const httpPort = m.get(id).network.forwards.find((f) => f.guest === 80)?.host as number;
+  await firstHttpByte(httpPort, performance.now());
+  t = performance.now();
+  const sus = await m.suspend(id);
+  report('vmm.suspend_time', performance.now() - t, 'ms', { accel, guestMemMiB: 256, note: 'until QEMU is gone' });
+  report('vmm.suspend_image_size', (sus.suspended?.bytes ?? 0) / 2 ** 20, 'MiB', { guestMemMiB: 256 });
+  t = performance.now();
+  await m.resume(id);
+  const resumed = performance.now() - t;
+  const firstByte = await firstHttpByte(httpPort, t);
+  report('vmm.resume_from_disk', resumed, 'ms', { accel, note: 'image checked and loaded, guest running' });
+  report('vmm.resume_to_first_http_byte', firstByte, 'ms', {
+    accel,
+    vsColdBootSsh: Math.round((firstByte / median(sshs)) * 1000) / 1000,
   });
   t = performance.now();
   const stop = await m.stop(id);

@@ -182,7 +182,7 @@ test('scripts/test-lanes.json names only test files that exist and never the ser
     const text = readFileSync(join(root, f), 'utf8');
     assert.doesNotMatch(
       text,
-      /requireOrSkip|integrationPrerequisites|qemu-system|netns|redis-server|fuzzInWorker|fast-check|devnetUp|runDriverCompliance/,
+      /requireOrSkip|integrationPrerequisites|qemu-system|ip netns|redis-server|fuzzInWorker|fast-check|devnetUp|runDriverCompliance/,
       `${f} needs the machine or much CPU: it belongs in the serial lane (remove it from scripts/test-lanes.json)`,
     );
   }

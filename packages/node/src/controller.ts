@@ -7,6 +7,7 @@ import type { Logger } from '@formation/service';
 import type { InstanceView, StateStore } from '@formation/state';
 import type { VmManager, VmView } from '@formation/vmm';
 import { AppliedRevisions } from './applied-revisions.ts';
+import { hasKeptDataDisk, keepDataDisk, restoreDataDisk } from './data-carry.ts';
 import { type Action, idleSince, ipOf, myReplica, plan, planNodeStopped, planWake } from './plan.ts';
 import {
   applyRevisionToDisk,
@@ -179,6 +180,11 @@ export class InstanceController {
         void this.guard(inst.id, async () => {
           await this.report(inst, 'starting', undefined, `replacing it with release ${inst.release ?? 1}`);
           await new Promise((r) => setTimeout(r, this.o.drainMs ?? UPDATE_DRAIN_MS));
+          // /data goes with the replica (data-carry.ts): a clean stop, then its disk is moved aside.
+          if (this.o.dataDir) {
+            await this.o.vmm.stop(a.vmId).catch(() => undefined);
+            keepDataDisk(this.o.dataDir, a.vmId, inst.id);
+          }
           await this.o.vmm.destroy(a.vmId);
           this.log.info({ instance: inst.id, vm: a.vmId, release: inst.release }, 'replica replaced for an update');
           this.kick();
@@ -280,6 +286,8 @@ export class InstanceController {
         );
       }
     }
+    // A replica replaced by a rolling update keeps its data disk (data-carry.ts).
+    const carried = hasKeptDataDisk(this.o.dataDir, inst.id);
     let vm: VmView;
     try {
       vm = await this.o.vmm.create(
@@ -287,7 +295,7 @@ export class InstanceController {
           formpack: inst.formpackId,
           name: vmNameFor(inst),
           resources: inst.resources,
-          start: !revisionFile,
+          start: !revisionFile && !carried,
           ...(inst.gpu ? { gpu: inst.gpu } : {}),
         },
         inst.ownerAddress,
@@ -295,8 +303,9 @@ export class InstanceController {
       if (revisionFile && this.o.dataDir) {
         await applyRevisionToDisk(join(this.o.dataDir, 'vms', vm.id, 'qemu', 'disk.qcow2'), revisionFile);
         this.appliedRevisions.record(vm.id, inst.revision, inst.revisionHash as string);
-        vm = await this.o.vmm.start(vm.id);
       }
+      if (carried && this.o.dataDir) restoreDataDisk(this.o.dataDir, vm.id, inst.id);
+      if ((revisionFile || carried) && this.o.dataDir) vm = await this.o.vmm.start(vm.id);
     } catch (err) {
       await this.fail(inst, (err as Error).message);
       return;

@@ -85,8 +85,8 @@ describe('health-plan (pure)', () => {
   });
   test('netnsTransport refuses targets that are not an IPv4 address, a port and a path (before any command runs)', async () => {
     const t = netnsTransport('fdr-none');
-    assert.deepEqual(await t.http('10.0.0.1; rm -rf /', 80, '/'), { ok: false, detail: 'bad target' });
-    assert.deepEqual(await t.http('10.0.0.1', 80, 'x'), { ok: false, detail: 'bad target' });
+    assert.deepEqual(await t.http('10.0.0.1; rm -rf /', 80, '/', 1000), { ok: false, detail: 'bad target' });
+    assert.deepEqual(await t.http('10.0.0.1', 80, 'x', 1000), { ok: false, detail: 'bad target' });
     assert.deepEqual(await t.tcp('10.0.0.1', 0, 1000), { ok: false, detail: 'bad target' });
   });
   test('healthReportDue: a new verdict or release, not a new reason', () => {

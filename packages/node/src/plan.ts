@@ -175,6 +175,11 @@ function observe(i: PlanInput, vm: VmView, mine: ReplicaView): Action {
       return nothing('waiting for the entrypoint to settle');
     }
   }
+  // Scale to zero: a replica reported running whose VM saw no traffic for its autostop time sleeps.
+  const idleFor = (inst.autostopMinutes ?? 0) * (i.minuteMs ?? 60_000);
+  if (idleFor > 0 && vm.state === 'running' && mine.state === 'running' && (i.idleMs ?? -1) >= idleFor) {
+    return { kind: 'suspend', vmId: vm.id };
+  }
   // The replica is at the instance's revision when its own disk produced that commit, or when it
   // fetched and applied it. Otherwise it fetches the revision from a replica that is at it.
   // A revision committed before the target release is a delta of an older Formpack's disk: not applied.
@@ -198,10 +203,6 @@ function observe(i: PlanInput, vm: VmView, mine: ReplicaView): Action {
     const report: Action = { kind: 'report', state: 'running', revision };
     if (ip) report.formnetIp = ip;
     return report;
-  }
-  const idleFor = (inst.autostopMinutes ?? 0) * (i.minuteMs ?? 60_000);
-  if (idleFor > 0 && vm.state === 'running' && i.idleMs !== undefined && i.idleMs >= idleFor) {
-    return { kind: 'suspend', vmId: vm.id };
   }
   return nothing('running as reported');
 }

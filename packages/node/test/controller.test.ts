@@ -151,3 +151,46 @@ test('an instance placed here is claimed, booted and reported running; owner sto
     'deleted',
   ]);
 });
+
+test('scale to zero: an idle replica with autostop is suspended and reported; a wake resumes it; stop discards it', async () => {
+  // The VM's traffic counters stand still (a memory VM has no TAP: this is its probe, as the real one
+  // reads a TAP's byte counters); one autostop minute lasts 100 ms here.
+  const traffic = vmm.traffic.bind(vmm);
+  vmm.traffic = async () => ({ rxBytes: 1000, txBytes: 2000 });
+  process.env.FORM_AUTOSTOP_MINUTE_MS = '100';
+  try {
+    const id = store.author(dev, 'instance.create', {
+      formpackId: FP,
+      name: 'sleepy',
+      replicas: 1,
+      resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
+    }).body.id as string;
+    await until('running', () => mine(id)?.state === 'running', 10_000, 25);
+    assert.equal(vmOf(id)?.state, 'running', 'no autostop: it keeps running');
+    store.author(dev, 'instance.update', { instanceId: id, autostopMinutes: 1 });
+    await until('suspended', () => mine(id)?.state === 'suspended' && vmOf(id)?.state === 'suspended', 10_000, 25);
+    assert.equal(vmOf(id)?.pid, null, 'no VM process while suspended');
+    assert.equal(mine(id)?.reason, 'idle: suspended to disk');
+
+    // A connection for it (the VMM's wake gate calls this): resumed and reported running at once.
+    await controller.wake(vmOf(id)?.id as string);
+    assert.equal(vmOf(id)?.state, 'running');
+    assert.equal(mine(id)?.state, 'running');
+    store.author(dev, 'instance.update', { instanceId: id, autostopMinutes: 0 });
+    await assert.rejects(controller.wake(vmOf(id)?.id as string), (e: unknown) => /not suspended/.test(String(e)));
+
+    // Suspended again, then the owner stops it: the VM stops (its image discarded), the replica says so.
+    store.author(dev, 'instance.update', { instanceId: id, autostopMinutes: 1 });
+    await until('suspended again', () => vmOf(id)?.state === 'suspended', 10_000, 25);
+    store.author(dev, 'instance.update', { instanceId: id, desired: 'stopped' });
+    await until('stopped', () => mine(id)?.state === 'stopped' && vmOf(id)?.state === 'stopped', 10_000, 25);
+    await assert.rejects(controller.wake(vmOf(id)?.id as string), (e: unknown) =>
+      /its owner stopped it/.test(String(e)),
+    );
+    store.author(dev, 'instance.delete', { instanceId: id });
+    await until('VM gone', () => vmOf(id) === undefined || undefined, 10_000, 25);
+  } finally {
+    vmm.traffic = traffic;
+    delete process.env.FORM_AUTOSTOP_MINUTE_MS;
+  }
+});

@@ -1,8 +1,10 @@
 /**
  * The shared test kit (`@formation/interface/testing`, Node only): `requireOrSkip` for tests that need
- * this machine to have something, `until` for polling instead of fixed sleeps, `sshArgv` for logging in
+ * this machine to have something, `until` for polling instead of fixed sleeps, `runProgram` to run a
+ * program and keep what it wrote, `sshArgv` for logging in
  * to a test VM, `fuzzInWorker` / `fuzzWorker` for fuzz properties run under a watchdog.
  */
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { integrationPrerequisites } from './integration.ts';
@@ -63,6 +65,49 @@ export async function until<T>(
     await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+/** How a program run by `runProgram` ended, with everything it wrote. */
+export interface ProgramRun {
+  /** Exit code (-1 when ended by a signal). */
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Run `argv` as a child process (no shell) with `env` added to this process's environment and NO_COLOR=1
+ * (CLI text is asserted without colours), `input` on stdin; resolves when it ends, whatever its exit
+ * code. Rejects only when it cannot be started.
+ *
+ * @example
+ * const r = await runProgram([process.execPath, formBin, 'manage', 'list', '--json'], { FORM_HOME: home });
+ * assert.equal(r.code, 0, r.stderr);
+ */
+export function runProgram(
+  argv: string[],
+  env: Record<string, string> = {},
+  opts: { cwd?: string; input?: string } = {},
+): Promise<ProgramRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0] as string, argv.slice(1), {
+      cwd: opts.cwd,
+      env: { ...process.env, NO_COLOR: '1', ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.on('error', () => undefined); // a program that exits without reading its input
+    child.stdin.end(opts.input ?? '');
+  });
 }
 
 /** What `sshArgv` logs in with; the defaults are the login of the example Formpacks (examples/hello-server). */

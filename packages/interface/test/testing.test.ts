@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { requireOrSkip, sshArgv, until } from '../src/testing.ts';
+import { requireOrSkip, runProgram, sshArgv, until } from '../src/testing.ts';
 
 function withRequire<T>(value: string | undefined, fn: () => T): T {
   const before = process.env.FORM_REQUIRE_INTEGRATION;
@@ -75,4 +75,16 @@ test('sshArgv: a password login through sshpass that never prompts or records ho
   assert.deepEqual(other.slice(0, 6), ['sshpass', '-p', 'pw', 'ssh', '-p', '2222']);
   assert.ok(other.includes('ConnectTimeout=3'));
   assert.deepEqual(other.slice(-2), ['root@vm.example', 'true']);
+});
+
+test('runProgram: exit code, both outputs, stdin, env and cwd; a missing program rejects', async () => {
+  const r = await runProgram(
+    ['sh', '-c', 'read x; echo "out:$x:$FOO:$NO_COLOR:$(pwd)"; echo err >&2; exit 3'],
+    { FOO: 'bar' },
+    { cwd: '/', input: 'typed\n' },
+  );
+  assert.deepEqual(r, { code: 3, stdout: 'out:typed:bar:1:/\n', stderr: 'err\n' });
+  const quiet = await runProgram(['true']);
+  assert.deepEqual(quiet, { code: 0, stdout: '', stderr: '' });
+  await assert.rejects(runProgram(['/no/such/program-x1']), /ENOENT/);
 });

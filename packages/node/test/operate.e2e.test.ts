@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { generateKeyPair, generateWireGuardKeyPair, saveKey, signRequest } from '@formation/identity';
-import { requireOrSkip, until } from '@formation/interface/testing';
+import { type ProgramRun, requireOrSkip, runProgram, until } from '@formation/interface/testing';
 import { vmNameFor } from '@formation/scheduler';
 import { apiIdentity, createLogger, setApiIdentity } from '@formation/service';
 import { instanceIdOf, openStateStore, type StateStore, startStateService } from '@formation/state';
@@ -28,29 +28,8 @@ const OFFSET = Number(process.env.FORM_TEST_OPERATE_PORT_OFFSET ?? 520);
 const FORM = fileURLToPath(new URL('../../cli/bin/form.js', import.meta.url));
 const SERVING = 'entrypoint: serving /srv/www on :80';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function form(args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [FORM, ...args], {
-      env: { ...process.env, NO_COLOR: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+function form(args: string[], env: Record<string, string>): Promise<ProgramRun> {
+  return runProgram([process.execPath, FORM, ...args], env);
 }
 
 describe('operating an instance on a real VM: form logs, events, status by Formpack id', { skip: why || false }, () => {

@@ -94,7 +94,7 @@ describe('scale to zero: suspend a real VM to disk, wake it on a connection (TCG
     assert.deepEqual(left, []);
   });
 
-  test('suspended: no QEMU, image 0600; a connection meanwhile wakes it and is answered; memory intact', async () => {
+  test('suspended: no QEMU, image 0600; a connection meanwhile wakes it and is answered; memory intact', async (t) => {
     const m = vmm.manager;
     const vm = await m.create({ formpack: fixture().id, name: 'sleepy' });
     await m.waitReady(vm.id, 120_000);
@@ -111,8 +111,16 @@ describe('scale to zero: suspend a real VM to disk, wake it on a connection (TCG
     );
     const [bootId, sleeper] = before.split(' ');
     const pid = m.get(vm.id).pid as number;
+    // The TAP's byte counters (idle detection) move with traffic.
+    const c0 = await m.traffic(vm.id);
+    assert.ok(c0 && c0.rxBytes > 0 && c0.txBytes > 0, JSON.stringify(c0));
+    assert.equal((await get(`http://${addr}/`, 5)).code, 200);
+    const c1 = await m.traffic(vm.id);
+    assert.ok(c1 && c1.rxBytes > c0.rxBytes && c1.txBytes > c0.txBytes, JSON.stringify({ c0, c1 }));
 
+    let t0 = performance.now();
     const s = await m.suspend(vm.id);
+    t.diagnostic(`suspend ${Math.round(performance.now() - t0)} ms, image ${s.suspended?.bytes} bytes`);
     assert.equal(s.state, 'suspended');
     assert.equal(s.pid, null);
     assert.equal(processAlive(pid), false, 'QEMU is gone while suspended');
@@ -134,7 +142,9 @@ describe('scale to zero: suspend a real VM to disk, wake it on a connection (TCG
     writeFileSync(img, good, { mode: 0o600 });
 
     // The connection made while suspended waits for the resume instead of failing.
+    t0 = performance.now();
     const r = await get(`http://${addr}/`, 60);
+    t.diagnostic(`connection while suspended -> HTTP 200 in ${Math.round(performance.now() - t0)} ms`);
     assert.equal(r.code, 200, r.out);
     assert.equal(m.get(vm.id).state, 'running');
     assert.equal(existsSync(img), false, 'the image is deleted once resumed');

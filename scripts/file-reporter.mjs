@@ -1,12 +1,24 @@
 // node:test reporter for scripts/run-tests.mjs, one JSON line per fact about the file it runs:
-// `{ skip: { file, name, type, reason } }` per skipped test or suite, and `{ counts }` (tests, passed,
-// failed, cancelled, skipped, todo, suites) once at the end.
+// `{ skip: { file, name, type, reason } }` per skipped test or suite; `{ timing: { loadMs, tailMs } }`
+// (from the start to the first test, i.e. process start and imports; from the last test to the end,
+// i.e. after-hooks and handles that keep the process alive); `{ counts }` (tests, passed, failed,
+// cancelled, skipped, todo, suites) once at the end.
 export default async function* fileReporter(source) {
+  const t0 = performance.now();
+  let firstStart;
+  let lastEnd;
   for await (const event of source) {
-    if ((event.type === 'test:pass' || event.type === 'test:fail') && event.data.skip !== undefined) {
-      const { file, name, skip, details } = event.data;
-      const reason = typeof skip === 'string' ? skip : '';
-      yield `${JSON.stringify({ skip: { file, name, type: details?.type ?? 'test', reason } })}\n`;
+    if (event.type === 'test:start' && firstStart === undefined) firstStart = performance.now();
+    if (event.type === 'test:pass' || event.type === 'test:fail') {
+      lastEnd = performance.now();
+      if (event.data.skip !== undefined) {
+        const { file, name, skip, details } = event.data;
+        const reason = typeof skip === 'string' ? skip : '';
+        yield `${JSON.stringify({ skip: { file, name, type: details?.type ?? 'test', reason } })}\n`;
+      }
+    } else if (event.type === 'test:summary' && event.data.file !== undefined && lastEnd !== undefined) {
+      const loadMs = firstStart === undefined ? null : Math.round(firstStart - t0);
+      yield `${JSON.stringify({ timing: { loadMs, tailMs: Math.round(performance.now() - lastEnd) } })}\n`;
     } else if (event.type === 'test:summary' && event.data.file === undefined) {
       yield `${JSON.stringify({ counts: event.data.counts })}\n`;
     }

@@ -86,6 +86,11 @@ console.log(
 );
 console.log('slowest files:');
 for (const line of slowestLines(results, 15)) console.log(line);
+const lingering = results.filter((r) => r.timing?.tailMs >= 5000).sort((a, b) => b.timing.tailMs - a.timing.tailMs);
+if (lingering.length) {
+  console.log('files that stayed alive ≥ 5 s after their last test (after-hooks, or an open handle):');
+  for (const r of lingering) console.log(`  ${(r.timing.tailMs / 1000).toFixed(1)} s  ${r.file}`);
+}
 if (bad.length) {
   console.log(`failed files (${bad.length}):`);
   for (const r of bad) console.log(`  ${r.file}${r.timedOut ? ' (timed out)' : ''}`);

@@ -40,7 +40,8 @@ export function packageOfFile(rel) {
  * Runs one test file as `node --test <args> <file>` in its own process group, with the spec reporter
  * (unless `args` names a reporter) and scripts/file-reporter.mjs (skips and counts). Past `timeoutMs`
  * the whole group gets SIGTERM, then SIGKILL 5 s later, and the result says `timedOut`.
- * Resolves { file, ms, code, signal, timedOut, output, counts, skips } — it never rejects.
+ * Resolves { file, ms, code, signal, timedOut, output, counts, skips, timing } — it never rejects
+ * (`timing`: { loadMs, tailMs } from scripts/file-reporter.mjs, or null).
  */
 export function runTestFile(file, { root, args = [], env = process.env, timeoutMs, killGraceMs = 5000 }) {
   const tmp = mkdtempSync(join(tmpdir(), 'form-test-file-'));
@@ -83,6 +84,7 @@ export function runTestFile(file, { root, args = [], env = process.env, timeoutM
       const events = lines.map((l) => JSON.parse(l));
       const skips = events.filter((e) => e.skip).map((e) => e.skip);
       const counts = events.find((e) => e.counts)?.counts ?? null;
+      const timing = events.find((e) => e.timing)?.timing ?? null;
       resolve({
         file,
         ms: performance.now() - t0,
@@ -92,6 +94,7 @@ export function runTestFile(file, { root, args = [], env = process.env, timeoutM
         output: Buffer.concat(chunks).toString('utf8'),
         counts,
         skips,
+        timing,
       });
     });
   });
@@ -123,12 +126,23 @@ export function failed(r) {
   return r.timedOut || r.code !== 0 || !r.counts || r.counts.failed > 0 || r.counts.cancelled > 0;
 }
 
-/** The `n` slowest files as lines `  123.4 s  path`, slowest first. */
+/**
+ * The `n` slowest files as lines `  123.4 s  path`, slowest first; a file that took long to start or to
+ * end after its last test (≥ 3 s) says so.
+ */
 export function slowestLines(results, n = 15) {
+  const s = (ms) => `${(ms / 1000).toFixed(1)} s`;
   return [...results]
     .sort((a, b) => b.ms - a.ms)
     .slice(0, n)
-    .map((r) => `${(r.ms / 1000).toFixed(1).padStart(7)} s  ${r.file}${r.timedOut ? ' (timed out)' : ''}`);
+    .map((r) => {
+      const notes = [
+        r.timedOut ? 'timed out' : '',
+        r.timing?.loadMs >= 3000 ? `${s(r.timing.loadMs)} before its first test` : '',
+        r.timing?.tailMs >= 3000 ? `${s(r.timing.tailMs)} after its last test` : '',
+      ].filter(Boolean);
+      return `${s(r.ms).padStart(9)}  ${r.file}${notes.length ? ` (${notes.join(', ')})` : ''}`;
+    });
 }
 
 /** Sums the per-file counts (tests, passed, failed, …). */

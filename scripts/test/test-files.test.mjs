@@ -126,6 +126,8 @@ test('lanes run every file and the results add up; the slowest come first', asyn
     2,
   );
   assert.deepEqual(lines, ['   93.5 s  y', '    5.0 s  z (timed out)']);
+  const noted = slowestLines([{ file: 'w', ms: 20_000, timing: { loadMs: 4000, tailMs: 12_000 } }]);
+  assert.deepEqual(noted, ['   20.0 s  w (4.0 s before its first test, 12.0 s after its last test)']);
 });
 
 test('test files are found per package in a stable order; a file belongs to its package', () => {
@@ -212,4 +214,13 @@ test('grandchild', () => {
   });
   assert.equal(failed(r), false, r.output);
   assert.match(r.output, new RegExp(`GRANDCHILD ${cache} true`));
+});
+
+test('a file kept alive after its last test (an open handle) shows it in its timing', async () => {
+  const file = fixture('linger.test.mjs', "test('quick', () => {});\nsetTimeout(() => {}, 3000);");
+  const r = await runTestFile(file, { root, timeoutMs: 60_000 });
+  assert.equal(failed(r), false, r.output);
+  // One-sided: the 3 s timer keeps the process at least that long, whatever the load.
+  assert.ok(r.timing.tailMs >= 2000, `tail ${r.timing.tailMs} ms`);
+  assert.ok(r.timing.loadMs >= 0);
 });

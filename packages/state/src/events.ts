@@ -1,6 +1,7 @@
 import { addressOf } from '@formation/identity';
 import { actorOf } from './kinds.ts';
 import type { Op } from './op.ts';
+import { UPDATE_WINDOW_MS } from './releases.ts';
 
 /**
  * An instance's history, derived from the op log (pure): what its owner asked for (create, ship a new
@@ -28,7 +29,10 @@ export type InstanceEventKind =
   | 'pending'
   | 'revision'
   | 'node-lost'
-  | 'node-removed';
+  | 'node-removed'
+  | 'healthy'
+  | 'unhealthy'
+  | 'rolled-back';
 
 export interface InstanceEvent {
   /** Milliseconds since the epoch (the author's clock; for `node-lost`, last heartbeat + timeout). */
@@ -124,6 +128,26 @@ export function instanceEvents(allOps: Iterable<Op>, opts: InstanceEventOptions)
     });
 
   let wanted = create.body.replicas as number;
+  // Releases seen so far (number -> op ts), the latest, and those already shown as rolled back.
+  const releaseTs = new Map<number, number>([[1, create.ts]]);
+  let latestRelease = 1;
+  let resources = JSON.stringify(create.body.resources);
+  const rolledBack = new Set<number>();
+  const health = new Map<string, string>();
+  /** A replica of the latest release failed within its roll-out window: the nodes go back (releases.ts). */
+  const failedRelease = (op: Op, release: unknown, reason: string) => {
+    if (typeof release !== 'number' || release < 2 || release !== latestRelease || rolledBack.has(release)) return;
+    const t = releaseTs.get(release) ?? 0;
+    if (op.ts - t > UPDATE_WINDOW_MS) return;
+    rolledBack.add(release);
+    emit(
+      op,
+      op.ts,
+      'rolled-back',
+      op.author,
+      `release ${release} failed on ${short(op.author)} (${reason}): rolled back`,
+    );
+  };
   const replicas = new Map<string, ReplicaTrack>();
   const removed = new Set<string>();
   let deleted = false;
@@ -143,13 +167,33 @@ export function instanceEvents(allOps: Iterable<Op>, opts: InstanceEventOptions)
         break;
       case 'instance.update': {
         if (!byOwner(op)) break;
-        if (typeof b.formpackId === 'string')
-          emit(op, op.ts, 'updated', null, `shipped Formpack ${b.formpackId.slice(0, 12)}`);
+        if (typeof b.release === 'number') {
+          releaseTs.set(b.release, op.ts);
+          latestRelease = Math.max(latestRelease, b.release);
+        }
+        if (typeof b.rollbackOf === 'number')
+          emit(
+            op,
+            op.ts,
+            'rolled-back',
+            null,
+            `owner rolled back to release ${b.rollbackOf} (as release ${b.release})`,
+          );
+        else if (typeof b.formpackId === 'string')
+          emit(
+            op,
+            op.ts,
+            'updated',
+            null,
+            `shipped Formpack ${b.formpackId.slice(0, 12)}${typeof b.release === 'number' ? ` as release ${b.release}` : ''}`,
+          );
         if (typeof b.replicas === 'number' && b.replicas !== wanted) {
           emit(op, op.ts, 'scaled', null, `scaled from ${wanted} to ${b.replicas} replica(s)`);
           wanted = b.replicas;
         }
-        if (b.resources && typeof b.resources === 'object') {
+        if (b.resources && typeof b.resources === 'object' && JSON.stringify(b.resources) !== resources) {
+          // Only a change (every ship of a new Formpack repeats its resources).
+          resources = JSON.stringify(b.resources);
           const r = b.resources as { vcpu: number; memMiB: number; diskGiB: number };
           emit(op, op.ts, 'resized', null, `resources ${r.vcpu} vCPU, ${r.memMiB} MiB, ${r.diskGiB} GiB`);
         }
@@ -198,6 +242,23 @@ export function instanceEvents(allOps: Iterable<Op>, opts: InstanceEventOptions)
         else emit(op, op.ts, 'claimed', node, `replica placed on ${short(node)}`);
         break;
       }
+      case 'instance.health': {
+        const node = op.author;
+        if (b.node !== node || !replicas.has(node)) break;
+        const key = `${b.status as string}|${b.release as number}`;
+        if (health.get(node) === key || b.status === 'starting') break;
+        health.set(node, key);
+        const why = typeof b.reason === 'string' ? `: ${b.reason}` : '';
+        emit(
+          op,
+          op.ts,
+          b.status === 'healthy' ? 'healthy' : 'unhealthy',
+          node,
+          `replica on ${short(node)} ${b.status as string} (release ${b.release as number})${why}`,
+        );
+        if (b.status === 'unhealthy') failedRelease(op, b.release, `unhealthy${why}`);
+        break;
+      }
       case 'instance.status': {
         const node = op.author;
         const r = replicas.get(node);
@@ -224,6 +285,7 @@ export function instanceEvents(allOps: Iterable<Op>, opts: InstanceEventOptions)
         else if (state === 'deleted')
           emit(op, op.ts, 'replica-removed', node, `replica ${at} removed${reason ? `: ${reason}` : ''}`, extra);
         else emit(op, op.ts, 'pending', node, `replica ${at} pending${reason ? `: ${reason}` : ''}`, extra);
+        if (state === 'failed') failedRelease(op, b.release, reason ?? 'failed');
         if (state === 'failed' && !r.lost) r.lost = `failed: ${reason ?? 'no reason given'}`;
         else if (state === 'deleted') {
           r.lost = 'removed';

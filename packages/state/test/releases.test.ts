@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { addressOf } from '@formation/identity';
 import { FormError } from '@formation/interface';
-import { createOp, type ReleaseRecord, releaseState, UPDATE_WINDOW_MS } from '../src/index.ts';
+import { createOp, instanceEvents, type Op, type ReleaseRecord, releaseState, UPDATE_WINDOW_MS } from '../src/index.ts';
 import { key, memStore, nodeBody } from './helpers.ts';
 
 const A = key(1).publicKey;
@@ -138,6 +138,9 @@ describe('releaseState (pure)', () => {
     assert.equal(s.releases[0]?.by, addressOf(OWNER));
   });
 });
+
+/** Every op in a store (in a deterministic order). */
+const setupOps = (store: ReturnType<typeof memStore>): Op[] => store.opsSince([], 10_000);
 
 describe('releases and health through a store', () => {
   const setup = () => {
@@ -299,6 +302,41 @@ describe('releases and health through a store', () => {
       code('STATE_OP_INVALID'),
     );
     assert.equal(store.views().instances[0]?.releases?.length, 1, 'refused ops change nothing');
+    store.close();
+  });
+
+  test('events: health changes, releases shipped, a failed release rolled back, an owner rollback', () => {
+    const { store, owner, a, id } = setup();
+    const t0 = Date.now();
+    store.author(a, 'instance.health', { instanceId: id, node: a.publicKey, status: 'healthy', release: 1 }, t0);
+    store.author(
+      owner,
+      'instance.update',
+      { instanceId: id, formpackId: 'b'.repeat(64), resources: R, release: 2 },
+      t0 + 1,
+    );
+    store.author(
+      a,
+      'instance.health',
+      { instanceId: id, node: a.publicKey, status: 'unhealthy', release: 2, reason: 'status 500' },
+      t0 + 2,
+    );
+    store.author(
+      owner,
+      'instance.update',
+      { instanceId: id, formpackId: 'a'.repeat(64), resources: R, release: 3, rollbackOf: 1 },
+      t0 + 3,
+    );
+    const evs = instanceEvents(setupOps(store), { instanceId: id, now: t0 + 10 })
+      .filter((e) => e.at >= t0)
+      .map((e) => [e.kind, e.detail]);
+    assert.deepEqual(
+      evs.map((e) => e[0]),
+      ['healthy', 'updated', 'unhealthy', 'rolled-back', 'rolled-back'],
+    );
+    assert.match(evs[1]?.[1] ?? '', /as release 2/);
+    assert.match(evs[3]?.[1] ?? '', /release 2 failed .*status 500.*rolled back/);
+    assert.match(evs[4]?.[1] ?? '', /owner rolled back to release 1 \(as release 3\)/);
     store.close();
   });
 });

@@ -32,7 +32,9 @@ export type InstanceEventKind =
   | 'node-removed'
   | 'healthy'
   | 'unhealthy'
-  | 'rolled-back';
+  | 'rolled-back'
+  | 'suspended'
+  | 'woken';
 
 export interface InstanceEvent {
   /** Milliseconds since the epoch (the author's clock; for `node-lost`, last heartbeat + timeout). */
@@ -134,6 +136,7 @@ export function instanceEvents(allOps: Iterable<Op>, opts: InstanceEventOptions)
   let resources = JSON.stringify(create.body.resources);
   const rolledBack = new Set<number>();
   const health = new Map<string, string>();
+  const healthyOn = new Set<string>();
   /** A replica of the latest release failed within its roll-out window: the nodes go back (releases.ts). */
   const failedRelease = (op: Op, release: unknown, reason: string) => {
     if (typeof release !== 'number' || release < 2 || release !== latestRelease || rolledBack.has(release)) return;
@@ -256,7 +259,9 @@ export function instanceEvents(allOps: Iterable<Op>, opts: InstanceEventOptions)
           node,
           `replica on ${short(node)} ${b.status as string} (release ${b.release as number})${why}`,
         );
-        if (b.status === 'unhealthy') failedRelease(op, b.release, `unhealthy${why}`);
+        // Unhealthy before it was ever healthy fails the roll-out; a flap after a pass does not (releases.ts).
+        if (b.status === 'healthy') healthyOn.add(`${b.release}/${node}`);
+        else if (!healthyOn.has(`${b.release}/${node}`)) failedRelease(op, b.release, `unhealthy${why}`);
         break;
       }
       case 'instance.status': {
@@ -273,7 +278,11 @@ export function instanceEvents(allOps: Iterable<Op>, opts: InstanceEventOptions)
         r.lastReport = key;
         const at = `on ${short(node)}`;
         const extra = { revision, ...(reason ? { reason } : {}) };
-        if (state === 'running' && prevState === 'running' && prevRevision !== revision)
+        if (state === 'suspended')
+          emit(op, op.ts, 'suspended', node, `replica ${at} suspended to disk${reason ? `: ${reason}` : ''}`, extra);
+        else if (state === 'running' && prevState === 'suspended')
+          emit(op, op.ts, 'woken', node, `replica ${at} woken by a connection, running again`, extra);
+        else if (state === 'running' && prevState === 'running' && prevRevision !== revision)
           emit(op, op.ts, 'revision', node, `replica ${at} now runs revision ${revision}`, extra);
         else if (state === 'running')
           emit(op, op.ts, 'running', node, `replica ${at} running (healthy), revision ${revision}`, extra);
@@ -290,7 +299,7 @@ export function instanceEvents(allOps: Iterable<Op>, opts: InstanceEventOptions)
         else if (state === 'deleted') {
           r.lost = 'removed';
           r.settled = true;
-        } else if ((state === 'running' || state === 'starting') && !removed.has(node)) {
+        } else if ((state === 'running' || state === 'starting' || state === 'suspended') && !removed.has(node)) {
           r.lost = null;
           r.settled = false;
         }

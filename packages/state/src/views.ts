@@ -77,6 +77,8 @@ interface InstanceState {
   releases?: Map<number, Lww<ReleaseRecord>>;
   health?: Map<string, Lww<Body>>;
   failures?: Map<string, FailureEvidence>;
+  /** Earliest healthy report per `release/node`: an unhealthy report after it is not a failed roll-out. */
+  healthyAt?: Map<string, number>;
 }
 interface DnsState {
   byAuthor: Map<string, Lww<Body>>;
@@ -450,10 +452,16 @@ export class ViewState {
           i.health ??= new Map();
           i.health.set(a, lww(i.health.get(a), ts, h, b));
         } else i.status.set(a, lww(i.status.get(a), ts, h, b));
-        // A replica of a release that failed or went unhealthy: evidence against that release (earliest kept).
+        // A replica of a release that failed, or went unhealthy before it was ever healthy: evidence
+        // against that release (earliest kept; a flap after a pass is checked at render).
+        if (typeof b.release === 'number' && b.status === 'healthy') {
+          i.healthyAt ??= new Map();
+          const k = `${b.release}/${a}`;
+          i.healthyAt.set(k, Math.min(ts, i.healthyAt.get(k) ?? ts));
+        }
         if (typeof b.release === 'number' && (b.state === 'failed' || b.status === 'unhealthy')) {
           i.failures ??= new Map();
-          const k = `${b.release}/${a}`;
+          const k = `${b.release}/${a}/${op.kind === 'instance.health' ? 'unhealthy' : 'failed'}`;
           const cur = i.failures.get(k);
           if (!cur || ts < cur.ts || (ts === cur.ts && (b.reason as string) < cur.reason))
             i.failures.set(k, {
@@ -754,7 +762,13 @@ export class ViewState {
       const rel = releaseState({
         releases: recs,
         latest: f(i.fields, 'release', 1),
-        evidence: [...(i.failures?.values() ?? [])],
+        evidence: [...(i.failures?.entries() ?? [])]
+          .filter(([k, e]) => {
+            if (!k.endsWith('/unhealthy')) return true;
+            const ok = i.healthyAt?.get(`${e.release}/${e.node}`);
+            return ok === undefined || e.ts < ok;
+          })
+          .map(([, e]) => e),
         counted: new Set(replicaSet.map((r) => r.node)),
         replicas: replicaSet
           .filter((r) => r.assigned)

@@ -283,6 +283,30 @@ describe('releases and health through a store', () => {
     store.close();
   });
 
+  test('a replica that was healthy on the new release and then flaps does not roll it back; unhealthy before any pass does', () => {
+    const { store, owner, a, b, id } = setup();
+    const t0 = Date.now();
+    store.author(
+      owner,
+      'instance.update',
+      { instanceId: id, formpackId: 'b'.repeat(64), resources: R, release: 2 },
+      t0,
+    );
+    const h = (n: typeof a, status: string, ts: number) =>
+      store.author(
+        n,
+        'instance.health',
+        { instanceId: id, node: n.publicKey, status, release: 2, reason: 'timeout' },
+        ts,
+      );
+    h(a, 'healthy', t0 + 1000);
+    h(a, 'unhealthy', t0 + 2000);
+    assert.equal(store.views().instances[0]?.release, 2, 'a flap after a pass: still release 2');
+    h(b, 'unhealthy', t0 + 3000);
+    assert.equal(store.views().instances[0]?.release, 1, 'never healthy: rolled back');
+    store.close();
+  });
+
   test('only the owner makes releases; a rollback needs its release number, a release its Formpack', () => {
     const { store, owner, b, id } = setup();
     assert.throws(

@@ -1,0 +1,279 @@
+// Rolling updates on a real 2-node devnet through the real `form` CLI (issue 20): an instance with 2
+// replicas and an HTTP HEALTHCHECK; an HTTP client loop (in node 1's namespace, over formnet) sends
+// each request to a replica that state lists as available (running and healthy), as a load balancer
+// does, and counts failures while (1) a good version is shipped: replicas are replaced one at a time and
+// the new version answers; (2) a bad version (its entrypoint exits) is shipped: its first replica fails,
+// the nodes roll the release back by themselves, and the previous version keeps answering throughout.
+// Another key cannot roll the instance back. Real QEMU (TCG here), wireguard-go, namespaces.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { integrationPrerequisites } from '@formation/interface';
+import { until } from '@formation/interface/testing';
+import { type DevnetNode, type DevnetState, devnetDown, devnetUp } from '@formation/node';
+import { runForm } from './run-form.ts';
+
+const run = promisify(execFile);
+const root = fileURLToPath(new URL('../../..', import.meta.url));
+const example = join(root, 'examples/hello-server');
+const why = integrationPrerequisites('rolling update test', {
+  root: true,
+  programs: ['qemu-system-x86_64', 'wireguard-go', 'curl', 'mmdebstrap'],
+});
+
+const PREFIX = 'fdr';
+const PORT_BASE = Number(process.env.FORM_TEST_ROLLING_PORT_BASE ?? 4200);
+const HEALTHCHECK = 'HEALTHCHECK --interval=3s --timeout=3s --retries=3 --start-period=60s HTTP 8080 /';
+
+interface Replica {
+  node: string;
+  state: string;
+  formnetIp: string | null;
+  release: number | null;
+  health: { status: string; release: number; reason: string | null } | null;
+}
+interface Status {
+  status: string;
+  release: number;
+  replicas: Replica[];
+}
+interface Releases {
+  release: number;
+  releases: Array<{ release: number; formpackId: string; result: string; failure: string | null; by: string }>;
+}
+
+/** A copy of hello-server answering `version <v>`, with an HTTP HEALTHCHECK; `crash` makes its entrypoint exit. */
+function variant(base: string, v: string, crash = false): string {
+  const dir = join(base, `v-${v}`);
+  cpSync(example, dir, { recursive: true });
+  const py = join(dir, 'hello.py');
+  writeFileSync(py, readFileSync(py, 'utf8').replace('f"Hello from {socket.gethostname()}!\\n"', `"version ${v}\\n"`));
+  let ff = readFileSync(join(dir, 'Formfile'), 'utf8').replace('NAME hello-server', 'NAME rolling');
+  ff += `\n${HEALTHCHECK}\n`;
+  if (crash)
+    ff = ff.replace(
+      'ENTRYPOINT ["python3", "/app/hello.py"]',
+      'ENTRYPOINT ["python3", "-c", "import sys; sys.exit(3)"]',
+    );
+  writeFileSync(join(dir, 'Formfile'), ff);
+  return dir;
+}
+
+describe('rolling updates on a 2-node devnet', { skip: why || false }, () => {
+  const home = mkdtempSync(join(tmpdir(), 'form-rolling-'));
+  const otherHome = mkdtempSync(join(tmpdir(), 'form-rolling-other-'));
+  const work = mkdtempSync(join(tmpdir(), 'form-rolling-src-'));
+  let dir = '';
+  let s: DevnetState;
+  let id = '';
+  const node1 = () => s.nodes[0] as DevnetNode;
+  const env = (h = home) => ({ FORM_HOME: h, FORM_PORT_OFFSET: String(node1().portOffset) });
+  const form = async (args: string[], h = home) => runForm(args, env(h));
+  const status = async (): Promise<Status> => {
+    const r = await form(['manage', 'get', 'status', id, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as Status;
+  };
+  const releases = async (): Promise<Releases> => {
+    const r = await form(['manage', 'releases', id, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as Releases;
+  };
+  const availableOn = (st: Status, release: number) =>
+    st.replicas.filter(
+      (r) => r.state === 'running' && r.formnetIp && r.release === release && r.health?.status === 'healthy',
+    );
+
+  /** The client loop: each request to the next replica state lists as available; failures counted, not retried. */
+  const loop = {
+    on: false,
+    ok: 0,
+    failed: 0,
+    answers: new Map<string, number>(),
+    errors: [] as string[],
+    done: Promise.resolve(),
+    start() {
+      this.on = true;
+      this.done = (async () => {
+        let i = 0;
+        let targets: string[] = [];
+        let readAt = 0;
+        while (this.on) {
+          if (Date.now() - readAt > 1000) {
+            const st = await status().catch(() => undefined);
+            if (st)
+              targets = st.replicas
+                .filter((r) => r.state === 'running' && r.formnetIp && r.health?.status !== 'unhealthy')
+                .map((r) => r.formnetIp as string);
+            readAt = Date.now();
+          }
+          const ip = targets[i++ % Math.max(1, targets.length)];
+          if (!ip) {
+            await new Promise((r) => setTimeout(r, 200));
+            continue;
+          }
+          try {
+            const { stdout } = await run(
+              'ip',
+              ['netns', 'exec', node1().netns as string, 'curl', '-sS', '--max-time', '3', `http://${ip}:8080/`],
+              { timeout: 5000 },
+            );
+            this.ok++;
+            const v = stdout.trim();
+            this.answers.set(v, (this.answers.get(v) ?? 0) + 1);
+          } catch (err) {
+            this.failed++;
+            this.errors.push(
+              `${ip}: ${String((err as Error).message)
+                .split('\n')
+                .slice(-2)
+                .join(' ')}`,
+            );
+          }
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })();
+    },
+    async stop() {
+      this.on = false;
+      await this.done;
+      const r = { ok: this.ok, failed: this.failed, answers: Object.fromEntries(this.answers), errors: this.errors };
+      this.ok = 0;
+      this.failed = 0;
+      this.answers = new Map();
+      this.errors = [];
+      return r;
+    },
+  };
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'form-rolling-devnet-'));
+    s = await devnetUp({
+      nodes: 2,
+      dir,
+      prefix: PREFIX,
+      portBase: PORT_BASE,
+      env: {
+        FORM_HEARTBEAT_MS: '1000',
+        FORM_NODE_TIMEOUT_MS: '15000',
+        FORM_UPDATE_DRAIN_MS: '2000',
+        FORM_LOG_LEVEL: 'info',
+      },
+    });
+    for (const h of [home, otherHome]) {
+      const init = await runForm(['kit', 'init', '--yes'], { FORM_HOME: h });
+      assert.equal(init.code, 0, init.stderr);
+    }
+  });
+
+  after(async () => {
+    loop.on = false;
+    await loop.done.catch(() => undefined);
+    if (dir) await devnetDown(dir).catch(() => undefined);
+    if (process.env.FORM_KEEP_TEST_DATA !== '1') {
+      for (const d of [dir, home, otherHome, work]) rmSync(d, { recursive: true, force: true });
+    }
+    const left = (await run('ip', ['netns', 'list'])).stdout;
+    assert.ok(!left.split('\n').some((l) => l.startsWith(PREFIX)), `namespaces left: ${left}`);
+  });
+
+  test('a good version rolls out one replica at a time; a crashing one is rolled back by the nodes', async () => {
+    // Version 1 on both nodes, healthy.
+    const v1 = variant(work, '1');
+    const ship1 = await form(['pack', 'ship', v1, '--replicas', '2', '--json']);
+    assert.equal(ship1.code, 0, ship1.stderr);
+    id = (JSON.parse(ship1.stdout) as { id: string }).id;
+    await until(
+      'both replicas of release 1 running and healthy',
+      async () => (availableOn(await status(), 1).length === 2 ? true : undefined),
+      400_000,
+      1000,
+    );
+
+    // Version 2: rolled out one replica at a time while the client loop runs.
+    const v2 = variant(work, '2');
+    const build2 = await form(['pack', 'build', v2]);
+    assert.equal(build2.code, 0, build2.stderr);
+    loop.start();
+    const t2 = Date.now();
+    const ship2 = await form(['pack', 'ship', v2, '--json']);
+    assert.equal(ship2.code, 0, ship2.stderr);
+    assert.equal((JSON.parse(ship2.stdout) as { release: number }).release, 2);
+    let maxDown = 0;
+    await until(
+      'release 2 current on both replicas',
+      async () => {
+        const st = await status();
+        const up = st.replicas.filter((r) => r.state === 'running').length;
+        maxDown = Math.max(maxDown, 2 - up);
+        const rel = await releases();
+        return availableOn(st, 2).length === 2 && rel.releases[1]?.result === 'current' ? true : undefined;
+      },
+      400_000,
+      1000,
+    );
+    const good = await loop.stop();
+    const goodMs = Date.now() - t2;
+    process.stdout.write(
+      `# good update: ${goodMs} ms for 2 replicas; requests ok ${good.ok}, failed ${good.failed} ${JSON.stringify(good.answers)} ${good.errors.slice(0, 3).join('; ')}\n`,
+    );
+    assert.ok(good.answers['version 2'], 'the new version answered');
+    assert.ok(maxDown <= 1, `at most one replica down at a time (saw ${maxDown})`);
+
+    // Version 3 crashes: its first replica fails, the nodes roll back to release 2 by themselves.
+    const v3 = variant(work, '3', true);
+    const build3 = await form(['pack', 'build', v3]);
+    assert.equal(build3.code, 0, build3.stderr);
+    loop.start();
+    const t3 = Date.now();
+    const ship3 = await form(['pack', 'ship', v3, '--json']);
+    assert.equal(ship3.code, 0, ship3.stderr);
+    const rel = await until(
+      'release 3 rolled back, both replicas on release 2 again',
+      async () => {
+        const r = await releases();
+        const st = await status();
+        return r.release === 2 && r.releases[2]?.result === 'rolled-back' && availableOn(st, 2).length === 2
+          ? r
+          : undefined;
+      },
+      400_000,
+      1000,
+    );
+    const bad = await loop.stop();
+    const rollbackMs = Date.now() - t3;
+    process.stdout.write(
+      `# bad update rolled back: ${rollbackMs} ms; requests ok ${bad.ok}, failed ${bad.failed} ${JSON.stringify(bad.answers)} ${bad.errors.slice(0, 3).join('; ')}\n`,
+    );
+    assert.match(rel.releases[2]?.failure ?? '', /entrypoint|exit/);
+    assert.ok(bad.answers['version 2'], 'the old version kept answering');
+    assert.equal(bad.answers['version 3'], undefined, 'the crashing version never answered');
+
+    // The text forms: status shows health per replica, releases the results.
+    const text = await form(['manage', 'get', 'status', id]);
+    assert.match(text.stdout, /health healthy/);
+    const relText = await form(['manage', 'releases', id]);
+    assert.match(relText.stdout, /rolled-back/);
+
+    // Another key cannot roll it back (refused before anything is sent).
+    const other = await form(['manage', 'rollback', id, '--to', '1'], otherHome);
+    assert.notEqual(other.code, 0);
+    assert.match(other.stderr, /belongs to/);
+
+    // The owner can: back to release 1 as release 4.
+    const back = await form(['manage', 'rollback', id, '--to', '1', '--json']);
+    assert.equal(back.code, 0, back.stderr);
+    assert.equal((JSON.parse(back.stdout) as { release: number }).release, 4);
+    await until(
+      'release 4 (= release 1) on both replicas',
+      async () => (availableOn(await status(), 4).length === 2 ? true : undefined),
+      400_000,
+      1000,
+    );
+  });
+});

@@ -200,6 +200,23 @@ const ROWS: Row[] = [
     ],
   },
   {
+    name: 'scale to zero: an idle replica suspended, then woken by a connection',
+    ops: [
+      create(),
+      claim(nodeA, 1),
+      status(nodeA, 'running', 2),
+      status(nodeA, 'suspended', 3, { reason: 'idle: suspended to disk' }),
+      status(nodeA, 'running', 4),
+    ],
+    want: [
+      ['created', '-'],
+      ['claimed', 'a'],
+      ['running', 'a'],
+      ['suspended', 'a', 'suspended to disk: idle'],
+      ['woken', 'a', 'woken by a connection'],
+    ],
+  },
+  {
     name: 'since filters by time',
     ops: [create(), claim(nodeA, 100), status(nodeA, 'running', 200)],
     since: T0 + 150,

@@ -52,10 +52,12 @@ export {
 export {
   type Backend,
   buildRouteTable,
+  buildTcpRouteTable,
   guestPorts,
   inFormnet,
   pickOrder,
   type Route,
   type RouteInput,
   type RouteTable,
+  type TcpRouteTable,
 } from './routes.ts';

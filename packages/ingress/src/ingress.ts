@@ -3,7 +3,7 @@ import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { MAX_HELLO_READ_BYTES, readClientHello } from './client-hello.ts';
 import { readHttpHead } from './http-head.ts';
-import { type Backend, pickOrder, type RouteTable } from './routes.ts';
+import { type Backend, pickOrder, type RouteTable, type TcpRouteTable } from './routes.ts';
 
 /** The ingress's limits; every one is a number a visitor can hit, and what happens then is tested. */
 export interface IngressLimits {
@@ -48,6 +48,11 @@ export interface IngressOptions {
   routes(): RouteTable;
   logger: Logger;
   limits?: Partial<IngressLimits>;
+  /**
+   * Plain TCP mappings: listeners on `host` opened and closed by `Ingress.syncTcp`, each connection
+   * forwarded to a backend of `routes().get(<its port>)`. The same limits apply (per source, in all).
+   */
+  tcp?: { host: string; routes(): TcpRouteTable };
 }
 
 export type RefusalReason =
@@ -76,11 +81,18 @@ export interface Ingress {
   http?: AddressInfo;
   tls?: AddressInfo;
   stats(): IngressStats;
+  /**
+   * Listen on exactly these TCP ports (`tcp.host`), closing the others (their open connections end).
+   * Returns the ports it could not open, with why (in use, no right).
+   */
+  syncTcp(ports: readonly number[]): Promise<Array<{ port: number; error: string }>>;
+  /** TCP ports listened on now. */
+  tcpPorts(): number[];
   /** Stop listening and close every connection. */
   close(): Promise<void>;
 }
 
-type Proto = 'http' | 'tls';
+type Proto = 'http' | 'tls' | 'tcp';
 
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
@@ -151,6 +163,15 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
       return refuse(sock, proto, 'too-many-from-source', 429, 'Too many open connections from your address.');
     }
     sock.setNoDelay(true);
+    if (proto === 'tcp') {
+      // Nothing to read first: the port is the route.
+      const port = sock.localPort ?? 0;
+      void route(sock, proto, String(port), Buffer.alloc(0)).catch((err) => {
+        log.error({ err, port }, 'routing failed');
+        sock.destroy();
+      });
+      return;
+    }
     let buf: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => {
       refuse(sock, proto, 'handshake-timeout', 408, 'The request did not arrive in time.');
@@ -203,22 +224,22 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
   const route = async (sock: Socket, proto: Proto, host: string, first: Buffer) => {
     let r: ReturnType<RouteTable['get']>;
     try {
-      r = opts.routes().get(host);
+      r = proto === 'tcp' ? opts.tcp?.routes().get(Number(host)) : opts.routes().get(host);
     } catch (err) {
       // A broken route source must not take the node down (this runs outside any caller's try).
       log.error({ err, host }, 'the route table could not be read');
       return refuse(sock, proto, 'no-healthy-replica', 503, `${host} cannot be routed right now.`, { host });
     }
     if (!r) return refuse(sock, proto, 'unknown-host', 404, `No instance is served at ${host} here.`, { host });
-    const port = (b: Backend) => (proto === 'http' ? b.httpPort : b.tlsPort);
+    const port = (b: Backend) => (proto === 'http' ? b.httpPort : proto === 'tls' ? b.tlsPort : (b.tcpPort ?? null));
     const candidates = r.backends.filter((b) => port(b) !== null);
     if (candidates.length === 0) {
       return refuse(sock, proto, 'no-healthy-replica', 503, `${host} has no healthy replica right now.`, { host });
     }
     const now = Date.now();
     const down = new Set([...downUntil].filter(([, t]) => t > now).map(([id]) => id));
-    const turn = turns.get(host) ?? 0;
-    turns.set(host, turn + 1);
+    const turn = turns.get(`${proto}/${host}`) ?? 0;
+    turns.set(`${proto}/${host}`, turn + 1);
     const order = pickOrder(candidates, active, turn, down).slice(0, limits.connectAttempts);
     for (const b of order) {
       if (sock.destroyed) return;
@@ -269,6 +290,7 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
   };
 
   const servers: Array<{ proto: Proto; server: Server; at: ListenAddress }> = [];
+  const tcpServers = new Map<number, Server>();
   const result: Ingress = {
     stats: () => ({
       open: sockets.size,
@@ -277,7 +299,42 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
       connectFailures: stats.connectFailures,
       active: Object.fromEntries(active),
     }),
+    async syncTcp(ports) {
+      const want = new Set(ports);
+      for (const [p, server] of tcpServers) {
+        if (want.has(p)) continue;
+        tcpServers.delete(p);
+        server.close();
+        for (const s of sockets) if (s.localPort === p && s.localAddress === opts.tcp?.host) s.destroy();
+        log.info({ port: p }, 'TCP mapping closed');
+      }
+      const failed: Array<{ port: number; error: string }> = [];
+      if (!opts.tcp) return [...want].map((port) => ({ port, error: 'no tcp host configured' }));
+      for (const p of want) {
+        if (tcpServers.has(p)) continue;
+        const server = createServer({ allowHalfOpen: true }, onConnection('tcp'));
+        try {
+          await new Promise<void>((resolve, reject) => {
+            server.once('error', reject);
+            server.listen({ host: opts.tcp!.host, port: p }, () => {
+              server.off('error', reject);
+              resolve();
+            });
+          });
+          server.on('error', (err) => log.error({ err, port: p }, 'TCP mapping listener error'));
+          tcpServers.set(p, server);
+          log.info({ host: opts.tcp.host, port: p }, 'TCP mapping listening');
+        } catch (err) {
+          server.close();
+          failed.push({ port: p, error: (err as NodeJS.ErrnoException).code ?? (err as Error).message });
+        }
+      }
+      return failed;
+    },
+    tcpPorts: () => [...tcpServers.keys()].sort((a, b) => a - b),
     async close() {
+      for (const s of tcpServers.values()) s.close();
+      tcpServers.clear();
       await Promise.all(
         servers.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve()))),
       ).finally(() => {
@@ -286,7 +343,7 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
     },
   };
   const want = (['http', 'tls'] as const).filter((p) => opts.listen[p]);
-  if (want.length === 0) {
+  if (want.length === 0 && !opts.tcp) {
     throw new FormError('CONFIG_INVALID', 'Cannot start the ingress: no listen address (http or tls)', {
       hint: 'Pass listen: { http: { host, port }, tls: { host, port } }.',
     });

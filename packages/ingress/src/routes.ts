@@ -10,6 +10,8 @@ export interface Backend {
   httpPort: number | null;
   /** Guest port for TLS passthrough from :443, or null when the instance serves none. */
   tlsPort: number | null;
+  /** Guest port for a plain TCP mapping (in a `TcpRouteTable` only). */
+  tcpPort?: number;
 }
 
 export interface Route {
@@ -20,6 +22,8 @@ export interface Route {
 
 /** Host name (lower case, no port, no trailing dot) → route. */
 export type RouteTable = ReadonlyMap<string, Route>;
+/** Public TCP port → route (its backends carry `tcpPort`). */
+export type TcpRouteTable = ReadonlyMap<number, Route>;
 
 /** What the route table is built from: the state's instances and replicas, and the prober's health. */
 export interface RouteInput {
@@ -32,6 +36,8 @@ export interface RouteInput {
     /** Whether the Formfile has a HEALTHCHECK (then only replicas the prober calls healthy are routed). */
     healthchecked: boolean;
     replicas: ReadonlyArray<{ id: string; address: string | null; running: boolean }>;
+    /** Plain TCP mappings this instance holds (public port → guest port), for `buildTcpRouteTable`. */
+    tcp?: ReadonlyArray<{ public: number; target: number }>;
   }>;
   /** The prober's status of a replica, or undefined when it does not check it (e.g. a CMD check it cannot run). */
   health(replicaId: string): HealthStatus | undefined;
@@ -100,6 +106,41 @@ export function buildRouteTable(input: RouteInput): RouteTable {
     }
   }
   for (const h of conflicted) table.delete(h);
+  return table;
+}
+
+/**
+ * The TCP table: public port → the instance's routable replicas (the same rule as `buildRouteTable`)
+ * at the mapping's guest port. A port two instances list is left out (the state decides who holds a
+ * port; this is the ingress not trusting that blindly). Pure.
+ *
+ * @example buildTcpRouteTable({ instances: [{ ..., tcp: [{ public: 5432, target: 5432 }] }], health }).get(5432)
+ */
+export function buildTcpRouteTable(input: RouteInput): TcpRouteTable {
+  const table = new Map<number, Route>();
+  const conflicted = new Set<number>();
+  const http = buildRouteTable({ ...input, instances: input.instances.map((i) => ({ ...i, hosts: [i.id] })) });
+  for (const inst of input.instances) {
+    const routable = http.get(inst.id)?.backends ?? [];
+    for (const m of inst.tcp ?? []) {
+      const other = table.get(m.public);
+      if (other && other.instance !== inst.id) {
+        conflicted.add(m.public);
+        continue;
+      }
+      table.set(m.public, {
+        instance: inst.id,
+        backends: routable.map((b) => ({
+          id: b.id,
+          address: b.address,
+          httpPort: null,
+          tlsPort: null,
+          tcpPort: m.target,
+        })),
+      });
+    }
+  }
+  for (const p of conflicted) table.delete(p);
   return table;
 }
 

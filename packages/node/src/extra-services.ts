@@ -85,6 +85,16 @@ async function startIngressOnPublic(ctx: ExtraServicesContext): Promise<string> 
     store: ctx.store,
     domain: ctx.config.domain,
     logger: ctx.logger,
+    key: ctx.key,
+    // Plain TCP mappings never take this node's own ports, whatever the state says.
+    tcp: {
+      reservedPorts: new Set([
+        ...Object.values(ctx.ports),
+        ctx.config.ingressHttpPort,
+        ctx.config.ingressTlsPort,
+        ctx.config.publicDnsPort,
+      ]),
+    },
   });
   ctx.onClose(() => ingress.close());
   const on = [

@@ -2,17 +2,22 @@
 // fed from state. Which host names reach which instance, which replicas may take traffic and what the
 // guest ports are all come from the signed op log (the owner's publish declares EXPOSE and HEALTHCHECK),
 // so every node routes the same way whichever one a visitor reached.
+
+import type { KeyPair } from '@formation/identity';
 import {
   buildRouteTable,
+  buildTcpRouteTable,
   createProber,
   type Ingress,
   type ProbeTarget,
   type RouteInput,
   type RouteTable,
   startIngress,
+  type TcpRouteTable,
 } from '@formation/ingress';
 import type { Logger } from '@formation/service';
 import type { StateStore } from '@formation/state';
+import { startPortGranter } from './port-grants.ts';
 
 type Views = ReturnType<StateStore['views']>;
 
@@ -35,7 +40,7 @@ export const replicaKey = (instanceId: string, node: string): string => `${insta
  * ingressPlan(store.views(), 'dev.formation.local', Date.now()).instances[0].hosts // ['web.dev.formation.local']
  */
 export function ingressPlan(
-  views: Pick<Views, 'instances' | 'dns'> & Partial<Pick<Views, 'domains'>>,
+  views: Pick<Views, 'instances' | 'dns'> & Partial<Pick<Views, 'domains' | 'ports'>>,
   domain: string,
   now: number,
 ): IngressPlan {
@@ -44,8 +49,12 @@ export function ingressPlan(
   const suffix = `.${domain}`;
   for (const inst of views.instances) {
     const service = inst.formpack?.service;
-    if (inst.deleted || inst.desired !== 'running' || inst.overQuota || !service || service.expose.length === 0)
-      continue;
+    // Plain TCP mappings this instance holds (a quorum granted them: state `active`).
+    const tcp = (views.ports ?? [])
+      .filter((p) => p.instanceId === inst.id && p.state === 'active')
+      .map((p) => ({ public: p.port, target: p.target }));
+    if (inst.deleted || inst.desired !== 'running' || inst.overQuota || !service) continue;
+    if (service.expose.length === 0 && tcp.length === 0) continue;
     const hosts = views.dns
       .filter((r) => r.instanceId === inst.id)
       .map((r) => (r.name.endsWith(suffix) || r.name === domain ? r.name : `${r.name}${suffix}`).toLowerCase());
@@ -69,6 +78,7 @@ export function ingressPlan(
       expose: service.expose,
       healthchecked: checkable,
       replicas: replicas.map(({ id, address, running }) => ({ id, address, running })),
+      ...(tcp.length > 0 ? { tcp } : {}),
     });
     if (checkable) {
       for (const r of replicas) {
@@ -85,33 +95,65 @@ export interface NodeIngressOptions {
   /** 0 disables that listener. */
   httpPort: number;
   tlsPort: number;
-  store: Pick<StateStore, 'views' | 'onAccepted'>;
+  store: Pick<StateStore, 'views' | 'onAccepted'> & Partial<Pick<StateStore, 'author'>>;
   domain: string;
   logger: Logger;
   /** How often the table is rebuilt besides on accepted ops (ms). */
   refreshMs?: number;
+  /**
+   * Plain TCP mappings (state `ports`): listened on at `host` when given. `reservedPorts` are this
+   * node's own ports (APIs with their offset, WireGuard, DNS...): never opened, whatever the state says.
+   */
+  tcp?: { reservedPorts: ReadonlySet<number> };
+  /** The node's key: with it, this node also grants port claims (port.granted). */
+  key?: KeyPair;
 }
 
 export interface NodeIngress {
   ingress: Ingress;
   /** The current table (for status and tests). */
   table(): RouteTable;
+  tcpTable(): TcpRouteTable;
+  /** Held ports this node does not serve, and why (one of its own ports, in use, no right). */
+  tcpProblems(): Array<{ port: number; error: string }>;
   close(): Promise<void>;
 }
 
 /** Start the ingress on the node's public address, its table rebuilt on every accepted op and on a timer. */
 export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngress> {
   let table: RouteTable = new Map();
+  let tcpTable: TcpRouteTable = new Map();
+  let tcpProblems: Array<{ port: number; error: string }> = [];
   let plan: IngressPlan = { instances: [], probes: [] };
+  let ingress: Ingress | undefined;
   const prober = createProber({ logger: o.logger, onChange: () => rebuildTable() });
   const rebuildTable = () => {
     table = buildRouteTable({ instances: plan.instances, health: (id) => prober.status(id) });
+    if (o.tcp) tcpTable = buildTcpRouteTable({ instances: plan.instances, health: (id) => prober.status(id) });
+  };
+  // Listeners follow the held ports (not their health: a mapping with no healthy replica closes each
+  // connection at once, which a client sees as "down", not as "no such port" flapping).
+  let syncing = Promise.resolve();
+  const syncTcp = () => {
+    if (!o.tcp || !ingress) return;
+    const ing = ingress;
+    const held = plan.instances.flatMap((i) => (i.tcp ?? []).map((m) => m.public));
+    const own = held.filter((p) => o.tcp!.reservedPorts.has(p));
+    const want = held.filter((p) => !o.tcp!.reservedPorts.has(p));
+    syncing = syncing.then(async () => {
+      const failed = await ing.syncTcp(want);
+      const problems = [...own.map((port) => ({ port, error: 'one of this node’s own ports' })), ...failed];
+      if (JSON.stringify(problems) !== JSON.stringify(tcpProblems) && problems.length > 0)
+        o.logger.warn({ problems }, 'TCP mappings not served on this node');
+      tcpProblems = problems;
+    });
   };
   const rebuild = () => {
     try {
       plan = ingressPlan(o.store.views(), o.domain, Date.now());
       prober.set(plan.probes);
       rebuildTable();
+      syncTcp();
     } catch (err) {
       o.logger.warn({ err }, 'ingress routes not rebuilt');
     }
@@ -128,7 +170,6 @@ export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngre
   });
   const timer = setInterval(rebuild, o.refreshMs ?? 2000);
   timer.unref();
-  let ingress: Ingress;
   try {
     ingress = await startIngress({
       listen: {
@@ -136,6 +177,7 @@ export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngre
         ...(o.tlsPort ? { tls: { host: o.host, port: o.tlsPort } } : {}),
       },
       routes: () => table,
+      ...(o.tcp ? { tcp: { host: o.host, routes: () => tcpTable } } : {}),
       logger: o.logger,
     });
   } catch (err) {
@@ -144,14 +186,29 @@ export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngre
     prober.close();
     throw err;
   }
+  const started = ingress;
+  syncTcp();
+  const author = o.store.author?.bind(o.store);
+  const granter =
+    o.key && author
+      ? startPortGranter({
+          store: { views: () => o.store.views(), onAccepted: (f) => o.store.onAccepted(f), author },
+          key: o.key,
+          logger: o.logger,
+        })
+      : undefined;
   return {
-    ingress,
+    ingress: started,
     table: () => table,
+    tcpTable: () => tcpTable,
+    tcpProblems: () => tcpProblems,
     async close() {
       clearInterval(timer);
       off();
+      granter?.close();
       prober.close();
-      await ingress.close();
+      await syncing;
+      await started.close();
     },
   };
 }

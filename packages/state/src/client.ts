@@ -13,6 +13,7 @@ import type {
   InstanceView,
   NetworkView,
   NodeView,
+  PortView,
 } from './views.ts';
 
 export type SubmitResult = { status: 'accepted' | 'duplicate' | 'pending'; hash: string; missing?: string[] };
@@ -40,6 +41,8 @@ export interface StateClient {
   conflicts(): Promise<ConflictView[]>;
   /** Custom domains: claims, their proofs' verifications and who holds each name. */
   domains(): Promise<DomainView[]>;
+  /** Public TCP port claims: who holds each port, grants. */
+  ports(): Promise<PortView[]>;
 }
 
 /** The in-process client: calls the store directly. */
@@ -66,6 +69,7 @@ export function localStateClient(store: StateStore): StateClient {
     network: async () => store.views().network,
     conflicts: async () => store.views().conflicts,
     domains: async () => store.views().domains,
+    ports: async () => store.views().ports,
   };
 }
 
@@ -83,7 +87,10 @@ export function httpStateClient(baseUrl: string): StateClient {
       // A genesis has no deps; everything else cites the heads plus what its rule needs.
       const deps = kind === 'network.init' ? [] : await client.heads();
       const id = b.instanceId as string | undefined;
-      if ((id && kind.startsWith('instance.')) || ((kind === 'dns.record' || kind === 'dns.claim') && id)) {
+      if (
+        (id && kind.startsWith('instance.')) ||
+        ((kind === 'dns.record' || kind === 'dns.claim' || kind === 'port.claim') && id)
+      ) {
         const inst = await client.instance(id as string);
         if (inst && kind !== 'instance.status') deps.push(inst.createdBy);
       }

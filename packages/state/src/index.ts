@@ -6,6 +6,7 @@ export * from './kinds.ts';
 export * from './op.ts';
 export * from './pending.ts';
 export * from './presence.ts';
+export * from './public-ports.ts';
 export * from './releases.ts';
 export * from './service.ts';
 export * from './ship.ts';

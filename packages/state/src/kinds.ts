@@ -5,6 +5,7 @@ import { HealthcheckSchema } from '@formation/interface/formpack-schema';
 import { type TSchema, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { OpKind, UnsignedOp } from './op.ts';
+import { publicPortProblem } from './public-ports.ts';
 
 /**
  * Op bodies (strict: no extra fields) and who may author each kind. Authorization uses only the op
@@ -245,6 +246,14 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
     { claim: Hex64, name: Fqdn, reason: Type.String({ minLength: 1, maxLength: 256, pattern: '^[\\x20-\\x7e]*$' }) },
     strict,
   ),
+  /** Plain TCP on the nodes' public addresses (README "TCP ports"): public `port` → the instance's guest `target`. */
+  'port.claim': Type.Object(
+    { instanceId: InstanceId, port: Int(1, 65535), target: Int(1, 65535), onBehalfOf: OnBehalfOf },
+    strict,
+  ),
+  'port.release': Type.Object({ port: Int(1, 65535), onBehalfOf: OnBehalfOf }, strict),
+  /** An admitted node grants a claim on a port it sees free (cites the claim): a quorum makes it the holder's. */
+  'port.granted': Type.Object({ claim: Hex64, port: Int(1, 65535) }, strict),
 };
 
 /** Member addresses (nodes and developers) come from this pool; node slices lie outside it. */
@@ -358,6 +367,8 @@ export const DELEGABLE_KINDS: ReadonlySet<OpKind> = new Set([
   'dns.record',
   'dns.claim',
   'dns.release',
+  'port.claim',
+  'port.release',
 ]);
 
 /**
@@ -528,6 +539,26 @@ export function authorize(op: UnsignedOp, deps: readonly DepView[]): Rejection |
       return b.token === domainTokenOf(a, b.name as string, op.ts)
         ? null
         : invalid('dns.claim: token must be domainTokenOf(owner, name, ts)');
+    }
+    case 'port.claim': {
+      const c = createOf(deps, b.instanceId);
+      if (!c) return invalid(`port.claim: deps must include the instance.create of ${b.instanceId}`);
+      if (actorOf(c) !== a)
+        return forbidden(`port.claim: only the owner of instance ${b.instanceId} may claim a port for it`);
+      const p = publicPortProblem(b.port as number);
+      return p ? invalid(`port.claim: ${p}`) : null;
+    }
+    case 'port.release':
+      return null; // about the author's own claim
+    case 'port.granted': {
+      if (!findDep(deps, 'node.register', (d) => d.author === op.author)) {
+        return forbidden('port.granted: only a node, naming its own node.register in deps, may grant a port');
+      }
+      const cl = findDep(deps, 'port.claim', (d) => d.hash === b.claim);
+      if (!cl) return invalid(`port.granted: deps must include the port.claim ${b.claim} it grants`);
+      return cl.body.port === b.port
+        ? null
+        : invalid(`port.granted: claim ${b.claim} is for port ${cl.body.port}, not ${b.port}`);
     }
     case 'dns.verified':
     case 'dns.lapsed': {

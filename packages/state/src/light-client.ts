@@ -12,8 +12,8 @@ import type { InstanceView } from './views.ts';
 
 export type { StateClient, SubmitResult } from './client.ts';
 export type { Op, OpKind, UnsignedOp } from './op.ts';
-export { type ShipOptions, type ShipResult, shipFormpack } from './ship.ts';
 export type { ReleaseResult, ReleaseView } from './releases.ts';
+export { type ShipOptions, type ShipResult, shipFormpack } from './ship.ts';
 export type { ApplyResult } from './store.ts';
 export type {
   AdmissionPolicy,
@@ -27,6 +27,7 @@ export type {
   InstanceView,
   NetworkView,
   NodeView,
+  PortView,
   Quotas,
   ReplicaView,
 } from './views.ts';
@@ -73,5 +74,6 @@ export function httpStateClient(baseUrl: string): StateClient {
     network: () => get('/network'),
     conflicts: () => get('/conflicts'),
     domains: () => get('/dns/domains'),
+    ports: () => get('/ports'),
   };
 }

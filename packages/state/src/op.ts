@@ -26,6 +26,9 @@ export const OP_KINDS = [
   'dns.claim',
   'dns.verified',
   'dns.lapsed',
+  'port.claim',
+  'port.release',
+  'port.granted',
   'dns.release',
   'instance.health',
 ] as const;

@@ -213,6 +213,7 @@ export async function createStateService(opts: StateServiceOptions): Promise<Api
   view('/formnet/allocations', 'allocations', 'Formnet address allocations');
   view('/dns', 'dns', 'DNS records (derived from instances, and explicit)');
   view('/dns/domains', 'domains', 'Custom domains: claims, verifications, who holds each name');
+  view('/ports', 'ports', 'Public TCP port claims: grants, who holds each port');
 
   app.get(
     '/instances/:id',

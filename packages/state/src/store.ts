@@ -18,6 +18,7 @@ import {
 import { createOp, encodeOp, MAX_DEPS, MAX_OP_BYTES, OP_KINDS, type Op, type OpKind, verifyOpSignature } from './op.ts';
 import { PendingBuffer } from './pending.ts';
 import { PresenceBook } from './presence.ts';
+import { portClaimProblem } from './public-ports.ts';
 import { VerifyPool } from './verify-pool.ts';
 import type { NetworkView, Views } from './views.ts';
 import { DOMAIN_CLAIMS_PER_ACCOUNT, ViewState } from './views.ts';
@@ -79,7 +80,14 @@ interface Meta {
   body: Record<string, unknown> | undefined;
 }
 
-const REFERABLE = new Set<OpKind>(['instance.create', 'instance.claim', 'node.register', 'network.init', 'dns.claim']);
+const REFERABLE = new Set<OpKind>([
+  'instance.create',
+  'instance.claim',
+  'node.register',
+  'network.init',
+  'dns.claim',
+  'port.claim',
+]);
 const ENVELOPE_KEYS = new Set(['v', 'author', 'deps', 'kind', 'body', 'ts', 'sig', 'hash']);
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -558,6 +566,8 @@ export class StateStore {
       }
     }
     if (op.kind === 'dns.claim' && typeof b.name === 'string') return this.domainClaimProblem(b.name, actor);
+    if (op.kind === 'port.claim' && typeof b.port === 'number')
+      return portClaimProblem(this.viewState.views(), b.port, actor);
     if (op.kind !== 'instance.create' && op.kind !== 'dns.record' && op.kind !== 'node.admit') return null;
     const v = this.viewState.views();
     if (op.kind === 'instance.create') {
@@ -671,13 +681,18 @@ export function refsFor(v: ViewState, author: string, kind: OpKind, body: Record
     case 'instance.claim':
     case 'instance.commit':
     case 'dns.record':
-    case 'dns.claim': {
+    case 'dns.claim':
+    case 'port.claim': {
       const c = id ? v.instanceCreate(id) : undefined;
       return c ? [c.hash] : [];
     }
     case 'instance.health': {
       const c = id ? v.claimOf(id, author) : undefined;
       return c ? [c] : [];
+    }
+    case 'port.granted': {
+      const r = v.registrationOf(author);
+      return [...(r ? [r] : []), body.claim as string];
     }
     case 'dns.verified':
     case 'dns.lapsed': {

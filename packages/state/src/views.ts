@@ -4,6 +4,7 @@ import { canonicalJson } from './canonical.ts';
 import { actorOf, cidrWithin } from './kinds.ts';
 import { getOrSet } from './maps.ts';
 import type { Op } from './op.ts';
+import { PORT_CLAIMS_PER_ACCOUNT, PORT_QUORUM } from './public-ports.ts';
 import { type FailureEvidence, type ReleaseRecord, type ReleaseView, releaseState } from './releases.ts';
 
 /**
@@ -222,6 +223,22 @@ export interface DomainView {
   /** Admitted nodes whose latest word is a dns.lapsed: why, and when they said it. */
   lapsedBy: Array<{ node: string; reason: string; ts: number }>;
 }
+/**
+ * A public TCP port claimed for an instance (port.claim). `active` = granted by a quorum of admitted
+ * nodes and the first such claim by (ts, hash): the ingress forwards `port` to `target`. `taken` =
+ * granted too but another claim holds the port; `pending` = not granted (yet).
+ */
+export interface PortView {
+  port: number;
+  instanceId: string;
+  owner: string;
+  target: number;
+  claim: string;
+  /** The claim's ts: with `claim` (its hash), the order in which claims on one port come. */
+  ts: number;
+  state: 'pending' | 'active' | 'taken';
+  grantedBy: string[];
+}
 /** Distinct admitted nodes that must vouch for a domain: 2, or 1 in a one-node network. */
 export const DOMAIN_QUORUM = 2;
 /**
@@ -263,6 +280,7 @@ export interface Views {
   allocations: AllocationView[];
   dns: DnsRecordView[];
   domains: DomainView[];
+  ports: PortView[];
 }
 
 const byKey =
@@ -284,6 +302,8 @@ const FOLD_FIELDS = [
   'dnsExplicit',
   'domainClaims',
   'domainVerified',
+  'portClaims',
+  'portGrants',
   'inits',
   'admission',
   'revocations',
@@ -306,6 +326,10 @@ export class ViewState {
   private domainClaims = new Map<string, Map<string, Lww<{ instanceId: string; token: string } | null>>>();
   /** dns.claim hash -> node -> its latest dns.verified (method) or dns.lapsed (reason). */
   private domainVerified = new Map<string, Map<string, Lww<{ method: string } | { reason: string }>>>();
+  /** port -> claiming account -> its latest port.claim or port.release (null). */
+  private portClaims = new Map<number, Map<string, Lww<{ instanceId: string; target: number } | null>>>();
+  /** port.claim hash -> granting nodes. */
+  private portGrants = new Map<string, Set<string>>();
   /** network.init bodies by hash (only the genesis counts). */
   private inits = new Map<string, Body>();
   /** node -> LWW of admit (with range) / remove. */
@@ -517,6 +541,16 @@ export class ViewState {
         m.set(a, lww(m.get(a), ts, h, v));
         break;
       }
+      case 'port.claim':
+      case 'port.release': {
+        const m = getOrSet(this.portClaims, b.port as number, () => new Map());
+        const v = op.kind === 'port.claim' ? { instanceId: b.instanceId as string, target: b.target as number } : null;
+        m.set(a, lww(m.get(a), ts, h, v));
+        break;
+      }
+      case 'port.granted':
+        getOrSet(this.portGrants, b.claim as string, () => new Set()).add(op.author);
+        break;
       case 'dns.verified':
       case 'dns.lapsed': {
         const m = getOrSet(this.domainVerified, b.claim as string, () => new Map());
@@ -995,6 +1029,7 @@ export class ViewState {
       domains.push(...list);
     }
     domains.sort(byKey((d) => `${d.name}/${d.owner}`));
+    const ports = this.renderPorts(instById, admitted, Math.max(1, Math.min(PORT_QUORUM, nodes.length)));
     conflicts.sort(byKey((c) => `${c.kind}/${c.key}`));
 
     const network: NetworkView = {
@@ -1016,7 +1051,54 @@ export class ViewState {
       allocations,
       dns: dnsList,
       domains,
+      ports,
     };
+  }
+
+  /**
+   * Port claims: each account's live claims (not released, its instance live and its own), the first
+   * PORT_CLAIMS_PER_ACCOUNT by (ts, hash); granted = `quorum` distinct admitted nodes granted it; per
+   * port the first granted claim by (ts, hash) is `active`. Honest nodes grant a port only while no
+   * other claim holds it, so a claim backdated to jump ahead of a held port gets no grants.
+   */
+  private renderPorts(instById: Map<string, InstanceView>, admitted: Set<string>, quorum: number): PortView[] {
+    type Live = { port: number; owner: string; ts: number; hash: string; instanceId: string; target: number };
+    const byOwner = new Map<string, Live[]>();
+    for (const [port, byActor] of this.portClaims) {
+      for (const [owner, lw] of byActor) {
+        const c = lw.value;
+        const i = c ? instById.get(c.instanceId) : undefined;
+        if (!c || !i || i.deleted || i.owner !== owner) continue;
+        getOrSet(byOwner, owner, () => []).push({ port, owner, ts: lw.ts, hash: lw.hash, ...c });
+      }
+    }
+    const order = (x: { ts: number; hash: string }, y: { ts: number; hash: string }) =>
+      x.ts - y.ts || (x.hash < y.hash ? -1 : x.hash > y.hash ? 1 : 0);
+    const counted: Array<Live & { grantedBy: string[] }> = [];
+    for (const list of byOwner.values()) {
+      list.sort(order);
+      for (const x of list.slice(0, PORT_CLAIMS_PER_ACCOUNT)) {
+        const grantedBy = [...(this.portGrants.get(x.hash) ?? [])].filter((n) => admitted.has(n)).sort();
+        counted.push({ ...x, grantedBy });
+      }
+    }
+    counted.sort(order);
+    const holder = new Map<number, string>();
+    for (const x of counted) if (x.grantedBy.length >= quorum && !holder.has(x.port)) holder.set(x.port, x.hash);
+    return counted
+      .map(
+        (x): PortView => ({
+          port: x.port,
+          instanceId: x.instanceId,
+          owner: x.owner,
+          target: x.target,
+          claim: x.hash,
+          ts: x.ts,
+          state: holder.get(x.port) === x.hash ? 'active' : x.grantedBy.length >= quorum ? 'taken' : 'pending',
+          grantedBy: x.grantedBy,
+        }),
+      )
+      .sort(byKey((p) => `${String(p.port).padStart(5, '0')}/${p.owner}`));
   }
 }
 

@@ -15,6 +15,7 @@ import { registerPackList } from './pack-list.ts';
 import { registerPackRm } from './pack-rm.ts';
 import { registerPackShip } from './pack-ship.ts';
 import { registerPackValidate } from './pack-validate.ts';
+import { registerPort } from './port.ts';
 import { registerRuntime } from './runtime.ts';
 import { registerSecret } from './secret.ts';
 import { registerSsh } from './ssh.ts';
@@ -47,6 +48,7 @@ export const commands: Array<(ctx: CommandContext) => void> = [
   registerSecret,
   registerDisk,
   registerDns,
+  registerPort,
   registerRuntime,
   registerWeb,
 ];

@@ -93,6 +93,8 @@ export class WakeGate {
   private readonly o: WakeGateOptions;
   private readonly log: Logger;
   private child: ChildProcess | undefined;
+  /** Whether this gate ever wrote its table (a node that never suspended anything runs no nft at close). */
+  private applied = false;
   private readonly rules = new Map<string, WakeRule[]>();
   private readonly wakers = new Map<string, () => Promise<void>>();
   private readonly pending = new Map<string, { left: number; rules: WakeRule[]; done: (e?: Error) => void }>();
@@ -156,6 +158,7 @@ export class WakeGate {
   }
 
   private async apply(): Promise<void> {
+    this.applied = true;
     const script = wakeRuleset(this.o.bridge, this.o.host, [...this.rules.values()].flat());
     const argv = this.o.netns ? ['netns', 'exec', this.o.netns, 'nft', '-f', '-'] : ['-f', '-'];
     await new Promise<void>((ok, fail) => {
@@ -224,7 +227,7 @@ export class WakeGate {
   async close(): Promise<void> {
     this.rules.clear();
     this.wakers.clear();
-    await this.apply().catch(() => undefined);
+    if (this.applied) await this.apply().catch(() => undefined);
     const c = this.child;
     this.child = undefined;
     if (c && c.exitCode === null) {

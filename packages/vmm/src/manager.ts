@@ -22,8 +22,8 @@ import { findImage, hostInitramfs, hostKernel, openFormImage, resolveFormpack } 
 import { intToIp, parseCidr, type VmNetwork } from './network.ts';
 import { assertAction, hasProcess, KeyedSerializer, type VmAction, type VmState } from './state-machine.ts';
 import type { VmStore } from './store.ts';
-import { allocatedBytes, parseBlockstats, readTapIo, type VmIo } from './vm-io.ts';
 import type { RevisionRecord, SnapshotRecord, VmHealth, VmRecord, VmSource, VmView } from './types.ts';
+import { allocatedBytes, parseBlockstats, readTapIo, type VmIo } from './vm-io.ts';
 import { WakeGate } from './wake-gate.ts';
 
 /** Body of POST /vms. */
@@ -144,6 +144,11 @@ export class VmManager {
         host: intToIp(parseCidr(net.cidr).first),
         logger: this.o.logger,
       });
+      await this.gate
+        .reset()
+        .catch((err: unknown) =>
+          this.log.warn({ err: (err as Error).message }, 'wake rules of a previous run not removed'),
+        );
     }
     const { records, bad } = this.o.store.loadAll();
     for (const b of bad) this.log.error({ id: b.id, error: b.error }, 'unreadable VM record kept on disk, skipped');

@@ -169,6 +169,11 @@ export class WakeGate {
     });
   }
 
+  /** At VMM start: drop a table a crashed VMM left (its rules point at a helper that is gone). */
+  async reset(): Promise<void> {
+    await this.apply();
+  }
+
   /** Answer for a suspended VM: listeners up, then the rules (so no connection meets a closed port). */
   async hold(t: WakeTarget, wake: () => Promise<void>): Promise<void> {
     checkIpv4(t.ip);

@@ -127,7 +127,7 @@ export function plan(i: PlanInput): Action {
   if (vm && vm.source.kind === 'formpack' && vm.source.id !== inst.formpackId) {
     // Shipped a new Formpack under the same name (or rolled back): a rolling update replaces the VM
     // when it is this replica's turn (rollout.ts); until then the old one keeps serving.
-    if (rolloutTurn(inst, i.me).go) return { kind: 'replace-formpack', vmId: vm.id };
+    if (rolloutTurn(inst, i.me, placeReplicas(inst, i.nodes)).go) return { kind: 'replace-formpack', vmId: vm.id };
   }
   if (inst.desired === 'stopped') {
     if (vm && (vm.state === 'running' || vm.state === 'paused' || vm.state === 'suspended'))

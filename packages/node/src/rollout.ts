@@ -44,10 +44,12 @@ export function available(inst: InstanceView, r: ReplicaView): boolean {
  * node that stays silent holds the roll-out until placement counts it out (heartbeat timeout) and its
  * replica is healed elsewhere; nobody can make another node's replica go early.
  *
- * @example rolloutTurn(inst, myKey) // { go: false, why: 'waiting: 1 replica of release 3 not yet available' }
+ * @example rolloutTurn(inst, myKey, placeReplicas(inst, nodes)) // { go: false, why: 'waiting: …' }
  */
-export function rolloutTurn(inst: InstanceView, me: string): RolloutTurn {
-  const assigned = inst.replicaSet.filter((r) => r.assigned);
+export function rolloutTurn(inst: InstanceView, me: string, placed?: readonly string[]): RolloutTurn {
+  // Only replicas on nodes placement still counts (`placeReplicas`): a silent node's stale report
+  // does not hold the roll-out once it is counted out.
+  const assigned = inst.replicaSet.filter((r) => r.assigned && (!placed || placed.includes(r.node)));
   const mine = assigned.find((r) => r.node === me);
   if (!mine) return { go: true, why: 'not an assigned replica' };
   const inFlight = assigned.filter((r) => onTarget(inst, r) && !available(inst, r));

@@ -243,6 +243,14 @@ describe('rolloutTurn (pure)', () => {
     assert.equal(revisionBelongsHere({ ...i, revision: 1, revisionHash: 'h'.repeat(64), revisionAt: 2500 }), true);
     assert.equal(revisionBelongsHere({ ...i, release: 1, revision: 1, revisionAt: 10 }), true, 'release 1: always');
   });
+  test('a silent node counted out by placement does not hold the roll-out', () => {
+    const i = inst([
+      ['n1', 'running', 1, 'healthy'],
+      ['n2', 'running', 1, 'healthy'],
+    ]);
+    assert.equal(rolloutTurn(i, 'n2').go, false, 'n1 goes first');
+    assert.equal(rolloutTurn(i, 'n2', ['n2', 'n3']).go, true, 'n1 is not placed any more');
+  });
   test('releaseOfFormpack: the target, else the newest release of that Formpack', () => {
     const i = inst([['n1', 'running', 1]]);
     assert.equal(releaseOfFormpack(i, NEW), 2);

@@ -168,6 +168,7 @@ export async function createDnsResponder(opts: DnsResponderOptions): Promise<Dns
   }
 
   const stats: DnsResponderStats = { answered: 0, slipped: 0, dropped: 0, tcpAnswered: 0, tcpRefused: 0 };
+  const conns = new Set<TcpSocket>();
   const limits = opts.public;
   const rrl = limits ? createResponseRateLimiter(limits.rate) : undefined;
 
@@ -194,8 +195,7 @@ export async function createDnsResponder(opts: DnsResponderOptions): Promise<Dns
     questions: query.questions ?? [],
   });
 
-  const sock: Socket = createSocket('udp4');
-  sock.on('message', (msg, rinfo) => {
+  const onMessage = (sock: Socket) => (msg: Buffer, rinfo: { address: string; port: number }) => {
     if (limits && reflectionPort(rinfo.port)) {
       stats.dropped++;
       return;
@@ -219,22 +219,44 @@ export async function createDnsResponder(opts: DnsResponderOptions): Promise<Dns
         sock.send(dnsPacket.encode(resp), rinfo.port, rinfo.address);
       })
       .catch((err: unknown) => log.error({ err }, 'cannot answer DNS query'));
-  });
-  await new Promise<void>((resolve, reject) => {
-    sock.once('error', reject);
-    sock.bind(opts.port ?? 53, opts.host ?? '127.0.0.1', () => {
-      sock.off('error', reject);
-      resolve();
-    });
-  });
-  sock.on('error', (err) => log.error({ err }, 'DNS socket error'));
-  let tcp: Server | undefined;
-  if (limits?.tcp) {
-    try {
-      tcp = await listenTcp(sock.address().port);
-    } catch (err) {
+  };
+  const bindUdp = async (port: number): Promise<Socket> => {
+    const sock = createSocket('udp4');
+    sock.on('message', onMessage(sock));
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind(port, opts.host ?? '127.0.0.1', () => {
+        sock.off('error', reject);
+        resolve();
+      });
+    }).catch((err: unknown) => {
       sock.close();
       throw err;
+    });
+    sock.on('error', (err) => log.error({ err }, 'DNS socket error'));
+    return sock;
+  };
+  let sock: Socket;
+  let tcp: Server | undefined;
+  if (!limits?.tcp) sock = await bindUdp(opts.port ?? 53);
+  else if ((opts.port ?? 53) !== 0) {
+    sock = await bindUdp(opts.port ?? 53);
+    tcp = await listenTcp(sock.address().port).catch((err: unknown) => {
+      sock.close();
+      throw err;
+    });
+  } else {
+    // A free port for both: take one for TCP, then the same number for UDP (again if UDP has it in use).
+    for (let attempt = 1; ; attempt++) {
+      const t = await listenTcp(0);
+      try {
+        sock = await bindUdp((t.address() as { port: number }).port);
+        tcp = t;
+        break;
+      } catch (err) {
+        t.close();
+        if (attempt >= 5) throw err;
+      }
     }
   }
   log.info(
@@ -242,7 +264,6 @@ export async function createDnsResponder(opts: DnsResponderOptions): Promise<Dns
     'DNS responder listening',
   );
 
-  const conns = new Set<TcpSocket>();
   /** DNS over TCP (RFC 1035 4.2.2: two length bytes, then the message), one query at a time per connection. */
   function listenTcp(port: number): Promise<Server> {
     const L = limits as PublicDnsLimits;

@@ -155,6 +155,12 @@ export class VmManager {
     for (const rec of records) {
       this.vms.set(rec.id, rec);
       if (rec.state === 'suspended') await this.holdWhileSuspended(rec);
+      else if (rec.suspended || existsSync(join(this.o.store.vmDir(rec.id), 'suspend'))) {
+        // A suspend or a wake the VMM did not finish (it stopped meanwhile): guest memory left on disk goes.
+        rmSync(join(this.o.store.vmDir(rec.id), 'suspend'), { recursive: true, force: true });
+        rec.suspended = undefined;
+        this.o.store.save(rec);
+      }
       if (!hasProcess(rec.state)) continue;
       const before = rec.state;
       let found: 'running' | 'paused' | 'gone' = 'gone';

@@ -98,3 +98,49 @@ test('ingressPlan: a CMD health check (not run by the node yet) does not hold th
   assert.deepEqual(plan.probes, []);
   assert.equal(plan.instances[0]?.healthchecked, false);
 });
+
+test('ingressPlan: a verified custom domain is a host, a pending / contested / lapsed one is not; active TCP ports only', () => {
+  const domain = (name: string, state: string) => ({
+    name,
+    instanceId: 'a',
+    state,
+    owner: 'x',
+    token: 't',
+    claim: name,
+  });
+  const port = (p: number, state: string, instanceId = 'a') => ({
+    port: p,
+    instanceId,
+    state,
+    owner: 'x',
+    target: 5432,
+    claim: `c${p}`,
+    ts: 1,
+    grantedBy: [],
+  });
+  const views = {
+    instances: [
+      instance('a', 'web'),
+      // Only a TCP mapping (no EXPOSE): still routed for its port.
+      instance('g', 'db', {
+        formpack: { name: 'db', sha256s: {}, size: 1, publishedBy: 'p', service: { expose: [] } },
+      }),
+    ],
+    dns: [{ name: 'web.dev.formation.local', source: 'instance', instanceId: 'a', addresses: [], owner: 'x' }],
+    domains: [
+      domain('shop.example.com', 'verified'),
+      domain('wait.example.com', 'pending'),
+      domain('war.example.com', 'contested'),
+      domain('gone.example.com', 'lapsed'),
+    ],
+    ports: [port(15432, 'active'), port(15433, 'pending'), port(15434, 'taken'), port(16000, 'active', 'g')],
+  } as unknown as Views;
+  const plan = ingressPlan(views, 'dev.formation.local', 5000);
+  assert.deepEqual(
+    plan.instances.map((i) => [i.id, i.hosts, i.tcp ?? []]),
+    [
+      ['a', ['web.dev.formation.local', 'shop.example.com'], [{ public: 15432, target: 5432 }]],
+      ['g', [], [{ public: 16000, target: 5432 }]],
+    ],
+  );
+});

@@ -144,3 +144,26 @@ test('ingressPlan: a verified custom domain is a host, a pending / contested / l
     ],
   );
 });
+
+test('ingressPlan: a suspended replica stays routed (its node wakes it on the connection) and is not probed', () => {
+  const views = {
+    instances: [
+      instance('a', 'web', {
+        formpack: { name: 'web', sha256s: {}, size: 1, publishedBy: 'p', service: { expose: [8080], healthcheck: hc } },
+        replicaSet: [replica('n1', '10.129.1.2', 'suspended'), replica('n2', '10.129.2.2', 'running')],
+      }),
+    ],
+    dns: [{ name: 'web', source: 'instance', instanceId: 'a', addresses: [], owner: 'x' }],
+  } as unknown as Views;
+  const plan = ingressPlan(views, 'dev.formation.local', 5000);
+  assert.deepEqual(
+    plan.probes.map((p) => p.address),
+    ['10.129.2.2'],
+    'probing a suspended replica would wake it, and keep it awake',
+  );
+  const table = buildRouteTable({ instances: plan.instances, health: () => undefined });
+  assert.deepEqual(
+    table.get('web.dev.formation.local')?.backends.map((b) => b.address),
+    ['10.129.1.2', '10.129.2.2'],
+  );
+});

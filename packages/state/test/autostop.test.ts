@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import { openStateStore } from '../src/index.ts';
+import { claimRunning } from './helpers.ts';
 
 test('instance.update autostopMinutes (scale to zero): the owner sets and clears it; another key is refused', () => {
   const store = openStateStore({ path: ':memory:' });
@@ -57,5 +58,40 @@ test('instance.status takes suspended (and back to running); an unknown state is
     () => status('sleeping'),
     (e: unknown) => e instanceof FormError && e.code === 'STATE_OP_INVALID',
   );
+  store.close();
+});
+
+test('a suspended replica keeps its DNS name (its next connection wakes it); a stopped one loses it', () => {
+  const store = openStateStore({ path: ':memory:', domain: 'dev.formation.local' });
+  const owner = generateKeyPair();
+  const node = generateKeyPair();
+  store.author(node, 'node.register', {
+    capacity: { vcpu: 4, memMiB: 4096, diskGiB: 50 },
+    endpoint: '192.168.77.2:3005',
+    p2pPeerId: 'peer0',
+    wgPublicKey: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
+    formnetRange: '10.129.0.0/24',
+  });
+  const id = store.author(owner, 'instance.create', {
+    formpackId: 'c'.repeat(64),
+    name: 'web',
+    replicas: 1,
+    resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
+  }).body.id as string;
+  claimRunning(store, node, id, '10.129.0.2');
+  const named = () => store.views().dns.find((d) => d.name === 'web.dev.formation.local')?.addresses;
+  assert.deepEqual(named(), ['10.129.0.2']);
+  const report = (state: string) =>
+    store.author(node, 'instance.status', {
+      instanceId: id,
+      node: node.publicKey,
+      state,
+      formnetIp: '10.129.0.2',
+      revision: 0,
+    });
+  report('suspended');
+  assert.deepEqual(named(), ['10.129.0.2'], 'suspended: still answered');
+  report('stopped');
+  assert.deepEqual(named(), [], 'stopped: not answered');
   store.close();
 });

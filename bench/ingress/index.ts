@@ -1,12 +1,14 @@
 // Ingress benchmarks on loopback (no root): HTTP requests/s and p50/p99 through the ingress vs directly
 // to the backend (a new connection per request, as visitors' first requests are), a TLS handshake +
 // request through the SNI passthrough vs direct, and failover: how long after a replica is killed the
-// prober takes it out (1 s interval, 1 retry), and how many requests failed meanwhile.
+// prober takes it out (1 s interval, 1 retry), and how many requests failed meanwhile. Plain TCP
+// mappings: connect + one round trip, and bulk throughput, through a mapping vs direct.
 // Backends on 127.0.0.2/127.0.0.3 stand in for replicas; the TLS backend has its own certificate.
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, request } from 'node:http';
+import { createServer as createNetServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
@@ -51,6 +53,22 @@ tls.listen(0, '127.0.0.4');
 await once(tls, 'listening');
 const tlsPort = (tls.address() as { port: number }).port;
 
+// A TCP service (echo) on 127.0.0.5, and a free port for its mapping.
+const echo = createNetServer((c) => c.pipe(c));
+echo.listen(0, '127.0.0.5');
+await once(echo, 'listening');
+const echoPort = (echo.address() as { port: number }).port;
+const spare = createNetServer().listen(0, '127.0.0.1');
+await once(spare, 'listening');
+const mapped = (spare.address() as { port: number }).port;
+spare.close();
+const tcpTable = new Map([
+  [
+    mapped,
+    { instance: 't', backends: [{ id: 't', address: '127.0.0.5', httpPort: null, tlsPort: null, tcpPort: echoPort }] },
+  ],
+]);
+
 const logger = createLogger('silent');
 const prober = createProber({ logger });
 const spec = {
@@ -63,6 +81,7 @@ const spec = {
 prober.set(['2', '3'].map((x) => ({ replicaId: `r${x}`, address: `127.0.0.${x}`, startedAt: Date.now(), spec })));
 const ingress = await startIngress({
   listen: { http: { host: '127.0.0.1', port: 0 }, tls: { host: '127.0.0.1', port: 0 } },
+  tcp: { host: '127.0.0.1', routes: () => tcpTable },
   logger,
   routes: () => {
     const t = new Map(
@@ -148,6 +167,45 @@ for (const conc of [1, 8]) {
 await measure('tls_direct', () => directTls(tlsPort), N / 4, 4);
 await measure('tls_via_ingress', () => tlsGet(ingress.tls!.port), N / 4, 4);
 
+// Plain TCP: connect, write 16 bytes, read them back, close.
+await ingress.syncTcp([mapped]);
+const roundTrip = (host: string, p: number) =>
+  new Promise<number>((resolve, reject) => {
+    const t0 = performance.now();
+    const c = netConnect({ host, port: p }, () => c.write('0123456789abcdef'));
+    let got = 0;
+    c.on('data', (d) => {
+      got += d.length;
+      if (got >= 16) c.end();
+    });
+    c.on('close', () => (got >= 16 ? resolve(performance.now() - t0) : reject(new Error('short'))));
+    c.on('error', reject);
+  });
+await measure('tcp_direct', () => roundTrip('127.0.0.5', echoPort), N / 2, 4);
+await measure('tcp_via_mapping', () => roundTrip('127.0.0.1', mapped), N / 2, 4);
+// Bulk: 64 MiB through the echo (both directions), one connection.
+const bulk = (host: string, p: number) =>
+  new Promise<number>((resolve, reject) => {
+    const total = 64 * 1024 * 1024;
+    const chunk = Buffer.alloc(256 * 1024, 7);
+    const t0 = performance.now();
+    const c = netConnect({ host, port: p });
+    let got = 0;
+    c.on('data', (d) => {
+      got += d.length;
+      if (got >= total) {
+        c.destroy();
+        resolve(total / 1024 / 1024 / ((performance.now() - t0) / 1000));
+      }
+    });
+    c.on('error', reject);
+    c.on('connect', async () => {
+      for (let sent = 0; sent < total; sent += chunk.length) if (!c.write(chunk)) await once(c, 'drain');
+    });
+  });
+report('ingress.tcp_bulk_direct', await bulk('127.0.0.5', echoPort), 'MiB/s', { bytes: '64 MiB each way' });
+report('ingress.tcp_bulk_via_mapping', await bulk('127.0.0.1', mapped), 'MiB/s', { bytes: '64 MiB each way' });
+
 // Failover: kill B while one client loops; time until the prober takes it out; failed requests.
 let failed = 0;
 let stop = false;
@@ -170,4 +228,5 @@ await ingress.close();
 prober.close();
 a.close();
 tls.close();
+echo.close();
 rmSync(dir, { recursive: true, force: true });

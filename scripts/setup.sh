@@ -10,7 +10,7 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-utils linux-image-cloud-amd64 busybox-static mmdebstrap e2fsprogs
   wireguard-tools wireguard-go runc iproute2 nftables dropbear-bin openssh-client qemu-guest-agent
   iperf3 socat python3 cpio zstd iputils-ping curl netcat-openbsd dnsutils redis-server sshpass kmod
-  openssl procps chromium tcpdump
+  openssl procps chromium tcpdump pebble
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -4,6 +4,7 @@
 // compares the key of the certificate it was actually served with the attested one: a certificate with
 // any other key (one the ingress node obtained for the name itself, say) is refused.
 import { createHash, X509Certificate } from 'node:crypto';
+import { GUEST_CONTRACT } from '@formation/guest';
 import { FormError } from '@formation/interface';
 import type { AttestationReport } from './report.ts';
 
@@ -139,4 +140,126 @@ export function assertServedCertificate(
     });
   }
   return v;
+}
+
+/** Where guests get their certificates: an RFC 8555 directory, and the CA of its own HTTPS if private. */
+export interface AcmeSettings {
+  /** e.g. https://acme-v02.api.letsencrypt.org/directory, or a test CA such as Pebble. */
+  directory: string;
+  /** PEM of the CA that signed the directory's HTTPS certificate (test CAs); absent = the guest's system CAs. */
+  caPem?: string | undefined;
+}
+
+const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/**
+ * Tell a guest that serves HTTPS (Formfile `HTTPS`) its names and where to get certificates, through the
+ * agent (`form-tls configure`). Idempotent: the guest answers `unchanged` and keeps its certificate when
+ * nothing changed, and re-issues at once when the names changed. Only public data crosses: names, the
+ * directory URL and a CA certificate; the key is made and kept in the guest.
+ *
+ * @example
+ * await configureGuestTls(manager, vm.id, { directory: 'https://acme.example/dir' }, ['hello.dev.formation.net']);
+ */
+export async function configureGuestTls(
+  vmm: {
+    exec(
+      id: string,
+      path: string,
+      args: string[],
+      timeoutMs?: number,
+    ): Promise<{ exitcode: number; stdout: string; stderr: string }>;
+  },
+  vmId: string,
+  acme: AcmeSettings,
+  names: string[],
+): Promise<'configured' | 'unchanged'> {
+  if (!/^https:\/\/[A-Za-z0-9:/._~%?=&-]+$/.test(acme.directory)) {
+    throw new FormError(
+      'CONFIG_INVALID',
+      `Cannot use ACME directory ${JSON.stringify(acme.directory)}: not an https:// URL`,
+      {
+        hint: 'Set the ACME directory to the https URL of an RFC 8555 directory (FORM_ACME_DIRECTORY).',
+      },
+    );
+  }
+  const wanted = [...new Set(names.map((n) => n.toLowerCase().replace(/\.$/, '')))];
+  const bad = wanted.filter((n) => !DNS_NAME.test(n));
+  if (wanted.length === 0 || wanted.length > 20 || bad.length > 0) {
+    throw new FormError(
+      'BAD_REQUEST',
+      `Cannot configure HTTPS for VM ${vmId}: ${bad.length ? `not DNS names: ${bad.join(' ')}` : `${wanted.length} names (1 to 20)`}`,
+    );
+  }
+  const ca = acme.caPem ? Buffer.from(acme.caPem).toString('base64') : '-';
+  const r = await vmm.exec(vmId, GUEST_CONTRACT.tls, ['configure', acme.directory, ca, ...wanted], 60_000);
+  if (r.exitcode === 3) {
+    throw new FormError(
+      'BAD_REQUEST',
+      `Cannot configure HTTPS for VM ${vmId}: its image does not serve HTTPS (no HTTPS line in the Formfile)`,
+    );
+  }
+  if (r.exitcode !== 0) {
+    throw new FormError(
+      'UNAVAILABLE',
+      `Cannot configure HTTPS for VM ${vmId}: form-tls exited ${r.exitcode}: ${r.stderr.trim().slice(0, 300)}`,
+    );
+  }
+  return r.stdout.trim() === 'unchanged' ? 'unchanged' : 'configured';
+}
+
+export interface ServedCertificate {
+  /** The leaf certificate the server presented for `host`. */
+  cert: X509Certificate;
+  /** The TLS client verified its chain (system CAs, or `ca`) and the name. */
+  authorized: boolean;
+  /** Why not, when not authorized. */
+  authorizationError: string | null;
+}
+
+/**
+ * Connect to `host` on :443 (or `address`/`port`, like curl's --resolve) with SNI `host` and return the
+ * certificate presented, with whether its chain verified. Throws `UNAVAILABLE` when no TLS session comes up.
+ *
+ * @example
+ * const s = await fetchServedCertificate('hello.example.net');
+ * verifyServedCertificate(report, s.cert, 'hello.example.net');
+ */
+export async function fetchServedCertificate(
+  host: string,
+  o: {
+    address?: string | undefined;
+    port?: number | undefined;
+    ca?: string | Buffer | undefined;
+    timeoutMs?: number;
+  } = {},
+): Promise<ServedCertificate> {
+  const { connect } = await import('node:tls');
+  return new Promise((resolve, reject) => {
+    const s = connect({
+      host: o.address ?? host,
+      port: o.port ?? 443,
+      servername: host,
+      rejectUnauthorized: false,
+      ...(o.ca ? { ca: o.ca } : {}),
+    });
+    const timer = setTimeout(
+      () => s.destroy(new Error(`no TLS session after ${o.timeoutMs ?? 10_000} ms`)),
+      o.timeoutMs ?? 10_000,
+    );
+    s.once('secureConnect', () => {
+      clearTimeout(timer);
+      const cert = s.getPeerX509Certificate();
+      const authorized = s.authorized;
+      const authorizationError = s.authorizationError ? String(s.authorizationError) : null;
+      s.end();
+      if (!cert)
+        reject(new FormError('UNAVAILABLE', `Cannot check the HTTPS of ${host}: the server sent no certificate`));
+      else resolve({ cert, authorized, authorizationError });
+    });
+    s.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new FormError('UNAVAILABLE', `Cannot check the HTTPS of ${host}: ${err.message}`));
+    });
+  });
 }

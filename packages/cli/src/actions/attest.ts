@@ -15,6 +15,9 @@ interface AttestOptions {
   node?: string;
   measurement?: string;
   trustNodeMeasurement?: boolean;
+  https?: string;
+  resolve?: string;
+  cacert?: string;
 }
 
 /** What `form attest` and `form secret put` work from: the instance, its expected measurement, its replicas. */
@@ -126,8 +129,9 @@ export async function attest(ref: string, opts: AttestOptions): Promise<number> 
   const results = await attestAll(plan, key);
   const { pinMeasurementHint, providers } = await import('@formation/attest');
   const passed = results.every((r) => r.verdict.ok);
+  const https = opts.https ? await checkHttps(opts.https, results, opts) : undefined;
   // Replicas matching a measurement the node itself supplied prove nothing: not attested, unless told to trust it.
-  const ok = passed && plan.source.counts;
+  const ok = passed && plan.source.counts && (https?.ok ?? true);
   const used = new Set(results.map((r) => r.report?.report.provider ?? 'software'));
   const provs = providers().filter((p) => used.has(p.name));
   if (opts.json) {
@@ -149,8 +153,10 @@ export async function attest(ref: string, opts: AttestOptions): Promise<number> 
         reason: r.verdict.reason,
         checks: r.verdict.checks,
         guestKey: r.report?.report.guestKey ?? null,
+        tls: r.report?.report.tls ?? null,
         ms: Math.round(r.ms),
       })),
+      ...(https ? { https } : {}),
       providers: provs.map((p) => ({
         name: p.name,
         trust: p.trust,
@@ -178,13 +184,20 @@ export async function attest(ref: string, opts: AttestOptions): Promise<number> 
     for (const c of r.verdict.checks)
       out.push(`  ${c.ok ? pc.green('✓') : pc.red('✗')} ${c.name.padEnd(22)} ${c.detail}`);
   }
+  if (https) {
+    out.push(
+      `${https.ok ? pc.green('PASS') : pc.red('FAIL')} https://${https.host}/: ${https.reason}` +
+        (https.chain ? '' : pc.yellow(` (chain not verified: ${https.chainError})`)),
+    );
+  }
   for (const p of provs) {
     out.push(`provider ${pc.bold(p.name)}: ${p.trust}`);
     out.push(`  protects against: ${p.protects.join('; ')}`);
     out.push(`  does NOT protect against: ${p.doesNotProtect.join('; ')}`);
   }
   const failed = results.filter((r) => !r.verdict.ok).length;
-  if (failed > 0) out.push(pc.red(`NOT attested: ${failed}/${results.length} replicas failed`));
+  if (https && !https.ok) out.push(pc.red(`NOT attested: the HTTPS key of ${https.host} is not an attested replica's`));
+  else if (failed > 0) out.push(pc.red(`NOT attested: ${failed}/${results.length} replicas failed`));
   else if (!plan.source.counts) {
     out.push(
       pc.red(`NOT attested: ${results.length}/${results.length} replicas match a ${plan.source.label}`),
@@ -199,4 +212,49 @@ export async function attest(ref: string, opts: AttestOptions): Promise<number> 
   } else out.push(pc.green(`attested: ${results.length}/${results.length} replicas match the Formpack`));
   process.stdout.write(`${out.join('\n')}\n`);
   return ok ? 0 : 1;
+}
+
+/**
+ * `--https <host>`: the certificate served for `host` (through whatever node the name leads to) must
+ * carry the key of a replica that passed attestation — each replica makes its own key, the ingress picks
+ * one. The chain is checked by the TLS client (system CAs, or --cacert); a chain that does not verify
+ * fails too.
+ */
+async function checkHttps(
+  host: string,
+  results: ReplicaResult[],
+  opts: AttestOptions,
+): Promise<{
+  host: string;
+  ok: boolean;
+  reason: string;
+  spkiSha256: string | null;
+  chain: boolean;
+  chainError: string | null;
+  replica: string | null;
+}> {
+  const { fetchServedCertificate, verifyServedCertificate } = await import('@formation/attest');
+  const { readFileSync } = await import('node:fs');
+  const served = await fetchServedCertificate(host, {
+    address: opts.resolve,
+    ca: opts.cacert ? readFileSync(opts.cacert) : undefined,
+  });
+  const verdicts = results
+    .filter((r) => r.verdict.ok && r.report)
+    .map((r) => ({ vm: r.target.vm, v: verifyServedCertificate(r.report!.report, served.cert, host) }));
+  const hit = verdicts.find((x) => x.v.ok);
+  const spki = verdicts[0]?.v.spkiSha256 ?? null;
+  const base = { host, spkiSha256: spki, chain: served.authorized, chainError: served.authorizationError };
+  if (!hit) {
+    const reason = verdicts.length
+      ? (verdicts[0]?.v.reason ?? '')
+      : 'no replica passed attestation, so no key can be trusted';
+    return { ...base, ok: false, reason, replica: null };
+  }
+  return {
+    ...base,
+    ok: served.authorized,
+    reason: `served key sha256:${hit.v.spkiSha256.slice(0, 16)}… is replica ${hit.vm}'s attested key`,
+    replica: hit.vm,
+  };
 }

@@ -13,6 +13,12 @@ export function registerAttest({ program }: CommandContext): void {
       'the expected measurement, from `form pack inspect <id> --local --measurement` where the Formpack was built',
     )
     .option(
+      '--https <host>',
+      'also connect to https://<host>/ and check that the served certificate key is an attested replica’s (Formfile HTTPS)',
+    )
+    .option('--resolve <address>', 'with --https: connect to this address instead of resolving the host')
+    .option('--cacert <file>', 'with --https: trust this CA for the chain (a test CA such as Pebble)')
+    .option(
       '--trust-node-measurement',
       'with no local build and no --measurement, accept the expected measurement the node itself serves',
     )
@@ -24,7 +30,8 @@ export function registerAttest({ program }: CommandContext): void {
         'Exit code 0 only when every replica passes.\n\nExamples:\n  $ form attest hello-server\n' +
         '  $ form pack inspect 42f369fb12ec --local --measurement --json | jq -r .digest   # where it was built\n' +
         '  $ form attest hello-server --measurement <that digest>\n' +
-        '  $ form attest hello-server --json | jq ".replicas[].ok"',
+        '  $ form attest hello-server --json | jq ".replicas[].ok"\n' +
+        '  $ form attest hello-server --https hello.dev.formation.net   # the served TLS key is the guest’s',
     )
     .action(lazyAction(() => import('../actions/attest.ts'), 'attest'));
 }

@@ -37,6 +37,25 @@ export function parseMapping(text: string): { port: number; target: number } {
 const mine = async (state: StateClient, key: KeyPair, port: number): Promise<PortView | undefined> =>
   (await state.ports()).find((p) => p.port === port && p.owner === key.publicKey);
 
+/** Claim `mapping` for the caller's instance `ref` (a port.claim, unless the same one is already yours); no wait. */
+export async function claimPort(
+  state: StateClient,
+  key: KeyPair,
+  ref: string,
+  mapping: string,
+): Promise<{ port: number; target: number }> {
+  const { port, target } = parseMapping(mapping);
+  const inst = await resolveInstance(state, ref, key.address);
+  if (inst.owner !== key.publicKey) {
+    throw new FormError('AUTH_FORBIDDEN', `Cannot map port ${port} to ${ref}: the instance is not yours`);
+  }
+  const have = await mine(state, key, port);
+  if (!have || have.instanceId !== inst.id || have.target !== target) {
+    await state.author(key, 'port.claim', { instanceId: inst.id, port, target });
+  }
+  return { port, target };
+}
+
 /**
  * Claim `mapping` for the caller's instance `ref` and wait up to `timeoutMs` for the nodes' grants.
  * CONFLICT when another owner holds the port (or it stays `taken`), TIMEOUT when no quorum granted it.
@@ -49,15 +68,7 @@ export async function addPort(
   timeoutMs: number,
   pollMs = 500,
 ): Promise<PortView> {
-  const { port, target } = parseMapping(mapping);
-  const inst = await resolveInstance(state, ref, key.address);
-  if (inst.owner !== key.publicKey) {
-    throw new FormError('AUTH_FORBIDDEN', `Cannot map port ${port} to ${ref}: the instance is not yours`);
-  }
-  const have = await mine(state, key, port);
-  if (!have || have.instanceId !== inst.id || have.target !== target) {
-    await state.author(key, 'port.claim', { instanceId: inst.id, port, target });
-  }
+  const { port } = await claimPort(state, key, ref, mapping);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const p = await mine(state, key, port);

@@ -10,6 +10,10 @@ export function registerPackShip({ noun }: CommandContext): void {
     .option('--replicas <n>', 'how many replicas (default: 3, or the number of nodes when fewer)')
     .option('--new', 'always create a new instance (default: shipping the same thing again is a no-op)')
     .option('--max-unavailable <n>', 'a rolling update replaces at most n replicas at a time (default 1)')
+    .option(
+      '--tcp <mapping...>',
+      'claim public TCP ports for the instance: <public>[:<guest>] (non-HTTP services; see form port)',
+    )
     .option('--node <url>', 'node to ship to')
     .option('--json', 'print { id, name, formpackId, replicas, created } as JSON')
     .addHelpText(

@@ -11,6 +11,7 @@ import type { VmmService } from '@formation/vmm';
 import { createWebService } from '@formation/web';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import type { NodeConfig, NodePorts } from './config.ts';
+import { acmeSettingsFromEnv, startGuestTls } from './guest-tls.ts';
 import { startNodeIngress } from './ingress.ts';
 import { startPublicDnsOnPublic } from './public-dns.ts';
 
@@ -52,6 +53,25 @@ export async function startExtraServices(ctx: ExtraServicesContext): Promise<Rec
       result.ingress = `skipped: ${(err as Error).message}`;
       log.warn({ reason: (err as Error).message }, 'ingress not started');
     }
+  }
+  // HTTPS in the guest (Formfile `HTTPS`): local replicas learn their ingress names and the ACME directory.
+  try {
+    const acme = acmeSettingsFromEnv(process.env);
+    if (!acme) result.guestTls = 'off (no FORM_ACME_DIRECTORY)';
+    else {
+      const tls = startGuestTls({
+        store: ctx.store,
+        vmm: ctx.vmm.manager,
+        domain: ctx.config.domain,
+        acme,
+        logger: ctx.logger,
+      });
+      ctx.onClose(() => tls.close());
+      result.guestTls = `on (ACME directory ${acme.directory})`;
+    }
+  } catch (err) {
+    result.guestTls = `skipped: ${(err as Error).message}`;
+    log.warn({ reason: (err as Error).message }, 'guest HTTPS names not started');
   }
   if (!ctx.config.publicAddress) result.publicDns = 'off (no --public-address)';
   else if (!ctx.config.publicDnsPort) result.publicDns = 'off (port 0)';

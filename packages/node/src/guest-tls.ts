@@ -2,6 +2,7 @@
 // `HTTPS <port>` the names it is reached by (`<name>.<domain>` and verified custom domains, exactly the
 // ingress's hosts) and the ACME directory; the guest gets and renews its certificate itself. Only public
 // data crosses the agent: names, a URL, a CA certificate. Pure planning apart from the agent calls.
+import { readFileSync } from 'node:fs';
 import { type AcmeSettings, configureGuestTls } from '@formation/attest';
 import { FormError } from '@formation/interface';
 import { vmNameFor } from '@formation/scheduler';
@@ -10,6 +11,41 @@ import type { StateStore } from '@formation/state';
 import { ingressPlan } from './ingress.ts';
 
 type Views = ReturnType<StateStore['views']>;
+
+/**
+ * The ACME settings a node hands its guests, from the environment: `FORM_ACME_DIRECTORY` (an https
+ * RFC 8555 directory URL; unset = guests get no names, so no certificates) and `FORM_ACME_CA_FILE` (PEM
+ * of the CA of that directory's own HTTPS, for private/test CAs such as Pebble). Bad values are
+ * `CONFIG_INVALID`.
+ *
+ * @example
+ * acmeSettingsFromEnv({ FORM_ACME_DIRECTORY: 'https://acme-v02.api.letsencrypt.org/directory' })
+ */
+export function acmeSettingsFromEnv(env: NodeJS.ProcessEnv): AcmeSettings | undefined {
+  const directory = env.FORM_ACME_DIRECTORY?.trim();
+  if (!directory) return undefined;
+  if (!/^https:\/\/[A-Za-z0-9:/._~%?=&-]+$/.test(directory)) {
+    throw new FormError(
+      'CONFIG_INVALID',
+      `Cannot use FORM_ACME_DIRECTORY=${JSON.stringify(directory)}: not an https:// URL`,
+      {
+        hint: 'Give the https URL of an RFC 8555 directory, e.g. https://acme-v02.api.letsencrypt.org/directory.',
+      },
+    );
+  }
+  const caFile = env.FORM_ACME_CA_FILE?.trim();
+  if (!caFile) return { directory };
+  let caPem: string;
+  try {
+    caPem = readFileSync(caFile, 'utf8');
+  } catch (err) {
+    throw new FormError('CONFIG_INVALID', `Cannot read FORM_ACME_CA_FILE=${caFile}: ${(err as Error).message}`);
+  }
+  if (!/-----BEGIN CERTIFICATE-----/.test(caPem) || caPem.length > 64 * 1024) {
+    throw new FormError('CONFIG_INVALID', `Cannot use FORM_ACME_CA_FILE=${caFile}: not a PEM certificate (≤ 64 KiB)`);
+  }
+  return { directory, caPem };
+}
 
 export interface GuestTlsTarget {
   vmId: string;

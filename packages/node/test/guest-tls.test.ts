@@ -3,9 +3,13 @@
 // alone. The agent is a recorded fake here (its real counterpart, the VMM's qemu-ga exec, runs in
 // packages/attest/test/https-e2e.test.ts against a real guest).
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import type { FormError } from '@formation/interface';
 import { createLogger } from '@formation/service';
-import { guestTlsTargets, startGuestTls } from '../src/guest-tls.ts';
+import { acmeSettingsFromEnv, guestTlsTargets, startGuestTls } from '../src/guest-tls.ts';
 
 type Views = Parameters<typeof guestTlsTargets>[0];
 const instance = (id: string, name: string, expose: number[]) => ({
@@ -98,4 +102,31 @@ test('told once per change of names; a verified domain re-tells; an image withou
   } finally {
     g.close();
   }
+});
+
+test('ACME settings from the environment: off when unset; a non-https URL or a bad CA file is CONFIG_INVALID', () => {
+  assert.equal(acmeSettingsFromEnv({}), undefined);
+  assert.deepEqual(acmeSettingsFromEnv({ FORM_ACME_DIRECTORY: 'https://acme.test/dir' }), {
+    directory: 'https://acme.test/dir',
+  });
+  const bad = (env: NodeJS.ProcessEnv, re: RegExp) =>
+    assert.throws(
+      () => acmeSettingsFromEnv(env),
+      (e: FormError) => e.code === 'CONFIG_INVALID' && re.test(e.message),
+    );
+  bad({ FORM_ACME_DIRECTORY: 'http://acme.test/dir' }, /not an https:\/\/ URL/);
+  bad({ FORM_ACME_DIRECTORY: 'https://acme.test/dir; rm -rf /' }, /not an https:\/\/ URL/);
+  bad({ FORM_ACME_DIRECTORY: 'https://acme.test/dir', FORM_ACME_CA_FILE: '/nonexistent/ca.pem' }, /Cannot read/);
+  const dir = mkdtempSync(join(tmpdir(), 'fdh-acme-'));
+  writeFileSync(join(dir, 'junk.pem'), 'not a certificate');
+  bad(
+    { FORM_ACME_DIRECTORY: 'https://acme.test/dir', FORM_ACME_CA_FILE: join(dir, 'junk.pem') },
+    /not a PEM certificate/,
+  );
+  writeFileSync(join(dir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n');
+  assert.match(
+    acmeSettingsFromEnv({ FORM_ACME_DIRECTORY: 'https://acme.test/dir', FORM_ACME_CA_FILE: join(dir, 'ca.pem') })
+      ?.caPem ?? '',
+    /BEGIN/,
+  );
 });

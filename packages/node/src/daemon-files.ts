@@ -1,6 +1,10 @@
 import { readFile, rm } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { readProcStat } from '@formation/net/process-identity';
 import { type NodeInfo, nodePaths } from './config.ts';
+
+/** The formationd program: the file `form node up` and the devnet run with node (`node <it> --data-dir …`). */
+export const FORMATIOND_MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
 
 /**
  * True when a process with this PID runs. A zombie (ended, not yet reaped by its parent — in a

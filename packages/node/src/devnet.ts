@@ -16,7 +16,7 @@ import { type KeyPair, loadOrCreateKey } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import { httpStateClient } from '@formation/state';
 import { type NodeInfo, nodePaths } from './config.ts';
-import { pidAlive } from './daemon-files.ts';
+import { FORMATIOND_MAIN, pidAlive } from './daemon-files.ts';
 import {
   checkPrefix,
   createWorld,
@@ -45,7 +45,6 @@ export {
 } from './devnet-world.ts';
 
 const run = promisify(execFile);
-const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
 const ADMIT = fileURLToPath(new URL('./devnet-admit.ts', import.meta.url));
 const VISITOR = fileURLToPath(new URL('./devnet-visitor.ts', import.meta.url));
 /** The `form` launcher of this checkout (the laptop's PATH gets a `form` that runs it). */
@@ -226,7 +225,7 @@ function daemonArgv(s: DevnetState, n: DevnetNode): string[] {
       'exec',
       n.netns,
       process.execPath,
-      MAIN,
+      FORMATIOND_MAIN,
       ...args,
       '--port-offset',
       '0',
@@ -236,7 +235,15 @@ function daemonArgv(s: DevnetState, n: DevnetNode): string[] {
       ip,
     ];
   }
-  return [process.execPath, MAIN, ...args, '--port-offset', String(n.portOffset), '--advertise-host', n.underlayIp];
+  return [
+    process.execPath,
+    FORMATIOND_MAIN,
+    ...args,
+    '--port-offset',
+    String(n.portOffset),
+    '--advertise-host',
+    n.underlayIp,
+  ];
 }
 
 /** Admit `n` with the devnet's admin key, at `first` (a running node): from its host namespace in world mode. */

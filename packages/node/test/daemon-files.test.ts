@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { until } from '@formation/interface/testing';
-import { pidAlive } from '../src/daemon-files.ts';
+import { FORMATIOND_MAIN, pidAlive } from '../src/daemon-files.ts';
 
 const state = (pid: number) => {
   try {
@@ -30,4 +30,9 @@ test('pidAlive: a running process is alive; a zombie (ended, not reaped) and a m
   parent.kill('SIGKILL');
   await until('the parent to end', () => !pidAlive(parent.pid as number), 10_000, 20);
   for (const bad of [0, -1, 1.5, Number.NaN, 2 ** 31]) assert.equal(pidAlive(bad), false, `pid ${bad}`);
+});
+
+test('FORMATIOND_MAIN is the formationd program in this package', () => {
+  assert.ok(FORMATIOND_MAIN.endsWith('/packages/node/src/main.ts'), FORMATIOND_MAIN);
+  assert.match(readFileSync(FORMATIOND_MAIN, 'utf8'), /^\/\/ formationd: /);
 });

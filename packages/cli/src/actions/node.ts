@@ -1,13 +1,10 @@
 import { spawn } from 'node:child_process';
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import { FormError, formHome } from '@formation/interface';
 // Types only at load time: @formation/node/light pulls in the node's config schema (TypeBox, Fastify).
 import type * as NodeLight from '@formation/node/light';
 import pc from 'picocolors';
 import { printJson } from '../output.ts';
-
-const MAIN = fileURLToPath(import.meta.resolve('@formation/node').replace(/index\.ts$/, 'main.ts'));
 
 interface UpOptions {
   netns?: string;
@@ -23,7 +20,7 @@ interface UpOptions {
 }
 
 export async function nodeUp(opts: UpOptions): Promise<number> {
-  const { nodePaths, pidAlive, readDaemon } = await import('@formation/node/light');
+  const { FORMATIOND_MAIN, nodePaths, pidAlive, readDaemon } = await import('@formation/node/light');
   const dataDir = formHome();
   const paths = nodePaths(dataDir);
   const current = await readDaemon(dataDir);
@@ -38,7 +35,7 @@ export async function nodeUp(opts: UpOptions): Promise<number> {
   await mkdir(paths.dir, { recursive: true });
   const log = await open(paths.logFile, 'a');
   const startOffset = (await log.stat()).size;
-  const args = [MAIN, '--data-dir', dataDir];
+  const args = [FORMATIOND_MAIN, '--data-dir', dataDir];
   if (opts.netns) args.push('--netns', opts.netns);
   if (opts.portOffset) args.push('--port-offset', opts.portOffset);
   if (opts.advertiseHost) args.push('--advertise-host', opts.advertiseHost);

@@ -5,7 +5,7 @@
 // `node --test` process: integration tests boot VMs and create namespaces, and two cores are better
 // spent on one of them at a time. Pure unit files listed in scripts/test-lanes.json run in a second
 // lane beside them (one at a time; FORM_TEST_UNIT_LANE=0 turns it off). Each file has a wall-clock limit (FORM_TEST_FILE_TIMEOUT seconds,
-// default 600): a hung file is killed and fails by name instead of holding CI until its own limit.
+// default 900): a hung file is killed and fails by name instead of holding CI until its own limit.
 // A file's output is printed when it ends; at the end come the slowest files, then the skipped tests
 // per package (a skipped describe counts once: node:test never sees the tests inside it), and the run
 // fails when a package skips more than scripts/test-skips.json allows, so a plain `npm test` cannot

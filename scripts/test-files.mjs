@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /** Default wall-clock limit for one test file (seconds); `FORM_TEST_FILE_TIMEOUT` overrides it. */
-export const DEFAULT_FILE_TIMEOUT_S = 600;
+export const DEFAULT_FILE_TIMEOUT_S = 900;
 
 /**
  * The per-file limit in ms from `FORM_TEST_FILE_TIMEOUT` (whole seconds, > 0), else the default.
@@ -17,7 +17,7 @@ export function fileTimeoutMs(env = process.env) {
   if (raw === undefined || raw === '') return DEFAULT_FILE_TIMEOUT_S * 1000;
   if (!/^[1-9][0-9]{0,6}$/.test(raw)) {
     throw new Error(
-      `Cannot use FORM_TEST_FILE_TIMEOUT=${JSON.stringify(raw)}: it must be whole seconds above 0 (e.g. 900). Unset it for the default of ${DEFAULT_FILE_TIMEOUT_S} s.`,
+      `Cannot use FORM_TEST_FILE_TIMEOUT=${JSON.stringify(raw)}: it must be whole seconds above 0 (e.g. 1200). Unset it for the default of ${DEFAULT_FILE_TIMEOUT_S} s.`,
     );
   }
   return Number(raw) * 1000;

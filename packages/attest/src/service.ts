@@ -112,7 +112,7 @@ export class AttestService {
    */
   async guestTls(vm: VmView): Promise<GuestTls | undefined> {
     try {
-      const r = await this.o.vmm.exec(vm.id, GUEST_CONTRACT.tls, ['status'], 15_000);
+      const r = await this.o.vmm.exec(vm.id, GUEST_CONTRACT.tls, ['status'], 30_000);
       if (r.exitcode !== 0) return undefined;
       return parseTlsStatus(r.stdout) ?? undefined;
     } catch {

@@ -188,3 +188,35 @@ export interface NetworkInfo {
   peers: PeerSummary[];
   samples: MetricSample[];
 }
+
+/** One log line of an instance (what `form logs` prints), made inert by the server. */
+export interface LogLineInfo {
+  seq: number;
+  /** When the node read it (ms since the epoch). */
+  t: number;
+  stream: string;
+  src: string;
+  line: string;
+}
+
+/** The log lines of this node's replica after `after` (a cursor: the last `seq` seen). */
+export interface LogsInfo {
+  instanceId: string;
+  vmName: string;
+  entries: LogLineInfo[];
+  lastSeq: number;
+}
+
+/** One metrics sample of this node's replica (the VMM's `GET /vms/:id/metrics`). */
+export interface ReplicaMetricsInfo {
+  instanceId: string;
+  vmName: string;
+  at: number;
+  state: string;
+  cpuSeconds: number | null;
+  rssBytes: number | null;
+  memMiB: number;
+  disks: Array<{ disk: string; readBytes: number; writtenBytes: number }>;
+  diskAllocatedBytes: number | null;
+  net: { rxBytes: number; txBytes: number; rxPackets: number; txPackets: number } | null;
+}

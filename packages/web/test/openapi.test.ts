@@ -20,7 +20,8 @@ test("every node API call of the BFF exists in that service's OpenAPI document (
   const state = await createStateService({ store, logger });
   const pack = await createPackService({ dataDir: tmp, cacheDir: join(tmp, 'cache'), logger });
   const vmm = await createApiServer({ name: 'vmm', logger });
-  registerVmmRoutes(vmm, {} as VmManager); // routes only: no handler runs here
+  // routes only: no handler runs here (the log routes exist where the VMM keeps logs, as formationd's does)
+  registerVmmRoutes(vmm, {} as VmManager, undefined, {}, {} as Parameters<typeof registerVmmRoutes>[4]);
   // formationd mounts the attestation routes on the VMM API
   registerAttestRoutes(vmm, { nodeKey: generateKeyPair(), vmm: {} as VmManager, logger });
   try {

@@ -9,7 +9,9 @@ import type {
   FormpackDetail,
   FormpackInfo,
   InstanceInfo,
+  LogsInfo,
   NetworkInfo,
+  ReplicaMetricsInfo,
   SessionInfo,
   ShipResultInfo,
 } from '../api-types.ts';
@@ -80,6 +82,12 @@ export const api = {
   instance: (id: string) => call<InstanceInfo>('GET', `/api/instances/${encodeURIComponent(id)}`),
   disk: (id: string) => call<DiskInfo>('GET', `/api/instances/${encodeURIComponent(id)}/disk`),
   console: (id: string) => call<ConsoleInfo>('GET', `/api/instances/${encodeURIComponent(id)}/console?bytes=65536`),
+  logs: (id: string, after?: number) =>
+    call<LogsInfo>(
+      'GET',
+      `/api/instances/${encodeURIComponent(id)}/logs${after !== undefined ? `?after=${after}` : ''}`,
+    ),
+  metrics: (id: string) => call<ReplicaMetricsInfo>('GET', `/api/instances/${encodeURIComponent(id)}/metrics`),
   formpacks: () => call<FormpackInfo[]>('GET', '/api/formpacks'),
   formpack: (id: string) => call<FormpackDetail>('GET', `/api/formpacks/${encodeURIComponent(id)}`),
   network: () => call<NetworkInfo>('GET', '/api/network'),

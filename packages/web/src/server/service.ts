@@ -11,6 +11,7 @@ import { registerInstanceActionRoutes, registerInstanceRoutes } from './routes/i
 import { registerNetworkRoutes } from './routes/network.ts';
 import { registerSessionRoutes } from './routes/session.ts';
 import { registerStaticRoutes } from './routes/static.ts';
+import { registerTelemetryRoutes } from './routes/telemetry.ts';
 import { SessionStore } from './sessions.ts';
 import { NodeApis, type NodeApiUrls } from './upstream.ts';
 
@@ -88,6 +89,7 @@ export async function createWebService(opts: WebServiceOptions): Promise<WebServ
 
   registerSessionRoutes(app, ctx);
   registerInstanceRoutes(app, ctx);
+  registerTelemetryRoutes(app, ctx);
   registerFormpackRoutes(app, ctx);
   registerNetworkRoutes(app, ctx);
   registerInstanceActionRoutes(app, ctx);

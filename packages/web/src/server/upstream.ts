@@ -43,6 +43,8 @@ export const UPSTREAM_CALLS = [
   // attestation routes live on the VMM API: the lock state of a replica's encrypted data disk
   { service: 'vmm', method: 'post', path: '/attest/vms/{ref}/disk', fields: [] },
   { service: 'vmm', method: 'get', path: '/vms/{id}/console', fields: ['id', 'output'] },
+  { service: 'vmm', method: 'get', path: '/vms/{id}/logs', fields: ['entries', 'lastSeq'] },
+  { service: 'vmm', method: 'get', path: '/vms/{id}/metrics', fields: [] },
   {
     service: 'formnet',
     method: 'get',
@@ -67,6 +69,27 @@ export interface SelfNode {
 }
 
 type Service = keyof NodeApiUrls;
+
+/** A log line as the VMM serves it (`GET /vms/:id/logs`). */
+export interface VmLogEntry {
+  seq: number;
+  t: number;
+  stream: string;
+  src: string;
+  line: string;
+}
+
+/** What the dashboard reads of the VMM's `GET /vms/:id/metrics`. */
+export interface VmMetricsSample {
+  at: number;
+  state: string;
+  cpuSeconds: number | null;
+  rssBytes: number | null;
+  memMiB: number;
+  disks?: Array<{ disk: string; readBytes: number; writtenBytes: number }>;
+  diskAllocatedBytes?: number | null;
+  net?: { rxBytes: number; txBytes: number; rxPackets: number; txPackets: number } | null;
+}
 
 /**
  * Read-only clients for the node APIs, with a short timeout so a slow node cannot stall a page. Reads
@@ -114,4 +137,10 @@ export class NodeApis {
   console = (id: string, bytes: number) =>
     this.get<{ id: string; output: string }>('vmm', `/vms/${encodeURIComponent(id)}/console?bytes=${bytes}`);
   self = () => this.get<SelfNode>('formnet', '/node');
+  logs = (id: string, after?: number) =>
+    this.get<{ entries: VmLogEntry[]; lastSeq: number }>(
+      'vmm',
+      `/vms/${encodeURIComponent(id)}/logs?limit=500${after !== undefined ? `&after=${after}` : ''}`,
+    );
+  vmMetrics = (id: string) => this.get<VmMetricsSample>('vmm', `/vms/${encodeURIComponent(id)}/metrics`);
 }

@@ -6,6 +6,8 @@ import { DataDisk } from '../components/DataDisk.tsx';
 import { ErrorBox } from '../components/ErrorBox.tsx';
 import { InstanceActions } from '../components/InstanceActions.tsx';
 import { Link } from '../components/Link.tsx';
+import { LogStream } from '../components/LogStream.tsx';
+import { ReplicaPlots } from '../components/ReplicaPlots.tsx';
 import { Section } from '../components/Section.tsx';
 import { Status } from '../components/Status.tsx';
 import { short } from '../format.ts';
@@ -102,6 +104,24 @@ function InstanceDetail({ i }: { i: InstanceInfo }) {
         ) : (
           <p>
             No replica runs on this node: ask with <code>form disk status {i.name}</code>.
+          </p>
+        )}
+      </Section>
+      <Section title="Logs">
+        {hasLocal ? (
+          <LogStream id={i.id} />
+        ) : (
+          <p>
+            No replica runs on this node: read them with <code>form logs {i.name}</code>.
+          </p>
+        )}
+      </Section>
+      <Section title="Metrics">
+        {hasLocal ? (
+          <ReplicaPlots id={i.id} />
+        ) : (
+          <p>
+            No replica runs on this node: <code>form manage get metrics {i.name}</code>.
           </p>
         )}
       </Section>

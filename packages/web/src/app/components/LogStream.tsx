@@ -1,0 +1,62 @@
+import { useEffect, useRef, useState } from 'react';
+import type { LogLineInfo } from '../../api-types.ts';
+import { api } from '../api.ts';
+import { ErrorBox } from './ErrorBox.tsx';
+
+/** How many lines the page keeps (older ones scroll away; `form logs --since` reads further back). */
+const KEEP = 1000;
+
+/**
+ * The logs stream of this node's replica: the last lines first, then new ones every 1.5 s (the server
+ * reads them from the VMM as `form logs -f` does, inert). Text only: React escapes it.
+ */
+export function LogStream({ id }: { id: string }) {
+  const [lines, setLines] = useState<LogLineInfo[]>([]);
+  const [error, setError] = useState<unknown>(null);
+  const [loaded, setLoaded] = useState(false);
+  const ref = useRef<HTMLPreElement>(null);
+  useEffect(() => {
+    let after: number | undefined;
+    let stop = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const poll = async () => {
+      try {
+        const r = await api.logs(id, after);
+        if (stop) return;
+        after = r.lastSeq;
+        if (r.entries.length) setLines((old) => [...old, ...r.entries].slice(-KEEP));
+        setError(null);
+        setLoaded(true);
+      } catch (err) {
+        if (!stop) setError(err);
+      }
+      if (!stop) timer = setTimeout(poll, 1500);
+    };
+    void poll();
+    return () => {
+      stop = true;
+      if (timer) clearTimeout(timer);
+    };
+  }, [id]);
+  const last = lines[lines.length - 1]?.seq;
+  useEffect(() => {
+    if (last !== undefined && ref.current) ref.current.scrollTop = ref.current.scrollHeight;
+  }, [last]);
+  const time = (t: number) => new Date(t).toISOString().slice(11, 19);
+  return (
+    <>
+      {error ? <ErrorBox error={error} what="the logs" /> : null}
+      <pre
+        className="console logs"
+        ref={ref}
+        // biome-ignore lint/a11y/noNoninteractiveTabindex: the log must scroll by keyboard
+        tabIndex={0}
+        role="log"
+        aria-label="Log lines of this node's replica (new lines every 1.5 s)"
+      >
+        {lines.map((l) => `${time(l.t)} ${l.src} ${l.line}\n`).join('') ||
+          (loaded ? 'No log lines yet.' : error ? '' : 'Loading…')}
+      </pre>
+    </>
+  );
+}

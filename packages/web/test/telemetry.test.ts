@@ -1,0 +1,229 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
+import { vmNameFor } from '@formation/scheduler';
+import { type ApiServer, apiIdentity, createApiServer, createLogger, setApiIdentity } from '@formation/service';
+import { createStateService, openStateStore, type StateStore } from '@formation/state';
+import { createVmmService, loadVmmConfig, type VmmService } from '@formation/vmm';
+import { MemoryDriver } from '@formation/vmm/memory';
+import type { LogsInfo, ReplicaMetricsInfo } from '../src/api-types.ts';
+import { deriveRates, formatRate } from '../src/app/telemetry.ts';
+import { createWebService, type WebService } from '../src/index.ts';
+import { inertLine } from '../src/server/inert.ts';
+import { listen, TEST_NODE } from './helpers.ts';
+
+// The instance page's logs stream and metrics, through the BFF against a real VMM API (memory driver:
+// real routes, auth and log collector over a simulated guest) and a real state service.
+
+const logger = createLogger('silent');
+const ELOG = '/var/log/form/entrypoint.log';
+
+function formpack(dir: string): string {
+  const id = 'd'.repeat(64);
+  const fp = join(dir, id);
+  mkdirSync(fp, { recursive: true });
+  const artifact = (file: string) => {
+    writeFileSync(join(fp, file), file);
+    return { file, sha256: createHash('sha256').update(file).digest('hex'), bytes: file.length };
+  };
+  writeFileSync(
+    join(fp, 'manifest.json'),
+    JSON.stringify({
+      id,
+      name: 'web',
+      owner: `0x${'0'.repeat(40)}`,
+      createdAt: '2026-01-01T00:00:00Z',
+      resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
+      cmdline: 'console=ttyS0',
+      init: '/sbin/form-init',
+      formfile: { expose: [80], entrypoint: null },
+      artifacts: { disk: artifact('disk.qcow2'), kernel: artifact('vmlinuz'), initramfs: artifact('initramfs.img') },
+      guest: { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'dropbear' },
+    }),
+  );
+  return id;
+}
+
+describe('dashboard: logs stream and metrics of an instance', () => {
+  const alice = generateKeyPair();
+  const bob = generateKeyPair();
+  const node = generateKeyPair();
+  let tmp: string;
+  let store: StateStore;
+  let upstream: ApiServer[] = [];
+  let vmm: VmmService;
+  let web: WebService;
+  let aliceInst = '';
+  let bobInst = '';
+  let vmId = '';
+
+  before(async () => {
+    tmp = mkdtempSync(join(tmpdir(), 'fdg-web-telemetry-'));
+    mkdirSync(join(tmp, 'images'));
+    mkdirSync(join(tmp, 'dist'));
+    writeFileSync(join(tmp, 'dist', 'index.html'), '<!doctype html>');
+    const fp = formpack(join(tmp, 'formpacks'));
+    store = openStateStore({ path: ':memory:' });
+    const state = await createStateService({ store, logger });
+    store.author(node, 'node.register', TEST_NODE);
+    const resources = { vcpu: 1, memMiB: 256, diskGiB: 1 };
+    aliceInst = store.author(alice, 'instance.create', { formpackId: fp, name: 'hello', replicas: 1, resources }).body
+      .id as string;
+    bobInst = store.author(bob, 'instance.create', { formpackId: fp, name: 'bobs', replicas: 1, resources }).body
+      .id as string;
+    vmm = await createVmmService({
+      config: loadVmmConfig(
+        {},
+        {
+          vmDir: join(tmp, 'vms'),
+          imagesDir: join(tmp, 'images'),
+          formpacksDir: join(tmp, 'formpacks'),
+          cacheDir: join(tmp, 'cache'),
+          healthIntervalMs: 0,
+          stopTimeoutMs: 2000,
+          dataDiskMiB: 0,
+          capacity: { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 },
+        },
+      ),
+      logger,
+      driver: new MemoryDriver(),
+      logs: { pollMs: 0 },
+      access: { operators: [node.publicKey] },
+    });
+    setApiIdentity(vmm.app, node.publicKey);
+    vmId = (
+      await vmm.manager.create({ formpack: fp, name: vmNameFor({ id: aliceInst, name: 'hello' }) }, alice.address)
+    ).id;
+    await vmm.manager.create({ formpack: fp, name: vmNameFor({ id: bobInst, name: 'bobs' }) }, bob.address);
+    const pack = await createApiServer({ name: 'pack', logger });
+    const formnet = await createApiServer({ name: 'formnet', logger });
+    formnet.get('/node', async () => ({
+      node: node.address,
+      formnetAddress: '10.128.0.1',
+      domain: 'dev.formation.local',
+      instanceCidr: '10.129.0.0/24',
+    }));
+    upstream = [state, pack, vmm.app, formnet];
+    const [s, p, v, f] = await Promise.all(upstream.map(listen));
+    web = await createWebService({
+      urls: { state: s as string, pack: p as string, vmm: v as string, formnet: f as string },
+      logger,
+      staticDir: join(tmp, 'dist'),
+      sampleIntervalMs: 0,
+      nodeKey: node,
+    });
+  });
+
+  after(async () => {
+    await web?.close();
+    await vmm?.manager.destroyAll().catch(() => undefined);
+    await vmm?.close({ stopVms: true });
+    for (const a of upstream) if (a !== vmm?.app) await a?.close();
+    store?.close();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  async function signIn(key: KeyPair): Promise<string> {
+    const path = '/api/login/token';
+    const t = await web.app.inject({
+      method: 'POST',
+      url: path,
+      headers: {
+        'content-type': 'application/json',
+        ...signRequest(key, { method: 'POST', path, body: '{}', audience: apiIdentity(web.app) }),
+      },
+      payload: '{}',
+    });
+    assert.equal(t.statusCode, 200, t.body);
+    const res = await web.app.inject({ method: 'POST', url: '/api/session', payload: { token: t.json().token } });
+    return String(res.headers['set-cookie']).split(';')[0] as string;
+  }
+  const get = (url: string, cookie?: string) =>
+    web.app.inject({ method: 'GET', url, headers: cookie ? { cookie } : {} });
+
+  test("the owner's page gets the app's lines (inert), then only new ones after the cursor", async () => {
+    const cookie = await signIn(alice);
+    // An app that prints an escape sequence (recolour), a bell and a bidi override.
+    await vmm.manager.exec(vmId, '/bin/sh', ['-c', `echo hello-from-app >> ${ELOG}`]);
+    await vmm.manager.exec(vmId, '/bin/sh', ['-c', `echo "x\u001b[31mred\u0007\u202eevil" >> ${ELOG}`]);
+    const r = await get(`/api/instances/${aliceInst}/logs`, cookie);
+    assert.equal(r.statusCode, 200, r.body);
+    const body = r.json() as LogsInfo;
+    assert.deepEqual(
+      body.entries.map((e) => e.line),
+      ['hello-from-app', 'x\ufffd[31mred\ufffd\ufffdevil'],
+    );
+    assert.equal(body.entries[0]?.src, 'entrypoint');
+    await vmm.manager.exec(vmId, '/bin/sh', ['-c', `echo second >> ${ELOG}`]);
+    const again = (await get(`/api/instances/${aliceInst}/logs?after=${body.lastSeq}`, cookie)).json() as LogsInfo;
+    assert.deepEqual(
+      again.entries.map((e) => e.line),
+      ['second'],
+    );
+  });
+
+  test("another developer's instance is not found; no session is 401; a bad cursor is 400", async () => {
+    const cookie = await signIn(bob);
+    const r = await get(`/api/instances/${aliceInst}/logs`, cookie);
+    assert.equal(r.statusCode, 404);
+    assert.equal(r.body.includes('hello-from-app'), false);
+    assert.equal((await get(`/api/instances/${aliceInst}/metrics`, cookie)).statusCode, 404);
+    assert.equal((await get(`/api/instances/${aliceInst}/logs`)).statusCode, 401);
+    const own = await get(`/api/instances/${bobInst}/logs`, cookie);
+    assert.equal(own.statusCode, 200, own.body);
+    assert.equal((await get(`/api/instances/${bobInst}/logs?after=-1`, cookie)).statusCode, 400);
+  });
+
+  test('metrics: a sample of the local replica (CPU seconds and memory of its process)', async () => {
+    const cookie = await signIn(alice);
+    const r = await get(`/api/instances/${aliceInst}/metrics`, cookie);
+    assert.equal(r.statusCode, 200, r.body);
+    const m = r.json() as ReplicaMetricsInfo;
+    assert.equal(m.instanceId, aliceInst);
+    assert.equal(m.memMiB, 256);
+    assert.equal(typeof m.cpuSeconds, 'number');
+    assert.ok(Array.isArray(m.disks));
+  });
+});
+
+test('deriveRates: CPU %, disk and network bytes/s between samples; a counter that went back gives null', () => {
+  const s = (at: number, cpu: number, rd: number, rx: number): ReplicaMetricsInfo => ({
+    instanceId: 'i',
+    vmName: 'v',
+    at,
+    state: 'running',
+    cpuSeconds: cpu,
+    rssBytes: 200 * 1048576,
+    memMiB: 256,
+    disks: [{ disk: 'root', readBytes: rd, writtenBytes: 0 }],
+    diskAllocatedBytes: 1,
+    net: { rxBytes: rx, txBytes: 0, rxPackets: 0, txPackets: 0 },
+  });
+  const p = deriveRates([s(0, 10, 0, 0), s(2000, 11, 4096, 2048), s(4000, 1, 8192, 1024), s(4000, 2, 0, 0)]);
+  assert.equal(p.length, 2, 'a sample at the same time is skipped');
+  assert.deepEqual(p[0], {
+    at: 2000,
+    cpuPercent: 50,
+    rssMiB: 200,
+    memMiB: 256,
+    diskReadBps: 2048,
+    diskWriteBps: 0,
+    netRxBps: 1024,
+    netTxBps: 0,
+  });
+  assert.equal(p[1]?.cpuPercent, null);
+  assert.equal(p[1]?.netRxBps, null);
+  assert.equal(formatRate(null), 'n/a');
+  assert.equal(formatRate(1536), '1.5 KiB/s');
+  assert.equal(formatRate(3 * 1048576), '3.0 MiB/s');
+});
+
+test('inertLine: control characters, escape sequences and bidi controls become U+FFFD; tabs and text stay', () => {
+  assert.equal(inertLine('\u001b[31mred\u001b[0m\tok'), '\ufffd[31mred\ufffd[0m\tok');
+  assert.equal(inertLine('a\u202eb\u2066c\u200fd\u009be'), 'a\ufffdb\ufffdc\ufffdd\ufffde');
+  assert.equal(inertLine('héllo ✓'), 'héllo ✓');
+});

@@ -10,6 +10,7 @@ import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FormError } from '@formation/interface';
+import { pidAlive } from './daemon-files.ts';
 
 const run = promisify(execFile);
 
@@ -241,15 +242,6 @@ export async function netnsPids(ns: string): Promise<number[]> {
     .filter((n) => Number.isInteger(n) && n > 1 && n !== process.pid);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * End every process left in these namespaces (wireguard-go, a laptop's `form` helpers, a visitor server
  * whose PID was lost): SIGTERM, then SIGKILL after `graceMs`. Returns the PIDs it signalled.
@@ -265,8 +257,8 @@ export async function killNetnsProcesses(namespaces: string[], graceMs = 2000): 
     }
   }
   const deadline = Date.now() + graceMs;
-  while (Date.now() < deadline && pids.some(alive)) await new Promise((r) => setTimeout(r, 50));
-  for (const pid of pids.filter(alive)) {
+  while (Date.now() < deadline && pids.some(pidAlive)) await new Promise((r) => setTimeout(r, 50));
+  for (const pid of pids.filter(pidAlive)) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {

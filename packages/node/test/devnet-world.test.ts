@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { isFormError } from '@formation/interface';
 import { requireOrSkip, until } from '@formation/interface/testing';
 import type { NodeInfo } from '../src/config.ts';
+import { pidAlive } from '../src/daemon-files.ts';
 import {
   type DevnetNode,
   type DevnetState,
@@ -207,15 +208,6 @@ async function canConnect(ns: string, ip: string, port: number): Promise<boolean
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function form(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
     execFile(process.execPath, [FORM, ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) => {
@@ -382,7 +374,7 @@ describe('world devnet: 2 node hosts, a visitor, a laptop behind NAT', { skip },
     assert.notEqual(r.code, 0);
     assert.match(r.out, /Cannot stop the devnet from inside its namespace fdwlap/);
     assert.ok(
-      s.nodes.every((n) => n.pid && alive(n.pid)),
+      s.nodes.every((n) => n.pid && pidAlive(n.pid)),
       'both nodes still run',
     );
     assert.ok((await netnsList()).includes(`${PREFIX}1`));
@@ -398,7 +390,7 @@ describe('world devnet: 2 node hosts, a visitor, a laptop behind NAT', { skip },
       });
       assert.ok((await netnsList()).includes(`${PREFIX}1`));
       assert.ok(
-        s.nodes.every((n) => n.pid && alive(n.pid)),
+        s.nodes.every((n) => n.pid && pidAlive(n.pid)),
         'both nodes still run',
       );
     } finally {
@@ -411,7 +403,7 @@ describe('world devnet: 2 node hosts, a visitor, a laptop behind NAT', { skip },
     const n2 = s.nodes[1];
     assert.ok(n2?.pid);
     process.kill(n2.pid, 'SIGKILL');
-    await until('node 2 gone', () => !alive(n2.pid as number), 10_000);
+    await until('node 2 gone', () => !pidAlive(n2.pid as number), 10_000);
     const orphans = await netnsPids(`${PREFIX}2`);
     assert.ok(orphans.length > 0, 'something (wireguard-go) outlives the killed node in its namespace');
     assert.ok(
@@ -430,7 +422,7 @@ describe('world devnet: 2 node hosts, a visitor, a laptop behind NAT', { skip },
     ];
     const r = await devnetDown(dir);
     assert.ok(r.leftoverProcesses >= orphans.length + 1, `leftovers ended: ${r.leftoverProcesses}`);
-    for (const pid of before) assert.equal(alive(pid), false, `pid ${pid} ended`);
+    for (const pid of before) assert.equal(pidAlive(pid), false, `pid ${pid} ended`);
     const mine = worldPlan(PREFIX, 2);
     const left = (await netnsList()).filter((ns) => worldNamespaces(mine).includes(ns));
     assert.deepEqual(left, []);

@@ -262,6 +262,15 @@ describe('web dashboard against a real node in Chromium', { skip, concurrency: f
         await new Promise((r) => setTimeout(r, 250));
       }
       assert.match(await consoleLog.innerText(), /Linux|login|hello/i);
+      // The logs stream (what `form logs` shows) has the app's first line; the plots fill in.
+      const appLog = page.getByRole('log', { name: /Log lines of this node's replica/ });
+      const logDeadline = Date.now() + 30_000;
+      while (!/entrypoint hello-server listening on :8080/.test(await appLog.innerText())) {
+        if (Date.now() >= logDeadline) assert.fail(`no app line in the logs stream: ${await appLog.innerText()}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      await page.locator('figure.spark figcaption', { hasText: /^CPU \d/ }).waitFor({ timeout: 30_000 });
+      await page.locator('figure.spark figcaption', { hasText: /^Disk read / }).waitFor();
       // The encrypted data disk: locked since boot (nobody unlocked it), with the command that would.
       await page.locator('p.disk', { hasText: /^locked — / }).waitFor({ timeout: 30_000 });
       await page.locator('.command code', { hasText: 'form disk unlock hello-server --watch' }).waitFor();

@@ -59,6 +59,7 @@ describe('dashboard: logs stream and metrics of an instance', () => {
   let web: WebService;
   let aliceInst = '';
   let bobInst = '';
+  let gpuInst = '';
   let vmId = '';
 
   before(async () => {
@@ -73,6 +74,13 @@ describe('dashboard: logs stream and metrics of an instance', () => {
     const resources = { vcpu: 1, memMiB: 256, diskGiB: 1 };
     aliceInst = store.author(alice, 'instance.create', { formpackId: fp, name: 'hello', replicas: 1, resources }).body
       .id as string;
+    gpuInst = store.author(alice, 'instance.create', {
+      formpackId: fp,
+      name: 'trainer',
+      replicas: 1,
+      resources,
+      gpu: { count: 1 },
+    }).body.id as string;
     bobInst = store.author(bob, 'instance.create', { formpackId: fp, name: 'bobs', replicas: 1, resources }).body
       .id as string;
     vmm = await createVmmService({
@@ -176,6 +184,17 @@ describe('dashboard: logs stream and metrics of an instance', () => {
     const own = await get(`/api/instances/${bobInst}/logs`, cookie);
     assert.equal(own.statusCode, 200, own.body);
     assert.equal((await get(`/api/instances/${bobInst}/logs?after=-1`, cookie)).statusCode, 400);
+  });
+
+  test('a GPU instance with no GPU node is PENDING with the reason on its page, as the CLI prints it', async () => {
+    const cookie = await signIn(alice);
+    const r = await get(`/api/instances/${gpuInst}`, cookie);
+    assert.equal(r.statusCode, 200, r.body);
+    assert.equal(r.json().status, 'PENDING');
+    assert.match(
+      r.json().reason,
+      /^no healthy node has 1 GPU that can be passed through to a VM \(VFIO\); no node reports a GPU/,
+    );
   });
 
   test('metrics: a sample of the local replica (CPU seconds and memory of its process)', async () => {

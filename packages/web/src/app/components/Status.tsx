@@ -1,6 +1,12 @@
 import type { DeployStatus } from '../../api-types.ts';
 
 export function Status({ status, reason }: { status: DeployStatus; reason: string | null }) {
-  const text = status === 'FAILURE' ? `FAILURE { reason: ${reason ?? 'unknown'} }` : status;
+  // PENDING carries a reason when it cannot be placed yet (no node with a usable GPU), as the CLI prints it.
+  const text =
+    status === 'FAILURE'
+      ? `FAILURE { reason: ${reason ?? 'unknown'} }`
+      : status === 'PENDING' && reason
+        ? `PENDING { reason: ${reason} }`
+        : status;
   return <span className={`status status-${status.toLowerCase()}`}>{text}</span>;
 }

@@ -798,6 +798,11 @@ export class VmManager {
     return p;
   }
 
+  /** PCI addresses of the GPUs given to this node's VMs (a GPU stays given until its VM is destroyed). */
+  gpusInUse(): string[] {
+    return [...this.vms.values()].flatMap((r) => r.driver.spec.gpus ?? []);
+  }
+
   /** Disk and network I/O of a VM for metrics (`vm-io.ts`): block stats over QMP, qcow2 allocation, TAP counters. */
   async io(id: string): Promise<VmIo> {
     const r = this.rec(id);

@@ -1,5 +1,6 @@
 import type { ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
+import { fingerprintGpus } from './gpu.ts';
 import type { LogStore } from './log-store.ts';
 import type { VmManager } from './manager.ts';
 import { renderPrometheus, sampleVm, type VmSample } from './metrics.ts';
@@ -68,7 +69,12 @@ export function registerMetricRoutes(
     },
     async (req, reply) => {
       const vms = manager.list().filter((vm) => auth.mayRead(req.signer, vm));
-      const node = auth.isOperator(req.signer) ? manager.capacity() : undefined;
+      const node = auth.isOperator(req.signer)
+        ? {
+            ...manager.capacity(),
+            gpus: { capacity: fingerprintGpus().filter((g) => g.passthrough).length, used: manager.gpusInUse().length },
+          }
+        : undefined;
       reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8');
       return renderPrometheus(await Promise.all(vms.map(sample)), node);
     },

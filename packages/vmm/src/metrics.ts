@@ -82,7 +82,7 @@ const esc = (v: string): string => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n'
  */
 export function renderPrometheus(
   samples: readonly VmSample[],
-  node?: { capacity: Resources; used: Resources },
+  node?: { capacity: Resources; used: Resources; gpus?: { capacity: number; used: number } | undefined },
 ): string {
   const out: string[] = [];
   const family = (
@@ -150,6 +150,14 @@ export function renderPrometheus(
         `# TYPE ${metric} gauge`,
         `${metric}{kind="capacity"} ${node.capacity[k]}`,
         `${metric}{kind="used"} ${node.used[k]}`,
+      );
+    }
+    if (node.gpus) {
+      out.push(
+        '# HELP formation_node_gpus GPUs of the node that can be passed through to a VM, and those given to VMs.',
+        '# TYPE formation_node_gpus gauge',
+        `formation_node_gpus{kind="capacity"} ${node.gpus.capacity}`,
+        `formation_node_gpus{kind="used"} ${node.gpus.used}`,
       );
     }
   }

@@ -115,6 +115,20 @@ describe('metrics (pure)', () => {
     assert.equal(f.get('formation_vm_network_transmit_packets_total')?.[0]?.value, 7);
     assert.equal(f.get('formation_vm_network_dropped_packets_total')?.[0]?.value, 1);
     assert.equal(f.get('formation_vm_disk_reads_total')?.length, 2);
+    const gpus = parseProm(
+      renderPrometheus([], {
+        capacity: { vcpu: 1, memMiB: 1, diskGiB: 1 },
+        used: { vcpu: 0, memMiB: 0, diskGiB: 0 },
+        gpus: { capacity: 2, used: 1 },
+      }),
+    ).get('formation_node_gpus');
+    assert.deepEqual(
+      gpus?.map((x) => [x.labels.kind, x.value]),
+      [
+        ['capacity', 2],
+        ['used', 1],
+      ],
+    );
     // Without I/O samples (older callers) the families are absent, not empty.
     assert.equal(parseProm(renderPrometheus([sample()])).has('formation_vm_disk_read_bytes_total'), false);
   });
@@ -213,6 +227,9 @@ describe('metrics routes (memory driver): owner-filtered /metrics, per-VM metric
       [vmId],
     );
     assert.equal(op.get('formation_node_vcpus')?.find((x) => x.labels.kind === 'used')?.value, 1);
+    // GPUs this host can pass (none on the memory driver's VMs: used 0), for the node key only.
+    assert.equal(op.get('formation_node_gpus')?.find((x) => x.labels.kind === 'used')?.value, 0);
+    assert.equal(o.has('formation_node_gpus'), false);
     assert.equal((await call('GET', '/metrics', null)).status, 401);
   });
 });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { integrationPrerequisites } from '@formation/interface';
+import { until } from '@formation/interface/testing';
 import { type FormRun, runForm } from './run-form.ts';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
@@ -42,18 +43,18 @@ interface Status {
   replicas: Array<{ state: string; formnetIp: string | null; revision: number | null }>;
 }
 
+/** Polls the instance's status through the real CLI until `pred` holds; a timeout names the last status seen. */
 async function waitFor(ref: string, pred: (s: Status) => boolean, what: string, timeoutMs = 150_000): Promise<Status> {
-  const t0 = Date.now();
   let last: Status | undefined;
-  while (Date.now() - t0 < timeoutMs) {
+  const poll = async () => {
     const r = await form(['manage', 'get', 'status', ref, '--json']);
-    if (r.code === 0) {
-      last = JSON.parse(r.stdout) as Status;
-      if (pred(last)) return last;
-    }
-    await new Promise((res) => setTimeout(res, 1000));
-  }
-  throw new Error(`timed out waiting for ${what}; last status: ${JSON.stringify(last)}`);
+    if (r.code !== 0) throw new Error(`form manage get status ${ref}: ${r.stderr.trim()}`);
+    last = JSON.parse(r.stdout) as Status;
+    return pred(last) ? last : undefined;
+  };
+  return until(what, poll, timeoutMs, 1000).catch((err: Error) => {
+    throw new Error(`${err.message}; last status: ${JSON.stringify(last)}`);
+  });
 }
 
 function qemuPidsOf(dir: string): number[] {

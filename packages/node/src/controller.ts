@@ -61,6 +61,8 @@ export class InstanceController {
   private readonly log: Logger;
   private readonly busy = new Set<string>();
   private readonly failedAt = new Map<string, number>();
+  /** The Formpack each instance failed with (its back-off does not hold for another one). */
+  private readonly failedFor = new Map<string, string>();
   /** Scale to zero: per VM, its traffic counters' total and since when they have not moved. */
   private readonly idle = new Map<string, { bytes: number; since: number }>();
   private readonly appliedRevisions: AppliedRevisions;
@@ -145,7 +147,8 @@ export class InstanceController {
         vm,
         now: Date.now(),
         busy: this.busy.has(inst.id),
-        failedAt: this.failedAt.get(inst.id),
+        // The back-off after a failure holds only for the Formpack that failed: a rollback boots at once.
+        failedAt: this.failedFor.get(inst.id) === inst.formpackId ? this.failedAt.get(inst.id) : undefined,
         retryAfterMs: this.o.retryAfterMs ?? 60_000,
         revisionFailedAt: this.failedAt.get(`rev:${inst.id}`),
         applied: vm && inst.revision > 0 && !inst.deleted ? this.appliedRevisions.get(vm.id) : undefined,
@@ -439,6 +442,7 @@ export class InstanceController {
 
   private async fail(inst: InstanceView, reason: string): Promise<void> {
     this.failedAt.set(inst.id, Date.now());
+    this.failedFor.set(inst.id, inst.formpackId);
     this.log.warn({ instance: inst.id, reason }, 'instance failed');
     await this.report(inst, 'failed', undefined, reason);
   }

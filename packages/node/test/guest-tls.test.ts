@@ -3,7 +3,7 @@
 // alone. The agent is a recorded fake here (its real counterpart, the VMM's qemu-ga exec, runs in
 // packages/attest/test/https-e2e.test.ts against a real guest).
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -104,7 +104,7 @@ test('told once per change of names; a verified domain re-tells; an image withou
   }
 });
 
-test('ACME settings from the environment: off when unset; a non-https URL or a bad CA file is CONFIG_INVALID', () => {
+test('ACME settings from the environment: off when unset; a non-https URL or a bad CA file is CONFIG_INVALID', (t) => {
   assert.equal(acmeSettingsFromEnv({}), undefined);
   assert.deepEqual(acmeSettingsFromEnv({ FORM_ACME_DIRECTORY: 'https://acme.test/dir' }), {
     directory: 'https://acme.test/dir',
@@ -118,6 +118,7 @@ test('ACME settings from the environment: off when unset; a non-https URL or a b
   bad({ FORM_ACME_DIRECTORY: 'https://acme.test/dir; rm -rf /' }, /not an https:\/\/ URL/);
   bad({ FORM_ACME_DIRECTORY: 'https://acme.test/dir', FORM_ACME_CA_FILE: '/nonexistent/ca.pem' }, /Cannot read/);
   const dir = mkdtempSync(join(tmpdir(), 'fdh-acme-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'junk.pem'), 'not a certificate');
   bad(
     { FORM_ACME_DIRECTORY: 'https://acme.test/dir', FORM_ACME_CA_FILE: join(dir, 'junk.pem') },

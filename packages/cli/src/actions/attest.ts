@@ -220,10 +220,10 @@ export async function attest(ref: string, opts: AttestOptions): Promise<number> 
  * one. The chain is checked by the TLS client (system CAs, or --cacert); a chain that does not verify
  * fails too.
  */
-async function checkHttps(
+export async function checkHttps(
   host: string,
   results: ReplicaResult[],
-  opts: AttestOptions,
+  opts: { resolve?: string | undefined; cacert?: string | undefined },
 ): Promise<{
   host: string;
   ok: boolean;
@@ -235,8 +235,13 @@ async function checkHttps(
 }> {
   const { fetchServedCertificate, verifyServedCertificate } = await import('@formation/attest');
   const { readFileSync } = await import('node:fs');
+  const at = opts.resolve ? /^([0-9.]+|\[[0-9a-f:]+\])(?::(\d{1,5}))?$/i.exec(opts.resolve) : null;
+  if (opts.resolve && !at) {
+    throw new FormError('CLI_USAGE', `Cannot use --resolve ${opts.resolve}: give an IP address, optionally with :port`);
+  }
   const served = await fetchServedCertificate(host, {
-    address: opts.resolve,
+    address: at?.[1]?.replace(/^\[|\]$/g, ''),
+    port: at?.[2] ? Number(at[2]) : undefined,
     ca: opts.cacert ? readFileSync(opts.cacert) : undefined,
   });
   const verdicts = results

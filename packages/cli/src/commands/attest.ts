@@ -16,7 +16,7 @@ export function registerAttest({ program }: CommandContext): void {
       '--https <host>',
       'also connect to https://<host>/ and check that the served certificate key is an attested replica’s (Formfile HTTPS)',
     )
-    .option('--resolve <address>', 'with --https: connect to this address instead of resolving the host')
+    .option('--resolve <address>', 'with --https: connect to this address[:port] instead of resolving the host')
     .option('--cacert <file>', 'with --https: trust this CA for the chain (a test CA such as Pebble)')
     .option(
       '--trust-node-measurement',

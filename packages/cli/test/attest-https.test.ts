@@ -1,0 +1,100 @@
+// `form attest --https`: the certificate served for the host must carry an attested replica's key.
+// A real TLS server on loopback plays the served side; the replica results are as attestReplica returns
+// them (the real report path runs in packages/attest/test/https-e2e.test.ts).
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createServer, type Server } from 'node:tls';
+import { parseTlsStatus, type ReplicaResult, spkiSha256 } from '@formation/attest';
+import type { FormError } from '@formation/interface';
+import { checkHttps } from '../src/actions/attest.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'fdh-cli-https-'));
+const HOST = 'hello.fdh.test';
+function cert(tag: string): { key: string; cert: string } {
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      join(dir, `${tag}.key`),
+      '-out',
+      join(dir, `${tag}.pem`),
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${HOST}`,
+      '-addext',
+      `subjectAltName=DNS:${HOST}`,
+    ],
+    { stdio: 'ignore' },
+  );
+  return { key: readFileSync(join(dir, `${tag}.key`), 'utf8'), cert: readFileSync(join(dir, `${tag}.pem`), 'utf8') };
+}
+const replica = (vm: string, pem: string, ok = true): ReplicaResult =>
+  ({
+    target: { url: 'http://node', nodePublicKey: '02ab', vm },
+    verdict: { ok, checks: [], reason: ok ? '' : 'measurement: base disk differs' },
+    report: {
+      report: {
+        vmName: vm,
+        tls: parseTlsStatus(`state=ready\nnames=${HOST}\nspki_sha256=${spkiSha256(pem)}\nerror=\n`),
+      },
+      signature: '',
+    },
+    ms: 1,
+  }) as unknown as ReplicaResult;
+
+describe('form attest --https', () => {
+  const guest = cert('guest');
+  const other = cert('other');
+  let server: Server;
+  let port = 0;
+  before(async () => {
+    server = createServer({ key: guest.key, cert: guest.cert }, (s) => s.end());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    port = (server.address() as AddressInfo).port;
+  });
+  after(() => {
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const opts = () => ({ resolve: `127.0.0.1:${port}`, cacert: join(dir, 'guest.pem') });
+
+  test('the served key is the second replica’s: PASS naming it, chain verified with --cacert', async () => {
+    const r = await checkHttps(HOST, [replica('hello-a', other.cert), replica('hello-b', guest.cert)], opts());
+    assert.equal(r.ok, true, r.reason);
+    assert.equal(r.replica, 'hello-b');
+    assert.equal(r.chain, true);
+    assert.equal(r.spkiSha256, spkiSha256(guest.cert));
+  });
+
+  test('exploit: a served key no attested replica holds fails; so does a key of a replica that failed attestation', async () => {
+    const r = await checkHttps(HOST, [replica('hello-a', other.cert)], opts());
+    assert.equal(r.ok, false);
+    assert.match(r.reason, /TLS does not end in the attested guest/);
+    const failed = await checkHttps(HOST, [replica('hello-b', guest.cert, false)], opts());
+    assert.equal(failed.ok, false);
+    assert.match(failed.reason, /no replica passed attestation/);
+  });
+
+  test('the right key over a chain the client cannot verify fails; a bad --resolve is CLI_USAGE', async () => {
+    const r = await checkHttps(HOST, [replica('hello-b', guest.cert)], { resolve: `127.0.0.1:${port}` });
+    assert.equal(r.ok, false);
+    assert.equal(r.chain, false);
+    await assert.rejects(
+      checkHttps(HOST, [], { resolve: 'example.com' }),
+      (e: FormError) => e.code === 'CLI_USAGE' && /--resolve example\.com/.test(e.message),
+    );
+  });
+});

@@ -36,6 +36,9 @@ const PUBLIC = '198.51.100.11';
 const VISITOR = '198.51.100.200';
 const CA_IP = '203.0.113.60';
 const NAME = 'hello.fdh.test';
+/** A custom domain the network verified for the instance (the ingress routes it; the node names it to the guest). */
+const CUSTOM = 'shop.example.com';
+const SERVED = new URL('./fixtures/served-cert.ts', import.meta.url).pathname;
 const INGRESS = new URL('../../ingress/test/fixtures/node-ingress.ts', import.meta.url).pathname;
 const ip = (args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 const inNs = (ns: string, cmd: string[], input?: string) =>
@@ -241,7 +244,7 @@ describe(
       const instances = [
         {
           id: 'i-hello',
-          hosts: [NAME],
+          hosts: [NAME, CUSTOM],
           expose: [443, 8080],
           healthchecked: false,
           replicas: [{ id: 'r1', address, running: true }],
@@ -276,8 +279,8 @@ describe(
       );
       await assert.rejects(configureGuestTls(exec, vm.id, { directory }, ['Bad Name']), /not DNS names/);
       const t = Date.now();
-      assert.equal(await configureGuestTls(exec, vm.id, { directory, caPem }, [NAME]), 'configured');
-      assert.equal(await configureGuestTls(exec, vm.id, { directory, caPem }, [NAME]), 'unchanged');
+      assert.equal(await configureGuestTls(exec, vm.id, { directory, caPem }, [NAME, CUSTOM]), 'configured');
+      assert.equal(await configureGuestTls(exec, vm.id, { directory, caPem }, [NAME, CUSTOM]), 'unchanged');
       let last = '';
       await until(
         'the guest’s certificate',
@@ -328,6 +331,19 @@ describe(
         500,
       );
       assert.equal(body, 'hello from the attested guest\n');
+      // The verified custom domain: the same certificate covers it, verified the same way.
+      const custom = inNs(NS.vis, [
+        'curl',
+        '-sS',
+        '--max-time',
+        '10',
+        '--cacert',
+        join(tmp, 'root.pem'),
+        '--resolve',
+        `${CUSTOM}:443:${PUBLIC}`,
+        `https://${CUSTOM}/`,
+      ]);
+      assert.equal(custom, 'hello from the attested guest\n');
       // Without Pebble's root the same certificate is not trusted (the chain is really checked).
       assert.throws(() =>
         inNs(NS.vis, ['curl', '-sS', '--max-time', '10', '--resolve', `${NAME}:443:${PUBLIC}`, `https://${NAME}/`]),
@@ -353,9 +369,18 @@ describe(
         expected: expectedMeasurement(fx.manifest).inputs,
       });
       assert.equal(verdict.ok, true, verdict.reason);
-      assert.deepEqual(signed.report.tls?.names, [NAME]);
+      assert.deepEqual(signed.report.tls?.names, [NAME, CUSTOM]);
+      assert.equal(verifyServedCertificate(signed.report, servedCertificate(), CUSTOM).ok, true);
+      // What `form attest --https` does, from the visitor's namespace: the chain verifies against Pebble's root.
+      const got = JSON.parse(inNs(NS.vis, [process.execPath, SERVED, NAME, PUBLIC, join(tmp, 'root.pem')])) as {
+        pem: string;
+        authorized: boolean;
+        error: string | null;
+      };
+      assert.equal(got.authorized, true, got.error ?? '');
       const served = servedCertificate();
-      const v = verifyServedCertificate(signed.report, served, NAME);
+      assert.equal(spkiSha256(got.pem), spkiSha256(served));
+      const v = verifyServedCertificate(signed.report, got.pem, NAME);
       assert.equal(v.ok, true, v.reason);
       assert.equal(v.spkiSha256, spkiSha256(served));
       // The node's own certificate for the name (any other key) is not the guest's.

@@ -48,11 +48,11 @@ import { Type } from '@sinclair/typebox';
 import { mayFetchFormpack, startNetwork, waitForAdmission } from './admission.ts';
 import { type NodeConfig, type NodeInfo, nodePaths, nodePorts } from './config.ts';
 import { InstanceController } from './controller.ts';
-import { netnsTransport } from './netns-probe.ts';
-import { ReplicaHealthMonitor } from './replica-health.ts';
 import { startExtraServices } from './extra-services.ts';
 import { gpuRecordUpdate } from './gpu-report.ts';
 import { deleteNetns, ensureNetns } from './netns.ts';
+import { netnsTransport } from './netns-probe.ts';
+import { ReplicaHealthMonitor } from './replica-health.ts';
 import { findRevisionFile, isLoopbackHost } from './replication.ts';
 
 const VERSION = '0.1.0';

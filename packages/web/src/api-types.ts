@@ -80,7 +80,8 @@ export interface ReplicaInfo {
   nodeName: string | null;
   /** Replica state reported by the node: claimed, starting, running, stopped, failed, … */
   state: string;
-  health: 'healthy' | 'starting' | 'stopped' | 'failed' | 'unknown';
+  /** `unhealthy`: running, but its HEALTHCHECK fails; `suspended`: scaled to zero, woken by the next connection. */
+  health: 'healthy' | 'unhealthy' | 'starting' | 'suspended' | 'stopped' | 'failed' | 'unknown';
   assigned: boolean;
   formnetIp: string | null;
   dnsName: string | null;

@@ -106,14 +106,26 @@ test('instanceInfo maps replicas (health, node name, local) and counts only repl
   // The same data an hour later: node b's heartbeat is stale, so its running replica no longer counts.
   const j = instance('i1', 'web', '0xalice', [replica('b', 'running')]);
   assert.equal(instanceInfo(j, ctx, T + 3_600_000, 30_000).running, 0);
-  assert.deepEqual(['running', 'failed', 'stopped', 'deleted', 'pending', 'weird'].map(health), [
-    'healthy',
-    'failed',
-    'stopped',
-    'stopped',
-    'starting',
-    'unknown',
-  ]);
+  assert.deepEqual(
+    ['running', 'suspended', 'failed', 'stopped', 'deleted', 'pending', 'weird'].map((s) => health(s)),
+    ['healthy', 'suspended', 'failed', 'stopped', 'stopped', 'starting', 'unknown'],
+  );
+});
+
+test('health: a running replica shows its HEALTHCHECK verdict for the release it runs, not an older one', () => {
+  const v = (status: 'starting' | 'healthy' | 'unhealthy', release: number) => ({ status, release });
+  for (const [name, state, verdict, release, want] of [
+    ['no HEALTHCHECK', 'running', null, 2, 'healthy'],
+    ['check passing', 'running', v('healthy', 2), 2, 'healthy'],
+    ['check failing', 'running', v('unhealthy', 2), 2, 'unhealthy'],
+    ['inside its start period', 'running', v('starting', 2), 2, 'starting'],
+    ['a failing verdict about the previous release', 'running', v('unhealthy', 1), 2, 'healthy'],
+    ['release not reported', 'running', v('unhealthy', 1), null, 'unhealthy'],
+    ['a verdict does not wake a suspended replica', 'suspended', v('healthy', 2), 2, 'suspended'],
+    ['a verdict does not revive a failed one', 'failed', v('healthy', 2), 2, 'failed'],
+  ] as const) {
+    assert.equal(health(state, verdict, release), want, name);
+  }
 });
 
 test('usedByNode sums running and starting replicas of live instances; nodeSummary prefers the heartbeat', () => {

@@ -72,11 +72,23 @@ export function ownInstance(instances: InstanceView[], ref: string, address: Add
   return inst;
 }
 
-/** A replica state as the dashboard's health column shows it. */
-export function health(state: string | null): ReplicaInfo['health'] {
+/**
+ * A replica as the dashboard's health column shows it: its state, and for a running replica whose
+ * Formpack has a HEALTHCHECK the node's latest verdict (instance.health) for the release it runs.
+ */
+export function health(
+  state: string | null,
+  verdict?: { status: 'starting' | 'healthy' | 'unhealthy'; release: number } | null,
+  release?: number | null,
+): ReplicaInfo['health'] {
   switch (state) {
-    case 'running':
-      return 'healthy';
+    case 'running': {
+      // A verdict about another release (the VM was replaced since) says nothing about this one.
+      if (!verdict || (release != null && verdict.release !== release)) return 'healthy';
+      return verdict.status;
+    }
+    case 'suspended':
+      return 'suspended';
     case 'failed':
       return 'failed';
     case 'stopped':
@@ -119,7 +131,7 @@ export function instanceInfo(i: InstanceView, ctx: InstanceContext, now: number,
         nodeAddress: node?.address ?? r.node,
         nodeName: node?.name ?? null,
         state: r.state ?? 'claimed',
-        health: health(r.state),
+        health: health(r.state, r.health, r.release),
         assigned: r.assigned,
         formnetIp: r.formnetIp,
         dnsName,

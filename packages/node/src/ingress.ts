@@ -31,6 +31,21 @@ export interface IngressPlan {
 export const replicaKey = (instanceId: string, node: string): string => `${instanceId}/${node}`;
 
 /**
+ * The verdict of the node holding a replica (instance.health, for the release the replica runs) takes
+ * it out of rotation when `unhealthy`; for a CMD check, which only that node can run (through the guest
+ * agent), also until its first pass (`starting`). HTTP/TCP checks are run by this ingress's own prober
+ * as well. A node can only say this of its own replica, so a lie takes out nothing but its own.
+ */
+function heldOutByVerdict(
+  r: { health?: { status: string; release: number } | null; release?: number | null },
+  cmd: boolean,
+): boolean {
+  const v = r.health;
+  if (!v || (r.release != null && v.release !== r.release)) return false;
+  return v.status === 'unhealthy' || (cmd && v.status === 'starting');
+}
+
+/**
  * From state views to what the ingress routes (pure): every live, running-desired instance whose
  * owner published service metadata, under its DNS names (made absolute in `domain`), with its running
  * replicas' formnet addresses; replicas with an HTTP/TCP HEALTHCHECK become probe targets (started at
@@ -60,18 +75,18 @@ export function ingressPlan(
       .map((r) => (r.name.endsWith(suffix) || r.name === domain ? r.name : `${r.name}${suffix}`).toLowerCase());
     // Custom domains route only once verified (a pending or contested one stays an unknown host).
     for (const d of views.domains ?? []) if (d.instanceId === inst.id && d.state === 'verified') hosts.push(d.name);
+    const hc = service.healthcheck;
+    const checkable = hc !== undefined && hc.test.type !== 'cmd';
     const replicas = inst.replicaSet
       .filter((r) => r.assigned !== false)
       .map((r) => ({
         id: replicaKey(inst.id, r.node),
         address: r.formnetIp,
         // A suspended replica is routed: its node holds the connection while it resumes (scale to zero).
-        running: r.state === 'running' || r.state === 'suspended',
+        running: (r.state === 'running' || r.state === 'suspended') && !heldOutByVerdict(r, hc?.test.type === 'cmd'),
         awake: r.state === 'running',
         ts: r.ts,
       }));
-    const hc = service.healthcheck;
-    const checkable = hc !== undefined && hc.test.type !== 'cmd';
     instances.push({
       id: inst.id,
       hosts: [...new Set(hosts)],

@@ -99,6 +99,40 @@ test('ingressPlan: a CMD health check (not run by the node yet) does not hold th
   assert.equal(plan.instances[0]?.healthchecked, false);
 });
 
+test("ingressPlan: the holding node's verdict (instance.health) takes its replica out: unhealthy always, CMD until its first pass", () => {
+  const cmd = { ...hc, test: { type: 'cmd' as const, command: { form: 'shell' as const, command: 'true' } } };
+  const verdict = (status: string, release = 2) => ({ status, release, reason: null, ts: 1 });
+  const routed = (check: typeof hc | typeof cmd, health: unknown, release: number | null = 2) => {
+    const views = {
+      instances: [
+        instance('a', 'web', {
+          formpack: {
+            name: 'web',
+            sha256s: {},
+            size: 1,
+            publishedBy: 'p',
+            service: { expose: [80], healthcheck: check },
+          },
+          replicaSet: [{ ...replica('n1', '10.129.1.2', 'running'), release, health }],
+        }),
+      ],
+      dns: [{ name: 'web', source: 'instance', instanceId: 'a', addresses: [], owner: 'x' }],
+    } as unknown as Views;
+    return ingressPlan(views, 'dev.formation.local', 0).instances[0]?.replicas[0]?.running;
+  };
+  for (const [name, check, health, release, want] of [
+    ['CMD, no verdict yet (an older node): routed', cmd, null, 2, true],
+    ['CMD, starting: held out', cmd, verdict('starting'), 2, false],
+    ['CMD, healthy: routed', cmd, verdict('healthy'), 2, true],
+    ['CMD, unhealthy: held out', cmd, verdict('unhealthy'), 2, false],
+    ['HTTP, unhealthy per its node: held out', hc, verdict('unhealthy'), 2, false],
+    ['HTTP, starting per its node: the prober decides', hc, verdict('starting'), 2, true],
+    ['unhealthy about the previous release: not this VM', cmd, verdict('unhealthy', 1), 2, true],
+  ] as const) {
+    assert.equal(routed(check, health, release), want, name);
+  }
+});
+
 test('ingressPlan: a verified custom domain is a host, a pending / contested / lapsed one is not; active TCP ports only', () => {
   const domain = (name: string, state: string) => ({
     name,

@@ -221,6 +221,10 @@ export class InstanceController {
           this.log.info({ instance: inst.id, vm: a.vmId, bytes: vm.suspended?.bytes }, 'idle replica suspended');
           await this.report(inst, 'suspended', ipOf(vm), 'idle: suspended to disk');
         });
+      case 'wake':
+        return this.guard(inst.id, () =>
+          this.wake(a.vmId).catch((err) => this.log.warn({ instance: inst.id, err }, 'cannot wake the replica')),
+        );
       case 'check-health':
         await this.o.vmm.checkHealth().catch(() => undefined);
         return;

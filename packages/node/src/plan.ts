@@ -71,7 +71,9 @@ export type Action =
   /** Ask the VMM for a health round now (the entrypoint's settle time passed without a check). */
   | { kind: 'check-health' }
   /** Scale to zero: suspend the idle VM to disk, then report `suspended` (its next connection wakes it). */
-  | { kind: 'suspend'; vmId: string };
+  | { kind: 'suspend'; vmId: string }
+  /** The owner asked to start it (`form manage start`) after it was suspended: resume it now. */
+  | { kind: 'wake'; vmId: string };
 
 /** The replica this node holds for an instance, if it claimed one. */
 export function myReplica(inst: InstanceView, me: string): ReplicaView | undefined {
@@ -143,6 +145,10 @@ export function plan(i: PlanInput): Action {
   }
   if (!vm) return backingOff ? nothing('backing off after a failed boot') : { kind: 'boot' };
   if (vm.state === 'suspended') {
+    // `form manage start` after it was suspended (both times are their authors' clocks: a start
+    // from an owner whose clock is far behind waits for the next connection instead).
+    if (mine.state === 'suspended' && (inst.wakeAt ?? 0) > (mine.ts ?? Number.MAX_SAFE_INTEGER))
+      return { kind: 'wake', vmId: vm.id };
     if (mine.state === 'suspended') return nothing('suspended until its next connection');
     const report: Action = { kind: 'report', state: 'suspended', reason: 'idle: suspended to disk' };
     const ip = ipOf(vm);

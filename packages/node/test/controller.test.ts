@@ -179,9 +179,24 @@ test('scale to zero: an idle replica with autostop is suspended and reported; a 
     store.author(dev, 'instance.update', { instanceId: id, autostopMinutes: 0 });
     await assert.rejects(controller.wake(vmOf(id)?.id as string), (e: unknown) => /not suspended/.test(String(e)));
 
+    // Suspended again, then the owner runs `form manage start` (desired running + wakeAt): woken without
+    // a connection. Autostop off first so it does not fall asleep again before the check.
+    store.author(dev, 'instance.update', { instanceId: id, autostopMinutes: 1 });
+    await until(
+      'suspended again',
+      () => mine(id)?.state === 'suspended' && vmOf(id)?.state === 'suspended',
+      10_000,
+      25,
+    );
+    store.author(dev, 'instance.update', { instanceId: id, autostopMinutes: 0 });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(vmOf(id)?.state, 'suspended', 'autostop off does not wake it by itself');
+    store.author(dev, 'instance.update', { instanceId: id, desired: 'running', wakeAt: Date.now() });
+    await until('woken by start', () => mine(id)?.state === 'running' && vmOf(id)?.state === 'running', 10_000, 25);
+
     // Suspended again, then the owner stops it: the VM stops (its image discarded), the replica says so.
     store.author(dev, 'instance.update', { instanceId: id, autostopMinutes: 1 });
-    await until('suspended again', () => vmOf(id)?.state === 'suspended', 10_000, 25);
+    await until('suspended a third time', () => vmOf(id)?.state === 'suspended', 10_000, 25);
     store.author(dev, 'instance.update', { instanceId: id, desired: 'stopped' });
     await until('stopped', () => mine(id)?.state === 'stopped' && vmOf(id)?.state === 'stopped', 10_000, 25);
     await assert.rejects(controller.wake(vmOf(id)?.id as string), (e: unknown) =>

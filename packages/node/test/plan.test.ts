@@ -404,6 +404,30 @@ const rows: Array<[string, Partial<PlanInput>, Action]> = [
     { kind: 'nothing', why: 'suspended until its next connection' },
   ],
   [
+    'suspended, then the owner ran form manage start: wake it now',
+    {
+      instance: instance({ autostopMinutes: 1, wakeAt: NOW - 500 }, { state: 'suspended', ts: NOW - 1000 }),
+      vm: vm({ state: 'suspended', ready: false }),
+    },
+    { kind: 'wake', vmId: 'vm-1' },
+  ],
+  [
+    'a start from before it was suspended does not wake it',
+    {
+      instance: instance({ autostopMinutes: 1, wakeAt: NOW - 2000 }, { state: 'suspended', ts: NOW - 1000 }),
+      vm: vm({ state: 'suspended', ready: false }),
+    },
+    { kind: 'nothing', why: 'suspended until its next connection' },
+  ],
+  [
+    'a start while the suspend is not reported yet: report it first (the next round wakes it)',
+    {
+      instance: instance({ autostopMinutes: 1, wakeAt: NOW }, { state: 'running', ts: NOW - 1000 }),
+      vm: vm({ state: 'suspended', ready: false }),
+    },
+    { kind: 'report', state: 'suspended', reason: 'idle: suspended to disk', formnetIp: '10.129.1.2' },
+  ],
+  [
     'suspended and the owner stops it: stop (the image is discarded)',
     {
       instance: instance({ desired: 'stopped' }, { state: 'suspended' }),
@@ -439,6 +463,7 @@ test('the table covers every kind of action', () => {
     'fail-entrypoint',
     'check-health',
     'suspend',
+    'wake',
   ];
   assert.deepEqual([...kinds].sort(), [...all].sort());
 });

@@ -148,6 +148,8 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
       desired: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('stopped')])),
       /** Scale to zero: suspend a replica idle this many minutes (its next connection wakes it); 0 = off. */
       autostopMinutes: Type.Optional(Int(0, 10_080)),
+      /** `form manage start` on a running instance: wake its replicas suspended before this time (ms, the owner's clock). */
+      wakeAt: Type.Optional(Int(0, Number.MAX_SAFE_INTEGER)),
       /** Rolling updates (README "Releases"): the release this update makes (create = 1), how many replicas may be down at once, and the release it restores. */
       release: Type.Optional(Int(2, Number.MAX_SAFE_INTEGER)),
       maxUnavailable: Type.Optional(Int(1, 16)),

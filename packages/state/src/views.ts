@@ -163,6 +163,8 @@ export interface InstanceView {
   desired: 'running' | 'stopped';
   /** Scale to zero (instance.update `autostopMinutes`): minutes without traffic before a replica suspends; 0 = off. */
   autostopMinutes?: number | undefined;
+  /** `form manage start`: replicas suspended before this time (ms) wake now, without waiting for a connection; 0 = never asked. */
+  wakeAt?: number | undefined;
   createdBy: string;
   deleted: boolean;
   revision: number;
@@ -823,6 +825,7 @@ export class ViewState {
         gpu: f(i.fields, 'gpu', (c.body.gpu as GpuRequest | undefined) ?? null),
         desired: f(i.fields, 'desired', 'running' as 'running' | 'stopped'),
         autostopMinutes: f(i.fields, 'autostopMinutes', 0),
+        wakeAt: f(i.fields, 'wakeAt', 0),
         createdBy: i.create.hash,
         deleted: i.deleted !== undefined,
         revision: i.commit?.revision ?? 0,

@@ -285,7 +285,12 @@ export async function setDesired(ref: string, desired: 'running' | 'stopped', op
   const state = await client(opts);
   const verb = desired === 'running' ? 'start' : 'stop';
   const { key, inst } = await ownInstance(state, ref, verb);
-  await state.author(key, 'instance.update', { instanceId: inst.id, desired });
+  // A start also wakes replicas suspended by autostop (scale to zero) instead of waiting for a connection.
+  await state.author(key, 'instance.update', {
+    instanceId: inst.id,
+    desired,
+    ...(desired === 'running' ? { wakeAt: Date.now() } : {}),
+  });
   if (opts.json) printJson({ ok: true, id: inst.id, desired });
   else
     process.stdout.write(

@@ -7,20 +7,18 @@
 // Another key cannot roll the instance back. Real QEMU (TCG here), wireguard-go, namespaces.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { integrationPrerequisites } from '@formation/interface';
 import { until } from '@formation/interface/testing';
 import { type DevnetNode, type DevnetState, devnetDown, devnetUp } from '@formation/node';
+import { availableOn, clientLoop, type Releases, ROLLING_NODE_ENV, type Status, variant } from './rolling.ts';
 import { runForm } from './run-form.ts';
 
 const run = promisify(execFile);
-const root = fileURLToPath(new URL('../../..', import.meta.url));
-const example = join(root, 'examples/hello-server');
 // Opt-in: five VM boots in sequence take 10+ minutes under TCG on 2 shared cores, far over the CI budget.
 const why =
   integrationPrerequisites('rolling update test', {
@@ -33,41 +31,6 @@ const why =
 
 const PREFIX = 'fdr';
 const PORT_BASE = Number(process.env.FORM_TEST_ROLLING_PORT_BASE ?? 4200);
-const HEALTHCHECK = 'HEALTHCHECK --interval=3s --timeout=3s --retries=3 --start-period=60s HTTP 8080 /';
-
-interface Replica {
-  node: string;
-  state: string;
-  formnetIp: string | null;
-  release: number | null;
-  health: { status: string; release: number; reason: string | null } | null;
-}
-interface Status {
-  status: string;
-  release: number;
-  replicas: Replica[];
-}
-interface Releases {
-  release: number;
-  releases: Array<{ release: number; formpackId: string; result: string; failure: string | null; by: string }>;
-}
-
-/** A copy of hello-server answering `version <v>`, with an HTTP HEALTHCHECK; `crash` makes its entrypoint exit. */
-function variant(base: string, v: string, crash = false): string {
-  const dir = join(base, `v-${v}`);
-  cpSync(example, dir, { recursive: true });
-  const py = join(dir, 'hello.py');
-  writeFileSync(py, readFileSync(py, 'utf8').replace('f"Hello from {socket.gethostname()}!\\n"', `"version ${v}\\n"`));
-  let ff = readFileSync(join(dir, 'Formfile'), 'utf8').replace('NAME hello-server', 'NAME rolling');
-  ff += `\n${HEALTHCHECK}\n`;
-  if (crash)
-    ff = ff.replace(
-      'ENTRYPOINT ["python3", "/app/hello.py"]',
-      'ENTRYPOINT ["python3", "-c", "import sys; sys.exit(3)"]',
-    );
-  writeFileSync(join(dir, 'Formfile'), ff);
-  return dir;
-}
 
 /** The data disks of every VM of the devnet (node dirs `<dir>/node<i>/vms/<vm>/qemu/data.qcow2`). */
 function dataDisks(dir: string): Array<{ vm: string; ino: number }> {
@@ -103,72 +66,8 @@ describe('rolling updates on a 2-node devnet', { skip: why || false }, () => {
     assert.equal(r.code, 0, r.stderr);
     return JSON.parse(r.stdout) as Releases;
   };
-  const availableOn = (st: Status, release: number) =>
-    st.replicas.filter(
-      (r) => r.state === 'running' && r.formnetIp && r.release === release && r.health?.status === 'healthy',
-    );
-
   /** The client loop: each request to the next replica state lists as available; failures counted, not retried. */
-  const loop = {
-    on: false,
-    ok: 0,
-    failed: 0,
-    answers: new Map<string, number>(),
-    errors: [] as string[],
-    done: Promise.resolve(),
-    start() {
-      this.on = true;
-      this.done = (async () => {
-        let i = 0;
-        let targets: string[] = [];
-        let readAt = 0;
-        while (this.on) {
-          if (Date.now() - readAt > 1000) {
-            const st = await status().catch(() => undefined);
-            if (st)
-              targets = st.replicas
-                .filter((r) => r.state === 'running' && r.formnetIp && r.health?.status === 'healthy')
-                .map((r) => r.formnetIp as string);
-            readAt = Date.now();
-          }
-          const ip = targets[i++ % Math.max(1, targets.length)];
-          if (!ip) {
-            await new Promise((r) => setTimeout(r, 200));
-            continue;
-          }
-          try {
-            const { stdout } = await run(
-              'ip',
-              ['netns', 'exec', node1().netns as string, 'curl', '-sS', '--max-time', '3', `http://${ip}:8080/`],
-              { timeout: 5000 },
-            );
-            this.ok++;
-            const v = stdout.trim();
-            this.answers.set(v, (this.answers.get(v) ?? 0) + 1);
-          } catch (err) {
-            this.failed++;
-            this.errors.push(
-              `${ip}: ${String((err as Error).message)
-                .split('\n')
-                .slice(-2)
-                .join(' ')}`,
-            );
-          }
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      })();
-    },
-    async stop() {
-      this.on = false;
-      await this.done;
-      const r = { ok: this.ok, failed: this.failed, answers: Object.fromEntries(this.answers), errors: this.errors };
-      this.ok = 0;
-      this.failed = 0;
-      this.answers = new Map();
-      this.errors = [];
-      return r;
-    },
-  };
+  const loop = clientLoop(status, () => node1().netns as string);
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'form-rolling-devnet-'));
@@ -177,12 +76,7 @@ describe('rolling updates on a 2-node devnet', { skip: why || false }, () => {
       dir,
       prefix: PREFIX,
       portBase: PORT_BASE,
-      env: {
-        FORM_HEARTBEAT_MS: '1000',
-        FORM_NODE_TIMEOUT_MS: '15000',
-        FORM_UPDATE_DRAIN_MS: '2000',
-        FORM_LOG_LEVEL: 'info',
-      },
+      env: { ...ROLLING_NODE_ENV, FORM_LOG_LEVEL: 'info' },
     });
     for (const h of [home, otherHome]) {
       const init = await runForm(['kit', 'init', '--yes'], { FORM_HOME: h });

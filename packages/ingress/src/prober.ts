@@ -1,5 +1,5 @@
 import { connect as netConnect, type Socket } from 'node:net';
-import type { HealthcheckSpec } from '@formation/interface';
+import { type HealthcheckSpec, PROBE_SOURCE_PORTS } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { type CheckResult, type HealthState, type HealthStatus, INITIAL_HEALTH, nextHealth } from './health.ts';
 
@@ -202,18 +202,38 @@ function keyOf(t: ProbeTarget): string {
 /** Most bytes of a health response read: the status line is all that counts. */
 const MAX_STATUS_LINE = 1024;
 
+/** Source ports tried per probe before giving up (a taken one tries the next). */
+const BIND_TRIES = 8;
+
 /**
  * The real transport: plain sockets. HTTP writes one `GET <path> HTTP/1.1` with `Connection: close` and
- * reads only the status line (never more than 1 KiB, never a body).
+ * reads only the status line (never more than 1 KiB, never a body). Every connection binds a source port
+ * in `PROBE_SOURCE_PORTS`, which is how the replica's node tells a probe from a visit (scale to zero:
+ * probes keep no replica awake and wake no suspended one); a port in use tries another. Each closed
+ * probe leaves its port in TIME_WAIT for a minute: the range allows ~900 probes a minute per node.
  */
-export function netTransport(): ProbeTransport {
-  const open = (address: string, port: number, timeoutMs: number): Promise<Socket> =>
+export function netTransport(o: { sourcePorts?: { first: number; last: number } } = {}): ProbeTransport {
+  const range = o.sourcePorts ?? PROBE_SOURCE_PORTS;
+  const attempt = (address: string, port: number, timeoutMs: number, localPort: number): Promise<Socket> =>
     new Promise((resolve, reject) => {
-      const s = netConnect({ host: address, port });
+      const s = netConnect({ host: address, port, localPort });
       s.setTimeout(timeoutMs, () => s.destroy(new Error(`timeout after ${timeoutMs} ms`)));
       s.once('connect', () => resolve(s));
       s.once('error', reject);
     });
+  const size = range.last - range.first + 1;
+  const open = async (address: string, port: number, timeoutMs: number): Promise<Socket> => {
+    // From a random port of the range, the next ones in turn (wrapping) while they are taken.
+    const start = Math.floor(Math.random() * size);
+    for (let i = 0; ; i++) {
+      const localPort = range.first + ((start + i) % size);
+      try {
+        return await attempt(address, port, timeoutMs, localPort);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || i + 1 >= Math.min(BIND_TRIES, size)) throw err;
+      }
+    }
+  };
   return {
     async tcp(address, port, timeoutMs) {
       try {

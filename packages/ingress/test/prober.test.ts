@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { describe, test } from 'node:test';
-import type { HealthcheckSpec } from '@formation/interface';
+import { type HealthcheckSpec, PROBE_SOURCE_PORTS } from '@formation/interface';
 import { until } from '@formation/interface/testing';
 import { type Clock, createProber, netTransport, type ProbeTransport } from '../src/prober.ts';
 
@@ -192,6 +192,45 @@ describe('netTransport (real sockets on loopback)', () => {
       http.close();
       junk.close();
       hung.close();
+    }
+  });
+
+  test('every probe connection comes from a PROBE_SOURCE_PORTS port (how nodes tell probes from visits); a taken port tries another', async () => {
+    const seen: number[] = [];
+    const http = createHttpServer((req, res) => {
+      seen.push(req.socket.remotePort ?? 0);
+      res.end('ok');
+    });
+    http.listen(0, '127.0.0.1');
+    await once(http, 'listening');
+    const tcpSeen: number[] = [];
+    const raw = createServer((s) => {
+      tcpSeen.push(s.remotePort ?? 0);
+      s.destroy();
+    });
+    raw.listen(0, '127.0.0.1');
+    await once(raw, 'listening');
+    // A two-port range with one port held by a listener: every probe still binds the free one.
+    const taken = createServer();
+    taken.listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    const busy = (taken.address() as { port: number }).port;
+    const port = (s: { address(): unknown }) => (s.address() as { port: number }).port;
+    try {
+      const t = netTransport();
+      for (let i = 0; i < 3; i++) assert.deepEqual(await t.http('127.0.0.1', port(http), '/', 2000), { ok: true });
+      assert.deepEqual(await t.tcp('127.0.0.1', port(raw), 2000), { ok: true });
+      for (const p of [...seen, ...tcpSeen]) {
+        assert.ok(p >= PROBE_SOURCE_PORTS.first && p <= PROBE_SOURCE_PORTS.last, `source port ${p} in the probe range`);
+      }
+      seen.length = 0;
+      const narrow = netTransport({ sourcePorts: { first: busy, last: busy + 1 } });
+      assert.deepEqual(await narrow.http('127.0.0.1', port(http), '/', 2000), { ok: true });
+      assert.deepEqual(seen, [busy + 1]);
+    } finally {
+      http.close();
+      raw.close();
+      taken.close();
     }
   });
 

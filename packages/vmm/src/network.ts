@@ -5,6 +5,7 @@ import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
+import { ActivityCounters } from './activity.ts';
 import { type DnsForwarder, type DnsRecords, startDnsForwarder, type Upstream } from './dns-forwarder.ts';
 import type { PortForward } from './driver.ts';
 import { EgressFirewall } from './egress.ts';
@@ -122,6 +123,9 @@ export class VmNetwork {
   private readonly inflight = new Set<string>();
   /** Addresses of VMs without egress: the DNS forwarder relays nothing for them. */
   private readonly noEgress = new Set<string>();
+  /** Scale to zero: per-VM traffic without health probes (`activity.ts`); tap mode only. */
+  private activity: ActivityCounters | undefined;
+  private activityWarned = false;
 
   constructor(cfg: NetworkConfig, logger: Logger, opts: VmNetworkOptions = {}) {
     this.cfg = cfg;
@@ -300,16 +304,37 @@ export class VmNetwork {
     await this.ip(['link', 'del', a.tap]).catch(() => undefined);
     await this.firewall?.removePort(a.tap);
     this.noEgress.delete(a.ip.split('/')[0] as string);
+    await this.activity?.forget(a.ip.split('/')[0] as string);
   }
 
   /**
-   * Bytes through the VM's TAP since it was made (tap mode; the guest's receive = the TAP's transmit),
-   * or undefined when not measurable (user mode, no TAP yet).
+   * The VM's traffic for idle detection (tap mode; guest-side: `rxBytes` toward the guest): bytes not
+   * from or to a health probe's source port (`activity.ts`, nft counters in the bridge's namespace,
+   * counting from the first call). Where nft cannot count, the TAP's byte counters (probes included,
+   * warned once). Undefined when not measurable (user mode, no TAP yet).
    */
   async counters(a: VmNetAssignment): Promise<{ rxBytes: number; txBytes: number } | undefined> {
     if (a.mode !== 'tap' || !a.tap) return undefined;
+    const ip = a.ip.split('/')[0] as string;
+    this.activity ??= new ActivityCounters({ netns: this.cfg.netns || undefined, bridge: this.cfg.bridge });
     try {
-      const { stdout } = await this.ip(['-s', '-j', 'link', 'show', 'dev', a.tap]);
+      return await this.activity.count(ip);
+    } catch (err) {
+      if (!this.activityWarned) {
+        this.activityWarned = true;
+        this.log.warn(
+          { err: (err as Error).message },
+          'cannot count VM traffic without health probes (nft): idle detection uses TAP counters, so probed replicas never go idle',
+        );
+      }
+    }
+    return this.tapCounters(a.tap);
+  }
+
+  /** Bytes through a TAP since it was made (the guest's receive = the TAP's transmit). */
+  private async tapCounters(tap: string): Promise<{ rxBytes: number; txBytes: number } | undefined> {
+    try {
+      const { stdout } = await this.ip(['-s', '-j', 'link', 'show', 'dev', tap]);
       const j = JSON.parse(stdout) as Array<{ stats64?: { rx?: { bytes?: number }; tx?: { bytes?: number } } }>;
       const st = j[0]?.stats64;
       if (typeof st?.rx?.bytes !== 'number' || typeof st?.tx?.bytes !== 'number') return undefined;
@@ -324,6 +349,8 @@ export class VmNetwork {
     await this.dns?.close();
     this.dns = undefined;
     await this.firewall?.remove();
+    await this.activity?.close();
+    this.activity = undefined;
     if ((this.createdNetns || this.cfg.createNetns) && this.cfg.netns && existsSync(`/run/netns/${this.cfg.netns}`)) {
       await execFileP('ip', ['netns', 'del', this.cfg.netns]).catch(() => undefined);
       this.createdNetns = false;

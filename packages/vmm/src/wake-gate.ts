@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
+import { PROBE_PORT_RANGE } from './activity.ts';
 import { isPort } from './network.ts';
 
 const execFileP = promisify(execFile);
@@ -40,7 +41,10 @@ function checkIpv4(ip: string): void {
  * Only packets that arrive from outside (prerouting: formnet over WireGuard, the ingress) are
  * redirected; the gate's own connection to the resumed VM starts in the namespace (output) and goes
  * straight to it. Connections already redirected keep their NAT in conntrack after a rule goes, so a
- * held connection survives the rule's removal at wake. No rules: the table is deleted.
+ * held connection survives the rule's removal at wake. A health probe (source port in
+ * PROBE_SOURCE_PORTS) is never held, so it never wakes the VM: it is refused at once with a TCP reset
+ * (the probers stop probing a replica once it is reported suspended; this covers the moment before).
+ * No rules: the table is deleted.
  *
  * @example wakeRuleset('formbr0', '10.129.7.1', [{ ip: '10.129.7.2', port: 80, hostPort: 40123 }])
  */
@@ -59,10 +63,16 @@ export function wakeRuleset(bridge: string, host: string, rules: WakeRule[]): st
     }
     return `    ip daddr ${r.ip} tcp dport ${r.port} dnat to ${host}:${r.hostPort}`;
   });
+  const ips = [...new Set(rules.map((r) => r.ip))];
   return `${head}table ip ${t} {
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
+    tcp sport ${PROBE_PORT_RANGE} return
 ${lines.join('\n')}
+  }
+  chain probes {
+    type filter hook forward priority filter; policy accept;
+${ips.map((ip) => `    ip daddr ${ip} tcp sport ${PROBE_PORT_RANGE} reject with tcp reset`).join('\n')}
   }
 }
 `;

@@ -1,59 +1,37 @@
-import { createHash, randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  copyFileSync,
-  createReadStream,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readSync,
-  renameSync,
-  rmSync,
-  statSync,
-} from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { FormError, type GpuRequest, type Resources } from '@formation/interface';
+import { FormError, type Resources } from '@formation/interface';
 import type { Logger } from '@formation/service';
+import { bootSnapshotPlan } from './boot-plan.ts';
 import { BootTemplates, isTemplateDriver, neutralCmdline } from './boot-snapshot.ts';
-import { type CapacityConfig, checkCapacity, hostCapacity, sumResources } from './capacity.ts';
-import type { DriverFingerprint, DriverVmSpec, ExitInfo, HypervisorDriver } from './driver.ts';
+import { type CapacityConfig, checkCapacity, hostCapacity } from './capacity.ts';
+import type { DriverFingerprint, ExitInfo, HypervisorDriver } from './driver.ts';
 import { fingerprintGpus, pickGpus } from './gpu.ts';
-import { findImage, hostInitramfs, hostKernel, openFormImage, resolveFormpack } from './images.ts';
 import { intToIp, parseCidr, type VmNetwork } from './network.ts';
+import { CONSOLE_READY_MARK, readFrom, tail } from './serial-console.ts';
 import { assertAction, hasProcess, KeyedSerializer, type VmAction, type VmState } from './state-machine.ts';
 import type { VmStore } from './store.ts';
 import type { RevisionRecord, SnapshotRecord, VmHealth, VmRecord, VmSource, VmView } from './types.ts';
+import { gpusGiven, usedResources } from './vm-accounting.ts';
+import { launchVm } from './vm-boot.ts';
+import {
+  type CreateVmRequest,
+  driverSpec,
+  measureSpec,
+  resolveBootSource,
+  takenAddresses,
+  vmName,
+  vmResources,
+} from './vm-create.ts';
+import { entrypointGaveUp, probeHealth } from './vm-health.ts';
 import { allocatedBytes, parseBlockstats, readTapIo, type VmIo } from './vm-io.ts';
+import { ReadyWaiters } from './vm-ready.ts';
+import { copyDiskFrozen, keepRevision } from './vm-revision.ts';
+import { vmView } from './vm-view.ts';
 import { WakeGate } from './wake-gate.ts';
 
-/** Body of POST /vms. */
-export interface CreateVmRequest {
-  /** Formpack id (a directory in formpacksDir). Exactly one of formpack / image. */
-  formpack?: string | undefined;
-  /** Image name in imagesDir (.img, .qcow2, .vmdk, .form). */
-  image?: string | undefined;
-  name?: string | undefined;
-  resources?: Partial<Resources> | undefined;
-  /** Guest TCP ports to forward from 127.0.0.1 in user-mode networking (default: 22 + the Formpack's EXPOSE). */
-  forwardPorts?: number[] | undefined;
-  /** For plain images: the init to switch_root into (default /sbin/init). */
-  init?: string | undefined;
-  restartPolicy?: 'never' | 'on-failure' | undefined;
-  /**
-   * Size of the VM's empty data disk in MiB (encrypted inside the guest; not measured). Default: the
-   * VMM's `dataDiskMiB` for Formpack VMs, none for plain images. 0 = no data disk.
-   */
-  dataDiskMiB?: number | undefined;
-  /** Start right away (default true). */
-  start?: boolean | undefined;
-  /** GPUs to pass through (VFIO): `count` free passthrough-capable GPUs of `vendor` on this host, else VM_GPU_UNAVAILABLE. */
-  gpu?: GpuRequest | undefined;
-  /**
-   * false: the VM reaches formnet only (its neighbours, its gateway's DNS, other instances and members
-   * over WireGuard), never the internet. Default true; a node with egress off gives none to any VM.
-   */
-  egress?: boolean | undefined;
-}
+export type { CreateVmRequest } from './vm-create.ts';
 
 export interface VmManagerOptions {
   driver: HypervisorDriver;
@@ -85,9 +63,6 @@ export interface VmManagerOptions {
   onWake?: ((id: string) => Promise<void>) | undefined;
 }
 
-const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const READY_MARK = 'FORM-INIT-READY';
-
 /**
  * The VM manager: owns VM records (persisted), enforces the state machine, serializes actions per VM,
  * accounts resources, wires networking, watches readiness and health, and re-attaches to running VMs
@@ -99,7 +74,7 @@ export class VmManager {
   private readonly vms = new Map<string, VmRecord>();
   private readonly health = new Map<string, VmHealth>();
   private readonly lock = new KeyedSerializer();
-  private readonly readyWaiters = new Map<string, Array<() => void>>();
+  private readonly ready = new ReadyWaiters();
   private healthTimer: NodeJS.Timeout | undefined;
   private readyTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -209,7 +184,7 @@ export class VmManager {
   capacity(): { capacity: Resources; used: Resources } {
     return {
       capacity: hostCapacity(this.o.capacity ?? {}, this.o.store.dir),
-      used: sumResources([...this.vms.values()].filter((r) => hasProcess(r.state)).map((r) => r.resources)),
+      used: usedResources(this.vms.values()),
     };
   }
 
@@ -226,39 +201,7 @@ export class VmManager {
   }
 
   private view(r: VmRecord): VmView {
-    const { dns: _dns, ...net } = r.network;
-    return {
-      id: r.id,
-      name: r.name,
-      owner: r.owner,
-      state: r.state,
-      stateReason: r.stateReason,
-      source: r.source,
-      resources: r.resources,
-      network: net,
-      pid: hasProcess(r.state) ? (r.driver.pid ?? null) : null,
-      ready: r.ready,
-      startedAt: r.startedAt ?? null,
-      readyAt: r.readyAt ?? null,
-      bootMs: r.bootMs ?? null,
-      boot: r.boot
-        ? {
-            kind: r.boot.kind,
-            readyMs: r.ready && r.readyAt ? Date.parse(r.readyAt) - Date.parse(r.boot.launchedAt) : null,
-            fallback: r.boot.fallback ?? null,
-          }
-        : null,
-      measurement: r.measurement ?? null,
-      health: hasProcess(r.state) ? (this.health.get(r.id) ?? null) : null,
-      lastExit: r.lastExit ?? null,
-      restartPolicy: r.restartPolicy,
-      restarts: r.restarts,
-      snapshots: r.snapshots.map(({ dir: _d, ...s }) => s),
-      revisions: (r.revisions ?? []).map(({ file: _f, ...x }) => x),
-      suspended: r.suspended ? { bytes: r.suspended.bytes, at: r.suspended.at, saveMs: r.suspended.saveMs } : null,
-      createdAt: r.createdAt,
-      updatedAt: r.updatedAt,
-    };
+    return vmView(r, this.health.get(r.id));
   }
 
   private authorize(rec: VmRecord, actor: string | undefined, action: string): void {
@@ -285,107 +228,33 @@ export class VmManager {
       throw new FormError('BAD_REQUEST', 'Cannot create a VM: give exactly one of formpack or image');
     }
     const id = `vm-${randomBytes(6).toString('hex')}`;
-    let source: VmSource;
-    let kernel: string;
-    let initramfs: string | undefined;
-    let cmdline: string;
-    let disk: string;
-    let diskFormat: 'qcow2' | 'raw' | 'vmdk';
-    let base: Resources;
-    let agentChannel = 'org.qemu.guest_agent.0';
-    let ports = [22];
-    let defaultName: string;
-    let diskSha: string | null = null;
-    let isFormpack = false;
-    const fromFormpack = (fp: ReturnType<typeof resolveFormpack>, src: VmSource): void => {
-      isFormpack = true;
-      source = src;
-      kernel = fp.kernel;
-      initramfs = fp.initramfs;
-      cmdline = fp.manifest.cmdline;
-      disk = fp.disk;
-      diskFormat = 'qcow2';
-      base = { ...fp.manifest.resources };
-      agentChannel = fp.manifest.guest?.agentChannel ?? agentChannel;
-      ports = [22, ...(fp.manifest.formfile?.expose ?? [])];
-      defaultName = fp.manifest.name;
-      diskSha = fp.manifest.artifacts.disk.sha256 ?? null;
-    };
-    if (req.formpack) {
-      const fp = resolveFormpack(this.o.formpacksDir, req.formpack);
-      fromFormpack(fp, { kind: 'formpack', id: fp.manifest.id ?? req.formpack, name: fp.manifest.name, dir: fp.dir });
-    } else {
-      const img = findImage(this.o.imagesDir, req.image as string);
-      if (img.format === 'formpack') {
-        const fp = await openFormImage(img, join(this.o.cacheDir, 'form-images'));
-        fromFormpack(fp, { kind: 'image', name: img.name, file: img.file, format: 'formpack' });
-      } else {
-        source = { kind: 'image', name: img.name, file: img.file, format: img.format };
-        const k = this.o.kernelPath ?? hostKernel();
-        if (!k || !existsSync(k)) {
-          throw new FormError('HOST_UNSUPPORTED', `Cannot boot image ${img.name}: no kernel (set VMM_KERNEL_PATH)`);
-        }
-        kernel = k;
-        initramfs = this.o.initramfsPath ?? (await hostInitramfs(k, this.o.cacheDir));
-        cmdline = `console=ttyS0 root=/dev/vda rw panic=-1 vm_init=${req.init ?? '/sbin/init'}`;
-        disk = img.file;
-        diskFormat = img.format;
-        base = { vcpu: 1, memMiB: 256, diskGiB: 1 };
-        defaultName = img.name.replace(/\.[^.]+$/, '');
-      }
-    }
-    const resources = { ...base!, ...(req.resources ?? {}) };
-    for (const [k, v] of Object.entries(resources)) {
-      if (!Number.isInteger(v) || v < 1)
-        throw new FormError('BAD_REQUEST', `Cannot create a VM: ${k} must be a positive integer`);
-    }
-    if (resources.memMiB < 64) throw new FormError('BAD_REQUEST', 'Cannot create a VM: memMiB must be at least 64');
+    const src = await resolveBootSource(req, this.o);
+    const resources = vmResources(src.base, req.resources);
     // A GPU stays given to its VM (running or not) until the VM is destroyed.
-    const gpusTaken = new Set([...this.vms.values()].flatMap((r) => r.driver.spec.gpus ?? []));
+    const gpusTaken = new Set(gpusGiven(this.vms.values()));
     const gpus = req.gpu ? pickGpus(fingerprintGpus(), gpusTaken, req.gpu, id) : undefined;
-    const name = (req.name ?? `${sanitize(defaultName!)}-${id.slice(3, 9)}`).toLowerCase();
-    if (!NAME_RE.test(name)) {
-      throw new FormError(
-        'BAD_REQUEST',
-        `Cannot create a VM named ${JSON.stringify(name)}: use a DNS label (a-z, 0-9, -)`,
-      );
-    }
-    const taken = { ips: new Set<string>(), macs: new Set<string>(), taps: new Set<string>() };
-    for (const r of this.vms.values()) {
-      taken.ips.add(r.network.ip.split('/')[0] as string);
-      taken.macs.add(r.network.mac);
-      if (r.network.tap) taken.taps.add(r.network.tap);
-    }
+    const name = vmName(req.name, src.defaultName, id);
+    const taken = takenAddresses(this.vms.values());
     if (req.egress !== undefined && typeof req.egress !== 'boolean') {
       throw new FormError('BAD_REQUEST', 'Cannot create a VM: egress must be true or false');
     }
-    const net = await this.o.network.assign(id, taken, req.forwardPorts ?? ports, req.egress !== false);
+    const net = await this.o.network.assign(id, taken, req.forwardPorts ?? src.ports, req.egress !== false);
     // Boot snapshots: a Formpack whose guest is known to wait for its identity gets the neutral cmdline.
-    const agentIdentity = this.identityByAgent(isFormpack, source!);
+    const agentIdentity = this.identityByAgent(src.isFormpack, src.source);
     const fullCmdline = agentIdentity
-      ? neutralCmdline(cmdline!)
-      : `${cmdline!} vm_ip=${net.ip} vm_gw=${net.gateway} vm_dns=${net.dns} vm_name=${name} vm_id=${id}`.trim();
-    const dir = join(this.o.store.vmDir(id), 'qemu');
-    const spec: DriverVmSpec = {
+      ? neutralCmdline(src.cmdline)
+      : `${src.cmdline} vm_ip=${net.ip} vm_gw=${net.gateway} vm_dns=${net.dns} vm_name=${name} vm_id=${id}`.trim();
+    const spec = driverSpec({
       id,
       name,
-      vcpu: resources.vcpu,
-      memMiB: resources.memMiB,
-      dir,
-      kernel: kernel!,
-      initramfs,
+      resources,
+      dir: join(this.o.store.vmDir(id), 'qemu'),
+      src,
       cmdline: fullCmdline,
-      baseDisk: disk!,
-      baseDiskFormat: diskFormat!,
-      diskGiB: resources.diskGiB,
-      dataDiskMiB: req.dataDiskMiB ?? (isFormpack ? (this.o.dataDiskMiB ?? 0) : 0),
-      network:
-        net.mode === 'user'
-          ? { mode: 'user', forwards: net.forwards, mac: net.mac, restrict: net.egress === false }
-          : { mode: 'tap', tap: net.tap as string, mac: net.mac, netns: net.netns },
-      agentChannel,
-      ...(gpus ? { gpus } : {}),
-    };
+      dataDiskMiB: req.dataDiskMiB ?? (src.isFormpack ? (this.o.dataDiskMiB ?? 0) : 0),
+      net,
+      gpus,
+    });
     let driverVm: VmRecord['driver'];
     try {
       driverVm = await this.o.driver.create(spec);
@@ -401,7 +270,7 @@ export class VmManager {
       owner,
       createdAt: now,
       updatedAt: now,
-      source: source!,
+      source: src.source,
       resources,
       state: 'created',
       stateReason: 'created',
@@ -412,15 +281,10 @@ export class VmManager {
       snapshots: [],
       serialOffset: 0,
       ready: false,
-      ports: [...new Set(req.forwardPorts ?? ports)],
-      measurement: {
-        kernel: await sha256File(spec.kernel),
-        initramfs: spec.initramfs ? await sha256File(spec.initramfs) : null,
-        cmdline: createHash('sha256').update(spec.cmdline).digest('hex'),
-        disk: diskSha,
-      },
+      ports: [...new Set(req.forwardPorts ?? src.ports)],
+      measurement: await measureSpec(spec, src.diskSha),
     };
-    this.planBoot(rec, cmdline!, agentIdentity);
+    this.planBoot(rec, src.cmdline, agentIdentity);
     this.vms.set(id, rec);
     this.o.network.settle(net);
     this.o.store.save(rec);
@@ -496,29 +360,9 @@ export class VmManager {
 
   /** What this VM wants of its Formpack's template (VMs that are not Formpack VMs have none). */
   private planBoot(rec: VmRecord, formpackCmdline: string, agentIdentity: boolean): void {
-    if (!this.templates || rec.source.kind !== 'formpack' || !rec.measurement) return;
-    const s = rec.driver.spec;
-    rec.bootSnapshot = {
-      identity: agentIdentity ? 'agent' : 'cmdline',
-      want: {
-        formpackId: rec.source.id,
-        kernelSha256: rec.measurement.kernel,
-        initramfsSha256: rec.measurement.initramfs,
-        diskSha256: rec.measurement.disk,
-        kernel: s.kernel,
-        initramfs: s.initramfs,
-        baseDisk: s.baseDisk,
-        baseDiskFormat: s.baseDiskFormat,
-        diskGiB: s.diskGiB,
-        cmdline: neutralCmdline(formpackCmdline),
-        memMiB: s.memMiB,
-        vcpu: s.vcpu,
-        dataDiskMiB: s.dataDiskMiB ?? 0,
-        agentChannel: s.agentChannel,
-        netMode: s.network.mode,
-        netns: s.network.mode === 'tap' ? s.network.netns : undefined,
-      },
-    };
+    if (!this.templates) return;
+    const plan = bootSnapshotPlan(rec, formpackCmdline, agentIdentity);
+    if (plan) rec.bootSnapshot = plan;
   }
 
   /**
@@ -526,71 +370,8 @@ export class VmManager {
    * restores the Formpack's template when one fits (else cold-boots, logging why); every boot of such a
    * VM is then released with its identity. Other VMs simply start.
    */
-  private async launch(rec: VmRecord): Promise<void> {
-    const launchedAt = new Date().toISOString();
-    const plan = rec.bootSnapshot;
-    if (!this.templates || plan?.identity !== 'agent') {
-      await this.o.driver.start(rec.driver);
-      rec.boot = { kind: 'cold', launchedAt };
-      return;
-    }
-    let fallback: string | undefined;
-    if (rec.boot === undefined) {
-      const fit = await this.templates
-        .find(plan.want)
-        .catch((err: unknown) => ({ ok: false, reason: (err as Error).message, rebuild: false }) as const);
-      if (fit.ok) {
-        try {
-          await this.templates.restore(rec.driver, fit);
-          rec.boot = { kind: 'snapshot', launchedAt };
-          this.releaseIdentity(rec, Date.now() - Date.parse(launchedAt));
-          return;
-        } catch (err) {
-          fallback = `template restore failed: ${(err as Error).message}`;
-          await this.templates.discard(fit.dir, fallback);
-          // The restore wrote the template's disk over the overlay: a fresh one for the cold boot.
-          await this.o.driver.create(rec.driver.spec);
-        }
-      } else {
-        fallback = fit.reason;
-      }
-      this.log.warn({ id: rec.id, reason: fallback }, 'boot snapshot not used: cold boot');
-    }
-    await this.o.driver.start(rec.driver);
-    rec.boot = { kind: 'cold', launchedAt, fallback };
-    this.releaseIdentity(rec, Date.now() - Date.parse(launchedAt));
-  }
-
-  /** In the background: hand the waiting guest its identity (the boot is ready when its init says so). */
-  private releaseIdentity(rec: VmRecord, launchMs: number): void {
-    const boot = rec.boot;
-    const templates = this.templates;
-    if (!templates) return;
-    const ip = rec.network.ip;
-    void templates
-      .release(rec.driver, {
-        ip,
-        gateway: rec.network.gateway,
-        dns: rec.network.dns,
-        name: rec.name,
-        id: rec.id,
-        mac: rec.network.mac.toLowerCase(),
-      })
-      .then(() =>
-        this.log.info(
-          {
-            id: rec.id,
-            kind: boot?.kind,
-            launchMs,
-            sinceLaunchMs: boot ? Date.now() - Date.parse(boot.launchedAt) : null,
-          },
-          'identity released',
-        ),
-      )
-      .catch((err: unknown) => {
-        if (rec.boot !== boot || !hasProcess(rec.state)) return;
-        this.log.error({ id: rec.id, err: (err as Error).message }, 'identity not released: the guest stays waiting');
-      });
+  private launch(rec: VmRecord): Promise<void> {
+    return launchVm(rec, this.o.driver, this.templates, this.log);
   }
 
   /** After a Formpack VM's first boot: build its template once it is ready (never competing with its boot). */
@@ -800,7 +581,7 @@ export class VmManager {
 
   /** PCI addresses of the GPUs given to this node's VMs (a GPU stays given until its VM is destroyed). */
   gpusInUse(): string[] {
-    return [...this.vms.values()].flatMap((r) => r.driver.spec.gpus ?? []);
+    return gpusGiven(this.vms.values());
   }
 
   /** Disk and network I/O of a VM for metrics (`vm-io.ts`): block stats over QMP, qcow2 allocation, TAP counters. */
@@ -871,47 +652,22 @@ export class VmManager {
       const agent = this.o.driver.agent(rec.driver);
       this.setState(rec, 'committing', `commit revision ${revision}`);
       const t0 = Date.now();
-      let frozen = false;
-      let paused = false;
-      try {
-        await agent.fsfreeze(true);
-        frozen = true;
-        await this.o.driver.pause(rec.driver);
-        paused = true;
-        copyFileSync(rec.driver.paths.disk, tmp);
-      } catch (err) {
-        rmSync(tmp, { force: true });
-        const e = err as NodeJS.ErrnoException;
-        if (e.code === 'ENOSPC') {
-          throw new FormError('DISK_FULL', `Cannot commit VM ${id}: the disk of the node is full`, {
-            hint: 'Free space on the node; the VM keeps running unchanged.',
-          });
-        }
-        throw err;
-      } finally {
-        if (paused)
-          await this.o.driver
-            .resume(rec.driver)
-            .catch((err: unknown) => this.log.error({ err, id }, 'resume after commit failed'));
-        if (frozen)
-          await agent.fsfreeze(false).catch((err: unknown) => this.log.error({ err, id }, 'thaw after commit failed'));
-        this.setState(rec, 'running', `running (after commit)`);
-        this.save(rec);
-      }
-      const frozenMs = Date.now() - t0;
-      const sha256 = await sha256File(tmp);
-      renameSync(tmp, file);
-      const r: RevisionRecord = {
-        revision,
-        createdAt: new Date().toISOString(),
-        sha256,
-        bytes: statSync(file).size,
-        file,
-        frozenMs,
-      };
+      await copyDiskFrozen({
+        id,
+        driver: this.o.driver,
+        vm: rec.driver,
+        agent,
+        tmp,
+        log: this.log,
+        settle: () => {
+          this.setState(rec, 'running', `running (after commit)`);
+          this.save(rec);
+        },
+      });
+      const r = await keepRevision(tmp, file, revision, Date.now() - t0);
       rec.revisions = [...revs, r];
       this.save(rec);
-      this.log.info({ id, revision, sha256, bytes: r.bytes, frozenMs }, 'vm disk committed');
+      this.log.info({ id, revision, sha256: r.sha256, bytes: r.bytes, frozenMs: r.frozenMs }, 'vm disk committed');
       return r;
     });
   }
@@ -980,51 +736,23 @@ export class VmManager {
   waitReady(id: string, timeoutMs = 60_000): Promise<VmView> {
     const rec = this.rec(id);
     if (rec.ready) return Promise.resolve(this.view(rec));
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        done();
-        const r = this.vms.get(id);
-        reject(
-          new FormError('TIMEOUT', `VM ${id} was not ready within ${timeoutMs} ms (state ${r?.state ?? 'destroyed'})`, {
-            details: { console: r ? tail(r.driver.paths.serial, 1500) : '' },
-          }),
-        );
-      }, timeoutMs);
-      const waiter = (): void => {
-        const r = this.vms.get(id);
-        if (!r || r.ready || !hasProcess(r.state)) {
-          done();
-          if (r?.ready) resolve(this.view(r));
-          else
-            reject(
-              new FormError('VM_BAD_STATE', `VM ${id} stopped before it was ready: ${r?.stateReason ?? 'destroyed'}`),
-            );
-        }
-      };
-      const list = this.readyWaiters.get(id) ?? [];
-      list.push(waiter);
-      this.readyWaiters.set(id, list);
-      const done = (): void => {
-        clearTimeout(timer);
-        const l = this.readyWaiters.get(id);
-        if (l)
-          this.readyWaiters.set(
-            id,
-            l.filter((w) => w !== waiter),
-          );
-      };
-    });
+    return this.ready.wait(
+      id,
+      timeoutMs,
+      (i) => this.vms.get(i),
+      (r) => this.view(r),
+    );
   }
 
   private wake(id: string): void {
-    for (const w of [...(this.readyWaiters.get(id) ?? [])]) w();
+    this.ready.wake(id);
   }
 
   private scanReady(): void {
     for (const rec of this.vms.values()) {
       if (rec.ready || rec.state !== 'running') continue;
       const text = readFrom(rec.driver.paths.serial, rec.serialOffset);
-      const m = text.indexOf(READY_MARK);
+      const m = text.indexOf(CONSOLE_READY_MARK);
       if (m >= 0) {
         rec.ready = true;
         rec.readyAt = new Date().toISOString();
@@ -1040,31 +768,14 @@ export class VmManager {
   async checkHealth(): Promise<void> {
     for (const rec of [...this.vms.values()]) {
       if (rec.state !== 'running' || !rec.ready) continue;
-      const h: VmHealth = { checkedAt: new Date().toISOString(), agent: 'ok' };
-      const ga = this.o.driver.agent(rec.driver);
-      try {
-        await ga.ping(2000);
-        try {
-          const s = (await ga.readFile('/run/form/entrypoint.state', 256, 2000)).trim().split(/\s+/);
-          if (s[0] === 'running') h.entrypoint = { status: 'running', pid: Number(s[1]), restarts: Number(s[2] ?? 0) };
-          else if (s[0] === 'exited')
-            h.entrypoint = { status: 'exited', code: Number(s[1]), restarts: Number(s[2] ?? 0) };
-          else h.entrypoint = { status: 'unknown', detail: s.join(' ') };
-        } catch (err) {
-          h.entrypoint = { status: 'unknown', detail: (err as Error).message };
-        }
-      } catch (err) {
-        h.agent = 'unreachable';
-        h.agentError = (err as Error).message;
-      }
+      const h = await probeHealth(this.o.driver.agent(rec.driver));
       const prev = this.health.get(rec.id);
       if (!this.vms.has(rec.id) || rec.state !== 'running') continue;
       this.health.set(rec.id, h);
       // The guest init restarts its entrypoint itself; "exited" twice in a row with the same restart
       // count means it gave up: the instance is reported, and restarted per policy.
       const ep = h.entrypoint;
-      const pep = prev?.entrypoint;
-      if (ep?.status === 'exited' && pep?.status === 'exited' && pep.restarts === ep.restarts && !prev?.acted) {
+      if (ep?.status === 'exited' && entrypointGaveUp(prev, h)) {
         h.acted = true;
         this.log.warn({ id: rec.id, entrypoint: ep }, 'vm entrypoint died');
         if (rec.restartPolicy === 'on-failure' && rec.restarts < (this.o.maxRestarts ?? 3) && !this.closed) {
@@ -1142,49 +853,3 @@ export class VmManager {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function sanitize(s: string): string {
-  return (
-    s
-      .toLowerCase()
-      .replace(/[^a-z0-9-]+/g, '-')
-      .replace(/^-+|-+$/g, '')
-      .slice(0, 50) || 'vm'
-  );
-}
-
-function readFrom(path: string, offset: number, max = 1 << 20): string {
-  let fd: number | undefined;
-  try {
-    fd = openSync(path, 'r');
-    const size = statSync(path).size;
-    const start = Math.max(offset, size - max);
-    if (size <= start) return '';
-    const buf = Buffer.alloc(size - start);
-    readSync(fd, buf, 0, buf.length, start);
-    return buf.toString('utf8');
-  } catch {
-    return '';
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
-
-function tail(path: string, bytes: number): string {
-  try {
-    const size = statSync(path).size;
-    return readFrom(path, Math.max(0, size - bytes), bytes);
-  } catch {
-    return '';
-  }
-}
-
-function sha256File(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    createReadStream(path)
-      .on('data', (d) => h.update(d))
-      .on('error', reject)
-      .on('end', () => resolve(h.digest('hex')));
-  });
-}

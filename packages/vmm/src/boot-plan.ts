@@ -1,0 +1,34 @@
+// What a VM wants of its Formpack's boot template (boot-snapshot.ts), from its record. Pure.
+import { neutralCmdline } from './boot-snapshot.ts';
+import type { VmRecord } from './types.ts';
+
+/** The boot-snapshot plan of a Formpack VM (undefined for other VMs or without a measurement). */
+export function bootSnapshotPlan(
+  rec: VmRecord,
+  formpackCmdline: string,
+  agentIdentity: boolean,
+): VmRecord['bootSnapshot'] | undefined {
+  if (rec.source.kind !== 'formpack' || !rec.measurement) return undefined;
+  const s = rec.driver.spec;
+  return {
+    identity: agentIdentity ? 'agent' : 'cmdline',
+    want: {
+      formpackId: rec.source.id,
+      kernelSha256: rec.measurement.kernel,
+      initramfsSha256: rec.measurement.initramfs,
+      diskSha256: rec.measurement.disk,
+      kernel: s.kernel,
+      initramfs: s.initramfs,
+      baseDisk: s.baseDisk,
+      baseDiskFormat: s.baseDiskFormat,
+      diskGiB: s.diskGiB,
+      cmdline: neutralCmdline(formpackCmdline),
+      memMiB: s.memMiB,
+      vcpu: s.vcpu,
+      dataDiskMiB: s.dataDiskMiB ?? 0,
+      agentChannel: s.agentChannel,
+      netMode: s.network.mode,
+      netns: s.network.mode === 'tap' ? s.network.netns : undefined,
+    },
+  };
+}

@@ -1,0 +1,75 @@
+// The manager's pure parts, alone: create-request validation, entrypoint health, accounting.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { isFormError } from '@formation/interface';
+import type { VmHealth, VmRecord } from '../src/types.ts';
+import { gpusGiven, usedResources } from '../src/vm-accounting.ts';
+import { sanitize, takenAddresses, vmName, vmResources } from '../src/vm-create.ts';
+import { entrypointGaveUp, parseEntrypointState } from '../src/vm-health.ts';
+
+const badRequest = (e: unknown): boolean => isFormError(e) && e.code === 'BAD_REQUEST';
+
+describe('create validation', () => {
+  test('resources: the request overrides the source; each a positive integer, memory at least 64 MiB', () => {
+    const base = { vcpu: 1, memMiB: 256, diskGiB: 1 };
+    assert.deepEqual(vmResources(base, { memMiB: 512 }), { vcpu: 1, memMiB: 512, diskGiB: 1 });
+    assert.deepEqual(vmResources(base, undefined), base);
+    assert.throws(() => vmResources(base, { vcpu: 0 }), badRequest);
+    assert.throws(() => vmResources(base, { diskGiB: 1.5 }), badRequest);
+    assert.throws(() => vmResources(base, { memMiB: 32 }), /at least 64/);
+  });
+
+  test('name: a DNS label; the default comes from the source name and the id', () => {
+    assert.equal(vmName(undefined, 'My App_v2', 'vm-0123456789ab'), 'my-app-v2-012345');
+    assert.equal(vmName('Web-1', 'x', 'vm-0123456789ab'), 'web-1');
+    assert.throws(() => vmName('-bad', 'x', 'vm-0123456789ab'), badRequest);
+    assert.throws(() => vmName('a,b', 'x', 'vm-0123456789ab'), badRequest);
+    assert.equal(sanitize('***'), 'vm');
+  });
+});
+
+describe('entrypoint health', () => {
+  test('the state file parses; anything else is unknown', () => {
+    assert.deepEqual(parseEntrypointState('running 42 1\n'), { status: 'running', pid: 42, restarts: 1 });
+    assert.deepEqual(parseEntrypointState('exited 3'), { status: 'exited', code: 3, restarts: 0 });
+    assert.deepEqual(parseEntrypointState('what'), { status: 'unknown', detail: 'what' });
+  });
+
+  test('gave up: exited twice with the same restart count, once only', () => {
+    const h = (ep: VmHealth['entrypoint'], acted?: boolean): VmHealth => ({
+      checkedAt: '',
+      agent: 'ok',
+      entrypoint: ep,
+      acted,
+    });
+    const exited = { status: 'exited', code: 1, restarts: 2 } as const;
+    assert.equal(entrypointGaveUp(undefined, h(exited)), false);
+    assert.equal(entrypointGaveUp(h(exited), h(exited)), true);
+    assert.equal(entrypointGaveUp(h(exited, true), h(exited)), false);
+    assert.equal(entrypointGaveUp(h({ ...exited, restarts: 1 }), h(exited)), false);
+    assert.equal(entrypointGaveUp(h({ status: 'running', pid: 1, restarts: 2 }), h(exited)), false);
+  });
+});
+
+describe('accounting', () => {
+  const rec = (state: VmRecord['state'], vcpu: number, gpus?: string[], ip = '10.0.0.2/24'): VmRecord =>
+    ({
+      state,
+      resources: { vcpu, memMiB: 256, diskGiB: 1 },
+      network: { ip, mac: `52:54:00:00:00:0${vcpu}`, tap: vcpu > 1 ? `tap${vcpu}` : undefined },
+      driver: { spec: { gpus } },
+    }) as unknown as VmRecord;
+
+  test('resources count VMs with a process; GPUs stay given to stopped VMs', () => {
+    const vms = [rec('running', 2, ['0000:01:00.0']), rec('stopped', 4, ['0000:02:00.0']), rec('paused', 1)];
+    assert.deepEqual(usedResources(vms), { vcpu: 3, memMiB: 512, diskGiB: 2 });
+    assert.deepEqual(gpusGiven(vms), ['0000:01:00.0', '0000:02:00.0']);
+  });
+
+  test('taken addresses: IP without prefix, MACs, TAPs', () => {
+    const t = takenAddresses([rec('running', 2, undefined, '10.0.0.5/24'), rec('stopped', 1)]);
+    assert.deepEqual([...t.ips], ['10.0.0.5', '10.0.0.2']);
+    assert.deepEqual([...t.macs], ['52:54:00:00:00:02', '52:54:00:00:00:01']);
+    assert.deepEqual([...t.taps], ['tap2']);
+  });
+});

@@ -113,9 +113,9 @@ function nft(netns: string | undefined, args: string[], stdin?: string): Promise
 }
 
 /**
- * The counters of one bridge's VMs (the real side of `activityRuleset`): `count(ip)` adds the address
- * (re-applying the table) the first time it is asked for, then reads it. A VM starts counting from the
- * first read; the node's idle clock starts there too (`idleSince`).
+ * The counters of one bridge's VMs (the real side of `activityRuleset`): `add(ip)` when the VM's TAP is
+ * attached (re-applying the table; a VM the VMM re-attached after a restart is added at its first
+ * `count`), `count(ip)` reads it.
  */
 export class ActivityCounters {
   private readonly ips = new Set<string>();
@@ -132,18 +132,22 @@ export class ActivityCounters {
     await nft(this.o.netns, ['-f', '-'], activityRuleset(this.o.bridge, [...this.ips]));
   }
 
-  /** Non-probe bytes to and from `ip` since it was first counted. */
-  async count(ip: string): Promise<{ rxBytes: number; txBytes: number }> {
+  /** Start counting `ip` (idempotent; its VM's TAP is being attached). */
+  async add(ip: string): Promise<void> {
     checkIpv4(ip);
-    if (!this.ips.has(ip)) {
-      this.ips.add(ip);
-      try {
-        await this.apply();
-      } catch (err) {
-        this.ips.delete(ip);
-        throw err;
-      }
+    if (this.ips.has(ip)) return;
+    this.ips.add(ip);
+    try {
+      await this.apply();
+    } catch (err) {
+      this.ips.delete(ip);
+      throw err;
     }
+  }
+
+  /** Non-probe bytes to and from `ip` since it was first counted (added now if it was not). */
+  async count(ip: string): Promise<{ rxBytes: number; txBytes: number }> {
+    await this.add(ip);
     const out = await nft(this.o.netns, ['-j', 'list', 'counters', 'table', 'ip', activityTableName(this.o.bridge)]);
     const c = parseActivityCounters(out, [ip]).get(ip);
     if (!c)

@@ -287,6 +287,10 @@ export class VmNetwork {
     await this.guard(a);
     await this.ip(['link', 'set', a.tap, 'master', this.cfg.bridge]);
     await this.ip(['link', 'set', a.tap, 'up']);
+    // Scale to zero: count its traffic from the start (a failure here shows at `counters`).
+    await this.activityCounters()
+      .add(a.ip.split('/')[0] as string)
+      .catch(() => undefined);
   }
 
   /** Register a VM's port with the firewall (its one address; egress or not). Used for re-attached VMs. */
@@ -316,9 +320,8 @@ export class VmNetwork {
   async counters(a: VmNetAssignment): Promise<{ rxBytes: number; txBytes: number } | undefined> {
     if (a.mode !== 'tap' || !a.tap) return undefined;
     const ip = a.ip.split('/')[0] as string;
-    this.activity ??= new ActivityCounters({ netns: this.cfg.netns || undefined, bridge: this.cfg.bridge });
     try {
-      return await this.activity.count(ip);
+      return await this.activityCounters().count(ip);
     } catch (err) {
       if (!this.activityWarned) {
         this.activityWarned = true;
@@ -329,6 +332,11 @@ export class VmNetwork {
       }
     }
     return this.tapCounters(a.tap);
+  }
+
+  private activityCounters(): ActivityCounters {
+    this.activity ??= new ActivityCounters({ netns: this.cfg.netns || undefined, bridge: this.cfg.bridge });
+    return this.activity;
   }
 
   /** Bytes through a TAP since it was made (the guest's receive = the TAP's transmit). */

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { isFormError } from '@formation/interface';
+import { isFormError, PROBE_SOURCE_PORTS } from '@formation/interface';
 import { until } from '@formation/interface/testing';
 import { createLogger } from '@formation/service';
 import { loadVmmConfig } from '../src/config.ts';
@@ -24,12 +24,13 @@ const BR = 'fdzbr0';
 const CIDR = '10.129.244.0/24';
 const ip = (args: string[]): string => execFileSync('ip', args, { encoding: 'utf8' });
 
-/** An HTTP GET from the client namespace (curl): status line and body, or the failure. */
-function get(url: string, maxSec: number): Promise<{ code: number; out: string }> {
+/** An HTTP GET from the client namespace (curl): status line and body, or the failure; `probe` binds a probe port. */
+function get(url: string, maxSec: number, probe = false): Promise<{ code: number; out: string }> {
+  const from = probe ? ['--local-port', `${PROBE_SOURCE_PORTS.first}-${PROBE_SOURCE_PORTS.last}`] : [];
   return new Promise((resolve) => {
     const p = spawn(
       'ip',
-      ['netns', 'exec', C, 'curl', '-sS', '-m', String(maxSec), '-o', '-', '-w', '\n%{http_code}', url],
+      ['netns', 'exec', C, 'curl', '-sS', ...from, '-m', String(maxSec), '-o', '-', '-w', '\n%{http_code}', url],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
@@ -117,6 +118,10 @@ describe('scale to zero: suspend a real VM to disk, wake it on a connection (TCG
     assert.equal((await get(`http://${addr}/`, 5)).code, 200);
     const c1 = await m.traffic(vm.id);
     assert.ok(c1 && c1.rxBytes > c0.rxBytes && c1.txBytes > c0.txBytes, JSON.stringify({ c0, c1 }));
+    // Health probes (source port in PROBE_SOURCE_PORTS: every node's prober) are answered but not counted:
+    // a probed replica still goes idle.
+    for (let i = 0; i < 3; i++) assert.equal((await get(`http://${addr}/`, 5, true)).code, 200);
+    assert.deepEqual(await m.traffic(vm.id), c1, 'three answered probes: counters unchanged');
 
     let t0 = performance.now();
     const s = await m.suspend(vm.id);
@@ -140,6 +145,12 @@ describe('scale to zero: suspend a real VM to disk, wake it on a connection (TCG
     assert.equal(m.get(vm.id).state, 'suspended');
     assert.equal(statSync(img).size, good.length - 4096);
     writeFileSync(img, good, { mode: 0o600 });
+
+    // A probe while suspended is refused at once and does not wake it.
+    const probe = await get(`http://${addr}/`, 10, true);
+    assert.equal(probe.code, 0, probe.out);
+    assert.match(probe.out, /curl: \(7\)/, 'refused, not held');
+    assert.equal(m.get(vm.id).state, 'suspended', 'a probe does not wake it');
 
     // The connection made while suspended waits for the resume instead of failing.
     t0 = performance.now();

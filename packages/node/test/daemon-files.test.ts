@@ -15,8 +15,9 @@ const state = (pid: number) => {
 };
 
 test('pidAlive: a running process is alive; a zombie (ended, not reaped) and a missing PID are not', async (t) => {
-  // `sleep 30` becomes the parent of the background `true` and never waits for it: `true` stays a zombie.
-  const parent = spawn('sh', ['-c', 'true & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  // `sleep 30` becomes the parent of the background `sleep 1` and never waits for it: once that ends it
+  // stays a zombie. (A background `true` could end, and be reaped by sh, before the exec: seen in CI.)
+  const parent = spawn('sh', ['-c', 'sleep 1 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
   t.after(() => parent.kill('SIGKILL'));
   let out = '';
   parent.stdout.on('data', (d) => {

@@ -11,7 +11,7 @@
 //   update.rollback_failed_requests    failed requests of the same loop during the bad update and rollback
 // A separate suite from `deploy` (one `form node up`, no formnet between nodes): this one needs a devnet.
 // Reuses the rolling update test's pieces (packages/cli/test/rolling.ts). Needs root, qemu, wireguard-go, curl.
-// Prefix `fdb`, port base 5200 (FORM_BENCH_UPDATE_PORT_BASE to move it).
+// Prefix `fdb`, port base 5200 (FORM_BENCH_UPDATE_PREFIX, FORM_BENCH_UPDATE_PORT_BASE to move them).
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -35,7 +35,8 @@ const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const formBin = join(root, 'packages/cli/bin/form.js');
 const REPLICAS = 2;
-const PREFIX = 'fdb';
+// `fdb1`/`fdb2` are also public-tls.test.ts's namespaces (it deletes them): never run both at once, or move the prefix.
+const PREFIX = process.env.FORM_BENCH_UPDATE_PREFIX ?? 'fdb';
 const PORT_BASE = Number(process.env.FORM_BENCH_UPDATE_PORT_BASE ?? 5200);
 const LIMIT_MS = 900_000;
 

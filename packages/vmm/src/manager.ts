@@ -380,9 +380,12 @@ export class VmManager {
     const templates = this.templates;
     if (!templates || !plan || templates.capability(plan.want.formpackId).capable === false) return;
     if (rec.boot?.kind === 'snapshot') return;
-    void this.waitReady(rec.id, 180_000)
-      .catch(() => undefined)
-      .then(() => (this.closed ? undefined : templates.ensure(plan.want)));
+    // Only after a boot that reached ready: a VM destroyed or failed before that says nothing about
+    // whether a template can be made (and building one then kept a closing VMM busy).
+    void this.waitReady(rec.id, 180_000).then(
+      () => (this.closed ? undefined : templates.ensure(plan.want)),
+      () => undefined,
+    );
   }
 
   /** Resolves when no boot template is being built (tests, bench). */
@@ -713,6 +716,8 @@ export class VmManager {
       this.vms.delete(id);
       this.health.delete(id);
       this.o.store.remove(id);
+      // Whoever waits for it to be ready (a template build, a caller) hears now, not at its timeout.
+      this.wake(id);
       this.log.info({ id }, 'vm destroyed');
     });
   }

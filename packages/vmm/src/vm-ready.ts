@@ -30,6 +30,9 @@ export class ReadyWaiters {
           }),
         );
       }, timeoutMs);
+      // A wait alone never keeps the process up (a template build still waiting on a destroyed VM held a
+      // test process 180 s after its last test).
+      timer.unref();
       const waiter = (): void => {
         const r = find(id);
         if (!r || r.ready || !hasProcess(r.state)) {

@@ -6,6 +6,7 @@ import type { VmHealth, VmRecord } from '../src/types.ts';
 import { gpusGiven, usedResources } from '../src/vm-accounting.ts';
 import { sanitize, takenAddresses, vmName, vmResources } from '../src/vm-create.ts';
 import { entrypointGaveUp, parseEntrypointState } from '../src/vm-health.ts';
+import { ReadyWaiters } from '../src/vm-ready.ts';
 
 const badRequest = (e: unknown): boolean => isFormError(e) && e.code === 'BAD_REQUEST';
 
@@ -71,5 +72,35 @@ describe('accounting', () => {
     assert.deepEqual([...t.ips], ['10.0.0.5', '10.0.0.2']);
     assert.deepEqual([...t.macs], ['52:54:00:00:00:02', '52:54:00:00:00:01']);
     assert.deepEqual([...t.taps], ['tap2']);
+  });
+});
+
+describe('ready waiters', () => {
+  test('a VM destroyed while someone waits: the wait rejects at the wake, and never holds the process open', async () => {
+    const waiters = new ReadyWaiters();
+    const records = new Map<string, VmRecord>([['vm-1', { state: 'running', ready: false } as VmRecord]]);
+    // A one-hour timeout: were the timer ref'd, this test file would stay alive for it after its last test.
+    const p = waiters.wait(
+      'vm-1',
+      3_600_000,
+      (id) => records.get(id),
+      () => ({}) as never,
+    );
+    records.delete('vm-1');
+    waiters.wake('vm-1');
+    await assert.rejects(p, (e: unknown) => isFormError(e) && e.code === 'VM_BAD_STATE' && /destroyed/.test(e.message));
+  });
+  test('a VM that became ready resolves its waiters with its view', async () => {
+    const waiters = new ReadyWaiters();
+    const rec = { state: 'running', ready: false } as VmRecord;
+    const p = waiters.wait(
+      'vm-2',
+      3_600_000,
+      () => rec,
+      () => ({ id: 'vm-2' }) as never,
+    );
+    rec.ready = true;
+    waiters.wake('vm-2');
+    assert.deepEqual(await p, { id: 'vm-2' });
   });
 });

@@ -166,6 +166,10 @@ export function parseDataItem(buf: Buffer): ParsedDataItem {
   const tagBytes = Number(take(8, 'tag size').readBigUInt64LE());
   if (tagBytes > 128 * 4096) throw bad(`${tagBytes} tag bytes is too many`);
   const rawTags = take(tagBytes, 'tags');
+  // The count is not covered by the signature (the tag bytes are): a 0 in front of signed tag bytes
+  // would drop the tags from what we act on while the item, and its id, still verify.
+  if (tagCount === 0 && tagBytes !== 0)
+    throw bad(`header says 0 tags but ${tagBytes} tag bytes follow; a 0 count must have no tag bytes`);
   let tags: DataItemTag[] = [];
   if (tagCount > 0) {
     try {

@@ -75,6 +75,21 @@ describe('ANS-104 data items (Ethereum signatures)', () => {
     );
   });
 
+  it('exploit: a tag count set to 0 cannot strip the signed tags (the count is not signed, the tag bytes are)', () => {
+    // Found by the signer property test: with the count 0 the tags were never decoded, so an item
+    // stripped of its Action still verified under the original id (sha256 of the same signature).
+    const buf = createDataItem(key, { target, tags, data: 'hello' });
+    const at = 2 + 65 + 65 + 1 + 32 + 1; // signature type, signature, owner, target flag + target, no anchor
+    assert.equal(buf.readBigUInt64LE(at), BigInt(tags.length), 'the tag count is where this test edits it');
+    const stripped = Buffer.from(buf);
+    stripped.writeBigUInt64LE(0n, at);
+    assert.throws(
+      () => verifyDataItem(stripped),
+      (e: Error & { code?: string }) => e.code === 'BAD_REQUEST' && /0 tags but \d+ tag bytes/.test(e.message),
+    );
+    assert.deepEqual(verifyDataItem(buf).tags, tags, 'the untouched item still verifies with its tags');
+  });
+
   it('refuses malformed and unsupported items with a clear error', () => {
     const buf = createDataItem(key, { target, tags, data: 'hello' });
     assert.throws(() => parseDataItem(buf.subarray(0, 50)), /too short/);

@@ -7,9 +7,9 @@ import { until } from '@formation/interface/testing';
 import { vmNameFor } from '@formation/scheduler';
 import { createLogger } from '@formation/service';
 import { type InstanceView, openStateStore, type StateStore } from '@formation/state';
-import { loadVmmConfig, VmManager, VmNetwork, VmStore } from '@formation/vmm';
-import { MemoryDriver } from '@formation/vmm/memory';
+import type { VmManager } from '@formation/vmm';
 import { InstanceController } from '../src/controller.ts';
+import { memoryVmManager } from './fixtures/memory-vmm.ts';
 
 // A node that claims a GPU it does not have, with the real controller and VM manager (memory driver):
 // the GPU instance placed on it fails to boot with the VMM's reason, is not retried here (placement
@@ -80,23 +80,7 @@ before(async () => {
     sha256s: { disk: createHash('sha256').update('disk').digest('hex') },
     size: 4,
   });
-  const config = loadVmmConfig(
-    {},
-    { vmDir: `${tmp}/vms`, imagesDir: tmp, formpacksDir: `${tmp}/formpacks`, cacheDir: tmp },
-  );
-  vmm = new VmManager({
-    driver: new MemoryDriver(),
-    store: new VmStore(config.vmDir),
-    network: new VmNetwork(config.network, logger),
-    logger,
-    formpacksDir: config.formpacksDir,
-    imagesDir: config.imagesDir,
-    cacheDir: config.cacheDir,
-    capacity: { vcpu: 4, memMiB: 4096, vcpuOvercommit: 4, reserveMemMiB: 0 },
-    healthIntervalMs: 0,
-    stopTimeoutMs: 2000,
-  });
-  await vmm.init();
+  vmm = await memoryVmManager(tmp, `${tmp}/formpacks`, tmp, logger);
   controller = new InstanceController({
     nodeKey: node,
     store,

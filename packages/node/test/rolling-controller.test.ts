@@ -11,9 +11,9 @@ import { generateKeyPair, type KeyPair } from '@formation/identity';
 import { until } from '@formation/interface/testing';
 import { createLogger } from '@formation/service';
 import { type InstanceView, type Op, openStateStore, type StateStore } from '@formation/state';
-import { loadVmmConfig, VmManager, VmNetwork, VmStore } from '@formation/vmm';
-import { MemoryDriver } from '@formation/vmm/memory';
+import type { VmManager } from '@formation/vmm';
 import { InstanceController } from '../src/controller.ts';
+import { memoryVmManager } from './fixtures/memory-vmm.ts';
 
 const logger = createLogger('silent');
 const dev = generateKeyPair();
@@ -84,28 +84,7 @@ before(async () => {
     // Every node has both Formpacks on disk (the missing one is on none).
     fp1 = formpack(`${tmp}/n${i}/formpacks`, 'v1', i === 1);
     fp2 = formpack(`${tmp}/n${i}/formpacks`, 'v2', i === 1);
-    const config = loadVmmConfig(
-      {},
-      {
-        vmDir: `${tmp}/n${i}/vms`,
-        imagesDir: tmp,
-        formpacksDir: `${tmp}/n${i}/formpacks`,
-        cacheDir: tmp,
-      },
-    );
-    const vmm = new VmManager({
-      driver: new MemoryDriver(),
-      store: new VmStore(config.vmDir),
-      network: new VmNetwork(config.network, logger),
-      logger,
-      formpacksDir: config.formpacksDir,
-      imagesDir: config.imagesDir,
-      cacheDir: config.cacheDir,
-      capacity: { vcpu: 4, memMiB: 4096, vcpuOvercommit: 4, reserveMemMiB: 0 },
-      healthIntervalMs: 0,
-      stopTimeoutMs: 2000,
-    });
-    await vmm.init();
+    const vmm = await memoryVmManager(`${tmp}/n${i}`, `${tmp}/n${i}/formpacks`, tmp, logger);
     const ctl = new InstanceController({
       nodeKey: key,
       store,

@@ -17,7 +17,8 @@ export type InstructionName =
   | 'NOCOPY'
   | 'GPU'
   | 'HEALTHCHECK'
-  | 'HTTPS';
+  | 'HTTPS'
+  | 'AUTOSTOP';
 
 export interface InstructionInfo {
   name: InstructionName;
@@ -98,6 +99,14 @@ export const INSTRUCTIONS: readonly InstructionInfo[] = [
       'HTTPS <app port> (the guest gets an ACME certificate for its names, serves TLS on 443, forwards to the port)',
     once: true,
     default: 'off (TLS on 443 only if the app serves it itself)',
+  },
+  {
+    name: 'AUTOSTOP',
+    aliases: [],
+    syntax:
+      'AUTOSTOP <idle time: 15m, 2h, 1d> | AUTOSTOP off (suspend a replica idle that long; its next connection wakes it)',
+    once: true,
+    default: 'off (replicas keep running; form manage autostop changes it)',
   },
 ];
 

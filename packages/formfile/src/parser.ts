@@ -4,6 +4,7 @@ import {
   type FormfileSpec,
   type FormfileUser,
   type HealthcheckSpec,
+  parseAutostop,
 } from '@formation/interface';
 import { type FormfileDiagnostic, type FormfileErrorCode, type SourcePosition, sortDiagnostics } from './diagnostic.ts';
 import { parseExecForm, shellJoin } from './exec-form.ts';
@@ -130,6 +131,7 @@ class Parser {
   noCopy = false;
   gpu = false;
   https: number | undefined;
+  autostop: number | undefined;
   healthcheck: HealthcheckSpec | undefined;
   /** Once-only instructions: where each was first seen, and how it was spelled. */
   seen = new Map<InstructionName, { line: number; word: string }>();
@@ -184,6 +186,7 @@ class Parser {
       gpu: this.gpu,
       ...(this.healthcheck ? { healthcheck: this.healthcheck } : {}),
       ...(this.https !== undefined ? { https: { port: this.https } } : {}),
+      ...(this.autostop !== undefined ? { autostopMinutes: this.autostop } : {}),
     };
     return { spec, errors, copy, copyPositions };
   }
@@ -295,6 +298,21 @@ class Parser {
       case 'HTTPS':
         this.httpsInstr(l, tokens);
         break;
+      case 'AUTOSTOP': {
+        // Scale to zero: `AUTOSTOP 15m` / `AUTOSTOP off` (parseAutostop, shared with form manage autostop).
+        const t = tokens[0]!;
+        this.extra(l, 'AUTOSTOP', tokens, 1, 'one idle time such as 15m, or off');
+        const v = parseAutostop(t.value);
+        if (typeof v === 'number') this.autostop = v;
+        else
+          this.err(
+            v.range ? 'FORMFILE_OUT_OF_RANGE' : 'FORMFILE_BAD_VALUE',
+            `AUTOSTOP "${t.value}": ${v.why}`,
+            l,
+            t.start,
+          );
+        break;
+      }
     }
   }
 

@@ -38,6 +38,11 @@ export interface FormfileSpec {
    * guest, never leaving it), serves TLS on 443 (added to `expose`) and forwards to `port`. Absent = off.
    */
   https?: { port: number };
+  /**
+   * `AUTOSTOP <idle time>|off` (scale to zero): the instance's autostop in minutes when shipped (0 = off).
+   * Absent when the Formfile has none (new instances: off; an update keeps the instance's setting).
+   */
+  autostopMinutes?: number;
 }
 
 /** A normalized `HEALTHCHECK`: every option filled in with its default. */

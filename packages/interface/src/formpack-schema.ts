@@ -122,6 +122,7 @@ export const FormfileSpecSchema = Type.Object(
     gpu: Type.Boolean(),
     healthcheck: Type.Optional(HealthcheckSchema),
     https: Type.Optional(Type.Object({ port: Int(1, 65535) }, strict)),
+    autostopMinutes: Type.Optional(Int(0, 10_080)),
   },
   strict,
 );

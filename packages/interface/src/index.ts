@@ -1,3 +1,4 @@
+export * from './autostop.ts';
 export * from './errors.ts';
 export * from './formfile.ts';
 export * from './formpack.ts';

@@ -91,6 +91,12 @@ export const NodeConfigSchema = Type.Object({
    * registered endpoint. A devnet (all nodes on one host's loopback) sets 127.0.0.1.
    */
   peerApiHost: Type.Optional(Type.String({ minLength: 1 })),
+  /**
+   * Boot snapshots (issue 22, packages/vmm README "Boot snapshots"): the first replica of a Formpack on
+   * this node leaves a template of its pre-identity boot (under `<dataDir>/templates`, 0600); later
+   * replicas of that Formpack restore it instead of booting. Overrides `VMM_BOOT_SNAPSHOTS`.
+   */
+  bootSnapshots: Type.Boolean({ default: false }),
   logLevel: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     {
@@ -160,6 +166,7 @@ export function loadNodeConfig(flags: Partial<NodeConfig> = {}, env: NodeJS.Proc
       nodeTimeoutMs: env.FORM_NODE_TIMEOUT_MS,
       joinSyncTimeoutMs: env.FORM_JOIN_SYNC_TIMEOUT_MS,
       peerApiHost: env.FORM_PEER_API_HOST,
+      bootSnapshots: env.FORM_BOOT_SNAPSHOTS,
       publicAddress: env.FORM_PUBLIC_ADDRESS,
       ingressHttpPort: env.FORM_INGRESS_HTTP_PORT,
       ingressTlsPort: env.FORM_INGRESS_TLS_PORT,

@@ -1,0 +1,34 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { loadNodeConfig, nodePaths } from '../src/config.ts';
+
+test('config: bootSnapshots from FORM_BOOT_SNAPSHOTS or the config file, flags win; bad values refused', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'fh1-cfg-'));
+  try {
+    assert.equal(loadNodeConfig({ dataDir }, {}).bootSnapshots, false, 'off unless asked for');
+    assert.equal(loadNodeConfig({ dataDir }, { FORM_BOOT_SNAPSHOTS: 'true' }).bootSnapshots, true);
+    assert.equal(loadNodeConfig({ dataDir }, { FORM_BOOT_SNAPSHOTS: '0' }).bootSnapshots, false);
+    assert.equal(
+      loadNodeConfig({ dataDir, bootSnapshots: false }, { FORM_BOOT_SNAPSHOTS: 'true' }).bootSnapshots,
+      false,
+      'a flag wins over the environment',
+    );
+    const paths = nodePaths(dataDir);
+    mkdirSync(paths.dir, { recursive: true });
+    writeFileSync(paths.configFile, JSON.stringify({ bootSnapshots: true }));
+    assert.equal(loadNodeConfig({ dataDir }, {}).bootSnapshots, true, 'from the config file');
+    assert.equal(loadNodeConfig({ dataDir }, { FORM_BOOT_SNAPSHOTS: 'false' }).bootSnapshots, false, 'env over file');
+    for (const v of ['yes', 'on', 'maybe']) {
+      assert.throws(
+        () => loadNodeConfig({ dataDir }, { FORM_BOOT_SNAPSHOTS: v }),
+        (err: Error & { code?: string }) => err.code === 'CONFIG_INVALID' && /bootSnapshots/.test(err.message),
+        v,
+      );
+    }
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});

@@ -53,6 +53,9 @@ export async function shipFormpack(
       },
     });
   }
+  // The Formfile's `AUTOSTOP` (scale to zero): set at create and by each release that says it; absent, the
+  // instance keeps its setting (`form manage autostop` overrides the Formfile until the next such release).
+  const autostop = manifest.formfile.autostopMinutes;
   const mine = (await state.instances()).filter(
     (i) => !i.deleted && i.ownerAddress === key.address && i.name === manifest.name,
   );
@@ -84,6 +87,7 @@ export async function shipFormpack(
       ...(mu ? { maxUnavailable: mu } : {}),
       ...(gpu || current.gpu ? { gpu } : {}),
       ...(replicas ? { replicas } : {}),
+      ...(autostop !== undefined ? { autostopMinutes: autostop } : {}),
     });
     return {
       ...base,
@@ -102,5 +106,7 @@ export async function shipFormpack(
     resources: manifest.resources,
     ...(gpu ? { gpu } : {}),
   });
+  // Right after its create, before any node has booted it (a suspend needs a running, idle replica).
+  if (autostop) await state.author(key, 'instance.update', { instanceId: op.body.id, autostopMinutes: autostop });
   return { ...base, id: op.body.id as string, replicas: want, created: true, updated: false };
 }

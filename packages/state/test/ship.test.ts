@@ -45,3 +45,32 @@ test('shipFormpack: create, same again is a no-op, another replica count scales,
   await assert.rejects(shipFormpack(state, dev, manifest('2', dev.address), { replicas: 17 }), /from 1 to 16/);
   store.close();
 });
+
+test("shipFormpack carries the Formfile's AUTOSTOP: set at create, form manage autostop overrides it, a release that says it sets it again", async () => {
+  const store = openStateStore({ path: ':memory:' });
+  const state = localStateClient(store);
+  const dev = generateKeyPair();
+  const withAutostop = (id: string, autostopMinutes?: number): FormpackManifest => {
+    const m = manifest(id, dev.address);
+    return autostopMinutes === undefined ? m : { ...m, formfile: { ...m.formfile, autostopMinutes } };
+  };
+  const autostop = () => store.views().instances.find((i) => !i.deleted)?.autostopMinutes;
+  const { id } = await shipFormpack(state, dev, withAutostop('1', 10));
+  assert.equal(autostop(), 10, 'the instance starts with the Formfile AUTOSTOP');
+  // form manage autostop (the owner's instance.update) overrides it; shipping the same Formpack keeps the override.
+  await state.author(dev, 'instance.update', { instanceId: id, autostopMinutes: 0 });
+  assert.equal((await shipFormpack(state, dev, withAutostop('1', 10))).updated, false);
+  assert.equal(autostop(), 0, 'the override holds');
+  // a new release whose Formfile says AUTOSTOP sets it; one without AUTOSTOP leaves it as it is
+  await shipFormpack(state, dev, withAutostop('2', 5));
+  assert.equal(autostop(), 5);
+  await shipFormpack(state, dev, withAutostop('3'));
+  assert.equal(autostop(), 5, 'no AUTOSTOP: unchanged');
+  await shipFormpack(state, dev, withAutostop('4', 0));
+  assert.equal(autostop(), 0, 'AUTOSTOP off: off');
+  // a new instance without AUTOSTOP is off, and no extra op is written for it
+  const ops = store.countOnDisk();
+  await shipFormpack(state, dev, withAutostop('5'), { new: true });
+  assert.equal(store.countOnDisk(), ops + 2, 'only its publish and the create');
+  store.close();
+});

@@ -1,27 +1,23 @@
-import { FormError } from '@formation/interface';
+import { AUTOSTOP_EXPECTED, FormError, MAX_AUTOSTOP_MINUTES, parseAutostop } from '@formation/interface';
 import { printJson } from '../output.ts';
 import { client, ownInstance } from './manage.ts';
 
-/** Longest autostop the state accepts (minutes: one week). */
-export const MAX_AUTOSTOP_MINUTES = 10_080;
+export { MAX_AUTOSTOP_MINUTES };
 
 /**
- * `form manage autostop`'s idle time: whole minutes 1..10080, or `off` (0). Throws CLI_USAGE.
+ * `form manage autostop`'s idle time, as the Formfile's AUTOSTOP takes it (`parseAutostop`): whole
+ * minutes 1..10080 (`15`, `15m`, `2h`, `1h30m`, `1d`), or `off` (0). Throws CLI_USAGE.
  *
  * @example parseIdleMinutes('15') // 15
+ * @example parseIdleMinutes('2h') // 120
  * @example parseIdleMinutes('off') // 0
  */
 export function parseIdleMinutes(s: string): number {
-  if (s.trim().toLowerCase() === 'off') return 0;
-  const n = /^\d{1,6}$/.test(s.trim()) ? Number(s.trim()) : Number.NaN;
-  if (!Number.isInteger(n) || n < 1 || n > MAX_AUTOSTOP_MINUTES) {
-    throw new FormError(
-      'CLI_USAGE',
-      `Cannot set autostop to ${JSON.stringify(s)}: give whole minutes from 1 to ${MAX_AUTOSTOP_MINUTES}, or off`,
-      { hint: 'Example: form manage autostop hello-server 15' },
-    );
-  }
-  return n;
+  const v = parseAutostop(s);
+  if (typeof v === 'number') return v;
+  throw new FormError('CLI_USAGE', `Cannot set autostop to ${JSON.stringify(s)}: ${v.why}`, {
+    hint: `Give ${AUTOSTOP_EXPECTED}. Example: form manage autostop hello-server 15m`,
+  });
 }
 
 /**

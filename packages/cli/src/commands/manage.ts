@@ -87,14 +87,15 @@ export function registerManage({ noun }: CommandContext): void {
   }
   manage
     .command('autostop')
-    .description('Scale to zero: suspend replicas idle this many minutes (their next connection wakes them), or off')
+    .description('Scale to zero: suspend replicas idle this long (their next connection wakes them), or off')
     .argument('<instance>', 'instance id or name')
-    .argument('<idle-minutes>', 'minutes without traffic (1-10080), or off')
+    .argument('<idle-time>', 'time without traffic: minutes (15) or 15m, 2h, 1d (1 min to 7 days), or off')
     .option('--node <url>', 'node to ask')
     .option('--json', 'print { ok, id, autostopMinutes, changed } as JSON')
     .addHelpText(
       'after',
-      '\nExamples:\n  $ form manage autostop hello-server 15\n  $ form manage autostop hello-server off',
+      '\nExamples:\n  $ form manage autostop hello-server 15\n  $ form manage autostop hello-server 2h\n  $ form manage autostop hello-server off\n' +
+        'A Formfile sets it at ship with AUTOSTOP 15m (this command overrides it until a release that says AUTOSTOP).',
     )
     .action(lazyAction(() => import('../actions/autostop.ts'), 'autostop'));
   manage

@@ -3,6 +3,7 @@ import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
 import type { Logger } from '@formation/service';
 import * as dnsPacket from 'dns-packet';
 import { createResponseRateLimiter, type RateDecision, type ResponseRateLimits } from './dns-limits.ts';
+import { serveDnsTcp } from './dns-tcp.ts';
 
 export const DEFAULT_DOMAIN = 'dev.formation.local';
 
@@ -43,10 +44,28 @@ export interface PublicDnsLimits {
   tcpTotal: number;
   /** A TCP connection with no complete query for this long is closed (ms). */
   tcpIdleMs: number;
+  /**
+   * Queries answered on one TCP connection before it is closed (a resolver opens a new one; a client
+   * that loops on one connection costs us no more than a reconnecting one, which the per-source limit counts).
+   */
+  tcpQueriesPerConnection: number;
+  /**
+   * Answer bytes a TCP client may leave unread; past it no more queries are read from it, and its
+   * connection is closed once it has sent more than a few queries ahead (a client that never reads
+   * must not grow our memory).
+   */
+  tcpMaxUnreadBytes: number;
 }
 
 /** Defaults for `public` with TCP on. */
-export const DEFAULT_PUBLIC_DNS_TCP = { tcp: true, tcpPerSource: 4, tcpTotal: 256, tcpIdleMs: 10_000 } as const;
+export const DEFAULT_PUBLIC_DNS_TCP = {
+  tcp: true,
+  tcpPerSource: 4,
+  tcpTotal: 256,
+  tcpIdleMs: 10_000,
+  tcpQueriesPerConnection: 100,
+  tcpMaxUnreadBytes: 16 * 1024,
+} as const;
 
 /** What a responder did, for status and tests. */
 export interface DnsResponderStats {
@@ -60,6 +79,8 @@ export interface DnsResponderStats {
   tcpAnswered: number;
   /** TCP connections refused (per source / total limits). */
   tcpRefused: number;
+  /** TCP connections closed by us: query cap reached, or a client that does not read its answers. */
+  tcpClosed: number;
 }
 
 export interface DnsResponder {
@@ -167,7 +188,14 @@ export async function createDnsResponder(opts: DnsResponderOptions): Promise<Dns
     return pkt;
   }
 
-  const stats: DnsResponderStats = { answered: 0, slipped: 0, dropped: 0, tcpAnswered: 0, tcpRefused: 0 };
+  const stats: DnsResponderStats = {
+    answered: 0,
+    slipped: 0,
+    dropped: 0,
+    tcpAnswered: 0,
+    tcpRefused: 0,
+    tcpClosed: 0,
+  };
   const conns = new Set<TcpSocket>();
   const limits = opts.public;
   const rrl = limits ? createResponseRateLimiter(limits.rate) : undefined;
@@ -264,7 +292,7 @@ export async function createDnsResponder(opts: DnsResponderOptions): Promise<Dns
     'DNS responder listening',
   );
 
-  /** DNS over TCP (RFC 1035 4.2.2: two length bytes, then the message), one query at a time per connection. */
+  /** DNS over TCP: connection limits here, the per-connection limits in `dns-tcp.ts`. */
   function listenTcp(port: number): Promise<Server> {
     const L = limits as PublicDnsLimits;
     const perSource = new Map<string, number>();
@@ -288,46 +316,23 @@ export async function createDnsResponder(opts: DnsResponderOptions): Promise<Dns
       });
       c.setTimeout(L.tcpIdleMs, () => c.destroy());
       c.on('error', () => c.destroy());
-      let buf = Buffer.alloc(0);
-      let busy = false;
-      const pump = () => {
-        if (busy || buf.length < 2) return;
-        const len = buf.readUInt16BE(0);
-        if (len === 0 || len > MAX_QUERY_BYTES) {
-          c.destroy();
-          return;
-        }
-        if (buf.length < 2 + len) return;
-        const msg = buf.subarray(2, 2 + len);
-        buf = buf.subarray(2 + len);
-        busy = true;
-        respond(msg)
-          .then((r) => {
-            if (!r) {
-              c.destroy();
-              return;
-            }
-            const out = dnsPacket.encode(r.resp);
-            const head = Buffer.alloc(2);
-            head.writeUInt16BE(out.length);
-            stats.tcpAnswered++;
-            c.write(Buffer.concat([head, out]));
-            busy = false;
-            pump();
-          })
-          .catch((err: unknown) => {
-            log.error({ err }, 'cannot answer DNS query over TCP');
-            c.destroy();
-          });
-      };
-      c.on('data', (d: Buffer) => {
-        if (buf.length + d.length > 2 + MAX_QUERY_BYTES + 2 * MAX_QUERY_BYTES) {
-          c.destroy(); // a client that pipelines more than a few queries ahead is not a resolver
-          return;
-        }
-        buf = Buffer.concat([buf, d]);
-        pump();
-      });
+      serveDnsTcp(
+        c,
+        async (msg) => {
+          const r = await respond(msg);
+          return r ? dnsPacket.encode(r.resp) : undefined;
+        },
+        {
+          maxQueryBytes: MAX_QUERY_BYTES,
+          queriesPerConnection: L.tcpQueriesPerConnection,
+          maxUnreadBytes: L.tcpMaxUnreadBytes,
+        },
+        {
+          answered: () => stats.tcpAnswered++,
+          closed: () => stats.tcpClosed++,
+          error: (err) => log.error({ err }, 'cannot answer DNS query over TCP'),
+        },
+      );
     });
     return new Promise((resolve, reject) => {
       server.once('error', reject);

@@ -1,5 +1,6 @@
 export * from './dns.ts';
 export * from './dns-limits.ts';
+export * from './dns-tcp.ts';
 export * from './exec.ts';
 export * from './formnet-dns.ts';
 export * from './formnet-service.ts';

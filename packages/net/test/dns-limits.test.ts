@@ -233,3 +233,52 @@ describe('a responder with public limits', () => {
     for (const c of open) c.destroy();
   });
 });
+
+describe('DNS over TCP on a real socket: a client cannot keep one connection', () => {
+  let dns: DnsResponder;
+  before(async () => {
+    dns = await createDnsResponder({
+      records: (n) => (n === 'hello' ? ['198.51.100.11'] : undefined),
+      domain: 'fdj.test',
+      port: 0,
+      public: {
+        rate: { ...DEFAULT_RESPONSE_RATE_LIMITS, globalPerSecond: 0 },
+        ...DEFAULT_PUBLIC_DNS_TCP,
+        tcpQueriesPerConnection: 3,
+      },
+      logger: createLogger('silent'),
+    });
+  });
+  after(async () => dns?.close());
+
+  const framed = (name: string, id: number) => {
+    const q = dnsPacket.encode({ type: 'query', id, questions: [{ type: 'A', name }] });
+    const head = Buffer.alloc(2);
+    head.writeUInt16BE(q.length);
+    return Buffer.concat([head, q]);
+  };
+
+  test('a connection is closed after tcpQueriesPerConnection answers, the last one delivered', async () => {
+    const closedBefore = dns.stats().tcpClosed;
+    const c = connect({ port: dns.address().port, host: '127.0.0.1' });
+    let buf = Buffer.alloc(0);
+    const ids: number[] = [];
+    let asked = 0;
+    const ask = () => c.write(framed('hello.fdj.test', ++asked));
+    const ended = new Promise<void>((resolve) => c.on('end', () => resolve()));
+    c.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        ids.push(dnsPacket.decode(buf.subarray(2, 2 + buf.readUInt16BE(0))).id ?? -1);
+        buf = buf.subarray(2 + buf.readUInt16BE(0));
+        if (!c.writableEnded) ask(); // one question after each answer, as a looping client would
+      }
+    });
+    c.on('error', () => {});
+    c.on('connect', ask);
+    await ended;
+    c.destroy();
+    assert.deepEqual(ids, [1, 2, 3]);
+    assert.equal(dns.stats().tcpClosed, closedBefore + 1);
+  });
+});

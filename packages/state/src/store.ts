@@ -1,36 +1,24 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { actingPublicKey, type DelegatedKey, type KeyPair, sha256Hex } from '@formation/identity';
+import { actingPublicKey, type KeyPair } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
-import {
-  actorOf,
-  authorize,
-  checkBody,
-  cidrsOverlap,
-  DELEGABLE_KINDS,
-  type DepView,
-  domainTokenOf,
-  instanceIdOf,
-  rangeProblem,
-} from './kinds.ts';
-import { createOp, encodeOp, MAX_DEPS, MAX_OP_BYTES, OP_KINDS, type Op, type OpKind, verifyOpSignature } from './op.ts';
+import { apiProblem } from './api-problem.ts';
+import { authorize, type DepView, domainTokenOf, instanceIdOf } from './kinds.ts';
+import { createOp, encodeOp, type Op, type OpKind } from './op.ts';
+import { badSignature, HEX64, parseUnverified, type Rejected } from './op-parse.ts';
+import { refsFor, withDelegation } from './op-refs.ts';
 import { PendingBuffer } from './pending.ts';
 import { PresenceBook } from './presence.ts';
-import { portClaimProblem } from './public-ports.ts';
 import { VerifyPool } from './verify-pool.ts';
 import type { NetworkView, Views } from './views.ts';
-import { DOMAIN_CLAIMS_PER_ACCOUNT, ViewState } from './views.ts';
+import { ViewState } from './views.ts';
 
-export type RejectCode = 'AUTH_BAD_SIGNATURE' | 'STATE_OP_INVALID' | 'STATE_OP_FORBIDDEN';
-
-export interface Rejected {
-  /** The op's hash when it could be computed, else ''. */
-  hash: string;
-  code: RejectCode;
-  reason: string;
-}
+// The parts that need no store, re-exported where importers found them.
+export { apiProblem } from './api-problem.ts';
+export { parseOp, parseUnverified, type RejectCode, type Rejected } from './op-parse.ts';
+export { refsFor, withDelegation } from './op-refs.ts';
 
 export interface ApplyResult {
   /** Newly accepted, in the order they were applied (a topological order). */
@@ -88,8 +76,6 @@ const REFERABLE = new Set<OpKind>([
   'dns.claim',
   'port.claim',
 ]);
-const ENVELOPE_KEYS = new Set(['v', 'author', 'deps', 'kind', 'body', 'ts', 'sig', 'hash']);
-const HEX64 = /^[0-9a-f]{64}$/;
 
 /**
  * The replicated state: an append-only set of signed ops in SQLite, with views folded in memory.
@@ -545,235 +531,16 @@ export class StateStore {
 
   /**
    * Why the state API refuses a new op that the rules alone would accept, judged against what this
-   * replica holds now (so it never decides what replicas converge to; gossip is judged by the rules):
-   * a delegated op after its delegation's revocation (403), an instance name or explicit DNS name
-   * another owner holds (409), a create beyond the account's instance quota (409), an admit
-   * overlapping another admitted node's slice (409).
-   * Returns a FormError or null; call it before `submit` for ops from clients.
+   * replica holds now (api-problem.ts); null when it does not. Call it before `submit` for ops from clients.
    */
   apiProblem(input: unknown): FormError | null {
-    if (typeof input !== 'object' || input === null) return null;
-    const op = input as Partial<Op>;
-    const b = (op.body ?? {}) as Record<string, unknown>;
-    if (typeof op.author !== 'string' || typeof op.kind !== 'string') return null;
-    const actor = actorOf({ author: op.author, body: b });
-    if (b.onBehalfOf !== undefined && typeof op.ts === 'number') {
-      const rev = this.viewState.revokedAt(actor, op.author);
-      if (rev !== undefined && op.ts > rev) {
-        return new FormError('STATE_OP_FORBIDDEN', 'Cannot accept a delegated op: its owner revoked this delegation', {
-          hint: 'Sign in again (`form web login`) for a new session.',
-        });
-      }
-    }
-    if (op.kind === 'dns.claim' && typeof b.name === 'string') return this.domainClaimProblem(b.name, actor);
-    if (op.kind === 'port.claim' && typeof b.port === 'number')
-      return portClaimProblem(this.viewState.views(), b.port, actor);
-    if (op.kind !== 'instance.create' && op.kind !== 'dns.record' && op.kind !== 'node.admit') return null;
-    const v = this.viewState.views();
-    if (op.kind === 'instance.create') {
-      const other = v.instances.find((i) => !i.deleted && i.name === b.name && i.owner !== actor);
-      if (other) {
-        return new FormError(
-          'CONFLICT',
-          `Cannot create an instance named ${String(b.name)}: another owner holds the name ${String(b.name)}`,
-          {
-            hint: 'Pick another name (your own instances are also reachable as <name>.<your address>.<domain>).',
-            details: { owner: other.ownerAddress },
-          },
-        );
-      }
-    }
-    if (op.kind === 'instance.create') {
-      const { instancesPerAccount } = v.network.quotas;
-      const mine = v.instances.filter((i) => !i.deleted && i.owner === actor && !i.overQuota).length;
-      if (mine >= instancesPerAccount) {
-        return new FormError(
-          'CONFLICT',
-          `Cannot create an instance: the account already has ${mine} instances, its quota`,
-          {
-            hint: 'Delete an instance first (`form manage delete`), or ask the network admins for a larger quota.',
-          },
-        );
-      }
-    }
-    if (op.kind === 'dns.record' && typeof b.name === 'string') {
-      const rec = v.dns.find((d) => d.name === b.name);
-      if (rec && rec.owner !== actor) {
-        return new FormError('CONFLICT', `Cannot record DNS name ${b.name}: another owner holds it`);
-      }
-    }
-    if (op.kind === 'node.admit' && typeof b.formnetRange === 'string' && !rangeProblem(b.formnetRange)) {
-      const clash = v.nodes.find(
-        (n) => n.id !== b.node && n.formnetRange && cidrsOverlap(n.formnetRange, b.formnetRange as string),
-      );
-      if (clash) {
-        return new FormError(
-          'CONFLICT',
-          `Cannot admit a node with formnetRange ${b.formnetRange}: it overlaps node ${clash.id.slice(0, 12)}…'s ${clash.formnetRange}`,
-          {
-            hint: 'Give each node its own /24 (the first free one: see GET /nodes).',
-          },
-        );
-      }
-    }
-    return null;
-  }
-
-  /**
-   * Why `actor` may not claim the custom domain `name`: it lies in the network's own domain (those
-   * names come from instances), or another owner holds it (an explicit record, or a verified claim).
-   */
-  private domainClaimProblem(name: string, actor: string): FormError | null {
-    const domain = this.viewState.domain;
-    if (name === domain || name.endsWith(`.${domain}`)) {
-      return new FormError('STATE_OP_INVALID', `Cannot claim ${name}: it lies in the network's domain ${domain}`, {
-        hint: `Names under ${domain} come from instance names; claim a domain you control (e.g. shop.example.com).`,
-      });
-    }
-    const v = this.viewState.views();
-    const mine = v.domains.filter((d) => d.owner === actor && d.name !== name).length;
-    if (mine >= DOMAIN_CLAIMS_PER_ACCOUNT) {
-      return new FormError(
-        'CONFLICT',
-        `Cannot claim ${name}: the account already has ${mine} domain claims, the limit`,
-        {
-          hint: 'Release one first (`form dns rm <domain>`).',
-        },
-      );
-    }
-    const rec = v.dns.find((d) => d.name === name && d.owner !== actor);
-    const dom = v.domains.find((d) => d.name === name && d.owner !== actor && d.state !== 'pending');
-    if (rec || dom) {
-      return new FormError('CONFLICT', `Cannot claim ${name}: another owner holds it`, {
-        hint: 'A domain verified for another account stays theirs until they release it (`form dns rm`).',
-      });
-    }
-    return null;
+    return apiProblem(this.viewState, input);
   }
 
   /** Ops on disk (for tests and stats). */
   countOnDisk(): number {
     return (this.stmts.count.get() as { n: number }).n;
   }
-}
-
-/**
- * `body` for an op by `key`: a delegated key (a dashboard session) adds its delegation as
- * `onBehalfOf` on the kinds a delegate may make; other kinds are refused before anything is signed.
- */
-export function withDelegation(key: KeyPair, kind: OpKind, body: Record<string, unknown>): Record<string, unknown> {
-  const d = (key as Partial<DelegatedKey>).delegation;
-  if (!d) return { ...body };
-  if (!DELEGABLE_KINDS.has(kind)) {
-    throw new FormError('AUTH_FORBIDDEN', `Cannot make a ${kind} op with a delegated key`, {
-      hint: 'Dashboard sessions may only manage Formpacks and instances.',
-    });
-  }
-  return { ...body, onBehalfOf: d };
-}
-
-/** The ops a new op of `kind` by `author` must cite in deps, looked up in the current views. */
-export function refsFor(v: ViewState, author: string, kind: OpKind, body: Record<string, unknown>): string[] {
-  const id = body.instanceId as string | undefined;
-  switch (kind) {
-    case 'instance.update':
-    case 'instance.delete':
-    case 'instance.claim':
-    case 'instance.commit':
-    case 'dns.record':
-    case 'dns.claim':
-    case 'port.claim': {
-      const c = id ? v.instanceCreate(id) : undefined;
-      return c ? [c.hash] : [];
-    }
-    case 'instance.health': {
-      const c = id ? v.claimOf(id, author) : undefined;
-      return c ? [c] : [];
-    }
-    case 'port.granted': {
-      const r = v.registrationOf(author);
-      return [...(r ? [r] : []), body.claim as string];
-    }
-    case 'dns.verified':
-    case 'dns.lapsed': {
-      const r = v.registrationOf(author);
-      return [...(r ? [r] : []), body.claim as string];
-    }
-    case 'formnet.allocate': {
-      const r = v.registrationOf(author);
-      return r ? [r] : [];
-    }
-    case 'node.admit':
-    case 'node.remove':
-      return v.genesis ? [v.genesis] : [];
-    default:
-      return [];
-  }
-}
-
-const badSignature = (hash: string): Rejected => ({
-  hash,
-  code: 'AUTH_BAD_SIGNATURE',
-  reason: 'signature does not verify for the author',
-});
-
-/** Structural checks, hash and signature: everything that does not need other ops. */
-export function parseOp(input: unknown): { op: Op; size: number } | Rejected {
-  const p = parseUnverified(input);
-  if ('code' in p) return p;
-  return verifyOpSignature(p.op.author, p.bytes, p.op.sig) ? { op: p.op, size: p.size } : badSignature(p.op.hash);
-}
-
-/** `parseOp` without the signature check (the caller verifies `bytes`, possibly on other threads). */
-export function parseUnverified(input: unknown): { op: Op; size: number; bytes: string } | Rejected {
-  const bad = (reason: string, hash = ''): Rejected => ({ hash, code: 'STATE_OP_INVALID', reason });
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) return bad('op must be a JSON object');
-  const o = input as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (!ENVELOPE_KEYS.has(k)) return bad(`unknown field ${k}`);
-  if (o.v !== 1) return bad('v must be 1');
-  if (typeof o.author !== 'string' || !/^0[23][0-9a-f]{64}$/.test(o.author)) {
-    return bad('author must be a compressed secp256k1 public key (66 lowercase hex)');
-  }
-  if (!Array.isArray(o.deps) || o.deps.length > MAX_DEPS) return bad(`deps must be an array of at most ${MAX_DEPS}`);
-  for (let i = 0; i < o.deps.length; i++) {
-    const d = o.deps[i];
-    if (typeof d !== 'string' || !HEX64.test(d)) return bad('deps must be sha256 hashes (64 lowercase hex)');
-    if (i > 0 && !(d > (o.deps[i - 1] as string))) return bad('deps must be sorted and unique');
-  }
-  if (typeof o.kind !== 'string' || !(OP_KINDS as readonly string[]).includes(o.kind)) {
-    return bad(`unknown kind ${JSON.stringify(o.kind)}`);
-  }
-  if (typeof o.body !== 'object' || o.body === null || Array.isArray(o.body)) return bad('body must be an object');
-  if (typeof o.ts !== 'number' || !Number.isSafeInteger(o.ts) || o.ts < 0)
-    return bad('ts must be a non-negative integer');
-  if (typeof o.sig !== 'string') return bad('sig must be a string');
-  if (o.hash !== undefined && (typeof o.hash !== 'string' || !HEX64.test(o.hash)))
-    return bad('hash must be 64 lowercase hex');
-  const op = o as unknown as Op;
-  let bytes: string;
-  try {
-    bytes = encodeOp(op);
-  } catch (err) {
-    return bad(`body cannot be encoded canonically: ${(err as Error).message}`);
-  }
-  const size = Buffer.byteLength(bytes);
-  if (size > MAX_OP_BYTES) return bad(`op is ${size} bytes, more than the limit of ${MAX_OP_BYTES}`);
-  const hash = sha256Hex(bytes);
-  if (o.hash !== undefined && o.hash !== hash) return bad(`hash mismatch: op hashes to ${hash}`, hash);
-  if (op.deps.includes(hash)) return bad('op depends on itself', hash);
-  const bodyErr = checkBody(op.kind, op.body);
-  if (bodyErr) return bad(`${op.kind} body: ${bodyErr}`, hash);
-  const clean: Op = {
-    v: 1,
-    author: op.author,
-    deps: op.deps,
-    kind: op.kind,
-    body: op.body,
-    ts: op.ts,
-    sig: op.sig,
-    hash,
-  };
-  return { op: clean, size, bytes };
 }
 
 /** The network this state follows: genesis hash, admission policy, admins, quotas, pending nodes. */

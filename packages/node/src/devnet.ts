@@ -1,22 +1,19 @@
-import { execFile, spawn } from 'node:child_process';
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  writeFileSync,
-} from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { type KeyPair, loadOrCreateKey } from '@formation/identity';
 import { FormError } from '@formation/interface';
-import { httpStateClient } from '@formation/state';
-import { type NodeInfo, nodePaths } from './config.ts';
-import { FORMATIOND_MAIN, pidAlive } from './daemon-files.ts';
+import { pidAlive } from './daemon-files.ts';
+import { createUnderlay, sh, startDevnetNode, stopDevnetNode } from './devnet-daemon.ts';
+import {
+  type DevnetNode,
+  type DevnetState,
+  type DevnetUpOptions,
+  type DevnetWorld,
+  readDevnet,
+  saveDevnet,
+} from './devnet-state.ts';
+import { waitConverged } from './devnet-status.ts';
 import {
   checkPrefix,
   createWorld,
@@ -24,15 +21,36 @@ import {
   inNetns,
   killNetnsProcesses,
   netnsList,
-  netnsPids,
-  nsFetchJson,
   ownNetnsAmong,
-  type WorldPlan,
   worldNamespaces,
   worldPlan,
   worldVethNames,
 } from './devnet-world.ts';
 
+// The devnet's parts, re-exported where importers found them: the state file and API addresses
+// (devnet-state), one node's life (devnet-daemon), exec targets (devnet-exec), status (devnet-status).
+export { publicMultiaddr, setUnderlayLink, startDevnetNode, stopDevnetNode } from './devnet-daemon.ts';
+export { type DevnetExecTarget, devnetExecEnv, devnetExecTarget } from './devnet-exec.ts';
+export {
+  type DevnetNode,
+  type DevnetState,
+  type DevnetUpOptions,
+  type DevnetWorld,
+  devnetAdminKey,
+  devnetStatePath,
+  readDevnet,
+  serviceBase,
+  stateUrl,
+} from './devnet-state.ts';
+export {
+  type DevnetNodeStatus,
+  type DevnetWorldStatus,
+  devnetStatus,
+  devnetWorldStatus,
+  nodeJson,
+  readVisitorLog,
+  waitConverged,
+} from './devnet-status.ts';
 export {
   inNetns,
   netnsPids,
@@ -44,338 +62,11 @@ export {
   worldVethNames,
 } from './devnet-world.ts';
 
-const run = promisify(execFile);
-const ADMIT = fileURLToPath(new URL('./devnet-admit.ts', import.meta.url));
 const VISITOR = fileURLToPath(new URL('./devnet-visitor.ts', import.meta.url));
 /** The `form` launcher of this checkout (the laptop's PATH gets a `form` that runs it). */
 const FORM_LAUNCHER = fileURLToPath(new URL('../../cli/bin/form.js', import.meta.url));
-const STATE_FILE = 'devnet.json';
 const PORT_STEP = 10;
-
-/** One node of a devnet: a real formationd in its own namespace, on the devnet's underlay bridge. */
-export interface DevnetNode {
-  name: string;
-  index: number;
-  netns: string;
-  dataDir: string;
-  portOffset: number;
-  /** The node's address on the underlay (only inside the devnet's namespaces). */
-  underlayIp: string;
-  instanceCidr: string;
-  pid: number | null;
-  /** Base URL of its APIs (each service on its port + portOffset: formnet 3001, vmm 3002, pack 3003, state 3004). */
-  apiBase: string;
-  /** From node.json once it is up. */
-  info?: NodeInfo | undefined;
-  /** An admin's node.admit for this node's key is in the network's state. */
-  admitted?: boolean;
-  /** World mode: the node's public address (its host namespace's eth0); its APIs are on that host's loopback. */
-  publicAddress?: string;
-}
-
-/** World mode: the small internet around the nodes (see devnet-world.ts). */
-export interface DevnetWorld {
-  plan: WorldPlan;
-  /** The visitor's HTTP server (in `<p>vis`), by PID. */
-  visitorPid: number | null;
-  /** One JSON line per request the visitor answered, with the source address (`VisitorRequest`). */
-  visitorLog: string;
-  /** The laptop's FORM_HOME: its own keys and kit config, nothing shared with the nodes. */
-  laptopHome: string;
-}
-
-/** What `form devnet up` made, so `status`, `exec` and `down` find it (even after a crash). */
-export interface DevnetState {
-  version: 1;
-  dir: string;
-  prefix: string;
-  bridgeNetns: string;
-  subnet: string;
-  portBase: number;
-  createdAt: string;
-  nodes: DevnetNode[];
-  /** Extra environment given to every node (e.g. FORM_HEARTBEAT_MS). */
-  env: Record<string, string>;
-  /**
-   * `local` (the default, and what a state file without it means): formationd in the root namespace,
-   * APIs on 127.0.0.1 + port offset. `world`: each formationd inside its host namespace of a small
-   * internet (standard ports, reachable only at its public address), with a visitor and a laptop.
-   */
-  mode?: 'local' | 'world';
-  world?: DevnetWorld;
-}
-
-export interface DevnetUpOptions {
-  nodes: number;
-  /** Where the state file and the nodes' data dirs go. */
-  dir: string;
-  /** Namespace/interface prefix (≤ 8 chars): namespaces `<prefix>br`, `<prefix>1`…`<prefix>N`. */
-  prefix?: string;
-  /** Port offset of node 1; node i gets portBase + (i-1)*10. */
-  portBase?: number;
-  /** Environment for every formationd (FORM_HEARTBEAT_MS, FORM_NODE_TIMEOUT_MS, FORM_LOG_LEVEL …). */
-  env?: Record<string, string>;
-  /** How long each node may take to become ready (ms). */
-  timeoutMs?: number;
-  /** Build the world (hosts with public addresses, visitor, laptop behind NAT) instead of local mode. */
-  world?: boolean;
-}
-
 const SUBNET = '192.168.77';
-
-export function devnetStatePath(dir: string): string {
-  return join(dir, STATE_FILE);
-}
-
-export function readDevnet(dir: string): DevnetState | null {
-  const p = devnetStatePath(dir);
-  if (!existsSync(p)) return null;
-  return JSON.parse(readFileSync(p, 'utf8')) as DevnetState;
-}
-
-function saveDevnet(s: DevnetState): void {
-  const p = devnetStatePath(s.dir);
-  const tmp = `${p}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(s, null, 2)}\n`);
-  renameSync(tmp, p);
-}
-
-async function sh(cmd: string, args: string[]): Promise<string> {
-  try {
-    const { stdout } = await run(cmd, args);
-    return stdout;
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new FormError('NET_ERROR', `Cannot run \`${cmd} ${args.join(' ')}\`: ${(e.stderr ?? e.message).trim()}`, {
-      hint: 'A devnet needs root (namespaces, veth, WireGuard); `form node doctor` checks the host.',
-    });
-  }
-}
-
-/** Bring the underlay of one node up: namespace + veth to the bridge namespace + its address. */
-async function createUnderlay(s: DevnetState, n: DevnetNode): Promise<void> {
-  const have = await netnsList();
-  if (!have.includes(n.netns)) await sh('ip', ['netns', 'add', n.netns]);
-  await sh('ip', ['-n', n.netns, 'link', 'set', 'lo', 'up']);
-  await sh('ip', ['netns', 'exec', n.netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-  const inNs = await sh('ip', ['-n', n.netns, '-j', 'link', 'show']);
-  if ((JSON.parse(inNs) as { ifname: string }[]).some((l) => l.ifname === 'eth0')) return;
-  // Created in the root namespace with host-unique names, then moved (creating in place fails with this iproute2).
-  const bridgeSide = `${s.prefix}${n.index}b`;
-  const temp = `${s.prefix}${n.index}t`;
-  await sh('ip', ['link', 'add', bridgeSide, 'type', 'veth', 'peer', 'name', temp]);
-  await sh('ip', ['link', 'set', bridgeSide, 'netns', s.bridgeNetns]);
-  await sh('ip', ['link', 'set', temp, 'netns', n.netns]);
-  await sh('ip', ['-n', n.netns, 'link', 'set', temp, 'name', 'eth0']);
-  await sh('ip', ['-n', s.bridgeNetns, 'link', 'set', bridgeSide, 'master', 'dnbr0']);
-  await sh('ip', ['-n', s.bridgeNetns, 'link', 'set', bridgeSide, 'up']);
-  await sh('ip', ['-n', n.netns, 'address', 'add', `${n.underlayIp}/24`, 'dev', 'eth0']);
-  await sh('ip', ['-n', n.netns, 'link', 'set', 'eth0', 'up']);
-}
-
-/** The underlay link of a node (its veth end in the bridge namespace): down = partition, up = heal. */
-export async function setUnderlayLink(s: DevnetState, node: DevnetNode, up: boolean): Promise<void> {
-  await sh('ip', ['-n', s.bridgeNetns, 'link', 'set', `${s.prefix}${node.index}b`, up ? 'up' : 'down']);
-}
-
-function readInfo(dataDir: string): NodeInfo | null {
-  try {
-    return JSON.parse(readFileSync(nodePaths(dataDir).infoFile, 'utf8')) as NodeInfo;
-  } catch {
-    return null;
-  }
-}
-
-function isOurDaemon(pid: number, dataDir: string): boolean {
-  // formationd sets its process title (so its cmdline no longer shows the data dir): check the title
-  // and that this data dir's pid file names this PID.
-  try {
-    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    if (!cmd.includes('formationd') && !cmd.includes('main.ts')) return false;
-    const recorded = Number.parseInt(readFileSync(nodePaths(dataDir).pidFile, 'utf8').trim(), 10);
-    return recorded === pid || cmd.includes(dataDir);
-  } catch {
-    return false;
-  }
-}
-
-/** World mode: node 1's libp2p address on its public address (what the others `--join`). */
-export function publicMultiaddr(n: DevnetNode): string {
-  const ip = n.publicAddress;
-  const all = n.info?.p2p ?? [];
-  const ma = all.find((a) => a.startsWith(`/ip4/${ip}/`) && a.includes('/p2p/'));
-  if (!ma) {
-    throw new FormError(
-      'UNAVAILABLE',
-      `Cannot join ${n.name}: its libp2p does not listen on its public address ${ip} (it lists ${all.join(' ') || 'nothing'})`,
-      { hint: 'formationd must listen on --public-address (libp2p, WireGuard, TLS APIs); see its log.' },
-    );
-  }
-  return ma;
-}
-
-/** The program and arguments that start a node's formationd: inside its host namespace in world mode. */
-function daemonArgv(s: DevnetState, n: DevnetNode): string[] {
-  const args = ['--data-dir', n.dataDir, '--netns', n.netns, '--instance-cidr', n.instanceCidr];
-  if (s.mode === 'world') {
-    const ip = n.publicAddress as string;
-    return [
-      'ip',
-      'netns',
-      'exec',
-      n.netns,
-      process.execPath,
-      FORMATIOND_MAIN,
-      ...args,
-      '--port-offset',
-      '0',
-      '--public-address',
-      ip,
-      '--advertise-host',
-      ip,
-    ];
-  }
-  return [
-    process.execPath,
-    FORMATIOND_MAIN,
-    ...args,
-    '--port-offset',
-    String(n.portOffset),
-    '--advertise-host',
-    n.underlayIp,
-  ];
-}
-
-/** Admit `n` with the devnet's admin key, at `first` (a running node): from its host namespace in world mode. */
-async function admitAt(s: DevnetState, first: DevnetNode, n: DevnetNode, nodeKey: string): Promise<void> {
-  if (s.mode === 'world') {
-    const adminFile = join(s.dir, 'admin-key.json');
-    await devnetAdminKey(s); // made if missing
-    await inNetns(first.netns, [process.execPath, ADMIT, stateUrl(first), adminFile, nodeKey, n.instanceCidr]);
-    return;
-  }
-  const admin = await devnetAdminKey(s);
-  await httpStateClient(stateUrl(first)).author(admin, 'node.admit', { node: nodeKey, formnetRange: n.instanceCidr });
-}
-
-/**
- * Start one devnet node's formationd (the same program and flags as `form node up`), detached, its
- * output in <dataDir>/node/formationd.log, and wait until it publishes node.json as ready. In world
- * mode it runs inside its host namespace (`ip netns exec` execs it: the PID is formationd's).
- */
-export async function startDevnetNode(s: DevnetState, n: DevnetNode, timeoutMs = 120_000): Promise<DevnetNode> {
-  if (n.pid && pidAlive(n.pid) && isOurDaemon(n.pid, n.dataDir)) return n;
-  const paths = nodePaths(n.dataDir);
-  mkdirSync(paths.dir, { recursive: true });
-  const argv = daemonArgv(s, n);
-  // Join through every other node that is up (node 1 at first; a restarted node joins whoever runs).
-  const up = s.nodes.filter((o) => o !== n && o.pid && pidAlive(o.pid) && o.info);
-  for (const other of up) {
-    const ma = s.mode === 'world' ? publicMultiaddr(other) : other.info?.p2p.find((a) => a.includes('/p2p/'));
-    if (ma) argv.push('--join', ma);
-  }
-  const nodeKey = await loadOrCreateKey(paths.keyFile);
-  const admin = await devnetAdminKey(s);
-  const genesis = up.find((o) => o.info?.genesis)?.info?.genesis;
-  if (up.length === 0) {
-    // The first node starts the network: the devnet's admin key may admit the others.
-    argv.push('--admin', admin.publicKey);
-    n.admitted = true; // by its own genesis
-  } else {
-    // Follow the running nodes' network (no trust on first use), admitted by the devnet's admin.
-    if (genesis) argv.push('--genesis', genesis);
-    if (!n.admitted) {
-      await admitAt(s, up[0] as DevnetNode, n, nodeKey.publicKey);
-      n.admitted = true;
-      saveDevnet(s);
-    }
-  }
-  const logFd = openSync(paths.logFile, 'a');
-  // Local mode: every node on this host's loopback, so peers' APIs are at 127.0.0.1 + their offset.
-  // World mode: peers' APIs are at their public addresses (their registered endpoints).
-  const env: NodeJS.ProcessEnv = { ...process.env, FORM_PEER_API_HOST: '127.0.0.1', ...s.env };
-  if (s.mode === 'world') delete env.FORM_PEER_API_HOST;
-  const child = spawn(argv[0] as string, argv.slice(1), { detached: true, stdio: ['ignore', logFd, logFd], env });
-  child.unref();
-  closeSync(logFd);
-  n.pid = child.pid ?? null;
-  n.info = undefined;
-  saveDevnet(s);
-  let exited: number | null = null;
-  child.on('exit', (code) => {
-    exited = code ?? 1;
-  });
-  const t0 = Date.now();
-  while (Date.now() - t0 < timeoutMs) {
-    await new Promise((r) => setTimeout(r, 200));
-    if (exited !== null || !n.pid || !pidAlive(n.pid)) {
-      const tail = readFileSync(paths.logFile, 'utf8').trim().split('\n').slice(-10).join('\n');
-      throw new FormError('UNAVAILABLE', `Cannot start devnet ${n.name}: formationd exited\n${tail}`, {
-        hint: `See ${paths.logFile}`,
-      });
-    }
-    const info = readInfo(n.dataDir);
-    if (info?.ready && info.pid === n.pid) {
-      n.info = info;
-      saveDevnet(s);
-      return n;
-    }
-  }
-  throw new FormError('TIMEOUT', `Cannot confirm devnet ${n.name} is up after ${timeoutMs / 1000} s`, {
-    hint: `See ${paths.logFile}`,
-  });
-}
-
-/**
- * The devnet's network admin key (`<dir>/admin-key.json`, 0600): written into the genesis by the first
- * node, it admits the others (what an operator does with `form node admit`).
- */
-export function devnetAdminKey(s: Pick<DevnetState, 'dir'>): Promise<KeyPair> {
-  return loadOrCreateKey(join(s.dir, 'admin-key.json'));
-}
-
-/**
- * Stop one node's formationd by PID: SIGTERM (it stops its VMs and WireGuard), SIGKILL after the
- * timeout; with `crash`, SIGKILL at once. QEMU a killed node leaves behind is killed (by pidfile).
- */
-export async function stopDevnetNode(
-  s: DevnetState,
-  n: DevnetNode,
-  timeoutMs = 60_000,
-  opts: { crash?: boolean } = {},
-): Promise<void> {
-  const pid = n.pid;
-  if (pid && pidAlive(pid) && isOurDaemon(pid, n.dataDir)) {
-    // crash: SIGKILL, as if the machine died (its VMs are killed below too; nothing is reported).
-    process.kill(pid, opts.crash ? 'SIGKILL' : 'SIGTERM');
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline && pidAlive(pid)) await new Promise((r) => setTimeout(r, 100));
-    if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
-  }
-  killLeftoverVms(n.dataDir);
-  n.pid = null;
-  n.info = undefined;
-  saveDevnet(s);
-}
-
-/** QEMU processes a killed daemon left behind (from its VM pidfiles), by PID and only if they are ours. */
-function killLeftoverVms(dataDir: string): void {
-  const vmDir = join(dataDir, 'vms');
-  if (!existsSync(vmDir)) return;
-  for (const id of readdirSync(vmDir)) {
-    for (const f of ['qemu/qemu.pid', 'qemu.pid']) {
-      const p = join(vmDir, id, f);
-      if (!existsSync(p)) continue;
-      const pid = Number.parseInt(readFileSync(p, 'utf8').trim(), 10);
-      if (!pid || !pidAlive(pid)) continue;
-      try {
-        if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(join(vmDir, id))) process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone meanwhile
-      }
-    }
-  }
-}
 
 /**
  * `form devnet up`. Local mode (the library default): a bridge namespace, N node namespaces joined to
@@ -540,94 +231,6 @@ function prepareLaptop(s: DevnetState): void {
   writeFileSync(launcher, `#!/bin/sh\nexec '${process.execPath}' '${FORM_LAUNCHER}' "$@"\n`, { mode: 0o755 });
 }
 
-/** What `form devnet exec <target>` runs in: a node (node1, n1, 1), `laptop`, `visitor`, `router` or `internet`. */
-export interface DevnetExecTarget {
-  netns: string;
-  /** Environment for the command (the laptop's FORM_HOME and PATH). */
-  env: Record<string, string>;
-  /** Drop the caller's FORM_* variables (FORM_PORT_OFFSET, FORM_NODE …): the laptop shares nothing with this shell. */
-  isolated?: boolean;
-}
-
-/** The environment `form devnet exec` gives a target's command: the caller's, minus FORM_* for an isolated one. */
-export function devnetExecEnv(t: DevnetExecTarget, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(base))
-    if (!t.isolated || !k.startsWith('FORM_') || k === 'FORM_LOG_LEVEL') env[k] = v;
-  return { ...env, ...t.env };
-}
-
-/** Resolve an exec target of devnet `s` (pure; CLI_USAGE/NOT_FOUND for a name it does not have). */
-export function devnetExecTarget(s: DevnetState, target: string, basePath = process.env.PATH ?? ''): DevnetExecTarget {
-  const n = s.nodes.find((x) => x.name === target || String(x.index) === target || `n${x.index}` === target);
-  if (n) return { netns: n.netns, env: {} };
-  const w = s.world;
-  const names = [...s.nodes.map((x) => x.name), ...(w ? ['laptop', 'visitor', 'router', 'internet'] : [])];
-  if (w) {
-    if (target === 'laptop' || target === 'lap') {
-      const nodeDir = dirname(process.execPath);
-      return {
-        netns: w.plan.laptop.netns,
-        isolated: true,
-        env: { FORM_HOME: w.laptopHome, PATH: `${join(w.laptopHome, 'bin')}:${nodeDir}:${basePath}` },
-      };
-    }
-    if (target === 'visitor' || target === 'vis') return { netns: w.plan.visitor.netns, env: {} };
-    if (target === 'router' || target === 'rtr') return { netns: w.plan.router.netns, env: {} };
-    if (target === 'internet' || target === 'net') return { netns: w.plan.internet.netns, env: {} };
-  }
-  throw new FormError(
-    'NOT_FOUND',
-    `Cannot exec in ${target}: this devnet has no such namespace (have ${names.join(', ')})`,
-    {
-      hint:
-        s.mode === 'world'
-          ? undefined
-          : 'laptop, visitor and router exist in world mode only (`form devnet up` without --local).',
-    },
-  );
-}
-
-/** Wait until every running node's state lists every node of the devnet (read inside each host in world mode). */
-export async function waitConverged(s: DevnetState, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  const up = s.nodes.filter((n) => n.pid && pidAlive(n.pid));
-  while (Date.now() < deadline) {
-    const counts = await Promise.all(
-      up.map(async (n) => {
-        try {
-          const body = await nodeJson<unknown[] | { nodes: unknown[] }>(s, n, `${stateUrl(n)}/nodes`);
-          return Array.isArray(body) ? body.length : body.nodes.length;
-        } catch {
-          return 0;
-        }
-      }),
-    );
-    if (counts.every((c) => c >= s.nodes.length)) return;
-    await new Promise((r) => setTimeout(r, s.mode === 'world' ? 500 : 200));
-  }
-  throw new FormError('TIMEOUT', `Devnet nodes did not all see ${s.nodes.length} nodes within ${timeoutMs / 1000} s`, {
-    hint: `See the nodes' logs: ${s.nodes.map((n) => nodePaths(n.dataDir).logFile).join(' ')}`,
-  });
-}
-
-/** GET a node's API: from the root namespace in local mode, inside the node's host namespace in world mode. */
-export async function nodeJson<T>(s: DevnetState, n: DevnetNode, url: string): Promise<T> {
-  if (s.mode === 'world') return nsFetchJson<T>(n.netns, url);
-  const r = await fetch(url, { signal: AbortSignal.timeout(3000) });
-  if (!r.ok) throw new FormError('UNAVAILABLE', `Cannot GET ${url}: HTTP ${r.status}`);
-  return (await r.json()) as T;
-}
-
-export function stateUrl(n: DevnetNode): string {
-  return `${n.apiBase}:${3004 + n.portOffset}`;
-}
-
-export function serviceBase(n: DevnetNode, service: 'formnet' | 'vmm' | 'pack' | 'state'): string {
-  const port = { formnet: 3001, vmm: 3002, pack: 3003, state: 3004 }[service];
-  return `${n.apiBase}:${port + n.portOffset}`;
-}
-
 /**
  * `form devnet down`: stop every node (by PID: SIGTERM, it stops its VMs and WireGuard), kill QEMU left
  * by a crashed node, the visitor server (world), then every process still living in one of the
@@ -684,109 +287,4 @@ function stopVisitor(pid: number): void {
   } catch {
     // gone already
   }
-}
-
-/** World mode: the visitor and the laptop, beside the nodes' rows of `devnetStatus`. */
-export interface DevnetWorldStatus {
-  visitor: { netns: string; ip: string; running: boolean; pid: number | null; requests: number };
-  laptop: { netns: string; ip: string; formHome: string; processes: number; interfaces: string[] };
-}
-
-/** World mode: is the visitor up, how many requests it answered; what runs on the laptop (null for local mode). */
-export async function devnetWorldStatus(dir: string): Promise<DevnetWorldStatus | null> {
-  const s = readDevnet(resolve(dir));
-  const w = s?.world;
-  if (!s || !w) return null;
-  const vpid = w.visitorPid;
-  const running = !!vpid && pidAlive(vpid);
-  let interfaces: string[] = [];
-  try {
-    const links = JSON.parse(await sh('ip', ['-n', w.plan.laptop.netns, '-j', 'link', 'show'])) as { ifname: string }[];
-    interfaces = links.map((l) => l.ifname).filter((n) => n !== 'lo');
-  } catch {
-    // the laptop namespace is gone
-  }
-  return {
-    visitor: {
-      netns: w.plan.visitor.netns,
-      ip: w.plan.visitor.ip,
-      running,
-      pid: running ? vpid : null,
-      requests: readVisitorLog(s).length,
-    },
-    laptop: {
-      netns: w.plan.laptop.netns,
-      ip: w.plan.laptop.ip,
-      formHome: w.laptopHome,
-      processes: (await netnsPids(w.plan.laptop.netns)).length,
-      interfaces,
-    },
-  };
-}
-
-/** World mode: the visitor's request log (who called it, from which address). */
-export function readVisitorLog(s: DevnetState): Array<{ from: string; method: string; url: string; ts: string }> {
-  const file = s.world?.visitorLog;
-  if (!file || !existsSync(file)) return [];
-  return readFileSync(file, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { from: string; method: string; url: string; ts: string });
-}
-
-export interface DevnetNodeStatus {
-  name: string;
-  netns: string;
-  pid: number | null;
-  running: boolean;
-  portOffset: number;
-  apiBase: string;
-  stateUrl: string;
-  underlayIp: string;
-  /** World mode: the node's public address. */
-  publicAddress: string | null;
-  instanceCidr: string;
-  nodeAddress: string | null;
-  formnetAddress: string | null;
-  digest: string | null;
-  ops: number | null;
-}
-
-/** Per node: running?, formnet address, state digest (equal digests = converged). */
-export async function devnetStatus(dir: string): Promise<DevnetNodeStatus[] | null> {
-  const s = readDevnet(resolve(dir));
-  if (!s) return null;
-  return Promise.all(
-    s.nodes.map(async (n) => {
-      const running = !!n.pid && pidAlive(n.pid) && isOurDaemon(n.pid, n.dataDir);
-      const info = running ? readInfo(n.dataDir) : null;
-      let digest: string | null = null;
-      let ops: number | null = null;
-      if (running) {
-        try {
-          const r = await nodeJson<{ digest: string; size: number }>(s, n, `${stateUrl(n)}/digest`);
-          digest = r.digest;
-          ops = r.size;
-        } catch {
-          // not answering
-        }
-      }
-      return {
-        name: n.name,
-        netns: n.netns,
-        pid: running ? n.pid : null,
-        running,
-        portOffset: n.portOffset,
-        apiBase: n.apiBase,
-        stateUrl: stateUrl(n),
-        underlayIp: n.underlayIp,
-        publicAddress: n.publicAddress ?? null,
-        instanceCidr: n.instanceCidr,
-        nodeAddress: info?.nodeAddress ?? null,
-        formnetAddress: info?.formnetAddress ?? null,
-        digest,
-        ops,
-      };
-    }),
-  );
 }

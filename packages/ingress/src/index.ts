@@ -17,6 +17,7 @@ export {
   MAX_HELLO_READ_BYTES,
   readClientHello,
 } from './client-hello.ts';
+export { type Dialer, type DialOptions, dialError, directDialer } from './dialer.ts';
 export {
   type CheckResult,
   type HealthHistory,

@@ -1,7 +1,8 @@
-import { type AddressInfo, createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { MAX_HELLO_READ_BYTES, readClientHello } from './client-hello.ts';
+import { type Dialer, directDialer } from './dialer.ts';
 import { readHttpHead } from './http-head.ts';
 import { type Backend, pickOrder, type RouteTable, type TcpRouteTable } from './routes.ts';
 
@@ -53,6 +54,11 @@ export interface IngressOptions {
    * forwarded to a backend of `routes().get(<its port>)`. The same limits apply (per source, in all).
    */
   tcp?: { host: string; routes(): TcpRouteTable };
+  /**
+   * How connections to replicas are opened (HTTP, TLS and TCP alike); default `directDialer` (this
+   * process's namespace). A node whose formnet is in another namespace passes one that dials there.
+   */
+  dial?: Dialer;
 }
 
 export type RefusalReason =
@@ -118,6 +124,7 @@ const STATUS_TEXT: Record<number, string> = {
  */
 export async function startIngress(opts: IngressOptions): Promise<Ingress> {
   const limits = checkLimits({ ...DEFAULT_INGRESS_LIMITS, ...opts.limits });
+  const dial = opts.dial ?? directDialer;
   const log = opts.logger.child({ component: 'ingress' });
   const sockets = new Set<Socket>();
   const perSource = new Map<string, number>();
@@ -243,7 +250,10 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
     const order = pickOrder(candidates, active, turn, down).slice(0, limits.connectAttempts);
     for (const b of order) {
       if (sock.destroyed) return;
-      const up = await connectTo(b.address, port(b)!, limits.connectTimeoutMs);
+      const up = await dial(b.address, port(b)!, { timeoutMs: limits.connectTimeoutMs }).catch(
+        (err: NodeJS.ErrnoException) =>
+          new Error(err.code === 'ETIMEDOUT' ? err.message : `connect ${err.code ?? err.message}`),
+      );
       if (!(up instanceof Error)) {
         downUntil.delete(b.id);
         return pipe(sock, up, b, proto, host, first);
@@ -379,25 +389,6 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
   }
   log.info({ http: result.http, tls: result.tls, limits }, 'ingress listening');
   return result;
-}
-
-function connectTo(address: string, port: number, timeoutMs: number): Promise<Socket | Error> {
-  return new Promise((resolve) => {
-    const s = netConnect({ host: address, port, allowHalfOpen: true });
-    const t = setTimeout(() => {
-      s.destroy();
-      resolve(new Error(`connect timeout after ${timeoutMs} ms`));
-    }, timeoutMs);
-    s.once('connect', () => {
-      clearTimeout(t);
-      resolve(s);
-    });
-    s.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(t);
-      s.destroy();
-      resolve(new Error(`connect ${err.code ?? err.message}`));
-    });
-  });
 }
 
 function checkLimits(l: IngressLimits): IngressLimits {

@@ -1,6 +1,7 @@
-import { connect as netConnect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { type HealthcheckSpec, PROBE_SOURCE_PORTS } from '@formation/interface';
 import type { Logger } from '@formation/service';
+import { type Dialer, directDialer } from './dialer.ts';
 import { type CheckResult, type HealthState, type HealthStatus, INITIAL_HEALTH, nextHealth } from './health.ts';
 
 /** How a check reaches a replica. `netTransport()` is the real one (sockets); tests may pass another. */
@@ -211,16 +212,16 @@ const BIND_TRIES = 8;
  * in `PROBE_SOURCE_PORTS`, which is how the replica's node tells a probe from a visit (scale to zero:
  * probes keep no replica awake and wake no suspended one); a port in use tries another. Each closed
  * probe leaves its port in TIME_WAIT for a minute: the range allows ~900 probes a minute per node.
+ * `dial` opens the connections (default: this process's namespace; a node with `--netns` dials there).
  */
-export function netTransport(o: { sourcePorts?: { first: number; last: number } } = {}): ProbeTransport {
+export function netTransport(o: { sourcePorts?: { first: number; last: number }; dial?: Dialer } = {}): ProbeTransport {
   const range = o.sourcePorts ?? PROBE_SOURCE_PORTS;
-  const attempt = (address: string, port: number, timeoutMs: number, localPort: number): Promise<Socket> =>
-    new Promise((resolve, reject) => {
-      const s = netConnect({ host: address, port, localPort });
-      s.setTimeout(timeoutMs, () => s.destroy(new Error(`timeout after ${timeoutMs} ms`)));
-      s.once('connect', () => resolve(s));
-      s.once('error', reject);
-    });
+  const dial = o.dial ?? directDialer;
+  const attempt = async (address: string, port: number, timeoutMs: number, localPort: number): Promise<Socket> => {
+    const s = await dial(address, port, { timeoutMs, localPort });
+    s.setTimeout(timeoutMs, () => s.destroy(new Error(`timeout after ${timeoutMs} ms`)));
+    return s;
+  };
   const size = range.last - range.first + 1;
   const open = async (address: string, port: number, timeoutMs: number): Promise<Socket> => {
     // From a random port of the range, the next ones in turn (wrapping) while they are taken.
@@ -273,6 +274,7 @@ export function netTransport(o: { sourcePorts?: { first: number; last: number } 
         });
         s.on('error', (err) => done({ ok: false, detail: err.message }));
         s.on('close', () => done({ ok: false, detail: 'closed before a status line' }));
+        s.resume();
         const host = address.includes(':') ? `[${address}]` : address;
         s.write(
           `GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\nUser-Agent: formation-health/1\r\nConnection: close\r\n\r\n`,

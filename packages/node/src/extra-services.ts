@@ -106,6 +106,8 @@ async function startIngressOnPublic(ctx: ExtraServicesContext): Promise<string> 
     domain: ctx.config.domain,
     logger: ctx.logger,
     key: ctx.key,
+    // formnet is routed in the node's namespace only: replicas are dialed from there.
+    netns: ctx.config.netns ?? null,
     // Plain TCP mappings never take this node's own ports, whatever the state says.
     tcp: {
       reservedPorts: new Set([

@@ -8,7 +8,9 @@ import {
   buildRouteTable,
   buildTcpRouteTable,
   createProber,
+  type Dialer,
   type Ingress,
+  netTransport,
   type ProbeTarget,
   type RouteInput,
   type RouteTable,
@@ -17,6 +19,7 @@ import {
 } from '@formation/ingress';
 import type { Logger } from '@formation/service';
 import type { StateStore } from '@formation/state';
+import { netnsDialer } from './netns-dialer.ts';
 import { startPortGranter } from './port-grants.ts';
 
 type Views = ReturnType<StateStore['views']>;
@@ -122,6 +125,13 @@ export interface NodeIngressOptions {
   tcp?: { reservedPorts: ReadonlySet<number> };
   /** The node's key: with it, this node also grants port claims (port.granted). */
   key?: KeyPair;
+  /**
+   * The node's namespace (`--netns`): replicas are dialed from inside it (proxy, prober, TCP mappings),
+   * never from this process's namespace, where formnet would leave by the default route.
+   */
+  netns?: string | null;
+  /** Or a dialer of the caller's (tests); `netns` wins. */
+  dial?: Dialer;
 }
 
 export interface NodeIngress {
@@ -141,7 +151,13 @@ export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngre
   let tcpProblems: Array<{ port: number; error: string }> = [];
   let plan: IngressPlan = { instances: [], probes: [] };
   let ingress: Ingress | undefined;
-  const prober = createProber({ logger: o.logger, onChange: () => rebuildTable() });
+  const dialer = o.netns ? netnsDialer(o.netns, o.logger) : undefined;
+  const dial = dialer?.dial ?? o.dial;
+  const prober = createProber({
+    logger: o.logger,
+    onChange: () => rebuildTable(),
+    ...(dial ? { transport: netTransport({ dial }) } : {}),
+  });
   const rebuildTable = () => {
     table = buildRouteTable({ instances: plan.instances, health: (id) => prober.status(id) });
     if (o.tcp) tcpTable = buildTcpRouteTable({ instances: plan.instances, health: (id) => prober.status(id) });
@@ -194,11 +210,13 @@ export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngre
       routes: () => table,
       ...(o.tcp ? { tcp: { host: o.host, routes: () => tcpTable } } : {}),
       logger: o.logger,
+      ...(dial ? { dial } : {}),
     });
   } catch (err) {
     clearInterval(timer);
     off();
     prober.close();
+    dialer?.close();
     throw err;
   }
   const started = ingress;
@@ -224,6 +242,7 @@ export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngre
       prober.close();
       await syncing;
       await started.close();
+      dialer?.close();
     },
   };
 }

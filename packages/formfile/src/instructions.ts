@@ -96,7 +96,8 @@ export const INSTRUCTIONS: readonly InstructionInfo[] = [
     name: 'HTTPS',
     aliases: [],
     syntax:
-      'HTTPS <app port> (the guest gets an ACME certificate for its names, serves TLS on 443, forwards to the port)',
+      'HTTPS <app port> [TERMINATE=guest|ingress] (guest, the default: the guest gets an ACME certificate for its ' +
+      'names, serves TLS on 443, forwards to the port; ingress: the ingress nodes hold the certificate and see the traffic)',
     once: true,
     default: 'off (TLS on 443 only if the app serves it itself)',
   },

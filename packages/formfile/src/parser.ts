@@ -130,7 +130,7 @@ class Parser {
   entrypoint: FormfileSpec['entrypoint'] = null;
   noCopy = false;
   gpu = false;
-  https: number | undefined;
+  https: { port: number; terminate?: 'ingress' } | undefined;
   autostop: number | undefined;
   healthcheck: HealthcheckSpec | undefined;
   /** Once-only instructions: where each was first seen, and how it was spelled. */
@@ -185,7 +185,7 @@ class Parser {
       noCopy: this.noCopy,
       gpu: this.gpu,
       ...(this.healthcheck ? { healthcheck: this.healthcheck } : {}),
-      ...(this.https !== undefined ? { https: { port: this.https } } : {}),
+      ...(this.https !== undefined ? { https: this.https } : {}),
       ...(this.autostop !== undefined ? { autostopMinutes: this.autostop } : {}),
     };
     return { spec, errors, copy, copyPositions };
@@ -737,10 +737,29 @@ class Parser {
     this.noCopy = true;
   }
 
-  /** `HTTPS <app port>`: TLS ends in the guest (ACME certificate, key made there) and goes to the app port; 443 is exposed. */
+  /**
+   * `HTTPS <app port>`: TLS ends in the guest (ACME certificate, key made there) and goes to the app port;
+   * 443 is exposed. `HTTPS <app port> TERMINATE=ingress`: TLS ends at the ingress nodes, which forward
+   * plain HTTP to the app port (exposed; 443 is not: the guest serves no TLS).
+   */
   httpsInstr(l: LogicalLine, tokens: Token[]): void {
     const t = tokens[0]!;
-    this.extra(l, 'HTTPS', tokens, 1, 'one port: the port the app serves plain HTTP on');
+    const opt = tokens[1];
+    let terminate: 'ingress' | undefined;
+    if (opt) {
+      const m = /^TERMINATE=(.*)$/i.exec(opt.value);
+      if (!m || !['ingress', 'guest'].includes(m[1]!.toLowerCase())) {
+        this.err(
+          'FORMFILE_BAD_VALUE',
+          `HTTPS takes TERMINATE=guest (the default: TLS ends in the guest) or TERMINATE=ingress after the port, got "${opt.value}"`,
+          l,
+          opt.start,
+        );
+        return;
+      }
+      if (m[1]!.toLowerCase() === 'ingress') terminate = 'ingress';
+    }
+    this.extra(l, 'HTTPS', tokens, 2, 'one port (the port the app serves plain HTTP on) and TERMINATE=guest|ingress');
     if (!/^[0-9]{1,5}$/.test(t.value)) {
       this.err('FORMFILE_BAD_VALUE', `HTTPS expects the app's port such as 8080, got "${t.value}"`, l, t.start);
       return;
@@ -755,7 +774,13 @@ class Parser {
       );
       return;
     }
-    this.https = port;
+    if (terminate) {
+      // The ingress ends TLS and sends plain HTTP to the app's port.
+      this.https = { port, terminate };
+      this.expose.add(port);
+      return;
+    }
+    this.https = { port };
     // The ingress passes :443 through to the guest's TLS, which exists only when 443 is exposed.
     this.expose.add(443);
   }

@@ -36,8 +36,10 @@ export interface FormfileSpec {
   /**
    * `HTTPS <port>`: the guest obtains an ACME certificate for the instance's names (its key made in the
    * guest, never leaving it), serves TLS on 443 (added to `expose`) and forwards to `port`. Absent = off.
+   * `HTTPS <port> TERMINATE=ingress`: `terminate: 'ingress'` — the ingress nodes hold the certificate
+   * and key, end TLS and forward plain HTTP to `port` (added to `expose`): the nodes see the traffic.
    */
-  https?: { port: number };
+  https?: { port: number; terminate?: 'ingress' };
   /**
    * `AUTOSTOP <idle time>|off` (scale to zero): the instance's autostop in minutes when shipped (0 = off).
    * Absent when the Formfile has none (new instances: off; an update keeps the instance's setting).

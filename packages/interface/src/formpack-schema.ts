@@ -121,7 +121,9 @@ export const FormfileSpecSchema = Type.Object(
     noCopy: Type.Boolean(),
     gpu: Type.Boolean(),
     healthcheck: Type.Optional(HealthcheckSchema),
-    https: Type.Optional(Type.Object({ port: Int(1, 65535) }, strict)),
+    https: Type.Optional(
+      Type.Object({ port: Int(1, 65535), terminate: Type.Optional(Type.Literal('ingress')) }, strict),
+    ),
     autostopMinutes: Type.Optional(Int(0, 10_080)),
   },
   strict,

@@ -293,7 +293,10 @@ export class Builder {
     emit({ type: 'step', step: 'base' });
     const b = await ensureBase(base);
     // `HTTPS <port>` brings the in-guest ACME client and TLS front (only to images that ask for it).
-    const install = spec.https ? [...new Set([...spec.install, ...GUEST_CONTRACT.httpsPackages])] : spec.install;
+    const install =
+      spec.https && spec.https.terminate !== 'ingress'
+        ? [...new Set([...spec.install, ...GUEST_CONTRACT.httpsPackages])]
+        : spec.install;
     checkPackages(install, b.available, base.suite);
     emit({ type: 'step', step: 'packages', detail: install.join(' ') || '(none)' });
     const layer = await ensureLayer(base, b, install);

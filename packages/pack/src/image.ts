@@ -128,7 +128,9 @@ export async function customizeRootfs(o: CustomizeOptions): Promise<void> {
     join(R, 'etc/profile.d/form-env.sh'),
     sysEnv.map((e) => `export ${e.key}=${shQuote(e.value)}`).join('\n') + '\n',
   );
-  if (spec.https) writeFileSync(join(R, GUEST_CONTRACT.httpsPortFile.slice(1)), `${spec.https.port}\n`);
+  // TERMINATE=ingress: the guest serves no TLS (no port file: form-tls stays off).
+  if (spec.https && spec.https.terminate !== 'ingress')
+    writeFileSync(join(R, GUEST_CONTRACT.httpsPortFile.slice(1)), `${spec.https.port}\n`);
   const ep = entrypointScript(spec, workdir);
   if (ep) writeFileSync(join(R, 'etc/form/entrypoint'), ep, { mode: 0o755 });
   writeFileSync(

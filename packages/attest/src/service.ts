@@ -2,7 +2,7 @@ import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync,
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { GUEST_CONTRACT } from '@formation/guest';
 import { type KeyPair, NonceCache } from '@formation/identity';
-import { FormError } from '@formation/interface';
+import { ErrorBodySchema, FormError } from '@formation/interface';
 import { type ApiServer, type Logger, requireSigner } from '@formation/service';
 import { sha256File } from '@formation/service/files';
 import type { VmManager, VmView } from '@formation/vmm';
@@ -219,6 +219,50 @@ export class AttestService {
 
 const Hex = (min: number, max: number) => Type.String({ pattern: `^[0-9a-fA-F]{${min},${max}}$` });
 
+const open = { additionalProperties: true } as const;
+/** A report as signed (open: the signature covers every field of `report`, so none may be dropped). */
+const SignedReportSchema = Type.Object({
+  report: Type.Object(
+    {
+      version: Type.String(),
+      provider: Type.String(),
+      node: Type.String({ description: "the signing node's public key" }),
+      vmId: Type.String(),
+      vmName: Type.String(),
+      nonce: Type.String(),
+      issuedAt: Type.String(),
+    },
+    { ...open, description: 'AttestationReport (see the README "Report")' },
+  ),
+  signature: Type.String(),
+});
+const DiskStatusSchema = Type.Object(
+  { state: Type.String({ description: 'absent | locked | unlocked | unknown' }) },
+  { ...open, description: 'DiskStatus: the state, and the device, luks, mount or error when known' },
+);
+const ProvidersSchema = Type.Object({
+  active: Type.String(),
+  providers: Type.Array(
+    Type.Object({
+      name: Type.String(),
+      available: Type.Object({ ok: Type.Boolean(), reason: Type.String() }),
+      trust: Type.String(),
+      protects: Type.Array(Type.String()),
+      doesNotProtect: Type.Array(Type.String()),
+    }),
+  ),
+});
+const errors = {
+  400: ErrorBodySchema,
+  401: ErrorBodySchema,
+  403: ErrorBodySchema,
+  404: ErrorBodySchema,
+  409: ErrorBodySchema,
+  422: ErrorBodySchema,
+  500: ErrorBodySchema,
+  503: ErrorBodySchema,
+};
+
 /**
  * Mount the attestation API on a Fastify app (before `app.ready()`): signed routes with the node's
  * NonceCache, so a captured request cannot be replayed.
@@ -247,6 +291,7 @@ export function registerAttestRoutes(
         summary: 'Signed attestation report of a VM, bound to the verifier nonce',
         params: Ref,
         body: Type.Object({ nonce: Hex(16, 128) }, { additionalProperties: false }),
+        response: { 200: SignedReportSchema, ...errors },
       },
     },
     async (req) => svc.report(req.params.ref, req.body.nonce),
@@ -272,6 +317,10 @@ export function registerAttestRoutes(
           },
           { additionalProperties: false },
         ),
+        response: {
+          200: Type.Object({ vm: Type.String(), path: Type.String(), output: Type.String() }),
+          ...errors,
+        },
       },
     },
     async (req) => svc.putSecret(req.params.ref, req.body, req.signer?.address ?? ''),
@@ -285,11 +334,12 @@ export function registerAttestRoutes(
         summary: 'Lock state of the VM’s encrypted data disk (locked | unlocked | absent)',
         params: Ref,
         body: Type.Optional(Type.Object({}, { additionalProperties: false })),
+        response: { 200: DiskStatusSchema, ...errors },
       },
     },
     async (req) => svc.diskStatus(req.params.ref),
   );
-  app.get('/attest/providers', {}, async () => ({
+  app.get('/attest/providers', { schema: { tags: ['attest'], response: { 200: ProvidersSchema } } }, async () => ({
     active: svc.provider.name,
     providers: providers().map((p) => ({
       name: p.name,

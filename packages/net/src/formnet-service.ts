@@ -1,5 +1,5 @@
 import { type KeyPair, NonceCache } from '@formation/identity';
-import { FormError } from '@formation/interface';
+import { ErrorBodySchema, FormError } from '@formation/interface';
 import { ApiClient, type ApiServer, createApiServer, type Logger, requireSigner } from '@formation/service';
 import { createOp } from '@formation/state';
 import { Type } from '@sinclair/typebox';
@@ -71,11 +71,38 @@ const PeerSchema = Type.Object({
   persistentKeepalive: Type.Optional(Type.Number()),
 });
 
+/** `FormnetMember` (open: a state adapter may keep more about a member). */
+const MemberSchema = Type.Object(
+  {
+    id: Type.String(),
+    kind: Type.String({ description: 'node | developer' }),
+    wgPublicKey: Type.String(),
+    address: Type.String(),
+    endpoint: Type.Optional(Type.String()),
+    slice: Type.Optional(Type.String()),
+  },
+  { additionalProperties: true },
+);
+/** `JoinResponse`. */
+const JoinResponseSchema = Type.Object({
+  address: Type.String(),
+  member: MemberSchema,
+  interface: Type.Object({
+    address: Type.String(),
+    mtu: Type.Integer(),
+    network: Type.String(),
+    dns: Type.Optional(Type.Object({ server: Type.String(), port: Type.Integer(), domain: Type.String() })),
+  }),
+  peers: Type.Array(PeerSchema),
+});
+const errors = { 400: ErrorBodySchema, 401: ErrorBodySchema, 403: ErrorBodySchema, 404: ErrorBodySchema };
+
 // Held in a constant: `summary`/`security` are OpenAPI additions the plain FastifySchema type lacks.
 const LEAVE_SCHEMA = {
   summary: 'Leave formnet (signed): removes the signer',
   security: [{ formSignature: [] }],
   body: Type.Object({ leaveOp: Type.Optional(Type.Unknown()) }, { additionalProperties: false }),
+  response: { 200: Type.Object({ removed: Type.String() }), ...errors },
 };
 
 const PEERS_SCHEMA = {
@@ -116,6 +143,7 @@ export async function createFormnetService(opts: FormnetServiceOptions): Promise
         summary: 'Join formnet (signed); returns the address, interface settings and peers',
         security: [{ formSignature: [] }],
         body: JoinBody,
+        response: { 200: JoinResponseSchema, ...errors },
       },
     },
     async (req) => {

@@ -1,14 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import {
-  createReadStream,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { registerAttestRoutes } from '@formation/attest';
 import {
@@ -38,13 +29,11 @@ import {
   type Logger,
   listenTls,
   loadOrCreateTlsIdentity,
-  requireSigner,
   setApiIdentity,
   type TlsIdentity,
 } from '@formation/service';
 import { createStateService, openStateStore, PRESENCE_TOPIC, type StateStore, signPresence } from '@formation/state';
 import { createVmmService, fingerprintGpus, loadVmmConfig, type VmmService } from '@formation/vmm';
-import { Type } from '@sinclair/typebox';
 import { mayFetchFormpack, startNetwork, waitForAdmission } from './admission.ts';
 import { type NodeConfig, type NodeInfo, nodePaths, nodePorts } from './config.ts';
 import { InstanceController } from './controller.ts';
@@ -52,35 +41,11 @@ import { startExtraServices } from './extra-services.ts';
 import { gpuRecordUpdate } from './gpu-report.ts';
 import { deleteNetns, ensureNetns } from './netns.ts';
 import { netnsTransport } from './netns-probe.ts';
+import { registerNodeRoutes } from './node-routes.ts';
 import { ReplicaHealthMonitor } from './replica-health.ts';
 import { findRevisionFile, isLoopbackHost } from './replication.ts';
 
 const VERSION = '0.1.0';
-// In a constant: `summary` is an OpenAPI addition that the plain FastifySchema type lacks.
-const NODE_INFO_SCHEMA = {
-  summary: 'This node: namespace, WireGuard port, formnet address, DNS',
-  response: {
-    200: Type.Object({
-      node: Type.String(),
-      netns: Type.Union([Type.String(), Type.Null()]),
-      wireguardPort: Type.Integer(),
-      formnetAddress: Type.String(),
-      instanceCidr: Type.String(),
-      domain: Type.String(),
-      dns: Type.Object({ host: Type.String(), port: Type.Integer() }),
-      /** The node's public key: what its TLS certificate is bound to and clients pin. */
-      nodeKey: Type.String(),
-      /** Where the TLS APIs, libp2p and WireGuard listen for other hosts; null on a loopback-only node. */
-      publicAddress: Type.Union([Type.String(), Type.Null()]),
-    }),
-  },
-};
-
-const REVISION_SCHEMA = {
-  summary: 'Download a committed disk revision by its sha256 (signed by a registered node)',
-  params: Type.Object({ sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }) }),
-};
-
 export interface RunningNode {
   key: KeyPair;
   store: StateStore;
@@ -367,38 +332,23 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       },
       dns: { server: config.host, port: ports.dns, domain: config.domain },
     });
-    // What a developer tool on this host needs to attach a temporary peer (see `form ssh`).
-    formnetApp.get('/node', { schema: NODE_INFO_SCHEMA }, async () => ({
-      node: key.address,
-      netns: config.netns ?? null,
-      wireguardPort: ports.wireguard,
-      formnetAddress: self.address,
-      instanceCidr,
-      domain: config.domain,
-      dns: { host: config.host, port: ports.dns },
-      nodeKey: key.publicKey,
-      publicAddress: config.publicAddress ?? null,
-    }));
-    // Committed revisions (by sha256) for the other replicas' nodes: only registered nodes may fetch.
-    formnetApp.get(
-      '/revisions/:sha256',
-      {
-        schema: REVISION_SCHEMA,
-        preHandler: requireSigner(),
-      },
-      async (req, reply) => {
-        const signer = req.signer?.publicKey;
-        if (!signer || !store.views().nodes.some((n) => n.id === signer)) {
-          throw new FormError('AUTH_FORBIDDEN', 'Cannot serve a revision: only nodes of this network may fetch them');
-        }
-        const { sha256 } = req.params as { sha256: string };
-        const file = findRevisionFile(config.dataDir, vmm.manager.list(), sha256);
-        if (!file) throw new FormError('NOT_FOUND', `Cannot find revision ${sha256.slice(0, 12)} on this node`);
-        reply.header('content-length', statSync(file).size);
-        reply.header('x-form-sha256', sha256);
-        return reply.type('application/octet-stream').send(createReadStream(file));
-      },
-    );
+    // What a developer tool on this host needs to attach a temporary peer (see `form ssh`), and committed
+    // revisions (by sha256) for the other replicas' nodes: only registered nodes may fetch.
+    registerNodeRoutes(formnetApp, {
+      info: () => ({
+        node: key.address,
+        netns: config.netns ?? null,
+        wireguardPort: ports.wireguard,
+        formnetAddress: self.address,
+        instanceCidr,
+        domain: config.domain,
+        dns: { host: config.host, port: ports.dns },
+        nodeKey: key.publicKey,
+        publicAddress: config.publicAddress ?? null,
+      }),
+      isNode: (publicKey) => store.views().nodes.some((n) => n.id === publicKey),
+      revisionFile: (sha256) => findRevisionFile(config.dataDir, vmm.manager.list(), sha256),
+    });
     setApiIdentity(formnetApp, key.publicKey);
     await listen(formnetApp, config.host, ports.formnet, 'formnet');
     cleanups.push(() => formnetApp.close());

@@ -3,8 +3,8 @@ import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { NonceCache, type Signer } from '@formation/identity';
-import { FormError, type FormpackManifest, isFormError } from '@formation/interface';
-import { type ApiServer, createApiServer, type Logger, requireSigner } from '@formation/service';
+import { ErrorBodySchema, FormError, type FormpackManifest, isFormError } from '@formation/interface';
+import { type ApiServer, createApiServer, type Logger, requireSigner, streamedBody } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import { DEFAULT_ARCHIVE_LIMITS, extractContext } from './archive.ts';
 import { ARTIFACT_FILES, type ArtifactName, type BuildEvent, Builder } from './builder.ts';
@@ -86,9 +86,6 @@ const MAX_LOG_LINES = 5000;
 const CONTEXT_TTL_MS = 60 * 60_000;
 const SHA_RE = /^[0-9a-f]{64}$/;
 
-const ErrorSchema = Type.Object({
-  error: Type.Object({ code: Type.String(), message: Type.String(), hint: Type.Optional(Type.String()) }),
-});
 const BuildInfoSchema = Type.Object({
   buildId: Type.String(),
   id: Type.String(),
@@ -228,7 +225,7 @@ export async function createPackService(
         security: [{ formSignature: [] }],
         response: {
           201: Type.Object({ contextId: Type.String(), entries: Type.Integer(), bytes: Type.Integer() }),
-          400: ErrorSchema,
+          400: ErrorBodySchema,
         },
       },
     },
@@ -318,7 +315,7 @@ export async function createPackService(
           ),
         }),
         security: [{ formSignature: [] }],
-        response: { 202: BuildInfoSchema, 400: ErrorSchema, 404: ErrorSchema },
+        response: { 202: BuildInfoSchema, 400: ErrorBodySchema, 404: ErrorBodySchema },
       },
     },
     async (req, reply) => {
@@ -428,7 +425,7 @@ export async function createPackService(
       schema: {
         summary: 'Status of a build',
         params: Type.Object({ buildId: Type.String() }),
-        response: { 200: BuildInfoSchema, 404: ErrorSchema },
+        response: { 200: BuildInfoSchema, 404: ErrorBodySchema },
       },
     },
     async (req) => jobOf(req.params.buildId).info,
@@ -440,6 +437,13 @@ export async function createPackService(
       schema: {
         summary: 'The build log as NDJSON (steps, tool output, then {"type":"end"}); streams until the build ends',
         params: Type.Object({ buildId: Type.String() }),
+        response: {
+          200: {
+            description: 'One JSON build-log event per line (BuildLogLine), written as they happen',
+            content: { 'application/x-ndjson': { schema: streamedBody() } },
+          },
+          404: ErrorBodySchema,
+        },
       },
     },
     async (req, reply) => {
@@ -492,7 +496,7 @@ export async function createPackService(
       schema: {
         summary: 'Manifest of a Formpack (ID or unique prefix); ENV values only for its owner (sign the GET)',
         params: IdParams,
-        response: { 200: ManifestSchema, 404: ErrorSchema },
+        response: { 200: ManifestSchema, 404: ErrorBodySchema },
       },
     },
     async (req) => shown(req, manifestOf(req.params.id)),
@@ -506,7 +510,7 @@ export async function createPackService(
         summary: 'Delete a Formpack (its owner only)',
         params: IdParams,
         security: [{ formSignature: [] }],
-        response: { 200: Type.Object({ deleted: Type.String() }), 403: ErrorSchema, 404: ErrorSchema },
+        response: { 200: Type.Object({ deleted: Type.String() }), 403: ErrorBodySchema, 404: ErrorBodySchema },
       },
     },
     async (req) => {
@@ -536,6 +540,17 @@ export async function createPackService(
             Type.Literal('manifest'),
           ]),
         }),
+        response: {
+          200: {
+            description: 'The artifact bytes (x-form-sha256: their hash), or the manifest as JSON',
+            content: {
+              'application/octet-stream': { schema: streamedBody('binary') },
+              'application/json': { schema: ManifestSchema },
+            },
+          },
+          403: ErrorBodySchema,
+          404: ErrorBodySchema,
+        },
       },
     },
     async (req, reply) => {

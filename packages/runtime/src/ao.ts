@@ -1,9 +1,17 @@
 import type { NonceCache } from '@formation/identity';
-import { FormError } from '@formation/interface';
+import { ErrorBodySchema, FormError } from '@formation/interface';
 import { type ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { verifyDataItem } from './ans104.ts';
+import {
+  AcceptedItemSchema,
+  AoResultSchema,
+  AoResultsSchema,
+  GraphqlAnswerSchema,
+  RuntimeErrors,
+  SchedulerSchema,
+} from './api-schemas.ts';
 import { answerTransactions, type KnownTransaction, parseTransactionsQuery } from './graphql.ts';
 import type { ProcessManager } from './manager.ts';
 import type { Result, RuntimeModule } from './types.ts';
@@ -88,7 +96,7 @@ export function registerAoRoutes(
   deps: { manager: ProcessManager; nonces: NonceCache; node: { id: string; name: string; url: string } },
 ): void {
   const { manager } = deps;
-  app.get('/', async () => ({
+  app.get('/', { schema: { response: { 200: SchedulerSchema } } }, async () => ({
     Name: deps.node.name,
     Unit: 'Scheduler',
     Address: deps.node.id,
@@ -108,6 +116,7 @@ export function registerAoRoutes(
       preHandler: async (req) => {
         if (!Buffer.isBuffer(req.body)) await jsonSigner(req);
       },
+      schema: { response: { 202: AcceptedItemSchema, ...RuntimeErrors } },
     },
     async (req, reply) => {
       let item: AoDataItem;
@@ -191,6 +200,7 @@ export function registerAoRoutes(
           },
           { additionalProperties: true },
         ),
+        response: { 200: GraphqlAnswerSchema, 400: ErrorBodySchema },
       },
     },
     async (req) => {
@@ -224,6 +234,7 @@ export function registerAoRoutes(
       schema: {
         params: Type.Object({ id: Type.String() }),
         querystring: Type.Object({ 'process-id': Type.String({ minLength: 1 }) }),
+        response: { 200: AoResultSchema, 404: ErrorBodySchema },
       },
     },
     async (req) => toAoResult((await manager.result(req.query['process-id'], req.params.id)).result),
@@ -240,6 +251,7 @@ export function registerAoRoutes(
           limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
           sort: Type.Optional(Type.Union([Type.Literal('ASC'), Type.Literal('DESC')])),
         }),
+        response: { 200: AoResultsSchema, 404: ErrorBodySchema },
       },
     },
     async (req) => {
@@ -263,7 +275,13 @@ export function registerAoRoutes(
 
   app.post(
     '/dry-run',
-    { schema: { querystring: Type.Object({ 'process-id': Type.String({ minLength: 1 }) }), body: DataItem } },
+    {
+      schema: {
+        querystring: Type.Object({ 'process-id': Type.String({ minLength: 1 }) }),
+        body: DataItem,
+        response: { 200: AoResultSchema, ...RuntimeErrors },
+      },
+    },
     async (req) => {
       const item = req.body as AoDataItem;
       const action = tag(item, 'Action');

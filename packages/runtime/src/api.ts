@@ -1,9 +1,22 @@
 import type { NonceCache } from '@formation/identity';
-import { FormError } from '@formation/interface';
+import { ErrorBodySchema, FormError } from '@formation/interface';
 import { type ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { FastifyRequest } from 'fastify';
+import {
+  CheckpointSchema,
+  ImageSchema,
+  ImportedImageSchema,
+  ModuleSchema,
+  ProcessSchema,
+  ResultEntrySchema,
+  ResultsSchema,
+  RuntimeErrors,
+  RuntimeHealthSchema,
+  RuntimeInfoSchema,
+  SendOutputSchema,
+} from './api-schemas.ts';
 import type { ImageStore } from './image-store.ts';
 import { buildJsRuntimeImage } from './js-image.ts';
 import { buildLuaRuntimeImage } from './lua-image.ts';
@@ -80,56 +93,89 @@ export function registerRuntimeRoutes(
     },
   });
 
-  app.get('/health', async () => ({
+  app.get('/health', { schema: { response: { 200: RuntimeHealthSchema } } }, async () => ({
     ok: true,
     nodeId: deps.node.id,
     nodeName: deps.node.name,
     processes: manager.listProcesses().length,
   }));
-  app.get('/info', async () => ({
+  app.get('/info', { schema: { response: { 200: RuntimeInfoSchema } } }, async () => ({
     ...deps.node,
     modules: manager.listModules().length,
     processes: manager.listProcesses().length,
   }));
 
-  app.get('/modules', async () => ({ modules: manager.listModules().map(moduleToJson) }));
-  app.get('/modules/:id', { schema: { params: Type.Object({ id: Type.String() }) } }, async (req) =>
-    moduleToJson(manager.module(req.params.id)),
+  app.get(
+    '/modules',
+    { schema: { response: { 200: Type.Object({ modules: Type.Array(ModuleSchema) }) } } },
+    async () => ({ modules: manager.listModules().map(moduleToJson) }),
+  );
+  app.get(
+    '/modules/:id',
+    { schema: { params: Type.Object({ id: Type.String() }), response: { 200: ModuleSchema, 404: ErrorBodySchema } } },
+    async (req) => moduleToJson(manager.module(req.params.id)),
   );
   app.post(
     '/modules',
-    { ...admin, schema: { body: Type.Object({}, { additionalProperties: true }) } },
+    {
+      ...admin,
+      schema: {
+        body: Type.Object({}, { additionalProperties: true }),
+        response: { 201: ModuleSchema, ...RuntimeErrors },
+      },
+    },
     async (req, reply) => {
       const mod = await manager.registerModule(req.body);
       return reply.status(201).send(moduleToJson(mod));
     },
   );
 
-  app.get('/images', async () => ({ images: (await images.list()).map(({ rootfs: _r, ...i }) => i) }));
+  app.get('/images', { schema: { response: { 200: Type.Object({ images: Type.Array(ImageSchema) }) } } }, async () => ({
+    images: (await images.list()).map(({ rootfs: _r, ...i }) => i),
+  }));
   app.post(
     '/images/import',
     {
       ...admin,
-      schema: { body: Type.Object({ path: Type.String({ minLength: 1 }), expectId: Type.Optional(Type.String()) }) },
+      schema: {
+        body: Type.Object({ path: Type.String({ minLength: 1 }), expectId: Type.Optional(Type.String()) }),
+        response: { 201: ImportedImageSchema, ...RuntimeErrors },
+      },
     },
     async (req, reply) => {
       const img = await images.import(req.body.path, req.body.expectId ? { expectId: req.body.expectId } : {});
       return reply.status(201).send({ id: img.id, repoTags: img.repoTags });
     },
   );
-  app.post('/images/build-js', admin, async (_req, reply) => {
-    const built = await buildJsRuntimeImage(deps.cacheDir);
-    const img = await images.import(built.archive, { expectId: built.imageId });
-    return reply.status(201).send({ id: img.id, repoTags: img.repoTags, archive: built.archive });
-  });
-  app.post('/images/build-lua', admin, async (_req, reply) => {
-    const built = await buildLuaRuntimeImage(deps.cacheDir);
-    const img = await images.import(built.archive, { expectId: built.imageId });
-    return reply.status(201).send({ id: img.id, repoTags: img.repoTags, archive: built.archive });
-  });
+  app.post(
+    '/images/build-js',
+    { ...admin, schema: { response: { 201: ImportedImageSchema, ...RuntimeErrors } } },
+    async (_req, reply) => {
+      const built = await buildJsRuntimeImage(deps.cacheDir);
+      const img = await images.import(built.archive, { expectId: built.imageId });
+      return reply.status(201).send({ id: img.id, repoTags: img.repoTags, archive: built.archive });
+    },
+  );
+  app.post(
+    '/images/build-lua',
+    { ...admin, schema: { response: { 201: ImportedImageSchema, ...RuntimeErrors } } },
+    async (_req, reply) => {
+      const built = await buildLuaRuntimeImage(deps.cacheDir);
+      const img = await images.import(built.archive, { expectId: built.imageId });
+      return reply.status(201).send({ id: img.id, repoTags: img.repoTags, archive: built.archive });
+    },
+  );
 
-  app.get('/processes', async () => ({ processes: manager.listProcesses() }));
-  app.get('/processes/:pid', { schema: { params: Pid } }, async (req) => manager.process(req.params.pid));
+  app.get(
+    '/processes',
+    { schema: { response: { 200: Type.Object({ processes: Type.Array(ProcessSchema) }) } } },
+    async () => ({ processes: manager.listProcesses() }),
+  );
+  app.get(
+    '/processes/:pid',
+    { schema: { params: Pid, response: { 200: ProcessSchema, 404: ErrorBodySchema } } },
+    async (req) => manager.process(req.params.pid),
+  );
   app.post(
     '/processes',
     {
@@ -143,6 +189,7 @@ export function registerRuntimeRoutes(
           },
           { additionalProperties: false },
         ),
+        response: { 201: ProcessSchema, ...RuntimeErrors },
       },
     },
     async (req, reply) => {
@@ -155,11 +202,15 @@ export function registerRuntimeRoutes(
       return reply.status(201).send(p);
     },
   );
-  app.delete('/processes/:pid', { ...signed, schema: { params: Pid } }, async (req) => {
-    ownerOf(req.params.pid).check(req);
-    await manager.terminate(req.params.pid);
-    return { ok: true };
-  });
+  app.delete(
+    '/processes/:pid',
+    { ...signed, schema: { params: Pid, response: { 200: Type.Object({ ok: Type.Boolean() }), ...RuntimeErrors } } },
+    async (req) => {
+      ownerOf(req.params.pid).check(req);
+      await manager.terminate(req.params.pid);
+      return { ok: true };
+    },
+  );
   app.post(
     '/processes/:pid/messages',
     {
@@ -176,6 +227,7 @@ export function registerRuntimeRoutes(
           },
           { additionalProperties: false },
         ),
+        response: { 200: SendOutputSchema, ...RuntimeErrors },
       },
     },
     async (req) =>
@@ -197,23 +249,45 @@ export function registerRuntimeRoutes(
           from: Type.Optional(Type.Integer({ minimum: 1 })),
           limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
         }),
+        response: { 200: ResultsSchema, 404: ErrorBodySchema },
       },
     },
     async (req) => ({ results: await manager.results(req.params.pid, req.query.from ?? 1, req.query.limit ?? 100) }),
   );
   app.get(
     '/processes/:pid/results/:ref',
-    { schema: { params: Type.Object({ pid: Type.String(), ref: Type.String() }) } },
+    {
+      schema: {
+        params: Type.Object({ pid: Type.String(), ref: Type.String() }),
+        response: { 200: ResultEntrySchema, 404: ErrorBodySchema },
+      },
+    },
     async (req) => manager.result(req.params.pid, req.params.ref),
   );
-  app.post('/processes/:pid/checkpoint', { ...ownerRequest('Checkpoint'), schema: { params: Pid } }, async (req) => {
-    if (!Buffer.isBuffer(req.body)) ownerOf(req.params.pid).check(req);
-    return manager.checkpoint(req.params.pid);
-  });
+  app.post(
+    '/processes/:pid/checkpoint',
+    { ...ownerRequest('Checkpoint'), schema: { params: Pid, response: { 200: CheckpointSchema, ...RuntimeErrors } } },
+    async (req) => {
+      if (!Buffer.isBuffer(req.body)) ownerOf(req.params.pid).check(req);
+      return manager.checkpoint(req.params.pid);
+    },
+  );
   // a checkpoint is the process's whole state and workspace: its owner's (and admins'), signed
   app.get(
     '/processes/:pid/checkpoints/:sha',
-    { ...signed, schema: { params: Type.Object({ pid: Type.String(), sha: Type.String() }) } },
+    {
+      ...signed,
+      schema: {
+        params: Type.Object({ pid: Type.String(), sha: Type.String() }),
+        response: {
+          200: {
+            description: 'The checkpoint blob (JSON text, sent as stored)',
+            content: { 'application/json': { schema: Type.Object({}, { additionalProperties: true }) } },
+          },
+          ...RuntimeErrors,
+        },
+      },
+    },
     async (req, reply) => {
       ownerOf(req.params.pid).check(req, 'read the checkpoints of');
       return reply.type('application/json').send(await manager.checkpointData(req.params.pid, req.params.sha));
@@ -223,12 +297,16 @@ export function registerRuntimeRoutes(
     { sha256: Type.Optional(Type.String()), data: Type.Optional(Type.String()) },
     { additionalProperties: false },
   );
-  app.post('/processes/:pid/restore', { ...ownerRequest('Restore'), schema: { params: Pid } }, async (req) => {
-    const item = (req as FastifyRequest & { ownerItem?: { sha256?: string } }).ownerItem;
-    if (Buffer.isBuffer(req.body)) return manager.restore(req.params.pid, { sha256: item?.sha256 ?? '' });
-    if (!Value.Check(RestoreBody, req.body))
-      throw new FormError('BAD_REQUEST', 'Cannot restore: the body must be {sha256} or {data}');
-    ownerOf(req.params.pid).check(req);
-    return manager.restore(req.params.pid, req.body);
-  });
+  app.post(
+    '/processes/:pid/restore',
+    { ...ownerRequest('Restore'), schema: { params: Pid, response: { 200: ProcessSchema, ...RuntimeErrors } } },
+    async (req) => {
+      const item = (req as FastifyRequest & { ownerItem?: { sha256?: string } }).ownerItem;
+      if (Buffer.isBuffer(req.body)) return manager.restore(req.params.pid, { sha256: item?.sha256 ?? '' });
+      if (!Value.Check(RestoreBody, req.body))
+        throw new FormError('BAD_REQUEST', 'Cannot restore: the body must be {sha256} or {data}');
+      ownerOf(req.params.pid).check(req);
+      return manager.restore(req.params.pid, req.body);
+    },
+  );
 }

@@ -67,7 +67,11 @@ export function moduleImage(mod: RuntimeModule): ModuleImage {
 }
 
 /** The seed's JSON spelling of a module, as written to `mod-<id>.json`. */
-export function moduleToJson(mod: RuntimeModule): Record<string, unknown> {
+export function moduleToJson(mod: RuntimeModule): {
+  id: string;
+  ModuleFormat: string;
+  Tags: Array<{ name: string; value: string }>;
+} {
   return { id: mod.id, ModuleFormat: mod.moduleFormat, Tags: mod.tags.map((t) => ({ name: t.name, value: t.value })) };
 }
 

@@ -6,6 +6,19 @@ import { Type } from '@sinclair/typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from './logger.ts';
 
+/**
+ * The schema of a response body a route sends as a stream, bytes or text it wrote itself (a file, a
+ * proxied log), for `content` by media type: `binary` for bytes. Nothing is serialized through it.
+ *
+ * @example response: { 200: { content: { 'application/octet-stream': { schema: streamedBody('binary') } } } }
+ */
+export function streamedBody(format?: 'binary') {
+  return Type.Unsafe<import('node:stream').Readable | Buffer | string>({
+    type: 'string',
+    ...(format ? { format } : {}),
+  });
+}
+
 declare module 'fastify' {
   interface FastifyInstance {
     /** Who this server is: the audience signed requests must name (see `setApiIdentity`). */

@@ -1,9 +1,10 @@
 import { NonceCache } from '@formation/identity';
-import { FormError } from '@formation/interface';
+import { ErrorBodySchema, FormError } from '@formation/interface';
 import { type ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import { instanceEvents, parseSince } from './events.ts';
 import type { StateStore } from './store.ts';
+import { InstanceEventSchema } from './view-schemas.ts';
 import type { InstanceView } from './views.ts';
 
 export interface EventRouteOptions {
@@ -48,6 +49,17 @@ export function registerEventRoutes(app: ApiServer, store: StateStore, opts: Eve
         summary: "An instance's events (placed, booted, failed, healed, committed, scaled…); its owner or a node",
         params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z0-9-]+$' }) }),
         querystring: Type.Object({ since: Type.Optional(Type.String({ maxLength: 40 })) }),
+        response: {
+          200: Type.Object({
+            instance: Type.Object({ id: Type.String(), name: Type.String(), ownerAddress: Type.String() }),
+            events: Type.Array(InstanceEventSchema),
+          }),
+          400: ErrorBodySchema,
+          401: ErrorBodySchema,
+          403: ErrorBodySchema,
+          404: ErrorBodySchema,
+          409: ErrorBodySchema,
+        },
       },
     },
     async (req) => {

@@ -1,10 +1,11 @@
 import type {} from '@fastify/swagger';
-import { DEFAULT_PORTS, FormError } from '@formation/interface';
+import { DEFAULT_PORTS, ErrorBodySchema, FormError } from '@formation/interface';
 import { type ApiServer, createApiServer, type Logger } from '@formation/service';
-import { Type } from '@sinclair/typebox';
+import { type TSchema, Type } from '@sinclair/typebox';
 import { registerEventRoutes } from './events-route.ts';
 import { MAX_OP_BYTES } from './op.ts';
 import type { ApplyResult, StateStore } from './store.ts';
+import { ApplyResultSchema, InstanceViewSchema, OpSchema, VIEW_SCHEMAS } from './view-schemas.ts';
 
 export interface StateServiceOptions {
   store: StateStore;
@@ -63,19 +64,6 @@ class OpBudget {
 export const STATE_PORT = DEFAULT_PORTS.state;
 
 const Hash = Type.String({ pattern: '^[0-9a-f]{64}$' });
-const OpSchema = Type.Object(
-  {
-    v: Type.Literal(1),
-    author: Type.String({ description: 'compressed secp256k1 public key, hex' }),
-    deps: Type.Array(Hash, { description: 'hashes of causal predecessors, sorted, unique' }),
-    kind: Type.String(),
-    body: Type.Object({}, { additionalProperties: true }),
-    ts: Type.Integer(),
-    sig: Type.String({ description: 'ECDSA secp256k1 over sha256(canonical encoding), r||s hex, low-s' }),
-    hash: Type.Optional(Hash),
-  },
-  { additionalProperties: true, description: 'A signed op; its own signature authenticates it.' },
-);
 const OpLike = Type.Unsafe<unknown>({ ...OpSchema });
 
 /**
@@ -131,6 +119,7 @@ export async function createStateService(opts: StateServiceOptions): Promise<Api
         body: Type.Object({
           ops: Type.Array(Type.Unknown({ description: 'a signed op (see POST /ops)' }), { maxItems: 10_000 }),
         }),
+        response: { 200: ApplyResultSchema, 400: ErrorBodySchema, 422: ErrorBodySchema, 429: ErrorBodySchema },
       },
     },
     async (req) => {
@@ -164,7 +153,13 @@ export async function createStateService(opts: StateServiceOptions): Promise<Api
 
   app.get(
     '/ops/:hash',
-    { schema: { summary: 'An accepted op', params: Type.Object({ hash: Type.String() }) } },
+    {
+      schema: {
+        summary: 'An accepted op',
+        params: Type.Object({ hash: Type.String() }),
+        response: { 200: OpSchema, 404: ErrorBodySchema },
+      },
+    },
     async (req) => {
       const op = store.getOp(req.params.hash);
       if (!op) throw new FormError('STATE_OP_NOT_FOUND', `Cannot find op ${req.params.hash}: not accepted here`);
@@ -172,16 +167,26 @@ export async function createStateService(opts: StateServiceOptions): Promise<Api
     },
   );
 
-  app.get('/heads', { schema: { summary: 'Current heads (use as deps of a new op)' } }, async () => ({
-    heads: store.heads(),
-    size: store.size,
-  }));
+  const HeadsSchema = Type.Object({ heads: Type.Array(Hash), size: Type.Integer() });
+  app.get(
+    '/heads',
+    { schema: { summary: 'Current heads (use as deps of a new op)', response: { 200: HeadsSchema } } },
+    async () => ({
+      heads: store.heads(),
+      size: store.size,
+    }),
+  );
 
-  app.get('/digest', { schema: { summary: 'sha256 of the canonical views' } }, async () => ({
-    digest: store.digest(),
-    size: store.size,
-    pending: store.pendingStats().ops,
-  }));
+  const DigestSchema = Type.Object({ digest: Type.String(), size: Type.Integer(), pending: Type.Integer() });
+  app.get(
+    '/digest',
+    { schema: { summary: 'sha256 of the canonical views', response: { 200: DigestSchema } } },
+    async () => ({
+      digest: store.digest(),
+      size: store.size,
+      pending: store.pendingStats().ops,
+    }),
+  );
 
   app.post(
     '/sync',
@@ -192,6 +197,10 @@ export async function createStateService(opts: StateServiceOptions): Promise<Api
           heads: Type.Array(Hash, { maxItems: 10_000 }),
           limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
         }),
+        response: {
+          200: Type.Object({ ops: Type.Array(OpSchema), heads: Type.Array(Hash), more: Type.Boolean() }),
+          400: ErrorBodySchema,
+        },
       },
     },
     async (req) => {
@@ -202,7 +211,11 @@ export async function createStateService(opts: StateServiceOptions): Promise<Api
   );
 
   const view = <K extends keyof ReturnType<StateStore['views']>>(path: string, key: K, summary: string) =>
-    app.get(path, { schema: { summary } }, async () => store.views()[key]);
+    app.get(
+      path,
+      { schema: { summary, response: { 200: VIEW_SCHEMAS[key] as TSchema } } },
+      async () => store.views()[key],
+    );
   view('/network', 'network', 'The network: genesis, admission policy, admins, quotas, nodes awaiting admission');
   view('/conflicts', 'conflicts', 'Slices, WireGuard keys, names and addresses two parties hold (each loses them)');
   view('/nodes', 'nodes', 'Admitted nodes');
@@ -217,7 +230,13 @@ export async function createStateService(opts: StateServiceOptions): Promise<Api
 
   app.get(
     '/instances/:id',
-    { schema: { summary: 'One instance', params: Type.Object({ id: Type.String() }) } },
+    {
+      schema: {
+        summary: 'One instance',
+        params: Type.Object({ id: Type.String() }),
+        response: { 200: InstanceViewSchema, 404: ErrorBodySchema },
+      },
+    },
     async (req) => {
       const i = store.views().instances.find((x) => x.id === req.params.id);
       if (!i) throw new FormError('INSTANCE_NOT_FOUND', `Cannot find instance ${req.params.id}`);

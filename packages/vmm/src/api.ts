@@ -1,5 +1,5 @@
 import type { NonceCache } from '@formation/identity';
-import { FormError } from '@formation/interface';
+import { ErrorBodySchema, FormError } from '@formation/interface';
 import { type ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import { listImages } from './images.ts';
@@ -10,9 +10,6 @@ import { VM_STATES } from './state-machine.ts';
 import type { VmView } from './types.ts';
 
 const Id = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
-const ErrorBody = Type.Object({
-  error: Type.Object({ code: Type.String(), message: Type.String(), hint: Type.Optional(Type.String()) }),
-});
 const Resources = Type.Object({ vcpu: Type.Integer(), memMiB: Type.Integer(), diskGiB: Type.Integer() });
 const Vm = Type.Object(
   {
@@ -34,6 +31,34 @@ const Snapshot = Type.Object({
   diskBytes: Type.Integer(),
   totalMs: Type.Number(),
   ready: Type.Boolean(),
+});
+const Amounts = Type.Object(
+  { vcpu: Type.Number(), memMiB: Type.Number(), diskGiB: Type.Number() },
+  { additionalProperties: true },
+);
+const Health = Type.Object({
+  status: Type.String(),
+  driver: Type.Union([
+    Type.Object(
+      { driver: Type.String(), available: Type.Boolean(), accel: Type.String() },
+      { additionalProperties: true, description: 'DriverFingerprint: capabilities, version, why not KVM…' },
+    ),
+    Type.Null(),
+  ]),
+  vms: Type.Object({ total: Type.Integer(), running: Type.Integer() }),
+  capacity: Amounts,
+  used: Amounts,
+});
+const Images = Type.Object({
+  images: Type.Array(
+    Type.Object({
+      name: Type.String(),
+      format: Type.String({ description: 'raw | qcow2 | vmdk | formpack' }),
+      file: Type.String(),
+      bytes: Type.Number(),
+      modifiedAt: Type.String(),
+    }),
+  ),
 });
 const CreateBody = Type.Object(
   {
@@ -80,7 +105,14 @@ const ActionBody = Type.Object(
   },
   { additionalProperties: false },
 );
-const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody };
+const errors = {
+  400: ErrorBodySchema,
+  401: ErrorBodySchema,
+  403: ErrorBodySchema,
+  404: ErrorBodySchema,
+  409: ErrorBodySchema,
+  500: ErrorBodySchema,
+};
 
 /**
  * The VMM REST API (seed 003 + snapshots/restore/console). Mutating routes are signed; the signer
@@ -125,17 +157,21 @@ export function registerVmmRoutes(
   };
   const waitReadyMs = 120_000;
 
-  app.get('/health', {}, async () => {
-    const { capacity, used } = manager.capacity();
-    const vms = manager.list();
-    return {
-      status: 'ok',
-      driver: manager.fingerprint ?? null,
-      vms: { total: vms.length, running: vms.filter((v) => v.state === 'running').length },
-      capacity,
-      used,
-    };
-  });
+  app.get(
+    '/health',
+    { schema: { summary: 'Driver, VM counts, capacity and use', response: { 200: Health } } },
+    async () => {
+      const { capacity, used } = manager.capacity();
+      const vms = manager.list();
+      return {
+        status: 'ok',
+        driver: manager.fingerprint ?? null,
+        vms: { total: vms.length, running: vms.filter((v) => v.state === 'running').length },
+        capacity,
+        used,
+      };
+    },
+  );
 
   app.get(
     '/vms',
@@ -305,7 +341,11 @@ export function registerVmmRoutes(
     isOperator: (signer) => !!signer && operators.has(signer.publicKey),
   });
 
-  app.get('/images', {}, async () => ({
-    images: listImages(manager.imagesDir),
-  }));
+  app.get(
+    '/images',
+    { schema: { summary: 'Images on this node (raw, qcow2, vmdk, Formpacks)', response: { 200: Images } } },
+    async () => ({
+      images: listImages(manager.imagesDir),
+    }),
+  );
 }

@@ -1,3 +1,4 @@
+import { ErrorBodySchema } from '@formation/interface';
 import type { ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import { fingerprintGpus } from './gpu.ts';
@@ -7,6 +8,27 @@ import { renderPrometheus, sampleVm, type VmSample } from './metrics.ts';
 import type { VmView } from './types.ts';
 
 type Signer = { publicKey: string; address: string };
+
+const Nullable = (t: ReturnType<typeof Type.Number>) => Type.Union([t, Type.Null()]);
+/** `VmSample` (open: the disk and network I/O parts are added when sampled). */
+const VmSampleSchema = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    owner: Type.Union([Type.String(), Type.Null()]),
+    state: Type.String(),
+    at: Type.Number(),
+    cpuSeconds: Nullable(Type.Number()),
+    rssBytes: Nullable(Type.Number()),
+    vcpu: Type.Number(),
+    memMiB: Type.Number(),
+    diskGiB: Type.Number(),
+    uptimeSeconds: Nullable(Type.Number()),
+    restarts: Type.Number(),
+    logBytes: Nullable(Type.Number()),
+  },
+  { additionalProperties: true },
+);
 
 /**
  * `GET /vms/:id/metrics` (JSON sample of one VM) and `GET /metrics` (Prometheus text). Both are signed
@@ -50,6 +72,7 @@ export function registerMetricRoutes(
         summary:
           "One VM's CPU time, memory, disk and network I/O, uptime, restarts, log bytes; its owner or the node only",
         params: Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) }),
+        response: { 200: VmSampleSchema, 401: ErrorBodySchema, 404: ErrorBodySchema },
       },
     },
     async (req) => {
@@ -65,6 +88,13 @@ export function registerMetricRoutes(
         tags: ['vmm'],
         summary: 'Prometheus text: the VMs the signer may read (all, plus node capacity, for the node key)',
         querystring: Type.Object({}),
+        response: {
+          200: {
+            description: 'Prometheus text exposition format 0.0.4',
+            content: { 'text/plain': { schema: Type.String() } },
+          },
+          401: ErrorBodySchema,
+        },
       },
     },
     async (req, reply) => {

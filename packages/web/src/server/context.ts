@@ -2,7 +2,6 @@ import type { DelegatedKey } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { httpStateClient } from '@formation/state';
-import { Type } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
 import type { Metrics } from './metrics.ts';
 import { readCookie, type Session, type SessionStore } from './sessions.ts';
@@ -10,11 +9,6 @@ import type { NodeApis, NodeApiUrls } from './upstream.ts';
 import { type InstanceContext, instanceContextFrom } from './views.ts';
 
 export const SESSION_COOKIE = 'form_session';
-
-/** The error body every BFF route may answer with (the service's error handler writes it). */
-export const ErrorBody = Type.Object({
-  error: Type.Object({ code: Type.String(), message: Type.String(), hint: Type.Optional(Type.String()) }),
-});
 
 /** What the route plugins share: node API clients, sessions, logger, URLs and options. */
 export interface WebContext {

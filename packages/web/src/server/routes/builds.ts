@@ -1,10 +1,11 @@
 import { Readable } from 'node:stream';
-import { FormError } from '@formation/interface';
+import { ErrorBodySchema, FormError } from '@formation/interface';
 import { PackClient } from '@formation/pack';
 import type { ApiServer } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import type { BuildStarted } from '../../api-types.ts';
 import type { WebContext } from '../context.ts';
+import { BuildLogResponse, BuildStartedSchema } from '../schemas.ts';
 
 /** Builds from an uploaded build context, and their live log. */
 export function registerBuildRoutes(app: ApiServer, ctx: WebContext): void {
@@ -22,6 +23,7 @@ export function registerBuildRoutes(app: ApiServer, ctx: WebContext): void {
         querystring: Type.Object({
           formfile: Type.Optional(Type.String({ minLength: 1, maxLength: 255, pattern: '^[^/]+$' })),
         }),
+        response: { 202: BuildStartedSchema, 400: ErrorBodySchema, 401: ErrorBodySchema, 403: ErrorBodySchema },
       },
     },
     async (req, reply): Promise<BuildStarted> => {
@@ -50,6 +52,7 @@ export function registerBuildRoutes(app: ApiServer, ctx: WebContext): void {
       schema: {
         summary: 'Follow one of your builds: NDJSON lines (step, log, end) as they happen',
         params: Type.Object({ buildId: Type.String({ pattern: '^[0-9a-f]{16}$' }) }),
+        response: { 200: BuildLogResponse, 401: ErrorBodySchema, 404: ErrorBodySchema },
       },
     },
     async (req, reply) => {

@@ -1,9 +1,10 @@
-import { FormError, type FormpackManifest } from '@formation/interface';
+import { ErrorBodySchema, FormError, type FormpackManifest } from '@formation/interface';
 import type { ApiServer, Logger } from '@formation/service';
 import { shipFormpack } from '@formation/state';
 import { Type } from '@sinclair/typebox';
 import type { FormpackDetail, ShipResultInfo } from '../../api-types.ts';
 import type { WebContext } from '../context.ts';
+import { FormpackDetailSchema, FormpackInfoSchema, ShipResultSchema } from '../schemas.ts';
 import type { NodeApis } from '../upstream.ts';
 import { formpackDetail, formpackList } from '../views.ts';
 
@@ -11,11 +12,20 @@ import { formpackDetail, formpackList } from '../views.ts';
 export function registerFormpackRoutes(app: ApiServer, ctx: WebContext): void {
   const { apis, session, log } = ctx;
 
-  app.get('/api/formpacks', { schema: { summary: "The signed-in developer's Formpacks" } }, async (req) => {
-    const s = session(req);
-    const [published, local] = await Promise.all([apis.publishedFormpacks(), localFormpacks(apis, log)]);
-    return formpackList(local, published, s.address);
-  });
+  app.get(
+    '/api/formpacks',
+    {
+      schema: {
+        summary: "The signed-in developer's Formpacks",
+        response: { 200: Type.Array(FormpackInfoSchema), 401: ErrorBodySchema },
+      },
+    },
+    async (req) => {
+      const s = session(req);
+      const [published, local] = await Promise.all([apis.publishedFormpacks(), localFormpacks(apis, log)]);
+      return formpackList(local, published, s.address);
+    },
+  );
 
   app.get(
     '/api/formpacks/:id',
@@ -23,6 +33,7 @@ export function registerFormpackRoutes(app: ApiServer, ctx: WebContext): void {
       schema: {
         summary: 'One of your Formpacks: manifest, Formfile, size, measurement',
         params: Type.Object({ id: Type.String({ pattern: '^[0-9a-f]{6,64}$' }) }),
+        response: { 200: FormpackDetailSchema, 401: ErrorBodySchema, 404: ErrorBodySchema },
       },
     },
     async (req): Promise<FormpackDetail> => {
@@ -49,6 +60,7 @@ export function registerFormpackRoutes(app: ApiServer, ctx: WebContext): void {
           { replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 })), new: Type.Optional(Type.Boolean()) },
           { additionalProperties: false },
         ),
+        response: { 200: ShipResultSchema, 401: ErrorBodySchema, 403: ErrorBodySchema, 404: ErrorBodySchema },
       },
     },
     async (req): Promise<ShipResultInfo> => {

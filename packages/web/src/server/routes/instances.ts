@@ -1,35 +1,52 @@
-import { FormError } from '@formation/interface';
+import { ErrorBodySchema, FormError } from '@formation/interface';
 import { vmNameFor } from '@formation/scheduler';
 import { ApiClient, type ApiServer } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import type { ActionResult, CommitResultInfo, ConsoleInfo, DiskInfo, InstanceInfo } from '../../api-types.ts';
-import { ErrorBody, nodeTimeoutMs, type WebContext } from '../context.ts';
+import { nodeTimeoutMs, type WebContext } from '../context.ts';
+import { CommitResultSchema, ConsoleInfoSchema, DiskInfoSchema, InstanceInfoSchema } from '../schemas.ts';
 import { diskInfo, instanceInfo, ownInstance, type VmmDiskState } from '../views.ts';
 
 const InstanceParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+const ReadErrors = { 401: ErrorBodySchema, 403: ErrorBodySchema, 404: ErrorBodySchema };
 const ActionResponse = {
   200: Type.Object({ ok: Type.Literal(true), id: Type.String(), message: Type.String() }),
-  401: ErrorBody,
-  403: ErrorBody,
-  404: ErrorBody,
+  401: ErrorBodySchema,
+  403: ErrorBodySchema,
+  404: ErrorBodySchema,
 };
 
 /** The developer's instances: list, one, console and disk state (reads). */
 export function registerInstanceRoutes(app: ApiServer, ctx: WebContext): void {
   const { apis, session } = ctx;
 
-  app.get('/api/instances', { schema: { summary: "The signed-in developer's instances" } }, async (req) => {
-    const s = session(req);
-    const ic = await ctx.instanceContext();
-    const now = Date.now();
-    return ic.instances
-      .filter((i) => !i.deleted && i.ownerAddress === s.address)
-      .map((i) => instanceInfo(i, ic, now, nodeTimeoutMs()));
-  });
+  app.get(
+    '/api/instances',
+    {
+      schema: {
+        summary: "The signed-in developer's instances",
+        response: { 200: Type.Array(InstanceInfoSchema), 401: ErrorBodySchema },
+      },
+    },
+    async (req) => {
+      const s = session(req);
+      const ic = await ctx.instanceContext();
+      const now = Date.now();
+      return ic.instances
+        .filter((i) => !i.deleted && i.ownerAddress === s.address)
+        .map((i) => instanceInfo(i, ic, now, nodeTimeoutMs()));
+    },
+  );
 
   app.get(
     '/api/instances/:id',
-    { schema: { summary: 'One of your instances', params: Type.Object({ id: Type.String({ maxLength: 64 }) }) } },
+    {
+      schema: {
+        summary: 'One of your instances',
+        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        response: { 200: InstanceInfoSchema, ...ReadErrors },
+      },
+    },
     async (req): Promise<InstanceInfo> => {
       const s = session(req);
       const ic = await ctx.instanceContext();
@@ -44,6 +61,7 @@ export function registerInstanceRoutes(app: ApiServer, ctx: WebContext): void {
         summary: 'Serial console of your instance on this node',
         params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
         querystring: Type.Object({ bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 20 })) }),
+        response: { 200: ConsoleInfoSchema, ...ReadErrors },
       },
     },
     async (req): Promise<ConsoleInfo> => {
@@ -67,6 +85,7 @@ export function registerInstanceRoutes(app: ApiServer, ctx: WebContext): void {
       schema: {
         summary: "Lock state of the encrypted data disk of this node's replica of your instance",
         params: InstanceParams,
+        response: { 200: DiskInfoSchema, ...ReadErrors },
       },
     },
     async (req): Promise<DiskInfo> => {
@@ -161,6 +180,7 @@ export function registerInstanceActionRoutes(app: ApiServer, ctx: WebContext): v
       schema: {
         summary: "Commit the disk of this node's replica of your instance as a new revision for every replica",
         params: InstanceParams,
+        response: { 200: CommitResultSchema, ...ReadErrors },
       },
     },
     async (req): Promise<CommitResultInfo> => {

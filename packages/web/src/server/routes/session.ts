@@ -1,9 +1,10 @@
 import { type Delegation, NonceCache } from '@formation/identity';
-import { FormError } from '@formation/interface';
+import { ErrorBodySchema, FormError } from '@formation/interface';
 import { type ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import type { LoginTokenResponse, SessionInfo } from '../../api-types.ts';
-import { ErrorBody, SESSION_COOKIE, type WebContext } from '../context.ts';
+import { SESSION_COOKIE, type WebContext } from '../context.ts';
+import { OkSchema, SessionInfoSchema } from '../schemas.ts';
 import { readCookie } from '../sessions.ts';
 
 /** Sign-in: `form web login` mints a one-time link (and may attach a delegation); the browser trades it for a cookie. */
@@ -25,7 +26,7 @@ export function registerSessionRoutes(app: ApiServer, ctx: WebContext): void {
             delegate: Type.String(),
             sessionExpiresAt: Type.Integer(),
           }),
-          401: ErrorBody,
+          401: ErrorBodySchema,
         },
       },
     },
@@ -57,7 +58,7 @@ export function registerSessionRoutes(app: ApiServer, ctx: WebContext): void {
           },
           { additionalProperties: false },
         ),
-        response: { 200: Type.Object({ expiresAt: Type.Integer() }), 401: ErrorBody, 403: ErrorBody },
+        response: { 200: Type.Object({ expiresAt: Type.Integer() }), 401: ErrorBodySchema, 403: ErrorBodySchema },
       },
     },
     async (req) => {
@@ -74,8 +75,8 @@ export function registerSessionRoutes(app: ApiServer, ctx: WebContext): void {
         summary: 'Trade a one-time login token for a session cookie',
         body: Type.Object({ token: Type.String({ minLength: 10, maxLength: 200 }) }, { additionalProperties: false }),
         response: {
-          200: Type.Object({ address: Type.String(), expiresAt: Type.Integer(), canManage: Type.Boolean() }),
-          401: ErrorBody,
+          200: SessionInfoSchema,
+          401: ErrorBodySchema,
         },
       },
     },
@@ -96,12 +97,16 @@ export function registerSessionRoutes(app: ApiServer, ctx: WebContext): void {
     },
   );
 
-  app.get('/api/session', { schema: { summary: 'Who is signed in' } }, async (req): Promise<SessionInfo> => {
-    const s = ctx.session(req);
-    return { address: s.address, expiresAt: s.expiresAt, canManage: !!s.key };
-  });
+  app.get(
+    '/api/session',
+    { schema: { summary: 'Who is signed in', response: { 200: SessionInfoSchema, 401: ErrorBodySchema } } },
+    async (req): Promise<SessionInfo> => {
+      const s = ctx.session(req);
+      return { address: s.address, expiresAt: s.expiresAt, canManage: !!s.key };
+    },
+  );
 
-  app.delete('/api/session', { schema: { summary: 'Sign out' } }, async (req, reply) => {
+  app.delete('/api/session', { schema: { summary: 'Sign out', response: { 200: OkSchema } } }, async (req, reply) => {
     sessions.end(readCookie(req.headers.cookie, SESSION_COOKIE));
     reply.header('set-cookie', `${SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`);
     return { ok: true };

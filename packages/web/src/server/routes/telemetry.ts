@@ -1,4 +1,4 @@
-import { FormError } from '@formation/interface';
+import { ErrorBodySchema, FormError } from '@formation/interface';
 import { vmNameFor } from '@formation/scheduler';
 import type { ApiServer } from '@formation/service';
 import type { InstanceView } from '@formation/state';
@@ -6,9 +6,11 @@ import { Type } from '@sinclair/typebox';
 import type { LogsInfo, ReplicaMetricsInfo } from '../../api-types.ts';
 import type { WebContext } from '../context.ts';
 import { inertLine } from '../inert.ts';
+import { LogsInfoSchema, ReplicaMetricsSchema } from '../schemas.ts';
 import { ownInstance } from '../views.ts';
 
 const Params = Type.Object({ id: Type.String({ maxLength: 64 }) });
+const ReadErrors = { 401: ErrorBodySchema, 403: ErrorBodySchema, 404: ErrorBodySchema };
 /** At most this many lines per answer (the page keeps the last 1000). */
 const MAX_LINES = 500;
 
@@ -42,6 +44,7 @@ export function registerTelemetryRoutes(app: ApiServer, ctx: WebContext): void {
         summary: "Log lines of this node's replica of your instance (what `form logs` shows), after a cursor",
         params: Params,
         querystring: Type.Object({ after: Type.Optional(Type.Integer({ minimum: 0 })) }),
+        response: { 200: LogsInfoSchema, ...ReadErrors },
       },
     },
     async (req): Promise<LogsInfo> => {
@@ -61,7 +64,13 @@ export function registerTelemetryRoutes(app: ApiServer, ctx: WebContext): void {
 
   app.get(
     '/api/instances/:id/metrics',
-    { schema: { summary: "One metrics sample of this node's replica of your instance", params: Params } },
+    {
+      schema: {
+        summary: "One metrics sample of this node's replica of your instance",
+        params: Params,
+        response: { 200: ReplicaMetricsSchema, ...ReadErrors },
+      },
+    },
     async (req): Promise<ReplicaMetricsInfo> => {
       const s = session(req);
       const { inst, vmId, vmName } = await localVm(req.params.id, s.address);

@@ -9,14 +9,7 @@ import type { VmManager, VmView } from '@formation/vmm';
 import { AppliedRevisions } from './applied-revisions.ts';
 import { hasKeptDataDisk, keepDataDisk, restoreDataDisk } from './data-carry.ts';
 import { type Action, idleSince, ipOf, myReplica, plan, planNodeStopped, planWake } from './plan.ts';
-import {
-  applyRevisionToDisk,
-  fetchFormpack,
-  fetchRevision,
-  type PeerSource,
-  peerServiceUrl,
-  pruneRevisionCache,
-} from './replication.ts';
+import { fetchFormpack, fetchRevision, type PeerSource, peerServiceUrl, pruneRevisionCache } from './replication.ts';
 import { releaseOfFormpack, revisionBelongsHere } from './rollout.ts';
 
 export interface ControllerOptions {
@@ -308,7 +301,7 @@ export class InstanceController {
         inst.ownerAddress,
       );
       if (revisionFile && this.o.dataDir) {
-        await applyRevisionToDisk(join(this.o.dataDir, 'vms', vm.id, 'qemu', 'disk.qcow2'), revisionFile);
+        vm = await this.o.vmm.replaceDisk(vm.id, revisionFile);
         this.appliedRevisions.record(vm.id, inst.revision, inst.revisionHash as string);
       }
       if (carried && this.o.dataDir) restoreDataDisk(this.o.dataDir, vm.id, inst.id);
@@ -352,7 +345,7 @@ export class InstanceController {
     await this.report(inst, 'starting', undefined, `applying revision ${inst.revision}`);
     try {
       await this.o.vmm.stop(vmId);
-      await applyRevisionToDisk(join(dataDir, 'vms', vmId, 'qemu', 'disk.qcow2'), file);
+      await this.o.vmm.replaceDisk(vmId, file);
       this.appliedRevisions.record(vmId, inst.revision, hash);
       await this.o.vmm.start(vmId);
       const ready = await this.o.vmm.waitReady(vmId, this.o.readyTimeoutMs ?? 180_000);

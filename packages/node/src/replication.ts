@@ -1,7 +1,5 @@
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
-  createReadStream,
   createWriteStream,
   existsSync,
   mkdirSync,
@@ -14,7 +12,6 @@ import {
 import { join, resolve } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import { type KeyPair, signRequest } from '@formation/identity';
 import {
   DEFAULT_PORTS,
@@ -27,9 +24,7 @@ import {
 import { parseFormpackManifest } from '@formation/interface/formpack-schema';
 import { ApiClient, type Logger, nodeFetch } from '@formation/service';
 import type { NodeView } from '@formation/state';
-import { checkImage, type DiskFormat } from '@formation/vmm';
-
-const run = promisify(execFile);
+import { checkImage } from '@formation/vmm';
 
 /** A loopback host: nodes on one machine talk plain HTTP there; any other host is reached over TLS. */
 export function isLoopbackHost(host: string): boolean {
@@ -338,34 +333,6 @@ export async function fetchRevision(o: {
     `Cannot fetch revision ${o.sha256.slice(0, 12)} from any node (${errors.map((e) => `${e.source}: ${e.message}`).join('; ') || 'no node to ask'})`,
     { details: { errors } },
   );
-}
-
-/**
- * Make a stopped VM's overlay the given revision: copy the revision file over the overlay, then point
- * its backing file at this node's copy of the base image (the revision names the committing node's path).
- */
-export async function applyRevisionToDisk(disk: string, revisionFile: string): Promise<void> {
-  await checkImage(resolve(revisionFile), { format: 'qcow2', backing: 'replaced' });
-  const { stdout } = await run('qemu-img', ['info', '-U', '-f', 'qcow2', '--output=json', disk]);
-  const info = JSON.parse(stdout) as {
-    'full-backing-filename'?: string;
-    'backing-filename'?: string;
-    'backing-filename-format'?: string;
-  };
-  const backing = info['full-backing-filename'] ?? info['backing-filename'];
-  const fmt = info['backing-filename-format'] ?? 'qcow2';
-  const tmp = `${disk}.rev`;
-  await pipeline(createReadStream(revisionFile), createWriteStream(tmp));
-  if (backing) await run('qemu-img', ['rebase', '-u', '-f', 'qcow2', '-b', backing, '-F', fmt, tmp]);
-  // Now backed by this node's base: exactly that, or the overlay is not used (the VMM checks again at start).
-  await checkImage(resolve(tmp), {
-    format: 'qcow2',
-    ...(backing ? { backing: { file: backing, format: fmt as DiskFormat } } : {}),
-  }).catch((err: unknown) => {
-    rmSync(tmp, { force: true });
-    throw err;
-  });
-  renameSync(tmp, disk);
 }
 
 /** Drop fetched revision files no instance needs any more (all but the given hashes). */

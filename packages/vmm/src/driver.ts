@@ -153,6 +153,13 @@ export interface HypervisorDriver {
    * otherwise VM_IMAGE_INVALID, no process is left and the file is not touched.
    */
   wake(vm: DriverVm, file: string, expect: { bytes: number; sha256: string }): Promise<void>;
+  /**
+   * Make a VM that has no process (created or stopped) run on `image` next time: a disk another VM of
+   * the same base committed (a revision), checked and swapped in for this VM's root disk. The driver
+   * owns where and in what form that disk lives (QEMU: a qcow2 overlay re-based onto this VM's base).
+   * A refused image (VM_IMAGE_UNSAFE / VM_IMAGE_INVALID) leaves the disk as it was.
+   */
+  replaceDisk(vm: DriverVm, image: string): Promise<void>;
   /** Stop if needed and remove everything the driver created for this VM. */
   destroy(vm: DriverVm): Promise<void>;
   /**

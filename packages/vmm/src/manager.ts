@@ -707,6 +707,22 @@ export class VmManager {
     });
   }
 
+  /**
+   * Make a VM that has no process (created, stopped, crashed) boot `image` next time: a disk another
+   * VM of the same base committed (`commit`; the node fetches revisions from peers). The driver checks
+   * it and swaps it in for the VM's root disk (it owns where that lives); a refused image leaves the
+   * disk as it was. 409 VM_BAD_STATE in any other state.
+   */
+  replaceDisk(id: string, image: string, actor?: string): Promise<VmView> {
+    return this.act(id, 'replace-disk', actor, async (rec) => {
+      await this.o.driver.replaceDisk(rec.driver, image);
+      rec.updatedAt = new Date().toISOString();
+      this.save(rec);
+      this.log.info({ id, image }, 'vm disk replaced');
+      return this.view(rec);
+    });
+  }
+
   destroy(id: string, actor?: string): Promise<void> {
     return this.act(id, 'destroy', actor, async (rec) => {
       await this.dropSuspended(rec);

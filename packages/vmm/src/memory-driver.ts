@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { chmod, cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -210,6 +210,41 @@ export class MemoryDriver implements HypervisorDriver {
     await this.start(vm, { resume: true });
     const fs = JSON.parse(readFileSync(vm.paths.disk, 'utf8')) as GuestFs;
     writeFileSync(vm.paths.disk, JSON.stringify({ ...fs, ...saved.memory }));
+  }
+
+  async replaceDisk(vm: DriverVm, image: string): Promise<void> {
+    if (this.live.has(vm.spec.id)) {
+      throw new FormError('VM_BAD_STATE', `Cannot replace the disk of VM ${vm.spec.id}: it runs`, {
+        hint: 'Stop the VM first.',
+      });
+    }
+    // A memory VM's disk is its guest file system as JSON (what `commit` copies): nothing else is one.
+    let fs: unknown;
+    try {
+      fs = JSON.parse(await readFile(image, 'utf8'));
+    } catch (err) {
+      throw new FormError(
+        'VM_IMAGE_INVALID',
+        `Cannot replace the disk of VM ${vm.spec.id}: ${image} is not a disk of this driver`,
+        {
+          cause: err,
+        },
+      );
+    }
+    if (
+      typeof fs !== 'object' ||
+      fs === null ||
+      Array.isArray(fs) ||
+      Object.values(fs).some((v) => typeof v !== 'string')
+    ) {
+      throw new FormError(
+        'VM_IMAGE_INVALID',
+        `Cannot replace the disk of VM ${vm.spec.id}: ${image} is not a disk of this driver`,
+      );
+    }
+    const tmp = `${vm.paths.disk}.rev`;
+    await writeFile(tmp, JSON.stringify(fs));
+    renameSync(tmp, vm.paths.disk);
   }
 
   async destroy(vm: DriverVm): Promise<void> {

@@ -1,9 +1,10 @@
-import { existsSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, renameSync, rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { FormError } from '@formation/interface';
 import type { DriverVm, DriverVmSpec } from './driver.ts';
-import { checkImage } from './image-check.ts';
+import { checkImage, type DiskFormat } from './image-check.ts';
 import { validateSpec } from './qemu-argv.ts';
 import { execFileP, stderrOf } from './qemu-process.ts';
 
@@ -67,4 +68,34 @@ export async function createVmDisks(spec: DriverVmSpec): Promise<DriverVm> {
     }
   }
   return { spec, paths };
+}
+
+/**
+ * Make a stopped VM's overlay `disk` the qcow2 `image` (a revision another VM committed): the image is
+ * checked (plain qcow2; its backing name is replaced, never opened), copied beside the disk, re-based
+ * onto the base the disk has now (the image names the committing node's path), checked again and
+ * renamed over the disk. Whatever fails, the disk is left as it was.
+ */
+export async function replaceOverlay(disk: string, image: string): Promise<void> {
+  await checkImage(resolve(image), { format: 'qcow2', backing: 'replaced' });
+  const { stdout } = await execFileP('qemu-img', ['info', '-U', '-f', 'qcow2', '--output=json', disk]);
+  const info = JSON.parse(stdout) as {
+    'full-backing-filename'?: string;
+    'backing-filename'?: string;
+    'backing-filename-format'?: string;
+  };
+  const backing = info['full-backing-filename'] ?? info['backing-filename'];
+  const fmt = info['backing-filename-format'] ?? 'qcow2';
+  const tmp = `${disk}.rev`;
+  await pipeline(createReadStream(image), createWriteStream(tmp));
+  if (backing) await execFileP('qemu-img', ['rebase', '-u', '-f', 'qcow2', '-b', backing, '-F', fmt, tmp]);
+  // Now backed by this VM's base: exactly that, or the overlay is not used (checked again at start).
+  await checkImage(resolve(tmp), {
+    format: 'qcow2',
+    ...(backing ? { backing: { file: backing, format: fmt as DiskFormat } } : {}),
+  }).catch((err: unknown) => {
+    rmSync(tmp, { force: true });
+    throw err;
+  });
+  renameSync(tmp, disk);
 }

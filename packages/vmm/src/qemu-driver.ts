@@ -22,7 +22,7 @@ import { assertGpusPassable } from './gpu.ts';
 import { checkImage } from './image-check.ts';
 import { qemuGuestAgent, writeFilesOverAgent } from './qemu-agent.ts';
 import { qemuArgv } from './qemu-argv.ts';
-import { createVmDisks } from './qemu-disks.ts';
+import { createVmDisks, replaceOverlay } from './qemu-disks.ts';
 import { probeQemu } from './qemu-fingerprint.ts';
 import { type QemuIdentity, qemuIdentity } from './qemu-identity.ts';
 import { MIGRATE_ROOT, migrationDir, pollMigration, receiveMigration, sendMigration } from './qemu-migration.ts';
@@ -578,6 +578,15 @@ export class QemuDriver implements HypervisorDriver {
     void this.agentCall(vm, 5000, (ga) => ga.execute('guest-set-time', { time: ns }, 5000)).catch((err: unknown) =>
       this.log.debug({ id, err: (err as Error).message }, 'guest clock not set after resume'),
     );
+  }
+
+  async replaceDisk(vm: DriverVm, image: string): Promise<void> {
+    if (this.live.has(vm.spec.id) || (vm.pid && isOurQemu(vm.pid, vm.paths.qmp))) {
+      throw new FormError('VM_BAD_STATE', `Cannot replace the disk of VM ${vm.spec.id}: its QEMU runs`, {
+        hint: 'Stop the VM first.',
+      });
+    }
+    await replaceOverlay(vm.paths.disk, image);
   }
 
   async destroy(vm: DriverVm): Promise<void> {

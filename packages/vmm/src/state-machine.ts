@@ -33,25 +33,26 @@ export const VM_ACTIONS = [
   'restore',
   'commit',
   'suspend',
+  'replace-disk',
   'destroy',
 ] as const;
 export type VmAction = (typeof VM_ACTIONS)[number];
 
 /** Which actions each settled state allows. Transitional states allow none. */
 export const TRANSITIONS: Record<VmState, readonly VmAction[]> = {
-  created: ['start', 'restore', 'destroy'],
+  created: ['start', 'restore', 'replace-disk', 'destroy'],
   starting: [],
   running: ['stop', 'restart', 'pause', 'snapshot', 'restore', 'commit', 'suspend', 'destroy'],
   paused: ['resume', 'stop', 'restart', 'snapshot', 'restore', 'suspend', 'destroy'],
   stopping: [],
-  stopped: ['start', 'restore', 'destroy'],
+  stopped: ['start', 'restore', 'replace-disk', 'destroy'],
   snapshotting: [],
   committing: [],
   restoring: [],
   suspending: [],
   // Suspended to disk: no process, memory in an image. resume/start bring it back; stop discards the image.
   suspended: ['resume', 'start', 'stop', 'destroy'],
-  crashed: ['start', 'restore', 'destroy'],
+  crashed: ['start', 'restore', 'replace-disk', 'destroy'],
   destroyed: [],
 };
 

@@ -493,6 +493,10 @@ export class VmManager {
       const wasReady = rec.ready;
       this.setState(rec, 'suspending', 'suspending to disk');
       this.save(rec);
+      // The wake gate holds new connections from before the guest stops: one that arrives while the
+      // memory is being saved waits for the wake (wakeOnConnect waits for the suspend to end) instead of
+      // reaching a guest that no longer answers (its conntrack entry would never be redirected after).
+      await this.holdWhileSuspended(rec);
       let info: Awaited<ReturnType<HypervisorDriver['suspend']>>;
       try {
         info = await this.o.driver.suspend(rec.driver, join(dir, 'memory.mig'));
@@ -500,6 +504,8 @@ export class VmManager {
         const alive = (await this.o.driver.status(rec.driver).catch(() => 'stopped' as const)) !== 'stopped';
         this.setState(rec, alive ? prev : 'crashed', `suspend failed: ${(err as Error).message}`);
         this.save(rec);
+        // still running: connections held meanwhile go to it; else they are closed
+        await this.gate?.release(id, alive);
         throw err;
       }
       rec.suspended = {
@@ -515,7 +521,6 @@ export class VmManager {
       this.setState(rec, 'suspended', `suspended to disk${actor ? ` by ${actor}` : ''}`);
       this.save(rec);
       this.log.info({ id, bytes: info.bytes, ms: info.totalMs }, 'vm suspended to disk');
-      await this.holdWhileSuspended(rec);
       return this.view(rec);
     });
   }
@@ -573,6 +578,8 @@ export class VmManager {
     let p = this.waking.get(id);
     if (!p) {
       p = (async () => {
+        // Held while its memory is still being saved: decide once the suspend has ended (the VM's lock).
+        if (this.vms.get(id)?.state === 'suspending') await this.lock.run(id, async () => undefined);
         if (this.vms.get(id)?.state !== 'suspended') return;
         if (this.o.onWake) await this.o.onWake(id);
         else await this.resume(id);

@@ -364,9 +364,14 @@ export class InstanceController {
     }
   }
 
-  /** How long the instance's VM has had no traffic (ms); undefined without autostop or counters. */
+  /**
+   * How long the instance's VM has had no traffic (ms); undefined without autostop or counters. It counts
+   * from when its replica is reported running: a boot is not idleness (else a replica whose boot took
+   * longer than its autostop was suspended as soon as it was reported running).
+   */
   private async idleMs(inst: InstanceView, vm: VmView | undefined, now: number): Promise<number | undefined> {
-    if (!vm || vm.state !== 'running' || !((inst.autostopMinutes ?? 0) > 0)) {
+    const running = myReplica(inst, this.me)?.state === 'running';
+    if (!vm || vm.state !== 'running' || !running || !((inst.autostopMinutes ?? 0) > 0)) {
       if (vm) this.idle.delete(vm.id);
       return undefined;
     }

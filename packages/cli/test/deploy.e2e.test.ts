@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { integrationPrerequisites } from '@formation/interface';
-import { until } from '@formation/interface/testing';
-import { type FormRun, runForm } from './run-form.ts';
+import { fdevNamespaces, formCli, formationdPid as nodePid, qemuPidsOf } from './node-e2e.ts';
+import { runForm } from './run-form.ts';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 const example = join(root, 'examples/hello-server');
@@ -28,66 +28,8 @@ const otherHome = mkdtempSync(join(tmpdir(), 'form-e2e-other-'));
 // The daemon logs at info into <home>/node/formationd.log: what to read when this test fails.
 const env = { FORM_HOME: home, FORM_PORT_OFFSET: OFFSET, FORM_LOG_LEVEL: 'info' };
 // (the CLI itself never prints library logs on stdout, whatever FORM_LOG_LEVEL says)
-const form = (args: string[], extra: Record<string, string> = {}, cwd?: string): Promise<FormRun> =>
-  runForm(args, { ...env, ...extra }, cwd ? { cwd } : {});
-const json = <T = Record<string, unknown>>(r: FormRun): T => {
-  assert.equal(r.code, 0, `form failed (${r.code}): ${r.stderr}\n${r.stdout}`);
-  return JSON.parse(r.stdout) as T;
-};
-
-interface Status {
-  status: string;
-  reason?: string;
-  revision: number;
-  dnsName: string | null;
-  replicas: Array<{ state: string; formnetIp: string | null; revision: number | null }>;
-}
-
-/** Polls the instance's status through the real CLI until `pred` holds; a timeout names the last status seen. */
-async function waitFor(ref: string, pred: (s: Status) => boolean, what: string, timeoutMs = 150_000): Promise<Status> {
-  let last: Status | undefined;
-  const poll = async () => {
-    const r = await form(['manage', 'get', 'status', ref, '--json']);
-    if (r.code !== 0) throw new Error(`form manage get status ${ref}: ${r.stderr.trim()}`);
-    last = JSON.parse(r.stdout) as Status;
-    return pred(last) ? last : undefined;
-  };
-  return until(what, poll, timeoutMs, 1000).catch((err: Error) => {
-    throw new Error(`${err.message}; last status: ${JSON.stringify(last)}`);
-  });
-}
-
-function qemuPidsOf(dir: string): number[] {
-  const out = execFileSync('sh', ['-c', 'pgrep -f qemu-system-x86_64 || true']).toString().trim();
-  return out
-    .split('\n')
-    .filter(Boolean)
-    .map(Number)
-    .filter((pid) => {
-      try {
-        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir);
-      } catch {
-        return false;
-      }
-    });
-}
-
-/** The same-host temporary formnet peers' namespaces (`fdev<tag>`) that exist now. */
-function fdevNamespaces(): string[] {
-  return execFileSync('ip', ['netns', 'list'])
-    .toString()
-    .split('\n')
-    .map((l) => l.split(' ')[0] as string)
-    .filter((ns) => /^fdev[0-9a-f]{6}$/.test(ns));
-}
-
-function formationdPid(): number | null {
-  try {
-    return Number(readFileSync(join(home, 'node', 'formationd.pid'), 'utf8').trim()) || null;
-  } catch {
-    return null;
-  }
-}
+const { form, json, waitFor } = formCli(env);
+const formationdPid = () => nodePid(home);
 
 describe('single-node deploy path over the real CLI', { skip: why || false, concurrency: false }, () => {
   let id = '';

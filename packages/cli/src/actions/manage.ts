@@ -160,6 +160,8 @@ async function statusOf(
     revision: inst.revision,
     release: inst.release ?? 1,
     dnsName: domain,
+    /** Scale to zero: minutes idle before a replica is suspended (0 = off; Formfile AUTOSTOP or form manage autostop). */
+    autostopMinutes: inst.autostopMinutes ?? 0,
     replicas,
   };
   if (!opts.json) {
@@ -169,6 +171,10 @@ async function statusOf(
       `instance ${inst.name} (${inst.id}), ${s.running}/${s.wanted} replicas running, revision ${inst.revision}\n`,
     );
     if (domain) process.stdout.write(`name     ${domain}\n`);
+    if (json.autostopMinutes > 0)
+      process.stdout.write(
+        `autostop after ${json.autostopMinutes} min idle (suspended replicas wake on a connection)\n`,
+      );
     for (const r of replicas) {
       const att =
         r.attested === undefined

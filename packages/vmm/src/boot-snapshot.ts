@@ -318,13 +318,23 @@ export class BootTemplates {
 
   /**
    * Release a waiting guest: wait for its agent, then write entropy, identity and the release mark.
-   * Throws TIMEOUT when the agent never answers.
+   * Throws TIMEOUT when the agent never answers, and VM_BAD_STATE at once when `wanted()` turns false
+   * (the VM was stopped or destroyed) or the templates are closed: a release of a VM that is gone must
+   * not poll its agent for the rest of the timeout (it kept a closed VMM's process alive ~90 s).
    */
-  async release(vm: DriverVm, ident: InstanceIdentity, timeoutMs = 90_000): Promise<void> {
+  async release(
+    vm: DriverVm,
+    ident: InstanceIdentity,
+    opts: { timeoutMs?: number; wanted?: () => boolean } = {},
+  ): Promise<void> {
+    const timeoutMs = opts.timeoutMs ?? 90_000;
     const files = identityFiles(ident, randomBytes(32).toString('hex'), Math.floor(Date.now() / 1000));
     const agent = this.o.driver.agent(vm);
     const end = Date.now() + timeoutMs;
     for (;;) {
+      if (this.closed || opts.wanted?.() === false) {
+        throw new FormError('VM_BAD_STATE', `Cannot release VM ${vm.spec.id}: it was stopped or destroyed`);
+      }
       try {
         await agent.ping(1000);
         break;

@@ -57,15 +57,21 @@ function releaseIdentity(rec: VmRecord, templates: BootTemplates | undefined, lo
   const boot = rec.boot;
   if (!templates) return;
   const ip = rec.network.ip;
+  // Only while this boot lasts: a VM stopped or destroyed before its agent answered is not waited for.
+  const wanted = () => rec.boot === boot && hasProcess(rec.state);
   void templates
-    .release(rec.driver, {
-      ip,
-      gateway: rec.network.gateway,
-      dns: rec.network.dns,
-      name: rec.name,
-      id: rec.id,
-      mac: rec.network.mac.toLowerCase(),
-    })
+    .release(
+      rec.driver,
+      {
+        ip,
+        gateway: rec.network.gateway,
+        dns: rec.network.dns,
+        name: rec.name,
+        id: rec.id,
+        mac: rec.network.mac.toLowerCase(),
+      },
+      { wanted },
+    )
     .then(() =>
       log.info(
         {
@@ -78,7 +84,7 @@ function releaseIdentity(rec: VmRecord, templates: BootTemplates | undefined, lo
       ),
     )
     .catch((err: unknown) => {
-      if (rec.boot !== boot || !hasProcess(rec.state)) return;
+      if (!wanted()) return;
       log.error({ id: rec.id, err: (err as Error).message }, 'identity not released: the guest stays waiting');
     });
 }

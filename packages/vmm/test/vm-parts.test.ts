@@ -2,6 +2,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isFormError } from '@formation/interface';
+import { createLogger } from '@formation/service';
+import { BootTemplates, type TemplateDriver } from '../src/boot-snapshot.ts';
+import type { DriverVm } from '../src/driver.ts';
 import type { VmHealth, VmRecord } from '../src/types.ts';
 import { gpusGiven, usedResources } from '../src/vm-accounting.ts';
 import { sanitize, takenAddresses, vmName, vmResources } from '../src/vm-create.ts';
@@ -102,5 +105,73 @@ describe('ready waiters', () => {
     rec.ready = true;
     waiters.wake('vm-2');
     assert.deepEqual(await p, { id: 'vm-2' });
+  });
+});
+
+describe('identity release', () => {
+  test('a VM gone before its agent answered: the release stops polling at once (it kept a closed VMM alive ~90 s)', async () => {
+    let pings = 0;
+    // Only what release() touches: an agent that never answers (a destroyed VM's socket is gone).
+    const driver = {
+      agent: () => ({
+        ping: async () => {
+          pings++;
+          throw new Error('connect ENOENT agent.sock');
+        },
+      }),
+    } as unknown as TemplateDriver;
+    const templates = new BootTemplates({
+      driver,
+      root: '/nonexistent',
+      vmDir: '/nonexistent',
+      logger: createLogger('silent'),
+    });
+    const vm = { spec: { id: 'vm-gone' } } as DriverVm;
+    let alive = true;
+    const ident = {
+      ip: '10.129.0.2/24',
+      gateway: '10.129.0.1',
+      dns: '10.129.0.1',
+      name: 'a',
+      id: 'vm-gone',
+      mac: '52:54:00:00:00:01',
+    };
+    // The default timeout (90 s) would be the test's runtime without the check.
+    const p = templates.release(vm, ident, { wanted: () => alive });
+    // Polling: two pings failed (a bad identity would have rejected before any; the race ends that too).
+    let settled = false;
+    p.catch(() => undefined).finally(() => {
+      settled = true;
+    });
+    while (pings < 2 && !settled) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(pings >= 2, 'the release polled the agent');
+    alive = false;
+    await assert.rejects(
+      p,
+      (e: unknown) => isFormError(e) && e.code === 'VM_BAD_STATE' && /stopped or destroyed/.test(e.message),
+    );
+  });
+
+  test('closing the templates ends a pending release too', async () => {
+    const driver = {
+      agent: () => ({ ping: async () => Promise.reject(new Error('no agent')) }),
+    } as unknown as TemplateDriver;
+    const templates = new BootTemplates({
+      driver,
+      root: '/nonexistent',
+      vmDir: '/nonexistent',
+      logger: createLogger('silent'),
+    });
+    const ident = {
+      ip: '10.129.0.3/24',
+      gateway: '10.129.0.1',
+      dns: '10.129.0.1',
+      name: 'b',
+      id: 'vm-b',
+      mac: '52:54:00:00:00:02',
+    };
+    const p = templates.release({ spec: { id: 'vm-b' } } as DriverVm, ident);
+    await templates.close();
+    await assert.rejects(p, (e: unknown) => isFormError(e) && e.code === 'VM_BAD_STATE');
   });
 });

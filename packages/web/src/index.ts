@@ -1,4 +1,4 @@
-export type * from './api-types.ts';
+export type * from '@formation/interface/web-api';
 export {
   createWebService,
   DEFAULT_STATIC_DIR,

@@ -14,7 +14,7 @@ import type {
   ReplicaMetricsInfo,
   SessionInfo,
   ShipResultInfo,
-} from '../api-types.ts';
+} from '@formation/interface/web-api';
 
 /** An error from the dashboard API, with the same code/message/hint the CLI prints. */
 export class ApiError extends Error {

@@ -1,4 +1,4 @@
-import type { ReplicaMetricsInfo } from '../api-types.ts';
+import type { ReplicaMetricsInfo } from '@formation/interface/web-api';
 
 /** One point of the instance page's plots, derived from two consecutive samples. */
 export interface RatePoint {

@@ -1,5 +1,5 @@
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
-import type { MetricSample } from '../api-types.ts';
+import type { MetricSample } from '@formation/interface/web-api';
 import type { NodeApis } from './upstream.ts';
 import { metricSample, usedByNode } from './views.ts';
 

@@ -1,7 +1,21 @@
+import type {
+  BuildStarted,
+  CommitResultInfo,
+  ConsoleInfo,
+  DiskInfo,
+  FormpackDetail,
+  FormpackInfo,
+  InstanceInfo,
+  LogsInfo,
+  NetworkInfo,
+  ReplicaMetricsInfo,
+  SessionInfo,
+  ShipResultInfo,
+} from '@formation/interface/web-api';
 import { streamedBody } from '@formation/service';
-import { Type } from '@sinclair/typebox';
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
 
-// Response schemas (TypeBox) of the BFF routes, after the types in api-types.ts. Records the BFF maps
+// Response schemas (TypeBox) of the BFF routes, after the types in `@formation/interface/web-api`. Records the BFF maps
 // from upstream views are open (`additionalProperties: true`): Fastify drops a property a closed schema
 // lacks, and what the dashboard serves must not change when a view gains a field.
 
@@ -217,3 +231,18 @@ export const BuildLogResponse = {
   description: 'One JSON BuildLogEvent per line (step, log, end), as they happen',
   content: { 'application/x-ndjson': { schema: streamedBody() } },
 };
+
+type Accepts<S extends TSchema, T> = T extends Static<S> ? true : false;
+// Compile-time: each schema accepts the contract type it serves (a field renamed or retyped there fails tsc).
+true satisfies Accepts<typeof SessionInfoSchema, SessionInfo> &
+  Accepts<typeof InstanceInfoSchema, InstanceInfo> &
+  Accepts<typeof ConsoleInfoSchema, ConsoleInfo> &
+  Accepts<typeof DiskInfoSchema, DiskInfo> &
+  Accepts<typeof CommitResultSchema, CommitResultInfo> &
+  Accepts<typeof LogsInfoSchema, LogsInfo> &
+  Accepts<typeof ReplicaMetricsSchema, ReplicaMetricsInfo> &
+  Accepts<typeof FormpackInfoSchema, FormpackInfo> &
+  Accepts<typeof FormpackDetailSchema, FormpackDetail> &
+  Accepts<typeof ShipResultSchema, ShipResultInfo> &
+  Accepts<typeof NetworkInfoSchema, NetworkInfo> &
+  Accepts<typeof BuildStartedSchema, BuildStarted>;

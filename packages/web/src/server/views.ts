@@ -1,15 +1,6 @@
 import { expectedMeasurement } from '@formation/attest';
 import { addressOf as deriveAddress } from '@formation/identity';
 import { type Address, FormError, type FormpackManifest } from '@formation/interface';
-import { deploymentStatus, placementNodesFrom, vmNameFor } from '@formation/scheduler';
-import type {
-  AllocationView,
-  DnsRecordView,
-  FormnetPeerView,
-  FormpackView,
-  InstanceView,
-  NodeView,
-} from '@formation/state';
 import type {
   DiskInfo,
   FormpackDetail,
@@ -19,7 +10,16 @@ import type {
   NetworkInfo,
   PeerSummary,
   ReplicaInfo,
-} from '../api-types.ts';
+} from '@formation/interface/web-api';
+import { deploymentStatus, placementNodesFrom, vmNameFor } from '@formation/scheduler';
+import type {
+  AllocationView,
+  DnsRecordView,
+  FormnetPeerView,
+  FormpackView,
+  InstanceView,
+  NodeView,
+} from '@formation/state';
 
 /*
  * Pure view mappers: node API data in, the dashboard's view types out. No Fastify, no I/O; the route

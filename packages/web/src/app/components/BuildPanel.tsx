@@ -1,6 +1,6 @@
+import type { BuildLogEvent, BuildStarted } from '@formation/interface/web-api';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useEffect, useRef, useState } from 'react';
-import type { BuildLogEvent, BuildStarted } from '../../api-types.ts';
 import { ApiError, api, followBuild } from '../api.ts';
 import { short } from '../format.ts';
 import { useSession } from '../session.ts';

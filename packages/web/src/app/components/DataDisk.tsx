@@ -1,5 +1,5 @@
+import type { InstanceInfo } from '@formation/interface/web-api';
 import { useQuery } from '@tanstack/react-query';
-import type { InstanceInfo } from '../../api-types.ts';
 import { api } from '../api.ts';
 import { Command } from './Command.tsx';
 import { ErrorBox } from './ErrorBox.tsx';

@@ -1,4 +1,4 @@
-import type { NetworkInfo } from '../../api-types.ts';
+import type { NetworkInfo } from '@formation/interface/web-api';
 import { short } from '../format.ts';
 
 export function Graph({ net }: { net: NetworkInfo }) {

@@ -1,5 +1,5 @@
+import type { InstanceInfo } from '@formation/interface/web-api';
 import { useState } from 'react';
-import type { InstanceInfo } from '../../api-types.ts';
 import { api } from '../api.ts';
 import { navigate } from '../router.ts';
 import { useSession } from '../session.ts';

@@ -1,5 +1,5 @@
+import type { LogLineInfo } from '@formation/interface/web-api';
 import { useEffect, useRef, useState } from 'react';
-import type { LogLineInfo } from '../../api-types.ts';
 import { api } from '../api.ts';
 import { ErrorBox } from './ErrorBox.tsx';
 

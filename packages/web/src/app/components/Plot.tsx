@@ -1,4 +1,4 @@
-import type { MetricSample, NodeSummary } from '../../api-types.ts';
+import type { MetricSample, NodeSummary } from '@formation/interface/web-api';
 import { short } from '../format.ts';
 
 export function Plot({ node, samples }: { node: NodeSummary; samples: MetricSample[] }) {

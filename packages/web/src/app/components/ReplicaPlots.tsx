@@ -1,5 +1,5 @@
+import type { ReplicaMetricsInfo } from '@formation/interface/web-api';
 import { useEffect, useState } from 'react';
-import type { ReplicaMetricsInfo } from '../../api-types.ts';
 import { api } from '../api.ts';
 import { deriveRates, formatRate, type RatePoint } from '../telemetry.ts';
 import { ErrorBox } from './ErrorBox.tsx';

@@ -1,4 +1,4 @@
-import type { DeployStatus } from '../../api-types.ts';
+import type { DeployStatus } from '@formation/interface/web-api';
 
 export function Status({ status, reason }: { status: DeployStatus; reason: string | null }) {
   // PENDING carries a reason when it cannot be placed yet (no node with a usable GPU), as the CLI prints it.

@@ -1,5 +1,5 @@
+import type { FormpackInfo } from '@formation/interface/web-api';
 import { useQuery } from '@tanstack/react-query';
-import type { FormpackInfo } from '../../api-types.ts';
 import { api } from '../api.ts';
 import { BuildPanel } from '../components/BuildPanel.tsx';
 import { ErrorBox } from '../components/ErrorBox.tsx';

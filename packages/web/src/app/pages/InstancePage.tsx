@@ -1,5 +1,5 @@
+import type { InstanceInfo } from '@formation/interface/web-api';
 import { useQuery } from '@tanstack/react-query';
-import type { InstanceInfo } from '../../api-types.ts';
 import { api } from '../api.ts';
 import { Console } from '../components/Console.tsx';
 import { DataDisk } from '../components/DataDisk.tsx';

@@ -1,9 +1,9 @@
 import { Readable } from 'node:stream';
 import { ErrorBodySchema, FormError } from '@formation/interface';
+import type { BuildStarted } from '@formation/interface/web-api';
 import { PackClient } from '@formation/pack';
 import type { ApiServer } from '@formation/service';
 import { Type } from '@sinclair/typebox';
-import type { BuildStarted } from '../../api-types.ts';
 import type { WebContext } from '../context.ts';
 import { BuildLogResponse, BuildStartedSchema } from '../schemas.ts';
 

@@ -1,8 +1,8 @@
 import { ErrorBodySchema, FormError, type FormpackManifest } from '@formation/interface';
+import type { FormpackDetail, ShipResultInfo } from '@formation/interface/web-api';
 import type { ApiServer, Logger } from '@formation/service';
 import { shipFormpack } from '@formation/state';
 import { Type } from '@sinclair/typebox';
-import type { FormpackDetail, ShipResultInfo } from '../../api-types.ts';
 import type { WebContext } from '../context.ts';
 import { FormpackDetailSchema, FormpackInfoSchema, ShipResultSchema } from '../schemas.ts';
 import type { NodeApis } from '../upstream.ts';

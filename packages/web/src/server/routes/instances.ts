@@ -1,8 +1,8 @@
 import { ErrorBodySchema, FormError } from '@formation/interface';
+import type { ActionResult, CommitResultInfo, ConsoleInfo, DiskInfo, InstanceInfo } from '@formation/interface/web-api';
 import { vmNameFor } from '@formation/scheduler';
 import { ApiClient, type ApiServer } from '@formation/service';
 import { Type } from '@sinclair/typebox';
-import type { ActionResult, CommitResultInfo, ConsoleInfo, DiskInfo, InstanceInfo } from '../../api-types.ts';
 import { nodeTimeoutMs, type WebContext } from '../context.ts';
 import { CommitResultSchema, ConsoleInfoSchema, DiskInfoSchema, InstanceInfoSchema } from '../schemas.ts';
 import { diskInfo, instanceInfo, ownInstance, type VmmDiskState } from '../views.ts';

@@ -1,6 +1,6 @@
 import { ErrorBodySchema } from '@formation/interface';
+import type { NetworkInfo } from '@formation/interface/web-api';
 import type { ApiServer } from '@formation/service';
-import type { NetworkInfo } from '../../api-types.ts';
 import type { WebContext } from '../context.ts';
 import { NetworkInfoSchema } from '../schemas.ts';
 import { nodeSummary, peerSummaries, usedByNode } from '../views.ts';

@@ -1,8 +1,8 @@
 import { type Delegation, NonceCache } from '@formation/identity';
 import { ErrorBodySchema, FormError } from '@formation/interface';
+import type { LoginTokenResponse, SessionInfo } from '@formation/interface/web-api';
 import { type ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
-import type { LoginTokenResponse, SessionInfo } from '../../api-types.ts';
 import { SESSION_COOKIE, type WebContext } from '../context.ts';
 import { OkSchema, SessionInfoSchema } from '../schemas.ts';
 import { readCookie } from '../sessions.ts';

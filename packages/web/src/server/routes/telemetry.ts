@@ -1,9 +1,9 @@
 import { ErrorBodySchema, FormError } from '@formation/interface';
+import type { LogsInfo, ReplicaMetricsInfo } from '@formation/interface/web-api';
 import { vmNameFor } from '@formation/scheduler';
 import type { ApiServer } from '@formation/service';
 import type { InstanceView } from '@formation/state';
 import { Type } from '@sinclair/typebox';
-import type { LogsInfo, ReplicaMetricsInfo } from '../../api-types.ts';
 import type { WebContext } from '../context.ts';
 import { inertLine } from '../inert.ts';
 import { LogsInfoSchema, ReplicaMetricsSchema } from '../schemas.ts';

@@ -1,13 +1,15 @@
 /**
- * The dashboard's own API (the BFF under /api), shared by the server and the browser app.
- * Type-only: nothing here runs, so both the Node build and the browser build can import it.
+ * The dashboard's own API (the BFF under /api of `@formation/web`), shared by its server and the browser
+ * app: `@formation/interface/web-api`. Types only, importing only pure contract modules, so the browser
+ * build (no Node types) and the Node build both import it; nothing here runs.
  */
+import type { ErrorBody } from './errors.ts';
+import type { DeployStatus } from './types.ts';
 
-export type DeployStatus = 'PENDING' | 'SUCCESS' | 'FAILURE';
+export type { DeployStatus };
 
-export interface ApiErrorBody {
-  error: { code: string; message: string; hint?: string };
-}
+/** What a BFF route answers with when it fails: the error body of every Formation API. */
+export type ApiErrorBody = ErrorBody;
 
 export interface SessionInfo {
   address: string;

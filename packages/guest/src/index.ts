@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { FormError } from '@formation/interface';
+import { FormError, GUEST_READY_MARKER } from '@formation/interface';
 
 /**
  * What runs inside a Formation instance, and the contract between host and guest.
@@ -42,7 +42,7 @@ export const GUEST_CONTRACT = {
   agentChannel: 'org.qemu.guest_agent.0',
   sshd: 'openssh',
   /** Printed on /dev/console (serial) when init has started everything: `FORM-INIT-READY <uptime>`. */
-  readyMarker: 'FORM-INIT-READY',
+  readyMarker: GUEST_READY_MARKER,
   /** Printed by the initramfs when it cannot mount the root filesystem (then it powers off). */
   initramfsErrorMarker: 'FORM-INITRAMFS-ERROR',
   /** ENTRYPOINT output (stdout+stderr, appended; read with guest-file-read). */

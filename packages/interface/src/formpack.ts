@@ -34,6 +34,13 @@ export interface FormpackManifest {
   guest: { agent: 'qemu-ga'; agentChannel: string; sshd: 'dropbear' | 'openssh' };
 }
 
+/**
+ * What the guest's init prints on the serial console when it has started everything
+ * (`FORM-INIT-READY <uptime>`): the contract between the guest (`@formation/guest`) and the VMM, which
+ * waits for it (readiness, boot templates).
+ */
+export const GUEST_READY_MARKER = 'FORM-INIT-READY';
+
 export interface FormpackArtifact {
   file: string;
   sha256: string;

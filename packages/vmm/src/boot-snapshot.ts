@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FormError } from '@formation/interface';
+import { FormError, GUEST_READY_MARKER } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import type { DriverVm, DriverVmSpec, HypervisorDriver, SnapshotInfo } from './driver.ts';
 import type { QemuIdentity } from './qemu-driver.ts';
@@ -17,9 +17,8 @@ import type { QemuIdentity } from './qemu-driver.ts';
 
 /** The cmdline word that makes the guest init wait for its identity (packages/guest/files/form-init). */
 export const WAIT_WORD = 'vm_wait=identity';
-/** Console marks of the guest init: at the wait point, and ready. */
+/** Console mark of the guest init at the wait point (ready: GUEST_READY_MARKER). */
 export const WAIT_MARK = 'FORM-INIT-WAIT';
-export const READY_MARK = 'FORM-INIT-READY';
 /** The NIC address the template boots with; every instance sets its own after the release. */
 export const TEMPLATE_MAC = '52:54:00:00:00:01';
 
@@ -98,7 +97,7 @@ export function identityFiles(
 /** What a template boot's console says so far: at the wait point, booted without one (an older guest), or neither yet. */
 export function classifyTemplateBoot(consoleText: string): 'waiting' | 'no-wait-point' | 'pending' {
   if (consoleText.includes(WAIT_MARK)) return 'waiting';
-  if (consoleText.includes(READY_MARK)) return 'no-wait-point';
+  if (consoleText.includes(GUEST_READY_MARKER)) return 'no-wait-point';
   return 'pending';
 }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { FormError, type Resources } from '@formation/interface';
+import { FormError, GUEST_READY_MARKER, type Resources } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { bootSnapshotPlan } from './boot-plan.ts';
 import { BootTemplates, isTemplateDriver, neutralCmdline } from './boot-snapshot.ts';
@@ -9,7 +9,7 @@ import { type CapacityConfig, checkCapacity, hostCapacity } from './capacity.ts'
 import type { DriverFingerprint, ExitInfo, HypervisorDriver } from './driver.ts';
 import { fingerprintGpus, pickGpus } from './gpu.ts';
 import { intToIp, parseCidr, type VmNetwork } from './network.ts';
-import { CONSOLE_READY_MARK, readFrom, tail } from './serial-console.ts';
+import { readFrom, tail } from './serial-console.ts';
 import { assertAction, hasProcess, KeyedSerializer, type VmAction, type VmState } from './state-machine.ts';
 import type { VmStore } from './store.ts';
 import type { RevisionRecord, SnapshotRecord, VmHealth, VmRecord, VmSource, VmView } from './types.ts';
@@ -780,7 +780,7 @@ export class VmManager {
     for (const rec of this.vms.values()) {
       if (rec.ready || rec.state !== 'running') continue;
       const text = readFrom(rec.driver.paths.serial, rec.serialOffset);
-      const m = text.indexOf(CONSOLE_READY_MARK);
+      const m = text.indexOf(GUEST_READY_MARKER);
       if (m >= 0) {
         rec.ready = true;
         rec.readyAt = new Date().toISOString();

@@ -1,9 +1,6 @@
 // Reading a VM's serial console file: the text after an offset (readiness), the last bytes (console, errors).
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 
-/** What the guest's init prints on the console when it is ready. */
-export const CONSOLE_READY_MARK = 'FORM-INIT-READY';
-
 /** The text of `path` from `offset` on (at most the last `max` bytes); '' when unreadable. */
 export function readFrom(path: string, offset: number, max = 1 << 20): string {
   let fd: number | undefined;

@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FormError, GUEST_READY_MARKER } from '@formation/interface';
 import type { Logger } from '@formation/service';
+import { sha256File } from '@formation/service/files';
 import type { DriverVm, DriverVmSpec, HypervisorDriver, SnapshotInfo } from './driver.ts';
 import type { QemuIdentity } from './qemu-driver.ts';
 
@@ -532,14 +533,4 @@ export function consoleTail(path: string, max = 256 * 1024): string {
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
-}
-
-export function sha256File(path: string): Promise<string> {
-  return new Promise((ok, fail) => {
-    const h = createHash('sha256');
-    createReadStream(path)
-      .on('data', (d) => h.update(d))
-      .on('error', fail)
-      .on('end', () => ok(h.digest('hex')));
-  });
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { isFormError } from '@formation/interface';
+import { processAlive } from '@formation/service/process';
 import type { DriverVm, DriverVmSpec, ExitInfo, HypervisorDriver } from './driver.ts';
 
 /** What the compliance suite needs from the test that runs it. */
@@ -34,17 +35,6 @@ async function waitAgent(d: HypervisorDriver, vm: DriverVm, timeoutMs: number): 
     }
   }
   throw new Error(`guest agent did not answer within ${timeoutMs} ms: ${(last as Error)?.message}`);
-}
-
-function alive(pid: number | undefined): boolean {
-  if (!pid) return false;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -91,7 +81,7 @@ export function runDriverCompliance(h: ComplianceHarness): void {
 
     test('start boots the guest; its agent answers', async () => {
       await d.start(vm);
-      assert.ok(vm.pid && alive(vm.pid), 'a hypervisor process runs');
+      assert.ok(vm.pid && processAlive(vm.pid), 'a hypervisor process runs');
       assert.equal(await d.status(vm), 'running');
       await waitAgent(d, vm, bootMs);
       const r = await d.agent(vm).exec('/bin/sh', ['-c', 'echo compliance-$((6*7))']);
@@ -139,7 +129,7 @@ export function runDriverCompliance(h: ComplianceHarness): void {
       const pid = vm.pid;
       const file = `${vm.spec.dir}-suspend/memory.img`;
       const info = await d.suspend(vm, file);
-      assert.equal(alive(pid), false, 'no hypervisor process while suspended');
+      assert.equal(processAlive(pid), false, 'no hypervisor process while suspended');
       assert.equal(await d.status(vm), 'stopped');
       assert.ok(info.bytes > 0 && /^[0-9a-f]{64}$/.test(info.sha256));
       assert.equal(statSync(file).mode & 0o777, 0o600, 'the memory image is private');
@@ -154,7 +144,7 @@ export function runDriverCompliance(h: ComplianceHarness): void {
       writeFileSync(file, bad);
       await assert.rejects(d.wake(vm, file, info), (e: unknown) => isFormError(e) && e.code === 'VM_IMAGE_INVALID');
       assert.equal(await d.status(vm), 'stopped');
-      assert.equal(vm.pid === undefined || !alive(vm.pid), true, 'no process left by a refused wake');
+      assert.equal(vm.pid === undefined || !processAlive(vm.pid), true, 'no process left by a refused wake');
       writeFileSync(file, good);
       await d.wake(vm, file, info);
       assert.equal(await d.status(vm), 'running');
@@ -169,7 +159,7 @@ export function runDriverCompliance(h: ComplianceHarness): void {
       const pid = vm.pid;
       const r = await d.stop(vm, { timeoutMs: 20_000 });
       assert.equal(r.forced, false);
-      assert.equal(alive(pid), false);
+      assert.equal(processAlive(pid), false);
       assert.equal(await d.status(vm), 'stopped');
       assert.equal(exits.length, 0, 'a stop we asked for is not reported as an unexpected exit');
     });
@@ -181,14 +171,14 @@ export function runDriverCompliance(h: ComplianceHarness): void {
       const pid = vm.pid;
       const r = await d.stop(vm, { timeoutMs: 1500 });
       assert.equal(r.forced, true);
-      assert.equal(alive(pid), false);
+      assert.equal(processAlive(pid), false);
     });
 
     test('recover: a new driver instance re-attaches (no duplicate), then sees a kill from outside', async () => {
       await d.start(vm);
       const pid = vm.pid as number;
       await d.close(); // the VMM goes away, the VM keeps running
-      assert.equal(alive(pid), true);
+      assert.equal(processAlive(pid), true);
       const d2 = h.makeDriver();
       made.push({ d: d2, vm });
       const seen: ExitInfo[] = [];

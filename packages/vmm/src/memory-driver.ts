@@ -5,6 +5,7 @@ import { chmod, cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import type { Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { FormError } from '@formation/interface';
+import { processAlive } from '@formation/service/process';
 import type {
   DriverFingerprint,
   DriverVm,
@@ -348,7 +349,7 @@ export class MemoryDriver implements HypervisorDriver {
   private watch(): void {
     if (this.timer) return;
     this.timer = setInterval(() => {
-      for (const [id, l] of this.live) if (!l.expecting && !alive(l.pid)) this.settle(id);
+      for (const [id, l] of this.live) if (!l.expecting && !processAlive(l.pid)) this.settle(id);
       if (this.live.size === 0 && this.timer) {
         clearInterval(this.timer);
         this.timer = undefined;
@@ -368,20 +369,9 @@ function kill(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-/** Alive and not a zombie. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
-
 /** A live process that is this VM's (its command line names it): a stale pid is never trusted. */
 function isOurs(pid: number, id: string): boolean {
-  if (!alive(pid)) return false;
+  if (!processAlive(pid)) return false;
   try {
     const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
     return argv.includes(MARK) && argv.includes(id);
@@ -392,7 +382,7 @@ function isOurs(pid: number, id: string): boolean {
 
 async function waitGone(pid: number, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
-  while (alive(pid)) {
+  while (processAlive(pid)) {
     if (Date.now() > end) return false;
     await sleep(20);
   }

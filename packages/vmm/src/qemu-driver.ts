@@ -5,6 +5,7 @@ import { chmod, copyFile, mkdir, rm, stat, statfs, writeFile } from 'node:fs/pro
 import { dirname, join, resolve } from 'node:path';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
+import { sha256File } from '@formation/service/files';
 import type { AccelProbe } from './accel.ts';
 import { applyLimits, removeLimits } from './cgroup.ts';
 import type {
@@ -26,16 +27,7 @@ import { createVmDisks, replaceOverlay } from './qemu-disks.ts';
 import { probeQemu } from './qemu-fingerprint.ts';
 import { type QemuIdentity, qemuIdentity } from './qemu-identity.ts';
 import { MIGRATE_ROOT, migrationDir, pollMigration, receiveMigration, sendMigration } from './qemu-migration.ts';
-import {
-  exitInfoOf,
-  isOurQemu,
-  processAlive,
-  qemuUidFor,
-  safeRead,
-  sha256Of,
-  sleep,
-  waitGone,
-} from './qemu-process.ts';
+import { exitInfoOf, isOurQemu, processAlive, qemuUidFor, safeRead, sleep, waitGone } from './qemu-process.ts';
 import { QmpClient } from './qmp.ts';
 import { KeyedSerializer } from './state-machine.ts';
 
@@ -560,7 +552,7 @@ export class QemuDriver implements HypervisorDriver {
       await this.loadMemory(vm, file, expect.sha256, `resume VM ${id}`);
     } catch (err) {
       // QEMU may reject a damaged stream before it is all sent: say so when the image is not what was saved.
-      if (err instanceof FormError && err.code !== 'VM_IMAGE_INVALID' && (await sha256Of(file)) !== expect.sha256) {
+      if (err instanceof FormError && err.code !== 'VM_IMAGE_INVALID' && (await sha256File(file)) !== expect.sha256) {
         throw new FormError(
           'VM_IMAGE_INVALID',
           `Cannot resume VM ${id}: memory image ${file} is damaged (sha256 differs from the saved one)`,

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
+import { sha256File } from '@formation/service/files';
 import type { DriverVm } from './driver.ts';
 import { qemuArgv } from './qemu-argv.ts';
-import { safeRead, sha256Of, whichBinary } from './qemu-process.ts';
+import { safeRead, whichBinary } from './qemu-process.ts';
 
 /** What a saved VM state was made under (see QemuDriver.templateIdentity). */
 export interface QemuIdentity {
@@ -26,7 +27,7 @@ export async function qemuIdentity(o: {
 }): Promise<QemuIdentity> {
   const { machine, accel } = o;
   const bin = whichBinary(o.qemu);
-  const binarySha256 = bin ? await sha256Of(bin) : 'unknown';
+  const binarySha256 = bin ? await sha256File(bin) : 'unknown';
   const cpu =
     accel === 'kvm' ? `host:${/model name\s*:\s*(.*)/.exec(safeRead('/proc/cpuinfo'))?.[1] ?? '?'}` : 'qemu64';
   const ref: DriverVm = {

@@ -1,25 +1,17 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { FormError } from '@formation/interface';
+import { processAlive } from '@formation/service/process';
 import type { DriverVm, ExitInfo } from './driver.ts';
+
+export { processAlive };
 
 // Host-side helpers of the QEMU driver: processes (/proc), the per-VM uid, qemu-img, files.
 
 export const execFileP = promisify(execFile);
-
-/** True when a process with this pid exists and is not a zombie. */
-export function processAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
 
 /** True when `pid` is a QEMU process serving the QMP socket `qmpPath` (guards against pid reuse). */
 export function isOurQemu(pid: number, qmpPath: string): boolean {
@@ -75,16 +67,6 @@ export function whichBinary(bin: string): string | undefined {
     if (d && existsSync(join(d, bin))) return join(d, bin);
   }
   return undefined;
-}
-
-export function sha256Of(path: string): Promise<string> {
-  return new Promise((ok, fail) => {
-    const h = createHash('sha256');
-    createReadStream(path)
-      .on('data', (d) => h.update(d))
-      .on('error', fail)
-      .on('end', () => ok(h.digest('hex')));
-  });
 }
 
 export function stderrOf(err: unknown): string {

@@ -2,9 +2,10 @@
 // from (a Formpack, a .form image or a plain image), validation of the request (resources, name,
 // egress), addresses already taken, the driver spec and the measurement. Pure but for reading files.
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormError, type GpuRequest, type Resources } from '@formation/interface';
+import { sha256File } from '@formation/service/files';
 import type { DriverVmSpec } from './driver.ts';
 import { findImage, hostInitramfs, hostKernel, openFormImage, resolveFormpack } from './images.ts';
 import type { VmNetAssignment } from './network.ts';
@@ -208,14 +209,4 @@ export function sanitize(s: string): string {
       .replace(/^-+|-+$/g, '')
       .slice(0, 50) || 'vm'
   );
-}
-
-export function sha256File(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    createReadStream(path)
-      .on('data', (d) => h.update(d))
-      .on('error', reject)
-      .on('end', () => resolve(h.digest('hex')));
-  });
 }

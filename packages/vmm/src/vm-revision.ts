@@ -3,9 +3,9 @@
 import { copyFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
+import { sha256File } from '@formation/service/files';
 import type { DriverVm, GuestAgent, HypervisorDriver } from './driver.ts';
 import type { RevisionRecord } from './types.ts';
-import { sha256File } from './vm-create.ts';
 
 /**
  * Copy the VM's overlay to `tmp` with the guest's filesystems frozen and the VM paused; resume, thaw

@@ -118,6 +118,8 @@ export interface SshLogin {
   port?: number;
   /** Seconds to wait for the TCP connection (default 10). */
   connectTimeoutS?: number;
+  /** Offer the password only, none of the keys of whoever runs the test: proves password login works. */
+  passwordOnly?: boolean;
 }
 
 /**
@@ -129,7 +131,7 @@ export interface SshLogin {
  * await execFileP('ip', ['netns', 'exec', ns, ...sshArgv('10.129.1.2', 'cat ~/note.txt')]);
  */
 export function sshArgv(host: string, script: string, login: SshLogin = {}): string[] {
-  const { user = 'bigdog', password = 'bigdog123', port, connectTimeoutS = 10 } = login;
+  const { user = 'bigdog', password = 'bigdog123', port, connectTimeoutS = 10, passwordOnly = false } = login;
   return [
     'sshpass',
     '-p',
@@ -144,6 +146,7 @@ export function sshArgv(host: string, script: string, login: SshLogin = {}): str
     'LogLevel=ERROR',
     '-o',
     `ConnectTimeout=${connectTimeoutS}`,
+    ...(passwordOnly ? ['-o', 'PreferredAuthentications=password', '-o', 'PubkeyAuthentication=no'] : []),
     `${user}@${host}`,
     script,
   ];

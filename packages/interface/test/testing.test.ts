@@ -75,6 +75,12 @@ test('sshArgv: a password login through sshpass that never prompts or records ho
   assert.deepEqual(other.slice(0, 6), ['sshpass', '-p', 'pw', 'ssh', '-p', '2222']);
   assert.ok(other.includes('ConnectTimeout=3'));
   assert.deepEqual(other.slice(-2), ['root@vm.example', 'true']);
+  assert.equal(other.includes('PubkeyAuthentication=no'), false, 'keys may be offered by default');
+  const pw = sshArgv('vm.example', 'true', { passwordOnly: true });
+  for (const o of ['PreferredAuthentications=password', 'PubkeyAuthentication=no']) {
+    assert.equal(pw[pw.indexOf(o) - 1], '-o', o);
+  }
+  assert.deepEqual(pw.slice(-2), ['bigdog@vm.example', 'true']);
 });
 
 test('runProgram: exit code, both outputs, stdin, env and cwd; a missing program rejects', async () => {

@@ -7,6 +7,7 @@ import { describe, test } from 'node:test';
 import { generateKeyPair, generateWireGuardKeyPair } from '@formation/identity';
 import type { ProbeTransport } from '@formation/ingress';
 import type { HealthcheckSpec } from '@formation/interface';
+import { until } from '@formation/interface/testing';
 import { vmNameFor } from '@formation/scheduler';
 import { createLogger } from '@formation/service';
 import { type InstanceView, openStateStore } from '@formation/state';
@@ -139,11 +140,11 @@ describe('ReplicaHealthMonitor against a state store', () => {
     m.start();
     try {
       const health = () => w.inst().replicaSet[0]?.health;
-      await waitFor(() => health()?.status === 'healthy');
+      await until('the replica reported healthy', () => health()?.status === 'healthy');
       assert.equal(health()?.release, 1);
       assert.ok(seen.includes('10.129.1.2:8080/health'));
       ok = false;
-      await waitFor(() => health()?.status === 'unhealthy');
+      await until('the replica reported unhealthy', () => health()?.status === 'unhealthy');
       assert.equal(health()?.reason, 'status 503?[2J', 'the reason is stored made safe');
     } finally {
       m.close();
@@ -169,7 +170,7 @@ describe('ReplicaHealthMonitor against a state store', () => {
     });
     m.start();
     try {
-      await waitFor(() => w.inst().replicaSet[0]?.health?.status === 'unhealthy');
+      await until('the replica reported unhealthy', () => w.inst().replicaSet[0]?.health?.status === 'unhealthy');
       assert.deepEqual(calls[0], ['vm-1', '/bin/sh', '-c', 'test -f /ok']);
       assert.equal(w.inst().replicaSet[0]?.health?.reason, 'exit 1: no such file');
     } finally {
@@ -178,11 +179,3 @@ describe('ReplicaHealthMonitor against a state store', () => {
     }
   });
 });
-
-async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

@@ -118,13 +118,3 @@ export async function startNode(
   });
   return { key, h, node };
 }
-
-/** Poll `cond` every 25 ms until true or `ms` elapse. */
-export async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-}

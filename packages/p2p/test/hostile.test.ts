@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { generateKeyPair, sha256Hex, sign } from '@formation/identity';
+import { until } from '@formation/interface/testing';
 import { encodeOp } from '@formation/state';
 import {
   type ApplyResult,
@@ -12,7 +13,7 @@ import {
   SYNC_PROTOCOL,
 } from '../src/index.ts';
 import { openFrames } from '../src/sync-protocol.ts';
-import { HARNESSES, startNode, type TestNode, waitFor } from './helpers.ts';
+import { HARNESSES, startNode, type TestNode } from './helpers.ts';
 
 // Issue 16 ("Replay and floods"): gossipsub had no topic scoring, so a peer sending invalid ops was
 // never penalised; nothing bounded what one peer could make a node verify or serve.
@@ -51,8 +52,8 @@ for (const storeName of Object.keys(HARNESSES)) {
     const boot = victim.node.multiaddrs();
     const honest = await start({ h: HARNESSES[storeName]!(), bootstrap: boot, ...quiet });
     const mallory = await start({ h: attackerHarness(), bootstrap: boot, ...quiet });
-    await waitFor(() => victim.node.topicPeers().length === 2, 5_000, 'both peers subscribed at the victim');
-    await waitFor(() => mallory.node.topicPeers().includes(victim.node.peerId), 5_000, 'victim known to mallory');
+    await until('both peers subscribed at the victim', () => victim.node.topicPeers().length === 2, 5_000);
+    await until('victim known to mallory', () => mallory.node.topicPeers().includes(victim.node.peerId), 5_000);
 
     // Three kinds of invalid message: a forged signature (refused by the store), bytes that are not
     // JSON, JSON that is not an op (bad schema); then forged ones again.
@@ -70,7 +71,7 @@ for (const storeName of Object.keys(HARNESSES)) {
     while (victim.node.score(mallory.node.peerId) >= GRAYLIST_THRESHOLD && sent < 20) {
       await invalid(sent);
       sent++;
-      await waitFor(() => victim.node.peerStats()[mallory.node.peerId]?.rejected === sent, 3_000, `rejection ${sent}`);
+      await until(`rejection ${sent}`, () => victim.node.peerStats()[mallory.node.peerId]?.rejected === sent, 3_000);
       await sleep(1_100); // the score is cached for one heartbeat
       scores.push(Math.round(victim.node.score(mallory.node.peerId)));
     }
@@ -85,7 +86,7 @@ for (const storeName of Object.keys(HARNESSES)) {
     await mallory.node.publish(fromMallory);
     // ...while the honest peer's ops still propagate, and the honest peer keeps a non-negative score.
     const good = honest.h.append(honest.key, 'still works');
-    await waitFor(() => victim.h.has(good.hash), 5_000, "the honest peer's op at the victim");
+    await until("the honest peer's op at the victim", () => victim.h.has(good.hash), 5_000);
     await sleep(500);
     assert.equal(victim.h.has(fromMallory.hash), false, 'nothing from a graylisted peer is applied');
     assert.equal(victim.node.stats.gossipReceived, received + 1, 'only the honest op reached validation');
@@ -96,17 +97,17 @@ for (const storeName of Object.keys(HARNESSES)) {
 test('per-peer op rate: past its token bucket a peer’s ops are dropped unverified and counted', async () => {
   const victim = await start({ h: HARNESSES.memory!(), ...quiet, limits: { opsPerSecond: 2, opsBurst: 5 } });
   const mallory = await start({ h: attackerHarness(), bootstrap: victim.node.multiaddrs(), ...quiet });
-  await waitFor(() => mallory.node.topicPeers().includes(victim.node.peerId), 5_000, 'victim known to mallory');
-  await waitFor(() => victim.node.topicPeers().includes(mallory.node.peerId), 5_000, 'mallory known to victim');
+  await until('victim known to mallory', () => mallory.node.topicPeers().includes(victim.node.peerId), 5_000);
+  await until('mallory known to victim', () => victim.node.topicPeers().includes(mallory.node.peerId), 5_000);
   const flood = Array.from({ length: 40 }, (_, i) => createSignedOp(mallory.key, { n: i }, []));
   for (const op of flood) await mallory.node.publish(op);
-  await waitFor(
+  await until(
+    'the flood at the victim',
     () => {
       const s = victim.node.peerStats()[mallory.node.peerId];
       return (s?.accepted ?? 0) + (s?.rateLimited ?? 0) >= 40;
     },
     5_000,
-    'the flood at the victim',
   );
   const s = victim.node.peerStats()[mallory.node.peerId]!;
   console.log(`op flood of 40 at 2/s, burst 5: accepted ${s.accepted}, rate-limited ${s.rateLimited}`);
@@ -152,7 +153,7 @@ test('per-peer sync work: a peer re-asking for the whole log is throttled; anoth
 test('an op refused only because of this node’s clock does not penalise the peer that relayed it', async () => {
   const victim = await start({ h: HARNESSES.state!(), ...quiet });
   const relay = await start({ h: attackerHarness(), bootstrap: victim.node.multiaddrs(), ...quiet });
-  await waitFor(() => relay.node.topicPeers().includes(victim.node.peerId), 5_000, 'victim known to the relay');
+  await until('victim known to the relay', () => relay.node.topicPeers().includes(victim.node.peerId), 5_000);
   // Validly signed, but dated 10 min ahead: valid at a node whose clock is that far ahead, refused here.
   const author = generateKeyPair();
   const ahead = (i: number) => {
@@ -168,7 +169,7 @@ test('an op refused only because of this node’s clock does not penalise the pe
     return { ...unsigned, sig: sign(author.privateKey, bytes), hash: sha256Hex(bytes) };
   };
   for (let i = 0; i < 5; i++) await relay.node.publish(ahead(i));
-  await waitFor(() => (victim.node.peerStats()[relay.node.peerId]?.ignored ?? 0) === 5, 3_000, 'five ops dropped');
+  await until('five ops dropped', () => (victim.node.peerStats()[relay.node.peerId]?.ignored ?? 0) === 5, 3_000);
   await sleep(1_100);
   assert.equal(victim.node.peerStats()[relay.node.peerId]?.rejected, 0);
   assert.ok(victim.node.score(relay.node.peerId) >= 0, `score ${victim.node.score(relay.node.peerId)}`);

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { generateKeyPair, keyPairFromPrivate } from '@formation/identity';
+import { until } from '@formation/interface/testing';
 import { OPS_TOPIC, peerIdOfKey, peerIdOfPublicKey } from '../src/index.ts';
-import { HARNESSES, type StoreHarness, startNode, type TestNode, waitFor } from './helpers.ts';
+import { HARNESSES, type StoreHarness, startNode, type TestNode } from './helpers.ts';
 
 const running: TestNode[] = [];
 after(async () => {
@@ -34,16 +35,16 @@ for (const [storeName, makeHarness] of Object.entries(HARNESSES)) {
       const n2 = await start({ h: mk(), bootstrap: boot });
       const n3 = await start({ h: mk(), bootstrap: boot });
       assert.equal(n2.node.peers().includes(n1.node.peerId), true);
-      await waitFor(() => n1.node.topicPeers().length === 2, 5_000, 'both peers subscribed at node 1');
+      await until('both peers subscribed at node 1', () => n1.node.topicPeers().length === 2, 5_000);
 
       const op = n1.h.append(n1.key, 'hello');
-      await waitFor(() => n2.h.has(op.hash) && n3.h.has(op.hash), 5_000, 'op at nodes 2 and 3');
+      await until('op at nodes 2 and 3', () => n2.h.has(op.hash) && n3.h.has(op.hash), 5_000);
 
       // Stop node 3, write while it is down, restart it from its (reopened) store.
       await n3.node.stop();
       running.splice(running.indexOf(n3), 1);
       const missed = [n1.h.append(n1.key, 'two'), n2.h.append(n2.key, 'three'), n1.h.append(n1.key, 'four')];
-      await waitFor(() => missed.every((o) => n2.h.has(o.hash) && n1.h.has(o.hash)), 5_000, 'ops at nodes 1, 2');
+      await until('ops at nodes 1, 2', () => missed.every((o) => n2.h.has(o.hash) && n1.h.has(o.hash)), 5_000);
       assert.equal(
         missed.some((o) => n3.h.has(o.hash)),
         false,
@@ -52,11 +53,11 @@ for (const [storeName, makeHarness] of Object.entries(HARNESSES)) {
 
       const n3b = await start({ key: n3.key, h: n3.h.reopen(), bootstrap: boot });
       assert.equal(n3b.node.peerId, n3.node.peerId, 'same key, same peer ID');
-      await waitFor(() => missed.every((o) => n3b.h.has(o.hash)), 10_000, 'node 3 catching up');
-      await waitFor(
+      await until('node 3 catching up', () => missed.every((o) => n3b.h.has(o.hash)), 10_000);
+      await until(
+        'digests converging',
         () => n1.h.digest() === n2.h.digest() && n2.h.digest() === n3b.h.digest(),
         5_000,
-        'digests converging',
       );
       assert.equal(n3b.h.size(), 4);
     });
@@ -73,7 +74,7 @@ for (const [storeName, makeHarness] of Object.entries(HARNESSES)) {
       assert.equal(r.accepted, 100);
       assert.ok(r.rounds >= 15, `needed ${r.rounds} rounds for 100 ops in batches of 7`);
       assert.equal(b.h.size(), 101);
-      await waitFor(() => a.h.size() === 101, 5_000, 'a pulling b’s op (sync on connect)');
+      await until('a pulling b’s op (sync on connect)', () => a.h.size() === 101, 5_000);
       assert.equal(a.h.digest(), b.h.digest());
     });
 
@@ -88,10 +89,10 @@ for (const [storeName, makeHarness] of Object.entries(HARNESSES)) {
         a.h.append(a.key, `left ${i}`);
         d.h.append(d.key, `right ${i}`);
       }
-      await waitFor(() => b.h.size() === 5 && c.h.size() === 5, 5_000, 'each side converging internally');
+      await until('each side converging internally', () => b.h.size() === 5 && c.h.size() === 5, 5_000);
       assert.notEqual(a.h.digest(), c.h.digest());
       await c.node.dial(a.node.multiaddrs()[0] as string);
-      await waitFor(() => all.every((n) => n.h.size() === 10), 10_000, 'all four holding all ten ops');
+      await until('all four holding all ten ops', () => all.every((n) => n.h.size() === 10), 10_000);
       assert.equal(new Set(all.map((n) => n.h.digest())).size, 1);
     });
 
@@ -103,12 +104,12 @@ for (const [storeName, makeHarness] of Object.entries(HARNESSES)) {
       const quiet = { syncIntervalMs: 0, syncOnConnect: false };
       const n1 = await start({ h: h1, ...quiet });
       const n2 = await start({ h: mk(), bootstrap: n1.node.multiaddrs(), ...quiet });
-      await waitFor(() => n2.node.topicPeers().length === 1 && n1.node.topicPeers().length === 1, 5_000, 'mesh');
+      await until('mesh', () => n2.node.topicPeers().length === 1 && n1.node.topicPeers().length === 1, 5_000);
       assert.equal(n2.h.has(parent.hash), false);
       const child = n1.h.append(key, 'child'); // gossiped; n2 lacks its parent
-      await waitFor(() => n2.h.has(child.hash) && n2.h.has(parent.hash), 5_000, 'n2 fetching the missing parent');
+      await until('n2 fetching the missing parent', () => n2.h.has(child.hash) && n2.h.has(parent.hash), 5_000);
       // the run is counted once its stream has closed, just after the ops are applied
-      await waitFor(() => n2.node.stats.syncs >= 1, 2_000, 'the anti-entropy run to finish');
+      await until('the anti-entropy run to finish', () => n2.node.stats.syncs >= 1, 2_000);
       assert.equal(n2.node.stats.syncs, 1, 'one anti-entropy run, triggered by the pending op');
     });
 
@@ -117,11 +118,11 @@ for (const [storeName, makeHarness] of Object.entries(HARNESSES)) {
       const n1 = await start({ h: mk(), syncIntervalMs: 0 });
       const n2 = await start({ h: mk(), bootstrap: n1.node.multiaddrs(), syncIntervalMs: 0 });
       const bad = await start({ h: mk(), bootstrap: n1.node.multiaddrs(), syncIntervalMs: 0 });
-      await waitFor(() => n1.node.topicPeers().length === 2, 5_000, 'n1 sees both subscribers');
-      await waitFor(
+      await until('n1 sees both subscribers', () => n1.node.topicPeers().length === 2, 5_000);
+      await until(
+        'subscriptions',
         () => n2.node.topicPeers().length === 1 && bad.node.topicPeers().length === 1,
         5_000,
-        'subscriptions',
       );
       await new Promise((r) => setTimeout(r, 1_500)); // a gossipsub heartbeat builds the mesh
 
@@ -133,12 +134,12 @@ for (const [storeName, makeHarness] of Object.entries(HARNESSES)) {
       for (const f of [tampered, forgedSig]) {
         await pubsub.publish(OPS_TOPIC, new TextEncoder().encode(JSON.stringify(f)));
       }
-      await waitFor(() => n1.node.stats.gossipRejected === 2, 5_000, 'n1 rejecting both forgeries');
+      await until('n1 rejecting both forgeries', () => n1.node.stats.gossipRejected === 2, 5_000);
       assert.equal(n1.h.size(), 0);
 
       // Positive control: a valid op from the attacker goes through n1 to n2.
       const good = bad.h.append(bad.key, 'honest');
-      await waitFor(() => n2.h.has(good.hash), 5_000, 'valid op forwarded to n2');
+      await until('valid op forwarded to n2', () => n2.h.has(good.hash), 5_000);
       assert.equal(n2.node.stats.gossipAccepted, 1, 'n2 received exactly the forwarded valid op');
       assert.equal(n2.node.stats.gossipRejected, 0, 'no forgery was forwarded to n2');
       assert.equal(n2.h.size(), 1);
@@ -151,12 +152,12 @@ for (const [storeName, makeHarness] of Object.entries(HARNESSES)) {
     test('malformed gossip is rejected', async () => {
       const n1 = await start({ h: mk(), syncIntervalMs: 0 });
       const bad = await start({ h: mk(), bootstrap: n1.node.multiaddrs(), syncIntervalMs: 0 });
-      await waitFor(() => bad.node.topicPeers().length === 1, 5_000, 'subscription');
+      await until('subscription', () => bad.node.topicPeers().length === 1, 5_000);
       const pubsub = bad.node.libp2p.services.pubsub;
       await pubsub.publish(OPS_TOPIC, new TextEncoder().encode('not json'));
       await pubsub.publish(OPS_TOPIC, new TextEncoder().encode('{"nohash":1}'));
       await pubsub.publish(OPS_TOPIC, new Uint8Array(300 * 1024).fill(65)); // over maxOpBytes
-      await waitFor(() => n1.node.stats.gossipRejected >= 2, 5_000, 'rejections');
+      await until('rejections', () => n1.node.stats.gossipRejected >= 2, 5_000);
       assert.equal(n1.h.size(), 0);
     });
   });
@@ -180,22 +181,22 @@ test('channels: a broadcast reaches peers that accept it; what a validator rejec
   const c = await startNode({ h: mk(), channels: [channel('c')], bootstrap: b.node.multiaddrs() });
   try {
     assert.equal(c.node.peers().includes(a.node.peerId), false, 'c hears a only through b');
-    await waitFor(
+    await until(
+      'channel subscriptions',
       () =>
         a.node.libp2p.services.pubsub.getSubscribers(topic).length >= 1 &&
         c.node.libp2p.services.pubsub.getSubscribers(topic).length >= 1,
       5_000,
-      'channel subscriptions',
     );
     await a.node.broadcast(topic, new TextEncoder().encode('hello 1'));
-    await waitFor(
+    await until(
+      'hello at b and c',
       () => seen.b?.includes('hello 1') === true && seen.c?.includes('hello 1') === true,
       5_000,
-      'hello at b and c',
     );
     await a.node.broadcast(topic, new TextEncoder().encode('bad 2'));
     await a.node.broadcast(topic, new TextEncoder().encode('hello 3'));
-    await waitFor(() => seen.c?.includes('hello 3') === true, 5_000, 'hello 3 at c');
+    await until('hello 3 at c', () => seen.c?.includes('hello 3') === true, 5_000);
     assert.deepEqual(seen.b, ['hello 1', 'bad 2', 'hello 3'], 'b saw all three');
     assert.deepEqual(seen.c, ['hello 1', 'hello 3'], 'b did not forward what it rejected');
     assert.deepEqual(seen.a, [], 'a does not see its own broadcasts');

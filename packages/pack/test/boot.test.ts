@@ -5,9 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { parseEntrypointState } from '@formation/guest';
+import { sshArgv, until } from '@formation/interface/testing';
 import { Builder, loadSpec } from '../src/index.ts';
 import { buildPrereqMissing, CACHE_DIR } from './env.ts';
-import { banner, bootFormpack, guestExec, qga, waitFor } from './qemu.ts';
+import { banner, bootFormpack, guestExec, qga } from './qemu.ts';
 
 const example = new URL('../../../examples/hello-server', import.meta.url).pathname;
 const skip = buildPrereqMissing(['qemu-system-x86_64', 'sshpass', 'ssh']);
@@ -19,32 +20,10 @@ async function http(port: number): Promise<{ status: number; body: string } | un
   return { status: r.status, body: await r.text() };
 }
 
+/** A password login as the example's user (no key offered: proves password login works). */
 function ssh(port: number, cmd: string): { code: number; out: string } {
-  const r = spawnSync(
-    'sshpass',
-    [
-      '-p',
-      'bigdog123',
-      'ssh',
-      '-p',
-      String(port),
-      '-o',
-      'StrictHostKeyChecking=no',
-      '-o',
-      'UserKnownHostsFile=/dev/null',
-      '-o',
-      'LogLevel=ERROR',
-      '-o',
-      'PreferredAuthentications=password',
-      '-o',
-      'PubkeyAuthentication=no',
-      '-o',
-      'ConnectTimeout=20',
-      'bigdog@127.0.0.1',
-      cmd,
-    ],
-    { encoding: 'utf8', timeout: 60_000 },
-  );
+  const argv = sshArgv('127.0.0.1', cmd, { port, connectTimeoutS: 20, passwordOnly: true });
+  const r = spawnSync(argv[0] as string, argv.slice(1), { encoding: 'utf8', timeout: 60_000 });
   return { code: r.status ?? -1, out: `${r.stdout}${r.stderr}` };
 }
 
@@ -69,7 +48,7 @@ test(
     const { id } = await builder.build({ spec, dir, owner: 'boot-test' });
     const vm = await bootFormpack(builder.pathOf(id), work, [22, 8080], 'vm_name=hello-test vm_id=inst-1');
     try {
-      const ready = await waitFor(
+      const ready = await until(
         'FORM-INIT-READY on the serial console',
         async () => {
           const s = existsSync(vm.serial) ? readFileSync(vm.serial, 'utf8') : '';
@@ -77,12 +56,13 @@ test(
           return /FORM-INIT-READY [\d.]+/.exec(s)?.[0];
         },
         120_000,
+        250,
       );
       assert.ok(ready);
-      const res = await waitFor('HTTP 200 from the entrypoint', () => http(vm.ports[8080]!), 60_000);
+      const res = await until('HTTP 200 from the entrypoint', () => http(vm.ports[8080]!), 60_000, 250);
       assert.equal(res.status, 200);
       assert.equal(res.body, 'Hello from hello-test!\n');
-      const b = await waitFor('SSH banner', () => banner(vm.ports[22]!), 30_000);
+      const b = await until('SSH banner', () => banner(vm.ports[22]!), 30_000, 250);
       assert.match(b, /^SSH-2\.0-OpenSSH/);
 
       // Password login (USER ssh_pwauth:true), sudo:true, hostname from vm_name, instance id, per-instance host key.
@@ -127,16 +107,17 @@ test(
       await qga(vm.qga, 'guest-file-close', { handle: h });
       assert.match(Buffer.from(chunk['buf-b64'], 'base64').toString(), /hello-server listening on :8080/);
       assert.equal((await guestExec(vm.qga, '/bin/kill', [String(st1?.state === 'running' ? st1.pid : 0)])).code, 0);
-      const st2 = await waitFor(
+      const st2 = await until(
         'entrypoint restarted',
         async () => {
           const st = parseEntrypointState((await guestExec(vm.qga, '/bin/cat', ['/run/form/entrypoint.state'])).out);
           return st?.state === 'running' && st.restarts === 1 ? st : undefined;
         },
         30_000,
+        250,
       );
       assert.notEqual(st2.state === 'running' && st2.pid, st1?.state === 'running' && st1.pid);
-      assert.equal((await waitFor('HTTP after restart', () => http(vm.ports[8080]!), 30_000)).status, 200);
+      assert.equal((await until('HTTP after restart', () => http(vm.ports[8080]!), 30_000, 250)).status, 200);
 
       // Clean power-off through the agent: QEMU exits by itself.
       await qga(vm.qga, 'guest-exec', { path: '/sbin/form-poweroff', arg: [] });

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { until } from '@formation/interface/testing';
 
 /** Test helpers: boot a Formpack under QEMU (TCG, -M pc, user net with hostfwd on 127.0.0.1). */
 
@@ -89,21 +89,6 @@ export async function bootFormpack(
   return { proc, serial, qga, ports, exited, kill: () => proc.exitCode === null && proc.kill('SIGKILL') };
 }
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(250);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
-
 /** Read the first line a TCP server sends (the SSH banner). */
 export function banner(port: number): Promise<string | undefined> {
   return new Promise((resolve) => {
@@ -169,7 +154,7 @@ export function qga(sock: string, execute: string, args?: unknown, timeoutMs = 5
 /** Run a program in the guest through qemu-ga and return its exit code and stdout. */
 export async function guestExec(sock: string, path: string, arg: string[]): Promise<{ code: number; out: string }> {
   const { pid } = (await qga(sock, 'guest-exec', { path, arg, 'capture-output': true })) as { pid: number };
-  return waitFor(
+  return until(
     `guest-exec ${path}`,
     async () => {
       const st = (await qga(sock, 'guest-exec-status', { pid })) as {
@@ -181,5 +166,6 @@ export async function guestExec(sock: string, path: string, arg: string[]): Prom
       return { code: st.exitcode ?? -1, out: Buffer.from(st['out-data'] ?? '', 'base64').toString() };
     },
     15_000,
+    250,
   );
 }

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
+import { until } from '@formation/interface/testing';
 import { ApiClient, createLogger } from '@formation/service';
 import { createDataItem } from '../src/ans104.ts';
 import { AoClient, RuntimeClient } from '../src/client.ts';
@@ -14,14 +15,6 @@ import { CACHE_DIR, COUNTER_SRC, integrationSkip, TestRedis, tmp } from './helpe
 
 const skip = await integrationSkip(true);
 const logger = createLogger('silent');
-
-async function until(what: string, fn: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const t0 = Date.now();
-  while (!(await fn())) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { skip }, () => {
   const redis = skip ? undefined : new TestRedis();
@@ -224,10 +217,14 @@ describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { 
     const hostPid = before.container?.hostPid;
     assert.ok(hostPid);
     process.kill(hostPid, 'SIGKILL');
-    await until('the process to be rebuilt', async () => {
-      const p = await rt.process(pid);
-      return p.recoveries === 1 && p.container?.alive === true;
-    });
+    await until(
+      'the process to be rebuilt',
+      async () => {
+        const p = await rt.process(pid);
+        return p.recoveries === 1 && p.container?.alive === true;
+      },
+      15_000,
+    );
     const after = await rt.process(pid);
     assert.notEqual(after.container?.hostPid, hostPid);
     assert.equal((await rt.send(pid, { action: 'Get' })).result.data, '9');
@@ -265,7 +262,7 @@ describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { 
         sent.push({ sequence: r.sequence, count: JSON.parse(r.result.data).count as number, ms: Date.now() - t0 });
       }
     })();
-    await until('some messages to go through', () => sent.length >= 10);
+    await until('some messages to go through', () => sent.length >= 10, 15_000);
     await redis?.stop();
     await new Promise((r) => setTimeout(r, 400));
     await redis?.start();

@@ -126,8 +126,14 @@ export interface VmView {
   startedAt: string | null;
   readyAt: string | null;
   bootMs: number | null;
-  /** How the last boot started and launch → ready (ms); `fallback` says why a snapshot was not used. */
-  boot?: { kind: 'cold' | 'snapshot'; readyMs: number | null; fallback: string | null } | null | undefined;
+  /**
+   * How the last boot started, when its process was launched (after disks and TAP, before QEMU starts
+   * or restores) and launch → ready (ms); `fallback` says why a snapshot was not used.
+   */
+  boot?:
+    | { kind: 'cold' | 'snapshot'; launchedAt: string; readyMs: number | null; fallback: string | null }
+    | null
+    | undefined;
   measurement: VmMeasurement | null;
   health: VmHealth | null;
   lastExit: { kind: string; reason: string; at: string } | null;

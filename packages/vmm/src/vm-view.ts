@@ -22,6 +22,7 @@ export function vmView(r: VmRecord, health: VmHealth | undefined): VmView {
     boot: r.boot
       ? {
           kind: r.boot.kind,
+          launchedAt: r.boot.launchedAt,
           readyMs: r.ready && r.readyAt ? Date.parse(r.readyAt) - Date.parse(r.boot.launchedAt) : null,
           fallback: r.boot.fallback ?? null,
         }

@@ -112,12 +112,8 @@ describe('VMM API on the memory driver (auth, 404/403/409, capacity, commit)', (
       assert.equal(r.status, 409, action);
       assert.equal(r.body.error.code, 'VM_BAD_STATE');
       assert.match(r.body.error.message, new RegExp(`Cannot ${action} VM .*: it is suspended`));
-      assert.deepEqual(r.body.error.details?.allowed ?? ['resume', 'start', 'stop', 'destroy'], [
-        'resume',
-        'start',
-        'stop',
-        'destroy',
-      ]);
+      // the contract's error schema keeps details (the VMM's own copy of it dropped them)
+      assert.deepEqual(r.body.error.details?.allowed, ['resume', 'start', 'stop', 'destroy']);
     }
     // Truncated: refused with a clear error, still suspended, the image as it was.
     const good = readFileSync(img);

@@ -1,4 +1,6 @@
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import { type SecureContext, TLSSocket } from 'node:tls';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { MAX_HELLO_READ_BYTES, readClientHello } from './client-hello.ts';
@@ -59,6 +61,16 @@ export interface IngressOptions {
    * process's namespace). A node whose formnet is in another namespace passes one that dials there.
    */
   dial?: Dialer;
+  /**
+   * TLS termination for routes marked `terminate` (`HTTPS <port> TERMINATE=ingress`): the certificate
+   * for a host (undefined: none yet, the connection is closed), and the HTTP-01 answers this node
+   * publishes while its ACME client asks for one (`GET /.well-known/acme-challenge/<token>` on :80 for
+   * that host is answered here, not routed).
+   */
+  terminate?: {
+    context(host: string): SecureContext | undefined;
+    challenge(host: string, token: string): string | undefined;
+  };
 }
 
 export type RefusalReason =
@@ -70,11 +82,15 @@ export type RefusalReason =
   | 'bad-client-hello'
   | 'unknown-host'
   | 'no-healthy-replica'
-  | 'no-replica-reachable';
+  | 'no-replica-reachable'
+  | 'no-certificate'
+  | 'tls-handshake-failed';
 
 export interface IngressStats {
   open: number;
   proxied: number;
+  /** Of `proxied`: connections whose TLS ended here (TERMINATE=ingress). */
+  terminated: number;
   refused: Partial<Record<RefusalReason, number>>;
   /** Connect failures to replicas that were retried on another one (or exhausted the attempts). */
   connectFailures: number;
@@ -131,7 +147,12 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
   const active = new Map<string, number>();
   const downUntil = new Map<string, number>();
   const turns = new Map<string, number>();
-  const stats = { proxied: 0, connectFailures: 0, refused: {} as Partial<Record<RefusalReason, number>> };
+  const stats = {
+    proxied: 0,
+    terminated: 0,
+    connectFailures: 0,
+    refused: {} as Partial<Record<RefusalReason, number>>,
+  };
 
   const refuse = (sock: Socket, proto: Proto, reason: RefusalReason, status: number, body: string, extra = {}) => {
     stats.refused[reason] = (stats.refused[reason] ?? 0) + 1;
@@ -209,6 +230,18 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
           return refuse(sock, proto, reason, r.status, `Bad request: ${r.reason}.`);
         }
         host = r.host;
+        const token = acmeToken(buf);
+        const answer = token && opts.terminate?.challenge(host, token);
+        if (answer) {
+          // This node's own ACME order for a TERMINATE=ingress instance: answered here, never routed.
+          sock.removeAllListeners('data');
+          sock.on('data', () => {});
+          log.debug({ host }, 'ACME HTTP-01 challenge answered');
+          sock.end(
+            `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${Buffer.byteLength(answer)}\r\nConnection: close\r\n\r\n${answer}`,
+          );
+          return;
+        }
       }
       sock.removeAllListeners('data');
       sock.pause();
@@ -238,31 +271,102 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
       return refuse(sock, proto, 'no-healthy-replica', 503, `${host} cannot be routed right now.`, { host });
     }
     if (!r) return refuse(sock, proto, 'unknown-host', 404, `No instance is served at ${host} here.`, { host });
+    if (proto === 'tls' && r.terminate) return terminateTls(sock, host, first, r.backends);
     const port = (b: Backend) => (proto === 'http' ? b.httpPort : proto === 'tls' ? b.tlsPort : (b.tcpPort ?? null));
     const candidates = r.backends.filter((b) => port(b) !== null);
     if (candidates.length === 0) {
       return refuse(sock, proto, 'no-healthy-replica', 503, `${host} has no healthy replica right now.`, { host });
     }
+    const got = await connectAny(sock, proto, host, candidates, (b) => port(b)!);
+    if (got === 'gone') return;
+    if (got) return pipe(sock, got.up, got.b, proto, host, first);
+    return refuse(sock, proto, 'no-replica-reachable', 502, `No replica of ${host} could be reached.`, { host });
+  };
+
+  /** Connect to the first of `candidates` that answers (spread and retry as in the README); 'gone' when the visitor left. */
+  const connectAny = async (
+    client: Socket,
+    proto: Proto,
+    host: string,
+    candidates: readonly Backend[],
+    port: (b: Backend) => number,
+  ): Promise<{ b: Backend; up: Socket } | undefined | 'gone'> => {
     const now = Date.now();
     const down = new Set([...downUntil].filter(([, t]) => t > now).map(([id]) => id));
     const turn = turns.get(`${proto}/${host}`) ?? 0;
     turns.set(`${proto}/${host}`, turn + 1);
     const order = pickOrder(candidates, active, turn, down).slice(0, limits.connectAttempts);
     for (const b of order) {
-      if (sock.destroyed) return;
-      const up = await dial(b.address, port(b)!, { timeoutMs: limits.connectTimeoutMs }).catch(
+      if (client.destroyed) return 'gone';
+      const up = await dial(b.address, port(b), { timeoutMs: limits.connectTimeoutMs }).catch(
         (err: NodeJS.ErrnoException) =>
           new Error(err.code === 'ETIMEDOUT' ? err.message : `connect ${err.code ?? err.message}`),
       );
       if (!(up instanceof Error)) {
         downUntil.delete(b.id);
-        return pipe(sock, up, b, proto, host, first);
+        return { b, up };
       }
       stats.connectFailures++;
       downUntil.set(b.id, Date.now() + limits.downForMs);
       log.info({ proto, host, replica: b.id, error: up.message }, 'replica refused a connection; trying the next');
     }
-    return refuse(sock, proto, 'no-replica-reachable', 502, `No replica of ${host} could be reached.`, { host });
+    return undefined;
+  };
+
+  /**
+   * TERMINATE=ingress: end the visitor's TLS here with the host's certificate (the ClientHello already
+   * read is replayed into the TLS server), then send the plain stream to a replica's HTTP port.
+   */
+  const terminateTls = (sock: Socket, host: string, first: Buffer, backends: readonly Backend[]) => {
+    const context = opts.terminate?.context(host);
+    if (!context) return refuse(sock, 'tls', 'no-certificate', 0, '', { host });
+    const candidates = backends.filter((b) => b.httpPort !== null);
+    const tlsSock = new TLSSocket(replayed(sock, first), {
+      isServer: true,
+      secureContext: context,
+      ALPNProtocols: ['http/1.1'],
+    });
+    const timer = setTimeout(() => {
+      stats.refused['tls-handshake-failed'] = (stats.refused['tls-handshake-failed'] ?? 0) + 1;
+      tlsSock.destroy();
+    }, limits.handshakeTimeoutMs);
+    timer.unref();
+    tlsSock.on('error', (err) => {
+      if (!tlsSock.listenerCount('secure')) return tlsSock.destroy();
+      clearTimeout(timer);
+      stats.refused['tls-handshake-failed'] = (stats.refused['tls-handshake-failed'] ?? 0) + 1;
+      log.debug({ host, error: err.message, source: sock.remoteAddress }, 'TLS handshake failed');
+      tlsSock.destroy();
+    });
+    tlsSock.once('close', () => sock.destroy());
+    tlsSock.pause();
+    tlsSock.once('secure', () => {
+      clearTimeout(timer);
+      tlsSock.removeAllListeners('secure');
+      const answer = (status: number, reason: RefusalReason, text: string) => {
+        stats.refused[reason] = (stats.refused[reason] ?? 0) + 1;
+        const body = `${text}\n`;
+        tlsSock.end(
+          `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+            `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        );
+        setTimeout(() => tlsSock.destroy(), 2_000).unref();
+      };
+      if (candidates.length === 0)
+        return answer(503, 'no-healthy-replica', `${host} has no healthy replica right now.`);
+      void connectAny(sock, 'tls', host, candidates, (b) => b.httpPort!).then(
+        (got) => {
+          if (got === 'gone') return;
+          if (!got) return answer(502, 'no-replica-reachable', `No replica of ${host} could be reached.`);
+          stats.terminated++;
+          pipe(tlsSock, got.up, got.b, 'tls', host, Buffer.alloc(0));
+        },
+        (err) => {
+          log.error({ err, host }, 'routing failed');
+          tlsSock.destroy();
+        },
+      );
+    });
   };
 
   const pipe = (client: Socket, up: Socket, b: Backend, proto: Proto, host: string, first: Buffer) => {
@@ -305,6 +409,7 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
     stats: () => ({
       open: sockets.size,
       proxied: stats.proxied,
+      terminated: stats.terminated,
       refused: { ...stats.refused },
       connectFailures: stats.connectFailures,
       active: Object.fromEntries(active),
@@ -389,6 +494,43 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
   }
   log.info({ http: result.http, tls: result.tls, limits }, 'ingress listening');
   return result;
+}
+
+/** The token of a `GET /.well-known/acme-challenge/<token>` request line, else undefined. */
+function acmeToken(head: Buffer): string | undefined {
+  const eol = head.indexOf('\n');
+  const line = head.subarray(0, eol === -1 ? head.length : eol).toString('latin1');
+  return /^GET \/\.well-known\/acme-challenge\/([A-Za-z0-9_-]{1,128}) HTTP\/1\.[01]\r?$/.exec(line)?.[1];
+}
+
+/**
+ * The visitor's socket as a stream that first yields `first` (the ClientHello already read for SNI),
+ * then whatever the socket brings: what a TLS server reads from. Writes and ends go to the socket.
+ */
+function replayed(sock: Socket, first: Buffer): Duplex {
+  const d = new Duplex({
+    read() {
+      sock.resume();
+    },
+    write(chunk, _enc, cb) {
+      sock.write(chunk, cb);
+    },
+    final(cb) {
+      sock.end();
+      cb();
+    },
+    destroy(err, cb) {
+      sock.destroy();
+      cb(err);
+    },
+  });
+  if (first.length > 0) d.push(first);
+  sock.on('data', (c: Buffer) => {
+    if (!d.push(c)) sock.pause();
+  });
+  sock.once('end', () => d.push(null));
+  sock.once('close', () => d.destroy());
+  return d;
 }
 
 function checkLimits(l: IngressLimits): IngressLimits {

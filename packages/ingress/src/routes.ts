@@ -18,6 +18,11 @@ export interface Route {
   instance: string;
   /** Only replicas that may receive traffic (running and, with a health check, healthy). */
   backends: readonly Backend[];
+  /**
+   * TLS on :443 ends at this ingress (`HTTPS <port> TERMINATE=ingress`): the visitor's TLS is decrypted
+   * here with the ingress's own certificate and the plain HTTP goes to each backend's `httpPort`.
+   */
+  terminate?: true;
 }
 
 /** Host name (lower case, no port, no trailing dot) → route. */
@@ -38,6 +43,8 @@ export interface RouteInput {
     replicas: ReadonlyArray<{ id: string; address: string | null; running: boolean }>;
     /** Plain TCP mappings this instance holds (public port → guest port), for `buildTcpRouteTable`. */
     tcp?: ReadonlyArray<{ public: number; target: number }>;
+    /** `HTTPS <port> TERMINATE=ingress`: TLS ends at the ingress, plain HTTP goes to this guest port. */
+    ingressTls?: { port: number };
   }>;
   /** The prober's status of a replica, or undefined when it does not check it (e.g. a CMD check it cannot run). */
   health(replicaId: string): HealthStatus | undefined;
@@ -88,7 +95,7 @@ export function buildRouteTable(input: RouteInput): RouteTable {
   const conflicted = new Set<string>();
   const allowed = input.addressAllowed ?? inFormnet;
   for (const inst of input.instances) {
-    const ports = guestPorts(inst.expose);
+    const ports = inst.ingressTls ? { http: inst.ingressTls.port, tls: null } : guestPorts(inst.expose);
     const backends: Backend[] = [];
     for (const r of inst.replicas) {
       if (!r.running || !r.address || !allowed(r.address)) continue;
@@ -102,7 +109,7 @@ export function buildRouteTable(input: RouteInput): RouteTable {
         conflicted.add(raw);
         continue;
       }
-      table.set(raw, { instance: inst.id, backends });
+      table.set(raw, { instance: inst.id, backends, ...(inst.ingressTls ? { terminate: true as const } : {}) });
     }
   }
   for (const h of conflicted) table.delete(h);

@@ -98,6 +98,12 @@ export async function startExtraServices(ctx: ExtraServicesContext): Promise<Rec
 /** The public ingress (HTTP :80 by Host, TLS :443 passed through by SNI) on the node's public address. */
 async function startIngressOnPublic(ctx: ExtraServicesContext): Promise<string> {
   const host = ctx.config.publicAddress as string;
+  let acme: ReturnType<typeof acmeSettingsFromEnv>;
+  try {
+    acme = acmeSettingsFromEnv(process.env);
+  } catch {
+    acme = undefined; // said once by the guest HTTPS service below
+  }
   const ingress = await startNodeIngress({
     host,
     httpPort: ctx.config.ingressHttpPort,
@@ -108,6 +114,8 @@ async function startIngressOnPublic(ctx: ExtraServicesContext): Promise<string> 
     key: ctx.key,
     // formnet is routed in the node's namespace only: replicas are dialed from there.
     netns: ctx.config.netns ?? null,
+    // HTTPS <port> TERMINATE=ingress: this node's own certificates, from the same ACME directory as guests'.
+    ...(acme ? { tlsTermination: { dir: join(ctx.config.dataDir, 'node', 'ingress-tls'), acme } } : {}),
     // Plain TCP mappings never take this node's own ports, whatever the state says.
     tcp: {
       reservedPorts: new Set([

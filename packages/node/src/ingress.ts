@@ -3,6 +3,7 @@
 // guest ports are all come from the signed op log (the owner's publish declares EXPOSE and HEALTHCHECK),
 // so every node routes the same way whichever one a visitor reached.
 
+import type { AcmeSettings } from '@formation/attest';
 import type { KeyPair } from '@formation/identity';
 import {
   buildRouteTable,
@@ -19,6 +20,7 @@ import {
 } from '@formation/ingress';
 import type { Logger } from '@formation/service';
 import type { StateStore } from '@formation/state';
+import { type IngressCertificates, startIngressCertificates } from './ingress-tls.ts';
 import { netnsDialer } from './netns-dialer.ts';
 import { startPortGranter } from './port-grants.ts';
 
@@ -79,6 +81,7 @@ export function ingressPlan(
     // Custom domains route only once verified (a pending or contested one stays an unknown host).
     for (const d of views.domains ?? []) if (d.instanceId === inst.id && d.state === 'verified') hosts.push(d.name);
     const hc = service.healthcheck;
+    const ingressTls = service.ingressTls;
     const checkable = hc !== undefined && hc.test.type !== 'cmd';
     const replicas = inst.replicaSet
       .filter((r) => r.assigned !== false)
@@ -97,6 +100,7 @@ export function ingressPlan(
       healthchecked: checkable,
       replicas: replicas.map(({ id, address, running }) => ({ id, address, running })),
       ...(tcp.length > 0 ? { tcp } : {}),
+      ...(ingressTls ? { ingressTls } : {}),
     });
     if (checkable) {
       for (const r of replicas) {
@@ -132,6 +136,11 @@ export interface NodeIngressOptions {
   netns?: string | null;
   /** Or a dialer of the caller's (tests); `netns` wins. */
   dial?: Dialer;
+  /**
+   * TLS ended here for `HTTPS <port> TERMINATE=ingress` instances: certificates by ACME (HTTP-01 on
+   * this ingress's :80), keys under `dir` (0600). Without it such instances get no HTTPS here.
+   */
+  tlsTermination?: { dir: string; acme: AcmeSettings; retryMs?: number };
 }
 
 export interface NodeIngress {
@@ -141,6 +150,8 @@ export interface NodeIngress {
   tcpTable(): TcpRouteTable;
   /** Held ports this node does not serve, and why (one of its own ports, in use, no right). */
   tcpProblems(): Array<{ port: number; error: string }>;
+  /** Certificates for TLS ended here (when `tlsTermination` is on). */
+  certificates?: IngressCertificates;
   close(): Promise<void>;
 }
 
@@ -153,6 +164,14 @@ export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngre
   let ingress: Ingress | undefined;
   const dialer = o.netns ? netnsDialer(o.netns, o.logger) : undefined;
   const dial = dialer?.dial ?? o.dial;
+  const certs = o.tlsTermination
+    ? startIngressCertificates({
+        dir: o.tlsTermination.dir,
+        acme: o.tlsTermination.acme,
+        logger: o.logger,
+        ...(o.tlsTermination.retryMs ? { retryMs: o.tlsTermination.retryMs } : {}),
+      })
+    : undefined;
   const prober = createProber({
     logger: o.logger,
     onChange: () => rebuildTable(),
@@ -184,6 +203,7 @@ export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngre
       plan = ingressPlan(o.store.views(), o.domain, Date.now());
       prober.set(plan.probes);
       rebuildTable();
+      certs?.sync(plan.instances.filter((i) => i.ingressTls).map((i) => ({ id: i.id, hosts: i.hosts })));
       syncTcp();
     } catch (err) {
       o.logger.warn({ err }, 'ingress routes not rebuilt');
@@ -211,12 +231,21 @@ export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngre
       ...(o.tcp ? { tcp: { host: o.host, routes: () => tcpTable } } : {}),
       logger: o.logger,
       ...(dial ? { dial } : {}),
+      ...(certs
+        ? {
+            terminate: {
+              context: (h: string) => certs.context(h),
+              challenge: (h: string, t: string) => certs.challenge(h, t),
+            },
+          }
+        : {}),
     });
   } catch (err) {
     clearInterval(timer);
     off();
     prober.close();
     dialer?.close();
+    certs?.close();
     throw err;
   }
   const started = ingress;
@@ -235,7 +264,9 @@ export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngre
     table: () => table,
     tcpTable: () => tcpTable,
     tcpProblems: () => tcpProblems,
+    ...(certs ? { certificates: certs } : {}),
     async close() {
+      certs?.close();
       clearInterval(timer);
       off();
       granter?.close();

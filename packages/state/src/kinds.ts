@@ -116,6 +116,8 @@ export const BODY_SCHEMAS: Record<OpKind, TSchema> = {
           {
             expose: Type.Array(Int(1, 65535), { maxItems: 64, uniqueItems: true }),
             healthcheck: Type.Optional(HealthcheckSchema),
+            /** `HTTPS <port> TERMINATE=ingress`: the ingress ends TLS and sends plain HTTP to `port`. */
+            ingressTls: Type.Optional(Type.Object({ port: Int(1, 65535) }, strict)),
           },
           strict,
         ),

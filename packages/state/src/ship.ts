@@ -50,6 +50,9 @@ export async function shipFormpack(
       service: {
         expose: [...new Set(manifest.formfile.expose ?? [])],
         ...(manifest.formfile.healthcheck ? { healthcheck: manifest.formfile.healthcheck } : {}),
+        ...(manifest.formfile.https?.terminate === 'ingress'
+          ? { ingressTls: { port: manifest.formfile.https.port } }
+          : {}),
       },
     });
   }

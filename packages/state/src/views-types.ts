@@ -41,6 +41,8 @@ export interface FormpackView {
 export interface FormpackService {
   expose: number[];
   healthcheck?: HealthcheckSpec;
+  /** `HTTPS <port> TERMINATE=ingress`: TLS ends at the ingress nodes, plain HTTP goes to `port`. */
+  ingressTls?: { port: number };
 }
 /** The owner's publish of the instance's Formpack (Formpacks are keyed by owner and id). */
 export interface InstanceFormpack {

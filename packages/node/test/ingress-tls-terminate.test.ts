@@ -1,0 +1,227 @@
+// TLS that ends at the ingress (Formfile `HTTPS 8080 TERMINATE=ingress`, issue 19), in namespaces this
+// test makes (fh3<n>…), no VM:
+//   fh3<n>h: the node — public 198.51.100.11, its ingress on :80/:443 (fixtures/ingress-tls-node.ts,
+//            startNodeIngress with tlsTermination), the replica's app at 10.129.0.2:8080 (plain HTTP)
+//   fh3<n>c: the CA at 203.0.113.2 — Pebble (RFC 8555) and pebble-challtestsrv, which answers every
+//            name with the node's public address
+//   fh3<n>v: the visitor at 198.51.100.200
+// The node obtains a certificate for web.fh3.test by ACME (HTTP-01 answered by its own ingress),
+// keeps the key 0600 under its dir, and the visitor's curl verifies https://web.fh3.test/ against
+// Pebble's root and gets the app, which received plain HTTP.
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { requireOrSkip, until } from '@formation/interface/testing';
+import { createNetns, deleteNetns, run } from '@formation/net';
+
+const sh = promisify(execFile);
+const N = process.pid % 1000;
+const NS = { node: `fh3${N}h`, ca: `fh3${N}c`, vis: `fh3${N}v` };
+const PUBLIC = '198.51.100.11';
+const CA_IP = '203.0.113.2';
+const NAME = 'web.fh3.test';
+const skip = requireOrSkip('TLS ended at the ingress', {
+  root: true,
+  programs: ['ip', 'curl', 'openssl', 'pebble', 'pebble-challtestsrv'],
+});
+
+const children: ChildProcess[] = [];
+let stderr = '';
+let caLog = '';
+let tmp = '';
+const lines: Array<Record<string, unknown>> = [];
+
+function startIn(ns: string, argv: string[], onLine?: (l: string) => void, env: Record<string, string> = {}) {
+  const child = spawn('ip', ['netns', 'exec', ns, ...argv], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  children.push(child);
+  child.stderr?.on('data', (d) => {
+    stderr = (stderr + d).slice(-20_000);
+  });
+  if (onLine) createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', onLine);
+  return child;
+}
+
+const APP = `require('node:http').createServer((q, r) => r.end('app got ' + q.method + ' ' + q.url + ' for ' + q.headers.host + ' in clear'))
+  .listen(8080, '10.129.0.2', () => console.log('ready'));`;
+
+async function visitor(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  try {
+    const { stdout, stderr: e } = await sh('ip', ['netns', 'exec', NS.vis, 'curl', '-sS', '--max-time', '5', ...args]);
+    return { code: 0, out: stdout, err: e };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, out: e.stdout, err: e.stderr };
+  }
+}
+
+describe('HTTPS TERMINATE=ingress: the node gets the certificate by ACME and ends TLS', { skip }, () => {
+  before(async () => {
+    tmp = mkdtempSync('/tmp/fh3-tls-');
+    for (const ns of Object.values(NS)) await deleteNetns(ns).catch(() => undefined);
+    for (const ns of Object.values(NS)) await createNetns(ns);
+    const link = async (a: string, nsA: string, addrA: string, b: string, nsB: string, addrB: string) => {
+      await run('ip', ['link', 'add', a, 'type', 'veth', 'peer', 'name', b]);
+      await run('ip', ['link', 'set', a, 'netns', nsA]);
+      await run('ip', ['link', 'set', b, 'netns', nsB]);
+      await run('ip', ['addr', 'add', addrA, 'dev', a], { netns: nsA });
+      await run('ip', ['addr', 'add', addrB, 'dev', b], { netns: nsB });
+      await run('ip', ['link', 'set', a, 'up'], { netns: nsA });
+      await run('ip', ['link', 'set', b, 'up'], { netns: nsB });
+    };
+    await link(`fh3${N}hv`, NS.node, `${PUBLIC}/24`, `fh3${N}vh`, NS.vis, '198.51.100.200/24');
+    await link(`fh3${N}hc`, NS.node, '203.0.113.1/24', `fh3${N}ch`, NS.ca, `${CA_IP}/24`);
+    await run('ip', ['route', 'add', 'default', 'via', '203.0.113.1'], { netns: NS.ca });
+    await run('ip', ['addr', 'add', '10.129.0.2/32', 'dev', 'lo'], { netns: NS.node });
+
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        join(tmp, 'api.key'),
+        '-out',
+        join(tmp, 'api.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=pebble',
+        '-addext',
+        `subjectAltName=IP:${CA_IP}`,
+      ],
+      { stdio: 'ignore' },
+    );
+    writeFileSync(
+      join(tmp, 'pebble.json'),
+      JSON.stringify({
+        pebble: {
+          listenAddress: `${CA_IP}:14000`,
+          managementListenAddress: `${CA_IP}:15000`,
+          certificate: join(tmp, 'api.pem'),
+          privateKey: join(tmp, 'api.key'),
+          httpPort: 80,
+          tlsPort: 443,
+          ocspResponderURL: '',
+          externalAccountBindingRequired: false,
+        },
+      }),
+    );
+    const noChallenges = ['-http01', '', '-https01', '', '-tlsalpn01', ''];
+    startIn(NS.ca, [
+      'pebble-challtestsrv',
+      '-defaultIPv4',
+      PUBLIC,
+      '-defaultIPv6',
+      '',
+      '-dns01',
+      `${CA_IP}:8053`,
+      '-management',
+      `${CA_IP}:8055`,
+      ...noChallenges,
+    ]);
+    const pebble = startIn(
+      NS.ca,
+      ['pebble', '-config', join(tmp, 'pebble.json'), '-dnsserver', `${CA_IP}:8053`],
+      undefined,
+      { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0' },
+    );
+    for (const s of [pebble.stdout, pebble.stderr])
+      s?.on('data', (d) => {
+        caLog = (caLog + d).slice(-20_000);
+      });
+    const root = await until(
+      'Pebble’s root',
+      async () => {
+        const { stdout } = await sh('ip', [
+          'netns',
+          'exec',
+          NS.ca,
+          'curl',
+          '-sf',
+          '--cacert',
+          join(tmp, 'api.pem'),
+          `https://${CA_IP}:15000/roots/0`,
+        ]);
+        return stdout.includes('BEGIN CERTIFICATE') ? stdout : undefined;
+      },
+      20_000,
+      200,
+    );
+    writeFileSync(join(tmp, 'root.pem'), root);
+    await new Promise<void>((resolve) => startIn(NS.node, [process.execPath, '-e', APP], () => resolve()));
+    const cfg = {
+      host: PUBLIC,
+      directory: `https://${CA_IP}:14000/dir`,
+      caPem: readFileSync(join(tmp, 'api.pem'), 'utf8'),
+      dir: join(tmp, 'ingress-tls'),
+      waitMs: 60_000,
+    };
+    startIn(
+      NS.node,
+      [process.execPath, join(import.meta.dirname, 'fixtures', 'ingress-tls-node.ts'), JSON.stringify(cfg)],
+      (l) => lines.push(JSON.parse(l)),
+    );
+  });
+
+  after(async () => {
+    for (const c of children) {
+      if (c.exitCode === null && c.signalCode === null) {
+        const gone = new Promise((r) => c.once('exit', r));
+        c.kill('SIGTERM');
+        await Promise.race([gone, new Promise((r) => setTimeout(r, 3000))]);
+        if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      }
+    }
+    for (const ns of Object.values(NS)) await deleteNetns(ns).catch(() => undefined);
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('the node is issued a certificate; the visitor verifies it against Pebble’s root and gets the app', async (t) => {
+    const issued = await until('the certificate', () => lines[0], 70_000, 100).catch((err) => {
+      throw new Error(`${err.message}\nnode:\n${stderr.slice(-3000)}\npebble:\n${caLog.slice(-3000)}`);
+    });
+    assert.ok(issued.notAfter, `issued: ${JSON.stringify(issued)}\npebble:\n${caLog.slice(-3000)}`);
+    t.diagnostic(`certificate issued by ACME at the ingress in ${issued.issuedMs} ms`);
+    // The key lives on the node, 0600, in a 0700 directory.
+    const keyFile = join(tmp, 'ingress-tls', issued.id as string, 'key.pem');
+    assert.equal(statSync(keyFile).mode & 0o777, 0o600);
+    assert.equal(statSync(join(tmp, 'ingress-tls')).mode & 0o777, 0o700);
+
+    const resolve = ['--resolve', `${NAME}:443:${PUBLIC}`];
+    const ok = await visitor([...resolve, '--cacert', join(tmp, 'root.pem'), `https://${NAME}/hello`]);
+    assert.equal(ok.code, 0, ok.err);
+    assert.equal(ok.out, `app got GET /hello for ${NAME} in clear`);
+    // The certificate the visitor got is the one whose key is on the node.
+    const served = await sh('ip', [
+      'netns',
+      'exec',
+      NS.vis,
+      'sh',
+      '-c',
+      `openssl s_client -connect ${PUBLIC}:443 -servername ${NAME} </dev/null 2>/dev/null | openssl x509 -noout -pubkey`,
+    ]);
+    const onNode = execFileSync('openssl', ['pkey', '-in', keyFile, '-pubout'], { encoding: 'utf8' });
+    assert.equal(served.stdout.trim(), onNode.trim());
+    // Without Pebble's root the chain is not trusted (it is really checked).
+    const untrusted = await visitor([...resolve, `https://${NAME}/`]);
+    assert.equal(untrusted.code, 60, untrusted.err);
+    // A name the node has no certificate for is closed (no fallback certificate).
+    const other = await visitor(['--resolve', `other.fh3.test:443:${PUBLIC}`, '-k', 'https://other.fh3.test/']);
+    assert.notEqual(other.code, 0);
+    // Plain HTTP still reaches the app; the challenge path of a token nobody holds is routed, not answered.
+    const plain = await visitor(['-H', `Host: ${NAME}`, `http://${PUBLIC}/.well-known/acme-challenge/abc`]);
+    assert.equal(plain.out, `app got GET /.well-known/acme-challenge/abc for ${NAME} in clear`);
+  });
+});

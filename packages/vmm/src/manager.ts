@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormError, GUEST_READY_MARKER, type Resources } from '@formation/interface';
 import type { Logger } from '@formation/service';
@@ -15,6 +15,7 @@ import type { VmStore } from './store.ts';
 import type { RevisionRecord, SnapshotRecord, VmHealth, VmRecord, VmSource, VmView } from './types.ts';
 import { gpusGiven, usedResources } from './vm-accounting.ts';
 import { launchVm } from './vm-boot.ts';
+import type { VmContext } from './vm-context.ts';
 import {
   type CreateVmRequest,
   driverSpec,
@@ -26,8 +27,11 @@ import {
 } from './vm-create.ts';
 import { entrypointGaveUp, probeHealth } from './vm-health.ts';
 import { allocatedBytes, parseBlockstats, readTapIo, type VmIo } from './vm-io.ts';
+import { pauseVm, restartVm, resumeVm, startVm, stopVm } from './vm-power.ts';
 import { ReadyWaiters } from './vm-ready.ts';
-import { copyDiskFrozen, keepRevision } from './vm-revision.ts';
+import { commitVm } from './vm-revision.ts';
+import { restoreVm, snapshotVm } from './vm-snapshot.ts';
+import { dropSuspended, holdWhileSuspended, suspendVm } from './vm-suspend.ts';
 import { vmView } from './vm-view.ts';
 import { WakeGate } from './wake-gate.ts';
 
@@ -83,10 +87,25 @@ export class VmManager {
   readonly templates: BootTemplates | undefined;
   private gate: WakeGate | undefined;
   private readonly waking = new Map<string, Promise<void>>();
+  /** What the lifecycle actions (vm-power, vm-suspend, vm-snapshot, vm-revision) use of the manager. */
+  private readonly ctx: VmContext;
 
   constructor(o: VmManagerOptions) {
     this.o = o;
     this.log = o.logger.child({ component: 'vmm' });
+    this.ctx = {
+      o,
+      log: this.log,
+      setState: (rec, state, reason) => this.setState(rec, state, reason),
+      save: (rec) => this.save(rec),
+      view: (rec) => this.view(rec),
+      checkFits: (rec) => this.checkFits(rec),
+      boot: (rec, why) => this.boot(rec, why),
+      wakeWaiters: (id) => this.wake(id),
+      dropHealth: (id) => void this.health.delete(id),
+      gate: () => this.gate,
+      wakeOnConnect: (id) => this.wakeOnConnect(id),
+    };
     if (o.bootSnapshots && isTemplateDriver(o.driver)) {
       this.templates = new BootTemplates({
         driver: o.driver,
@@ -129,7 +148,7 @@ export class VmManager {
     for (const b of bad) this.log.error({ id: b.id, error: b.error }, 'unreadable VM record kept on disk, skipped');
     for (const rec of records) {
       this.vms.set(rec.id, rec);
-      if (rec.state === 'suspended') await this.holdWhileSuspended(rec);
+      if (rec.state === 'suspended') await holdWhileSuspended(this.ctx, rec);
       else if (rec.suspended || existsSync(join(this.o.store.vmDir(rec.id), 'suspend'))) {
         // A suspend or a wake the VMM did not finish (it stopped meanwhile): guest memory left on disk goes.
         rmSync(join(this.o.store.vmDir(rec.id), 'suspend'), { recursive: true, force: true });
@@ -395,182 +414,28 @@ export class VmManager {
   }
 
   start(id: string, actor?: string): Promise<VmView> {
-    return this.act(id, 'start', actor, async (rec) => {
-      if (rec.state === 'suspended') {
-        await this.wakeFrom(rec, actor ? `resumed from disk by ${actor}` : 'resumed from disk');
-        return this.view(rec);
-      }
-      // Never a duplicate: a QEMU still alive for this VM is adopted, not started twice.
-      // (recover throws when a verified QEMU of this VM lives but does not answer: refuse, never duplicate)
-      const found = await this.o.driver.recover(rec.driver);
-      if (found !== 'gone') {
-        this.setState(rec, found, 'found its QEMU process still alive');
-        this.save(rec);
-        throw new FormError('VM_BAD_STATE', `Cannot start VM ${id}: it is ${found}`);
-      }
-      await this.boot(rec, actor ? `started by ${actor}` : 'started');
-      return this.view(rec);
-    });
+    return this.act(id, 'start', actor, (rec) => startVm(this.ctx, rec, actor));
   }
 
   stop(id: string, actor?: string, opts: { force?: boolean; timeoutMs?: number } = {}): Promise<VmView> {
-    return this.act(id, 'stop', actor, async (rec) => {
-      if (rec.state === 'suspended') {
-        // Nothing runs: stopping discards the memory image (the disk stays; the next start boots).
-        await this.dropSuspended(rec);
-        this.setState(rec, 'stopped', `suspended state discarded${actor ? ` by ${actor}` : ''}`);
-        this.save(rec);
-        return this.view(rec);
-      }
-      const prev = rec.state;
-      this.setState(rec, 'stopping', 'stopping');
-      this.save(rec);
-      try {
-        // A paused guest cannot power itself off: no point waiting for it.
-        const r = await this.o.driver.stop(rec.driver, {
-          timeoutMs: opts.timeoutMs ?? this.o.stopTimeoutMs ?? 10_000,
-          force: opts.force || prev === 'paused',
-        });
-        this.setState(
-          rec,
-          'stopped',
-          `${r.forced ? (opts.force || prev === 'paused' ? 'forced stop' : `forced stop (no clean poweroff within ${opts.timeoutMs ?? this.o.stopTimeoutMs ?? 10_000} ms)`) : 'clean poweroff'}${actor ? ` by ${actor}` : ''}`,
-        );
-      } catch (err) {
-        this.setState(rec, prev, `stop failed: ${(err as Error).message}`);
-        throw err;
-      } finally {
-        rec.ready = false;
-        this.save(rec);
-      }
-      return this.view(rec);
-    });
+    return this.act(id, 'stop', actor, (rec) => stopVm(this.ctx, rec, actor, opts));
   }
 
   restart(id: string, actor?: string): Promise<VmView> {
-    return this.act(id, 'restart', actor, async (rec) => {
-      const wasPaused = rec.state === 'paused';
-      this.setState(rec, 'stopping', 'restarting');
-      await this.o.driver.stop(rec.driver, { timeoutMs: this.o.stopTimeoutMs ?? 10_000, force: wasPaused });
-      this.setState(rec, 'stopped', 'restarting');
-      await this.boot(rec, actor ? `restarted by ${actor}` : 'restarted');
-      return this.view(rec);
-    });
+    return this.act(id, 'restart', actor, (rec) => restartVm(this.ctx, rec, actor));
   }
 
   pause(id: string, actor?: string): Promise<VmView> {
-    return this.act(id, 'pause', actor, async (rec) => {
-      await this.o.driver.pause(rec.driver);
-      this.setState(rec, 'paused', actor ? `paused by ${actor}` : 'paused');
-      this.save(rec);
-      return this.view(rec);
-    });
+    return this.act(id, 'pause', actor, (rec) => pauseVm(this.ctx, rec, actor));
   }
 
   resume(id: string, actor?: string): Promise<VmView> {
-    return this.act(id, 'resume', actor, async (rec) => {
-      if (rec.state === 'suspended') {
-        await this.wakeFrom(rec, actor ? `resumed from disk by ${actor}` : 'resumed from disk');
-        return this.view(rec);
-      }
-      await this.o.driver.resume(rec.driver);
-      this.setState(rec, 'running', actor ? `resumed by ${actor}` : 'resumed');
-      this.save(rec);
-      return this.view(rec);
-    });
+    return this.act(id, 'resume', actor, (rec) => resumeVm(this.ctx, rec, actor));
   }
 
-  /**
-   * Suspend to disk (scale to zero): memory + device state saved to `<vm dir>/suspend/memory.mig`
-   * (0600; it is guest memory, so it may hold keys of an unlocked /data), the hypervisor process ends,
-   * its resources count as free. `resume` (or `start`) brings it back with the same disk and identity.
-   */
+  /** Suspend to disk (scale to zero; vm-suspend.ts). `resume` (or `start`) brings it back. */
   suspend(id: string, actor?: string): Promise<VmView> {
-    return this.act(id, 'suspend', actor, async (rec) => {
-      const prev = rec.state;
-      const dir = join(this.o.store.vmDir(id), 'suspend');
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const wasReady = rec.ready;
-      this.setState(rec, 'suspending', 'suspending to disk');
-      this.save(rec);
-      // The wake gate holds new connections from before the guest stops: one that arrives while the
-      // memory is being saved waits for the wake (wakeOnConnect waits for the suspend to end) instead of
-      // reaching a guest that no longer answers (its conntrack entry would never be redirected after).
-      await this.holdWhileSuspended(rec);
-      let info: Awaited<ReturnType<HypervisorDriver['suspend']>>;
-      try {
-        info = await this.o.driver.suspend(rec.driver, join(dir, 'memory.mig'));
-      } catch (err) {
-        const alive = (await this.o.driver.status(rec.driver).catch(() => 'stopped' as const)) !== 'stopped';
-        this.setState(rec, alive ? prev : 'crashed', `suspend failed: ${(err as Error).message}`);
-        this.save(rec);
-        // still running: connections held meanwhile go to it; else they are closed
-        await this.gate?.release(id, alive);
-        throw err;
-      }
-      rec.suspended = {
-        file: info.file,
-        bytes: info.bytes,
-        sha256: info.sha256,
-        at: new Date().toISOString(),
-        saveMs: info.totalMs,
-        ready: wasReady,
-      };
-      rec.ready = false;
-      this.health.delete(id);
-      this.setState(rec, 'suspended', `suspended to disk${actor ? ` by ${actor}` : ''}`);
-      this.save(rec);
-      this.log.info({ id, bytes: info.bytes, ms: info.totalMs }, 'vm suspended to disk');
-      return this.view(rec);
-    });
-  }
-
-  /** Resume a suspended VM from its image (inside the VM's lock). A bad image leaves it suspended. */
-  private async wakeFrom(rec: VmRecord, why: string): Promise<void> {
-    const img = rec.suspended;
-    if (!img) throw new FormError('VM_BAD_STATE', `Cannot resume VM ${rec.id}: it has no memory image`);
-    this.checkFits(rec);
-    await this.o.network.attach(rec.network);
-    this.setState(rec, 'restoring', 'resuming from disk');
-    this.save(rec);
-    const t0 = Date.now();
-    try {
-      await this.o.driver.wake(rec.driver, img.file, img);
-    } catch (err) {
-      this.setState(rec, 'suspended', `resume failed: ${(err as Error).message}`);
-      this.save(rec);
-      throw err;
-    }
-    rmSync(img.file, { force: true });
-    rec.suspended = undefined;
-    rec.startedAt = new Date().toISOString();
-    rec.ready = img.ready;
-    rec.readyAt = img.ready ? rec.startedAt : undefined;
-    this.setState(rec, 'running', why);
-    this.save(rec);
-    this.log.info({ id: rec.id, ms: Date.now() - t0 }, 'vm resumed from disk');
-    await this.gate?.release(rec.id, true);
-    this.wake(rec.id);
-  }
-
-  /** Delete a suspended VM's image and stop holding its connections. */
-  private async dropSuspended(rec: VmRecord): Promise<void> {
-    if (rec.suspended) rmSync(rec.suspended.file, { force: true });
-    rec.suspended = undefined;
-    await this.gate?.release(rec.id, false);
-  }
-
-  private async holdWhileSuspended(rec: VmRecord): Promise<void> {
-    const ip = rec.network.ip.split('/')[0] as string;
-    if (!this.gate || rec.network.mode !== 'tap') return;
-    await this.gate
-      .hold({ id: rec.id, ip, ports: rec.ports ?? [22] }, () => this.wakeOnConnect(rec.id))
-      .catch((err: unknown) =>
-        this.log.error(
-          { id: rec.id, err: (err as Error).message },
-          'wake gate not set: connections fail until it is resumed',
-        ),
-      );
+    return this.act(id, 'suspend', actor, (rec) => suspendVm(this.ctx, rec, actor));
   }
 
   /** A connection came for a suspended VM: one wake at a time (the node's planner decides, else resume). */
@@ -612,106 +477,19 @@ export class VmManager {
     return this.o.network.counters(this.rec(id).network);
   }
 
+  /** Snapshot a running or paused VM (vm-snapshot.ts). */
   snapshot(id: string, actor?: string): Promise<Omit<SnapshotRecord, 'dir'>> {
-    return this.act(id, 'snapshot', actor, async (rec) => {
-      const prev = rec.state;
-      const snapId = `snap-${new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15)}-${randomBytes(2).toString('hex')}`;
-      const dir = join(this.o.store.vmDir(id), 'snapshots', snapId);
-      this.setState(rec, 'snapshotting', `snapshot ${snapId}`);
-      try {
-        const info = await this.o.driver.snapshot(rec.driver, dir);
-        const s: SnapshotRecord = {
-          id: snapId,
-          createdAt: new Date().toISOString(),
-          dir,
-          memoryBytes: info.memoryBytes,
-          diskBytes: info.diskBytes,
-          totalMs: info.totalMs,
-          ready: rec.ready,
-        };
-        rec.snapshots.push(s);
-        const { dir: _d, ...pub } = s;
-        return pub;
-      } finally {
-        // The process may have died meanwhile (the exit handler runs after us and settles it).
-        this.setState(rec, prev, `${prev} (after snapshot)`);
-        this.save(rec);
-      }
-    });
+    return this.act(id, 'snapshot', actor, (rec) => snapshotVm(this.ctx, rec));
   }
 
-  /**
-   * Record the VM's disk as a new revision (`form commit`): the guest agent freezes the filesystems
-   * (so they are consistent), the VM pauses (so QEMU flushes its own disk caches), the overlay is
-   * copied and hashed, then the VM resumes and the guest thaws — whatever fails on the way. The
-   * revision files are what replicas fetch; the running disk stays in place.
-   */
+  /** Record the VM's disk as a new revision (`form commit`; vm-revision.ts): frozen, paused, copied, hashed. */
   commit(id: string, actor?: string): Promise<RevisionRecord> {
-    return this.act(id, 'commit', actor, async (rec) => {
-      if (!rec.ready) {
-        throw new FormError('VM_BAD_STATE', `Cannot commit VM ${id}: its guest is not ready yet`, {
-          hint: 'Wait until the instance reports running.',
-        });
-      }
-      const revs = rec.revisions ?? [];
-      const revision = (revs.at(-1)?.revision ?? 0) + 1;
-      const dir = join(this.o.store.vmDir(id), 'revisions');
-      mkdirSync(dir, { recursive: true });
-      const file = join(dir, `rev-${revision}.qcow2`);
-      const tmp = `${file}.tmp`;
-      const agent = this.o.driver.agent(rec.driver);
-      this.setState(rec, 'committing', `commit revision ${revision}`);
-      const t0 = Date.now();
-      await copyDiskFrozen({
-        id,
-        driver: this.o.driver,
-        vm: rec.driver,
-        agent,
-        tmp,
-        log: this.log,
-        settle: () => {
-          this.setState(rec, 'running', `running (after commit)`);
-          this.save(rec);
-        },
-      });
-      const r = await keepRevision(tmp, file, revision, Date.now() - t0);
-      rec.revisions = [...revs, r];
-      this.save(rec);
-      this.log.info({ id, revision, sha256: r.sha256, bytes: r.bytes, frozenMs: r.frozenMs }, 'vm disk committed');
-      return r;
-    });
+    return this.act(id, 'commit', actor, (rec) => commitVm(this.ctx, rec));
   }
 
+  /** Restore a snapshot (the latest when `snapshotId` is undefined) and run it. */
   restore(id: string, snapshotId: string | undefined, actor?: string): Promise<VmView> {
-    return this.act(id, 'restore', actor, async (rec) => {
-      const snap = snapshotId ? rec.snapshots.find((s) => s.id === snapshotId) : rec.snapshots.at(-1);
-      if (!snap) {
-        throw new FormError(
-          'NOT_FOUND',
-          `Cannot restore VM ${id}: ${snapshotId ? `no snapshot ${snapshotId}` : 'it has no snapshot'}`,
-        );
-      }
-      if (!hasProcess(rec.state)) this.checkFits(rec);
-      await this.o.network.attach(rec.network);
-      const prev = rec.state;
-      this.setState(rec, 'restoring', `restoring ${snap.id}`);
-      this.save(rec);
-      try {
-        await this.o.driver.restore(rec.driver, snap.dir);
-      } catch (err) {
-        const alive = (await this.o.driver.status(rec.driver).catch(() => 'stopped' as const)) !== 'stopped';
-        this.setState(rec, alive ? prev : 'stopped', `restore failed: ${(err as Error).message}`);
-        this.save(rec);
-        throw err;
-      }
-      rec.startedAt = new Date().toISOString();
-      rec.ready = snap.ready;
-      rec.readyAt = snap.ready ? rec.startedAt : undefined;
-      this.setState(rec, 'running', `restored from ${snap.id}${actor ? ` by ${actor}` : ''}`);
-      this.save(rec);
-      if (snap.ready) this.wake(rec.id);
-      return this.view(rec);
-    });
+    return this.act(id, 'restore', actor, (rec) => restoreVm(this.ctx, rec, snapshotId, actor));
   }
 
   /**
@@ -732,7 +510,7 @@ export class VmManager {
 
   destroy(id: string, actor?: string): Promise<void> {
     return this.act(id, 'destroy', actor, async (rec) => {
-      await this.dropSuspended(rec);
+      await dropSuspended(this.ctx, rec);
       await this.o.driver.destroy(rec.driver);
       await this.o.network.detach(rec.network);
       this.setState(rec, 'destroyed', actor ? `destroyed by ${actor}` : 'destroyed');

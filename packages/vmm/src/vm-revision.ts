@@ -1,11 +1,13 @@
 // Committing a VM's disk as a revision (`form commit`): the overlay copied while the guest's
 // filesystems are frozen and the VM paused, then hashed and kept under its revision name.
-import { copyFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { sha256File } from '@formation/service/files';
 import type { DriverVm, GuestAgent, HypervisorDriver } from './driver.ts';
-import type { RevisionRecord } from './types.ts';
+import type { RevisionRecord, VmRecord } from './types.ts';
+import type { VmContext } from './vm-context.ts';
 
 /**
  * Copy the VM's overlay to `tmp` with the guest's filesystems frozen and the VM paused; resume, thaw
@@ -63,5 +65,46 @@ export async function keepRevision(
     file,
     frozenMs,
   };
+  return r;
+}
+
+/**
+ * Record the VM's disk as a new revision (`form commit`): the guest agent freezes the filesystems
+ * (so they are consistent), the VM pauses (so QEMU flushes its own disk caches), the overlay is
+ * copied and hashed, then the VM resumes and the guest thaws — whatever fails on the way. The
+ * revision files are what replicas fetch; the running disk stays in place.
+ */
+export async function commitVm(ctx: VmContext, rec: VmRecord): Promise<RevisionRecord> {
+  const id = rec.id;
+  if (!rec.ready) {
+    throw new FormError('VM_BAD_STATE', `Cannot commit VM ${id}: its guest is not ready yet`, {
+      hint: 'Wait until the instance reports running.',
+    });
+  }
+  const revs = rec.revisions ?? [];
+  const revision = (revs.at(-1)?.revision ?? 0) + 1;
+  const dir = join(ctx.o.store.vmDir(id), 'revisions');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `rev-${revision}.qcow2`);
+  const tmp = `${file}.tmp`;
+  const agent = ctx.o.driver.agent(rec.driver);
+  ctx.setState(rec, 'committing', `commit revision ${revision}`);
+  const t0 = Date.now();
+  await copyDiskFrozen({
+    id,
+    driver: ctx.o.driver,
+    vm: rec.driver,
+    agent,
+    tmp,
+    log: ctx.log,
+    settle: () => {
+      ctx.setState(rec, 'running', `running (after commit)`);
+      ctx.save(rec);
+    },
+  });
+  const r = await keepRevision(tmp, file, revision, Date.now() - t0);
+  rec.revisions = [...revs, r];
+  ctx.save(rec);
+  ctx.log.info({ id, revision, sha256: r.sha256, bytes: r.bytes, frozenMs: r.frozenMs }, 'vm disk committed');
   return r;
 }

@@ -88,6 +88,24 @@ describe('form attest --https', () => {
     assert.match(failed.reason, /no replica passed attestation/);
   });
 
+  test('TERMINATE=ingress: a served key that is no replica’s is reported as the ingress’s, never as the guest’s', async () => {
+    const r = await checkHttps(HOST, [replica('hello-a', other.cert)], { ...opts(), ingressTls: true });
+    assert.equal(r.ok, false);
+    assert.equal(r.endsAt, 'ingress');
+    assert.equal(r.replica, null);
+    assert.equal(r.spkiSha256, spkiSha256(guest.cert), 'the key actually served');
+    assert.match(
+      r.reason,
+      /ends at the ingress nodes .* not the attested guest's; the nodes see this traffic in clear/,
+    );
+    // The proof wins over the declaration: a served key that is an attested replica's still passes.
+    const guestKey = await checkHttps(HOST, [replica('hello-b', guest.cert)], { ...opts(), ingressTls: true });
+    assert.equal(guestKey.ok, true);
+    assert.equal(guestKey.endsAt, 'guest');
+    const plain = await checkHttps(HOST, [replica('hello-a', other.cert)], opts());
+    assert.equal(plain.endsAt, 'unknown');
+  });
+
   test('the right key over a chain the client cannot verify fails; a bad --resolve is CLI_USAGE', async () => {
     const r = await checkHttps(HOST, [replica('hello-b', guest.cert)], { resolve: `127.0.0.1:${port}` });
     assert.equal(r.ok, false);

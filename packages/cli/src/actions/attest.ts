@@ -129,7 +129,13 @@ export async function attest(ref: string, opts: AttestOptions): Promise<number> 
   const results = await attestAll(plan, key);
   const { pinMeasurementHint, providers } = await import('@formation/attest');
   const passed = results.every((r) => r.verdict.ok);
-  const https = opts.https ? await checkHttps(opts.https, results, opts) : undefined;
+  const https = opts.https
+    ? await checkHttps(opts.https, results, {
+        ...opts,
+        // The owner's publish says TLS ends at the ingress (HTTPS <port> TERMINATE=ingress).
+        ingressTls: Boolean(plan.instance.formpack?.service?.ingressTls),
+      })
+    : undefined;
   // Replicas matching a measurement the node itself supplied prove nothing: not attested, unless told to trust it.
   const ok = passed && plan.source.counts && (https?.ok ?? true);
   const used = new Set(results.map((r) => r.report?.report.provider ?? 'software'));
@@ -196,7 +202,13 @@ export async function attest(ref: string, opts: AttestOptions): Promise<number> 
     out.push(`  does NOT protect against: ${p.doesNotProtect.join('; ')}`);
   }
   const failed = results.filter((r) => !r.verdict.ok).length;
-  if (https && !https.ok) out.push(pc.red(`NOT attested: the HTTPS key of ${https.host} is not an attested replica's`));
+  if (https && !https.ok && https.endsAt === 'ingress') {
+    out.push(
+      pc.red(`NOT attested end to end: TLS for ${https.host} ends at the ingress nodes, not in the attested guest`),
+      '  the replicas above are attested; the HTTPS key is a node’s, and the nodes carrying a visit see it in clear',
+    );
+  } else if (https && !https.ok)
+    out.push(pc.red(`NOT attested: the HTTPS key of ${https.host} is not an attested replica's`));
   else if (failed > 0) out.push(pc.red(`NOT attested: ${failed}/${results.length} replicas failed`));
   else if (!plan.source.counts) {
     out.push(
@@ -218,22 +230,27 @@ export async function attest(ref: string, opts: AttestOptions): Promise<number> 
  * `--https <host>`: the certificate served for `host` (through whatever node the name leads to) must
  * carry the key of a replica that passed attestation — each replica makes its own key, the ingress picks
  * one. The chain is checked by the TLS client (system CAs, or --cacert); a chain that does not verify
- * fails too.
+ * fails too. With `ingressTls` (the instance's Formfile says `HTTPS <port> TERMINATE=ingress`) a served
+ * key that is no replica's is reported as what it is: TLS ends at the ingress (`endsAt: 'ingress'`),
+ * never as the guest's; `ok` is false (the key is not an attested guest's). A served key that is an
+ * attested replica's passes whatever the publish says (the proof wins over the declaration).
  */
 export async function checkHttps(
   host: string,
   results: ReplicaResult[],
-  opts: { resolve?: string | undefined; cacert?: string | undefined },
+  opts: { resolve?: string | undefined; cacert?: string | undefined; ingressTls?: boolean },
 ): Promise<{
   host: string;
   ok: boolean;
+  /** Where the visitor's TLS ends: in an attested guest, at the ingress nodes (TERMINATE=ingress), or unknown. */
+  endsAt: 'guest' | 'ingress' | 'unknown';
   reason: string;
   spkiSha256: string | null;
   chain: boolean;
   chainError: string | null;
   replica: string | null;
 }> {
-  const { fetchServedCertificate, verifyServedCertificate } = await import('@formation/attest');
+  const { fetchServedCertificate, spkiSha256, verifyServedCertificate } = await import('@formation/attest');
   const { readFileSync } = await import('node:fs');
   const at = opts.resolve ? /^([0-9.]+|\[[0-9a-f:]+\])(?::(\d{1,5}))?$/i.exec(opts.resolve) : null;
   if (opts.resolve && !at) {
@@ -250,14 +267,22 @@ export async function checkHttps(
   const hit = verdicts.find((x) => x.v.ok);
   const spki = verdicts[0]?.v.spkiSha256 ?? null;
   const base = { host, spkiSha256: spki, chain: served.authorized, chainError: served.authorizationError };
+  if (!hit && opts.ingressTls) {
+    const servedSpki = spkiSha256(served.cert);
+    const reason =
+      `TLS for ${host} ends at the ingress nodes (Formfile HTTPS … TERMINATE=ingress): the served key ` +
+      `sha256:${servedSpki.slice(0, 16)}… is a node's, not the attested guest's; the nodes see this traffic in clear`;
+    return { ...base, spkiSha256: servedSpki, ok: false, endsAt: 'ingress', reason, replica: null };
+  }
   if (!hit) {
     const reason = verdicts.length
       ? (verdicts[0]?.v.reason ?? '')
       : 'no replica passed attestation, so no key can be trusted';
-    return { ...base, ok: false, reason, replica: null };
+    return { ...base, ok: false, endsAt: 'unknown', reason, replica: null };
   }
   return {
     ...base,
+    endsAt: 'guest',
     ok: served.authorized,
     reason: `served key sha256:${hit.v.spkiSha256.slice(0, 16)}… is replica ${hit.vm}'s attested key`,
     replica: hit.vm,

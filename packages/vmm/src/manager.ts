@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, rmSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormError, GUEST_READY_MARKER, type Resources } from '@formation/interface';
 import type { Logger } from '@formation/service';
@@ -25,13 +25,15 @@ import {
   vmName,
   vmResources,
 } from './vm-create.ts';
+import { settleExit } from './vm-exit.ts';
 import { entrypointGaveUp, probeHealth } from './vm-health.ts';
 import { allocatedBytes, parseBlockstats, readTapIo, type VmIo } from './vm-io.ts';
 import { pauseVm, restartVm, resumeVm, startVm, stopVm } from './vm-power.ts';
 import { ReadyWaiters } from './vm-ready.ts';
+import { reattachVm } from './vm-recover.ts';
 import { commitVm } from './vm-revision.ts';
 import { restoreVm, snapshotVm } from './vm-snapshot.ts';
-import { dropSuspended, holdWhileSuspended, suspendVm } from './vm-suspend.ts';
+import { dropSuspended, suspendVm } from './vm-suspend.ts';
 import { vmView } from './vm-view.ts';
 import { WakeGate } from './wake-gate.ts';
 
@@ -148,33 +150,7 @@ export class VmManager {
     for (const b of bad) this.log.error({ id: b.id, error: b.error }, 'unreadable VM record kept on disk, skipped');
     for (const rec of records) {
       this.vms.set(rec.id, rec);
-      if (rec.state === 'suspended') await holdWhileSuspended(this.ctx, rec);
-      else if (rec.suspended || existsSync(join(this.o.store.vmDir(rec.id), 'suspend'))) {
-        // A suspend or a wake the VMM did not finish (it stopped meanwhile): guest memory left on disk goes.
-        rmSync(join(this.o.store.vmDir(rec.id), 'suspend'), { recursive: true, force: true });
-        rec.suspended = undefined;
-        this.o.store.save(rec);
-      }
-      if (!hasProcess(rec.state)) continue;
-      const before = rec.state;
-      let found: 'running' | 'paused' | 'gone' = 'gone';
-      let why = `QEMU process was gone when the VMM restarted (last state ${before})`;
-      try {
-        found = await this.o.driver.recover(rec.driver);
-      } catch (err) {
-        why = (err as Error).message;
-        this.log.warn({ id: rec.id, err: why }, 'recover failed');
-      }
-      if (found === 'gone') {
-        this.setState(rec, 'crashed', why);
-        rec.ready = false;
-        rec.lastExit = { kind: 'killed', reason: rec.stateReason, at: new Date().toISOString() };
-      } else {
-        this.setState(rec, found, `re-attached after a VMM restart (pid ${rec.driver.pid})`);
-        // The firewall was re-installed empty: its port guard (address, egress) before anything else.
-        await this.o.network.guard(rec.network);
-      }
-      this.o.store.save(rec);
+      await reattachVm(this.ctx, rec);
     }
     const every = this.o.healthIntervalMs ?? 5000;
     if (every > 0) {
@@ -602,26 +578,7 @@ export class VmManager {
 
   private async onExit(info: ExitInfo): Promise<void> {
     const rec = this.vms.get(info.id);
-    if (!rec || !hasProcess(rec.state)) return;
-    const at = new Date().toISOString();
-    rec.lastExit = { kind: info.kind, reason: info.reason, at };
-    rec.ready = false;
-    this.health.delete(rec.id);
-    if (info.kind === 'guest-poweroff') this.setState(rec, 'stopped', info.reason);
-    else this.setState(rec, 'crashed', info.reason);
-    this.save(rec);
-    this.wake(rec.id);
-    const max = this.o.maxRestarts ?? 3;
-    if (rec.state === 'crashed' && rec.restartPolicy === 'on-failure' && rec.restarts < max && !this.closed) {
-      rec.restarts++;
-      this.log.warn({ id: rec.id, restarts: rec.restarts }, 'restarting vm per policy');
-      try {
-        await this.boot(rec, `restarted by policy after: ${info.reason}`);
-      } catch (err) {
-        this.setState(rec, 'crashed', `restart by policy failed: ${(err as Error).message}`);
-        this.save(rec);
-      }
-    }
+    if (rec) await settleExit(this.ctx, rec, info, this.closed);
   }
 
   /**

@@ -44,15 +44,27 @@ function checkIpv4(ip: string): void {
  * held connection survives the rule's removal at wake. A health probe (source port in
  * PROBE_SOURCE_PORTS) is never held, so it never wakes the VM: it is refused at once with a TCP reset
  * (the probers stop probing a replica once it is reported suspended; this covers the moment before).
- * No rules: the table is deleted.
+ *
+ * The table also holds `track`, a NAT chain with a rule that needs conntrack: the kernel tracks
+ * connections in a namespace only while some rule there needs it, and applies the NAT of existing
+ * connections only while some NAT chain is registered; a held connection's DNAT lives in conntrack
+ * alone once its rule is gone. Without `track`, removing the last DNAT rule at a wake left the spliced
+ * connection's replies untranslated where no other table kept both (the client reset them; seen in a
+ * namespace with no other nft table). So the table stays, with `track` only, after its last rule goes
+ * (`keep`), until the gate closes. No rules and no `keep`: the table is deleted.
  *
  * @example wakeRuleset('formbr0', '10.129.7.1', [{ ip: '10.129.7.2', port: 80, hostPort: 40123 }])
  */
-export function wakeRuleset(bridge: string, host: string, rules: WakeRule[]): string {
+export function wakeRuleset(bridge: string, host: string, rules: WakeRule[], keep = false): string {
   checkIpv4(host);
   const t = wakeTableName(bridge);
   const head = `table ip ${t}\ndelete table ip ${t}\n`;
-  if (rules.length === 0) return head;
+  const track = `  chain track {
+    type nat hook prerouting priority dstnat; policy accept;
+    ct state established,related accept
+  }
+`;
+  if (rules.length === 0) return keep ? `${head}table ip ${t} {\n${track}}\n` : head;
   const lines = rules.map((r) => {
     checkIpv4(r.ip);
     if (!isPort(r.port) || !isPort(r.hostPort)) {
@@ -74,7 +86,7 @@ ${lines.join('\n')}
     type filter hook forward priority filter; policy accept;
 ${ips.map((ip) => `    ip daddr ${ip} tcp sport ${PROBE_PORT_RANGE} reject with tcp reset`).join('\n')}
   }
-}
+${track}}
 `;
 }
 
@@ -167,9 +179,10 @@ export class WakeGate {
     }
   }
 
-  private async apply(): Promise<void> {
+  /** Write the table: the held ports' rules; with none, `keep` leaves the conntrack rule (wakeRuleset). */
+  private async apply(keep = true): Promise<void> {
     this.applied = true;
-    const script = wakeRuleset(this.o.bridge, this.o.host, [...this.rules.values()].flat());
+    const script = wakeRuleset(this.o.bridge, this.o.host, [...this.rules.values()].flat(), keep);
     const argv = this.o.netns ? ['netns', 'exec', this.o.netns, 'nft', '-f', '-'] : ['-f', '-'];
     await new Promise<void>((ok, fail) => {
       const p = execFile(this.o.netns ? 'ip' : 'nft', argv, (err, _o, stderr) =>
@@ -181,7 +194,7 @@ export class WakeGate {
 
   /** At VMM start: drop a table a crashed VMM left (its rules point at a helper that is gone). */
   async reset(): Promise<void> {
-    await this.apply();
+    await this.apply(false);
   }
 
   /** Answer for a suspended VM: listeners up, then the rules (so no connection meets a closed port). */
@@ -242,7 +255,7 @@ export class WakeGate {
   async close(): Promise<void> {
     this.rules.clear();
     this.wakers.clear();
-    if (this.applied) await this.apply().catch(() => undefined);
+    if (this.applied) await this.apply(false).catch(() => undefined);
     const c = this.child;
     this.child = undefined;
     if (c && c.exitCode === null) {

@@ -376,6 +376,18 @@ describe('wake gate rules (wakeRuleset)', () => {
       wakeRuleset('formbr0', '10.129.7.1', []),
       'table ip form_wake_formbr0\ndelete table ip form_wake_formbr0\n',
     );
+    // A rule that needs conntrack is there while the table is: held connections keep their DNAT after
+    // their rule goes (keep: after the last rule, only that rule stays; activity.test.ts on real nft).
+    assert.match(
+      s,
+      /chain track \{\n {4}type nat hook prerouting priority dstnat; policy accept;\n {4}ct state established,related accept\n/,
+    );
+    const kept = wakeRuleset('formbr0', '10.129.7.1', [], true);
+    assert.match(
+      kept,
+      /^table ip form_wake_formbr0\ndelete table ip form_wake_formbr0\ntable ip form_wake_formbr0 \{\n {2}chain track \{/,
+    );
+    assert.doesNotMatch(kept, /dnat|reject/);
   });
 
   test('refuses what is not an address or a port (nothing reaches nft)', () => {

@@ -32,8 +32,13 @@ export async function launchVm(
       .catch((err: unknown) => ({ ok: false, reason: (err as Error).message, rebuild: false }) as const);
     if (fit.ok) {
       try {
+        const findMs = Date.now() - Date.parse(launchedAt);
         await templates.restore(rec.driver, fit);
         rec.boot = { kind: 'snapshot', launchedAt };
+        log.info(
+          { id: rec.id, findMs, restoreMs: Date.now() - Date.parse(launchedAt) - findMs },
+          'vm restored from its template',
+        );
         releaseIdentity(rec, templates, log, Date.now() - Date.parse(launchedAt));
         return;
       } catch (err) {

@@ -179,7 +179,9 @@ export class InstanceController {
           // /data goes with the replica (data-carry.ts): a clean stop, then its disk is moved aside.
           if (this.o.dataDir) {
             await this.o.vmm.stop(a.vmId).catch(() => undefined);
-            keepDataDisk(this.o.dataDir, a.vmId, inst.id);
+            await keepDataDisk(this.o.vmm, this.o.dataDir, a.vmId, inst.id).catch((err: unknown) =>
+              this.log.warn({ err, instance: inst.id, vm: a.vmId }, 'data disk not kept: its VM did not stop'),
+            );
           }
           await this.o.vmm.destroy(a.vmId);
           this.log.info({ instance: inst.id, vm: a.vmId, release: inst.release }, 'replica replaced for an update');
@@ -304,7 +306,7 @@ export class InstanceController {
         vm = await this.o.vmm.replaceDisk(vm.id, revisionFile);
         this.appliedRevisions.record(vm.id, inst.revision, inst.revisionHash as string);
       }
-      if (carried && this.o.dataDir) restoreDataDisk(this.o.dataDir, vm.id, inst.id);
+      if (carried && this.o.dataDir) await restoreDataDisk(this.o.vmm, this.o.dataDir, vm.id, inst.id);
       if ((revisionFile || carried) && this.o.dataDir) vm = await this.o.vmm.start(vm.id);
     } catch (err) {
       await this.fail(inst, (err as Error).message);

@@ -1,9 +1,14 @@
-// Rolling updates keep each replica's data disk (issue 20): the old VM's `data.qcow2` (the encrypted
+// Rolling updates keep each replica's data disk (issue 20): the old VM's data disk (the encrypted
 // `/data`, LUKS under the owner's key) is moved aside after its VM stopped cleanly and before the VM is
 // destroyed, and moved into the new VM (created without starting) before its first start. Same node,
-// same file (a rename): nothing is copied, nothing leaves the node.
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+// same file (a rename): nothing is copied, nothing leaves the node. Where a VM's data disk lives is the
+// VMM's (`VmManager.takeDataDisk` / `putDataDisk`); the node only keeps it in between.
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { VmManager } from '@formation/vmm';
+
+/** What the carry needs of the VMM. */
+export type DataDisks = Pick<VmManager, 'takeDataDisk' | 'putDataDisk'>;
 
 /** Where a replica's data disk waits between its old VM and its new one. */
 export function carryPath(dataDir: string, instanceId: string): string {
@@ -11,16 +16,11 @@ export function carryPath(dataDir: string, instanceId: string): string {
   return join(dataDir, 'carry', `${instanceId}.data.qcow2`);
 }
 
-const dataDiskOf = (dataDir: string, vmId: string): string => join(dataDir, 'vms', vmId, 'qemu', 'data.qcow2');
-
-/** Move the (stopped) VM's data disk aside for the instance's next VM. Returns whether there was one. */
-export function keepDataDisk(dataDir: string, vmId: string, instanceId: string): boolean {
-  const from = dataDiskOf(dataDir, vmId);
-  if (!existsSync(from)) return false;
+/** Move the (stopped) VM's data disk aside for the instance's next VM. Resolves whether there was one. */
+export function keepDataDisk(vmm: DataDisks, dataDir: string, vmId: string, instanceId: string): Promise<boolean> {
   const to = carryPath(dataDir, instanceId);
   mkdirSync(join(dataDir, 'carry'), { recursive: true, mode: 0o700 });
-  renameSync(from, to);
-  return true;
+  return vmm.takeDataDisk(vmId, to);
 }
 
 /** Whether a kept data disk waits for this instance's next VM. */
@@ -32,14 +32,13 @@ export function hasKeptDataDisk(dataDir: string | undefined, instanceId: string)
  * Put the kept data disk in place of the new (not yet started) VM's empty one. A VM without a data
  * disk gets none (the kept one is dropped: nothing would attach it).
  */
-export function restoreDataDisk(dataDir: string, vmId: string, instanceId: string): boolean {
+export async function restoreDataDisk(
+  vmm: DataDisks,
+  dataDir: string,
+  vmId: string,
+  instanceId: string,
+): Promise<boolean> {
   const from = carryPath(dataDir, instanceId);
   if (!existsSync(from)) return false;
-  const to = dataDiskOf(dataDir, vmId);
-  if (!existsSync(to)) {
-    rmSync(from, { force: true });
-    return false;
-  }
-  renameSync(from, to);
-  return true;
+  return vmm.putDataDisk(vmId, from);
 }

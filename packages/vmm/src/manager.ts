@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormError, GUEST_READY_MARKER, type Resources } from '@formation/interface';
 import type { Logger } from '@formation/service';
@@ -481,6 +481,40 @@ export class VmManager {
       this.save(rec);
       this.log.info({ id, image }, 'vm disk replaced');
       return this.view(rec);
+    });
+  }
+
+  /**
+   * Move the data disk of a VM that has no process (created, stopped, crashed) to `dest`, for the next
+   * VM of the same instance (a rolling update keeps `/data`; same node, a rename: nothing is copied).
+   * False when the VM has no data disk. The VM boots next without one.
+   */
+  takeDataDisk(id: string, dest: string, actor?: string): Promise<boolean> {
+    return this.act(id, 'replace-disk', actor, async (rec) => {
+      const from = rec.driver.paths.data;
+      if (!from || !existsSync(from)) return false;
+      renameSync(from, dest);
+      this.log.info({ id, dest }, 'vm data disk taken');
+      return true;
+    });
+  }
+
+  /**
+   * Put a data disk taken from an earlier VM (`takeDataDisk`) in place of this VM's empty one before
+   * it boots (created, stopped, crashed). A VM without a data disk gets none: `src` is removed (nothing
+   * would attach it) and the answer is false.
+   */
+  putDataDisk(id: string, src: string, actor?: string): Promise<boolean> {
+    return this.act(id, 'replace-disk', actor, async (rec) => {
+      const to = rec.driver.paths.data;
+      if (!existsSync(src)) return false;
+      if (!to || !existsSync(to)) {
+        rmSync(src, { force: true });
+        return false;
+      }
+      renameSync(src, to);
+      this.log.info({ id, src }, 'vm data disk put in place');
+      return true;
     });
   }
 

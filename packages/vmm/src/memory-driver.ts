@@ -19,6 +19,8 @@ import type {
 } from './driver.ts';
 import { type GuestFs, guestExec } from './memory-guest.ts';
 
+export { memoryFormpack } from './memory-formpack.ts';
+
 /** The word in a memory VM's process command line that marks it as ours (with the VM id after it). */
 const MARK = 'form-memory-vm';
 

@@ -1,9 +1,12 @@
 // The manager's pure parts, alone: create-request validation, entrypoint health, accounting.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { isFormError } from '@formation/interface';
 import { createLogger } from '@formation/service';
-import { BootTemplates, type TemplateDriver } from '../src/boot-snapshot.ts';
+import { BootTemplates, type TemplateDriver, type TemplateWant } from '../src/boot-snapshot.ts';
 import type { DriverVm } from '../src/driver.ts';
 import type { VmHealth, VmRecord } from '../src/types.ts';
 import { gpusGiven, usedResources } from '../src/vm-accounting.ts';
@@ -173,5 +176,81 @@ describe('identity release', () => {
     const p = templates.release({ spec: { id: 'vm-b' } } as DriverVm, ident);
     await templates.close();
     await assert.rejects(p, (e: unknown) => isFormError(e) && e.code === 'VM_BAD_STATE');
+  });
+});
+
+describe('template builds', () => {
+  const want: TemplateWant = {
+    formpackId: 'fp1',
+    kernelSha256: 'k',
+    initramfsSha256: null,
+    diskSha256: null,
+    kernel: '/k',
+    baseDisk: '/d',
+    baseDiskFormat: 'qcow2',
+    diskGiB: 1,
+    cmdline: 'vm_wait=identity',
+    memMiB: 256,
+    vcpu: 1,
+    dataDiskMiB: 0,
+    agentChannel: 'org.qemu.guest_agent.0',
+    netMode: 'user',
+  };
+  const identity = { version: 'x', binarySha256: '0', machine: 'pc', accel: 'tcg', cpu: 'max', devicesSha256: '0' };
+
+  test('a build waits buildDelayMs before booting its VM (the first instance starts undisturbed); close ends the wait', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'fvmm-tpl-'));
+    try {
+      let created = 0;
+      const driver = {
+        templateIdentity: async () => identity,
+        create: async () => {
+          created++;
+          throw new Error('no VMs here');
+        },
+      } as unknown as TemplateDriver;
+      const templates = new BootTemplates({
+        driver,
+        root,
+        vmDir: root,
+        logger: createLogger('silent'),
+        buildDelayMs: 3_600_000,
+      });
+      const built = templates.ensure(want);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(created, 0, 'no template VM during the wait');
+      // An hour's wait: were close not to end it, this test would time out.
+      await templates.close();
+      assert.equal(await built, undefined);
+      assert.equal(created, 0, 'nothing booted after close');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  test('without a delay the build boots at once', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'fvmm-tpl-'));
+    try {
+      let created = 0;
+      const driver = {
+        templateIdentity: async () => identity,
+        create: async () => {
+          created++;
+          throw new Error('no VMs here');
+        },
+      } as unknown as TemplateDriver;
+      const templates = new BootTemplates({
+        driver,
+        root,
+        vmDir: root,
+        logger: createLogger('silent'),
+        buildDelayMs: 0,
+      });
+      assert.equal(await templates.ensure(want), undefined, 'a failed build gives no template');
+      assert.equal(created, 1);
+      await templates.close();
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

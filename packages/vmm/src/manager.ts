@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormError, GUEST_READY_MARKER, type Resources } from '@formation/interface';
 import type { Logger } from '@formation/service';
@@ -25,6 +25,7 @@ import {
   vmName,
   vmResources,
 } from './vm-create.ts';
+import { putDataDisk, replaceRootDisk, takeDataDisk } from './vm-disks.ts';
 import { settleExit } from './vm-exit.ts';
 import { entrypointGaveUp, probeHealth } from './vm-health.ts';
 import { allocatedBytes, parseBlockstats, readTapIo, type VmIo } from './vm-io.ts';
@@ -469,53 +470,22 @@ export class VmManager {
   }
 
   /**
-   * Make a VM that has no process (created, stopped, crashed) boot `image` next time: a disk another
-   * VM of the same base committed (`commit`; the node fetches revisions from peers). The driver checks
-   * it and swaps it in for the VM's root disk (it owns where that lives); a refused image leaves the
-   * disk as it was. 409 VM_BAD_STATE in any other state.
+   * Make a VM that has no process (created, stopped, crashed) boot `image` next time: a disk another VM
+   * of the same base committed (the node fetches revisions from peers). The driver checks it and swaps
+   * it in (vm-disks.ts); a refused image leaves the disk as it was. 409 VM_BAD_STATE in other states.
    */
   replaceDisk(id: string, image: string, actor?: string): Promise<VmView> {
-    return this.act(id, 'replace-disk', actor, async (rec) => {
-      await this.o.driver.replaceDisk(rec.driver, image);
-      rec.updatedAt = new Date().toISOString();
-      this.save(rec);
-      this.log.info({ id, image }, 'vm disk replaced');
-      return this.view(rec);
-    });
+    return this.act(id, 'replace-disk', actor, (rec) => replaceRootDisk(this.ctx, rec, image));
   }
 
-  /**
-   * Move the data disk of a VM that has no process (created, stopped, crashed) to `dest`, for the next
-   * VM of the same instance (a rolling update keeps `/data`; same node, a rename: nothing is copied).
-   * False when the VM has no data disk. The VM boots next without one.
-   */
+  /** Move a stopped VM's data disk to `dest` for the instance's next VM (vm-disks.ts); false without one. */
   takeDataDisk(id: string, dest: string, actor?: string): Promise<boolean> {
-    return this.act(id, 'replace-disk', actor, async (rec) => {
-      const from = rec.driver.paths.data;
-      if (!from || !existsSync(from)) return false;
-      renameSync(from, dest);
-      this.log.info({ id, dest }, 'vm data disk taken');
-      return true;
-    });
+    return this.act(id, 'replace-disk', actor, (rec) => takeDataDisk(this.ctx, rec, dest));
   }
 
-  /**
-   * Put a data disk taken from an earlier VM (`takeDataDisk`) in place of this VM's empty one before
-   * it boots (created, stopped, crashed). A VM without a data disk gets none: `src` is removed (nothing
-   * would attach it) and the answer is false.
-   */
+  /** Put a data disk taken from an earlier VM in place of this (not started) VM's empty one (vm-disks.ts). */
   putDataDisk(id: string, src: string, actor?: string): Promise<boolean> {
-    return this.act(id, 'replace-disk', actor, async (rec) => {
-      const to = rec.driver.paths.data;
-      if (!existsSync(src)) return false;
-      if (!to || !existsSync(to)) {
-        rmSync(src, { force: true });
-        return false;
-      }
-      renameSync(src, to);
-      this.log.info({ id, src }, 'vm data disk put in place');
-      return true;
-    });
+    return this.act(id, 'replace-disk', actor, (rec) => putDataDisk(this.ctx, rec, src));
   }
 
   destroy(id: string, actor?: string): Promise<void> {

@@ -97,6 +97,12 @@ export const NodeConfigSchema = Type.Object({
    * replicas of that Formpack restore it instead of booting. Overrides `VMM_BOOT_SNAPSHOTS`.
    */
   bootSnapshots: Type.Boolean({ default: false }),
+  /**
+   * Length of one autostop minute (ms): scale to zero suspends a replica idle `autostopMinutes` of these.
+   * Only tests shorten it (`FORM_AUTOSTOP_MINUTE_MS`); at least 1 s, so a replica is never suspended
+   * between two rounds of its own controller.
+   */
+  autostopMinuteMs: Type.Integer({ minimum: 1000, maximum: 60_000, default: 60_000 }),
   logLevel: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     {
@@ -167,6 +173,7 @@ export function loadNodeConfig(flags: Partial<NodeConfig> = {}, env: NodeJS.Proc
       joinSyncTimeoutMs: env.FORM_JOIN_SYNC_TIMEOUT_MS,
       peerApiHost: env.FORM_PEER_API_HOST,
       bootSnapshots: env.FORM_BOOT_SNAPSHOTS,
+      autostopMinuteMs: env.FORM_AUTOSTOP_MINUTE_MS,
       publicAddress: env.FORM_PUBLIC_ADDRESS,
       ingressHttpPort: env.FORM_INGRESS_HTTP_PORT,
       ingressTlsPort: env.FORM_INGRESS_TLS_PORT,

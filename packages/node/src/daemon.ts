@@ -386,6 +386,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       logger,
       nodeTimeoutMs: config.nodeTimeoutMs,
       peerApiHost: config.peerApiHost,
+      autostopMinuteMs: config.autostopMinuteMs,
     });
     wakeReplica = (vmId) => controller.wake(vmId);
     const off = store.onAccepted(() => controller.kick());

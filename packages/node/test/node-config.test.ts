@@ -5,6 +5,23 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadNodeConfig, nodePaths } from '../src/config.ts';
 
+test('config: autostopMinuteMs (tests shorten the autostop minute) is 1000..60000 ms, default a minute', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'fh2-cfg-'));
+  try {
+    assert.equal(loadNodeConfig({ dataDir }, {}).autostopMinuteMs, 60_000);
+    assert.equal(loadNodeConfig({ dataDir }, { FORM_AUTOSTOP_MINUTE_MS: '8000' }).autostopMinuteMs, 8000);
+    for (const v of ['999', '0', '-5', '60001', '8s', '1.5']) {
+      assert.throws(
+        () => loadNodeConfig({ dataDir }, { FORM_AUTOSTOP_MINUTE_MS: v }),
+        (err: Error & { code?: string }) => err.code === 'CONFIG_INVALID' && /autostopMinuteMs/.test(err.message),
+        v,
+      );
+    }
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
 test('config: bootSnapshots from FORM_BOOT_SNAPSHOTS or the config file, flags win; bad values refused', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'fh1-cfg-'));
   try {

@@ -2,9 +2,10 @@
 // to the backend (a new connection per request, as visitors' first requests are), a TLS handshake +
 // request through the SNI passthrough vs direct, and failover: how long after a replica is killed the
 // prober takes it out (1 s interval, 1 retry), and how many requests failed meanwhile. Plain TCP
-// mappings: connect + one round trip, and bulk throughput, through a mapping vs direct.
+// mappings: connect + one round trip, and bulk throughput, through a mapping vs direct. Certificate
+// issuance time (root + Pebble): in the guest and at the ingress (end of the file).
 // Backends on 127.0.0.2/127.0.0.3 stand in for replicas; the TLS backend has its own certificate.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, request } from 'node:http';
@@ -230,3 +231,45 @@ a.close();
 tls.close();
 echo.close();
 rmSync(dir, { recursive: true, force: true });
+
+// Certificate issuance (root with Pebble; BENCH_INGRESS_ISSUANCE=0 skips), from the tests that do it for
+// real: in the guest (packages/attest/test/https-e2e.test.ts: uacme in a TCG guest, TLS-ALPN-01 through
+// the SNI passthrough; it also builds the Formpack and boots the guest, ~1-3 min) and at the ingress
+// (packages/node/test/ingress-tls-terminate.test.ts: TERMINATE=ingress, the node's own ACME client,
+// HTTP-01 on its :80). Each file runs as it does under `node --test`; its own timing is reported.
+const root = new URL('../../', import.meta.url).pathname;
+const haveIssuance =
+  process.env.BENCH_INGRESS_ISSUANCE !== '0' &&
+  process.getuid?.() === 0 &&
+  spawnSync('sh', ['-c', 'command -v pebble && command -v pebble-challtestsrv'], { stdio: 'ignore' }).status === 0;
+if (!haveIssuance) {
+  report('ingress.cert_issuance', 0, 'skipped', { why: 'needs root and pebble (or BENCH_INGRESS_ISSUANCE=0)' });
+} else {
+  const runFile = (file: string) =>
+    spawnSync(process.execPath, [join(root, file)], {
+      encoding: 'utf8',
+      timeout: 600_000,
+      env: { ...process.env, FORM_LOG_LEVEL: 'silent' },
+    });
+  const atIngress = runFile('packages/node/test/ingress-tls-terminate.test.ts');
+  const m = /certificate issued by ACME at the ingress in (\d+) ms \(B\), (\d+) ms \(A, relayed\)/.exec(
+    atIngress.stdout,
+  );
+  if (m) {
+    report('ingress.cert_issuance_at_ingress', Number(m[1]), 'ms', { challenge: 'http-01', ca: 'pebble' });
+    report('ingress.cert_issuance_at_ingress_relayed', Number(m[2]), 'ms', {
+      note: "the CA's check reached another node, which relayed it",
+    });
+  } else report('ingress.cert_issuance_at_ingress', 0, 'failed', { tail: atIngress.stdout.slice(-400) });
+  const inGuest = runFile('packages/attest/test/https-e2e.test.ts');
+  const t = /https e2e timings \(ms\): (\{.*\})/.exec(inGuest.stderr)?.[1];
+  const timings = t ? (JSON.parse(t) as Record<string, number>) : {};
+  if (timings.issuance) {
+    report('ingress.cert_issuance_in_guest', timings.issuance, 'ms', {
+      challenge: 'tls-alpn-01 through the passthrough',
+      ca: 'pebble',
+      guestBootMs: timings.boot,
+    });
+  } else
+    report('ingress.cert_issuance_in_guest', 0, 'failed', { tail: `${inGuest.stdout}${inGuest.stderr}`.slice(-400) });
+}

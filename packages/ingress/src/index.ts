@@ -29,6 +29,7 @@ export {
 } from './health.ts';
 export { type HttpHeadResult, readHttpHead } from './http-head.ts';
 export {
+  ACME_RELAY_HEADER,
   DEFAULT_INGRESS_LIMITS,
   type Ingress,
   type IngressLimits,

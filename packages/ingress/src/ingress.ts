@@ -70,6 +70,13 @@ export interface IngressOptions {
   terminate?: {
     context(host: string): SecureContext | undefined;
     challenge(host: string, token: string): string | undefined;
+    /**
+     * Asked when a challenge for a terminated host is not this node's own and the request was not
+     * itself relayed (header `X-Formation-Acme-Relay`): the other ingress nodes' answer, if one of
+     * them holds the token (each node orders its own certificate, and the CA's check may reach any
+     * node the name resolves to). Undefined: routed like any request.
+     */
+    relay?(host: string, token: string): Promise<string | undefined>;
   };
 }
 
@@ -234,12 +241,26 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
         const answer = token && opts.terminate?.challenge(host, token);
         if (answer) {
           // This node's own ACME order for a TERMINATE=ingress instance: answered here, never routed.
+          answerChallenge(sock, host, answer);
+          return;
+        }
+        const relay = opts.terminate?.relay;
+        if (token && relay && !RELAYED.test(buf.toString('latin1')) && terminated(host)) {
+          // Another node's order: the CA's check reached this node, not the one that asked.
           sock.removeAllListeners('data');
-          sock.on('data', () => {});
-          log.debug({ host }, 'ACME HTTP-01 challenge answered');
-          sock.end(
-            `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${Buffer.byteLength(answer)}\r\nConnection: close\r\n\r\n${answer}`,
-          );
+          sock.pause();
+          const head = buf;
+          void relay(host, token)
+            .catch(() => undefined)
+            .then((got) => {
+              if (sock.destroyed) return;
+              if (got) return answerChallenge(sock, host, got);
+              return route(sock, proto, host, head);
+            })
+            .catch((err) => {
+              log.error({ err, host }, 'routing failed');
+              sock.destroy();
+            });
           return;
         }
       }
@@ -259,6 +280,23 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
         sock.destroy();
       }
     });
+  };
+
+  const answerChallenge = (sock: Socket, host: string, answer: string) => {
+    sock.removeAllListeners('data');
+    sock.on('data', () => {});
+    sock.resume();
+    log.debug({ host }, 'ACME HTTP-01 challenge answered');
+    sock.end(
+      `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${Buffer.byteLength(answer)}\r\nConnection: close\r\n\r\n${answer}`,
+    );
+  };
+  const terminated = (host: string): boolean => {
+    try {
+      return opts.routes().get(host)?.terminate === true;
+    } catch {
+      return false;
+    }
   };
 
   const route = async (sock: Socket, proto: Proto, host: string, first: Buffer) => {
@@ -495,6 +533,10 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
   log.info({ http: result.http, tls: result.tls, limits }, 'ingress listening');
   return result;
 }
+
+/** The header a relayed challenge request carries: such a request is never relayed again. */
+export const ACME_RELAY_HEADER = 'x-formation-acme-relay';
+const RELAYED = new RegExp(`\\n${ACME_RELAY_HEADER}:`, 'i');
 
 /** The token of a `GET /.well-known/acme-challenge/<token>` request line, else undefined. */
 function acmeToken(head: Buffer): string | undefined {

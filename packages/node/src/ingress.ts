@@ -3,9 +3,11 @@
 // guest ports are all come from the signed op log (the owner's publish declares EXPOSE and HEALTHCHECK),
 // so every node routes the same way whichever one a visitor reached.
 
+import { request } from 'node:http';
 import type { AcmeSettings } from '@formation/attest';
 import type { KeyPair } from '@formation/identity';
 import {
+  ACME_RELAY_HEADER,
   buildRouteTable,
   buildTcpRouteTable,
   createProber,
@@ -23,6 +25,7 @@ import type { StateStore } from '@formation/state';
 import { type IngressCertificates, startIngressCertificates } from './ingress-tls.ts';
 import { netnsDialer } from './netns-dialer.ts';
 import { startPortGranter } from './port-grants.ts';
+import { publicHostOf } from './public-answers.ts';
 
 type Views = ReturnType<StateStore['views']>;
 
@@ -155,6 +158,44 @@ export interface NodeIngress {
   close(): Promise<void>;
 }
 
+/** Challenge relays to other nodes in flight at once (more are routed like any request). */
+const RELAYS_IN_FLIGHT = 8;
+
+/**
+ * GET a challenge answer from one peer's ingress (marked relayed, so it is not relayed again): the key
+ * authorization when the peer holds the token (`<token>.<43 base64url>`), else undefined.
+ */
+function askPeer(peer: string, port: number, host: string, token: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const req = request(
+      {
+        host: peer,
+        port,
+        path: `/.well-known/acme-challenge/${token}`,
+        headers: { host, [ACME_RELAY_HEADER]: '1', connection: 'close' },
+        agent: false,
+        timeout: 2000,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('latin1');
+        res.on('data', (c: string) => {
+          body += c;
+          if (body.length > 256) req.destroy();
+        });
+        res.on('end', () => {
+          const ok = res.statusCode === 200 && new RegExp(`^${token}\\.[A-Za-z0-9_-]{43}$`).test(body);
+          resolve(ok ? body : undefined);
+        });
+        res.on('error', () => resolve(undefined));
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(undefined));
+    req.end();
+  });
+}
+
 /** Start the ingress on the node's public address, its table rebuilt on every accepted op and on a timer. */
 export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngress> {
   let table: RouteTable = new Map();
@@ -164,6 +205,26 @@ export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngre
   let ingress: Ingress | undefined;
   const dialer = o.netns ? netnsDialer(o.netns, o.logger) : undefined;
   const dial = dialer?.dial ?? o.dial;
+  // HTTP-01 for another node's order (each ingress node orders its own certificate; the CA's check may
+  // reach any node the name resolves to): ask the other nodes' ingress on their public address, at most
+  // RELAYS_IN_FLIGHT at once (a visitor cannot make this node flood its peers), 2 s each.
+  let relaysInFlight = 0;
+  const relayChallenge = async (host: string, token: string): Promise<string | undefined> => {
+    if (relaysInFlight >= RELAYS_IN_FLIGHT || !o.httpPort) return undefined;
+    const peers = new Set<string>();
+    for (const n of o.store.views().nodes ?? []) {
+      const h = publicHostOf(n.endpoint);
+      if (h && h !== o.host) peers.add(h);
+    }
+    if (peers.size === 0) return undefined;
+    relaysInFlight++;
+    try {
+      const answers = await Promise.all([...peers].map((p) => askPeer(p, o.httpPort, host, token)));
+      return answers.find((a) => a !== undefined);
+    } finally {
+      relaysInFlight--;
+    }
+  };
   const certs = o.tlsTermination
     ? startIngressCertificates({
         dir: o.tlsTermination.dir,
@@ -236,6 +297,7 @@ export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngre
             terminate: {
               context: (h: string) => certs.context(h),
               challenge: (h: string, t: string) => certs.challenge(h, t),
+              relay: (h: string, t: string) => relayChallenge(h, t),
             },
           }
         : {}),

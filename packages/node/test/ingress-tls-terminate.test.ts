@@ -1,13 +1,15 @@
 // TLS that ends at the ingress (Formfile `HTTPS 8080 TERMINATE=ingress`, issue 19), in namespaces this
 // test makes (fh3<n>…), no VM:
-//   fh3<n>h: the node — public 198.51.100.11, its ingress on :80/:443 (fixtures/ingress-tls-node.ts,
-//            startNodeIngress with tlsTermination), the replica's app at 10.129.0.2:8080 (plain HTTP)
+//   fh3<n>h: two ingress nodes A (public 198.51.100.11) and B (198.51.100.12) on :80/:443, sharing one
+//            state (fixtures/ingress-tls-node.ts, startNodeIngress with tlsTermination each), and the
+//            replica's app at 10.129.0.2:8080 (plain HTTP)
 //   fh3<n>c: the CA at 203.0.113.2 — Pebble (RFC 8555) and pebble-challtestsrv, which answers every
-//            name with the node's public address
+//            name with **B's** address only
 //   fh3<n>v: the visitor at 198.51.100.200
-// The node obtains a certificate for web.fh3.test by ACME (HTTP-01 answered by its own ingress),
-// keeps the key 0600 under its dir, and the visitor's curl verifies https://web.fh3.test/ against
-// Pebble's root and gets the app, which received plain HTTP.
+// Each node obtains its own certificate for web.fh3.test by ACME (HTTP-01): B answers the CA itself;
+// A's checks reach B, which relays them to A (the multi-node case). Keys stay 0600 under each node's
+// dir, and the visitor's curl verifies https://web.fh3.test/ against Pebble's root through either node
+// and gets the app, which received plain HTTP.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -22,6 +24,7 @@ const sh = promisify(execFile);
 const N = process.pid % 1000;
 const NS = { node: `fh3${N}h`, ca: `fh3${N}c`, vis: `fh3${N}v` };
 const PUBLIC = '198.51.100.11';
+const PUBLIC_B = '198.51.100.12';
 const CA_IP = '203.0.113.2';
 const NAME = 'web.fh3.test';
 const skip = requireOrSkip('TLS ended at the ingress', {
@@ -76,6 +79,7 @@ describe('HTTPS TERMINATE=ingress: the node gets the certificate by ACME and end
       await run('ip', ['link', 'set', b, 'up'], { netns: nsB });
     };
     await link(`fh3${N}hv`, NS.node, `${PUBLIC}/24`, `fh3${N}vh`, NS.vis, '198.51.100.200/24');
+    await run('ip', ['addr', 'add', `${PUBLIC_B}/24`, 'dev', `fh3${N}hv`], { netns: NS.node });
     await link(`fh3${N}hc`, NS.node, '203.0.113.1/24', `fh3${N}ch`, NS.ca, `${CA_IP}/24`);
     await run('ip', ['route', 'add', 'default', 'via', '203.0.113.1'], { netns: NS.ca });
     await run('ip', ['addr', 'add', '10.129.0.2/32', 'dev', 'lo'], { netns: NS.node });
@@ -122,7 +126,7 @@ describe('HTTPS TERMINATE=ingress: the node gets the certificate by ACME and end
     startIn(NS.ca, [
       'pebble-challtestsrv',
       '-defaultIPv4',
-      PUBLIC,
+      PUBLIC_B,
       '-defaultIPv6',
       '',
       '-dns01',
@@ -162,10 +166,12 @@ describe('HTTPS TERMINATE=ingress: the node gets the certificate by ACME and end
     writeFileSync(join(tmp, 'root.pem'), root);
     await new Promise<void>((resolve) => startIn(NS.node, [process.execPath, '-e', APP], () => resolve()));
     const cfg = {
-      host: PUBLIC,
+      nodes: [
+        { host: PUBLIC, dir: join(tmp, 'a', 'ingress-tls') },
+        { host: PUBLIC_B, dir: join(tmp, 'b', 'ingress-tls') },
+      ],
       directory: `https://${CA_IP}:14000/dir`,
       caPem: readFileSync(join(tmp, 'api.pem'), 'utf8'),
-      dir: join(tmp, 'ingress-tls'),
       waitMs: 60_000,
     };
     startIn(
@@ -188,32 +194,42 @@ describe('HTTPS TERMINATE=ingress: the node gets the certificate by ACME and end
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
-  test('the node is issued a certificate; the visitor verifies it against Pebble’s root and gets the app', async (t) => {
-    const issued = await until('the certificate', () => lines[0], 70_000, 100).catch((err) => {
+  test('each node is issued a certificate (A through B’s relay); the visitor verifies either against Pebble’s root and gets the app', async (t) => {
+    const issued = (await until('the certificates', () => lines[0], 70_000, 100).catch((err) => {
       throw new Error(`${err.message}\nnode:\n${stderr.slice(-3000)}\npebble:\n${caLog.slice(-3000)}`);
-    });
-    assert.ok(issued.notAfter, `issued: ${JSON.stringify(issued)}\npebble:\n${caLog.slice(-3000)}`);
-    t.diagnostic(`certificate issued by ACME at the ingress in ${issued.issuedMs} ms`);
-    // The key lives on the node, 0600, in a 0700 directory.
-    const keyFile = join(tmp, 'ingress-tls', issued.id as string, 'key.pem');
-    assert.equal(statSync(keyFile).mode & 0o777, 0o600);
-    assert.equal(statSync(join(tmp, 'ingress-tls')).mode & 0o777, 0o700);
-
+    })) as { id: string; nodes: Array<{ notAfter?: string; error?: string; issuedMs?: number }> };
+    const [a, b] = issued.nodes;
+    assert.ok(b?.notAfter, `B (the CA reaches it): ${JSON.stringify(b)}\npebble:\n${caLog.slice(-3000)}`);
+    assert.ok(
+      a?.notAfter,
+      `A (the CA's checks reach B, which relays): ${JSON.stringify(a)}\npebble:\n${caLog.slice(-3000)}`,
+    );
+    t.diagnostic(`certificate issued by ACME at the ingress in ${b.issuedMs} ms (B), ${a.issuedMs} ms (A, relayed)`);
+    for (const [label, address, sub] of [
+      ['A', PUBLIC, 'a'],
+      ['B', PUBLIC_B, 'b'],
+    ] as const) {
+      // The key lives on the node, 0600, in a 0700 directory.
+      const keyFile = join(tmp, sub, 'ingress-tls', issued.id, 'key.pem');
+      assert.equal(statSync(keyFile).mode & 0o777, 0o600);
+      assert.equal(statSync(join(tmp, sub, 'ingress-tls')).mode & 0o777, 0o700);
+      const resolve = ['--resolve', `${NAME}:443:${address}`];
+      const ok = await visitor([...resolve, '--cacert', join(tmp, 'root.pem'), `https://${NAME}/hello`]);
+      assert.equal(ok.code, 0, `${label}: ${ok.err}`);
+      assert.equal(ok.out, `app got GET /hello for ${NAME} in clear`);
+      // The certificate the visitor got is the one whose key is on that node.
+      const served = await sh('ip', [
+        'netns',
+        'exec',
+        NS.vis,
+        'sh',
+        '-c',
+        `openssl s_client -connect ${address}:443 -servername ${NAME} </dev/null 2>/dev/null | openssl x509 -noout -pubkey`,
+      ]);
+      const onNode = execFileSync('openssl', ['pkey', '-in', keyFile, '-pubout'], { encoding: 'utf8' });
+      assert.equal(served.stdout.trim(), onNode.trim(), label);
+    }
     const resolve = ['--resolve', `${NAME}:443:${PUBLIC}`];
-    const ok = await visitor([...resolve, '--cacert', join(tmp, 'root.pem'), `https://${NAME}/hello`]);
-    assert.equal(ok.code, 0, ok.err);
-    assert.equal(ok.out, `app got GET /hello for ${NAME} in clear`);
-    // The certificate the visitor got is the one whose key is on the node.
-    const served = await sh('ip', [
-      'netns',
-      'exec',
-      NS.vis,
-      'sh',
-      '-c',
-      `openssl s_client -connect ${PUBLIC}:443 -servername ${NAME} </dev/null 2>/dev/null | openssl x509 -noout -pubkey`,
-    ]);
-    const onNode = execFileSync('openssl', ['pkey', '-in', keyFile, '-pubout'], { encoding: 'utf8' });
-    assert.equal(served.stdout.trim(), onNode.trim());
     // Without Pebble's root the chain is not trusted (it is really checked).
     const untrusted = await visitor([...resolve, `https://${NAME}/`]);
     assert.equal(untrusted.code, 60, untrusted.err);

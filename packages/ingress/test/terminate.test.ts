@@ -23,6 +23,7 @@ describe('TLS ended at the ingress (loopback)', { skip }, () => {
   let ingress: Ingress;
   let cert = '';
   const seen: string[] = [];
+  const relayed: string[] = [];
 
   before(async () => {
     execFileSync(
@@ -65,6 +66,10 @@ describe('TLS ended at the ingress (loopback)', { skip }, () => {
       terminate: {
         context: (h) => (h === 'web.test' ? ctx : undefined),
         challenge: (h, t) => (h === 'web.test' && t === 'tok123' ? 'tok123.thumb' : undefined),
+        relay: async (h, t) => {
+          relayed.push(`${h} ${t}`);
+          return t === 'peer456' ? 'peer456.peerthumb' : undefined;
+        },
       },
     });
   });
@@ -107,11 +112,17 @@ describe('TLS ended at the ingress (loopback)', { skip }, () => {
     assert.equal(ingress.stats().refused['no-certificate'], 1);
   });
 
-  test('HTTP-01: the token the node holds is answered on :80; another is routed to the app', async () => {
-    const get = (path: string) =>
+  test('HTTP-01: the token the node holds is answered on :80; another node’s is relayed; nobody’s is routed to the app', async () => {
+    const get = (path: string, headers: Record<string, string> = {}) =>
       new Promise<string>((resolve, reject) => {
         const req = request(
-          { host: '127.0.0.1', port: ingress.http!.port, path, headers: { host: 'web.test' }, agent: false },
+          {
+            host: '127.0.0.1',
+            port: ingress.http!.port,
+            path,
+            headers: { host: 'web.test', ...headers },
+            agent: false,
+          },
           (res) => {
             let body = '';
             res.on('data', (c) => {
@@ -124,10 +135,21 @@ describe('TLS ended at the ingress (loopback)', { skip }, () => {
         req.end();
       });
     assert.equal(await get('/.well-known/acme-challenge/tok123'), '200 tok123.thumb');
+    assert.deepEqual(relayed, [], 'a token held here is not relayed');
+    // Another node's token: relayed to the peers, their answer returned.
+    assert.equal(await get('/.well-known/acme-challenge/peer456'), '200 peer456.peerthumb');
+    // Nobody's: relayed, then routed to the app like any request.
     assert.equal(
       await get('/.well-known/acme-challenge/other'),
       '200 app: /.well-known/acme-challenge/other for web.test',
     );
+    assert.deepEqual(relayed, ['web.test peer456', 'web.test other']);
+    // A request that is itself a relay is never relayed again (no loops between nodes).
+    assert.equal(
+      await get('/.well-known/acme-challenge/peer456', { 'x-formation-acme-relay': '1' }),
+      '200 app: /.well-known/acme-challenge/peer456 for web.test',
+    );
+    assert.equal(relayed.length, 2);
     assert.ok(!seen.includes('GET /.well-known/acme-challenge/tok123 '), 'the held token never reached the app');
   });
 });

@@ -1,22 +1,5 @@
 import { FormError } from './errors.ts';
 
-/**
- * The closed lifecycle of one replica of an instance (one node's copy), as every node reads it from
- * the state log. `claimed` is a replica whose node recorded `instance.claim` but no `instance.status`
- * yet (the state views show it as `state: null`); the others are what a node reports.
- */
-export const REPLICA_STATES = [
-  'claimed',
-  'pending',
-  'starting',
-  'running',
-  'suspended',
-  'stopped',
-  'failed',
-  'deleted',
-] as const;
-export type ReplicaState = (typeof REPLICA_STATES)[number];
-
 /** The states a node may report in `instance.status` (every state but `claimed`). */
 export const REPORTED_REPLICA_STATES = [
   'pending',
@@ -28,6 +11,14 @@ export const REPORTED_REPLICA_STATES = [
   'deleted',
 ] as const;
 export type ReportedReplicaState = (typeof REPORTED_REPLICA_STATES)[number];
+
+/**
+ * The closed lifecycle of one replica of an instance (one node's copy), as every node reads it from
+ * the state log. `claimed` is a replica whose node recorded `instance.claim` but no `instance.status`
+ * yet (the state views show it as `state: null`); the others are what a node reports.
+ */
+export const REPLICA_STATES = ['claimed', ...REPORTED_REPLICA_STATES] as const;
+export type ReplicaState = (typeof REPLICA_STATES)[number];
 
 /**
  * Which states a replica may move to from each state. A node re-reports its current state to update

@@ -446,9 +446,12 @@ export class QemuDriver implements HypervisorDriver {
       throw new FormError('NOT_FOUND', `Cannot restore VM ${vm.spec.id}: snapshot ${dir} is incomplete or missing`);
     }
     if (this.live.has(vm.spec.id)) await this.stop(vm, { force: true });
+    const t0 = Date.now();
     await copyFile(diskFile, vm.paths.disk);
     if (vm.paths.data && existsSync(join(dir, 'data.qcow2'))) await copyFile(join(dir, 'data.qcow2'), vm.paths.data);
-    await this.loadMemory(vm, memFile, opts.memorySha256, `restore VM ${vm.spec.id} from ${dir}`);
+    const copyMs = Date.now() - t0;
+    const phases = await this.loadMemory(vm, memFile, opts.memorySha256, `restore VM ${vm.spec.id} from ${dir}`);
+    this.log.info({ id: vm.spec.id, copyMs, ...phases }, 'restore phases');
   }
 
   /** Migrate the (stopped) VM's memory + device state into `file` through a socket we serve (mode 0600). */
@@ -471,16 +474,31 @@ export class QemuDriver implements HypervisorDriver {
    * Launch the VM waiting for an incoming migration, stream `memFile` into it (hashed when `sha256` is
    * given: the VM is resumed only when it matches) and run it. On failure no process is left.
    */
-  private async loadMemory(vm: DriverVm, memFile: string, sha256: string | undefined, what: string): Promise<void> {
+  private async loadMemory(
+    vm: DriverVm,
+    memFile: string,
+    sha256: string | undefined,
+    what: string,
+  ): Promise<{ launchMs: number; sendMs: number; loadMs: number; contMs: number }> {
+    let t = Date.now();
+    const lap = (): number => {
+      const now = Date.now();
+      const ms = now - t;
+      t = now;
+      return ms;
+    };
     await this.launch(vm, true);
     const qmp = await this.qmp(vm);
+    const launchMs = lap();
     try {
       const sock = join(await migrationDir(vm, this.runAsFor(vm.spec.id)), 'in.sock');
       await rm(sock, { force: true });
       await qmp.execute('migrate-incoming', { uri: `unix:${sock}` });
       const hash = sha256 ? createHash('sha256') : undefined;
       await sendMigration(sock, memFile, hash);
+      const sendMs = lap();
       await pollMigration(qmp, 120_000);
+      const loadMs = lap();
       await rm(dirname(sock), { recursive: true, force: true });
       const got = hash?.digest('hex');
       if (got !== undefined && got !== sha256) {
@@ -490,6 +508,7 @@ export class QemuDriver implements HypervisorDriver {
         );
       }
       await qmp.execute('cont');
+      return { launchMs, sendMs, loadMs, contMs: lap() };
     } catch (err) {
       await this.stop(vm, { force: true });
       const code = err instanceof FormError && err.code === 'VM_IMAGE_INVALID' ? err.code : 'VM_HYPERVISOR';

@@ -1,6 +1,24 @@
 // What a VM wants of its Formpack's boot template (boot-snapshot.ts), from its record. Pure.
-import { neutralCmdline } from './boot-snapshot.ts';
-import type { VmRecord } from './types.ts';
+import { type BootTemplates, neutralCmdline } from './boot-snapshot.ts';
+import type { VmRecord, VmSource } from './types.ts';
+
+/**
+ * Does a new VM of `source` take its identity over the guest agent (so it boots with the neutral
+ * cmdline and can be restored from a template)? Only with boot snapshots on, for a Formpack whose
+ * guest is known to wait for it.
+ */
+export function identityByAgent(
+  templates: Pick<BootTemplates, 'capability'> | undefined,
+  isFormpack: boolean,
+  source: VmSource,
+): boolean {
+  return (
+    templates !== undefined &&
+    isFormpack &&
+    source.kind === 'formpack' &&
+    templates.capability(source.id).capable === true
+  );
+}
 
 /** The boot-snapshot plan of a Formpack VM (undefined for other VMs or without a measurement). */
 export function bootSnapshotPlan(

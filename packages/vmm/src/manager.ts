@@ -3,7 +3,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormError, GUEST_READY_MARKER, type Resources } from '@formation/interface';
 import type { Logger } from '@formation/service';
-import { bootSnapshotPlan } from './boot-plan.ts';
+import { bootSnapshotPlan, identityByAgent } from './boot-plan.ts';
 import { BootTemplates, isTemplateDriver, neutralCmdline } from './boot-snapshot.ts';
 import { type CapacityConfig, checkCapacity, hostCapacity } from './capacity.ts';
 import type { DriverFingerprint, ExitInfo, HypervisorDriver } from './driver.ts';
@@ -12,7 +12,7 @@ import { intToIp, parseCidr, type VmNetwork } from './network.ts';
 import { readFrom, tail } from './serial-console.ts';
 import { assertAction, hasProcess, KeyedSerializer, type VmAction, type VmState } from './state-machine.ts';
 import type { VmStore } from './store.ts';
-import type { RevisionRecord, SnapshotRecord, VmHealth, VmRecord, VmSource, VmView } from './types.ts';
+import type { RevisionRecord, SnapshotRecord, VmHealth, VmRecord, VmView } from './types.ts';
 import { gpusGiven, usedResources } from './vm-accounting.ts';
 import { launchVm } from './vm-boot.ts';
 import type { VmContext } from './vm-context.ts';
@@ -236,7 +236,7 @@ export class VmManager {
     }
     const net = await this.o.network.assign(id, taken, req.forwardPorts ?? src.ports, req.egress !== false);
     // Boot snapshots: a Formpack whose guest is known to wait for its identity gets the neutral cmdline.
-    const agentIdentity = this.identityByAgent(src.isFormpack, src.source);
+    const agentIdentity = identityByAgent(this.templates, src.isFormpack, src.source);
     const fullCmdline = agentIdentity
       ? neutralCmdline(src.cmdline)
       : `${src.cmdline} vm_ip=${net.ip} vm_gw=${net.gateway} vm_dns=${net.dns} vm_name=${name} vm_id=${id}`.trim();
@@ -280,7 +280,9 @@ export class VmManager {
       ports: [...new Set(req.forwardPorts ?? src.ports)],
       measurement: await measureSpec(spec, src.diskSha),
     };
-    this.planBoot(rec, src.cmdline, agentIdentity);
+    // What this VM wants of its Formpack's template (VMs that are not Formpack VMs have none).
+    const plan = this.templates ? bootSnapshotPlan(rec, src.cmdline, agentIdentity) : undefined;
+    if (plan) rec.bootSnapshot = plan;
     this.vms.set(id, rec);
     this.o.network.settle(net);
     this.o.store.save(rec);
@@ -332,7 +334,8 @@ export class VmManager {
     rec.serialOffset = existsSync(rec.driver.paths.serial) ? statSync(rec.driver.paths.serial).size : 0;
     this.save(rec);
     try {
-      await this.launch(rec);
+      // Boot snapshots (vm-boot.ts): restore the Formpack's template when one fits, else cold boot.
+      await launchVm(rec, this.o.driver, this.templates, this.log);
     } catch (err) {
       this.setState(rec, prev === 'starting' ? 'stopped' : prev, `start failed: ${(err as Error).message}`);
       this.save(rec);
@@ -344,31 +347,6 @@ export class VmManager {
   }
 
   // ---------- boot snapshots (boot-snapshot.ts) ----------
-
-  private identityByAgent(isFormpack: boolean, source: VmSource): boolean {
-    return (
-      this.templates !== undefined &&
-      isFormpack &&
-      source.kind === 'formpack' &&
-      this.templates.capability(source.id).capable === true
-    );
-  }
-
-  /** What this VM wants of its Formpack's template (VMs that are not Formpack VMs have none). */
-  private planBoot(rec: VmRecord, formpackCmdline: string, agentIdentity: boolean): void {
-    if (!this.templates) return;
-    const plan = bootSnapshotPlan(rec, formpackCmdline, agentIdentity);
-    if (plan) rec.bootSnapshot = plan;
-  }
-
-  /**
-   * Launch the VM's process. The first boot of a VM whose guest takes its identity over the agent
-   * restores the Formpack's template when one fits (else cold-boots, logging why); every boot of such a
-   * VM is then released with its identity. Other VMs simply start.
-   */
-  private launch(rec: VmRecord): Promise<void> {
-    return launchVm(rec, this.o.driver, this.templates, this.log);
-  }
 
   /** After a Formpack VM's first boot: build its template once it is ready (never competing with its boot). */
   private scheduleTemplate(rec: VmRecord): void {

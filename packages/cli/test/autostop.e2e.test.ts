@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -48,8 +48,7 @@ function sleepyApp(): string {
   cpSync(join(root, 'examples/hello-server'), dir, { recursive: true });
   const ff = join(dir, 'Formfile');
   const text = readFileSync(ff, 'utf8').replace('NAME hello-server', 'NAME sleepy');
-  rmSync(ff);
-  appendFileSync(
+  writeFileSync(
     ff,
     `${text}\nAUTOSTOP 1m\nHEALTHCHECK --interval=2s --timeout=2s --retries=3 --start-period=60s HTTP 8080 /\n`,
   );

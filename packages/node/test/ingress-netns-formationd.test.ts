@@ -1,0 +1,171 @@
+// A real formationd outside its node namespace (issue 19): formationd runs in fh3<n>f, which plays the
+// host's root namespace (public address 198.51.100.11, and formnet routed to a dead-end link with an nft
+// counter: the way a leak would go), with `--netns fh3<n>m` (the node namespace it sets up: WireGuard,
+// leak guard). A stand-in node's replica of alice's `web` answers at 10.129.77.2 inside fh3<n>m (EXPOSE
+// 8080, HEALTHCHECK HTTP /health). The visitor (fh3<n>w, 198.51.100.200) gets the app through
+// formationd's ingress, which health-checks and proxies through its dial helper in the node namespace;
+// the counter in the "root" namespace stays at 0 (a curl from there, the control, is counted).
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { keyPairFromPrivate } from '@formation/identity';
+import { requireOrSkip, until } from '@formation/interface/testing';
+import { createNetns, deleteNetns, run } from '@formation/net';
+
+const sh = promisify(execFile);
+const N = process.pid % 1000;
+const NS = { root: `fh3${N}f`, node: `fh3${N}m`, vis: `fh3${N}w` };
+const PUBLIC = '198.51.100.11';
+const REPLICA = '10.129.77.2';
+const OFFSET = 4510;
+const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+const DEV = fileURLToPath(new URL('./fixtures/netns-ingress-dev.ts', import.meta.url));
+const ADMIN_HEX = 'ad'.repeat(32);
+const admin = keyPairFromPrivate(ADMIN_HEX);
+const skip = requireOrSkip('formationd ingress outside its node namespace', {
+  root: true,
+  programs: ['ip', 'nft', 'curl', 'wg', 'wireguard-go'],
+});
+
+const REPLICA_JS = `let health = 0;
+require('node:http').createServer((q, r) => { if (q.url === '/health') health++;
+  r.end(q.url === '/count' ? String(health) : 'hello from ' + q.headers.host); })
+  .listen(8080, '${REPLICA}', () => console.log('ready'));`;
+
+async function leaked(): Promise<number> {
+  const out = await run('nft', ['-j', 'list', 'chain', 'inet', 'fh3leak', 'out'], { netns: NS.root });
+  const rows = JSON.parse(out).nftables as Array<{ rule?: { expr: Array<{ counter?: { packets: number } }> } }>;
+  return rows.map((x) => x.rule?.expr.find((e) => e.counter)?.counter?.packets).find((p) => p !== undefined) ?? -1;
+}
+
+describe(
+  'a formationd in the root namespace with --netns: the ingress proxies from the node namespace',
+  { skip },
+  () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fh3-formationd-'));
+    const procs: ChildProcess[] = [];
+    const nodeLog = () => readFileSync(join(dir, 'node.log'), 'utf8');
+
+    before(async () => {
+      for (const ns of Object.values(NS)) await deleteNetns(ns).catch(() => undefined);
+      for (const ns of Object.values(NS)) await createNetns(ns);
+      await run('ip', ['link', 'add', `fh3${N}p`, 'type', 'veth', 'peer', 'name', `fh3${N}q`]);
+      await run('ip', ['link', 'set', `fh3${N}p`, 'netns', NS.root]);
+      await run('ip', ['link', 'set', `fh3${N}q`, 'netns', NS.vis]);
+      await run('ip', ['addr', 'add', `${PUBLIC}/24`, 'dev', `fh3${N}p`], { netns: NS.root });
+      await run('ip', ['addr', 'add', '198.51.100.200/24', 'dev', `fh3${N}q`], { netns: NS.vis });
+      await run('ip', ['link', 'set', `fh3${N}p`, 'up'], { netns: NS.root });
+      await run('ip', ['link', 'set', `fh3${N}q`, 'up'], { netns: NS.vis });
+      await run('ip', ['link', 'add', `fh3${N}d`, 'type', 'veth', 'peer', 'name', `fh3${N}e`], { netns: NS.root });
+      await run('ip', ['link', 'set', `fh3${N}d`, 'up'], { netns: NS.root });
+      await run('ip', ['link', 'set', `fh3${N}e`, 'up'], { netns: NS.root });
+      await run('ip', ['route', 'add', '10.128.0.0/9', 'dev', `fh3${N}d`], { netns: NS.root });
+      await run('nft', ['add', 'table', 'inet', 'fh3leak'], { netns: NS.root });
+      await run(
+        'nft',
+        ['add', 'chain', 'inet', 'fh3leak', 'out', '{ type filter hook output priority 0 ; policy accept ; }'],
+        { netns: NS.root },
+      );
+      await run('nft', ['add', 'rule', 'inet', 'fh3leak', 'out', 'ip', 'daddr', '10.128.0.0/9', 'counter'], {
+        netns: NS.root,
+      });
+      // The stand-in replica, inside the node namespace formationd uses.
+      await run('ip', ['addr', 'add', `${REPLICA}/32`, 'dev', 'lo'], { netns: NS.node });
+      const app = spawn('ip', ['netns', 'exec', NS.node, process.execPath, '-e', REPLICA_JS], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      procs.push(app);
+      await new Promise((resolve) => app.stdout?.once('data', resolve));
+
+      const log = openSync(join(dir, 'node.log'), 'a');
+      const node = spawn(
+        'ip',
+        [
+          ...['netns', 'exec', NS.root, process.execPath, MAIN, '--data-dir', join(dir, 'n')],
+          ...['--netns', NS.node, '--public-address', PUBLIC, '--port-offset', String(OFFSET)],
+          ...['--instance-cidr', '10.129.76.0/24', '--admin', admin.publicKey],
+        ],
+        {
+          stdio: ['ignore', log, log],
+          env: {
+            ...process.env,
+            FORM_RUNTIME: 'off',
+            FORM_WEB: 'off',
+            FORM_LOG_LEVEL: 'info',
+            FORM_PUBLIC_DNS_PORT: '0',
+            FORM_NODE_TIMEOUT_MS: '600000',
+          },
+        },
+      );
+      closeSync(log);
+      procs.push(node);
+      await until(
+        'formationd ready',
+        () => {
+          if (node.exitCode !== null) throw new Error(`formationd exited:\n${nodeLog().slice(-3000)}`);
+          return nodeLog().includes('"formationd ready"');
+        },
+        120_000,
+        250,
+      );
+      await sh('ip', [
+        ...['netns', 'exec', NS.root, process.execPath, DEV],
+        `http://127.0.0.1:${3004 + OFFSET}`,
+        ADMIN_HEX,
+      ]);
+    });
+
+    after(async () => {
+      for (const p of procs.reverse()) {
+        if (p.exitCode === null && p.signalCode === null) {
+          const gone = new Promise((r) => p.once('exit', r));
+          p.kill('SIGTERM');
+          await Promise.race([gone, new Promise((r) => setTimeout(r, 15_000))]);
+          if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+        }
+      }
+      for (const ns of Object.values(NS)) await deleteNetns(ns).catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    test('health-checked and proxied from the node namespace; nothing sent to formnet from "root"', async () => {
+      const host = 'web.dev.formation.local';
+      const visit = async () => {
+        const { stdout } = await sh('ip', [
+          ...['netns', 'exec', NS.vis, 'curl', '-sS', '--max-time', '5', '-H', `Host: ${host}`],
+          `http://${PUBLIC}/`,
+        ]);
+        return stdout;
+      };
+      // Routed once formationd's ingress prober found the replica healthy (its checks go through the helper).
+      await until(
+        'the app through the ingress',
+        async () => (await visit().catch(() => '')) === `hello from ${host}`,
+        60_000,
+        250,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}\n${nodeLog().slice(-3000)}`);
+      });
+      for (let i = 0; i < 10; i++) assert.equal(await visit(), `hello from ${host}`);
+      const { stdout: count } = await sh('ip', [
+        'netns',
+        'exec',
+        NS.node,
+        'curl',
+        '-sS',
+        `http://${REPLICA}:8080/count`,
+      ]);
+      assert.ok(Number(count) >= 1, `the replica saw ${count} health checks`);
+      assert.equal(await leaked(), 0, 'no packet to formnet from formationd’s ("root") namespace');
+      await sh('ip', ['netns', 'exec', NS.root, 'curl', '-sS', '--max-time', '1', `http://${REPLICA}:8080/`]).catch(
+        () => undefined,
+      );
+      assert.ok((await leaked()) > 0, 'the counter sees a direct dial from "root"');
+    });
+  },
+);

@@ -6,7 +6,7 @@
 // port offset and netns. FORM_BENCH_BOOT_SNAPSHOTS=false: the cold run only, snapshots off.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -250,4 +250,6 @@ try {
   try {
     execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
   } catch {}
+  // Formpacks, VM disks and boot templates: hundreds of MiB (FORM_KEEP_BENCH_DATA=1 keeps them).
+  if (!process.env.FORM_KEEP_BENCH_DATA) rmSync(home, { recursive: true, force: true });
 }

@@ -12,7 +12,7 @@ import { createServer, request } from 'node:http';
 import { createServer as createNetServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
+import { createSecureContext, createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
 import { buildRouteTable, createProber, startIngress } from '@formation/ingress';
 import { createLogger } from '@formation/service';
 import { report } from '../report.ts';
@@ -33,10 +33,11 @@ execFileSync(
     join(dir, 'k'),
     '-out',
     join(dir, 'c'),
-  ].concat(['-days', '1', '-subj', '/CN=s.bench.test', '-addext', 'subjectAltName=DNS:s.bench.test']),
+  ].concat(['-days', '1', '-subj', '/CN=s.bench.test', '-addext', 'subjectAltName=DNS:s.bench.test,DNS:x.bench.test']),
   { stdio: 'ignore' },
 );
 const ca = readFileSync(join(dir, 'c'));
+const terminateContext = createSecureContext({ key: readFileSync(join(dir, 'k')), cert: ca });
 
 const backend = (name: string) => createServer((_q, r) => r.end(name));
 const a = backend('A');
@@ -101,7 +102,17 @@ const ingress = await startIngress({
       }),
     );
     t.set('s.bench.test', { instance: 's', backends: [{ id: 's', address: '127.0.0.4', httpPort: null, tlsPort }] });
+    // TERMINATE=ingress: TLS ends at the ingress, plain HTTP to backend A.
+    t.set('x.bench.test', {
+      instance: 'x',
+      backends: [{ id: 'x', address: '127.0.0.2', httpPort: port, tlsPort: null }],
+      terminate: true,
+    });
     return t;
+  },
+  terminate: {
+    context: (h) => (h === 'x.bench.test' ? terminateContext : undefined),
+    challenge: () => undefined,
   },
 });
 while (prober.status('r2') !== 'healthy' || prober.status('r3') !== 'healthy')
@@ -119,11 +130,11 @@ const get = (host: string, p: number) =>
     q.on('error', reject);
     q.end();
   });
-const tlsGet = (p: number) =>
+const tlsGet = (p: number, servername = 's.bench.test') =>
   new Promise<number>((resolve, reject) => {
     const t0 = performance.now();
-    const s = tlsConnect({ host: '127.0.0.1', port: p, servername: 's.bench.test', ca }, () =>
-      s.write('GET / HTTP/1.1\r\n\r\n'),
+    const s = tlsConnect({ host: '127.0.0.1', port: p, servername, ca }, () =>
+      s.write(`GET / HTTP/1.1\r\nHost: ${servername}\r\nConnection: close\r\n\r\n`),
     );
     s.on('data', () => {});
     s.on('end', () => {
@@ -167,6 +178,8 @@ for (const conc of [1, 8]) {
 }
 await measure('tls_direct', () => directTls(tlsPort), N / 4, 4);
 await measure('tls_via_ingress', () => tlsGet(ingress.tls!.port), N / 4, 4);
+// TLS ended at the ingress (TERMINATE=ingress): handshake with the ingress, plain HTTP to the backend.
+await measure('tls_terminated_at_ingress', () => tlsGet(ingress.tls!.port, 'x.bench.test'), N / 4, 4);
 
 // Plain TCP: connect, write 16 bytes, read them back, close.
 await ingress.syncTcp([mapped]);

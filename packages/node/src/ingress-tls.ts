@@ -178,7 +178,8 @@ export function startIngressCertificates(o: IngressCertificatesOptions): Ingress
   return {
     sync(instances) {
       wanted = [...instances];
-      busy = busy.then(reconcile);
+      // A throw that escapes reconcile (a disk error) must not stop every later sync.
+      busy = busy.then(reconcile).catch((err: unknown) => log.warn({ err }, 'ingress certificates not reconciled'));
     },
     context: (host) => byHost.get(host.toLowerCase()),
     challenge(host, token) {

@@ -21,7 +21,7 @@ import {
   type TcpRouteTable,
 } from '@formation/ingress';
 import type { Logger } from '@formation/service';
-import type { StateStore } from '@formation/state';
+import { cidrWithin, type StateStore } from '@formation/state';
 import { type IngressCertificates, startIngressCertificates } from './ingress-tls.ts';
 import { netnsDialer } from './netns-dialer.ts';
 import { startPortGranter } from './port-grants.ts';
@@ -158,6 +158,25 @@ export interface NodeIngress {
   close(): Promise<void>;
 }
 
+/** Private, shared, link-local, multicast and reserved IPv4 ranges: never a relay target. */
+const NOT_PUBLIC = ['10.0.0.0/8', '100.64.0.0/10', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/3'];
+
+/**
+ * Where a challenge is relayed: the other registered nodes' public addresses (a node's endpoint host,
+ * never loopback, formnet, private, link-local or multicast — a node's registration must not make
+ * every ingress send requests into its own LAN), without `self`. Pure.
+ *
+ * @example relayPeers([{ endpoint: '198.51.100.12:3001' }, { endpoint: '192.168.1.5:3001' }], '198.51.100.11') // ['198.51.100.12']
+ */
+export function relayPeers(nodes: ReadonlyArray<{ endpoint: string }>, self: string): string[] {
+  const out = new Set<string>();
+  for (const n of nodes) {
+    const h = publicHostOf(n.endpoint);
+    if (h && h !== self && !NOT_PUBLIC.some((c) => cidrWithin(h, c))) out.add(h);
+  }
+  return [...out].sort();
+}
+
 /** Challenge relays to other nodes in flight at once (more are routed like any request). */
 const RELAYS_IN_FLIGHT = 8;
 
@@ -211,15 +230,11 @@ export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngre
   let relaysInFlight = 0;
   const relayChallenge = async (host: string, token: string): Promise<string | undefined> => {
     if (relaysInFlight >= RELAYS_IN_FLIGHT || !o.httpPort) return undefined;
-    const peers = new Set<string>();
-    for (const n of o.store.views().nodes ?? []) {
-      const h = publicHostOf(n.endpoint);
-      if (h && h !== o.host) peers.add(h);
-    }
-    if (peers.size === 0) return undefined;
+    const peers = relayPeers(o.store.views().nodes ?? [], o.host);
+    if (peers.length === 0) return undefined;
     relaysInFlight++;
     try {
-      const answers = await Promise.all([...peers].map((p) => askPeer(p, o.httpPort, host, token)));
+      const answers = await Promise.all(peers.map((p) => askPeer(p, o.httpPort, host, token)));
       return answers.find((a) => a !== undefined);
     } finally {
       relaysInFlight--;

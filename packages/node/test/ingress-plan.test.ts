@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildRouteTable } from '@formation/ingress';
-import { ingressPlan, replicaKey } from '../src/ingress.ts';
+import { ingressPlan, relayPeers, replicaKey } from '../src/ingress.ts';
 
 type Views = Parameters<typeof ingressPlan>[0];
 const hc = {
@@ -200,4 +200,12 @@ test('ingressPlan: a suspended replica stays routed (its node wakes it on the co
     table.get('web.dev.formation.local')?.backends.map((b) => b.address),
     ['10.129.1.2', '10.129.2.2'],
   );
+});
+
+test('exploit: a node registered with a LAN endpoint is not a challenge relay target (no requests into a LAN)', () => {
+  const nodes = ['198.51.100.12:3001', '192.168.1.5:3001', '10.0.0.7:3001', '172.20.0.1:3001', '169.254.169.254:80']
+    .concat(['100.64.1.1:3001', '127.0.0.1:3001', '10.129.0.1:3001', '224.0.0.1:3001', '198.51.100.11:3001'])
+    .concat(['203.0.113.9:3001', 'node.example:3001', '198.51.100.12:4001'])
+    .map((endpoint) => ({ endpoint }));
+  assert.deepEqual(relayPeers(nodes, '198.51.100.11'), ['198.51.100.12', '203.0.113.9']);
 });

@@ -2,6 +2,7 @@
 // domain (and for verified custom domains delegated here), answering with the public addresses of live
 // ingress nodes (`publicAnswers`); and the verifier that checks pending custom-domain claims through
 // the configured resolver and records what it saw as a signed `dns.verified`.
+import { join } from 'node:path';
 import type { KeyPair } from '@formation/identity';
 import {
   createDnsResponder,
@@ -12,8 +13,10 @@ import {
 } from '@formation/net';
 import type { Logger } from '@formation/service';
 import type { DomainView, StateStore } from '@formation/state';
+import { nodePaths } from './config.ts';
 import { type DomainLookup, evaluateProof, lookupDomain } from './domain-proof.ts';
 import type { ExtraServicesContext } from './extra-services.ts';
+import { fileMissingSince, memoryMissingSince } from './missing-since.ts';
 import { publicAnswers, rotateAnswers } from './public-answers.ts';
 
 /** The longest wait between two checks of one pending claim. */
@@ -39,9 +42,14 @@ export interface PublicDnsOptions {
   recheckEveryMs?: number;
   /**
    * How long that proof may be missing (seen absent at every re-check, never merely unreadable) before
-   * this node records `dns.lapsed` (ms); default 3600000. Kept in memory: a restart starts it again.
+   * this node records `dns.lapsed` (ms); default 3600000.
    */
   graceMs?: number;
+  /**
+   * Where the missing-since times are kept across restarts (formationd: `<dataDir>/node/domain-proofs.json`);
+   * unset = in memory, so a restart starts every grace period again.
+   */
+  graceFile?: string;
   /** Answer TTL (s); short, so a dead node leaves answers quickly. Default 30. */
   ttl?: number;
   /** Answers per second per source network (default 20, burst twice it); see `@formation/net` dns-limits. */
@@ -93,7 +101,7 @@ export async function startPublicDns(o: PublicDnsOptions): Promise<PublicDns> {
   const nextCheck = new Map<string, { at: number; delay: number }>();
   // Claims this node vouched for: when to look again, and since when the proof has been missing.
   const nextRecheck = new Map<string, number>();
-  const missingSince = new Map<string, number>();
+  const missingSince = o.graceFile ? fileMissingSince(o.graceFile, log) : memoryMissingSince();
   const every = o.verifyEveryMs ?? 5000;
   const recheckEvery = o.recheckEveryMs ?? 300_000;
   const grace = o.graceMs ?? 3_600_000;
@@ -220,6 +228,7 @@ export async function startPublicDnsOnPublic(ctx: ExtraServicesContext): Promise
     ratePerSecond: ctx.config.publicDnsRate,
     recheckEveryMs: ctx.config.domainRecheckMs,
     graceMs: ctx.config.domainGraceMs,
+    graceFile: join(nodePaths(ctx.config.dataDir).dir, 'domain-proofs.json'),
     logger: ctx.logger,
   });
   ctx.onClose(() => dns.close());

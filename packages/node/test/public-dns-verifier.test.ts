@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { keyPairFromPrivate } from '@formation/identity';
 import { until } from '@formation/interface/testing';
 import { createLogger } from '@formation/service';
 import { openStateStore } from '@formation/state';
 import type { DomainLookup } from '../src/domain-proof.ts';
+import { parseMissingSince } from '../src/missing-since.ts';
 import { startPublicDns } from '../src/public-dns.ts';
 
 // The verifier of src/public-dns.ts with its DNS reads injected (the real lookup runs in
@@ -156,6 +160,75 @@ test('re-check: a proof gone for the grace period is recorded as dns.lapsed (wit
     assert.deepEqual(d()?.lapsedBy, []);
   } finally {
     await dns.close();
+  }
+});
+
+test('the grace clock survives a restart: a node restarted more often than the grace still records the lapse', async () => {
+  const { store, token } = world();
+  const dir = mkdtempSync(join(tmpdir(), 'form-grace-'));
+  const graceFile = join(dir, 'domain-proofs.json');
+  let answer: DomainLookup = { txt: [token], cname: [], errors: [] };
+  const run = () =>
+    startPublicDns({
+      host: '127.0.0.1',
+      port: 0,
+      domain: 'dev.formation.local',
+      store,
+      key: me,
+      nodeTimeoutMs: 30_000,
+      verifyEveryMs: 3_600_000,
+      recheckEveryMs: 1,
+      graceMs: 400,
+      graceFile,
+      lookup: async () => answer,
+      logger: createLogger('silent'),
+    });
+  const d = () => store.views().domains[0];
+  try {
+    const first = await run();
+    await first.verifyNow();
+    assert.equal(d()?.state, 'verified');
+    answer = { txt: ['gone'], cname: [], errors: [] };
+    await until('the missing proof noted', async () => {
+      await first.verifyNow(); // the proof is missing from now on
+      return existsSync(graceFile);
+    });
+    await first.close();
+    const saved = JSON.parse(readFileSync(graceFile, 'utf8')) as Record<string, number>;
+    assert.deepEqual(Object.keys(saved), [d()?.claim]);
+    assert.equal(statSync(graceFile).mode & 0o777, 0o600);
+    // Down for longer than the grace; back up: one round records the lapse (a fresh clock would wait 400 ms more).
+    await new Promise((r) => setTimeout(r, 500));
+    const second = await run();
+    try {
+      await second.verifyNow();
+      assert.equal(d()?.state, 'lapsed');
+      assert.deepEqual(JSON.parse(readFileSync(graceFile, 'utf8')), {}, 'the clock is dropped with the lapse');
+    } finally {
+      await second.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a damaged or foreign clocks file is ignored (clock starts again), never trusted or fatal', () => {
+  const now = 1_000_000;
+  const claim = 'ab'.repeat(32);
+  const cases: Array<[string, string, Record<string, number>, boolean]> = [
+    ['not JSON', '{"', {}, true],
+    ['an array', '[1,2]', {}, true],
+    ['null', 'null', {}, true],
+    ['a good entry', `{"${claim}": 999000}`, { [claim]: 999000 }, false],
+    ['a time in the future (would stretch the grace)', `{"${claim}": 1000001}`, {}, false],
+    ['not a time', `{"${claim}": "999000"}`, {}, false],
+    ['not a claim id', '{"../x": 999000, "AB": 5}', {}, false],
+    ['zero or negative', `{"${claim}": 0}`, {}, false],
+  ];
+  for (const [what, text, want, dropped] of cases) {
+    const r = parseMissingSince(text, now);
+    assert.deepEqual(Object.fromEntries(r.entries), want, what);
+    assert.equal(r.problem !== undefined, dropped, what);
   }
 });
 

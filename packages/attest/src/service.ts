@@ -2,7 +2,8 @@ import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync,
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { GUEST_CONTRACT } from '@formation/guest';
 import { type KeyPair, NonceCache } from '@formation/identity';
-import { ErrorBodySchema, FormError } from '@formation/interface';
+import { FormError } from '@formation/interface';
+import { ErrorBodySchema } from '@formation/interface/error-schema';
 import { type ApiServer, type Logger, requireSigner } from '@formation/service';
 import { sha256File } from '@formation/service/files';
 import type { VmManager, VmView } from '@formation/vmm';

@@ -6,8 +6,6 @@
  * throw new FormError('VM_NOT_FOUND', 'Cannot stop VM abc: no such VM', { hint: 'List VMs with `form manage list`.' });
  */
 
-import { Type } from '@sinclair/typebox';
-
 /** Who caused an error: `user` errors are bad input (4xx), `system` errors are ours or the host's (5xx). */
 export type Fault = 'user' | 'system';
 
@@ -148,22 +146,6 @@ export class FormError extends Error {
 export interface ErrorBody {
   error: { code: string; message: string; hint?: string; details?: Record<string, unknown> };
 }
-
-/**
- * `ErrorBody` as a response schema (TypeBox): what every Formation API answers an error with. Routes
- * declare it for their error statuses (`response: { 404: ErrorBodySchema }`); it keeps `details`.
- */
-export const ErrorBodySchema = Type.Object(
-  {
-    error: Type.Object({
-      code: Type.String(),
-      message: Type.String(),
-      hint: Type.Optional(Type.String()),
-      details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-    }),
-  },
-  { description: 'An error: a stable code, a message for people, what to do next (hint), details' },
-);
 
 /** True when `value` is a FormError (also across module copies). */
 export function isFormError(value: unknown): value is FormError {

@@ -1,5 +1,6 @@
 import { type KeyPair, NonceCache } from '@formation/identity';
-import { ErrorBodySchema, FormError } from '@formation/interface';
+import { FormError } from '@formation/interface';
+import { ErrorBodySchema } from '@formation/interface/error-schema';
 import { ApiClient, type ApiServer, createApiServer, type Logger, requireSigner } from '@formation/service';
 import { createOp } from '@formation/state';
 import { Type } from '@sinclair/typebox';

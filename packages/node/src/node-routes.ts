@@ -1,5 +1,6 @@
 import { createReadStream, statSync } from 'node:fs';
-import { ErrorBodySchema, FormError } from '@formation/interface';
+import { FormError } from '@formation/interface';
+import { ErrorBodySchema } from '@formation/interface/error-schema';
 import { type ApiServer, requireSigner, streamedBody } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 

@@ -3,7 +3,8 @@ import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { NonceCache, type Signer } from '@formation/identity';
-import { ErrorBodySchema, FormError, type FormpackManifest, isFormError } from '@formation/interface';
+import { FormError, type FormpackManifest, isFormError } from '@formation/interface';
+import { ErrorBodySchema } from '@formation/interface/error-schema';
 import { type ApiServer, createApiServer, type Logger, requireSigner, streamedBody } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import { DEFAULT_ARCHIVE_LIMITS, extractContext } from './archive.ts';

@@ -1,4 +1,4 @@
-import { ErrorBodySchema } from '@formation/interface';
+import { ErrorBodySchema } from '@formation/interface/error-schema';
 import { Type } from '@sinclair/typebox';
 
 // Response schemas (TypeBox) of the runtime and AO routes. Records are open (`additionalProperties:

@@ -1,5 +1,6 @@
 import type {} from '@fastify/swagger';
-import { DEFAULT_PORTS, ErrorBodySchema, FormError } from '@formation/interface';
+import { DEFAULT_PORTS, FormError } from '@formation/interface';
+import { ErrorBodySchema } from '@formation/interface/error-schema';
 import { type ApiServer, createApiServer, type Logger } from '@formation/service';
 import { type TSchema, Type } from '@sinclair/typebox';
 import { registerEventRoutes } from './events-route.ts';

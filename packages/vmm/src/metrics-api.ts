@@ -1,4 +1,4 @@
-import { ErrorBodySchema } from '@formation/interface';
+import { ErrorBodySchema } from '@formation/interface/error-schema';
 import type { ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import { fingerprintGpus } from './gpu.ts';

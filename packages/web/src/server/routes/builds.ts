@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
-import { ErrorBodySchema, FormError } from '@formation/interface';
+import { FormError } from '@formation/interface';
+import { ErrorBodySchema } from '@formation/interface/error-schema';
 import type { BuildStarted } from '@formation/interface/web-api';
 import { PackClient } from '@formation/pack';
 import type { ApiServer } from '@formation/service';

@@ -1,4 +1,5 @@
-import { ErrorBodySchema, FormError, type FormpackManifest } from '@formation/interface';
+import { FormError, type FormpackManifest } from '@formation/interface';
+import { ErrorBodySchema } from '@formation/interface/error-schema';
 import type { FormpackDetail, ShipResultInfo } from '@formation/interface/web-api';
 import type { ApiServer, Logger } from '@formation/service';
 import { shipFormpack } from '@formation/state';

@@ -1,4 +1,5 @@
-import { ErrorBodySchema, FormError } from '@formation/interface';
+import { FormError } from '@formation/interface';
+import { ErrorBodySchema } from '@formation/interface/error-schema';
 import type { ActionResult, CommitResultInfo, ConsoleInfo, DiskInfo, InstanceInfo } from '@formation/interface/web-api';
 import { vmNameFor } from '@formation/scheduler';
 import { ApiClient, type ApiServer } from '@formation/service';

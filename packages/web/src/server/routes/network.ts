@@ -1,4 +1,4 @@
-import { ErrorBodySchema } from '@formation/interface';
+import { ErrorBodySchema } from '@formation/interface/error-schema';
 import type { NetworkInfo } from '@formation/interface/web-api';
 import type { ApiServer } from '@formation/service';
 import type { WebContext } from '../context.ts';

@@ -1,5 +1,6 @@
 import { type Delegation, NonceCache } from '@formation/identity';
-import { ErrorBodySchema, FormError } from '@formation/interface';
+import { FormError } from '@formation/interface';
+import { ErrorBodySchema } from '@formation/interface/error-schema';
 import type { LoginTokenResponse, SessionInfo } from '@formation/interface/web-api';
 import { type ApiServer, requireSigner } from '@formation/service';
 import { Type } from '@sinclair/typebox';

@@ -1,4 +1,5 @@
-import { ErrorBodySchema, FormError } from '@formation/interface';
+import { FormError } from '@formation/interface';
+import { ErrorBodySchema } from '@formation/interface/error-schema';
 import type { LogsInfo, ReplicaMetricsInfo } from '@formation/interface/web-api';
 import { vmNameFor } from '@formation/scheduler';
 import type { ApiServer } from '@formation/service';

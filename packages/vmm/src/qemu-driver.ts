@@ -1,11 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createHash, type Hash } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
-import { chmod, copyFile, mkdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
-import { sha256File } from '@formation/service/files';
 import type { AccelProbe } from './accel.ts';
 import { applyLimits, removeLimits } from './cgroup.ts';
 import type {
@@ -26,8 +24,18 @@ import { qemuArgv } from './qemu-argv.ts';
 import { createVmDisks, replaceOverlay } from './qemu-disks.ts';
 import { probeQemu } from './qemu-fingerprint.ts';
 import { type QemuIdentity, qemuIdentity } from './qemu-identity.ts';
-import { MIGRATE_ROOT, migrationDir, pollMigration, receiveMigration, sendMigration } from './qemu-migration.ts';
-import { exitInfoOf, isOurQemu, processAlive, qemuUidFor, safeRead, sleep, waitGone } from './qemu-process.ts';
+import { type QemuMemoryHost, restoreVm, snapshotVm, suspendVm, wakeVm } from './qemu-memory.ts';
+import { MIGRATE_ROOT } from './qemu-migration.ts';
+import {
+  exitInfoOf,
+  isOurQemu,
+  processAlive,
+  qemuUidFor,
+  readPidfile,
+  sleep,
+  startFailure,
+  waitGone,
+} from './qemu-process.ts';
 import { QmpClient } from './qmp.ts';
 import { KeyedSerializer } from './state-machine.ts';
 
@@ -96,9 +104,21 @@ export class QemuDriver implements HypervisorDriver {
   private accel: AccelProbe | undefined;
   private qemuId: Promise<QemuIdentity> | undefined;
 
+  /** What qemu-memory.ts uses of this driver. */
+  private readonly memoryHost: QemuMemoryHost;
+
   constructor(opts: QemuDriverOptions) {
     this.opts = opts;
     this.log = opts.logger.child({ component: 'qemu-driver' });
+    this.memoryHost = {
+      log: this.log,
+      isLive: (id) => this.live.has(id),
+      qmp: (vm) => this.qmp(vm),
+      launchIncoming: (vm) => this.launch(vm, true),
+      stop: (vm, o) => this.stop(vm, o),
+      runAsFor: (id) => this.runAsFor(id),
+      agentCall: (vm, timeoutMs, fn) => this.agentCall(vm, timeoutMs, fn),
+    };
   }
 
   private get qemu(): string {
@@ -217,21 +237,10 @@ export class QemuDriver implements HypervisorDriver {
         }
       }
       await sleep(50);
-      const log = safeRead(logPath).trim().split('\n').slice(-5).join(' | ');
-      const msg = spawnErr
-        ? `cannot run ${cmd}: ${spawnErr.message}`
-        : `QEMU exited${exited ? ` (code ${exited.code ?? exited.signal})` : ' (no QMP answer)'}: ${log || 'no output'}`;
-      const imageProblem = /Could not open|not in qcow2|Image is not|backing|Invalid|qcow2|could not load/i.test(log);
-      throw new FormError(imageProblem ? 'VM_IMAGE_INVALID' : 'VM_HYPERVISOR', `Cannot start VM ${id}: ${msg}`, {
-        details: { log: log.slice(0, 2000) },
-      });
+      throw startFailure(id, cmd, logPath, spawnErr, exited);
     }
-    let pid = child.pid ?? 0;
-    try {
-      pid = Number(readFileSync(vm.paths.pidfile, 'utf8').trim()) || pid;
-    } catch {
-      // pidfile not yet written: the child pid is QEMU itself (ip netns exec execs it)
-    }
+    // No pidfile yet: the child pid is QEMU itself (ip netns exec execs it).
+    const pid = readPidfile(vm.paths.pidfile) ?? child.pid ?? 0;
     vm.pid = pid;
     const live = this.track(vm, pid, qmp, child);
     if (exited) live.childExit = exited;
@@ -248,10 +257,7 @@ export class QemuDriver implements HypervisorDriver {
 
   /** Start watching one live QEMU: QMP events + EOF, process exit. */
   private track(vm: DriverVm, pid: number, qmp: QmpClient, child: ChildProcess | undefined): Live {
-    let markGone = (): void => {};
-    const gone = new Promise<void>((r) => {
-      markGone = r;
-    });
+    const { promise: gone, resolve: markGone } = Promise.withResolvers<void>();
     const live: Live = {
       pid,
       qmp,
@@ -375,220 +381,23 @@ export class QemuDriver implements HypervisorDriver {
     await (await this.qmp(vm)).execute('cont');
   }
 
+  // ---------- memory state: snapshot, restore, suspend, wake (qemu-memory.ts) ----------
+
   async snapshot(vm: DriverVm, dir: string): Promise<SnapshotInfo> {
-    const t0 = Date.now();
-    const qmp = await this.qmp(vm);
-    await mkdir(dir, { recursive: true });
-    const memFile = join(dir, 'memory.mig');
-    const diskFile = join(dir, 'disk.qcow2');
-    // Room check: RAM image (at most guest RAM) + the overlay copy.
-    const overlayBytes = statSync(vm.paths.disk).size;
-    const fs = await statfs(dir);
-    const free = fs.bavail * fs.bsize;
-    const need = vm.spec.memMiB * 2 ** 20 + overlayBytes;
-    if (free < need) {
-      await rm(dir, { recursive: true, force: true });
-      throw new FormError(
-        'DISK_FULL',
-        `Cannot snapshot VM ${vm.spec.id}: ${Math.floor(free / 2 ** 20)} MiB free in ${dir}, up to ${Math.ceil(need / 2 ** 20)} MiB needed`,
-        { details: { freeBytes: free, neededBytes: need } },
-      );
-    }
-    const wasRunning = (await qmp.execute<{ running: boolean }>('query-status')).running;
-    if (wasRunning) await qmp.execute('stop');
-    let downtimeMs: number | undefined;
-    try {
-      downtimeMs = (await this.saveMemory(vm, qmp, memFile)).downtime;
-      await copyFile(vm.paths.disk, diskFile);
-      if (vm.paths.data && existsSync(vm.paths.data)) await copyFile(vm.paths.data, join(dir, 'data.qcow2'));
-      await writeFile(
-        join(dir, 'snapshot.json'),
-        JSON.stringify({
-          vm: vm.spec.id,
-          createdAt: new Date().toISOString(),
-          memMiB: vm.spec.memMiB,
-          baseDisk: vm.spec.baseDisk,
-        }),
-      );
-    } catch (err) {
-      await rm(dir, { recursive: true, force: true });
-      const left = await statfs(join(dir, '..')).catch(() => undefined);
-      if (left && left.bavail * left.bsize < need) {
-        throw new FormError('DISK_FULL', `Cannot snapshot VM ${vm.spec.id}: the disk filled up while saving`, {
-          cause: err,
-        });
-      }
-      throw err;
-    } finally {
-      if (wasRunning) {
-        await qmp.execute('cont').catch((err: unknown) => {
-          this.log.warn({ id: vm.spec.id, err: (err as Error).message }, 'VM not resumed after its snapshot');
-        });
-      }
-    }
-    return {
-      dir,
-      memoryBytes: (await stat(memFile)).size,
-      diskBytes: (await stat(diskFile)).size,
-      totalMs: Date.now() - t0,
-      downtimeMs,
-    };
+    return snapshotVm(this.memoryHost, vm, dir);
   }
 
-  /**
-   * `memorySha256` (boot templates): the memory file is hashed while it streams into QEMU and the VM is
-   * resumed only when it matches (else VM_IMAGE_INVALID, the VM stopped): a damaged template never runs.
-   */
+  /** `memorySha256` (boot templates): a memory file that does not match is never run (see restoreVm). */
   async restore(vm: DriverVm, dir: string, opts: { memorySha256?: string | undefined } = {}): Promise<void> {
-    const memFile = join(dir, 'memory.mig');
-    const diskFile = join(dir, 'disk.qcow2');
-    if (!existsSync(memFile) || !existsSync(diskFile)) {
-      throw new FormError('NOT_FOUND', `Cannot restore VM ${vm.spec.id}: snapshot ${dir} is incomplete or missing`);
-    }
-    if (this.live.has(vm.spec.id)) await this.stop(vm, { force: true });
-    const t0 = Date.now();
-    await copyFile(diskFile, vm.paths.disk);
-    if (vm.paths.data && existsSync(join(dir, 'data.qcow2'))) await copyFile(join(dir, 'data.qcow2'), vm.paths.data);
-    const copyMs = Date.now() - t0;
-    const phases = await this.loadMemory(vm, memFile, opts.memorySha256, `restore VM ${vm.spec.id} from ${dir}`);
-    this.log.info({ id: vm.spec.id, copyMs, ...phases }, 'restore phases');
-  }
-
-  /** Migrate the (stopped) VM's memory + device state into `file` through a socket we serve (mode 0600). */
-  private async saveMemory(vm: DriverVm, qmp: QmpClient, file: string, hash?: Hash): Promise<{ downtime?: number }> {
-    // QEMU writes the state to a unix socket we serve (not `exec:`, which the sandbox's spawn=deny forbids).
-    const sock = join(await migrationDir(vm, this.runAsFor(vm.spec.id)), 'out.sock');
-    return receiveMigration(
-      sock,
-      file,
-      this.runAsFor(vm.spec.id),
-      async () => {
-        await qmp.execute('migrate', { uri: `unix:${sock}` });
-        return pollMigration(qmp, 120_000);
-      },
-      hash,
-    ).finally(() => rm(dirname(sock), { recursive: true, force: true }));
-  }
-
-  /**
-   * Launch the VM waiting for an incoming migration, stream `memFile` into it (hashed when `sha256` is
-   * given: the VM is resumed only when it matches) and run it. On failure no process is left.
-   */
-  private async loadMemory(
-    vm: DriverVm,
-    memFile: string,
-    sha256: string | undefined,
-    what: string,
-  ): Promise<{ launchMs: number; sendMs: number; loadMs: number; contMs: number }> {
-    let t = Date.now();
-    const lap = (): number => {
-      const now = Date.now();
-      const ms = now - t;
-      t = now;
-      return ms;
-    };
-    await this.launch(vm, true);
-    const qmp = await this.qmp(vm);
-    const launchMs = lap();
-    try {
-      const sock = join(await migrationDir(vm, this.runAsFor(vm.spec.id)), 'in.sock');
-      await rm(sock, { force: true });
-      await qmp.execute('migrate-incoming', { uri: `unix:${sock}` });
-      const hash = sha256 ? createHash('sha256') : undefined;
-      await sendMigration(sock, memFile, hash);
-      const sendMs = lap();
-      await pollMigration(qmp, 120_000);
-      const loadMs = lap();
-      await rm(dirname(sock), { recursive: true, force: true });
-      const got = hash?.digest('hex');
-      if (got !== undefined && got !== sha256) {
-        throw new FormError(
-          'VM_IMAGE_INVALID',
-          `memory state ${memFile} is damaged (sha256 ${got}, expected ${sha256})`,
-        );
-      }
-      await qmp.execute('cont');
-      return { launchMs, sendMs, loadMs, contMs: lap() };
-    } catch (err) {
-      await this.stop(vm, { force: true });
-      const code = err instanceof FormError && err.code === 'VM_IMAGE_INVALID' ? err.code : 'VM_HYPERVISOR';
-      const log = safeRead(join(vm.spec.dir, 'qemu.log')).trim().split('\n').slice(-3).join(' | ');
-      throw new FormError(code, `Cannot ${what}: ${(err as Error).message}${log ? ` (QEMU: ${log})` : ''}`, {
-        cause: err,
-      });
-    }
+    await restoreVm(this.memoryHost, vm, dir, opts);
   }
 
   async suspend(vm: DriverVm, file: string): Promise<SuspendInfo> {
-    const t0 = Date.now();
-    const qmp = await this.qmp(vm);
-    await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-    const fs = await statfs(dirname(file));
-    if (fs.bavail * fs.bsize < vm.spec.memMiB * 2 ** 20) {
-      throw new FormError(
-        'DISK_FULL',
-        `Cannot suspend VM ${vm.spec.id}: ${Math.floor((fs.bavail * fs.bsize) / 2 ** 20)} MiB free in ${dirname(file)}, up to ${vm.spec.memMiB} MiB needed`,
-        { hint: 'Free space on the node; the VM keeps running.' },
-      );
-    }
-    const wasRunning = (await qmp.execute<{ running: boolean }>('query-status')).running;
-    if (wasRunning) await qmp.execute('stop');
-    const hash = createHash('sha256');
-    try {
-      await rm(file, { force: true });
-      await this.saveMemory(vm, qmp, file, hash);
-      await chmod(file, 0o600);
-    } catch (err) {
-      await rm(file, { force: true });
-      if (wasRunning) await qmp.execute('cont').catch(() => undefined);
-      throw new FormError('VM_HYPERVISOR', `Cannot suspend VM ${vm.spec.id}: ${(err as Error).message}`, {
-        cause: err,
-        hint: 'The VM keeps running.',
-      });
-    }
-    // Migration completed: QEMU flushed and released the disks; the process ends without touching them.
-    await this.stop(vm, { force: true });
-    return { file, bytes: (await stat(file)).size, sha256: hash.digest('hex'), totalMs: Date.now() - t0 };
+    return suspendVm(this.memoryHost, vm, file);
   }
 
   async wake(vm: DriverVm, file: string, expect: { bytes: number; sha256: string }): Promise<void> {
-    const id = vm.spec.id;
-    const st = await stat(file).catch(() => undefined);
-    if (!st) {
-      throw new FormError('VM_IMAGE_INVALID', `Cannot resume VM ${id}: its memory image ${file} is missing`, {
-        hint: 'Stop the VM to discard the suspended state; the next start boots it.',
-      });
-    }
-    if (st.size !== expect.bytes) {
-      throw new FormError(
-        'VM_IMAGE_INVALID',
-        `Cannot resume VM ${id}: its memory image has ${st.size} bytes, ${expect.bytes} were saved (truncated or replaced)`,
-        { hint: 'Stop the VM to discard the suspended state; the next start boots it.' },
-      );
-    }
-    if (this.live.has(id)) throw new FormError('VM_BAD_STATE', `Cannot resume VM ${id}: its QEMU process is running`);
-    try {
-      await this.loadMemory(vm, file, expect.sha256, `resume VM ${id}`);
-    } catch (err) {
-      // QEMU may reject a damaged stream before it is all sent: say so when the image is not what was saved.
-      if (err instanceof FormError && err.code !== 'VM_IMAGE_INVALID' && (await sha256File(file)) !== expect.sha256) {
-        throw new FormError(
-          'VM_IMAGE_INVALID',
-          `Cannot resume VM ${id}: memory image ${file} is damaged (sha256 differs from the saved one)`,
-          {
-            cause: err,
-            hint: 'Stop the VM to discard the suspended state; the next start boots it.',
-          },
-        );
-      }
-      throw err;
-    }
-    // The guest's clock stood still while it was on disk: set it from the host (best effort; the
-    // kernel's RNG is reseeded by the new vmgenid of this QEMU start and the virtio-rng).
-    const ns = Date.now() * 1e6;
-    void this.agentCall(vm, 5000, (ga) => ga.execute('guest-set-time', { time: ns }, 5000)).catch((err: unknown) =>
-      this.log.debug({ id, err: (err as Error).message }, 'guest clock not set after resume'),
-    );
+    await wakeVm(this.memoryHost, vm, file, expect);
   }
 
   async replaceDisk(vm: DriverVm, image: string): Promise<void> {
@@ -613,12 +422,7 @@ export class QemuDriver implements HypervisorDriver {
 
   async recover(vm: DriverVm): Promise<'running' | 'paused' | 'gone'> {
     if (this.live.has(vm.spec.id)) return (await this.status(vm)) === 'running' ? 'running' : 'paused';
-    let pid = vm.pid;
-    try {
-      pid = Number(readFileSync(vm.paths.pidfile, 'utf8').trim()) || pid;
-    } catch {
-      // no pidfile
-    }
+    const pid = readPidfile(vm.paths.pidfile) ?? vm.pid;
     if (!pid || !processAlive(pid) || !isOurQemu(pid, vm.paths.qmp)) {
       vm.pid = undefined;
       return 'gone';

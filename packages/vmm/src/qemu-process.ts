@@ -82,6 +82,36 @@ export function safeRead(path: string): string {
   }
 }
 
+/** The pid QEMU wrote to its `-pidfile`, or undefined when there is none (yet) or it holds no pid. */
+export function readPidfile(path: string): number | undefined {
+  try {
+    return Number(readFileSync(path, 'utf8').trim()) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Why a QEMU never answered QMP at start, from its spawn error, exit and log tail: VM_IMAGE_INVALID when
+ * the log names an image problem, else VM_HYPERVISOR.
+ */
+export function startFailure(
+  id: string,
+  cmd: string,
+  logPath: string,
+  spawnErr: Error | undefined,
+  exited: { code: number | null; signal: NodeJS.Signals | null } | undefined,
+): FormError {
+  const log = safeRead(logPath).trim().split('\n').slice(-5).join(' | ');
+  const msg = spawnErr
+    ? `cannot run ${cmd}: ${spawnErr.message}`
+    : `QEMU exited${exited ? ` (code ${exited.code ?? exited.signal})` : ' (no QMP answer)'}: ${log || 'no output'}`;
+  const imageProblem = /Could not open|not in qcow2|Image is not|backing|Invalid|qcow2|could not load/i.test(log);
+  return new FormError(imageProblem ? 'VM_IMAGE_INVALID' : 'VM_HYPERVISOR', `Cannot start VM ${id}: ${msg}`, {
+    details: { log: log.slice(0, 2000) },
+  });
+}
+
 /** Why a QEMU ended that the driver did not stop itself: guest poweroff, host shutdown, signal, crash (its log's tail) or vanished. */
 export function exitInfoOf(
   vm: DriverVm,

@@ -1,4 +1,5 @@
-import { chmod, lstat, mkdir } from 'node:fs/promises';
+import { chmod, lstat, mkdir, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { FormError } from '@formation/interface';
 
 /**
@@ -30,4 +31,20 @@ export async function ownedDir(path: string, mode = 0o700): Promise<string> {
       hint: `Someone else may control what is in it. Remove it (or \`chown ${uid} ${path} && chmod ${mode.toString(8)} ${path}\` after checking its contents), or point dataDir elsewhere, then start again.`,
     });
   return path;
+}
+
+/**
+ * The first directory from `dir` up to / that other users cannot pass (no o+x), or undefined.
+ * The image store and the data dir are ours: given o+x (not r, not w) when they lack it.
+ */
+export async function notPassable(dir: string): Promise<string | undefined> {
+  const uid = process.getuid?.();
+  for (let d = dir, own = 2; ; d = dirname(d), own--) {
+    const st = await stat(d);
+    if ((st.mode & 0o001) === 0) {
+      if (own > 0 && st.uid === uid) await chmod(d, (st.mode & 0o7777) | 0o011);
+      else return d;
+    }
+    if (dirname(d) === d) return undefined;
+  }
 }

@@ -163,6 +163,24 @@ async function breakdown(d: Deploy, vmm: ApiClient): Promise<{ steps: Record<str
   };
 }
 
+/**
+ * The guest's own steps from its serial log (form-init prints `FORM-INIT-STEP <name> <uptime>`), in
+ * seconds since the previous mark: where the time between "QEMU running" and "ready" goes.
+ */
+function guestSteps(vmId: string): Record<string, number> {
+  const log = join(home, 'vms', vmId, 'qemu', 'serial.log');
+  if (!existsSync(log)) return {};
+  const out: Record<string, number> = {};
+  let prev: number | undefined;
+  for (const m of readFileSync(log, 'latin1').matchAll(/FORM-INIT-(?:STEP (\S+)|(READY)) ([\d.]+)/g)) {
+    const at = Number(m[3]);
+    const name = (m[1] ?? m[2] ?? '').toLowerCase();
+    if (prev !== undefined) out[name] = Math.round((at - prev) * 1000) / 1000;
+    prev = at;
+  }
+  return out;
+}
+
 function printDeploy(kind: 'cold' | 'warm', d: Deploy, b: { steps: Record<string, number>; vm: VmView }): void {
   report(`deploy.${kind}.ship_to_success`, (d.successAt - d.ship0) / 1000, 's');
   report(`deploy.${kind}.ship_to_http_200`, (d.httpAt - d.ship0) / 1000, 's', {
@@ -170,6 +188,7 @@ function printDeploy(kind: 'cold' | 'warm', d: Deploy, b: { steps: Record<string
     fallback: b.vm.boot?.fallback ?? undefined,
   });
   for (const [step, ms] of Object.entries(b.steps)) report(`deploy.${kind}.step.${step}`, ms / 1000, 's');
+  for (const [step, s] of Object.entries(guestSteps(b.vm.id))) report(`deploy.${kind}.guest.${step}`, s, 's');
 }
 
 try {

@@ -170,14 +170,23 @@ function observe(i: PlanInput, vm: VmView, mine: ReplicaView): Action {
   // Running means the app runs, not only the VM: with an ENTRYPOINT, wait until the guest reports it
   // running without having restarted (a crash loop ends as failed above instead). "Running" must hold
   // for a moment: a crashing entrypoint looks running right after boot.
+  // The guest says how long its entrypoint has run (it starts before the VM is ready: the app first,
+  // the keys beside it); from an older guest that does not, count from ready.
   if (i.hasEntrypoint && mine.state !== 'running') {
     const readyAt = Date.parse(vm.readyAt ?? '') || i.now;
     const checkedAt = Date.parse(vm.health?.checkedAt ?? '') || 0;
-    const stable = ep?.status === 'running' && ep.restarts === 0 && checkedAt - readyAt >= ENTRYPOINT_SETTLE_MS;
+    const checked = checkedAt >= readyAt;
+    const ranMs = ep?.status === 'running' ? (ep.runningForMs ?? checkedAt - readyAt) : 0;
+    const stable = checked && ep?.status === 'running' && ep.restarts === 0 && ranMs >= ENTRYPOINT_SETTLE_MS;
     if (!stable) {
-      if (i.now - readyAt >= ENTRYPOINT_SETTLE_MS && checkedAt - readyAt < ENTRYPOINT_SETTLE_MS) {
-        return { kind: 'check-health' };
-      }
+      // Ask for a check when one now can decide: at once when not checked since ready (the app may
+      // have run long enough already), or when one that saw it settling is due.
+      const dueAt = !checked
+        ? readyAt
+        : ep?.status === 'running' && ep.restarts === 0 && ranMs < ENTRYPOINT_SETTLE_MS
+          ? checkedAt + ENTRYPOINT_SETTLE_MS - ranMs
+          : Number.POSITIVE_INFINITY;
+      if (i.now >= dueAt) return { kind: 'check-health' };
       return nothing('waiting for the entrypoint to settle');
     }
   }

@@ -265,11 +265,68 @@ const rows: Array<[string, Partial<PlanInput>, Action]> = [
     { kind: 'check-health' },
   ],
   [
-    'entrypoint just ready: wait for it to settle',
+    'entrypoint just ready, not checked since: check at once (it may have run long enough)',
     {
       hasEntrypoint: true,
       instance: instance({}, { state: 'starting' }),
       vm: vm({ readyAt: iso(NOW - 500), health: null }),
+    },
+    { kind: 'check-health' },
+  ],
+  [
+    'checked just after ready, an older guest that does not say how long it ran: wait out the settle time',
+    {
+      hasEntrypoint: true,
+      instance: instance({}, { state: 'starting' }),
+      vm: vm({ readyAt: iso(NOW - 500), health: { checkedAt: iso(NOW - 400), agent: 'ok', entrypoint: settled } }),
+    },
+    { kind: 'nothing', why: 'waiting for the entrypoint to settle' },
+  ],
+  [
+    'the guest says the entrypoint ran 2.5 s when checked just after ready (started before ready): running',
+    {
+      hasEntrypoint: true,
+      instance: instance({}, { state: 'starting', formnetIp: null }),
+      vm: vm({
+        readyAt: iso(NOW - 500),
+        health: { checkedAt: iso(NOW - 400), agent: 'ok', entrypoint: { ...settled, runningForMs: 2500 } },
+      }),
+    },
+    { kind: 'report', state: 'running', revision: 0, formnetIp: '10.129.1.2' },
+  ],
+  [
+    'the guest says it ran 1.5 s at a check 0.4 s ago: wait the 0.1 s left',
+    {
+      hasEntrypoint: true,
+      instance: instance({}, { state: 'starting' }),
+      vm: vm({
+        readyAt: iso(NOW - 500),
+        health: { checkedAt: iso(NOW - 400), agent: 'ok', entrypoint: { ...settled, runningForMs: 1500 } },
+      }),
+    },
+    { kind: 'nothing', why: 'waiting for the entrypoint to settle' },
+  ],
+  [
+    'the guest said it ran 1.5 s at a check 0.6 s ago: a check now decides',
+    {
+      hasEntrypoint: true,
+      instance: instance({}, { state: 'starting' }),
+      vm: vm({
+        readyAt: iso(NOW - 700),
+        health: { checkedAt: iso(NOW - 600), agent: 'ok', entrypoint: { ...settled, runningForMs: 1500 } },
+      }),
+    },
+    { kind: 'check-health' },
+  ],
+  [
+    'ran long enough but restarted once: no check asked, wait (a crash loop ends as failed)',
+    {
+      hasEntrypoint: true,
+      instance: instance({}, { state: 'starting' }),
+      vm: vm({
+        readyAt: iso(NOW - 500),
+        health: { checkedAt: iso(NOW - 400), agent: 'ok', entrypoint: { ...settled, restarts: 1, runningForMs: 9000 } },
+      }),
     },
     { kind: 'nothing', why: 'waiting for the entrypoint to settle' },
   ],

@@ -26,7 +26,7 @@ export interface VmHealth {
   agent: 'ok' | 'unreachable';
   agentError?: string | undefined;
   entrypoint?:
-    | { status: 'running'; pid: number; restarts: number }
+    | { status: 'running'; pid: number; restarts: number; runningForMs?: number | undefined }
     | { status: 'exited'; code: number; restarts: number }
     | { status: 'unknown'; detail: string }
     | undefined;

@@ -40,6 +40,23 @@ describe('entrypoint health', () => {
     assert.deepEqual(parseEntrypointState('running 42 1\n'), { status: 'running', pid: 42, restarts: 1 });
     assert.deepEqual(parseEntrypointState('exited 3'), { status: 'exited', code: 3, restarts: 0 });
     assert.deepEqual(parseEntrypointState('what'), { status: 'unknown', detail: 'what' });
+    // With the start uptime (4th word) and the guest's uptime now: how long it has run.
+    assert.deepEqual(parseEntrypointState('running 42 0 10.50\n', '13.00 1.20\n'), {
+      status: 'running',
+      pid: 42,
+      restarts: 0,
+      runningForMs: 2500,
+    });
+    assert.equal(parseEntrypointState('running 42 0 10.50', '').status, 'running');
+    assert.equal('runningForMs' in parseEntrypointState('running 42 0 10.50', ''), false, 'no uptime: unknown');
+    assert.equal('runningForMs' in parseEntrypointState('running 42 0', '13.00 1.20'), false, 'older guest');
+    assert.equal('runningForMs' in parseEntrypointState('running 42 0 x', '13.00'), false, 'garbage');
+    assert.deepEqual(parseEntrypointState('running 42 0 99.0', '13.00'), {
+      status: 'running',
+      pid: 42,
+      restarts: 0,
+      runningForMs: 0,
+    });
   });
 
   test('gave up: exited twice with the same restart count, once only', () => {

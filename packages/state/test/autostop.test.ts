@@ -3,19 +3,13 @@ import { test } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import { openStateStore } from '../src/index.ts';
-import { claimRunning } from './helpers.ts';
+import { claimRunning, createInstance, lanNodeBody } from './helpers.ts';
 
 test('instance.update autostopMinutes (scale to zero): the owner sets and clears it; another key is refused', () => {
   const store = openStateStore({ path: ':memory:' });
   const owner = generateKeyPair();
   const other = generateKeyPair();
-  const create = store.author(owner, 'instance.create', {
-    formpackId: 'a'.repeat(64),
-    name: 'web',
-    replicas: 1,
-    resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
-  });
-  const id = create.body.id as string;
+  const id = createInstance(store, owner, 'a'.repeat(64));
   const autostop = () => store.views().instances[0]?.autostopMinutes;
   assert.equal(autostop(), 0, 'off unless asked');
   store.author(owner, 'instance.update', { instanceId: id, autostopMinutes: 15 });
@@ -40,13 +34,7 @@ test('instance.update autostopMinutes (scale to zero): the owner sets and clears
 test('instance.status takes suspended (and back to running); an unknown state is refused', () => {
   const store = openStateStore({ path: ':memory:' });
   const owner = generateKeyPair();
-  const create = store.author(owner, 'instance.create', {
-    formpackId: 'b'.repeat(64),
-    name: 'web',
-    replicas: 1,
-    resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
-  });
-  const id = create.body.id as string;
+  const id = createInstance(store, owner, 'b'.repeat(64));
   const node = generateKeyPair();
   const status = (state: string) =>
     store.author(node, 'instance.status', { instanceId: id, node: node.publicKey, state, revision: 0 });
@@ -65,19 +53,8 @@ test('a suspended replica keeps its DNS name (its next connection wakes it); a s
   const store = openStateStore({ path: ':memory:', domain: 'dev.formation.local' });
   const owner = generateKeyPair();
   const node = generateKeyPair();
-  store.author(node, 'node.register', {
-    capacity: { vcpu: 4, memMiB: 4096, diskGiB: 50 },
-    endpoint: '192.168.77.2:3005',
-    p2pPeerId: 'peer0',
-    wgPublicKey: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
-    formnetRange: '10.129.0.0/24',
-  });
-  const id = store.author(owner, 'instance.create', {
-    formpackId: 'c'.repeat(64),
-    name: 'web',
-    replicas: 1,
-    resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
-  }).body.id as string;
+  store.author(node, 'node.register', lanNodeBody(0));
+  const id = createInstance(store, owner, 'c'.repeat(64));
   claimRunning(store, node, id, '10.129.0.2');
   const named = () => store.views().dns.find((d) => d.name === 'web.dev.formation.local')?.addresses;
   assert.deepEqual(named(), ['10.129.0.2']);

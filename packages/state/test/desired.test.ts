@@ -3,19 +3,13 @@ import { test } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import { openStateStore } from '../src/index.ts';
-import { claimRunning } from './helpers.ts';
+import { claimRunning, createInstance, lanNodeBody } from './helpers.ts';
 
 test('instance.update desired: owner stops and starts; others are refused; bad values rejected', () => {
   const store = openStateStore({ path: ':memory:' });
   const owner = generateKeyPair();
   const other = generateKeyPair();
-  const create = store.author(owner, 'instance.create', {
-    formpackId: 'a'.repeat(64),
-    name: 'web',
-    replicas: 1,
-    resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
-  });
-  const id = create.body.id as string;
+  const id = createInstance(store, owner, 'a'.repeat(64));
   assert.equal(store.views().instances[0]?.desired, 'running');
   store.author(owner, 'instance.update', { instanceId: id, desired: 'stopped' });
   assert.equal(store.views().instances[0]?.desired, 'stopped');
@@ -55,26 +49,9 @@ test('DNS follows healing: a stand-in replica that runs is named when the first 
   const owner = generateKeyPair();
   const a = generateKeyPair();
   const b = generateKeyPair();
-  const wg = 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
-  for (const [n, i] of [
-    [a, 0],
-    [b, 1],
-  ] as const) {
-    store.author(n, 'node.register', {
-      capacity: { vcpu: 4, memMiB: 4096, diskGiB: 50 },
-      endpoint: `192.168.77.${i + 2}:3005`,
-      p2pPeerId: `peer${i}`,
-      wgPublicKey: wg,
-      formnetRange: `10.129.${i}.0/24`,
-    });
-  }
-  const create = store.author(owner, 'instance.create', {
-    formpackId: 'c'.repeat(64),
-    name: 'web',
-    replicas: 1,
-    resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
-  });
-  const id = create.body.id as string;
+  store.author(a, 'node.register', lanNodeBody(0));
+  store.author(b, 'node.register', lanNodeBody(1));
+  const id = createInstance(store, owner, 'c'.repeat(64));
   claimRunning(store, a, id, '10.129.0.2');
   claimRunning(store, b, id, '10.129.1.2');
   const named = () => store.views().dns.find((d) => d.name === 'web.dev.formation.local')?.addresses;

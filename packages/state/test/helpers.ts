@@ -35,6 +35,27 @@ export function instanceBody(name = 'web'): Record<string, unknown> {
   return { formpackId: FORMPACK_ID, name, replicas: 1, resources: { vcpu: 1, memMiB: 512, diskGiB: 5 } };
 }
 
+/** `owner` creates a one-replica instance of `formpackId` (1 vCPU, 512 MiB, 5 GiB disk); returns its id. */
+export function createInstance(store: StateStore, owner: KeyPair, formpackId: string, name = 'web'): string {
+  return store.author(owner, 'instance.create', {
+    formpackId,
+    name,
+    replicas: 1,
+    resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
+  }).body.id as string;
+}
+
+/** A node.register body of LAN node `i` (192.168.77.<i+2>:3005, slice 10.129.<i>.0/24; 4 vCPU, 4 GiB, 50 GiB). */
+export function lanNodeBody(i: number, wgPublicKey = 'A'.repeat(43) + '='): Record<string, unknown> {
+  return {
+    capacity: { vcpu: 4, memMiB: 4096, diskGiB: 50 },
+    endpoint: `192.168.77.${i + 2}:3005`,
+    p2pPeerId: `peer${i}`,
+    wgPublicKey,
+    formnetRange: `10.129.${i}.0/24`,
+  };
+}
+
 /** `node` claims instance `instanceId` and reports it running at `formnetIp`. */
 export function claimRunning(
   store: StateStore,

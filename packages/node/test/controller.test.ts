@@ -1,97 +1,24 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { generateKeyPair } from '@formation/identity';
 import { canTransitionReplica, replicaStateOf } from '@formation/interface';
 import { until } from '@formation/interface/testing';
-import { vmNameFor } from '@formation/scheduler';
-import { createLogger } from '@formation/service';
-import { type InstanceView, openStateStore, type StateStore } from '@formation/state';
-import type { VmManager } from '@formation/vmm';
-import { InstanceController } from '../src/controller.ts';
-import { memoryVmManager } from './fixtures/memory-vmm.ts';
+import { type ControllerNode, startControllerNode } from './fixtures/controller-node.ts';
 
 // The executor against a real state store and a real VM manager on the memory driver: the controller
 // claims, boots, reports, stops, starts and removes as plan() says. No root, no QEMU.
 
-const logger = createLogger('silent');
-const FP = 'c'.repeat(64);
-let tmp: string;
-let store: StateStore;
-let vmm: VmManager;
-let controller: InstanceController;
-const node = generateKeyPair();
-const dev = generateKeyPair();
-
-function formpack(dir: string): void {
-  mkdirSync(dir, { recursive: true });
-  const artifact = (file: string, content: string) => {
-    writeFileSync(`${dir}/${file}`, content);
-    return { file, sha256: createHash('sha256').update(content).digest('hex'), bytes: content.length };
-  };
-  const manifest = {
-    id: FP,
-    name: 'web',
-    owner: dev.address,
-    createdAt: '2026-01-01T00:00:00Z',
-    resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
-    cmdline: 'console=ttyS0',
-    init: '/sbin/form-init',
-    formfile: { expose: [], entrypoint: null },
-    artifacts: {
-      disk: artifact('disk.qcow2', 'disk'),
-      kernel: artifact('vmlinuz', 'kernel'),
-      initramfs: artifact('initramfs.img', 'initramfs'),
-    },
-    guest: { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'dropbear' },
-  };
-  writeFileSync(`${dir}/manifest.json`, JSON.stringify(manifest));
-}
-
-const instance = (id: string): InstanceView => store.views().instances.find((i) => i.id === id) as InstanceView;
-const mine = (id: string) => instance(id).replicaSet.find((r) => r.node === node.publicKey);
-const vmOf = (id: string) => vmm.list().find((v) => v.name === vmNameFor(instance(id)));
+let n: ControllerNode;
 
 before(async () => {
-  tmp = mkdtempSync('/tmp/fnode-ctl-');
-  formpack(`${tmp}/formpacks/${FP}`);
-  store = openStateStore({ path: ':memory:' });
-  store.author(node, 'node.register', {
-    capacity: { vcpu: 4, memMiB: 4096, diskGiB: 50 },
-    endpoint: '127.0.0.1:4005',
-    p2pPeerId: '12D3KooPeer1',
-    wgPublicKey: Buffer.alloc(32, 1).toString('base64'),
-    formnetRange: '10.129.1.0/24',
-  });
-  store.author(dev, 'formpack.publish', {
-    id: FP,
-    name: 'web',
-    owner: dev.address,
-    sha256s: { disk: createHash('sha256').update('disk').digest('hex') },
-    size: 4,
-  });
-  vmm = await memoryVmManager(tmp, `${tmp}/formpacks`, tmp, logger);
-  controller = new InstanceController({
-    nodeKey: node,
-    store,
-    vmm,
-    formpacksDir: `${tmp}/formpacks`,
-    logger,
-    intervalMs: 50,
-    readyTimeoutMs: 5000,
-  });
-  controller.start();
+  n = await startControllerNode({ tmpPrefix: '/tmp/fnode-ctl-' });
 });
 
 after(async () => {
-  await controller?.close();
-  await vmm?.destroyAll();
-  await vmm?.close({ stopVms: true });
-  rmSync(tmp, { recursive: true, force: true });
+  await n?.close();
 });
 
 test('an instance placed here is claimed, booted and reported running; owner stop/start; delete removes its VM', async () => {
+  const { store, dev, fp: FP, vmm, mine, vmOf } = n;
   const statuses: string[] = [];
   const id = store.author(dev, 'instance.create', {
     formpackId: FP,
@@ -137,6 +64,7 @@ test('an instance placed here is claimed, booted and reported running; owner sto
 });
 
 test('scale to zero: an idle replica with autostop is suspended and reported; a wake resumes it; stop discards it', async () => {
+  const { store, dev, fp: FP, vmm, controller, mine, vmOf } = n;
   // The VM's traffic counters stand still (a memory VM has no TAP: this is its probe, as the real one
   // reads a TAP's byte counters); one autostop minute lasts 100 ms here.
   const traffic = vmm.traffic.bind(vmm);

@@ -5,13 +5,14 @@
 // replica and the nodes go back by themselves, the other replica never leaving the good release.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { generateKeyPair, type KeyPair } from '@formation/identity';
 import { until } from '@formation/interface/testing';
 import { createLogger } from '@formation/service';
 import { type InstanceView, type Op, openStateStore, type StateStore } from '@formation/state';
 import type { VmManager } from '@formation/vmm';
+import { memoryFormpack } from '@formation/vmm/memory';
 import { InstanceController } from '../src/controller.ts';
 import { memoryVmManager } from './fixtures/memory-vmm.ts';
 
@@ -23,32 +24,9 @@ let store: StateStore;
 const nodes: Array<{ key: KeyPair; vmm: VmManager; ctl: InstanceController }> = [];
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
-/** A Formpack (memory-driver artifacts) in `dir`, published by the developer; returns its id. */
+/** A Formpack (memory-driver artifacts) in `root`, published by the developer; returns its id. */
 function formpack(root: string, tag: string, publish = true): string {
-  const id = sha(`formpack-${tag}`);
-  const dir = `${root}/${id}`;
-  mkdirSync(dir, { recursive: true });
-  const artifact = (file: string, content: string) => {
-    writeFileSync(`${dir}/${file}`, content);
-    return { file, sha256: sha(content), bytes: content.length };
-  };
-  const manifest = {
-    id,
-    name: 'web',
-    owner: dev.address,
-    createdAt: '2026-01-01T00:00:00Z',
-    resources: R,
-    cmdline: 'console=ttyS0',
-    init: '/sbin/form-init',
-    formfile: { expose: [], entrypoint: null },
-    artifacts: {
-      disk: artifact('disk.qcow2', `disk-${tag}`),
-      kernel: artifact('vmlinuz', 'kernel'),
-      initramfs: artifact('initramfs.img', 'initramfs'),
-    },
-    guest: { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'dropbear' },
-  };
-  writeFileSync(`${dir}/manifest.json`, JSON.stringify(manifest));
+  const id = memoryFormpack(root, { id: sha(`formpack-${tag}`), owner: dev.address, expose: [], disk: `disk-${tag}` });
   if (publish)
     store.author(dev, 'formpack.publish', {
       id,

@@ -4,8 +4,14 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 
-/** Writes `<formpacksDir>/<id>/` and returns the id. */
-export function memoryFormpack(formpacksDir: string, opts: { id?: string; expose?: number[] } = {}): string {
+/**
+ * Writes `<formpacksDir>/<id>/` and returns the id. `owner` goes into the manifest (default the zero
+ * address); `disk` is the stand-in disk's content (default `disk`: its sha256 is what a publish names).
+ */
+export function memoryFormpack(
+  formpacksDir: string,
+  opts: { id?: string; expose?: number[]; owner?: string; disk?: string } = {},
+): string {
   const id = opts.id ?? 'c'.repeat(64);
   const fp = `${formpacksDir}/${id}`;
   mkdirSync(fp, { recursive: true });
@@ -16,14 +22,14 @@ export function memoryFormpack(formpacksDir: string, opts: { id?: string; expose
   const manifest = {
     id,
     name: 'web',
-    owner: `0x${'0'.repeat(40)}`,
+    owner: opts.owner ?? `0x${'0'.repeat(40)}`,
     createdAt: '2026-01-01T00:00:00Z',
     resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
     cmdline: 'console=ttyS0',
     init: '/sbin/form-init',
     formfile: { expose: opts.expose ?? [80], entrypoint: null },
     artifacts: {
-      disk: artifact('disk.qcow2', 'disk'),
+      disk: artifact('disk.qcow2', opts.disk ?? 'disk'),
       kernel: artifact('vmlinuz', 'kernel'),
       initramfs: artifact('initramfs.img', 'initramfs'),
     },

@@ -215,7 +215,11 @@ describe('template builds', () => {
   };
   const identity = { version: 'x', binarySha256: '0', machine: 'pc', accel: 'tcg', cpu: 'max', devicesSha256: '0' };
 
-  test('a build waits buildDelayMs before booting its VM (the first instance starts undisturbed); close ends the wait', async () => {
+  /** Templates in a fresh directory over a driver whose every VM create fails (and is counted). */
+  async function withFailingBuilds(
+    buildDelayMs: number,
+    fn: (templates: BootTemplates, created: () => number) => Promise<void>,
+  ): Promise<void> {
     const root = mkdtempSync(join(tmpdir(), 'fvmm-tpl-'));
     try {
       let created = 0;
@@ -226,48 +230,40 @@ describe('template builds', () => {
           throw new Error('no VMs here');
         },
       } as unknown as TemplateDriver;
-      const templates = new BootTemplates({
-        driver,
-        root,
-        vmDir: root,
-        logger: createLogger('silent'),
-        buildDelayMs: 3_600_000,
-      });
-      const built = templates.ensure(want);
-      await new Promise((r) => setTimeout(r, 50));
-      assert.equal(created, 0, 'no template VM during the wait');
-      // An hour's wait: were close not to end it, this test would time out.
-      await templates.close();
-      assert.equal(await built, undefined);
-      assert.equal(created, 0, 'nothing booted after close');
+      const templates = new BootTemplates({ driver, root, vmDir: root, logger: createLogger('silent'), buildDelayMs });
+      await fn(templates, () => created);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
-  });
+  }
 
-  test('without a delay the build boots at once', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'fvmm-tpl-'));
-    try {
-      let created = 0;
-      const driver = {
-        templateIdentity: async () => identity,
-        create: async () => {
-          created++;
-          throw new Error('no VMs here');
-        },
-      } as unknown as TemplateDriver;
-      const templates = new BootTemplates({
-        driver,
-        root,
-        vmDir: root,
-        logger: createLogger('silent'),
-        buildDelayMs: 0,
-      });
-      assert.equal(await templates.ensure(want), undefined, 'a failed build gives no template');
-      assert.equal(created, 1);
-      await templates.close();
-    } finally {
-      rmSync(root, { recursive: true, force: true });
-    }
-  });
+  const cases: Array<{
+    name: string;
+    buildDelayMs: number;
+    run: (t: BootTemplates, created: () => number) => Promise<void>;
+  }> = [
+    {
+      name: 'a build waits buildDelayMs before booting its VM (the first instance starts undisturbed); close ends the wait',
+      buildDelayMs: 3_600_000,
+      run: async (templates, created) => {
+        const built = templates.ensure(want);
+        await new Promise((r) => setTimeout(r, 50));
+        assert.equal(created(), 0, 'no template VM during the wait');
+        // An hour's wait: were close not to end it, this test would time out.
+        await templates.close();
+        assert.equal(await built, undefined);
+        assert.equal(created(), 0, 'nothing booted after close');
+      },
+    },
+    {
+      name: 'without a delay the build boots at once',
+      buildDelayMs: 0,
+      run: async (templates, created) => {
+        assert.equal(await templates.ensure(want), undefined, 'a failed build gives no template');
+        assert.equal(created(), 1);
+        await templates.close();
+      },
+    },
+  ];
+  for (const c of cases) test(c.name, () => withFailingBuilds(c.buildDelayMs, c.run));
 });

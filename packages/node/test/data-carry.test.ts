@@ -9,9 +9,8 @@ import { after, before, test } from 'node:test';
 import { isFormError } from '@formation/interface';
 import { createLogger } from '@formation/service';
 import type { VmManager } from '@formation/vmm';
-import { memoryFormpack } from '@formation/vmm/memory';
+import { memoryFormpack, memoryVmManager } from '@formation/vmm/memory';
 import { carryPath, hasKeptDataDisk, keepDataDisk, restoreDataDisk } from '../src/data-carry.ts';
-import { memoryVmManager } from './fixtures/memory-vmm.ts';
 
 const ID = 'a'.repeat(32);
 let dir: string;

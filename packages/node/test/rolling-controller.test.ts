@@ -12,9 +12,8 @@ import { until } from '@formation/interface/testing';
 import { createLogger } from '@formation/service';
 import { type InstanceView, type Op, openStateStore, type StateStore } from '@formation/state';
 import type { VmManager } from '@formation/vmm';
-import { memoryFormpack } from '@formation/vmm/memory';
+import { memoryFormpack, memoryVmManager } from '@formation/vmm/memory';
 import { InstanceController } from '../src/controller.ts';
-import { memoryVmManager } from './fixtures/memory-vmm.ts';
 
 const logger = createLogger('silent');
 const dev = generateKeyPair();

@@ -20,6 +20,7 @@ import type {
 import { type GuestFs, guestExec } from './memory-guest.ts';
 
 export { memoryFormpack } from './memory-formpack.ts';
+export { memoryVmManager } from './memory-vmm.ts';
 
 /** The word in a memory VM's process command line that marks it as ours (with the VM id after it). */
 const MARK = 'form-memory-vm';

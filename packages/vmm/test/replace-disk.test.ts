@@ -11,12 +11,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isFormError } from '@formation/interface';
 import { createLogger } from '@formation/service';
-import { loadVmmConfig } from '../src/config.ts';
-import { VmManager } from '../src/manager.ts';
-import { MemoryDriver } from '../src/memory-driver.ts';
-import { VmNetwork } from '../src/network.ts';
+import type { VmManager } from '../src/manager.ts';
+import { memoryVmManager } from '../src/memory-vmm.ts';
 import { replaceOverlay } from '../src/qemu-disks.ts';
-import { VmStore } from '../src/store.ts';
 import { memoryFormpack } from './memory-formpack.ts';
 
 const code = (err: unknown): string => (isFormError(err) ? err.code : `not a FormError: ${(err as Error).message}`);
@@ -59,24 +56,8 @@ describe('VmManager.replaceDisk (memory driver)', () => {
   let vmm: VmManager;
   let formpack: string;
   before(async () => {
-    const config = loadVmmConfig(
-      {},
-      { vmDir: `${dir}/vms`, imagesDir: `${dir}/cache`, formpacksDir: `${dir}/formpacks`, cacheDir: `${dir}/cache` },
-    );
-    formpack = memoryFormpack(config.formpacksDir);
-    vmm = new VmManager({
-      driver: new MemoryDriver(),
-      store: new VmStore(config.vmDir),
-      network: new VmNetwork(config.network, logger),
-      logger,
-      formpacksDir: config.formpacksDir,
-      imagesDir: config.imagesDir,
-      cacheDir: config.cacheDir,
-      capacity: { vcpu: 4, memMiB: 4096, vcpuOvercommit: 4, reserveMemMiB: 0 },
-      healthIntervalMs: 0,
-      stopTimeoutMs: 2000,
-    });
-    await vmm.init();
+    formpack = memoryFormpack(`${dir}/formpacks`);
+    vmm = await memoryVmManager(dir, `${dir}/formpacks`, `${dir}/cache`, logger);
   });
   after(async () => {
     await vmm.destroyAll();

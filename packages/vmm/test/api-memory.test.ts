@@ -4,7 +4,6 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
 import { createLogger } from '@formation/service';
-import { loadVmmConfig } from '../src/config.ts';
 import { MemoryDriver } from '../src/memory-driver.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
 import {
@@ -16,6 +15,7 @@ import {
   refusedCreates,
   signedCall,
 } from './api-cases.ts';
+import { memoryVmmConfig, SMALL_CAPACITY } from './helpers.ts';
 import { memoryFormpack } from './memory-formpack.ts';
 
 // The VMM API's own logic (auth, 404/403/409, state machine, capacity, commit) on the memory driver:
@@ -36,19 +36,7 @@ describe('VMM API on the memory driver (auth, 404/403/409, capacity, commit)', (
     tmp = mkdtempSync('/tmp/fvmm-memapi-');
     mkdirSync(`${tmp}/images`);
     fpId = memoryFormpack(`${tmp}/formpacks`);
-    const config = loadVmmConfig(
-      {},
-      {
-        vmDir: `${tmp}/vms`,
-        imagesDir: `${tmp}/images`,
-        formpacksDir: `${tmp}/formpacks`,
-        cacheDir: `${tmp}/cache`,
-        healthIntervalMs: 0,
-        stopTimeoutMs: 2000,
-        dataDiskMiB: 0,
-        capacity: { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 },
-      },
-    );
+    const config = memoryVmmConfig(tmp, { stopTimeoutMs: 2000, capacity: SMALL_CAPACITY });
     vmm = await createVmmService({ config, logger: createLogger('silent'), driver: new MemoryDriver() });
   });
 

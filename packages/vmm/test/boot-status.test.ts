@@ -3,10 +3,10 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
 import { createLogger } from '@formation/service';
-import { loadVmmConfig } from '../src/config.ts';
 import { MemoryDriver } from '../src/memory-driver.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
 import { signedCall } from './api-cases.ts';
+import { memoryVmmConfig } from './helpers.ts';
 import { memoryFormpack } from './memory-formpack.ts';
 
 // GET /vms/:id says how the VM started. The memory driver cannot restore templates: with bootSnapshots
@@ -22,18 +22,7 @@ describe('boot status in GET /vms/:id (memory driver, bootSnapshots on)', () => 
     tmp = mkdtempSync('/tmp/fvmm-bootstatus-');
     memoryFormpack(`${tmp}/formpacks`, { id: fpId });
     mkdirSync(`${tmp}/images`);
-    const config = loadVmmConfig(
-      {},
-      {
-        vmDir: `${tmp}/vms`,
-        imagesDir: `${tmp}/images`,
-        formpacksDir: `${tmp}/formpacks`,
-        cacheDir: `${tmp}/cache`,
-        healthIntervalMs: 0,
-        dataDiskMiB: 0,
-        bootSnapshots: true,
-      },
-    );
+    const config = memoryVmmConfig(tmp, { bootSnapshots: true });
     vmm = await createVmmService({ config, logger: createLogger('silent'), driver: new MemoryDriver() });
   });
 

@@ -1,3 +1,4 @@
+import { loadVmmConfig, type VmmConfig } from '../src/config.ts';
 import { integrationBlocker } from '../src/testing.ts';
 
 export { fixture, integrationBlocker, pidsMentioning } from '../src/testing.ts';
@@ -13,3 +14,25 @@ export function integrationOpts(needRoot = true): { skip?: string } {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The capacity the memory-driver API tests give their VMM: 4 vCPU, 1 GiB. */
+export const SMALL_CAPACITY = { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 };
+
+/**
+ * The VMM config of a memory-driver test: every directory under `tmp` (vms, images, formpacks, cache),
+ * no health checks, no data disk, nothing from the environment; `flags` add to it or override it.
+ */
+export function memoryVmmConfig(tmp: string, flags: Partial<VmmConfig> = {}): VmmConfig {
+  return loadVmmConfig(
+    {},
+    {
+      vmDir: `${tmp}/vms`,
+      imagesDir: `${tmp}/images`,
+      formpacksDir: `${tmp}/formpacks`,
+      cacheDir: `${tmp}/cache`,
+      healthIntervalMs: 0,
+      dataDiskMiB: 0,
+      ...flags,
+    },
+  );
+}

@@ -4,13 +4,13 @@ import { after, before, describe, test } from 'node:test';
 import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import { apiIdentity, createLogger } from '@formation/service';
-import { loadVmmConfig } from '../src/config.ts';
 import type { GuestAgent } from '../src/driver.ts';
 import { LogCollector, splitLines } from '../src/log-collector.ts';
 import { LogStore } from '../src/log-store.ts';
 import { MemoryDriver } from '../src/memory-driver.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
 import type { VmView } from '../src/types.ts';
+import { memoryVmmConfig, SMALL_CAPACITY } from './helpers.ts';
 import { memoryFormpack } from './memory-formpack.ts';
 
 // Guest logs: the on-disk store (rotation, cap, seq across reopen), the line splitter, and the whole
@@ -213,19 +213,7 @@ describe('guest logs over the VMM API (memory driver)', () => {
     tmp = mkdtempSync('/tmp/fvmm-logs-');
     mkdirSync(`${tmp}/images`);
     const fp = memoryFormpack(`${tmp}/formpacks`, { id: 'd'.repeat(64) });
-    const config = loadVmmConfig(
-      {},
-      {
-        vmDir: `${tmp}/vms`,
-        imagesDir: `${tmp}/images`,
-        formpacksDir: `${tmp}/formpacks`,
-        cacheDir: `${tmp}/cache`,
-        healthIntervalMs: 0,
-        stopTimeoutMs: 2000,
-        dataDiskMiB: 0,
-        capacity: { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 },
-      },
-    );
+    const config = memoryVmmConfig(tmp, { stopTimeoutMs: 2000, capacity: SMALL_CAPACITY });
     vmm = await createVmmService({
       config,
       logger: createLogger('silent'),
@@ -291,19 +279,7 @@ describe('guest logs over the VMM API (memory driver)', () => {
   });
 
   test('a VMM restart (VMs keep running, a new service re-attaches) keeps the lines and reads on without repeats', async () => {
-    const config = loadVmmConfig(
-      {},
-      {
-        vmDir: `${tmp}/vms`,
-        imagesDir: `${tmp}/images`,
-        formpacksDir: `${tmp}/formpacks`,
-        cacheDir: `${tmp}/cache`,
-        healthIntervalMs: 0,
-        stopTimeoutMs: 2000,
-        dataDiskMiB: 0,
-        capacity: { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 },
-      },
-    );
+    const config = memoryVmmConfig(tmp, { stopTimeoutMs: 2000, capacity: SMALL_CAPACITY });
     await vmm.close();
     vmm = await createVmmService({
       config,

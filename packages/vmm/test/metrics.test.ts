@@ -3,10 +3,10 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
 import { apiIdentity, createLogger } from '@formation/service';
-import { loadVmmConfig } from '../src/config.ts';
 import { MemoryDriver } from '../src/memory-driver.ts';
 import { processStats, renderPrometheus, type VmSample } from '../src/metrics.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
+import { memoryVmmConfig, SMALL_CAPACITY } from './helpers.ts';
 import { memoryFormpack } from './memory-formpack.ts';
 
 /**
@@ -168,18 +168,7 @@ describe('metrics routes (memory driver): owner-filtered /metrics, per-VM metric
     mkdirSync(`${tmp}/images`);
     const id = memoryFormpack(`${tmp}/formpacks`, { id: 'e'.repeat(64), expose: [] });
     vmm = await createVmmService({
-      config: loadVmmConfig(
-        {},
-        {
-          vmDir: `${tmp}/vms`,
-          imagesDir: `${tmp}/images`,
-          formpacksDir: `${tmp}/formpacks`,
-          cacheDir: `${tmp}/cache`,
-          healthIntervalMs: 0,
-          dataDiskMiB: 0,
-          capacity: { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 },
-        },
-      ),
+      config: memoryVmmConfig(tmp, { capacity: SMALL_CAPACITY }),
       logger: createLogger('silent'),
       driver: new MemoryDriver(),
       access: { operators: [node.publicKey] },

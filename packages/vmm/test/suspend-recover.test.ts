@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { createLogger } from '@formation/service';
-import { loadVmmConfig } from '../src/config.ts';
 import { MemoryDriver } from '../src/memory-driver.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
+import { memoryVmmConfig } from './helpers.ts';
 import { memoryFormpack } from './memory-formpack.ts';
 
 // Suspend across VMM restarts (memory driver, no root): a suspended VM stays suspended and resumable;
@@ -21,17 +21,7 @@ after(async () => {
 });
 
 async function vmm(): Promise<VmmService> {
-  const config = loadVmmConfig(
-    {},
-    {
-      vmDir: `${tmp}/vms`,
-      imagesDir: `${tmp}/images`,
-      formpacksDir: `${tmp}/formpacks`,
-      cacheDir: `${tmp}/cache`,
-      healthIntervalMs: 0,
-      dataDiskMiB: 0,
-    },
-  );
+  const config = memoryVmmConfig(tmp);
   const v = await createVmmService({ config, logger: createLogger('silent'), driver: new MemoryDriver(), logs: false });
   made.push(v);
   return v;

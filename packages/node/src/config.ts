@@ -94,9 +94,15 @@ export const NodeConfigSchema = Type.Object({
   /**
    * Boot snapshots (issue 22, packages/vmm README "Boot snapshots"): the first replica of a Formpack on
    * this node leaves a template of its pre-identity boot (under `<dataDir>/templates`, 0600); later
-   * replicas of that Formpack restore it instead of booting. Overrides `VMM_BOOT_SNAPSHOTS`.
+   * replicas of that Formpack restore it instead of booting. `false` (or
+   * `FORM_BOOT_SNAPSHOTS=false`) turns it off. Overrides `VMM_BOOT_SNAPSHOTS`.
    */
   bootSnapshots: Type.Boolean({ default: false }),
+  /**
+   * Disk budget of all boot templates of this node (MiB): templates of Formpacks no longer here or of
+   * another QEMU are deleted, then the least recently used while over it. Overrides `VMM_BOOT_SNAPSHOT_MAX_MIB`.
+   */
+  bootSnapshotMaxMiB: Type.Integer({ minimum: 128, maximum: 16 * 1024 * 1024, default: 2048 }),
   /**
    * Length of one autostop minute (ms): scale to zero suspends a replica idle `autostopMinutes` of these.
    * Only tests shorten it (`FORM_AUTOSTOP_MINUTE_MS`); at least 1 s, so a replica is never suspended
@@ -173,6 +179,7 @@ export function loadNodeConfig(flags: Partial<NodeConfig> = {}, env: NodeJS.Proc
       joinSyncTimeoutMs: env.FORM_JOIN_SYNC_TIMEOUT_MS,
       peerApiHost: env.FORM_PEER_API_HOST,
       bootSnapshots: env.FORM_BOOT_SNAPSHOTS,
+      bootSnapshotMaxMiB: env.FORM_BOOT_SNAPSHOT_MAX_MIB,
       autostopMinuteMs: env.FORM_AUTOSTOP_MINUTE_MS,
       publicAddress: env.FORM_PUBLIC_ADDRESS,
       ingressHttpPort: env.FORM_INGRESS_HTTP_PORT,

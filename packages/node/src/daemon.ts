@@ -247,6 +247,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Run
       formpacksDir: join(config.dataDir, 'formpacks'),
       imagesDir: join(config.dataDir, 'images'),
       bootSnapshots: config.bootSnapshots,
+      bootSnapshotMaxMiB: config.bootSnapshotMaxMiB,
       network: config.netns
         ? { mode: 'tap', netns: config.netns, createNetns: false, bridge: 'formbr0', cidr: instanceCidr }
         : { mode: 'user', createNetns: false, bridge: 'formbr0', cidr: instanceCidr },

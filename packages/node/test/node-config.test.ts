@@ -22,6 +22,23 @@ test('config: autostopMinuteMs (tests shorten the autostop minute) is 1000..6000
   }
 });
 
+test('config: bootSnapshotMaxMiB defaults to 2048, from FORM_BOOT_SNAPSHOT_MAX_MIB; bad values refused', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'fh2-cfg-'));
+  try {
+    assert.equal(loadNodeConfig({ dataDir }, {}).bootSnapshotMaxMiB, 2048);
+    assert.equal(loadNodeConfig({ dataDir }, { FORM_BOOT_SNAPSHOT_MAX_MIB: '512' }).bootSnapshotMaxMiB, 512);
+    for (const v of ['0', '100', '-1', '1.5', 'lots']) {
+      assert.throws(
+        () => loadNodeConfig({ dataDir }, { FORM_BOOT_SNAPSHOT_MAX_MIB: v }),
+        (err: Error & { code?: string }) => err.code === 'CONFIG_INVALID' && /bootSnapshotMaxMiB/.test(err.message),
+        v,
+      );
+    }
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
 test('config: bootSnapshots from FORM_BOOT_SNAPSHOTS or the config file, flags win; bad values refused', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'fh1-cfg-'));
   try {

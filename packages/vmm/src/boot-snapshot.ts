@@ -1,12 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
-import { chmod, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, rename, rm, rmdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FormError, GUEST_READY_MARKER } from '@formation/interface';
+import { FormError, GUEST_READY_MARKER, type Resources } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { sha256File } from '@formation/service/files';
 import type { DriverVm, DriverVmSpec, HypervisorDriver, SnapshotInfo } from './driver.ts';
-import type { QemuIdentity } from './qemu-driver.ts';
+import type { QemuIdentity } from './qemu-identity.ts';
+import { planTemplateGc, qemuMismatch, readMeta, scanTemplates, type TemplateDeletion } from './template-gc.ts';
 
 /**
  * Boot snapshots (issue 22): per Formpack and node, one template VM is booted with an instance-neutral
@@ -157,18 +158,8 @@ export function templateMismatch(
   want: TemplateWant,
   qemu: QemuIdentity,
 ): { reason: string; rebuild: boolean } | undefined {
-  const q = meta.qemu;
-  if (q.binarySha256 !== qemu.binarySha256 || q.version !== qemu.version) {
-    return {
-      reason: `template made by another QEMU (${q.version}, binary ${q.binarySha256.slice(0, 12)}; this node runs ${qemu.version}, binary ${qemu.binarySha256.slice(0, 12)})`,
-      rebuild: true,
-    };
-  }
-  for (const k of ['machine', 'accel', 'cpu', 'devicesSha256'] as const) {
-    if (q[k] !== qemu[k]) {
-      return { reason: `template made with ${k} ${q[k]}, this node uses ${qemu[k]}`, rebuild: true };
-    }
-  }
+  const q = qemuMismatch(meta.qemu, qemu);
+  if (q) return { reason: q, rebuild: true };
   const w = meta.want;
   for (const k of ['formpackId', 'kernelSha256', 'initramfsSha256', 'diskSha256', 'baseDisk', 'cmdline'] as const) {
     if (w[k] !== want[k]) return { reason: `the Formpack changed since the template was made (${k})`, rebuild: true };
@@ -212,6 +203,26 @@ export interface BootTemplatesOptions {
    * 3.5 s). A VM created meanwhile cold-boots, as when no template exists.
    */
   buildDelayMs?: number | undefined;
+  /** Where the node's Formpacks are (`<id>/`): a template whose Formpack is gone is deleted. */
+  formpacksDir?: string | undefined;
+  /** Disk budget of all templates (MiB, default 2048); over it the least recently used go. */
+  maxMiB?: number | undefined;
+  /** How often the GC also runs on its own (ms, default 10 min; 0: only at start and after builds). */
+  gcEveryMs?: number | undefined;
+  /**
+   * Why a template VM of these resources would not fit now (the manager's capacity check), or
+   * undefined when it fits. A build that does not fit waits (the reason logged) and tries again.
+   */
+  fits?: ((r: Resources) => string | undefined) | undefined;
+  /**
+   * Why the node is not quiet enough for a template boot (a VM booting, or one that booted in the last
+   * seconds), or undefined. A build waits for a quiet node: on 2 cores a TCG template boot next to a
+   * booting instance slows both down.
+   */
+  quiet?: (() => string | undefined) | undefined;
+  /** How often a waiting build looks again (ms, default 2 s), and how long it waits at most (default 10 min). */
+  retryMs?: number | undefined;
+  maxWaitMs?: number | undefined;
 }
 
 const STATE_FILES = ['memory.mig', 'disk.qcow2', 'data.qcow2'];
@@ -229,6 +240,15 @@ export class BootTemplates {
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
   private building: DriverVm | undefined;
+  /** What the template VM being booted holds (counted in the manager's capacity().used). */
+  private reserved: Resources | undefined;
+  /** Template directories being restored from or built: the GC leaves them alone. */
+  private readonly pins = new Map<string, number>();
+  private gcTimer: NodeJS.Timeout | undefined;
+  private gcRun: Promise<TemplateDeletion[]> | undefined;
+  /** Why the running build was stopped to make room (yieldRoom), if it was. */
+  private yielded: string | undefined;
+  private holdUntil = 0;
   /** The wait before a build (ended early by close). */
   private pause: { timer: NodeJS.Timeout; end: () => void } | undefined;
 
@@ -237,6 +257,73 @@ export class BootTemplates {
   constructor(o: BootTemplatesOptions) {
     this.o = o;
     this.log = o.logger.child({ component: 'boot-templates' });
+    const every = o.gcEveryMs ?? 600_000;
+    if (every > 0) {
+      this.gcTimer = setInterval(() => void this.gc().catch(() => undefined), every);
+      this.gcTimer.unref();
+    }
+  }
+
+  /** Resources of the template VM being booted now (none when no build runs). */
+  get inUse(): Resources | undefined {
+    return this.reserved;
+  }
+
+  private pin(dir: string): void {
+    this.pins.set(dir, (this.pins.get(dir) ?? 0) + 1);
+  }
+
+  private unpin(dir: string): void {
+    const n = (this.pins.get(dir) ?? 1) - 1;
+    if (n > 0) this.pins.set(dir, n);
+    else this.pins.delete(dir);
+  }
+
+  /**
+   * Delete what planTemplateGc says (template-gc.ts): templates of Formpacks no longer on the node,
+   * unreadable or unfinished ones, those no VM of this QEMU can restore, then the least recently used
+   * over the budget. Never one being restored from or built. One run at a time; returns what went.
+   */
+  gc(): Promise<TemplateDeletion[]> {
+    this.gcRun ??= this.collect().finally(() => {
+      this.gcRun = undefined;
+    });
+    return this.gcRun;
+  }
+
+  private async collect(): Promise<TemplateDeletion[]> {
+    if (this.closed) return [];
+    const qemu = await this.o.driver.templateIdentity();
+    const entries = await scanTemplates(this.o.root);
+    const fpDir = this.o.formpacksDir;
+    const plan = planTemplateGc({
+      entries,
+      formpackPresent: (id) => fpDir === undefined || existsSync(join(fpDir, id)),
+      qemu,
+      budgetBytes: (this.o.maxMiB ?? 2048) * 2 ** 20,
+      inUse: new Set(this.pins.keys()),
+      nowMs: Date.now(),
+    });
+    const done: TemplateDeletion[] = [];
+    for (const d of plan) {
+      // Looked at again right before: a restore that began since the plan keeps its template.
+      if (this.pins.has(d.dir)) continue;
+      await rm(d.dir, { recursive: true, force: true });
+      done.push(d);
+      this.log.info(
+        { formpack: d.formpackId, dir: d.dir, mib: Math.round(d.bytes / 2 ** 20), reason: d.reason },
+        'boot template deleted',
+      );
+      // A Formpack gone from the node leaves nothing behind (capability.json included).
+      if (fpDir !== undefined && !existsSync(join(fpDir, d.formpackId))) {
+        const rest = await readdir(join(this.o.root, d.formpackId)).catch(() => [] as string[]);
+        if (rest.every((f) => f === 'capability.json')) {
+          await rm(join(this.o.root, d.formpackId, 'capability.json'), { force: true });
+          await rmdir(join(this.o.root, d.formpackId)).catch(() => undefined);
+        }
+      }
+    }
+    return done;
   }
 
   get root(): string {
@@ -270,10 +357,23 @@ export class BootTemplates {
     return join(this.fpDir(formpackId), qemuFingerprint(await this.o.driver.templateIdentity()));
   }
 
-  /** The template for `want` when one fits, else why not (never throws for a bad template). */
+  /**
+   * The template for `want` when one fits, else why not (never throws for a bad template). A fitting
+   * template stays pinned (the GC leaves it) until `restore` from it ends.
+   */
   async find(want: TemplateWant): Promise<TemplateFit> {
     const qemu = await this.o.driver.templateIdentity();
     const dir = join(this.fpDir(want.formpackId), qemuFingerprint(qemu));
+    this.pin(dir);
+    const fit = await this.lookup(want, qemu, dir).catch((err: unknown) => {
+      this.unpin(dir);
+      throw err;
+    });
+    if (!fit.ok) this.unpin(dir);
+    return fit;
+  }
+
+  private async lookup(want: TemplateWant, qemu: QemuIdentity, dir: string): Promise<TemplateFit> {
     if (!existsSync(dir)) {
       // Say why: a template of another QEMU, or none at all.
       for (const other of await readdir(this.fpDir(want.formpackId)).catch(() => [] as string[])) {
@@ -316,7 +416,14 @@ export class BootTemplates {
   /** Restore a fitting template into `vm` (its memory verified before the VM runs). */
   async restore(vm: DriverVm, fit: Extract<TemplateFit, { ok: true }>): Promise<void> {
     const mem = fit.meta.files['memory.mig'];
-    await this.o.driver.restore(vm, fit.dir, { memorySha256: mem?.sha256 });
+    try {
+      // Its last use, for the GC's least-recently-used order.
+      const now = new Date();
+      await utimes(join(fit.dir, 'template.json'), now, now).catch(() => undefined);
+      await this.o.driver.restore(vm, fit.dir, { memorySha256: mem?.sha256 });
+    } finally {
+      this.unpin(fit.dir);
+    }
   }
 
   /** Remove a template that did not work (it is rebuilt on a later boot). */
@@ -372,26 +479,65 @@ export class BootTemplates {
     const queued = this.chain.then(async () => {
       if (this.closed) return undefined;
       if (this.failed.has(key)) return undefined;
-      const fit = await this.find(want);
+      const qemu = await this.o.driver.templateIdentity();
+      const fit = await this.lookup(want, qemu, join(this.fpDir(want.formpackId), qemuFingerprint(qemu)));
       if (fit.ok) return fit.meta;
       // A VM of another size cold-boots; it does not replace the Formpack's template.
       if (!fit.rebuild) return undefined;
       if (this.capability(want.formpackId).capable === false) return undefined;
       await this.delay(this.o.buildDelayMs ?? 10_000);
-      if (this.closed) return undefined;
-      try {
-        return await this.build(want);
-      } catch (err) {
-        const reason = (err as Error).message;
-        this.failed.set(key, reason);
-        this.log.warn({ formpack: want.formpackId, reason }, 'boot template not built; its VMs cold-boot');
-        return undefined;
+      // A build stopped to give its room to an instance (yieldRoom) waits for room again, a few times.
+      for (let attempt = 0; attempt < 5; attempt++) {
+        if (!(await this.waitForRoom(want))) return undefined;
+        try {
+          return await this.build(want);
+        } catch (err) {
+          const reason = (err as Error).message;
+          if (this.yielded) continue;
+          this.failed.set(key, reason);
+          this.log.warn({ formpack: want.formpackId, reason }, 'boot template not built; its VMs cold-boot');
+          return undefined;
+        } finally {
+          this.yielded = undefined;
+          await this.gc().catch((err: unknown) =>
+            this.log.warn({ err: (err as Error).message }, 'boot template GC failed'),
+          );
+        }
       }
+      return undefined;
     });
     this.chain = queued.catch(() => undefined);
     const p = queued.finally(() => this.builds.delete(key));
     this.builds.set(key, p);
     return p;
+  }
+
+  /**
+   * Wait until a template VM of `want`'s size fits in the node's capacity and the node is quiet
+   * (options `fits`, `quiet`), looking again every `retryMs`. False when closed, or when it waited
+   * `maxWaitMs` (not a failure: the next VM of the Formpack asks again).
+   */
+  private async waitForRoom(want: TemplateWant): Promise<boolean> {
+    const end = Date.now() + (this.o.maxWaitMs ?? 600_000);
+    let said: string | undefined;
+    for (;;) {
+      if (this.closed) return false;
+      const held = this.holdUntil - Date.now();
+      const why =
+        (held > 0 ? `room given to an instance's VM (${held} ms more)` : undefined) ??
+        this.o.fits?.({ vcpu: want.vcpu, memMiB: want.memMiB, diskGiB: 0 }) ??
+        this.o.quiet?.();
+      if (why === undefined) return true;
+      if (why !== said) {
+        this.log.info({ formpack: want.formpackId, reason: why }, 'boot template build waits');
+        said = why;
+      }
+      if (Date.now() > end) {
+        this.log.info({ formpack: want.formpackId, reason: why }, 'boot template build skipped for now');
+        return false;
+      }
+      await this.delay(this.o.retryMs ?? 2000);
+    }
   }
 
   /** Resolves when no build is running or queued. */
@@ -432,11 +578,16 @@ export class BootTemplates {
       agentChannel: want.agentChannel,
     };
     const t0 = Date.now();
-    const vm = await this.o.driver.create(spec);
-    this.building = vm;
+    // Counted as used from before its process starts until it is gone (the manager's capacity()).
+    this.reserved = { vcpu: want.vcpu, memMiB: want.memMiB, diskGiB: 0 };
+    this.pin(final);
+    this.pin(stateDir);
+    let vm: DriverVm | undefined;
     let info: SnapshotInfo;
     let bootMs: number;
     try {
+      vm = await this.o.driver.create(spec);
+      this.building = vm;
       await this.o.driver.start(vm);
       const timeout = this.o.bootTimeoutMs ?? 120_000;
       let seen: ReturnType<typeof classifyTemplateBoot> = 'pending';
@@ -475,7 +626,10 @@ export class BootTemplates {
       info = await this.o.driver.snapshot(vm, stateDir);
     } finally {
       this.building = undefined;
-      await this.o.driver.destroy(vm).catch(() => undefined);
+      if (vm) await this.o.driver.destroy(vm).catch(() => undefined);
+      this.reserved = undefined;
+      this.unpin(final);
+      this.unpin(stateDir);
       await rm(runDir, { recursive: true, force: true });
     }
     const files: TemplateMeta['files'] = {};
@@ -519,6 +673,7 @@ export class BootTemplates {
   /** Stop building (a template VM being booted is destroyed) and wait for the queue to settle. */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.gcTimer) clearInterval(this.gcTimer);
     if (this.pause) {
       clearTimeout(this.pause.timer);
       this.pause.end();
@@ -526,20 +681,26 @@ export class BootTemplates {
     const vm = this.building;
     if (vm) await this.o.driver.stop(vm, { force: true }).catch(() => undefined);
     await this.idle();
+    await this.gcRun?.catch(() => undefined);
   }
-}
 
-async function readMeta(dir: string): Promise<TemplateMeta> {
-  const meta = JSON.parse(await readFile(join(dir, 'template.json'), 'utf8')) as TemplateMeta;
-  if (
-    meta?.v !== 1 ||
-    typeof meta.qemu !== 'object' ||
-    typeof meta.want !== 'object' ||
-    typeof meta.files !== 'object'
-  ) {
-    throw new FormError('VM_IMAGE_INVALID', `template.json in ${dir} is not a version 1 template description`);
+  /**
+   * Give the room of the template VM being booted back (a VM of an instance needs it): the template VM
+   * is stopped and the build counted as not done, not as failed — the next VM of the Formpack asks
+   * again. False when no build was running.
+   */
+  async yieldRoom(reason: string): Promise<boolean> {
+    const vm = this.building;
+    if (!vm) return false;
+    this.yielded = reason;
+    // Until the VM that asked is starting (then counted in the capacity and not quiet), no new build.
+    this.holdUntil = Date.now() + 3000;
+    this.log.info({ reason }, 'boot template build stopped: its room is needed');
+    await this.o.driver.stop(vm, { force: true }).catch(() => undefined);
+    // The build's own clean-up (destroy, release of the reservation) follows its stopped VM.
+    for (let i = 0; i < 100 && this.reserved; i++) await sleep(50);
+    return true;
   }
-  return meta;
 }
 
 /** The last `max` bytes of a file, '' when unreadable (a guest may print without end: never read all of it). */

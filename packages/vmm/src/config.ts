@@ -67,9 +67,14 @@ export const VmmConfigSchema = Type.Object({
   maxRestarts: Type.Integer({ minimum: 0, default: 3 }),
   /**
    * Boot snapshots (README "Boot snapshots"): the first VM of a Formpack leaves a template of its
-   * pre-identity boot; later VMs restore it. Off by default (see the README for why).
+   * pre-identity boot; later VMs restore it. `false` turns it off.
    */
   bootSnapshots: Type.Boolean({ default: false }),
+  /**
+   * Disk budget of all boot templates together (MiB): over it the least recently used are deleted
+   * (a template of a 512 MiB guest takes ~110 MiB, so the default keeps ~18).
+   */
+  bootSnapshotMaxMiB: Type.Integer({ minimum: 128, maximum: 16 * 1024 * 1024, default: 2048 }),
   /** Where boot templates are kept (default `<vmDir>/../templates`). */
   templatesDir: Type.Optional(Type.String({ minLength: 1 })),
   /**
@@ -102,6 +107,7 @@ export function loadVmmConfig(env: NodeJS.ProcessEnv = process.env, flags: Parti
       egress: env.VMM_EGRESS ?? env.FORM_EGRESS,
       dnsUpstream: env.VMM_DNS_UPSTREAM ?? env.FORM_DNS_UPSTREAM,
       bootSnapshots: env.VMM_BOOT_SNAPSHOTS,
+      bootSnapshotMaxMiB: env.VMM_BOOT_SNAPSHOT_MAX_MIB,
       wakeOnConnect: env.VMM_WAKE_ON_CONNECT,
     },
     flags: flags as Record<string, unknown>,

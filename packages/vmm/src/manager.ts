@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { FormError, GUEST_READY_MARKER, type Resources } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { bootSnapshotPlan, identityByAgent } from './boot-plan.ts';
-import { BootTemplates, isTemplateDriver, neutralCmdline } from './boot-snapshot.ts';
-import { type CapacityConfig, checkCapacity, hostCapacity } from './capacity.ts';
+import { BootTemplates, type BootTemplatesOptions, isTemplateDriver, neutralCmdline } from './boot-snapshot.ts';
+import { type CapacityConfig, checkCapacity, hostCapacity, sumResources } from './capacity.ts';
 import type { DriverFingerprint, ExitInfo, HypervisorDriver } from './driver.ts';
 import { fingerprintGpus, pickGpus } from './gpu.ts';
 import { intToIp, parseCidr, type VmNetwork } from './network.ts';
@@ -61,6 +61,15 @@ export interface VmManagerOptions {
   bootSnapshots?: boolean | undefined;
   /** Where templates live (default `<vmDir>/../templates`). */
   templatesDir?: string | undefined;
+  /** Disk budget of all boot templates (MiB, default 2048): over it the least recently used are deleted. */
+  bootSnapshotMaxMiB?: number | undefined;
+  /**
+   * A template boot waits for a quiet node: no VM starting or not yet ready, and none ready in the
+   * last `templateQuietMs` (default 10 s).
+   */
+  templateQuietMs?: number | undefined;
+  /** Template build timing (tests shorten it): wait before a build, look-again period, longest wait, GC period. */
+  templateTiming?: Pick<BootTemplatesOptions, 'buildDelayMs' | 'retryMs' | 'maxWaitMs' | 'gcEveryMs'> | undefined;
   /**
    * Wake on connection (tap mode): while a VM is suspended, connections to its address and ports are
    * held by the node and the VM resumed, then spliced to it (wake-gate.ts). Default off.
@@ -115,6 +124,11 @@ export class VmManager {
         root: o.templatesDir ?? join(o.store.dir, '..', 'templates'),
         vmDir: o.store.dir,
         logger: o.logger,
+        formpacksDir: o.formpacksDir,
+        maxMiB: o.bootSnapshotMaxMiB,
+        fits: (r) => this.templateFits(r),
+        quiet: () => this.quietFor(),
+        ...o.templateTiming,
       });
     }
     o.driver.onExit((info) => {
@@ -160,6 +174,10 @@ export class VmManager {
     }
     this.readyTimer = setInterval(() => this.scanReady(), 200);
     this.readyTimer.unref();
+    // Templates of Formpacks gone or of another QEMU, and any over the budget, go at start.
+    void this.templates
+      ?.gc()
+      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'boot template GC failed'));
   }
 
   // ---------- queries ----------
@@ -176,12 +194,38 @@ export class VmManager {
     return this.view(this.rec(id));
   }
 
-  /** Host capacity and what running VMs use. */
+  /** Host capacity and what running VMs use (a template VM being booted included; boot-snapshot.ts). */
   capacity(): { capacity: Resources; used: Resources } {
+    const tpl = this.templates?.inUse;
     return {
       capacity: hostCapacity(this.o.capacity ?? {}, this.o.store.dir),
-      used: usedResources(this.vms.values()),
+      used: sumResources([usedResources(this.vms.values()), ...(tpl ? [tpl] : [])]),
     };
+  }
+
+  /** Why a template VM of `r` would not fit now, or undefined (a build waits until it does). */
+  private templateFits(r: Resources): string | undefined {
+    const { capacity, used } = this.capacity();
+    try {
+      checkCapacity('template', r, used, capacity);
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+
+  /** Why the node is not quiet enough for a template boot, or undefined. */
+  private quietFor(): string | undefined {
+    const quietMs = this.o.templateQuietMs ?? 10_000;
+    const now = Date.now();
+    for (const r of this.vms.values()) {
+      if (r.state === 'starting' || r.state === 'restoring' || (r.state === 'running' && !r.ready)) {
+        return `VM ${r.id} is booting`;
+      }
+      const readyAt = r.readyAt ? Date.parse(r.readyAt) : 0;
+      if (r.state === 'running' && now - readyAt < quietMs) return `VM ${r.id} became ready ${now - readyAt} ms ago`;
+    }
+    return undefined;
   }
 
   /** The last `bytes` of the VM's serial console (of the current and earlier boots). */
@@ -318,13 +362,20 @@ export class VmManager {
     });
   }
 
-  private checkFits(rec: VmRecord): void {
+  private async checkFits(rec: VmRecord): Promise<void> {
     const { capacity, used } = this.capacity();
-    checkCapacity(rec.id, rec.resources, used, capacity);
+    try {
+      checkCapacity(rec.id, rec.resources, used, capacity);
+    } catch (err) {
+      // An instance's VM comes before a template: a template VM being booted gives its room back.
+      if (!(await this.templates?.yieldRoom(`VM ${rec.id} needs its room`))) throw err;
+      const now = this.capacity();
+      checkCapacity(rec.id, rec.resources, now.used, now.capacity);
+    }
   }
 
   private async boot(rec: VmRecord, why: string): Promise<void> {
-    this.checkFits(rec);
+    await this.checkFits(rec);
     await this.o.network.attach(rec.network);
     const prev = rec.state;
     this.setState(rec, 'starting', why);

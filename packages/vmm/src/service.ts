@@ -85,6 +85,7 @@ export async function createVmmService(opts: {
     restartPolicy: config.restartPolicy,
     maxRestarts: config.maxRestarts,
     bootSnapshots: config.bootSnapshots,
+    bootSnapshotMaxMiB: config.bootSnapshotMaxMiB,
     templatesDir: config.templatesDir,
     wakeOnConnect: config.wakeOnConnect,
     onWake: opts.onWake,

@@ -19,8 +19,11 @@ export interface VmContext {
   /** Persist the record (unless the VM was removed meanwhile). */
   save(rec: VmRecord): void;
   view(rec: VmRecord): VmView;
-  /** VM_NO_CAPACITY unless the VM's resources fit next to the running VMs. */
-  checkFits(rec: VmRecord): void;
+  /**
+   * VM_NO_CAPACITY unless the VM's resources fit next to the running VMs and a template VM being
+   * booted (which gives its room back to an instance's VM that needs it).
+   */
+  checkFits(rec: VmRecord): Promise<void>;
   /** Launch the VM's process (boot snapshots included) and settle its state: running, or back on failure. */
   boot(rec: VmRecord, why: string): Promise<void>;
   /** Wake whoever waits for this VM to be ready (it became ready, or never will). */

@@ -50,7 +50,7 @@ export async function restoreVm(
       `Cannot restore VM ${id}: ${snapshotId ? `no snapshot ${snapshotId}` : 'it has no snapshot'}`,
     );
   }
-  if (!hasProcess(rec.state)) ctx.checkFits(rec);
+  if (!hasProcess(rec.state)) await ctx.checkFits(rec);
   await ctx.o.network.attach(rec.network);
   const prev = rec.state;
   ctx.setState(rec, 'restoring', `restoring ${snap.id}`);

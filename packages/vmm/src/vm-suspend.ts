@@ -55,7 +55,7 @@ export async function suspendVm(ctx: VmContext, rec: VmRecord, actor: string | u
 export async function wakeFromDisk(ctx: VmContext, rec: VmRecord, why: string): Promise<void> {
   const img = rec.suspended;
   if (!img) throw new FormError('VM_BAD_STATE', `Cannot resume VM ${rec.id}: it has no memory image`);
-  ctx.checkFits(rec);
+  await ctx.checkFits(rec);
   await ctx.o.network.attach(rec.network);
   ctx.setState(rec, 'restoring', 'resuming from disk');
   ctx.save(rec);

@@ -1,0 +1,125 @@
+// A template VM being booted is counted in the VMM's capacity().used; a build that would not fit waits
+// (and starts once there is room); an instance's VM that needs the room gets it from the template VM.
+// Memory driver with template operations (test/template-driver.ts): no QEMU.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, test } from 'node:test';
+import { createLogger } from '@formation/service';
+import { loadVmmConfig } from '../src/config.ts';
+import { VmManager } from '../src/manager.ts';
+import { VmNetwork } from '../src/network.ts';
+import type { QemuIdentity } from '../src/qemu-identity.ts';
+import { VmStore } from '../src/store.ts';
+import { memoryFormpack } from './memory-formpack.ts';
+import { TemplateMemoryDriver } from './template-driver.ts';
+
+const qemu: QemuIdentity = {
+  version: 'QEMU emulator version 7.2.22',
+  binarySha256: 'a'.repeat(64),
+  machine: 'pc',
+  accel: 'tcg',
+  cpu: 'qemu64',
+  devicesSha256: 'b'.repeat(64),
+};
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+describe('boot templates and capacity (memory driver)', () => {
+  let dir: string | undefined;
+  let vmm: VmManager | undefined;
+
+  async function setup(memMiB: number): Promise<{ vmm: VmManager; driver: TemplateMemoryDriver; formpack: string }> {
+    dir = mkdtempSync(join(tmpdir(), 'fh2-tplcap-'));
+    const logger = createLogger('silent');
+    const config = loadVmmConfig(
+      {},
+      { vmDir: `${dir}/vms`, imagesDir: `${dir}/cache`, formpacksDir: `${dir}/formpacks`, cacheDir: `${dir}/cache` },
+    );
+    const formpack = memoryFormpack(config.formpacksDir); // 1 vCPU, 256 MiB
+    const driver = new TemplateMemoryDriver(qemu);
+    vmm = new VmManager({
+      driver,
+      store: new VmStore(config.vmDir),
+      network: new VmNetwork(config.network, logger),
+      logger,
+      formpacksDir: config.formpacksDir,
+      imagesDir: config.imagesDir,
+      cacheDir: config.cacheDir,
+      capacity: { vcpu: 8, memMiB, diskGiB: 100 },
+      healthIntervalMs: 0,
+      stopTimeoutMs: 2000,
+      bootSnapshots: true,
+      templateQuietMs: 0,
+      templateTiming: { buildDelayMs: 0, retryMs: 30, gcEveryMs: 0 },
+    });
+    await vmm.init();
+    return { vmm, driver, formpack };
+  }
+
+  afterEach(async () => {
+    await vmm?.destroyAll();
+    await vmm?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    vmm = undefined;
+  });
+
+  test('the template VM counts in capacity().used while it boots, and not after; GET /vms never lists it', async () => {
+    const { vmm, driver, formpack } = await setup(4096);
+    const a = await vmm.create({ formpack, name: 'a' });
+    await until('the template VM', () => driver.templateVms.length === 1);
+    assert.deepEqual(vmm.capacity().used, { vcpu: 2, memMiB: 512, diskGiB: a.resources.diskGiB });
+    assert.deepEqual(
+      vmm.list().map((v) => v.id),
+      [a.id],
+    );
+    driver.reachWaitPoint();
+    await vmm.templatesIdle();
+    assert.equal(vmm.templates?.capability(formpack).capable, true, 'the template was saved');
+    assert.deepEqual(vmm.capacity().used, { vcpu: 1, memMiB: 256, diskGiB: a.resources.diskGiB });
+  });
+
+  test('a build that does not fit waits (no template VM), and starts once there is room', async () => {
+    const { vmm, driver, formpack } = await setup(400);
+    const a = await vmm.create({ formpack, name: 'a' });
+    await vmm.waitReady(a.id, 5000);
+    await sleep(300); // ten looks at the capacity
+    assert.equal(driver.templateVms.length, 0, 'no template VM while 256 + 256 MiB > 400 MiB');
+    assert.equal(vmm.templates?.inUse, undefined);
+    assert.deepEqual(vmm.capacity().used.memMiB, 256);
+    await vmm.destroy(a.id);
+    await until('the template VM once there is room', () => driver.templateVms.length === 1);
+    assert.deepEqual(vmm.capacity().used, { vcpu: 1, memMiB: 256, diskGiB: 0 });
+    driver.reachWaitPoint();
+    await vmm.templatesIdle();
+    assert.equal(vmm.templates?.capability(formpack).capable, true);
+  });
+
+  test("an instance's VM that needs the room stops the template VM; the build is tried again later", async () => {
+    const { vmm, driver, formpack } = await setup(600);
+    const a = await vmm.create({ formpack, name: 'a' });
+    await until('the template VM', () => driver.templateVms.length === 1);
+    assert.equal(vmm.capacity().used.memMiB, 512);
+    const b = await vmm.create({ formpack, name: 'b' }); // 768 > 600 without the template's room
+    assert.equal(vmm.get(b.id).state, 'running');
+    assert.equal(await driver.status(driver.templateVms[0] as never), 'stopped');
+    assert.equal(vmm.templates?.inUse, undefined);
+    assert.equal(vmm.capacity().used.memMiB, 512);
+    assert.equal(vmm.templates?.capability(formpack).capable, undefined, 'not learnt, not failed');
+    await vmm.destroy(b.id);
+    await until('a second template build', () => driver.templateVms.length === 2);
+    assert.equal(vmm.capacity().used.memMiB, 512);
+    driver.reachWaitPoint();
+    await vmm.templatesIdle();
+    assert.equal(vmm.templates?.capability(formpack).capable, true);
+    assert.equal(vmm.get(a.id).state, 'running');
+  });
+});

@@ -1,0 +1,43 @@
+// The memory driver with the template operations of boot-snapshot.ts (TemplateDriver), for tests of
+// template GC and capacity that need no QEMU. A template VM (`tpl-…`) boots to no mark at all; the test
+// lets it reach the wait point with `reachWaitPoint()`, so a build can be watched while it runs.
+import { appendFileSync, writeFileSync } from 'node:fs';
+import { WAIT_MARK, WAIT_WORD } from '../src/boot-snapshot.ts';
+import type { DriverVm } from '../src/driver.ts';
+import { MemoryDriver } from '../src/memory-driver.ts';
+import type { QemuIdentity } from '../src/qemu-identity.ts';
+
+export class TemplateMemoryDriver extends MemoryDriver {
+  /** Template VMs started so far (the latest last). */
+  readonly templateVms: DriverVm[] = [];
+  private readonly qemu: QemuIdentity;
+
+  constructor(qemu: QemuIdentity) {
+    super();
+    this.qemu = qemu;
+  }
+
+  async templateIdentity(): Promise<QemuIdentity> {
+    return this.qemu;
+  }
+
+  async writeGuestFiles(vm: DriverVm, files: Array<{ path: string; data: string }>): Promise<void> {
+    for (const f of files) {
+      await this.agent(vm).exec('/bin/sh', ['-c', `echo ${JSON.stringify(f.data.trim())} > ${f.path}`]);
+    }
+  }
+
+  override async start(vm: DriverVm, opts: { resume?: boolean } = {}): Promise<void> {
+    await super.start(vm, opts);
+    if (vm.spec.id.startsWith('tpl-') && vm.spec.cmdline.includes(WAIT_WORD)) {
+      writeFileSync(vm.paths.serial, `[memory] ${vm.spec.id} booting\n`);
+      this.templateVms.push(vm);
+    }
+  }
+
+  /** The latest template VM prints the wait mark (its build goes on to save it). */
+  reachWaitPoint(): void {
+    const vm = this.templateVms.at(-1);
+    if (vm) appendFileSync(vm.paths.serial, `${WAIT_MARK}\n`);
+  }
+}

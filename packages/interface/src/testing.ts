@@ -2,10 +2,11 @@
  * The shared test kit (`@formation/interface/testing`, Node only): `requireOrSkip` for tests that need
  * this machine to have something, `until` for polling instead of fixed sleeps, `runProgram` to run a
  * program and keep what it wrote, `sshArgv` for logging in
- * to a test VM, `fuzzInWorker` / `fuzzWorker` for fuzz properties run under a watchdog.
+ * to a test VM, `fuzzInWorker` / `fuzzWorker` for fuzz properties run under a watchdog, `makeZombie` for
+ * process-liveness checks.
  */
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { integrationPrerequisites } from './integration.ts';
 
@@ -65,6 +66,40 @@ export async function until<T>(
     await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+/** The state letter of process `pid` in /proc (`R`, `S`, `Z`…), or undefined when there is none. */
+export function procState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A zombie (ended, not reaped) and its parent that still runs: `sleep 30` becomes the parent of a
+ * background `sleep 1` and never waits for it, so once that ends it stays a zombie until the parent
+ * goes. (A background `true` could end, and be reaped by sh, before the exec: seen in CI.) Resolves
+ * when /proc shows the zombie; the parent is killed after the test.
+ *
+ * @example
+ * const { zombie, parent } = await makeZombie(t);
+ * assert.equal(processAlive(zombie), false);
+ */
+export async function makeZombie(t: {
+  after: (fn: () => void) => void;
+}): Promise<{ zombie: number; parent: ChildProcess }> {
+  const parent = spawn('sh', ['-c', 'sleep 1 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  t.after(() => parent.kill('SIGKILL'));
+  let out = '';
+  parent.stdout?.on('data', (d) => {
+    out += d;
+  });
+  const zombie = await until('the background pid', () => Number(out.trim()) || undefined, 10_000, 20);
+  await until('the background process to be a zombie', () => procState(zombie) === 'Z', 10_000, 20);
+  return { zombie, parent };
 }
 
 /** How a program run by `runProgram` ended, with everything it wrote. */

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair, randomHex } from '@formation/identity';
 import type { FormpackManifest } from '@formation/interface';
-import { requireOrSkip, until } from '@formation/interface/testing';
+import { requireOrSkip, until, writePebbleConfig } from '@formation/interface/testing';
 import { createLogger } from '@formation/service';
 import { createVmmService, loadVmmConfig, type VmmService, type VmView } from '@formation/vmm';
 import {
@@ -135,44 +135,7 @@ describe(
       inNs(NS.host, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
 
       // Pebble: its API certificate, its config; challtestsrv answers every A query with the node's address.
-      execFileSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:prime256v1',
-          '-nodes',
-          '-keyout',
-          join(tmp, 'api.key'),
-          '-out',
-          join(tmp, 'api.pem'),
-          '-days',
-          '1',
-          '-subj',
-          '/CN=pebble',
-          '-addext',
-          `subjectAltName=IP:${CA_IP}`,
-        ],
-        { stdio: 'ignore' },
-      );
-      writeFileSync(
-        join(tmp, 'pebble.json'),
-        JSON.stringify({
-          pebble: {
-            listenAddress: `${CA_IP}:14000`,
-            managementListenAddress: `${CA_IP}:15000`,
-            certificate: join(tmp, 'api.pem'),
-            privateKey: join(tmp, 'api.key'),
-            httpPort: 80,
-            tlsPort: 443,
-            ocspResponderURL: '',
-            externalAccountBindingRequired: false,
-          },
-        }),
-      );
+      writePebbleConfig(tmp, CA_IP);
       start(NS.ca, [
         'pebble-challtestsrv',
         '-defaultIPv4',

@@ -2,7 +2,6 @@
 // A real TLS server on loopback plays the served side; the replica results are as attestReplica returns
 // them (the real report path runs in packages/attest/test/https-e2e.test.ts).
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,35 +10,14 @@ import { after, before, describe, test } from 'node:test';
 import { createServer, type Server } from 'node:tls';
 import { parseTlsStatus, type ReplicaResult, spkiSha256 } from '@formation/attest';
 import type { FormError } from '@formation/interface';
+import { selfSignedCert } from '@formation/interface/testing';
 import { checkHttps } from '../src/actions/attest.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'fdh-cli-https-'));
 const HOST = 'hello.fdh.test';
 function cert(tag: string): { key: string; cert: string } {
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      join(dir, `${tag}.key`),
-      '-out',
-      join(dir, `${tag}.pem`),
-      '-days',
-      '1',
-      '-subj',
-      `/CN=${HOST}`,
-      '-addext',
-      `subjectAltName=DNS:${HOST}`,
-    ],
-    { stdio: 'ignore' },
-  );
-  return { key: readFileSync(join(dir, `${tag}.key`), 'utf8'), cert: readFileSync(join(dir, `${tag}.pem`), 'utf8') };
+  const { keyFile, certFile } = selfSignedCert(dir, tag, HOST, `DNS:${HOST}`);
+  return { key: readFileSync(keyFile, 'utf8'), cert: readFileSync(certFile, 'utf8') };
 }
 const replica = (vm: string, pem: string, ok = true): ReplicaResult =>
   ({

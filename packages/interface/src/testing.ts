@@ -3,10 +3,11 @@
  * this machine to have something, `until` for polling instead of fixed sleeps, `runProgram` to run a
  * program and keep what it wrote, `sshArgv` for logging in
  * to a test VM, `fuzzInWorker` / `fuzzWorker` for fuzz properties run under a watchdog, `makeZombie` for
- * process-liveness checks.
+ * process-liveness checks, `selfSignedCert` / `writePebbleConfig` for TLS and ACME tests (openssl).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { integrationPrerequisites } from './integration.ts';
 
@@ -100,6 +101,73 @@ export async function makeZombie(t: {
   const zombie = await until('the background pid', () => Number(out.trim()) || undefined, 10_000, 20);
   await until('the background process to be a zombie', () => procState(zombie) === 'Z', 10_000, 20);
   return { zombie, parent };
+}
+
+/**
+ * A fresh self-signed P-256 certificate made by openssl, valid one day: `<dir>/<name>.key` (no
+ * passphrase) and `<dir>/<name>.pem`, subject `CN=<cn>`, with `subjectAltName=<san>` when given.
+ *
+ * @example
+ * const { keyFile, certFile } = selfSignedCert(dir, 'site', 'hello.test', 'DNS:hello.test');
+ */
+export function selfSignedCert(
+  dir: string,
+  name: string,
+  cn: string,
+  san?: string,
+): { keyFile: string; certFile: string } {
+  const keyFile = join(dir, `${name}.key`);
+  const certFile = join(dir, `${name}.pem`);
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${cn}`,
+      ...(san ? ['-addext', `subjectAltName=${san}`] : []),
+    ],
+    { stdio: 'ignore' },
+  );
+  return { keyFile, certFile };
+}
+
+/**
+ * The files a test CA (Pebble, RFC 8555) starts from, in `dir`: its API certificate for `caIp`
+ * (`api.key`, `api.pem`; clients trust `api.pem` to reach the API) and `pebble.json` (ACME API on
+ * `caIp:14000`, management on `:15000`, challenges to ports 80 and 443, no OCSP, no EAB).
+ * Returns the config file: `pebble -config <it>`.
+ */
+export function writePebbleConfig(dir: string, caIp: string): string {
+  const { keyFile, certFile } = selfSignedCert(dir, 'api', 'pebble', `IP:${caIp}`);
+  const config = join(dir, 'pebble.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      pebble: {
+        listenAddress: `${caIp}:14000`,
+        managementListenAddress: `${caIp}:15000`,
+        certificate: certFile,
+        privateKey: keyFile,
+        httpPort: 80,
+        tlsPort: 443,
+        ocspResponderURL: '',
+        externalAccountBindingRequired: false,
+      },
+    }),
+  );
+  return config;
 }
 
 /** How a program run by `runProgram` ended, with everything it wrote. */

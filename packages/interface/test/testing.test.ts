@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { requireOrSkip, runProgram, sshArgv, until } from '../src/testing.ts';
+import { requireOrSkip, runProgram, selfSignedCert, sshArgv, until, writePebbleConfig } from '../src/testing.ts';
 
 function withRequire<T>(value: string | undefined, fn: () => T): T {
   const before = process.env.FORM_REQUIRE_INTEGRATION;
@@ -94,3 +98,40 @@ test('runProgram: exit code, both outputs, stdin, env and cwd; a missing program
   assert.deepEqual(quiet, { code: 0, stdout: '', stderr: '' });
   await assert.rejects(runProgram(['/no/such/program-x1']), /ENOENT/);
 });
+
+test(
+  'selfSignedCert / writePebbleConfig: a P-256 certificate with the CN and SAN asked; Pebble listens on the CA address with it',
+  { skip: requireOrSkip('certificate helpers', { programs: ['openssl'] }) },
+  (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'form-testing-tls-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const text = (pem: string) =>
+      execFileSync('openssl', ['x509', '-in', pem, '-noout', '-text'], { encoding: 'utf8' });
+    const site = selfSignedCert(dir, 'site', 'hello.test', 'DNS:hello.test');
+    assert.deepEqual(site, { keyFile: join(dir, 'site.key'), certFile: join(dir, 'site.pem') });
+    const siteText = text(site.certFile);
+    assert.match(siteText, /Subject: CN\s*=\s*hello\.test/);
+    assert.match(siteText, /DNS:hello\.test/);
+    assert.match(siteText, /prime256v1|P-256/);
+    assert.match(readFileSync(site.keyFile, 'utf8'), /BEGIN PRIVATE KEY/);
+    assert.doesNotMatch(text(selfSignedCert(dir, 'bare', 'bare').certFile), /Subject Alternative Name/);
+
+    const config = writePebbleConfig(dir, '203.0.113.2');
+    assert.equal(config, join(dir, 'pebble.json'));
+    assert.deepEqual(JSON.parse(readFileSync(config, 'utf8')), {
+      pebble: {
+        listenAddress: '203.0.113.2:14000',
+        managementListenAddress: '203.0.113.2:15000',
+        certificate: join(dir, 'api.pem'),
+        privateKey: join(dir, 'api.key'),
+        httpPort: 80,
+        tlsPort: 443,
+        ocspResponderURL: '',
+        externalAccountBindingRequired: false,
+      },
+    });
+    const api = text(join(dir, 'api.pem'));
+    assert.match(api, /Subject: CN\s*=\s*pebble/);
+    assert.match(api, /IP Address:203\.0\.113\.2/);
+  },
+);

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { requireOrSkip, until } from '@formation/interface/testing';
+import { requireOrSkip, until, writePebbleConfig } from '@formation/interface/testing';
 import { createNetns, deleteNetns, run } from '@formation/net';
 
 const sh = promisify(execFile);
@@ -84,44 +84,7 @@ describe('HTTPS TERMINATE=ingress: the node gets the certificate by ACME and end
     await run('ip', ['route', 'add', 'default', 'via', '203.0.113.1'], { netns: NS.ca });
     await run('ip', ['addr', 'add', '10.129.0.2/32', 'dev', 'lo'], { netns: NS.node });
 
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        join(tmp, 'api.key'),
-        '-out',
-        join(tmp, 'api.pem'),
-        '-days',
-        '1',
-        '-subj',
-        '/CN=pebble',
-        '-addext',
-        `subjectAltName=IP:${CA_IP}`,
-      ],
-      { stdio: 'ignore' },
-    );
-    writeFileSync(
-      join(tmp, 'pebble.json'),
-      JSON.stringify({
-        pebble: {
-          listenAddress: `${CA_IP}:14000`,
-          managementListenAddress: `${CA_IP}:15000`,
-          certificate: join(tmp, 'api.pem'),
-          privateKey: join(tmp, 'api.key'),
-          httpPort: 80,
-          tlsPort: 443,
-          ocspResponderURL: '',
-          externalAccountBindingRequired: false,
-        },
-      }),
-    );
+    writePebbleConfig(tmp, CA_IP);
     const noChallenges = ['-http01', '', '-https01', '', '-tlsalpn01', ''];
     startIn(NS.ca, [
       'pebble-challtestsrv',

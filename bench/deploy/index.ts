@@ -23,7 +23,7 @@ const env = {
   ...process.env,
   FORM_HOME: home,
   FORM_PORT_OFFSET: String(OFFSET),
-  FORM_LOG_LEVEL: 'silent',
+  FORM_LOG_LEVEL: process.env.FORM_BENCH_LOG_LEVEL ?? 'silent', // the node's log: <FORM_HOME>/node/formationd.log
   FORM_BOOT_SNAPSHOTS: String(snapshots),
 };
 const example = join(root, 'examples/hello-server');

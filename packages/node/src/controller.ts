@@ -329,6 +329,10 @@ export class InstanceController {
       return;
     }
     this.log.info({ instance: inst.id, vm: vm.id }, 'instance vm started');
+    // Its address is known now: say it while it starts, so its developer can reach the app the moment
+    // it listens (names and the ingress still route to running replicas only).
+    const ip = ipOf(vm);
+    if (ip) await this.report(inst, 'starting', ip);
     try {
       vm = await this.o.vmm.waitReady(vm.id, this.o.readyTimeoutMs ?? 180_000);
     } catch (err) {

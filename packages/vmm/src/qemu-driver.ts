@@ -114,7 +114,7 @@ export class QemuDriver implements HypervisorDriver {
       log: this.log,
       isLive: (id) => this.live.has(id),
       qmp: (vm) => this.qmp(vm),
-      launchIncoming: (vm) => this.launch(vm, true),
+      launchIncoming: (vm, memoryFd) => this.launch(vm, true, memoryFd),
       stop: (vm, o) => this.stop(vm, o),
       runAsFor: (id) => this.runAsFor(id),
       agentCall: (vm, timeoutMs, fn) => this.agentCall(vm, timeoutMs, fn),
@@ -171,7 +171,8 @@ export class QemuDriver implements HypervisorDriver {
     await this.launch(vm, false);
   }
 
-  private async launch(vm: DriverVm, incoming: boolean): Promise<void> {
+  /** Start QEMU; with `extraFd` (an open file) inherited, resolves to the fd number QEMU has it under. */
+  private async launch(vm: DriverVm, incoming: boolean, extraFd?: number): Promise<number> {
     await this.fingerprint();
     const id = vm.spec.id;
     if (this.live.has(id)) throw new FormError('VM_BAD_STATE', `Cannot start VM ${id}: its QEMU process is running`);
@@ -201,7 +202,11 @@ export class QemuDriver implements HypervisorDriver {
       net.mode === 'tap' && net.netns
         ? ['ip', ['netns', 'exec', net.netns, this.qemu, ...qemuArgs]]
         : [this.qemu, qemuArgs];
-    const child = spawn(cmd, args as string[], { detached: true, stdio: ['ignore', logFd, logFd, ...diskFds] });
+    const extra = extraFd === undefined ? [] : [extraFd];
+    const child = spawn(cmd, args as string[], {
+      detached: true,
+      stdio: ['ignore', logFd, logFd, ...diskFds, ...extra],
+    });
     closeSync(logFd);
     for (const fd of diskFds) closeSync(fd);
     child.unref();
@@ -253,6 +258,7 @@ export class QemuDriver implements HypervisorDriver {
       this.log.debug({ id, limits: r }, 'per-VM limits');
     }
     this.log.info({ id, pid, incoming }, 'qemu started');
+    return 3 + diskFds.length;
   }
 
   /** Start watching one live QEMU: QMP events + EOF, process exit. */

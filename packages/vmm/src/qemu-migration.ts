@@ -1,7 +1,7 @@
 import type { Hash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { chown, lstat, mkdir, rm } from 'node:fs/promises';
-import { connect, createServer, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { FormError } from '@formation/interface';
@@ -52,17 +52,6 @@ export async function receiveMigration<T>(
 }
 
 /** Stream a saved state file into QEMU's incoming migration socket (hashing what it sends into `hash`). */
-export async function sendMigration(sock: string, file: string, hash?: Hash): Promise<void> {
-  const c = await new Promise<Socket>((ok, fail) => {
-    const s = connect(sock);
-    s.once('connect', () => ok(s));
-    s.once('error', fail);
-  });
-  const src = createReadStream(file);
-  if (hash) src.on('data', (d) => hash.update(d));
-  await pipeline(src, c);
-}
-
 export async function pollMigration(qmp: QmpClient, timeoutMs: number): Promise<{ downtime?: number }> {
   const end = Date.now() + timeoutMs;
   for (;;) {

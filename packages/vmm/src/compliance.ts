@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { isFormError } from '@formation/interface';
 import { processAlive } from '@formation/service/process';
@@ -40,9 +40,10 @@ async function waitAgent(d: HypervisorDriver, vm: DriverVm, timeoutMs: number): 
 /**
  * The compliance suite every `HypervisorDriver` must pass (js-libp2p style): fingerprint, lifecycle,
  * pause/resume, snapshot/restore (guest state really rolled back), suspend to disk and wake (a /tmp
- * file survives; a truncated or damaged image is refused), graceful and forced stop, exit
+ * file survives; a truncated or damaged image is refused), graceful and forced stop, replaceDisk (a
+ * new VM boots the disk another one wrote; refused while it runs; a foreign file changes nothing), exit
  * detection of a process killed from outside, recovery by a new driver instance (no duplicate), and
- * destroy leaving nothing behind. Uses few boots (3).
+ * destroy leaving nothing behind. Uses few boots (4).
  *
  * @example
  * runDriverCompliance({ name: 'qemu', makeDriver: () => new QemuDriver({ logger }), makeSpec });
@@ -162,6 +163,32 @@ export function runDriverCompliance(h: ComplianceHarness): void {
       assert.equal(processAlive(pid), false);
       assert.equal(await d.status(vm), 'stopped');
       assert.equal(exits.length, 0, 'a stop we asked for is not reported as an unexpected exit');
+    });
+
+    test('replaceDisk: a new VM boots the disk another one wrote; refused while it runs; a foreign file changes nothing', async () => {
+      // The VM is stopped (above); its disk holds /root/marker = before (the snapshot test).
+      const saved = `${vm.spec.dir}-saved-disk`;
+      const foreign = `${vm.spec.dir}-foreign-disk`;
+      copyFileSync(vm.paths.disk, saved);
+      writeFileSync(foreign, 'not a disk of any driver\n');
+      const own = readFileSync(vm.paths.disk);
+      await assert.rejects(d.replaceDisk(vm, foreign), (e: unknown) => isFormError(e));
+      assert.deepEqual(readFileSync(vm.paths.disk), own, 'a refused image leaves the disk as it was');
+      const other = await d.create(h.makeSpec());
+      made.push({ d, vm: other });
+      try {
+        await d.replaceDisk(other, saved);
+        await d.start(other);
+        await waitAgent(d, other, bootMs);
+        const r = await d.agent(other).exec('/bin/sh', ['-c', 'cat /root/marker']);
+        assert.equal(r.stdout, 'before\n', 'the new VM runs on the disk the other one wrote');
+        await assert.rejects(d.replaceDisk(other, saved), (e: unknown) => isFormError(e) && e.code === 'VM_BAD_STATE');
+      } finally {
+        await d.destroy(other);
+        rmSync(saved, { force: true });
+        rmSync(foreign, { force: true });
+      }
+      assert.equal(exits.length, 0, 'a destroy we asked for is not an unexpected exit');
     });
 
     test('a hung guest is stopped by force after the timeout', async () => {

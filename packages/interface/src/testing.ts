@@ -3,11 +3,13 @@
  * this machine to have something, `until` for polling instead of fixed sleeps, `runProgram` to run a
  * program and keep what it wrote, `sshArgv` for logging in
  * to a test VM, `fuzzInWorker` / `fuzzWorker` for fuzz properties run under a watchdog, `makeZombie` for
- * process-liveness checks, `selfSignedCert` / `writePebbleConfig` for TLS and ACME tests (openssl).
+ * process-liveness checks, `selfSignedCert` / `writePebbleConfig` for TLS and ACME tests (openssl),
+ * `startWithFirstLine` / `stopChildren` for helper programs a test runs (in namespaces, say).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { integrationPrerequisites } from './integration.ts';
 
@@ -168,6 +170,51 @@ export function writePebbleConfig(dir: string, caIp: string): string {
     }),
   );
   return config;
+}
+
+/**
+ * Start `argv` (stdin, stdout and stderr piped) and add it to `o.children`; each line it prints goes to
+ * `onLine`, what it writes to stderr to `o.onStderr`. Resolves with the child at its first line;
+ * rejects when it exits before ("<label> exited <code>: <o.why()>").
+ *
+ * @example
+ * const node = await startWithFirstLine(['ip', 'netns', 'exec', ns, process.execPath, script], (l) => lines.push(l), { children });
+ */
+export function startWithFirstLine(
+  argv: string[],
+  onLine: (line: string) => void,
+  o: { children: ChildProcess[]; label?: string; onStderr?: (d: string) => void; why?: () => string },
+): Promise<ChildProcess> {
+  const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+  o.children.push(child);
+  child.stderr?.on('data', (d) => o.onStderr?.(String(d)));
+  return new Promise((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    let first = true;
+    rl.on('line', (l) => {
+      onLine(l);
+      if (first) resolve(child);
+      first = false;
+    });
+    child.once('exit', (code) => reject(new Error(`${o.label ?? argv[0]} exited ${code}: ${o.why?.() ?? ''}`)));
+  });
+}
+
+/** End every child still running: SIGTERM, then SIGKILL for one that has not exited after `graceMs`. */
+export async function stopChildren(children: ChildProcess[], graceMs = 3000): Promise<void> {
+  for (const c of children) {
+    if (c.exitCode === null && c.signalCode === null) {
+      const gone = new Promise((r) => c.once('exit', r));
+      c.kill('SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise((r) => {
+        timer = setTimeout(r, graceMs);
+      });
+      await Promise.race([gone, grace]);
+      clearTimeout(timer); // a grace timer left running would hold the test process open
+      if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    }
+  }
 }
 
 /** How a program run by `runProgram` ended, with everything it wrote. */

@@ -1,10 +1,19 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { requireOrSkip, runProgram, selfSignedCert, sshArgv, until, writePebbleConfig } from '../src/testing.ts';
+import {
+  requireOrSkip,
+  runProgram,
+  selfSignedCert,
+  sshArgv,
+  startWithFirstLine,
+  stopChildren,
+  until,
+  writePebbleConfig,
+} from '../src/testing.ts';
 
 function withRequire<T>(value: string | undefined, fn: () => T): T {
   const before = process.env.FORM_REQUIRE_INTEGRATION;
@@ -135,3 +144,56 @@ test(
     assert.match(api, /IP Address:203\.0\.113\.2/);
   },
 );
+
+test('startWithFirstLine resolves at the first line and passes every line on; a program that ends first rejects with why', async () => {
+  const children: ChildProcess[] = [];
+  const lines: string[] = [];
+  let err = '';
+  const child = await startWithFirstLine(
+    [
+      process.execPath,
+      '-e',
+      'console.log("ready"); setTimeout(() => console.log("later"), 50); setInterval(() => {}, 1000)',
+    ],
+    (l) => lines.push(l),
+    { children },
+  );
+  assert.deepEqual(children, [child]);
+  assert.deepEqual(lines, ['ready']);
+  await until('the second line', () => lines.length === 2);
+  assert.deepEqual(lines, ['ready', 'later']);
+  await assert.rejects(
+    startWithFirstLine([process.execPath, '-e', 'console.error("no config"); process.exit(3)'], () => {}, {
+      children,
+      label: 'fixture.ts',
+      onStderr: (d) => {
+        err += d;
+      },
+      why: () => err,
+    }),
+    /^Error: fixture\.ts exited 3: no config/,
+  );
+  await stopChildren(children);
+  assert.equal(child.signalCode, 'SIGTERM');
+});
+
+test('stopChildren: SIGTERM, then SIGKILL for a child that ignores it; ended ones are left alone', async () => {
+  const children: ChildProcess[] = [];
+  const stubborn = await startWithFirstLine(
+    [process.execPath, '-e', 'process.on("SIGTERM", () => {}); console.log("up"); setInterval(() => {}, 1000)'],
+    () => {},
+    { children },
+  );
+  const done = await startWithFirstLine([process.execPath, '-e', 'console.log("bye")'], () => {}, { children }).then(
+    async (c) => {
+      await until('it to end', () => c.exitCode !== null);
+      return c;
+    },
+  );
+  const t0 = Date.now();
+  await stopChildren(children, 300);
+  await until('the stubborn child to end', () => stubborn.signalCode !== null);
+  assert.equal(stubborn.signalCode, 'SIGKILL');
+  assert.ok(Date.now() - t0 >= 250, 'it had its grace time first');
+  assert.equal(done.exitCode, 0);
+});

@@ -11,12 +11,11 @@
 // itself: a server that speaks first loses nothing, half-close, refusals, a killed helper restarts;
 // dial time and throughput via the helper vs a direct dial from inside the namespace.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { requireOrSkip, until } from '@formation/interface/testing';
+import { requireOrSkip, startWithFirstLine, stopChildren, until } from '@formation/interface/testing';
 import { createNetns, deleteNetns, run } from '@formation/net';
 import { netnsDialer } from '../src/netns-dialer.ts';
 
@@ -43,23 +42,16 @@ net.createServer((c) => { c.on('error', () => {}); const b = Buffer.alloc(1 << 2
   const w = () => { while (n < 64) { n++; if (!c.write(b)) return c.once('drain', w); } c.end(); }; w(); }).listen(5433, '${REPLICA}');
 net.createServer((c) => { c.on('error', () => {}); c.end(); }).listen(5434, '${REPLICA}');`;
 
-function startIn(ns: string, args: string[], onLine: (l: string) => void): Promise<ChildProcess> {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  children.push(child);
-  child.stderr?.on('data', (d) => {
-    stderr = (stderr + d).slice(-20_000);
+/** A node program in namespace `ns`, up at its first line. */
+const startIn = (ns: string, args: string[], onLine: (l: string) => void): Promise<ChildProcess> =>
+  startWithFirstLine(['ip', 'netns', 'exec', ns, process.execPath, ...args], onLine, {
+    children,
+    label: args[0],
+    onStderr: (d) => {
+      stderr = (stderr + d).slice(-20_000);
+    },
+    why: () => stderr,
   });
-  return new Promise((resolve, reject) => {
-    const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-    let first = true;
-    rl.on('line', (l) => {
-      onLine(l);
-      if (first) resolve(child);
-      first = false;
-    });
-    child.once('exit', (code) => reject(new Error(`${args[0]} exited ${code}: ${stderr}`)));
-  });
-}
 
 /** Packets the "root" namespace sent to formnet (the nft counter). */
 async function leaked(): Promise<number> {
@@ -132,14 +124,7 @@ describe('formationd outside its node namespace: the ingress dials formnet from 
   });
 
   after(async () => {
-    for (const c of children) {
-      if (c.exitCode === null && c.signalCode === null) {
-        const gone = new Promise((r) => c.once('exit', r));
-        c.kill('SIGTERM');
-        await Promise.race([gone, new Promise((r) => setTimeout(r, 3000))]);
-        if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-      }
-    }
+    await stopChildren(children);
     for (const ns of Object.values(NS)) await deleteNetns(ns).catch(() => undefined);
   });
 

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { requireOrSkip, until, writePebbleConfig } from '@formation/interface/testing';
+import { requireOrSkip, stopChildren, until, writePebbleConfig } from '@formation/interface/testing';
 import { createNetns, deleteNetns, run } from '@formation/net';
 
 const sh = promisify(execFile);
@@ -145,14 +145,7 @@ describe('HTTPS TERMINATE=ingress: the node gets the certificate by ACME and end
   });
 
   after(async () => {
-    for (const c of children) {
-      if (c.exitCode === null && c.signalCode === null) {
-        const gone = new Promise((r) => c.once('exit', r));
-        c.kill('SIGTERM');
-        await Promise.race([gone, new Promise((r) => setTimeout(r, 3000))]);
-        if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-      }
-    }
+    await stopChildren(children);
     for (const ns of Object.values(NS)) await deleteNetns(ns).catch(() => undefined);
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });

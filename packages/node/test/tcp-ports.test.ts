@@ -8,12 +8,11 @@
 // Restricted ports, the quota, another owner's claim (through the API and backdated past it), this
 // node's own ports, and the hand-over after a release are each checked from the visitor's side.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { requireOrSkip, until } from '@formation/interface/testing';
+import { requireOrSkip, startWithFirstLine, stopChildren, until } from '@formation/interface/testing';
 import { createNetns, deleteNetns, run } from '@formation/net';
 
 const sh = promisify(execFile);
@@ -33,23 +32,16 @@ const answers: Array<Record<string, unknown>> = [];
 const echo = (ip: string, name: string) =>
   `require('node:net').createServer((c) => c.on('data', (d) => c.end('${name}:' + d))).listen(5432, '${ip}', () => console.log('ready'))`;
 
-function startIn(ns: string, args: string[], onLine: (l: string) => void): Promise<ChildProcess> {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  children.push(child);
-  child.stderr?.on('data', (d) => {
-    stderr = (stderr + d).slice(-20_000);
+/** A node program in namespace `ns`, up at its first line. */
+const startIn = (ns: string, args: string[], onLine: (l: string) => void): Promise<ChildProcess> =>
+  startWithFirstLine(['ip', 'netns', 'exec', ns, process.execPath, ...args], onLine, {
+    children,
+    label: args[0],
+    onStderr: (d) => {
+      stderr = (stderr + d).slice(-20_000);
+    },
+    why: () => stderr,
   });
-  return new Promise((resolve, reject) => {
-    const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-    let first = true;
-    rl.on('line', (l) => {
-      onLine(l);
-      if (first) resolve(child);
-      first = false;
-    });
-    child.once('exit', (code) => reject(new Error(`${args[0]} exited ${code}: ${stderr}`)));
-  });
-}
 
 /** Send one command to the node fixture; its answer. */
 async function command(c: Record<string, unknown>): Promise<Record<string, unknown>> {
@@ -101,14 +93,7 @@ describe('TCP port mappings: visitor → 198.51.100.11:<port> → the holder’s
   });
 
   after(async () => {
-    for (const c of children) {
-      if (c.exitCode === null && c.signalCode === null) {
-        const gone = new Promise((r) => c.once('exit', r));
-        c.kill('SIGTERM');
-        await Promise.race([gone, new Promise((r) => setTimeout(r, 3000))]);
-        if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-      }
-    }
+    await stopChildren(children);
     for (const ns of Object.values(NS)) await deleteNetns(ns);
   });
 

@@ -226,6 +226,8 @@ export interface BootTemplatesOptions {
 }
 
 const STATE_FILES = ['memory.mig', 'disk.qcow2', 'data.qcow2'];
+/** In a template VM's runtime dir: its DriverVm, for reapOrphans. */
+const ORPHAN_FILE = 'template-vm.json';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -262,6 +264,33 @@ export class BootTemplates {
       this.gcTimer = setInterval(() => void this.gc().catch(() => undefined), every);
       this.gcTimer.unref();
     }
+  }
+
+  /**
+   * Remove template VMs a previous VMM left running (it was killed mid-build): their process, by the
+   * pid its QEMU wrote, and their runtime dir. Call at start, before any build. Returns how many.
+   */
+  async reapOrphans(): Promise<number> {
+    let n = 0;
+    for (const name of await readdir(this.o.vmDir).catch(() => [] as string[])) {
+      if (!/^tpl-[0-9a-f]{12}$/.test(name) || this.building?.spec.id === name) continue;
+      const runDir = join(this.o.vmDir, name);
+      try {
+        const vm = JSON.parse(readFileSync(join(runDir, ORPHAN_FILE), 'utf8')) as DriverVm;
+        const pid = Number.parseInt(readFileSync(vm.paths.pidfile, 'utf8'), 10);
+        if (pid > 0) vm.pid = pid;
+        await this.o.driver.destroy(vm);
+      } catch (err) {
+        this.log.warn(
+          { dir: runDir, err: (err as Error).message },
+          'template VM of a previous run: no process to stop',
+        );
+      }
+      await rm(runDir, { recursive: true, force: true });
+      this.log.info({ dir: runDir }, 'template VM of a previous run removed');
+      n++;
+    }
+    return n;
   }
 
   /** Resources of the template VM being booted now (none when no build runs). */
@@ -588,6 +617,8 @@ export class BootTemplates {
     try {
       vm = await this.o.driver.create(spec);
       this.building = vm;
+      // So a VMM killed mid-build (SIGKILL, a crash) can remove this VM's process at its next start.
+      await writeFile(join(runDir, ORPHAN_FILE), JSON.stringify(vm), { mode: 0o600 });
       await this.o.driver.start(vm);
       const timeout = this.o.bootTimeoutMs ?? 120_000;
       let seen: ReturnType<typeof classifyTemplateBoot> = 'pending';

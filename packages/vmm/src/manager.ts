@@ -174,7 +174,9 @@ export class VmManager {
     }
     this.readyTimer = setInterval(() => this.scanReady(), 200);
     this.readyTimer.unref();
-    // Templates of Formpacks gone or of another QEMU, and any over the budget, go at start.
+    // A template VM a killed VMM left running goes; then templates of Formpacks gone or of another
+    // QEMU, and any over the budget.
+    await this.templates?.reapOrphans();
     void this.templates
       ?.gc()
       .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'boot template GC failed'));

@@ -2,11 +2,12 @@
 // (and starts once there is room); an instance's VM that needs the room gets it from the template VM.
 // Memory driver with template operations (test/template-driver.ts): no QEMU.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import { createLogger } from '@formation/service';
+import { processAlive } from '@formation/service/process';
 import { loadVmmConfig } from '../src/config.ts';
 import { VmManager } from '../src/manager.ts';
 import { VmNetwork } from '../src/network.ts';
@@ -37,14 +38,17 @@ describe('boot templates and capacity (memory driver)', () => {
   let dir: string | undefined;
   let vmm: VmManager | undefined;
 
-  async function setup(memMiB: number): Promise<{ vmm: VmManager; driver: TemplateMemoryDriver; formpack: string }> {
-    dir = mkdtempSync(join(tmpdir(), 'fh2-tplcap-'));
+  async function setup(
+    memMiB: number,
+    reuse?: string,
+  ): Promise<{ vmm: VmManager; driver: TemplateMemoryDriver; formpack: string }> {
+    dir = reuse ?? mkdtempSync(join(tmpdir(), 'fh2-tplcap-'));
     const logger = createLogger('silent');
     const config = loadVmmConfig(
       {},
       { vmDir: `${dir}/vms`, imagesDir: `${dir}/cache`, formpacksDir: `${dir}/formpacks`, cacheDir: `${dir}/cache` },
     );
-    const formpack = memoryFormpack(config.formpacksDir); // 1 vCPU, 256 MiB
+    const formpack = reuse ? 'c'.repeat(64) : memoryFormpack(config.formpacksDir); // 1 vCPU, 256 MiB
     const driver = new TemplateMemoryDriver(qemu);
     vmm = new VmManager({
       driver,
@@ -121,5 +125,21 @@ describe('boot templates and capacity (memory driver)', () => {
     await vmm.templatesIdle();
     assert.equal(vmm.templates?.capability(formpack).capable, true);
     assert.equal(vmm.get(a.id).state, 'running');
+  });
+
+  test('a template VM left running by a VMM killed mid-build is stopped when the next VMM starts', async () => {
+    const first = await setup(4096);
+    await first.vmm.create({ formpack: first.formpack, name: 'a' });
+    await until('the template VM', () => first.driver.templateVms.length === 1);
+    const pid = first.driver.templateVms[0]?.pid;
+    assert.ok(pid && processAlive(pid), 'the template VM runs');
+    const keep = { vmm: first.vmm, dir };
+    // A second VMM on the same directories, the first never closed (as after a SIGKILL).
+    const second = await setup(4096, dir);
+    await until('the orphan gone', () => !processAlive(pid));
+    assert.equal(existsSync(join(String(dir), 'vms', String(first.driver.templateVms[0]?.spec.id))), false);
+    assert.equal(second.vmm.list().length, 1, 'the instance VM is re-attached, the template VM is not one');
+    await second.vmm.close();
+    vmm = keep.vmm;
   });
 });

@@ -1,11 +1,12 @@
 // form-tls's host-facing commands in a plain shell (no guest, no uacme): what the node may hand it
 // through the agent is checked before anything is written, and an image without HTTPS says so (exit 3).
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { selfSignedCert } from '@formation/interface/testing';
 import { GUEST_CONTRACT, guestFiles } from '../src/index.ts';
 
 const script = guestFiles().find((f) => f.target === GUEST_CONTRACT.tls)!.source;
@@ -48,27 +49,7 @@ describe('form-tls configure / status / renew (plain shell)', () => {
   });
 
   test('configure, then the same again is unchanged; a CA is kept as PEM; status before a certificate; renew', () => {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        join(dir, 'ca.key'),
-        '-out',
-        join(dir, 'ca.pem'),
-        '-days',
-        '1',
-        '-subj',
-        '/CN=acme ca',
-      ],
-      { stdio: 'ignore' },
-    );
+    selfSignedCert(dir, 'ca', 'acme ca');
     const ca = readFileSync(join(dir, 'ca.pem'));
     const args = ['configure', 'https://acme.test/dir', ca.toString('base64'), 'hello.example.net', 'shop.example.com'];
     assert.equal(run(...args).stdout.trim(), 'configured');

@@ -18,14 +18,9 @@ after(async () => {
 });
 
 test('an instance placed here is claimed, booted and reported running; owner stop/start; delete removes its VM', async () => {
-  const { store, dev, fp: FP, vmm, mine, vmOf } = n;
+  const { store, dev, vmm, mine, vmOf } = n;
   const statuses: string[] = [];
-  const id = store.author(dev, 'instance.create', {
-    formpackId: FP,
-    name: 'web',
-    replicas: 1,
-    resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
-  }).body.id as string;
+  const id = n.createInstance('web');
   const record = () => {
     const s = replicaStateOf(mine(id)?.state ?? null);
     if (statuses.at(-1) !== s) statuses.push(s);
@@ -64,19 +59,14 @@ test('an instance placed here is claimed, booted and reported running; owner sto
 });
 
 test('scale to zero: an idle replica with autostop is suspended and reported; a wake resumes it; stop discards it', async () => {
-  const { store, dev, fp: FP, vmm, controller, mine, vmOf } = n;
+  const { store, dev, vmm, controller, mine, vmOf } = n;
   // The VM's traffic counters stand still (a memory VM has no TAP: this is its probe, as the real one
   // reads a TAP's byte counters); one autostop minute lasts 100 ms here.
   const traffic = vmm.traffic.bind(vmm);
   vmm.traffic = async () => ({ rxBytes: 1000, txBytes: 2000 });
   process.env.FORM_AUTOSTOP_MINUTE_MS = '100';
   try {
-    const id = store.author(dev, 'instance.create', {
-      formpackId: FP,
-      name: 'sleepy',
-      replicas: 1,
-      resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
-    }).body.id as string;
+    const id = n.createInstance('sleepy');
     await until('running', () => mine(id)?.state === 'running', 10_000, 25);
     assert.equal(vmOf(id)?.state, 'running', 'no autostop: it keeps running');
     store.author(dev, 'instance.update', { instanceId: id, autostopMinutes: 1 });

@@ -40,15 +40,9 @@ after(async () => {
 });
 
 test('a forged GPU claim: the GPU instance fails to boot with the reason and stays failed; a plain one runs', async () => {
-  const { store, dev, fp: FP, mine, vmOf } = n;
+  const { mine, vmOf } = n;
   const resources = { vcpu: 1, memMiB: 256, diskGiB: 1 };
-  const id = store.author(dev, 'instance.create', {
-    formpackId: FP,
-    name: 'trainer',
-    replicas: 1,
-    resources,
-    gpu: { count: 1 },
-  }).body.id as string;
+  const id = n.createInstance('trainer', { resources, gpu: { count: 1 } });
   await until('the GPU replica reported failed', () => mine(id)?.state === 'failed', 20_000);
   assert.match(mine(id)?.reason ?? '', /^Cannot give VM vm-[0-9a-f]+ 1 GPU: this host has no GPU/);
   assert.equal(vmOf(id), undefined, 'no VM was made for it');
@@ -57,8 +51,7 @@ test('a forged GPU claim: the GPU instance fails to boot with the reason and sta
   assert.equal(mine(id)?.state, 'failed');
   assert.equal(vmOf(id), undefined);
 
-  const plain = store.author(dev, 'instance.create', { formpackId: FP, name: 'web', replicas: 1, resources }).body
-    .id as string;
+  const plain = n.createInstance('web', { resources });
   await until('the plain replica running', () => mine(plain)?.state === 'running', 20_000);
   assert.ok(vmOf(plain));
 });

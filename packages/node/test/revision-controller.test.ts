@@ -36,13 +36,8 @@ function cachedRevision(content: string): string {
 }
 
 test('a committed revision is swapped into the running replica; a revision that is no disk fails and changes nothing', async () => {
-  const { store, dev, fp, vmm, mine, vmOf } = n;
-  const id = store.author(dev, 'instance.create', {
-    formpackId: fp,
-    name: 'web',
-    replicas: 1,
-    resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
-  }).body.id as string;
+  const { store, dev, vmm, mine, vmOf } = n;
+  const id = n.createInstance('web');
   await until('running', () => mine(id)?.state === 'running', 10_000, 25);
   const vmId = vmOf(id)?.id as string;
   assert.equal(mine(id)?.revision, 0);

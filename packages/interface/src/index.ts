@@ -8,3 +8,4 @@ export * from './integration.ts';
 export * from './ports.ts';
 export * from './replica.ts';
 export * from './types.ts';
+export * from './vm-metrics.ts';

@@ -1,34 +1,8 @@
 import { readFileSync } from 'node:fs';
-import type { Resources } from '@formation/interface';
+import type { DiskIo, NetIo, Resources, VmSample } from '@formation/interface';
 import type { VmView } from './types.ts';
-import type { DiskIo, NetIo } from './vm-io.ts';
 
-/** One VM's numbers at one moment (`GET /vms/:id/metrics`, and a series set in `GET /metrics`). */
-export interface VmSample {
-  id: string;
-  name: string;
-  owner: string | null;
-  state: string;
-  /** When sampled (ms since the epoch). */
-  at: number;
-  /** CPU time of the VM's hypervisor process (all vCPU and I/O threads), seconds; null without a process. */
-  cpuSeconds: number | null;
-  /** Resident memory of that process (guest RAM it touched + the hypervisor's own), bytes. */
-  rssBytes: number | null;
-  vcpu: number;
-  memMiB: number;
-  diskGiB: number;
-  uptimeSeconds: number | null;
-  restarts: number;
-  /** Bytes of this VM's logs kept on the node. */
-  logBytes: number | null;
-  /** Per virtual disk I/O since QEMU started (QMP `query-blockstats`); absent when not sampled. */
-  disks?: DiskIo[] | undefined;
-  /** Bytes its qcow2 overlay (+ data disk) occupy on the host. */
-  diskAllocatedBytes?: number | null | undefined;
-  /** Its TAP's traffic, from the guest's side; null in user-mode networking or without a process. */
-  net?: NetIo | null | undefined;
-}
+export type { VmSample } from '@formation/interface';
 
 /** Kernel clock ticks per second for /proc/<pid>/stat times (USER_HZ: 100 on every Linux we run on). */
 const CLK_TCK = 100;

@@ -11,26 +11,9 @@ const execFileP = promisify(execFile);
  * side (what the guest received is what the TAP sent). Parsing is pure; the readers are thin.
  */
 
-/** One virtual disk's I/O since QEMU started (QMP `query-blockstats`). */
-export interface DiskIo {
-  /** `root` (drive d0) or `data` (drive d1), else the QEMU drive id. */
-  disk: string;
-  readBytes: number;
-  writtenBytes: number;
-  readOps: number;
-  writeOps: number;
-  flushOps: number;
-}
+export type { DiskIo, NetIo } from '@formation/interface';
 
-/** Traffic through the VM's network device, seen from the guest. */
-export interface NetIo {
-  rxBytes: number;
-  txBytes: number;
-  rxPackets: number;
-  txPackets: number;
-  rxDropped: number;
-  txDropped: number;
-}
+import type { DiskIo, NetIo } from '@formation/interface';
 
 export interface VmIo {
   disks: DiskIo[];

@@ -1,30 +1,18 @@
-import { FormError } from '@formation/interface';
+import { type DiskIo, FormError, type NetIo, type VmSample } from '@formation/interface';
 import pc from 'picocolors';
 import { developerKey, serviceUrl } from '../node-client.ts';
 import { printJson } from '../output.ts';
 import { locate } from './logs.ts';
 import { resolveInstance } from './manage.ts';
 
-interface Sample {
-  id: string;
-  name: string;
-  state: string;
-  at: number;
-  cpuSeconds: number | null;
-  rssBytes: number | null;
-  vcpu: number;
-  memMiB: number;
-  uptimeSeconds: number | null;
-  restarts: number;
-  logBytes: number | null;
-  /** Per disk I/O since QEMU started, the qcow2 space on the host, TAP traffic (guest side); absent from older nodes. */
-  disks?: Array<{ disk: string; readBytes: number; writtenBytes: number }> | undefined;
-  diskAllocatedBytes?: number | null | undefined;
-  net?: { rxBytes: number; txBytes: number; rxPackets: number; txPackets: number } | null | undefined;
-}
+/** A VMM metrics sample (`disks`, `diskAllocatedBytes`, `net` are absent from older nodes). */
+type Sample = VmSample;
 
 /** `r/w` MiB over all disks and `rx/tx` KiB, as the table prints them; `-` when not measured. */
-export function ioColumns(s: Pick<Sample, 'disks' | 'net'>): { disk: string; net: string } {
+export function ioColumns(s: {
+  disks?: ReadonlyArray<Pick<DiskIo, 'readBytes' | 'writtenBytes'>> | undefined;
+  net?: Pick<NetIo, 'rxBytes' | 'txBytes'> | null | undefined;
+}): { disk: string; net: string } {
   const mib = (b: number) => (b / 1048576).toFixed(1);
   const disks = s.disks ?? [];
   const disk = disks.length

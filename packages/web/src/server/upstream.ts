@@ -1,5 +1,5 @@
 import type { KeyPair } from '@formation/identity';
-import { FormError, type FormpackManifest } from '@formation/interface';
+import { FormError, type FormpackManifest, type VmSample } from '@formation/interface';
 import { ApiClient } from '@formation/service';
 import type {
   AllocationView,
@@ -80,16 +80,10 @@ export interface VmLogEntry {
 }
 
 /** What the dashboard reads of the VMM's `GET /vms/:id/metrics`. */
-export interface VmMetricsSample {
-  at: number;
-  state: string;
-  cpuSeconds: number | null;
-  rssBytes: number | null;
-  memMiB: number;
-  disks?: Array<{ disk: string; readBytes: number; writtenBytes: number }>;
-  diskAllocatedBytes?: number | null;
-  net?: { rxBytes: number; txBytes: number; rxPackets: number; txPackets: number } | null;
-}
+export type VmMetricsSample = Pick<
+  VmSample,
+  'at' | 'state' | 'cpuSeconds' | 'rssBytes' | 'memMiB' | 'disks' | 'diskAllocatedBytes' | 'net'
+>;
 
 /**
  * Read-only clients for the node APIs, with a short timeout so a slow node cannot stall a page. Reads

@@ -161,7 +161,7 @@ describe('boot snapshots: pure parts', () => {
         /ssh-keygen|dropbearkey -t/,
         /form-attest init/,
         /hostname "?\$NAME|> \/proc\/sys\/kernel\/hostname/,
-        /ip addr add/,
+        /ip addr add|"addr add \$IP/, // (form-init: a line of its `ip -batch`)
         /form-disk init|\/app\/entrypoint|\/etc\/form\/entrypoint/,
       ]) {
         const at = text.search(needle);

@@ -94,10 +94,10 @@ export const NodeConfigSchema = Type.Object({
   /**
    * Boot snapshots (issue 22, packages/vmm README "Boot snapshots"): the first replica of a Formpack on
    * this node leaves a template of its pre-identity boot (under `<dataDir>/templates`, 0600); later
-   * replicas of that Formpack restore it instead of booting. `false` (or
+   * replicas of that Formpack restore it instead of booting. On by default; `false` (or
    * `FORM_BOOT_SNAPSHOTS=false`) turns it off. Overrides `VMM_BOOT_SNAPSHOTS`.
    */
-  bootSnapshots: Type.Boolean({ default: false }),
+  bootSnapshots: Type.Boolean({ default: true }),
   /**
    * Disk budget of all boot templates of this node (MiB): templates of Formpacks no longer here or of
    * another QEMU are deleted, then the least recently used while over it. Overrides `VMM_BOOT_SNAPSHOT_MAX_MIB`.

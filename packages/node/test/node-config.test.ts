@@ -42,7 +42,7 @@ test('config: bootSnapshotMaxMiB defaults to 2048, from FORM_BOOT_SNAPSHOT_MAX_M
 test('config: bootSnapshots from FORM_BOOT_SNAPSHOTS or the config file, flags win; bad values refused', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'fh1-cfg-'));
   try {
-    assert.equal(loadNodeConfig({ dataDir }, {}).bootSnapshots, false, 'off unless asked for');
+    assert.equal(loadNodeConfig({ dataDir }, {}).bootSnapshots, true, 'on unless turned off');
     assert.equal(loadNodeConfig({ dataDir }, { FORM_BOOT_SNAPSHOTS: 'true' }).bootSnapshots, true);
     assert.equal(loadNodeConfig({ dataDir }, { FORM_BOOT_SNAPSHOTS: '0' }).bootSnapshots, false);
     assert.equal(

@@ -67,9 +67,9 @@ export const VmmConfigSchema = Type.Object({
   maxRestarts: Type.Integer({ minimum: 0, default: 3 }),
   /**
    * Boot snapshots (README "Boot snapshots"): the first VM of a Formpack leaves a template of its
-   * pre-identity boot; later VMs restore it. `false` turns it off.
+   * pre-identity boot; later VMs restore it. On by default; `false` turns it off.
    */
-  bootSnapshots: Type.Boolean({ default: false }),
+  bootSnapshots: Type.Boolean({ default: true }),
   /**
    * Disk budget of all boot templates together (MiB): over it the least recently used are deleted
    * (a template of a 512 MiB guest takes ~110 MiB, so the default keeps ~18).

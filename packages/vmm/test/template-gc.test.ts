@@ -317,9 +317,9 @@ describe('boot template GC over real files (memory driver)', () => {
   });
 });
 
-describe('VMM config: boot snapshots switch, template budget validated', () => {
-  test('bootSnapshots can be turned on and off', () => {
-    assert.equal(loadVmmConfig({}, {}).bootSnapshots, false);
+describe('VMM config: boot snapshots on by default, template budget validated', () => {
+  test('bootSnapshots defaults to true and can be turned off', () => {
+    assert.equal(loadVmmConfig({}, {}).bootSnapshots, true);
     assert.equal(loadVmmConfig({ VMM_BOOT_SNAPSHOTS: 'false' }, {}).bootSnapshots, false);
     assert.equal(loadVmmConfig({}, { bootSnapshots: false }).bootSnapshots, false);
   });

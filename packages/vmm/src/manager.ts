@@ -14,7 +14,7 @@ import { assertAction, hasProcess, KeyedSerializer, type VmAction, type VmState 
 import type { VmStore } from './store.ts';
 import type { RevisionRecord, SnapshotRecord, VmHealth, VmRecord, VmView } from './types.ts';
 import { gpusGiven, usedResources } from './vm-accounting.ts';
-import { launchVm } from './vm-boot.ts';
+import { launchVm, releaseIdentity } from './vm-boot.ts';
 import type { VmContext } from './vm-context.ts';
 import {
   type CreateVmRequest,
@@ -166,6 +166,11 @@ export class VmManager {
     for (const rec of records) {
       this.vms.set(rec.id, rec);
       await reattachVm(this.ctx, rec);
+      // A VM the previous VMM launched but had not released yet (it was killed meanwhile) waits for its
+      // identity at the guest's wait point: release it again (a guest past that point ignores the files).
+      if (rec.state === 'running' && !rec.ready && rec.bootSnapshot?.identity === 'agent') {
+        releaseIdentity(rec, this.templates, this.log, 0);
+      }
     }
     const every = this.o.healthIntervalMs ?? 5000;
     if (every > 0) {

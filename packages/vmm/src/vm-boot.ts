@@ -58,7 +58,12 @@ export async function launchVm(
 }
 
 /** In the background: hand the waiting guest its identity (the boot is ready when its init says so). */
-function releaseIdentity(rec: VmRecord, templates: BootTemplates | undefined, log: Logger, launchMs: number): void {
+export function releaseIdentity(
+  rec: VmRecord,
+  templates: BootTemplates | undefined,
+  log: Logger,
+  launchMs: number,
+): void {
   const boot = rec.boot;
   if (!templates) return;
   const ip = rec.network.ip;

@@ -142,4 +142,24 @@ describe('boot templates and capacity (memory driver)', () => {
     await second.vmm.close();
     vmm = keep.vmm;
   });
+
+  test('a VM launched but not yet released when its VMM was killed is released by the next VMM', async () => {
+    const first = await setup(4096);
+    const a = await first.vmm.create({ formpack: first.formpack, name: 'a' });
+    await until('the template VM', () => first.driver.templateVms.length === 1);
+    first.driver.reachWaitPoint();
+    await first.vmm.templatesIdle();
+    assert.equal(first.vmm.templates?.capability(first.formpack).capable, true);
+    first.driver.holdRelease = true; // the VMM "dies" before it releases b
+    const b = await first.vmm.create({ formpack: first.formpack, name: 'b' });
+    await sleep(200);
+    assert.equal(first.vmm.get(b.id).ready, false, 'b waits for its identity');
+    const keep = { vmm: first.vmm };
+    const second = await setup(4096, dir);
+    const ready = await second.vmm.waitReady(b.id, 5000);
+    assert.equal(ready.ready, true, 'released by the second VMM');
+    assert.equal(second.vmm.get(a.id).state, 'running');
+    await second.vmm.close();
+    vmm = keep.vmm;
+  });
 });

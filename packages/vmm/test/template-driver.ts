@@ -1,7 +1,10 @@
 // The memory driver with the template operations of boot-snapshot.ts (TemplateDriver), for tests of
 // template GC and capacity that need no QEMU. A template VM (`tpl-…`) boots to no mark at all; the test
-// lets it reach the wait point with `reachWaitPoint()`, so a build can be watched while it runs.
+// lets it reach the wait point with `reachWaitPoint()`, so a build can be watched while it runs. A VM
+// booted with the wait word is ready only once its identity is released (as the guest init does);
+// `holdRelease` makes releases hang (a VMM killed before it released a VM).
 import { appendFileSync, writeFileSync } from 'node:fs';
+import { GUEST_READY_MARKER } from '@formation/interface';
 import { WAIT_MARK, WAIT_WORD } from '../src/boot-snapshot.ts';
 import type { DriverVm } from '../src/driver.ts';
 import { MemoryDriver } from '../src/memory-driver.ts';
@@ -11,6 +14,7 @@ export class TemplateMemoryDriver extends MemoryDriver {
   /** Template VMs started so far (the latest last). */
   readonly templateVms: DriverVm[] = [];
   private readonly qemu: QemuIdentity;
+  holdRelease = false;
 
   constructor(qemu: QemuIdentity) {
     super();
@@ -22,16 +26,18 @@ export class TemplateMemoryDriver extends MemoryDriver {
   }
 
   async writeGuestFiles(vm: DriverVm, files: Array<{ path: string; data: string }>): Promise<void> {
+    if (this.holdRelease) return new Promise<void>(() => undefined);
     for (const f of files) {
       await this.agent(vm).exec('/bin/sh', ['-c', `echo ${JSON.stringify(f.data.trim())} > ${f.path}`]);
+      if (f.path === '/run/form/release') appendFileSync(vm.paths.serial, `${GUEST_READY_MARKER}\n`);
     }
   }
 
   override async start(vm: DriverVm, opts: { resume?: boolean } = {}): Promise<void> {
     await super.start(vm, opts);
-    if (vm.spec.id.startsWith('tpl-') && vm.spec.cmdline.includes(WAIT_WORD)) {
+    if (vm.spec.cmdline.includes(WAIT_WORD) && !opts.resume) {
       writeFileSync(vm.paths.serial, `[memory] ${vm.spec.id} booting\n`);
-      this.templateVms.push(vm);
+      if (vm.spec.id.startsWith('tpl-')) this.templateVms.push(vm);
     }
   }
 

@@ -277,16 +277,20 @@ export class VmNetwork {
 
   /** Create the VM's TAP device on the bridge (tap mode; idempotent). */
   async attach(a: VmNetAssignment): Promise<void> {
-    if (a.mode !== 'tap' || !a.tap) return;
-    const exists = await this.ip(['link', 'show', a.tap]).then(
-      () => true,
-      () => false,
-    );
-    if (!exists) await this.ip(['tuntap', 'add', 'dev', a.tap, 'mode', 'tap']);
+    const tap = a.tap;
+    if (a.mode !== 'tap' || !tap) return;
+    // One `ip` per step (each start costs on the boot path): add, and only when that fails ask
+    // whether it is there already (a VM started again keeps its TAP).
+    await this.ip(['tuntap', 'add', 'dev', tap, 'mode', 'tap']).catch(async (err: unknown) => {
+      const exists = await this.ip(['link', 'show', tap]).then(
+        () => true,
+        () => false,
+      );
+      if (!exists) throw err;
+    });
     // Guard first: the port's source address and egress are enforced before it carries a frame.
     await this.guard(a);
-    await this.ip(['link', 'set', a.tap, 'master', this.cfg.bridge]);
-    await this.ip(['link', 'set', a.tap, 'up']);
+    await this.ip(['link', 'set', 'dev', tap, 'master', this.cfg.bridge, 'up']);
     // Scale to zero: count its traffic from the start (a failure here shows at `counters`).
     await this.activityCounters()
       .add(a.ip.split('/')[0] as string)

@@ -173,6 +173,7 @@ export class QemuDriver implements HypervisorDriver {
 
   /** Start QEMU; with `extraFd` (an open file) inherited, resolves to the fd number QEMU has it under. */
   private async launch(vm: DriverVm, incoming: boolean, extraFd?: number): Promise<number> {
+    const t0 = Date.now();
     await this.fingerprint();
     const id = vm.spec.id;
     if (this.live.has(id)) throw new FormError('VM_BAD_STATE', `Cannot start VM ${id}: its QEMU process is running`);
@@ -189,6 +190,7 @@ export class QemuDriver implements HypervisorDriver {
       }),
       data && existsSync(data) ? checkImage(resolve(data), { format: 'qcow2' }) : undefined,
     ]);
+    const checkedMs = Date.now() - t0;
     for (const f of [vm.paths.qmp, vm.paths.qga, vm.paths.pidfile]) await rm(f, { force: true });
     const logPath = join(vm.spec.dir, 'qemu.log');
     const logFd = openSync(logPath, 'w');
@@ -261,7 +263,7 @@ export class QemuDriver implements HypervisorDriver {
       const r = applyLimits(`formation-vmm/${id}`, pid, vm.spec.vcpu, vm.spec.memMiB);
       this.log.debug({ id, limits: r }, 'per-VM limits');
     }
-    this.log.info({ id, pid, incoming }, 'qemu started');
+    this.log.info({ id, pid, incoming, checkedMs, totalMs: Date.now() - t0 }, 'qemu started');
     return 3 + diskFds.length;
   }
 

@@ -9,17 +9,16 @@ import {
   activeMembership,
   bringUpMember,
   createNetns,
-  deleteNetns,
+  type LiveSession,
   leaveIfCurrent,
   openTemporaryPeer,
   processIdentity,
   type ReapedSession,
   reapSessions,
-  removeSessionRecord,
-  removeSessionResources,
   requestJoin,
   run,
   type SessionRecord,
+  sessionCloser,
   writeSessionRecord,
 } from '@formation/net';
 import { createLogger, type Logger } from '@formation/service';
@@ -247,20 +246,10 @@ async function openSameHostSession(
     createdAt: new Date().toISOString(),
   };
   await writeSessionRecord(sessions, rec);
-  let joined = false;
   let address = '';
-  let device: Awaited<ReturnType<typeof bringUpMember>> | undefined;
-  let closed = false;
-  const close = async (): Promise<void> => {
-    if (closed) return;
-    closed = true;
-    // End our wireguard-go first (by its PID): a TUN device keeps it, and the namespace, alive otherwise.
-    await device?.destroy().catch(() => undefined);
-    await removeSessionResources(rec);
-    if (joined) await leaveIfCurrent(client, key, wg.publicKey).catch(() => undefined);
-    await deleteNetns(ns).catch(() => undefined);
-    await removeSessionRecord(sessions, tag);
-  };
+  // removeSessionResources deletes the namespace too (rec.netns).
+  const live: LiveSession = { joined: false };
+  const close = sessionCloser(sessions, rec, live, (pub) => leaveIfCurrent(client, key, pub));
   try {
     await createNetns(ns);
     // Underlay: a /30 from 169.254.0.0/16 that the node's namespace does not use yet.
@@ -281,18 +270,19 @@ async function openSameHostSession(
     await run('ip', ['-n', nodeNs, 'link', 'set', `fnv${tag}`, 'up']);
 
     const join = await requestJoin(client, key, { wgPublicKey: wg.publicKey });
-    joined = true;
+    live.joined = true;
     address = join.address;
     const peers = join.peers.map((p) =>
       p.id === info.node ? { ...p, endpoint: `${nodeSide}:${info.wireguardPort}` } : p,
     );
-    device = await bringUpMember({
+    const device = await bringUpMember({
       name: rec.iface,
       netns: ns,
       privateKey: wg.privateKey,
       join: { ...join, peers },
       logger,
     });
+    live.device = device;
     if (device.pid !== undefined) {
       rec.wireguardGo = processIdentity(device.pid) ?? null;
       await writeSessionRecord(sessions, rec);

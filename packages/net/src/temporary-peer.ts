@@ -56,6 +56,36 @@ export function sessionPeers(
   }));
 }
 
+/** What a temporary session has made so far, for its teardown. */
+export interface LiveSession {
+  /** Set once the node accepted the join: the teardown then sends the leave. */
+  joined: boolean;
+  device?: WireGuardDevice;
+}
+
+/**
+ * The teardown of one temporary session, run once however often it is called: our wireguard-go first
+ * (by its PID: a TUN device keeps it, and a namespace it sits in, alive otherwise), then the recorded
+ * interface/namespace, the leave if the node accepted the join (its failure ignored: the node drops
+ * the key on the next join), and the record last, so a crash midway is still reaped.
+ */
+export function sessionCloser(
+  sessionsDir: string,
+  rec: SessionRecord,
+  live: LiveSession,
+  leave: (wgPublicKey: string) => Promise<unknown>,
+): () => Promise<void> {
+  let closed = false;
+  return async () => {
+    if (closed) return;
+    closed = true;
+    await live.device?.destroy().catch(() => undefined);
+    await removeSessionResources(rec);
+    if (live.joined) await leave(rec.wgPublicKey).catch(() => false);
+    await removeSessionRecord(sessionsDir, rec.tag);
+  };
+}
+
 /**
  * Join formnet for the length of one command, from wherever this process runs: a fresh WireGuard key,
  * a signed join, an interface `fdw<tag>` in the current namespace with the node as peer at its public
@@ -87,26 +117,18 @@ export async function openTemporaryPeer(o: TemporaryPeerOptions): Promise<Tempor
     createdAt: new Date().toISOString(),
   };
   await writeSessionRecord(o.sessionsDir, rec);
-  let device: WireGuardDevice | undefined;
-  let joined = false;
-  let closed = false;
-  const close = async (): Promise<void> => {
-    if (closed) return;
-    closed = true;
-    await device?.destroy().catch(() => undefined);
-    await removeSessionResources(rec);
-    if (joined) await o.leave(wg.publicKey).catch(() => false);
-    await removeSessionRecord(o.sessionsDir, tag);
-  };
+  const live: LiveSession = { joined: false };
+  const close = sessionCloser(o.sessionsDir, rec, live, o.leave);
   try {
     const join = await o.join(wg.publicKey);
-    joined = true;
-    device = await bringUpMember({
+    live.joined = true;
+    const device = await bringUpMember({
       name: iface,
       privateKey: wg.privateKey,
       join: { ...join, peers: sessionPeers(join, o.node, o.keepalive) },
       logger: o.logger,
     });
+    live.device = device;
     const pid = device.pid;
     if (pid !== undefined) {
       rec.wireguardGo = processIdentity(pid) ?? null;

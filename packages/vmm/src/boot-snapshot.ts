@@ -1,13 +1,21 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
-import { chmod, lstat, mkdir, readdir, rename, rm, rmdir, stat, utimes, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { readdir, rm, rmdir, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FormError, GUEST_READY_MARKER, type Resources } from '@formation/interface';
+import { FormError, type Resources } from '@formation/interface';
 import type { Logger } from '@formation/service';
-import { sha256File } from '@formation/service/files';
-import type { DriverVm, DriverVmSpec, HypervisorDriver, SnapshotInfo } from './driver.ts';
+import type { DriverVm } from './driver.ts';
+import { type InstanceIdentity, releaseIdentity } from './instance-identity.ts';
 import type { QemuIdentity } from './qemu-identity.ts';
-import { planTemplateGc, qemuMismatch, readMeta, scanTemplates, type TemplateDeletion } from './template-gc.ts';
+import { buildTemplate, reapTemplateOrphans } from './template-build.ts';
+import {
+  lookupTemplate,
+  qemuFingerprint,
+  type TemplateDriver,
+  type TemplateFit,
+  type TemplateMeta,
+  type TemplateWant,
+} from './template-fit.ts';
+import { planTemplateGc, scanTemplates, type TemplateDeletion } from './template-gc.ts';
 
 /**
  * Boot snapshots (issue 22): per Formpack and node, one template VM is booted with an instance-neutral
@@ -16,177 +24,28 @@ import { planTemplateGc, qemuMismatch, readMeta, scanTemplates, type TemplateDel
  * of that Formpack restore it into their own overlay and are then released with their own identity
  * over the guest agent (files under /run/form). Whatever does not fit is cold-booted, with the reason.
  */
-
-/** The cmdline word that makes the guest init wait for its identity (packages/guest/files/form-init). */
-export const WAIT_WORD = 'vm_wait=identity';
-/** Console mark of the guest init at the wait point (ready: GUEST_READY_MARKER). */
-export const WAIT_MARK = 'FORM-INIT-WAIT';
-/** The NIC address the template boots with; every instance sets its own after the release. */
-export const TEMPLATE_MAC = '52:54:00:00:00:01';
-
-/** The instance-neutral cmdline of a Formpack: its own, plus the wait word (no vm_ip/vm_name/…). */
-export function neutralCmdline(formpackCmdline: string): string {
-  const words = formpackCmdline.split(/\s+/).filter((w) => w && !w.startsWith('vm_'));
-  return [...words, WAIT_WORD].join(' ');
-}
-
-/** What the guest learns at the release point. */
-export interface InstanceIdentity {
-  ip: string;
-  gateway: string;
-  dns: string;
-  name: string;
-  id: string;
-  mac: string;
-}
-
-const IDENTITY_RULES: Record<keyof InstanceIdentity, RegExp> = {
-  ip: /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/,
-  gateway: /^(none|\d{1,3}(\.\d{1,3}){3})$/,
-  dns: /^(none|\d{1,3}(\.\d{1,3}){3})$/,
-  name: /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/,
-  id: /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
-  mac: /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/,
-};
-
-/**
- * The files the host writes into a waiting guest, in order: host entropy (hex, mixed in and the RNG
- * reseeded before anything else runs), the identity (`vm_*` words the init reads after its cmdline),
- * then the release mark. The guest splits the identity on whitespace, so every value is checked against
- * a strict pattern first: a space, newline or glob in a name would add words of the caller's choosing.
- * Throws VM_BAD_ARGUMENT. Pure but for `seedHex`/`nowSec` given by the caller.
- *
- * @example
- * identityFiles({ ip: '10.129.0.2/24', gateway: '10.129.0.1', dns: '10.129.0.1', name: 'web-1', id: 'vm-ab', mac: '52:54:00:12:34:56' }, 'ab…', 1767225600)
- */
-export function identityFiles(
-  ident: InstanceIdentity,
-  seedHex: string,
-  nowSec: number,
-): Array<{ path: string; data: string }> {
-  for (const [k, re] of Object.entries(IDENTITY_RULES) as Array<[keyof InstanceIdentity, RegExp]>) {
-    const v = ident[k];
-    if (typeof v !== 'string' || !re.test(v)) {
-      throw new FormError(
-        'VM_BAD_ARGUMENT',
-        `Cannot release VM ${JSON.stringify(ident.id)}: its ${k} ${JSON.stringify(v)} does not match ${re}`,
-        { hint: 'Identity values go to the guest init as words; only addresses, DNS labels and ids pass.' },
-      );
-    }
-  }
-  if (!/^[0-9a-f]{64,}$/.test(seedHex)) {
-    throw new FormError('VM_BAD_ARGUMENT', 'Cannot release a VM: the entropy seed is not at least 32 bytes of hex');
-  }
-  if (!Number.isInteger(nowSec) || nowSec < 0) {
-    throw new FormError('VM_BAD_ARGUMENT', `Cannot release a VM: time ${nowSec} is not whole seconds`);
-  }
-  const words = [
-    `vm_ip=${ident.ip}`,
-    `vm_gw=${ident.gateway}`,
-    `vm_dns=${ident.dns}`,
-    `vm_name=${ident.name}`,
-    `vm_id=${ident.id}`,
-    `vm_mac=${ident.mac}`,
-    `vm_time=${nowSec}`,
-  ];
-  return [
-    { path: '/run/form/seed', data: `${seedHex}\n` },
-    { path: '/run/form/identity', data: `${words.join('\n')}\n` },
-    { path: '/run/form/release', data: '' },
-  ];
-}
-
-/** What a template boot's console says so far: at the wait point, booted without one (an older guest), or neither yet. */
-export function classifyTemplateBoot(consoleText: string): 'waiting' | 'no-wait-point' | 'pending' {
-  if (consoleText.includes(WAIT_MARK)) return 'waiting';
-  if (consoleText.includes(GUEST_READY_MARKER)) return 'no-wait-point';
-  return 'pending';
-}
-
-/** What a VM needs from a template (everything its saved state depends on, besides QEMU). */
-export interface TemplateWant {
-  formpackId: string;
-  kernelSha256: string;
-  initramfsSha256: string | null;
-  diskSha256: string | null;
-  kernel: string;
-  initramfs?: string | undefined;
-  baseDisk: string;
-  baseDiskFormat: DriverVmSpec['baseDiskFormat'];
-  diskGiB: number;
-  cmdline: string;
-  memMiB: number;
-  vcpu: number;
-  dataDiskMiB: number;
-  agentChannel: string;
-  /**
-   * The network backend: QEMU saves user-mode networking (slirp) with the VM, so a template restores
-   * only into the mode it was made in; a tap template boots on its own TAP, attached to nothing.
-   */
-  netMode: 'user' | 'tap';
-  netns?: string | undefined;
-}
-
-/** template.json: what a saved template was made from and of. */
-export interface TemplateMeta {
-  v: 1;
-  want: TemplateWant;
-  qemu: QemuIdentity;
-  /** sha256 and size of each state file. */
-  files: Record<string, { sha256: string; bytes: number }>;
-  createdAt: string;
-  /** Template boot: launch to wait point (ms); saving its state (ms). */
-  bootMs: number;
-  saveMs: number;
-}
-
-/** The directory name of templates made under one QEMU identity. */
-export function qemuFingerprint(q: QemuIdentity): string {
-  const keys = Object.keys(q).sort() as Array<keyof QemuIdentity>;
-  return createHash('sha256')
-    .update(JSON.stringify(keys.map((k) => [k, q[k]])))
-    .digest('hex')
-    .slice(0, 16);
-}
-
-/**
- * Why a template does not fit, or undefined when it does. `rebuild`: a new template for what is wanted
- * should replace it (the Formpack or QEMU changed); a VM of another size just cold-boots. Pure.
- */
-export function templateMismatch(
-  meta: TemplateMeta,
-  want: TemplateWant,
-  qemu: QemuIdentity,
-): { reason: string; rebuild: boolean } | undefined {
-  const q = qemuMismatch(meta.qemu, qemu);
-  if (q) return { reason: q, rebuild: true };
-  const w = meta.want;
-  for (const k of ['formpackId', 'kernelSha256', 'initramfsSha256', 'diskSha256', 'baseDisk', 'cmdline'] as const) {
-    if (w[k] !== want[k]) return { reason: `the Formpack changed since the template was made (${k})`, rebuild: true };
-  }
-  for (const k of ['memMiB', 'vcpu', 'dataDiskMiB', 'agentChannel', 'baseDiskFormat', 'netMode', 'netns'] as const) {
-    if (w[k] !== want[k]) {
-      return { reason: `template has ${k} ${w[k]}, this VM wants ${want[k]}`, rebuild: false };
-    }
-  }
-  return undefined;
-}
-
-/** The driver operations templates need (the QEMU driver has them; others simply have no boot snapshots). */
-export interface TemplateDriver extends HypervisorDriver {
-  templateIdentity(): Promise<QemuIdentity>;
-  restore(vm: DriverVm, dir: string, opts?: { memorySha256?: string | undefined }): Promise<void>;
-  writeGuestFiles(vm: DriverVm, files: Array<{ path: string; data: string }>, timeoutMs?: number): Promise<void>;
-}
-
-export function isTemplateDriver(d: HypervisorDriver): d is TemplateDriver {
-  const t = d as Partial<TemplateDriver>;
-  return typeof t.templateIdentity === 'function' && typeof t.writeGuestFiles === 'function';
-}
-
-export type TemplateFit =
-  | { ok: true; dir: string; meta: TemplateMeta }
-  | { ok: false; reason: string; rebuild: boolean };
+// Its parts: instance-identity.ts (neutral cmdline, identity files, release), template-fit.ts (what a
+// template is made of, whether one fits), template-build.ts (booting and saving one); here the store:
+// the build queue and its wait for room, lookup with pins, restore, the GC's deletions.
+export {
+  classifyTemplateBoot,
+  consoleTail,
+  type InstanceIdentity,
+  identityFiles,
+  neutralCmdline,
+  TEMPLATE_MAC,
+  WAIT_MARK,
+  WAIT_WORD,
+} from './instance-identity.ts';
+export {
+  isTemplateDriver,
+  qemuFingerprint,
+  type TemplateDriver,
+  type TemplateFit,
+  type TemplateMeta,
+  type TemplateWant,
+  templateMismatch,
+} from './template-fit.ts';
 
 export interface BootTemplatesOptions {
   driver: TemplateDriver;
@@ -224,10 +83,6 @@ export interface BootTemplatesOptions {
   retryMs?: number | undefined;
   maxWaitMs?: number | undefined;
 }
-
-const STATE_FILES = ['memory.mig', 'disk.qcow2', 'data.qcow2'];
-/** In a template VM's runtime dir: its DriverVm, for reapOrphans. */
-const ORPHAN_FILE = 'template-vm.json';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -271,26 +126,7 @@ export class BootTemplates {
    * pid its QEMU wrote, and their runtime dir. Call at start, before any build. Returns how many.
    */
   async reapOrphans(): Promise<number> {
-    let n = 0;
-    for (const name of await readdir(this.o.vmDir).catch(() => [] as string[])) {
-      if (!/^tpl-[0-9a-f]{12}$/.test(name) || this.building?.spec.id === name) continue;
-      const runDir = join(this.o.vmDir, name);
-      try {
-        const vm = JSON.parse(readFileSync(join(runDir, ORPHAN_FILE), 'utf8')) as DriverVm;
-        const pid = Number.parseInt(readFileSync(vm.paths.pidfile, 'utf8'), 10);
-        if (pid > 0) vm.pid = pid;
-        await this.o.driver.destroy(vm);
-      } catch (err) {
-        this.log.warn(
-          { dir: runDir, err: (err as Error).message },
-          'template VM of a previous run: no process to stop',
-        );
-      }
-      await rm(runDir, { recursive: true, force: true });
-      this.log.info({ dir: runDir }, 'template VM of a previous run removed');
-      n++;
-    }
-    return n;
+    return reapTemplateOrphans(this.o.driver, this.o.vmDir, this.log, this.building?.spec.id);
   }
 
   /** Resources of the template VM being booted now (none when no build runs). */
@@ -402,44 +238,8 @@ export class BootTemplates {
     return fit;
   }
 
-  private async lookup(want: TemplateWant, qemu: QemuIdentity, dir: string): Promise<TemplateFit> {
-    if (!existsSync(dir)) {
-      // Say why: a template of another QEMU, or none at all.
-      for (const other of await readdir(this.fpDir(want.formpackId)).catch(() => [] as string[])) {
-        const meta = await readMeta(join(this.fpDir(want.formpackId), other)).catch(() => undefined);
-        const m = meta && templateMismatch(meta, want, qemu);
-        if (m) return { ok: false, reason: m.reason, rebuild: true };
-      }
-      return { ok: false, reason: 'no template of this Formpack for this QEMU yet', rebuild: true };
-    }
-    let meta: TemplateMeta;
-    try {
-      const st = await lstat(dir);
-      if (!st.isDirectory() || st.uid !== (process.getuid?.() ?? st.uid) || (st.mode & 0o077) !== 0) {
-        return { ok: false, reason: `template ${dir} is not a private directory of the VMM's user`, rebuild: true };
-      }
-      meta = await readMeta(dir);
-    } catch (err) {
-      return { ok: false, reason: `template ${dir} is unreadable: ${(err as Error).message}`, rebuild: true };
-    }
-    const m = templateMismatch(meta, want, qemu);
-    if (m) return { ok: false, ...m };
-    for (const [name, f] of Object.entries(meta.files)) {
-      const p = join(dir, name);
-      const st = await stat(p).catch(() => undefined);
-      if (!st) return { ok: false, reason: `template file ${name} is missing`, rebuild: true };
-      if (st.size !== f.bytes) {
-        return { ok: false, reason: `template file ${name} has ${st.size} bytes, ${f.bytes} expected`, rebuild: true };
-      }
-      // memory.mig is checked while it streams into QEMU (restore with memorySha256); the rest now.
-      if (name !== 'memory.mig' && (await sha256File(p)) !== f.sha256) {
-        return { ok: false, reason: `template file ${name} is damaged (sha256 differs)`, rebuild: true };
-      }
-    }
-    if (!meta.files['memory.mig'] || !meta.files['disk.qcow2']) {
-      return { ok: false, reason: 'template lacks its memory or disk state', rebuild: true };
-    }
-    return { ok: true, dir, meta };
+  private lookup(want: TemplateWant, qemu: QemuIdentity, dir: string): Promise<TemplateFit> {
+    return lookupTemplate(want, qemu, dir, this.fpDir(want.formpackId));
   }
 
   /** Restore a fitting template into `vm` (its memory verified before the VM runs). */
@@ -472,32 +272,7 @@ export class BootTemplates {
     ident: InstanceIdentity,
     opts: { timeoutMs?: number; wanted?: () => boolean } = {},
   ): Promise<void> {
-    const timeoutMs = opts.timeoutMs ?? 90_000;
-    const files = identityFiles(ident, randomBytes(32).toString('hex'), Math.floor(Date.now() / 1000));
-    const agent = this.o.driver.agent(vm);
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      if (this.closed || opts.wanted?.() === false) {
-        throw new FormError('VM_BAD_STATE', `Cannot release VM ${vm.spec.id}: it was stopped or destroyed`);
-      }
-      try {
-        await agent.ping(1000);
-        break;
-      } catch (err) {
-        if (Date.now() > end) {
-          throw new FormError(
-            'TIMEOUT',
-            `Cannot release VM ${vm.spec.id}: its guest agent did not answer in ${timeoutMs} ms`,
-            {
-              cause: err,
-              hint: 'See the VM console; the guest waits for its identity at FORM-INIT-WAIT.',
-            },
-          );
-        }
-        await sleep(50);
-      }
-    }
-    await this.o.driver.writeGuestFiles(vm, files);
+    await releaseIdentity(this.o.driver, vm, ident, { ...opts, closed: () => this.closed });
   }
 
   /** Build the template for `want` unless one fits or a build failed before (one build at a time). */
@@ -574,122 +349,27 @@ export class BootTemplates {
     while (this.builds.size > 0) await Promise.allSettled([...this.builds.values()]);
   }
 
-  private async build(want: TemplateWant): Promise<TemplateMeta | undefined> {
-    const qemu = await this.o.driver.templateIdentity();
-    const fpDir = this.fpDir(want.formpackId);
-    const final = join(fpDir, qemuFingerprint(qemu));
-    const id = `tpl-${createHash('sha256').update(final).digest('hex').slice(0, 12)}`;
-    const runDir = join(this.o.vmDir, id);
-    const stateDir = `${final}.build`;
-    await mkdir(fpDir, { recursive: true, mode: 0o700 });
-    await chmod(this.o.root, 0o700).catch(() => undefined);
-    await rm(stateDir, { recursive: true, force: true });
-    await rm(runDir, { recursive: true, force: true });
-    const spec: DriverVmSpec = {
-      id,
-      name: 'template',
-      vcpu: want.vcpu,
-      memMiB: want.memMiB,
-      dir: join(runDir, 'qemu'),
-      kernel: want.kernel,
-      initramfs: want.initramfs,
-      cmdline: want.cmdline,
-      baseDisk: want.baseDisk,
-      baseDiskFormat: want.baseDiskFormat,
-      diskGiB: want.diskGiB,
-      dataDiskMiB: want.dataDiskMiB,
-      // Reaches nothing: the template has no address before it is saved, and its TAP (made by QEMU,
-      // gone with it) is on no bridge.
-      network:
-        want.netMode === 'tap'
-          ? { mode: 'tap', tap: `ftpl${id.slice(4, 14)}`, mac: TEMPLATE_MAC, netns: want.netns }
-          : { mode: 'user', forwards: [], mac: TEMPLATE_MAC, restrict: true },
-      agentChannel: want.agentChannel,
-    };
-    const t0 = Date.now();
-    // Counted as used from before its process starts until it is gone (the manager's capacity()).
-    this.reserved = { vcpu: want.vcpu, memMiB: want.memMiB, diskGiB: 0 };
-    this.pin(final);
-    this.pin(stateDir);
-    let vm: DriverVm | undefined;
-    let info: SnapshotInfo;
-    let bootMs: number;
-    try {
-      vm = await this.o.driver.create(spec);
-      this.building = vm;
-      // So a VMM killed mid-build (SIGKILL, a crash) can remove this VM's process at its next start.
-      await writeFile(join(runDir, ORPHAN_FILE), JSON.stringify(vm), { mode: 0o600 });
-      await this.o.driver.start(vm);
-      const timeout = this.o.bootTimeoutMs ?? 120_000;
-      let seen: ReturnType<typeof classifyTemplateBoot> = 'pending';
-      while (seen === 'pending') {
-        if (this.closed) return undefined;
-        if (Date.now() - t0 > timeout) {
-          throw new FormError(
-            'TIMEOUT',
-            `Cannot make a boot template: the guest did not reach its wait point in ${timeout} ms`,
-          );
-        }
-        if ((await this.o.driver.status(vm)) === 'stopped') {
-          throw new FormError('VM_HYPERVISOR', 'Cannot make a boot template: the template VM stopped while booting');
-        }
-        await sleep(100);
-        seen = classifyTemplateBoot(consoleTail(vm.paths.serial));
-      }
-      if (seen === 'no-wait-point') {
-        const reason = 'its guest init has no boot-snapshot wait point (vm_wait=identity): an older guest';
-        await writeFile(join(fpDir, 'capability.json'), JSON.stringify({ capable: false, reason }), { mode: 0o600 });
-        this.log.info({ formpack: want.formpackId, reason }, 'Formpack is not snapshot-capable; its VMs cold-boot');
-        return undefined;
-      }
-      // The agent was started before the mark; make sure it answers (its state is saved with the VM).
-      const agent = this.o.driver.agent(vm);
-      for (let i = 0; ; i++) {
-        try {
-          await agent.ping(1000);
-          break;
-        } catch (err) {
-          if (i > 60 || this.closed) throw err;
-          await sleep(100);
-        }
-      }
-      bootMs = Date.now() - t0;
-      info = await this.o.driver.snapshot(vm, stateDir);
-    } finally {
-      this.building = undefined;
-      if (vm) await this.o.driver.destroy(vm).catch(() => undefined);
-      this.reserved = undefined;
-      this.unpin(final);
-      this.unpin(stateDir);
-      await rm(runDir, { recursive: true, force: true });
-    }
-    const files: TemplateMeta['files'] = {};
-    for (const name of STATE_FILES) {
-      const p = join(stateDir, name);
-      if (!existsSync(p)) continue;
-      await chmod(p, 0o600);
-      files[name] = { sha256: await sha256File(p), bytes: (await stat(p)).size };
-    }
-    await rm(join(stateDir, 'snapshot.json'), { force: true });
-    const meta: TemplateMeta = {
-      v: 1,
+  private build(want: TemplateWant): Promise<TemplateMeta | undefined> {
+    return buildTemplate(
+      {
+        driver: this.o.driver,
+        root: this.o.root,
+        vmDir: this.o.vmDir,
+        bootTimeoutMs: this.o.bootTimeoutMs,
+        log: this.log,
+        closed: () => this.closed,
+        fpDir: (id) => this.fpDir(id),
+        setBuilding: (vm) => {
+          this.building = vm;
+        },
+        reserve: (r) => {
+          this.reserved = r;
+        },
+        pin: (dir) => this.pin(dir),
+        unpin: (dir) => this.unpin(dir),
+      },
       want,
-      qemu,
-      files,
-      createdAt: new Date().toISOString(),
-      bootMs,
-      saveMs: info.totalMs,
-    };
-    await writeFile(join(stateDir, 'template.json'), JSON.stringify(meta, null, 1), { mode: 0o600 });
-    await chmod(stateDir, 0o700);
-    await rm(final, { recursive: true, force: true });
-    await rename(stateDir, final);
-    await writeFile(join(fpDir, 'capability.json'), JSON.stringify({ capable: true }), { mode: 0o600 });
-    this.log.info(
-      { formpack: want.formpackId, dir: final, bootMs, saveMs: info.totalMs, memoryBytes: info.memoryBytes },
-      'boot template saved',
     );
-    return meta;
   }
 
   /** Wait `ms` unless closed meanwhile (close ends the wait: it never keeps a closed VMM alive). */
@@ -731,22 +411,5 @@ export class BootTemplates {
     // The build's own clean-up (destroy, release of the reservation) follows its stopped VM.
     for (let i = 0; i < 100 && this.reserved; i++) await sleep(50);
     return true;
-  }
-}
-
-/** The last `max` bytes of a file, '' when unreadable (a guest may print without end: never read all of it). */
-export function consoleTail(path: string, max = 256 * 1024): string {
-  let fd: number | undefined;
-  try {
-    fd = openSync(path, 'r');
-    const size = fstatSync(fd).size;
-    const n = Math.min(size, max);
-    const buf = Buffer.alloc(n);
-    readSync(fd, buf, 0, n, size - n);
-    return buf.toString('utf8');
-  } catch {
-    return '';
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
 }

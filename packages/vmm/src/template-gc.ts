@@ -3,8 +3,8 @@
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FormError } from '@formation/interface';
-import type { TemplateMeta } from './boot-snapshot.ts';
 import type { QemuIdentity } from './qemu-identity.ts';
+import type { TemplateMeta } from './template-fit.ts';
 
 /** One template directory as found on disk. */
 export interface TemplateEntry {

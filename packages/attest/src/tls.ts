@@ -152,6 +152,16 @@ export interface AcmeSettings {
 
 const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
+/** Runs a program in a guest (the VM manager's `exec`): what `configureGuestTls` needs of it. */
+export interface GuestExec {
+  exec(
+    id: string,
+    path: string,
+    args: string[],
+    timeoutMs?: number,
+  ): Promise<{ exitcode: number; stdout: string; stderr: string }>;
+}
+
 /**
  * Tell a guest that serves HTTPS (Formfile `HTTPS`) its names and where to get certificates, through the
  * agent (`form-tls configure`). Idempotent: the guest answers `unchanged` and keeps its certificate when
@@ -162,14 +172,7 @@ const DNS_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](
  * await configureGuestTls(manager, vm.id, { directory: 'https://acme.example/dir' }, ['hello.dev.formation.net']);
  */
 export async function configureGuestTls(
-  vmm: {
-    exec(
-      id: string,
-      path: string,
-      args: string[],
-      timeoutMs?: number,
-    ): Promise<{ exitcode: number; stdout: string; stderr: string }>;
-  },
+  vmm: GuestExec,
   vmId: string,
   acme: AcmeSettings,
   names: string[],

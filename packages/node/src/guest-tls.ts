@@ -3,7 +3,7 @@
 // ingress's hosts) and the ACME directory; the guest gets and renews its certificate itself. Only public
 // data crosses the agent: names, a URL, a CA certificate. Pure planning apart from the agent calls.
 import { readFileSync } from 'node:fs';
-import { type AcmeSettings, configureGuestTls } from '@formation/attest';
+import { type AcmeSettings, configureGuestTls, type GuestExec } from '@formation/attest';
 import { FormError } from '@formation/interface';
 import { vmNameFor } from '@formation/scheduler';
 import type { Logger } from '@formation/service';
@@ -89,15 +89,7 @@ export function guestTlsTargets(
 
 export interface GuestTlsOptions {
   store: Pick<StateStore, 'views' | 'onAccepted'>;
-  vmm: {
-    list(): LocalVm[];
-    exec(
-      id: string,
-      path: string,
-      args: string[],
-      timeoutMs?: number,
-    ): Promise<{ exitcode: number; stdout: string; stderr: string }>;
-  };
+  vmm: GuestExec & { list(): LocalVm[] };
   domain: string;
   acme: AcmeSettings;
   logger: Logger;

@@ -1,13 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { FormError, GUEST_READY_MARKER, type Resources } from '@formation/interface';
 import type { Logger } from '@formation/service';
-import { bootSnapshotPlan, identityByAgent } from './boot-plan.ts';
-import { BootTemplates, type BootTemplatesOptions, isTemplateDriver, neutralCmdline } from './boot-snapshot.ts';
+import type { BootTemplates, BootTemplatesOptions } from './boot-snapshot.ts';
 import { type CapacityConfig, checkCapacity, hostCapacity, sumResources } from './capacity.ts';
 import type { DriverFingerprint, ExitInfo, HypervisorDriver } from './driver.ts';
-import { fingerprintGpus, pickGpus } from './gpu.ts';
 import { intToIp, parseCidr, type VmNetwork } from './network.ts';
 import { readFrom, tail } from './serial-console.ts';
 import { assertAction, hasProcess, KeyedSerializer, type VmAction, type VmState } from './state-machine.ts';
@@ -16,25 +12,19 @@ import type { RevisionRecord, SnapshotRecord, VmHealth, VmRecord, VmView } from 
 import { gpusGiven, usedResources } from './vm-accounting.ts';
 import { launchVm, releaseIdentity } from './vm-boot.ts';
 import type { VmContext } from './vm-context.ts';
-import {
-  type CreateVmRequest,
-  driverSpec,
-  measureSpec,
-  resolveBootSource,
-  takenAddresses,
-  vmName,
-  vmResources,
-} from './vm-create.ts';
+import type { CreateVmRequest } from './vm-create.ts';
 import { putDataDisk, replaceRootDisk, takeDataDisk } from './vm-disks.ts';
 import { settleExit } from './vm-exit.ts';
 import { entrypointGaveUp, probeHealth } from './vm-health.ts';
 import { allocatedBytes, parseBlockstats, readTapIo, type VmIo } from './vm-io.ts';
+import { newVm } from './vm-new.ts';
 import { pauseVm, restartVm, resumeVm, startVm, stopVm } from './vm-power.ts';
 import { ReadyWaiters } from './vm-ready.ts';
 import { reattachVm } from './vm-recover.ts';
 import { commitVm } from './vm-revision.ts';
 import { restoreVm, snapshotVm } from './vm-snapshot.ts';
 import { dropSuspended, suspendVm } from './vm-suspend.ts';
+import { makeTemplates, scheduleTemplate } from './vm-templates.ts';
 import { vmView } from './vm-view.ts';
 import { WakeGate } from './wake-gate.ts';
 
@@ -118,19 +108,7 @@ export class VmManager {
       gate: () => this.gate,
       wakeOnConnect: (id) => this.wakeOnConnect(id),
     };
-    if (o.bootSnapshots && isTemplateDriver(o.driver)) {
-      this.templates = new BootTemplates({
-        driver: o.driver,
-        root: o.templatesDir ?? join(o.store.dir, '..', 'templates'),
-        vmDir: o.store.dir,
-        logger: o.logger,
-        formpacksDir: o.formpacksDir,
-        maxMiB: o.bootSnapshotMaxMiB,
-        fits: (r) => this.templateFits(r),
-        quiet: () => this.quietFor(),
-        ...o.templateTiming,
-      });
-    }
+    this.templates = makeTemplates(o, { capacity: () => this.capacity(), records: () => this.vms.values() });
     o.driver.onExit((info) => {
       void this.lock
         .run(info.id, () => this.onExit(info))
@@ -210,31 +188,6 @@ export class VmManager {
     };
   }
 
-  /** Why a template VM of `r` would not fit now, or undefined (a build waits until it does). */
-  private templateFits(r: Resources): string | undefined {
-    const { capacity, used } = this.capacity();
-    try {
-      checkCapacity('template', r, used, capacity);
-      return undefined;
-    } catch (err) {
-      return (err as Error).message;
-    }
-  }
-
-  /** Why the node is not quiet enough for a template boot, or undefined. */
-  private quietFor(): string | undefined {
-    const quietMs = this.o.templateQuietMs ?? 10_000;
-    const now = Date.now();
-    for (const r of this.vms.values()) {
-      if (r.state === 'starting' || r.state === 'restoring' || (r.state === 'running' && !r.ready)) {
-        return `VM ${r.id} is booting`;
-      }
-      const readyAt = r.readyAt ? Date.parse(r.readyAt) : 0;
-      if (r.state === 'running' && now - readyAt < quietMs) return `VM ${r.id} became ready ${now - readyAt} ms ago`;
-    }
-    return undefined;
-  }
-
   /** The last `bytes` of the VM's serial console (of the current and earlier boots). */
   console(id: string, bytes = 16384): string {
     const rec = this.rec(id);
@@ -271,73 +224,18 @@ export class VmManager {
   /** Create a VM from a Formpack id or an image name (and start it unless `start: false`). */
   async create(req: CreateVmRequest, owner: string | null = null): Promise<VmView> {
     if (this.closed) throw new FormError('UNAVAILABLE', 'Cannot create a VM: the VMM is shutting down');
-    if (Boolean(req.formpack) === Boolean(req.image)) {
-      throw new FormError('BAD_REQUEST', 'Cannot create a VM: give exactly one of formpack or image');
-    }
-    const id = `vm-${randomBytes(6).toString('hex')}`;
-    const src = await resolveBootSource(req, this.o);
-    const resources = vmResources(src.base, req.resources);
-    // A GPU stays given to its VM (running or not) until the VM is destroyed.
-    const gpusTaken = new Set(gpusGiven(this.vms.values()));
-    const gpus = req.gpu ? pickGpus(fingerprintGpus(), gpusTaken, req.gpu, id) : undefined;
-    const name = vmName(req.name, src.defaultName, id);
-    const taken = takenAddresses(this.vms.values());
-    if (req.egress !== undefined && typeof req.egress !== 'boolean') {
-      throw new FormError('BAD_REQUEST', 'Cannot create a VM: egress must be true or false');
-    }
-    const net = await this.o.network.assign(id, taken, req.forwardPorts ?? src.ports, req.egress !== false);
-    // Boot snapshots: a Formpack whose guest is known to wait for its identity gets the neutral cmdline.
-    const agentIdentity = identityByAgent(this.templates, src.isFormpack, src.source);
-    const fullCmdline = agentIdentity
-      ? neutralCmdline(src.cmdline)
-      : `${src.cmdline} vm_ip=${net.ip} vm_gw=${net.gateway} vm_dns=${net.dns} vm_name=${name} vm_id=${id}`.trim();
-    const spec = driverSpec({
-      id,
-      name,
-      resources,
-      dir: join(this.o.store.vmDir(id), 'qemu'),
-      src,
-      cmdline: fullCmdline,
-      dataDiskMiB: req.dataDiskMiB ?? (src.isFormpack ? (this.o.dataDiskMiB ?? 0) : 0),
-      net,
-      gpus,
-    });
-    let driverVm: VmRecord['driver'];
-    try {
-      driverVm = await this.o.driver.create(spec);
-    } catch (err) {
-      this.o.network.settle(net);
-      this.o.store.remove(id);
-      throw err;
-    }
-    const now = new Date().toISOString();
-    const rec: VmRecord = {
-      id,
-      name,
+    const rec = await newVm(
+      {
+        o: this.o,
+        log: this.log,
+        templates: this.templates,
+        records: () => this.vms.values(),
+        add: (r) => this.vms.set(r.id, r),
+      },
+      req,
       owner,
-      createdAt: now,
-      updatedAt: now,
-      source: src.source,
-      resources,
-      state: 'created',
-      stateReason: 'created',
-      restartPolicy: req.restartPolicy ?? this.o.restartPolicy ?? 'never',
-      restarts: 0,
-      network: net,
-      driver: driverVm,
-      snapshots: [],
-      serialOffset: 0,
-      ready: false,
-      ports: [...new Set(req.forwardPorts ?? src.ports)],
-      measurement: await measureSpec(spec, src.diskSha),
-    };
-    // What this VM wants of its Formpack's template (VMs that are not Formpack VMs have none).
-    const plan = this.templates ? bootSnapshotPlan(rec, src.cmdline, agentIdentity) : undefined;
-    if (plan) rec.bootSnapshot = plan;
-    this.vms.set(id, rec);
-    this.o.network.settle(net);
-    this.o.store.save(rec);
-    this.log.info({ id, name, source: rec.source, resources }, 'vm created');
+    );
+    const id = rec.id;
     if (req.start !== false) {
       try {
         await this.start(id, owner ?? undefined);
@@ -347,7 +245,12 @@ export class VmManager {
         await this.destroy(id).catch(() => undefined);
         throw err;
       }
-      this.scheduleTemplate(rec);
+      scheduleTemplate(
+        this.templates,
+        rec,
+        (i, ms) => this.waitReady(i, ms),
+        () => this.closed,
+      );
     }
     return this.get(id);
   }
@@ -402,22 +305,6 @@ export class VmManager {
     rec.startedAt = new Date().toISOString();
     this.setState(rec, 'running', why);
     this.save(rec);
-  }
-
-  // ---------- boot snapshots (boot-snapshot.ts) ----------
-
-  /** After a Formpack VM's first boot: build its template once it is ready (never competing with its boot). */
-  private scheduleTemplate(rec: VmRecord): void {
-    const plan = rec.bootSnapshot;
-    const templates = this.templates;
-    if (!templates || !plan || templates.capability(plan.want.formpackId).capable === false) return;
-    if (rec.boot?.kind === 'snapshot') return;
-    // Only after a boot that reached ready: a VM destroyed or failed before that says nothing about
-    // whether a template can be made (and building one then kept a closing VMM busy).
-    void this.waitReady(rec.id, 180_000).then(
-      () => (this.closed ? undefined : templates.ensure(plan.want)),
-      () => undefined,
-    );
   }
 
   /** Resolves when no boot template is being built (tests, bench). */

@@ -13,7 +13,7 @@ import { PRESENCE_TOPIC, signPresence } from '@formation/state';
 import { InstanceController } from './controller.ts';
 import { type DaemonComponent, type DaemonContext, listenApi, need } from './daemon-context.ts';
 import { removeStaleWireGuard } from './daemon-core.ts';
-import { startExtraServices } from './extra-services.ts';
+import { EXTRA_SERVICES, startExtraService } from './extra-services.ts';
 import { netnsTransport } from './netns-probe.ts';
 import { registerNodeRoutes } from './node-routes.ts';
 import { ReplicaHealthMonitor } from './replica-health.ts';
@@ -193,11 +193,14 @@ export const controllerComponent: DaemonComponent = {
   },
 };
 
-/** Compute runtime, ingress, guest TLS, dashboard: optional, each skipped with a warning when it cannot run here. */
-export const extraServicesComponent: DaemonComponent = {
-  name: 'extra-services',
+/**
+ * The optional services (runtime, ingress, guest TLS, public DNS, dashboard), one component each: a
+ * service that cannot run here is skipped with a warning and the node stays up (extra-services.ts).
+ */
+export const extraServiceComponents: readonly DaemonComponent[] = EXTRA_SERVICES.map((service) => ({
+  name: service.name,
   async start(ctx, onStop) {
-    await startExtraServices({
+    await startExtraService(service, {
       config: ctx.config,
       ports: ctx.ports,
       key: need(ctx, 'key'),
@@ -207,7 +210,7 @@ export const extraServicesComponent: DaemonComponent = {
       onClose: onStop,
     });
   },
-};
+}));
 
 /**
  * Ready: write the pid and info files (removed last on close, by `pidFilesComponent`), and with a

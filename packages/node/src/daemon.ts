@@ -20,7 +20,7 @@ import {
 import {
   controllerComponent,
   dnsComponent,
-  extraServicesComponent,
+  extraServiceComponents,
   formnetComponent,
   pidFilesComponent,
   readyComponent,
@@ -62,7 +62,7 @@ export const DAEMON_COMPONENTS: readonly DaemonComponent[] = [
   formnetComponent,
   dnsComponent,
   controllerComponent,
-  extraServicesComponent,
+  ...extraServiceComponents,
   readyComponent,
 ];
 

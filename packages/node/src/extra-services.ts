@@ -28,37 +28,44 @@ export interface ExtraServicesContext {
 }
 
 /**
- * Services beside the deploy path (compute runtime, dashboard, attestation), started after the core
- * ones. Each one that cannot run on this host is skipped with a warning naming why, and the node stays
- * up. Returns, per service, `running on …` or why it was skipped.
+ * One service beside the deploy path: why it is off here (null when it should run), how to start it
+ * (what it says when running), and the warning logged when it cannot start.
  */
-export async function startExtraServices(ctx: ExtraServicesContext): Promise<Record<string, string>> {
-  const result: Record<string, string> = {};
-  const log = ctx.logger.child({ component: 'formationd' });
-  if (process.env.FORM_RUNTIME === 'off') result.runtime = 'off (FORM_RUNTIME=off)';
-  else {
-    try {
-      result.runtime = await startRuntime(ctx);
-    } catch (err) {
-      result.runtime = `skipped: ${(err as Error).message}`;
-      log.warn({ reason: (err as Error).message }, 'compute runtime not started');
-    }
-  }
-  if (!ctx.config.publicAddress) result.ingress = 'off (no --public-address)';
-  else if (!ctx.config.ingressHttpPort && !ctx.config.ingressTlsPort) result.ingress = 'off (both ports 0)';
-  else {
-    try {
-      result.ingress = await startIngressOnPublic(ctx);
-    } catch (err) {
-      result.ingress = `skipped: ${(err as Error).message}`;
-      log.warn({ reason: (err as Error).message }, 'ingress not started');
-    }
-  }
-  // HTTPS in the guest (Formfile `HTTPS`): local replicas learn their ingress names and the ACME directory.
-  try {
-    const acme = acmeSettingsFromEnv(process.env);
-    if (!acme) result.guestTls = 'off (no FORM_ACME_DIRECTORY)';
-    else {
+export interface ExtraService {
+  /** The key in `startExtraServices`' result, and formationd's component name. */
+  readonly name: 'runtime' | 'ingress' | 'guestTls' | 'publicDns' | 'web';
+  off(ctx: ExtraServicesContext): string | null;
+  start(ctx: ExtraServicesContext): Promise<string>;
+  /** The warning when start fails (the node stays up). */
+  readonly notStarted: string;
+}
+
+/** The optional services, in start order (formationd starts each as a component of its own). */
+export const EXTRA_SERVICES: readonly ExtraService[] = [
+  {
+    name: 'runtime',
+    off: () => (process.env.FORM_RUNTIME === 'off' ? 'off (FORM_RUNTIME=off)' : null),
+    start: (ctx) => startRuntime(ctx),
+    notStarted: 'compute runtime not started',
+  },
+  {
+    name: 'ingress',
+    off: (ctx) =>
+      !ctx.config.publicAddress
+        ? 'off (no --public-address)'
+        : !ctx.config.ingressHttpPort && !ctx.config.ingressTlsPort
+          ? 'off (both ports 0)'
+          : null,
+    start: (ctx) => startIngressOnPublic(ctx),
+    notStarted: 'ingress not started',
+  },
+  {
+    // HTTPS in the guest (Formfile `HTTPS`): local replicas learn their ingress names and the ACME directory.
+    name: 'guestTls',
+    off: () => null,
+    start: async (ctx) => {
+      const acme = acmeSettingsFromEnv(process.env);
+      if (!acme) return 'off (no FORM_ACME_DIRECTORY)';
       const tls = startGuestTls({
         store: ctx.store,
         vmm: ctx.vmm.manager,
@@ -67,31 +74,47 @@ export async function startExtraServices(ctx: ExtraServicesContext): Promise<Rec
         logger: ctx.logger,
       });
       ctx.onClose(() => tls.close());
-      result.guestTls = `on (ACME directory ${acme.directory})`;
-    }
+      return `on (ACME directory ${acme.directory})`;
+    },
+    notStarted: 'guest HTTPS names not started',
+  },
+  {
+    name: 'publicDns',
+    off: (ctx) =>
+      !ctx.config.publicAddress ? 'off (no --public-address)' : !ctx.config.publicDnsPort ? 'off (port 0)' : null,
+    start: (ctx) => startPublicDnsOnPublic(ctx),
+    notStarted: 'public DNS not started',
+  },
+  {
+    name: 'web',
+    off: () => (process.env.FORM_WEB === 'off' ? 'off (FORM_WEB=off)' : null),
+    start: (ctx) => startWeb(ctx),
+    notStarted: 'dashboard not started',
+  },
+];
+
+/**
+ * Start one optional service, or say why it is off; one that cannot run on this host is skipped with
+ * a warning naming why (never thrown: the node stays up). Returns `running on …`, `off (…)` or `skipped: …`.
+ */
+export async function startExtraService(service: ExtraService, ctx: ExtraServicesContext): Promise<string> {
+  const off = service.off(ctx);
+  if (off !== null) return off;
+  try {
+    return await service.start(ctx);
   } catch (err) {
-    result.guestTls = `skipped: ${(err as Error).message}`;
-    log.warn({ reason: (err as Error).message }, 'guest HTTPS names not started');
+    ctx.logger.child({ component: 'formationd' }).warn({ reason: (err as Error).message }, service.notStarted);
+    return `skipped: ${(err as Error).message}`;
   }
-  if (!ctx.config.publicAddress) result.publicDns = 'off (no --public-address)';
-  else if (!ctx.config.publicDnsPort) result.publicDns = 'off (port 0)';
-  else {
-    try {
-      result.publicDns = await startPublicDnsOnPublic(ctx);
-    } catch (err) {
-      result.publicDns = `skipped: ${(err as Error).message}`;
-      log.warn({ reason: (err as Error).message }, 'public DNS not started');
-    }
-  }
-  if (process.env.FORM_WEB === 'off') result.web = 'off (FORM_WEB=off)';
-  else {
-    try {
-      result.web = await startWeb(ctx);
-    } catch (err) {
-      result.web = `skipped: ${(err as Error).message}`;
-      log.warn({ reason: (err as Error).message }, 'dashboard not started');
-    }
-  }
+}
+
+/**
+ * Services beside the deploy path (compute runtime, ingress, guest TLS, public DNS, dashboard), started
+ * after the core ones, in the order of `EXTRA_SERVICES`. Returns, per service, what `startExtraService` says.
+ */
+export async function startExtraServices(ctx: ExtraServicesContext): Promise<Record<string, string>> {
+  const result: Record<string, string> = {};
+  for (const service of EXTRA_SERVICES) result[service.name] = await startExtraService(service, ctx);
   return result;
 }
 

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { FormError } from '@formation/interface';
+import { createLogger } from '@formation/service';
 import { type Component, startComponents } from '../src/component.ts';
 import { DAEMON_COMPONENTS } from '../src/daemon.ts';
+import { type ExtraService, type ExtraServicesContext, startExtraService } from '../src/extra-services.ts';
 
 /** A fake component that records its start and each of its stop steps in `events`. */
 function fake(name: string, events: string[], opts: { steps?: number; fail?: unknown; failAfter?: number } = {}) {
@@ -102,7 +104,34 @@ test("formationd's components: unique names, pid files first (removed last), rea
     'formnet',
     'dns',
     'controller',
-    'extra-services',
+    'runtime',
+    'ingress',
+    'guestTls',
+    'publicDns',
+    'web',
     'ready',
   ]);
+});
+
+test('an optional service that cannot start is skipped (not thrown), keeping what it registered; one that is off is not started', async () => {
+  const closes: string[] = [];
+  const ctx = {
+    logger: createLogger('silent'),
+    onClose: () => closes.push('close'),
+  } as unknown as ExtraServicesContext;
+  let started = 0;
+  const failing: ExtraService = {
+    name: 'web',
+    off: () => null,
+    start: async (c) => {
+      started++;
+      c.onClose(() => {});
+      throw new Error('no port');
+    },
+    notStarted: 'dashboard not started',
+  };
+  assert.equal(await startExtraService(failing, ctx), 'skipped: no port');
+  assert.deepEqual(closes, ['close']);
+  assert.equal(await startExtraService({ ...failing, off: () => 'off (FORM_WEB=off)' }, ctx), 'off (FORM_WEB=off)');
+  assert.equal(started, 1);
 });

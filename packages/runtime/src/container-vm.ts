@@ -1,7 +1,8 @@
 import { rm } from 'node:fs/promises';
 import { FormError } from '@formation/interface';
 import { decodeCheckpoint, encodeCheckpoint, packWorkspace, replaceContents, unpackWorkspace } from './checkpoint.ts';
-import { chownTree, type RuncContainer } from './runc.ts';
+import type { Container } from './container-backend.ts';
+import { chownTree } from './runc.ts';
 import type { Meta, Result, Vm } from './types.ts';
 
 /** What the manager passes when a process is first created in a container. */
@@ -19,15 +20,16 @@ export interface SpawnInput {
 
 /**
  * A `Vm` backed by one runtime container, speaking the VMDocker runtime container protocol
- * (`/vmm/spawn`, `/vmm/apply`, `/vmm/checkpoint`, `/vmm/restore`) over the container's socket.
+ * (`/vmm/spawn`, `/vmm/apply`, `/vmm/checkpoint`, `/vmm/restore`) over the container's socket
+ * (any `ContainerBackend`: runc, or the in-memory fake in tests).
  * Transport failures throw RUNTIME_CONTAINER (the manager recovers); handler failures are results.
  */
 export class ContainerVm implements Vm {
-  readonly container: RuncContainer;
+  readonly container: Container;
   readonly processId: string;
   private readonly timeoutMs: number;
 
-  constructor(container: RuncContainer, processId: string, applyTimeoutMs: number) {
+  constructor(container: Container, processId: string, applyTimeoutMs: number) {
     this.container = container;
     this.processId = processId;
     // the server enforces the handler time limit itself; this only catches a wedged container

@@ -1,12 +1,11 @@
-import { execFile } from 'node:child_process';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { randomHex } from '@formation/identity';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { decodeCheckpoint } from './checkpoint.ts';
 import { CheckpointFiles } from './checkpoint-files.ts';
+import type { ContainerBackend } from './container-backend.ts';
 import { ContainerVm } from './container-vm.ts';
 import { notPassable, ownedDir } from './dirs.ts';
 import type { StoredImage } from './image-store.ts';
@@ -28,7 +27,8 @@ import {
   type SendInput,
   type SendOutput,
 } from './process-types.ts';
-import { RuncContainer, type UserNamespace } from './runc.ts';
+import type { UserNamespace } from './runc.ts';
+import { RuncBackend } from './runc-backend.ts';
 import type { LogEntry, ProcessRecord } from './store.ts';
 import type { Meta, Result, RuntimeModule } from './types.ts';
 
@@ -41,11 +41,10 @@ export {
   type SendOutput,
 } from './process-types.ts';
 
-const execFileP = promisify(execFile);
-
 /**
- * Runs processes: one runc container each, messages applied one at a time per process, every message
- * logged in Redis before it is applied, checkpoints every N messages. A container that dies (killed
+ * Runs processes: one container each (runc, or the `ContainerBackend` given in the options), messages
+ * applied one at a time per process, every message logged in Redis before it is applied, checkpoints
+ * every N messages. A container that dies (killed
  * from outside, out of memory, wedged) is replaced by a fresh one restored from the last checkpoint
  * with the logged messages after it replayed; on start, every registered process is rebuilt the same way.
  */
@@ -58,6 +57,7 @@ export class ProcessManager {
   private closed = false;
   private readonly deliveries = new Set<Promise<void>>();
   private readonly checkpoints: CheckpointFiles;
+  private readonly backend: ContainerBackend;
 
   /** The user namespace containers get (undefined: none, see start()). */
   userns: UserNamespace | undefined;
@@ -70,6 +70,8 @@ export class ProcessManager {
     this.o = o;
     this.userns = o.userns;
     this.log = o.logger.child({ component: 'runtime-manager' });
+    this.backend =
+      o.backend ?? new RuncBackend({ runcRoot: o.runcRoot, logger: o.logger, ...(o.runc ? { runc: o.runc } : {}) });
     this.checkpoints = new CheckpointFiles(join(o.dataDir, 'checkpoints'));
     this.ctx = {
       store: o.store,
@@ -144,7 +146,7 @@ export class ProcessManager {
   private async removeStaleContainers(): Promise<void> {
     const dir = await ownedDir(join(this.o.dataDir, 'containers'));
     for (const id of await readdir(dir)) {
-      await execFileP(this.o.runc ?? 'runc', ['--root', this.o.runcRoot, 'delete', '-f', id]).catch(() => undefined);
+      await this.backend.removeStale(id);
       await rm(join(dir, id), { recursive: true, force: true });
       this.log.info({ container: id }, 'removed stale container');
     }
@@ -212,24 +214,15 @@ export class ProcessManager {
   private async newContainer(rec: ProcessRecord): Promise<ContainerVm> {
     const img = await this.imageFor(this.module(rec.moduleId));
     const cid = `formrt-${rec.id.slice(0, 12).replace(/[^A-Za-z0-9_-]/g, '_')}-${randomHex(3)}`;
-    const container = new RuncContainer({
+    const container = await this.backend.start({
       id: cid,
-      runcRoot: this.o.runcRoot,
       bundleDir: join(this.o.dataDir, 'containers', cid),
       rootfs: img.rootfs,
       image: img.config,
       limits: this.o.limits,
       env: [`FORM_RT_APPLY_TIMEOUT_MS=${this.o.applyTimeoutMs}`],
-      logger: this.o.logger,
-      ...(this.o.runc ? { runc: this.o.runc } : {}),
       ...(this.userns ? { userns: this.userns } : {}),
     });
-    try {
-      await container.start();
-    } catch (err) {
-      await container.destroy().catch(() => undefined);
-      throw err;
-    }
     return new ContainerVm(container, rec.id, this.o.applyTimeoutMs);
   }
 

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '@formation/service';
+import type { ContainerBackend } from './container-backend.ts';
 import type { ImageStore } from './image-store.ts';
 import type { ChainBudget } from './outbox.ts';
 import type { ContainerLimits, UserNamespace } from './runc.ts';
@@ -18,6 +19,8 @@ export interface ProcessManagerOptions {
   modulesDir?: string;
   runcRoot: string;
   runc?: string;
+  /** What runs the containers (default: runc with runcRoot/runc above; tests pass a FakeBackend). */
+  backend?: ContainerBackend;
   limits: ContainerLimits;
   applyTimeoutMs: number;
   /** Take a checkpoint every N applied messages (bounds replay after a crash). */

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
+import type { Container } from './container-backend.ts';
 import { ownedDir } from './dirs.ts';
 import type { ImageRunConfig } from './docker-archive.ts';
 
@@ -276,7 +277,7 @@ export function ociSpec(o: RuncContainerOptions, socketDir: string, workspaceDir
  * One runc container running a runtime server that listens on a unix socket in a directory
  * bind-mounted from the host: the manager's only channel into the container.
  */
-export class RuncContainer {
+export class RuncContainer implements Container {
   readonly id: string;
   readonly socketPath: string;
   readonly workspaceDir: string;

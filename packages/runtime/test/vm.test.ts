@@ -8,7 +8,9 @@ import { ContainerVm } from '../src/container-vm.ts';
 import { ImageStore, type StoredImage } from '../src/image-store.ts';
 import { buildJsRuntimeImage } from '../src/js-image.ts';
 import { RuncContainer } from '../src/runc.ts';
+import { RuncBackend } from '../src/runc-backend.ts';
 import type { Meta, Result } from '../src/types.ts';
+import { containerBackendContract } from './container-backend.contract.ts';
 import { CACHE_DIR, COUNTER_SRC, integrationSkip, tmp } from './helpers.ts';
 
 const skip = await integrationSkip();
@@ -204,6 +206,21 @@ describe('ContainerVm: the JS runtime image in runc containers', { skip }, () =>
     for (let i = 1; i <= N; i++) if (i % 97 !== 0) expected += i % 5;
     assert.equal(state.count, expected);
   });
+
+  // the runc backend against the ContainerBackend contract (the fake passes it in container-backend.test.ts)
+  containerBackendContract('runc', async () => ({
+    backend: new RuncBackend({ runcRoot: join(work, 'runc-contract'), logger }),
+    spec: (id) => ({
+      id,
+      bundleDir: join(work, 'contract', id),
+      rootfs: img.rootfs,
+      image: img.config,
+      limits: { memoryMiB: 192, cpus: 1, pids: 64 },
+      env: ['FORM_RT_APPLY_TIMEOUT_MS=1000'],
+      userns: USERNS,
+    }),
+    close: async () => undefined,
+  }));
 });
 
 function existsSyncWs(vm: ContainerVm): boolean {

@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream, lstatSync, mkdirSync, symlinkSync } from 'node:fs';
+import { createReadStream, createWriteStream, lstatSync, mkdirSync, symlinkSync, type WriteStream } from 'node:fs';
 import { join, posix } from 'node:path';
 import { FormError } from '@formation/interface';
 import { Parser, type ReadEntry } from 'tar';
@@ -68,6 +68,9 @@ export async function extractContext(
   let entries = 0;
   let failure: unknown;
   const writes: Array<Promise<void>> = [];
+  // Files being written and their entries: a damaged or cut-short archive can stop the parser in the
+  // middle of an entry, whose stream then never ends (the extraction hung on such an upload).
+  const open = new Map<WriteStream, ReadEntry>();
   await new Promise<void>((resolve, reject) => {
     const parser = new Parser({
       strict: true,
@@ -102,9 +105,13 @@ export async function extractContext(
             }
             mkdirSync(join(abs, '..'), { recursive: true });
             const out = createWriteStream(abs, { flags: 'wx', mode: ((entry.mode ?? 0o644) & 0o755) | 0o600 });
+            open.set(out, entry);
             writes.push(
               new Promise((res, rej) => {
-                out.on('finish', res);
+                out.on('finish', () => {
+                  open.delete(out);
+                  res();
+                });
                 out.on('error', rej);
               }),
             );
@@ -141,6 +148,14 @@ export async function extractContext(
     input.on('error', reject);
     input.pipe(parser as unknown as NodeJS.WritableStream);
   });
+  // The parser is done: an entry it did not feed to its end (or any open file of an archive found
+  // damaged) is cut off with the reason instead of waited for.
+  for (const [out, entry] of open) {
+    if (!failure && entry.remain === 0) continue;
+    failure ??= bad(`the archive is damaged or truncated (${entry.path} ends early)`);
+    entry.unpipe(out);
+    out.destroy(failure as Error);
+  }
   try {
     await Promise.all(writes);
   } catch (err) {

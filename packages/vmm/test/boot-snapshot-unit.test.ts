@@ -14,6 +14,7 @@ import {
   templateMismatch,
 } from '../src/boot-snapshot.ts';
 import type { QemuIdentity } from '../src/qemu-driver.ts';
+import { TEST_QEMU } from './helpers.ts';
 
 const ident: InstanceIdentity = {
   ip: '10.129.0.2/24',
@@ -26,14 +27,7 @@ const ident: InstanceIdentity = {
 const seed = 'ab'.repeat(32);
 const code = (c: string) => (e: unknown) => e instanceof FormError && e.code === c;
 
-const qemu: QemuIdentity = {
-  version: 'QEMU emulator version 7.2.22',
-  binarySha256: 'a'.repeat(64),
-  machine: 'pc',
-  accel: 'tcg',
-  cpu: 'qemu64',
-  devicesSha256: 'b'.repeat(64),
-};
+const qemu: QemuIdentity = TEST_QEMU;
 const want: TemplateWant = {
   formpackId: 'f'.repeat(64),
   kernelSha256: '1'.repeat(64),

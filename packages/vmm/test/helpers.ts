@@ -1,4 +1,5 @@
 import { loadVmmConfig, type VmmConfig } from '../src/config.ts';
+import type { QemuIdentity } from '../src/qemu-identity.ts';
 import { integrationBlocker } from '../src/testing.ts';
 
 export { fixture, integrationBlocker, pidsMentioning } from '../src/testing.ts';
@@ -36,3 +37,13 @@ export function memoryVmmConfig(tmp: string, flags: Partial<VmmConfig> = {}): Vm
     },
   );
 }
+
+/** A QEMU identity for template tests (what a template was made by). */
+export const TEST_QEMU: QemuIdentity = {
+  version: 'QEMU emulator version 7.2.22',
+  binarySha256: 'a'.repeat(64),
+  machine: 'pc',
+  accel: 'tcg',
+  cpu: 'qemu64',
+  devicesSha256: 'b'.repeat(64),
+};

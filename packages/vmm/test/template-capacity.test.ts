@@ -13,17 +13,11 @@ import { VmManager } from '../src/manager.ts';
 import { VmNetwork } from '../src/network.ts';
 import type { QemuIdentity } from '../src/qemu-identity.ts';
 import { VmStore } from '../src/store.ts';
+import { TEST_QEMU } from './helpers.ts';
 import { memoryFormpack } from './memory-formpack.ts';
 import { TemplateMemoryDriver } from './template-driver.ts';
 
-const qemu: QemuIdentity = {
-  version: 'QEMU emulator version 7.2.22',
-  binarySha256: 'a'.repeat(64),
-  machine: 'pc',
-  accel: 'tcg',
-  cpu: 'qemu64',
-  devicesSha256: 'b'.repeat(64),
-};
+const qemu: QemuIdentity = TEST_QEMU;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> {

@@ -16,19 +16,13 @@ import {
 import { loadVmmConfig } from '../src/config.ts';
 import type { QemuIdentity } from '../src/qemu-identity.ts';
 import { planTemplateGc, type TemplateEntry } from '../src/template-gc.ts';
+import { TEST_QEMU } from './helpers.ts';
 import { TemplateMemoryDriver } from './template-driver.ts';
 
 // Boot template garbage collection: the pure plan (table), then the real files of a templates root
 // deleted by BootTemplates.gc (memory driver with template operations: no QEMU needed to delete).
 
-const qemu: QemuIdentity = {
-  version: 'QEMU emulator version 7.2.22',
-  binarySha256: 'a'.repeat(64),
-  machine: 'pc',
-  accel: 'tcg',
-  cpu: 'qemu64',
-  devicesSha256: 'b'.repeat(64),
-};
+const qemu: QemuIdentity = TEST_QEMU;
 const MiB = 2 ** 20;
 const H = 3_600_000;
 const NOW = Date.parse('2026-12-04T12:00:00Z');

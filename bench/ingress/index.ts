@@ -5,7 +5,7 @@
 // mappings: connect + one round trip, and bulk throughput, through a mapping vs direct. Certificate
 // issuance time (root + Pebble): in the guest and at the ingress (end of the file).
 // Backends on 127.0.0.2/127.0.0.3 stand in for replicas; the TLS backend has its own certificate.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, request } from 'node:http';
@@ -14,30 +14,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSecureContext, createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
 import { buildRouteTable, createProber, startIngress } from '@formation/ingress';
+import { selfSignedCert } from '@formation/interface/testing';
 import { createLogger } from '@formation/service';
 import { report } from '../report.ts';
 
 const N = Number(process.env.BENCH_INGRESS_REQUESTS ?? 2000);
 const dir = mkdtempSync(join(tmpdir(), 'bench-ingress-'));
-execFileSync(
-  'openssl',
-  [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
-    join(dir, 'k'),
-    '-out',
-    join(dir, 'c'),
-  ].concat(['-days', '1', '-subj', '/CN=s.bench.test', '-addext', 'subjectAltName=DNS:s.bench.test,DNS:x.bench.test']),
-  { stdio: 'ignore' },
-);
-const ca = readFileSync(join(dir, 'c'));
-const terminateContext = createSecureContext({ key: readFileSync(join(dir, 'k')), cert: ca });
+const cert = selfSignedCert(dir, 'server', 's.bench.test', 'DNS:s.bench.test,DNS:x.bench.test');
+const ca = readFileSync(cert.certFile);
+const terminateContext = createSecureContext({ key: readFileSync(cert.keyFile), cert: ca });
 
 const backend = (name: string) => createServer((_q, r) => r.end(name));
 const a = backend('A');
@@ -47,7 +32,7 @@ await once(a, 'listening');
 const port = (a.address() as { port: number }).port;
 b.listen(port, '127.0.0.3');
 await once(b, 'listening');
-const tls = createTlsServer({ key: readFileSync(join(dir, 'k')), cert: ca }, (s) => {
+const tls = createTlsServer({ key: readFileSync(cert.keyFile), cert: ca }, (s) => {
   s.once('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'));
   s.on('error', () => s.destroy());
 });

@@ -38,6 +38,11 @@ export interface PublicDnsOptions {
   lookup?: (name: string, resolver?: string) => Promise<DomainLookup>;
   /** How often pending claims are checked (ms); default 5000. */
   verifyEveryMs?: number;
+  /**
+   * The longest wait between two looks at a claim that failed its proof (ms); default
+   * MAX_VERIFY_BACKOFF_MS (never shorter than `verifyEveryMs`).
+   */
+  maxVerifyBackoffMs?: number;
   /** How often the proof of a claim this node vouched for is looked at again (ms); default 300000. */
   recheckEveryMs?: number;
   /**
@@ -103,6 +108,7 @@ export async function startPublicDns(o: PublicDnsOptions): Promise<PublicDns> {
   const nextRecheck = new Map<string, number>();
   const missingSince = o.graceFile ? fileMissingSince(o.graceFile, log) : memoryMissingSince();
   const every = o.verifyEveryMs ?? 5000;
+  const maxBackoff = Math.max(every, o.maxVerifyBackoffMs ?? MAX_VERIFY_BACKOFF_MS);
   const recheckEvery = o.recheckEveryMs ?? 300_000;
   const grace = o.graceMs ?? 3_600_000;
   const me = o.key.publicKey;
@@ -167,7 +173,7 @@ export async function startPublicDns(o: PublicDnsOptions): Promise<PublicDns> {
         if (lastReason.get(d.claim) !== result.reason)
           log.info({ name: d.name, reason: result.reason }, 'domain not proven yet');
         lastReason.set(d.claim, result.reason);
-        const delay = Math.min((due?.delay ?? every / 2) * 2, Math.max(every, MAX_VERIFY_BACKOFF_MS));
+        const delay = Math.min((due?.delay ?? every / 2) * 2, maxBackoff);
         nextCheck.set(d.claim, { at: Date.now() + delay, delay });
         continue;
       }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { mock, test } from 'node:test';
 import { keyPairFromPrivate } from '@formation/identity';
 import { until } from '@formation/interface/testing';
 import { createLogger } from '@formation/service';
@@ -106,6 +106,37 @@ test('a wrong proof signs nothing and backs off; the right one is signed once, n
     assert.ok(token);
   } finally {
     await dns.close();
+  }
+});
+
+test('the back-off doubles from verifyEveryMs up to maxVerifyBackoffMs, then looks at that pace', async () => {
+  const { store } = world();
+  mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+  const looked: number[] = [];
+  const dns = await startPublicDns({
+    host: '127.0.0.1',
+    port: 0,
+    domain: 'dev.formation.local',
+    store,
+    key: me,
+    nodeTimeoutMs: 30_000,
+    verifyEveryMs: 100,
+    maxVerifyBackoffMs: 400,
+    lookup: async () => {
+      looked.push(Date.now() - 1_000_000);
+      return { txt: ['wrong'], cname: [], errors: [] };
+    },
+    logger: createLogger('silent'),
+  });
+  try {
+    for (let t = 0; t <= 2000; t += 50) {
+      mock.timers.setTime(1_000_000 + t);
+      await dns.verifyNow();
+    }
+    assert.deepEqual(looked, [0, 100, 300, 700, 1100, 1500, 1900]);
+  } finally {
+    await dns.close();
+    mock.timers.reset();
   }
 });
 

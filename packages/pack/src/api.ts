@@ -1,5 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { NonceCache, type Signer } from '@formation/identity';
@@ -7,9 +7,10 @@ import { FormError, type FormpackManifest, isFormError } from '@formation/interf
 import { ErrorBodySchema } from '@formation/interface/error-schema';
 import { type ApiServer, createApiServer, type Logger, requireSigner, streamedBody } from '@formation/service';
 import { Type } from '@sinclair/typebox';
-import { DEFAULT_ARCHIVE_LIMITS, extractContext } from './archive.ts';
+import { DEFAULT_ARCHIVE_LIMITS } from './archive.ts';
 import { ARTIFACT_FILES, type ArtifactName, type BuildEvent, Builder } from './builder.ts';
 import { DEFAULT_PACK_CACHE } from './config.ts';
+import { ContextStore, DEFAULT_CONTEXT_STORE } from './context-store.ts';
 import { loadSpec } from './formfile.ts';
 import { BuildQueue, DEFAULT_BUILD_QUEUE } from './queue.ts';
 
@@ -77,14 +78,9 @@ interface Job {
   abort: AbortController;
 }
 
-interface UploadedContext {
-  dir: string;
-  owner: string;
-  expires: number;
-}
-
 const MAX_LOG_LINES = 5000;
-const CONTEXT_TTL_MS = 60 * 60_000;
+/** Finished builds stay readable (status, log) this long, as long as an unbuilt context is kept. */
+const FINISHED_BUILD_TTL_MS = DEFAULT_CONTEXT_STORE.ttlMs;
 const SHA_RE = /^[0-9a-f]{64}$/;
 
 const BuildInfoSchema = Type.Object({
@@ -131,12 +127,12 @@ export async function createPackService(
       ...(opts.runTimeoutMs ? { runTimeoutMs: opts.runTimeoutMs } : {}),
       logger: opts.logger,
     });
-  const maxUpload = opts.maxUploadBytes ?? 1024 * 2 ** 20;
-  const limits = { ...DEFAULT_ARCHIVE_LIMITS, maxBytes: opts.maxContextBytes ?? DEFAULT_ARCHIVE_LIMITS.maxBytes };
-  const contextsDir = join(opts.dataDir, 'pack-contexts');
-  rmSync(contextsDir, { recursive: true, force: true });
-  mkdirSync(contextsDir, { recursive: true, mode: 0o700 });
-  const contexts = new Map<string, UploadedContext>();
+  const contexts = new ContextStore({
+    dir: join(opts.dataDir, 'pack-contexts'),
+    ...(opts.maxUploadBytes !== undefined ? { maxUploadBytes: opts.maxUploadBytes } : {}),
+    limits: { ...DEFAULT_ARCHIVE_LIMITS, maxBytes: opts.maxContextBytes ?? DEFAULT_ARCHIVE_LIMITS.maxBytes },
+    ...(opts.maxContextsPerOwner !== undefined ? { maxPerOwner: opts.maxContextsPerOwner } : {}),
+  });
   const jobs = new Map<string, Job>();
   const queue = new BuildQueue({
     slots: opts.maxConcurrentBuilds ?? DEFAULT_BUILD_QUEUE.slots,
@@ -156,17 +152,11 @@ export async function createPackService(
     app.addContentTypeParser(type, (_req, payload, done) => done(null, payload));
   }
 
-  function sweepContexts(): void {
+  function sweepJobs(): void {
     const now = Date.now();
     // Finished builds are kept for an hour (status and log stay readable), then forgotten.
     for (const [id, j] of jobs) {
-      if (j.info.finishedAt && Date.parse(j.info.finishedAt) + CONTEXT_TTL_MS < now) jobs.delete(id);
-    }
-    for (const [id, c] of contexts) {
-      if (c.expires < now) {
-        contexts.delete(id);
-        rmSync(c.dir, { recursive: true, force: true });
-      }
+      if (j.info.finishedAt && Date.parse(j.info.finishedAt) + FINISHED_BUILD_TTL_MS < now) jobs.delete(id);
     }
   }
 
@@ -231,71 +221,18 @@ export async function createPackService(
       },
     },
     async (req, reply) => {
-      sweepContexts();
-      const maxContexts = opts.maxContextsPerOwner ?? 4;
-      const held = [...contexts.values()].filter((c) => c.owner === req.signer!.address).length;
-      if (held >= maxContexts) {
-        (req.body as Readable | undefined)?.resume?.();
-        throw new FormError(
-          'PACK_QUEUE_FULL',
-          `Cannot accept the build context: ${req.signer!.address} already has ${maxContexts} uploaded contexts not built yet`,
-          { hint: 'Build them (POST /builds) or wait an hour for them to expire, then upload again.' },
-        );
-      }
+      sweepJobs();
+      const owner = req.signer!.address;
       const body = req.body as Readable | undefined;
-      if (!body || typeof (body as Readable).pipe !== 'function') {
+      if (!body || typeof body.pipe !== 'function') {
+        contexts.assertRoom(owner); // a full quota is the answer even to a body that is no archive
         throw new FormError(
           'PACK_BAD_ARCHIVE',
           'Cannot accept the build context: send it as application/x-tar or application/gzip',
         );
       }
-      const contextId = randomBytes(12).toString('hex');
-      const tarFile = join(contextsDir, `${contextId}.tar`);
-      const dir = join(contextsDir, contextId);
-      try {
-        const sha = await new Promise<string>((resolve, reject) => {
-          const h = createHash('sha256');
-          let n = 0;
-          const out = createWriteStream(tarFile);
-          body.on('data', (c: Buffer) => {
-            n += c.length;
-            h.update(c);
-            if (n > maxUpload) {
-              body.destroy();
-              out.destroy();
-              reject(
-                new FormError(
-                  'PACK_BAD_ARCHIVE',
-                  `Cannot accept the build context: the upload is over ${Math.round(maxUpload / 2 ** 20)} MiB`,
-                ),
-              );
-            }
-          });
-          body.on('error', reject);
-          out.on('error', (err) =>
-            reject(
-              (err as NodeJS.ErrnoException).code === 'ENOSPC'
-                ? new FormError('DISK_FULL', 'Cannot store the upload: no space left on the node')
-                : err,
-            ),
-          );
-          body.pipe(out).on('finish', () => resolve(h.digest('hex')));
-        });
-        if (sha !== req.headers['x-form-content-sha256']) {
-          throw new FormError(
-            'AUTH_BAD_SIGNATURE',
-            'Cannot accept the build context: its sha256 does not match x-form-content-sha256',
-          );
-        }
-        const r = await extractContext(tarFile, dir, limits);
-        contexts.set(contextId, { dir, owner: req.signer!.address, expires: Date.now() + CONTEXT_TTL_MS });
-        return reply.status(201).send({ contextId, entries: r.entries, bytes: r.bytes });
-      } catch (err) {
-        rmSync(dir, { recursive: true, force: true });
-        throw err;
-      } finally {
-        rmSync(tarFile, { force: true });
-      }
+      const stored = await contexts.put(owner, body, req.headers['x-form-content-sha256']);
+      return reply.status(201).send(stored);
     },
   );
 
@@ -320,21 +257,14 @@ export async function createPackService(
       },
     },
     async (req, reply) => {
-      const ctx = contexts.get(req.body.contextId);
-      if (!ctx)
-        throw new FormError('NOT_FOUND', `Cannot build: no uploaded context ${req.body.contextId}`, {
-          hint: 'Upload it with POST /contexts first (contexts expire after an hour and are used once).',
-        });
-      if (ctx.owner !== req.signer!.address)
-        throw new FormError('AUTH_FORBIDDEN', 'Cannot build: this context was uploaded by another key');
-      contexts.delete(req.body.contextId);
+      const ctx = contexts.take(req.body.contextId, req.signer!.address);
       let spec: Awaited<ReturnType<typeof loadSpec>>['spec'];
       let id: string;
       try {
         ({ spec } = await loadSpec(ctx.dir, req.body.formfile ?? 'Formfile', req.body.formfile ?? 'Formfile'));
         id = await builder.idOf(spec, ctx.dir, req.body.idKey);
       } catch (err) {
-        rmSync(ctx.dir, { recursive: true, force: true });
+        ctx.release();
         throw err;
       }
       const existing = builder.get(id);
@@ -359,7 +289,7 @@ export async function createPackService(
       jobs.set(job.info.buildId, job);
       if (existing) {
         builder.addRequester(id, job.info.owner);
-        rmSync(ctx.dir, { recursive: true, force: true });
+        ctx.release();
         push(job, { type: 'step', step: 'cached', detail: id, elapsedMs: 0 });
         push(job, { type: 'end', status: 'done', error: null });
         return reply.status(202).send(job.info);
@@ -392,7 +322,7 @@ export async function createPackService(
           });
       } catch (err) {
         jobs.delete(job.info.buildId);
-        rmSync(ctx.dir, { recursive: true, force: true });
+        ctx.release();
         throw err;
       }
       void finished
@@ -406,7 +336,7 @@ export async function createPackService(
         })
         .finally(() => {
           job.info.finishedAt = new Date().toISOString();
-          rmSync(ctx.dir, { recursive: true, force: true });
+          ctx.release();
           push(job, { type: 'end', status: job.info.status, error: job.info.error });
           job.listeners.clear();
         });
@@ -577,9 +507,7 @@ export async function createPackService(
   const close = async () => {
     for (const j of jobs.values()) if (!j.info.finishedAt) j.abort.abort();
     await app.close();
-    for (const name of existsSync(contextsDir) ? readdirSync(contextsDir) : []) {
-      rmSync(join(contextsDir, name), { recursive: true, force: true });
-    }
+    contexts.close();
   };
   return { app, builder, close };
 }

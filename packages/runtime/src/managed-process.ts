@@ -2,7 +2,7 @@ import { FormError, isFormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import type { CheckpointFiles } from './checkpoint-files.ts';
 import type { ContainerVm } from './container-vm.ts';
-import type { LogEntry, ProcessRecord, RuntimeStore } from './store.ts';
+import type { LogEntry, ProcessRecord, RuntimeStore } from './runtime-store.ts';
 import type { Meta, Result } from './types.ts';
 
 // One process's container over its life: rebuilt from the last checkpoint with the logged messages

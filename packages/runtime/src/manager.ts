@@ -29,7 +29,7 @@ import {
 } from './process-types.ts';
 import type { UserNamespace } from './runc.ts';
 import { RuncBackend } from './runc-backend.ts';
-import type { LogEntry, ProcessRecord } from './store.ts';
+import type { LogEntry, ProcessRecord } from './runtime-store.ts';
 import type { Meta, Result, RuntimeModule } from './types.ts';
 
 // The manager's parts, each in its own module (the public names stay exported from here).

@@ -4,7 +4,7 @@ import type { ContainerBackend } from './container-backend.ts';
 import type { ImageStore } from './image-store.ts';
 import type { ChainBudget } from './outbox.ts';
 import type { ContainerLimits, UserNamespace } from './runc.ts';
-import type { RuntimeStore } from './store.ts';
+import type { RuntimeStore } from './runtime-store.ts';
 import type { ApplyMode, Result } from './types.ts';
 
 // What the process manager takes and shows (its options, a process as the API shows it, a message in

@@ -6,13 +6,13 @@ import { registerRuntimeRoutes } from './api.ts';
 import { listenAddress, type RuntimeConfig, runtimeKey } from './config.ts';
 import { ImageStore } from './image-store.ts';
 import { ProcessManager } from './manager.ts';
-import { RuntimeStore } from './store.ts';
+import { RedisRuntimeStore } from './redis-store.ts';
 
 export interface RuntimeService {
   app: ApiServer;
   manager: ProcessManager;
   images: ImageStore;
-  store: RuntimeStore;
+  store: RedisRuntimeStore;
   /** The node id (address of the node key): the AO scheduler id. */
   nodeId: string;
   /** Where `config.port` says to listen. */
@@ -36,7 +36,7 @@ export async function createRuntimeService(opts: {
 }): Promise<RuntimeService> {
   const { config, logger } = opts;
   const key = runtimeKey(config);
-  const store = new RuntimeStore(config.redisURL, logger);
+  const store = new RedisRuntimeStore(config.redisURL, logger);
   await store.connect();
   const userns = config.userNamespace ? { hostId: config.userNamespaceHostId, size: 65536 } : undefined;
   const images = new ImageStore(join(config.dataDir, 'images'), logger, userns ? { idShift: userns.hostId } : {});

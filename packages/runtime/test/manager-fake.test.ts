@@ -7,13 +7,14 @@ import { createLogger } from '@formation/service';
 import { encodeCheckpoint } from '../src/checkpoint.ts';
 import { FakeBackend } from '../src/fake-backend.ts';
 import { ProcessManager } from '../src/manager.ts';
+import { MemoryRuntimeStore } from '../src/memory-store.ts';
 import type { RuntimeModule } from '../src/types.ts';
 import { tmp } from './helpers.ts';
-import { MemoryStore, oneImageStore } from './memory-store.ts';
+import { oneImageStore } from './one-image-store.ts';
 
 // The process manager's logic (spawn, apply, checkpoints, rebuild after a container dies, restart,
-// outbox) on the in-memory FakeBackend and MemoryStore: no root, runc or Redis. service.test.ts runs
-// the same paths against runc and Redis.
+// outbox) on the in-memory FakeBackend and MemoryRuntimeStore: no root, runc or Redis. service.test.ts
+// runs the same paths against runc and Redis.
 
 const logger = createLogger('silent');
 const OWNER = '0xowner';
@@ -31,20 +32,20 @@ afterEach(async () => {
 interface Rig {
   pm: ProcessManager;
   backend: FakeBackend;
-  store: MemoryStore;
+  store: MemoryRuntimeStore;
   mod: RuntimeModule;
   dataDir: string;
 }
 
 async function rig(
-  o: { store?: MemoryStore; dataDir?: string; checkpointEvery?: number; monitorIntervalMs?: number } = {},
+  o: { store?: MemoryRuntimeStore; dataDir?: string; checkpointEvery?: number; monitorIntervalMs?: number } = {},
 ): Promise<Rig> {
   const dataDir = o.dataDir ?? tmp('fake-manager');
   if (!o.dataDir) dirs.push(dataDir);
-  const store = o.store ?? new MemoryStore();
+  const store = o.store ?? new MemoryRuntimeStore();
   const backend = new FakeBackend();
   const pm = new ProcessManager({
-    store: store.asRuntimeStore(),
+    store: store,
     images: oneImageStore(join(dataDir, 'images'), IMAGE),
     logger,
     dataDir,

@@ -1,38 +1,24 @@
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { Redis } from 'ioredis';
-import type { Meta, Result, RuntimeModule } from './types.ts';
-
-/** A process as the registry keeps it: enough to rebuild it on any node with the same images. */
-export interface ProcessRecord {
-  id: string;
-  moduleId: string;
-  owner: string;
-  /** Spawn data (process code for the JS runtime). */
-  data: string;
-  tags: Array<{ name: string; value: string }>;
-  createdAt: string;
-  /** The checkpoint a restart resumes from, and the last message sequence it includes. */
-  checkpoint: { sha256: string; sequence: number };
-}
-
-/** One logged message. */
-export interface LogEntry {
-  from: string;
-  meta: Meta;
-  /** Set when applying the message crashed its container twice: it had no effect and replay skips it. */
-  failed?: string;
-}
+import type { LogEntry, ProcessRecord, RuntimeStore } from './runtime-store.ts';
+import type { Result, RuntimeModule } from './types.ts';
 
 const P = 'formrt:';
 
 /**
  * The runtime's registry in Redis (seed 004: VMDocker keeps its node state in Redis): modules,
- * processes and each process's message log and results. Every write is idempotent (HSET of a fixed
- * key), so commands ioredis re-sends after Redis restarts do no harm; commands issued while Redis is
- * down wait for it to come back instead of failing.
+ * processes and each process's message log and results, all under keys starting `formrt:`. Every
+ * write is idempotent (HSET of a fixed key), so commands ioredis re-sends after Redis restarts do no
+ * harm; commands issued while Redis is down wait for it to come back instead of failing.
+ *
+ * @example
+ * const store = new RedisRuntimeStore('redis://127.0.0.1:6379/0', logger);
+ * await store.connect(); // UNAVAILABLE with a hint when Redis does not answer
+ * await store.listProcesses();
+ * await store.close();
  */
-export class RuntimeStore {
+export class RedisRuntimeStore implements RuntimeStore {
   readonly redis: Redis;
   private readonly log: Logger;
 

@@ -143,9 +143,12 @@ export class ContextStore {
 
   /**
    * Take `owner`'s context out of the store to build it (a context is built once). Refused: an ID the
-   * store does not hold (NOT_FOUND), another owner's context (AUTH_FORBIDDEN; it stays stored).
+   * store does not hold or that has expired (NOT_FOUND), another owner's context (AUTH_FORBIDDEN; it
+   * stays stored).
    */
   take(contextId: string, owner: string): TakenContext {
+    // Sweeping only on upload let an hour-old context be built as long as nobody uploaded since.
+    this.sweep();
     const c = this.held.get(contextId);
     if (!c)
       throw new FormError('NOT_FOUND', `Cannot build: no uploaded context ${contextId}`, {

@@ -207,3 +207,13 @@ test('opening empties what an earlier run left; closing deletes held and taken c
   assert.equal(existsSync(taken.dir), false);
   assert.throws(() => s.take(held.contextId, 'alice'), code('NOT_FOUND'));
 });
+
+test('an expired context cannot be built even before a sweep has deleted it', async () => {
+  let now = 1_000_000;
+  const s = store({ ttlMs: 60_000, now: () => now });
+  const put = await s.put('alice', body(GOOD), sha(GOOD));
+  now += 60_001; // no upload since, so nothing has swept
+  assert.throws(() => s.take(put.contextId, 'alice'), code('NOT_FOUND', /no uploaded context/));
+  assert.deepEqual(readdirSync(s.dir), [], 'its files are deleted on the spot');
+  assert.equal(s.heldBy('alice'), 0);
+});

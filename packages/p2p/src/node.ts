@@ -1,24 +1,14 @@
-import { createHash } from 'node:crypto';
-import { noise } from '@chainsafe/libp2p-noise';
-import { yamux } from '@chainsafe/libp2p-yamux';
 import type { Logger } from '@formation/service';
-import { type GossipSub, gossipsub, TopicValidatorResult } from '@libp2p/gossipsub';
-import { identify } from '@libp2p/identify';
+import { type GossipSub, TopicValidatorResult } from '@libp2p/gossipsub';
 import type { Connection, PeerId, Stream } from '@libp2p/interface';
-import { ping } from '@libp2p/ping';
-import { tcp } from '@libp2p/tcp';
-import { multiaddr } from '@multiformats/multiaddr';
-import { createLibp2p, type Libp2p } from 'libp2p';
-import {
-  DEFAULT_LIMITS,
-  type PeerCounters,
-  type PeerLimits,
-  SCORE_THRESHOLDS,
-  scoreParams,
-  TokenBucket,
-} from './limits.ts';
+import type { Libp2p } from 'libp2p';
+import { createBootstrap } from './bootstrap.ts';
+import { createHost } from './host.ts';
+import type { PeerCounters, PeerLimits } from './limits.ts';
 import { clockDependent, isOp, type Op, type OpStore, refHash } from './op-store.ts';
-import { libp2pKeyOf } from './peer-identity.ts';
+import { PeerBook } from './peer-book.ts';
+import { RecentHashes } from './recent-hashes.ts';
+import { emptyStats, type P2PStats } from './stats.ts';
 import {
   type FrameLimits,
   fitOps,
@@ -30,9 +20,12 @@ import {
   type SyncResponse,
 } from './sync-protocol.ts';
 
+// The node is assembled from one module per concern; these are part of its public API.
+export { DEFAULT_P2P_PORT } from './host.ts';
+export type { P2PStats } from './stats.ts';
+
 /** The gossip topic that carries new state ops (one op per message, JSON). */
 export const OPS_TOPIC = 'formation/ops/1';
-export const DEFAULT_P2P_PORT = 3005;
 
 export interface P2PNodeOptions {
   /** The node's secp256k1 key (from `@formation/identity`); the libp2p peer ID is derived from it. */
@@ -81,16 +74,6 @@ export interface SyncResult {
   rejected: number;
 }
 
-export interface P2PStats {
-  gossipReceived: number;
-  gossipAccepted: number;
-  gossipRejected: number;
-  gossipIgnored: number;
-  published: number;
-  syncs: number;
-  syncAccepted: number;
-}
-
 export interface P2PNode {
   /** This node's peer ID (base58). */
   readonly peerId: string;
@@ -119,8 +102,6 @@ export interface P2PNode {
 }
 
 const MAX_SYNC_ROUNDS = 10_000;
-/** Peers remembered in the per-peer counters and buckets (least recently seen forgotten first). */
-const MAX_TRACKED_PEERS = 4096;
 const MAX_HASHES = 1024;
 
 /**
@@ -143,84 +124,21 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
     maxOps: Math.min(opts.syncBatch ?? 256, MAX_OPS_PER_FRAME),
     maxHashes: MAX_HASHES,
   };
-  const stats: P2PStats = {
-    gossipReceived: 0,
-    gossipAccepted: 0,
-    gossipRejected: 0,
-    gossipIgnored: 0,
-    published: 0,
-    syncs: 0,
-    syncAccepted: 0,
-  };
+  const stats = emptyStats();
+  const peers = new PeerBook(opts.limits);
+  const fromNetwork = new RecentHashes();
 
-  const libp2p = await createLibp2p({
-    privateKey: libp2pKeyOf(opts.key),
-    addresses: { listen: opts.listen ?? [`/ip4/127.0.0.1/tcp/${DEFAULT_P2P_PORT}`] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    services: {
-      identify: identify(),
-      ping: ping(),
-      pubsub: gossipsub({
-        // Ops are signed by their authors; message identity is the op bytes, so the same op relayed
-        // by two peers is one message and re-publishing it is a no-op.
-        globalSignaturePolicy: 'StrictNoSign',
-        msgIdFn: (msg) => createHash('sha256').update(msg.data).digest(),
-        allowPublishToZeroTopicPeers: true,
-        emitSelf: false,
-        maxInboundDataLength: maxOpBytes + 4096,
-        // Score peers on what they send: a rejected op costs 10 × count²; under −80 a peer is graylisted
-        // (its messages dropped before validation). See limits.ts and the README.
-        scoreParams: scoreParams([topic, ...(opts.channels ?? []).map((c) => c.topic)]),
-        scoreThresholds: SCORE_THRESHOLDS,
-      }),
-    },
+  const libp2p = await createHost({
+    key: opts.key,
+    listen: opts.listen,
+    maxOpBytes,
+    topics: [topic, ...(opts.channels ?? []).map((c) => c.topic)],
   });
   const pubsub = libp2p.services.pubsub;
 
-  // Hashes we received from the network: their `onAccepted` must not re-publish them. Bounded FIFO.
-  const fromNetwork = new Set<string>();
-  const markFromNetwork = (hash: string): void => {
-    fromNetwork.add(hash);
-    if (fromNetwork.size > 50_000) {
-      const first = fromNetwork.values().next().value;
-      if (first !== undefined) fromNetwork.delete(first);
-    }
-  };
-
-  // ---- per-peer accounting and bounds ----
-  const limitsOf = { ...DEFAULT_LIMITS, ...opts.limits };
-  interface PeerState {
-    counters: PeerCounters;
-    ops: TokenBucket;
-    syncOps: TokenBucket;
-    syncRequests: TokenBucket;
-  }
-  const peerState = new Map<string, PeerState>();
-  function peerOf(id: string): PeerState {
-    let p = peerState.get(id);
-    if (p) {
-      peerState.delete(id); // re-insert: the map's order is least recently seen first
-    } else {
-      p = {
-        counters: { accepted: 0, rejected: 0, ignored: 0, rateLimited: 0, syncThrottled: 0, syncOpsServed: 0 },
-        ops: new TokenBucket(limitsOf.opsPerSecond, limitsOf.opsBurst),
-        syncOps: new TokenBucket(limitsOf.syncOpsPerSecond, limitsOf.syncOpsBurst),
-        syncRequests: new TokenBucket(limitsOf.syncRequestsPerSecond, limitsOf.syncRequestsBurst),
-      };
-      if (peerState.size >= MAX_TRACKED_PEERS) {
-        const oldest = peerState.keys().next().value;
-        if (oldest !== undefined) peerState.delete(oldest);
-      }
-    }
-    peerState.set(id, p);
-    return p;
-  }
-
   pubsub.topicValidators.set(topic, async (peer, msg) => {
     stats.gossipReceived++;
-    const p = peerOf(peer.toString());
+    const p = peers.get(peer.toString());
     // Over its op rate: dropped before parsing or any signature check (not penalised: the ops may be
     // valid, and anti-entropy brings them later).
     if (!p.ops.take()) {
@@ -253,7 +171,7 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
     if (!isOp(op)) return TopicValidatorResult.Reject;
     try {
       if ((await store.getOps([op.hash])).length > 0) return TopicValidatorResult.Ignore;
-      markFromNetwork(op.hash);
+      fromNetwork.add(op.hash);
       const r = await store.applyBatch([op]);
       // One op in, so any rejection is this op's (a store may report the hash it computed, not the claimed one).
       if (r.rejected.length > 0) {
@@ -281,7 +199,7 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
   for (const ch of opts.channels ?? []) {
     const max = ch.maxBytes ?? 4096;
     pubsub.topicValidators.set(ch.topic, async (peer, msg) => {
-      const p = peerOf(peer.toString());
+      const p = peers.get(peer.toString());
       if (!p.ops.take()) {
         p.counters.rateLimited++;
         return TopicValidatorResult.Ignore;
@@ -354,7 +272,7 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
           }
           // Each request walks the log and each op served costs bytes: both are budgeted per peer.
           // Over budget, the peer gets an empty answer (`more: true`) and comes back later.
-          const peer = peerOf(connection.remotePeer.toString());
+          const peer = peers.get(connection.remotePeer.toString());
           const budget = Math.floor(peer.syncOps.left());
           if (budget < 1 || !peer.syncRequests.take()) {
             peer.counters.syncThrottled++;
@@ -429,7 +347,7 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
         if (!resp) throw new Error('malformed sync response');
         if (resp.ops.length === 0) break;
         const ops = resp.ops.filter((op) => Buffer.byteLength(JSON.stringify(op)) <= maxOpBytes);
-        for (const op of ops) markFromNetwork(op.hash);
+        for (const op of ops) fromNetwork.add(op.hash);
         const r = await store.applyBatch(ops);
         result.received += resp.ops.length;
         result.accepted += r.accepted.length;
@@ -472,35 +390,13 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
     return results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   }
 
-  // ---- bootstrap ----
-  const bootstrapPeer = new Map<string, string>(); // multiaddr -> peer id seen there
-  async function dial(addr: string): Promise<string> {
-    const conn = await libp2p.dial(multiaddr(addr), { signal: AbortSignal.timeout(10_000) });
-    const id = conn.remotePeer.toString();
-    bootstrapPeer.set(addr, id);
-    return id;
-  }
-  async function redial(): Promise<void> {
-    const connected = new Set(libp2p.getConnections().map((c) => c.remotePeer.toString()));
-    await Promise.allSettled(
-      (opts.bootstrap ?? []).map(async (addr) => {
-        const known = bootstrapPeer.get(addr);
-        if (known === libp2p.peerId.toString()) return;
-        if (known && connected.has(known)) return;
-        try {
-          await dial(addr);
-        } catch (err) {
-          log.debug({ err, addr }, 'bootstrap dial failed');
-        }
-      }),
-    );
-  }
-  await redial();
+  const bootstrap = createBootstrap({ libp2p, addrs: opts.bootstrap ?? [], log });
+  await bootstrap.redial();
 
   const syncTimer =
     (opts.syncIntervalMs ?? 10_000) > 0 ? setInterval(() => void syncAll(), opts.syncIntervalMs ?? 10_000) : undefined;
   const redialTimer = opts.bootstrap?.length
-    ? setInterval(() => void redial(), opts.redialIntervalMs ?? 5_000)
+    ? setInterval(() => void bootstrap.redial(), opts.redialIntervalMs ?? 5_000)
     : undefined;
   syncTimer?.unref();
   redialTimer?.unref();
@@ -514,12 +410,12 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
     multiaddrs: () => libp2p.getMultiaddrs().map(String),
     peers: () => [...new Set(libp2p.getConnections().map((c) => c.remotePeer.toString()))],
     topicPeers: () => pubsub.getSubscribers(topic).map(String),
-    dial,
+    dial: bootstrap.dial,
     publish,
     broadcast,
     syncWith,
     syncAll,
-    peerStats: () => Object.fromEntries([...peerState].map(([id, p]) => [id, { ...p.counters }])),
+    peerStats: () => peers.counters(),
     // getScore is on the implementation, not on the GossipSub interface type
     score: (peer) => (pubsub as unknown as { getScore(id: string): number }).getScore(peer),
     async stop() {

@@ -1,11 +1,13 @@
 import type { Logger } from '@formation/service';
-import { type GossipSub, TopicValidatorResult } from '@libp2p/gossipsub';
+import type { GossipSub } from '@libp2p/gossipsub';
 import type { Connection, PeerId, Stream } from '@libp2p/interface';
 import type { Libp2p } from 'libp2p';
 import { createBootstrap } from './bootstrap.ts';
+import { type GossipChannel, startChannels } from './channels.ts';
 import { createHost } from './host.ts';
 import type { PeerCounters, PeerLimits } from './limits.ts';
-import { clockDependent, isOp, type Op, type OpStore, refHash } from './op-store.ts';
+import { type Op, type OpStore, refHash } from './op-store.ts';
+import { startOpsGossip } from './ops-gossip.ts';
 import { PeerBook } from './peer-book.ts';
 import { RecentHashes } from './recent-hashes.ts';
 import { emptyStats, type P2PStats } from './stats.ts';
@@ -21,6 +23,7 @@ import {
 } from './sync-protocol.ts';
 
 // The node is assembled from one module per concern; these are part of its public API.
+export type { GossipChannel } from './channels.ts';
 export { DEFAULT_P2P_PORT } from './host.ts';
 export type { P2PStats } from './stats.ts';
 
@@ -57,13 +60,6 @@ export interface P2PNodeOptions {
   channels?: GossipChannel[];
   /** Per-peer bounds on gossip validation and anti-entropy serving (defaults: `DEFAULT_LIMITS`). */
   limits?: PeerLimits;
-}
-
-export interface GossipChannel {
-  topic: string;
-  validate(data: Uint8Array, from: string): 'accept' | 'reject' | 'ignore' | Promise<'accept' | 'reject' | 'ignore'>;
-  /** Largest message, bytes; default 4 KiB. */
-  maxBytes?: number;
 }
 
 export interface SyncResult {
@@ -136,119 +132,18 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
   });
   const pubsub = libp2p.services.pubsub;
 
-  pubsub.topicValidators.set(topic, async (peer, msg) => {
-    stats.gossipReceived++;
-    const p = peers.get(peer.toString());
-    // Over its op rate: dropped before parsing or any signature check (not penalised: the ops may be
-    // valid, and anti-entropy brings them later).
-    if (!p.ops.take()) {
-      p.counters.rateLimited++;
-      stats.gossipIgnored++;
-      return TopicValidatorResult.Ignore;
-    }
-    const verdict = await validateGossip(peer, msg.data);
-    if (verdict === TopicValidatorResult.Accept) {
-      stats.gossipAccepted++;
-      p.counters.accepted++;
-    } else if (verdict === TopicValidatorResult.Reject) {
-      stats.gossipRejected++;
-      p.counters.rejected++;
-    } else {
-      stats.gossipIgnored++;
-      p.counters.ignored++;
-    }
-    return verdict;
+  const gossip = startOpsGossip({
+    pubsub,
+    topic,
+    store,
+    peers,
+    fromNetwork,
+    stats,
+    maxOpBytes,
+    log,
+    onMissingParents: (peer) => scheduleSync(peer, 0),
   });
-
-  async function validateGossip(peer: PeerId, data: Uint8Array): Promise<TopicValidatorResult> {
-    if (data.length > maxOpBytes) return TopicValidatorResult.Reject;
-    let op: unknown;
-    try {
-      op = JSON.parse(new TextDecoder().decode(data));
-    } catch {
-      return TopicValidatorResult.Reject;
-    }
-    if (!isOp(op)) return TopicValidatorResult.Reject;
-    try {
-      if ((await store.getOps([op.hash])).length > 0) return TopicValidatorResult.Ignore;
-      fromNetwork.add(op.hash);
-      const r = await store.applyBatch([op]);
-      // One op in, so any rejection is this op's (a store may report the hash it computed, not the claimed one).
-      if (r.rejected.length > 0) {
-        // Refused only because of this node's clock: dropped, but the relay is not penalised.
-        if (r.rejected.every(clockDependent)) return TopicValidatorResult.Ignore;
-        log.warn({ peer: peer.toString(), hash: op.hash }, 'rejected gossiped op');
-        return TopicValidatorResult.Reject;
-      }
-      if (r.accepted.some((x) => refHash(x) === op.hash)) return TopicValidatorResult.Accept;
-      if (r.pending.some((x) => refHash(x) === op.hash)) scheduleSync(peer, 0);
-      return TopicValidatorResult.Ignore;
-    } catch (err) {
-      log.error({ err, hash: op.hash }, 'store failed on a gossiped op');
-      return TopicValidatorResult.Ignore;
-    }
-  }
-
-  pubsub.subscribe(topic);
-
-  const VERDICT = {
-    accept: TopicValidatorResult.Accept,
-    reject: TopicValidatorResult.Reject,
-    ignore: TopicValidatorResult.Ignore,
-  } as const;
-  for (const ch of opts.channels ?? []) {
-    const max = ch.maxBytes ?? 4096;
-    pubsub.topicValidators.set(ch.topic, async (peer, msg) => {
-      const p = peers.get(peer.toString());
-      if (!p.ops.take()) {
-        p.counters.rateLimited++;
-        return TopicValidatorResult.Ignore;
-      }
-      if (msg.data.length > max) {
-        p.counters.rejected++;
-        return TopicValidatorResult.Reject;
-      }
-      try {
-        const verdict = VERDICT[await ch.validate(msg.data, peer.toString())];
-        if (verdict === TopicValidatorResult.Reject) p.counters.rejected++;
-        return verdict;
-      } catch (err) {
-        log.debug({ err, topic: ch.topic }, 'channel validator failed');
-        return TopicValidatorResult.Ignore;
-      }
-    });
-    pubsub.subscribe(ch.topic);
-  }
-  async function broadcast(channel: string, data: Uint8Array): Promise<void> {
-    if (!(opts.channels ?? []).some((c) => c.topic === channel)) {
-      throw new Error(`Cannot broadcast on ${channel}: not a configured channel`);
-    }
-    try {
-      await pubsub.publish(channel, data);
-    } catch (err) {
-      log.debug({ err, topic: channel }, 'broadcast skipped');
-    }
-  }
-
-  async function publish(op: Op): Promise<void> {
-    const data = new TextEncoder().encode(JSON.stringify(op));
-    if (data.length > maxOpBytes) {
-      log.warn({ hash: op.hash, bytes: data.length }, 'op too large to gossip; peers get it by anti-entropy');
-      return;
-    }
-    try {
-      await pubsub.publish(topic, data);
-      stats.published++;
-    } catch (err) {
-      // Duplicate (already gossiped) or no peers yet: anti-entropy covers both.
-      log.debug({ err, hash: op.hash }, 'publish skipped');
-    }
-  }
-
-  const unsubscribe = store.onAccepted((op) => {
-    if (fromNetwork.has(op.hash)) return;
-    void publish(op);
-  });
+  const { broadcast } = startChannels({ pubsub, channels: opts.channels ?? [], peers, log });
 
   // ---- anti-entropy server ----
   await libp2p.handle(
@@ -411,7 +306,7 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
     peers: () => [...new Set(libp2p.getConnections().map((c) => c.remotePeer.toString()))],
     topicPeers: () => pubsub.getSubscribers(topic).map(String),
     dial: bootstrap.dial,
-    publish,
+    publish: gossip.publish,
     broadcast,
     syncWith,
     syncAll,
@@ -423,7 +318,7 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
       if (syncTimer) clearInterval(syncTimer);
       if (redialTimer) clearInterval(redialTimer);
       for (const t of timers) clearTimeout(t);
-      if (typeof unsubscribe === 'function') (unsubscribe as () => void)();
+      gossip.stop();
       await Promise.allSettled([...inflight.values()]);
       await libp2p.stop();
       log.info('p2p stopped');

@@ -1,31 +1,25 @@
 import type { Logger } from '@formation/service';
 import type { GossipSub } from '@libp2p/gossipsub';
-import type { Connection, PeerId, Stream } from '@libp2p/interface';
+import type { PeerId } from '@libp2p/interface';
 import type { Libp2p } from 'libp2p';
 import { createBootstrap } from './bootstrap.ts';
 import { type GossipChannel, startChannels } from './channels.ts';
 import { createHost } from './host.ts';
 import type { PeerCounters, PeerLimits } from './limits.ts';
-import { type Op, type OpStore, refHash } from './op-store.ts';
+import type { Op, OpStore } from './op-store.ts';
 import { startOpsGossip } from './ops-gossip.ts';
 import { PeerBook } from './peer-book.ts';
 import { RecentHashes } from './recent-hashes.ts';
 import { emptyStats, type P2PStats } from './stats.ts';
-import {
-  type FrameLimits,
-  fitOps,
-  MAX_OPS_PER_FRAME,
-  openFrames,
-  parseRequest,
-  parseResponse,
-  SYNC_PROTOCOL,
-  type SyncResponse,
-} from './sync-protocol.ts';
+import { createSyncClient, type SyncResult } from './sync-client.ts';
+import { frameLimits } from './sync-rules.ts';
+import { serveSync } from './sync-server.ts';
 
 // The node is assembled from one module per concern; these are part of its public API.
 export type { GossipChannel } from './channels.ts';
 export { DEFAULT_P2P_PORT } from './host.ts';
 export type { P2PStats } from './stats.ts';
+export type { SyncResult } from './sync-client.ts';
 
 /** The gossip topic that carries new state ops (one op per message, JSON). */
 export const OPS_TOPIC = 'formation/ops/1';
@@ -62,14 +56,6 @@ export interface P2PNodeOptions {
   limits?: PeerLimits;
 }
 
-export interface SyncResult {
-  peer: string;
-  rounds: number;
-  received: number;
-  accepted: number;
-  rejected: number;
-}
-
 export interface P2PNode {
   /** This node's peer ID (base58). */
   readonly peerId: string;
@@ -97,9 +83,6 @@ export interface P2PNode {
   stop(): Promise<void>;
 }
 
-const MAX_SYNC_ROUNDS = 10_000;
-const MAX_HASHES = 1024;
-
 /**
  * Start a libp2p host (TCP + Noise + Yamux + identify + ping + gossipsub) that replicates the ops of
  * `store`: every op the store accepts locally is gossiped; every gossiped op is applied and forwarded
@@ -114,12 +97,9 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
   const log = opts.logger.child({ component: 'p2p' });
   const store = opts.store;
   const topic = opts.topic ?? OPS_TOPIC;
+  const channels = opts.channels ?? [];
   const maxOpBytes = opts.maxOpBytes ?? 256 * 1024;
-  const limits: FrameLimits = {
-    maxFrameBytes: opts.maxFrameBytes ?? 4 * 1024 * 1024,
-    maxOps: Math.min(opts.syncBatch ?? 256, MAX_OPS_PER_FRAME),
-    maxHashes: MAX_HASHES,
-  };
+  const limits = frameLimits(opts);
   const stats = emptyStats();
   const peers = new PeerBook(opts.limits);
   const fromNetwork = new RecentHashes();
@@ -128,10 +108,11 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
     key: opts.key,
     listen: opts.listen,
     maxOpBytes,
-    topics: [topic, ...(opts.channels ?? []).map((c) => c.topic)],
+    topics: [topic, ...channels.map((c) => c.topic)],
   });
   const pubsub = libp2p.services.pubsub;
 
+  const sync = createSyncClient({ libp2p, store, limits, maxOpBytes, fromNetwork, stats, log });
   const gossip = startOpsGossip({
     pubsub,
     topic,
@@ -141,155 +122,17 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
     stats,
     maxOpBytes,
     log,
-    onMissingParents: (peer) => scheduleSync(peer, 0),
+    onMissingParents: (peer) => sync.schedule(peer, 0),
   });
-  const { broadcast } = startChannels({ pubsub, channels: opts.channels ?? [], peers, log });
-
-  // ---- anti-entropy server ----
-  await libp2p.handle(
-    SYNC_PROTOCOL,
-    async (stream: Stream, connection: Connection) => {
-      const frames = openFrames(stream, limits);
-      const signal = AbortSignal.timeout(120_000);
-      try {
-        for (let i = 0; i < MAX_SYNC_ROUNDS; i++) {
-          let raw: unknown;
-          try {
-            raw = await frames.read(signal);
-          } catch {
-            break; // client closed
-          }
-          const req = parseRequest(raw, limits);
-          if (!req) {
-            log.warn({ peer: connection.remotePeer.toString() }, 'malformed sync request; closing stream');
-            stream.abort(new Error('malformed sync request'));
-            return;
-          }
-          // Each request walks the log and each op served costs bytes: both are budgeted per peer.
-          // Over budget, the peer gets an empty answer (`more: true`) and comes back later.
-          const peer = peers.get(connection.remotePeer.toString());
-          const budget = Math.floor(peer.syncOps.left());
-          if (budget < 1 || !peer.syncRequests.take()) {
-            peer.counters.syncThrottled++;
-            if (peer.counters.syncThrottled === 1 || peer.counters.syncThrottled % 100 === 0) {
-              log.warn(
-                { peer: connection.remotePeer.toString(), throttled: peer.counters.syncThrottled },
-                'anti-entropy over this peer’s budget; answering empty',
-              );
-            }
-            await frames.send({ t: 'ops', ops: [], more: true, heads: [] }, signal);
-            continue;
-          }
-          const maxOps = Math.min(limits.maxOps, budget);
-          let ops: Op[];
-          let more = false;
-          if (req.t === 'since') {
-            const found = await store.opsSince(req.heads, maxOps + 1);
-            more = found.length > maxOps;
-            ops = found.slice(0, maxOps);
-          } else {
-            ops = (await store.getOps(req.hashes)).slice(0, maxOps);
-          }
-          const fit = fitOps(ops, limits.maxFrameBytes - 64 * MAX_HASHES - 1024);
-          peer.syncOps.take(fit.ops.length);
-          peer.counters.syncOpsServed += fit.ops.length;
-          const resp: SyncResponse = {
-            t: 'ops',
-            ops: fit.ops,
-            more: more || fit.truncated,
-            heads: (await store.heads()).slice(0, MAX_HASHES),
-          };
-          await frames.send(resp, signal);
-        }
-        await stream.close({ signal }).catch(() => undefined);
-      } catch (err) {
-        log.debug({ err, peer: connection.remotePeer.toString() }, 'sync stream ended with an error');
-        stream.abort(err as Error);
-      }
-    },
-    { maxInboundStreams: 2, runOnLimitedConnection: false },
-  );
-
-  // ---- anti-entropy client ----
-  const inflight = new Map<string, Promise<SyncResult>>();
-
-  function syncWith(peer: PeerId | string): Promise<SyncResult> {
-    const id = peer.toString();
-    const running = inflight.get(id);
-    if (running) return running;
-    const p = runSync(id).finally(() => inflight.delete(id));
-    inflight.set(id, p);
-    return p;
-  }
-
-  async function runSync(id: string): Promise<SyncResult> {
-    const conn = libp2p.getConnections().find((c) => c.remotePeer.toString() === id);
-    if (!conn) throw new Error(`Cannot sync with ${id}: not connected`);
-    const signal = AbortSignal.timeout(120_000);
-    const stream = await conn.newStream(SYNC_PROTOCOL, { signal });
-    const frames = openFrames(stream, limits);
-    const result: SyncResult = { peer: id, rounds: 0, received: 0, accepted: 0, rejected: 0 };
-    // Hashes from the previous answer that we now hold: telling the server lets it skip their
-    // ancestors even when it does not know our heads (we are on a branch it has not seen).
-    let alsoKnown: string[] = [];
-    try {
-      while (result.rounds < MAX_SYNC_ROUNDS) {
-        result.rounds++;
-        const before = await store.heads();
-        const known = [...new Set([...before, ...alsoKnown])].slice(0, MAX_HASHES);
-        await frames.send({ t: 'since', heads: known }, signal);
-        const resp = parseResponse(await frames.read(signal), limits);
-        if (!resp) throw new Error('malformed sync response');
-        if (resp.ops.length === 0) break;
-        const ops = resp.ops.filter((op) => Buffer.byteLength(JSON.stringify(op)) <= maxOpBytes);
-        for (const op of ops) fromNetwork.add(op.hash);
-        const r = await store.applyBatch(ops);
-        result.received += resp.ops.length;
-        result.accepted += r.accepted.length;
-        result.rejected += r.rejected.length + (resp.ops.length - ops.length);
-        const bad = new Set([...r.rejected, ...r.pending].map(refHash));
-        alsoKnown = ops.map((o) => o.hash).filter((h) => !bad.has(h));
-        if (alsoKnown.length === 0) break; // nothing usable: a broken or hostile peer
-        const after = await store.heads();
-        const changed = after.length !== before.length || after.some((h, i) => h !== before[i]);
-        if (!resp.more && !changed) break;
-      }
-      await stream.close({ signal }).catch(() => undefined);
-    } catch (err) {
-      stream.abort(err as Error);
-      throw err;
-    }
-    stats.syncs++;
-    stats.syncAccepted += result.accepted;
-    if (result.accepted > 0) log.info(result, 'anti-entropy caught up');
-    return result;
-  }
-
-  const timers = new Set<NodeJS.Timeout>();
-  let stopped = false;
-  function scheduleSync(peer: PeerId | string, delayMs: number): void {
-    if (stopped) return;
-    const t = setTimeout(() => {
-      timers.delete(t);
-      if (stopped) return;
-      syncWith(peer).catch((err: unknown) => log.debug({ err, peer: peer.toString() }, 'sync failed'));
-    }, delayMs);
-    timers.add(t);
-  }
-
-  if (opts.syncOnConnect !== false) libp2p.addEventListener('peer:connect', (evt) => scheduleSync(evt.detail, 50));
-
-  async function syncAll(): Promise<SyncResult[]> {
-    const ids = [...new Set(libp2p.getConnections().map((c) => c.remotePeer.toString()))];
-    const results = await Promise.allSettled(ids.map((id) => syncWith(id)));
-    return results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-  }
+  const { broadcast } = startChannels({ pubsub, channels, peers, log });
+  await serveSync({ libp2p, store, peers, limits, log });
+  if (opts.syncOnConnect !== false) libp2p.addEventListener('peer:connect', (evt) => sync.schedule(evt.detail, 50));
 
   const bootstrap = createBootstrap({ libp2p, addrs: opts.bootstrap ?? [], log });
   await bootstrap.redial();
 
-  const syncTimer =
-    (opts.syncIntervalMs ?? 10_000) > 0 ? setInterval(() => void syncAll(), opts.syncIntervalMs ?? 10_000) : undefined;
+  const syncIntervalMs = opts.syncIntervalMs ?? 10_000;
+  const syncTimer = syncIntervalMs > 0 ? setInterval(() => void sync.syncAll(), syncIntervalMs) : undefined;
   const redialTimer = opts.bootstrap?.length
     ? setInterval(() => void bootstrap.redial(), opts.redialIntervalMs ?? 5_000)
     : undefined;
@@ -308,18 +151,16 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
     dial: bootstrap.dial,
     publish: gossip.publish,
     broadcast,
-    syncWith,
-    syncAll,
+    syncWith: sync.syncWith,
+    syncAll: sync.syncAll,
     peerStats: () => peers.counters(),
     // getScore is on the implementation, not on the GossipSub interface type
     score: (peer) => (pubsub as unknown as { getScore(id: string): number }).getScore(peer),
     async stop() {
-      stopped = true;
       if (syncTimer) clearInterval(syncTimer);
       if (redialTimer) clearInterval(redialTimer);
-      for (const t of timers) clearTimeout(t);
       gossip.stop();
-      await Promise.allSettled([...inflight.values()]);
+      await sync.stop();
       await libp2p.stop();
       log.info('p2p stopped');
     },

@@ -1,17 +1,19 @@
-import { randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { NonceCache, type Signer } from '@formation/identity';
-import { FormError, type FormpackManifest, isFormError } from '@formation/interface';
+import { FormError, type FormpackManifest } from '@formation/interface';
 import { ErrorBodySchema } from '@formation/interface/error-schema';
 import { type ApiServer, createApiServer, type Logger, requireSigner, streamedBody } from '@formation/service';
 import { Type } from '@sinclair/typebox';
+import { BuildInfoSchema, IdParams, ManifestSchema } from './api-schemas.ts';
 import { DEFAULT_ARCHIVE_LIMITS } from './archive.ts';
-import { ARTIFACT_FILES, type ArtifactName, type BuildEvent, Builder } from './builder.ts';
+import { BuildJobs } from './build-jobs.ts';
+import { ARTIFACT_FILES, type ArtifactName, Builder } from './builder.ts';
 import { DEFAULT_PACK_CACHE } from './config.ts';
 import { ContextStore, DEFAULT_CONTEXT_STORE } from './context-store.ts';
 import { loadSpec } from './formfile.ts';
+import { findFormpack, publicManifest } from './formpack-lookup.ts';
 import { BuildQueue, DEFAULT_BUILD_QUEUE } from './queue.ts';
 
 export interface PackServiceOptions {
@@ -43,67 +45,6 @@ export interface PackServiceOptions {
   authorizeFetch?: (signer: Signer, formpackId: string, owner: string) => boolean | Promise<boolean>;
 }
 
-/** A manifest as shown to someone who is not its owner: ENV values replaced by "[redacted]". */
-export function publicManifest(m: FormpackManifest): FormpackManifest {
-  return {
-    ...m,
-    formfile: { ...m.formfile, env: m.formfile.env.map((e) => ({ ...e, value: '[redacted]' })) },
-  };
-}
-
-export type BuildStatus = 'queued' | 'running' | 'done' | 'failed';
-
-/** A build as the API reports it. */
-export interface BuildInfo {
-  buildId: string;
-  /** The Formpack ID this build produces. */
-  id: string;
-  name: string;
-  owner: string;
-  status: BuildStatus;
-  step: string | null;
-  cached: boolean;
-  startedAt: string;
-  finishedAt: string | null;
-  error: { code: string; message: string; hint?: string } | null;
-}
-
-/** One line of `GET /builds/:id/log` (NDJSON): a build event, or the end of the build. */
-export type BuildLogLine = BuildEvent | { type: 'end'; status: BuildStatus; error: BuildInfo['error'] };
-
-interface Job {
-  info: BuildInfo;
-  lines: BuildLogLine[];
-  listeners: Set<(l: BuildLogLine) => void>;
-  abort: AbortController;
-}
-
-const MAX_LOG_LINES = 5000;
-/** Finished builds stay readable (status, log) this long, as long as an unbuilt context is kept. */
-const FINISHED_BUILD_TTL_MS = DEFAULT_CONTEXT_STORE.ttlMs;
-const SHA_RE = /^[0-9a-f]{64}$/;
-
-const BuildInfoSchema = Type.Object({
-  buildId: Type.String(),
-  id: Type.String(),
-  name: Type.String(),
-  owner: Type.String(),
-  status: Type.Union([Type.Literal('queued'), Type.Literal('running'), Type.Literal('done'), Type.Literal('failed')]),
-  step: Type.Union([Type.String(), Type.Null()]),
-  cached: Type.Boolean(),
-  startedAt: Type.String(),
-  finishedAt: Type.Union([Type.String(), Type.Null()]),
-  error: Type.Union([
-    Type.Null(),
-    Type.Object({ code: Type.String(), message: Type.String(), hint: Type.Optional(Type.String()) }),
-  ]),
-});
-const ManifestSchema = Type.Object(
-  { id: Type.String(), name: Type.String(), owner: Type.String() },
-  { additionalProperties: true },
-);
-const IdParams = Type.Object({ id: Type.String({ minLength: 6, maxLength: 64, pattern: '^[0-9a-f]+$' }) });
-
 /**
  * The pack service: Fastify app (OpenAPI at /openapi.json) over a Builder.
  *
@@ -133,7 +74,8 @@ export async function createPackService(
     limits: { ...DEFAULT_ARCHIVE_LIMITS, maxBytes: opts.maxContextBytes ?? DEFAULT_ARCHIVE_LIMITS.maxBytes },
     ...(opts.maxContextsPerOwner !== undefined ? { maxPerOwner: opts.maxContextsPerOwner } : {}),
   });
-  const jobs = new Map<string, Job>();
+  // Finished builds stay readable (status, log) as long as an unbuilt context is kept.
+  const jobs = new BuildJobs({ keepMs: DEFAULT_CONTEXT_STORE.ttlMs });
   const queue = new BuildQueue({
     slots: opts.maxConcurrentBuilds ?? DEFAULT_BUILD_QUEUE.slots,
     maxQueued: opts.maxQueuedBuilds ?? DEFAULT_BUILD_QUEUE.maxQueued,
@@ -150,34 +92,6 @@ export async function createPackService(
   });
   for (const type of ['application/x-tar', 'application/gzip', 'application/octet-stream']) {
     app.addContentTypeParser(type, (_req, payload, done) => done(null, payload));
-  }
-
-  function sweepJobs(): void {
-    const now = Date.now();
-    // Finished builds are kept for an hour (status and log stay readable), then forgotten.
-    for (const [id, j] of jobs) {
-      if (j.info.finishedAt && Date.parse(j.info.finishedAt) + FINISHED_BUILD_TTL_MS < now) jobs.delete(id);
-    }
-  }
-
-  function resolveId(idOrPrefix: string): string {
-    if (SHA_RE.test(idOrPrefix)) return idOrPrefix;
-    const found = builder.list().filter((m) => m.id.startsWith(idOrPrefix));
-    if (found.length === 1) return found[0]!.id;
-    if (found.length > 1)
-      throw new FormError('BAD_REQUEST', `Cannot pick a Formpack: ${idOrPrefix} matches ${found.length} IDs`);
-    throw new FormError('PACK_NOT_FOUND', `Cannot find Formpack ${idOrPrefix}`, {
-      hint: 'List them with `form pack list`.',
-    });
-  }
-
-  function manifestOf(idOrPrefix: string): FormpackManifest {
-    const m = builder.get(resolveId(idOrPrefix));
-    if (!m)
-      throw new FormError('PACK_NOT_FOUND', `Cannot find Formpack ${idOrPrefix}`, {
-        hint: 'List them with `form pack list`.',
-      });
-    return m;
   }
 
   /** The signer of a request that carries a signature (verified), or null for an unsigned one. */
@@ -198,12 +112,6 @@ export async function createPackService(
     return (await mayFetch(await optionalSigner(req), m)) ? m : publicManifest(m);
   }
 
-  function push(job: Job, line: BuildLogLine): void {
-    job.lines.push(line);
-    if (job.lines.length > MAX_LOG_LINES) job.lines.splice(0, job.lines.length - MAX_LOG_LINES);
-    for (const l of job.listeners) l(line);
-  }
-
   app.post(
     '/contexts',
     {
@@ -221,7 +129,7 @@ export async function createPackService(
       },
     },
     async (req, reply) => {
-      sweepJobs();
+      jobs.sweep();
       const owner = req.signer!.address;
       const body = req.body as Readable | undefined;
       if (!body || typeof body.pipe !== 'function') {
@@ -268,33 +176,13 @@ export async function createPackService(
         throw err;
       }
       const existing = builder.get(id);
-      const now = new Date().toISOString();
-      const job: Job = {
-        info: {
-          buildId: randomBytes(8).toString('hex'),
-          id,
-          name: spec.name,
-          owner: req.signer!.address,
-          status: existing ? 'done' : 'queued',
-          step: existing ? 'cached' : null,
-          cached: !!existing,
-          startedAt: now,
-          finishedAt: existing ? now : null,
-          error: null,
-        },
-        lines: [],
-        listeners: new Set(),
-        abort: new AbortController(),
-      };
-      jobs.set(job.info.buildId, job);
+      const owner = req.signer!.address;
+      const job = jobs.add({ id, name: spec.name, owner, cached: !!existing });
       if (existing) {
-        builder.addRequester(id, job.info.owner);
+        builder.addRequester(id, owner);
         ctx.release();
-        push(job, { type: 'step', step: 'cached', detail: id, elapsedMs: 0 });
-        push(job, { type: 'end', status: 'done', error: null });
         return reply.status(202).send(job.info);
       }
-      const owner = job.info.owner;
       let finished: Promise<void>;
       try {
         finished = queue
@@ -307,19 +195,11 @@ export async function createPackService(
                 owner,
                 ...(req.body.idKey ? { idKey: req.body.idKey } : {}),
                 signal: job.abort.signal,
-                onEvent: (e) => {
-                  if (e.type === 'step') job.info.step = e.step;
-                  push(job, e);
-                },
+                onEvent: (e) => jobs.event(job, e),
               }),
-            () => {
-              job.info.status = 'running';
-            },
+            () => jobs.running(job),
           )
-          .then((r) => {
-            job.info.cached = r.cached;
-            job.info.status = 'done';
-          });
+          .then((r) => jobs.done(job, r.cached));
       } catch (err) {
         jobs.delete(job.info.buildId);
         ctx.release();
@@ -327,28 +207,16 @@ export async function createPackService(
       }
       void finished
         .catch((err: unknown) => {
-          const fe = isFormError(err)
-            ? (err as FormError)
-            : new FormError('INTERNAL', `Cannot build: ${(err as Error).message}`);
-          job.info.status = 'failed';
-          job.info.error = { code: fe.code, message: fe.message, ...(fe.hint ? { hint: fe.hint } : {}) };
+          const fe = jobs.fail(job, err);
           if (fe.status >= 500) log.error({ err: fe, buildId: job.info.buildId }, 'build failed');
         })
         .finally(() => {
-          job.info.finishedAt = new Date().toISOString();
           ctx.release();
-          push(job, { type: 'end', status: job.info.status, error: job.info.error });
-          job.listeners.clear();
+          jobs.end(job);
         });
       return reply.status(202).send(job.info);
     },
   );
-
-  function jobOf(buildId: string): Job {
-    const j = jobs.get(buildId);
-    if (!j) throw new FormError('NOT_FOUND', `Cannot find build ${buildId}`);
-    return j;
-  }
 
   app.get(
     '/builds/:buildId',
@@ -359,7 +227,7 @@ export async function createPackService(
         response: { 200: BuildInfoSchema, 404: ErrorBodySchema },
       },
     },
-    async (req) => jobOf(req.params.buildId).info,
+    async (req) => jobs.get(req.params.buildId).info,
   );
 
   app.get(
@@ -378,7 +246,7 @@ export async function createPackService(
       },
     },
     async (req, reply) => {
-      const job = jobOf(req.params.buildId);
+      const job = jobs.get(req.params.buildId);
       reply.raw.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
       for (const l of job.lines) reply.raw.write(`${JSON.stringify(l)}\n`);
       if (job.info.finishedAt) {
@@ -386,17 +254,16 @@ export async function createPackService(
         return reply;
       }
       await new Promise<void>((resolve) => {
-        const listener = (l: BuildLogLine) => {
+        const stop = jobs.follow(job, (l) => {
           reply.raw.write(`${JSON.stringify(l)}\n`);
           if (l.type === 'end') {
-            job.listeners.delete(listener);
+            stop();
             reply.raw.end();
             resolve();
           }
-        };
-        job.listeners.add(listener);
+        });
         reply.raw.on('close', () => {
-          job.listeners.delete(listener);
+          stop();
           resolve();
         });
       });
@@ -430,7 +297,7 @@ export async function createPackService(
         response: { 200: ManifestSchema, 404: ErrorBodySchema },
       },
     },
-    async (req) => shown(req, manifestOf(req.params.id)),
+    async (req) => shown(req, findFormpack(builder, req.params.id)),
   );
 
   app.delete(
@@ -445,7 +312,7 @@ export async function createPackService(
       },
     },
     async (req) => {
-      const m = manifestOf(req.params.id);
+      const m = findFormpack(builder, req.params.id);
       if (m.owner !== req.signer!.address) {
         throw new FormError('AUTH_FORBIDDEN', `Cannot delete Formpack ${m.id}: it belongs to ${m.owner}`);
       }
@@ -485,7 +352,7 @@ export async function createPackService(
       },
     },
     async (req, reply) => {
-      const m = manifestOf(req.params.id);
+      const m = findFormpack(builder, req.params.id);
       if (!(await mayFetch(req.signer ?? null, m))) {
         throw new FormError(
           'AUTH_FORBIDDEN',
@@ -505,7 +372,7 @@ export async function createPackService(
   );
 
   const close = async () => {
-    for (const j of jobs.values()) if (!j.info.finishedAt) j.abort.abort();
+    jobs.abortUnfinished();
     await app.close();
     contexts.close();
   };

@@ -10,7 +10,7 @@ import {
 } from '@formation/interface';
 import { ApiClient } from '@formation/service';
 import { create as tarCreate } from 'tar';
-import type { BuildInfo, BuildLogLine } from './api.ts';
+import type { BuildInfo, BuildLogLine } from './build-jobs.ts';
 import type { BuildEvent } from './builder.ts';
 import { formpackId, readBuildContext } from './context.ts';
 import { formpackIdKey, normalizeSpec } from './normalize.ts';

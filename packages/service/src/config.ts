@@ -42,7 +42,16 @@ export function loadConfig<T extends TObject>(schema: T, sources: ConfigSources 
   const merged: Record<string, unknown> = { ...fromFile };
   for (const [k, v] of Object.entries(sources.env ?? {})) if (v !== undefined && v !== '') merged[k] = v;
   for (const [k, v] of Object.entries(sources.flags ?? {})) if (v !== undefined) merged[k] = v;
-  const withDefaults = Value.Default(schema, Value.Convert(schema, merged));
+  const withDefaults = Value.Default(schema, Value.Convert(schema, { ...merged })) as Record<string, unknown>;
+  // Value.Convert truncates "1.5" (or 1.5) for an integer to 1 without a word: an operator's typo would
+  // run with another value. A top-level integer given as a non-whole number keeps it, and is refused below.
+  for (const [k, v] of Object.entries(merged)) {
+    const prop = (schema.properties as Record<string, { type?: unknown }>)[k];
+    const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+    if (prop?.type === 'integer' && typeof n === 'number' && Number.isFinite(n) && !Number.isInteger(n)) {
+      withDefaults[k] = n;
+    }
+  }
   const errors = [...Value.Errors(schema, withDefaults)];
   if (errors.length > 0) {
     const lines = errors.map((e) => `  ${e.path || '/'}: ${e.message} (got ${JSON.stringify(e.value)})`);

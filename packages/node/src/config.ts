@@ -104,6 +104,11 @@ export const NodeConfigSchema = Type.Object({
    */
   bootSnapshotMaxMiB: Type.Integer({ minimum: 128, maximum: 16 * 1024 * 1024, default: 2048 }),
   /**
+   * Standby VMs (one per request shape used last, restored paused ahead of time so the next replica of
+   * it is only resumed): how many; 0 turns them off. Overrides `VMM_BOOT_STANDBY`.
+   */
+  bootStandby: Type.Integer({ minimum: 0, maximum: 16, default: 1 }),
+  /**
    * Length of one autostop minute (ms): scale to zero suspends a replica idle `autostopMinutes` of these.
    * Only tests shorten it (`FORM_AUTOSTOP_MINUTE_MS`); at least 1 s, so a replica is never suspended
    * between two rounds of its own controller.
@@ -180,6 +185,7 @@ export function loadNodeConfig(flags: Partial<NodeConfig> = {}, env: NodeJS.Proc
       peerApiHost: env.FORM_PEER_API_HOST,
       bootSnapshots: env.FORM_BOOT_SNAPSHOTS,
       bootSnapshotMaxMiB: env.FORM_BOOT_SNAPSHOT_MAX_MIB,
+      bootStandby: env.FORM_BOOT_STANDBY,
       autostopMinuteMs: env.FORM_AUTOSTOP_MINUTE_MS,
       publicAddress: env.FORM_PUBLIC_ADDRESS,
       ingressHttpPort: env.FORM_INGRESS_HTTP_PORT,

@@ -223,6 +223,7 @@ export const vmmComponent: DaemonComponent = {
       imagesDir: join(config.dataDir, 'images'),
       bootSnapshots: config.bootSnapshots,
       bootSnapshotMaxMiB: config.bootSnapshotMaxMiB,
+      bootStandby: config.bootStandby,
       network: config.netns
         ? { mode: 'tap', netns: config.netns, createNetns: false, bridge: 'formbr0', cidr: instanceCidr }
         : { mode: 'user', createNetns: false, bridge: 'formbr0', cidr: instanceCidr },

@@ -242,14 +242,14 @@ export class BootTemplates {
     return lookupTemplate(want, qemu, dir, this.fpDir(want.formpackId));
   }
 
-  /** Restore a fitting template into `vm` (its memory verified before the VM runs). */
-  async restore(vm: DriverVm, fit: Extract<TemplateFit, { ok: true }>): Promise<void> {
+  /** Restore a fitting template into `vm` (its memory verified before the VM runs; `paused`: left paused). */
+  async restore(vm: DriverVm, fit: Extract<TemplateFit, { ok: true }>, opts: { paused?: boolean } = {}): Promise<void> {
     const mem = fit.meta.files['memory.mig'];
     try {
       // Its last use, for the GC's least-recently-used order.
       const now = new Date();
       await utimes(join(fit.dir, 'template.json'), now, now).catch(() => undefined);
-      await this.o.driver.restore(vm, fit.dir, { memorySha256: mem?.sha256 });
+      await this.o.driver.restore(vm, fit.dir, { memorySha256: mem?.sha256, paused: opts.paused });
     } finally {
       this.unpin(fit.dir);
     }
@@ -342,6 +342,20 @@ export class BootTemplates {
       }
       await this.delay(this.o.retryMs ?? 2000);
     }
+  }
+
+  /** Whether a template fits `want` now (a standby is made from it); nothing is pinned. */
+  async has(want: TemplateWant): Promise<boolean> {
+    const qemu = await this.o.driver.templateIdentity();
+    const fit = await this.lookup(want, qemu, join(this.fpDir(want.formpackId), qemuFingerprint(qemu))).catch(
+      () => undefined,
+    );
+    return fit?.ok === true;
+  }
+
+  /** Whether a build is running or queued. */
+  get busy(): boolean {
+    return this.builds.size > 0;
   }
 
   /** Resolves when no build is running or queued. */

@@ -75,6 +75,12 @@ export const VmmConfigSchema = Type.Object({
    * (a template of a 512 MiB guest takes ~110 MiB, so the default keeps ~18).
    */
   bootSnapshotMaxMiB: Type.Integer({ minimum: 128, maximum: 16 * 1024 * 1024, default: 2048 }),
+  /**
+   * Standby VMs: for this many of the request shapes used last, one VM restored from its Formpack's
+   * template ahead of time and left paused (no identity), taken by the next VM of that shape (it is only
+   * resumed). Each holds its VM's memory and counts in the capacity until taken; 0 turns them off.
+   */
+  bootStandby: Type.Integer({ minimum: 0, maximum: 16, default: 1 }),
   /** Where boot templates are kept (default `<vmDir>/../templates`). */
   templatesDir: Type.Optional(Type.String({ minLength: 1 })),
   /**
@@ -108,6 +114,7 @@ export function loadVmmConfig(env: NodeJS.ProcessEnv = process.env, flags: Parti
       dnsUpstream: env.VMM_DNS_UPSTREAM ?? env.FORM_DNS_UPSTREAM,
       bootSnapshots: env.VMM_BOOT_SNAPSHOTS,
       bootSnapshotMaxMiB: env.VMM_BOOT_SNAPSHOT_MAX_MIB,
+      bootStandby: env.VMM_BOOT_STANDBY,
       wakeOnConnect: env.VMM_WAKE_ON_CONNECT,
     },
     flags: flags as Record<string, unknown>,

@@ -23,6 +23,8 @@ import { ReadyWaiters } from './vm-ready.ts';
 import { reattachVm } from './vm-recover.ts';
 import { commitVm } from './vm-revision.ts';
 import { restoreVm, snapshotVm } from './vm-snapshot.ts';
+import type { StandbyPool } from './vm-standby.ts';
+import { removeStandbyVm, type StandbyManager, standbyPool, takeStandby } from './vm-standby-host.ts';
 import { dropSuspended, suspendVm } from './vm-suspend.ts';
 import { makeTemplates, scheduleTemplate } from './vm-templates.ts';
 import { vmView } from './vm-view.ts';
@@ -49,6 +51,11 @@ export interface VmManagerOptions {
   maxRestarts?: number | undefined;
   /** Boot snapshots (README "Boot snapshots"): restore Formpack VMs from a per-node template. */
   bootSnapshots?: boolean | undefined;
+  /**
+   * Standby VMs (vm-standby.ts): for this many of the most recently used request shapes, one VM restored
+   * paused from its template ahead of time, taken by the next create of that shape. Default 0 (none).
+   */
+  bootStandby?: number | undefined;
   /** Where templates live (default `<vmDir>/../templates`). */
   templatesDir?: string | undefined;
   /** Disk budget of all boot templates (MiB, default 2048): over it the least recently used are deleted. */
@@ -89,6 +96,9 @@ export class VmManager {
   readonly templates: BootTemplates | undefined;
   private gate: WakeGate | undefined;
   private readonly waking = new Map<string, Promise<void>>();
+  /** Standby VMs, when templates are on and `bootStandby` > 0. */
+  private readonly standby: StandbyPool | undefined;
+  private readonly standbyM: StandbyManager | undefined;
   /** What the lifecycle actions (vm-power, vm-suspend, vm-snapshot, vm-revision) use of the manager. */
   private readonly ctx: VmContext;
 
@@ -109,6 +119,11 @@ export class VmManager {
       wakeOnConnect: (id) => this.wakeOnConnect(id),
     };
     this.templates = makeTemplates(o, { capacity: () => this.capacity(), records: () => this.vms.values() });
+    if (this.templates && (o.bootStandby ?? 0) > 0) {
+      const all = () => this.allRecords();
+      this.standbyM = { o, log: this.log, templates: this.templates, allRecords: all, capacity: () => this.capacity() };
+      this.standby = standbyPool(this.standbyM);
+    }
     o.driver.onExit((info) => {
       void this.lock
         .run(info.id, () => this.onExit(info))
@@ -142,6 +157,11 @@ export class VmManager {
     const { records, bad } = this.o.store.loadAll();
     for (const b of bad) this.log.error({ id: b.id, error: b.error }, 'unreadable VM record kept on disk, skipped');
     for (const rec of records) {
+      // A standby a previous VMM left (it holds no one's state): removed, its process ended.
+      if (rec.standby) {
+        await removeStandbyVm({ o: this.o, log: this.log }, rec, 'left by a previous run');
+        continue;
+      }
       this.vms.set(rec.id, rec);
       await reattachVm(this.ctx, rec);
       // A VM the previous VMM launched but had not released yet (it was killed meanwhile) waits for its
@@ -179,13 +199,19 @@ export class VmManager {
     return this.view(this.rec(id));
   }
 
-  /** Host capacity and what running VMs use (a template VM being booted included; boot-snapshot.ts). */
+  /** Host capacity and what running VMs use (a template VM being booted and standby VMs included). */
   capacity(): { capacity: Resources; used: Resources } {
     const tpl = this.templates?.inUse;
+    const standby = (this.standby?.records() ?? []).map((r) => r.resources);
     return {
       capacity: hostCapacity(this.o.capacity ?? {}, this.o.store.dir),
-      used: sumResources([usedResources(this.vms.values()), ...(tpl ? [tpl] : [])]),
+      used: sumResources([usedResources(this.vms.values()), ...(tpl ? [tpl] : []), ...standby]),
     };
+  }
+
+  /** The VMs and the standby VMs (which are not listed). */
+  private allRecords(): VmRecord[] {
+    return [...this.vms.values(), ...(this.standby?.records() ?? [])];
   }
 
   /** The last `bytes` of the VM's serial console (of the current and earlier boots). */
@@ -224,12 +250,14 @@ export class VmManager {
   /** Create a VM from a Formpack id or an image name (and start it unless `start: false`). */
   async create(req: CreateVmRequest, owner: string | null = null): Promise<VmView> {
     if (this.closed) throw new FormError('UNAVAILABLE', 'Cannot create a VM: the VMM is shutting down');
+    const standby = await this.fromStandby(req, owner);
+    if (standby) return standby;
     const rec = await newVm(
       {
         o: this.o,
         log: this.log,
         templates: this.templates,
-        records: () => this.vms.values(),
+        records: () => this.allRecords(),
         add: (r) => this.vms.set(r.id, r),
       },
       req,
@@ -251,8 +279,29 @@ export class VmManager {
         (i, ms) => this.waitReady(i, ms),
         () => this.closed,
       );
+      if (rec.bootSnapshot) this.standby?.want(req, rec.bootSnapshot.want);
     }
     return this.get(id);
+  }
+
+  /** The VM of `req` from a ready standby of its shape (vm-standby.ts), or undefined (then it is made). */
+  private async fromStandby(req: CreateVmRequest, owner: string | null): Promise<VmView | undefined> {
+    const rec = this.standby?.take(req);
+    if (!rec || !this.standbyM) return undefined;
+    this.vms.set(rec.id, rec);
+    try {
+      await this.lock.run(rec.id, () => takeStandby(this.standbyM as StandbyManager, rec, req, owner));
+    } catch (err) {
+      this.vms.delete(rec.id);
+      await removeStandbyVm(
+        { o: this.o, log: this.log },
+        rec,
+        `not usable (${(err as Error).message}); the VM is made instead`,
+      );
+      return undefined;
+    }
+    if (rec.bootSnapshot) this.standby?.want(req, rec.bootSnapshot.want);
+    return this.get(rec.id);
   }
 
   // ---------- actions ----------
@@ -277,8 +326,9 @@ export class VmManager {
     try {
       checkCapacity(rec.id, rec.resources, used, capacity);
     } catch (err) {
-      // An instance's VM comes before a template: a template VM being booted gives its room back.
-      if (!(await this.templates?.yieldRoom(`VM ${rec.id} needs its room`))) throw err;
+      // An instance's VM comes before a template or a standby: they give their room back.
+      const why = `VM ${rec.id} needs its room`;
+      if (!(await this.standby?.yieldRoom(why)) && !(await this.templates?.yieldRoom(why))) throw err;
       const now = this.capacity();
       checkCapacity(rec.id, rec.resources, now.used, now.capacity);
     }
@@ -307,10 +357,11 @@ export class VmManager {
     this.save(rec);
   }
 
-  /** Resolves when no boot template is being built (tests, bench). */
+  /** Resolves when no boot template is being built and no standby VM made (tests, bench). */
   async templatesIdle(): Promise<void> {
     await sleep(0);
     await this.templates?.idle();
+    await this.standby?.idle();
   }
 
   start(id: string, actor?: string): Promise<VmView> {
@@ -516,6 +567,7 @@ export class VmManager {
     this.closed = true;
     if (this.healthTimer) clearInterval(this.healthTimer);
     if (this.readyTimer) clearInterval(this.readyTimer);
+    await this.standby?.close();
     await this.templates?.close();
     await this.gate?.close();
     if (opts.stopVms) {

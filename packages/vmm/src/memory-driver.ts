@@ -156,13 +156,14 @@ export class MemoryDriver implements HypervisorDriver {
     };
   }
 
-  async restore(vm: DriverVm, dir: string): Promise<void> {
+  async restore(vm: DriverVm, dir: string, opts: { paused?: boolean | undefined } = {}): Promise<void> {
     if (!existsSync(join(dir, 'memory.json')) || !existsSync(join(dir, 'disk.json'))) {
       throw new FormError('NOT_FOUND', `Cannot restore VM ${vm.spec.id}: snapshot ${dir} is incomplete or missing`);
     }
     if (this.live.has(vm.spec.id)) await this.stop(vm, { force: true });
     await cp(join(dir, 'disk.json'), vm.paths.disk);
     await this.start(vm);
+    if (opts.paused) await this.pause(vm);
   }
 
   /** The image is the simulated guest's memory: its `/tmp` files (the JSON disk keeps the rest). */

@@ -399,8 +399,15 @@ export class QemuDriver implements HypervisorDriver {
     return snapshotVm(this.memoryHost, vm, dir);
   }
 
-  /** `memorySha256` (boot templates): a memory file that does not match is never run (see restoreVm). */
-  async restore(vm: DriverVm, dir: string, opts: { memorySha256?: string | undefined } = {}): Promise<void> {
+  /**
+   * `memorySha256` (boot templates): a memory file that does not match is never run (see restoreVm);
+   * `paused`: the VM is left paused once loaded and checked (a standby VM).
+   */
+  async restore(
+    vm: DriverVm,
+    dir: string,
+    opts: { memorySha256?: string | undefined; paused?: boolean | undefined } = {},
+  ): Promise<void> {
     await restoreVm(this.memoryHost, vm, dir, opts);
   }
 

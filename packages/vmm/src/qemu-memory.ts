@@ -102,7 +102,7 @@ export async function restoreVm(
   host: QemuMemoryHost,
   vm: DriverVm,
   dir: string,
-  opts: { memorySha256?: string | undefined } = {},
+  opts: { memorySha256?: string | undefined; paused?: boolean | undefined } = {},
 ): Promise<void> {
   const memFile = join(dir, 'memory.mig');
   const diskFile = join(dir, 'disk.qcow2');
@@ -114,7 +114,9 @@ export async function restoreVm(
   await copyFile(diskFile, vm.paths.disk);
   if (vm.paths.data && existsSync(join(dir, 'data.qcow2'))) await copyFile(join(dir, 'data.qcow2'), vm.paths.data);
   const copyMs = Date.now() - t0;
-  const phases = await loadMemory(host, vm, memFile, opts.memorySha256, `restore VM ${vm.spec.id} from ${dir}`);
+  const phases = await loadMemory(host, vm, memFile, opts.memorySha256, `restore VM ${vm.spec.id} from ${dir}`, {
+    paused: opts.paused === true,
+  });
   host.log.info({ id: vm.spec.id, copyMs, ...phases }, 'restore phases');
 }
 
@@ -143,7 +145,8 @@ export async function saveMemory(
 /**
  * Launch the VM waiting for an incoming migration and let QEMU read `memFile` itself (an inherited
  * fd: no copy through this process, which under CPU contention cost ~4x the load), hashing the file
- * beside it when `sha256` is given: the VM is resumed only when it matches. On failure no process is left.
+ * beside it when `sha256` is given: the VM is resumed only when it matches (`paused`: it is left paused
+ * once it matches, for a later `cont`). On failure no process is left.
  */
 export async function loadMemory(
   host: QemuMemoryHost,
@@ -151,6 +154,7 @@ export async function loadMemory(
   memFile: string,
   sha256: string | undefined,
   what: string,
+  opts: { paused?: boolean } = {},
 ): Promise<{ launchMs: number; loadMs: number; contMs: number }> {
   let t = Date.now();
   const lap = (): number => {
@@ -185,7 +189,7 @@ export async function loadMemory(
       throw new FormError('VM_IMAGE_INVALID', `memory state ${memFile} is damaged (sha256 ${got}, expected ${sha256})`);
     }
     if (loaded) throw loaded;
-    await qmp.execute('cont');
+    if (!opts.paused) await qmp.execute('cont');
     return { launchMs, loadMs, contMs: lap() };
   } catch (err) {
     await host.stop(vm, { force: true });

@@ -86,6 +86,7 @@ export async function createVmmService(opts: {
     maxRestarts: config.maxRestarts,
     bootSnapshots: config.bootSnapshots,
     bootSnapshotMaxMiB: config.bootSnapshotMaxMiB,
+    bootStandby: config.bootStandby,
     templatesDir: config.templatesDir,
     wakeOnConnect: config.wakeOnConnect,
     onWake: opts.onWake,

@@ -82,7 +82,12 @@ export function templateMismatch(
 /** The driver operations templates need (the QEMU driver has them; others simply have no boot snapshots). */
 export interface TemplateDriver extends HypervisorDriver {
   templateIdentity(): Promise<QemuIdentity>;
-  restore(vm: DriverVm, dir: string, opts?: { memorySha256?: string | undefined }): Promise<void>;
+  /** `paused`: load the state but leave the VM paused (a standby VM; `resume` runs it). */
+  restore(
+    vm: DriverVm,
+    dir: string,
+    opts?: { memorySha256?: string | undefined; paused?: boolean | undefined },
+  ): Promise<void>;
   writeGuestFiles(vm: DriverVm, files: Array<{ path: string; data: string }>, timeoutMs?: number): Promise<void>;
 }
 

@@ -83,6 +83,11 @@ export interface VmRecord {
   ports?: number[] | undefined;
   /** Set while suspended to disk: the memory image (guest memory: 0600, under the VM's dir). */
   suspended?: SuspendedImage | undefined;
+  /**
+   * A standby VM (vm-standby.ts): restored paused from its template, no identity, no owner, not listed;
+   * taken by the next create of the same shape. A VMM that finds one at start removes it.
+   */
+  standby?: boolean | undefined;
 }
 
 /** A suspended VM's memory image and what `wake` checks it against. */
@@ -101,6 +106,8 @@ export interface VmBoot {
   kind: 'cold' | 'snapshot';
   launchedAt: string;
   fallback?: string | undefined;
+  /** A snapshot boot that took a standby VM (already restored, paused): only resumed and released. */
+  standby?: boolean | undefined;
 }
 
 /** sha256 of what a VM boots: kernel, initramfs, full command line, base disk (null when not known). */
@@ -131,7 +138,13 @@ export interface VmView {
    * or restores) and launch → ready (ms); `fallback` says why a snapshot was not used.
    */
   boot?:
-    | { kind: 'cold' | 'snapshot'; launchedAt: string; readyMs: number | null; fallback: string | null }
+    | {
+        kind: 'cold' | 'snapshot';
+        launchedAt: string;
+        readyMs: number | null;
+        fallback: string | null;
+        standby?: boolean | undefined;
+      }
     | null
     | undefined;
   measurement: VmMeasurement | null;

@@ -25,6 +25,7 @@ export function vmView(r: VmRecord, health: VmHealth | undefined): VmView {
           launchedAt: r.boot.launchedAt,
           readyMs: r.ready && r.readyAt ? Date.parse(r.readyAt) - Date.parse(r.boot.launchedAt) : null,
           fallback: r.boot.fallback ?? null,
+          ...(r.boot.standby ? { standby: true } : {}),
         }
       : null,
     measurement: r.measurement ?? null,

@@ -3,10 +3,11 @@
 // lets it reach the wait point with `reachWaitPoint()`, so a build can be watched while it runs. A VM
 // booted with the wait word is ready only once its identity is released (as the guest init does);
 // `holdRelease` makes releases hang (a VMM killed before it released a VM).
-import { appendFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { GUEST_READY_MARKER } from '@formation/interface';
 import { WAIT_MARK, WAIT_WORD } from '../src/boot-snapshot.ts';
-import type { DriverVm } from '../src/driver.ts';
+import type { DriverVm, SnapshotInfo } from '../src/driver.ts';
 import { MemoryDriver } from '../src/memory-driver.ts';
 import type { QemuIdentity } from '../src/qemu-identity.ts';
 
@@ -39,6 +40,14 @@ export class TemplateMemoryDriver extends MemoryDriver {
       writeFileSync(vm.paths.serial, `[memory] ${vm.spec.id} booting\n`);
       if (vm.spec.id.startsWith('tpl-')) this.templateVms.push(vm);
     }
+  }
+
+  /** A template's state under the names the template lookup expects of a QEMU template, too. */
+  override async snapshot(vm: DriverVm, dir: string): Promise<SnapshotInfo> {
+    const info = await super.snapshot(vm, dir);
+    copyFileSync(join(dir, 'memory.json'), join(dir, 'memory.mig'));
+    copyFileSync(join(dir, 'disk.json'), join(dir, 'disk.qcow2'));
+    return info;
   }
 
   /** The latest template VM prints the wait mark (its build goes on to save it). */

@@ -318,6 +318,18 @@ describe('VMM config: boot snapshots on by default, template budget validated', 
     assert.equal(loadVmmConfig({}, { bootSnapshots: false }).bootSnapshots, false);
   });
 
+  test('bootStandby defaults to 1, from VMM_BOOT_STANDBY; 0 turns it off; negative or over 16 is CONFIG_INVALID', () => {
+    assert.equal(loadVmmConfig({}, {}).bootStandby, 1);
+    assert.equal(loadVmmConfig({ VMM_BOOT_STANDBY: '0' }, {}).bootStandby, 0);
+    for (const bad of ['-1', '17', '1.5']) {
+      assert.throws(
+        () => loadVmmConfig({ VMM_BOOT_STANDBY: bad }, {}),
+        (e: unknown) => e instanceof FormError && e.code === 'CONFIG_INVALID' && /bootStandby/.test(e.message),
+        bad,
+      );
+    }
+  });
+
   test('bootSnapshotMaxMiB defaults to 2048; below 128 or not a whole number is CONFIG_INVALID', () => {
     assert.equal(loadVmmConfig({}, {}).bootSnapshotMaxMiB, 2048);
     assert.equal(loadVmmConfig({ VMM_BOOT_SNAPSHOT_MAX_MIB: '4096' }, {}).bootSnapshotMaxMiB, 4096);

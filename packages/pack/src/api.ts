@@ -9,10 +9,10 @@ import { Type } from '@sinclair/typebox';
 import { BuildInfoSchema, IdParams, ManifestSchema } from './api-schemas.ts';
 import { DEFAULT_ARCHIVE_LIMITS } from './archive.ts';
 import { BuildJobs } from './build-jobs.ts';
+import { startBuild } from './build-start.ts';
 import { ARTIFACT_FILES, type ArtifactName, Builder } from './builder.ts';
 import { DEFAULT_PACK_CACHE } from './config.ts';
 import { ContextStore, DEFAULT_CONTEXT_STORE } from './context-store.ts';
-import { loadSpec } from './formfile.ts';
 import { findFormpack, publicManifest } from './formpack-lookup.ts';
 import { BuildQueue, DEFAULT_BUILD_QUEUE } from './queue.ts';
 
@@ -166,54 +166,7 @@ export async function createPackService(
     },
     async (req, reply) => {
       const ctx = contexts.take(req.body.contextId, req.signer!.address);
-      let spec: Awaited<ReturnType<typeof loadSpec>>['spec'];
-      let id: string;
-      try {
-        ({ spec } = await loadSpec(ctx.dir, req.body.formfile ?? 'Formfile', req.body.formfile ?? 'Formfile'));
-        id = await builder.idOf(spec, ctx.dir, req.body.idKey);
-      } catch (err) {
-        ctx.release();
-        throw err;
-      }
-      const existing = builder.get(id);
-      const owner = req.signer!.address;
-      const job = jobs.add({ id, name: spec.name, owner, cached: !!existing });
-      if (existing) {
-        builder.addRequester(id, owner);
-        ctx.release();
-        return reply.status(202).send(job.info);
-      }
-      let finished: Promise<void>;
-      try {
-        finished = queue
-          .run(
-            owner,
-            () =>
-              builder.build({
-                spec,
-                dir: ctx.dir,
-                owner,
-                ...(req.body.idKey ? { idKey: req.body.idKey } : {}),
-                signal: job.abort.signal,
-                onEvent: (e) => jobs.event(job, e),
-              }),
-            () => jobs.running(job),
-          )
-          .then((r) => jobs.done(job, r.cached));
-      } catch (err) {
-        jobs.delete(job.info.buildId);
-        ctx.release();
-        throw err;
-      }
-      void finished
-        .catch((err: unknown) => {
-          const fe = jobs.fail(job, err);
-          if (fe.status >= 500) log.error({ err: fe, buildId: job.info.buildId }, 'build failed');
-        })
-        .finally(() => {
-          ctx.release();
-          jobs.end(job);
-        });
+      const job = await startBuild({ builder, queue, jobs, log }, ctx, req.body);
       return reply.status(202).send(job.info);
     },
   );

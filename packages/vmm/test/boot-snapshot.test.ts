@@ -91,6 +91,10 @@ describe('boot snapshots: template per Formpack, unique instances, cold-boot fal
     const b = await m.create({ formpack: fpId, name: 'bs-b' });
     for (const v of [a, b])
       assert.equal(v.boot?.kind, 'snapshot', `${v.name} restored from the template (${v.boot?.fallback})`);
+    // a took the standby made after the template (restored ahead, only resumed); b was restored now:
+    // the checks below hold across both ways.
+    assert.equal(a.boot?.standby, true, 'a took the standby');
+    assert.equal(b.boot?.standby, undefined, 'b was restored from the template itself');
     const views: VmView[] = [await m.waitReady(a.id, 60_000), await m.waitReady(b.id, 60_000)];
     for (const v of views) {
       assert.equal(v.boot?.kind, 'snapshot');
@@ -177,7 +181,9 @@ describe('boot snapshots: template per Formpack, unique instances, cold-boot fal
     ]);
     assert.equal(fd.status, 0);
     assert.equal(statSync(mem).size, size, 'same size: only the content hash can tell');
-    const v = await m.create({ formpack: fpId, name: 'bs-damaged' });
+    // Other forwarded ports: the standby made before the damage (a checked restore) is not of this shape.
+    const v = await m.create({ formpack: fpId, name: 'bs-damaged', forwardPorts: [22, 8080] });
+    assert.equal(v.boot?.standby, undefined);
     assert.equal(v.boot?.kind, 'cold');
     // Caught by the sha256 taken while the file streams in (content), or by QEMU (structure): either
     // way before the VM runs.

@@ -45,7 +45,13 @@ interface VmView {
   createdAt: string;
   startedAt: string | null;
   readyAt: string | null;
-  boot: { kind: 'cold' | 'snapshot'; launchedAt: string; readyMs: number | null; fallback: string | null } | null;
+  boot: {
+    kind: 'cold' | 'snapshot';
+    launchedAt: string;
+    readyMs: number | null;
+    fallback: string | null;
+    standby?: boolean;
+  } | null;
 }
 
 interface Deploy {
@@ -55,6 +61,20 @@ interface Deploy {
   successAt: number;
   httpAt: number;
   ip: string;
+}
+
+/** Whether the node's VMM holds a standby VM restored and paused (its record, under FORM_HOME/vms). */
+function standbyReady(): boolean {
+  const dir = join(home, 'vms');
+  if (!existsSync(dir)) return false;
+  return readdirSync(dir).some((id) => {
+    try {
+      const r = JSON.parse(readFileSync(join(dir, id, 'vm.json'), 'utf8')) as { standby?: boolean; state?: string };
+      return r.standby === true && r.state === 'paused';
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** `form <args>` without blocking the event loop (the status poll runs beside the HTTP poll). */
@@ -181,7 +201,11 @@ function guestSteps(vmId: string): Record<string, number> {
   return out;
 }
 
-function printDeploy(kind: 'cold' | 'warm', d: Deploy, b: { steps: Record<string, number>; vm: VmView }): void {
+function printDeploy(
+  kind: 'cold' | 'warm' | 'standby',
+  d: Deploy,
+  b: { steps: Record<string, number>; vm: VmView },
+): void {
   report(`deploy.${kind}.ship_to_success`, (d.successAt - d.ship0) / 1000, 's');
   report(`deploy.${kind}.ship_to_http_200`, (d.httpAt - d.ship0) / 1000, 's', {
     boot: b.vm.boot?.kind,
@@ -252,6 +276,24 @@ try {
       const w = warmB.steps[step] as number;
       report(`deploy.warm_vs_cold.step.${step}`, c > 0 ? w / c : 0, 'ratio', { coldS: c / 1000, warmS: w / 1000 });
     }
+
+    // The node keeps one standby VM of the shape it ran last (restored paused once the node is quiet):
+    // the next ship of it only resumes that VM. Waited for through the VMM's records on disk.
+    const s0 = Date.now();
+    while (!standbyReady() && Date.now() - s0 < 120_000) await sleep(250);
+    if (!standbyReady()) throw new Error('no standby VM within 120 s');
+    report('deploy.standby_ready_after_warm_ready', (Date.now() - Date.parse(warmB.vm.readyAt as string)) / 1000, 's');
+    const sb = await deploy(['--new']);
+    const sbB = await breakdown(sb, vmm);
+    printDeploy('standby', sb, sbB);
+    const sbMs = sb.httpAt - sb.ship0;
+    report('deploy.standby_vs_cold.ship_to_http_200', sbMs / coldMs, 'ratio', {
+      coldS: coldMs / 1000,
+      warmS: warmMs / 1000,
+      standbyS: sbMs / 1000,
+      standby: sbB.vm.boot?.standby === true,
+      target: 'warm ≤ 5 s',
+    });
   }
 
   const c0 = Date.now();

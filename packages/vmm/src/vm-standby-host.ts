@@ -45,13 +45,21 @@ export function standbyPool(m: StandbyManager): StandbyPool {
 /** The pool's host over the manager `m`. */
 export function standbyHost(m: StandbyManager): StandbyHost {
   let noTemplate = 0;
+  let builtAt = 0;
   const discard = (rec: VmRecord, reason: string): Promise<void> => removeStandbyVm(m, rec, reason);
   return {
     discard,
     async blocked(want: TemplateWant) {
-      const quiet = quietFor(m.allRecords(), m.o.templateQuietMs ?? 10_000, Date.now());
+      const quietMs = m.o.templateQuietMs ?? 10_000;
+      const quiet = quietFor(m.allRecords(), quietMs, Date.now());
       if (quiet) return { reason: quiet, final: false };
-      if (m.templates.busy) return { reason: 'a boot template is being built', final: false };
+      // A build just ended: a VM of the Formpack may be on its way (a second ship often follows the
+      // first closely); it is not made to share the CPU with a standby being restored.
+      if (m.templates.busy) {
+        builtAt = Date.now();
+        return { reason: 'a boot template is being built', final: false };
+      }
+      if (Date.now() - builtAt < quietMs) return { reason: 'a boot template was just built', final: false };
       const r: Resources = { vcpu: want.vcpu, memMiB: want.memMiB, diskGiB: want.diskGiB };
       const { capacity, used } = m.capacity();
       const room = templateRoom(r, used, capacity);

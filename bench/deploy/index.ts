@@ -1,6 +1,7 @@
 // Deploy bench: ship -> SUCCESS and ship -> first HTTP 200 (Formpack already built), cold (the first
 // instance of the Formpack on the node) and warm (a second instance, `ship --new`, restored from the
-// Formpack's boot template: the node runs with FORM_BOOT_SNAPSHOTS=true), each with a per-step
+// Formpack's boot template: the node runs with FORM_BOOT_SNAPSHOTS=true) and standby (a third, once the
+// node has restored its standby VM of that shape: only resumed and released), each with a per-step
 // breakdown from the instance's events (op times) and its VM's record (GET /vms: created, launched,
 // started, ready); then `form commit` time and the node daemon's idle memory. Uses its own FORM_HOME,
 // port offset and netns. FORM_BENCH_BOOT_SNAPSHOTS=false: the cold run only, snapshots off.

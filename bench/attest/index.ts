@@ -19,7 +19,8 @@ import {
 } from '@formation/attest';
 import { generateKeyPair } from '@formation/identity';
 import { createLogger } from '@formation/service';
-import { createVmmService, loadVmmConfig } from '@formation/vmm';
+import { createVmmService } from '@formation/vmm';
+import { qemuVmmConfig } from '@formation/vmm/testing';
 import { report } from '../report.ts';
 
 const blocked = integrationBlocker();
@@ -32,17 +33,9 @@ const tmp = mkdtempSync('/tmp/fattest-bench-');
 const nodeKey = generateKeyPair();
 const dev = generateKeyPair();
 const vmm = await createVmmService({
-  config: loadVmmConfig(
-    {},
-    {
-      vmDir: `${tmp}/vms`,
-      imagesDir: `${tmp}/images`,
-      formpacksDir: fx.formpacksDir,
-      cacheDir: '/var/tmp/formation-vmm-cache',
-      healthIntervalMs: 0,
-      capacity: { vcpu: 4, memMiB: 4096, vcpuOvercommit: 4, reserveMemMiB: 0 },
-    },
-  ),
+  config: qemuVmmConfig(tmp, fx.formpacksDir, {
+    capacity: { vcpu: 4, memMiB: 4096, vcpuOvercommit: 4, reserveMemMiB: 0 },
+  }),
   logger: createLogger('silent'),
   routes: (app, manager) =>
     registerAttestRoutes(app, { nodeKey, vmm: manager, logger: createLogger('silent'), ownerOf: () => dev.address }),

@@ -7,8 +7,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { createLogger } from '@formation/service';
-import { createVmmService, loadVmmConfig } from '@formation/vmm';
-import { fixture, integrationBlocker } from '@formation/vmm/testing';
+import { createVmmService } from '@formation/vmm';
+import { fixture, integrationBlocker, qemuVmmConfig } from '@formation/vmm/testing';
 import { report } from '../report.ts';
 
 const blocked = integrationBlocker();
@@ -19,16 +19,7 @@ if (blocked) {
 const fx = fixture();
 const tmp = mkdtempSync('/tmp/fvmm-bench-');
 const vmm = await createVmmService({
-  config: loadVmmConfig(
-    {},
-    {
-      vmDir: `${tmp}/vms`,
-      imagesDir: `${tmp}/images`,
-      formpacksDir: fx.formpacksDir,
-      cacheDir: '/var/tmp/formation-vmm-cache',
-      healthIntervalMs: 0,
-    },
-  ),
+  config: qemuVmmConfig(tmp, fx.formpacksDir),
   logger: createLogger('silent'),
 });
 const m = vmm.manager;
@@ -193,17 +184,7 @@ function bootBreakdown(serial: string): Record<string, number | null> {
 // Boot snapshots: a VMM with bootSnapshots on; the first VM cold-boots and leaves the Formpack's
 // template, the second is restored from it and released with its own identity.
 const vmm2 = await createVmmService({
-  config: loadVmmConfig(
-    {},
-    {
-      vmDir: `${tmp}/vms2`,
-      imagesDir: `${tmp}/images`,
-      formpacksDir: fx.formpacksDir,
-      cacheDir: '/var/tmp/formation-vmm-cache',
-      healthIntervalMs: 0,
-      bootSnapshots: true,
-    },
-  ),
+  config: qemuVmmConfig(tmp, fx.formpacksDir, { vmDir: `${tmp}/vms2`, bootSnapshots: true }),
   logger: createLogger('silent'),
 });
 const m2 = vmm2.manager;

@@ -6,7 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import { generateKeyPair, randomHex, signRequest } from '@formation/identity';
 import { requireOrSkip } from '@formation/interface/testing';
 import { apiIdentity, createLogger, setApiIdentity } from '@formation/service';
-import { createVmmService, loadVmmConfig, type VmmService, type VmView } from '@formation/vmm';
+import { createVmmService, type VmmService, type VmView } from '@formation/vmm';
+import { qemuVmmConfig } from '@formation/vmm/testing';
 import {
   type AttestFixture,
   attestationSummary,
@@ -43,18 +44,10 @@ describe('attestation end to end (real VMs)', { skip: why, timeout: 600_000 }, (
   before(async () => {
     fx = await attestFixture();
     tmp = mkdtempSync('/tmp/fattest-e2e-');
-    const config = loadVmmConfig(
-      {},
-      {
-        vmDir: `${tmp}/vms`,
-        imagesDir: `${tmp}/images`,
-        formpacksDir: fx.formpacksDir,
-        cacheDir: '/var/tmp/formation-vmm-cache',
-        healthIntervalMs: 0,
-        stopTimeoutMs: 5000,
-        capacity: { vcpu: 4, memMiB: 2048, vcpuOvercommit: 4, reserveMemMiB: 0 },
-      },
-    );
+    const config = qemuVmmConfig(tmp, fx.formpacksDir, {
+      stopTimeoutMs: 5000,
+      capacity: { vcpu: 4, memMiB: 2048, vcpuOvercommit: 4, reserveMemMiB: 0 },
+    });
     vmm = await createVmmService({
       config,
       logger: createLogger('silent'),

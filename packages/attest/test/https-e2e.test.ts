@@ -13,7 +13,8 @@ import { generateKeyPair, randomHex } from '@formation/identity';
 import type { FormpackManifest } from '@formation/interface';
 import { requireOrSkip, until, writePebbleConfig } from '@formation/interface/testing';
 import { createLogger } from '@formation/service';
-import { createVmmService, loadVmmConfig, type VmmService, type VmView } from '@formation/vmm';
+import { createVmmService, type VmmService, type VmView } from '@formation/vmm';
+import { qemuVmmConfig } from '@formation/vmm/testing';
 import {
   AttestService,
   configureGuestTls,
@@ -182,21 +183,13 @@ describe(
       );
       writeFileSync(join(tmp, 'root.pem'), root);
 
-      const config = loadVmmConfig(
-        {},
-        {
-          vmDir: `${tmp}/vms`,
-          imagesDir: `${tmp}/images`,
-          formpacksDir: fx.formpacksDir,
-          cacheDir: '/var/tmp/formation-vmm-cache',
-          healthIntervalMs: 0,
-          stopTimeoutMs: 5000,
-          dataDiskMiB: 0,
-          dnsUpstream: `${CA_IP}:8053`,
-          network: { mode: 'tap', netns: NS.host, createNetns: false, bridge: 'fdhbr0', cidr: '10.129.246.0/24' },
-          capacity: { vcpu: 4, memMiB: 2048, vcpuOvercommit: 4, reserveMemMiB: 0 },
-        },
-      );
+      const config = qemuVmmConfig(tmp, fx.formpacksDir, {
+        stopTimeoutMs: 5000,
+        dataDiskMiB: 0,
+        dnsUpstream: `${CA_IP}:8053`,
+        network: { mode: 'tap', netns: NS.host, createNetns: false, bridge: 'fdhbr0', cidr: '10.129.246.0/24' },
+        capacity: { vcpu: 4, memMiB: 2048, vcpuOvercommit: 4, reserveMemMiB: 0 },
+      });
       vmm = await createVmmService({ config, logger: createLogger((process.env.FDH_LOG ?? 'silent') as 'silent') });
       t = Date.now();
       vm = await vmm.manager.create({ formpack: fx.id, name: 'hello' });

@@ -15,8 +15,8 @@ import { type ProgramRun, requireOrSkip, runProgram, until } from '@formation/in
 import { vmNameFor } from '@formation/scheduler';
 import { apiIdentity, createLogger, setApiIdentity } from '@formation/service';
 import { instanceIdOf, openStateStore, type StateStore, startStateService } from '@formation/state';
-import { createVmmService, loadVmmConfig, type VmmService } from '@formation/vmm';
-import { fixture, integrationBlocker } from '@formation/vmm/testing';
+import { createVmmService, type VmmService } from '@formation/vmm';
+import { fixture, integrationBlocker, qemuVmmConfig } from '@formation/vmm/testing';
 
 const why = requireOrSkip('operate e2e test', {
   root: true,
@@ -76,19 +76,12 @@ describe('operating an instance on a real VM: form logs, events, status by Formp
 
     mkdirSync(join(tmp, 'images'));
     vmm = await createVmmService({
-      config: loadVmmConfig(
-        {},
-        {
-          vmDir: join(tmp, 'vms'),
-          imagesDir: join(tmp, 'images'),
-          formpacksDir: fx.formpacksDir,
-          cacheDir: '/var/tmp/formation-vmm-cache',
-          healthIntervalMs: 1000,
-          stopTimeoutMs: 8000,
-          dataDiskMiB: 0,
-          capacity: { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 },
-        },
-      ),
+      config: qemuVmmConfig(tmp, fx.formpacksDir, {
+        healthIntervalMs: 1000,
+        stopTimeoutMs: 8000,
+        dataDiskMiB: 0,
+        capacity: { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 },
+      }),
       logger,
       access: { operators: [node.publicKey], ownerOf: () => dev.address },
       logs: { pollMs: 500 },

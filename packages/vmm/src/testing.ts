@@ -2,10 +2,12 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadVmmConfig, type VmmConfig } from './config.ts';
 
 /**
- * Test support shared by the package's tests and bench/vmm: the test Formpack fixture and the
- * integration prerequisites check. Not used by the service itself.
+ * Test support shared by the package's tests, other packages' VMM tests (attest, node) and bench/vmm:
+ * the test Formpack fixture, the integration prerequisites check and the QEMU test config. Not used
+ * by the service itself.
  */
 const FIXTURE_SCRIPT = new URL('../test/fixtures/build-fixture.sh', import.meta.url).pathname;
 
@@ -39,6 +41,35 @@ export function fixture(): { formpacksDir: string; id: string; sshKey: string; r
   const id = readdirSync(formpacksDir).find((d) => existsSync(join(formpacksDir, d, 'manifest.json')));
   if (!id) throw new Error(`fixture build produced no Formpack in ${formpacksDir}`);
   return { formpacksDir, id, sshKey: join(root, 'id_ed25519'), root };
+}
+
+/**
+ * The VMM config of a QEMU integration test: VMs and images under `tmp`, Formpacks from `formpacksDir`
+ * (the fixture's), the QEMU cache shared by all runs in /var/tmp (so each test does not probe the
+ * accelerator again), no health checks, nothing from the environment; `flags` add to it or override it.
+ * The memory-driver tests use `memoryVmmConfig` in test/helpers.ts instead.
+ */
+export function qemuVmmConfig(tmp: string, formpacksDir: string, flags: Partial<VmmConfig> = {}): VmmConfig {
+  return loadVmmConfig(
+    {},
+    {
+      vmDir: `${tmp}/vms`,
+      imagesDir: `${tmp}/images`,
+      formpacksDir,
+      cacheDir: '/var/tmp/formation-vmm-cache',
+      healthIntervalMs: 0,
+      ...flags,
+    },
+  );
+}
+
+/**
+ * Runs `cmd` with `sh -c` inside network namespace `netns` (15 s cap): its exit status and its stdout
+ * and stderr together, for tests that ping or curl a guest from the namespace its TAP lives in.
+ */
+export function inNetns(netns: string, cmd: string): { status: number | null; out: string } {
+  const r = spawnSync('ip', ['netns', 'exec', netns, 'sh', '-c', cmd], { encoding: 'utf8', timeout: 15_000 });
+  return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
 /** PIDs of processes whose command line mentions `needle` (to check nothing leaked). */

@@ -15,7 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
 import { createLogger } from '@formation/service';
 import { limitMiB, TCG_TB_MIB } from '../src/cgroup.ts';
-import { loadVmmConfig } from '../src/config.ts';
+import type { VmmConfig } from '../src/config.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
 import {
   type ApiCaseContext,
@@ -26,7 +26,7 @@ import {
   refusedCreates,
   signedCall,
 } from './api-cases.ts';
-import { fixture, integrationOpts, pidsMentioning, sleep } from './helpers.ts';
+import { fixture, integrationOpts, pidsMentioning, qemuVmmConfig, sleep } from './helpers.ts';
 
 const opts = integrationOpts();
 
@@ -38,20 +38,13 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
   const mallory = generateKeyPair();
   let vmId = '';
 
-  const config = (over: Record<string, unknown> = {}) =>
-    loadVmmConfig(
-      {},
-      {
-        vmDir: `${tmp}/vms`,
-        imagesDir: `${tmp}/images`,
-        formpacksDir: fx.formpacksDir,
-        cacheDir: '/var/tmp/formation-vmm-cache',
-        healthIntervalMs: 500,
-        stopTimeoutMs: 8000,
-        capacity: { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 },
-        ...over,
-      },
-    );
+  const config = (over: Partial<VmmConfig> = {}) =>
+    qemuVmmConfig(tmp, fx.formpacksDir, {
+      healthIntervalMs: 500,
+      stopTimeoutMs: 8000,
+      capacity: { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 },
+      ...over,
+    });
 
   const call = signedCall(() => vmm, alice);
   const ctx: ApiCaseContext = { call, mallory, formpack: () => fx.id, vm: () => vmId, memMiB: 1024 };

@@ -5,21 +5,15 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createLogger } from '@formation/service';
 import { neutralCmdline } from '../src/boot-snapshot.ts';
-import { loadVmmConfig } from '../src/config.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
 import type { VmView } from '../src/types.ts';
-import { fixture, integrationOpts, pidsMentioning, sleep } from './helpers.ts';
+import { fixture, inNetns, integrationOpts, pidsMentioning, qemuVmmConfig, sleep } from './helpers.ts';
 
 // Boot snapshots over real QEMU (TCG) in a namespace the VMM creates: one cold boot leaves the
 // Formpack's template, two VMs restored from it must share no identity, key or RNG state, and a
 // template that does not fit (damaged, other QEMU) falls back to a cold boot with the reason (~90 s).
 const opts = integrationOpts();
 const NS = `fvbs${process.pid}`;
-
-function inNs(cmd: string): { status: number | null; out: string } {
-  const r = spawnSync('ip', ['netns', 'exec', NS, 'sh', '-c', cmd], { encoding: 'utf8', timeout: 15_000 });
-  return { status: r.status, out: `${r.stdout}${r.stderr}` };
-}
 
 describe('boot snapshots: template per Formpack, unique instances, cold-boot fallback', { skip: opts.skip }, () => {
   let tmp: string;
@@ -30,19 +24,11 @@ describe('boot snapshots: template per Formpack, unique instances, cold-boot fal
     const fx = fixture();
     fpId = fx.id;
     tmp = mkdtempSync('/tmp/fvmm-bs-');
-    const config = loadVmmConfig(
-      {},
-      {
-        vmDir: `${tmp}/vms`,
-        imagesDir: `${tmp}/images`,
-        formpacksDir: fx.formpacksDir,
-        cacheDir: '/var/tmp/formation-vmm-cache',
-        healthIntervalMs: 0,
-        dataDiskMiB: 64,
-        bootSnapshots: true,
-        network: { mode: 'tap', netns: NS, createNetns: true, bridge: 'fvbsbr0', cidr: '10.129.88.0/24' },
-      },
-    );
+    const config = qemuVmmConfig(tmp, fx.formpacksDir, {
+      dataDiskMiB: 64,
+      bootSnapshots: true,
+      network: { mode: 'tap', netns: NS, createNetns: true, bridge: 'fvbsbr0', cidr: '10.129.88.0/24' },
+    });
     vmm = await createVmmService({
       config,
       logger: createLogger((process.env.BS_LOG as 'info' | undefined) ?? 'silent'),
@@ -138,13 +124,13 @@ describe('boot snapshots: template per Formpack, unique instances, cold-boot fal
     // Both answer on their own address, with their own MAC (ARP from the namespace).
     for (const f of facts) {
       const addr = f.ip.split('/')[0] as string;
-      let r = inNs(`ping -c1 -W1 ${addr}`);
+      let r = inNetns(NS, `ping -c1 -W1 ${addr}`);
       for (let i = 0; i < 20 && r.status !== 0; i++) {
         await sleep(250);
-        r = inNs(`ping -c1 -W1 ${addr}`);
+        r = inNetns(NS, `ping -c1 -W1 ${addr}`);
       }
       assert.equal(r.status, 0, r.out);
-      assert.match(inNs(`ip neigh show ${addr}`).out, new RegExp(f.mac));
+      assert.match(inNetns(NS, `ip neigh show ${addr}`).out, new RegExp(f.mac));
     }
   });
 

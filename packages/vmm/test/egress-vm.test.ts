@@ -8,11 +8,10 @@ import { after, before, describe, test } from 'node:test';
 import { until } from '@formation/interface/testing';
 import { createLogger } from '@formation/service';
 import * as dnsPacket from 'dns-packet';
-import { loadVmmConfig } from '../src/config.ts';
 import { egressTableName, listEgressTables } from '../src/egress.ts';
 import { bindUdpInNetns } from '../src/netns-socket.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
-import { fixture, integrationOpts, pidsMentioning } from './helpers.ts';
+import { fixture, integrationOpts, pidsMentioning, qemuVmmConfig } from './helpers.ts';
 
 const opts = integrationOpts();
 const tag = String(process.pid % 100000);
@@ -64,18 +63,10 @@ describe('a real VM reaches the internet through the node (TCG, root)', { skip: 
     });
     await until('the visitor HTTP server', () => up, 10_000);
     tmp = mkdtempSync('/tmp/fde-vm-');
-    const config = loadVmmConfig(
-      {},
-      {
-        vmDir: `${tmp}/vms`,
-        imagesDir: `${tmp}/images`,
-        formpacksDir: fixture().formpacksDir,
-        cacheDir: '/var/tmp/formation-vmm-cache',
-        healthIntervalMs: 0,
-        dnsUpstream: VISITOR,
-        network: { mode: 'tap', netns: H, createNetns: false, bridge: BR, cidr: '10.129.251.0/24' },
-      },
-    );
+    const config = qemuVmmConfig(tmp, fixture().formpacksDir, {
+      dnsUpstream: VISITOR,
+      network: { mode: 'tap', netns: H, createNetns: false, bridge: BR, cidr: '10.129.251.0/24' },
+    });
     vmm = await createVmmService({
       config,
       logger: createLogger((process.env.FDE_LOG ?? 'silent') as 'silent'),

@@ -2,7 +2,7 @@ import { loadVmmConfig, type VmmConfig } from '../src/config.ts';
 import type { QemuIdentity } from '../src/qemu-identity.ts';
 import { integrationBlocker } from '../src/testing.ts';
 
-export { fixture, integrationBlocker, pidsMentioning } from '../src/testing.ts';
+export { fixture, inNetns, integrationBlocker, pidsMentioning, qemuVmmConfig } from '../src/testing.ts';
 
 /** node:test options: skip with the reason, or fail when FORM_REQUIRE_INTEGRATION=1. */
 export function integrationOpts(needRoot = true): { skip?: string } {

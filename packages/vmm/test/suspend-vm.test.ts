@@ -10,11 +10,10 @@ import { after, before, describe, test } from 'node:test';
 import { isFormError, PROBE_SOURCE_PORTS } from '@formation/interface';
 import { until } from '@formation/interface/testing';
 import { createLogger } from '@formation/service';
-import { loadVmmConfig } from '../src/config.ts';
 import { processAlive } from '../src/qemu-driver.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
 import { wakeTableName } from '../src/wake-gate.ts';
-import { fixture, integrationOpts, pidsMentioning } from './helpers.ts';
+import { fixture, integrationOpts, pidsMentioning, qemuVmmConfig } from './helpers.ts';
 
 const opts = integrationOpts();
 const tag = String(process.pid % 100000);
@@ -70,19 +69,11 @@ describe('scale to zero: suspend a real VM to disk, wake it on a connection (TCG
     ip(['-n', C, 'route', 'add', CIDR, 'via', '10.200.244.1']);
     execFileSync('ip', ['netns', 'exec', H, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     tmp = mkdtempSync('/tmp/fdz-vm-');
-    const config = loadVmmConfig(
-      {},
-      {
-        vmDir: `${tmp}/vms`,
-        imagesDir: `${tmp}/images`,
-        formpacksDir: fixture().formpacksDir,
-        cacheDir: '/var/tmp/formation-vmm-cache',
-        healthIntervalMs: 0,
-        egress: 'off',
-        wakeOnConnect: true,
-        network: { mode: 'tap', netns: H, createNetns: false, bridge: BR, cidr: CIDR },
-      },
-    );
+    const config = qemuVmmConfig(tmp, fixture().formpacksDir, {
+      egress: 'off',
+      wakeOnConnect: true,
+      network: { mode: 'tap', netns: H, createNetns: false, bridge: BR, cidr: CIDR },
+    });
     vmm = await createVmmService({ config, logger: createLogger((process.env.FDZ_LOG ?? 'silent') as 'silent') });
   });
 

@@ -3,17 +3,11 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { createLogger } from '@formation/service';
-import { loadVmmConfig } from '../src/config.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
-import { fixture, integrationOpts, pidsMentioning, sleep } from './helpers.ts';
+import { fixture, inNetns, integrationOpts, pidsMentioning, qemuVmmConfig, sleep } from './helpers.ts';
 
 const opts = integrationOpts();
 const NS = `fvmmt${process.pid}`;
-
-function inNs(cmd: string): { status: number | null; out: string } {
-  const r = spawnSync('ip', ['netns', 'exec', NS, 'sh', '-c', cmd], { encoding: 'utf8', timeout: 15_000 });
-  return { status: r.status, out: `${r.stdout}${r.stderr}` };
-}
 
 describe('tap networking in a namespace the VMM creates', { skip: opts.skip }, () => {
   let tmp: string;
@@ -22,17 +16,9 @@ describe('tap networking in a namespace the VMM creates', { skip: opts.skip }, (
   before(async () => {
     const fx = fixture();
     tmp = mkdtempSync('/tmp/fvmm-tap-');
-    const config = loadVmmConfig(
-      {},
-      {
-        vmDir: `${tmp}/vms`,
-        imagesDir: `${tmp}/images`,
-        formpacksDir: fx.formpacksDir,
-        cacheDir: '/var/tmp/formation-vmm-cache',
-        healthIntervalMs: 0,
-        network: { mode: 'tap', netns: NS, createNetns: true, bridge: 'fvbr0', cidr: '10.129.77.0/24' },
-      },
-    );
+    const config = qemuVmmConfig(tmp, fx.formpacksDir, {
+      network: { mode: 'tap', netns: NS, createNetns: true, bridge: 'fvbr0', cidr: '10.129.77.0/24' },
+    });
     vmm = await createVmmService({ config, logger: createLogger('silent') });
   });
 
@@ -67,16 +53,16 @@ describe('tap networking in a namespace the VMM creates', { skip: opts.skip }, (
       'no TAP on the host',
     );
     await vmm.manager.waitReady(a.id, 90_000);
-    let ping = inNs('ping -c1 -W1 10.129.77.2');
+    let ping = inNetns(NS, 'ping -c1 -W1 10.129.77.2');
     for (let i = 0; i < 20 && ping.status !== 0; i++) {
       await sleep(250);
-      ping = inNs('ping -c1 -W1 10.129.77.2');
+      ping = inNetns(NS, 'ping -c1 -W1 10.129.77.2');
     }
     assert.equal(ping.status, 0, ping.out);
-    let http = inNs('curl -s -m 2 http://10.129.77.2/');
+    let http = inNetns(NS, 'curl -s -m 2 http://10.129.77.2/');
     for (let i = 0; i < 20 && !http.out.includes('hello'); i++) {
       await sleep(250);
-      http = inNs('curl -s -m 2 http://10.129.77.2/');
+      http = inNetns(NS, 'curl -s -m 2 http://10.129.77.2/');
     }
     assert.match(http.out, /hello from the vmm fixture/);
     const r = await vmm.manager.exec(a.id, '/bin/sh', ['-c', 'ip -br addr show eth0; ip route']);
@@ -90,7 +76,7 @@ describe('tap networking in a namespace the VMM creates', { skip: opts.skip }, (
     const [a, b] = vmm.manager.list().sort((x, y) => x.name.localeCompare(y.name));
     assert.ok(a && b);
     await vmm.manager.destroy(a.id);
-    assert.equal(inNs(`ip link show ${a.network.tap}`).status !== 0, true, 'TAP removed');
+    assert.equal(inNetns(NS, `ip link show ${a.network.tap}`).status !== 0, true, 'TAP removed');
     await vmm.manager.destroy(b.id);
     assert.deepEqual(pidsMentioning(tmp), []);
     const c = await vmm.manager.create({ formpack: fixture().id, name: 'tap-c', start: false });

@@ -3,26 +3,31 @@
 // aoconnect's createDataItemSigner(jwk), reads results with aoconnect's `result`, and is the process
 // owner inside the container (its Eval runs; another wallet's Eval is refused).
 import assert from 'node:assert/strict';
-import { createHash, generateKeyPairSync, type JsonWebKey } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { createHash, type JsonWebKey } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { ArweaveSigner, createData } from '@dha-team/arbundles';
 import { generateKeyPair } from '@formation/identity';
-import { createLogger } from '@formation/service';
 import { connect, createDataItemSigner } from '@permaweb/aoconnect';
-import { RuntimeClient } from '../src/client.ts';
-import { loadRuntimeConfig } from '../src/config.ts';
 import { buildJsRuntimeImage, jsRuntimeModule } from '../src/js-image.ts';
-import { createRuntimeService, type RuntimeService } from '../src/service.ts';
-import { CACHE_DIR, COUNTER_SRC, integrationSkip, TestRedis, tmp } from './helpers.ts';
+import type { RuntimeService } from '../src/service.ts';
+import { AoTestNode, arweaveWallet } from './ao-node.ts';
+import { COUNTER_SRC, integrationSkip } from './helpers.ts';
 
 const skip = await integrationSkip(true);
 
 describe('AO with an Arweave wallet, end to end (runc, Redis, JS runtime)', { skip }, () => {
-  const redis = skip ? undefined : new TestRedis();
   const admin = generateKeyPair();
-  let dataDir = '';
+  const node = new AoTestNode(
+    {
+      prefix: 'arweave',
+      nodeName: 'test-node',
+      prvKey: `0x${'22'.repeat(32)}`,
+      admin,
+      buildImage: buildJsRuntimeImage,
+      module: jsRuntimeModule,
+    },
+    skip,
+  );
   let svc: RuntimeService;
   let url = '';
   let moduleId = '';
@@ -30,38 +35,12 @@ describe('AO with an Arweave wallet, end to end (runc, Redis, JS runtime)', { sk
   let other: JsonWebKey;
 
   before(async () => {
-    jwk = generateKeyPairSync('rsa', { modulusLength: 4096 }).privateKey.export({ format: 'jwk' });
-    other = generateKeyPairSync('rsa', { modulusLength: 4096 }).privateKey.export({ format: 'jwk' });
-    await redis?.start();
-    dataDir = tmp('arweave');
-    const config = loadRuntimeConfig({
-      flags: {
-        port: ':0',
-        redisURL: redis?.url,
-        nodeName: 'test-node',
-        nodeURL: 'http://127.0.0.1:8080',
-        prvKey: `0x${'22'.repeat(32)}`,
-        dataDir,
-        runcRoot: join(dataDir, 'runc'),
-        admins: [admin.address],
-      },
-    });
-    svc = await createRuntimeService({ config, logger: createLogger('silent') });
-    await svc.app.listen({ host: '127.0.0.1', port: 0 });
-    const addr = svc.app.server.address();
-    url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
-    const rt = new RuntimeClient(url, admin);
-    const built = await buildJsRuntimeImage(CACHE_DIR);
-    await rt.importImage(built.archive, built.imageId);
-    moduleId = (await rt.addModule(jsRuntimeModule(built.imageId))).id;
+    jwk = arweaveWallet();
+    other = arweaveWallet();
+    ({ svc, url, moduleId } = await node.start());
   });
 
-  after(async () => {
-    await svc?.close().catch(() => undefined);
-    await redis?.stop();
-    if (redis) rmSync(redis.dir, { recursive: true, force: true });
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-  });
+  after(() => node.stop());
 
   it('spawns, messages, Evals and reads results as the wallet address', async () => {
     const address = createHash('sha256')

@@ -4,20 +4,17 @@
 // the owner (another wallet is refused), sends process-to-process messages and spawns a child from a
 // process, and checkpoints/restores with ANS-104 items signed by the wallet (another wallet refused).
 import assert from 'node:assert/strict';
-import { createHash, generateKeyPairSync, type JsonWebKey } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { createHash, type JsonWebKey } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { ArweaveSigner, createData, EthereumSigner } from '@dha-team/arbundles';
 import { generateKeyPair } from '@formation/identity';
-import { createLogger } from '@formation/service';
 import { connect, createDataItemSigner } from '@permaweb/aoconnect';
 import { RuntimeClient } from '../src/client.ts';
-import { loadRuntimeConfig } from '../src/config.ts';
 import { buildLuaRuntimeImage, luaRuntimeModule } from '../src/lua-image.ts';
 import { MAX_CHAIN_DELIVERIES } from '../src/outbox.ts';
-import { createRuntimeService, type RuntimeService } from '../src/service.ts';
-import { CACHE_DIR, integrationSkip, TestRedis, tmp } from './helpers.ts';
+import type { RuntimeService } from '../src/service.ts';
+import { AoTestNode, arweaveWallet } from './ao-node.ts';
+import { CACHE_DIR, integrationSkip } from './helpers.ts';
 
 const skip = await integrationSkip(true);
 const legacy = (u: string) => connect({ MODE: 'legacy', MU_URL: u, CU_URL: u, GATEWAY_URL: u });
@@ -43,9 +40,18 @@ const out = (r: { Output?: string | { data: string } }) =>
   typeof r.Output === 'string' ? r.Output : (r.Output?.data ?? '');
 
 describe('aos-style session on the Lua runtime with an Arweave wallet (runc, Redis, aoconnect)', { skip }, () => {
-  const redis = skip ? undefined : new TestRedis();
   const admin = generateKeyPair();
-  let dataDir = '';
+  const node = new AoTestNode(
+    {
+      prefix: 'lua-ao',
+      nodeName: 'lua-node',
+      prvKey: `0x${'33'.repeat(32)}`,
+      admin,
+      buildImage: buildLuaRuntimeImage,
+      module: luaRuntimeModule,
+    },
+    skip,
+  );
   let svc: RuntimeService;
   let url = '';
   let moduleId = '';
@@ -55,39 +61,13 @@ describe('aos-style session on the Lua runtime with an Arweave wallet (runc, Red
   let pid = '';
 
   before(async () => {
-    jwk = generateKeyPairSync('rsa', { modulusLength: 4096 }).privateKey.export({ format: 'jwk' });
-    other = generateKeyPairSync('rsa', { modulusLength: 4096 }).privateKey.export({ format: 'jwk' });
-    await redis?.start();
-    dataDir = tmp('lua-ao');
-    const config = loadRuntimeConfig({
-      flags: {
-        port: ':0',
-        redisURL: redis?.url,
-        nodeName: 'lua-node',
-        nodeURL: 'http://127.0.0.1:8080',
-        prvKey: `0x${'33'.repeat(32)}`,
-        dataDir,
-        runcRoot: join(dataDir, 'runc'),
-        admins: [admin.address],
-      },
-    });
-    svc = await createRuntimeService({ config, logger: createLogger('silent') });
-    await svc.app.listen({ host: '127.0.0.1', port: 0 });
-    const addr = svc.app.server.address();
-    url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
-    const rt = new RuntimeClient(url, admin);
-    const built = await buildLuaRuntimeImage(CACHE_DIR);
-    await rt.importImage(built.archive, built.imageId);
-    moduleId = (await rt.addModule(luaRuntimeModule(built.imageId))).id;
+    jwk = arweaveWallet();
+    other = arweaveWallet();
+    ({ svc, url, moduleId } = await node.start());
     ao = legacy(url);
   });
 
-  after(async () => {
-    await svc?.close().catch(() => undefined);
-    await redis?.stop();
-    if (redis) rmSync(redis.dir, { recursive: true, force: true });
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-  });
+  after(() => node.stop());
 
   it('an admin builds the same Lua image on the node (reproducible: same image id)', async () => {
     const built = await buildLuaRuntimeImage(CACHE_DIR);

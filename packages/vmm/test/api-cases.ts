@@ -1,8 +1,10 @@
 // The VMM API's own logic (signatures, 400/404/403/409, capacity), written once and run over both
 // drivers: the memory driver (api-memory.test.ts: no root, seconds) and real QEMU (api.test.ts). A
-// driver that answers these differently from the other is a bug in one of them.
+// driver that answers these differently from the other is a bug in one of them. Also the set-up both
+// files share (the signers, the signed call, the cases' context).
 import assert from 'node:assert/strict';
-import { type KeyPair, signRequest } from '@formation/identity';
+import { test } from 'node:test';
+import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
 import { apiIdentity } from '@formation/service';
 import type { VmmService } from '../src/service.ts';
 
@@ -40,6 +42,34 @@ export interface ApiCaseContext {
   vm: () => string;
   /** The node's capacity in MiB the cases below exceed (1024 in both files). */
   memMiB: number;
+}
+
+/**
+ * What both files set up around their VMM: the owner `alice`, another signer `mallory`, alice's signed
+ * call and the cases' context (a 1024 MiB node). `vmm`, `formpack` and `vm` are read when a case runs.
+ */
+export function apiCaseSetup(
+  vmm: () => VmmService,
+  formpack: () => string,
+  vm: () => string,
+): { alice: KeyPair; mallory: KeyPair; call: Call; ctx: ApiCaseContext } {
+  const alice = generateKeyPair();
+  const mallory = generateKeyPair();
+  const call = signedCall(vmm, alice);
+  return { alice, mallory, call, ctx: { call, mallory, formpack, vm, memMiB: 1024 } };
+}
+
+/**
+ * Registers, in this order, the cases both files run on the owner's running VM right after booting it
+ * (404/403, least disclosure, pause/resume); they leave it running.
+ */
+export function runningVmCases(ctx: ApiCaseContext): void {
+  test('unknown id is 404 on every route; another signer is 403', () => notFoundAndForbidden(ctx));
+
+  test('least disclosure: reads are signed; another signer sees neither the VM nor its console', () =>
+    leastDisclosure(ctx));
+
+  test('pause/resume; illegal transitions are 409 naming the state', () => pauseResumeTransitions(ctx));
 }
 
 /** Before any VM exists: unsigned, malformed and unknown-Formpack creates are refused and leave nothing. */

@@ -2,19 +2,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { generateKeyPair } from '@formation/identity';
 import { createLogger } from '@formation/service';
 import { MemoryDriver } from '../src/memory-driver.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
-import {
-  type ApiCaseContext,
-  capacityRefusals,
-  leastDisclosure,
-  notFoundAndForbidden,
-  pauseResumeTransitions,
-  refusedCreates,
-  signedCall,
-} from './api-cases.ts';
+import { apiCaseSetup, capacityRefusals, refusedCreates, runningVmCases } from './api-cases.ts';
 import { memoryVmmConfig, SMALL_CAPACITY } from './helpers.ts';
 import { memoryFormpack } from './memory-formpack.ts';
 
@@ -26,11 +17,11 @@ describe('VMM API on the memory driver (auth, 404/403/409, capacity, commit)', (
   let vmm: VmmService;
   let fpId: string;
   let vmId = '';
-  const alice = generateKeyPair();
-  const mallory = generateKeyPair();
-
-  const call = signedCall(() => vmm, alice);
-  const ctx: ApiCaseContext = { call, mallory, formpack: () => fpId, vm: () => vmId, memMiB: 1024 };
+  const { alice, mallory, call, ctx } = apiCaseSetup(
+    () => vmm,
+    () => fpId,
+    () => vmId,
+  );
 
   before(async () => {
     tmp = mkdtempSync('/tmp/fvmm-memapi-');
@@ -61,12 +52,7 @@ describe('VMM API on the memory driver (auth, 404/403/409, capacity, commit)', (
     assert.match((await call('GET', `/vms/${vmId}/console`)).body.output, /FORM-INIT-READY/);
   });
 
-  test('unknown id is 404 on every route; another signer is 403', () => notFoundAndForbidden(ctx));
-
-  test('least disclosure: reads are signed; another signer sees neither the VM nor its console', () =>
-    leastDisclosure(ctx));
-
-  test('pause/resume; illegal transitions are 409 naming the state', () => pauseResumeTransitions(ctx));
+  runningVmCases(ctx);
 
   test('commit records a hashed revision; refused when paused or by another signer', async () => {
     await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'echo committed > /root/c']);

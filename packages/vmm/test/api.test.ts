@@ -12,20 +12,11 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { generateKeyPair } from '@formation/identity';
 import { createLogger } from '@formation/service';
 import { limitMiB, TCG_TB_MIB } from '../src/cgroup.ts';
 import type { VmmConfig } from '../src/config.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
-import {
-  type ApiCaseContext,
-  capacityRefusals,
-  leastDisclosure,
-  notFoundAndForbidden,
-  pauseResumeTransitions,
-  refusedCreates,
-  signedCall,
-} from './api-cases.ts';
+import { apiCaseSetup, capacityRefusals, refusedCreates, runningVmCases } from './api-cases.ts';
 import { fixture, integrationOpts, pidsMentioning, qemuVmmConfig, sleep } from './helpers.ts';
 
 const opts = integrationOpts();
@@ -34,8 +25,6 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
   let tmp: string;
   let vmm: VmmService;
   let fx: ReturnType<typeof fixture>;
-  const alice = generateKeyPair();
-  const mallory = generateKeyPair();
   let vmId = '';
 
   const config = (over: Partial<VmmConfig> = {}) =>
@@ -46,8 +35,11 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
       ...over,
     });
 
-  const call = signedCall(() => vmm, alice);
-  const ctx: ApiCaseContext = { call, mallory, formpack: () => fx.id, vm: () => vmId, memMiB: 1024 };
+  const { alice, mallory, call, ctx } = apiCaseSetup(
+    () => vmm,
+    () => fx.id,
+    () => vmId,
+  );
 
   before(async () => {
     fx = fixture();
@@ -152,12 +144,7 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
     );
   });
 
-  test('unknown id is 404 on every route; another signer is 403', () => notFoundAndForbidden(ctx));
-
-  test('least disclosure: reads are signed; another signer sees neither the VM nor its console', () =>
-    leastDisclosure(ctx));
-
-  test('pause/resume; illegal transitions are 409 naming the state', () => pauseResumeTransitions(ctx));
+  runningVmCases(ctx);
 
   test('commit records a hashed revision with the guest thawed after; refused when paused or by another signer', async () => {
     await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'echo committed > /root/c']);

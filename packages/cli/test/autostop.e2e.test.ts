@@ -134,7 +134,7 @@ describe(
     after(async () => {
       await p?.stop();
       await form(['node', 'down']);
-      assert.deepEqual(qemuPidsOf(home), [], 'no QEMU of this data dir left');
+      assert.deepEqual(qemuPidsOf(home, { all: true }), [], 'no QEMU of this data dir left');
       assert.deepEqual(
         fdevNamespaces().filter((ns) => !fdevBefore.has(ns)),
         [],

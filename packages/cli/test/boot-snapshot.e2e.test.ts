@@ -89,7 +89,11 @@ describe('boot snapshots in formationd', { skip: why || false, concurrency: fals
 
   after(async () => {
     await form(['node', 'down']);
-    assert.deepEqual(qemuPidsOf(home), [], 'no QEMU of this node left (template VMs included)');
+    assert.deepEqual(
+      qemuPidsOf(home, { all: true }),
+      [],
+      'no QEMU of this node left (template and standby VMs included)',
+    );
     const nsList = execFileSync('ip', ['netns', 'list']).toString();
     assert.ok(!nsList.includes(NS), `namespace ${NS} left behind`);
     if (!process.env.FORM_KEEP_TEST_DATA) rmSync(home, { recursive: true, force: true });

@@ -54,8 +54,11 @@ export function formCli(env: Record<string, string>) {
   return { form, json, waitFor };
 }
 
-/** QEMU processes whose command line names `dir` (a test's own data dir). */
-export function qemuPidsOf(dir: string): number[] {
+/**
+ * QEMU processes whose command line names `dir` (a test's own data dir). A node also keeps a standby VM
+ * (restored ahead of time, paused, no instance's: packages/vmm "Standby VMs"): left out unless `all`.
+ */
+export function qemuPidsOf(dir: string, opts: { all?: boolean } = {}): number[] {
   const out = execFileSync('sh', ['-c', 'pgrep -f qemu-system-x86_64 || true']).toString().trim();
   return out
     .split('\n')
@@ -63,11 +66,25 @@ export function qemuPidsOf(dir: string): number[] {
     .map(Number)
     .filter((pid) => {
       try {
-        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir);
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        if (!cmdline.includes(dir)) return false;
+        return opts.all === true || !isStandbyQemu(dir, cmdline);
       } catch {
         return false;
       }
     });
+}
+
+/** Whether the QEMU with this command line runs a standby VM of the node in `dir` (its VM record says so). */
+function isStandbyQemu(dir: string, cmdline: string): boolean {
+  const id = /guest=([A-Za-z0-9._-]+)/.exec(cmdline)?.[1];
+  if (!id) return false;
+  try {
+    const rec = JSON.parse(readFileSync(join(dir, 'vms', id, 'vm.json'), 'utf8')) as { standby?: boolean };
+    return rec.standby === true;
+  } catch {
+    return false;
+  }
 }
 
 /** The same-host temporary formnet peers' namespaces (`fdev<tag>`) that exist now. */

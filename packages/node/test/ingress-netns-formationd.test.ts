@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { keyPairFromPrivate } from '@formation/identity';
-import { requireOrSkip, until } from '@formation/interface/testing';
+import { requireOrSkip, stopChildren, until } from '@formation/interface/testing';
 import { createNetns, deleteNetns, run } from '@formation/net';
 
 const sh = promisify(execFile);
@@ -121,14 +121,8 @@ describe(
     });
 
     after(async () => {
-      for (const p of procs.reverse()) {
-        if (p.exitCode === null && p.signalCode === null) {
-          const gone = new Promise((r) => p.once('exit', r));
-          p.kill('SIGTERM');
-          await Promise.race([gone, new Promise((r) => setTimeout(r, 15_000))]);
-          if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-        }
-      }
+      // stopChildren clears its grace timer: a bare 15 s timer kept this file alive 15 s after its tests.
+      await stopChildren(procs.reverse(), 15_000);
       for (const ns of Object.values(NS)) await deleteNetns(ns).catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
     });

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { requireOrSkip, until } from '@formation/interface/testing';
+import { requireOrSkip, stopChildren, until } from '@formation/interface/testing';
 import { createNetns, deleteNetns, run } from '@formation/net';
 
 const sh = promisify(execFile);
@@ -107,14 +107,7 @@ describe('public DNS and custom domains from the visitor namespace', { skip }, (
   });
 
   after(async () => {
-    for (const c of children) {
-      if (c.exitCode === null && c.signalCode === null) {
-        const gone = new Promise((r) => c.once('exit', r));
-        c.kill('SIGTERM');
-        await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
-        if (c.exitCode === null) c.kill('SIGKILL');
-      }
-    }
+    await stopChildren(children, 5000);
     await deleteNetns(NODE_NS);
     await deleteNetns(VIS_NS);
     if (dir) await rm(dir, { recursive: true, force: true });

@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type KeyPair, loadOrCreateKey } from '@formation/identity';
-import { requireOrSkip, until } from '@formation/interface/testing';
+import { requireOrSkip, stopChildren, until } from '@formation/interface/testing';
 import { nodePaths } from '../src/config.ts';
 
 const run = promisify(execFile);
@@ -169,14 +169,8 @@ describe('nodes on their own hosts: TLS bound to the node key, pinned clients, n
   });
 
   after(async () => {
-    for (const p of procs) {
-      if (p.exitCode === null && p.pid) {
-        const done = new Promise((r) => p.once('exit', r));
-        process.kill(p.pid, 'SIGTERM');
-        await Promise.race([done, new Promise((r) => setTimeout(r, 20_000))]);
-        if (p.exitCode === null) process.kill(p.pid, 'SIGKILL');
-      }
-    }
+    // stopChildren clears its grace timer: a bare 20 s timer kept this file alive ~20 s after its tests.
+    await stopChildren(procs, 20_000);
     if (tcpdump?.pid && tcpdump.exitCode === null) process.kill(tcpdump.pid, 'SIGTERM');
     for (const ns of NS) await sh('ip', ['netns', 'del', ns]).catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });

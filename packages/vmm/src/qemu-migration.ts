@@ -34,6 +34,10 @@ export async function receiveMigration<T>(
       pipeline(c, createWriteStream(file, { mode: 0o600 })).then(ok, fail);
     });
   });
+  // When `run` fails (QEMU killed mid-save: a template build stopped by close or yieldRoom), the
+  // connection is destroyed below and this rejects with nobody awaiting it: an unhandled rejection,
+  // which ends a Node process (CI saw it as ERR_STREAM_PREMATURE_CLOSE after a VMM closed mid-build).
+  written.catch(() => undefined);
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
     server.listen(resolve(sock), ok);

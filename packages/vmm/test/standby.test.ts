@@ -8,18 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import { until } from '@formation/interface/testing';
-import { createLogger } from '@formation/service';
 import { processAlive } from '@formation/service/process';
-import { loadVmmConfig } from '../src/config.ts';
-import { VmManager } from '../src/manager.ts';
-import { VmNetwork } from '../src/network.ts';
-import { VmStore } from '../src/store.ts';
+import type { VmManager } from '../src/manager.ts';
 import type { VmRecord } from '../src/types.ts';
 import type { CreateVmRequest } from '../src/vm-create.ts';
 import { standbyKey } from '../src/vm-standby.ts';
-import { TEST_QEMU } from './helpers.ts';
-import { memoryFormpack } from './memory-formpack.ts';
-import { TemplateMemoryDriver } from './template-driver.ts';
+import { templateVmm } from './template-driver.ts';
 
 /** The Formpack id a VM was made from. */
 const s0 = (v: { source: object }): string => (v.source as { id: string }).id;
@@ -55,29 +49,14 @@ describe('standby VMs (memory driver)', () => {
 
   async function setup(memMiB: number, reuse?: string) {
     dir = reuse ?? mkdtempSync(join(tmpdir(), 'fh2-standby-'));
-    const logger = createLogger((process.env.T_LOG as 'debug') ?? 'silent');
-    const config = loadVmmConfig(
-      {},
-      { vmDir: `${dir}/vms`, imagesDir: `${dir}/cache`, formpacksDir: `${dir}/formpacks`, cacheDir: `${dir}/cache` },
-    );
-    const formpack = reuse ? 'c'.repeat(64) : memoryFormpack(config.formpacksDir); // 1 vCPU, 256 MiB
-    const driver = new TemplateMemoryDriver(TEST_QEMU);
-    const store = new VmStore(config.vmDir);
-    const m = new VmManager({
+    const {
+      vmm: m,
       driver,
+      formpack,
       store,
-      network: new VmNetwork(config.network, logger),
-      logger,
-      formpacksDir: config.formpacksDir,
-      imagesDir: config.imagesDir,
-      cacheDir: config.cacheDir,
-      capacity: { vcpu: 8, memMiB, diskGiB: 100 },
-      healthIntervalMs: 0,
-      stopTimeoutMs: 2000,
-      bootSnapshots: true,
-      bootStandby: 1,
-      templateQuietMs: 0,
-      templateTiming: { buildDelayMs: 0, retryMs: 30, gcEveryMs: 0 },
+    } = templateVmm(dir, memMiB, {
+      reuse: reuse !== undefined,
+      extra: { bootStandby: 1 },
     });
     vmm = m;
     await m.init();

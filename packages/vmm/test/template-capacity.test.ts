@@ -6,18 +6,10 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
-import { createLogger } from '@formation/service';
 import { processAlive } from '@formation/service/process';
-import { loadVmmConfig } from '../src/config.ts';
-import { VmManager } from '../src/manager.ts';
-import { VmNetwork } from '../src/network.ts';
-import type { QemuIdentity } from '../src/qemu-identity.ts';
-import { VmStore } from '../src/store.ts';
-import { TEST_QEMU } from './helpers.ts';
-import { memoryFormpack } from './memory-formpack.ts';
-import { TemplateMemoryDriver } from './template-driver.ts';
+import type { VmManager } from '../src/manager.ts';
+import { type TemplateMemoryDriver, templateVmm } from './template-driver.ts';
 
-const qemu: QemuIdentity = TEST_QEMU;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> {
@@ -37,30 +29,10 @@ describe('boot templates and capacity (memory driver)', () => {
     reuse?: string,
   ): Promise<{ vmm: VmManager; driver: TemplateMemoryDriver; formpack: string }> {
     dir = reuse ?? mkdtempSync(join(tmpdir(), 'fh2-tplcap-'));
-    const logger = createLogger('silent');
-    const config = loadVmmConfig(
-      {},
-      { vmDir: `${dir}/vms`, imagesDir: `${dir}/cache`, formpacksDir: `${dir}/formpacks`, cacheDir: `${dir}/cache` },
-    );
-    const formpack = reuse ? 'c'.repeat(64) : memoryFormpack(config.formpacksDir); // 1 vCPU, 256 MiB
-    const driver = new TemplateMemoryDriver(qemu);
-    vmm = new VmManager({
-      driver,
-      store: new VmStore(config.vmDir),
-      network: new VmNetwork(config.network, logger),
-      logger,
-      formpacksDir: config.formpacksDir,
-      imagesDir: config.imagesDir,
-      cacheDir: config.cacheDir,
-      capacity: { vcpu: 8, memMiB, diskGiB: 100 },
-      healthIntervalMs: 0,
-      stopTimeoutMs: 2000,
-      bootSnapshots: true,
-      templateQuietMs: 0,
-      templateTiming: { buildDelayMs: 0, retryMs: 30, gcEveryMs: 0 },
-    });
-    await vmm.init();
-    return { vmm, driver, formpack };
+    const made = templateVmm(dir, memMiB, { reuse: reuse !== undefined });
+    vmm = made.vmm;
+    await made.vmm.init();
+    return made;
   }
 
   afterEach(async () => {

@@ -6,10 +6,17 @@
 import { appendFileSync, copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GUEST_READY_MARKER } from '@formation/interface';
+import { createLogger } from '@formation/service';
 import { WAIT_MARK, WAIT_WORD } from '../src/boot-snapshot.ts';
+import { loadVmmConfig } from '../src/config.ts';
 import type { DriverVm, SnapshotInfo } from '../src/driver.ts';
+import { VmManager, type VmManagerOptions } from '../src/manager.ts';
 import { MemoryDriver } from '../src/memory-driver.ts';
+import { VmNetwork } from '../src/network.ts';
 import type { QemuIdentity } from '../src/qemu-identity.ts';
+import { VmStore } from '../src/store.ts';
+import { TEST_QEMU } from './helpers.ts';
+import { memoryFormpack } from './memory-formpack.ts';
 
 export class TemplateMemoryDriver extends MemoryDriver {
   /** Template VMs started so far (the latest last). */
@@ -55,4 +62,41 @@ export class TemplateMemoryDriver extends MemoryDriver {
     const vm = this.templateVms.at(-1);
     if (vm) appendFileSync(vm.paths.serial, `${WAIT_MARK}\n`);
   }
+}
+
+/**
+ * A VM manager over a TemplateMemoryDriver in `dir` with boot templates on and no waits (quiet 0, build
+ * at once, looks every 30 ms), capacity 8 vCPU / `memMiB`; `reuse`: a second manager on the same dir
+ * (the test Formpack is already there). Not initialised: the caller runs `init()`.
+ */
+export function templateVmm(
+  dir: string,
+  memMiB: number,
+  o: { reuse?: boolean; extra?: Partial<VmManagerOptions> } = {},
+): { vmm: VmManager; driver: TemplateMemoryDriver; formpack: string; store: VmStore } {
+  const logger = createLogger('silent');
+  const config = loadVmmConfig(
+    {},
+    { vmDir: `${dir}/vms`, imagesDir: `${dir}/cache`, formpacksDir: `${dir}/formpacks`, cacheDir: `${dir}/cache` },
+  );
+  const formpack = o.reuse ? 'c'.repeat(64) : memoryFormpack(config.formpacksDir); // 1 vCPU, 256 MiB
+  const driver = new TemplateMemoryDriver(TEST_QEMU);
+  const store = new VmStore(config.vmDir);
+  const vmm = new VmManager({
+    driver,
+    store,
+    network: new VmNetwork(config.network, logger),
+    logger,
+    formpacksDir: config.formpacksDir,
+    imagesDir: config.imagesDir,
+    cacheDir: config.cacheDir,
+    capacity: { vcpu: 8, memMiB, diskGiB: 100 },
+    healthIntervalMs: 0,
+    stopTimeoutMs: 2000,
+    bootSnapshots: true,
+    templateQuietMs: 0,
+    templateTiming: { buildDelayMs: 0, retryMs: 30, gcEveryMs: 0 },
+    ...o.extra,
+  });
+  return { vmm, driver, formpack, store };
 }

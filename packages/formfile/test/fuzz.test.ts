@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { isMainThread } from 'node:worker_threads';
 import { ERROR_CODES } from '@formation/interface';
-import { fuzzInWorker, fuzzWorker } from '@formation/interface/testing';
+import { fuzzInWorker, fuzzParams, fuzzWorker } from '@formation/interface/testing';
 import fc from 'fast-check';
 import { parseExecForm } from '../src/exec-form.ts';
 import {
@@ -22,7 +22,6 @@ import {
 } from '../src/index.ts';
 
 const BUDGET_MS = Number(process.env.FORM_FUZZ_MS ?? 2500);
-const SEED = process.env.FORM_FUZZ_SEED ? Number(process.env.FORM_FUZZ_SEED) : undefined;
 const WATCHDOG_MS = BUDGET_MS + 15_000;
 /** No single Formfile of the sizes generated here may take longer than this to parse. */
 const PER_INPUT_MS = 250;
@@ -228,11 +227,7 @@ if (worker) {
     runs++;
     checkFormfile(text);
   });
-  worker.finish(
-    (async () =>
-      fc.assert(prop, { interruptAfterTimeLimit: BUDGET_MS, numRuns: 1_000_000, ...(SEED ? { seed: SEED } : {}) }))(),
-    () => runs,
-  );
+  worker.finish((async () => fc.assert(prop, fuzzParams(1_000_000, BUDGET_MS)))(), () => runs);
 }
 
 const fuzz = (name: string) =>
@@ -300,7 +295,7 @@ if (isMainThread) {
           if (!r.ok) assert.ok(r.offset >= prefix.length && r.offset <= s.length, `offset ${r.offset} of ${s.length}`);
           else assert.ok(r.argv.every((a) => typeof a === 'string') && r.argv.length > 0);
         }),
-        { interruptAfterTimeLimit: 1000, numRuns: 100_000, ...(SEED ? { seed: SEED } : {}) },
+        fuzzParams(100_000, 1000),
       );
     });
   });

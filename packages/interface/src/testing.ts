@@ -2,7 +2,8 @@
  * The shared test kit (`@formation/interface/testing`, Node only): `requireOrSkip` for tests that need
  * this machine to have something, `until` for polling instead of fixed sleeps, `runProgram` to run a
  * program and keep what it wrote, `sshArgv` for logging in
- * to a test VM, `fuzzInWorker` / `fuzzWorker` for fuzz properties run under a watchdog, `makeZombie` for
+ * to a test VM, `fuzzParams` for fast-check properties bounded by time, `fuzzInWorker` / `fuzzWorker` for
+ * fuzz properties run under a watchdog, `makeZombie` for
  * process-liveness checks, `selfSignedCert` / `writePebbleConfig` for TLS and ACME tests (openssl),
  * `startWithFirstLine` / `stopChildren` for helper programs a test runs (in namespaces, say).
  */
@@ -303,6 +304,27 @@ export function sshArgv(host: string, script: string, login: SshLogin = {}): str
 }
 
 // ---- fuzzing in a worker with a watchdog ------------------------------------------------------------------
+
+/**
+ * The fast-check parameters every fuzz property uses: at most `numRuns` inputs, and no new input after
+ * `budgetMs` (FORM_FUZZ_MS, default 2.5 s), which ends the property without failing it, so a slow
+ * machine tries fewer inputs instead of timing out; FORM_FUZZ_SEED replays a run.
+ *
+ * @example
+ * await fc.assert(fc.asyncProperty(fc.uint8Array(), check), fuzzParams(2000));
+ */
+export function fuzzParams(
+  numRuns: number,
+  budgetMs = Number(process.env.FORM_FUZZ_MS ?? 2500),
+): { numRuns: number; interruptAfterTimeLimit: number; markInterruptAsFailure: false; seed?: number } {
+  const seed = process.env.FORM_FUZZ_SEED ? Number(process.env.FORM_FUZZ_SEED) : undefined;
+  return {
+    numRuns,
+    interruptAfterTimeLimit: budgetMs,
+    markInterruptAsFailure: false,
+    ...(seed !== undefined ? { seed } : {}),
+  };
+}
 
 /** What a fuzz worker gets from `fuzzWorker()`: which property to run, and where to leave the current input. */
 export interface FuzzWorker<D = unknown> {

@@ -19,18 +19,12 @@ import { join, relative } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { ERROR_CODES, isFormError } from '@formation/interface';
+import { fuzzParams } from '@formation/interface/testing';
 import fc from 'fast-check';
 import { create } from 'tar';
 import { extractContext } from '../src/archive.ts';
 
-const BUDGET_MS = Number(process.env.FORM_FUZZ_MS ?? 2500);
-const SEED = process.env.FORM_FUZZ_SEED ? Number(process.env.FORM_FUZZ_SEED) : undefined;
-const params = (numRuns: number) => ({
-  numRuns,
-  interruptAfterTimeLimit: BUDGET_MS,
-  markInterruptAsFailure: false,
-  ...(SEED !== undefined ? { seed: SEED } : {}),
-});
+const params = (numRuns: number) => fuzzParams(numRuns);
 
 const root = mkdtempSync(join(tmpdir(), 'form-archive-fuzz-'));
 const marker = join(root, 'marker');

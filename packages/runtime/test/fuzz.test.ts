@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
 import { isFormError } from '@formation/interface';
+import { fuzzParams } from '@formation/interface/testing';
 import { createLogger } from '@formation/service';
 import fc from 'fast-check';
 import { createDataItem, parseDataItem, verifyDataItem } from '../src/ans104.ts';
@@ -19,13 +20,7 @@ import { rawTar, tmp } from './helpers.ts';
 const logger = createLogger('silent');
 /** Time per property (fast-check stops starting new runs after it). */
 const BUDGET_MS = Number(process.env.FORM_FUZZ_MS ?? 3000);
-const SEED = process.env.FORM_FUZZ_SEED ? Number(process.env.FORM_FUZZ_SEED) : undefined;
-const params = (numRuns: number) => ({
-  numRuns,
-  interruptAfterTimeLimit: BUDGET_MS,
-  markInterruptAsFailure: false,
-  ...(SEED !== undefined ? { seed: SEED } : {}),
-});
+const params = (numRuns: number) => fuzzParams(numRuns, BUDGET_MS);
 
 const dirs: string[] = [];
 /** Cases run per property (printed as a diagnostic: how much each budget bought). */

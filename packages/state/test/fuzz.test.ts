@@ -6,18 +6,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ERROR_CODES, isFormError } from '@formation/interface';
+import { fuzzParams } from '@formation/interface/testing';
 import fc from 'fast-check';
 import { createOp } from '../src/index.ts';
 import { key, memStore } from './helpers.ts';
 
-const BUDGET_MS = Number(process.env.FORM_FUZZ_MS ?? 2500);
-const SEED = process.env.FORM_FUZZ_SEED ? Number(process.env.FORM_FUZZ_SEED) : undefined;
-const params = (numRuns: number) => ({
-  numRuns,
-  interruptAfterTimeLimit: BUDGET_MS,
-  markInterruptAsFailure: false,
-  ...(SEED !== undefined ? { seed: SEED } : {}),
-});
 const CODES = new Set<string>(Object.keys(ERROR_CODES));
 
 const author = key(3);
@@ -48,7 +41,7 @@ describe('op decoder under fuzzing', () => {
         assert.equal(submitChecked(x), 'refused');
         assert.equal(store.digest(), digest);
       }),
-      params(20_000),
+      fuzzParams(20_000),
     );
   });
 
@@ -71,7 +64,7 @@ describe('op decoder under fuzzing', () => {
           assert.equal(store.digest(), digest);
         },
       ),
-      params(20_000),
+      fuzzParams(20_000),
     );
   });
 
@@ -87,7 +80,7 @@ describe('op decoder under fuzzing', () => {
           assert.deepEqual(r.accepted, [], 'nothing new: the genuine op is held already');
         },
       ),
-      params(5_000),
+      fuzzParams(5_000),
     );
   });
 });

@@ -3,6 +3,7 @@ import type { InstanceView, StateClient } from '@formation/state/client';
 import pc from 'picocolors';
 import { developerKey, serviceClient, serviceUrl } from '../node-client.ts';
 import { printJson } from '../output.ts';
+import { replicaCount } from '../replica-count.ts';
 import { inert } from './inert.ts';
 
 interface Common {
@@ -306,10 +307,7 @@ export async function setDesired(ref: string, desired: 'running' | 'stopped', op
 }
 
 export async function scale(ref: string, count: string, opts: Common): Promise<number> {
-  const replicas = Number(count);
-  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 16) {
-    throw new FormError('CLI_USAGE', `Cannot scale to ${count} replicas: give a whole number from 1 to 16`);
-  }
+  const replicas = replicaCount(count, `scale to ${count} replicas`);
   const state = await client(opts);
   const { key, inst } = await ownInstance(state, ref, 'scale');
   if (inst.replicas !== replicas) await state.author(key, 'instance.update', { instanceId: inst.id, replicas });

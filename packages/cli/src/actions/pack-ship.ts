@@ -1,8 +1,8 @@
 import { relative } from 'node:path';
-import { FormError } from '@formation/interface';
 import pc from 'picocolors';
 import { developerKey, serviceUrl } from '../node-client.ts';
 import { printJson } from '../output.ts';
+import { countOption } from '../replica-count.ts';
 
 interface ShipOptions {
   file: string;
@@ -17,23 +17,8 @@ interface ShipOptions {
 
 export async function ship(dir: string, opts: ShipOptions): Promise<number> {
   const key = await developerKey();
-  let replicas: number | undefined;
-  if (opts.replicas !== undefined) {
-    replicas = Number(opts.replicas);
-    if (!Number.isInteger(replicas) || replicas < 1 || replicas > 16) {
-      throw new FormError('CLI_USAGE', `Cannot use --replicas ${opts.replicas}: give a whole number from 1 to 16`);
-    }
-  }
-  let maxUnavailable: number | undefined;
-  if (opts.maxUnavailable !== undefined) {
-    maxUnavailable = Number(opts.maxUnavailable);
-    if (!Number.isInteger(maxUnavailable) || maxUnavailable < 1 || maxUnavailable > 16) {
-      throw new FormError(
-        'CLI_USAGE',
-        `Cannot use --max-unavailable ${opts.maxUnavailable}: give a whole number from 1 to 16`,
-      );
-    }
-  }
+  const replicas = countOption('--replicas', opts.replicas);
+  const maxUnavailable = countOption('--max-unavailable', opts.maxUnavailable);
   const { claimPort, parseMapping } = await import('./port.ts');
   for (const m of opts.tcp ?? []) parseMapping(m); // a bad mapping fails before anything is built
   const { loadSpec, PackClient } = await import('@formation/pack');

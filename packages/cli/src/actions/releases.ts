@@ -5,6 +5,7 @@ import { FormError } from '@formation/interface';
 import type { InstanceView, ReleaseView } from '@formation/state/client';
 import pc from 'picocolors';
 import { printJson } from '../output.ts';
+import { countOption } from '../replica-count.ts';
 import { inert } from './inert.ts';
 import { client, ownInstance, resolveInstance } from './manage.ts';
 
@@ -93,16 +94,7 @@ export async function rollback(ref: string, opts: Common & { to?: string; maxUna
       `Cannot roll ${inst.name} back to release ${to.release}: it already runs that Formpack and resources (release ${target})`,
     );
   }
-  let mu: number | undefined;
-  if (opts.maxUnavailable !== undefined) {
-    mu = Number(opts.maxUnavailable);
-    if (!Number.isInteger(mu) || mu < 1 || mu > 16) {
-      throw new FormError(
-        'CLI_USAGE',
-        `Cannot use --max-unavailable ${opts.maxUnavailable}: give a whole number from 1 to 16`,
-      );
-    }
-  }
+  const mu = countOption('--max-unavailable', opts.maxUnavailable);
   const release = Math.max(1, ...list.map((r) => r.release)) + 1;
   await state.author(key, 'instance.update', {
     instanceId: inst.id,

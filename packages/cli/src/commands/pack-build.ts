@@ -1,12 +1,9 @@
 import { lazyAction } from '../output.ts';
 import type { CommandContext } from '../program.ts';
+import { packDirVerb } from './pack-noun.ts';
 
-export function registerPackBuild({ noun }: CommandContext): void {
-  noun('pack', 'Build, check and ship Formpacks')
-    .command('build')
-    .description('Build a Formpack (bootable VM image) from a Formfile and its build directory')
-    .argument('[dir]', 'build directory holding the Formfile', '.')
-    .option('-f, --file <name>', 'Formfile to read, relative to the build directory', 'Formfile')
+export function registerPackBuild(ctx: CommandContext): void {
+  packDirVerb(ctx, 'build', 'Build a Formpack (bootable VM image) from a Formfile and its build directory')
     .option('--json', 'print { id, name, manifest } as JSON when done')
     .option('-v, --verbose', 'show the build log (apt, RUN output)')
     .option('--local', 'build on this machine instead of sending it to the node (needs root)')

@@ -1,9 +1,9 @@
 import { lazyAction } from '../output.ts';
 import type { CommandContext } from '../program.ts';
+import { packVerb } from './pack-noun.ts';
 
-export function registerPackInspect({ noun }: CommandContext): void {
-  noun('pack', 'Build, check and ship Formpacks')
-    .command('inspect')
+export function registerPackInspect(ctx: CommandContext): void {
+  packVerb(ctx, 'inspect')
     .description('Show a Formpack’s manifest: resources, boot settings, artifacts and hashes')
     .argument('<id>', 'Formpack ID (or a unique prefix)')
     .option('--json', 'print the manifest as JSON')

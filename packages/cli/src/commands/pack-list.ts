@@ -1,9 +1,9 @@
 import { lazyAction } from '../output.ts';
 import type { CommandContext } from '../program.ts';
+import { packVerb } from './pack-noun.ts';
 
-export function registerPackList({ noun }: CommandContext): void {
-  noun('pack', 'Build, check and ship Formpacks')
-    .command('list')
+export function registerPackList(ctx: CommandContext): void {
+  packVerb(ctx, 'list')
     .alias('ls')
     .description('List the Formpacks on the node (or on this machine with --local)')
     .option('--json', 'print the manifests as JSON')

@@ -1,9 +1,9 @@
 import { lazyAction } from '../output.ts';
 import type { CommandContext } from '../program.ts';
+import { packVerb } from './pack-noun.ts';
 
-export function registerPackRm({ noun }: CommandContext): void {
-  noun('pack', 'Build, check and ship Formpacks')
-    .command('rm')
+export function registerPackRm(ctx: CommandContext): void {
+  packVerb(ctx, 'rm')
     .description('Delete a Formpack (on the node only its owner may)')
     .argument('<id>', 'Formpack ID (or a unique prefix)')
     .option('--json', 'print { deleted } as JSON')

@@ -1,12 +1,9 @@
 import { lazyAction } from '../output.ts';
 import type { CommandContext } from '../program.ts';
+import { packDirVerb } from './pack-noun.ts';
 
-export function registerPackShip({ noun }: CommandContext): void {
-  noun('pack', 'Build, check and ship Formpacks')
-    .command('ship')
-    .description('Deploy the Formpack of a directory as an instance you own (builds it first when needed)')
-    .argument('[dir]', 'build directory holding the Formfile', '.')
-    .option('-f, --file <name>', 'Formfile to read, relative to the build directory', 'Formfile')
+export function registerPackShip(ctx: CommandContext): void {
+  packDirVerb(ctx, 'ship', 'Deploy the Formpack of a directory as an instance you own (builds it first when needed)')
     .option('--replicas <n>', 'how many replicas (default: 3, or the number of nodes when fewer)')
     .option('--new', 'always create a new instance (default: shipping the same thing again is a no-op)')
     .option('--max-unavailable <n>', 'a rolling update replaces at most n replicas at a time (default 1)')

@@ -1,11 +1,8 @@
 import type { CommandContext } from '../program.ts';
+import { packDirVerb } from './pack-noun.ts';
 
-export function registerPackValidate({ noun }: CommandContext): void {
-  noun('pack', 'Build, check and ship Formpacks')
-    .command('validate')
-    .description('Check a Formfile and its build context; every problem is reported with line and column')
-    .argument('[dir]', 'build directory holding the Formfile', '.')
-    .option('-f, --file <name>', 'Formfile to read, relative to the build directory', 'Formfile')
+export function registerPackValidate(ctx: CommandContext): void {
+  packDirVerb(ctx, 'validate', 'Check a Formfile and its build context; every problem is reported with line and column')
     .option('--json', 'print one JSON object: { ok, formfile, errors } (passwords redacted)')
     .addHelpText(
       'after',

@@ -1,34 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { keyPairFromPrivate } from '@formation/identity';
-import { localStateClient, openStateStore } from '@formation/state';
 import { addDomain, domainLines, normalizeDomain, removeDomain, waitVerified } from '../src/actions/dns.ts';
+import { dev, node, oneNodeWorld, other } from './one-node-world.ts';
 
 // `form dns add|verify|rm` cores against a real in-process state store: a one-node admins network,
 // the developer's instance `hello`, and the node's dns.verified written as formationd's verifier does.
 
-const k = (i: number) => keyPairFromPrivate((i + 1).toString(16).padStart(64, '0'));
-const admin = k(1);
-const node = k(20);
-const dev = k(10);
-const other = k(11);
-
-function world() {
-  const store = openStateStore({ path: ':memory:' });
-  store.author(admin, 'network.init', { name: 't', admission: 'admins', admins: [admin.publicKey] });
-  store.author(admin, 'node.admit', { node: node.publicKey, formnetRange: '10.129.1.0/24' });
-  store.author(node, 'node.register', {
-    capacity: { vcpu: 4, memMiB: 8192, diskGiB: 100 },
-    endpoint: '127.0.0.1:4001',
-    p2pPeerId: '12D3KooPeer1',
-    wgPublicKey: 'x'.repeat(42).replace(/x/g, 'A') + 'A=',
-    formnetRange: '10.129.1.0/24',
-  });
-  const body = { formpackId: 'ab'.repeat(32), replicas: 1, resources: { vcpu: 1, memMiB: 512, diskGiB: 5 } };
-  store.author(dev, 'instance.create', { ...body, name: 'hello' });
-  store.author(other, 'instance.create', { ...body, name: 'theirs' });
-  return { store, state: localStateClient(store) };
-}
+const world = () => oneNodeWorld('hello');
 
 test('add claims with a random token and prints the proof; adding again keeps the token', async () => {
   const { state } = world();

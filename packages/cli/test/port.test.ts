@@ -1,35 +1,19 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { keyPairFromPrivate } from '@formation/identity';
-import { localStateClient, openStateStore } from '@formation/state';
 import { addPort, parseMapping, portLines } from '../src/actions/port.ts';
+import { dev, node, oneNodeWorld, other } from './one-node-world.ts';
 
 // `form port add|list` cores against a real in-process store: a one-node admins network, the node's
 // grants written as its granter would, two owners after one port.
-const k = (i: number) => keyPairFromPrivate((i + 1).toString(16).padStart(64, '0'));
-const [admin, node, dev, other] = [k(1), k(20), k(10), k(11)];
-
 function world() {
-  const store = openStateStore({ path: ':memory:' });
-  store.author(admin, 'network.init', { name: 't', admission: 'admins', admins: [admin.publicKey] });
-  store.author(admin, 'node.admit', { node: node.publicKey, formnetRange: '10.129.1.0/24' });
-  store.author(node, 'node.register', {
-    capacity: { vcpu: 4, memMiB: 8192, diskGiB: 100 },
-    endpoint: '127.0.0.1:4001',
-    p2pPeerId: '12D3KooPeer1',
-    wgPublicKey: `${'A'.repeat(42)}A=`,
-    formnetRange: '10.129.1.0/24',
-  });
-  const body = { formpackId: 'ab'.repeat(32), replicas: 1, resources: { vcpu: 1, memMiB: 512, diskGiB: 5 } };
-  store.author(dev, 'instance.create', { ...body, name: 'db' });
-  store.author(other, 'instance.create', { ...body, name: 'theirs' });
+  const { store, state } = oneNodeWorld('db');
   // The node's granter, in-process: grant every pending claim on a free port.
   const grant = () => {
     for (const p of store.views().ports)
       if (p.state === 'pending' && !store.views().ports.some((q) => q.port === p.port && q.state === 'active'))
         store.author(node, 'port.granted', { claim: p.claim, port: p.port });
   };
-  return { store, state: localStateClient(store), grant };
+  return { store, state, grant };
 }
 
 test('parseMapping: ports and refusals with the reason (CLI_USAGE)', () => {

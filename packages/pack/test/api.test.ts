@@ -6,8 +6,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
 import { apiIdentity, createLogger } from '@formation/service';
-import { Header, create as tarCreate } from 'tar';
+import { create as tarCreate } from 'tar';
 import { type BuildInfo, type BuildLogLine, createPackService, packContext } from '../src/index.ts';
+import { handTar } from './context-fixtures.ts';
 import { buildPrereqMissing, CACHE_DIR } from './env.ts';
 import { makeSpec } from './spec.ts';
 
@@ -18,27 +19,6 @@ async function tarOf(cwd: string, files: string[]): Promise<Buffer> {
   for await (const c of tarCreate({ cwd, portable: true, noDirRecurse: true }, files) as AsyncIterable<Buffer>)
     chunks.push(c);
   return Buffer.concat(chunks);
-}
-
-/** A raw tar with one hand-made header (for entries tar.c would never write). */
-function rawTar(entries: Array<{ path: string; type: string; linkpath?: string; body?: string }>): Buffer {
-  const blocks: Buffer[] = [];
-  for (const e of entries) {
-    const body = Buffer.from(e.body ?? '');
-    const h = new Header({
-      path: e.path,
-      type: e.type as never,
-      mode: 0o644,
-      size: body.length,
-      linkpath: e.linkpath ?? '',
-      mtime: new Date(0),
-    });
-    const block = Buffer.alloc(512);
-    h.encode(block, 0);
-    blocks.push(block, body, Buffer.alloc((512 - (body.length % 512)) % 512));
-  }
-  blocks.push(Buffer.alloc(1024));
-  return Buffer.concat(blocks);
 }
 
 async function upload(svc: Service, key: KeyPair, body: Buffer, opts: { sha?: string; type?: string } = {}) {
@@ -129,36 +109,36 @@ describe('pack API', () => {
 
   test('malicious and broken archives are refused with clear errors', async () => {
     const cases: Array<[string, Buffer, RegExp]> = [
-      ['traversal', rawTar([{ path: '../evil.txt', type: 'File', body: 'x' }]), /outside the build directory/],
-      ['absolute', rawTar([{ path: '/etc/evil', type: 'File', body: 'x' }]), /absolute path/],
+      ['traversal', handTar([{ path: '../evil.txt', type: 'File', body: 'x' }]), /outside the build directory/],
+      ['absolute', handTar([{ path: '/etc/evil', type: 'File', body: 'x' }]), /absolute path/],
       [
         'symlink out',
-        rawTar([{ path: 'l', type: 'SymbolicLink', linkpath: '/etc/passwd' }]),
+        handTar([{ path: 'l', type: 'SymbolicLink', linkpath: '/etc/passwd' }]),
         /symlink l -> \/etc\/passwd/,
       ],
-      ['symlink up', rawTar([{ path: 'l', type: 'SymbolicLink', linkpath: '../x' }]), /points outside/],
+      ['symlink up', handTar([{ path: 'l', type: 'SymbolicLink', linkpath: '../x' }]), /points outside/],
       [
         'write via link',
-        rawTar([
+        handTar([
           { path: 'd', type: 'SymbolicLink', linkpath: 'sub' },
           { path: 'd/f', type: 'File', body: 'x' },
         ]),
         /through the symlink/,
       ],
-      ['device', rawTar([{ path: 'null', type: 'CharacterDevice' }]), /device file/],
-      ['fifo', rawTar([{ path: 'p', type: 'FIFO' }]), /FIFO/],
+      ['device', handTar([{ path: 'null', type: 'CharacterDevice' }]), /device file/],
+      ['fifo', handTar([{ path: 'p', type: 'FIFO' }]), /FIFO/],
       [
         'hard link',
-        rawTar([
+        handTar([
           { path: 'a', type: 'File', body: 'x' },
           { path: 'b', type: 'Link', linkpath: 'a' },
         ]),
         /hard link/,
       ],
-      ['bomb', rawTar([{ path: 'big', type: 'File', body: 'x'.repeat(2 ** 20 + 1) }]), /expands to more than 1 MiB/],
+      ['bomb', handTar([{ path: 'big', type: 'File', body: 'x'.repeat(2 ** 20 + 1) }]), /expands to more than 1 MiB/],
       [
         'truncated',
-        rawTar([{ path: 'f', type: 'File', body: 'y'.repeat(5000) }]).subarray(0, 2048),
+        handTar([{ path: 'f', type: 'File', body: 'y'.repeat(5000) }]).subarray(0, 2048),
         /damaged or truncated/,
       ],
       ['garbage', Buffer.from('this is not a tar archive at all'.repeat(40)), /damaged or truncated|empty/],

@@ -3,7 +3,6 @@ import { spawnSync } from 'node:child_process';
 import {
   createReadStream,
   existsSync,
-  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -16,6 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FormError } from '@formation/interface';
 import { type BuildEvent, Builder } from '../src/index.ts';
+import { writeTree } from './context-fixtures.ts';
 import { buildPrereqMissing, CACHE_DIR } from './env.ts';
 import { makeSpec, makeUser } from './spec.ts';
 
@@ -68,15 +68,7 @@ describe('Formpack builder (real builds)', { skip }, () => {
   });
   after(() => rmSync(work, { recursive: true, force: true }));
 
-  function ctxDir(name: string, files: Record<string, string>): string {
-    const dir = join(work, name);
-    for (const [rel, content] of Object.entries(files)) {
-      mkdirSync(join(dir, rel, '..'), { recursive: true });
-      writeFileSync(join(dir, rel), content);
-    }
-    mkdirSync(dir, { recursive: true });
-    return dir;
-  }
+  const ctxDir = (name: string, files: Record<string, string>) => writeTree(join(work, name), files);
 
   test('builds users, whole-dir copy, ENV, RUN, WORKDIR, entrypoint; passwords only as hashes', async () => {
     const dir = ctxDir('app', {

@@ -15,8 +15,8 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { after, test } from 'node:test';
 import { FormError } from '@formation/interface';
-import { Header } from 'tar';
 import { ContextStore, type ContextStoreOptions } from '../src/context-store.ts';
+import { handTar } from './context-fixtures.ts';
 
 // The store on its own (no Fastify, no root): what it keeps, what it refuses, and that a refusal
 // leaves no file behind.
@@ -29,33 +29,12 @@ function store(opts: Partial<ContextStoreOptions> = {}): ContextStore {
   return new ContextStore({ dir: join(work, `store-${++n}`, 'contexts'), ...opts });
 }
 
-/** A tar made by hand, entry by entry (hostile ones included). */
-function tarOf(entries: Array<{ path: string; type?: string; linkpath?: string; body?: string }>): Buffer {
-  const blocks: Buffer[] = [];
-  for (const e of entries) {
-    const body = Buffer.from(e.body ?? '');
-    const h = new Header({
-      path: e.path,
-      type: (e.type ?? 'File') as never,
-      mode: e.type === 'Directory' ? 0o755 : 0o644,
-      size: body.length,
-      linkpath: e.linkpath ?? '',
-      mtime: new Date(0),
-    });
-    const block = Buffer.alloc(512);
-    h.encode(block, 0);
-    blocks.push(block, body, Buffer.alloc((512 - (body.length % 512)) % 512));
-  }
-  blocks.push(Buffer.alloc(1024));
-  return Buffer.concat(blocks);
-}
-
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const body = (b: Buffer) => Readable.from([b]);
 const code = (c: string, re?: RegExp) => (e: unknown) =>
   e instanceof FormError && e.code === c && (!re || re.test(e.message));
 
-const GOOD = tarOf([
+const GOOD = handTar([
   { path: 'Formfile', body: 'NAME ok\n' },
   { path: 'www', type: 'Directory' },
   { path: 'www/index.html', body: 'hello\n' },
@@ -98,12 +77,12 @@ test('a body that does not match the signed sha256 is refused and leaves nothing
 test('hostile and broken archives are refused with PACK_BAD_ARCHIVE, nothing written anywhere', async () => {
   const s = store({ limits: { maxBytes: 1000, maxEntries: 3 } });
   const cases: Array<[string, Buffer, RegExp]> = [
-    ['traversal', tarOf([{ path: '../evil.txt', body: 'x' }]), /outside the build directory/],
-    ['absolute', tarOf([{ path: '/tmp/evil.txt', body: 'x' }]), /absolute path/],
-    ['symlink out', tarOf([{ path: 'l', type: 'SymbolicLink', linkpath: '/etc/passwd' }]), /symlink l -> \/etc/],
+    ['traversal', handTar([{ path: '../evil.txt', body: 'x' }]), /outside the build directory/],
+    ['absolute', handTar([{ path: '/tmp/evil.txt', body: 'x' }]), /absolute path/],
+    ['symlink out', handTar([{ path: 'l', type: 'SymbolicLink', linkpath: '/etc/passwd' }]), /symlink l -> \/etc/],
     [
       'write through a symlink',
-      tarOf([
+      handTar([
         { path: 'd', type: 'SymbolicLink', linkpath: 'sub' },
         { path: 'd/f', body: 'x' },
       ]),
@@ -111,17 +90,17 @@ test('hostile and broken archives are refused with PACK_BAD_ARCHIVE, nothing wri
     ],
     [
       'hard link',
-      tarOf([
+      handTar([
         { path: 'a', body: 'x' },
         { path: 'b', type: 'Link', linkpath: 'a' },
       ]),
       /hard link/,
     ],
-    ['device', tarOf([{ path: 'null', type: 'CharacterDevice' }]), /device file/],
-    ['over maxBytes extracted', tarOf([{ path: 'big', body: 'x'.repeat(1001) }]), /expands to more than/],
-    ['over maxEntries', tarOf(['a', 'b', 'c', 'd'].map((p) => ({ path: p, body: p }))), /more than 3 entries/],
-    ['truncated', tarOf([{ path: 'f', body: 'y'.repeat(900) }]).subarray(0, 700), /damaged or truncated/],
-    ['fifo', tarOf([{ path: 'p', type: 'FIFO' }]), /FIFO/],
+    ['device', handTar([{ path: 'null', type: 'CharacterDevice' }]), /device file/],
+    ['over maxBytes extracted', handTar([{ path: 'big', body: 'x'.repeat(1001) }]), /expands to more than/],
+    ['over maxEntries', handTar(['a', 'b', 'c', 'd'].map((p) => ({ path: p, body: p }))), /more than 3 entries/],
+    ['truncated', handTar([{ path: 'f', body: 'y'.repeat(900) }]).subarray(0, 700), /damaged or truncated/],
+    ['fifo', handTar([{ path: 'p', type: 'FIFO' }]), /FIFO/],
   ];
   for (const [name, tar, re] of cases) {
     await assert.rejects(s.put('alice', body(tar), sha(tar)), code('PACK_BAD_ARCHIVE', re), name);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -12,19 +12,13 @@ import {
   safeEntryPath,
   usableBytes,
 } from '../src/index.ts';
+import { writeTree } from './context-fixtures.ts';
 import { makeSpec, makeUser } from './spec.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'form-pack-ctx-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-function dir(name: string, files: Record<string, string>): string {
-  const d = join(work, name);
-  for (const [rel, content] of Object.entries(files)) {
-    mkdirSync(join(d, rel, '..'), { recursive: true });
-    writeFileSync(join(d, rel), content);
-  }
-  return d;
-}
+const dir = (name: string, files: Record<string, string>) => writeTree(join(work, name), files);
 
 const code = (c: string) => (e: unknown) => e instanceof FormError && e.code === c;
 

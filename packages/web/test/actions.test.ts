@@ -6,24 +6,16 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import {
-  createDelegation,
-  type Delegation,
-  generateKeyPair,
-  type KeyPair,
-  NonceCache,
-  signRequest,
-} from '@formation/identity';
+import { createDelegation, type Delegation, generateKeyPair, type KeyPair, NonceCache } from '@formation/identity';
 import type { FormpackManifest } from '@formation/interface';
 import { createPackService, loadSpec } from '@formation/pack';
 import { vmNameFor } from '@formation/scheduler';
-import { type ApiServer, apiIdentity, createApiServer, createLogger, requireSigner } from '@formation/service';
-import { createStateService, openStateStore, type StateStore } from '@formation/state';
+import { createApiServer, requireSigner } from '@formation/service';
+import type { StateStore } from '@formation/state';
 import { create as tarCreate } from 'tar';
-import { createWebService, type WebService } from '../src/index.ts';
-import { listen, TEST_NODE } from './helpers.ts';
+import type { WebService } from '../src/index.ts';
+import { type Dashboard, listen, logger, nodeStore, signedPost, startDashboard } from './fixture.ts';
 
-const logger = createLogger('silent');
 const resources = { vcpu: 1, memMiB: 512, diskGiB: 5 };
 
 describe('dashboard actions under a delegation', () => {
@@ -32,7 +24,7 @@ describe('dashboard actions under a delegation', () => {
   const node = generateKeyPair();
   let tmp = '';
   let store: StateStore;
-  let servers: ApiServer[] = [];
+  let dash: Dashboard;
   let closePack: (() => Promise<void>) | undefined;
   let web: WebService;
   let ctxDir = '';
@@ -42,15 +34,13 @@ describe('dashboard actions under a delegation', () => {
 
   before(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'formation-web-actions-'));
-    store = openStateStore({ path: ':memory:' });
-    store.author(node, 'node.register', TEST_NODE);
+    store = nodeStore(node);
     bobInst = store.author(bob, 'instance.create', {
       name: 'bobs',
       formpackId: 'b'.repeat(64),
       replicas: 1,
       resources,
     }).body.id as string;
-    const state = await createStateService({ store, logger });
     const pack = await createPackService({ dataDir: join(tmp, 'pack'), cacheDir: join(tmp, 'cache'), logger });
     closePack = pack.close;
     // A build context, and its Formpack already "built" by alice on this node (so the build is cached).
@@ -96,48 +86,23 @@ describe('dashboard actions under a delegation', () => {
         return { state: 'locked', luks: 'yes', device: '/dev/vdb' };
       },
     );
-    const formnet = await createApiServer({ name: 'formnet', logger });
-    servers = [state, pack.app, vmm, formnet];
-    const [s, p, v, f] = await Promise.all([state, vmm, formnet].map(listen)).then(async ([a, b, c]) => [
-      a,
-      await listen(pack.app),
-      b,
-      c,
-    ]);
-    web = await createWebService({
-      urls: { state: s as string, pack: p as string, vmm: v as string, formnet: f as string },
-      logger,
-      sampleIntervalMs: 0,
-    });
+    dash = await startDashboard({ store, pack: await listen(pack.app), vmm });
+    web = dash.web;
   });
 
   after(async () => {
-    await web?.close();
-    for (const a of servers) if (a !== servers[1]) await a.close();
+    await dash?.close();
     await closePack?.();
     store?.close();
     rmSync(tmp, { recursive: true, force: true });
   });
-
-  const signed = (key: KeyPair, url: string, body: unknown) => {
-    const payload = JSON.stringify(body);
-    return web.app.inject({
-      method: 'POST',
-      url,
-      headers: {
-        'content-type': 'application/json',
-        ...signRequest(key, { method: 'POST', path: url, body: payload, audience: apiIdentity(web.app) }),
-      },
-      payload,
-    });
-  };
 
   /** `form web login` in a test: token, then (unless read-only) a delegation to the session key. */
   async function signIn(
     key: KeyPair,
     opts: { readOnly?: boolean; delegation?: (d: string, exp: number) => Delegation } = {},
   ) {
-    const t = await signed(key, '/api/login/token', {});
+    const t = await signedPost(web, key, '/api/login/token');
     assert.equal(t.statusCode, 200, t.body);
     const { token, delegate, sessionExpiresAt } = t.json();
     assert.match(delegate, /^0[23][0-9a-f]{64}$/);
@@ -145,7 +110,7 @@ describe('dashboard actions under a delegation', () => {
       const d = opts.delegation
         ? opts.delegation(delegate, sessionExpiresAt)
         : createDelegation(key, delegate, sessionExpiresAt);
-      const r = await signed(key, '/api/login/delegation', { token, delegation: d });
+      const r = await signedPost(web, key, '/api/login/delegation', { token, delegation: d });
       if (r.statusCode !== 200) return { error: r.json().error as { code: string; message: string } };
     }
     const res = await web.app.inject({ method: 'POST', url: '/api/session', payload: { token } });

@@ -4,15 +4,24 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { expectedMeasurement } from '@formation/attest';
-import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
+import { generateKeyPair } from '@formation/identity';
 import { vmNameFor } from '@formation/scheduler';
-import { type ApiServer, apiIdentity, createApiServer, createLogger } from '@formation/service';
-import { createStateService, openStateStore, type StateStore } from '@formation/state';
+import { createApiServer } from '@formation/service';
+import type { StateStore } from '@formation/state';
 import type { FormpackDetail, FormpackInfo, InstanceInfo, NetworkInfo } from '../src/index.ts';
-import { createWebService, SESSION_COOKIE, type WebService } from '../src/index.ts';
-import { listen, TEST_NODE } from './helpers.ts';
+import { SESSION_COOKIE, type WebService } from '../src/index.ts';
+import {
+  type Dashboard,
+  formnetOf,
+  logger,
+  nodeStore,
+  offlineDashboard,
+  signedHeaders,
+  signedPost,
+  signIn,
+  startDashboard,
+} from './fixture.ts';
 
-const logger = createLogger('silent');
 const resources = { vcpu: 1, memMiB: 512, diskGiB: 2 };
 
 /** The node APIs: a real state service, and small stand-ins for pack, VMM and formnet. */
@@ -22,7 +31,7 @@ describe('web BFF', () => {
   const node = generateKeyPair();
   let tmp: string;
   let store: StateStore;
-  let upstream: ApiServer[] = [];
+  let dash: Dashboard;
   let web: WebService;
   let aliceInst = '';
   let bobInst = '';
@@ -36,8 +45,7 @@ describe('web BFF', () => {
     writeFileSync(join(tmp, 'dist', 'assets', 'app.js'), 'console.log(1)');
     writeFileSync(join(tmp, 'secret.txt'), 'do not serve');
 
-    store = openStateStore({ path: ':memory:' });
-    store.author(node, 'node.register', TEST_NODE);
+    store = nodeStore(node);
     // A live node beats; status counts replicas only on nodes with a recent heartbeat.
     store.author(node, 'node.heartbeat', { status: 'healthy' });
     const fpA = 'a'.repeat(64);
@@ -69,7 +77,6 @@ describe('web BFF', () => {
       revision: 0,
     });
 
-    const state = await createStateService({ store, logger });
     const pack = await createApiServer({ name: 'pack', logger });
     pack.get('/formpacks', async () => ({
       formpacks: [
@@ -123,56 +130,28 @@ describe('web BFF', () => {
       consoleCalls.push(id);
       return { id, output: `console of ${id}\nhello from the guest\n` };
     });
-    const formnet = await createApiServer({ name: 'formnet', logger });
-    formnet.get('/node', async () => ({
-      node: node.address,
-      formnetAddress: '10.128.0.1',
-      domain: 'dev.formation.local',
-      instanceCidr: '10.129.0.0/24',
-    }));
-    upstream = [state, pack, vmm, formnet];
-    const [s, p, v, f] = await Promise.all(upstream.map(listen));
-    web = await createWebService({
-      urls: { state: s as string, pack: p as string, vmm: v as string, formnet: f as string },
-      logger,
-      staticDir: join(tmp, 'dist'),
-      sampleIntervalMs: 50,
+    dash = await startDashboard({
+      store,
+      pack,
+      vmm,
+      formnet: await formnetOf(node),
+      web: { staticDir: join(tmp, 'dist'), sampleIntervalMs: 50 },
     });
+    web = dash.web;
   });
 
   after(async () => {
-    await web?.close();
-    for (const a of upstream) await a.close();
+    await dash?.close();
     store?.close();
     rmSync(tmp, { recursive: true, force: true });
   });
-
-  const signedToken = (key: KeyPair) =>
-    web.app.inject({
-      method: 'POST',
-      url: '/api/login/token',
-      headers: {
-        'content-type': 'application/json',
-        ...signRequest(key, { method: 'POST', path: '/api/login/token', body: '{}', audience: apiIdentity(web.app) }),
-      },
-      payload: '{}',
-    });
-
-  async function signIn(key: KeyPair): Promise<string> {
-    const t = await signedToken(key);
-    assert.equal(t.statusCode, 200, t.body);
-    const res = await web.app.inject({ method: 'POST', url: '/api/session', payload: { token: t.json().token } });
-    assert.equal(res.statusCode, 200, res.body);
-    const set = String(res.headers['set-cookie']);
-    return set.split(';')[0] as string;
-  }
 
   test('login: a token needs a developer signature, works once, and opens an httpOnly session', async () => {
     const unsigned = await web.app.inject({ method: 'POST', url: '/api/login/token', payload: {} });
     assert.equal(unsigned.statusCode, 401);
     assert.equal(unsigned.json().error.code, 'AUTH_MISSING');
 
-    const t = await signedToken(alice);
+    const t = await signedPost(web, alice, '/api/login/token');
     assert.equal(t.statusCode, 200);
     const { token, path } = t.json();
     assert.match(path, /^\/login#token=/);
@@ -204,10 +183,7 @@ describe('web BFF', () => {
   });
 
   test('a replayed signed token request is refused', async () => {
-    const headers = {
-      'content-type': 'application/json',
-      ...signRequest(bob, { method: 'POST', path: '/api/login/token', body: '{}', audience: apiIdentity(web.app) }),
-    };
+    const headers = signedHeaders(web, bob, '/api/login/token', '{}');
     const first = await web.app.inject({ method: 'POST', url: '/api/login/token', headers, payload: '{}' });
     assert.equal(first.statusCode, 200);
     const replay = await web.app.inject({ method: 'POST', url: '/api/login/token', headers, payload: '{}' });
@@ -233,7 +209,7 @@ describe('web BFF', () => {
     assert.equal(i.replicaSet[0]?.nodeName, 'node-test');
     assert.equal(i.replicaSet[0]?.local, true);
 
-    const bobCookie = await signIn(bob);
+    const bobCookie = await signIn(web, bob);
     const bobs = (
       await web.app.inject({ method: 'GET', url: '/api/instances', headers: { cookie: bobCookie } })
     ).json();
@@ -322,7 +298,7 @@ describe('web BFF', () => {
   });
 
   test('sign out ends the session', async () => {
-    const c = await signIn(alice);
+    const c = await signIn(web, alice);
     const out = await web.app.inject({ method: 'DELETE', url: '/api/session', headers: { cookie: c } });
     assert.equal(out.statusCode, 200);
     const me = await web.app.inject({ method: 'GET', url: '/api/session', headers: { cookie: c } });
@@ -331,26 +307,9 @@ describe('web BFF', () => {
 });
 
 test('a node API that is down gives a clear error, not a crash', async () => {
-  const dead = 'http://127.0.0.1:9'; // discard port: nothing listens
-  const web = await createWebService({
-    urls: { state: dead, pack: dead, vmm: dead, formnet: dead },
-    logger,
-    sampleIntervalMs: 0,
-    upstreamTimeoutMs: 1000,
-  });
+  const web = await offlineDashboard({ upstreamTimeoutMs: 1000 });
   try {
-    const key = generateKeyPair();
-    const t = await web.app.inject({
-      method: 'POST',
-      url: '/api/login/token',
-      headers: {
-        'content-type': 'application/json',
-        ...signRequest(key, { method: 'POST', path: '/api/login/token', body: '{}', audience: apiIdentity(web.app) }),
-      },
-      payload: '{}',
-    });
-    const s = await web.app.inject({ method: 'POST', url: '/api/session', payload: { token: t.json().token } });
-    const cookie = String(s.headers['set-cookie']).split(';')[0] as string;
+    const cookie = await signIn(web, generateKeyPair());
     const res = await web.app.inject({ method: 'GET', url: '/api/instances', headers: { cookie } });
     assert.equal(res.statusCode, 503);
     const e = res.json().error;

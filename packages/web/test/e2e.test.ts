@@ -16,7 +16,7 @@ import { requireOrSkip } from '@formation/interface/testing';
 import { createLogger } from '@formation/service';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { createWebService, UPSTREAM_CALLS, type WebService } from '../src/index.ts';
-import { listen } from './helpers.ts';
+import { listen } from './fixture.ts';
 import { missingInOpenApi } from './openapi.ts';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));

@@ -5,20 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createLogger } from '@formation/service';
-import { createWebService } from '../src/index.ts';
-import { listen } from './helpers.ts';
+import { listen, offlineDashboard } from './fixture.ts';
 
 const formBin = fileURLToPath(new URL('../../cli/bin/form.js', import.meta.url));
 
 test('`form web login` (the real CLI) gets a one-time link that opens a session for its key', async () => {
   const home = mkdtempSync(join(tmpdir(), 'form-web-login-'));
-  const dead = 'http://127.0.0.1:9';
-  const web = await createWebService({
-    urls: { state: dead, pack: dead, vmm: dead, formnet: dead },
-    logger: createLogger('silent'),
-    sampleIntervalMs: 0,
-  });
+  const web = await offlineDashboard();
   try {
     const url = await listen(web.app);
     // The CLI runs asynchronously: this process serves the dashboard it calls.

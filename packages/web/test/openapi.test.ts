@@ -6,13 +6,12 @@ import { test } from 'node:test';
 import { registerAttestRoutes } from '@formation/attest';
 import { generateKeyPair } from '@formation/identity';
 import { createPackService } from '@formation/pack';
-import { createApiServer, createLogger } from '@formation/service';
+import { createApiServer } from '@formation/service';
 import { createStateService, openStateStore } from '@formation/state';
 import { registerVmmRoutes, type VmManager } from '@formation/vmm';
-import { createWebService, UPSTREAM_CALLS } from '../src/index.ts';
+import { UPSTREAM_CALLS } from '../src/index.ts';
+import { logger, offlineDashboard } from './fixture.ts';
 import { missingInOpenApi } from './openapi.ts';
-
-const logger = createLogger('silent');
 
 test("every node API call of the BFF exists in that service's OpenAPI document (state, pack, vmm)", async () => {
   const tmp = mkdtempSync(join(tmpdir(), 'formation-web-openapi-'));
@@ -51,16 +50,7 @@ test("every node API call of the BFF exists in that service's OpenAPI document (
 });
 
 test("every BFF path the browser client calls exists in the dashboard's own OpenAPI document", async () => {
-  const web = await createWebService({
-    urls: {
-      state: 'http://127.0.0.1:9',
-      pack: 'http://127.0.0.1:9',
-      vmm: 'http://127.0.0.1:9',
-      formnet: 'http://127.0.0.1:9',
-    },
-    logger,
-    sampleIntervalMs: 0,
-  });
+  const web = await offlineDashboard();
   try {
     const doc = (await web.app.inject({ method: 'GET', url: '/openapi.json' })).json();
     const src = readFileSync(new URL('../src/app/api.ts', import.meta.url), 'utf8');

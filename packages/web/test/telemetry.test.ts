@@ -1,52 +1,24 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
+import { generateKeyPair } from '@formation/identity';
 import type { LogsInfo, ReplicaMetricsInfo } from '@formation/interface/web-api';
 import { vmNameFor } from '@formation/scheduler';
-import { type ApiServer, apiIdentity, createApiServer, createLogger, setApiIdentity } from '@formation/service';
-import { createStateService, openStateStore, type StateStore } from '@formation/state';
+import { setApiIdentity } from '@formation/service';
+import type { StateStore } from '@formation/state';
 import { createVmmService, loadVmmConfig, type VmmService } from '@formation/vmm';
-import { MemoryDriver } from '@formation/vmm/memory';
+import { MemoryDriver, memoryFormpack } from '@formation/vmm/memory';
 import { deriveRates, formatRate } from '../src/app/telemetry.ts';
-import { createWebService, type WebService } from '../src/index.ts';
+import type { WebService } from '../src/index.ts';
 import { inertLine } from '../src/server/inert.ts';
-import { listen, TEST_NODE } from './helpers.ts';
+import { type Dashboard, formnetOf, listen, logger, nodeStore, signIn, startDashboard } from './fixture.ts';
 
 // The instance page's logs stream and metrics, through the BFF against a real VMM API (memory driver:
 // real routes, auth and log collector over a simulated guest) and a real state service.
 
-const logger = createLogger('silent');
 const ELOG = '/var/log/form/entrypoint.log';
-
-function formpack(dir: string): string {
-  const id = 'd'.repeat(64);
-  const fp = join(dir, id);
-  mkdirSync(fp, { recursive: true });
-  const artifact = (file: string) => {
-    writeFileSync(join(fp, file), file);
-    return { file, sha256: createHash('sha256').update(file).digest('hex'), bytes: file.length };
-  };
-  writeFileSync(
-    join(fp, 'manifest.json'),
-    JSON.stringify({
-      id,
-      name: 'web',
-      owner: `0x${'0'.repeat(40)}`,
-      createdAt: '2026-01-01T00:00:00Z',
-      resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
-      cmdline: 'console=ttyS0',
-      init: '/sbin/form-init',
-      formfile: { expose: [80], entrypoint: null },
-      artifacts: { disk: artifact('disk.qcow2'), kernel: artifact('vmlinuz'), initramfs: artifact('initramfs.img') },
-      guest: { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'dropbear' },
-    }),
-  );
-  return id;
-}
 
 describe('dashboard: logs stream and metrics of an instance', () => {
   const alice = generateKeyPair();
@@ -54,7 +26,7 @@ describe('dashboard: logs stream and metrics of an instance', () => {
   const node = generateKeyPair();
   let tmp: string;
   let store: StateStore;
-  let upstream: ApiServer[] = [];
+  let dash: Dashboard;
   let vmm: VmmService;
   let web: WebService;
   let aliceInst = '';
@@ -67,10 +39,8 @@ describe('dashboard: logs stream and metrics of an instance', () => {
     mkdirSync(join(tmp, 'images'));
     mkdirSync(join(tmp, 'dist'));
     writeFileSync(join(tmp, 'dist', 'index.html'), '<!doctype html>');
-    const fp = formpack(join(tmp, 'formpacks'));
-    store = openStateStore({ path: ':memory:' });
-    const state = await createStateService({ store, logger });
-    store.author(node, 'node.register', TEST_NODE);
+    const fp = memoryFormpack(join(tmp, 'formpacks'), { id: 'd'.repeat(64) });
+    store = nodeStore(node);
     const resources = { vcpu: 1, memMiB: 256, diskGiB: 1 };
     aliceInst = store.author(alice, 'instance.create', { formpackId: fp, name: 'hello', replicas: 1, resources }).body
       .id as string;
@@ -107,54 +77,28 @@ describe('dashboard: logs stream and metrics of an instance', () => {
       await vmm.manager.create({ formpack: fp, name: vmNameFor({ id: aliceInst, name: 'hello' }) }, alice.address)
     ).id;
     await vmm.manager.create({ formpack: fp, name: vmNameFor({ id: bobInst, name: 'bobs' }) }, bob.address);
-    const pack = await createApiServer({ name: 'pack', logger });
-    const formnet = await createApiServer({ name: 'formnet', logger });
-    formnet.get('/node', async () => ({
-      node: node.address,
-      formnetAddress: '10.128.0.1',
-      domain: 'dev.formation.local',
-      instanceCidr: '10.129.0.0/24',
-    }));
-    upstream = [state, pack, vmm.app, formnet];
-    const [s, p, v, f] = await Promise.all(upstream.map(listen));
-    web = await createWebService({
-      urls: { state: s as string, pack: p as string, vmm: v as string, formnet: f as string },
-      logger,
-      staticDir: join(tmp, 'dist'),
-      sampleIntervalMs: 0,
-      nodeKey: node,
+    dash = await startDashboard({
+      store,
+      vmm: await listen(vmm.app),
+      formnet: await formnetOf(node),
+      web: { staticDir: join(tmp, 'dist'), nodeKey: node },
     });
+    web = dash.web;
   });
 
   after(async () => {
-    await web?.close();
+    await dash?.close();
     await vmm?.manager.destroyAll().catch(() => undefined);
     await vmm?.close({ stopVms: true });
-    for (const a of upstream) if (a !== vmm?.app) await a?.close();
     store?.close();
     rmSync(tmp, { recursive: true, force: true });
   });
 
-  async function signIn(key: KeyPair): Promise<string> {
-    const path = '/api/login/token';
-    const t = await web.app.inject({
-      method: 'POST',
-      url: path,
-      headers: {
-        'content-type': 'application/json',
-        ...signRequest(key, { method: 'POST', path, body: '{}', audience: apiIdentity(web.app) }),
-      },
-      payload: '{}',
-    });
-    assert.equal(t.statusCode, 200, t.body);
-    const res = await web.app.inject({ method: 'POST', url: '/api/session', payload: { token: t.json().token } });
-    return String(res.headers['set-cookie']).split(';')[0] as string;
-  }
   const get = (url: string, cookie?: string) =>
     web.app.inject({ method: 'GET', url, headers: cookie ? { cookie } : {} });
 
   test("the owner's page gets the app's lines (inert), then only new ones after the cursor", async () => {
-    const cookie = await signIn(alice);
+    const cookie = await signIn(web, alice);
     // An app that prints an escape sequence (recolour), a bell and a bidi override.
     await vmm.manager.exec(vmId, '/bin/sh', ['-c', `echo hello-from-app >> ${ELOG}`]);
     await vmm.manager.exec(vmId, '/bin/sh', ['-c', `echo "x\u001b[31mred\u0007\u202eevil" >> ${ELOG}`]);
@@ -175,7 +119,7 @@ describe('dashboard: logs stream and metrics of an instance', () => {
   });
 
   test("another developer's instance is not found; no session is 401; a bad cursor is 400", async () => {
-    const cookie = await signIn(bob);
+    const cookie = await signIn(web, bob);
     const r = await get(`/api/instances/${aliceInst}/logs`, cookie);
     assert.equal(r.statusCode, 404);
     assert.equal(r.body.includes('hello-from-app'), false);
@@ -187,7 +131,7 @@ describe('dashboard: logs stream and metrics of an instance', () => {
   });
 
   test('a GPU instance with no GPU node is PENDING with the reason on its page, as the CLI prints it', async () => {
-    const cookie = await signIn(alice);
+    const cookie = await signIn(web, alice);
     const r = await get(`/api/instances/${gpuInst}`, cookie);
     assert.equal(r.statusCode, 200, r.body);
     assert.equal(r.json().status, 'PENDING');
@@ -198,7 +142,7 @@ describe('dashboard: logs stream and metrics of an instance', () => {
   });
 
   test('metrics: a sample of the local replica (CPU seconds and memory of its process)', async () => {
-    const cookie = await signIn(alice);
+    const cookie = await signIn(web, alice);
     const r = await get(`/api/instances/${aliceInst}/metrics`, cookie);
     assert.equal(r.statusCode, 200, r.body);
     const m = r.json() as ReplicaMetricsInfo;

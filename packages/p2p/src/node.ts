@@ -12,7 +12,7 @@ import { PeerBook } from './peer-book.ts';
 import { RecentHashes } from './recent-hashes.ts';
 import { emptyStats, type P2PStats } from './stats.ts';
 import { createSyncClient, type SyncResult } from './sync-client.ts';
-import { frameLimits } from './sync-rules.ts';
+import { checkFrameRoom, frameLimits } from './sync-rules.ts';
 import { serveSync } from './sync-server.ts';
 
 // The node is assembled from one module per concern; these are part of its public API.
@@ -42,7 +42,7 @@ export interface P2PNodeOptions {
   redialIntervalMs?: number;
   /** Largest op accepted from gossip or sync, bytes; default 256 KiB. */
   maxOpBytes?: number;
-  /** Largest sync frame, bytes; default 4 MiB. */
+  /** Largest sync frame, bytes; default 4 MiB. At least `maxOpBytes` + 66 560 (room for an answer's heads), else `CONFIG_INVALID`. */
   maxFrameBytes?: number;
   /** Ops per sync response; default 256. */
   syncBatch?: number;
@@ -100,6 +100,7 @@ export async function createP2PNode(opts: P2PNodeOptions): Promise<P2PNode> {
   const channels = opts.channels ?? [];
   const maxOpBytes = opts.maxOpBytes ?? 256 * 1024;
   const limits = frameLimits(opts);
+  checkFrameRoom(maxOpBytes, limits.maxFrameBytes); // before anything listens
   const stats = emptyStats();
   const peers = new PeerBook(opts.limits);
   const fromNetwork = new RecentHashes();

@@ -1,3 +1,4 @@
+import { FormError } from '@formation/interface';
 import { type ApplyResult, type Op, refHash } from './op-store.ts';
 import type { PeerState } from './peer-book.ts';
 import { type FrameLimits, fitOps, MAX_OPS_PER_FRAME, type SyncRequest, type SyncResponse } from './sync-protocol.ts';
@@ -14,7 +15,7 @@ export const MAX_HASHES = 1024;
 /** One sync stream's whole lifetime, either side. */
 export const SYNC_STREAM_TIMEOUT_MS = 120_000;
 /** Room left in a frame for the answer's heads and envelope, so the ops get the rest. */
-const FRAME_OVERHEAD_BYTES = 64 * MAX_HASHES + 1024;
+export const FRAME_OVERHEAD_BYTES = 64 * MAX_HASHES + 1024;
 
 /**
  * The frame limits of a node: `syncBatch` ops per answer (default 256, at most `MAX_OPS_PER_FRAME`),
@@ -28,6 +29,28 @@ export function frameLimits(opts: { maxFrameBytes?: number; syncBatch?: number }
     maxOps: Math.min(opts.syncBatch ?? 256, MAX_OPS_PER_FRAME),
     maxHashes: MAX_HASHES,
   };
+}
+
+/**
+ * Refuse, at start, a frame too small for the largest op: `answerOps` leaves out a first op that does
+ * not fit beside the heads, so the server would answer that op's requester with no ops and `more`
+ * for ever, and the client, getting nothing, stops: the op would never sync. `CONFIG_INVALID` unless
+ * `maxFrameBytes` ≥ `maxOpBytes` + `FRAME_OVERHEAD_BYTES`.
+ *
+ * @example checkFrameRoom(256 * 1024, 4 * 1024 * 1024) // the defaults: fine
+ */
+export function checkFrameRoom(maxOpBytes: number, maxFrameBytes: number): void {
+  const needed = maxOpBytes + FRAME_OVERHEAD_BYTES;
+  if (maxFrameBytes >= needed) return;
+  throw new FormError(
+    'CONFIG_INVALID',
+    `Cannot start p2p: maxFrameBytes (${maxFrameBytes}) leaves no room for an op of maxOpBytes (${maxOpBytes}) ` +
+      `beside the ${FRAME_OVERHEAD_BYTES} bytes a sync answer keeps for its heads; such an op could never be synced`,
+    {
+      hint: `Raise maxFrameBytes to at least ${needed}, or lower maxOpBytes to at most ${maxFrameBytes - FRAME_OVERHEAD_BYTES}.`,
+      details: { maxFrameBytes, maxOpBytes, frameOverheadBytes: FRAME_OVERHEAD_BYTES },
+    },
+  );
 }
 
 /**

@@ -1,11 +1,18 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { generateKeyPair } from '@formation/identity';
+import { isFormError } from '@formation/interface';
+import { createLogger } from '@formation/service';
+import { MemoryOpStore } from '../src/memory-op-store.ts';
+import { createP2PNode } from '../src/node.ts';
 import type { ApplyResult, Op } from '../src/op-store.ts';
 import { PeerBook } from '../src/peer-book.ts';
 import type { SyncRequest } from '../src/sync-protocol.ts';
 import {
   acceptableOps,
   answerOps,
+  checkFrameRoom,
+  FRAME_OVERHEAD_BYTES,
   frameLimits,
   knownHeads,
   MAX_HASHES,
@@ -86,6 +93,49 @@ test('answerOps: at most maxOps; `more` when the store had more or the frame cut
     );
     assert.equal(got.more, more, `${name}: more`);
   }
+});
+
+test('checkFrameRoom: a frame must hold the largest op beside the heads, else CONFIG_INVALID', () => {
+  const op = { hash: 'big', pad: 'x'.repeat(10_000) };
+  const opBytes = Buffer.byteLength(JSON.stringify(op));
+  const room = opBytes + FRAME_OVERHEAD_BYTES;
+  // Enough room: the check passes and an op of exactly maxOpBytes is served.
+  checkFrameRoom(256 * 1024, 4 * 1024 * 1024);
+  checkFrameRoom(opBytes, room);
+  assert.deepEqual(answerOps(since, [op], 100, room).ops, [op], 'an op of maxOpBytes fits a frame the check allows');
+  // One byte short: such an op is never served (no ops, `more` for ever), so the check refuses the sizes.
+  assert.deepEqual(answerOps(since, [op], 100, room - 1), { ops: [], more: true });
+  assert.throws(
+    () => checkFrameRoom(opBytes, room - 1),
+    (e: unknown) =>
+      isFormError(e) &&
+      e.code === 'CONFIG_INVALID' &&
+      /^Cannot start p2p: maxFrameBytes \(\d+\)/.test(e.message) &&
+      e.hint === `Raise maxFrameBytes to at least ${room}, or lower maxOpBytes to at most ${opBytes - 1}.`,
+  );
+});
+
+test('createP2PNode refuses a maxFrameBytes below maxOpBytes + overhead before it listens', async () => {
+  const opts = {
+    key: generateKeyPair(),
+    store: new MemoryOpStore(),
+    logger: createLogger('silent'),
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    maxOpBytes: 256 * 1024,
+    maxFrameBytes: 256 * 1024,
+  };
+  // Stop a node that started anyway, so a missing check fails this test instead of hanging the file.
+  const started = await createP2PNode(opts).then(
+    async (node) => {
+      await node.stop();
+      return 'started';
+    },
+    (e: unknown) => e,
+  );
+  assert.ok(
+    isFormError(started) && started.code === 'CONFIG_INVALID',
+    `expected CONFIG_INVALID, got ${String(started)}`,
+  );
 });
 
 test('knownHeads: own heads first, then the hashes just received, deduplicated and bounded', () => {

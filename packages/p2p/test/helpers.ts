@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after } from 'node:test';
 import { generateKeyPair, type KeyPair, sha256Hex, sign } from '@formation/identity';
 import { createLogger } from '@formation/service';
 import { createOp, encodeOp, openStateStore, type StateStore, type UnsignedOp } from '@formation/state';
@@ -117,4 +118,34 @@ export async function startNode(
     logger,
   });
   return { key, h, node };
+}
+
+/**
+ * Start nodes for one test file and stop them all (closing their stores) after its tests; `stop(n)`
+ * stops one early (a restart test), so it is not stopped again.
+ *
+ * @example
+ * const { start } = trackNodes();
+ * const a = await start({ h: HARNESSES.memory!() });
+ */
+export function trackNodes(): {
+  start: (extra: Parameters<typeof startNode>[0]) => Promise<TestNode>;
+  stop: (n: TestNode) => Promise<void>;
+} {
+  const running = new Set<TestNode>();
+  after(async () => {
+    await Promise.allSettled([...running].map((n) => n.node.stop()));
+    for (const n of running) n.h.close();
+  });
+  return {
+    async start(extra) {
+      const n = await startNode(extra);
+      running.add(n);
+      return n;
+    },
+    async stop(n) {
+      running.delete(n);
+      await n.node.stop();
+    },
+  };
 }

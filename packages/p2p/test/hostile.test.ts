@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { generateKeyPair, sha256Hex, sign } from '@formation/identity';
 import { until } from '@formation/interface/testing';
 import { encodeOp } from '@formation/state';
@@ -13,21 +13,12 @@ import {
   SYNC_PROTOCOL,
 } from '../src/index.ts';
 import { openFrames } from '../src/sync-protocol.ts';
-import { HARNESSES, startNode, type TestNode } from './helpers.ts';
+import { HARNESSES, trackNodes } from './helpers.ts';
 
 // Issue 16 ("Replay and floods"): gossipsub had no topic scoring, so a peer sending invalid ops was
 // never penalised; nothing bounded what one peer could make a node verify or serve.
 
-const running: TestNode[] = [];
-after(async () => {
-  await Promise.allSettled(running.map((n) => n.node.stop()));
-  for (const n of running) n.h.close();
-});
-async function start(...args: Parameters<typeof startNode>): Promise<TestNode> {
-  const n = await startNode(...args);
-  running.push(n);
-  return n;
-}
+const { start } = trackNodes();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A hostile peer's store: holds nothing, accepts anything (so its node relays whatever it is given). */

@@ -1,21 +1,11 @@
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { generateKeyPair, keyPairFromPrivate } from '@formation/identity';
 import { until } from '@formation/interface/testing';
 import { OPS_TOPIC, peerIdOfKey, peerIdOfPublicKey } from '../src/index.ts';
-import { HARNESSES, type StoreHarness, startNode, type TestNode } from './helpers.ts';
+import { HARNESSES, type StoreHarness, startNode, trackNodes } from './helpers.ts';
 
-const running: TestNode[] = [];
-after(async () => {
-  await Promise.allSettled(running.map((n) => n.node.stop()));
-  for (const n of running) n.h.close();
-});
-
-async function start(...args: Parameters<typeof startNode>): Promise<TestNode> {
-  const n = await startNode(...args);
-  running.push(n);
-  return n;
-}
+const { start, stop } = trackNodes();
 
 test('peer ID is derived deterministically from the node key', () => {
   const k = generateKeyPair();
@@ -41,8 +31,7 @@ for (const [storeName, makeHarness] of Object.entries(HARNESSES)) {
       await until('op at nodes 2 and 3', () => n2.h.has(op.hash) && n3.h.has(op.hash), 5_000);
 
       // Stop node 3, write while it is down, restart it from its (reopened) store.
-      await n3.node.stop();
-      running.splice(running.indexOf(n3), 1);
+      await stop(n3);
       const missed = [n1.h.append(n1.key, 'two'), n2.h.append(n2.key, 'three'), n1.h.append(n1.key, 'four')];
       await until('ops at nodes 1, 2', () => missed.every((o) => n2.h.has(o.hash) && n1.h.has(o.hash)), 5_000);
       assert.equal(

@@ -4,14 +4,13 @@ import { sign } from '@formation/identity';
 import { createLogger } from '@formation/service';
 import {
   createOp,
-  createStateService,
   encodeOp,
   httpStateClient,
   localStateClient,
   type StateClient,
   startStateService,
 } from '../src/index.ts';
-import { claimRunning, instanceBody, key, memStore, nodeBody } from './helpers.ts';
+import { claimRunning, instanceBody, key, memStore, nodeBody, stateApi } from './helpers.ts';
 
 const dev = key(10);
 const node = key(20);
@@ -19,9 +18,7 @@ const mallory = key(66);
 
 async function setup() {
   const store = memStore();
-  const app = await createStateService({ store, logger: createLogger('silent') });
-  await app.ready();
-  return { store, app };
+  return { store, app: await stateApi(store) };
 }
 
 test('POST /ops accepts, deduplicates, parks and refuses with clear codes', async () => {

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type KeyPair, signRequest } from '@formation/identity';
-import { apiIdentity, createLogger } from '@formation/service';
-import { createStateService, type InstanceView, resolveInstanceRef } from '../src/index.ts';
-import { claimRunning, FORMPACK_ID, instanceBody, key, memStore, nodeBody } from './helpers.ts';
+import { apiIdentity } from '@formation/service';
+import { type InstanceView, resolveInstanceRef } from '../src/index.ts';
+import { claimRunning, FORMPACK_ID, instanceBody, key, memStore, nodeBody, stateApi } from './helpers.ts';
 
 // GET /instances/:id/events: a signed read for the owner or a node of the network; others refused.
 
@@ -13,8 +13,7 @@ const mallory = key(66);
 
 async function setup() {
   const store = memStore();
-  const app = await createStateService({ store, logger: createLogger('silent') });
-  await app.ready();
+  const app = await stateApi(store);
   store.author(node, 'node.register', nodeBody(1));
   const create = store.author(dev, 'instance.create', instanceBody('web'));
   const id = create.body.id as string;

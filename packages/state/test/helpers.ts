@@ -1,5 +1,6 @@
 import { generateWireGuardKeyPair, type KeyPair, keyPairFromPrivate } from '@formation/identity';
-import { openStateStore, type StateStore } from '../src/index.ts';
+import { createLogger } from '@formation/service';
+import { createStateService, openStateStore, type StateServiceOptions, type StateStore } from '../src/index.ts';
 
 /** Deterministic key number `i` (tests must be reproducible). */
 export function key(i: number): KeyPair {
@@ -72,6 +73,16 @@ export function memStore(
   opts: { pendingMaxOps?: number; pendingMaxBytes?: number; genesis?: string } = {},
 ): StateStore {
   return openStateStore({ path: ':memory:', ...opts });
+}
+
+/** The state API over `store`, ready for `app.inject()` (silent logger; `opts` e.g. `maxBatch`, `rateLimit`). */
+export async function stateApi(
+  store: StateStore,
+  opts: Partial<Omit<StateServiceOptions, 'store'>> = {},
+): Promise<Awaited<ReturnType<typeof createStateService>>> {
+  const app = await createStateService({ store, logger: createLogger('silent'), ...opts });
+  await app.ready();
+  return app;
 }
 
 /** Small seeded PRNG (mulberry32): same seed, same sequence. */

@@ -5,17 +5,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { createDelegation, delegatedKey, generateWireGuardKeyPair } from '@formation/identity';
 import { FormError } from '@formation/interface';
-import { createLogger } from '@formation/service';
-import {
-  createOp,
-  createStateService,
-  instanceIdOf,
-  networkView,
-  type Op,
-  openStateStore,
-  type StateStore,
-} from '../src/index.ts';
-import { claimRunning, FORMPACK_ID, instanceBody, key, memStore, nodeBody } from './helpers.ts';
+import { createOp, instanceIdOf, networkView, type Op, openStateStore, type StateStore } from '../src/index.ts';
+import { claimRunning, FORMPACK_ID, instanceBody, key, memStore, nodeBody, stateApi } from './helpers.ts';
 
 /**
  * Issue 16, state level: what a fresh key (or an admitted but malicious node) can do with nothing but
@@ -41,12 +32,6 @@ function network(store: StateStore = memStore()) {
   store.author(honestNode, 'instance.claim', { instanceId: id, node: honestNode.publicKey });
   store.author(victim, 'instance.commit', { instanceId: id, revision: 1, hash: 'a1'.repeat(32) });
   return { store, init, create, id };
-}
-
-async function api(store: StateStore, opts: Record<string, unknown> = {}) {
-  const app = await createStateService({ store, logger: createLogger('silent'), ...opts });
-  await app.ready();
-  return app;
 }
 
 test('attack 1: a claim grants nothing over content; only the owner makes a revision current', () => {
@@ -86,7 +71,7 @@ test('attack 2: ops dated far in the future are refused (store, POST /ops, /ops/
   store.author(honestNode, 'node.register', nodeBody(1));
   const forever = createOp(honestNode, 'node.heartbeat', { status: 'healthy' }, store.heads(), 9e15);
   assert.throws(() => store.submit(forever), refused('STATE_OP_INVALID', /in the future/));
-  const app = await api(store);
+  const app = await stateApi(store);
   let r = await app.inject({ method: 'POST', url: '/ops', payload: forever });
   assert.equal(r.statusCode, 422);
   assert.match(r.json().error.message, /ahead of this node's clock/);
@@ -235,7 +220,7 @@ test('attack 4: ranges must be one formnet slice; overlapping ranges lose routin
     );
   }
   // The API refuses an admit overlapping another admitted node's range.
-  const app = await api(store);
+  const app = await stateApi(store);
   const overlapping = createOp(admin, 'node.admit', { node: otherNode.publicKey, formnetRange: '10.129.1.0/24' }, [
     ...store.heads(),
     networkView(store).genesis as string,
@@ -317,7 +302,7 @@ test('attack 5: names cannot be squatted by choosing deps or ts', async () => {
     t,
   );
   // The API refuses a name another owner holds.
-  const app = await api(store);
+  const app = await stateApi(store);
   const r = await app.inject({ method: 'POST', url: '/ops', payload: squat });
   assert.equal(r.statusCode, 409);
   assert.match(r.json().error.message, /name web/);
@@ -426,7 +411,7 @@ test('attack 6: delegations have a maximum lifetime and can be revoked', async (
     [create.hash],
     now + 20,
   );
-  const app = await api(store);
+  const app = await stateApi(store);
   const r = await app.inject({ method: 'POST', url: '/ops', payload: late });
   assert.equal(r.statusCode, 403);
   assert.match(r.json().error.message, /revoked/);
@@ -450,7 +435,7 @@ test('attack 6: delegations have a maximum lifetime and can be revoked', async (
 
 test('attack 7: a big unsigned batch is capped and rate limited per address', async () => {
   const store = memStore();
-  const app = await api(store, { maxBatch: 100, rateLimit: { opsPerSecond: 10, burst: 150 } });
+  const app = await stateApi(store, { maxBatch: 100, rateLimit: { opsPerSecond: 10, burst: 150 } });
   const ops: Op[] = Array.from({ length: 101 }, (_, i) => createOp(key(500 + i), 'account.update', { name: `n${i}` }));
   let r = await app.inject({ method: 'POST', url: '/ops/batch', payload: { ops } });
   assert.equal(r.statusCode, 422);

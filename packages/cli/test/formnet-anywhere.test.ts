@@ -5,7 +5,7 @@
 // namespace of its own; the laptop namespace is linked to it only by a 198.51.100.0/24 veth.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,22 +13,9 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { requireOrSkip, until } from '@formation/interface/testing';
+import { requireOrSkip, stopChildren, until } from '@formation/interface/testing';
 import { createNetns, deleteNetns, run } from '@formation/net';
-
-/**
- * Whether `pid` still runs. An ended process the machine's PID 1 has not reaped yet is a zombie (state Z
- * in /proc/<pid>/stat): that counts as ended (in this sandbox PID 1 reaps orphans late, if at all).
- */
-function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
+import { processAlive } from '@formation/service/process';
 
 const sh = promisify(execFile);
 const N = process.pid % 10000;
@@ -124,12 +111,7 @@ describe('form formnet and form proxy from a laptop namespace', { skip }, () => 
 
   after(async () => {
     await form(['formnet', 'down']);
-    if (nodeProc && nodeProc.exitCode === null) {
-      nodeProc.kill('SIGTERM');
-      await until('node fixture to stop', () => nodeProc?.exitCode !== null, 10_000).catch(() =>
-        nodeProc?.kill('SIGKILL'),
-      );
-    }
+    if (nodeProc) await stopChildren([nodeProc], 10_000);
     await deleteNetns(LAP_NS);
     await deleteNetns(NODE_NS);
     await rm(`/etc/netns/${LAP_NS}`, { recursive: true, force: true });
@@ -207,7 +189,8 @@ describe('form formnet and form proxy from a laptop namespace', { skip }, () => 
       .reapedSessions;
     assert.deepEqual(reaped, [{ tag: iface.slice(3), iface, left: true }]);
     assert.doesNotMatch(await links(), new RegExp(iface));
-    assert.equal(running(wgPid), false, 'its wireguard-go ended');
+    // A zombie its parent (here PID 1, late if at all) has not reaped yet counts as ended.
+    assert.equal(processAlive(wgPid), false, 'its wireguard-go ended');
     assert.deepEqual(await readdir(join(home, 'formnet', 'sessions')), []);
   });
 

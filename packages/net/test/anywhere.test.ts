@@ -14,7 +14,7 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { generateKeyPair, saveKey } from '@formation/identity';
-import { requireOrSkip, until } from '@formation/interface/testing';
+import { requireOrSkip, stopChildren, until } from '@formation/interface/testing';
 import { createNetns, deleteNetns, isSameProcess, type ProcessIdentity, processIdentity, run } from '../src/index.ts';
 
 const sh = promisify(execFile);
@@ -133,31 +133,10 @@ describe('formnet from anywhere (wireguard-go, two namespaces)', { skip }, () =>
 
   after(async () => {
     // Whatever a failed test left: the member's wireguard-go and interface, sessions, the node.
-    await sh('ip', [
-      'netns',
-      'exec',
-      LAP_NS,
-      process.execPath,
-      join(FIXTURES, 'anywhere-laptop.ts'),
-      'down',
-      cfg(),
-    ]).catch(() => undefined);
+    await laptop('down').catch(() => undefined);
     for (const c of children) if (c.exitCode === null && c !== nodeProc) c.kill('SIGKILL');
-    await sh('ip', [
-      'netns',
-      'exec',
-      LAP_NS,
-      process.execPath,
-      join(FIXTURES, 'anywhere-laptop.ts'),
-      'reap',
-      cfg(),
-    ]).catch(() => undefined);
-    if (nodeProc && nodeProc.exitCode === null) {
-      nodeProc.kill('SIGTERM');
-      await until('node fixture to stop', () => nodeProc?.exitCode !== null, 10_000).catch(() =>
-        nodeProc?.kill('SIGKILL'),
-      );
-    }
+    await laptop('reap').catch(() => undefined);
+    if (nodeProc) await stopChildren([nodeProc], 10_000);
     await deleteNetns(LAP_NS);
     await deleteNetns(NODE_NS);
     await rm(`/etc/netns/${LAP_NS}`, { recursive: true, force: true });

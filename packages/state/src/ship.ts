@@ -1,5 +1,6 @@
 import type { KeyPair } from '@formation/identity';
 import { FormError, type FormpackManifest } from '@formation/interface';
+import type { ShipResultInfo } from '@formation/interface/web-api';
 import type { StateClient } from './client.ts';
 
 export interface ShipOptions {
@@ -11,13 +12,8 @@ export interface ShipOptions {
   maxUnavailable?: number | undefined;
 }
 
-export interface ShipResult {
-  id: string;
-  name: string;
-  formpackId: string;
-  replicas: number;
-  created: boolean;
-  updated: boolean;
+/** What the dashboard answers for a ship (`ShipResultInfo`, the contract), and the release it made. */
+export interface ShipResult extends ShipResultInfo {
   /** The release a changed Formpack made (a rolling update), when it made one. */
   release?: number;
 }

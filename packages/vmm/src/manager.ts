@@ -1,4 +1,3 @@
-import { existsSync, statSync } from 'node:fs';
 import { FormError, GUEST_READY_MARKER, type Resources } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import type { BootTemplates, BootTemplatesOptions } from './boot-snapshot.ts';
@@ -6,7 +5,7 @@ import { type CapacityConfig, checkCapacity, hostCapacity, sumResources } from '
 import type { DriverFingerprint, ExitInfo, HypervisorDriver } from './driver.ts';
 import { intToIp, parseCidr, type VmNetwork } from './network.ts';
 import { readFrom, tail } from './serial-console.ts';
-import { assertAction, hasProcess, KeyedSerializer, type VmAction, type VmState } from './state-machine.ts';
+import { assertAction, hasProcess, KeyedSerializer, type VmAction } from './state-machine.ts';
 import type { VmStore } from './store.ts';
 import type { RevisionRecord, SnapshotRecord, VmHealth, VmRecord, VmView } from './types.ts';
 import { gpusGiven, usedResources } from './vm-accounting.ts';
@@ -22,6 +21,7 @@ import { pauseVm, restartVm, resumeVm, startVm, stopVm } from './vm-power.ts';
 import { ReadyWaiters } from './vm-ready.ts';
 import { reattachVm } from './vm-recover.ts';
 import { commitVm } from './vm-revision.ts';
+import { becameReady, bootBegan, bootRunning, setVmState } from './vm-runtime.ts';
 import { restoreVm, snapshotVm } from './vm-snapshot.ts';
 import type { StandbyPool } from './vm-standby.ts';
 import { removeStandbyVm, type StandbyManager, standbyPool, takeStandby } from './vm-standby-host.ts';
@@ -108,7 +108,7 @@ export class VmManager {
     this.ctx = {
       o,
       log: this.log,
-      setState: (rec, state, reason) => this.setState(rec, state, reason),
+      setState: setVmState,
       save: (rec) => this.save(rec),
       view: (rec) => this.view(rec),
       checkFits: (rec) => this.checkFits(rec),
@@ -235,12 +235,6 @@ export class VmManager {
     throw new FormError('AUTH_FORBIDDEN', `Cannot ${action} VM ${rec.id}: it belongs to ${rec.owner}, not to ${actor}`);
   }
 
-  private setState(rec: VmRecord, state: VmState, reason: string): void {
-    rec.state = state;
-    rec.stateReason = reason;
-    rec.updatedAt = new Date().toISOString();
-  }
-
   private save(rec: VmRecord): void {
     if (this.vms.get(rec.id) === rec) this.o.store.save(rec);
   }
@@ -338,22 +332,18 @@ export class VmManager {
     await this.checkFits(rec);
     await this.o.network.attach(rec.network);
     const prev = rec.state;
-    this.setState(rec, 'starting', why);
-    rec.ready = false;
-    rec.readyAt = undefined;
-    rec.bootMs = undefined;
-    rec.serialOffset = existsSync(rec.driver.paths.serial) ? statSync(rec.driver.paths.serial).size : 0;
+    setVmState(rec, 'starting', why);
+    bootBegan(rec);
     this.save(rec);
     try {
       // Boot snapshots (vm-boot.ts): restore the Formpack's template when one fits, else cold boot.
       await launchVm(rec, this.o.driver, this.templates, this.log);
     } catch (err) {
-      this.setState(rec, prev === 'starting' ? 'stopped' : prev, `start failed: ${(err as Error).message}`);
+      setVmState(rec, prev === 'starting' ? 'stopped' : prev, `start failed: ${(err as Error).message}`);
       this.save(rec);
       throw err;
     }
-    rec.startedAt = new Date().toISOString();
-    this.setState(rec, 'running', why);
+    bootRunning(rec, why);
     this.save(rec);
   }
 
@@ -467,7 +457,7 @@ export class VmManager {
       await dropSuspended(this.ctx, rec);
       await this.o.driver.destroy(rec.driver);
       await this.o.network.detach(rec.network);
-      this.setState(rec, 'destroyed', actor ? `destroyed by ${actor}` : 'destroyed');
+      setVmState(rec, 'destroyed', actor ? `destroyed by ${actor}` : 'destroyed');
       this.vms.delete(id);
       this.health.delete(id);
       this.o.store.remove(id);
@@ -514,9 +504,7 @@ export class VmManager {
       const text = readFrom(rec.driver.paths.serial, rec.serialOffset);
       const m = text.indexOf(GUEST_READY_MARKER);
       if (m >= 0) {
-        rec.ready = true;
-        rec.readyAt = new Date().toISOString();
-        if (rec.startedAt) rec.bootMs = Date.parse(rec.readyAt) - Date.parse(rec.startedAt);
+        becameReady(rec);
         this.save(rec);
         this.log.info({ id: rec.id, bootMs: rec.bootMs }, 'vm ready');
         this.wake(rec.id);
@@ -543,9 +531,9 @@ export class VmManager {
             .run(rec.id, async () => {
               if (rec.state !== 'running' || this.vms.get(rec.id) !== rec) return;
               rec.restarts++;
-              this.setState(rec, 'stopping', 'restarting per policy');
+              setVmState(rec, 'stopping', 'restarting per policy');
               await this.o.driver.stop(rec.driver, { timeoutMs: this.o.stopTimeoutMs ?? 10_000 });
-              this.setState(rec, 'stopped', 'restarting per policy');
+              setVmState(rec, 'stopped', 'restarting per policy');
               await this.boot(rec, `restarted by policy: entrypoint exited with code ${ep.code}`);
             })
             .catch((err: unknown) => this.log.error({ err, id: rec.id }, 'policy restart failed'));
@@ -575,7 +563,7 @@ export class VmManager {
         if (!hasProcess(rec.state)) continue;
         await this.lock.run(rec.id, async () => {
           await this.o.driver.stop(rec.driver, { force: true }).catch(() => undefined);
-          this.setState(rec, 'stopped', 'stopped at VMM shutdown');
+          setVmState(rec, 'stopped', 'stopped at VMM shutdown');
           this.save(rec);
         });
       }

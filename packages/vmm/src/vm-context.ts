@@ -9,8 +9,8 @@ import type { WakeGate } from './wake-gate.ts';
 
 /**
  * The manager as its lifecycle actions see it. An action runs inside the VM's lock (the manager's
- * `act`), after the state machine allowed it; it changes the record only through `setState` and
- * persists it with `save`.
+ * `act`), after the state machine allowed it; it changes the record's state only through `setState`
+ * (boots and restores through vm-runtime.ts) and persists it with `save`.
  */
 export interface VmContext {
   readonly o: VmManagerOptions;

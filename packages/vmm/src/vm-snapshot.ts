@@ -6,6 +6,7 @@ import { FormError } from '@formation/interface';
 import { hasProcess } from './state-machine.ts';
 import type { SnapshotRecord, VmRecord, VmView } from './types.ts';
 import type { VmContext } from './vm-context.ts';
+import { restoredRunning } from './vm-runtime.ts';
 
 /** Take a snapshot; the VM keeps (or returns to) its state. */
 export async function snapshotVm(ctx: VmContext, rec: VmRecord): Promise<Omit<SnapshotRecord, 'dir'>> {
@@ -63,10 +64,7 @@ export async function restoreVm(
     ctx.save(rec);
     throw err;
   }
-  rec.startedAt = new Date().toISOString();
-  rec.ready = snap.ready;
-  rec.readyAt = snap.ready ? rec.startedAt : undefined;
-  ctx.setState(rec, 'running', `restored from ${snap.id}${actor ? ` by ${actor}` : ''}`);
+  restoredRunning(rec, `restored from ${snap.id}${actor ? ` by ${actor}` : ''}`, snap.ready);
   ctx.save(rec);
   if (snap.ready) ctx.wakeWaiters(rec.id);
   return ctx.view(rec);

@@ -1,6 +1,5 @@
 // The manager's side of standby VMs (vm-standby.ts): making one (a VM kept out of the list, restored
 // paused from its template), removing one, when one may be made, and taking one for a create.
-import { existsSync, statSync } from 'node:fs';
 import type { Resources } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import type { BootTemplates, TemplateWant } from './boot-snapshot.ts';
@@ -9,6 +8,7 @@ import type { VmRecord } from './types.ts';
 import { releaseIdentity } from './vm-boot.ts';
 import { type CreateVmRequest, resolveBootSource, vmName } from './vm-create.ts';
 import { newVm } from './vm-new.ts';
+import { bootBegan, bootRunning, setVmState } from './vm-runtime.ts';
 import { type StandbyHost, StandbyPool } from './vm-standby.ts';
 import { quietFor, templateRoom } from './vm-templates.ts';
 
@@ -92,15 +92,12 @@ export function standbyHost(m: StandbyManager): StandbyHost {
         const plan = rec.bootSnapshot;
         if (plan?.identity !== 'agent') throw new Error('its guest does not take its identity over the agent');
         await m.o.network.attach(rec.network);
-        rec.state = 'starting';
-        rec.stateReason = 'standby: restoring its template';
+        setVmState(rec, 'starting', 'standby: restoring its template');
         m.o.store.save(rec);
         const fit = await m.templates.find(plan.want);
         if (!fit.ok) throw new Error(fit.reason);
         await m.templates.restore(rec.driver, fit, { paused: true });
-        rec.state = 'paused';
-        rec.stateReason = 'standby: restored from its template, waiting to be taken';
-        rec.updatedAt = new Date().toISOString();
+        setVmState(rec, 'paused', 'standby: restored from its template, waiting to be taken');
         m.o.store.save(rec);
         return rec;
       } catch (err) {
@@ -132,16 +129,10 @@ export async function takeStandby(
   rec.restartPolicy = req.restartPolicy ?? m.o.restartPolicy ?? 'never';
   rec.createdAt = launchedAt;
   rec.standby = undefined;
-  rec.ready = false;
-  rec.readyAt = undefined;
-  rec.bootMs = undefined;
-  rec.serialOffset = existsSync(rec.driver.paths.serial) ? statSync(rec.driver.paths.serial).size : 0;
+  bootBegan(rec);
   await m.o.driver.resume(rec.driver);
   rec.boot = { kind: 'snapshot', launchedAt, standby: true };
-  rec.startedAt = new Date().toISOString();
-  rec.state = 'running';
-  rec.stateReason = owner ? `started by ${owner} from a standby` : 'started from a standby';
-  rec.updatedAt = rec.startedAt;
+  bootRunning(rec, owner ? `started by ${owner} from a standby` : 'started from a standby');
   m.o.store.save(rec);
   m.log.info({ id: rec.id, name, resumeMs: Date.now() - Date.parse(launchedAt) }, 'vm started from a standby');
   releaseIdentity(rec, m.templates, m.log, Date.now() - Date.parse(launchedAt));

@@ -6,6 +6,7 @@ import { FormError } from '@formation/interface';
 import type { HypervisorDriver } from './driver.ts';
 import type { VmRecord, VmView } from './types.ts';
 import type { VmContext } from './vm-context.ts';
+import { restoredRunning } from './vm-runtime.ts';
 
 /**
  * Suspend to disk (scale to zero): memory + device state saved to `<vm dir>/suspend/memory.mig`
@@ -69,10 +70,7 @@ export async function wakeFromDisk(ctx: VmContext, rec: VmRecord, why: string): 
   }
   rmSync(img.file, { force: true });
   rec.suspended = undefined;
-  rec.startedAt = new Date().toISOString();
-  rec.ready = img.ready;
-  rec.readyAt = img.ready ? rec.startedAt : undefined;
-  ctx.setState(rec, 'running', why);
+  restoredRunning(rec, why, img.ready);
   ctx.save(rec);
   ctx.log.info({ id: rec.id, ms: Date.now() - t0 }, 'vm resumed from disk');
   await ctx.gate()?.release(rec.id, true);

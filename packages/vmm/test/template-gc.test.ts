@@ -198,6 +198,23 @@ describe('boot template GC over real files (memory driver)', () => {
     return dir;
   }
 
+  /** A VM of Formpack `fp`'s shape (a template of it restores into it), named `name`. */
+  const vmFor = (fp: string, name: string) =>
+    driver.create({
+      id: `vm-${name}`,
+      name,
+      vcpu: 1,
+      memMiB: 256,
+      dir: `${tmp}/vms/vm-${name}/qemu`,
+      kernel: want(fp).kernel,
+      cmdline: want(fp).cmdline,
+      baseDisk: want(fp).baseDisk,
+      baseDiskFormat: 'qcow2',
+      diskGiB: 1,
+      network: { mode: 'user', forwards: [], mac: '52:54:00:00:00:09' },
+      agentChannel: 'org.qemu.guest_agent.0',
+    });
+
   const templates = (maxMiB: number) =>
     new BootTemplates({
       driver,
@@ -235,20 +252,7 @@ describe('boot template GC over real files (memory driver)', () => {
     writeFileSync(join(root, 'B', `${key}.build`, 'memory.mig'), randomBytes(4096));
 
     // A VM restored from A: its last use is now, so B becomes the least recently used.
-    const vm = await driver.create({
-      id: 'vm-gc1',
-      name: 'gc1',
-      vcpu: 1,
-      memMiB: 256,
-      dir: `${tmp}/vms/vm-gc1/qemu`,
-      kernel: want('A').kernel,
-      cmdline: want('A').cmdline,
-      baseDisk: want('A').baseDisk,
-      baseDiskFormat: 'qcow2',
-      diskGiB: 1,
-      network: { mode: 'user', forwards: [], mac: '52:54:00:00:00:09' },
-      agentChannel: 'org.qemu.guest_agent.0',
-    });
+    const vm = await vmFor('A', 'gc1');
     const t1 = templates(2.5);
     const fit = await t1.find(want('A'));
     assert.equal(fit.ok, true, JSON.stringify(fit));
@@ -286,20 +290,7 @@ describe('boot template GC over real files (memory driver)', () => {
       first.some((x) => x.formpackId === 'D'),
       'D (not pinned) goes',
     );
-    const vm = await driver.create({
-      id: 'vm-gc2',
-      name: 'gc2',
-      vcpu: 1,
-      memMiB: 256,
-      dir: `${tmp}/vms/vm-gc2/qemu`,
-      kernel: want('A').kernel,
-      cmdline: want('A').cmdline,
-      baseDisk: want('A').baseDisk,
-      baseDiskFormat: 'qcow2',
-      diskGiB: 1,
-      network: { mode: 'user', forwards: [], mac: '52:54:00:00:00:09' },
-      agentChannel: 'org.qemu.guest_agent.0',
-    });
+    const vm = await vmFor('A', 'gc2');
     await t.restore(vm, fit);
     await driver.destroy(vm);
     const second = await t.gc();

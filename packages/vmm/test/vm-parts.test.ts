@@ -1,6 +1,6 @@
-// The manager's pure parts, alone: create-request validation, entrypoint health, accounting.
+// The manager's pure parts, alone: create-request validation, entrypoint health, accounting, runtime fields.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -13,6 +13,7 @@ import { gpusGiven, usedResources } from '../src/vm-accounting.ts';
 import { sanitize, takenAddresses, vmName, vmResources } from '../src/vm-create.ts';
 import { entrypointGaveUp, parseEntrypointState } from '../src/vm-health.ts';
 import { ReadyWaiters } from '../src/vm-ready.ts';
+import { becameReady, bootBegan, bootRunning, restoredRunning } from '../src/vm-runtime.ts';
 
 const badRequest = (e: unknown): boolean => isFormError(e) && e.code === 'BAD_REQUEST';
 
@@ -128,36 +129,72 @@ describe('ready waiters', () => {
   });
 });
 
+describe('runtime fields', () => {
+  test('a boot began: not ready, readiness searched after the console output of earlier boots', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fvmm-rt-'));
+    try {
+      const serial = join(dir, 'serial.log');
+      const rec = {
+        ready: true,
+        readyAt: '2026-01-01T00:00:00.000Z',
+        bootMs: 900,
+        serialOffset: 0,
+        driver: { paths: { serial } },
+      } as unknown as VmRecord;
+      bootBegan(rec);
+      assert.deepEqual([rec.ready, rec.readyAt, rec.bootMs, rec.serialOffset], [false, undefined, undefined, 0]);
+      writeFileSync(serial, 'FORM-INIT-READY\n');
+      bootBegan(rec);
+      assert.equal(rec.serialOffset, 16, 'the marker of the first boot is not searched');
+      bootRunning(rec, 'started');
+      assert.deepEqual([rec.state, rec.stateReason, rec.updatedAt], ['running', 'started', rec.startedAt]);
+      rec.startedAt = new Date(Date.now() - 1500).toISOString();
+      becameReady(rec);
+      assert.equal(rec.ready, true);
+      assert.ok((rec.bootMs ?? 0) >= 1500 && (rec.bootMs ?? 0) < 60_000, `bootMs ${rec.bootMs}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('restored from a memory image: ready at once only when its guest was ready at the save', () => {
+    const rec = { ready: false } as VmRecord;
+    restoredRunning(rec, 'resumed', true);
+    assert.deepEqual([rec.state, rec.ready, rec.readyAt], ['running', true, rec.startedAt]);
+    restoredRunning(rec, 'restored', false);
+    assert.deepEqual([rec.stateReason, rec.ready, rec.readyAt], ['restored', false, undefined]);
+  });
+});
+
 describe('identity release', () => {
-  test('a VM gone before its agent answered: the release stops polling at once (it kept a closed VMM alive ~90 s)', async () => {
-    let pings = 0;
-    // Only what release() touches: an agent that never answers (a destroyed VM's socket is gone).
-    const driver = {
-      agent: () => ({
-        ping: async () => {
-          pings++;
-          throw new Error('connect ENOENT agent.sock');
-        },
-      }),
-    } as unknown as TemplateDriver;
-    const templates = new BootTemplates({
-      driver,
+  /** Templates over a driver whose guest agent only pings (all release() touches), with `ping`. */
+  const templatesPinging = (ping: () => Promise<unknown>): BootTemplates =>
+    new BootTemplates({
+      driver: { agent: () => ({ ping }) } as unknown as TemplateDriver,
       root: '/nonexistent',
       vmDir: '/nonexistent',
       logger: createLogger('silent'),
     });
-    const vm = { spec: { id: 'vm-gone' } } as DriverVm;
+  /** The identity of VM `vm-<n>` (release checks its form before it polls). */
+  const identity = (n: number) => ({
+    ip: `10.129.0.${n + 1}/24`,
+    gateway: '10.129.0.1',
+    dns: '10.129.0.1',
+    name: `vm${n}`,
+    id: `vm-${n}`,
+    mac: `52:54:00:00:00:0${n}`,
+  });
+
+  test('a VM gone before its agent answered: the release stops polling at once (it kept a closed VMM alive ~90 s)', async () => {
+    let pings = 0;
+    // An agent that never answers (a destroyed VM's socket is gone).
+    const templates = templatesPinging(async () => {
+      pings++;
+      throw new Error('connect ENOENT agent.sock');
+    });
     let alive = true;
-    const ident = {
-      ip: '10.129.0.2/24',
-      gateway: '10.129.0.1',
-      dns: '10.129.0.1',
-      name: 'a',
-      id: 'vm-gone',
-      mac: '52:54:00:00:00:01',
-    };
     // The default timeout (90 s) would be the test's runtime without the check.
-    const p = templates.release(vm, ident, { wanted: () => alive });
+    const p = templates.release({ spec: { id: 'vm-1' } } as DriverVm, identity(1), { wanted: () => alive });
     // Polling: two pings failed (a bad identity would have rejected before any; the race ends that too).
     let settled = false;
     p.catch(() => undefined).finally(() => {
@@ -173,24 +210,8 @@ describe('identity release', () => {
   });
 
   test('closing the templates ends a pending release too', async () => {
-    const driver = {
-      agent: () => ({ ping: async () => Promise.reject(new Error('no agent')) }),
-    } as unknown as TemplateDriver;
-    const templates = new BootTemplates({
-      driver,
-      root: '/nonexistent',
-      vmDir: '/nonexistent',
-      logger: createLogger('silent'),
-    });
-    const ident = {
-      ip: '10.129.0.3/24',
-      gateway: '10.129.0.1',
-      dns: '10.129.0.1',
-      name: 'b',
-      id: 'vm-b',
-      mac: '52:54:00:00:00:02',
-    };
-    const p = templates.release({ spec: { id: 'vm-b' } } as DriverVm, ident);
+    const templates = templatesPinging(async () => Promise.reject(new Error('no agent')));
+    const p = templates.release({ spec: { id: 'vm-2' } } as DriverVm, identity(2));
     await templates.close();
     await assert.rejects(p, (e: unknown) => isFormError(e) && e.code === 'VM_BAD_STATE');
   });

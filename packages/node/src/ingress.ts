@@ -22,6 +22,7 @@ import {
 } from '@formation/ingress';
 import type { Logger } from '@formation/service';
 import { cidrWithin, type StateStore } from '@formation/state';
+import { followState } from './follow-state.ts';
 import { type IngressCertificates, startIngressCertificates } from './ingress-tls.ts';
 import { netnsDialer } from './netns-dialer.ts';
 import { startPortGranter } from './port-grants.ts';
@@ -286,17 +287,7 @@ export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngre
     }
   };
   rebuild();
-  let pending = false;
-  const off = o.store.onAccepted(() => {
-    if (pending) return;
-    pending = true;
-    setImmediate(() => {
-      pending = false;
-      rebuild();
-    });
-  });
-  const timer = setInterval(rebuild, o.refreshMs ?? 2000);
-  timer.unref();
+  const stopFollowing = followState(o.store, rebuild, { everyMs: o.refreshMs ?? 2000 });
   try {
     ingress = await startIngress({
       listen: {
@@ -318,8 +309,7 @@ export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngre
         : {}),
     });
   } catch (err) {
-    clearInterval(timer);
-    off();
+    stopFollowing();
     prober.close();
     dialer?.close();
     certs?.close();
@@ -344,8 +334,7 @@ export async function startNodeIngress(o: NodeIngressOptions): Promise<NodeIngre
     ...(certs ? { certificates: certs } : {}),
     async close() {
       certs?.close();
-      clearInterval(timer);
-      off();
+      stopFollowing();
       granter?.close();
       prober.close();
       await syncing;

@@ -5,6 +5,7 @@
 import type { KeyPair } from '@formation/identity';
 import type { Logger } from '@formation/service';
 import type { PortView, StateStore } from '@formation/state';
+import { followState } from './follow-state.ts';
 
 /**
  * The claims `me` should grant now (pure): per port, nothing while a claim holds it (active) or while
@@ -51,24 +52,10 @@ export function startPortGranter(o: PortGranterOptions): { grantNow(): void; clo
       log.warn({ err }, 'port grants not made');
     }
   };
-  let pending = false;
-  const off = o.store.onAccepted((op) => {
-    if (!op.kind.startsWith('port.') && op.kind !== 'instance.delete') return;
-    if (pending) return;
-    pending = true;
-    setImmediate(() => {
-      pending = false;
-      grantNow();
-    });
+  const close = followState(o.store, grantNow, {
+    everyMs: o.everyMs ?? 5000,
+    wants: (op) => op.kind.startsWith('port.') || op.kind === 'instance.delete',
   });
-  const timer = setInterval(grantNow, o.everyMs ?? 5000);
-  timer.unref();
   grantNow();
-  return {
-    grantNow,
-    close() {
-      clearInterval(timer);
-      off();
-    },
-  };
+  return { grantNow, close };
 }

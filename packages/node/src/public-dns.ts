@@ -16,6 +16,7 @@ import type { DomainView, StateStore } from '@formation/state';
 import { nodePaths } from './config.ts';
 import { type DomainLookup, evaluateProof, lookupDomain } from './domain-proof.ts';
 import type { ExtraServicesContext } from './extra-services.ts';
+import { followState } from './follow-state.ts';
 import { fileMissingSince, memoryMissingSince } from './missing-since.ts';
 import { publicAnswers, rotateAnswers } from './public-answers.ts';
 
@@ -196,18 +197,16 @@ export async function startPublicDns(o: PublicDnsOptions): Promise<PublicDns> {
       });
     return running;
   };
-  const timer = setInterval(() => void verifyNow(), every);
-  timer.unref();
   // A new claim is checked at once, not at the next tick.
-  const off = o.store.onAccepted((op) => {
-    if (op.kind === 'dns.claim') setImmediate(() => void verifyNow());
+  const stopFollowing = followState(o.store, () => void verifyNow(), {
+    everyMs: every,
+    wants: (op) => op.kind === 'dns.claim',
   });
   return {
     responder,
     verifyNow,
     async close() {
-      clearInterval(timer);
-      off();
+      stopFollowing();
       await running;
       await responder.close();
     },

@@ -141,6 +141,22 @@ describe('dashboard: logs stream and metrics of an instance', () => {
     );
   });
 
+  test('an instance with no replica on this node: logs, metrics and console are VM_NOT_FOUND with what to do', async () => {
+    const cookie = await signIn(web, alice);
+    for (const what of ['logs', 'metrics', 'console']) {
+      const r = await get(`/api/instances/${gpuInst}/${what}`, cookie);
+      assert.equal(r.statusCode, 404, r.body);
+      assert.equal(r.json().error.code, 'VM_NOT_FOUND');
+      assert.equal(r.json().error.message, 'No replica of trainer runs on this node');
+      assert.match(
+        r.json().error.hint,
+        what === 'console' ? /dashboard of a node that runs it/ : /`form logs trainer`/,
+      );
+    }
+    const disk = await get(`/api/instances/${gpuInst}/disk`, cookie);
+    assert.deepEqual(disk.json(), { state: 'unknown', detail: 'no replica of it runs on this node' });
+  });
+
   test('metrics: a sample of the local replica (CPU seconds and memory of its process)', async () => {
     const cookie = await signIn(web, alice);
     const r = await get(`/api/instances/${aliceInst}/metrics`, cookie);

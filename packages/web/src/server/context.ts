@@ -1,12 +1,13 @@
 import type { DelegatedKey } from '@formation/identity';
 import { FormError } from '@formation/interface';
+import { vmNameFor } from '@formation/scheduler';
 import type { Logger } from '@formation/service';
-import { httpStateClient } from '@formation/state';
+import { httpStateClient, type InstanceView } from '@formation/state';
 import type { FastifyRequest } from 'fastify';
 import type { Metrics } from './metrics.ts';
 import { readCookie, type Session, type SessionStore } from './sessions.ts';
-import type { NodeApis, NodeApiUrls } from './upstream.ts';
-import { type InstanceContext, instanceContextFrom } from './views.ts';
+import type { NodeApis, NodeApiUrls, VmSummary } from './upstream.ts';
+import { type InstanceContext, instanceContextFrom, ownInstance } from './views.ts';
 
 export const SESSION_COOKIE = 'form_session';
 
@@ -29,6 +30,24 @@ export interface WebContext {
   manager(req: FastifyRequest): { s: Session; key: DelegatedKey };
   /** Instances, nodes, DNS names and this node, read together for the instance views. */
   instanceContext(): Promise<InstanceContext>;
+  /**
+   * One of `address`'s instances (by id or name; another's is INSTANCE_NOT_FOUND before the VMM is asked)
+   * and its replica on this node, if one runs here.
+   */
+  localReplica(id: string, address: string): Promise<LocalReplica>;
+}
+
+/** An instance, the VM name its replicas run under, and this node's VM of it (undefined: none here). */
+export interface LocalReplica {
+  inst: InstanceView;
+  vmName: string;
+  vm: VmSummary | undefined;
+}
+
+/** The replica's VM on this node, or VM_NOT_FOUND with the route's `message` and `hint`. */
+export function vmHere(r: LocalReplica, message: string, hint: string): VmSummary {
+  if (!r.vm) throw new FormError('VM_NOT_FOUND', message, { hint });
+  return r.vm;
 }
 
 export interface WebContextOptions {
@@ -79,7 +98,12 @@ export function createWebContext(o: WebContextOptions): WebContext {
     ]);
     return instanceContextFrom(instances, nodes, dns, self);
   };
-  return { ...o, stateClient: httpStateClient(o.urls.state), session, manager, instanceContext };
+  const localReplica = async (id: string, address: string): Promise<LocalReplica> => {
+    const inst = ownInstance(await o.apis.instances(), id, address);
+    const vmName = vmNameFor(inst);
+    return { inst, vmName, vm: (await o.apis.vms()).find((v) => v.name === vmName) };
+  };
+  return { ...o, stateClient: httpStateClient(o.urls.state), session, manager, instanceContext, localReplica };
 }
 
 /** How long a node may miss heartbeats and still count for placement (FORM_NODE_TIMEOUT_MS, default 30 s). */

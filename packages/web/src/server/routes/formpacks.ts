@@ -41,12 +41,7 @@ export function registerFormpackRoutes(app: ApiServer, ctx: WebContext): void {
       const s = session(req);
       const id = req.params.id;
       const [published, instances] = await Promise.all([apis.publishedFormpacks(), apis.instances()]);
-      let manifest: FormpackManifest | undefined;
-      try {
-        manifest = await apis.manifest(id);
-      } catch (err) {
-        if ((err as FormError).status !== 404) throw err;
-      }
+      const manifest = await manifestHere(apis, id);
       return formpackDetail(id, manifest, published, instances, s.address);
     },
   );
@@ -66,11 +61,8 @@ export function registerFormpackRoutes(app: ApiServer, ctx: WebContext): void {
     },
     async (req): Promise<ShipResultInfo> => {
       const { s, key } = ctx.manager(req);
-      let manifest: FormpackManifest;
-      try {
-        manifest = await apis.manifest(req.params.id);
-      } catch (err) {
-        if ((err as FormError).status !== 404) throw err;
+      const manifest = await manifestHere(apis, req.params.id);
+      if (!manifest) {
         throw new FormError('PACK_NOT_FOUND', `Cannot ship ${req.params.id.slice(0, 12)}: this node does not have it`, {
           hint: 'Build it here first (Formpacks → Build), or ship it from the machine that built it with `form pack ship`.',
         });
@@ -88,6 +80,16 @@ export function registerFormpackRoutes(app: ApiServer, ctx: WebContext): void {
       return r;
     },
   );
+}
+
+/** The manifest of a Formpack built on this node; undefined when this node does not have it. */
+async function manifestHere(apis: NodeApis, id: string): Promise<FormpackManifest | undefined> {
+  try {
+    return await apis.manifest(id);
+  } catch (err) {
+    if ((err as FormError).status !== 404) throw err;
+    return undefined;
+  }
 }
 
 /** Formpacks built on this node; none (with a warning) when the pack API is down. */

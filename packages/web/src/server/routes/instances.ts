@@ -1,10 +1,8 @@
-import { FormError } from '@formation/interface';
 import { ErrorBodySchema } from '@formation/interface/error-schema';
 import type { ActionResult, CommitResultInfo, ConsoleInfo, DiskInfo, InstanceInfo } from '@formation/interface/web-api';
-import { vmNameFor } from '@formation/scheduler';
 import { ApiClient, type ApiServer } from '@formation/service';
 import { Type } from '@sinclair/typebox';
-import { nodeTimeoutMs, type WebContext } from '../context.ts';
+import { nodeTimeoutMs, vmHere, type WebContext } from '../context.ts';
 import { CommitResultSchema, ConsoleInfoSchema, DiskInfoSchema, InstanceInfoSchema } from '../schemas.ts';
 import { diskInfo, instanceInfo, ownInstance, type VmmDiskState } from '../views.ts';
 
@@ -67,16 +65,14 @@ export function registerInstanceRoutes(app: ApiServer, ctx: WebContext): void {
     },
     async (req): Promise<ConsoleInfo> => {
       const s = session(req);
-      const inst = ownInstance(await apis.instances(), req.params.id, s.address);
-      const vmName = vmNameFor(inst);
-      const vm = (await apis.vms()).find((v) => v.name === vmName);
-      if (!vm) {
-        throw new FormError('VM_NOT_FOUND', `No replica of ${inst.name} runs on this node`, {
-          hint: "Open the dashboard of a node that runs it, or wait for this node's replica to start.",
-        });
-      }
+      const r = await ctx.localReplica(req.params.id, s.address);
+      const vm = vmHere(
+        r,
+        `No replica of ${r.inst.name} runs on this node`,
+        "Open the dashboard of a node that runs it, or wait for this node's replica to start.",
+      );
       const c = await apis.console(vm.id, req.query.bytes ?? 16384);
-      return { instanceId: inst.id, vmName, output: c.output };
+      return { instanceId: r.inst.id, vmName: r.vmName, output: c.output };
     },
   );
 
@@ -91,11 +87,8 @@ export function registerInstanceRoutes(app: ApiServer, ctx: WebContext): void {
     },
     async (req): Promise<DiskInfo> => {
       const s = session(req);
-      const inst = ownInstance(await apis.instances(), req.params.id, s.address);
-      const vmName = vmNameFor(inst);
-      if (!(await apis.vms()).some((v) => v.name === vmName)) {
-        return { state: 'unknown', detail: 'no replica of it runs on this node' };
-      }
+      const { vmName, vm } = await ctx.localReplica(req.params.id, s.address);
+      if (!vm) return { state: 'unknown', detail: 'no replica of it runs on this node' };
       if (!s.key) return { state: 'unknown', detail: 'a read-only session cannot ask the node (it signs nothing)' };
       const vmm = new ApiClient(ctx.urls.vmm, s.key, 15_000);
       const d = await vmm.post<VmmDiskState>(`/attest/vms/${encodeURIComponent(vmName)}/disk`, {});
@@ -186,13 +179,13 @@ export function registerInstanceActionRoutes(app: ApiServer, ctx: WebContext): v
     },
     async (req): Promise<CommitResultInfo> => {
       const { s, key } = manager(req);
-      const inst = ownInstance(await apis.instances(), req.params.id, s.address);
-      const vm = (await apis.vms()).find((v) => v.name === vmNameFor(inst));
-      if (!vm) {
-        throw new FormError('VM_NOT_FOUND', `Cannot commit ${inst.name}: no replica of it runs on this node`, {
-          hint: 'Commit on the node that runs the replica you changed.',
-        });
-      }
+      const here = await ctx.localReplica(req.params.id, s.address);
+      const { inst } = here;
+      const vm = vmHere(
+        here,
+        `Cannot commit ${inst.name}: no replica of it runs on this node`,
+        'Commit on the node that runs the replica you changed.',
+      );
       const vmm = new ApiClient(ctx.urls.vmm, key, 600_000);
       const r = await vmm.post<{ sha256: string; bytes: number; frozenMs: number }>(`/vms/${vm.id}/commit`, {});
       const revision = inst.revision + 1;

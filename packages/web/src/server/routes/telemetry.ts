@@ -1,14 +1,11 @@
-import { FormError } from '@formation/interface';
 import { ErrorBodySchema } from '@formation/interface/error-schema';
 import type { LogsInfo, ReplicaMetricsInfo } from '@formation/interface/web-api';
-import { vmNameFor } from '@formation/scheduler';
 import type { ApiServer } from '@formation/service';
 import type { InstanceView } from '@formation/state';
 import { Type } from '@sinclair/typebox';
-import type { WebContext } from '../context.ts';
+import { vmHere, type WebContext } from '../context.ts';
 import { inertLine } from '../inert.ts';
 import { LogsInfoSchema, ReplicaMetricsSchema } from '../schemas.ts';
-import { ownInstance } from '../views.ts';
 
 const Params = Type.Object({ id: Type.String({ maxLength: 64 }) });
 const ReadErrors = { 401: ErrorBodySchema, 403: ErrorBodySchema, 404: ErrorBodySchema };
@@ -27,15 +24,14 @@ export function registerTelemetryRoutes(app: ApiServer, ctx: WebContext): void {
     id: string,
     address: string,
   ): Promise<{ inst: InstanceView; vmId: string; vmName: string }> => {
-    const inst = ownInstance(await apis.instances(), id, address);
-    const vmName = vmNameFor(inst);
-    const vm = (await apis.vms()).find((v) => v.name === vmName);
-    if (!vm) {
-      throw new FormError('VM_NOT_FOUND', `No replica of ${inst.name} runs on this node`, {
-        hint: `Read every replica with \`form logs ${inst.name}\` / \`form manage get metrics ${inst.name}\`, or open the dashboard of a node that runs it.`,
-      });
-    }
-    return { inst, vmId: vm.id, vmName };
+    const r = await ctx.localReplica(id, address);
+    const { name } = r.inst;
+    const vm = vmHere(
+      r,
+      `No replica of ${name} runs on this node`,
+      `Read every replica with \`form logs ${name}\` / \`form manage get metrics ${name}\`, or open the dashboard of a node that runs it.`,
+    );
+    return { inst: r.inst, vmId: vm.id, vmName: r.vmName };
   };
 
   app.get(

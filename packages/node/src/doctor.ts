@@ -53,48 +53,41 @@ export const REQUIRED_PROGRAMS: Record<string, string> = {
   runc: 'runc',
 };
 
+/** Finding `id`: ok with `okSummary` when `ok`, else `problem` (its status, summary and fix). */
+function check(id: string, ok: boolean, okSummary: string, problem: Omit<Finding, 'id'>): Finding {
+  return ok ? { id, status: 'ok', summary: okSummary } : { id, ...problem };
+}
+
 /** Turn probe facts into findings. Pure: tested without touching the host. */
 export function evaluateHost(p: HostProbe): Finding[] {
   const f: Finding[] = [];
   const [major] = p.nodeVersion.replace(/^v/, '').split('.').map(Number);
   f.push(
-    (major ?? 0) >= 22
-      ? { id: 'node', status: 'ok', summary: `Node ${p.nodeVersion}` }
-      : {
-          id: 'node',
-          status: 'fail',
-          summary: `Node ${p.nodeVersion} is too old (need 22.18+; the project installs Node 24)`,
-          fix: 'Run `bash scripts/setup.sh`, then use `npx form` from the repository root.',
-        },
+    check('node', (major ?? 0) >= 22, `Node ${p.nodeVersion}`, {
+      status: 'fail',
+      summary: `Node ${p.nodeVersion} is too old (need 22.18+; the project installs Node 24)`,
+      fix: 'Run `bash scripts/setup.sh`, then use `npx form` from the repository root.',
+    }),
   );
   f.push(
-    p.isRoot
-      ? { id: 'root', status: 'ok', summary: 'running as root (needed for namespaces, TAP devices and WireGuard)' }
-      : {
-          id: 'root',
-          status: 'warn',
-          summary: 'not root: VMs can only use user-mode networking; formnet, TAP and namespaces need root',
-          fix: 'Run the node as root (or with CAP_NET_ADMIN).',
-        },
+    check('root', p.isRoot, 'running as root (needed for namespaces, TAP devices and WireGuard)', {
+      status: 'warn',
+      summary: 'not root: VMs can only use user-mode networking; formnet, TAP and namespaces need root',
+      fix: 'Run the node as root (or with CAP_NET_ADMIN).',
+    }),
   );
   const missing = Object.entries(p.programs)
     .filter(([, ok]) => !ok)
     .map(([name]) => name);
   f.push(
-    missing.length === 0
-      ? { id: 'programs', status: 'ok', summary: `required programs present (${Object.keys(p.programs).length})` }
-      : {
-          id: 'programs',
-          status: 'fail',
-          summary: `missing programs: ${missing.join(', ')}`,
-          fix: `apt-get install -y ${[...new Set(missing.map((m) => REQUIRED_PROGRAMS[m] ?? m))].join(' ')} (or run scripts/setup.sh)`,
-        },
+    check('programs', missing.length === 0, `required programs present (${Object.keys(p.programs).length})`, {
+      status: 'fail',
+      summary: `missing programs: ${missing.join(', ')}`,
+      fix: `apt-get install -y ${[...new Set(missing.map((m) => REQUIRED_PROGRAMS[m] ?? m))].join(' ')} (or run scripts/setup.sh)`,
+    }),
   );
-  if (p.kvm === 'usable')
-    f.push({ id: 'kvm', status: 'ok', summary: `KVM usable: VMs boot in about a second (${p.kvmDetail})` });
-  else
-    f.push({
-      id: 'kvm',
+  f.push(
+    check('kvm', p.kvm === 'usable', `KVM usable: VMs boot in about a second (${p.kvmDetail})`, {
       status: 'warn',
       summary:
         `KVM ${p.kvm === 'absent' ? 'absent' : 'present but not working'} (${p.kvmDetail}): VMs run under QEMU software ` +
@@ -103,16 +96,14 @@ export function evaluateHost(p: HostProbe): Finding[] {
         p.kvm === 'absent'
           ? 'Enable virtualization in the BIOS / use a host with nested virtualization and load kvm_intel or kvm_amd.'
           : 'Nested KVM is broken on this host; use bare metal or a VM type with working nested virtualization.',
-    });
+    }),
+  );
   f.push(
-    p.tun
-      ? { id: 'tun', status: 'ok', summary: '/dev/net/tun present (TAP devices, wireguard-go)' }
-      : {
-          id: 'tun',
-          status: 'fail',
-          summary: '/dev/net/tun missing',
-          fix: 'modprobe tun (or pass --device /dev/net/tun to the container).',
-        },
+    check('tun', p.tun, '/dev/net/tun present (TAP devices, wireguard-go)', {
+      status: 'fail',
+      summary: '/dev/net/tun missing',
+      fix: 'modprobe tun (or pass --device /dev/net/tun to the container).',
+    }),
   );
   if (p.kernelWireGuard) f.push({ id: 'wireguard', status: 'ok', summary: 'kernel WireGuard available' });
   else if (p.programs['wireguard-go'])
@@ -129,50 +120,34 @@ export function evaluateHost(p: HostProbe): Finding[] {
       fix: 'apt-get install -y wireguard-go wireguard-tools',
     });
   f.push(
-    p.guestKernel
-      ? { id: 'guest-kernel', status: 'ok', summary: `guest kernel ${p.guestKernel}` }
-      : {
-          id: 'guest-kernel',
-          status: 'fail',
-          summary: 'no Debian cloud kernel in /boot to boot instances with',
-          fix: 'apt-get install -y linux-image-cloud-amd64',
-        },
+    check('guest-kernel', Boolean(p.guestKernel), `guest kernel ${p.guestKernel}`, {
+      status: 'fail',
+      summary: 'no Debian cloud kernel in /boot to boot instances with',
+      fix: 'apt-get install -y linux-image-cloud-amd64',
+    }),
   );
   const busy = Object.entries(p.ports)
     .filter(([, free]) => !free)
     .map(([port]) => port);
   f.push(
-    busy.length === 0
-      ? { id: 'ports', status: 'ok', summary: `ports free: ${Object.keys(p.ports).join(', ')}` }
-      : {
-          id: 'ports',
-          status: 'warn',
-          summary: `ports in use: ${busy.join(', ')} (a node already running, or another program)`,
-          fix: 'Check `form node status`; stop the other program or set other ports (FORM_PORT_OFFSET or the config file).',
-        },
+    check('ports', busy.length === 0, `ports free: ${Object.keys(p.ports).join(', ')}`, {
+      status: 'warn',
+      summary: `ports in use: ${busy.join(', ')} (a node already running, or another program)`,
+      fix: 'Check `form node status`; stop the other program or set other ports (FORM_PORT_OFFSET or the config file).',
+    }),
   );
   f.push(
-    p.diskFreeGiB >= 10
-      ? { id: 'disk', status: 'ok', summary: `${p.diskFreeGiB.toFixed(1)} GiB free in ${p.dataDir}` }
-      : {
-          id: 'disk',
-          status: p.diskFreeGiB >= 2 ? 'warn' : 'fail',
-          summary: `only ${p.diskFreeGiB.toFixed(1)} GiB free in ${p.dataDir} (Formpacks take ~0.2-1 GiB each, VM overlays grow)`,
-          fix: 'Free space or point FORM_HOME at a larger disk.',
-        },
+    check('disk', p.diskFreeGiB >= 10, `${p.diskFreeGiB.toFixed(1)} GiB free in ${p.dataDir}`, {
+      status: p.diskFreeGiB >= 2 ? 'warn' : 'fail',
+      summary: `only ${p.diskFreeGiB.toFixed(1)} GiB free in ${p.dataDir} (Formpacks take ~0.2-1 GiB each, VM overlays grow)`,
+      fix: 'Free space or point FORM_HOME at a larger disk.',
+    }),
   );
   f.push(
-    p.memFreeGiB >= 1
-      ? {
-          id: 'memory',
-          status: 'ok',
-          summary: `${p.memFreeGiB.toFixed(1)} of ${p.memTotalGiB.toFixed(1)} GiB memory free`,
-        }
-      : {
-          id: 'memory',
-          status: 'warn',
-          summary: `only ${p.memFreeGiB.toFixed(1)} GiB memory free; each instance needs its MEM`,
-        },
+    check('memory', p.memFreeGiB >= 1, `${p.memFreeGiB.toFixed(1)} of ${p.memTotalGiB.toFixed(1)} GiB memory free`, {
+      status: 'warn',
+      summary: `only ${p.memFreeGiB.toFixed(1)} GiB memory free; each instance needs its MEM`,
+    }),
   );
   if (p.gpus) f.push(gpuFinding(p.gpus));
   f.push({

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { generateKeyPair, generateWireGuardKeyPair, signRequest } from '@formation/identity';
+import { generateKeyPair, generateWireGuardKeyPair } from '@formation/identity';
 import { createLogger, setApiIdentity } from '@formation/service';
 import { createFormnetService, type FormnetMember, type JoinResponse, MemoryFormnetState } from '../src/index.ts';
+import { AUDIENCE, signedPost } from './signed-post.ts';
 
 const logger = createLogger('silent');
 
@@ -29,21 +30,7 @@ async function setup() {
   return { state, app, changes, node };
 }
 
-/** The identity the test app answers to (signed requests name it). */
-const AUDIENCE = 'test-formnet-node';
-
-function signed(key = generateKeyPair(), body: unknown = {}, path = '/join') {
-  const payload = JSON.stringify(body);
-  return {
-    method: 'POST' as const,
-    url: path,
-    payload,
-    headers: {
-      'content-type': 'application/json',
-      ...signRequest(key, { method: 'POST', path, body: payload, audience: AUDIENCE }),
-    } as Record<string, string>,
-  };
-}
+const signed = (key = generateKeyPair(), body: unknown = {}, path = '/join') => signedPost(key, path, body);
 
 test('a signed join gets an address, interface settings and the other members as peers', async () => {
   const { app, changes, node, state } = await setup();

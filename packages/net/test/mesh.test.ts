@@ -49,6 +49,16 @@ const nodes: Node[] = [1, 2, 3].map((i) => ({
   ip: `192.168.201.${i}`,
 }));
 const devices: WireGuardDevice[] = [];
+
+/** Make node `n` a formnet member at its current underlay address (again after the address moved). */
+async function register(n: Node): Promise<void> {
+  n.member = await state.upsertMember({
+    id: n.key.address,
+    kind: 'node',
+    wgPublicKey: n.wg.publicKey,
+    endpoint: `${n.ip}:51820`,
+  });
+}
 let api: ApiServer | undefined;
 
 async function cleanup(): Promise<void> {
@@ -73,12 +83,7 @@ before(async () => {
       tempName: `${P}t${i}`.slice(-15),
       address: `${n.ip}/24`,
     });
-    n.member = await state.upsertMember({
-      id: n.key.address,
-      kind: 'node',
-      wgPublicKey: n.wg.publicKey,
-      endpoint: `${n.ip}:51820`,
-    });
+    await register(n);
   }
   await createNetns(`${P}-dev`);
   await connectToBridge({
@@ -220,31 +225,21 @@ test('peers are removed, re-added and moved live, without restarting the interfa
   );
   await ping(n1.ns, n2.member!.address, 3);
 
-  n3.member = await state.upsertMember({
-    id: n3.key.address,
-    kind: 'node',
-    wgPublicKey: n3.wg.publicKey,
-    endpoint: `${n3.ip}:51820`,
-  });
+  await register(n3);
   await reconcileAll();
-  await ping(n1.ns, n3.member.address);
+  await ping(n1.ns, n3.member!.address);
 
   // Node 2's underlay address changes: the new endpoint propagates through state.
   // (Delete first: removing a primary address also removes secondaries in its subnet.)
   await sh('ip', ['-n', n2.ns, 'address', 'del', `${n2.ip}/24`, 'dev', 'eth0']);
   await sh('ip', ['-n', n2.ns, 'address', 'add', '192.168.201.42/24', 'dev', 'eth0']);
   n2.ip = '192.168.201.42';
-  n2.member = await state.upsertMember({
-    id: n2.key.address,
-    kind: 'node',
-    wgPublicKey: n2.wg.publicKey,
-    endpoint: `${n2.ip}:51820`,
-  });
+  await register(n2);
   await reconcileAll();
   const p2 = (await n1.dev.show()).peers.find((p) => p.publicKey === n2.wg.publicKey);
   assert.equal(p2?.endpoint, '192.168.201.42:51820');
-  await ping(n1.ns, n2.member.address);
-  await ping(n3.ns, n2.member.address);
+  await ping(n1.ns, n2.member!.address);
+  await ping(n3.ns, n2.member!.address);
   assert.equal(n1.dev.pid, pid, 'same wireguard-go process throughout');
 });
 

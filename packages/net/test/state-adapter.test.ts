@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { generateKeyPair, generateWireGuardKeyPair, type KeyPair, signRequest } from '@formation/identity';
+import { generateKeyPair, generateWireGuardKeyPair, type KeyPair } from '@formation/identity';
 import { createLogger, setApiIdentity } from '@formation/service';
 import { createOp, openStateStore } from '@formation/state';
 import {
@@ -11,23 +11,10 @@ import {
   type JoinResponse,
   StateFormnetAdapter,
 } from '../src/index.ts';
+import { AUDIENCE, signedPost } from './signed-post.ts';
 
 const logger = createLogger('silent');
-/** The identity the test app answers to (signed requests name it). */
-const AUDIENCE = 'test-formnet-node';
-
-function signed(key: KeyPair, body: unknown) {
-  const payload = JSON.stringify(body);
-  return {
-    method: 'POST' as const,
-    url: '/join',
-    payload,
-    headers: {
-      'content-type': 'application/json',
-      ...signRequest(key, { method: 'POST', path: '/join', body: payload, audience: AUDIENCE }),
-    } as Record<string, string>,
-  };
-}
+const signed = (key: KeyPair, body: unknown) => signedPost(key, '/join', body);
 
 test('join API backed by the real state store: members are formnet.peer + formnet.allocate ops', async () => {
   const store = openStateStore({ path: ':memory:' });
@@ -92,18 +79,7 @@ test('join API backed by the real state store: members are formnet.peer + formne
     assert.equal(store.views().allocations.length, 2);
 
     // Leaving needs the member's own signed formnet.leave; someone else's is refused.
-    const leave = (key: KeyPair, leaveOp: unknown) => {
-      const payload = JSON.stringify({ leaveOp });
-      return {
-        method: 'POST' as const,
-        url: '/leave',
-        payload,
-        headers: {
-          'content-type': 'application/json',
-          ...signRequest(key, { method: 'POST', path: '/leave', body: payload, audience: AUDIENCE }),
-        } as Record<string, string>,
-      };
-    };
+    const leave = (key: KeyPair, leaveOp: unknown) => signedPost(key, '/leave', { leaveOp });
     const forged = await app.inject(leave(dev, createOp(mallory, 'formnet.leave', {}, [])));
     assert.equal(forged.statusCode, 400);
     assert.equal(store.views().formnetPeers.length, 2);

@@ -9,7 +9,7 @@ import { createLogger } from '@formation/service';
 import { openStateStore } from '@formation/state';
 import type { DomainLookup } from '../src/domain-proof.ts';
 import { parseMissingSince } from '../src/missing-since.ts';
-import { startPublicDns } from '../src/public-dns.ts';
+import { type PublicDnsOptions, startPublicDns } from '../src/public-dns.ts';
 
 // The verifier of src/public-dns.ts with its DNS reads injected (the real lookup runs in
 // public-dns.test.ts against a real server): who may vouch, when it signs, and that it backs off.
@@ -40,11 +40,15 @@ function world() {
   return { store, token };
 }
 
+/**
+ * The public DNS of node `key` over `store` on a spare loopback port, its verifier asking `lookup`;
+ * rounds every hour unless `o` says otherwise (the tests ask with verifyNow), plus the rest of `o`.
+ */
 function start(
   store: ReturnType<typeof world>['store'],
   key: typeof me,
   lookup: (n: string) => Promise<DomainLookup>,
-  verifyEveryMs = 3_600_000,
+  o: Partial<PublicDnsOptions> = {},
 ) {
   return startPublicDns({
     host: '127.0.0.1',
@@ -53,9 +57,10 @@ function start(
     store,
     key,
     nodeTimeoutMs: 30_000,
-    verifyEveryMs, // the timer's rounds; the test also asks (verifyNow)
+    verifyEveryMs: 3_600_000,
     lookup,
     logger: createLogger('silent'),
+    ...o,
   });
 }
 
@@ -87,7 +92,7 @@ test('a wrong proof signs nothing and backs off; the right one is signed once, n
       asked.push(n);
       return answer;
     },
-    500,
+    { verifyEveryMs: 500 },
   );
   try {
     await dns.verifyNow();
@@ -113,21 +118,11 @@ test('the back-off doubles from verifyEveryMs up to maxVerifyBackoffMs, then loo
   const { store } = world();
   mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
   const looked: number[] = [];
-  const dns = await startPublicDns({
-    host: '127.0.0.1',
-    port: 0,
-    domain: 'dev.formation.local',
-    store,
-    key: me,
-    nodeTimeoutMs: 30_000,
-    verifyEveryMs: 100,
-    maxVerifyBackoffMs: 400,
-    lookup: async () => {
-      looked.push(Date.now() - 1_000_000);
-      return { txt: ['wrong'], cname: [], errors: [] };
-    },
-    logger: createLogger('silent'),
-  });
+  const lookup = async (): Promise<DomainLookup> => {
+    looked.push(Date.now() - 1_000_000);
+    return { txt: ['wrong'], cname: [], errors: [] };
+  };
+  const dns = await start(store, me, lookup, { verifyEveryMs: 100, maxVerifyBackoffMs: 400 });
   try {
     for (let t = 0; t <= 2000; t += 50) {
       mock.timers.setTime(1_000_000 + t);
@@ -143,19 +138,7 @@ test('the back-off doubles from verifyEveryMs up to maxVerifyBackoffMs, then loo
 test('re-check: a proof gone for the grace period is recorded as dns.lapsed (with why); a failing resolver is not a missing proof; the proof back re-verifies', async () => {
   const { store, token } = world();
   let answer: DomainLookup = { txt: [token], cname: [], errors: [] };
-  const dns = await startPublicDns({
-    host: '127.0.0.1',
-    port: 0,
-    domain: 'dev.formation.local',
-    store,
-    key: me,
-    nodeTimeoutMs: 30_000,
-    verifyEveryMs: 3_600_000,
-    recheckEveryMs: 1,
-    graceMs: 300,
-    lookup: async () => answer,
-    logger: createLogger('silent'),
-  });
+  const dns = await start(store, me, async () => answer, { recheckEveryMs: 1, graceMs: 300 });
   const d = () => store.views().domains[0];
   try {
     await dns.verifyNow();
@@ -199,21 +182,7 @@ test('the grace clock survives a restart: a node restarted more often than the g
   const dir = mkdtempSync(join(tmpdir(), 'form-grace-'));
   const graceFile = join(dir, 'domain-proofs.json');
   let answer: DomainLookup = { txt: [token], cname: [], errors: [] };
-  const run = () =>
-    startPublicDns({
-      host: '127.0.0.1',
-      port: 0,
-      domain: 'dev.formation.local',
-      store,
-      key: me,
-      nodeTimeoutMs: 30_000,
-      verifyEveryMs: 3_600_000,
-      recheckEveryMs: 1,
-      graceMs: 400,
-      graceFile,
-      lookup: async () => answer,
-      logger: createLogger('silent'),
-    });
+  const run = () => start(store, me, async () => answer, { recheckEveryMs: 1, graceMs: 400, graceFile });
   const d = () => store.views().domains[0];
   try {
     const first = await run();

@@ -67,6 +67,15 @@ const DOCKER_HINTS: Record<string, string> = {
 
 const SYNTAX_OF = new Map(INSTRUCTIONS.map((i) => [i.name, i.syntax]));
 
+/** The boolean USER fields, and the property of the user each one sets. */
+const USER_BOOL_FIELDS = {
+  sudo: 'sudo',
+  ssh_pwauth: 'sshPwauth',
+  lock_passwd: 'lockPasswd',
+  disable_root: 'disableRoot',
+  chpasswd_expire: 'chpasswdExpire',
+} as const satisfies Partial<Record<UserField, keyof FormfileUser>>;
+
 interface PendingCopy {
   src: string;
   dst: string | null;
@@ -435,11 +444,12 @@ class Parser {
         continue;
       }
       given.add(field);
-      const bool = (set: (v: boolean) => void) => {
+      if (field in USER_BOOL_FIELDS) {
         const v = parseBool(value);
         if (v === undefined) bad(`USER field ${field} must be a boolean: ${BOOL_EXPECTED}, got "${value}"`, vAt);
-        else set(v);
-      };
+        else u[USER_BOOL_FIELDS[field as keyof typeof USER_BOOL_FIELDS]] = v;
+        continue;
+      }
       switch (field) {
         case 'username': {
           const p = checkLinuxName('username', value);
@@ -463,31 +473,6 @@ class Parser {
           // Never echo the value.
           if (value === '') bad('USER passwd must not be empty (omit passwd for key-only login)', vAt);
           else u.passwd = value;
-          break;
-        case 'sudo':
-          bool((v) => {
-            u.sudo = v;
-          });
-          break;
-        case 'ssh_pwauth':
-          bool((v) => {
-            u.sshPwauth = v;
-          });
-          break;
-        case 'lock_passwd':
-          bool((v) => {
-            u.lockPasswd = v;
-          });
-          break;
-        case 'disable_root':
-          bool((v) => {
-            u.disableRoot = v;
-          });
-          break;
-        case 'chpasswd_expire':
-          bool((v) => {
-            u.chpasswdExpire = v;
-          });
           break;
         case 'shell':
           if (!value.startsWith('/') || /\s/.test(value))

@@ -5,10 +5,12 @@
  * to a test VM, `fuzzParams` for fast-check properties bounded by time, `fuzzInWorker` / `fuzzWorker` for
  * fuzz properties run under a watchdog, `makeZombie` for
  * process-liveness checks, `selfSignedCert` / `writePebbleConfig` for TLS and ACME tests (openssl),
- * `startWithFirstLine` / `stopChildren` for helper programs a test runs (in namespaces, say).
+ * `startWithFirstLine` / `stopChildren` for helper programs a test runs (in namespaces, say),
+ * `tempDevnet` / `namespacesLeft` for a devnet (or other namespaces) a test file brings up and down.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
@@ -301,6 +303,71 @@ export function sshArgv(host: string, script: string, login: SshLogin = {}): str
     `${user}@${host}`,
     script,
   ];
+}
+
+// ---- a devnet for one test file -----------------------------------------------------------------------------
+
+/** A devnet one test file owns, made by `tempDevnet`: `up()` in its before hook, `down()` in its after hook. */
+export interface TempDevnet<S, D> {
+  /** The devnet's directory: '' until `up()` made it. */
+  readonly dir: string;
+  /** Make a fresh directory under the OS temp dir and bring the devnet up in it. */
+  up(): Promise<S>;
+  /**
+   * Bring it down, then remove its directory (kept when FORM_KEEP_TEST_DATA=1, to look at the nodes'
+   * logs). A failing stop is ignored (a devnet that came half up still gets removed): resolves with what
+   * the stop answered, undefined when it failed or `up()` never ran.
+   */
+  down(): Promise<D | undefined>;
+}
+
+/**
+ * The set-up every devnet test file shared: a temp directory named `name…`, `start(dir)` (the node
+ * package's `devnetUp`, here as a parameter since this kit is below it) and `stop(dir)` (`devnetDown`).
+ *
+ * @example
+ * const devnet = tempDevnet('form-replicas-devnet-', (dir) => devnetUp({ nodes: 4, dir, prefix: 'fdq' }), devnetDown);
+ * before(async () => { s = await devnet.up(); });
+ * after(async () => { await devnet.down(); assert.deepEqual(await namespacesLeft('fdq'), [], 'namespaces left'); });
+ */
+export function tempDevnet<S, D>(
+  name: string,
+  start: (dir: string) => Promise<S>,
+  stop: (dir: string) => Promise<D>,
+): TempDevnet<S, D> {
+  let dir = '';
+  return {
+    get dir() {
+      return dir;
+    },
+    async up() {
+      dir = mkdtempSync(join(tmpdir(), name));
+      return start(dir);
+    },
+    async down() {
+      if (!dir) return undefined;
+      const answer = await stop(dir).catch(() => undefined);
+      if (process.env.FORM_KEEP_TEST_DATA !== '1') rmSync(dir, { recursive: true, force: true });
+      return answer;
+    },
+  };
+}
+
+/**
+ * Network namespaces (`ip netns list`) still there that a test made: those whose name starts with
+ * `mine` (a prefix), or that are in `mine` (a list, for prefixes another test's names may start with).
+ *
+ * @example assert.deepEqual(await namespacesLeft('fdq'), [], 'namespaces left');
+ */
+export async function namespacesLeft(mine: string | readonly string[]): Promise<string[]> {
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile('ip', ['netns', 'list'], (err, stdout) => (err ? reject(err) : resolve(stdout))),
+  );
+  const names = out
+    .split('\n')
+    .map((l) => l.split(' ')[0] as string)
+    .filter(Boolean);
+  return names.filter((ns) => (typeof mine === 'string' ? ns.startsWith(mine) : mine.includes(ns)));
 }
 
 // ---- fuzzing in a worker with a watchdog ------------------------------------------------------------------

@@ -1,16 +1,18 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
+  namespacesLeft,
   requireOrSkip,
   runProgram,
   selfSignedCert,
   sshArgv,
   startWithFirstLine,
   stopChildren,
+  tempDevnet,
   until,
   writePebbleConfig,
 } from '../src/testing.ts';
@@ -197,3 +199,62 @@ test('stopChildren: SIGTERM, then SIGKILL for a child that ignores it; ended one
   assert.ok(Date.now() - t0 >= 250, 'it had its grace time first');
   assert.equal(done.exitCode, 0);
 });
+
+test('tempDevnet: up makes a fresh temp dir for start; down stops it and removes the dir, also when stop fails', async () => {
+  const never = tempDevnet(
+    'form-kit-devnet-',
+    async () => 'up',
+    async () => 'down',
+  );
+  assert.equal(never.dir, '');
+  assert.equal(await never.down(), undefined, 'nothing to bring down before up()');
+
+  const seen: string[] = [];
+  const devnet = tempDevnet(
+    'form-kit-devnet-',
+    async (dir) => {
+      seen.push(`start ${dir}`);
+      writeFileSync(join(dir, 'state.json'), '{}');
+      return { dir };
+    },
+    async (dir) => {
+      seen.push(`stop ${dir}`);
+      return { namespaces: ['a', 'b'] };
+    },
+  );
+  const s = await devnet.up();
+  assert.equal(s.dir, devnet.dir);
+  assert.ok(devnet.dir.startsWith(join(tmpdir(), 'form-kit-devnet-')));
+  assert.ok(existsSync(join(devnet.dir, 'state.json')));
+  assert.deepEqual(await devnet.down(), { namespaces: ['a', 'b'] });
+  assert.deepEqual(seen, [`start ${devnet.dir}`, `stop ${devnet.dir}`]);
+  assert.equal(existsSync(devnet.dir), false, 'the directory is gone');
+
+  const failing = tempDevnet(
+    'form-kit-devnet-',
+    async () => undefined,
+    async () => {
+      throw new Error('half up');
+    },
+  );
+  await failing.up();
+  assert.equal(await failing.down(), undefined);
+  assert.equal(existsSync(failing.dir), false, 'removed although the stop failed');
+});
+
+test(
+  'namespacesLeft: by prefix or by list; namespaces of others are not counted',
+  { skip: requireOrSkip('namespacesLeft test', { root: true, programs: ['ip'] }) },
+  async () => {
+    const ns = `fh6kit${process.pid % 10000}`;
+    execFileSync('ip', ['netns', 'add', ns]);
+    try {
+      assert.deepEqual(await namespacesLeft(ns), [ns]);
+      assert.deepEqual(await namespacesLeft([ns, `${ns}x`]), [ns], 'by list');
+      assert.deepEqual(await namespacesLeft([`${ns}x`]), []);
+    } finally {
+      execFileSync('ip', ['netns', 'del', ns]);
+    }
+    assert.deepEqual(await namespacesLeft(ns), [], 'gone once deleted');
+  },
+);

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { isFormError } from '@formation/interface';
-import { requireOrSkip, until } from '@formation/interface/testing';
+import { requireOrSkip, tempDevnet, until } from '@formation/interface/testing';
 import type { NodeInfo } from '../src/config.ts';
 import { pidAlive } from '../src/daemon-files.ts';
 import {
@@ -218,25 +218,27 @@ async function form(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code
 }
 
 describe('world devnet: 2 node hosts, a visitor, a laptop behind NAT', { skip }, () => {
-  let dir = '';
+  const devnet = tempDevnet(
+    'form-devnet-world-',
+    (dir) =>
+      devnetUp({
+        nodes: 2,
+        dir,
+        prefix: PREFIX,
+        world: true,
+        env: { FORM_HEARTBEAT_MS: '2000', FORM_LOG_LEVEL: 'info' },
+        timeoutMs: 180_000,
+      }),
+    devnetDown,
+  );
   let s: DevnetState;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'form-devnet-world-'));
-    s = await devnetUp({
-      nodes: 2,
-      dir,
-      prefix: PREFIX,
-      world: true,
-      env: { FORM_HEARTBEAT_MS: '2000', FORM_LOG_LEVEL: 'info' },
-      timeoutMs: 180_000,
-    });
+    s = await devnet.up();
   });
 
   after(async () => {
-    if (!dir) return;
-    await devnetDown(dir).catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
+    await devnet.down();
   });
 
   it('runs each formationd inside its host namespace; both converge to one digest (read inside each host)', async () => {
@@ -249,7 +251,7 @@ describe('world devnet: 2 node hosts, a visitor, a laptop behind NAT', { skip },
     const digest = await until(
       'one digest on both hosts',
       async () => {
-        const rows = (await devnetStatus(dir)) ?? [];
+        const rows = (await devnetStatus(s.dir)) ?? [];
         const d = new Set(rows.map((r) => r.digest));
         return rows.length === 2 && rows.every((r) => r.running && r.digest) && d.size === 1 ? rows[0]?.digest : null;
       },
@@ -322,7 +324,7 @@ describe('world devnet: 2 node hosts, a visitor, a laptop behind NAT', { skip },
       'devnet',
       'exec',
       '--dir',
-      dir,
+      s.dir,
       'laptop',
       '--',
       'sh',
@@ -331,16 +333,16 @@ describe('world devnet: 2 node hosts, a visitor, a laptop behind NAT', { skip },
     ]);
     assert.equal(lap.code, 0, lap.out);
     assert.match(lap.out, /192\.168\.50\.2\/24/);
-    assert.match(lap.out, new RegExp(`home=${join(dir, 'laptop')}`));
+    assert.match(lap.out, new RegExp(`home=${join(s.dir, 'laptop')}`));
     assert.match(lap.out, /^\d+\.\d+\.\d+$/m, 'form runs on the laptop');
-    const n2 = await form(['devnet', 'exec', '--dir', dir, 'node2', '--', 'ip', '-br', '-4', 'addr', 'show', 'eth0']);
+    const n2 = await form(['devnet', 'exec', '--dir', s.dir, 'node2', '--', 'ip', '-br', '-4', 'addr', 'show', 'eth0']);
     assert.equal(n2.code, 0, n2.out);
     assert.match(n2.out, /198\.51\.100\.12\/24/);
     const vis = await form([
       'devnet',
       'exec',
       '--dir',
-      dir,
+      s.dir,
       'visitor',
       '--',
       'ip',
@@ -351,7 +353,7 @@ describe('world devnet: 2 node hosts, a visitor, a laptop behind NAT', { skip },
       'eth0',
     ]);
     assert.match(vis.out, /198\.51\.100\.200\/24/);
-    const st = await form(['devnet', 'status', '--json', '--dir', dir]);
+    const st = await form(['devnet', 'status', '--json', '--dir', s.dir]);
     assert.equal(st.code, 0, st.out);
     const status = JSON.parse(st.out) as {
       converged: boolean;
@@ -364,13 +366,13 @@ describe('world devnet: 2 node hosts, a visitor, a laptop behind NAT', { skip },
     );
     assert.ok(status.world.visitor.running && status.world.visitor.requests >= 2);
     assert.deepEqual(status.world.laptop.interfaces, ['eth0']);
-    const bad = await form(['devnet', 'exec', '--dir', dir, 'node9', '--', 'true']);
+    const bad = await form(['devnet', 'exec', '--dir', s.dir, 'node9', '--', 'true']);
     assert.notEqual(bad.code, 0);
     assert.match(bad.out, /Cannot exec in node9: this devnet has no such namespace/);
   });
 
   it('down from inside a devnet namespace (through exec) is refused and ends nothing', async () => {
-    const r = await form(['devnet', 'exec', '--dir', dir, 'laptop', '--', 'form', 'devnet', 'down', '--dir', dir]);
+    const r = await form(['devnet', 'exec', '--dir', s.dir, 'laptop', '--', 'form', 'devnet', 'down', '--dir', s.dir]);
     assert.notEqual(r.code, 0);
     assert.match(r.out, /Cannot stop the devnet from inside its namespace fdwlap/);
     assert.ok(
@@ -420,7 +422,7 @@ describe('world devnet: 2 node hosts, a visitor, a laptop behind NAT', { skip },
       ...orphans,
       sleeper.pid as number,
     ];
-    const r = await devnetDown(dir);
+    const r = await devnetDown(s.dir);
     assert.ok(r.leftoverProcesses >= orphans.length + 1, `leftovers ended: ${r.leftoverProcesses}`);
     for (const pid of before) assert.equal(pidAlive(pid), false, `pid ${pid} ended`);
     const mine = worldPlan(PREFIX, 2);
@@ -429,7 +431,7 @@ describe('world devnet: 2 node hosts, a visitor, a laptop behind NAT', { skip },
     const links = (await run('ip', ['-br', 'link'])).stdout.split('\n').map((l) => l.split(/[\s@]/)[0]);
     const veths = links.filter((l) => worldVethNames(mine).includes(l as string));
     assert.deepEqual(veths, [], 'no veth left in the root namespace');
-    const again = await devnetDown(dir);
+    const again = await devnetDown(s.dir);
     assert.deepEqual(again, { stopped: 0, namespaces: [], leftoverProcesses: 0 });
   });
 });

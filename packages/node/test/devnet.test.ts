@@ -2,13 +2,10 @@
 // mesh, catch-up after a stop, underlay partition, refused joins. One devnet shared by the file.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { generateKeyPair, generateWireGuardKeyPair, signRequest } from '@formation/identity';
-import { requireOrSkip, until } from '@formation/interface/testing';
+import { namespacesLeft, requireOrSkip, tempDevnet, until } from '@formation/interface/testing';
 import { bringUpMember, requestJoin, type WireGuardDevice } from '@formation/net';
 import { createLogger } from '@formation/service';
 import { createOp } from '@formation/state';
@@ -82,36 +79,39 @@ async function hasOp(s: DevnetState, nodeIdx: number, hash: string): Promise<boo
 }
 
 describe('devnet: 3 real nodes in namespaces', { skip }, () => {
-  let dir = '';
+  const devnet = tempDevnet(
+    'form-devnet-',
+    (dir) =>
+      devnetUp({
+        nodes: 3,
+        dir,
+        prefix: PREFIX,
+        portBase: 140,
+        env: { FORM_HEARTBEAT_MS: '2000', FORM_LOG_LEVEL: 'info' },
+      }),
+    devnetDown,
+  );
   let s: DevnetState;
   const devNs = `${PREFIX}dv`;
   let dev: WireGuardDevice | undefined;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'form-devnet-'));
-    s = await devnetUp({
-      nodes: 3,
-      dir,
-      prefix: PREFIX,
-      portBase: 140,
-      env: { FORM_HEARTBEAT_MS: '2000', FORM_LOG_LEVEL: 'info' },
-    });
+    s = await devnet.up();
   });
 
   after(async () => {
     await dev?.destroy().catch(() => undefined);
     await run('ip', ['netns', 'del', devNs]).catch(() => undefined);
-    if (dir) {
-      const r = await devnetDown(dir);
-      rmSync(dir, { recursive: true, force: true });
-      const left = (await run('ip', ['netns', 'list'])).stdout;
-      assert.ok(!left.split('\n').some((l) => l.startsWith(PREFIX)), `namespaces left: ${left}`);
+    if (devnet.dir) {
+      const r = await devnet.down();
+      assert.deepEqual(await namespacesLeft(PREFIX), [], 'namespaces left');
+      assert.ok(r, 'devnet down answered');
       assert.ok(r.namespaces.length >= 4);
     }
   });
 
   it('every node sees all three nodes registered, with their formnet addresses', async () => {
-    const rows = await devnetStatus(dir);
+    const rows = await devnetStatus(devnet.dir);
     assert.equal(rows?.length, 3);
     for (const r of rows ?? []) {
       assert.ok(r.running, `${r.name} runs`);

@@ -12,6 +12,7 @@ export * from './js-image.ts';
 export * from './lua-image.ts';
 export * from './manager.ts';
 export * from './module.ts';
+export * from './node-image.ts';
 export * from './outbox.ts';
 export * from './owner-auth.ts';
 export * from './redis-store.ts';

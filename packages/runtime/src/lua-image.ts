@@ -1,14 +1,11 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { type BuiltImage, buildNodeImage } from './js-image.ts';
+import { type BuiltImage, buildNodeImage, containerFiles, type ImageModule, imageModule } from './node-image.ts';
 
 /** Name of the image our AO Lua process runtime is published as. */
 export const LUA_RUNTIME_IMAGE_NAME = 'formation/lua-runtime:0.1.0';
 /** Module format of processes that run on the Lua runtime image (aos-style AO Lua processes). */
 export const LUA_RUNTIME_MODULE_FORMAT = 'web.vmdocker-lua-ao.v0.1.0';
-
-const here = (f: string) => fileURLToPath(new URL(`./container/${f}`, import.meta.url));
 
 /** wasmoon's files (Lua 5.4 compiled to WebAssembly, and its loader) as they are installed here. */
 function wasmoonFiles(): Array<{ src: string; dest: string }> {
@@ -25,7 +22,7 @@ function wasmoonFiles(): Array<{ src: string; dest: string }> {
 /**
  * Build the Lua process runtime image without Docker: Node and its libraries, Lua 5.4 as
  * WebAssembly (wasmoon), the AO environment (`container/ao-process.lua`) and its server
- * (`container/lua-server.mjs`). Cached in `cacheDir` like the JS image.
+ * (`container/lua-server.mjs` with `container/vmm-protocol.mjs`). Cached in `cacheDir` like the JS image.
  *
  * @example
  * const img = await buildLuaRuntimeImage('/var/tmp/formation-runtime-cache');
@@ -37,12 +34,7 @@ export function buildLuaRuntimeImage(cacheDir: string, opts: { gzip?: boolean } 
     {
       imageName: LUA_RUNTIME_IMAGE_NAME,
       prefix: 'lua-runtime',
-      files: [
-        { src: here('lua-server.mjs'), dest: 'app/lua-server.mjs' },
-        { src: here('lua-process.mjs'), dest: 'app/lua-process.mjs' },
-        { src: here('ao-process.lua'), dest: 'app/ao-process.lua' },
-        ...wasmoonFiles(),
-      ],
+      files: [...containerFiles('lua-server.mjs', 'lua-process.mjs', 'ao-process.lua'), ...wasmoonFiles()],
       main: '/app/lua-server.mjs',
     },
     opts,
@@ -53,22 +45,14 @@ export function buildLuaRuntimeImage(cacheDir: string, opts: { gzip?: boolean } 
  * A module (seed 004 JSON spelling) for the Lua runtime image, with the tags aoconnect's `spawn`
  * checks on a module (Data-Protocol, Type, Module-Format, Input-/Output-Encoding).
  */
-export function luaRuntimeModule(imageId: string): {
-  ModuleFormat: string;
-  Tags: Array<{ name: string; value: string }>;
-} {
-  return {
-    ModuleFormat: LUA_RUNTIME_MODULE_FORMAT,
-    Tags: [
-      { name: 'Image-Name', value: LUA_RUNTIME_IMAGE_NAME },
-      { name: 'Image-ID', value: imageId },
-      { name: 'Data-Protocol', value: 'ao' },
-      { name: 'Variant', value: 'ao.TN.1' },
-      { name: 'Type', value: 'Module' },
-      { name: 'Module-Format', value: LUA_RUNTIME_MODULE_FORMAT },
-      { name: 'Input-Encoding', value: 'JSON-1' },
-      { name: 'Output-Encoding', value: 'JSON-1' },
-      { name: 'Content-Type', value: 'text/lua' },
-    ],
-  };
+export function luaRuntimeModule(imageId: string): ImageModule {
+  return imageModule(LUA_RUNTIME_MODULE_FORMAT, LUA_RUNTIME_IMAGE_NAME, imageId, [
+    { name: 'Data-Protocol', value: 'ao' },
+    { name: 'Variant', value: 'ao.TN.1' },
+    { name: 'Type', value: 'Module' },
+    { name: 'Module-Format', value: LUA_RUNTIME_MODULE_FORMAT },
+    { name: 'Input-Encoding', value: 'JSON-1' },
+    { name: 'Output-Encoding', value: 'JSON-1' },
+    { name: 'Content-Type', value: 'text/lua' },
+  ]);
 }

@@ -6,28 +6,15 @@ import assert from 'node:assert/strict';
 import { createHash, type JsonWebKey } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { ArweaveSigner, createData } from '@dha-team/arbundles';
-import { generateKeyPair } from '@formation/identity';
 import { connect, createDataItemSigner } from '@permaweb/aoconnect';
-import { buildJsRuntimeImage, jsRuntimeModule } from '../src/js-image.ts';
 import type { RuntimeService } from '../src/service.ts';
-import { AoTestNode, arweaveWallet } from './ao-node.ts';
+import { AoTestNode } from './ao-node.ts';
 import { COUNTER_SRC, integrationSkip } from './helpers.ts';
 
 const skip = await integrationSkip(true);
 
 describe('AO with an Arweave wallet, end to end (runc, Redis, JS runtime)', { skip }, () => {
-  const admin = generateKeyPair();
-  const node = new AoTestNode(
-    {
-      prefix: 'arweave',
-      nodeName: 'test-node',
-      prvKey: `0x${'22'.repeat(32)}`,
-      admin,
-      buildImage: buildJsRuntimeImage,
-      module: jsRuntimeModule,
-    },
-    skip,
-  );
+  const node = new AoTestNode('js', skip);
   let svc: RuntimeService;
   let url = '';
   let moduleId = '';
@@ -35,9 +22,7 @@ describe('AO with an Arweave wallet, end to end (runc, Redis, JS runtime)', { sk
   let other: JsonWebKey;
 
   before(async () => {
-    jwk = arweaveWallet();
-    other = arweaveWallet();
-    ({ svc, url, moduleId } = await node.start());
+    ({ svc, url, moduleId, wallet: jwk, otherWallet: other } = await node.start());
   });
 
   after(() => node.stop());

@@ -4,11 +4,13 @@
 import { generateKeyPairSync, type JsonWebKey } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { KeyPair } from '@formation/identity';
+import { generateKeyPair, type KeyPair } from '@formation/identity';
 import { createLogger } from '@formation/service';
 import { RuntimeClient } from '../src/client.ts';
 import { loadRuntimeConfig } from '../src/config.ts';
-import type { BuiltImage } from '../src/js-image.ts';
+import { buildJsRuntimeImage, jsRuntimeModule } from '../src/js-image.ts';
+import { buildLuaRuntimeImage, luaRuntimeModule } from '../src/lua-image.ts';
+import type { BuiltImage } from '../src/node-image.ts';
 import { createRuntimeService, type RuntimeService } from '../src/service.ts';
 import { CACHE_DIR, TestRedis, tmp } from './helpers.ts';
 
@@ -17,18 +19,45 @@ export function arweaveWallet(): JsonWebKey {
   return generateKeyPairSync('rsa', { modulusLength: 4096 }).privateKey.export({ format: 'jwk' });
 }
 
-export interface AoTestNodeOptions {
+/** What differs between the two runtimes' nodes: its data dir, names, key, image and module. */
+interface AoRuntimePreset {
   /** Names the data dir (`tmp(prefix)`). */
   prefix: string;
   nodeName: string;
   /** The node's key, `0x` + 64 hex. */
   prvKey: string;
-  /** The only admin: it imports the image and adds the module. */
-  admin: KeyPair;
-  /** Builds the runtime image (JS or Lua) in the shared cache. */
+  /** Builds the runtime image in the shared cache. */
   buildImage: (cacheDir: string) => Promise<BuiltImage>;
   /** The module that runs that image. */
   module: (imageId: string) => unknown;
+}
+
+const PRESETS: Record<'js' | 'lua', AoRuntimePreset> = {
+  js: {
+    prefix: 'arweave',
+    nodeName: 'test-node',
+    prvKey: `0x${'22'.repeat(32)}`,
+    buildImage: buildJsRuntimeImage,
+    module: jsRuntimeModule,
+  },
+  lua: {
+    prefix: 'lua-ao',
+    nodeName: 'lua-node',
+    prvKey: `0x${'33'.repeat(32)}`,
+    buildImage: buildLuaRuntimeImage,
+    module: luaRuntimeModule,
+  },
+};
+
+/** What `start` hands a test file. */
+export interface AoTestSession {
+  svc: RuntimeService;
+  url: string;
+  moduleId: string;
+  /** The user's Arweave wallet (it spawns and owns processes). */
+  wallet: JsonWebKey;
+  /** Another user's wallet, to be refused. */
+  otherWallet: JsonWebKey;
 }
 
 /**
@@ -37,18 +66,20 @@ export interface AoTestNodeOptions {
  */
 export class AoTestNode {
   readonly redis: TestRedis | undefined;
-  private readonly o: AoTestNodeOptions;
+  /** The only admin: it imports the image and adds the module. */
+  readonly admin: KeyPair = generateKeyPair();
+  private readonly o: AoRuntimePreset;
   private svc: RuntimeService | undefined;
   private dataDir = '';
 
-  /** `skip`: the file is skipped, so no Redis dir is made. */
-  constructor(o: AoTestNodeOptions, skip: string | undefined) {
-    this.o = o;
+  /** A node with the `runtime` image and its module; `skip`: the file is skipped, so no Redis dir is made. */
+  constructor(runtime: 'js' | 'lua', skip: string | undefined) {
+    this.o = PRESETS[runtime];
     this.redis = skip ? undefined : new TestRedis();
   }
 
-  /** Starts Redis and the service, imports the image and adds the module: the service, its URL and the module id. */
-  async start(): Promise<{ svc: RuntimeService; url: string; moduleId: string }> {
+  /** Starts Redis and the service, imports the image, adds the module and makes two user wallets. */
+  async start(): Promise<AoTestSession> {
     await this.redis?.start();
     this.dataDir = tmp(this.o.prefix);
     const config = loadRuntimeConfig({
@@ -60,7 +91,7 @@ export class AoTestNode {
         prvKey: this.o.prvKey,
         dataDir: this.dataDir,
         runcRoot: join(this.dataDir, 'runc'),
-        admins: [this.o.admin.address],
+        admins: [this.admin.address],
       },
     });
     const svc = await createRuntimeService({ config, logger: createLogger('silent') });
@@ -68,11 +99,11 @@ export class AoTestNode {
     await svc.app.listen({ host: '127.0.0.1', port: 0 });
     const addr = svc.app.server.address();
     const url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
-    const rt = new RuntimeClient(url, this.o.admin);
+    const rt = new RuntimeClient(url, this.admin);
     const built = await this.o.buildImage(CACHE_DIR);
     await rt.importImage(built.archive, built.imageId);
     const moduleId = (await rt.addModule(this.o.module(built.imageId))).id;
-    return { svc, url, moduleId };
+    return { svc, url, moduleId, wallet: arweaveWallet(), otherWallet: arweaveWallet() };
   }
 
   async stop(): Promise<void> {

@@ -10,10 +10,10 @@ import { ArweaveSigner, createData, EthereumSigner } from '@dha-team/arbundles';
 import { generateKeyPair } from '@formation/identity';
 import { connect, createDataItemSigner } from '@permaweb/aoconnect';
 import { RuntimeClient } from '../src/client.ts';
-import { buildLuaRuntimeImage, luaRuntimeModule } from '../src/lua-image.ts';
+import { buildLuaRuntimeImage } from '../src/lua-image.ts';
 import { MAX_CHAIN_DELIVERIES } from '../src/outbox.ts';
 import type { RuntimeService } from '../src/service.ts';
-import { AoTestNode, arweaveWallet } from './ao-node.ts';
+import { AoTestNode } from './ao-node.ts';
 import { CACHE_DIR, integrationSkip } from './helpers.ts';
 
 const skip = await integrationSkip(true);
@@ -40,18 +40,7 @@ const out = (r: { Output?: string | { data: string } }) =>
   typeof r.Output === 'string' ? r.Output : (r.Output?.data ?? '');
 
 describe('aos-style session on the Lua runtime with an Arweave wallet (runc, Redis, aoconnect)', { skip }, () => {
-  const admin = generateKeyPair();
-  const node = new AoTestNode(
-    {
-      prefix: 'lua-ao',
-      nodeName: 'lua-node',
-      prvKey: `0x${'33'.repeat(32)}`,
-      admin,
-      buildImage: buildLuaRuntimeImage,
-      module: luaRuntimeModule,
-    },
-    skip,
-  );
+  const node = new AoTestNode('lua', skip);
   let svc: RuntimeService;
   let url = '';
   let moduleId = '';
@@ -61,9 +50,7 @@ describe('aos-style session on the Lua runtime with an Arweave wallet (runc, Red
   let pid = '';
 
   before(async () => {
-    jwk = arweaveWallet();
-    other = arweaveWallet();
-    ({ svc, url, moduleId } = await node.start());
+    ({ svc, url, moduleId, wallet: jwk, otherWallet: other } = await node.start());
     ao = legacy(url);
   });
 
@@ -71,7 +58,7 @@ describe('aos-style session on the Lua runtime with an Arweave wallet (runc, Red
 
   it('an admin builds the same Lua image on the node (reproducible: same image id)', async () => {
     const built = await buildLuaRuntimeImage(CACHE_DIR);
-    const onNode = await new RuntimeClient(url, admin).buildLuaImage();
+    const onNode = await new RuntimeClient(url, node.admin).buildLuaImage();
     assert.equal(onNode.id, built.imageId);
     assert.deepEqual(onNode.repoTags, ['formation/lua-runtime:0.1.0']);
   });

@@ -1,18 +1,15 @@
 // Formation JS process runtime: the program inside a runtime container. It speaks the VMDocker
-// runtime container protocol over HTTP on a unix socket (the container has no network):
-//   /vmm/health  /vmm/spawn  /vmm/apply  /vmm/checkpoint  /vmm/restore
+// runtime container protocol (vmm-protocol.mjs: /vmm/health, /vmm/spawn, /vmm/apply, /vmm/checkpoint,
+// /vmm/restore over HTTP on a unix socket).
 // A process is AO-style JavaScript: it registers handlers with Handlers.add(name, action|fn, fn) and
 // keeps its state in the JSON-serializable global `State`. Handlers run in a node:vm context with a
 // time limit; a failing or timed-out message rolls the state back and yields an error result.
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import vm from 'node:vm';
+import { fail, serveVmmProtocol, APPLY_TIMEOUT_MS as TIMEOUT_MS } from './vmm-protocol.mjs';
 
-const SOCKET = process.env.FORM_RT_SOCKET || '/run/formrt/api.sock';
 const WORKSPACE = process.env.FORM_RT_WORKSPACE || '/workspace';
-const TIMEOUT_MS = Number(process.env.FORM_RT_APPLY_TIMEOUT_MS || 2000);
-const MAX_BODY = 64 * 1024 * 1024;
 const MAX_WRITES = 16 * 1024 * 1024;
 
 const PRELUDE = `
@@ -124,7 +121,6 @@ function errText(err) {
 }
 
 function apply(body) {
-  if (!proc) throw Object.assign(new Error('no process spawned in this container'), { status: 409 });
   const meta = body.meta || {};
   const mode = meta.mode || 'apply';
   const params = body.params || meta.params || {};
@@ -197,7 +193,6 @@ function apply(body) {
 }
 
 function checkpoint() {
-  if (!proc) throw Object.assign(new Error('no process spawned in this container'), { status: 409 });
   const state = vm.runInContext('JSON.stringify(State)', proc.ctx, { timeout: TIMEOUT_MS });
   return JSON.stringify({
     format: 'formation-js-process/1',
@@ -214,77 +209,35 @@ function restore(body) {
   try {
     snap = JSON.parse(body.state);
   } catch {
-    throw Object.assign(new Error('checkpoint state is not JSON'), { status: 400 });
+    throw fail('checkpoint state is not JSON');
   }
   if (snap?.format !== 'formation-js-process/1' || !Array.isArray(snap.sources) || typeof snap.state !== 'string')
-    throw Object.assign(new Error('checkpoint state has the wrong format'), { status: 400 });
+    throw fail('checkpoint state has the wrong format');
   let p;
   try {
     p = newProcess(snap.pid, snap.owner, snap.sources, snap.rng | 0);
     p.ctx.__snap = snap.state;
     vm.runInContext('State = JSON.parse(__snap)', p.ctx, { timeout: TIMEOUT_MS });
   } catch (err) {
-    throw Object.assign(new Error(`checkpoint does not restore: ${errText(err)}`), { status: 400 });
+    throw fail(`checkpoint does not restore: ${errText(err)}`);
   }
   proc = p; // only now: a refused checkpoint leaves the old process untouched
 }
 
-function spawnProcess(body) {
-  if (proc) throw Object.assign(new Error(`process ${proc.pid} already runs in this container`), { status: 409 });
-  const pid = String(body.pid || '');
-  if (!pid) throw Object.assign(new Error('spawn needs a pid'), { status: 400 });
+function spawnProcess(body, pid) {
   const src = typeof body.data === 'string' ? body.data : '';
   try {
     proc = newProcess(pid, String(body.owner || ''), src ? [src] : [], seedOf(pid));
   } catch (err) {
-    throw Object.assign(new Error(`process code failed: ${errText(err)}`), { status: 400 });
+    throw fail(`process code failed: ${errText(err)}`);
   }
 }
 
-const routes = {
-  '/vmm/health': () => ({ status: 'ok', pid: proc?.pid ?? null }),
-  '/vmm/spawn': (b) => {
-    spawnProcess(b);
-    return { status: 'ok' };
-  },
-  '/vmm/apply': (b) => ({ status: 'ok', result: JSON.stringify(apply(b)) }),
-  '/vmm/checkpoint': () => ({ status: 'ok', state: checkpoint() }),
-  '/vmm/restore': (b) => {
-    restore(b);
-    return { status: 'ok' };
-  },
-};
-
-const server = http.createServer((req, res) => {
-  const chunks = [];
-  let size = 0;
-  req.on('data', (c) => {
-    size += c.length;
-    if (size > MAX_BODY) req.destroy();
-    else chunks.push(c);
-  });
-  req.on('end', () => {
-    let status = 200;
-    let out;
-    try {
-      const route = routes[req.url];
-      if (!route) throw Object.assign(new Error(`no route ${req.url}`), { status: 404 });
-      const text = Buffer.concat(chunks).toString('utf8');
-      out = route(text ? JSON.parse(text) : {});
-    } catch (err) {
-      status = err.status || 500;
-      out = { status: 'error', error: errText(err) };
-    }
-    const body = JSON.stringify(out);
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
-  });
+serveVmmProtocol({
+  current: () => proc,
+  spawn: spawnProcess,
+  apply,
+  checkpoint,
+  restore,
+  errorText: errText,
 });
-
-try {
-  unlinkSync(SOCKET);
-} catch {}
-mkdirSync(dirname(SOCKET), { recursive: true });
-rmSync(`${SOCKET}.ready`, { force: true });
-server.listen(SOCKET, () => writeFileSync(`${SOCKET}.ready`, String(process.pid)));
-process.on('SIGTERM', () => process.exit(0));

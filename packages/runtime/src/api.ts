@@ -148,24 +148,21 @@ export function registerRuntimeRoutes(
       return reply.status(201).send({ id: img.id, repoTags: img.repoTags });
     },
   );
-  app.post(
-    '/images/build-js',
-    { ...admin, schema: { response: { 201: ImportedImageSchema, ...RuntimeErrors } } },
-    async (_req, reply) => {
-      const built = await buildJsRuntimeImage(deps.cacheDir);
-      const img = await images.import(built.archive, { expectId: built.imageId });
-      return reply.status(201).send({ id: img.id, repoTags: img.repoTags, archive: built.archive });
-    },
-  );
-  app.post(
-    '/images/build-lua',
-    { ...admin, schema: { response: { 201: ImportedImageSchema, ...RuntimeErrors } } },
-    async (_req, reply) => {
-      const built = await buildLuaRuntimeImage(deps.cacheDir);
-      const img = await images.import(built.archive, { expectId: built.imageId });
-      return reply.status(201).send({ id: img.id, repoTags: img.repoTags, archive: built.archive });
-    },
-  );
+  // build one of our runtime images here (reproducibly: the same image id as anywhere else) and import it
+  for (const [path, build] of [
+    ['/images/build-js', buildJsRuntimeImage],
+    ['/images/build-lua', buildLuaRuntimeImage],
+  ] as const) {
+    app.post(
+      path,
+      { ...admin, schema: { response: { 201: ImportedImageSchema, ...RuntimeErrors } } },
+      async (_req, reply) => {
+        const built = await build(deps.cacheDir);
+        const img = await images.import(built.archive, { expectId: built.imageId });
+        return reply.status(201).send({ id: img.id, repoTags: img.repoTags, archive: built.archive });
+      },
+    );
+  }
 
   app.get(
     '/processes',

@@ -46,6 +46,20 @@ export function parseTransactionsQuery(query: string, variables: Record<string, 
     i += m[0].length;
     return m[0];
   };
+  /** `name: value` pairs up to `close` (an object's `}` or the argument list's `)`), which is passed. */
+  const fields = (close: string, depth: number, unclosed: string): Record<string, Value> => {
+    const out: Record<string, Value> = {};
+    for (ws(); query[i] !== close; ws()) {
+      if (i >= query.length) throw bad(unclosed);
+      const k = name();
+      ws();
+      if (query[i] !== ':') throw bad(`expected ':' after ${k}`);
+      i++;
+      out[k] = value(depth);
+    }
+    i++;
+    return out;
+  };
   const value = (depth: number): Value => {
     if (depth > 8) throw bad('arguments nest too deep');
     ws();
@@ -79,17 +93,7 @@ export function parseTransactionsQuery(query: string, variables: Record<string, 
     }
     if (c === '{') {
       i++;
-      const out: Record<string, Value> = {};
-      for (ws(); query[i] !== '}'; ws()) {
-        if (i >= query.length) throw bad('an object is not closed');
-        const k = name();
-        ws();
-        if (query[i] !== ':') throw bad(`expected ':' after ${k}`);
-        i++;
-        out[k] = value(depth + 1);
-      }
-      i++;
-      return out;
+      return fields('}', depth + 1, 'an object is not closed');
     }
     const num = /^-?\d+(\.\d+)?/.exec(query.slice(i));
     if (num) {
@@ -99,15 +103,7 @@ export function parseTransactionsQuery(query: string, variables: Record<string, 
     const word = name();
     return word === 'true' ? true : word === 'false' ? false : word === 'null' ? null : word;
   };
-  const args: Record<string, Value> = {};
-  for (ws(); query[i] !== ')'; ws()) {
-    if (i >= query.length) throw bad('the argument list of transactions is not closed');
-    const k = name();
-    ws();
-    if (query[i] !== ':') throw bad(`expected ':' after ${k}`);
-    i++;
-    args[k] = value(0);
-  }
+  const args = fields(')', 0, 'the argument list of transactions is not closed');
   const strings = (k: string): string[] | undefined => {
     const v = args[k];
     if (v === undefined || v === null) return undefined;

@@ -20,19 +20,22 @@ export interface BackendRig {
   close(): Promise<void>;
 }
 
-const OWNER = '0xowner';
+/** The process owner (and sender) in container tests. */
+export const OWNER = '0xowner';
 
-const meta = (pid: string, seq: number, action: string, data = ''): Meta => ({
+/** The meta of message `seq` to `pid` from OWNER, a second after the one before; `more` overrides fields. */
+export const meta = (pid: string, seq: number, action: string, data = '', more: Partial<Meta> = {}): Meta => ({
   itemId: `m-${seq}`,
   processId: pid,
   action,
   sender: OWNER,
   sequence: seq,
   nonce: seq,
-  timestamp: 1_700_000_000_000 + seq,
+  timestamp: 1_700_000_000_000 + seq * 1000,
   params: {},
   data,
   mode: 'apply',
+  ...more,
 });
 
 /** Register the contract tests for one backend; `setup` runs before the first test (skipped when `skip`). */

@@ -15,7 +15,7 @@ import { createDataItem, parseDataItem, verifyDataItem } from '../src/ans104.ts'
 import { writeDockerArchive } from '../src/docker-archive.ts';
 import { ImageStore } from '../src/image-store.ts';
 import { readTar } from '../src/tar-reader.ts';
-import { rawTar, tmp } from './helpers.ts';
+import { rawTar, tinyArchive, tmp } from './helpers.ts';
 
 const logger = createLogger('silent');
 /** Time per property (fast-check stops starting new runs after it). */
@@ -195,15 +195,7 @@ describe('fuzz: docker-archive importer', () => {
   it('mutated docker archives: import resolves or throws a coded FormError', async () => {
     const w = tmp('fuzz-archive');
     dirs.push(w);
-    mkdirSync(join(w, 'l'));
-    writeFileSync(join(w, 'l/f'), 'x');
-    await writeDockerArchive({
-      out: join(w, 'a.tar'),
-      repoTag: 't:1',
-      layers: [{ dir: join(w, 'l') }],
-      config: { Cmd: ['/f'] },
-    });
-    const seed = readFileSync(join(w, 'a.tar'));
+    const seed = readFileSync((await tinyArchive(w)).archive);
     const store = new ImageStore(join(w, 'store'), logger);
     let n = 0;
     await fc.assert(

@@ -1,8 +1,9 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeDockerArchive } from '../src/docker-archive.ts';
 import { runcUnavailable } from '../src/runc.ts';
 
 export const CACHE_DIR = '/var/tmp/formation-runtime-cache';
@@ -113,6 +114,26 @@ Handlers.add('boom', 'Boom', () => { State.count = -999; throw new Error('kaboom
 Handlers.add('loop', 'Loop', () => { State.count = -1; for (;;) {} });
 Handlers.add('hog', 'Hog', () => { const a = []; for (let i = 0; ; i++) a.push(new Array(1e6).fill(i)); });
 `;
+
+/**
+ * The smallest image: a `docker save` archive `<w>/<name>` (tag `t:1`, command `/f`) whose one layer,
+ * made from `<w>/l`, holds the file `f` with `content`. For tests of import, refusal and tampering.
+ */
+export async function tinyArchive(
+  w: string,
+  o: { content?: string; name?: string; repoTag?: string } = {},
+): Promise<{ archive: string; imageId: string }> {
+  mkdirSync(join(w, 'l'), { recursive: true });
+  writeFileSync(join(w, 'l/f'), o.content ?? 'x');
+  const archive = join(w, o.name ?? 'a.tar');
+  const { imageId } = await writeDockerArchive({
+    out: archive,
+    repoTag: o.repoTag ?? 't:1',
+    layers: [{ dir: join(w, 'l') }],
+    config: { Cmd: ['/f'] },
+  });
+  return { archive, imageId };
+}
 
 /** A tar written byte by byte, so a test can hold entries no well-behaved tool writes (../x, devices). */
 export function rawTar(

@@ -24,7 +24,7 @@ import { writeDockerArchive } from '../src/docker-archive.ts';
 import { ImageStore } from '../src/image-store.ts';
 import { buildJsRuntimeImage } from '../src/js-image.ts';
 import type { ProcessManager } from '../src/manager.ts';
-import { rawTar, tmp } from './helpers.ts';
+import { rawTar, tinyArchive, tmp } from './helpers.ts';
 
 const logger = createLogger('silent');
 const dirs: string[] = [];
@@ -168,21 +168,10 @@ describe('image import is for explicit admins only', () => {
     });
     return { status: res.statusCode, body: res.json() as { error?: { code: string; message: string; hint?: string } } };
   }
-  async function tinyArchive(w: string): Promise<string> {
-    mkdirSync(join(w, 'l'));
-    writeFileSync(join(w, 'l/f'), 'x');
-    await writeDockerArchive({
-      out: join(w, 'a.tar'),
-      repoTag: 't:1',
-      layers: [{ dir: join(w, 'l') }],
-      config: { Cmd: ['/f'] },
-    });
-    return join(w, 'a.tar');
-  }
 
   it('with no admins configured, nobody may import an image from a host path, and the error says how to set admins', async () => {
     const w = work('noadmins');
-    const archive = await tinyArchive(w);
+    const { archive } = await tinyArchive(w);
     for (const admins of [undefined, []]) {
       const app = await server(admins, w);
       const r = await importAs(app, generateKeyPair(), archive);
@@ -200,7 +189,7 @@ describe('image import is for explicit admins only', () => {
 
   it('with admins configured, a non-admin gets 403 and an admin imports', async () => {
     const w = work('admins');
-    const archive = await tinyArchive(w);
+    const { archive } = await tinyArchive(w);
     const admin = generateKeyPair();
     const app = await server([admin.address.toUpperCase().replace('0X', '0x')], w);
     try {
@@ -241,17 +230,9 @@ describe('state and cache directories are ours, 0700 (or 0711 where containers m
       { skip: process.getuid?.() !== 0 && 'needs root (chown)' },
       async () => {
         const d = planted(how);
-        const w = work('src');
-        mkdirSync(join(w, 'l'));
-        writeFileSync(join(w, 'l/f'), 'x');
-        await writeDockerArchive({
-          out: join(w, 'a.tar'),
-          repoTag: 't:1',
-          layers: [{ dir: join(w, 'l') }],
-          config: { Cmd: ['/f'] },
-        });
+        const { archive } = await tinyArchive(work('src'));
         await assert.rejects(
-          new ImageStore(d, logger).import(join(w, 'a.tar')),
+          new ImageStore(d, logger).import(archive),
           unsafe(/owned by uid 1000|writable by everyone|symbolic link/),
         );
         assert.deepEqual(readdirSync(d), [], 'nothing written into it');

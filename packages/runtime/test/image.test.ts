@@ -7,7 +7,7 @@ import * as tar from 'tar';
 import { writeDockerArchive } from '../src/docker-archive.ts';
 import { ImageStore } from '../src/image-store.ts';
 import { readTar } from '../src/tar-reader.ts';
-import { rawTar, tmp } from './helpers.ts';
+import { rawTar, tinyArchive, tmp } from './helpers.ts';
 
 const logger = createLogger('silent');
 
@@ -75,17 +75,10 @@ describe('image store: docker save archives without Docker', () => {
 
   it('refuses an archive whose id is not the expected Image-ID, storing nothing', async () => {
     const w = work('mismatch');
-    mkdirSync(join(w, 'l'), { recursive: true });
-    writeFileSync(join(w, 'l/f'), 'x');
-    await writeDockerArchive({
-      out: join(w, 'a.tar'),
-      repoTag: 't:1',
-      layers: [{ dir: join(w, 'l') }],
-      config: { Cmd: ['/x'] },
-    });
+    const { archive } = await tinyArchive(w);
     const store = new ImageStore(join(w, 'store'), logger);
     await assert.rejects(
-      store.import(join(w, 'a.tar'), { expectId: `sha256:${'0'.repeat(64)}` }),
+      store.import(archive, { expectId: `sha256:${'0'.repeat(64)}` }),
       /its image id is sha256:[0-9a-f]{64}, expected sha256:0000/,
     );
     assert.deepEqual(await store.list(), []);
@@ -97,17 +90,10 @@ describe('image store: docker save archives without Docker', () => {
 
   it('refuses a layer whose content does not match the config diff id (tampered archive)', async () => {
     const w = work('tamper');
-    mkdirSync(join(w, 'l'), { recursive: true });
-    writeFileSync(join(w, 'l/f'), 'original');
-    const { imageId } = await writeDockerArchive({
-      out: join(w, 'a.tar'),
-      repoTag: 't:1',
-      layers: [{ dir: join(w, 'l') }],
-      config: { Cmd: ['/x'] },
-    });
+    const { archive, imageId } = await tinyArchive(w, { content: 'original' });
     const ex = join(w, 'ex');
     mkdirSync(ex);
-    await tar.x({ file: join(w, 'a.tar'), cwd: ex });
+    await tar.x({ file: archive, cwd: ex });
     const manifest = JSON.parse(readFileSync(join(ex, 'manifest.json'), 'utf8')) as Array<{ Layers: string[] }>;
     writeFileSync(join(ex, manifest[0]?.Layers[0] ?? ''), rawTar([{ name: 'f', data: 'evil' }]));
     await tar.c({ file: join(w, 'b.tar'), cwd: ex }, ['.']);
@@ -120,16 +106,9 @@ describe('image store: docker save archives without Docker', () => {
 
   it('detects a stored image altered after import (config no longer hashes to Image-ID)', async () => {
     const w = work('altered');
-    mkdirSync(join(w, 'l'), { recursive: true });
-    writeFileSync(join(w, 'l/f'), 'x');
-    const { imageId } = await writeDockerArchive({
-      out: join(w, 'a.tar'),
-      repoTag: 't:1',
-      layers: [{ dir: join(w, 'l') }],
-      config: { Cmd: ['/x'] },
-    });
+    const { archive, imageId } = await tinyArchive(w);
     const store = new ImageStore(join(w, 'store'), logger);
-    await store.import(join(w, 'a.tar'));
+    await store.import(archive);
     writeFileSync(join(w, 'store', imageId.slice(7), 'config.json'), '{"config":{"Cmd":["/bin/evil"]}}');
     await assert.rejects(
       store.verified(imageId),

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generateKeyPair } from '@formation/identity';
@@ -8,10 +8,9 @@ import { ApiClient, createLogger } from '@formation/service';
 import { createDataItem } from '../src/ans104.ts';
 import { AoClient, RuntimeClient } from '../src/client.ts';
 import { loadRuntimeConfig, type RuntimeConfig } from '../src/config.ts';
-import { writeDockerArchive } from '../src/docker-archive.ts';
 import { buildJsRuntimeImage, jsRuntimeModule } from '../src/js-image.ts';
 import { createRuntimeService, type RuntimeService } from '../src/service.ts';
-import { CACHE_DIR, COUNTER_SRC, integrationSkip, TestRedis, tmp } from './helpers.ts';
+import { CACHE_DIR, COUNTER_SRC, integrationSkip, TestRedis, tinyArchive, tmp } from './helpers.ts';
 
 const skip = await integrationSkip(true);
 const logger = createLogger('silent');
@@ -103,15 +102,8 @@ describe('runtime service: Redis registry, HTTP API, AO endpoints, recovery', { 
     );
     // an image in the store whose content was altered after import
     const w = tmp('tiny');
-    mkdirSync(join(w, 'l'));
-    writeFileSync(join(w, 'l/f'), 'x');
-    const { imageId: tinyId } = await writeDockerArchive({
-      out: join(w, 't.tar'),
-      repoTag: 'tiny:1',
-      layers: [{ dir: join(w, 'l') }],
-      config: { Cmd: ['/f'] },
-    });
-    await rt.importImage(join(w, 't.tar'));
+    const { archive, imageId: tinyId } = await tinyArchive(w, { repoTag: 'tiny:1' });
+    await rt.importImage(archive);
     writeFileSync(join(dataDir, 'images', tinyId.slice(7), 'config.json'), '{"config":{"Cmd":["/evil"]}}');
     const tampered = await rt.addModule({
       ModuleFormat: 'web.vmdocker-tiny.v1',

@@ -10,12 +10,11 @@ import { buildJsRuntimeImage } from '../src/js-image.ts';
 import { RuncContainer } from '../src/runc.ts';
 import { RuncBackend } from '../src/runc-backend.ts';
 import type { Meta, Result } from '../src/types.ts';
-import { containerBackendContract } from './container-backend.contract.ts';
+import { meta as baseMeta, containerBackendContract, OWNER } from './container-backend.contract.ts';
 import { CACHE_DIR, COUNTER_SRC, integrationSkip, tmp } from './helpers.ts';
 
 const skip = await integrationSkip();
 const logger = createLogger('silent');
-const OWNER = '0xowner';
 const USERNS = { hostId: 1_000_000_000, size: 65536 };
 
 describe('ContainerVm: the JS runtime image in runc containers', { skip }, () => {
@@ -42,18 +41,9 @@ describe('ContainerVm: the JS runtime image in runc containers', { skip }, () =>
     return new ContainerVm(c, pid, 500);
   }
 
-  const meta = (pid: string, seq: number, action: string, data = '', mode: Meta['mode'] = 'apply'): Meta => ({
-    itemId: `m-${seq}`,
-    processId: pid,
-    action,
-    sender: OWNER,
-    sequence: seq,
-    nonce: seq,
-    timestamp: 1_700_000_000_000 + seq * 1000,
-    params: seq % 7 === 0 ? { Reply: 'yes' } : {},
-    data,
-    mode,
-  });
+  // every 7th message asks COUNTER_SRC for a reply, so results carry messages too
+  const meta = (pid: string, seq: number, action: string, data = '', mode: Meta['mode'] = 'apply'): Meta =>
+    baseMeta(pid, seq, action, data, { mode, params: seq % 7 === 0 ? { Reply: 'yes' } : {} });
 
   before(async () => {
     work = tmp('vm');

@@ -19,7 +19,7 @@ import {
   signRequest,
 } from '@formation/identity';
 import { integrationPrerequisites } from '@formation/interface';
-import { until as poll } from '@formation/interface/testing';
+import { namespacesLeft, until as poll, tempDevnet } from '@formation/interface/testing';
 import {
   type DevnetNode,
   type DevnetState,
@@ -100,7 +100,18 @@ const inNs = async (netns: string, cmd: string[]) =>
 
 describe('adversary suite on a 2-node devnet', { skip: why || false }, () => {
   const home = mkdtempSync(join(tmpdir(), 'form-adversary-'));
-  let dir = '';
+  const devnet = tempDevnet(
+    'form-adversary-devnet-',
+    (dir) =>
+      devnetUp({
+        nodes: 2,
+        dir,
+        prefix: PREFIX,
+        portBase: 300,
+        env: { FORM_HEARTBEAT_MS: '1000', FORM_NODE_TIMEOUT_MS: '8000', FORM_LOG_LEVEL: 'info' },
+      }),
+    devnetDown,
+  );
   let s: DevnetState;
   let n1: DevnetNode;
   let n2: DevnetNode;
@@ -115,14 +126,7 @@ describe('adversary suite on a 2-node devnet', { skip: why || false }, () => {
   const instance = async (url = url1) => get<Instance>(`${url}/instances/${victim.id}`);
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'form-adversary-devnet-'));
-    s = await devnetUp({
-      nodes: 2,
-      dir,
-      prefix: PREFIX,
-      portBase: 300,
-      env: { FORM_HEARTBEAT_MS: '1000', FORM_NODE_TIMEOUT_MS: '8000', FORM_LOG_LEVEL: 'info' },
-    });
+    s = await devnet.up();
     [n1, n2] = s.nodes as [DevnetNode, DevnetNode];
     url1 = stateUrl(n1);
     url2 = stateUrl(n2);
@@ -162,13 +166,9 @@ describe('adversary suite on a 2-node devnet', { skip: why || false }, () => {
     process.stdout.write(`# adversary: ${atk.summary()}\n`);
     for (const r of atk.records)
       process.stdout.write(`#   ${r.refused ? 'refused' : 'NOT REFUSED'}: ${r.name} — ${r.how}\n`);
-    if (dir) await devnetDown(dir).catch(() => undefined);
-    if (process.env.FORM_KEEP_TEST_DATA !== '1') {
-      rmSync(dir, { recursive: true, force: true });
-      rmSync(home, { recursive: true, force: true });
-    }
-    const left = (await run('ip', ['netns', 'list'])).stdout;
-    assert.ok(!left.split('\n').some((l) => l.startsWith(PREFIX)), `namespaces left: ${left}`);
+    await devnet.down();
+    if (process.env.FORM_KEEP_TEST_DATA !== '1') rmSync(home, { recursive: true, force: true });
+    assert.deepEqual(await namespacesLeft(PREFIX), [], 'namespaces left');
   });
 
   test('takeover: any key registers, claims the instance and commits a revision of its choice', async () => {

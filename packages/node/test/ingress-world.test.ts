@@ -5,7 +5,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { openStateStore } from '@formation/state';
-import { admittedNetwork, fixtureKey, runningReplica, WEB_HEALTHCHECK } from './fixtures/ingress-world.ts';
+import {
+  admittedNetwork,
+  createdInstance,
+  fixtureKey,
+  runningReplica,
+  WEB_HEALTHCHECK,
+} from './fixtures/ingress-world.ts';
 
 test('admittedNetwork: every node admitted and registered with its slice, endpoint and WireGuard key', () => {
   const [admin, me, other] = [fixtureKey(1), fixtureKey(20), fixtureKey(21)];
@@ -69,4 +75,27 @@ test('runningReplica: the owner’s instance runs at the address on the node tha
     assert.deepEqual(store.views().dns.find((d) => d.name === 'web.fh3.test')?.addresses, ['10.129.0.2']);
     store.close();
   }
+});
+
+test('createdInstance: the owner’s instance exists with its Formpack’s service, no replica claimed or running', async () => {
+  const [admin, me, dev] = [fixtureKey(1), fixtureKey(20), fixtureKey(10)];
+  const store = openStateStore({ path: ':memory:', domain: 'fdi.test' });
+  admittedNetwork(store, admin, 'fdi', [me], { endpoint: () => '127.0.0.1:4001' });
+  const id = await createdInstance(store.author.bind(store), dev, {
+    pack: 'cd'.repeat(32),
+    name: 'hello',
+    service: { expose: [80] },
+    resources: { vcpu: 1, memMiB: 256, diskGiB: 1 },
+  });
+  const inst = store.views().instances.find((i) => i.id === id);
+  assert.ok(inst);
+  assert.equal(inst.name, 'hello');
+  assert.equal(inst.ownerAddress, dev.address);
+  assert.deepEqual(inst.resources, { vcpu: 1, memMiB: 256, diskGiB: 1 });
+  assert.deepEqual(
+    inst.replicaSet.filter((r) => r.state === 'running'),
+    [],
+  );
+  assert.deepEqual(store.views().formpacks.find((f) => f.id === 'cd'.repeat(32))?.service, { expose: [80] });
+  store.close();
 });

@@ -15,9 +15,10 @@ import { type ChildProcess, execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { requireOrSkip, startWithFirstLine, stopChildren, until } from '@formation/interface/testing';
+import { requireOrSkip, stopChildren, until } from '@formation/interface/testing';
 import { createNetns, deleteNetns, run } from '@formation/net';
 import { netnsDialer } from '../src/netns-dialer.ts';
+import { leakedPackets, leakTrap, netnsPrograms, vethLink } from './fixtures/netns-link.ts';
 
 const sh = promisify(execFile);
 const N = process.pid % 1000;
@@ -29,7 +30,6 @@ const REPLICA = '10.129.0.2';
 const skip = requireOrSkip('ingress dials in the node namespace', { root: true, programs: ['ip', 'nft', 'curl'] });
 
 const children: ChildProcess[] = [];
-let stderr = '';
 const lines: Array<Record<string, unknown>> = [];
 
 /** The replica's services, in the node namespace. */
@@ -42,25 +42,10 @@ net.createServer((c) => { c.on('error', () => {}); const b = Buffer.alloc(1 << 2
   const w = () => { while (n < 64) { n++; if (!c.write(b)) return c.once('drain', w); } c.end(); }; w(); }).listen(5433, '${REPLICA}');
 net.createServer((c) => { c.on('error', () => {}); c.end(); }).listen(5434, '${REPLICA}');`;
 
-/** A node program in namespace `ns`, up at its first line. */
-const startIn = (ns: string, args: string[], onLine: (l: string) => void): Promise<ChildProcess> =>
-  startWithFirstLine(['ip', 'netns', 'exec', ns, process.execPath, ...args], onLine, {
-    children,
-    label: args[0],
-    onStderr: (d) => {
-      stderr = (stderr + d).slice(-20_000);
-    },
-    why: () => stderr,
-  });
+const { startIn } = netnsPrograms(children);
 
 /** Packets the "root" namespace sent to formnet (the nft counter). */
-async function leaked(): Promise<number> {
-  const out = await run('nft', ['-j', 'list', 'chain', 'inet', 'fh3leak', 'out'], { netns: NS.root });
-  const rules = (JSON.parse(out).nftables as Array<{ rule?: { expr: Array<{ counter?: { packets: number } }> } }>)
-    .map((x) => x.rule?.expr.find((e) => e.counter)?.counter?.packets)
-    .filter((p) => p !== undefined);
-  return rules[0] as number;
-}
+const leaked = (): Promise<number> => leakedPackets(NS.root);
 
 async function visitorCurl(url: string, host: string): Promise<string> {
   const { stdout } = await sh('ip', [
@@ -93,27 +78,12 @@ describe('formationd outside its node namespace: the ingress dials formnet from 
   before(async () => {
     for (const ns of Object.values(NS)) await deleteNetns(ns).catch(() => undefined);
     for (const ns of Object.values(NS)) await createNetns(ns);
-    await run('ip', ['link', 'add', `fh3${N}a`, 'type', 'veth', 'peer', 'name', `fh3${N}b`]);
-    await run('ip', ['link', 'set', `fh3${N}a`, 'netns', NS.vis]);
-    await run('ip', ['link', 'set', `fh3${N}b`, 'netns', NS.root]);
-    await run('ip', ['addr', 'add', '198.51.100.200/24', 'dev', `fh3${N}a`], { netns: NS.vis });
-    await run('ip', ['link', 'set', `fh3${N}a`, 'up'], { netns: NS.vis });
-    await run('ip', ['addr', 'add', `${PUBLIC}/24`, 'dev', `fh3${N}b`], { netns: NS.root });
-    await run('ip', ['link', 'set', `fh3${N}b`, 'up'], { netns: NS.root });
-    // The way out a leak would take: formnet routed to a link that goes nowhere, every packet counted.
-    await run('ip', ['link', 'add', `fh3${N}d`, 'type', 'veth', 'peer', 'name', `fh3${N}e`], { netns: NS.root });
-    await run('ip', ['link', 'set', `fh3${N}d`, 'up'], { netns: NS.root });
-    await run('ip', ['link', 'set', `fh3${N}e`, 'up'], { netns: NS.root });
-    await run('ip', ['route', 'add', '10.128.0.0/9', 'dev', `fh3${N}d`], { netns: NS.root });
-    await run('nft', ['add', 'table', 'inet', 'fh3leak'], { netns: NS.root });
-    await run(
-      'nft',
-      ['add', 'chain', 'inet', 'fh3leak', 'out', '{ type filter hook output priority 0 ; policy accept ; }'],
-      { netns: NS.root },
+    await vethLink(
+      { dev: `fh3${N}a`, ns: NS.vis, addrs: ['198.51.100.200/24'] },
+      { dev: `fh3${N}b`, ns: NS.root, addrs: [`${PUBLIC}/24`] },
     );
-    await run('nft', ['add', 'rule', 'inet', 'fh3leak', 'out', 'ip', 'daddr', '10.128.0.0/9', 'counter'], {
-      netns: NS.root,
-    });
+    // The way out a leak would take: formnet routed to a link that goes nowhere, every packet counted.
+    await leakTrap(NS.root, [`fh3${N}d`, `fh3${N}e`]);
     // The node namespace: the replica's address (formationd would put it behind its bridge).
     await run('ip', ['addr', 'add', `${REPLICA}/32`, 'dev', 'lo'], { netns: NS.node });
     await startIn(NS.node, ['-e', REPLICA_JS], () => {});

@@ -7,7 +7,7 @@
 // the counter in the "root" namespace stays at 0 (a curl from there, the control, is counted).
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -16,6 +16,8 @@ import { promisify } from 'node:util';
 import { keyPairFromPrivate } from '@formation/identity';
 import { requireOrSkip, stopChildren, until } from '@formation/interface/testing';
 import { createNetns, deleteNetns, run } from '@formation/net';
+import { type StartedFormationd, startFormationd } from './fixtures/formationd.ts';
+import { leakedPackets, leakTrap, vethLink } from './fixtures/netns-link.ts';
 
 const sh = promisify(execFile);
 const N = process.pid % 1000;
@@ -23,7 +25,6 @@ const NS = { root: `fh3${N}f`, node: `fh3${N}m`, vis: `fh3${N}w` };
 const PUBLIC = '198.51.100.11';
 const REPLICA = '10.129.77.2';
 const OFFSET = 4510;
-const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 const DEV = fileURLToPath(new URL('./fixtures/netns-ingress-dev.ts', import.meta.url));
 const ADMIN_HEX = 'ad'.repeat(32);
 const admin = keyPairFromPrivate(ADMIN_HEX);
@@ -37,43 +38,23 @@ require('node:http').createServer((q, r) => { if (q.url === '/health') health++;
   r.end(q.url === '/count' ? String(health) : 'hello from ' + q.headers.host); })
   .listen(8080, '${REPLICA}', () => console.log('ready'));`;
 
-async function leaked(): Promise<number> {
-  const out = await run('nft', ['-j', 'list', 'chain', 'inet', 'fh3leak', 'out'], { netns: NS.root });
-  const rows = JSON.parse(out).nftables as Array<{ rule?: { expr: Array<{ counter?: { packets: number } }> } }>;
-  return rows.map((x) => x.rule?.expr.find((e) => e.counter)?.counter?.packets).find((p) => p !== undefined) ?? -1;
-}
-
 describe(
   'a formationd in the root namespace with --netns: the ingress proxies from the node namespace',
   { skip },
   () => {
     const dir = mkdtempSync(join(tmpdir(), 'fh3-formationd-'));
     const procs: ChildProcess[] = [];
-    const nodeLog = () => readFileSync(join(dir, 'node.log'), 'utf8');
+    let node: StartedFormationd | undefined;
+    const nodeLog = () => node?.log() ?? '';
 
     before(async () => {
       for (const ns of Object.values(NS)) await deleteNetns(ns).catch(() => undefined);
       for (const ns of Object.values(NS)) await createNetns(ns);
-      await run('ip', ['link', 'add', `fh3${N}p`, 'type', 'veth', 'peer', 'name', `fh3${N}q`]);
-      await run('ip', ['link', 'set', `fh3${N}p`, 'netns', NS.root]);
-      await run('ip', ['link', 'set', `fh3${N}q`, 'netns', NS.vis]);
-      await run('ip', ['addr', 'add', `${PUBLIC}/24`, 'dev', `fh3${N}p`], { netns: NS.root });
-      await run('ip', ['addr', 'add', '198.51.100.200/24', 'dev', `fh3${N}q`], { netns: NS.vis });
-      await run('ip', ['link', 'set', `fh3${N}p`, 'up'], { netns: NS.root });
-      await run('ip', ['link', 'set', `fh3${N}q`, 'up'], { netns: NS.vis });
-      await run('ip', ['link', 'add', `fh3${N}d`, 'type', 'veth', 'peer', 'name', `fh3${N}e`], { netns: NS.root });
-      await run('ip', ['link', 'set', `fh3${N}d`, 'up'], { netns: NS.root });
-      await run('ip', ['link', 'set', `fh3${N}e`, 'up'], { netns: NS.root });
-      await run('ip', ['route', 'add', '10.128.0.0/9', 'dev', `fh3${N}d`], { netns: NS.root });
-      await run('nft', ['add', 'table', 'inet', 'fh3leak'], { netns: NS.root });
-      await run(
-        'nft',
-        ['add', 'chain', 'inet', 'fh3leak', 'out', '{ type filter hook output priority 0 ; policy accept ; }'],
-        { netns: NS.root },
+      await vethLink(
+        { dev: `fh3${N}p`, ns: NS.root, addrs: [`${PUBLIC}/24`] },
+        { dev: `fh3${N}q`, ns: NS.vis, addrs: ['198.51.100.200/24'] },
       );
-      await run('nft', ['add', 'rule', 'inet', 'fh3leak', 'out', 'ip', 'daddr', '10.128.0.0/9', 'counter'], {
-        netns: NS.root,
-      });
+      await leakTrap(NS.root, [`fh3${N}d`, `fh3${N}e`]);
       // The stand-in replica, inside the node namespace formationd uses.
       await run('ip', ['addr', 'add', `${REPLICA}/32`, 'dev', 'lo'], { netns: NS.node });
       const app = spawn('ip', ['netns', 'exec', NS.node, process.execPath, '-e', REPLICA_JS], {
@@ -82,37 +63,16 @@ describe(
       procs.push(app);
       await new Promise((resolve) => app.stdout?.once('data', resolve));
 
-      const log = openSync(join(dir, 'node.log'), 'a');
-      const node = spawn(
-        'ip',
-        [
-          ...['netns', 'exec', NS.root, process.execPath, MAIN, '--data-dir', join(dir, 'n')],
-          ...['--netns', NS.node, '--public-address', PUBLIC, '--port-offset', String(OFFSET)],
-          ...['--instance-cidr', '10.129.76.0/24', '--admin', admin.publicKey],
+      node = await startFormationd({
+        ns: NS.root,
+        logFile: join(dir, 'node.log'),
+        children: procs,
+        args: [
+          ...['--data-dir', join(dir, 'n'), '--netns', NS.node, '--public-address', PUBLIC],
+          ...['--port-offset', String(OFFSET), '--instance-cidr', '10.129.76.0/24', '--admin', admin.publicKey],
         ],
-        {
-          stdio: ['ignore', log, log],
-          env: {
-            ...process.env,
-            FORM_RUNTIME: 'off',
-            FORM_WEB: 'off',
-            FORM_LOG_LEVEL: 'info',
-            FORM_PUBLIC_DNS_PORT: '0',
-            FORM_NODE_TIMEOUT_MS: '600000',
-          },
-        },
-      );
-      closeSync(log);
-      procs.push(node);
-      await until(
-        'formationd ready',
-        () => {
-          if (node.exitCode !== null) throw new Error(`formationd exited:\n${nodeLog().slice(-3000)}`);
-          return nodeLog().includes('"formationd ready"');
-        },
-        120_000,
-        250,
-      );
+        env: { FORM_WEB: 'off', FORM_PUBLIC_DNS_PORT: '0', FORM_NODE_TIMEOUT_MS: '600000' },
+      });
       await sh('ip', [
         ...['netns', 'exec', NS.root, process.execPath, DEV],
         `http://127.0.0.1:${3004 + OFFSET}`,
@@ -155,11 +115,11 @@ describe(
         `http://${REPLICA}:8080/count`,
       ]);
       assert.ok(Number(count) >= 1, `the replica saw ${count} health checks`);
-      assert.equal(await leaked(), 0, 'no packet to formnet from formationd’s ("root") namespace');
+      assert.equal(await leakedPackets(NS.root), 0, 'no packet to formnet from formationd’s ("root") namespace');
       await sh('ip', ['netns', 'exec', NS.root, 'curl', '-sS', '--max-time', '1', `http://${REPLICA}:8080/`]).catch(
         () => undefined,
       );
-      assert.ok((await leaked()) > 0, 'the counter sees a direct dial from "root"');
+      assert.ok((await leakedPackets(NS.root)) > 0, 'the counter sees a direct dial from "root"');
     });
   },
 );

@@ -19,6 +19,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { requireOrSkip, stopChildren, until, writePebbleConfig } from '@formation/interface/testing';
 import { createNetns, deleteNetns, run } from '@formation/net';
+import { vethLink } from './fixtures/netns-link.ts';
 
 const sh = promisify(execFile);
 const N = process.pid % 1000;
@@ -69,18 +70,14 @@ describe('HTTPS TERMINATE=ingress: the node gets the certificate by ACME and end
     tmp = mkdtempSync('/tmp/fh3-tls-');
     for (const ns of Object.values(NS)) await deleteNetns(ns).catch(() => undefined);
     for (const ns of Object.values(NS)) await createNetns(ns);
-    const link = async (a: string, nsA: string, addrA: string, b: string, nsB: string, addrB: string) => {
-      await run('ip', ['link', 'add', a, 'type', 'veth', 'peer', 'name', b]);
-      await run('ip', ['link', 'set', a, 'netns', nsA]);
-      await run('ip', ['link', 'set', b, 'netns', nsB]);
-      await run('ip', ['addr', 'add', addrA, 'dev', a], { netns: nsA });
-      await run('ip', ['addr', 'add', addrB, 'dev', b], { netns: nsB });
-      await run('ip', ['link', 'set', a, 'up'], { netns: nsA });
-      await run('ip', ['link', 'set', b, 'up'], { netns: nsB });
-    };
-    await link(`fh3${N}hv`, NS.node, `${PUBLIC}/24`, `fh3${N}vh`, NS.vis, '198.51.100.200/24');
-    await run('ip', ['addr', 'add', `${PUBLIC_B}/24`, 'dev', `fh3${N}hv`], { netns: NS.node });
-    await link(`fh3${N}hc`, NS.node, '203.0.113.1/24', `fh3${N}ch`, NS.ca, `${CA_IP}/24`);
+    await vethLink(
+      { dev: `fh3${N}hv`, ns: NS.node, addrs: [`${PUBLIC}/24`, `${PUBLIC_B}/24`] },
+      { dev: `fh3${N}vh`, ns: NS.vis, addrs: ['198.51.100.200/24'] },
+    );
+    await vethLink(
+      { dev: `fh3${N}hc`, ns: NS.node, addrs: ['203.0.113.1/24'] },
+      { dev: `fh3${N}ch`, ns: NS.ca, addrs: [`${CA_IP}/24`] },
+    );
     await run('ip', ['route', 'add', 'default', 'via', '203.0.113.1'], { netns: NS.ca });
     await run('ip', ['addr', 'add', '10.129.0.2/32', 'dev', 'lo'], { netns: NS.node });
 

@@ -5,21 +5,22 @@
 // publicResolver (a dns-packet server in the visitor namespace), then routed and answered. ~30 s.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { requireOrSkip, stopChildren, until } from '@formation/interface/testing';
-import { createNetns, deleteNetns, run } from '@formation/net';
+import { createNetns, deleteNetns } from '@formation/net';
+import { startFormationd } from './fixtures/formationd.ts';
+import { vethLink } from './fixtures/netns-link.ts';
 
 const sh = promisify(execFile);
 const N = process.pid % 10000;
 const NODE_NS = `fdi${N}-m`;
 const VIS_NS = `fdi${N}-v`;
 const IP = '203.0.113.10';
-const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 const DEV = fileURLToPath(new URL('./fixtures/public-dns-dev.ts', import.meta.url));
 const FAKE_DNS = fileURLToPath(new URL('./fixtures/fake-public-dns.ts', import.meta.url));
 const skip = requireOrSkip('public DNS formationd test', {
@@ -39,20 +40,17 @@ async function dig(name: string): Promise<{ status: string; answers: string[][] 
 
 describe('formationd answers public DNS on its public address', { skip }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'fdi-formationd-'));
-  let node: ChildProcess | undefined;
+  const nodes: ChildProcess[] = [];
   let fakeDns: ChildProcess | undefined;
   const recordsFile = join(dir, 'records.json');
 
   before(async () => {
     await createNetns(NODE_NS);
     await createNetns(VIS_NS);
-    await run('ip', ['link', 'add', `fdi${N}m`, 'type', 'veth', 'peer', 'name', `fdi${N}v`]);
-    await run('ip', ['link', 'set', `fdi${N}m`, 'netns', NODE_NS]);
-    await run('ip', ['link', 'set', `fdi${N}v`, 'netns', VIS_NS]);
-    await run('ip', ['addr', 'add', `${IP}/24`, 'dev', `fdi${N}m`], { netns: NODE_NS });
-    await run('ip', ['addr', 'add', '203.0.113.200/24', 'dev', `fdi${N}v`], { netns: VIS_NS });
-    await run('ip', ['link', 'set', `fdi${N}m`, 'up'], { netns: NODE_NS });
-    await run('ip', ['link', 'set', `fdi${N}v`, 'up'], { netns: VIS_NS });
+    await vethLink(
+      { dev: `fdi${N}m`, ns: NODE_NS, addrs: [`${IP}/24`] },
+      { dev: `fdi${N}v`, ns: VIS_NS, addrs: ['203.0.113.200/24'] },
+    );
     writeFileSync(recordsFile, '{}');
     fakeDns = spawn('ip', ['netns', 'exec', VIS_NS, process.execPath, FAKE_DNS, '203.0.113.200', '53', recordsFile], {
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -61,39 +59,22 @@ describe('formationd answers public DNS on its public address', { skip }, () => 
       fakeDns?.stdout?.once('data', resolve);
       fakeDns?.once('exit', (c) => reject(new Error(`fake public DNS exited ${c}`)));
     });
-    const log = openSync(join(dir, 'node.log'), 'a');
-    const args = ['--data-dir', join(dir, 'n'), '--netns', NODE_NS, '--public-address', IP, '--port-offset', '0'];
-    node = spawn(
-      'ip',
-      ['netns', 'exec', NODE_NS, process.execPath, MAIN, ...args, '--instance-cidr', '10.129.204.0/24'],
-      {
-        stdio: ['ignore', log, log],
-        env: {
-          ...process.env,
-          FORM_RUNTIME: 'off',
-          FORM_WEB: 'off',
-          FORM_LOG_LEVEL: 'info',
-          FORM_PUBLIC_RESOLVER: '203.0.113.200:53',
-        },
-      },
-    );
-    closeSync(log);
-    const nodeLog = () => readFileSync(join(dir, 'node.log'), 'utf8');
-    await until(
-      'formationd ready',
-      () => {
-        if (node?.exitCode !== null) throw new Error(`formationd exited:\n${nodeLog().slice(-3000)}`);
-        return nodeLog().includes('"formationd ready"');
-      },
-      120_000,
-      250,
-    );
-    assert.match(nodeLog(), new RegExp(`"address":"${IP.replace(/\./g, '\\.')}".*"port":53.*DNS responder listening`));
+    const node = await startFormationd({
+      ns: NODE_NS,
+      logFile: join(dir, 'node.log'),
+      children: nodes,
+      args: [
+        ...['--data-dir', join(dir, 'n'), '--netns', NODE_NS, '--public-address', IP],
+        ...['--port-offset', '0', '--instance-cidr', '10.129.204.0/24'],
+      ],
+      env: { FORM_WEB: 'off', FORM_PUBLIC_RESOLVER: '203.0.113.200:53' },
+    });
+    assert.match(node.log(), new RegExp(`"address":"${IP.replace(/\./g, '\\.')}".*"port":53.*DNS responder listening`));
   });
 
   after(async () => {
     // stopChildren clears its grace timer: a bare 15 s timer kept this file alive 15 s after its tests.
-    if (node) await stopChildren([node], 15_000);
+    await stopChildren(nodes, 15_000);
     if (fakeDns && fakeDns.exitCode === null) fakeDns.kill('SIGTERM');
     await deleteNetns(NODE_NS);
     await deleteNetns(VIS_NS);

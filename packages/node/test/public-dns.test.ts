@@ -6,15 +6,15 @@
 // pair of addresses on the same link (node 198.51.100.10, visitor 198.51.100.200) is the network a
 // flood comes from, so the rate limit it meets is its own.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { requireOrSkip, stopChildren, until } from '@formation/interface/testing';
-import { createNetns, deleteNetns, run } from '@formation/net';
+import { createNetns, deleteNetns } from '@formation/net';
+import { netnsPrograms, vethLink } from './fixtures/netns-link.ts';
 
 const sh = promisify(execFile);
 const N = process.pid % 10000;
@@ -33,27 +33,11 @@ const skip = requireOrSkip('public DNS namespace test', { root: true, programs: 
 let dir = '';
 const children: ChildProcess[] = [];
 const lines: Array<Record<string, unknown>> = [];
-let nodeLog = '';
-
-function startIn(ns: string, file: string, args: string[], onLine?: (l: string) => void): Promise<ChildProcess> {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, join(FIXTURES, file), ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  child.stderr?.on('data', (d) => {
-    nodeLog += d;
-  });
-  return new Promise((resolve, reject) => {
-    const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-    let first = true;
-    rl.on('line', (l) => {
-      onLine?.(l);
-      if (first) resolve(child);
-      first = false;
-    });
-    child.once('exit', (code) => reject(new Error(`${file} exited ${code} before answering: ${nodeLog}`)));
-  });
-}
+// All of the fixtures' stderr is kept: the tests look for the verifier's log lines in it.
+const programs = netnsPrograms(children, Number.POSITIVE_INFINITY);
+const startIn = (ns: string, file: string, args: string[], onLine?: (l: string) => void): Promise<ChildProcess> =>
+  programs.startIn(ns, [join(FIXTURES, file), ...args], onLine);
+const nodeLog = (): string => programs.stderr();
 
 async function records(r: Record<string, unknown>): Promise<void> {
   await writeFile(join(dir, 'records.json'), JSON.stringify(r));
@@ -92,15 +76,11 @@ describe('public DNS and custom domains from the visitor namespace', { skip }, (
     await records({ '_formation.shop.example.com': { TXT: ['not-the-token'] } });
     await createNetns(NODE_NS);
     await createNetns(VIS_NS);
-    await run('ip', ['link', 'add', `fdi${N}a`, 'type', 'veth', 'peer', 'name', `fdi${N}b`]);
-    await run('ip', ['link', 'set', `fdi${N}a`, 'netns', NODE_NS]);
-    await run('ip', ['link', 'set', `fdi${N}b`, 'netns', VIS_NS]);
-    await run('ip', ['addr', 'add', `${NODE_IP}/24`, 'dev', `fdi${N}a`], { netns: NODE_NS });
-    await run('ip', ['addr', 'add', `${VIS_IP}/24`, 'dev', `fdi${N}b`], { netns: VIS_NS });
-    await run('ip', ['addr', 'add', '198.51.100.10/24', 'dev', `fdi${N}a`], { netns: NODE_NS });
-    await run('ip', ['addr', 'add', `${FLOOD_IP}/24`, 'dev', `fdi${N}b`], { netns: VIS_NS });
-    await run('ip', ['link', 'set', `fdi${N}a`, 'up'], { netns: NODE_NS });
-    await run('ip', ['link', 'set', `fdi${N}b`, 'up'], { netns: VIS_NS });
+    await vethLink(
+      // The second pair of addresses is the network a flood comes from.
+      { dev: `fdi${N}a`, ns: NODE_NS, addrs: [`${NODE_IP}/24`, '198.51.100.10/24'] },
+      { dev: `fdi${N}b`, ns: VIS_NS, addrs: [`${VIS_IP}/24`, `${FLOOD_IP}/24`] },
+    );
     await startIn(VIS_NS, 'fake-public-dns.ts', [VIS_IP, '53', join(dir, 'records.json')]);
     const cfg = { host: NODE_IP, peer: PEER_IP, dead: DEAD_IP, resolver: `${VIS_IP}:53`, domain: DOMAIN, rate: RATE };
     await startIn(NODE_NS, 'public-dns-node.ts', [JSON.stringify(cfg)], (l) => lines.push(JSON.parse(l)));
@@ -126,7 +106,7 @@ describe('public DNS and custom domains from the visitor namespace', { skip }, (
 
   test('a custom domain: refused while the proof is wrong, verified through the resolver, then answered', async () => {
     // Both verifiers asked the public DNS and saw the wrong TXT (their logs say what they expected).
-    await until('the verifier to report the wrong TXT', () => /TXT \\"not-the-token\\"/.test(nodeLog), 15_000);
+    await until('the verifier to report the wrong TXT', () => /TXT \\"not-the-token\\"/.test(nodeLog()), 15_000);
     assert.equal(state(), 'pending');
     assert.equal((await dig('shop.example.com')).status, 'REFUSED');
     await records({ '_formation.shop.example.com': { TXT: [lines[0]?.token as string] } });

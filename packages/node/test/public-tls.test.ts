@@ -4,8 +4,8 @@
 // plaintext API traffic.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,9 +14,11 @@ import { promisify } from 'node:util';
 import { type KeyPair, loadOrCreateKey } from '@formation/identity';
 import { requireOrSkip, stopChildren, until } from '@formation/interface/testing';
 import { nodePaths } from '../src/config.ts';
+import { startFormationd } from './fixtures/formationd.ts';
+import { formpackManifest, publishedSha256s, sha256Hex } from './fixtures/formpack-manifest.ts';
+import { vethLink } from './fixtures/netns-link.ts';
 
 const run = promisify(execFile);
-const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 const CLIENT = fileURLToPath(new URL('./fixtures/pinned-client.ts', import.meta.url));
 const NS = ['fdb1', 'fdb2'] as const;
 const IP = ['198.51.100.21', '198.51.100.22'] as const;
@@ -81,48 +83,18 @@ describe('nodes on their own hosts: TLS bound to the node key, pinned clients, n
   const infos: Info[] = [];
 
   async function startNode(i: 0 | 1, extra: string[]): Promise<Info> {
-    const log = openSync(join(dir, `n${i + 1}.log`), 'a');
-    const child = spawn(
-      'ip',
-      [
-        'netns',
-        'exec',
-        NS[i],
-        process.execPath,
-        MAIN,
-        '--data-dir',
-        dataDirs[i] as string,
-        '--netns',
-        NS[i],
-        '--public-address',
-        IP[i],
-        '--port-offset',
-        '0',
-        '--instance-cidr',
-        CIDR[i],
-        ...extra,
+    await startFormationd({
+      ns: NS[i],
+      logFile: join(dir, `n${i + 1}.log`),
+      children: procs,
+      args: [
+        ...['--data-dir', dataDirs[i] as string, '--netns', NS[i], '--public-address', IP[i]],
+        ...['--port-offset', '0', '--instance-cidr', CIDR[i], ...extra],
       ],
-      { stdio: ['ignore', log, log], env: { ...process.env, FORM_RUNTIME: 'off', FORM_LOG_LEVEL: 'info' } },
-    );
-    closeSync(log);
-    procs.push(child);
-    let exited = false;
-    child.on('exit', () => {
-      exited = true;
     });
-    return until(
-      `node ${i + 1} ready`,
-      () => {
-        if (exited)
-          throw new Error(
-            `formationd ${i + 1} exited:\n${readFileSync(join(dir, `n${i + 1}.log`), 'utf8').slice(-3000)}`,
-          );
-        const info = readInfo(dataDirs[i] as string);
-        return info?.ready && info.pid === child.pid ? info : undefined;
-      },
-      120_000,
-      250,
-    );
+    const info = readInfo(dataDirs[i] as string);
+    assert.ok(info?.ready, `node ${i + 1}: node.json is written before formationd logs that it is ready`);
+    return info;
   }
 
   before(async () => {
@@ -131,12 +103,10 @@ describe('nodes on their own hosts: TLS bound to the node key, pinned clients, n
       await sh('ip', ['netns', 'add', ns]);
       await sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     }
-    await sh('ip', ['link', 'add', VETH[0], 'type', 'veth', 'peer', 'name', VETH[1]]);
-    for (const i of [0, 1] as const) {
-      await sh('ip', ['link', 'set', VETH[i], 'netns', NS[i]]);
-      await sh('ip', ['-n', NS[i], 'addr', 'add', `${IP[i]}/24`, 'dev', VETH[i]]);
-      await sh('ip', ['-n', NS[i], 'link', 'set', VETH[i], 'up']);
-    }
+    await vethLink(
+      { dev: VETH[0], ns: NS[0], addrs: [`${IP[0]}/24`] },
+      { dev: VETH[1], ns: NS[1], addrs: [`${IP[1]}/24`] },
+    );
     // Everything that crosses the link, from before the second node exists.
     tcpdump = spawn('ip', ['netns', 'exec', NS[0], 'tcpdump', '-i', VETH[0], '-n', '-U', '-s', '0', '-w', pcap], {
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -222,45 +192,20 @@ describe('nodes on their own hosts: TLS bound to the node key, pinned clients, n
 
   it('a Formpack crosses from node 1 to fdb2 over pinned TLS: the real pack API and fetchFormpack, hashes checked', async () => {
     const owner = await loadOrCreateKey(join(dir, 'owner-key.json'));
-    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
     const bytes = {
       disk: randomBytes(4 * 1024 * 1024),
       kernel: randomBytes(64 * 1024),
       initramfs: randomBytes(64 * 1024),
     };
-    const published = { disk: sha(bytes.disk), kernel: sha(bytes.kernel), initramfs: sha(bytes.initramfs) };
-    const id = sha(Buffer.from(`public-tls formpack ${Date.now()}`));
-    const manifest = {
+    const published = publishedSha256s(bytes);
+    const id = sha256Hex(`public-tls formpack ${Date.now()}`);
+    const manifest = formpackManifest({
       id,
       name: 'tls-transfer',
       owner: owner.address,
       createdAt: new Date().toISOString(),
-      formfile: {
-        name: 'tls-transfer',
-        users: [],
-        vcpu: 1,
-        memMiB: 512,
-        diskGiB: 5,
-        copy: [],
-        install: [],
-        run: [],
-        env: [],
-        expose: [80],
-        workdir: '/app',
-        entrypoint: null,
-        noCopy: true,
-        gpu: false,
-      },
-      resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
-      cmdline: 'console=ttyS0 root=/dev/vda rw',
-      init: '/sbin/form-init',
-      artifacts: {
-        disk: { file: 'disk.qcow2', sha256: published.disk, bytes: bytes.disk.length },
-        kernel: { file: 'vmlinuz', sha256: published.kernel, bytes: bytes.kernel.length },
-        initramfs: { file: 'initramfs.img', sha256: published.initramfs, bytes: bytes.initramfs.length },
-      },
-      guest: { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'openssh' },
-    };
+      bytes,
+    });
     // As if node 1 had built it for this owner.
     const at = join(dataDirs[0] as string, 'formpacks', id);
     mkdirSync(at, { recursive: true });

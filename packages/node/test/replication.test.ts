@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -12,54 +11,29 @@ import { generateKeyPair } from '@formation/identity';
 import { isFormError } from '@formation/interface';
 import { createLogger, loadOrCreateTlsIdentity } from '@formation/service';
 import { fetchFormpack, fetchRevision, isLoopbackHost, peerServiceUrl } from '../src/replication.ts';
+import { formpackManifest, publishedSha256s, sha256Hex as sha } from './fixtures/formpack-manifest.ts';
 
 /**
  * A hostile peer: a pack API on 127.0.0.1 that serves whatever manifest and artifact bytes a test
  * sets, so fetchFormpack meets traversal names, endless streams, wrong bytes and extra fields.
  */
 const logger = createLogger('silent');
-const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 const ID = sha('hostile formpack');
 const BYTES = {
   disk: Buffer.from('QFI\xfb not really a disk'),
   kernel: Buffer.from('kernel bytes'),
   initramfs: Buffer.from('initramfs bytes'),
 };
-const PUBLISHED = { disk: sha(BYTES.disk), kernel: sha(BYTES.kernel), initramfs: sha(BYTES.initramfs) };
+const PUBLISHED = publishedSha256s(BYTES);
 
-function goodManifest(): Record<string, unknown> {
-  return {
+const goodManifest = (): Record<string, unknown> =>
+  formpackManifest({
     id: ID,
     name: 'hostile',
     owner: `0x${'ab'.repeat(20)}`,
     createdAt: '2026-12-03T10:00:00.000Z',
-    formfile: {
-      name: 'hostile',
-      users: [],
-      vcpu: 1,
-      memMiB: 512,
-      diskGiB: 5,
-      copy: [],
-      install: [],
-      run: [],
-      env: [],
-      expose: [80],
-      workdir: '/app',
-      entrypoint: null,
-      noCopy: true,
-      gpu: false,
-    },
-    resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
-    cmdline: 'console=ttyS0 root=/dev/vda rw',
-    init: '/sbin/form-init',
-    artifacts: {
-      disk: { file: 'disk.qcow2', sha256: PUBLISHED.disk, bytes: BYTES.disk.length },
-      kernel: { file: 'vmlinuz', sha256: PUBLISHED.kernel, bytes: BYTES.kernel.length },
-      initramfs: { file: 'initramfs.img', sha256: PUBLISHED.initramfs, bytes: BYTES.initramfs.length },
-    },
-    guest: { agent: 'qemu-ga', agentChannel: 'org.qemu.guest_agent.0', sshd: 'openssh' },
-  };
-}
+    bytes: BYTES,
+  });
 
 interface Peer {
   manifest: unknown;

@@ -12,8 +12,9 @@ import { type ChildProcess, execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { requireOrSkip, startWithFirstLine, stopChildren, until } from '@formation/interface/testing';
-import { createNetns, deleteNetns, run } from '@formation/net';
+import { requireOrSkip, stopChildren, until } from '@formation/interface/testing';
+import { createNetns, deleteNetns } from '@formation/net';
+import { netnsPrograms, vethLink } from './fixtures/netns-link.ts';
 
 const sh = promisify(execFile);
 const N = process.pid % 10000;
@@ -26,22 +27,12 @@ const skip = requireOrSkip('TCP port mapping namespace test', { root: true, prog
 
 const children: ChildProcess[] = [];
 let node: ChildProcess;
-let stderr = '';
 const answers: Array<Record<string, unknown>> = [];
 
 const echo = (ip: string, name: string) =>
   `require('node:net').createServer((c) => c.on('data', (d) => c.end('${name}:' + d))).listen(5432, '${ip}', () => console.log('ready'))`;
 
-/** A node program in namespace `ns`, up at its first line. */
-const startIn = (ns: string, args: string[], onLine: (l: string) => void): Promise<ChildProcess> =>
-  startWithFirstLine(['ip', 'netns', 'exec', ns, process.execPath, ...args], onLine, {
-    children,
-    label: args[0],
-    onStderr: (d) => {
-      stderr = (stderr + d).slice(-20_000);
-    },
-    why: () => stderr,
-  });
+const { startIn } = netnsPrograms(children);
 
 /** Send one command to the node fixture; its answer. */
 async function command(c: Record<string, unknown>): Promise<Record<string, unknown>> {
@@ -69,21 +60,14 @@ const portState = (a: Record<string, unknown>, port: number, owner: string) =>
 describe('TCP port mappings: visitor → 198.51.100.11:<port> → the holder’s replica over formnet', { skip }, () => {
   before(async () => {
     for (const ns of Object.values(NS)) await createNetns(ns);
-    const link = async (a: string, nsA: string, b: string, nsB: string) => {
-      await run('ip', ['link', 'add', a, 'type', 'veth', 'peer', 'name', b]);
-      await run('ip', ['link', 'set', a, 'netns', nsA]);
-      await run('ip', ['link', 'set', b, 'netns', nsB]);
-    };
-    await link(`fdi${N}tv`, NS.vis, `fdi${N}ti`, NS.ing);
-    await link(`fdi${N}tf`, NS.ing, `fdi${N}tb`, NS.be);
-    const addr = async (ns: string, dev: string, ...cidrs: string[]) => {
-      for (const c of cidrs) await run('ip', ['addr', 'add', c, 'dev', dev], { netns: ns });
-      await run('ip', ['link', 'set', dev, 'up'], { netns: ns });
-    };
-    await addr(NS.vis, `fdi${N}tv`, '198.51.100.200/24');
-    await addr(NS.ing, `fdi${N}ti`, `${PUBLIC}/24`);
-    await addr(NS.ing, `fdi${N}tf`, '10.129.1.1/24');
-    await addr(NS.be, `fdi${N}tb`, '10.129.1.2/24', '10.129.1.3/24');
+    await vethLink(
+      { dev: `fdi${N}tv`, ns: NS.vis, addrs: ['198.51.100.200/24'] },
+      { dev: `fdi${N}ti`, ns: NS.ing, addrs: [`${PUBLIC}/24`] },
+    );
+    await vethLink(
+      { dev: `fdi${N}tf`, ns: NS.ing, addrs: ['10.129.1.1/24'] },
+      { dev: `fdi${N}tb`, ns: NS.be, addrs: ['10.129.1.2/24', '10.129.1.3/24'] },
+    );
     await startIn(NS.be, ['-e', echo('10.129.1.2', 'db')], () => {});
     await startIn(NS.be, ['-e', echo('10.129.1.3', 'evil')], () => {});
     const cfg = { host: PUBLIC, reserved: [RESERVED] };

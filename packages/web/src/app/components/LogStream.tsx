@@ -1,6 +1,7 @@
 import type { LogLineInfo } from '@formation/interface/web-api';
 import { useEffect, useRef, useState } from 'react';
 import { api } from '../api.ts';
+import { usePoll } from '../poll.ts';
 import { ErrorBox } from './ErrorBox.tsx';
 
 /** How many lines the page keeps (older ones scroll away; `form logs --since` reads further back). */
@@ -12,32 +13,24 @@ const KEEP = 1000;
  */
 export function LogStream({ id }: { id: string }) {
   const [lines, setLines] = useState<LogLineInfo[]>([]);
-  const [error, setError] = useState<unknown>(null);
   const [loaded, setLoaded] = useState(false);
   const ref = useRef<HTMLPreElement>(null);
-  useEffect(() => {
-    let after: number | undefined;
-    let stop = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const poll = async () => {
-      try {
+  const error = usePoll(
+    id,
+    1500,
+    (id) => {
+      let after: number | undefined; // the VMM's cursor: only lines after it come back
+      return async () => {
         const r = await api.logs(id, after);
-        if (stop) return;
         after = r.lastSeq;
-        if (r.entries.length) setLines((old) => [...old, ...r.entries].slice(-KEEP));
-        setError(null);
-        setLoaded(true);
-      } catch (err) {
-        if (!stop) setError(err);
-      }
-      if (!stop) timer = setTimeout(poll, 1500);
-    };
-    void poll();
-    return () => {
-      stop = true;
-      if (timer) clearTimeout(timer);
-    };
-  }, [id]);
+        return r;
+      };
+    },
+    (r) => {
+      if (r.entries.length) setLines((old) => [...old, ...r.entries].slice(-KEEP));
+      setLoaded(true);
+    },
+  );
   const last = lines[lines.length - 1]?.seq;
   useEffect(() => {
     if (last !== undefined && ref.current) ref.current.scrollTop = ref.current.scrollHeight;

@@ -1,6 +1,7 @@
 import type { ReplicaMetricsInfo } from '@formation/interface/web-api';
-import { useEffect, useState } from 'react';
+import { useState } from 'react';
 import { api } from '../api.ts';
+import { usePoll } from '../poll.ts';
 import { deriveRates, formatRate, type RatePoint } from '../telemetry.ts';
 import { ErrorBox } from './ErrorBox.tsx';
 
@@ -10,27 +11,12 @@ const KEEP = 60;
 /** Small plots of this node's replica: CPU, memory, disk and network, sampled while the page is open. */
 export function ReplicaPlots({ id }: { id: string }) {
   const [samples, setSamples] = useState<ReplicaMetricsInfo[]>([]);
-  const [error, setError] = useState<unknown>(null);
-  useEffect(() => {
-    let stop = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const poll = async () => {
-      try {
-        const s = await api.metrics(id);
-        if (stop) return;
-        setSamples((old) => [...old, s].slice(-KEEP));
-        setError(null);
-      } catch (err) {
-        if (!stop) setError(err);
-      }
-      if (!stop) timer = setTimeout(poll, 3000);
-    };
-    void poll();
-    return () => {
-      stop = true;
-      if (timer) clearTimeout(timer);
-    };
-  }, [id]);
+  const error = usePoll(
+    id,
+    3000,
+    (id) => () => api.metrics(id),
+    (s) => setSamples((old) => [...old, s].slice(-KEEP)),
+  );
   const points = deriveRates(samples);
   const last = points[points.length - 1];
   return (

@@ -1,7 +1,7 @@
 import { useQuery } from '@tanstack/react-query';
 import { api } from '../api.ts';
-import { ErrorBox } from '../components/ErrorBox.tsx';
 import { Link } from '../components/Link.tsx';
+import { QueryState } from '../components/QueryState.tsx';
 import { Section } from '../components/Section.tsx';
 import { ShipHere } from '../components/ShipForm.tsx';
 import { bytes } from '../format.ts';
@@ -15,8 +15,7 @@ export function FormpackPage({ id }: { id: string }) {
         <Link to="/formpacks">← All Formpacks</Link>
       </p>
       <h1>{p ? `Formpack ${p.name}` : 'Formpack'}</h1>
-      {q.isError ? <ErrorBox error={q.error} what={`Formpack ${id}`} /> : null}
-      {q.isPending ? <p>Loading…</p> : null}
+      <QueryState q={q} what={`Formpack ${id}`} />
       {p ? (
         <>
           <dl className="facts">

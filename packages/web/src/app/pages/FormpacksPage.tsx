@@ -2,8 +2,8 @@ import type { FormpackInfo } from '@formation/interface/web-api';
 import { useQuery } from '@tanstack/react-query';
 import { api } from '../api.ts';
 import { BuildPanel } from '../components/BuildPanel.tsx';
-import { ErrorBox } from '../components/ErrorBox.tsx';
 import { Link } from '../components/Link.tsx';
+import { QueryState } from '../components/QueryState.tsx';
 import { Section } from '../components/Section.tsx';
 import { bytes, short } from '../format.ts';
 
@@ -12,8 +12,7 @@ export function FormpacksPage() {
   return (
     <>
       <h1>Formpacks</h1>
-      {q.isError ? <ErrorBox error={q.error} what="your Formpacks" /> : null}
-      {q.isPending ? <p>Loading Formpacks…</p> : null}
+      <QueryState q={q} what="your Formpacks" loading="Loading Formpacks…" />
       {q.data && q.data.length === 0 ? <p>You have built no Formpacks yet.</p> : null}
       {q.data && q.data.length > 0 ? <FormpackTable packs={q.data} /> : null}
       <Section title="Build a Formpack">

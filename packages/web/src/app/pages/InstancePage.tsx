@@ -3,10 +3,10 @@ import { useQuery } from '@tanstack/react-query';
 import { api } from '../api.ts';
 import { Console } from '../components/Console.tsx';
 import { DataDisk } from '../components/DataDisk.tsx';
-import { ErrorBox } from '../components/ErrorBox.tsx';
 import { InstanceActions } from '../components/InstanceActions.tsx';
 import { Link } from '../components/Link.tsx';
 import { LogStream } from '../components/LogStream.tsx';
+import { QueryState } from '../components/QueryState.tsx';
 import { ReplicaPlots } from '../components/ReplicaPlots.tsx';
 import { Section } from '../components/Section.tsx';
 import { Status } from '../components/Status.tsx';
@@ -21,8 +21,7 @@ export function InstancePage({ id }: { id: string }) {
         <Link to="/instances">← All instances</Link>
       </p>
       <h1>{i ? `Instance ${i.name}` : 'Instance'}</h1>
-      {q.isError ? <ErrorBox error={q.error} what={`instance ${id}`} /> : null}
-      {q.isPending ? <p>Loading…</p> : null}
+      <QueryState q={q} what={`instance ${id}`} />
       {i ? <InstanceDetail i={i} /> : null}
     </>
   );

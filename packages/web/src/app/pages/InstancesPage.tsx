@@ -2,8 +2,8 @@ import { useQuery } from '@tanstack/react-query';
 import { useState } from 'react';
 import { api } from '../api.ts';
 import { Command } from '../components/Command.tsx';
-import { ErrorBox } from '../components/ErrorBox.tsx';
 import { Link } from '../components/Link.tsx';
+import { QueryState } from '../components/QueryState.tsx';
 import { ReplicasInput } from '../components/ReplicasInput.tsx';
 import { Section } from '../components/Section.tsx';
 import { Status } from '../components/Status.tsx';
@@ -16,8 +16,7 @@ export function InstancesPage() {
   return (
     <>
       <h1>Instances</h1>
-      {q.isError ? <ErrorBox error={q.error} what="your instances" /> : null}
-      {q.isPending ? <p>Loading instances…</p> : null}
+      <QueryState q={q} what="your instances" loading="Loading instances…" />
       {q.data && q.data.length === 0 ? <p>You have no instances yet. Ship one with the command below.</p> : null}
       {q.data && q.data.length > 0 ? (
         <table>

@@ -1,8 +1,8 @@
 import { useQuery } from '@tanstack/react-query';
 import { api } from '../api.ts';
-import { ErrorBox } from '../components/ErrorBox.tsx';
 import { Graph } from '../components/Graph.tsx';
 import { Plot } from '../components/Plot.tsx';
+import { QueryState } from '../components/QueryState.tsx';
 import { Section } from '../components/Section.tsx';
 import { short } from '../format.ts';
 
@@ -12,8 +12,7 @@ export function NetworkPage() {
   return (
     <>
       <h1>Network</h1>
-      {q.isError ? <ErrorBox error={q.error} what="the network" /> : null}
-      {q.isPending ? <p>Loading…</p> : null}
+      <QueryState q={q} what="the network" />
       {n ? (
         <>
           <Section title="Formnet">

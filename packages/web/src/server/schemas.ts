@@ -1,3 +1,4 @@
+import { ErrorBodySchema } from '@formation/interface/error-schema';
 import type {
   BuildStarted,
   CommitResultInfo,
@@ -22,6 +23,11 @@ import { type Static, type TSchema, Type } from '@sinclair/typebox';
 const open = { additionalProperties: true } as const;
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 const Amounts = Type.Object({ vcpu: Type.Number(), memMiB: Type.Number(), diskGiB: Type.Number() }, open);
+
+/** The `:id` of an instance route: an instance id or name. */
+export const InstanceParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+/** The errors of a read of one of the session's instances: not signed in, refused, not found. */
+export const ReadErrors = { 401: ErrorBodySchema, 403: ErrorBodySchema, 404: ErrorBodySchema };
 
 /** `SessionInfo`. */
 export const SessionInfoSchema = Type.Object({

@@ -3,11 +3,16 @@ import type { ActionResult, CommitResultInfo, ConsoleInfo, DiskInfo, InstanceInf
 import { ApiClient, type ApiServer } from '@formation/service';
 import { Type } from '@sinclair/typebox';
 import { nodeTimeoutMs, vmHere, type WebContext } from '../context.ts';
-import { CommitResultSchema, ConsoleInfoSchema, DiskInfoSchema, InstanceInfoSchema } from '../schemas.ts';
+import {
+  CommitResultSchema,
+  ConsoleInfoSchema,
+  DiskInfoSchema,
+  InstanceInfoSchema,
+  InstanceParams,
+  ReadErrors,
+} from '../schemas.ts';
 import { diskInfo, instanceInfo, ownInstance, type VmmDiskState } from '../views.ts';
 
-const InstanceParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
-const ReadErrors = { 401: ErrorBodySchema, 403: ErrorBodySchema, 404: ErrorBodySchema };
 const ActionResponse = {
   200: Type.Object({ ok: Type.Literal(true), id: Type.String(), message: Type.String() }),
   401: ErrorBodySchema,
@@ -42,7 +47,7 @@ export function registerInstanceRoutes(app: ApiServer, ctx: WebContext): void {
     {
       schema: {
         summary: 'One of your instances',
-        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        params: InstanceParams,
         response: { 200: InstanceInfoSchema, ...ReadErrors },
       },
     },
@@ -58,7 +63,7 @@ export function registerInstanceRoutes(app: ApiServer, ctx: WebContext): void {
     {
       schema: {
         summary: 'Serial console of your instance on this node',
-        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        params: InstanceParams,
         querystring: Type.Object({ bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 20 })) }),
         response: { 200: ConsoleInfoSchema, ...ReadErrors },
       },

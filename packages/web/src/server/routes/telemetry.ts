@@ -1,14 +1,11 @@
-import { ErrorBodySchema } from '@formation/interface/error-schema';
 import type { LogsInfo, ReplicaMetricsInfo } from '@formation/interface/web-api';
 import type { ApiServer } from '@formation/service';
 import type { InstanceView } from '@formation/state';
 import { Type } from '@sinclair/typebox';
 import { vmHere, type WebContext } from '../context.ts';
 import { inertLine } from '../inert.ts';
-import { LogsInfoSchema, ReplicaMetricsSchema } from '../schemas.ts';
+import { InstanceParams, LogsInfoSchema, ReadErrors, ReplicaMetricsSchema } from '../schemas.ts';
 
-const Params = Type.Object({ id: Type.String({ maxLength: 64 }) });
-const ReadErrors = { 401: ErrorBodySchema, 403: ErrorBodySchema, 404: ErrorBodySchema };
 /** At most this many lines per answer (the page keeps the last 1000). */
 const MAX_LINES = 500;
 
@@ -39,7 +36,7 @@ export function registerTelemetryRoutes(app: ApiServer, ctx: WebContext): void {
     {
       schema: {
         summary: "Log lines of this node's replica of your instance (what `form logs` shows), after a cursor",
-        params: Params,
+        params: InstanceParams,
         querystring: Type.Object({ after: Type.Optional(Type.Integer({ minimum: 0 })) }),
         response: { 200: LogsInfoSchema, ...ReadErrors },
       },
@@ -64,7 +61,7 @@ export function registerTelemetryRoutes(app: ApiServer, ctx: WebContext): void {
     {
       schema: {
         summary: "One metrics sample of this node's replica of your instance",
-        params: Params,
+        params: InstanceParams,
         response: { 200: ReplicaMetricsSchema, ...ReadErrors },
       },
     },

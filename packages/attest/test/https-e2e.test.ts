@@ -6,17 +6,18 @@
 // against Pebble's root and reaches the app; the served key is the one in the signed attestation report.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generateKeyPair, randomHex } from '@formation/identity';
-import type { FormpackManifest } from '@formation/interface';
 import { requireOrSkip, until, writePebbleConfig } from '@formation/interface/testing';
 import { createLogger } from '@formation/service';
 import { createVmmService, type VmmService, type VmView } from '@formation/vmm';
 import { qemuVmmConfig } from '@formation/vmm/testing';
 import {
   AttestService,
+  type BuiltFormpack,
+  cachedFormpack,
   configureGuestTls,
   expectedMeasurement,
   integrationBlocker,
@@ -51,29 +52,31 @@ while read -r l; do [ "$l" = "$(printf '\\r')" ] && break; [ -z "$l" ] && break;
 printf 'HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\nhello from the attested guest\\n'
 `;
 
-/** The Formpack (real builder), cached under /var/tmp by the guest files and this Formfile. */
-async function httpsFormpack(): Promise<{ formpacksDir: string; id: string; manifest: FormpackManifest }> {
-  const formfile =
-    'NAME hello\nVCPU 1\nMEM 512\nDISK 5\nEXPOSE 8080\nHTTPS 8080\nCOPY reply.sh /app/reply.sh\n' +
-    'ENTRYPOINT ["socat", "TCP-LISTEN:8080,fork,reuseaddr", "EXEC:/app/reply.sh"]\n';
-  const { guestFiles } = await import('@formation/guest');
-  const h = (await import('node:crypto')).createHash('sha256').update(formfile).update(REPLY);
-  for (const g of guestFiles()) h.update(readFileSync(g.source));
-  const root = join('/var/tmp/formation-https-fixture', h.digest('hex').slice(0, 16));
-  const ctx = join(root, 'context');
-  mkdirSync(ctx, { recursive: true });
-  writeFileSync(join(ctx, 'Formfile'), formfile);
-  writeFileSync(join(ctx, 'reply.sh'), REPLY);
-  chmodSync(join(ctx, 'reply.sh'), 0o755);
-  const { Builder, loadSpec } = await import('@formation/pack');
-  const builder = new Builder({
-    dataDir: join(root, 'data'),
-    cacheDir: process.env.FORM_PACK_CACHE ?? '/var/tmp/formation-pack-cache',
-  });
-  const { spec, dir } = await loadSpec(ctx);
-  const { id, manifest } = await builder.build({ spec, dir, owner: 'https-test' });
-  return { formpacksDir: join(root, 'data', 'formpacks'), id, manifest };
-}
+/** The Formpack (real builder), cached under /var/tmp by the guest files and this context. */
+const httpsFormpack = () =>
+  cachedFormpack(
+    '/var/tmp/formation-https-fixture',
+    {
+      Formfile:
+        'NAME hello\nVCPU 1\nMEM 512\nDISK 5\nEXPOSE 8080\nHTTPS 8080\nCOPY reply.sh /app/reply.sh\n' +
+        'ENTRYPOINT ["socat", "TCP-LISTEN:8080,fork,reuseaddr", "EXEC:/app/reply.sh"]\n',
+      'reply.sh': { text: REPLY, mode: 0o755 },
+    },
+    'https-test',
+  );
+
+/** The visitor's GET of https://`host`/ at the ingress, checked against `caFile` (or the system's roots). */
+const visit = (host: string, caFile?: string) =>
+  inNs(NS.vis, [
+    'curl',
+    '-sS',
+    '--max-time',
+    '10',
+    ...(caFile ? ['--cacert', caFile] : []),
+    '--resolve',
+    `${host}:443:${PUBLIC}`,
+    `https://${host}/`,
+  ]);
 
 /** The certificate the visitor is served for NAME through the ingress (PEM, leaf only). */
 function servedCertificate(): string {
@@ -92,7 +95,7 @@ describe(
     let tmp = '';
     let vmm: VmmService | undefined;
     let vm: VmView;
-    let fx: Awaited<ReturnType<typeof httpsFormpack>>;
+    let fx: BuiltFormpack;
     const procs: ChildProcess[] = [];
     const nodeKey = generateKeyPair();
     let root = '';
@@ -268,17 +271,7 @@ describe(
         'the app over verified HTTPS',
         () => {
           try {
-            return inNs(NS.vis, [
-              'curl',
-              '-sS',
-              '--max-time',
-              '10',
-              '--cacert',
-              join(tmp, 'root.pem'),
-              '--resolve',
-              `${NAME}:443:${PUBLIC}`,
-              `https://${NAME}/`,
-            ]);
+            return visit(NAME, join(tmp, 'root.pem'));
           } catch {
             return undefined;
           }
@@ -288,22 +281,10 @@ describe(
       );
       assert.equal(body, 'hello from the attested guest\n');
       // The verified custom domain: the same certificate covers it, verified the same way.
-      const custom = inNs(NS.vis, [
-        'curl',
-        '-sS',
-        '--max-time',
-        '10',
-        '--cacert',
-        join(tmp, 'root.pem'),
-        '--resolve',
-        `${CUSTOM}:443:${PUBLIC}`,
-        `https://${CUSTOM}/`,
-      ]);
+      const custom = visit(CUSTOM, join(tmp, 'root.pem'));
       assert.equal(custom, 'hello from the attested guest\n');
       // Without Pebble's root the same certificate is not trusted (the chain is really checked).
-      assert.throws(() =>
-        inNs(NS.vis, ['curl', '-sS', '--max-time', '10', '--resolve', `${NAME}:443:${PUBLIC}`, `https://${NAME}/`]),
-      );
+      assert.throws(() => visit(NAME));
       // The key never left the guest: it is on tmpfs there, 0600, and the node's disk has no copy.
       const key = await exec.exec(
         vm.id,

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { generateKeyPair, randomHex } from '@formation/identity';
-import type { FormpackManifest } from '@formation/interface';
 import {
   type AttestationReport,
   expectedMeasurement,
@@ -9,53 +8,22 @@ import {
   measurementText,
   providers,
   putSecret,
-  REPORT_VERSION,
   type ReplicaResult,
   sealSecret,
   signReport,
   splitCmdline,
   verifyReport,
 } from '../src/index.ts';
+import { MANIFEST, unsignedReport } from './fixtures/report.ts';
 
-const manifest: Pick<FormpackManifest, 'artifacts' | 'cmdline' | 'resources'> = {
-  cmdline: 'console=ttyS0 root=/dev/vda rw panic=-1',
-  resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
-  artifacts: {
-    disk: { file: 'disk.qcow2', sha256: 'a'.repeat(64), bytes: 1 },
-    kernel: { file: 'vmlinuz', sha256: 'b'.repeat(64), bytes: 1 },
-    initramfs: { file: 'initramfs.img', sha256: 'c'.repeat(64), bytes: 1 },
-  },
-};
 const node = generateKeyPair();
 const otherNode = generateKeyPair();
-
-function report(over: Partial<AttestationReport> = {}, nonce = randomHex(32)): AttestationReport {
-  const { inputs, digest } = expectedMeasurement(manifest);
-  return {
-    version: REPORT_VERSION,
-    provider: 'software',
-    node: node.publicKey,
-    vmId: 'vm-0123456789ab',
-    vmName: 'web-abc123',
-    nonce,
-    issuedAt: new Date().toISOString(),
-    formpackId: 'f'.repeat(64),
-    measurement: {
-      inputs,
-      digest,
-      cmdline: `${manifest.cmdline} vm_ip=10.0.2.15/24 vm_gw=10.0.2.2 vm_dns=10.0.2.3 vm_name=web-abc123 vm_id=vm-0123456789ab`,
-    },
-    guestKey: 'd'.repeat(64),
-    guestKeyError: null,
-    hardware: null,
-    ...over,
-  };
-}
+const report = (over: Partial<AttestationReport> = {}, nonce?: string) => unsignedReport(node.publicKey, over, nonce);
 
 const expect = (nonce: string) => ({
   nodePublicKey: node.publicKey,
   nonce,
-  expected: expectedMeasurement(manifest).inputs,
+  expected: expectedMeasurement(MANIFEST).inputs,
   vmName: 'web-abc123',
 });
 
@@ -65,7 +33,7 @@ function failed(v: ReturnType<typeof verifyReport>): string[] {
 
 describe('measurement', () => {
   it('has a defined order and text, and the digest changes with every input', () => {
-    const { inputs, digest } = expectedMeasurement(manifest);
+    const { inputs, digest } = expectedMeasurement(MANIFEST);
     assert.equal(
       measurementText(inputs).split('\n').slice(0, 7).join('|'),
       `formation-measurement-v1|kernel sha256:${'b'.repeat(64)}|initramfs sha256:${'c'.repeat(64)}|` +
@@ -76,7 +44,7 @@ describe('measurement', () => {
     }
     assert.notEqual(measurementDigest({ ...inputs, vcpu: 2 }), digest);
     assert.notEqual(measurementDigest({ ...inputs, memMiB: 1024 }), digest);
-    assert.equal(expectedMeasurement(manifest, { vcpu: 2 }).inputs.vcpu, 2);
+    assert.equal(expectedMeasurement(MANIFEST, { vcpu: 2 }).inputs.vcpu, 2);
   });
 
   it('splits the command line into the Formpack part and allowed instance params', () => {
@@ -100,8 +68,8 @@ describe('verifyReport', () => {
   it('refuses a node reporting a measurement for a different image', () => {
     const nonce = randomHex(32);
     const other = expectedMeasurement({
-      ...manifest,
-      artifacts: { ...manifest.artifacts, disk: { ...manifest.artifacts.disk, sha256: '9'.repeat(64) } },
+      ...MANIFEST,
+      artifacts: { ...MANIFEST.artifacts, disk: { ...MANIFEST.artifacts.disk, sha256: '9'.repeat(64) } },
     });
     const v = verifyReport(
       signReport(node.privateKey, report({ measurement: { ...report().measurement, ...other } }, nonce)),
@@ -154,7 +122,7 @@ describe('verifyReport', () => {
   it('accepts the instance-neutral command line of a snapshot-capable boot, and nothing mixed with it', () => {
     const nonce = randomHex(32);
     const neutral = report({}, nonce);
-    neutral.measurement.cmdline = `${manifest.cmdline} vm_wait=identity`;
+    neutral.measurement.cmdline = `${MANIFEST.cmdline} vm_wait=identity`;
     const v = verifyReport(signReport(node.privateKey, neutral), expect(nonce));
     assert.deepEqual(failed(v), []);
     assert.match(v.checks.find((c) => c.name === 'cmdline.instance')?.detail ?? '', /instance-neutral/);
@@ -165,7 +133,7 @@ describe('verifyReport', () => {
       'vm_wait=identity init=/bin/sh',
     ]) {
       const r = report({}, nonce);
-      r.measurement.cmdline = `${manifest.cmdline} ${tail}`;
+      r.measurement.cmdline = `${MANIFEST.cmdline} ${tail}`;
       assert.deepEqual(failed(verifyReport(signReport(node.privateKey, r), expect(nonce))), ['cmdline.instance'], tail);
     }
   });

@@ -14,12 +14,12 @@ import {
   assertServedCertificate,
   expectedMeasurement,
   parseTlsStatus,
-  REPORT_VERSION,
   signReport,
   spkiSha256,
   verifyReport,
   verifyServedCertificate,
 } from '../src/index.ts';
+import { MANIFEST, unsignedReport } from './fixtures/report.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'fdh-attest-tls-'));
 /** A certificate for `names` with a fresh P-256 key, signed by `ca` (or self-signed). */
@@ -93,33 +93,9 @@ describe('the served certificate against the attested guest key', () => {
 
   it('the key hash is in the signed report: changing it breaks the signature; the tls line does not fail a report', () => {
     const node = generateKeyPair();
-    const manifest = {
-      cmdline: 'console=ttyS0 root=/dev/vda rw panic=-1',
-      resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
-      artifacts: {
-        disk: { file: 'disk.qcow2', sha256: 'a'.repeat(64), bytes: 1 },
-        kernel: { file: 'vmlinuz', sha256: 'b'.repeat(64), bytes: 1 },
-        initramfs: { file: 'initramfs.img', sha256: 'c'.repeat(64), bytes: 1 },
-      },
-    };
-    const { inputs, digest } = expectedMeasurement(manifest);
     const nonce = randomHex(32);
-    const signed = signReport(node.privateKey, {
-      version: REPORT_VERSION,
-      provider: 'software',
-      node: node.publicKey,
-      vmId: 'vm-1',
-      vmName: 'hello-abc123',
-      nonce,
-      issuedAt: new Date().toISOString(),
-      formpackId: null,
-      measurement: { inputs, digest, cmdline: `${manifest.cmdline} vm_id=vm-1` },
-      guestKey: 'd'.repeat(64),
-      guestKeyError: null,
-      tls: report.tls,
-      hardware: null,
-    });
-    const e = { nodePublicKey: node.publicKey, nonce, expected: inputs };
+    const signed = signReport(node.privateKey, unsignedReport(node.publicKey, { tls: report.tls }, nonce));
+    const e = { nodePublicKey: node.publicKey, nonce, expected: expectedMeasurement(MANIFEST).inputs };
     const ok = verifyReport(signed, e);
     assert.equal(ok.ok, true, ok.reason);
     assert.match(ok.checks.find((c) => c.name === 'tls')?.detail ?? '', /HTTPS key sha256:/);

@@ -5,14 +5,14 @@
 // start and delete it from the page; a --read-only session gets the commands instead and is refused.
 // Screenshots of each page go to test/screenshots; axe-core checks each page.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { requireOrSkip } from '@formation/interface/testing';
+import { type ProgramRun, requireOrSkip, runProgram } from '@formation/interface/testing';
 import { createLogger } from '@formation/service';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { createWebService, UPSTREAM_CALLS, type WebService } from '../src/index.ts';
@@ -36,30 +36,10 @@ const NS = `fweb${randomBytes(3).toString('hex')}`;
 const OFFSET = 200;
 let home = ''; // created in before(): a skipped run leaves nothing behind
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-function form(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [formBin, ...args], {
-      env: { ...process.env, NO_COLOR: '1', FORM_HOME: home, FORM_PORT_OFFSET: String(OFFSET) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
-function ok(r: Run): string {
+/** The real CLI against this test's node (its FORM_HOME and port offset). */
+const form = (args: string[]): Promise<ProgramRun> =>
+  runProgram([process.execPath, formBin, ...args], { FORM_HOME: home, FORM_PORT_OFFSET: String(OFFSET) });
+function ok(r: ProgramRun): string {
   assert.equal(r.code, 0, `form failed (${r.code}): ${r.stderr}\n${r.stdout}`);
   return r.stdout;
 }

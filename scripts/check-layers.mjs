@@ -14,12 +14,7 @@ const SCOPE = '@formation/';
  * Imports the layer table allows only as known debt, each with the issue that removes it. An
  * exception that is no longer needed is reported too, so the list only shrinks.
  */
-export const EXCEPTIONS = [
-  // issue 21 part 1: the attest route plugin (which needs the VmManager) moves to where routes live.
-  { from: 'attest', to: 'vmm', why: 'issue 21: attest route plugin lives in the crypto package' },
-  // issue 21 part 1: attest's test fixtures build a Formpack; they move out of the client package.
-  { from: 'attest', to: 'pack', why: 'issue 21: attest test fixtures build a Formpack' },
-];
+export const EXCEPTIONS = [];
 
 /** The package a bare import names (`@scope/name/sub` → `@scope/name`), or undefined for relative/builtin. */
 export function packageOf(spec) {

@@ -9,7 +9,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import {
-  attestFixture,
   attestReplica,
   expectedMeasurement,
   integrationBlocker,
@@ -21,6 +20,7 @@ import { generateKeyPair } from '@formation/identity';
 import { createLogger } from '@formation/service';
 import { createVmmService } from '@formation/vmm';
 import { qemuVmmConfig } from '@formation/vmm/testing';
+import { attestFixture } from '../../packages/node/test/fixtures/attest-formpack.ts';
 import { report } from '../report.ts';
 
 const blocked = integrationBlocker();

@@ -231,7 +231,7 @@ echo.close();
 rmSync(dir, { recursive: true, force: true });
 
 // Certificate issuance (root with Pebble; BENCH_INGRESS_ISSUANCE=0 skips), from the tests that do it for
-// real: in the guest (packages/attest/test/https-e2e.test.ts: uacme in a TCG guest, TLS-ALPN-01 through
+// real: in the guest (packages/node/test/attest-https-e2e.test.ts: uacme in a TCG guest, TLS-ALPN-01 through
 // the SNI passthrough; it also builds the Formpack and boots the guest, ~1-3 min) and at the ingress
 // (packages/node/test/ingress-tls-terminate.test.ts: TERMINATE=ingress, the node's own ACME client,
 // HTTP-01 on its :80). Each file runs as it does under `node --test`; its own timing is reported.
@@ -259,7 +259,7 @@ if (!haveIssuance) {
       note: "the CA's check reached another node, which relayed it",
     });
   } else report('ingress.cert_issuance_at_ingress', 0, 'failed', { tail: atIngress.stdout.slice(-400) });
-  const inGuest = runFile('packages/attest/test/https-e2e.test.ts');
+  const inGuest = runFile('packages/node/test/attest-https-e2e.test.ts');
   const t = /https e2e timings \(ms\): (\{.*\})/.exec(inGuest.stderr)?.[1];
   const timings = t ? (JSON.parse(t) as Record<string, number>) : {};
   if (timings.issuance) {

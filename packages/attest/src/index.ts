@@ -8,3 +8,4 @@ export * from './seal.ts';
 export * from './service.ts';
 export * from './testing.ts';
 export * from './tls.ts';
+export * from './vm-source.ts';

@@ -6,7 +6,6 @@ import { FormError } from '@formation/interface';
 import { ErrorBodySchema } from '@formation/interface/error-schema';
 import { type ApiServer, type Logger, requireSigner } from '@formation/service';
 import { sha256File } from '@formation/service/files';
-import type { VmManager, VmView } from '@formation/vmm';
 import { Type } from '@sinclair/typebox';
 import { type DiskStatus, parseDiskStatus } from './disk.ts';
 import {
@@ -20,14 +19,16 @@ import { providers, softwareProvider, type TeeProvider } from './providers.ts';
 import { type AttestationReport, REPORT_VERSION, type SignedReport, signReport } from './report.ts';
 import { SECRET_NAME_RE, type SealedSecret } from './seal.ts';
 import { type GuestTls, parseTlsStatus } from './tls.ts';
+import type { AttestableVm, AttestVmSource } from './vm-source.ts';
 
 export interface AttestServiceOptions {
   /** The node key: reports are signed with it (its public key is the node id in state). */
   nodeKey: KeyPair;
-  vmm: Pick<VmManager, 'list' | 'exec'>;
+  /** The node's VMs (`@formation/vmm`'s `VmManager` is one). */
+  vmm: AttestVmSource;
   logger: Logger;
   /** Who may put secrets into a VM (address); default the VM's owner. Null/undefined = nobody. */
-  ownerOf?: ((vm: VmView) => string | null | undefined) | undefined;
+  ownerOf?: ((vm: AttestableVm) => string | null | undefined) | undefined;
   provider?: TeeProvider | undefined;
   /** How to read a process's argv (tests); default /proc/<pid>/cmdline. */
   readArgv?: ((pid: number) => string[]) | undefined;
@@ -50,14 +51,14 @@ export class AttestService {
     this.provider = o.provider ?? softwareProvider;
   }
 
-  find(ref: string): VmView {
+  find(ref: string): AttestableVm {
     const vm = this.o.vmm.list().find((v) => v.id === ref || v.name === ref);
     if (!vm) throw new FormError('VM_NOT_FOUND', `Cannot attest ${ref}: no such VM on this node`);
     return vm;
   }
 
   /** What QEMU booted for `vm`, measured now from its process arguments and the files they name. */
-  async measure(vm: VmView): Promise<{ inputs: MeasurementInputs; cmdline: string }> {
+  async measure(vm: AttestableVm): Promise<{ inputs: MeasurementInputs; cmdline: string }> {
     if (vm.pid === null || vm.state !== 'running') {
       throw new FormError('VM_BAD_STATE', `Cannot attest VM ${vm.name}: it is ${vm.state}, not running`);
     }
@@ -96,7 +97,7 @@ export class AttestService {
   }
 
   /** The guest's X25519 public key, read through qemu-ga (`form-attest pubkey`). */
-  async guestKey(vm: VmView): Promise<{ key: string | null; error: string | null }> {
+  async guestKey(vm: AttestableVm): Promise<{ key: string | null; error: string | null }> {
     try {
       const r = await this.o.vmm.exec(vm.id, GUEST_CONTRACT.attest, ['pubkey'], 15_000);
       const k = r.stdout.trim();
@@ -111,7 +112,7 @@ export class AttestService {
    * The guest's HTTPS state (`form-tls status`), or undefined when the image has no in-guest HTTPS
    * (form-tls absent or exit 3) or the agent cannot say.
    */
-  async guestTls(vm: VmView): Promise<GuestTls | undefined> {
+  async guestTls(vm: AttestableVm): Promise<GuestTls | undefined> {
     try {
       const r = await this.o.vmm.exec(vm.id, GUEST_CONTRACT.tls, ['status'], 30_000);
       if (r.exitcode !== 0) return undefined;
@@ -135,7 +136,7 @@ export class AttestService {
       vmName: vm.name,
       nonce,
       issuedAt: new Date().toISOString(),
-      formpackId: vm.source.kind === 'formpack' ? vm.source.id : null,
+      formpackId: vm.source.kind === 'formpack' ? (vm.source.id ?? null) : null,
       measurement: { inputs: m.inputs, digest: measurementDigest(m.inputs), cmdline: m.cmdline },
       guestKey: gk.key,
       guestKeyError: gk.error,

@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { generateKeyPair, type KeyPair, randomHex, signRequest } from '@formation/identity';
 import { requireOrSkip } from '@formation/interface/testing';
 import { type ApiServer, apiIdentity, createApiServer, createLogger, setApiIdentity } from '@formation/service';
-import type { VmView } from '@formation/vmm';
 import {
+  type AttestableVm,
   type AttestService,
   expectedMeasurement,
   qcow2Backing,
@@ -36,7 +36,7 @@ describe('attestation service (node side, real files, guest helper on the host)'
   const mallory = generateKeyPair();
   let manifest: Parameters<typeof expectedMeasurement>[0];
   const cmdline = 'console=ttyS0 root=/dev/vda rw panic=-1';
-  let vm: VmView;
+  let vm: AttestableVm;
   let argv: string[];
 
   before(async () => {
@@ -70,8 +70,8 @@ describe('attestation service (node side, real files, guest helper on the host)'
       owner: alice.address,
       state: 'running',
       pid: 4242,
-      source: { kind: 'formpack', id: 'f'.repeat(64), name: 'web', dir: tmp },
-    } as unknown as VmView;
+      source: { kind: 'formpack', id: 'f'.repeat(64) },
+    };
     argv = [
       'qemu-system-x86_64',
       '-name',

@@ -1,6 +1,6 @@
 // `form attest --https`: the certificate served for the host must carry an attested replica's key.
 // A real TLS server on loopback plays the served side; the replica results are as attestReplica returns
-// them (the real report path runs in packages/attest/test/https-e2e.test.ts).
+// them (the real report path runs in packages/node/test/attest-https-e2e.test.ts).
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';

@@ -1,7 +1,7 @@
 // The node telling guests their HTTPS names (issue 19): which VMs, which names (the ingress's hosts,
 // verified custom domains included, pending ones not), told once per change, images without HTTPS left
 // alone. The agent is a recorded fake here (its real counterpart, the VMM's qemu-ga exec, runs in
-// packages/attest/test/https-e2e.test.ts against a real guest).
+// packages/node/test/attest-https-e2e.test.ts against a real guest).
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

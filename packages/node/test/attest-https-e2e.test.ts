@@ -9,22 +9,21 @@ import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_pr
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { generateKeyPair, randomHex } from '@formation/identity';
-import { requireOrSkip, until, writePebbleConfig } from '@formation/interface/testing';
-import { createLogger } from '@formation/service';
-import { createVmmService, type VmmService, type VmView } from '@formation/vmm';
-import { qemuVmmConfig } from '@formation/vmm/testing';
 import {
   AttestService,
-  type BuiltFormpack,
-  cachedFormpack,
   configureGuestTls,
   expectedMeasurement,
   integrationBlocker,
   spkiSha256,
   verifyReport,
   verifyServedCertificate,
-} from '../src/index.ts';
+} from '@formation/attest';
+import { generateKeyPair, randomHex } from '@formation/identity';
+import { requireOrSkip, until, writePebbleConfig } from '@formation/interface/testing';
+import { type BuiltFormpack, cachedFormpack } from '@formation/pack/testing';
+import { createLogger } from '@formation/service';
+import { createVmmService, type VmmService, type VmView } from '@formation/vmm';
+import { qemuVmmConfig } from '@formation/vmm/testing';
 
 const blocker = () =>
   integrationBlocker() ??
@@ -40,7 +39,7 @@ const CA_IP = '203.0.113.60';
 const NAME = 'hello.fdh.test';
 /** A custom domain the network verified for the instance (the ingress routes it; the node names it to the guest). */
 const CUSTOM = 'shop.example.com';
-const SERVED = new URL('./fixtures/served-cert.ts', import.meta.url).pathname;
+const SERVED = new URL('../../attest/test/fixtures/served-cert.ts', import.meta.url).pathname;
 const INGRESS = new URL('../../ingress/test/fixtures/node-ingress.ts', import.meta.url).pathname;
 const ip = (args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 const inNs = (ns: string, cmd: string[], input?: string) =>

@@ -3,15 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { generateKeyPair, randomHex, signRequest } from '@formation/identity';
-import { requireOrSkip } from '@formation/interface/testing';
-import { apiIdentity, createLogger, setApiIdentity } from '@formation/service';
-import { createVmmService, type VmmService, type VmView } from '@formation/vmm';
-import { qemuVmmConfig } from '@formation/vmm/testing';
 import {
-  type AttestFixture,
   attestationSummary,
-  attestFixture,
   attestReplica,
   diskStatus,
   expectedMeasurement,
@@ -21,7 +14,13 @@ import {
   registerAttestRoutes,
   unlockDisk,
   verifyReport,
-} from '../src/index.ts';
+} from '@formation/attest';
+import { generateKeyPair, randomHex, signRequest } from '@formation/identity';
+import { requireOrSkip } from '@formation/interface/testing';
+import { apiIdentity, createLogger, setApiIdentity } from '@formation/service';
+import { createVmmService, type VmmService, type VmView } from '@formation/vmm';
+import { qemuVmmConfig } from '@formation/vmm/testing';
+import { type AttestFixture, attestFixture } from './fixtures/attest-formpack.ts';
 
 const why = requireOrSkip('attestation e2e test', { check: integrationBlocker });
 

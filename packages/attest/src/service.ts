@@ -3,7 +3,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { GUEST_CONTRACT } from '@formation/guest';
 import { type KeyPair, NonceCache } from '@formation/identity';
 import { FormError } from '@formation/interface';
-import { ErrorBodySchema } from '@formation/interface/error-schema';
+import { errorResponses } from '@formation/interface/error-schema';
 import { type ApiServer, type Logger, requireSigner } from '@formation/service';
 import { sha256File } from '@formation/service/files';
 import { Type } from '@sinclair/typebox';
@@ -254,16 +254,7 @@ const ProvidersSchema = Type.Object({
     }),
   ),
 });
-const errors = {
-  400: ErrorBodySchema,
-  401: ErrorBodySchema,
-  403: ErrorBodySchema,
-  404: ErrorBodySchema,
-  409: ErrorBodySchema,
-  422: ErrorBodySchema,
-  500: ErrorBodySchema,
-  503: ErrorBodySchema,
-};
+const errors = errorResponses(400, 401, 403, 404, 409, 422, 500, 503);
 
 /**
  * Mount the attestation API on a Fastify app (before `app.ready()`): signed routes with the node's

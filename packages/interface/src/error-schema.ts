@@ -18,3 +18,12 @@ export const ErrorBodySchema = Type.Object(
   },
   { description: 'An error: a stable code, a message for people, what to do next (hint), details' },
 );
+
+/**
+ * The response entries for a service's error statuses, each `ErrorBodySchema`:
+ * `response: { 200: Ok, ...errorResponses(400, 404) }`. One place says what an error answer is, so
+ * every route's OpenAPI document and serializer agree.
+ */
+export function errorResponses<S extends number>(...statuses: S[]): Record<S, typeof ErrorBodySchema> {
+  return Object.fromEntries(statuses.map((s) => [s, ErrorBodySchema])) as Record<S, typeof ErrorBodySchema>;
+}

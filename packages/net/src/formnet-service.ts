@@ -1,6 +1,6 @@
 import { type KeyPair, NonceCache } from '@formation/identity';
 import { FormError } from '@formation/interface';
-import { ErrorBodySchema } from '@formation/interface/error-schema';
+import { errorResponses } from '@formation/interface/error-schema';
 import { ApiClient, type ApiServer, createApiServer, type Logger, requireSigner } from '@formation/service';
 import { createOp } from '@formation/state';
 import { Type } from '@sinclair/typebox';
@@ -96,7 +96,7 @@ const JoinResponseSchema = Type.Object({
   }),
   peers: Type.Array(PeerSchema),
 });
-const errors = { 400: ErrorBodySchema, 401: ErrorBodySchema, 403: ErrorBodySchema, 404: ErrorBodySchema };
+const errors = errorResponses(400, 401, 403, 404);
 
 // Held in a constant: `summary`/`security` are OpenAPI additions the plain FastifySchema type lacks.
 const LEAVE_SCHEMA = {

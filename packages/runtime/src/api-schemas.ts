@@ -1,4 +1,4 @@
-import { ErrorBodySchema } from '@formation/interface/error-schema';
+import { errorResponses } from '@formation/interface/error-schema';
 import { Type } from '@sinclair/typebox';
 
 // Response schemas (TypeBox) of the runtime and AO routes. Records are open (`additionalProperties:
@@ -8,13 +8,7 @@ import { Type } from '@sinclair/typebox';
 const open = { additionalProperties: true } as const;
 const Tag = Type.Object({ name: Type.String(), value: Type.String() });
 
-export const RuntimeErrors = {
-  400: ErrorBodySchema,
-  401: ErrorBodySchema,
-  403: ErrorBodySchema,
-  404: ErrorBodySchema,
-  409: ErrorBodySchema,
-};
+export const RuntimeErrors = errorResponses(400, 401, 403, 404, 409);
 
 export const RuntimeHealthSchema = Type.Object({
   ok: Type.Boolean(),

@@ -5,16 +5,15 @@
 // a VM's traffic except that of connections from those ports (named counters per VM address).
 import { execFile } from 'node:child_process';
 import { FormError, PROBE_SOURCE_PORTS } from '@formation/interface';
+import { bridgeTableName, isIpv4 } from './nft-table.ts';
 
 /** Our nft table for a bridge's activity counters (one per bridge; deleting it removes exactly ours). */
 export function activityTableName(bridge: string): string {
-  return `form_act_${bridge.replace(/[^A-Za-z0-9]/g, '_')}`;
+  return bridgeTableName('act', bridge);
 }
 
-const IPV4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 function checkIpv4(ip: string): void {
-  const m = IPV4_RE.exec(ip);
-  if (!m || m.slice(1).some((x) => Number(x) > 255)) {
+  if (!isIpv4(ip)) {
     throw new FormError(
       'VM_BAD_ARGUMENT',
       `Cannot count traffic of ${JSON.stringify(ip)}: not an IPv4 address (a VM's tap-mode address is one)`,

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
+import { bridgeTableName, isIpv4 } from './nft-table.ts';
 
 const execFileP = promisify(execFile);
 
@@ -31,11 +32,10 @@ export interface EgressPort {
 
 /** Our nft table name for a bridge: one name per bridge, so `nft delete table` removes exactly ours. */
 export function egressTableName(bridge: string): string {
-  return `form_egress_${bridge.replace(/[^A-Za-z0-9]/g, '_')}`;
+  return bridgeTableName('egress', bridge);
 }
 
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
-const IPV4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 const CIDR_RE = /^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})\/(\d{1,2})$/;
 
 function checkIfname(what: string, name: string): void {
@@ -51,8 +51,7 @@ function checkIfname(what: string, name: string): void {
 }
 
 function checkIpv4(what: string, ip: string): void {
-  const m = IPV4_RE.exec(ip);
-  if (!m || m.slice(1).some((x) => Number(x) > 255)) {
+  if (!isIpv4(ip)) {
     throw new FormError(
       'VM_BAD_ARGUMENT',
       `Cannot write firewall rules: ${what} ${JSON.stringify(ip)} is not an IPv4 address`,

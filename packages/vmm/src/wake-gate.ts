@@ -5,6 +5,7 @@ import { FormError } from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { PROBE_PORT_RANGE } from './activity.ts';
 import { isPort } from './network.ts';
+import { bridgeTableName, isIpv4 } from './nft-table.ts';
 
 const execFileP = promisify(execFile);
 const CHILD = fileURLToPath(new URL('./wake-gate-child.ts', import.meta.url));
@@ -25,13 +26,11 @@ export interface WakeRule {
 
 /** Our nft table for a bridge's wake rules (one per bridge: `nft delete table` removes exactly ours). */
 export function wakeTableName(bridge: string): string {
-  return `form_wake_${bridge.replace(/[^A-Za-z0-9]/g, '_')}`;
+  return bridgeTableName('wake', bridge);
 }
 
-const IPV4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 function checkIpv4(ip: string): void {
-  const m = IPV4_RE.exec(ip);
-  if (!m || m.slice(1).some((x) => Number(x) > 255)) {
+  if (!isIpv4(ip)) {
     throw new FormError('VM_BAD_ARGUMENT', `Cannot write wake rules: ${JSON.stringify(ip)} is not an IPv4 address`);
   }
 }

@@ -1,8 +1,11 @@
 // The VMM API's own logic (signatures, 400/404/403/409, capacity), written once and run over both
 // drivers: the memory driver (api-memory.test.ts: no root, seconds) and real QEMU (api.test.ts). A
 // driver that answers these differently from the other is a bug in one of them. Also the set-up both
-// files share (the signers, the signed call, the cases' context).
+// files share (the signers, the signed call, the cases' context), which the logs and metrics route tests
+// use too.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
 import { apiIdentity } from '@formation/service';
@@ -15,19 +18,18 @@ export interface ApiReply {
 }
 export type Call = (method: string, url: string, body?: unknown, key?: KeyPair | null) => Promise<ApiReply>;
 
+/** `app.inject` of `method url` with `body` as JSON, signed by `key` (unsigned when null): the raw reply. */
+export function signedInject(app: VmmService['app'], key: KeyPair | null, method: string, url: string, body?: unknown) {
+  const text = body === undefined ? '' : JSON.stringify(body);
+  const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
+  if (key) Object.assign(headers, signRequest(key, { method, path: url, body: text, audience: apiIdentity(app) }));
+  return app.inject({ method: method as 'GET', url, headers, ...(body === undefined ? {} : { payload: text }) });
+}
+
 /** A signed `app.inject` call (by `defaultKey` unless another key, or null for unsigned, is given). */
 export function signedCall(vmm: () => VmmService, defaultKey: KeyPair): Call {
   return async (method, url, body, key = defaultKey) => {
-    const app = vmm().app;
-    const text = body === undefined ? '' : JSON.stringify(body);
-    const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
-    if (key) Object.assign(headers, signRequest(key, { method, path: url, body: text, audience: apiIdentity(app) }));
-    const r = await app.inject({
-      method: method as 'GET',
-      url,
-      headers,
-      ...(body === undefined ? {} : { payload: text }),
-    });
+    const r = await signedInject(vmm().app, key, method, url, body);
     return { status: r.statusCode, body: r.body ? r.json() : undefined };
   };
 }
@@ -40,6 +42,8 @@ export interface ApiCaseContext {
   formpack: () => string;
   /** The owner's running VM (booted by an earlier test of the file). */
   vm: () => string;
+  /** Run `sh -c script` in that VM over its agent: its stdout. */
+  sh: (script: string) => Promise<string>;
   /** The node's capacity in MiB the cases below exceed (1024 in both files). */
   memMiB: number;
 }
@@ -56,7 +60,8 @@ export function apiCaseSetup(
   const alice = generateKeyPair();
   const mallory = generateKeyPair();
   const call = signedCall(vmm, alice);
-  return { alice, mallory, call, ctx: { call, mallory, formpack, vm, memMiB: 1024 } };
+  const sh = async (script: string) => (await vmm().manager.exec(vm(), '/bin/sh', ['-c', script])).stdout;
+  return { alice, mallory, call, ctx: { call, mallory, formpack, vm, sh, memMiB: 1024 } };
 }
 
 /**
@@ -145,4 +150,36 @@ export async function capacityRefusals({ call, formpack, vm, memMiB }: ApiCaseCo
   assert.equal((await call('POST', `/vms/${c.body.id}/start`, {})).body.error.code, 'VM_NO_CAPACITY');
   assert.equal((await call('GET', `/vms/${c.body.id}`)).body.state, 'created');
   assert.equal((await call('DELETE', `/vms/${c.body.id}`)).status, 200);
+}
+
+/**
+ * `form commit`: revision 1 is the file `revisionFile(1)` with the hash it reports, the guest runs and
+ * writes after it (thawed), the next is revision 2; another signer is 403; a paused VM is refused with
+ * 409 naming the state. Ends running.
+ */
+export async function commitRevisions(
+  { call, mallory, vm, sh }: ApiCaseContext,
+  revisionFile: (revision: number) => string,
+): Promise<void> {
+  await sh('echo committed > /root/c');
+  const c = await call('POST', `/vms/${vm()}/commit`, {});
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  assert.equal(c.body.revision, 1);
+  assert.match(c.body.sha256, /^[0-9a-f]{64}$/);
+  assert.ok(c.body.bytes > 0);
+  assert.equal(
+    createHash('sha256')
+      .update(readFileSync(revisionFile(1)))
+      .digest('hex'),
+    c.body.sha256,
+  );
+  assert.equal(await sh('echo after > /root/d && cat /root/c'), 'committed\n', 'the guest is thawed');
+  assert.equal((await call('GET', `/vms/${vm()}`)).body.state, 'running');
+  assert.equal((await call('POST', `/vms/${vm()}/commit`, {})).body.revision, 2);
+  assert.equal((await call('POST', `/vms/${vm()}/commit`, {}, mallory)).status, 403);
+  await call('POST', `/vms/${vm()}/pause`, {});
+  const paused = await call('POST', `/vms/${vm()}/commit`, {});
+  assert.equal(paused.status, 409);
+  assert.match(paused.body.error.message, /Cannot commit VM .*: it is paused/);
+  assert.equal((await call('POST', `/vms/${vm()}/resume`, {})).body.state, 'running');
 }

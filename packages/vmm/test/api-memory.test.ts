@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { createLogger } from '@formation/service';
 import { MemoryDriver } from '../src/memory-driver.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
-import { apiCaseSetup, capacityRefusals, refusedCreates, runningVmCases } from './api-cases.ts';
+import { apiCaseSetup, capacityRefusals, commitRevisions, refusedCreates, runningVmCases } from './api-cases.ts';
 import { memoryVmmConfig, SMALL_CAPACITY } from './helpers.ts';
 import { memoryFormpack } from './memory-formpack.ts';
 
@@ -54,21 +53,8 @@ describe('VMM API on the memory driver (auth, 404/403/409, capacity, commit)', (
 
   runningVmCases(ctx);
 
-  test('commit records a hashed revision; refused when paused or by another signer', async () => {
-    await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'echo committed > /root/c']);
-    const c = await call('POST', `/vms/${vmId}/commit`, {});
-    assert.equal(c.status, 201, JSON.stringify(c.body));
-    assert.equal(c.body.revision, 1);
-    const file = `${tmp}/vms/${vmId}/revisions/rev-1.qcow2`;
-    assert.equal(createHash('sha256').update(readFileSync(file)).digest('hex'), c.body.sha256);
-    assert.equal((await call('POST', `/vms/${vmId}/commit`, {}, mallory)).status, 403);
-    await call('POST', `/vms/${vmId}/pause`, {});
-    const paused = await call('POST', `/vms/${vmId}/commit`, {});
-    assert.equal(paused.status, 409);
-    assert.match(paused.body.error.message, /Cannot commit VM .*: it is paused/);
-    await call('POST', `/vms/${vmId}/resume`, {});
-    assert.equal((await call('POST', `/vms/${vmId}/commit`, {})).body.revision, 2);
-  });
+  test('commit records a hashed revision with the guest thawed after; refused when paused or by another signer', () =>
+    commitRevisions(ctx, (n) => `${tmp}/vms/${vmId}/revisions/rev-${n}.qcow2`));
 
   test('suspend to disk: no process, resources free, image 0600; wrong actions 409; a damaged image keeps it suspended', async () => {
     await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'echo kept > /tmp/warm']);

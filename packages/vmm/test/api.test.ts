@@ -16,7 +16,7 @@ import { createLogger } from '@formation/service';
 import { limitMiB, TCG_TB_MIB } from '../src/cgroup.ts';
 import type { VmmConfig } from '../src/config.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
-import { apiCaseSetup, capacityRefusals, refusedCreates, runningVmCases } from './api-cases.ts';
+import { apiCaseSetup, capacityRefusals, commitRevisions, refusedCreates, runningVmCases } from './api-cases.ts';
 import { fixture, integrationOpts, pidsMentioning, qemuVmmConfig, sleep } from './helpers.ts';
 
 const opts = integrationOpts();
@@ -35,7 +35,7 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
       ...over,
     });
 
-  const { alice, mallory, call, ctx } = apiCaseSetup(
+  const { alice, call, ctx } = apiCaseSetup(
     () => vmm,
     () => fx.id,
     () => vmId,
@@ -146,31 +146,8 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
 
   runningVmCases(ctx);
 
-  test('commit records a hashed revision with the guest thawed after; refused when paused or by another signer', async () => {
-    await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'echo committed > /root/c']);
-    const c = await call('POST', `/vms/${vmId}/commit`, {});
-    assert.equal(c.status, 201, JSON.stringify(c.body));
-    assert.equal(c.body.revision, 1);
-    assert.match(c.body.sha256, /^[0-9a-f]{64}$/);
-    assert.ok(c.body.bytes > 0);
-    const file = `${tmp}/vms/${vmId}/revisions/rev-1.qcow2`;
-    const { createHash } = await import('node:crypto');
-    const { readFileSync } = await import('node:fs');
-    assert.equal(createHash('sha256').update(readFileSync(file)).digest('hex'), c.body.sha256);
-    // the guest is thawed and running: it can write again
-    assert.equal(
-      (await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'echo after > /root/d && cat /root/c'])).stdout,
-      'committed\n',
-    );
-    assert.equal((await call('GET', `/vms/${vmId}`)).body.state, 'running');
-    assert.equal((await call('POST', `/vms/${vmId}/commit`, {})).body.revision, 2);
-    assert.equal((await call('POST', `/vms/${vmId}/commit`, {}, mallory)).status, 403);
-    await call('POST', `/vms/${vmId}/pause`, {});
-    const paused = await call('POST', `/vms/${vmId}/commit`, {});
-    assert.equal(paused.status, 409);
-    assert.match(paused.body.error.message, /Cannot commit VM .*: it is paused/);
-    await call('POST', `/vms/${vmId}/resume`, {});
-  });
+  test('commit records a hashed revision with the guest thawed after; refused when paused or by another signer', () =>
+    commitRevisions(ctx, (n) => `${tmp}/vms/${vmId}/revisions/rev-${n}.qcow2`));
 
   test('snapshot + restore over the API (guest state rolled back); a full disk fails cleanly', async () => {
     await vmm.manager.exec(vmId, '/bin/sh', ['-c', 'echo one > /root/m; sync']);

@@ -11,7 +11,7 @@ import * as dnsPacket from 'dns-packet';
 import { egressTableName, listEgressTables } from '../src/egress.ts';
 import { bindUdpInNetns } from '../src/netns-socket.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
-import { fixture, integrationOpts, pidsMentioning, qemuVmmConfig } from './helpers.ts';
+import { fixture, integrationOpts, linkedNamespaces, pidsMentioning, qemuVmmConfig } from './helpers.ts';
 
 const opts = integrationOpts();
 const tag = String(process.pid % 100000);
@@ -31,18 +31,10 @@ describe('a real VM reaches the internet through the node (TCG, root)', { skip: 
   let closed = false;
 
   before(async () => {
-    for (const ns of [H, N]) {
-      spawnSync('ip', ['netns', 'del', ns]);
-      ip(['netns', 'add', ns]);
-      ip(['-n', ns, 'link', 'set', 'lo', 'up']);
-    }
-    ip(['link', 'add', `fde${tag}ve`, 'type', 'veth', 'peer', 'name', `fde${tag}vx`]);
-    ip(['link', 'set', `fde${tag}ve`, 'netns', H]);
-    ip(['link', 'set', `fde${tag}vx`, 'netns', N]);
-    ip(['-n', H, 'addr', 'add', `${HOST_ADDR}/24`, 'dev', `fde${tag}ve`]);
-    ip(['-n', H, 'link', 'set', `fde${tag}ve`, 'up']);
-    ip(['-n', N, 'addr', 'add', `${VISITOR}/24`, 'dev', `fde${tag}vx`]);
-    ip(['-n', N, 'link', 'set', `fde${tag}vx`, 'up']);
+    linkedNamespaces(
+      { netns: H, ifname: `fde${tag}ve`, addr: `${HOST_ADDR}/24` },
+      { netns: N, ifname: `fde${tag}vx`, addr: `${VISITOR}/24` },
+    );
     ip(['-n', H, 'route', 'add', 'default', 'via', VISITOR]);
     const code = `require('node:http').createServer((q,s)=>s.end('visitor sees '+q.socket.remoteAddress+'\\n')).listen(18080,'${VISITOR}',()=>process.stdout.write('up\\n'))`;
     server = spawn('ip', ['netns', 'exec', N, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });

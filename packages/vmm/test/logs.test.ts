@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
+import { generateKeyPair, type KeyPair } from '@formation/identity';
 import { FormError } from '@formation/interface';
-import { apiIdentity, createLogger } from '@formation/service';
+import { createLogger } from '@formation/service';
 import type { GuestAgent } from '../src/driver.ts';
-import { LogCollector, splitLines } from '../src/log-collector.ts';
+import { LogCollector, type LogTarget, splitLines } from '../src/log-collector.ts';
 import { LogStore } from '../src/log-store.ts';
 import { MemoryDriver } from '../src/memory-driver.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
 import type { VmView } from '../src/types.ts';
+import { signedCall } from './api-cases.ts';
 import { memoryVmmConfig, SMALL_CAPACITY } from './helpers.ts';
 import { memoryFormpack } from './memory-formpack.ts';
 
@@ -84,103 +85,97 @@ describe('splitLines', () => {
   }
 });
 
+/** The view of running VM `id`, as the manager lists it. */
+const runningVm = (id: string) => ({ id, state: 'running', ready: true, startedAt: 't0' }) as VmView;
+
+/**
+ * Run `fn` with a collector of the entrypoint log of the VMs `target` lists (no timer: `fn` collects)
+ * into a fresh store (`opts`: its file cap, the read size); the store's directory goes after.
+ */
+async function withCollector(
+  target: LogTarget,
+  opts: { maxFileBytes?: number; chunkBytes?: number },
+  fn: (c: LogCollector, store: LogStore) => Promise<void>,
+): Promise<void> {
+  const dir = mkdtempSync('/tmp/fvmm-logcol-');
+  try {
+    const store = new LogStore({ dir, maxFileBytes: opts.maxFileBytes });
+    const c = new LogCollector({
+      target,
+      store,
+      logger: createLogger('silent'),
+      pollMs: 0,
+      chunkBytes: opts.chunkBytes,
+      sources: [{ src: 'entrypoint', stream: 'app', path: '/var/log/form/entrypoint.log' }],
+    });
+    await fn(c, store);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('LogCollector', () => {
   test('a burst of requests for one VM costs at most two reads of each guest file, and all see the lines', async () => {
-    const dir = mkdtempSync('/tmp/fvmm-logburst-');
-    try {
-      let reads = 0;
-      const file = Buffer.from('one\ntwo\n');
-      const vm = { id: 'vm1', state: 'running', ready: true, startedAt: 't0' } as VmView;
-      const store = new LogStore({ dir });
-      const agent = {
-        readRange: async (_path: string, offset: number, max: number) => {
-          reads++;
-          await new Promise((r) => setTimeout(r, 20));
-          return { data: file.subarray(offset, offset + max), size: file.length };
-        },
-      } as unknown as GuestAgent;
-      const c = new LogCollector({
-        target: { list: () => [vm], agent: () => agent },
-        store,
-        logger: createLogger('silent'),
-        pollMs: 0,
-        sources: [{ src: 'entrypoint', stream: 'app', path: '/var/log/form/entrypoint.log' }],
-      });
+    let reads = 0;
+    const file = Buffer.from('one\ntwo\n');
+    const vm = runningVm('vm1');
+    const agent = {
+      readRange: async (_path: string, offset: number, max: number) => {
+        reads++;
+        await new Promise((r) => setTimeout(r, 20));
+        return { data: file.subarray(offset, offset + max), size: file.length };
+      },
+    } as unknown as GuestAgent;
+    await withCollector({ list: () => [vm], agent: () => agent }, {}, async (c, store) => {
       await Promise.all(Array.from({ length: 50 }, () => c.collectVm(vm)));
       assert.ok(reads <= 2, `${reads} reads`);
       assert.deepEqual(
         store.read('vm1').map((e) => e.line),
         ['one', 'two'],
       );
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
 describe('LogCollector when a VM goes away mid-round', () => {
   test('a VM destroyed between the list and the read ends nothing: the round resolves, the next VM is read', async () => {
-    const dir = mkdtempSync('/tmp/fvmm-loggone-');
-    try {
-      const file = Buffer.from('still here\n');
-      const gone = { id: 'vm-gone', state: 'running', ready: true, startedAt: 't0' } as VmView;
-      const vm = { id: 'vm2', state: 'running', ready: true, startedAt: 't0' } as VmView;
-      const store = new LogStore({ dir });
-      const agent = {
-        readRange: async (_p: string, offset: number, max: number) => ({
-          data: file.subarray(offset, offset + max),
-          size: file.length,
-        }),
-      } as unknown as GuestAgent;
-      const c = new LogCollector({
-        target: {
-          list: () => [gone, vm],
-          agent: (id: string) => {
-            // What the manager does for a VM deleted meanwhile (this threw out of the timer and ended formationd).
-            if (id === 'vm-gone') throw new FormError('VM_NOT_FOUND', `Cannot find VM ${id}`);
-            return agent;
-          },
-        },
-        store,
-        logger: createLogger('silent'),
-        pollMs: 0,
-        sources: [{ src: 'entrypoint', stream: 'app', path: '/var/log/form/entrypoint.log' }],
-      });
+    const file = Buffer.from('still here\n');
+    const agent = {
+      readRange: async (_p: string, offset: number, max: number) => ({
+        data: file.subarray(offset, offset + max),
+        size: file.length,
+      }),
+    } as unknown as GuestAgent;
+    const target = {
+      list: () => [runningVm('vm-gone'), runningVm('vm2')],
+      agent: (id: string) => {
+        // What the manager does for a VM deleted meanwhile (this threw out of the timer and ended formationd).
+        if (id === 'vm-gone') throw new FormError('VM_NOT_FOUND', `Cannot find VM ${id}`);
+        return agent;
+      },
+    };
+    await withCollector(target, {}, async (c, store) => {
       await c.collect();
       assert.deepEqual(
         store.read('vm2').map((e) => e.line),
         ['still here'],
       );
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
 describe('LogCollector against a hostile guest agent', () => {
   test('an agent that answers with far more than asked (and a lying size) fills neither the store nor the CPU', async () => {
-    const dir = mkdtempSync('/tmp/fvmm-loghostile-');
-    try {
-      const flood = Buffer.from('x\n'.repeat(4 * 1024 * 1024)); // 8 MiB of 2-byte lines per read
-      const vm = { id: 'vm1', state: 'running', ready: true, startedAt: 't0' } as VmView;
-      const store = new LogStore({ dir, maxFileBytes: 256 * 1024 });
-      const agent = { readRange: async () => ({ data: flood, size: 2 ** 52 }) } as unknown as GuestAgent;
-      const c = new LogCollector({
-        target: { list: () => [vm], agent: () => agent },
-        store,
-        logger: createLogger('silent'),
-        pollMs: 0,
-        chunkBytes: 64 * 1024,
-        sources: [{ src: 'entrypoint', stream: 'app', path: '/var/log/form/entrypoint.log' }],
-      });
+    const flood = Buffer.from('x\n'.repeat(4 * 1024 * 1024)); // 8 MiB of 2-byte lines per read
+    const agent = { readRange: async () => ({ data: flood, size: 2 ** 52 }) } as unknown as GuestAgent;
+    const target = { list: () => [runningVm('vm1')], agent: () => agent };
+    await withCollector(target, { maxFileBytes: 256 * 1024, chunkBytes: 64 * 1024 }, async (c, store) => {
       await c.collect();
       const cursor = store.cursors('vm1').entrypoint;
       assert.ok(cursor && cursor.offset <= 4 * 64 * 1024, `cursor at ${cursor?.offset}`);
       assert.ok(store.bytes('vm1') <= 2 * 256 * 1024, `${store.bytes('vm1')} bytes stored`);
       assert.ok(store.read('vm1').length > 0);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
@@ -192,20 +187,9 @@ describe('guest logs over the VMM API (memory driver)', () => {
   const mallory = generateKeyPair();
   const ELOG = '/var/log/form/entrypoint.log';
 
-  async function get(url: string, key: KeyPair | null = alice) {
-    const headers = key ? signRequest(key, { method: 'GET', path: url, body: '', audience: apiIdentity(vmm.app) }) : {};
-    const r = await vmm.app.inject({ method: 'GET', url, headers });
-    return { status: r.statusCode, body: r.json() };
-  }
-  async function post(url: string, body: unknown) {
-    const text = JSON.stringify(body);
-    const headers = {
-      'content-type': 'application/json',
-      ...signRequest(alice, { method: 'POST', path: url, body: text, audience: apiIdentity(vmm.app) }),
-    };
-    const r = await vmm.app.inject({ method: 'POST', url, headers, payload: text });
-    return { status: r.statusCode, body: r.json() };
-  }
+  const call = signedCall(() => vmm, alice);
+  const get = (url: string, key: KeyPair | null = alice) => call('GET', url, undefined, key);
+  const post = (url: string, body: unknown) => call('POST', url, body);
   const print = (text: string) => vmm.manager.exec(vmId, '/bin/sh', ['-c', `echo ${text} >> ${ELOG}`]);
   const lines = (body: { entries: Array<{ line: string }> }) => body.entries.map((e) => e.line);
 
@@ -307,12 +291,7 @@ describe('guest logs over the VMM API (memory driver)', () => {
   test('the logs go with the VM', async () => {
     const dir = `${tmp}/vms/.logs/${vmId}`;
     assert.equal(existsSync(dir), true);
-    const r = await vmm.app.inject({
-      method: 'DELETE',
-      url: `/vms/${vmId}`,
-      headers: signRequest(alice, { method: 'DELETE', path: `/vms/${vmId}`, body: '', audience: apiIdentity(vmm.app) }),
-    });
-    assert.equal(r.statusCode, 200);
+    assert.equal((await call('DELETE', `/vms/${vmId}`)).status, 200);
     await vmm.logs?.collector.collect();
     assert.equal(existsSync(dir), false);
   });

@@ -6,6 +6,7 @@ import { runDriverCompliance } from '../src/compliance.ts';
 import type { DriverVmSpec } from '../src/driver.ts';
 import { MemoryDriver } from '../src/memory-driver.ts';
 import { guestExec } from '../src/memory-guest.ts';
+import { type TestBoot, testVmSpec } from './helpers.ts';
 
 // The in-memory driver passes the same compliance suite as QEMU: no root, no KVM, no QEMU.
 const tmp = mkdtempSync('/tmp/fvmm-mem-');
@@ -14,24 +15,14 @@ const base = `${tmp}/base.img`;
 writeFileSync(base, 'base disk');
 let n = 0;
 
-const spec = (): DriverVmSpec => {
-  const id = `mem-${process.pid}-${++n}`;
-  return {
-    id,
-    name: id,
-    vcpu: 1,
-    memMiB: 256,
-    dir: `${tmp}/${id}`,
-    kernel: base,
-    cmdline: `vm_name=${id} vm_id=${id}`,
-    baseDisk: base,
-    baseDiskFormat: 'raw',
-    diskGiB: 1,
-    dataDiskMiB: 64,
-    network: { mode: 'user', forwards: [], mac: '02:00:00:00:00:01' },
-    agentChannel: 'org.qemu.guest_agent.0',
-  };
+const boot: TestBoot = {
+  kernel: base,
+  cmdline: '',
+  baseDisk: base,
+  baseDiskFormat: 'raw',
+  agentChannel: 'org.qemu.guest_agent.0',
 };
+const spec = (): DriverVmSpec => testVmSpec(`mem-${process.pid}-${++n}`, tmp, boot, [], { dataDiskMiB: 64 });
 
 runDriverCompliance({ name: 'memory', makeDriver: () => new MemoryDriver(), makeSpec: spec, bootTimeoutMs: 5000 });
 

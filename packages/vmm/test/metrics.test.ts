@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { generateKeyPair, type KeyPair, signRequest } from '@formation/identity';
-import { apiIdentity, createLogger } from '@formation/service';
+import { generateKeyPair, type KeyPair } from '@formation/identity';
+import { createLogger } from '@formation/service';
 import { MemoryDriver } from '../src/memory-driver.ts';
 import { processStats, renderPrometheus, type VmSample } from '../src/metrics.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
+import { signedInject } from './api-cases.ts';
 import { memoryVmmConfig, SMALL_CAPACITY } from './helpers.ts';
 import { memoryFormpack } from './memory-formpack.ts';
 
@@ -155,11 +156,7 @@ describe('metrics routes (memory driver): owner-filtered /metrics, per-VM metric
   const node = generateKeyPair();
 
   async function call(method: 'GET' | 'POST', url: string, key: KeyPair | null, body?: unknown) {
-    const text = body === undefined ? '' : JSON.stringify(body);
-    const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
-    if (key)
-      Object.assign(headers, signRequest(key, { method, path: url, body: text, audience: apiIdentity(vmm.app) }));
-    const r = await vmm.app.inject({ method, url, headers, ...(body === undefined ? {} : { payload: text }) });
+    const r = await signedInject(vmm.app, key, method, url, body);
     return { status: r.statusCode, text: r.body, type: r.headers['content-type'] };
   }
 

@@ -2,10 +2,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { createLogger } from '@formation/service';
-import { readFormpackDir } from '../src/images.ts';
-import { freePort, macFor } from '../src/network.ts';
+import { freePort } from '../src/network.ts';
 import { QemuDriver, qemuUidFor } from '../src/qemu-driver.ts';
-import { fixture, integrationOpts } from './helpers.ts';
+import { fixture, fixtureBoot, integrationOpts, testVmSpec } from './helpers.ts';
 
 /**
  * A real boot (TCG, ~10 s) checking what a QEMU process may do once the guest runs: its own
@@ -31,24 +30,9 @@ test(
   { ...opts, timeout: 240_000 },
   async (t) => {
     const fx = fixture();
-    const fp = readFormpackDir(`${fx.formpacksDir}/${fx.id}`, fx.id);
     const driver = new QemuDriver({ logger: createLogger(process.env.FORM_LOG_LEVEL ?? 'silent'), accel: 'tcg' });
     const id = `priv-${process.pid}`;
-    const vm = await driver.create({
-      id,
-      name: id,
-      vcpu: 1,
-      memMiB: 256,
-      dir: `${tmp}/${id}`,
-      kernel: fp.kernel,
-      initramfs: fp.initramfs,
-      cmdline: `${fp.manifest.cmdline} vm_name=${id} vm_id=${id}`,
-      baseDisk: fp.disk,
-      baseDiskFormat: 'qcow2',
-      diskGiB: 1,
-      network: { mode: 'user', forwards: [{ guest: 22, host: await freePort() }], mac: macFor(id) },
-      agentChannel: fp.manifest.guest.agentChannel,
-    });
+    const vm = await driver.create(testVmSpec(id, tmp, fixtureBoot(fx), [{ guest: 22, host: await freePort() }]));
     try {
       const t0 = Date.now();
       await driver.start(vm);

@@ -3,17 +3,16 @@
 // driver with template operations (test/template-driver.ts): no QEMU; the real restore runs in
 // boot-snapshot.test.ts.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { until } from '@formation/interface/testing';
 import { processAlive } from '@formation/service/process';
-import type { VmManager } from '../src/manager.ts';
+import type { VmStore } from '../src/store.ts';
 import type { VmRecord } from '../src/types.ts';
 import type { CreateVmRequest } from '../src/vm-create.ts';
 import { standbyKey } from '../src/vm-standby.ts';
-import { templateVmm } from './template-driver.ts';
+import { templateVmmPerTest } from './template-driver.ts';
 
 /** The Formpack id a VM was made from. */
 const s0 = (v: { source: object }): string => (v.source as { id: string }).id;
@@ -44,43 +43,22 @@ test('standbyKey: the parts of a request a standby must match; none for what no 
 });
 
 describe('standby VMs (memory driver)', () => {
-  let dir: string | undefined;
-  let vmm: VmManager | undefined;
-
-  async function setup(memMiB: number, reuse?: string) {
-    dir = reuse ?? mkdtempSync(join(tmpdir(), 'fh2-standby-'));
-    const {
-      vmm: m,
-      driver,
-      formpack,
-      store,
-    } = templateVmm(dir, memMiB, {
-      reuse: reuse !== undefined,
-      extra: { bootStandby: 1 },
-    });
-    vmm = m;
-    await m.init();
-    /** The standby VMs on disk (a standby is never listed). */
-    const standbys = (): VmRecord[] => store.loadAll().records.filter((r) => r.standby);
-    return { vmm: m, driver, formpack, store, standbys };
-  }
+  const vmms = templateVmmPerTest('fh2-standby-', { bootStandby: 1 });
+  /** The standby VMs on disk (a standby is never listed). */
+  const withStandbys = <T extends { store: VmStore }>(made: T) => ({
+    ...made,
+    standbys: (): VmRecord[] => made.store.loadAll().records.filter((r) => r.standby),
+  });
 
   /** A first VM, its template built, and the standby made after it. */
   async function withStandby(memMiB = 4096) {
-    const s = await setup(memMiB);
+    const s = withStandbys(await vmms.start(memMiB));
     const a = await s.vmm.create({ formpack: s.formpack, name: 'a' });
     await until('the template VM', () => s.driver.templateVms.length === 1);
     s.driver.reachWaitPoint();
     await s.vmm.templatesIdle();
     return { ...s, a };
   }
-
-  afterEach(async () => {
-    await vmm?.destroyAll();
-    await vmm?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    vmm = undefined;
-  });
 
   test('made paused once the template exists: not listed, counted in capacity; the next create takes it', async () => {
     const { vmm, driver, a, standbys } = await withStandby();
@@ -148,7 +126,7 @@ describe('standby VMs (memory driver)', () => {
     const c = await vmm.create({ formpack: s0(a), name: 'c', forwardPorts: [22, 8080] });
     assert.equal(vmm.get(c.id).state, 'running');
     assert.notEqual(c.id, sb.id);
-    assert.equal(existsSync(join(String(dir), 'vms', sb.id)), false, 'the standby VM is gone');
+    assert.equal(existsSync(join(vmms.dir(), 'vms', sb.id)), false, 'the standby VM is gone');
     assert.equal(sb.driver.pid !== undefined && processAlive(sb.driver.pid), false);
   });
 
@@ -156,9 +134,8 @@ describe('standby VMs (memory driver)', () => {
     const first = await withStandby();
     const [sb] = first.standbys();
     assert.ok(sb?.driver.pid && processAlive(sb.driver.pid), 'the standby runs (paused)');
-    const keep = first.vmm;
     // A second VMM on the same directories, the first never closed (as after a SIGKILL).
-    const second = await setup(4096, dir);
+    const second = withStandbys(await vmms.again(4096));
     await until('the left standby gone', () => !processAlive(sb.driver.pid as number));
     assert.equal(
       second.standbys().some((r) => r.id === sb.id),
@@ -169,9 +146,8 @@ describe('standby VMs (memory driver)', () => {
       [first.a.id],
     );
     await second.vmm.close();
-    vmm = keep;
     // The first VMM's close removes what it holds (here: its record is already gone).
-    await keep.close();
+    await first.vmm.close();
     assert.equal(first.standbys().length, 0);
   });
 });

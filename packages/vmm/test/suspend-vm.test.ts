@@ -13,7 +13,7 @@ import { createLogger } from '@formation/service';
 import { processAlive } from '../src/qemu-driver.ts';
 import { createVmmService, type VmmService } from '../src/service.ts';
 import { wakeTableName } from '../src/wake-gate.ts';
-import { fixture, integrationOpts, pidsMentioning, qemuVmmConfig } from './helpers.ts';
+import { fixture, integrationOpts, linkedNamespaces, pidsMentioning, qemuVmmConfig } from './helpers.ts';
 
 const opts = integrationOpts();
 const tag = String(process.pid % 100000);
@@ -53,19 +53,11 @@ describe('scale to zero: suspend a real VM to disk, wake it on a connection (TCG
   let vmm: VmmService;
 
   before(async () => {
-    for (const ns of [H, C]) {
-      spawnSync('ip', ['netns', 'del', ns]);
-      ip(['netns', 'add', ns]);
-      ip(['-n', ns, 'link', 'set', 'lo', 'up']);
-    }
     // The client sits where formnet traffic comes from (a formnet source routed back the same way).
-    ip(['link', 'add', `fdz${tag}a`, 'type', 'veth', 'peer', 'name', `fdz${tag}b`]);
-    ip(['link', 'set', `fdz${tag}a`, 'netns', H]);
-    ip(['link', 'set', `fdz${tag}b`, 'netns', C]);
-    ip(['-n', H, 'addr', 'add', '10.200.244.1/30', 'dev', `fdz${tag}a`]);
-    ip(['-n', C, 'addr', 'add', '10.200.244.2/30', 'dev', `fdz${tag}b`]);
-    ip(['-n', H, 'link', 'set', `fdz${tag}a`, 'up']);
-    ip(['-n', C, 'link', 'set', `fdz${tag}b`, 'up']);
+    linkedNamespaces(
+      { netns: H, ifname: `fdz${tag}a`, addr: '10.200.244.1/30' },
+      { netns: C, ifname: `fdz${tag}b`, addr: '10.200.244.2/30' },
+    );
     ip(['-n', C, 'route', 'add', CIDR, 'via', '10.200.244.1']);
     execFileSync('ip', ['netns', 'exec', H, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     tmp = mkdtempSync('/tmp/fdz-vm-');

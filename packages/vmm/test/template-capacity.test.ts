@@ -2,45 +2,17 @@
 // (and starts once there is room); an instance's VM that needs the room gets it from the template VM.
 // Memory driver with template operations (test/template-driver.ts): no QEMU.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
+import { until } from '@formation/interface/testing';
 import { processAlive } from '@formation/service/process';
-import type { VmManager } from '../src/manager.ts';
-import { type TemplateMemoryDriver, templateVmm } from './template-driver.ts';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+import { sleep } from './helpers.ts';
+import { templateVmmPerTest } from './template-driver.ts';
 
 describe('boot templates and capacity (memory driver)', () => {
-  let dir: string | undefined;
-  let vmm: VmManager | undefined;
-
-  async function setup(
-    memMiB: number,
-    reuse?: string,
-  ): Promise<{ vmm: VmManager; driver: TemplateMemoryDriver; formpack: string }> {
-    dir = reuse ?? mkdtempSync(join(tmpdir(), 'fh2-tplcap-'));
-    const made = templateVmm(dir, memMiB, { reuse: reuse !== undefined });
-    vmm = made.vmm;
-    await made.vmm.init();
-    return made;
-  }
-
-  afterEach(async () => {
-    await vmm?.destroyAll();
-    await vmm?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    vmm = undefined;
-  });
+  const vmms = templateVmmPerTest('fh2-tplcap-');
+  const setup = vmms.start;
 
   test('the template VM counts in capacity().used while it boots, and not after; GET /vms never lists it', async () => {
     const { vmm, driver, formpack } = await setup(4096);
@@ -99,14 +71,12 @@ describe('boot templates and capacity (memory driver)', () => {
     await until('the template VM', () => first.driver.templateVms.length === 1);
     const pid = first.driver.templateVms[0]?.pid;
     assert.ok(pid && processAlive(pid), 'the template VM runs');
-    const keep = { vmm: first.vmm, dir };
     // A second VMM on the same directories, the first never closed (as after a SIGKILL).
-    const second = await setup(4096, dir);
+    const second = await vmms.again(4096);
     await until('the orphan gone', () => !processAlive(pid));
-    assert.equal(existsSync(join(String(dir), 'vms', String(first.driver.templateVms[0]?.spec.id))), false);
+    assert.equal(existsSync(join(vmms.dir(), 'vms', String(first.driver.templateVms[0]?.spec.id))), false);
     assert.equal(second.vmm.list().length, 1, 'the instance VM is re-attached, the template VM is not one');
     await second.vmm.close();
-    vmm = keep.vmm;
   });
 
   test('a VM launched but not yet released when its VMM was killed is released by the next VMM', async () => {
@@ -120,12 +90,10 @@ describe('boot templates and capacity (memory driver)', () => {
     const b = await first.vmm.create({ formpack: first.formpack, name: 'b' });
     await sleep(200);
     assert.equal(first.vmm.get(b.id).ready, false, 'b waits for its identity');
-    const keep = { vmm: first.vmm };
-    const second = await setup(4096, dir);
+    const second = await vmms.again(4096);
     const ready = await second.vmm.waitReady(b.id, 5000);
     assert.equal(ready.ready, true, 'released by the second VMM');
     assert.equal(second.vmm.get(a.id).state, 'running');
     await second.vmm.close();
-    vmm = keep.vmm;
   });
 });

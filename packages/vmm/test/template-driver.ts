@@ -3,8 +3,10 @@
 // lets it reach the wait point with `reachWaitPoint()`, so a build can be watched while it runs. A VM
 // booted with the wait word is ready only once its identity is released (as the guest init does);
 // `holdRelease` makes releases hang (a VMM killed before it released a VM).
-import { appendFileSync, copyFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach } from 'node:test';
 import { GUEST_READY_MARKER } from '@formation/interface';
 import { createLogger } from '@formation/service';
 import { WAIT_MARK, WAIT_WORD } from '../src/boot-snapshot.ts';
@@ -99,4 +101,37 @@ export function templateVmm(
     ...o.extra,
   });
   return { vmm, driver, formpack, store };
+}
+
+/**
+ * For the tests of a describe block: `start(memMiB)` makes and initialises a templateVmm (with `extra`)
+ * in a fresh directory; `again(memMiB)` a second one on the same directories while the first is never
+ * closed (as after a SIGKILL; the test closes the second). After each test the first one's VMs are
+ * destroyed, it is closed and the directory removed.
+ */
+export function templateVmmPerTest(prefix: string, extra?: Partial<VmManagerOptions>) {
+  let dir: string | undefined;
+  let first: VmManager | undefined;
+  afterEach(async () => {
+    await first?.destroyAll();
+    await first?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    first = undefined;
+    dir = undefined;
+  });
+  const made = async (memMiB: number, reuse: boolean) => {
+    const m = templateVmm(dir as string, memMiB, { reuse, extra });
+    if (!reuse) first = m.vmm;
+    await m.vmm.init();
+    return m;
+  };
+  return {
+    start: (memMiB: number) => {
+      dir = mkdtempSync(join(tmpdir(), prefix));
+      return made(memMiB, false);
+    },
+    again: (memMiB: number) => made(memMiB, true),
+    /** The directory of this test's VMMs. */
+    dir: () => dir as string,
+  };
 }

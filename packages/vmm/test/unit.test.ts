@@ -9,10 +9,12 @@ import { checkCapacity, hostCapacity, sumResources } from '../src/capacity.ts';
 import { loadVmmConfig } from '../src/config.ts';
 import { findImage, listImages, readFormpackDir, resolveFormpack } from '../src/images.ts';
 import { intToIp, macFor, parseCidr, tapFor } from '../src/network.ts';
+import { bridgeTableName, isIpv4 } from '../src/nft-table.ts';
 import { QmpClient } from '../src/qmp.ts';
 import { assertAction, canDo, KeyedSerializer, TRANSITIONS, VM_ACTIONS, VM_STATES } from '../src/state-machine.ts';
 import { VmStore } from '../src/store.ts';
 import { wakeRuleset } from '../src/wake-gate.ts';
+import { coded } from './helpers.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'fvmm-unit-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -179,32 +181,17 @@ describe('images and Formpacks', () => {
       ],
     );
     assert.equal(findImage(d, 'b').name, 'b.qcow2');
-    assert.throws(
-      () => findImage(d, 'nope'),
-      (e: unknown) => isFormError(e) && e.code === 'NOT_FOUND',
-    );
-    assert.throws(
-      () => findImage(d, '../etc/passwd'),
-      (e: unknown) => isFormError(e) && e.code === 'BAD_REQUEST',
-    );
+    assert.throws(() => findImage(d, 'nope'), coded('NOT_FOUND'));
+    assert.throws(() => findImage(d, '../etc/passwd'), coded('BAD_REQUEST'));
     assert.deepEqual(listImages(join(tmp, 'no-such-dir')), []);
   });
   test('a missing or broken Formpack is a clear error', () => {
     const d = join(tmp, 'formpacks');
     process.getBuiltinModule('node:fs').mkdirSync(join(d, 'broken'), { recursive: true });
     writeFileSync(join(d, 'broken', 'manifest.json'), '{not json');
-    assert.throws(
-      () => resolveFormpack(d, 'absent'),
-      (e: unknown) => isFormError(e) && e.code === 'PACK_NOT_FOUND',
-    );
-    assert.throws(
-      () => resolveFormpack(d, '../x'),
-      (e: unknown) => isFormError(e) && e.code === 'BAD_REQUEST',
-    );
-    assert.throws(
-      () => resolveFormpack(d, 'broken'),
-      (e: unknown) => isFormError(e) && e.code === 'VM_IMAGE_INVALID' && /unreadable/.test(e.message),
-    );
+    assert.throws(() => resolveFormpack(d, 'absent'), coded('PACK_NOT_FOUND'));
+    assert.throws(() => resolveFormpack(d, '../x'), coded('BAD_REQUEST'));
+    assert.throws(() => resolveFormpack(d, 'broken'), coded('VM_IMAGE_INVALID', /unreadable/));
     writeFileSync(
       join(d, 'broken', 'manifest.json'),
       JSON.stringify({
@@ -302,10 +289,7 @@ describe('QMP client', () => {
     assert.deepEqual(fast, { running: false });
     assert.equal((await stopEvent).event, 'STOP');
     assert.deepEqual(events, ['STOP']);
-    await assert.rejects(
-      q.execute('bad'),
-      (e: unknown) => isFormError(e) && e.code === 'QMP_ERROR' && /bad failed: nope/.test(e.message),
-    );
+    await assert.rejects(q.execute('bad'), coded('QMP_ERROR', /bad failed: nope/));
     assert.deepEqual(seen, ['qmp_capabilities', 'slow', 'fast', 'bad']);
     q.close();
     await assert.rejects(q.execute('x'), /closed/);
@@ -318,22 +302,16 @@ describe('QMP client', () => {
       if (m.execute === 'die') sock.destroy();
     });
     const q = await QmpClient.connect(srv.path, { timeoutMs: 100 });
-    await assert.rejects(q.execute('never'), (e: unknown) => isFormError(e) && e.code === 'TIMEOUT');
+    await assert.rejects(q.execute('never'), coded('TIMEOUT'));
     const closed = new Promise((r) => q.once('close', r));
     const pending = q.execute('die', undefined, 5000);
-    await assert.rejects(pending, (e: unknown) => isFormError(e) && e.code === 'QMP_ERROR');
+    await assert.rejects(pending, coded('QMP_ERROR'));
     await closed;
     assert.equal(q.isOpen, false);
     srv.close();
-    await assert.rejects(
-      QmpClient.connect(join(tmp, 'nothing.sock')),
-      (e: unknown) => isFormError(e) && e.code === 'QMP_ERROR' && /ENOENT/.test(e.message),
-    );
+    await assert.rejects(QmpClient.connect(join(tmp, 'nothing.sock')), coded('QMP_ERROR', /ENOENT/));
     const silent = await fakeQmp(() => undefined, false);
-    await assert.rejects(
-      QmpClient.connect(silent.path, { connectTimeoutMs: 100 }),
-      (e: unknown) => isFormError(e) && e.code === 'TIMEOUT',
-    );
+    await assert.rejects(QmpClient.connect(silent.path, { connectTimeoutMs: 100 }), coded('TIMEOUT'));
     silent.close();
   });
 
@@ -394,12 +372,23 @@ describe('wake gate rules (wakeRuleset)', () => {
     for (const bad of ['10.0.0.1; flush ruleset', '300.1.1.1', '']) {
       assert.throws(
         () => wakeRuleset('formbr0', '10.129.7.1', [{ ip: bad, port: 80, hostPort: 4000 }]),
-        (e: unknown) => isFormError(e) && e.code === 'VM_BAD_ARGUMENT',
+        coded('VM_BAD_ARGUMENT'),
       );
     }
     assert.throws(
       () => wakeRuleset('formbr0', '10.129.7.1', [{ ip: '10.129.7.2', port: 0, hostPort: 4000 }]),
-      (e: unknown) => isFormError(e) && e.code === 'VM_BAD_ARGUMENT',
+      coded('VM_BAD_ARGUMENT'),
     );
+  });
+});
+
+describe('nft table names and addresses (nft-table.ts)', () => {
+  test('one table per bridge and purpose; only dotted-quad IPv4 addresses pass', () => {
+    assert.equal(bridgeTableName('egress', 'formbr0'), 'form_egress_formbr0');
+    assert.equal(bridgeTableName('wake', 'br-1.x'), 'form_wake_br_1_x');
+    for (const ip of ['10.129.0.2', '0.0.0.0', '255.255.255.255']) assert.equal(isIpv4(ip), true, ip);
+    for (const ip of ['10.129.0.256', '10.129.0.2/24', '10.129.0', ' 10.129.0.2', '1.2.3.4; drop', '::1', '']) {
+      assert.equal(isIpv4(ip), false, ip);
+    }
   });
 });

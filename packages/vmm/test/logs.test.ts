@@ -192,18 +192,20 @@ describe('guest logs over the VMM API (memory driver)', () => {
   const post = (url: string, body: unknown) => call('POST', url, body);
   const print = (text: string) => vmm.manager.exec(vmId, '/bin/sh', ['-c', `echo ${text} >> ${ELOG}`]);
   const lines = (body: { entries: Array<{ line: string }> }) => body.entries.map((e) => e.line);
+  /** A VMM service on `tmp` collecting guest logs (no timer: a read collects); a second one re-attaches. */
+  const startVmm = () =>
+    createVmmService({
+      config: memoryVmmConfig(tmp, { stopTimeoutMs: 2000, capacity: SMALL_CAPACITY }),
+      logger: createLogger('silent'),
+      driver: new MemoryDriver(),
+      logs: { pollMs: 0 },
+    });
 
   before(async () => {
     tmp = mkdtempSync('/tmp/fvmm-logs-');
     mkdirSync(`${tmp}/images`);
     const fp = memoryFormpack(`${tmp}/formpacks`, { id: 'd'.repeat(64) });
-    const config = memoryVmmConfig(tmp, { stopTimeoutMs: 2000, capacity: SMALL_CAPACITY });
-    vmm = await createVmmService({
-      config,
-      logger: createLogger('silent'),
-      driver: new MemoryDriver(),
-      logs: { pollMs: 0 },
-    });
+    vmm = await startVmm();
     const r = await post('/vms', { formpack: fp, name: 'web-1', wait: true });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     vmId = r.body.id;
@@ -263,14 +265,8 @@ describe('guest logs over the VMM API (memory driver)', () => {
   });
 
   test('a VMM restart (VMs keep running, a new service re-attaches) keeps the lines and reads on without repeats', async () => {
-    const config = memoryVmmConfig(tmp, { stopTimeoutMs: 2000, capacity: SMALL_CAPACITY });
     await vmm.close();
-    vmm = await createVmmService({
-      config,
-      logger: createLogger('silent'),
-      driver: new MemoryDriver(),
-      logs: { pollMs: 0 },
-    });
+    vmm = await startVmm();
     assert.equal(vmm.manager.get(vmId).state, 'running');
     await print('after-vmm-restart');
     assert.deepEqual(lines((await get(`/vms/${vmId}/logs`)).body), [

@@ -47,7 +47,7 @@ export function fixture(): { formpacksDir: string; id: string; sshKey: string; r
  * The VMM config of a QEMU integration test: VMs and images under `tmp`, Formpacks from `formpacksDir`
  * (the fixture's), the QEMU cache shared by all runs in /var/tmp (so each test does not probe the
  * accelerator again), no health checks, nothing from the environment; `flags` add to it or override it.
- * The memory-driver tests use `memoryVmmConfig` in test/helpers.ts instead.
+ * The memory-driver tests use `memoryVmmConfig` below instead.
  */
 export function qemuVmmConfig(tmp: string, formpacksDir: string, flags: Partial<VmmConfig> = {}): VmmConfig {
   return loadVmmConfig(
@@ -58,6 +58,28 @@ export function qemuVmmConfig(tmp: string, formpacksDir: string, flags: Partial<
       formpacksDir,
       cacheDir: '/var/tmp/formation-vmm-cache',
       healthIntervalMs: 0,
+      ...flags,
+    },
+  );
+}
+
+/** The capacity the memory-driver API tests give their VMM: 4 vCPU, 1 GiB. */
+export const SMALL_CAPACITY = { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 };
+
+/**
+ * The VMM config of a memory-driver test (this package's, or a dashboard test's): every directory under `tmp` (vms, images, formpacks, cache),
+ * no health checks, no data disk, nothing from the environment; `flags` add to it or override it.
+ */
+export function memoryVmmConfig(tmp: string, flags: Partial<VmmConfig> = {}): VmmConfig {
+  return loadVmmConfig(
+    {},
+    {
+      vmDir: `${tmp}/vms`,
+      imagesDir: `${tmp}/images`,
+      formpacksDir: `${tmp}/formpacks`,
+      cacheDir: `${tmp}/cache`,
+      healthIntervalMs: 0,
+      dataDiskMiB: 0,
       ...flags,
     },
   );

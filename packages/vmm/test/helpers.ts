@@ -1,13 +1,20 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { isFormError } from '@formation/interface';
-import { loadVmmConfig, type VmmConfig } from '../src/config.ts';
 import type { DriverVmSpec } from '../src/driver.ts';
 import { readFormpackDir } from '../src/images.ts';
 import { macFor } from '../src/network.ts';
 import type { QemuIdentity } from '../src/qemu-identity.ts';
 import { integrationBlocker } from '../src/testing.ts';
 
-export { fixture, inNetns, integrationBlocker, pidsMentioning, qemuVmmConfig } from '../src/testing.ts';
+export {
+  fixture,
+  inNetns,
+  integrationBlocker,
+  memoryVmmConfig,
+  pidsMentioning,
+  qemuVmmConfig,
+  SMALL_CAPACITY,
+} from '../src/testing.ts';
 
 /** node:test options: skip with the reason, or fail when FORM_REQUIRE_INTEGRATION=1. */
 export function integrationOpts(needRoot = true): { skip?: string } {
@@ -20,28 +27,6 @@ export function integrationOpts(needRoot = true): { skip?: string } {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** The capacity the memory-driver API tests give their VMM: 4 vCPU, 1 GiB. */
-export const SMALL_CAPACITY = { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 };
-
-/**
- * The VMM config of a memory-driver test: every directory under `tmp` (vms, images, formpacks, cache),
- * no health checks, no data disk, nothing from the environment; `flags` add to it or override it.
- */
-export function memoryVmmConfig(tmp: string, flags: Partial<VmmConfig> = {}): VmmConfig {
-  return loadVmmConfig(
-    {},
-    {
-      vmDir: `${tmp}/vms`,
-      imagesDir: `${tmp}/images`,
-      formpacksDir: `${tmp}/formpacks`,
-      cacheDir: `${tmp}/cache`,
-      healthIntervalMs: 0,
-      dataDiskMiB: 0,
-      ...flags,
-    },
-  );
-}
 
 /** A QEMU identity for template tests (what a template was made by). */
 export const TEST_QEMU: QemuIdentity = {

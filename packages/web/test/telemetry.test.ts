@@ -8,8 +8,9 @@ import type { LogsInfo, ReplicaMetricsInfo } from '@formation/interface/web-api'
 import { vmNameFor } from '@formation/scheduler';
 import { setApiIdentity } from '@formation/service';
 import type { StateStore } from '@formation/state';
-import { createVmmService, loadVmmConfig, type VmmService } from '@formation/vmm';
+import { createVmmService, type VmmService } from '@formation/vmm';
 import { MemoryDriver, memoryFormpack } from '@formation/vmm/memory';
+import { memoryVmmConfig, SMALL_CAPACITY } from '@formation/vmm/testing';
 import { deriveRates, formatRate } from '../src/app/telemetry.ts';
 import type { WebService } from '../src/index.ts';
 import { inertLine } from '../src/server/inert.ts';
@@ -54,19 +55,7 @@ describe('dashboard: logs stream and metrics of an instance', () => {
     bobInst = store.author(bob, 'instance.create', { formpackId: fp, name: 'bobs', replicas: 1, resources }).body
       .id as string;
     vmm = await createVmmService({
-      config: loadVmmConfig(
-        {},
-        {
-          vmDir: join(tmp, 'vms'),
-          imagesDir: join(tmp, 'images'),
-          formpacksDir: join(tmp, 'formpacks'),
-          cacheDir: join(tmp, 'cache'),
-          healthIntervalMs: 0,
-          stopTimeoutMs: 2000,
-          dataDiskMiB: 0,
-          capacity: { vcpu: 4, memMiB: 1024, vcpuOvercommit: 4, reserveMemMiB: 0 },
-        },
-      ),
+      config: memoryVmmConfig(tmp, { stopTimeoutMs: 2000, capacity: SMALL_CAPACITY }),
       logger,
       driver: new MemoryDriver(),
       logs: { pollMs: 0 },

@@ -6,7 +6,7 @@
 // against Pebble's root and reaches the app; the served key is the one in the signed attestation report.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -19,11 +19,12 @@ import {
   verifyServedCertificate,
 } from '@formation/attest';
 import { generateKeyPair, randomHex } from '@formation/identity';
-import { requireOrSkip, until, writePebbleConfig } from '@formation/interface/testing';
+import { requireOrSkip, until } from '@formation/interface/testing';
 import { type BuiltFormpack, cachedFormpack } from '@formation/pack/testing';
 import { createLogger } from '@formation/service';
 import { createVmmService, type VmmService, type VmView } from '@formation/vmm';
 import { qemuVmmConfig } from '@formation/vmm/testing';
+import { type PebbleCa, startPebble } from './fixtures/pebble.ts';
 
 const blocker = () =>
   integrationBlocker() ??
@@ -97,8 +98,7 @@ describe(
     let fx: BuiltFormpack;
     const procs: ChildProcess[] = [];
     const nodeKey = generateKeyPair();
-    let root = '';
-    let caLog = '';
+    let ca: PebbleCa | undefined;
     const timings: Record<string, number> = {};
 
     const start = (ns: string, cmd: string[], env: Record<string, string> = {}): ChildProcess => {
@@ -137,53 +137,8 @@ describe(
       ip(['-n', NS.ca, 'route', 'add', 'default', 'via', '203.0.113.1']);
       inNs(NS.host, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
 
-      // Pebble: its API certificate, its config; challtestsrv answers every A query with the node's address.
-      writePebbleConfig(tmp, CA_IP);
-      start(NS.ca, [
-        'pebble-challtestsrv',
-        '-defaultIPv4',
-        PUBLIC,
-        '-defaultIPv6',
-        '',
-        '-dns01',
-        `${CA_IP}:8053`,
-        '-management',
-        `${CA_IP}:8055`,
-        '-http01',
-        '',
-        '-https01',
-        '',
-        '-tlsalpn01',
-        '',
-      ]);
-      const pebble = start(NS.ca, ['pebble', '-config', join(tmp, 'pebble.json'), '-dnsserver', `${CA_IP}:8053`], {
-        PEBBLE_VA_NOSLEEP: '1',
-        PEBBLE_WFE_NONCEREJECT: '0',
-      });
-      for (const s of [pebble.stdout, pebble.stderr])
-        s?.on('data', (d) => {
-          caLog = (caLog + d).slice(-20_000);
-        });
-      root = await until(
-        'Pebble’s root',
-        () => {
-          try {
-            const pem = inNs(NS.ca, [
-              'curl',
-              '-sf',
-              '--cacert',
-              join(tmp, 'api.pem'),
-              `https://${CA_IP}:15000/roots/0`,
-            ]);
-            return pem.includes('BEGIN CERTIFICATE') ? pem : undefined;
-          } catch {
-            return undefined;
-          }
-        },
-        20_000,
-        200,
-      );
-      writeFileSync(join(tmp, 'root.pem'), root);
+      // Pebble as the CA; its DNS answers every A query with the node's address.
+      ca = await startPebble({ netns: NS.ca, caIp: CA_IP, answerIp: PUBLIC, dir: tmp, start });
 
       const config = qemuVmmConfig(tmp, fx.formpacksDir, {
         stopTimeoutMs: 5000,
@@ -263,7 +218,9 @@ describe(
           ['-c', 'tail -40 /run/form/tls/log; tail -20 /run/form/tls/ualpn.log'],
           30_000,
         );
-        throw new Error(`${err.message}; last status: ${last}\nguest:\n${logs.stdout}\npebble:\n${caLog.slice(-3000)}`);
+        throw new Error(
+          `${err.message}; last status: ${last}\nguest:\n${logs.stdout}\npebble:\n${ca?.log().slice(-3000)}`,
+        );
       });
       timings.issuance = Date.now() - t;
       const body = await until(

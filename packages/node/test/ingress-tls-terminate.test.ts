@@ -12,14 +12,15 @@
 // and gets the app, which received plain HTTP.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { requireOrSkip, stopChildren, until, writePebbleConfig } from '@formation/interface/testing';
+import { requireOrSkip, stopChildren, until } from '@formation/interface/testing';
 import { createNetns, deleteNetns, run } from '@formation/net';
 import { vethLink } from './fixtures/netns-link.ts';
+import { type PebbleCa, startPebble } from './fixtures/pebble.ts';
 
 const sh = promisify(execFile);
 const N = process.pid % 1000;
@@ -35,7 +36,7 @@ const skip = requireOrSkip('TLS ended at the ingress', {
 
 const children: ChildProcess[] = [];
 let stderr = '';
-let caLog = '';
+let ca: PebbleCa | undefined;
 let tmp = '';
 const lines: Array<Record<string, unknown>> = [];
 
@@ -81,49 +82,13 @@ describe('HTTPS TERMINATE=ingress: the node gets the certificate by ACME and end
     await run('ip', ['route', 'add', 'default', 'via', '203.0.113.1'], { netns: NS.ca });
     await run('ip', ['addr', 'add', '10.129.0.2/32', 'dev', 'lo'], { netns: NS.node });
 
-    writePebbleConfig(tmp, CA_IP);
-    const noChallenges = ['-http01', '', '-https01', '', '-tlsalpn01', ''];
-    startIn(NS.ca, [
-      'pebble-challtestsrv',
-      '-defaultIPv4',
-      PUBLIC_B,
-      '-defaultIPv6',
-      '',
-      '-dns01',
-      `${CA_IP}:8053`,
-      '-management',
-      `${CA_IP}:8055`,
-      ...noChallenges,
-    ]);
-    const pebble = startIn(
-      NS.ca,
-      ['pebble', '-config', join(tmp, 'pebble.json'), '-dnsserver', `${CA_IP}:8053`],
-      undefined,
-      { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0' },
-    );
-    for (const s of [pebble.stdout, pebble.stderr])
-      s?.on('data', (d) => {
-        caLog = (caLog + d).slice(-20_000);
-      });
-    const root = await until(
-      'Pebble’s root',
-      async () => {
-        const { stdout } = await sh('ip', [
-          'netns',
-          'exec',
-          NS.ca,
-          'curl',
-          '-sf',
-          '--cacert',
-          join(tmp, 'api.pem'),
-          `https://${CA_IP}:15000/roots/0`,
-        ]);
-        return stdout.includes('BEGIN CERTIFICATE') ? stdout : undefined;
-      },
-      20_000,
-      200,
-    );
-    writeFileSync(join(tmp, 'root.pem'), root);
+    ca = await startPebble({
+      netns: NS.ca,
+      caIp: CA_IP,
+      answerIp: PUBLIC_B,
+      dir: tmp,
+      start: (ns, argv, env) => startIn(ns, argv, undefined, env),
+    });
     await new Promise<void>((resolve) => startIn(NS.node, [process.execPath, '-e', APP], () => resolve()));
     const cfg = {
       nodes: [
@@ -149,13 +114,13 @@ describe('HTTPS TERMINATE=ingress: the node gets the certificate by ACME and end
 
   test('each node is issued a certificate (A through B’s relay); the visitor verifies either against Pebble’s root and gets the app', async (t) => {
     const issued = (await until('the certificates', () => lines[0], 70_000, 100).catch((err) => {
-      throw new Error(`${err.message}\nnode:\n${stderr.slice(-3000)}\npebble:\n${caLog.slice(-3000)}`);
+      throw new Error(`${err.message}\nnode:\n${stderr.slice(-3000)}\npebble:\n${ca?.log().slice(-3000)}`);
     })) as { id: string; nodes: Array<{ notAfter?: string; error?: string; issuedMs?: number }> };
     const [a, b] = issued.nodes;
-    assert.ok(b?.notAfter, `B (the CA reaches it): ${JSON.stringify(b)}\npebble:\n${caLog.slice(-3000)}`);
+    assert.ok(b?.notAfter, `B (the CA reaches it): ${JSON.stringify(b)}\npebble:\n${ca?.log().slice(-3000)}`);
     assert.ok(
       a?.notAfter,
-      `A (the CA's checks reach B, which relays): ${JSON.stringify(a)}\npebble:\n${caLog.slice(-3000)}`,
+      `A (the CA's checks reach B, which relays): ${JSON.stringify(a)}\npebble:\n${ca?.log().slice(-3000)}`,
     );
     t.diagnostic(`certificate issued by ACME at the ingress in ${b.issuedMs} ms (B), ${a.issuedMs} ms (A, relayed)`);
     for (const [label, address, sub] of [

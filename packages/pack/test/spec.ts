@@ -1,24 +1,14 @@
+import { parseFormfile } from '@formation/formfile';
 import { FORMFILE_DEFAULTS, type FormfileSpec, type FormfileUser } from '@formation/interface';
 
-/** A spec as the Formfile parser would produce it (tests build specs directly). */
+/**
+ * A spec as the Formfile parser produces it (tests build specs directly): the parser's own spec of a
+ * Formfile with only `NAME test`, so every default is the parser's, and `over` on top.
+ */
 export function makeSpec(over: Partial<FormfileSpec> = {}): FormfileSpec {
-  return {
-    name: 'test',
-    users: [],
-    vcpu: FORMFILE_DEFAULTS.vcpu,
-    memMiB: FORMFILE_DEFAULTS.memMiB,
-    diskGiB: FORMFILE_DEFAULTS.diskGiB,
-    copy: [],
-    install: [],
-    run: [],
-    env: [],
-    expose: [],
-    workdir: FORMFILE_DEFAULTS.workdir,
-    entrypoint: null,
-    noCopy: false,
-    gpu: false,
-    ...over,
-  };
+  const { spec } = parseFormfile('NAME test\n');
+  if (!spec) throw new Error('the Formfile parser refused `NAME test`');
+  return { ...spec, ...over };
 }
 
 export function makeUser(over: Partial<FormfileUser> & { username: string }): FormfileUser {

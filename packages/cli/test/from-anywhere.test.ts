@@ -9,13 +9,11 @@
 // Real QEMU (TCG here), wireguard-go, namespaces, nftables.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { requireOrSkip, sshArgv, until } from '@formation/interface/testing';
+import { namespacesLeft, requireOrSkip, sshArgv, tempDevnet, until } from '@formation/interface/testing';
 import {
   type DevnetNode,
   type DevnetState,
@@ -28,9 +26,17 @@ import {
   worldNamespaces,
   worldPlan,
 } from '@formation/node';
+import {
+  allAtRevision,
+  parseStatus,
+  type Replica,
+  running,
+  type Status,
+  successWith,
+  untilStatus,
+} from './replica-status.ts';
 import { runForm } from './run-form.ts';
 
-const run = promisify(execFile);
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 const PREFIX = 'fdwe';
 const LAP = `${PREFIX}lap`;
@@ -42,18 +48,6 @@ const skip = requireOrSkip('from-anywhere e2e test', {
   root: true,
   programs: ['ip', 'nft', 'qemu-system-x86_64', 'wireguard-go', 'wg', 'sshpass', 'ssh', 'curl', 'mmdebstrap'],
 });
-
-interface Replica {
-  node: string;
-  state: string;
-  formnetIp: string | null;
-  revision: number;
-}
-interface Status {
-  status: string;
-  revision: number;
-  replicas: Replica[];
-}
 
 /**
  * Plaintext HTTP on the internet switch: TCP payloads starting with an HTTP method or `HTTP`, between
@@ -80,35 +74,35 @@ async function counter(name: string): Promise<number> {
 }
 
 describe('from anywhere: the developer flow from a laptop behind NAT (3 hosts)', { skip }, () => {
-  let dir = '';
+  const devnet = tempDevnet(
+    'form-from-anywhere-',
+    (dir) =>
+      devnetUp({
+        nodes: 3,
+        dir,
+        prefix: PREFIX,
+        world: true,
+        env: { FORM_HEARTBEAT_MS: '1000', FORM_NODE_TIMEOUT_MS: String(NODE_TIMEOUT_MS), FORM_LOG_LEVEL: 'info' },
+        timeoutMs: 180_000,
+      }),
+    devnetDown,
+  );
   let s: DevnetState;
   let instanceId = '';
   const byAddress = new Map<string, DevnetNode>();
   const laptop = (args: string[], timeoutMs = 600_000) =>
     runForm(
-      ['devnet', 'exec', '--dir', dir, 'laptop', '--', 'timeout', String(timeoutMs / 1000), ...args],
+      ['devnet', 'exec', '--dir', devnet.dir, 'laptop', '--', 'timeout', String(timeoutMs / 1000), ...args],
       {},
       { cwd: root },
     );
   const form = (args: string[], timeoutMs?: number) => laptop(['form', ...args], timeoutMs);
   const ssh = (ip: string, script: string) => laptop(sshArgv(ip, script), 60_000);
-  const status = async (): Promise<Status> => {
-    const r = await form(['manage', 'get', 'status', instanceId || 'hello-server', '--json'], 60_000);
-    assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
-    return JSON.parse(r.stdout) as Status;
-  };
-  const running = (st: Status) => st.replicas.filter((r) => r.state === 'running' && r.formnetIp);
+  const status = async (): Promise<Status> =>
+    parseStatus(await form(['manage', 'get', 'status', instanceId || 'hello-server', '--json'], 60_000));
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'form-from-anywhere-'));
-    s = await devnetUp({
-      nodes: 3,
-      dir,
-      prefix: PREFIX,
-      world: true,
-      env: { FORM_HEARTBEAT_MS: '1000', FORM_NODE_TIMEOUT_MS: String(NODE_TIMEOUT_MS), FORM_LOG_LEVEL: 'info' },
-      timeoutMs: 180_000,
-    });
+    s = await devnet.up();
     for (const n of s.nodes) byAddress.set(n.info?.nodeAddress as string, n);
     await new Promise<void>((resolve, reject) => {
       const child = execFile('ip', ['netns', 'exec', NET, 'nft', '-f', '-'], (err, _o, stderr) =>
@@ -119,16 +113,10 @@ describe('from anywhere: the developer flow from a laptop behind NAT (3 hosts)',
   });
 
   after(async () => {
-    if (!dir) return;
-    await devnetDown(dir).catch(() => undefined);
-    if (process.env.FORM_KEEP_TEST_DATA !== '1') rmSync(dir, { recursive: true, force: true });
-    const mine = worldNamespaces(worldPlan(PREFIX, 3));
-    const left = (await run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]);
-    assert.deepEqual(
-      left.filter((ns) => mine.includes(ns as string)),
-      [],
-      'namespaces left',
-    );
+    if (!devnet.dir) return;
+    await devnet.down();
+    // By name: another world devnet's namespaces may start with this prefix too.
+    assert.deepEqual(await namespacesLeft(worldNamespaces(worldPlan(PREFIX, 3))), [], 'namespaces left');
   });
 
   test('kit init on the laptop against node 1 public address (https)', async () => {
@@ -143,15 +131,7 @@ describe('from anywhere: the developer flow from a laptop behind NAT (3 hosts)',
     const ship = await form(['pack', 'ship', 'examples/hello-server', '--replicas', '2', '--json']);
     assert.equal(ship.code, 0, `${ship.stdout}${ship.stderr}`);
     instanceId = (JSON.parse(ship.stdout) as { id: string }).id;
-    const st = await until(
-      'SUCCESS with 2 running replicas',
-      async () => {
-        const x = await status();
-        return x.status === 'SUCCESS' && running(x).length === 2 ? x : undefined;
-      },
-      400_000,
-      2000,
-    );
+    const st = await untilStatus('SUCCESS with 2 running replicas', status, successWith(2), 400_000, 2000);
     assert.equal(new Set(running(st).map((r) => r.node)).size, 2, 'on two different hosts');
   });
 
@@ -247,15 +227,7 @@ describe('from anywhere: the developer flow from a laptop behind NAT (3 hosts)',
     const c = await form(['commit', 'hello-server', '--json'], 300_000);
     assert.equal(c.code, 0, `${c.stdout}${c.stderr}`);
     assert.equal((JSON.parse(c.stdout) as { revision: number }).revision, 1);
-    await until(
-      'both replicas at revision 1',
-      async () => {
-        const x = await status();
-        return running(x).length === 2 && running(x).every((r) => r.revision === 1) ? x : undefined;
-      },
-      300_000,
-      2000,
-    );
+    await untilStatus('both replicas at revision 1', status, allAtRevision(2, 1), 300_000, 2000);
     const other = running(await status()).find((r) => r.node === b.node) as Replica;
     const read = await ssh(other.formnetIp as string, 'cat /app/marker');
     assert.match(read.stdout, /committed-from-the-laptop/);

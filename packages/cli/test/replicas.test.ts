@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { integrationPrerequisites } from '@formation/interface';
-import { sshArgv, until } from '@formation/interface/testing';
+import { namespacesLeft, sshArgv, tempDevnet, until } from '@formation/interface/testing';
 import {
   type DevnetNode,
   type DevnetState,
@@ -23,6 +23,7 @@ import {
   startDevnetNode,
   stopDevnetNode,
 } from '@formation/node';
+import { allAtRevision, parseStatus, running, type Status, successWith, untilStatus } from './replica-status.ts';
 import { runForm } from './run-form.ts';
 
 const run = promisify(execFile);
@@ -37,19 +38,6 @@ const PREFIX = 'fdq';
 const PORT_BASE = Number(process.env.FORM_TEST_REPLICAS_PORT_BASE ?? 170);
 const NODE_TIMEOUT_MS = 8000;
 
-interface Replica {
-  node: string;
-  state: string;
-  formnetIp: string | null;
-  revision: number;
-  reason: string | null;
-}
-interface Status {
-  status: string;
-  revision: number;
-  replicas: Replica[];
-}
-
 async function inNs(netns: string, cmd: string[], timeoutMs = 20_000): Promise<string> {
   const { stdout } = await run('ip', ['netns', 'exec', netns, ...cmd], { timeout: timeoutMs });
   return stdout;
@@ -59,42 +47,38 @@ const ssh = (netns: string, ip: string, script: string) => inNs(netns, sshArgv(i
 
 describe('replicas across a 4-node devnet', { skip: why || false }, () => {
   const home = mkdtempSync(join(tmpdir(), 'form-replicas-'));
-  let dir = '';
+  const devnet = tempDevnet(
+    'form-replicas-devnet-',
+    (dir) =>
+      devnetUp({
+        nodes: 4,
+        dir,
+        prefix: PREFIX,
+        portBase: PORT_BASE,
+        env: { FORM_HEARTBEAT_MS: '1000', FORM_NODE_TIMEOUT_MS: String(NODE_TIMEOUT_MS), FORM_LOG_LEVEL: 'info' },
+      }),
+    devnetDown,
+  );
   let s: DevnetState;
   let id = '';
   /** Node address (0x…) -> devnet node. */
   const byAddress = new Map<string, DevnetNode>();
   const env = (n: DevnetNode) => ({ FORM_HOME: home, FORM_PORT_OFFSET: String(n.portOffset) });
   const node1 = () => s.nodes[0] as DevnetNode;
-  const status = async (n: DevnetNode = node1()): Promise<Status> => {
-    const r = await runForm(['manage', 'get', 'status', id, '--json'], env(n));
-    assert.equal(r.code, 0, r.stderr);
-    return JSON.parse(r.stdout) as Status;
-  };
-  const running = (st: Status) => st.replicas.filter((r) => r.state === 'running' && r.formnetIp);
+  const status = async (n: DevnetNode = node1()): Promise<Status> =>
+    parseStatus(await runForm(['manage', 'get', 'status', id, '--json'], env(n)));
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'form-replicas-devnet-'));
-    s = await devnetUp({
-      nodes: 4,
-      dir,
-      prefix: PREFIX,
-      portBase: PORT_BASE,
-      env: { FORM_HEARTBEAT_MS: '1000', FORM_NODE_TIMEOUT_MS: String(NODE_TIMEOUT_MS), FORM_LOG_LEVEL: 'info' },
-    });
+    s = await devnet.up();
     for (const n of s.nodes) byAddress.set(n.info?.nodeAddress as string, n);
     const init = await runForm(['kit', 'init', '--yes'], { FORM_HOME: home });
     assert.equal(init.code, 0, init.stderr);
   });
 
   after(async () => {
-    if (dir) await devnetDown(dir).catch(() => undefined);
-    if (process.env.FORM_KEEP_TEST_DATA !== '1') {
-      rmSync(dir, { recursive: true, force: true });
-      rmSync(home, { recursive: true, force: true });
-    }
-    const left = (await run('ip', ['netns', 'list'])).stdout;
-    assert.ok(!left.split('\n').some((l) => l.startsWith(PREFIX)), `namespaces left: ${left}`);
+    await devnet.down();
+    if (process.env.FORM_KEEP_TEST_DATA !== '1') rmSync(home, { recursive: true, force: true });
+    assert.deepEqual(await namespacesLeft(PREFIX), [], 'namespaces left');
   });
 
   test('ship with 3 replicas: three VMs on three nodes, each answering HTTP at its formnet address', async () => {
@@ -103,15 +87,7 @@ describe('replicas across a 4-node devnet', { skip: why || false }, () => {
     const ship = await runForm(['pack', 'ship', example, '--replicas', '3', '--json'], env(node1()));
     assert.equal(ship.code, 0, ship.stderr);
     id = (JSON.parse(ship.stdout) as { id: string }).id;
-    const st = await until(
-      'SUCCESS with 3 running replicas',
-      async () => {
-        const x = await status();
-        return x.status === 'SUCCESS' && running(x).length === 3 ? x : undefined;
-      },
-      300_000,
-      1000,
-    );
+    const st = await untilStatus('SUCCESS with 3 running replicas', status, successWith(3), 300_000);
     const nodes = running(st).map((r) => r.node);
     assert.equal(new Set(nodes).size, 3, 'three different nodes');
     // Every node's state says the same (any node can be asked).
@@ -158,15 +134,7 @@ describe('replicas across a 4-node devnet', { skip: why || false }, () => {
     const commit = await runForm(['commit', first.formnetIp as string, '--json'], env(host));
     assert.equal(commit.code, 0, commit.stderr);
     assert.equal((JSON.parse(commit.stdout) as { revision: number }).revision, 1);
-    const after = await until(
-      'every replica at revision 1',
-      async () => {
-        const x = await status();
-        return running(x).length === 3 && running(x).every((r) => r.revision === 1) ? x : undefined;
-      },
-      240_000,
-      1000,
-    );
+    const after = await untilStatus('every replica at revision 1', status, allAtRevision(3, 1), 240_000);
     for (const r of running(after).filter((x) => x.node !== first.node)) {
       const out = await ssh(node1().netns, r.formnetIp as string, 'cat ~/note.txt');
       assert.equal(out.trim(), marker, `the committed file on the replica at ${r.formnetIp}`);
@@ -204,16 +172,14 @@ describe('replicas across a 4-node devnet', { skip: why || false }, () => {
     // The node comes back: it restarts its replica, and the stand-in on the spare node goes.
     await setUnderlayLink(s, victim, true);
     await startDevnetNode(s, victim);
-    const final = await until(
+    const final = await untilStatus(
       'the returning node runs its replica and the spare stopped',
-      async () => {
-        const x = await status();
-        const back = running(x).some((r) => r.node === victimAddress);
-        const spareRunning = running(x).some((r) => r.node === spareAddress);
-        return back && !spareRunning && running(x).length === 3 ? x : undefined;
-      },
+      status,
+      (x) =>
+        running(x).some((r) => r.node === victimAddress) &&
+        !running(x).some((r) => r.node === spareAddress) &&
+        running(x).length === 3,
       240_000,
-      1000,
     );
     const standIn = final.replicas.find((r) => r.node === spareAddress);
     assert.equal(standIn?.state, 'stopped');
@@ -224,15 +190,7 @@ describe('replicas across a 4-node devnet', { skip: why || false }, () => {
     const down = await runForm(['manage', 'scale', id, '2', '--json'], env(node1()));
     assert.equal(down.code, 0, down.stderr);
     assert.deepEqual(JSON.parse(down.stdout), { ok: true, id, replicas: 2, changed: true });
-    const two = await until(
-      'two running replicas',
-      async () => {
-        const x = await status();
-        return running(x).length === 2 && x.status === 'SUCCESS' ? x : undefined;
-      },
-      120_000,
-      1000,
-    );
+    const two = await untilStatus('two running replicas', status, successWith(2), 120_000);
     assert.ok(two.replicas.some((r) => r.state === 'stopped' && /no longer placed/.test(r.reason ?? '')));
     const bad = await runForm(['manage', 'scale', id, '17'], env(node1()));
     assert.equal(bad.code, 2);
@@ -243,14 +201,6 @@ describe('replicas across a 4-node devnet', { skip: why || false }, () => {
     assert.equal(ship.code, 0, ship.stderr);
     const shipped = JSON.parse(ship.stdout) as { id: string; replicas: number; created: boolean; updated: boolean };
     assert.deepEqual([shipped.id, shipped.replicas, shipped.created, shipped.updated], [id, 3, false, true]);
-    await until(
-      'three running replicas again',
-      async () => {
-        const x = await status();
-        return running(x).length === 3 ? x : undefined;
-      },
-      240_000,
-      1000,
-    );
+    await untilStatus('three running replicas again', status, (x) => running(x).length === 3, 240_000);
   });
 });

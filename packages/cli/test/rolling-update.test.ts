@@ -6,19 +6,16 @@
 // the nodes roll the release back by themselves, and the previous version keeps answering throughout.
 // Another key cannot roll the instance back. Real QEMU (TCG here), wireguard-go, namespaces.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { integrationPrerequisites } from '@formation/interface';
-import { until } from '@formation/interface/testing';
+import { namespacesLeft, tempDevnet, until } from '@formation/interface/testing';
 import { type DevnetNode, type DevnetState, devnetDown, devnetUp } from '@formation/node';
 import { availableOn, clientLoop, type Releases, ROLLING_NODE_ENV, type Status, variant } from './rolling.ts';
 import { runForm } from './run-form.ts';
 
-const run = promisify(execFile);
 // Opt-in: five VM boots in sequence take 10+ minutes under TCG on 2 shared cores, far over the CI budget.
 const why =
   integrationPrerequisites('rolling update test', {
@@ -50,7 +47,18 @@ describe('rolling updates on a 2-node devnet', { skip: why || false }, () => {
   const home = mkdtempSync(join(tmpdir(), 'form-rolling-'));
   const otherHome = mkdtempSync(join(tmpdir(), 'form-rolling-other-'));
   const work = mkdtempSync(join(tmpdir(), 'form-rolling-src-'));
-  let dir = '';
+  const devnet = tempDevnet(
+    'form-rolling-devnet-',
+    (dir) =>
+      devnetUp({
+        nodes: 2,
+        dir,
+        prefix: PREFIX,
+        portBase: PORT_BASE,
+        env: { ...ROLLING_NODE_ENV, FORM_LOG_LEVEL: 'info' },
+      }),
+    devnetDown,
+  );
   let s: DevnetState;
   let id = '';
   const node1 = () => s.nodes[0] as DevnetNode;
@@ -70,14 +78,7 @@ describe('rolling updates on a 2-node devnet', { skip: why || false }, () => {
   const loop = clientLoop(status, () => node1().netns as string);
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'form-rolling-devnet-'));
-    s = await devnetUp({
-      nodes: 2,
-      dir,
-      prefix: PREFIX,
-      portBase: PORT_BASE,
-      env: { ...ROLLING_NODE_ENV, FORM_LOG_LEVEL: 'info' },
-    });
+    s = await devnet.up();
     for (const h of [home, otherHome]) {
       const init = await runForm(['kit', 'init', '--yes'], { FORM_HOME: h });
       assert.equal(init.code, 0, init.stderr);
@@ -87,12 +88,11 @@ describe('rolling updates on a 2-node devnet', { skip: why || false }, () => {
   after(async () => {
     loop.on = false;
     await loop.done.catch(() => undefined);
-    if (dir) await devnetDown(dir).catch(() => undefined);
+    await devnet.down();
     if (process.env.FORM_KEEP_TEST_DATA !== '1') {
-      for (const d of [dir, home, otherHome, work]) rmSync(d, { recursive: true, force: true });
+      for (const d of [home, otherHome, work]) rmSync(d, { recursive: true, force: true });
     }
-    const left = (await run('ip', ['netns', 'list'])).stdout;
-    assert.ok(!left.split('\n').some((l) => l.startsWith(PREFIX)), `namespaces left: ${left}`);
+    assert.deepEqual(await namespacesLeft(PREFIX), [], 'namespaces left');
   });
 
   test('a good version rolls out one replica at a time; a crashing one is rolled back by the nodes', async () => {
@@ -112,7 +112,7 @@ describe('rolling updates on a 2-node devnet', { skip: why || false }, () => {
     const v2 = variant(work, '2');
     const build2 = await form(['pack', 'build', v2]);
     assert.equal(build2.code, 0, build2.stderr);
-    const disksBefore = dataDisks(dir);
+    const disksBefore = dataDisks(devnet.dir);
     assert.equal(disksBefore.length, 2, 'each replica has a data disk');
     loop.start();
     const t2 = Date.now();
@@ -139,7 +139,7 @@ describe('rolling updates on a 2-node devnet', { skip: why || false }, () => {
     );
     assert.ok(good.answers['version 2'], 'the new version answered');
     // Each replica kept its /data: the new VMs hold the very files (same inodes) of the old ones.
-    const disksAfter = dataDisks(dir);
+    const disksAfter = dataDisks(devnet.dir);
     assert.deepEqual(disksAfter.map((d) => d.ino).sort(), disksBefore.map((d) => d.ino).sort());
     assert.notDeepEqual(
       disksAfter.map((d) => d.vm).sort(),

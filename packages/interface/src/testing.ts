@@ -273,6 +273,11 @@ export interface SshLogin {
   connectTimeoutS?: number;
   /** Offer the password only, none of the keys of whoever runs the test: proves password login works. */
   passwordOnly?: boolean;
+  /**
+   * Log in with this private key instead of a password (no sshpass; BatchMode, so a refused key fails
+   * at once instead of prompting): proves public-key login works.
+   */
+  keyFile?: string;
 }
 
 /**
@@ -284,12 +289,9 @@ export interface SshLogin {
  * await execFileP('ip', ['netns', 'exec', ns, ...sshArgv('10.129.1.2', 'cat ~/note.txt')]);
  */
 export function sshArgv(host: string, script: string, login: SshLogin = {}): string[] {
-  const { user = 'bigdog', password = 'bigdog123', port, connectTimeoutS = 10, passwordOnly = false } = login;
+  const { user = 'bigdog', password = 'bigdog123', port, connectTimeoutS = 10, passwordOnly = false, keyFile } = login;
   return [
-    'sshpass',
-    '-p',
-    password,
-    'ssh',
+    ...(keyFile ? ['ssh', '-i', keyFile, '-o', 'BatchMode=yes'] : ['sshpass', '-p', password, 'ssh']),
     ...(port ? ['-p', String(port)] : []),
     '-o',
     'StrictHostKeyChecking=no',

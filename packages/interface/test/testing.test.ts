@@ -96,6 +96,13 @@ test('sshArgv: a password login through sshpass that never prompts or records ho
     assert.equal(pw[pw.indexOf(o) - 1], '-o', o);
   }
   assert.deepEqual(pw.slice(-2), ['bigdog@vm.example', 'true']);
+  // A key login: no sshpass and no password anywhere, the key named, never a prompt.
+  const key = sshArgv('vm.example', 'id -un', { user: 'keyonly', keyFile: '/tmp/k', port: 2200 });
+  assert.deepEqual(key.slice(0, 5), ['ssh', '-i', '/tmp/k', '-o', 'BatchMode=yes']);
+  assert.equal(key.includes('sshpass') || key.includes('bigdog123'), false);
+  assert.deepEqual(key.slice(5, 7), ['-p', '2200']);
+  assert.ok(key.includes('StrictHostKeyChecking=no'));
+  assert.deepEqual(key.slice(-2), ['keyonly@vm.example', 'id -un']);
 });
 
 test('runProgram: exit code, both outputs, stdin, env and cwd; a missing program rejects', async () => {

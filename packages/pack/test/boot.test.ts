@@ -73,28 +73,13 @@ test(
       assert.equal(s.code, 0, s.out);
       assert.deepEqual(s.out.trim().split('\n'), ['hello-test', 'inst-1', '0', '/etc/ssh/ssh_host_ed25519_key']);
 
-      const k = spawnSync(
-        'ssh',
-        [
-          '-i',
-          keyFile,
-          '-p',
-          String(vm.ports[22]),
-          '-o',
-          'StrictHostKeyChecking=no',
-          '-o',
-          'UserKnownHostsFile=/dev/null',
-          '-o',
-          'LogLevel=ERROR',
-          '-o',
-          'BatchMode=yes',
-          '-o',
-          'ConnectTimeout=20',
-          'keyonly@127.0.0.1',
-          'id -un; sudo -n true 2>/dev/null && echo SUDO || echo NOSUDO',
-        ],
-        { encoding: 'utf8', timeout: 60_000 },
-      );
+      const keyArgv = sshArgv('127.0.0.1', 'id -un; sudo -n true 2>/dev/null && echo SUDO || echo NOSUDO', {
+        user: 'keyonly',
+        port: vm.ports[22],
+        connectTimeoutS: 20,
+        keyFile,
+      });
+      const k = spawnSync(keyArgv[0] as string, keyArgv.slice(1), { encoding: 'utf8', timeout: 60_000 });
       assert.equal(k.status, 0, k.stderr);
       assert.deepEqual(k.stdout.trim().split('\n'), ['keyonly', 'NOSUDO']);
 

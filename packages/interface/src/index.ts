@@ -1,4 +1,5 @@
 export * from './autostop.ts';
+export * from './build-steps.ts';
 export * from './errors.ts';
 export * from './formfile.ts';
 export * from './formpack.ts';

@@ -14,7 +14,13 @@ import {
 import { join } from 'node:path';
 import { redactFormfile } from '@formation/formfile';
 import { GUEST_CONTRACT } from '@formation/guest';
-import { FormError, type FormfileSpec, type FormpackArtifact, type FormpackManifest } from '@formation/interface';
+import {
+  type BuildStep,
+  FormError,
+  type FormfileSpec,
+  type FormpackArtifact,
+  type FormpackManifest,
+} from '@formation/interface';
 import type { Logger } from '@formation/service';
 import { sha256File } from '@formation/service/files';
 import { cachePaths, checkPackages, ensureBase, ensureLayer, sweepTemps } from './base.ts';
@@ -55,19 +61,8 @@ export type BuildEvent =
   | { type: 'step'; step: BuildStep; detail?: string; elapsedMs: number }
   | { type: 'log'; line: string; elapsedMs: number };
 
-export type BuildStep =
-  | 'context'
-  | 'cached'
-  | 'wait'
-  | 'base'
-  | 'packages'
-  | 'rootfs'
-  | 'configure'
-  | 'run'
-  | 'disk'
-  | 'boot-files'
-  | 'manifest'
-  | 'done';
+/** The steps a build's log names (`@formation/interface/build-steps`: the dashboard and CLI read the same list). */
+export type { BuildStep };
 
 export interface BuildRequest {
   spec: FormfileSpec;

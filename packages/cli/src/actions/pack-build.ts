@@ -1,5 +1,5 @@
 import { relative } from 'node:path';
-import { FormError, type FormpackManifest } from '@formation/interface';
+import { type BuildStep, FormError, type FormpackManifest } from '@formation/interface';
 // Types only at load time: @formation/pack (Fastify, tar) is imported when a pack command runs, so it
 // does not slow down every other `form` command.
 import type { BuildEvent, Builder, BuildLogLine } from '@formation/pack';
@@ -15,7 +15,8 @@ interface PackBuildOptions {
   node?: string;
 }
 
-const STEP_LABEL: Record<string, string> = {
+/** Every step's label: a Record over BuildStep, so a new step cannot go unlabelled. */
+const STEP_LABEL: Record<BuildStep, string> = {
   context: 'hash build context',
   cached: 'already built',
   wait: 'wait for the same build',

@@ -1,3 +1,4 @@
+import { BUILD_PROGRESS_STEPS } from '@formation/interface/build-steps';
 import type { BuildLogEvent, BuildStarted } from '@formation/interface/web-api';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useEffect, useRef, useState } from 'react';
@@ -9,8 +10,6 @@ import { Command } from './Command.tsx';
 import { ErrorBox } from './ErrorBox.tsx';
 import { Link } from './Link.tsx';
 import { ShipForm } from './ShipForm.tsx';
-
-const BUILD_STEPS = ['context', 'base', 'packages', 'rootfs', 'configure', 'run', 'disk', 'boot-files', 'manifest'];
 
 type Picked = { label: string; blob: Blob; type: 'application/x-tar' | 'application/gzip' };
 
@@ -86,7 +85,10 @@ export function BuildPanel() {
   const steps = events.filter((e): e is Extract<BuildLogEvent, { type: 'step' }> => e.type === 'step');
   const current = steps.at(-1)?.step;
   const cached = steps.some((e) => e.step === 'cached');
-  const doneIdx = end?.status === 'done' ? BUILD_STEPS.length : BUILD_STEPS.indexOf(current ?? '');
+  const doneIdx =
+    end?.status === 'done'
+      ? BUILD_PROGRESS_STEPS.length
+      : (BUILD_PROGRESS_STEPS as readonly string[]).indexOf(current ?? '');
   return (
     <>
       <p>
@@ -122,8 +124,8 @@ export function BuildPanel() {
         <>
           <label className="progress">
             Build progress{' '}
-            <progress max={BUILD_STEPS.length} value={Math.max(0, doneIdx)}>
-              {Math.max(0, doneIdx)} of {BUILD_STEPS.length} steps
+            <progress max={BUILD_PROGRESS_STEPS.length} value={Math.max(0, doneIdx)}>
+              {Math.max(0, doneIdx)} of {BUILD_PROGRESS_STEPS.length} steps
             </progress>{' '}
             <span aria-live="polite">
               {end

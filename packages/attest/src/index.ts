@@ -6,6 +6,5 @@ export * from './providers.ts';
 export * from './report.ts';
 export * from './seal.ts';
 export * from './service.ts';
-export * from './testing.ts';
 export * from './tls.ts';
 export * from './vm-source.ts';

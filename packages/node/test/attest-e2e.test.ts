@@ -8,7 +8,6 @@ import {
   attestReplica,
   diskStatus,
   expectedMeasurement,
-  integrationBlocker,
   putSecret,
   type ReplicaTarget,
   registerAttestRoutes,
@@ -19,10 +18,10 @@ import { generateKeyPair, randomHex, signRequest } from '@formation/identity';
 import { requireOrSkip } from '@formation/interface/testing';
 import { apiIdentity, createLogger, setApiIdentity } from '@formation/service';
 import { createVmmService, type VmmService, type VmView } from '@formation/vmm';
-import { qemuVmmConfig } from '@formation/vmm/testing';
+import { integrationBlocker, qemuVmmConfig } from '@formation/vmm/testing';
 import { type AttestFixture, attestFixture } from './fixtures/attest-formpack.ts';
 
-const why = requireOrSkip('attestation e2e test', { check: integrationBlocker });
+const why = requireOrSkip('attestation e2e test', { programs: ['openssl'], check: () => integrationBlocker() });
 
 /**
  * End to end against real QEMU VMs (TCG): two "replicas" on one node, one booted from the Formpack,

@@ -13,7 +13,6 @@ import {
   AttestService,
   configureGuestTls,
   expectedMeasurement,
-  integrationBlocker,
   spkiSha256,
   verifyReport,
   verifyServedCertificate,
@@ -23,7 +22,7 @@ import { requireOrSkip, until } from '@formation/interface/testing';
 import { type BuiltFormpack, cachedFormpack } from '@formation/pack/testing';
 import { createLogger } from '@formation/service';
 import { createVmmService, type VmmService, type VmView } from '@formation/vmm';
-import { qemuVmmConfig } from '@formation/vmm/testing';
+import { integrationBlocker, qemuVmmConfig } from '@formation/vmm/testing';
 import { type PebbleCa, startPebble } from './fixtures/pebble.ts';
 
 const blocker = () =>
@@ -31,7 +30,7 @@ const blocker = () =>
   (spawnSync('sh', ['-c', 'command -v pebble && command -v pebble-challtestsrv && command -v curl']).status !== 0
     ? 'pebble, pebble-challtestsrv or curl missing (apt-get install pebble curl)'
     : undefined);
-const skip = requireOrSkip('in-guest HTTPS e2e test', { check: blocker });
+const skip = requireOrSkip('in-guest HTTPS e2e test', { programs: ['openssl'], check: blocker });
 const tag = String(process.pid % 100000);
 const NS = { host: `fdh${tag}h`, ca: `fdh${tag}p`, vis: `fdh${tag}v` };
 const PUBLIC = '198.51.100.11';

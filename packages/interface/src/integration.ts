@@ -1,4 +1,15 @@
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+
+/** Which of `programs` are not on PATH (`command -v`), in their order. */
+export function missingPrograms(programs: readonly string[]): string[] {
+  return programs.filter((p) => spawnSync('sh', ['-c', `command -v ${p}`], { stdio: 'ignore' }).status !== 0);
+}
+
+/** Whether a Debian cloud kernel (`/boot/vmlinuz-*-cloud-amd64`, what every guest boots) is installed. */
+export function hasGuestKernel(): boolean {
+  return existsSync('/boot') && readdirSync('/boot').some((f) => /^vmlinuz-.+-cloud-amd64$/.test(f));
+}
 
 /**
  * For integration tests: why this one cannot run here ('' when it can). Checks root and the programs
@@ -10,14 +21,7 @@ import { execFileSync } from 'node:child_process';
  * describe('…', { skip: why || false }, () => { … });
  */
 export function integrationPrerequisites(test: string, needs: { root?: boolean; programs?: string[] }): string {
-  const missing = (needs.programs ?? []).filter((p) => {
-    try {
-      execFileSync('sh', ['-c', `command -v ${p}`], { stdio: 'ignore' });
-      return false;
-    } catch {
-      return true;
-    }
-  });
+  const missing = missingPrograms(needs.programs ?? []);
   const why =
     needs.root && process.getuid?.() !== 0
       ? 'needs root (namespaces, TAP, WireGuard)'

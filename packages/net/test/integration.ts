@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { missingPrograms } from '@formation/interface';
 
 /**
  * Why the namespace tests cannot run here, or undefined when they can. With
@@ -6,16 +6,14 @@ import { spawnSync } from 'node:child_process';
  */
 export function missingPrerequisite(): string | undefined {
   if (process.getuid?.() !== 0) return 'not root: network namespaces and WireGuard need root';
-  for (const [bin, pkg] of [
-    ['ip', 'iproute2'],
-    ['wg', 'wireguard-tools'],
-    ['wireguard-go', 'wireguard-go'],
-    ['ping', 'iputils-ping'],
-  ] as const) {
-    if (spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status !== 0) {
-      return `${bin} is not installed (apt-get install ${pkg})`;
-    }
-  }
+  const pkg: Record<string, string> = {
+    ip: 'iproute2',
+    wg: 'wireguard-tools',
+    'wireguard-go': 'wireguard-go',
+    ping: 'iputils-ping',
+  };
+  const [bin] = missingPrograms(Object.keys(pkg));
+  if (bin) return `${bin} is not installed (apt-get install ${pkg[bin]})`;
   return undefined;
 }
 

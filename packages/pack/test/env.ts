@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { hasGuestKernel, missingPrograms } from '@formation/interface';
 import { requireOrSkip } from '@formation/interface/testing';
 
 /** The base/layer cache shared by every test run (the base takes ~35 s to build the first time). */
@@ -29,12 +29,8 @@ export function buildPrereqMissing(extra: string[] = []): string | false {
 function missingForBuilds(extra: string[]): string | false {
   const missing: string[] = [];
   if (process.getuid?.() !== 0) missing.push('root');
-  for (const t of [...TOOLS, ...extra]) {
-    if (spawnSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore' }).status !== 0) missing.push(t);
-  }
+  missing.push(...missingPrograms([...TOOLS, ...extra]));
   if (!existsSync('/bin/busybox')) missing.push('busybox-static');
-  if (!existsSync('/boot') || !readdirSync('/boot').some((f) => /^vmlinuz-.+-cloud-amd64$/.test(f))) {
-    missing.push('linux-image-cloud-amd64');
-  }
+  if (!hasGuestKernel()) missing.push('linux-image-cloud-amd64');
   return missing.length > 0 && `needs ${missing.join(', ')} (run scripts/setup.sh as root)`;
 }

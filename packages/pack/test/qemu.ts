@@ -2,14 +2,13 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
+import { missingPrograms } from '@formation/interface';
 import { until } from '@formation/interface/testing';
 
 /** Test helpers: boot a Formpack under QEMU (TCG, -M pc, user net with hostfwd on 127.0.0.1). */
 
 export function hasQemu(): boolean {
-  return (
-    spawnSync('sh', ['-c', 'command -v qemu-system-x86_64 && command -v qemu-img'], { stdio: 'ignore' }).status === 0
-  );
+  return missingPrograms(['qemu-system-x86_64', 'qemu-img']).length === 0;
 }
 
 export async function freePort(): Promise<number> {

@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { hasGuestKernel, missingPrograms } from '@formation/interface';
 import { loadVmmConfig, type VmmConfig } from './config.ts';
 
 /**
@@ -14,12 +15,9 @@ const FIXTURE_SCRIPT = new URL('../test/fixtures/build-fixture.sh', import.meta.
 /** Why integration tests cannot run here, or undefined when they can. */
 export function integrationBlocker(needRoot = true): string | undefined {
   if (needRoot && process.getuid?.() !== 0) return 'needs root (mmdebstrap, namespaces)';
-  for (const bin of ['qemu-system-x86_64', 'qemu-img', 'mmdebstrap', 'busybox']) {
-    if (spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0) return `${bin} is not installed`;
-  }
-  if (!readdirSync('/boot').some((f) => f.startsWith('vmlinuz-') && f.includes('cloud'))) {
-    return 'no /boot/vmlinuz-*-cloud-amd64 guest kernel (apt-get install linux-image-cloud-amd64)';
-  }
+  const [bin] = missingPrograms(['qemu-system-x86_64', 'qemu-img', 'mmdebstrap', 'busybox']);
+  if (bin) return `${bin} is not installed`;
+  if (!hasGuestKernel()) return 'no /boot/vmlinuz-*-cloud-amd64 guest kernel (apt-get install linux-image-cloud-amd64)';
   return undefined;
 }
 

@@ -55,8 +55,11 @@ export function formCli(env: Record<string, string>) {
 }
 
 /**
- * QEMU processes whose command line names `dir` (a test's own data dir). A node also keeps a standby VM
- * (restored ahead of time, paused, no instance's: packages/vmm "Standby VMs"): left out unless `all`.
+ * QEMU processes whose command line names `dir` (a test's own data dir): its instances' VMs. A node also
+ * runs VMs that are no instance's, left out unless `all`: a standby VM (restored ahead of time, paused:
+ * packages/vmm "Standby VMs") and the VM a boot template is being built from (`guest=tpl-…`, booted once
+ * the node is quiet, which may be while the only instance is suspended; it ends when the template is
+ * saved).
  */
 export function qemuPidsOf(dir: string, opts: { all?: boolean } = {}): number[] {
   const out = execFileSync('sh', ['-c', 'pgrep -f qemu-system-x86_64 || true']).toString().trim();
@@ -68,12 +71,15 @@ export function qemuPidsOf(dir: string, opts: { all?: boolean } = {}): number[] 
       try {
         const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
         if (!cmdline.includes(dir)) return false;
-        return opts.all === true || !isStandbyQemu(dir, cmdline);
+        return opts.all === true || !(isStandbyQemu(dir, cmdline) || TEMPLATE_BUILD_QEMU.test(cmdline));
       } catch {
         return false;
       }
     });
 }
+
+/** The id QEMU is given for a boot template's build VM (packages/vmm/src/template-build.ts). */
+const TEMPLATE_BUILD_QEMU = /guest=tpl-[0-9a-f]{12}\b/;
 
 /** Whether the QEMU with this command line runs a standby VM of the node in `dir` (its VM record says so). */
 function isStandbyQemu(dir: string, cmdline: string): boolean {

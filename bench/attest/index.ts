@@ -5,12 +5,12 @@
 // Disk encryption: time of the first `form disk unlock` (attest + luksFormat + mkfs + mount), and a
 // write benchmark inside the guest (dd 64 MiB, O_DIRECT + fsync) on the LUKS /data of one VM vs the
 // same kind of data disk formatted plain ext4 (no dm-crypt) on another VM: MB/s of both and the ratio.
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { attestReplica, expectedMeasurement, putSecret, registerAttestRoutes, unlockDisk } from '@formation/attest';
 import { generateKeyPair } from '@formation/identity';
+import { missingPrograms } from '@formation/interface';
 import { createLogger } from '@formation/service';
 import { createVmmService } from '@formation/vmm';
 import { integrationBlocker, qemuVmmConfig } from '@formation/vmm/testing';
@@ -18,8 +18,7 @@ import { attestFixture } from '../../packages/node/test/fixtures/attest-formpack
 import { report } from '../report.ts';
 
 const blocked =
-  integrationBlocker() ??
-  (spawnSync('sh', ['-c', 'command -v openssl']).status !== 0 ? 'openssl is not installed' : undefined);
+  integrationBlocker() ?? (missingPrograms(['openssl']).length > 0 ? 'openssl is not installed' : undefined);
 if (blocked) {
   console.error(`attest bench skipped: ${blocked}`);
   process.exit(0);

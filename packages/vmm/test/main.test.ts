@@ -96,13 +96,13 @@ describe('standalone VMM process: plain image boot, kill -9 of the VMM, re-attac
     const pid = vm.pid as number;
     proc?.kill('SIGKILL'); // the VMM dies hard; its VM must not
     await new Promise((r) => proc?.once('exit', r));
-    assert.equal(pidsMentioning(`${tmp}/vms/`).length, 1, 'the VM outlives the VMM');
+    assert.equal(pidsMentioning(`${tmp}/vms/${vm.id}/`).length, 1, 'the VM outlives the VMM');
     await startVmm();
     const again = await api.get<VmBody>(`/vms/${vm.id}`);
     assert.equal(again.state, 'running');
     assert.equal(again.pid, pid, 're-attached to the same QEMU');
     assert.match(again.stateReason, /re-attached/);
-    assert.equal(pidsMentioning(`${tmp}/vms/`).length, 1, 'no duplicate');
+    assert.equal(pidsMentioning(`${tmp}/vms/${vm.id}/`).length, 1, 'no duplicate');
     const st = await api.post<VmBody>(`/vms/${vm.id}/stop`, {});
     assert.equal(st.state, 'stopped');
     assert.match(st.stateReason, /clean poweroff/);

@@ -387,7 +387,17 @@ describe('nft table names and addresses (nft-table.ts)', () => {
     assert.equal(bridgeTableName('egress', 'formbr0'), 'form_egress_formbr0');
     assert.equal(bridgeTableName('wake', 'br-1.x'), 'form_wake_br_1_x');
     for (const ip of ['10.129.0.2', '0.0.0.0', '255.255.255.255']) assert.equal(isIpv4(ip), true, ip);
-    for (const ip of ['10.129.0.256', '10.129.0.2/24', '10.129.0', ' 10.129.0.2', '1.2.3.4; drop', '::1', '']) {
+    for (const ip of [
+      '10.129.0.256',
+      '10.129.0.2/24',
+      '10.129.0',
+      ' 10.129.0.2',
+      '1.2.3.4; drop',
+      '::1',
+      '',
+      '010.0.0.1',
+      '10.129.00.2',
+    ]) {
       assert.equal(isIpv4(ip), false, ip);
     }
   });

@@ -224,3 +224,21 @@ test('a file kept alive after its last test (an open handle) shows it in its tim
   assert.ok(r.timing.tailMs >= 2000, `tail ${r.timing.tailMs} ms`);
   assert.ok(r.timing.loadMs >= 0);
 });
+
+test('before its first test counts the loading and before-hooks, not the first test itself', async () => {
+  const file = fixture(
+    'first.test.mjs',
+    `import { before } from 'node:test';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+describe('d', () => {
+  before(() => sleep(300));
+  test('first', () => sleep(3000));
+  test('second', () => {});
+});`,
+  );
+  const r = await runTestFile(file, { root, timeoutMs: 60_000 });
+  assert.equal(failed(r), false, r.output);
+  // The before-hook is in it; the 3 s first test is not (it used to be: node reports test:start late).
+  assert.ok(r.timing.loadMs >= 300, `load ${r.timing.loadMs} ms`);
+  assert.ok(r.timing.loadMs < 3000, `load ${r.timing.loadMs} ms`);
+});

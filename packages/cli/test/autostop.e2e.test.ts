@@ -31,8 +31,9 @@ const NS = `fh2${randomBytes(3).toString('hex')}`;
 const OFFSET = process.env.FORM_AUTOSTOP_E2E_PORT_OFFSET ?? '4420';
 /** One autostop minute in the daemon (ms): `AUTOSTOP 1m` suspends after this long without traffic. */
 const MINUTE_MS = 8000;
-const home = mkdtempSync(join(tmpdir(), 'form-autostop-'));
-const work = mkdtempSync(join(tmpdir(), 'form-autostop-src-'));
+// Made only when the tests run: a skipped describe runs no after-hook to remove them.
+const home = why ? '' : mkdtempSync(join(tmpdir(), 'form-autostop-'));
+const work = why ? '' : mkdtempSync(join(tmpdir(), 'form-autostop-src-'));
 // The daemon logs at info into <home>/node/formationd.log: what to read when this test fails.
 const env = {
   FORM_HOME: home,

@@ -29,7 +29,8 @@ const why = integrationPrerequisites('boot snapshot e2e test', {
 const NS = `fh1${randomBytes(3).toString('hex')}`;
 // FORM_BOOTSNAP_E2E_PORT_OFFSET: run next to another copy of this test (4300-4399 is this test's range)
 const OFFSET = process.env.FORM_BOOTSNAP_E2E_PORT_OFFSET ?? '4330';
-const home = mkdtempSync(join(tmpdir(), 'form-bootsnap-'));
+// Made only when the tests run: a skipped describe runs no after-hook to remove them.
+const home = why ? '' : mkdtempSync(join(tmpdir(), 'form-bootsnap-'));
 // The daemon logs at info into <home>/node/formationd.log: what to read when this test fails.
 const env = { FORM_HOME: home, FORM_PORT_OFFSET: OFFSET, FORM_LOG_LEVEL: 'info', FORM_BOOT_SNAPSHOTS: 'true' };
 const { form, json, waitFor } = formCli(env);

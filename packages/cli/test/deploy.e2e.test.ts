@@ -23,8 +23,9 @@ const why = integrationPrerequisites('deploy e2e test', {
 const NS = `fe2e${randomBytes(3).toString('hex')}`;
 // FORM_E2E_PORT_OFFSET: run next to another copy of this test (its node would hold these ports)
 const OFFSET = process.env.FORM_E2E_PORT_OFFSET ?? '50';
-const home = mkdtempSync(join(tmpdir(), 'form-e2e-'));
-const otherHome = mkdtempSync(join(tmpdir(), 'form-e2e-other-'));
+// Made only when the tests run: a skipped describe runs no after-hook to remove them.
+const home = why ? '' : mkdtempSync(join(tmpdir(), 'form-e2e-'));
+const otherHome = why ? '' : mkdtempSync(join(tmpdir(), 'form-e2e-other-'));
 // The daemon logs at info into <home>/node/formationd.log: what to read when this test fails.
 const env = { FORM_HOME: home, FORM_PORT_OFFSET: OFFSET, FORM_LOG_LEVEL: 'info' };
 // (the CLI itself never prints library logs on stdout, whatever FORM_LOG_LEVEL says)

@@ -48,10 +48,26 @@ export function formCli(env: Record<string, string>) {
       return pred(last) ? last : undefined;
     };
     return until(what, poll, timeoutMs, everyMs).catch((err: Error) => {
-      throw new Error(`${err.message}; last status: ${JSON.stringify(last)}`);
+      throw new Error(`${err.message}; last status: ${JSON.stringify(last)}${daemonLogTail(env.FORM_HOME)}`);
     });
   };
   return { form, json, waitFor };
+}
+
+/**
+ * The node's warnings and errors, last 40 (its formationd.log under `home`), for a failed wait: a CI run
+ * keeps no test data, so what the daemon said is only in the failure message.
+ */
+export function daemonLogTail(home: string | undefined, max = 40): string {
+  if (!home) return '';
+  try {
+    const lines = readFileSync(join(home, 'node', 'formationd.log'), 'utf8')
+      .split('\n')
+      .filter((l) => /"level":(4|5|6)0/.test(l));
+    return `\nformationd warnings and errors (last ${max}):\n${lines.slice(-max).join('\n')}`;
+  } catch (err) {
+    return `\n(no formationd log: ${(err as Error).message})`;
+  }
 }
 
 /**

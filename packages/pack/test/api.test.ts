@@ -67,7 +67,7 @@ describe('pack API', () => {
     await svc.app.ready();
   });
   after(async () => {
-    await svc.close();
+    await svc?.close();
     rmSync(work, { recursive: true, force: true });
   });
 

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { PlacementNode } from '@formation/scheduler';
-import type { InstanceView, ReplicaView } from '@formation/state';
+import type { InstanceView } from '@formation/state';
 import type { VmView } from '@formation/vmm';
 import {
   type Action,
@@ -17,95 +16,9 @@ import {
   planWake,
   REVISION_RETRY_MS,
 } from '../src/plan.ts';
+import { committed, ELSEWHERE, HASH, input, instance, iso, ME, NOW, node, settled, vm } from './plan-fixtures.ts';
 
 // The controller's decisions, one row per branch of plan(): no VMs, no store, no root.
-
-const ME = 'me-node';
-const NOW = Date.parse('2026-01-01T00:00:00.000Z');
-const FP = 'f'.repeat(64);
-const HASH = 'a'.repeat(64);
-const iso = (ms: number) => new Date(ms).toISOString();
-
-const node = (id: string): PlacementNode => ({
-  id,
-  capacity: { vcpu: 8, memMiB: 8192, diskGiB: 100 },
-  used: { vcpu: 0, memMiB: 0, diskGiB: 0 },
-  healthy: true,
-});
-const HERE = [node(ME)];
-const ELSEWHERE = [node('other-node')];
-
-const replica = (over: Partial<ReplicaView> = {}): ReplicaView => ({
-  node: ME,
-  claimedBy: 'c'.repeat(64),
-  assigned: true,
-  state: 'running',
-  formnetIp: '10.129.1.2',
-  revision: 0,
-  reason: null,
-  ts: NOW - 1000,
-  ...over,
-});
-
-// Cast: the state view grows fields (formpack, overQuota, …) that planning does not read.
-const instance = (over: Partial<PlanInstance> = {}, mine: Partial<ReplicaView> | null = {}): PlanInstance =>
-  ({
-    id: 'i'.repeat(32),
-    owner: 'owner-key',
-    ownerAddress: '0xowner',
-    name: 'hello',
-    formpackId: FP,
-    replicas: 1,
-    resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
-    desired: 'running',
-    createdBy: 'd'.repeat(64),
-    deleted: false,
-    revision: 0,
-    revisionHash: null,
-    replicaSet: mine === null ? [] : [replica(mine)],
-    ...over,
-  }) as PlanInstance;
-
-const vm = (over: Partial<VmView> = {}): VmView => ({
-  id: 'vm-1',
-  name: 'hello-iiiiii',
-  owner: '0xowner',
-  state: 'running',
-  stateReason: 'started',
-  source: { kind: 'formpack', id: FP, name: 'hello', dir: '/fp' },
-  resources: { vcpu: 1, memMiB: 512, diskGiB: 5 },
-  network: { mode: 'tap', ip: '10.129.1.2/24', gateway: '10.129.1.1', mac: '02:00:00:00:00:01', forwards: [] },
-  pid: 123,
-  ready: true,
-  startedAt: iso(NOW - 60_000),
-  readyAt: iso(NOW - 50_000),
-  bootMs: 10_000,
-  measurement: null,
-  health: null,
-  lastExit: null,
-  restartPolicy: 'never',
-  restarts: 0,
-  snapshots: [],
-  revisions: [],
-  createdAt: iso(NOW - 60_000),
-  updatedAt: iso(NOW - 50_000),
-  ...over,
-});
-
-const input = (over: Partial<PlanInput> = {}): PlanInput => ({
-  instance: instance(),
-  me: ME,
-  nodes: HERE,
-  vm: vm(),
-  now: NOW,
-  retryAfterMs: 60_000,
-  hasEntrypoint: false,
-  canFetchRevisions: true,
-  ...over,
-});
-
-const settled = { status: 'running' as const, pid: 7, restarts: 0 };
-const committed = { revision: 2, revisionHash: HASH };
 
 const rows: Array<[string, Partial<PlanInput>, Action]> = [
   // busy

@@ -158,6 +158,7 @@ export class InstanceController {
         canFetchRevisions: this.o.dataDir !== undefined,
         idleMs,
         minuteMs: this.o.autostopMinuteMs ?? (Number(process.env.FORM_AUTOSTOP_MINUTE_MS) || 60_000),
+        readyTimeoutMs: this.o.readyTimeoutMs ?? 180_000,
         vmRelease: vm?.source.kind === 'formpack' && !inst.deleted ? releaseOfFormpack(inst, vm.source.id) : undefined,
       });
       await this.execute(inst, action);

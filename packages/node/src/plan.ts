@@ -45,6 +45,20 @@ export interface PlanInput {
   idleMs?: number | undefined;
   /** Length of an autostop minute in ms (tests shorten it; default 60 000). */
   minuteMs?: number | undefined;
+  /**
+   * How long a VM may take from its start to ready (ms). The boot action waits that long itself; this is
+   * for a VM no action waits for (the node restarted while it booted): past it, the replica is failed.
+   */
+  readyTimeoutMs?: number | undefined;
+}
+
+/** Why a replica failed whose VM did not become ready in time with no boot action waiting for it. */
+export function neverReadyReason(vm: Pick<VmView, 'state' | 'startedAt'>, readyTimeoutMs: number): string {
+  return (
+    `its VM did not become ready within ${Math.round(readyTimeoutMs / 1000)} s of its start at ${vm.startedAt} ` +
+    `(it is ${vm.state}; the node restarted while it booted, so no boot waited for it). Its console shows ` +
+    'how far it got (GET /vms/<id>/console on the node); `form manage stop` then `form manage start` boots it again'
+  );
 }
 
 /** What to do about one instance: a closed set, carried out by the controller's executor. */
@@ -161,6 +175,13 @@ export function plan(i: PlanInput): Action {
 /** Keep the reported status in line with a VM that exists: ready -> running, a dead entrypoint -> failed. */
 function observe(i: PlanInput, vm: VmView, mine: ReplicaView): Action {
   const inst = i.instance;
+  if (!vm.ready && (vm.state === 'running' || vm.state === 'paused') && i.readyTimeoutMs !== undefined) {
+    const since = Date.parse(vm.startedAt ?? '');
+    if (since && i.now - since > i.readyTimeoutMs) {
+      if (mine.state === 'failed') return nothing('failed: its VM never became ready');
+      return { kind: 'report', state: 'failed', reason: neverReadyReason(vm, i.readyTimeoutMs) };
+    }
+  }
   if (!vm.ready || (vm.state !== 'running' && vm.state !== 'paused')) return nothing('its VM is not ready');
   const ep = vm.health?.entrypoint;
   if (ep?.status === 'exited' && ep.restarts >= 3) {

@@ -262,6 +262,31 @@ describe('VMM service over real QEMU (API, state machine, faults, re-attach)', {
     assert.equal((await call('GET', `/vms/${vmId}`)).body.state, 'crashed');
   });
 
+  test('VMM restart: a VM found paused mid-boot (a template restore cut short) is ended and booted again, never left paused', async () => {
+    const st = await call('POST', `/vms/${vmId}/start`, { wait: true });
+    assert.equal(st.status, 200, JSON.stringify(st.body));
+    const pid = st.body.pid as number;
+    // What a VMM killed during a template restore leaves: its QEMU alive and paused (an incoming
+    // migration waits paused), the record still `starting`.
+    await (vmm.driver as unknown as { pause(v: unknown): Promise<void> }).pause(
+      (vmm.manager as unknown as { vms: Map<string, { driver: unknown }> }).vms.get(vmId)?.driver,
+    );
+    await vmm.close(); // VMs keep running
+    const recordFile = `${tmp}/vms/${vmId}/vm.json`;
+    writeFileSync(recordFile, JSON.stringify({ ...JSON.parse(readFileSync(recordFile, 'utf8')), state: 'starting' }));
+    vmm = await createVmmService({ config: config(), logger: createLogger('silent') });
+    const g = await call('GET', `/vms/${vmId}`);
+    assert.equal(g.body.state, 'crashed', JSON.stringify(g.body));
+    assert.match(g.body.stateReason, new RegExp(`boot was cut short by a VMM restart \\(found paused, pid ${pid}\\)`));
+    assert.deepEqual(pidsMentioning(`${tmp}/vms/${vmId}/`), [], 'its paused QEMU was ended');
+    // Booted again (what the node's controller does with a crashed VM), it runs and is ready.
+    const again = await call('POST', `/vms/${vmId}/start`, { wait: true });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(again.body.state, 'running');
+    assert.equal(again.body.ready, true);
+    assert.equal((await call('POST', `/vms/${vmId}/stop`, { force: true })).body.state, 'stopped');
+  });
+
   test('images: GET /images; a corrupt or missing image is a clear error; a VM from a .qcow2 image', async () => {
     const fpDir = `${fx.formpacksDir}/${fx.id}`;
     copyFileSync(`${fpDir}/disk.qcow2`, `${tmp}/images/base.qcow2`);
